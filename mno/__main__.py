@@ -1,0 +1,3 @@
+from mno.cli import main
+
+main()

@@ -1,0 +1,101 @@
+"""The contract between the runner and the agents.
+
+An agent is a module listed in ``mno.agents.registry.AGENTS`` with:
+
+- ``tick(ctx: TickContext) -> TickResult``: one pass. It claims a batch of work through
+  ``mno.store.leases``, does it through domain functions and records the outcome. An
+  exception in one item marks only that item for retry; ``tick`` raises only when the
+  whole pass failed (e.g. the store is unreachable).
+- ``queue_depth(session) -> tuple[int, int]`` (optional): items due now, items leased.
+- ``SINGLETON = True`` (optional): only one process in the fleet runs it at a time.
+- ``DEFAULT_OPTIONS: dict`` (optional): agent-specific options and their defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+def make_owner() -> str:
+    """A lease owner id unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class TickContext:
+    agent: str
+    owner: str = field(default_factory=make_owner)
+    db_url: str | None = None
+    batch_size: int = 100
+    concurrency: int = 4
+    lease_for: timedelta = timedelta(seconds=60)
+    max_items: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("mno.agents"))
+
+    def session(self, write: bool = True) -> AbstractContextManager[Session]:
+        from mno.store.db import session_scope
+
+        return session_scope(self.db_url, write=write)
+
+    def stopping(self) -> bool:
+        """True once a warm stop was asked: claim nothing new."""
+        return self.stop_event.is_set()
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+@dataclass
+class TickResult:
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    duration_ms: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, other: TickResult) -> None:
+        self.claimed += other.claimed
+        self.done += other.done
+        self.failed += other.failed
+        self.retried += other.retried
+        for key, value in other.details.items():
+            if isinstance(value, int | float) and isinstance(self.details.get(key, 0), int | float):
+                self.details[key] = self.details.get(key, 0) + value
+            else:
+                self.details[key] = value
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Timer:
+    """``with Timer() as t: …`` then ``t.ms``."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.ms = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ms = (time.perf_counter() - self.start) * 1000
+
+
+def iter_batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

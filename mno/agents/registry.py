@@ -1,0 +1,23 @@
+"""Which agents exist, and which HTTP routers the agents' listener mounts.
+
+Modules are imported only when an agent runs, so ``mno --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# agent name -> module with tick(ctx) -> TickResult
+AGENTS: dict[str, str] = {}
+
+# "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener
+HTTP_ROUTERS: list[str] = []
+
+
+def load(name: str) -> ModuleType:
+    from mno.errors import BadInput
+
+    if name not in AGENTS:
+        raise BadInput(f"unknown agent {name!r}", f"one of: {', '.join(sorted(AGENTS))}")
+    return importlib.import_module(AGENTS[name])

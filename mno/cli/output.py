@@ -1,0 +1,181 @@
+"""The one console: rendering of tables, JSON and YAML, messages and progress.
+
+Commands never print directly; they call ``render()``, ``success()`` or ``progress()``.
+JSON output has stable keys, ISO 8601 UTC timestamps and money as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOpt = Annotated[
+    Format,
+    typer.Option(
+        "--output", "-o", help="Output format: table, json or yaml.", case_sensitive=False
+    ),
+]
+
+_console: Console | None = None
+_err_console: Console | None = None
+
+
+def console() -> Console:
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, soft_wrap=False)
+    return _console
+
+
+def err_console() -> Console:
+    global _err_console
+    if _err_console is None:
+        from rich.console import Console
+
+        _err_console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None)
+    return _err_console
+
+
+def reset() -> None:
+    """Forget the consoles (tests swap stdout between invocations)."""
+    global _console, _err_console
+    _console = None
+    _err_console = None
+
+
+def to_jsonable(data: Any) -> Any:
+    from mno.store.audit import jsonable
+
+    if hasattr(data, "as_dict"):
+        data = data.as_dict()
+    elif hasattr(data, "model_dump"):
+        data = data.model_dump()
+    if isinstance(data, list):
+        return [to_jsonable(item) for item in data]
+    if isinstance(data, dict):
+        return {k: to_jsonable(v) for k, v in jsonable(data).items()}
+    return jsonable(data)
+
+
+def dumps_json(data: Any) -> str:
+    return json.dumps(to_jsonable(data), indent=2, ensure_ascii=False)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) if value else "-"
+    if isinstance(value, dict):
+        if set(value) == {"amount", "currency"}:
+            return f"{value['amount']} {value['currency']}"
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) if value else "-"
+    return str(value)
+
+
+def render(
+    data: Any,
+    fmt: Format | str = Format.table,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """Print one object (a dict) or a list of objects in the chosen format."""
+    fmt = Format(fmt)
+    payload = to_jsonable(data)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt is Format.yaml:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))
+        return
+    from rich.table import Table
+
+    if isinstance(payload, list):
+        if not payload:
+            console().print(empty)
+            return
+        cols = list(columns or payload[0].keys())
+        table = Table(title=title, show_edge=False, header_style="bold")
+        for col in cols:
+            table.add_column(col.upper().replace("_", " "), overflow="fold")
+        for row in payload:
+            table.add_row(*(_cell(row.get(col)) for col in cols))
+        console().print(table)
+        return
+    if isinstance(payload, dict):
+        table = Table(title=title, show_header=False, show_edge=False, box=None)
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for key in columns or payload.keys():
+            table.add_row(key, _cell(payload.get(key)))
+        console().print(table)
+        return
+    console().print(str(payload))
+
+
+def success(message: str) -> None:
+    """A short confirmation on stderr, so stdout stays clean for data."""
+    err_console().print(f"[green]✓[/green] {message}", highlight=False)
+
+
+def info(message: str) -> None:
+    err_console().print(message, highlight=False)
+
+
+def warn(message: str) -> None:
+    err_console().print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+
+
+def error(message: str) -> None:
+    err_console().print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+@contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Any]:
+    """A progress bar on a TTY; elsewhere a no-op advancer. Yields ``advance(n)``."""
+    if not is_tty():
+        yield lambda n=1: None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+@contextmanager
+def spinner(description: str) -> Iterator[None]:
+    if not is_tty():
+        yield
+        return
+    with err_console().status(description):
+        yield

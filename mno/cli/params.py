@@ -1,0 +1,40 @@
+"""Shared parsing of option values: K=V pairs, comma lists and --since times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mno.errors import BadInput
+
+
+def pairs(values: list[str] | None, what: str = "value") -> dict[str, str]:
+    """``["A=1", "B=2"]`` → ``{"A": "1", "B": "2"}``."""
+    result: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"invalid {what} {item!r}", "expected K=V")
+        result[key.strip()] = value
+    return result
+
+
+def csv_list(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def since(value: str | None) -> datetime | None:
+    """``--since``: a duration back from now (``24h``, ``7d``) or an ISO 8601 time."""
+    if not value:
+        return None
+    from mno import clock
+    from mno.settings import parse_duration
+
+    try:
+        return clock.now() - parse_duration(value)
+    except BadInput:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadInput(f"invalid time {value!r}", "use 24h, 7d or an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,247 @@
+"""mno tenant: create, list, show, update, provision, suspend, resume, offboard, contacts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+app = typer.Typer(help="Manage tenants (customers) and their contacts.", no_args_is_help=True)
+contact_app = typer.Typer(help="Manage a tenant's contacts.", no_args_is_help=True)
+app.add_typer(contact_app, name="contact")
+
+LIST_COLUMNS = ["key", "name", "tier", "status", "parent", "currency", "domains"]
+
+
+def _show(view: object, fmt: Format) -> None:
+    render(view, fmt)
+
+
+@app.command("create")
+def create(
+    key: Annotated[str, typer.Argument(help="Tenant key: a DNS label, 2-40 chars [a-z0-9-].")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the key).")] = None,
+    tier: Annotated[str, typer.Option(help="pooled or silo.")] = "pooled",
+    parent: Annotated[str | None, typer.Option(help="Managing tenant's key.")] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="A domain; repeat for more.")] = None,
+    currency: Annotated[str, typer.Option(help="Billing currency (ISO 4217).")] = "USD",
+    timezone: Annotated[str, typer.Option(help="IANA timezone.")] = "UTC",
+    address: Annotated[str | None, typer.Option(help="Street address.")] = None,
+    city: Annotated[str | None, typer.Option(help="City.")] = None,
+    zip: Annotated[str | None, typer.Option("--zip", help="Postal code.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region or state.")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO 3166-1 alpha-2 country.")] = None,
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if the key already exists.")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a tenant in pending_provision."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        tenant, created = tenants.create(
+            s,
+            key,
+            name=name,
+            tier=tier,
+            parent=parent,
+            domains=domain or [],
+            currency=currency,
+            timezone=timezone,
+            address=address,
+            city=city,
+            zip=zip,
+            region=region,
+            country=country,
+            if_not_exists=if_not_exists,
+        )
+        view = tenants.view(s, tenant)
+    if output is Format.table:
+        success(f"tenant {key} {'created' if created else 'already exists'}")
+    render(view, output)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    tier: Annotated[str | None, typer.Option(help="Only this tier.")] = None,
+    parent: Annotated[str | None, typer.Option(help="Only tenants managed by this key.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List tenants."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope(write=False) as s:
+        views = tenants.list_tenants(s, status=status, tier=tier, parent=parent, limit=limit)
+    render(views, output, columns=LIST_COLUMNS, empty="No tenants.")
+
+
+@app.command("show")
+def show(
+    key: Annotated[str, typer.Argument(help="Tenant key or id.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show one tenant."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope(write=False) as s:
+        view = tenants.view(s, tenants.get(s, key))
+    render(view, output)
+
+
+@app.command("update")
+def update(
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tier: Annotated[str | None, typer.Option(help="pooled or silo.")] = None,
+    parent: Annotated[str | None, typer.Option(help="New managing tenant.")] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option(help="Replace the domains; repeat for more.")
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="Billing currency.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA timezone.")] = None,
+    address: Annotated[str | None, typer.Option(help="Street address.")] = None,
+    city: Annotated[str | None, typer.Option(help="City.")] = None,
+    zip: Annotated[str | None, typer.Option("--zip", help="Postal code.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region or state.")] = None,
+    country: Annotated[str | None, typer.Option(help="ISO 3166-1 alpha-2 country.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a tenant's fields."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        tenant = tenants.update(
+            s,
+            key,
+            parent=parent,
+            domains=domain,
+            name=name,
+            tier=tier,
+            currency=currency,
+            timezone=timezone,
+            address=address,
+            city=city,
+            zip=zip,
+            region=region,
+            country=country,
+        )
+        view = tenants.view(s, tenant)
+    render(view, output)
+
+
+def _transition(key: str, action: str, output: Format, **kwargs: str) -> None:
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        tenant = getattr(tenants, action)(s, key, **kwargs)
+        view = tenants.view(s, tenant)
+    if output is Format.table:
+        success(f"tenant {key} is {view.tenant.status}")
+    render(view, output)
+
+
+@app.command("provision")
+def provision(
+    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """Provision a tenant (pending_provision or provision_failed → active)."""
+    _transition(key, "provision", output)
+
+
+@app.command("suspend")
+def suspend(
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    reason: Annotated[str, typer.Option(help="Why, e.g. arrears.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Suspend an active tenant."""
+    _transition(key, "suspend", output, reason=reason)
+
+
+@app.command("resume")
+def resume(
+    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """Resume a suspended tenant."""
+    _transition(key, "resume", output)
+
+
+@app.command("offboard")
+def offboard(
+    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """Offboard an active or suspended tenant."""
+    _transition(key, "offboard", output)
+
+
+@app.command("delete")
+def delete(
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete an offboarded (or never provisioned) tenant."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    if not yes:
+        typer.confirm(f"Delete tenant {key}?", abort=True)
+    with session_scope() as s:
+        tenants.delete(s, key)
+    success(f"tenant {key} deleted")
+
+
+@contact_app.command("add")
+def contact_add(
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    name: Annotated[str, typer.Option(help="Contact name.")],
+    email: Annotated[str, typer.Option(help="Contact email.")],
+    type: Annotated[str, typer.Option(help="admin, billing, technical or other.")] = "admin",
+    primary: Annotated[
+        bool, typer.Option("--primary", help="Make it the primary contact.")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Add a contact to a tenant."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        contact = tenants.add_contact(s, key, name=name, email=email, type=type, primary=primary)
+    render(contact, output, columns=["name", "email", "type", "primary"])
+
+
+@contact_app.command("list")
+def contact_list(
+    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """List a tenant's contacts."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope(write=False) as s:
+        contacts = tenants.list_contacts(s, key)
+    render(contacts, output, columns=["name", "email", "type", "primary"], empty="No contacts.")
+
+
+@contact_app.command("remove")
+def contact_remove(
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    email: Annotated[str, typer.Argument(help="Contact email.")],
+) -> None:
+    """Remove a contact from a tenant."""
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        tenants.remove_contact(s, key, email)
+    success(f"{email} removed from {key}")

@@ -1,0 +1,119 @@
+"""Money: ISO 4217 currencies, ``Decimal`` amounts and the one rounding rule.
+
+Amounts are ``Decimal`` everywhere and are stored as integer minor units plus a currency
+code. A line amount is rounded to the currency's minor unit with ROUND_HALF_UP once, at
+the line; tax is computed per invoice and rounded the same way. Rates and tiers keep full
+precision until then. Floats are never accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from mno.errors import BadInput
+
+# Active ISO 4217 codes and their minor units.
+_MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(
+        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BRL BSD BTN "
+        "BWP BYN BZD CAD CDF CHF CNY COP CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD "
+        "FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR "
+        "KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN "
+        "MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD "
+        "SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD "
+        "TZS UAH USD UYU UZS VES WST XCD YER ZAR ZMW ZWG".split(),
+        2,
+    ),
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def currencies() -> list[str]:
+    return sorted(_MINOR_UNITS)
+
+
+def minor_units(currency: str) -> int:
+    return _MINOR_UNITS[check_currency(currency)]
+
+
+def check_currency(code: str) -> str:
+    """The upper-case ISO 4217 code, or BadInput."""
+    value = (code or "").strip().upper()
+    if value not in _MINOR_UNITS:
+        raise BadInput(f"unknown currency {code!r}", "use an ISO 4217 code such as EUR or USD")
+    return value
+
+
+def to_decimal(value: str | int | Decimal) -> Decimal:
+    """Parse an amount. Floats are refused: they cannot carry money exactly."""
+    if isinstance(value, float):
+        raise BadInput("amounts must be given as strings or Decimal, not float")
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise BadInput(f"not an amount: {value!r}") from exc
+    if not result.is_finite():
+        raise BadInput(f"not an amount: {value!r}")
+    return result
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's minor unit, half up (the one rounding rule)."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """Integer minor units; the amount must already be rounded."""
+    rounded = round_money(amount, currency)
+    if rounded != amount:
+        raise BadInput(f"{amount} has more decimals than {currency} allows")
+    return int(rounded.scaleb(minor_units(currency)))
+
+
+def from_minor(units: int, currency: str) -> Decimal:
+    return Decimal(units).scaleb(-minor_units(currency)).quantize(quantum(currency))
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    amount: Decimal
+    currency: str
+
+    @classmethod
+    def of(cls, amount: str | int | Decimal, currency: str) -> Money:
+        code = check_currency(currency)
+        return cls(round_money(to_decimal(amount), code), code)
+
+    @classmethod
+    def from_minor(cls, units: int, currency: str) -> Money:
+        return cls(from_minor(units, currency), check_currency(currency))
+
+    @property
+    def minor(self) -> int:
+        return to_minor(self.amount, self.currency)
+
+    def __add__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def _same(self, other: Money) -> None:
+        if other.currency != self.currency:
+            raise BadInput(f"cannot combine {self.currency} and {other.currency}")
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+    def as_json(self) -> dict[str, str]:
+        return {"amount": str(self.amount), "currency": self.currency}

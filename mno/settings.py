@@ -1,0 +1,181 @@
+"""Settings: every MNO_* variable name, the home directory, profiles and precedence.
+
+Precedence is flag, then environment, then the profile in ``$MNO_HOME/config.yaml``,
+then the documented default. The CLI root callback records flags with ``configure()``;
+domain code and agents read resolved values through the functions here.
+
+``config.yaml`` looks like::
+
+    current: default          # optional; MNO_PROFILE or --profile wins
+    profiles:
+      default:
+        db_url: sqlite:////var/lib/mno/mno.db
+        apps_domain: apps.example.com
+        smtp: {host: 127.0.0.1, port: 25, from: mno@example.com, starttls: false,
+               username: mno, password: secret:SMTP_PASSWORD}
+        leads: {code_ttl: 24h}
+        secrets: {require_keyring: false}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from mno.errors import BadInput
+
+# Environment variable names, in one place.
+ENV_HOME = "MNO_HOME"
+ENV_DB_URL = "MNO_DB_URL"
+ENV_PROFILE = "MNO_PROFILE"
+ENV_CONFIG = "MNO_CONFIG"
+ENV_ACTOR = "MNO_ACTOR"
+ENV_DEBUG = "MNO_DEBUG"
+ENV_MASTER_KEY = "MNO_MASTER_KEY"
+ENV_SECRET_PREFIX = "MNO_SECRET_"
+ENV_WEBHOOKS_ALLOW_NETWORKS = "MNO_WEBHOOKS_ALLOW_NETWORKS"
+ENV_APPS_DOMAIN = "MNO_APPS_DOMAIN"
+ENV_NO_COLOR = "NO_COLOR"
+
+
+@dataclass
+class Overrides:
+    """Values given as flags on the command line; None means not given."""
+
+    db_url: str | None = None
+    profile: str | None = None
+    config: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_overrides = Overrides()
+
+
+def configure(
+    *, db_url: str | None = None, profile: str | None = None, config: str | None = None
+) -> None:
+    """Record the flags of this invocation (replaces any earlier ones)."""
+    global _overrides
+    _overrides = Overrides(db_url=db_url, profile=profile, config=config)
+
+
+def home() -> Path:
+    """The mno home: ``MNO_HOME``, else the user's platform data directory."""
+    value = os.environ.get(ENV_HOME)
+    if value:
+        path = Path(value).expanduser()
+    else:
+        from platformdirs import user_data_dir
+
+        path = Path(user_data_dir("mno", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def profile_name() -> str:
+    if _overrides.profile:
+        return _overrides.profile
+    env = os.environ.get(ENV_PROFILE)
+    if env:
+        return env
+    data = _read_config_file()
+    return str(data.get("current") or "default")
+
+
+def _read_config_file() -> dict[str, Any]:
+    path = home() / "config.yaml"
+    if not path.exists():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadInput(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def profile() -> dict[str, Any]:
+    """The selected profile's mapping (empty when there is no config file)."""
+    data = _read_config_file()
+    profiles = data.get("profiles") or {}
+    name = profile_name()
+    if name not in profiles:
+        explicit = _overrides.profile or os.environ.get(ENV_PROFILE)
+        if name == "default" or not explicit:
+            return {}
+        raise BadInput(f"profile {name!r} is not in {home() / 'config.yaml'}")
+    value = profiles[name] or {}
+    if not isinstance(value, dict):
+        raise BadInput(f"profile {name!r} must be a mapping")
+    return value
+
+
+def profile_value(dotted: str, default: Any = None) -> Any:
+    """A value from the selected profile by dotted key, e.g. ``smtp.host``."""
+    node: Any = profile()
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def db_url() -> str:
+    """The store URL: --db, MNO_DB_URL, profile db_url, else SQLite under MNO_HOME."""
+    if _overrides.db_url:
+        return _overrides.db_url
+    env = os.environ.get(ENV_DB_URL)
+    if env:
+        return env
+    value = profile_value("db_url")
+    if value:
+        return str(value)
+    return f"sqlite:///{home() / 'mno.db'}"
+
+
+def platform_config_path() -> Path | None:
+    """--config, MNO_CONFIG, then $MNO_HOME/platform.yaml; None when none exists."""
+    if _overrides.config:
+        return Path(_overrides.config)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    candidate = home() / "platform.yaml"
+    return candidate if candidate.exists() else None
+
+
+def actor() -> str:
+    """Who is acting: MNO_ACTOR, else the OS user."""
+    value = os.environ.get(ENV_ACTOR)
+    if value:
+        return value
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse ``10s``, ``5m``, ``24h``, ``30d`` (a bare number is seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise BadInput(f"expected a duration like 10s, 5m, 24h or 30d, got {value!r}")
+    number, unit = match.groups()
+    return timedelta(seconds=float(number) * _UNITS[unit or "s"])

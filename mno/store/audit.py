@@ -1,0 +1,107 @@
+"""The audit trail: ``record()`` writes one row in the caller's transaction.
+
+A row holds the actor (``MNO_ACTOR``, else the OS user), an action key such as
+``tenant.create``, the target and a before/after diff of the fields that changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from mno import settings
+from mno.store.models.core import AuditEntry
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+_SKIP = {"created_at", "updated_at"}
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` (UUIDs, datetimes and Decimals become strings)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def snapshot(obj: Any) -> dict[str, Any]:
+    """The audited fields of a model instance."""
+    if obj is None:
+        return {}
+    data = obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+    return {k: jsonable(v) for k, v in data.items() if k not in _SKIP}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields that changed: ``{"before": {...}, "after": {...}}``."""
+    keys = sorted(set(before) | set(after))
+    changed = [k for k in keys if before.get(k) != after.get(k)]
+    return {
+        "before": {k: before.get(k) for k in changed if k in before},
+        "after": {k: after.get(k) for k in changed if k in after},
+    }
+
+
+def record(
+    session: Session,
+    action: str,
+    *,
+    target_type: str,
+    target_id: Any,
+    target: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    tenant_id: uuid.UUID | None = None,
+    actor: str | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        actor=actor or settings.actor(),
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        target=target,
+        tenant_id=tenant_id,
+        diff=diff(before or {}, after or {}),
+    )
+    session.add(entry)
+    return entry
+
+
+def list_entries(
+    session: Session,
+    *,
+    target: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    from sqlmodel import col, or_, select
+
+    stmt = select(AuditEntry)
+    if target:
+        stmt = stmt.where(or_(AuditEntry.target == target, AuditEntry.target_id == target))
+    if action:
+        if action.endswith("*"):
+            stmt = stmt.where(col(AuditEntry.action).startswith(action[:-1]))
+        else:
+            stmt = stmt.where(AuditEntry.action == action)
+    if since:
+        stmt = stmt.where(AuditEntry.at >= since)
+    stmt = stmt.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id)).limit(limit)
+    return list(session.exec(stmt))

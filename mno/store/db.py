@@ -1,0 +1,232 @@
+"""Engines and sessions for SQLite (WAL, foreign keys) or PostgreSQL (psycopg 3).
+
+``session_scope()`` is the unit of work: one transaction, committed on success and rolled
+back on any error. On SQLite a writing scope starts with ``BEGIN IMMEDIATE`` so that
+writers queue on the lock instead of failing to upgrade a read transaction; a read-only
+scope (``write=False``) starts a deferred transaction and never blocks on writers (WAL).
+
+The schema is checked once per engine: an empty SQLite store is created and upgraded on
+first use; a store that is behind or ahead of the code is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mno import settings
+from mno.errors import SchemaMismatch, Unavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_engines: dict[str, Engine] = {}
+_checked: set[str] = set()
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def is_sqlite(url_or_engine: Any) -> bool:
+    name = getattr(getattr(url_or_engine, "dialect", None), "name", None)
+    if name:
+        return name == "sqlite"
+    return str(url_or_engine).startswith("sqlite")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the configured store)."""
+    url = normalize_url(url or settings.db_url())
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _create_engine(url)
+        _engines[url] = engine
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
+    from sqlalchemy import create_engine, event
+
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=8
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    if not url.startswith("postgresql"):
+        raise Unavailable(f"unsupported store URL {redact(url)}", "use sqlite:/// or postgresql://")
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def dispose_all() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _checked.clear()
+
+
+# -- schema version -----------------------------------------------------------------
+
+_REV = re.compile(r"^revision\s*(?::\s*str)?\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.M)
+
+
+def code_heads() -> set[str]:
+    """Head revisions of the shipped migrations, read without importing Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text()
+        rev = _REV.search(text)
+        if not rev:
+            continue
+        revisions.add(rev.group(1))
+        down = _DOWN.search(text)
+        if down:
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return revisions - parents
+
+
+def all_revisions() -> set[str]:
+    revs = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        rev = _REV.search(path.read_text())
+        if rev:
+            revs.add(rev.group(1))
+    return revs
+
+
+def store_revisions(engine: Engine) -> set[str] | None:
+    """The revisions recorded in the store; None when it has no version table."""
+    from sqlalchemy import inspect, text
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+def _is_empty(engine: Engine) -> bool:
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        return not inspect(conn).get_table_names()
+
+
+def check_schema(engine: Engine) -> None:
+    """Create an empty SQLite store; refuse a store that is behind or ahead."""
+    key = str(engine.url)
+    if key in _checked:
+        return
+    try:
+        current = store_revisions(engine)
+        heads = code_heads()
+        if current is None or not current:
+            if is_sqlite(engine) and _is_empty(engine):
+                upgrade(engine)
+                _checked.add(key)
+                return
+            raise SchemaMismatch(
+                f"the store at {redact(key)} has no mno schema", "run `mno db upgrade`"
+            )
+        unknown = current - all_revisions()
+        if unknown:
+            raise SchemaMismatch(
+                f"the store's schema ({', '.join(sorted(unknown))}) is ahead of this mno",
+                "upgrade mno",
+            )
+        if current != heads:
+            raise SchemaMismatch(
+                f"the store's schema is behind this mno ({', '.join(sorted(current))})",
+                "run `mno db upgrade`",
+            )
+    except SchemaMismatch:
+        raise
+    except Exception as exc:
+        _raise_unavailable(exc, key)
+        raise
+    _checked.add(key)
+
+
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", str(engine.url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine | None = None, target: str = "heads") -> None:
+    """Upgrade the store to ``target`` (all heads by default)."""
+    from alembic import command
+
+    engine = engine or get_engine()
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, target)
+    _checked.discard(str(engine.url))
+
+
+def _raise_unavailable(exc: Exception, url: str) -> None:
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise Unavailable(f"cannot reach the store at {redact(url)}: {detail}") from exc
+
+
+@contextmanager
+def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    from sqlmodel import Session
+
+    engine = get_engine(url)
+    check_schema(engine)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            if write and is_sqlite(engine):
+                session.connection(execution_options={"sqlite_immediate": True})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    except Exception as exc:
+        _raise_unavailable(exc, str(engine.url))
+        raise

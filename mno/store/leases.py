@@ -1,0 +1,232 @@
+"""Claiming work from queue tables, safely across processes and hosts.
+
+A work table has the ``WorkItem`` columns: ``status``, ``lease_owner``, ``lease_until``,
+``attempts``, ``next_attempt_at`` and ``last_error``. A row is *claimable* when its status
+is one of the ready statuses, it is due, and it holds no live lease. Claiming sets the
+lease in one short statement:
+
+- PostgreSQL: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``,
+  so concurrent claimers never block each other and never take the same row;
+- SQLite: the same statement inside ``BEGIN IMMEDIATE`` (the writing session scope),
+  which serialises claimers on the database lock.
+
+An expired lease makes the row claimable again, so a crashed process's work is taken
+back. Completion is fenced on ``lease_owner``: a process whose lease was taken back
+cannot complete the row. Delivery is at least once; handlers must be idempotent.
+
+``acquire_lock()`` gives singleton jobs and run locks a named, expiring lock row.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.store.models.core import LeaseLock
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+def _table(model: Any) -> sa.Table:
+    return model.__table__
+
+
+def claimable(model: Any, ready: Sequence[str] = ("pending",), now: datetime | None = None) -> Any:
+    """The WHERE clause for rows that may be claimed now."""
+    t = _table(model)
+    now = now or clock.now()
+    return sa.and_(
+        t.c.status.in_(list(ready)),
+        t.c.next_attempt_at <= now,
+        sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now),
+    )
+
+
+def claim(
+    session: Session,
+    model: Any,
+    owner: str,
+    limit: int,
+    lease_for: timedelta,
+    *,
+    ready: Sequence[str] = ("pending",),
+    where: Any = None,
+    order_by: Any = None,
+    returning: Sequence[str] = ("id",),
+) -> list[Any]:
+    """Lease up to ``limit`` claimable rows to ``owner``; returns the chosen columns.
+
+    Call it in its own short writing session and commit straight after.
+    """
+    t = _table(model)
+    now = clock.now()
+    cond = claimable(model, ready, now)
+    if where is not None:
+        cond = sa.and_(cond, where)
+    pick = sa.select(t.c.id).where(cond)
+    pick = pick.order_by(*(order_by if order_by is not None else [t.c.next_attempt_at])).limit(
+        limit
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        sa.update(t)
+        .where(t.c.id.in_(pick.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=now + lease_for, attempts=t.c.attempts + 1)
+        .returning(*(t.c[name] for name in returning))
+    )
+    rows = session.execute(stmt).all()
+    return [row[0] for row in rows] if len(returning) == 1 else [tuple(r) for r in rows]
+
+
+def complete(
+    session: Session,
+    model: Any,
+    ids: Iterable[Any],
+    owner: str,
+    *,
+    status: str = "done",
+    values: dict[str, Any] | None = None,
+) -> int:
+    """Finish rows this owner holds; returns how many were still ours."""
+    t = _table(model)
+    ids = list(ids)
+    if not ids:
+        return 0
+    stmt = (
+        sa.update(t)
+        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def retry(
+    session: Session,
+    model: Any,
+    item_id: Any,
+    owner: str,
+    delay: timedelta,
+    error: str,
+    *,
+    status: str = "pending",
+) -> int:
+    """Put a failed row back, due again after ``delay``."""
+    t = _table(model)
+    stmt = (
+        sa.update(t)
+        .where(t.c.id == item_id, t.c.lease_owner == owner)
+        .values(
+            status=status,
+            lease_owner=None,
+            lease_until=None,
+            next_attempt_at=clock.now() + delay,
+            last_error=error[:2000],
+        )
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int:
+    """Give back claimed rows that were not worked on (a warm stop)."""
+    t = _table(model)
+    ids = list(ids)
+    if not ids:
+        return 0
+    stmt = (
+        sa.update(t)
+        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, attempts=t.c.attempts - 1)
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
+    """Clear leases that have expired (the rows were claimable already; this tidies)."""
+    t = _table(model)
+    now = clock.now()
+    pick = sa.select(t.c.id).where(t.c.lease_until < now).limit(limit)
+    stmt = (
+        sa.update(t)
+        .where(t.c.id.in_(pick.scalar_subquery()))
+        .values(lease_owner=None, lease_until=None)
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def depth(session: Session, model: Any, ready: Sequence[str] = ("pending",)) -> tuple[int, int]:
+    """(items due now, items leased) for a work table."""
+    t = _table(model)
+    now = clock.now()
+    due = session.execute(
+        sa.select(sa.func.count()).select_from(t).where(claimable(model, ready, now))
+    ).scalar_one()
+    leased = session.execute(
+        sa.select(sa.func.count()).select_from(t).where(t.c.lease_until >= now)
+    ).scalar_one()
+    return int(due), int(leased)
+
+
+def backoff(
+    attempts: int,
+    base: timedelta = timedelta(seconds=5),
+    cap: timedelta = timedelta(hours=1),
+    jitter: float = 0.2,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """Exponential backoff with ±``jitter`` proportional jitter."""
+    seconds = min(cap.total_seconds(), base.total_seconds() * (2 ** max(0, attempts - 1)))
+    factor = 1 + (rng or random).uniform(-jitter, jitter)
+    return timedelta(seconds=seconds * factor)
+
+
+# -- named locks ------------------------------------------------------------------
+
+
+def acquire_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
+    """Take or renew the lock ``name`` for ``owner``; False when another live owner has it."""
+    t = _table(LeaseLock)
+    now = clock.now()
+    updated = session.execute(
+        sa.update(t)
+        .where(t.c.name == name, sa.or_(t.c.owner == owner, t.c.until < now))
+        .values(owner=owner, until=now + ttl, updated_at=now)
+    ).rowcount
+    if updated:
+        return True
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session.begin_nested():
+            session.execute(
+                sa.insert(t).values(
+                    id=LeaseLock().id,
+                    name=name,
+                    owner=owner,
+                    until=now + ttl,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_lock(session: Session, name: str, owner: str) -> bool:
+    t = _table(LeaseLock)
+    return bool(session.execute(sa.delete(t).where(t.c.name == name, t.c.owner == owner)).rowcount)
+
+
+def lock_holder(session: Session, name: str) -> tuple[str, datetime] | None:
+    t = _table(LeaseLock)
+    row = session.execute(
+        sa.select(t.c.owner, t.c.until).where(t.c.name == name, t.c.until >= clock.now())
+    ).first()
+    return (row[0], row[1]) if row else None

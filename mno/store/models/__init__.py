@@ -1,0 +1,19 @@
+"""SQLModel tables, one module per domain. Importing this package registers them all."""
+
+from mno.store.models.base import Base, WorkItem
+from mno.store.models.core import AuditEntry, Event, LeaseLock
+from mno.store.models.tenancy import App, AppGrant, Lead, Tenant, TenantContact, TenantDomain
+
+__all__ = [
+    "App",
+    "AppGrant",
+    "AuditEntry",
+    "Base",
+    "Event",
+    "Lead",
+    "LeaseLock",
+    "Tenant",
+    "TenantContact",
+    "TenantDomain",
+    "WorkItem",
+]

@@ -1,0 +1,1 @@
+"""Tenancy: tenants and their hierarchy, leads, the apps catalogue and access rules."""

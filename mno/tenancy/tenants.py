@@ -1,0 +1,637 @@
+"""Tenants: the customers of the platform (MnoHub organisations, SourceLoop tenants).
+
+A built-in ``system`` tenant is the root of the hierarchy. Every other tenant has a
+parent, its managing client; at most ``MAX_MANAGING_LEVELS`` tenants sit above any tenant
+(``system`` included), and cycles are refused.
+
+Status machine::
+
+    pending_provision → provisioning → active | provision_failed
+    provision_failed → provisioning
+    active ⇄ suspended
+    active | suspended → offboarding → offboarded
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mno import validate
+from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
+from mno.money import check_currency
+from mno.store import audit, outbox
+from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+SYSTEM_KEY = "system"
+MAX_MANAGING_LEVELS = 4
+TIERS = ("pooled", "silo")
+STATUSES = (
+    "pending_provision",
+    "provisioning",
+    "active",
+    "provision_failed",
+    "suspended",
+    "offboarding",
+    "offboarded",
+)
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "pending_provision": ("provisioning",),
+    "provisioning": ("active", "provision_failed"),
+    "provision_failed": ("provisioning",),
+    "active": ("suspended", "offboarding"),
+    "suspended": ("active", "offboarding"),
+    "offboarding": ("offboarded",),
+    "offboarded": (),
+}
+CONTACT_TYPES = ("admin", "billing", "technical", "other")
+ADDRESS_FIELDS = ("address", "city", "zip", "region", "country")
+
+
+@dataclass
+class TenantView:
+    """A tenant with what it links to, ready to render."""
+
+    tenant: Tenant
+    parent_key: str | None
+    domains: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.tenant
+        return {
+            "id": str(t.id),
+            "key": t.key,
+            "name": t.name,
+            "tier": t.tier,
+            "status": t.status,
+            "status_reason": t.status_reason,
+            "parent": self.parent_key,
+            "domains": self.domains,
+            "currency": t.currency,
+            "timezone": t.timezone,
+            "address": t.address,
+            "city": t.city,
+            "zip": t.zip,
+            "region": t.region,
+            "country": t.country,
+            "in_arrears": t.in_arrears,
+            "metadata": t.meta,
+            "created_at": audit.jsonable(t.created_at),
+            "updated_at": audit.jsonable(t.updated_at),
+        }
+
+
+def _event_payload(t: Tenant) -> dict[str, Any]:
+    return {"id": str(t.id), "key": t.key, "name": t.name, "tier": t.tier, "status": t.status}
+
+
+# -- lookups --------------------------------------------------------------------------
+
+
+def ensure_system(session: Session) -> Tenant:
+    """The root ``system`` tenant, created on first need."""
+    from sqlmodel import select
+
+    system = session.exec(select(Tenant).where(Tenant.key == SYSTEM_KEY)).first()
+    if system is None:
+        system = Tenant(key=SYSTEM_KEY, name="System", tier="silo", status="active")
+        session.add(system)
+        session.flush()
+        audit.record(
+            session,
+            "tenant.create",
+            target_type="tenant",
+            target_id=system.id,
+            target=SYSTEM_KEY,
+            after=audit.snapshot(system),
+            tenant_id=system.id,
+        )
+        outbox.emit(session, "tenant.created", _event_payload(system), system.id)
+    return system
+
+
+def get(session: Session, key_or_id: str | uuid.UUID) -> Tenant:
+    from sqlmodel import select
+
+    if isinstance(key_or_id, uuid.UUID):
+        tenant = session.get(Tenant, key_or_id)
+    else:
+        tenant = session.exec(select(Tenant).where(Tenant.key == key_or_id)).first()
+        if tenant is None and _looks_like_uuid(key_or_id):
+            tenant = session.get(Tenant, uuid.UUID(key_or_id))
+    if tenant is None:
+        raise NotFound(f"tenant {key_or_id!s} not found", "see `mno tenant list`")
+    return tenant
+
+
+def _looks_like_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def ancestors(session: Session, tenant: Tenant) -> list[Tenant]:
+    """The managing chain above ``tenant``, nearest first."""
+    chain: list[Tenant] = []
+    seen = {tenant.id}
+    parent_id = tenant.parent_id
+    while parent_id is not None:
+        parent = session.get(Tenant, parent_id)
+        if parent is None or parent.id in seen:
+            break
+        chain.append(parent)
+        seen.add(parent.id)
+        parent_id = parent.parent_id
+    return chain
+
+
+def descendant_ids(session: Session, tenant_id: uuid.UUID) -> set[uuid.UUID]:
+    """Every tenant managed by ``tenant_id``, directly or below (not itself)."""
+    import sqlalchemy as sa
+
+    rows = session.execute(sa.select(Tenant.id, Tenant.parent_id)).all()
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for tid, pid in rows:
+        if pid is not None:
+            children.setdefault(pid, []).append(tid)
+    found: set[uuid.UUID] = set()
+    stack = [tenant_id]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _subtree_height(session: Session, tenant_id: uuid.UUID) -> int:
+    import sqlalchemy as sa
+
+    rows = session.execute(sa.select(Tenant.id, Tenant.parent_id)).all()
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for tid, pid in rows:
+        if pid is not None:
+            children.setdefault(pid, []).append(tid)
+
+    def height(node: uuid.UUID) -> int:
+        kids = children.get(node, [])
+        return 1 + max((height(k) for k in kids), default=0) if kids else 0
+
+    return height(tenant_id)
+
+
+def _check_parent(session: Session, tenant: Tenant | None, parent: Tenant) -> None:
+    if tenant is not None:
+        if parent.id == tenant.id or parent.id in descendant_ids(session, tenant.id):
+            raise Conflict(f"{parent.key} is managed by {tenant.key}: that would make a cycle")
+    levels_above = 1 + len(ancestors(session, parent))
+    below = _subtree_height(session, tenant.id) if tenant is not None else 0
+    if levels_above + below > MAX_MANAGING_LEVELS:
+        raise Conflict(
+            f"parent {parent.key} is too deep",
+            f"at most {MAX_MANAGING_LEVELS} managing levels may sit above a tenant",
+        )
+
+
+def view(session: Session, tenant: Tenant) -> TenantView:
+    from sqlmodel import select
+
+    parent_key = None
+    if tenant.parent_id:
+        parent = session.get(Tenant, tenant.parent_id)
+        parent_key = parent.key if parent else None
+    domains = session.exec(
+        select(TenantDomain.domain)
+        .where(TenantDomain.tenant_id == tenant.id)
+        .order_by(TenantDomain.domain)
+    ).all()
+    return TenantView(tenant, parent_key, list(domains))
+
+
+# -- create / update --------------------------------------------------------------------
+
+
+def create(
+    session: Session,
+    key: str,
+    *,
+    name: str | None = None,
+    tier: str = "pooled",
+    parent: str | None = None,
+    domains: Sequence[str] = (),
+    currency: str = "USD",
+    timezone: str = "UTC",
+    address: str | None = None,
+    city: str | None = None,
+    zip: str | None = None,
+    region: str | None = None,
+    country: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    status: str = "pending_provision",
+    if_not_exists: bool = False,
+) -> tuple[Tenant, bool]:
+    """Create a tenant; returns (tenant, created). With ``if_not_exists`` an existing key
+    is returned unchanged."""
+    from sqlmodel import select
+
+    validate.tenant_key(key)
+    if key == SYSTEM_KEY:
+        raise Conflict("the key 'system' is reserved")
+    existing = session.exec(select(Tenant).where(Tenant.key == key)).first()
+    if existing is not None:
+        if if_not_exists:
+            return existing, False
+        raise Conflict(f"tenant {key} already exists", "use --if-not-exists to accept that")
+    validate.one_of(tier, TIERS, "tier")
+    validate.one_of(status, STATUSES, "status")
+    clean_domains = _check_domains(session, domains, None)
+    tenant = Tenant(
+        key=key,
+        name=(name or key).strip(),
+        tier=tier,
+        status=status,
+        currency=check_currency(currency),
+        timezone=validate.timezone(timezone),
+        address=address,
+        city=city,
+        zip=zip,
+        region=region,
+        country=validate.country(country),
+        meta=dict(metadata or {}),
+    )
+    if not tenant.name:
+        raise BadInput("name must not be empty")
+    parent_tenant = get(session, parent) if parent else ensure_system(session)
+    _check_parent(session, None, parent_tenant)
+    tenant.parent_id = parent_tenant.id
+    session.add(tenant)
+    session.flush()
+    for d in clean_domains:
+        session.add(TenantDomain(tenant_id=tenant.id, domain=d))
+    after = audit.snapshot(tenant) | {"domains": clean_domains, "parent": parent_tenant.key}
+    audit.record(
+        session,
+        "tenant.create",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=key,
+        after=after,
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "tenant.created",
+        _event_payload(tenant) | {"parent": parent_tenant.key, "domains": clean_domains},
+        tenant.id,
+    )
+    session.flush()
+    return tenant, True
+
+
+def _check_domains(
+    session: Session, domains: Sequence[str], tenant_id: uuid.UUID | None
+) -> list[str]:
+    from sqlmodel import col, select
+
+    clean = sorted({validate.domain(d) for d in domains})
+    if clean:
+        taken = session.exec(select(TenantDomain).where(col(TenantDomain.domain).in_(clean))).all()
+        for row in taken:
+            if row.tenant_id != tenant_id:
+                raise Conflict(f"domain {row.domain} already belongs to another tenant")
+    return clean
+
+
+UPDATABLE = ("name", "tier", "currency", "timezone", *ADDRESS_FIELDS, "metadata", "in_arrears")
+
+
+def update(
+    session: Session,
+    key: str,
+    *,
+    parent: str | None = None,
+    domains: Sequence[str] | None = None,
+    **fields: Any,
+) -> Tenant:
+    """Change a tenant's fields; ``domains`` replaces the whole set when given."""
+    tenant = get(session, key)
+    if tenant.key == SYSTEM_KEY:
+        raise Conflict("the system tenant cannot be changed")
+    unknown = set(fields) - set(UPDATABLE)
+    if unknown:
+        raise BadInput(f"unknown tenant field(s): {', '.join(sorted(unknown))}")
+    before = audit.snapshot(tenant) | {"domains": view(session, tenant).domains}
+    before_parent = tenant.parent_id
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "tier":
+            value = validate.one_of(value, TIERS, "tier")
+        elif name == "currency":
+            value = check_currency(value)
+        elif name == "timezone":
+            value = validate.timezone(value)
+        elif name == "country":
+            value = validate.country(value)
+        elif name == "name":
+            value = value.strip()
+            if not value:
+                raise BadInput("name must not be empty")
+        if name == "metadata":
+            tenant.meta = dict(value)
+        else:
+            setattr(tenant, name, value)
+    if parent is not None:
+        new_parent = get(session, parent)
+        _check_parent(session, tenant, new_parent)
+        tenant.parent_id = new_parent.id
+    after_domains = before["domains"]
+    if domains is not None:
+        from sqlmodel import select
+
+        after_domains = _check_domains(session, domains, tenant.id)
+        current = {
+            d.domain: d
+            for d in session.exec(select(TenantDomain).where(TenantDomain.tenant_id == tenant.id))
+        }
+        for d, row in current.items():
+            if d not in after_domains:
+                session.delete(row)
+        for d in after_domains:
+            if d not in current:
+                session.add(TenantDomain(tenant_id=tenant.id, domain=d))
+    after = audit.snapshot(tenant) | {"domains": after_domains}
+    if after == before and before_parent == tenant.parent_id:
+        return tenant
+    tenant.touch()
+    session.add(tenant)
+    audit.record(
+        session,
+        "tenant.update",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        before=before,
+        after=after,
+        tenant_id=tenant.id,
+    )
+    changes = audit.diff(before, after)
+    outbox.emit(session, "tenant.updated", _event_payload(tenant) | {"changes": changes}, tenant.id)
+    session.flush()
+    return tenant
+
+
+# -- status machine -------------------------------------------------------------------
+
+
+def transition(session: Session, key: str | Tenant, to: str, reason: str | None = None) -> Tenant:
+    """Move a tenant to status ``to``; any transition not in ``TRANSITIONS`` is refused."""
+    tenant = key if isinstance(key, Tenant) else get(session, key)
+    if tenant.key == SYSTEM_KEY:
+        raise Conflict("the system tenant's status cannot change")
+    allowed = TRANSITIONS.get(tenant.status, ())
+    if to not in allowed:
+        hint = (
+            f"from {tenant.status} it may go to: {', '.join(allowed)}"
+            if allowed
+            else (f"{tenant.status} is final")
+        )
+        raise InvalidTransition(f"tenant {tenant.key} cannot go from {tenant.status} to {to}", hint)
+    before = {"status": tenant.status, "status_reason": tenant.status_reason}
+    previous = tenant.status
+    tenant.status = to
+    tenant.status_reason = reason
+    tenant.touch()
+    session.add(tenant)
+    audit.record(
+        session,
+        f"tenant.{to}",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        before=before,
+        after={"status": to, "status_reason": reason},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "tenant.status_changed",
+        _event_payload(tenant) | {"from": previous, "to": to, "reason": reason},
+        tenant.id,
+    )
+    session.flush()
+    return tenant
+
+
+def provision(session: Session, key: str) -> Tenant:
+    """Move the tenant through provisioning to active.
+
+    Status only: hosted resources are created by the Nex provisioner, which replaces
+    this step when it is configured for the tenant's tier.
+    """
+    tenant = transition(session, key, "provisioning")
+    return transition(session, tenant, "active")
+
+
+def suspend(session: Session, key: str, reason: str) -> Tenant:
+    if not reason or not reason.strip():
+        raise BadInput("suspend needs a reason", "e.g. --reason arrears")
+    return transition(session, key, "suspended", reason.strip())
+
+
+def resume(session: Session, key: str) -> Tenant:
+    return transition(session, key, "active")
+
+
+def offboard(session: Session, key: str) -> Tenant:
+    tenant = transition(session, key, "offboarding")
+    return transition(session, tenant, "offboarded")
+
+
+def delete(session: Session, key: str) -> None:
+    """Delete a tenant that is offboarded or was never provisioned."""
+    from sqlmodel import select
+
+    tenant = get(session, key)
+    if tenant.key == SYSTEM_KEY:
+        raise Conflict("the system tenant cannot be deleted")
+    if session.exec(select(Tenant.id).where(Tenant.parent_id == tenant.id)).first():
+        raise Conflict(f"tenant {key} still manages other tenants", "move or delete them first")
+    if tenant.status not in ("pending_provision", "offboarded"):
+        raise InvalidTransition(
+            f"tenant {key} is {tenant.status}", "offboard it before deleting it"
+        )
+    before = audit.snapshot(tenant)
+    for model in (TenantDomain, TenantContact):
+        for row in session.exec(select(model).where(model.tenant_id == tenant.id)):
+            session.delete(row)
+    session.delete(tenant)
+    audit.record(
+        session,
+        "tenant.delete",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        before=before,
+        tenant_id=tenant.id,
+    )
+    outbox.emit(session, "tenant.deleted", _event_payload(tenant), tenant.id)
+    session.flush()
+
+
+# -- listing ------------------------------------------------------------------------
+
+
+def list_tenants(
+    session: Session,
+    *,
+    status: str | None = None,
+    tier: str | None = None,
+    parent: str | None = None,
+    limit: int | None = None,
+    include_system: bool = False,
+) -> list[TenantView]:
+    """Tenants with their parent keys and domains, in three queries whatever the count."""
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    stmt = select(Tenant)
+    if status:
+        stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
+    if tier:
+        stmt = stmt.where(Tenant.tier == validate.one_of(tier, TIERS, "tier"))
+    if parent:
+        stmt = stmt.where(Tenant.parent_id == get(session, parent).id)
+    if not include_system:
+        stmt = stmt.where(Tenant.key != SYSTEM_KEY)
+    stmt = stmt.order_by(col(Tenant.key))
+    if limit:
+        stmt = stmt.limit(limit)
+    tenants = list(session.exec(stmt))
+    keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
+    domains: dict[uuid.UUID, list[str]] = {}
+    for tid, d in session.execute(
+        sa.select(TenantDomain.tenant_id, TenantDomain.domain).order_by(TenantDomain.domain)
+    ):
+        domains.setdefault(tid, []).append(d)
+    return [
+        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))
+        for t in tenants
+    ]
+
+
+# -- contacts -------------------------------------------------------------------------
+
+
+def add_contact(
+    session: Session,
+    key: str,
+    *,
+    name: str,
+    email: str,
+    type: str = "admin",
+    primary: bool = False,
+) -> TenantContact:
+    from sqlmodel import select
+
+    tenant = get(session, key)
+    email = validate.email(email)
+    validate.one_of(type, CONTACT_TYPES, "contact type")
+    if not name.strip():
+        raise BadInput("contact name must not be empty")
+    existing = session.exec(
+        select(TenantContact).where(
+            TenantContact.tenant_id == tenant.id, TenantContact.email == email
+        )
+    ).first()
+    if existing:
+        raise Conflict(f"{email} is already a contact of {key}")
+    if primary:
+        for other in session.exec(
+            select(TenantContact).where(
+                TenantContact.tenant_id == tenant.id,
+                TenantContact.primary == True,  # noqa: E712
+            )
+        ):
+            other.primary = False
+            session.add(other)
+    contact = TenantContact(
+        tenant_id=tenant.id, name=name.strip(), email=email, type=type, primary=primary
+    )
+    session.add(contact)
+    session.flush()
+    audit.record(
+        session,
+        "tenant.contact_add",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        after={"contact": audit.snapshot(contact)},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "tenant.contact_added",
+        {
+            "tenant": tenant.key,
+            "email": email,
+            "name": contact.name,
+            "type": type,
+            "primary": primary,
+        },
+        tenant.id,
+    )
+    return contact
+
+
+def list_contacts(session: Session, key: str) -> list[TenantContact]:
+    from sqlmodel import col, select
+
+    tenant = get(session, key)
+    return list(
+        session.exec(
+            select(TenantContact)
+            .where(TenantContact.tenant_id == tenant.id)
+            .order_by(col(TenantContact.primary).desc(), col(TenantContact.email))
+        )
+    )
+
+
+def primary_contact(session: Session, tenant: Tenant) -> TenantContact | None:
+    contacts = list_contacts(session, tenant.key)
+    return contacts[0] if contacts else None
+
+
+def remove_contact(session: Session, key: str, email: str) -> None:
+    from sqlmodel import select
+
+    tenant = get(session, key)
+    email = validate.email(email)
+    contact = session.exec(
+        select(TenantContact).where(
+            TenantContact.tenant_id == tenant.id, TenantContact.email == email
+        )
+    ).first()
+    if contact is None:
+        raise NotFound(f"{email} is not a contact of {key}")
+    before = audit.snapshot(contact)
+    session.delete(contact)
+    audit.record(
+        session,
+        "tenant.contact_remove",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        before={"contact": before},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session, "tenant.contact_removed", {"tenant": tenant.key, "email": email}, tenant.id
+    )

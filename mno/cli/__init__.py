@@ -125,13 +125,26 @@ def root(
     settings.configure(db_url=db, profile=profile, config=config)
 
 
-def _register() -> None:
-    from mno.cli import audit_cmd, db_cmd, events_cmd, tenants
+# Command groups: (name, module with a typer ``app``). One line each.
+GROUPS: list[tuple[str, str]] = [
+    ("tenant", "mno.cli.tenants"),
+    ("app", "mno.cli.apps"),
+    ("db", "mno.cli.db_cmd"),
+    ("audit", "mno.cli.audit_cmd"),
+    ("events", "mno.cli.events_cmd"),
+]
 
-    app.add_typer(tenants.app, name="tenant")
-    app.add_typer(db_cmd.app, name="db")
-    app.add_typer(audit_cmd.app, name="audit")
-    app.add_typer(events_cmd.app, name="events")
+# Modules that add top-level commands with a ``register(app)`` function. One line each.
+ROOT_COMMANDS: list[str] = []
+
+
+def _register() -> None:
+    import importlib
+
+    for name, module in GROUPS:
+        app.add_typer(importlib.import_module(module).app, name=name)
+    for module in ROOT_COMMANDS:
+        importlib.import_module(module).register(app)
 
 
 _register()

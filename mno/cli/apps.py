@@ -1,0 +1,223 @@
+"""mno app: the apps catalogue and access rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
+
+LIST_COLUMNS = ["code", "name", "stack", "type", "access", "owner", "enabled", "image"]
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    code: Annotated[
+        str | None, typer.Option(help="Unique code (default: slug of the name).")
+    ] = None,
+    stack: Annotated[str, typer.Option(help="cloud, nex or connector.")] = "cloud",
+    type: Annotated[str, typer.Option("--type", help="app or site.")] = "app",
+    access: Annotated[str, typer.Option(help="own, any or explicit.")] = "own",
+    owner: Annotated[str | None, typer.Option(help="Owner tenant (default: system).")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    multi_instantiable: Annotated[
+        bool, typer.Option("--multi-instantiable", help="A tenant may run several instances.")
+    ] = False,
+    image: Annotated[str | None, typer.Option(help="Container image (nex apps).")] = None,
+    port: Annotated[int | None, typer.Option(help="Container port (nex apps).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="K=V; value may be secret:NAME.")] = None,
+    health_path: Annotated[
+        str | None, typer.Option(help="Health-check path, e.g. /health.")
+    ] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
+    cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
+    volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="Placement label K=V.")] = None,
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if the code already exists.")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Add an app to the catalogue."""
+    from mno.cli.params import pairs
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        row, created = apps.create(
+            s,
+            name,
+            code=code,
+            stack=stack,
+            type=type,
+            access=access,
+            owner=owner,
+            enabled=not disabled,
+            multi_instantiable=multi_instantiable,
+            image=image,
+            port=port,
+            env=pairs(env, "env"),
+            health_path=health_path,
+            memory=memory,
+            cpus=cpus,
+            volume_path=volume_path,
+            labels=pairs(label, "label"),
+            if_not_exists=if_not_exists,
+        )
+        view = apps.view(s, row)
+    if output is Format.table:
+        success(f"app {row.code} {'created' if created else 'already exists'}")
+    render(view, output)
+
+
+@app.command("list")
+def list_(
+    stack: Annotated[str | None, typer.Option(help="Only this stack.")] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enabled/--disabled", help="Only enabled or disabled apps.")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List apps."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope(write=False) as s:
+        views = apps.list_apps(s, stack=stack, enabled=enabled)
+    render(views, output, columns=LIST_COLUMNS, empty="No apps.")
+
+
+@app.command("show")
+def show(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Show one app with its grants."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope(write=False) as s:
+        view = apps.view(s, apps.get(s, code))
+    render(view, output)
+
+
+@app.command("update")
+def update(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    name: Annotated[str | None, typer.Option(help="App name.")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="app or site.")] = None,
+    access: Annotated[str | None, typer.Option(help="own, any or explicit.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner tenant.")] = None,
+    multi_instantiable: Annotated[
+        bool | None,
+        typer.Option("--multi-instantiable/--single-instance", help="Several instances or one."),
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Container image.")] = None,
+    port: Annotated[int | None, typer.Option(help="Container port.")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Replace env: K=V, repeatable.")] = None,
+    health_path: Annotated[str | None, typer.Option(help="Health-check path.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
+    cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
+    volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change an app's fields."""
+    from mno.cli.params import pairs
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        row = apps.update(
+            s,
+            code,
+            owner=owner,
+            name=name,
+            type=type,
+            access=access,
+            multi_instantiable=multi_instantiable,
+            image=image,
+            port=port,
+            env=pairs(env, "env") if env is not None else None,
+            health_path=health_path,
+            memory=memory,
+            cpus=cpus,
+            volume_path=volume_path,
+        )
+        view = apps.view(s, row)
+    render(view, output)
+
+
+def _set_enabled(code: str, enabled: bool, output: Format) -> None:
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        view = apps.view(s, apps.set_enabled(s, code, enabled))
+    if output is Format.table:
+        success(f"app {code} {'enabled' if enabled else 'disabled'}")
+    render(view, output)
+
+
+@app.command("enable")
+def enable(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Enable an app."""
+    _set_enabled(code, True, output)
+
+
+@app.command("disable")
+def disable(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Disable an app: no tenant may use it until it is enabled again."""
+    _set_enabled(code, False, output)
+
+
+@app.command("grant")
+def grant(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    can_edit: Annotated[bool, typer.Option("--can-edit", help="Also allow editing.")] = False,
+) -> None:
+    """Grant a tenant explicit access to an app."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        apps.grant(s, code, tenant, can_edit=can_edit)
+    success(f"{tenant} may use {code}")
+
+
+@app.command("revoke")
+def revoke(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+) -> None:
+    """Revoke a tenant's explicit access to an app."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        apps.revoke(s, code, tenant)
+    success(f"{tenant} no longer has a grant on {code}")
+
+
+@app.command("access")
+def access(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Answer whether a tenant may use an app, and why (exit 1 when denied)."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope(write=False) as s:
+        allowed, reason = apps.check_access(s, code, tenant)
+    render({"app": code, "tenant": tenant, "allowed": allowed, "reason": reason}, output)
+    if not allowed:
+        raise typer.Exit(1)

@@ -1,0 +1,407 @@
+"""The apps catalogue (MnoHub apps) and who may use them (nocode-saas access model).
+
+Each app has a unique ``code`` (a slug of its name unless given), a ``stack``
+(``cloud`` for SaaS apps reached over the network, ``nex`` for apps hosted per tenant on
+Docker, ``connector`` for data connectors), a ``type`` and an access rule:
+
+- ``own``: only the owner tenant and ``system``;
+- ``any``: the owner and every tenant it manages, directly or below;
+- ``explicit``: only tenants granted access, plus the owner and ``system``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from mno import validate
+from mno.errors import BadInput, Conflict, NotFound
+from mno.store import audit, outbox
+from mno.store.models.tenancy import App, AppGrant, Tenant
+from mno.tenancy import tenants
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+STACKS = ("cloud", "nex", "connector")
+TYPES = ("app", "site")
+ACCESS = ("own", "any", "explicit")
+_CODE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_MEMORY = re.compile(r"^\d+(?:\.\d+)?[bkmg]?$", re.I)
+NEX_FIELDS = ("image", "port", "env", "health_path", "memory", "cpus", "volume_path")
+UPDATABLE = (
+    "name",
+    "type",
+    "access",
+    "multi_instantiable",
+    "labels",
+    *NEX_FIELDS,
+)
+
+
+@dataclass
+class AppView:
+    app: App
+    owner_key: str
+    grants: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        a = self.app
+        return {
+            "id": str(a.id),
+            "code": a.code,
+            "name": a.name,
+            "stack": a.stack,
+            "type": a.type,
+            "access": a.access,
+            "owner": self.owner_key,
+            "enabled": a.enabled,
+            "multi_instantiable": a.multi_instantiable,
+            "image": a.image,
+            "port": a.port,
+            "env": a.env,
+            "health_path": a.health_path,
+            "memory": a.memory,
+            "cpus": a.cpus,
+            "volume_path": a.volume_path,
+            "labels": a.labels,
+            "grants": self.grants,
+            "created_at": audit.jsonable(a.created_at),
+            "updated_at": audit.jsonable(a.updated_at),
+        }
+
+
+def _payload(app: App) -> dict[str, Any]:
+    return {"id": str(app.id), "code": app.code, "name": app.name, "stack": app.stack}
+
+
+def check_code(code: str) -> str:
+    if not _CODE.match(code or ""):
+        raise BadInput(f"invalid app code {code!r}", "a-z, 0-9 and '-', up to 64 characters")
+    return code
+
+
+def parse_memory(value: str | None) -> str | None:
+    """``256m``, ``1g``, ``512k`` or a byte count."""
+    if value is None or value == "":
+        return None
+    if not _MEMORY.match(str(value)):
+        raise BadInput(f"invalid memory {value!r}", "e.g. 256m or 1g")
+    return str(value).lower()
+
+
+def memory_bytes(value: str | None) -> int | None:
+    if not value:
+        return None
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    text = value.lower()
+    unit = text[-1] if text[-1] in units else "b"
+    number = text[:-1] if text[-1] in units else text
+    return int(Decimal(number) * units[unit])
+
+
+def parse_cpus(value: str | float | None) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise BadInput(f"invalid cpus {value!r}", "e.g. 0.5 or 2") from exc
+    if number <= 0 or number > 512:
+        raise BadInput(f"invalid cpus {value!r}", "a positive number of CPUs")
+    return str(number)
+
+
+def _check_nex(app: App) -> None:
+    if app.stack == "nex":
+        if not app.image:
+            raise BadInput(f"nex app {app.code} needs --image")
+        if not app.port:
+            raise BadInput(f"nex app {app.code} needs --port (the container port)")
+    if app.port is not None and not (1 <= int(app.port) <= 65535):
+        raise BadInput(f"invalid port {app.port}")
+    if app.health_path and not app.health_path.startswith("/"):
+        raise BadInput(f"invalid health path {app.health_path!r}", "it must start with /")
+    if app.volume_path and not app.volume_path.startswith("/"):
+        raise BadInput(f"invalid volume path {app.volume_path!r}", "it must be absolute")
+    for key in app.env or {}:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise BadInput(f"invalid env name {key!r}")
+
+
+def get(session: Session, code: str | uuid.UUID) -> App:
+    from sqlmodel import select
+
+    if isinstance(code, uuid.UUID):
+        app = session.get(App, code)
+    else:
+        app = session.exec(select(App).where(App.code == code)).first()
+    if app is None:
+        raise NotFound(f"app {code} not found", "see `mno app list`")
+    return app
+
+
+def view(session: Session, app: App) -> AppView:
+    from sqlmodel import select
+
+    owner = session.get(Tenant, app.owner_id)
+    rows = session.exec(
+        select(AppGrant, Tenant)
+        .where(AppGrant.app_id == app.id, AppGrant.tenant_id == Tenant.id)
+        .order_by(Tenant.key)
+    ).all()
+    grants = [{"tenant": t.key, "can_edit": g.can_edit} for g, t in rows]
+    return AppView(app, owner.key if owner else "?", grants)
+
+
+def create(
+    session: Session,
+    name: str,
+    *,
+    code: str | None = None,
+    stack: str = "cloud",
+    type: str = "app",
+    access: str = "own",
+    owner: str | None = None,
+    enabled: bool = True,
+    multi_instantiable: bool = False,
+    image: str | None = None,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    health_path: str | None = None,
+    memory: str | None = None,
+    cpus: str | None = None,
+    volume_path: str | None = None,
+    labels: dict[str, str] | None = None,
+    if_not_exists: bool = False,
+) -> tuple[App, bool]:
+    """Add an app to the catalogue; returns (app, created)."""
+    from sqlmodel import select
+
+    name = (name or "").strip()
+    if not name:
+        raise BadInput("app name must not be empty")
+    code = check_code(code or validate.slug(name))
+    existing = session.exec(select(App).where(App.code == code)).first()
+    if existing is not None:
+        if if_not_exists:
+            return existing, False
+        raise Conflict(f"app {code} already exists", "use --if-not-exists to accept that")
+    owner_tenant = tenants.get(session, owner) if owner else tenants.ensure_system(session)
+    app = App(
+        code=code,
+        name=name,
+        stack=validate.one_of(stack, STACKS, "stack"),
+        type=validate.one_of(type, TYPES, "type"),
+        access=validate.one_of(access, ACCESS, "access"),
+        owner_id=owner_tenant.id,
+        enabled=enabled,
+        multi_instantiable=multi_instantiable,
+        image=image,
+        port=port,
+        env=dict(env or {}),
+        health_path=health_path,
+        memory=parse_memory(memory),
+        cpus=parse_cpus(cpus),
+        volume_path=volume_path,
+        labels=dict(labels or {}),
+    )
+    _check_nex(app)
+    session.add(app)
+    session.flush()
+    audit.record(
+        session,
+        "app.create",
+        target_type="app",
+        target_id=app.id,
+        target=code,
+        after=audit.snapshot(app) | {"owner": owner_tenant.key},
+    )
+    outbox.emit(session, "app.created", _payload(app) | {"owner": owner_tenant.key})
+    return app, True
+
+
+def update(session: Session, code: str, *, owner: str | None = None, **fields: Any) -> App:
+    app = get(session, code)
+    unknown = set(fields) - set(UPDATABLE)
+    if unknown:
+        raise BadInput(f"unknown app field(s): {', '.join(sorted(unknown))}")
+    before = audit.snapshot(app)
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "type":
+            value = validate.one_of(value, TYPES, "type")
+        elif name == "access":
+            value = validate.one_of(value, ACCESS, "access")
+        elif name == "memory":
+            value = parse_memory(value)
+        elif name == "cpus":
+            value = parse_cpus(value)
+        elif name == "name":
+            value = value.strip()
+            if not value:
+                raise BadInput("app name must not be empty")
+        elif name in ("env", "labels"):
+            value = dict(value)
+        setattr(app, name, value)
+    if owner is not None:
+        app.owner_id = tenants.get(session, owner).id
+    _check_nex(app)
+    after = audit.snapshot(app)
+    if after == before:
+        return app
+    app.touch()
+    session.add(app)
+    audit.record(
+        session,
+        "app.update",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        before=before,
+        after=after,
+    )
+    outbox.emit(session, "app.updated", _payload(app) | {"changes": audit.diff(before, after)})
+    session.flush()
+    return app
+
+
+def set_enabled(session: Session, code: str, enabled: bool) -> App:
+    app = get(session, code)
+    if app.enabled == enabled:
+        return app
+    app.enabled = enabled
+    app.touch()
+    session.add(app)
+    action = "enable" if enabled else "disable"
+    audit.record(
+        session,
+        f"app.{action}",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        before={"enabled": not enabled},
+        after={"enabled": enabled},
+    )
+    outbox.emit(session, f"app.{action}d", _payload(app))
+    return app
+
+
+def list_apps(
+    session: Session, *, stack: str | None = None, enabled: bool | None = None
+) -> list[AppView]:
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    stmt = select(App).order_by(col(App.code))
+    if stack:
+        stmt = stmt.where(App.stack == validate.one_of(stack, STACKS, "stack"))
+    if enabled is not None:
+        stmt = stmt.where(App.enabled == enabled)
+    apps = list(session.exec(stmt))
+    keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
+    grants: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for app_id, tenant_id, can_edit in session.execute(
+        sa.select(AppGrant.app_id, AppGrant.tenant_id, AppGrant.can_edit)
+    ):
+        grants.setdefault(app_id, []).append({"tenant": keys.get(tenant_id), "can_edit": can_edit})
+    return [
+        AppView(
+            a, keys.get(a.owner_id, "?"), sorted(grants.get(a.id, []), key=lambda g: g["tenant"])
+        )
+        for a in apps
+    ]
+
+
+def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = False) -> AppGrant:
+    from sqlmodel import select
+
+    app = get(session, code)
+    tenant = tenants.get(session, tenant_key)
+    existing = session.exec(
+        select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
+    ).first()
+    if existing is not None:
+        if existing.can_edit == can_edit:
+            return existing
+        before = {"can_edit": existing.can_edit}
+        existing.can_edit = can_edit
+        existing.touch()
+        row = existing
+    else:
+        before = {}
+        row = AppGrant(app_id=app.id, tenant_id=tenant.id, can_edit=can_edit)
+    session.add(row)
+    audit.record(
+        session,
+        "app.grant",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        before=before,
+        after={"tenant": tenant.key, "can_edit": can_edit},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "app.access_granted",
+        _payload(app) | {"tenant": tenant.key, "can_edit": can_edit},
+        tenant.id,
+    )
+    session.flush()
+    return row
+
+
+def revoke(session: Session, code: str, tenant_key: str) -> None:
+    from sqlmodel import select
+
+    app = get(session, code)
+    tenant = tenants.get(session, tenant_key)
+    row = session.exec(
+        select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
+    ).first()
+    if row is None:
+        raise NotFound(f"{tenant.key} has no grant on app {app.code}")
+    session.delete(row)
+    audit.record(
+        session,
+        "app.revoke",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        before={"tenant": tenant.key, "can_edit": row.can_edit},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(session, "app.access_revoked", _payload(app) | {"tenant": tenant.key}, tenant.id)
+
+
+def check_access(session: Session, app: App | str, tenant: Tenant | str) -> tuple[bool, str]:
+    """Whether ``tenant`` may use ``app``, and why."""
+    from sqlmodel import select
+
+    app = get(session, app) if isinstance(app, str) else app
+    tenant = tenants.get(session, tenant) if isinstance(tenant, str) else tenant
+    owner = session.get(Tenant, app.owner_id)
+    owner_key = owner.key if owner else "?"
+    if not app.enabled:
+        return False, f"app {app.code} is disabled"
+    if tenant.id == app.owner_id:
+        return True, f"{tenant.key} owns {app.code}"
+    if tenant.key == tenants.SYSTEM_KEY:
+        return True, "the system tenant may use every app"
+    if app.access == "own":
+        return False, f"{app.code} is private to its owner {owner_key} (access: own)"
+    if app.access == "any":
+        if tenant.id in tenants.descendant_ids(session, app.owner_id):
+            return True, f"{tenant.key} is managed by the owner {owner_key} (access: any)"
+        return False, f"{tenant.key} is not managed by the owner {owner_key} (access: any)"
+    granted = session.exec(
+        select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
+    ).first()
+    if granted is not None:
+        return True, f"{tenant.key} was granted {app.code} (access: explicit)"
+    return False, f"{tenant.key} has no grant on {app.code} (access: explicit)"

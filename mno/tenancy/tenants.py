@@ -23,7 +23,7 @@ from mno import validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, outbox
-from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain
+from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -410,6 +410,15 @@ def transition(session: Session, key: str | Tenant, to: str, reason: str | None 
     tenant.status_reason = reason
     tenant.touch()
     session.add(tenant)
+    session.add(
+        TenantStatusChange(
+            tenant_id=tenant.id,
+            from_status=previous,
+            to_status=to,
+            reason=reason,
+            at=tenant.updated_at,
+        )
+    )
     audit.record(
         session,
         f"tenant.{to}",
@@ -469,7 +478,7 @@ def delete(session: Session, key: str) -> None:
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
     before = audit.snapshot(tenant)
-    for model in (TenantDomain, TenantContact):
+    for model in (TenantDomain, TenantContact, TenantStatusChange):
         for row in session.exec(select(model).where(model.tenant_id == tenant.id)):
             session.delete(row)
     session.delete(tenant)

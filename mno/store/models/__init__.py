@@ -2,7 +2,15 @@
 
 from mno.store.models.base import Base, WorkItem
 from mno.store.models.core import AuditEntry, Event, LeaseLock
-from mno.store.models.tenancy import App, AppGrant, Lead, Tenant, TenantContact, TenantDomain
+from mno.store.models.tenancy import (
+    App,
+    AppGrant,
+    Lead,
+    Tenant,
+    TenantContact,
+    TenantDomain,
+    TenantStatusChange,
+)
 
 __all__ = [
     "App",
@@ -15,5 +23,6 @@ __all__ = [
     "Tenant",
     "TenantContact",
     "TenantDomain",
+    "TenantStatusChange",
     "WorkItem",
 ]

@@ -101,3 +101,15 @@ class AppGrant(Base, table=True):
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     can_edit: bool = Field(default=False)
+
+
+class TenantStatusChange(Base, table=True):
+    """Every status transition of a tenant, for history and churn reporting."""
+
+    __tablename__ = "tenant_status_change"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    from_status: str = Field(max_length=32)
+    to_status: str = Field(max_length=32, index=True)
+    reason: str | None = Field(default=None, max_length=500)
+    at: datetime = Field(sa_type=UTCDateTime, index=True)

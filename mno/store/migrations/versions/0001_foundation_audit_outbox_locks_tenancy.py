@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 23:05:55.274879
+Create Date: 2026-11-22 23:14:41.419478
 """
 
 from collections.abc import Sequence
@@ -179,6 +179,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_tenant_domain_domain'), ['domain'], unique=True)
         batch_op.create_index(batch_op.f('ix_tenant_domain_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('tenant_status_change',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', mno.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', mno.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('from_status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.Column('at', mno.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenant.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('tenant_status_change', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tenant_status_change_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tenant_status_change_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tenant_status_change_to_status'), ['to_status'], unique=False)
+
     op.create_table('app_grant',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', mno.store.types.UTCDateTime(timezone=True), nullable=False),
@@ -205,6 +222,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_app_grant_app_id'))
 
     op.drop_table('app_grant')
+    with op.batch_alter_table('tenant_status_change', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tenant_status_change_to_status'))
+        batch_op.drop_index(batch_op.f('ix_tenant_status_change_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_tenant_status_change_at'))
+
+    op.drop_table('tenant_status_change')
     with op.batch_alter_table('tenant_domain', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tenant_domain_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_tenant_domain_domain'))

@@ -132,6 +132,7 @@ GROUPS: list[tuple[str, str]] = [
     ("db", "mno.cli.db_cmd"),
     ("audit", "mno.cli.audit_cmd"),
     ("events", "mno.cli.events_cmd"),
+    ("report", "mno.cli.reports"),
 ]
 
 # Modules that add top-level commands with a ``register(app)`` function. One line each.

@@ -202,12 +202,28 @@ def upgrade(engine: Engine | None = None, target: str = "heads") -> None:
     _checked.discard(str(engine.url))
 
 
+_UNREACHABLE = (
+    "could not connect",
+    "connection refused",
+    "connection to server",
+    "server closed the connection",
+    "unable to open database",
+    "database is locked",
+    "no route to host",
+    "name or service not known",
+    "timeout expired",
+    "terminating connection",
+)
+
+
 def _raise_unavailable(exc: Exception, url: str) -> None:
+    """Turn a failure to reach the store into Unavailable (exit 3); leave others alone."""
     from sqlalchemy import exc as sa_exc
 
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise Unavailable(f"cannot reach the store at {redact(url)}: {detail}") from exc
+        if exc.connection_invalidated or any(p in detail.lower() for p in _UNREACHABLE):
+            raise Unavailable(f"cannot reach the store at {redact(url)}: {detail}") from exc
 
 
 @contextmanager

@@ -1,0 +1,218 @@
+"""mno report: platform KPIs in the terminal, as JSON/CSV, and as an HTML dashboard."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, console, render, success
+
+if TYPE_CHECKING:
+    from mno.reports.model import Report
+
+app = typer.Typer(
+    help="Platform KPIs (Impac): summary, per-area detail, HTML.", no_args_is_help=True
+)
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+    csv = "csv"
+
+
+PeriodOpt = Annotated[
+    str | None, typer.Option("--period", help="Last month of the window, YYYY-MM (default: now).")
+]
+MonthsOpt = Annotated[int, typer.Option("--months", help="How many months the window covers.")]
+CurrencyOpt = Annotated[str | None, typer.Option("--currency", help="Only this currency.")]
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return _BLOCKS[0] * len(values)
+    return "".join(
+        _BLOCKS[1 + min(6, int(v / top * 6.999))] if v > 0 else _BLOCKS[0] for v in values
+    )
+
+
+def _metric_text(value: Any) -> str:
+    from mno.cli.output import _cell
+
+    return _cell(value)
+
+
+def _panel(report: Report) -> Any:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    if not report.available:
+        return Panel(report.note or "No data.", title=report.title, border_style="dim")
+    metrics = Table.grid(padding=(0, 2))
+    metrics.add_column(style="bold")
+    metrics.add_column()
+    for key, value in report.metrics.items():
+        metrics.add_row(key.replace("_", " "), _metric_text(value))
+    parts: list[Any] = [metrics]
+    if report.series:
+        spark = Table.grid(padding=(0, 2))
+        spark.add_column(style="dim")
+        spark.add_column(style="cyan")
+        spark.add_column(justify="right")
+        for s in report.series:
+            values = [float(v or 0) for _, v in s.points]
+            spark.add_row(s.name, sparkline(values), f"{_metric_text(s.points[-1][1])} {s.unit}")
+        parts.append(spark)
+    for name, rows in report.tables.items():
+        if name == "monthly" or not rows:
+            continue
+        num_key = next(
+            (
+                k
+                for k, v in rows[0].items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            ),
+            None,
+        )
+        table = Table(title=name.replace("_", " "), show_edge=False, title_justify="left")
+        for col in rows[0]:
+            table.add_column(col.replace("_", " "))
+        if num_key:
+            table.add_column("")
+            top = max(float(r.get(num_key) or 0) for r in rows) or 1.0
+        for row in rows[:10]:
+            cells = [_metric_text(row.get(c)) for c in rows[0]]
+            if num_key:
+                cells.append("█" * max(0, round(float(row.get(num_key) or 0) / top * 20)))
+            table.add_row(*cells)
+        parts.append(table)
+    return Panel(Group(*parts), title=report.title, border_style="blue")
+
+
+def _window(period: str | None, months: int, currency: str | None) -> Any:
+    from mno.reports.model import Window
+
+    return Window.ending(period, months, currency)
+
+
+@app.command("summary")
+def summary(
+    period: PeriodOpt = None,
+    months: MonthsOpt = 12,
+    currency: CurrencyOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Print one screen of panels: every area at a glance."""
+    from mno.reports import kpis
+    from mno.store.db import session_scope
+
+    window = _window(period, months, currency)
+    with session_scope(write=False) as s:
+        reports = kpis.summary(s, window)
+    if output is not Format.table:
+        render(
+            {
+                "period": window.end,
+                "months": window.months,
+                "reports": [r.as_dict() for r in reports],
+            },
+            output,
+        )
+        return
+    from rich.columns import Columns
+
+    console().print(Columns([_panel(r) for r in reports], equal=False, expand=False))
+
+
+def _area_command(area: str, doc: str) -> None:
+    def command(
+        period: PeriodOpt = None,
+        months: MonthsOpt = 12,
+        currency: CurrencyOpt = None,
+        table: Annotated[
+            str | None, typer.Option("--table", help="With -o csv: which detail table.")
+        ] = None,
+        output: Annotated[
+            ReportFormat,
+            typer.Option("--output", "-o", help="table, json, yaml or csv.", case_sensitive=False),
+        ] = ReportFormat.table,
+    ) -> None:
+        from mno.reports import kpis
+        from mno.store.db import session_scope
+
+        window = _window(period, months, currency)
+        with session_scope(write=False) as s:
+            report = kpis.report(s, area, window)
+        if output is ReportFormat.csv:
+            _write_csv(report, table)
+        elif output is ReportFormat.table:
+            console().print(_panel(report))
+            monthly = report.tables.get("monthly")
+            if monthly:
+                render(monthly, Format.table, title="by month")
+        else:
+            render(report.as_dict(), Format(output.value))
+
+    command.__doc__ = doc
+    app.command(area)(command)
+
+
+def _write_csv(report: Report, table: str | None) -> None:
+    import csv
+
+    from mno.errors import BadInput
+
+    name = table or ("monthly" if "monthly" in report.tables else next(iter(report.tables), None))
+    if name is None or name not in report.tables:
+        raise BadInput(
+            f"no table {table!r} in the {report.area} report",
+            f"one of: {', '.join(report.tables) or 'none'}",
+        )
+    rows = report.tables[name]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if rows:
+        writer.writerow(rows[0].keys())
+        for row in rows:
+            writer.writerow(_metric_text(v) if isinstance(v, dict) else v for v in row.values())
+
+
+for _area, _doc in {
+    "revenue": "Revenue: MRR/ARR per currency, by plan, app and month, ARPA, NRR.",
+    "tenants": "Tenants: by status and tier, new/churned/reactivated per month, arrears.",
+    "invoices": "Invoices: outstanding and overdue amounts and counts, DSO.",
+    "instances": "Nex instances: by status and host, provisioning p50/p95, failures.",
+    "webhooks": "Webhooks: success rate, latency p50/p95, exhausted, disabled endpoints.",
+    "sync": "Sync: connections by health, last success age, changes per day, conflicts.",
+}.items():
+    _area_command(_area, _doc)
+
+
+@app.command("html")
+def html_report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("report.html"),
+    period: PeriodOpt = None,
+    months: MonthsOpt = 12,
+    currency: CurrencyOpt = None,
+) -> None:
+    """Write a self-contained HTML dashboard (inline SVG, no scripts, no network)."""
+    from mno import clock
+    from mno.reports import html, kpis
+    from mno.store.db import get_engine, redact, session_scope
+
+    window = _window(period, months, currency)
+    with session_scope(write=False) as s:
+        reports = kpis.summary(s, window)
+    page = html.render(reports, clock.now(), redact(str(get_engine().url)))
+    out.write_text(page, encoding="utf-8")
+    success(f"wrote {out} ({len(page):,} bytes)")

@@ -44,9 +44,17 @@ def mno_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     settings.configure()
     output.reset()
     clock.set_now(None)
+    _reset_keyring()
     yield home
     clock.set_now(None)
     settings.configure()
+
+
+def _reset_keyring() -> None:
+    """Pick the keyring backend again from PYTHON_KEYRING_BACKEND (keyring caches it)."""
+    import keyring.core
+
+    keyring.core.set_keyring(keyring.core.load_env() or keyring.core._detect_backend())
 
 
 # -- PostgreSQL -------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""mno secret: set, list, delete secrets; show the backend; create the master key."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+app = typer.Typer(
+    help="Manage secrets (keyring, or a 0600 file on headless hosts).", no_args_is_help=True
+)
+
+
+@app.command("set")
+def set_(
+    name: Annotated[str, typer.Argument(help="Secret name, referenced as secret:NAME.")],
+    from_stdin: Annotated[
+        bool, typer.Option("--from-stdin", help="Read the value from standard input.")
+    ] = False,
+) -> None:
+    """Store a secret (prompts for the value unless --from-stdin)."""
+    from mno import secrets
+
+    if from_stdin:
+        value = sys.stdin.read().rstrip("\r\n")
+    else:
+        value = typer.prompt(f"Value for {name}", hide_input=True, confirmation_prompt=True)
+    secrets.set(name, value)
+    success(f"secret {name} stored")
+
+
+@app.command("list")
+def list_(output: OutputOpt = Format.table) -> None:
+    """List secret names and where they come from (never values)."""
+    from mno import secrets
+
+    render(secrets.list_names(), output, columns=["name", "source"], empty="No secrets.")
+
+
+@app.command("delete")
+def delete(name: Annotated[str, typer.Argument(help="Secret name.")]) -> None:
+    """Delete a secret."""
+    from mno import secrets
+
+    secrets.delete(name)
+    success(f"secret {name} deleted")
+
+
+@app.command("backend")
+def backend(output: OutputOpt = Format.table) -> None:
+    """Show which backend keeps secrets."""
+    from mno import secrets
+
+    render({"backend": secrets.backend_name()}, output)
+
+
+@app.command("init-master-key")
+def init_master_key(
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing key (stored secrets break).")
+    ] = False,
+) -> None:
+    """Create the master key that encrypts secrets kept in the store."""
+    from mno import crypto
+
+    crypto.init_master_key(force=force)
+    success("master key created; copy it to every agent host (MNO_MASTER_KEY)")

@@ -1,0 +1,104 @@
+"""Secrets: keyring and file fallback, precedence, the master key, and no leaks."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from mno import crypto, secrets
+from mno.errors import BadInput, Conflict, NotFound, Unavailable
+
+VALUE = "s3cr3t-value-that-must-not-leak"
+
+
+@pytest.fixture
+def no_keyring(monkeypatch):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setattr(secrets, "_warned", False)
+    from tests.conftest import _reset_keyring
+
+    _reset_keyring()
+
+
+def test_keyring_backend_roundtrip(tmp_path):
+    assert secrets.backend_name().startswith("keyring (keyrings.alt.file")
+    secrets.set("API_TOKEN", VALUE)
+    assert secrets.get("API_TOKEN") == VALUE
+    assert secrets.resolve("secret:API_TOKEN") == VALUE
+    assert secrets.resolve("plain") == "plain"
+    assert [r["name"] for r in secrets.list_names()] == ["API_TOKEN"]
+    # the value sits in the keyring's own file, not in MNO_HOME
+    home = os.environ["MNO_HOME"]
+    for root, _, files in os.walk(home):
+        for f in files:
+            assert VALUE not in open(os.path.join(root, f), errors="ignore").read()
+    secrets.delete("API_TOKEN")
+    assert secrets.get("API_TOKEN") is None
+    with pytest.raises(NotFound):
+        secrets.delete("API_TOKEN")
+
+
+def test_environment_overrides(monkeypatch):
+    secrets.set("db.password", "from-keyring")
+    monkeypatch.setenv("MNO_SECRET_DB_PASSWORD", "from-env")
+    assert secrets.get("db.password") == "from-env"
+    assert secrets.list_names() == [
+        {"name": "db.password", "source": "environment (overrides keyring)"}
+    ]
+    with pytest.raises(NotFound, match="mno secret set MISSING"):
+        secrets.require("MISSING")
+
+
+def test_headless_file_fallback(no_keyring, capfd):
+    assert secrets.backend_name().startswith("file (")
+    secrets.set("SMTP_PASSWORD", VALUE)
+    secrets.set("OTHER", "x")
+    err = capfd.readouterr().err
+    assert err.count("no keyring backend") == 1  # warned once
+    path = secrets._fallback_path()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert secrets.get("SMTP_PASSWORD") == VALUE
+    assert [r["name"] for r in secrets.list_names()] == ["OTHER", "SMTP_PASSWORD"]
+
+
+def test_require_keyring_refuses(no_keyring, mno_env):
+    (mno_env / "config.yaml").write_text(
+        "profiles:\n  default:\n    secrets: {require_keyring: true}\n"
+    )
+    with pytest.raises(Unavailable, match="PYTHON_KEYRING_BACKEND"):
+        secrets.set("X", "y")
+
+
+def test_bad_names():
+    with pytest.raises(BadInput):
+        secrets.set("bad name", "x")
+    with pytest.raises(BadInput):
+        secrets.set("OK", "")
+
+
+def test_master_key_encrypts(monkeypatch):
+    with pytest.raises(NotFound, match="init-master-key"):
+        crypto.encrypt("x")
+    crypto.init_master_key()
+    with pytest.raises(Conflict):
+        crypto.init_master_key()
+    token = crypto.encrypt(VALUE)
+    assert VALUE not in token and crypto.decrypt(token) == VALUE
+    # another host with another key cannot read it
+    monkeypatch.setenv("MNO_MASTER_KEY", crypto.generate_key())
+    with pytest.raises(Exception, match="same master key"):
+        crypto.decrypt(token)
+
+
+def test_cli_never_prints_values(cli, sqlite_url):
+    set_ = cli("secret", "set", "API_TOKEN", "--from-stdin", input=VALUE + "\n")
+    assert set_.exit_code == 0, set_.stderr
+    listed = cli("secret", "list", "-o", "json")
+    assert listed.exit_code == 0 and VALUE not in listed.stdout + listed.stderr
+    assert '"API_TOKEN"' in listed.stdout
+    backend = cli.json("secret", "backend")
+    assert backend["backend"].startswith("keyring")
+    assert cli("secret", "delete", "NOPE").exit_code == 1
+    assert cli("secret", "set", "bad name", "--from-stdin", input="x").exit_code == 2

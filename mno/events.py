@@ -24,6 +24,8 @@ CATALOGUE: dict[str, str] = {
     "app.disabled": "An app was disabled.",
     "app.access_granted": "A tenant was granted explicit access to an app.",
     "app.access_revoked": "A tenant's explicit access to an app was revoked.",
+    # gitops
+    "gitops.applied": "Documents were applied (payload: source, created, updated, deleted).",
 }
 
 

@@ -129,14 +129,19 @@ def root(
 GROUPS: list[tuple[str, str]] = [
     ("tenant", "mno.cli.tenants"),
     ("app", "mno.cli.apps"),
+    ("lead", "mno.cli.leads"),
     ("db", "mno.cli.db_cmd"),
     ("audit", "mno.cli.audit_cmd"),
     ("events", "mno.cli.events_cmd"),
     ("report", "mno.cli.reports"),
+    ("secret", "mno.cli.secrets"),
 ]
 
 # Modules that add top-level commands with a ``register(app)`` function. One line each.
-ROOT_COMMANDS: list[str] = []
+ROOT_COMMANDS: list[str] = [
+    "mno.cli.quickstart",
+    "mno.cli.gitops",
+]
 
 
 def _register() -> None:

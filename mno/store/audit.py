@@ -105,3 +105,32 @@ def list_entries(
         stmt = stmt.where(AuditEntry.at >= since)
     stmt = stmt.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id)).limit(limit)
     return list(session.exec(stmt))
+
+
+def record_many(session: Session, entries: list[dict[str, Any]]) -> int:
+    """Write many audit rows in one statement; each entry takes ``record()``'s keywords
+    plus ``action``. For batched domain writes (e.g. tenants created from documents)."""
+    if not entries:
+        return 0
+    from mno import clock
+
+    who = settings.actor()
+    now = clock.now()
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "created_at": now,
+            "updated_at": now,
+            "at": now,
+            "actor": e.get("actor") or who,
+            "action": e["action"],
+            "target_type": e["target_type"],
+            "target_id": str(e["target_id"]),
+            "target": e["target"],
+            "tenant_id": e.get("tenant_id"),
+            "diff": diff(e.get("before") or {}, e.get("after") or {}),
+        }
+        for e in entries
+    ]
+    session.connection().execute(AuditEntry.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return len(rows)

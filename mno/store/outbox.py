@@ -66,3 +66,32 @@ def list_events(
     else:
         stmt = stmt.order_by(col(Event.seq).desc()).limit(limit)
     return list(session.exec(stmt))
+
+
+def emit_many(session: Session, events: list[tuple[str, dict[str, Any], uuid.UUID | None]]) -> int:
+    """Append many events, in order, in one statement: ``(type, payload, tenant_id)``."""
+    if not events:
+        return 0
+    from mno import clock
+
+    now = clock.now()
+    rows = []
+    for event_type, payload, tenant_id in events:
+        if not is_known(event_type):
+            raise BadInput(f"unknown event type {event_type!r}", "add it to mno.events.CATALOGUE")
+        data = jsonable(payload)
+        size = len(json.dumps(data, separators=(",", ":")).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise BadInput(f"event {event_type} payload is {size} bytes, over the limit")
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "created_at": now,
+                "updated_at": now,
+                "type": event_type,
+                "payload": data,
+                "tenant_id": tenant_id,
+            }
+        )
+    session.connection().execute(Event.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return len(rows)

@@ -2,6 +2,7 @@
 
 from mno.store.models.base import Base, WorkItem
 from mno.store.models.core import AuditEntry, Event, LeaseLock
+from mno.store.models.gitops import GitopsResource
 from mno.store.models.tenancy import (
     App,
     AppGrant,
@@ -18,6 +19,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Event",
+    "GitopsResource",
     "Lead",
     "LeaseLock",
     "Tenant",

@@ -1,0 +1,50 @@
+"""Settings kinds kept in files: ``Platform`` (platform.yaml) and ``Agents`` (agents.yaml).
+
+They are validated with the same typed models the platform and the agents load, and
+never written to the store: the files are read where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from mno.gitops.kinds.base import FileKind
+
+
+def _platform_model() -> type[BaseModel]:
+    from mno.platform import PlatformConfig
+
+    return PlatformConfig
+
+
+class PlatformKind(FileKind):
+    kind = "Platform"
+    plural = "platform"
+    spec_model = _platform_model()
+    description = "Platform settings (Docker hosts, tiers, webhooks, retention); kept in a file."
+
+
+def agents_kind() -> type[FileKind] | None:
+    """The Agents kind when the agents' config model exists."""
+    try:
+        from mno.agents import config as agents_config
+    except ImportError:
+        return None
+    model: Any = None
+    for name in ("AgentsConfig", "AgentsSettings", "Config"):
+        candidate = getattr(agents_config, name, None)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            model = candidate
+            break
+    if model is None:
+        return None
+
+    class AgentsKind(FileKind):
+        kind = "Agents"
+        plural = "agents"
+        spec_model = model
+        description = "Agent daemon settings (schedules, batch sizes); kept in agents.yaml."
+
+    return AgentsKind

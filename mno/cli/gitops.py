@@ -218,7 +218,7 @@ def _changeset_view(saved: dict[str, Any]) -> ChangeSet:
 
 def apply(
     plan_file: Annotated[
-        Path | None, typer.Argument(metavar="[PLAN]", help="A plan written by `mno plan --out`.")
+        Path | None, typer.Argument(metavar="PLAN", help="A plan written by `mno plan --out`.")
     ] = None,
     filename: FilesOpt = None,
     prune: PruneOpt = False,

@@ -63,21 +63,48 @@ def reset() -> None:
 
 
 def to_jsonable(data: Any) -> Any:
+    """One pass over the data: objects with ``as_dict``/``model_dump`` become dicts, and
+    UUIDs, datetimes and Decimals become strings (ISO 8601 UTC for times)."""
     from mno.store.audit import jsonable
 
     if hasattr(data, "as_dict"):
         data = data.as_dict()
     elif hasattr(data, "model_dump"):
         data = data.model_dump()
-    if isinstance(data, list):
-        return [to_jsonable(item) for item in data]
     if isinstance(data, dict):
-        return {k: to_jsonable(v) for k, v in jsonable(data).items()}
+        return {str(k): to_jsonable(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [to_jsonable(item) for item in data]
+    if data is None or isinstance(data, str | int | float | bool):
+        return data
     return jsonable(data)
 
 
+def _json_default(value: Any) -> Any:
+    from mno.store.audit import jsonable
+
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    result = jsonable(value)
+    if result is value:
+        raise TypeError(f"cannot render {type(value).__name__} as JSON")
+    return result
+
+
 def dumps_json(data: Any) -> str:
-    return json.dumps(to_jsonable(data), indent=2, ensure_ascii=False)
+    """Indented on a terminal; compact (and much faster for long lists) in pipes.
+
+    Only the top level is converted here; the JSON encoder calls ``_json_default`` for the
+    few values it cannot write itself (UUIDs, datetimes, Decimals), so nothing is walked
+    twice.
+    """
+    if isinstance(data, list):
+        data = [_json_default(item) if hasattr(item, "as_dict") else item for item in data]
+    if sys.stdout.isatty():
+        return json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 def _cell(value: Any) -> str:
@@ -104,10 +131,10 @@ def render(
 ) -> None:
     """Print one object (a dict) or a list of objects in the chosen format."""
     fmt = Format(fmt)
-    payload = to_jsonable(data)
     if fmt is Format.json:
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(dumps_json(data) + "\n")
         return
+    payload = to_jsonable(data)
     if fmt is Format.yaml:
         import yaml
 

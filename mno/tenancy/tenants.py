@@ -512,7 +512,8 @@ def list_tenants(
     import sqlalchemy as sa
     from sqlmodel import col, select
 
-    stmt = select(Tenant)
+    # Plain rows, not ORM instances: building 10,000 models costs more than the query.
+    stmt = select(*(getattr(Tenant, name) for name in Tenant.model_fields))  # type: ignore[call-overload]
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
     if tier:
@@ -524,7 +525,7 @@ def list_tenants(
     stmt = stmt.order_by(col(Tenant.key))
     if limit:
         stmt = stmt.limit(limit)
-    tenants = list(session.exec(stmt))
+    tenants = list(session.execute(stmt))
     keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
     domains: dict[uuid.UUID, list[str]] = {}
     for tid, d in session.execute(
@@ -532,7 +533,7 @@ def list_tenants(
     ):
         domains.setdefault(tid, []).append(d)
     return [
-        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))
+        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))  # type: ignore[arg-type]
         for t in tenants
     ]
 

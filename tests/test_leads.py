@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from datetime import timedelta
@@ -164,7 +165,7 @@ def test_code_is_emailed_over_smtp(cli, sqlite_url, mno_env, smtp_server):
     message = received[0]
     assert message["To"] == "ann@acme.com" and message["From"] == "hub@example.com"
     code = re.search(r"code is: (\S+)", message.get_payload()).group(1)
-    lead_id = re.search(r'"id": "([^"]+)"', result.stdout).group(1)
+    lead_id = json.loads(result.stdout)["id"]
     verified = cli.json("lead", "verify", lead_id, "--code", code)
     assert verified["status"] == "verified"
 

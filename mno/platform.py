@@ -26,6 +26,7 @@ class RetentionConfig(Section):
     events: str = "30d"
     audit: str = "365d"
     heartbeats: str = "1d"
+    ticks: str = "7d"
 
 
 class WebhooksConfig(Section):

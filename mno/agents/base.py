@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -46,6 +46,7 @@ class TickContext:
     options: dict[str, Any] = field(default_factory=dict)
     stop_event: threading.Event = field(default_factory=threading.Event)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mno.agents"))
+    on_item: Callable[[str, str, float, str | None], None] | None = None
 
     def session(self, write: bool = True) -> AbstractContextManager[Session]:
         from mno.store.db import session_scope
@@ -58,6 +59,11 @@ class TickContext:
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+    def item_done(self, outcome: str, seconds: float, item: str | None = None) -> None:
+        """Report one item's outcome (done, failed, retried) for logs and metrics."""
+        if self.on_item is not None:
+            self.on_item(self.agent, outcome, seconds, item)
 
 
 @dataclass

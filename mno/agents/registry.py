@@ -9,7 +9,10 @@ import importlib
 from types import ModuleType
 
 # agent name -> module with tick(ctx) -> TickResult
-AGENTS: dict[str, str] = {}
+AGENTS: dict[str, str] = {
+    "housekeeper": "mno.agents.housekeeper",
+    "probe": "mno.agents.probe",
+}
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener
 HTTP_ROUTERS: list[str] = []

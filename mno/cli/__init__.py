@@ -168,6 +168,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("audit", "mno.cli.audit_cmd", "Read the audit trail of every mutation."),
     ("events", "mno.cli.events_cmd", "Read platform events (the outbox)."),
     ("report", "mno.cli.reports", "Platform KPIs (Impac): summary, per-area detail, HTML."),
+    ("agents", "mno.cli.agents", "Run and inspect the agent daemons."),
     ("db", "mno.cli.db_cmd", "Manage the store's schema."),
 ]
 _GROUP_INDEX = {name: (module, help) for name, module, help in GROUPS}

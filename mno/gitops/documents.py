@@ -36,7 +36,7 @@ SECRET_KEY = re.compile(
     r"(^|[_.-])(password|passwd|secret|token|api[_-]?key|private[_-]?key)$", re.I
 )
 # files that hold one settings document without a ``kind:`` line
-FILE_KINDS = {"platform": "Platform", "agents": "Agents"}
+FILE_KINDS = {"platform": "Platform", "agents": "AgentsConfig"}
 
 
 @dataclass(frozen=True)

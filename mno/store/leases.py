@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 def _table(model: Any) -> sa.Table:
-    return model.__table__
+    return model if isinstance(model, sa.Table) else model.__table__
 
 
 def claimable(model: Any, ready: Sequence[str] = ("pending",), now: datetime | None = None) -> Any:
@@ -105,6 +105,30 @@ def complete(
         .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
     )
     return session.execute(stmt).rowcount or 0
+
+
+def complete_ids(
+    session: Session,
+    model: Any,
+    ids: Iterable[Any],
+    owner: str,
+    *,
+    status: str = "done",
+    values: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Like ``complete()`` but returns the ids that were still ours, so side effects can
+    be written for exactly those rows in the same transaction."""
+    t = _table(model)
+    ids = list(ids)
+    if not ids:
+        return []
+    stmt = (
+        sa.update(t)
+        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
+        .returning(t.c.id)
+    )
+    return [row[0] for row in session.execute(stmt)]
 
 
 def retry(

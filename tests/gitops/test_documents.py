@@ -160,12 +160,14 @@ def test_cli_validate_reports_and_exits_2(cli, write) -> None:
     assert data["problems"][0]["line"] == 4 and data["problems"][0]["column"] == 9
 
 
-def test_settings_file_of_an_unknown_area_is_skipped(write) -> None:
-    from mno.gitops.kinds import REGISTRY
-
-    path = write("agents.yaml", "poller: {interval: 10s}\n")
+def test_agents_file_is_validated_with_the_agents_model(write) -> None:
+    path = write("agents.yaml", "agents:\n  housekeeper:\n    interval: 1h\n    batch_size: 0\n")
     docs, problems = documents.load_with_problems([path])
-    if "Agents" in REGISTRY:
-        assert [d.kind for d in docs] == ["Agents"]
-    else:
-        assert (docs, problems) == ([], [])
+    assert [d.kind for d in docs] == ["AgentsConfig"]
+    assert [(p.line, p.column, p.key) for p in problems] == [
+        (4, 17, "spec.agents.housekeeper.batch_size")
+    ]
+    wrapped = write(
+        "other.yaml", "kind: AgentsConfig\nmetadata: {name: agents}\nspec: {heartbeat: 10s}\n"
+    )
+    assert documents.load_with_problems([wrapped])[1] == []

@@ -1,4 +1,5 @@
-"""Settings kinds kept in files: ``Platform`` (platform.yaml) and ``Agents`` (agents.yaml).
+"""Settings kinds kept in files: ``Platform`` (platform.yaml) and ``AgentsConfig``
+(agents.yaml).
 
 They are validated with the same typed models the platform and the agents load, and
 never written to the store: the files are read where they are used.
@@ -33,7 +34,7 @@ def agents_kind() -> type[FileKind] | None:
     except ImportError:
         return None
     model: Any = None
-    for name in ("AgentsConfig", "AgentsSettings", "Config"):
+    for name in ("AgentsFile", "AgentsConfig"):
         candidate = getattr(agents_config, name, None)
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             model = candidate
@@ -42,7 +43,7 @@ def agents_kind() -> type[FileKind] | None:
         return None
 
     class AgentsKind(FileKind):
-        kind = "Agents"
+        kind = "AgentsConfig"
         plural = "agents"
         spec_model = model
         description = "Agent daemon settings (schedules, batch sizes); kept in agents.yaml."

@@ -1,5 +1,12 @@
 """SQLModel tables, one module per domain. Importing this package registers them all."""
 
+from mno.store.models.agents import (
+    AgentTick,
+    ConsumerCursor,
+    Heartbeat,
+    ProbeEffect,
+    ProbeItem,
+)
 from mno.store.models.base import Base, WorkItem
 from mno.store.models.core import AuditEntry, Event, LeaseLock
 from mno.store.models.gitops import GitopsResource
@@ -14,6 +21,11 @@ from mno.store.models.tenancy import (
 )
 
 __all__ = [
+    "AgentTick",
+    "ConsumerCursor",
+    "Heartbeat",
+    "ProbeEffect",
+    "ProbeItem",
     "App",
     "AppGrant",
     "AuditEntry",

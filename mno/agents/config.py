@@ -1,0 +1,170 @@
+"""``agents.yaml``: which agents run, when, and with what batch, lease and options.
+
+::
+
+    agents:
+      housekeeper:
+        enabled: true
+        interval: 1h          # or: cron: "*/5 * * * *" with timezone: Europe/Paris
+        jitter: 30s
+        batch_size: 1000
+        concurrency: 1
+        lease: 60s
+        options: {}           # agent-specific
+
+Errors name the file, line and dotted key, e.g.
+``agents.yaml:12 dispatcher.interval: expected a duration like 10s``, and exit 2.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mno.errors import BadInput
+from mno.settings import parse_duration
+
+DEFAULT_PATH = Path("configs/agents.yaml")
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    enabled: bool = True
+    interval: timedelta | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    jitter: timedelta = timedelta(0)
+    batch_size: int = Field(default=100, ge=1, le=100_000)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    lease: timedelta = timedelta(seconds=60)
+    misfire_grace: timedelta = timedelta(seconds=30)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval", "jitter", "lease", "misfire_grace", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except BadInput as exc:
+            raise ValueError("expected a duration like 10s") from exc
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"expected a crontab expression like '*/5 * * * *': {exc}") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from mno.validate import timezone
+
+        try:
+            return timezone(value)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from exc
+
+    @model_validator(mode="after")
+    def _schedule(self) -> AgentConfig:
+        if self.interval is None and self.cron is None:
+            self.interval = timedelta(seconds=10)
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("give either interval or cron, not both")
+        if self.interval is not None and self.interval.total_seconds() <= 0:
+            raise ValueError("interval must be positive")
+        return self
+
+    def schedule_text(self) -> str:
+        if self.cron:
+            return f"cron {self.cron} ({self.timezone})"
+        seconds = self.interval.total_seconds() if self.interval else 0
+        return f"every {_human(seconds)}"
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class AgentsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    heartbeat: timedelta = timedelta(seconds=5)
+
+    @field_validator("heartbeat", mode="before")
+    @classmethod
+    def _beat(cls, value: Any) -> Any:
+        return AgentConfig._duration(value)
+
+
+def default_config() -> AgentsFile:
+    """What runs with no file: every registered agent on its default schedule."""
+    from mno.agents.registry import AGENTS
+
+    return AgentsFile(agents={name: AgentConfig(name=name) for name in AGENTS})
+
+
+def load(path: Path | None = None) -> AgentsFile:
+    """Load and validate an agents file; errors name file:line and the dotted key."""
+    if path is None:
+        if not DEFAULT_PATH.exists():
+            return default_config()
+        path = DEFAULT_PATH
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    return parse(path.read_text(), path.name)
+
+
+def parse(text: str, source: str = "agents.yaml") -> AgentsFile:
+    from mno.gitops.documents import parse_text
+
+    raws, problems = parse_text(text, source)
+    if problems:
+        raise BadInput(str(problems[0]).replace(":1: ", " ", 1))
+    data = raws[0].data if raws else {}
+    if isinstance(data, dict) and data.get("kind") == "AgentsConfig":
+        data = data.get("spec") or {}
+        prefix: tuple[Any, ...] = ("spec",)
+    else:
+        prefix = ()
+    marks = raws[0].key_marks if raws else {}
+    try:
+        parsed = AgentsFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-after"))
+        line = _line_for(marks, prefix, loc)
+        key = ".".join(str(p) for p in (loc[1:] if loc[:1] == ("agents",) else loc))
+        message = error["msg"].removeprefix("Value error, ")
+        raise BadInput(f"{source}:{line} {key}: {message}") from exc
+    for name, agent in parsed.agents.items():
+        agent.name = name
+    return parsed
+
+
+def _line_for(
+    marks: dict[Any, tuple[int, int]], prefix: tuple[Any, ...], loc: tuple[Any, ...]
+) -> int:
+    path = (*prefix, *loc)
+    while path:
+        if path in marks:
+            return marks[path][0]
+        path = path[:-1]
+    return 1

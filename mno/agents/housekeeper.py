@@ -1,0 +1,124 @@
+"""The housekeeper: retention and tidying, in batches.
+
+Each pass:
+
+- prunes outbox events older than ``retention.events`` (default 30d) that every outbox
+  consumer has read (below the lowest ``outbox_cursor``; with no consumer registered, age
+  alone decides);
+- prunes audit rows older than ``retention.audit`` (default 365d; ``0`` keeps them forever);
+- prunes heartbeats older than ``retention.heartbeats`` (default 1d) and agent tick history
+  older than ``retention.ticks`` (default 7d);
+- takes back expired leases on every work table (any table with ``lease_until``).
+
+Retention comes from the platform YAML (``retention:``); ``options`` in agents.yaml may
+override any of them for this agent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.agents.base import TickContext, TickResult
+from mno.settings import parse_duration
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+DEFAULT_OPTIONS: dict[str, Any] = {}
+
+
+def _retention(ctx: TickContext) -> dict[str, timedelta]:
+    from mno import platform
+
+    cfg = platform.load().retention
+    values = {
+        "events": cfg.events,
+        "audit": cfg.audit,
+        "heartbeats": cfg.heartbeats,
+        "ticks": cfg.ticks,
+    }
+    for key in values:
+        if key in ctx.options:
+            values[key] = ctx.options[key]
+    return {k: parse_duration(v) for k, v in values.items()}
+
+
+def _delete_batch(session: Session, table: sa.Table, key: Any, where: Any, limit: int) -> int:
+    pick = sa.select(key).where(where).limit(limit).scalar_subquery()
+    return session.execute(sa.delete(table).where(key.in_(pick))).rowcount or 0
+
+
+def _prune(
+    ctx: TickContext, table: sa.Table, key: Any, where: Any, result: TickResult, name: str
+) -> None:
+    total = 0
+    while not ctx.stopping():
+        with ctx.session() as s:
+            n = _delete_batch(s, table, key, where, ctx.batch_size)
+        total += n
+        if n < ctx.batch_size:
+            break
+    result.details[name] = total
+    result.done += total
+
+
+def work_tables() -> list[sa.Table]:
+    from sqlmodel import SQLModel
+
+    import mno.store.models  # noqa: F401
+
+    return [
+        t for t in SQLModel.metadata.sorted_tables if "lease_until" in t.c and "lease_owner" in t.c
+    ]
+
+
+def tick(ctx: TickContext) -> TickResult:
+    from mno.store import cursors, leases
+    from mno.store.models.agents import AgentTick, Heartbeat
+    from mno.store.models.core import AuditEntry, Event
+
+    result = TickResult()
+    keep = _retention(ctx)
+    now = clock.now()
+
+    events = Event.__table__
+    if keep["events"].total_seconds() > 0:
+        with ctx.session(write=False) as s:
+            floor = cursors.minimum(s)
+        where = events.c.created_at < now - keep["events"]
+        if floor is not None:
+            where = sa.and_(where, events.c.seq <= floor)
+        _prune(ctx, events, events.c.seq, where, result, "events")
+
+    audit = AuditEntry.__table__
+    if keep["audit"].total_seconds() > 0:
+        _prune(ctx, audit, audit.c.id, audit.c.at < now - keep["audit"], result, "audit")
+
+    beats = Heartbeat.__table__
+    _prune(
+        ctx, beats, beats.c.id, beats.c.last_beat < now - keep["heartbeats"], result, "heartbeats"
+    )
+    ticks = AgentTick.__table__
+    if keep["ticks"].total_seconds() > 0:
+        _prune(ctx, ticks, ticks.c.id, ticks.c.started_at < now - keep["ticks"], result, "ticks")
+
+    taken = 0
+    with ctx.session() as s:
+        for table in work_tables():
+            taken += leases.take_back_expired(s, table)
+    result.details["leases"] = taken
+    if any(result.details.values()):
+        ctx.log.info(
+            "pruned %(events)s events, %(audit)s audit rows, %(heartbeats)s heartbeats, "
+            "%(ticks)s ticks; took back %(leases)s expired leases",
+            {
+                k: result.details.get(k, 0)
+                for k in ("events", "audit", "heartbeats", "ticks", "leases")
+            },
+            extra={"agent": ctx.agent},
+        )
+    return result

@@ -1,0 +1,453 @@
+"""The agent runtime: one APScheduler ``BlockingScheduler`` running every enabled agent.
+
+- Each agent's ``tick`` runs on its interval or cron schedule (with jitter), with
+  ``coalesce=True``, ``max_instances=1`` and a ``misfire_grace_time``.
+- Singleton agents (``SINGLETON = True``) hold a named lease lock, so only one host in the
+  fleet runs them at a time.
+- A heartbeat row (host, pid, agents, start time, last beat) is written every few seconds.
+- Signals only set flags: the first SIGTERM/SIGINT stops warm (no new claims, in-flight
+  items finish, leases are released, exit 0); the second stops cold (exit 1 at once; the
+  leases expire and other hosts take the work back).
+- An exception in a tick is recorded and logged and never kills the process. A store that
+  cannot be reached is retried with backoff.
+- ``--metrics-port`` serves Prometheus metrics and ``/healthz`` (see ``mno.agents.http``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+from mno import clock
+from mno.agents import registry
+from mno.agents.base import TickContext, TickResult, make_owner
+from mno.agents.config import AgentConfig, AgentsFile
+from mno.errors import Unavailable
+
+log = logging.getLogger("mno.agents")
+
+
+# -- logging ----------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    FIELDS = ("agent", "item", "outcome", "duration_ms", "claimed", "done", "failed", "retried")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": clock.now().isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            if hasattr(record, name):
+                data[name] = getattr(record, name)
+        if record.exc_info:
+            data["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(data, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        agent = getattr(record, "agent", None)
+        prefix = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname:<7}"
+        line = f"{prefix} {agent + ': ' if agent else ''}{record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+# -- one tick ---------------------------------------------------------------------------
+
+
+@dataclass
+class TickOutcome:
+    agent: str
+    result: TickResult
+    outcome: str  # ok | error | skipped
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent, "outcome": self.outcome, "error": self.error}
+
+
+def run_tick(module: ModuleType, ctx: TickContext, *, record: bool = True) -> TickOutcome:
+    """Run one pass of one agent, time it and record it in ``agent_tick``."""
+    started = clock.now()
+    t0 = time.perf_counter()
+    error: str | None = None
+    try:
+        result = module.tick(ctx)
+        outcome = "ok"
+    except Exception as exc:  # a failed pass is recorded, never fatal
+        result = TickResult()
+        outcome = "error"
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("tick failed: %s", error, extra={"agent": ctx.agent, "outcome": "error"})
+        if isinstance(exc, Unavailable) or type(exc).__module__.startswith("sqlalchemy"):
+            result.duration_ms = (time.perf_counter() - t0) * 1000
+            return TickOutcome(ctx.agent, result, outcome, error)
+    result.duration_ms = (time.perf_counter() - t0) * 1000
+    if record:
+        _record(ctx, started, result, outcome, error)
+    return TickOutcome(ctx.agent, result, outcome, error)
+
+
+def _record(
+    ctx: TickContext, started: Any, result: TickResult, outcome: str, error: str | None
+) -> None:
+    from mno.store.models.agents import AgentTick
+
+    try:
+        with ctx.session() as s:
+            s.add(
+                AgentTick(
+                    agent=ctx.agent,
+                    owner=ctx.owner,
+                    started_at=started,
+                    duration_ms=result.duration_ms,
+                    outcome=outcome,
+                    claimed=result.claimed,
+                    done=result.done,
+                    failed=result.failed,
+                    retried=result.retried,
+                    error=error,
+                    details=_jsonable(result.details),
+                )
+            )
+    except Exception as exc:  # the store may be down; the tick's own outcome stands
+        log.warning("could not record the tick: %s", exc, extra={"agent": ctx.agent})
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    from mno.store.audit import jsonable
+
+    return jsonable(data)
+
+
+def context_for(
+    name: str,
+    cfg: AgentConfig,
+    *,
+    owner: str | None = None,
+    db_url: str | None = None,
+    stop_event: threading.Event | None = None,
+    max_items: int | None = None,
+    on_item: Any = None,
+) -> TickContext:
+    module = registry.load(name)
+    options = dict(getattr(module, "DEFAULT_OPTIONS", {})) | cfg.options
+    return TickContext(
+        agent=name,
+        owner=owner or make_owner(),
+        db_url=db_url,
+        batch_size=cfg.batch_size,
+        concurrency=cfg.concurrency,
+        lease_for=cfg.lease,
+        max_items=max_items,
+        options=options,
+        stop_event=stop_event or threading.Event(),
+        log=log,
+        on_item=on_item,
+    )
+
+
+# -- the long-running process -----------------------------------------------------------
+
+
+@dataclass
+class Runner:
+    config: AgentsFile
+    only: list[str] | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    db_url: str | None = None
+    owner: str = field(default_factory=make_owner)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        from mno.agents.metrics import Metrics
+
+        self.metrics = Metrics()
+        self.modules: dict[str, ModuleType] = {}
+        self.agent_configs: dict[str, AgentConfig] = {}
+        self.started_at = clock.now()
+        self.last_beat_ok: float | None = None
+        self._store_backoff_until = 0.0
+        self._store_failures = 0
+        self._locks: set[str] = set()
+        self._lock = threading.Lock()
+
+    # agents ------------------------------------------------------------------------
+
+    def select_agents(self) -> None:
+        wanted = self.only or [n for n, c in self.config.agents.items() if c.enabled]
+        for name in wanted:
+            cfg = self.config.agents.get(name) or AgentConfig(name=name)
+            if name not in registry.AGENTS:
+                log.warning("agent %s is not available in this build; skipped", name)
+                continue
+            self.modules[name] = registry.load(name)
+            self.agent_configs[name] = cfg
+
+    def tick(self, name: str) -> None:
+        if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
+            return
+        module, cfg = self.modules[name], self.agent_configs[name]
+        if getattr(module, "SINGLETON", False) and not self._hold_singleton(name, cfg):
+            return
+        ctx = context_for(
+            name,
+            cfg,
+            owner=self.owner,
+            db_url=self.db_url,
+            stop_event=self.stop_event,
+            on_item=self._on_item,
+        )
+        outcome = run_tick(module, ctx)
+        r = outcome.result
+        self.metrics.tick(name, outcome.outcome, r.duration_ms / 1000)
+        if outcome.outcome == "error" and outcome.error and _is_store_error(outcome.error):
+            self._store_down(outcome.error)
+        else:
+            self._store_up()
+        if r.claimed or outcome.outcome != "ok":
+            log.info(
+                "tick %s: claimed %d, done %d, failed %d, retried %d in %.0f ms",
+                outcome.outcome,
+                r.claimed,
+                r.done,
+                r.failed,
+                r.retried,
+                r.duration_ms,
+                extra={
+                    "agent": name,
+                    "outcome": outcome.outcome,
+                    "claimed": r.claimed,
+                    "done": r.done,
+                    "failed": r.failed,
+                    "retried": r.retried,
+                    "duration_ms": round(r.duration_ms, 1),
+                },
+            )
+        self._update_depth(name, module)
+
+    def _on_item(self, agent: str, outcome: str, seconds: float, item: str | None) -> None:
+        self.metrics.item(agent, outcome, seconds)
+        if log.isEnabledFor(logging.DEBUG) or outcome == "failed":
+            log.log(
+                logging.WARNING if outcome == "failed" else logging.DEBUG,
+                "item %s %s",
+                item,
+                outcome,
+                extra={
+                    "agent": agent,
+                    "item": item,
+                    "outcome": outcome,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+
+    def _hold_singleton(self, name: str, cfg: AgentConfig) -> bool:
+        from mno.store import leases
+        from mno.store.db import session_scope
+
+        ttl = max(cfg.lease, (cfg.interval or timedelta(minutes=1)) * 3)
+        try:
+            with session_scope(self.db_url) as s:
+                held = leases.acquire_lock(s, f"agent:{name}", self.owner, ttl)
+        except Exception as exc:
+            self._store_down(str(exc))
+            return False
+        with self._lock:
+            (self._locks.add if held else self._locks.discard)(name)
+        return held
+
+    def _update_depth(self, name: str, module: ModuleType) -> None:
+        depth_fn = getattr(module, "queue_depth", None)
+        if depth_fn is None:
+            return
+        from mno.store.db import session_scope
+
+        try:
+            with session_scope(self.db_url, write=False) as s:
+                due, leased = depth_fn(s)
+            self.metrics.depth(name, due, leased)
+        except Exception:  # depth is best effort; the tick already reported the store
+            pass
+
+    # store health ------------------------------------------------------------------
+
+    def _store_down(self, error: str) -> None:
+        with self._lock:
+            self._store_failures += 1
+            delay = min(60.0, 0.5 * 2 ** min(self._store_failures, 7))
+            self._store_backoff_until = time.monotonic() + delay
+        log.warning("store unreachable (%s); retrying in %.1fs", error.splitlines()[0], delay)
+
+    def _store_up(self) -> None:
+        if self._store_failures:
+            log.info("store reachable again")
+        self._store_failures = 0
+        self._store_backoff_until = 0.0
+
+    # heartbeats --------------------------------------------------------------------
+
+    def beat(self) -> None:
+        import sqlalchemy as sa
+
+        from mno.store.db import session_scope
+        from mno.store.models.agents import Heartbeat
+
+        now = clock.now()
+        try:
+            with session_scope(self.db_url) as s:
+                t = Heartbeat.__table__
+                updated = s.execute(
+                    sa.update(t)
+                    .where(t.c.owner == self.owner)
+                    .values(last_beat=now, updated_at=now, agents=sorted(self.modules))
+                ).rowcount
+                if not updated:
+                    s.add(
+                        Heartbeat(
+                            owner=self.owner,
+                            host=socket.gethostname(),
+                            pid=os.getpid(),
+                            agents=sorted(self.modules),
+                            started_at=self.started_at,
+                            last_beat=now,
+                            interval_s=self.config.heartbeat.total_seconds(),
+                        )
+                    )
+            self.last_beat_ok = time.monotonic()
+            self._store_up()
+        except Exception as exc:
+            self._store_down(str(exc))
+
+    def healthy(self) -> bool:
+        interval = self.config.heartbeat.total_seconds()
+        return (
+            self.last_beat_ok is not None
+            and time.monotonic() - self.last_beat_ok < 3 * interval
+            and not self.stop_event.is_set()
+        )
+
+    # lifecycle -------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stop_event.is_set():
+            log.warning("second signal: cold stop")
+            os._exit(1)
+        log.info(
+            "%s: warm stop; finishing in-flight work (signal again to stop at once)",
+            signal.Signals(signum).name,
+        )
+        self.stop_event.set()
+        threading.Thread(target=self._shutdown_scheduler, daemon=True).start()
+
+    def _shutdown_scheduler(self) -> None:
+        try:
+            self.scheduler.shutdown(wait=True)
+        except Exception:  # already stopped
+            pass
+
+    def build_scheduler(self) -> Any:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.blocking import BlockingScheduler
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        grace = max(
+            (c.misfire_grace for c in self.agent_configs.values()), default=timedelta(seconds=30)
+        )
+        scheduler = BlockingScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(max(2, len(self.modules) + 1))},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(grace.total_seconds()),
+            },
+        )
+        for name, cfg in self.agent_configs.items():
+            jitter = int(cfg.jitter.total_seconds()) or None
+            if cfg.cron:
+                trigger: Any = CronTrigger.from_crontab(cfg.cron, timezone=cfg.timezone)
+                trigger.jitter = jitter
+                scheduler.add_job(self.tick, trigger, args=[name], id=name, name=name)
+            else:
+                assert cfg.interval is not None
+                trigger = IntervalTrigger(seconds=cfg.interval.total_seconds(), jitter=jitter)
+                scheduler.add_job(
+                    self.tick, trigger, args=[name], id=name, name=name, next_run_time=clock.now()
+                )
+        scheduler.add_job(
+            self.beat,
+            IntervalTrigger(seconds=self.config.heartbeat.total_seconds()),
+            id="_heartbeat",
+            name="heartbeat",
+        )
+        return scheduler
+
+    def run(self) -> int:
+        self.select_agents()
+        if not self.modules:
+            log.error("no agent to run")
+            return 2
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        server = None
+        if self.metrics_port is not None:
+            from mno.agents.http import serve_in_thread
+
+            server = serve_in_thread(self, self.metrics_host, self.metrics_port)
+        self.scheduler = self.build_scheduler()
+        self.beat()
+        log.info("agents %s running as %s", ", ".join(sorted(self.modules)), self.owner)
+        try:
+            self.scheduler.start()
+        finally:
+            self._cleanup()
+            if server is not None:
+                server.should_exit = True
+        log.info("stopped")
+        return 0
+
+    def _cleanup(self) -> None:
+        import sqlalchemy as sa
+
+        from mno.store import leases
+        from mno.store.db import session_scope
+        from mno.store.models.agents import Heartbeat
+
+        try:
+            with session_scope(self.db_url) as s:
+                for name in list(self._locks):
+                    leases.release_lock(s, f"agent:{name}", self.owner)
+                t = Heartbeat.__table__
+                s.execute(sa.delete(t).where(t.c.owner == self.owner))
+        except Exception as exc:
+            log.warning("could not clean up on stop: %s", exc)
+
+
+def _is_store_error(error: str) -> bool:
+    return error.startswith(("Unavailable", "OperationalError", "InterfaceError"))

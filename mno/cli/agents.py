@@ -1,0 +1,219 @@
+"""mno agents: run the agent daemons, tick one agent, show their status, write units."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+app = typer.Typer(help="Run and inspect the agent daemons.", no_args_is_help=True)
+probe_app = typer.Typer(help="Queue probe work to check a fleet end to end.", no_args_is_help=True)
+app.add_typer(probe_app, name="probe")
+
+FileOpt = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", help="agents.yaml (default: configs/agents.yaml if present)."),
+]
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command("run")
+def run(
+    file: FileOpt = None,
+    only: Annotated[str | None, typer.Option(help="Only these agents, comma-separated.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics and /healthz on this port.")
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address for the metrics listener.")
+    ] = "127.0.0.1",
+    log_format: Annotated[
+        LogFormat, typer.Option(help="text or json (one object per line).")
+    ] = LogFormat.text,
+) -> None:
+    """Run the agents in the foreground (first signal: warm stop; second: cold stop)."""
+    from mno.agents import config
+    from mno.agents.runner import Runner, setup_logging
+    from mno.cli.params import csv_list
+
+    cfg = config.load(file)
+    setup_logging(log_format.value)
+    runner = Runner(
+        cfg, only=csv_list(only) or None, metrics_port=metrics_port, metrics_host=metrics_host
+    )
+    code = runner.run()
+    raise typer.Exit(code)
+
+
+@app.command("tick")
+def tick(
+    name: Annotated[str, typer.Argument(help="Agent name.")],
+    file: FileOpt = None,
+    max_items: Annotated[int | None, typer.Option("--max", help="Claim at most N items.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Run one pass of one agent and exit (for cron-style hosts and CI)."""
+    from mno.agents import config, registry
+    from mno.agents.config import AgentConfig
+    from mno.agents.runner import context_for, run_tick, setup_logging
+
+    setup_logging("text")
+    cfg = config.load(file)
+    module = registry.load(name)
+    agent_cfg = cfg.agents.get(name) or AgentConfig(name=name)
+    ctx = context_for(name, agent_cfg, max_items=max_items)
+    singleton = getattr(module, "SINGLETON", False)
+    if singleton:
+        _acquire(name, ctx.owner, agent_cfg.lease * 3)
+    try:
+        outcome = run_tick(module, ctx)
+    finally:
+        if singleton:
+            _release(name, ctx.owner)
+    r = outcome.result
+    data = {
+        "agent": name,
+        "outcome": outcome.outcome,
+        "claimed": r.claimed,
+        "done": r.done,
+        "failed": r.failed,
+        "retried": r.retried,
+        "duration_ms": round(r.duration_ms, 1),
+        "details": r.details,
+        "error": outcome.error,
+    }
+    render(data, output)
+    if outcome.outcome != "ok":
+        raise typer.Exit(1)
+
+
+def _acquire(name: str, owner: str, ttl: object) -> None:
+    from mno.errors import Conflict
+    from mno.store import leases
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        if not leases.acquire_lock(s, f"agent:{name}", owner, ttl):  # type: ignore[arg-type]
+            holder = leases.lock_holder(s, f"agent:{name}")
+            who = holder[0] if holder else "another process"
+            raise Conflict(f"{name} runs on one host at a time and {who} holds it")
+
+
+def _release(name: str, owner: str) -> None:
+    from mno.store import leases
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        leases.release_lock(s, f"agent:{name}", owner)
+
+
+@app.command("status")
+def status(file: FileOpt = None, output: OutputOpt = Format.table) -> None:
+    """Show each agent: schedule, live processes, last tick and queue depth."""
+    from mno.agents import config
+    from mno.agents import status as status_mod
+
+    cfg = config.load(file)
+    data = status_mod.collect(cfg)
+    if output is not Format.table:
+        render(data, output)
+        return
+    render(
+        data["agents"],
+        Format.table,
+        title="Agents",
+        columns=["agent", "enabled", "schedule", "last_tick", "last_outcome", "due", "leased"],
+    )
+    render(
+        data["processes"],
+        Format.table,
+        title="Processes",
+        columns=["host", "pid", "agents", "since", "last_beat", "state"],
+        empty="No running processes.",
+    )
+
+
+@app.command("config")
+def config_cmd(
+    file: FileOpt = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate only (exit 2 on error).")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Validate an agents.yaml and show what it configures."""
+    from mno.agents import config, registry
+
+    cfg = config.load(file)
+    rows = [
+        {
+            "agent": name,
+            "enabled": a.enabled,
+            "schedule": a.schedule_text(),
+            "batch_size": a.batch_size,
+            "concurrency": a.concurrency,
+            "lease": f"{a.lease.total_seconds():g}s",
+            "available": name in registry.AGENTS,
+        }
+        for name, a in cfg.agents.items()
+    ]
+    if check and output is Format.table:
+        success(f"{file or config.DEFAULT_PATH}: {len(rows)} agents, valid")
+        return
+    render(rows, output)
+
+
+@app.command("systemd")
+def systemd(
+    user: Annotated[
+        bool, typer.Option("--user", help="A user unit instead of a system one.")
+    ] = False,
+    name: Annotated[str, typer.Option(help="Unit name.")] = "mno-agents",
+    file: Annotated[Path, typer.Option("--file", "-f", help="agents.yaml the unit runs.")] = Path(
+        "/etc/mno/agents.yaml"
+    ),
+) -> None:
+    """Print a ready-to-install systemd unit for `mno agents run`."""
+    from mno.agents import systemd as unit
+
+    sys.stdout.write(
+        unit.render(
+            name=name,
+            user=user,
+            agents_file=str(file),
+            executable=sys.argv[0] if sys.argv[0].endswith("mno") else "/usr/local/bin/mno",
+        )
+    )
+
+
+@probe_app.command("enqueue")
+def probe_enqueue(
+    count: Annotated[int, typer.Argument(help="How many probe items.")],
+    batch: Annotated[str, typer.Option(help="A label to count them by.")] = "default",
+) -> None:
+    """Queue probe items; the probe agent handles each exactly once."""
+    from mno.agents import probe
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        probe.enqueue(s, count, batch=batch)
+    success(f"queued {count} probe items")
+
+
+@probe_app.command("count")
+def probe_count(output: OutputOpt = Format.table) -> None:
+    """Count probe items by status and their side effects."""
+    from mno.agents import status as status_mod
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        render(status_mod.probe_counts(s), output)

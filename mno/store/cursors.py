@@ -1,0 +1,46 @@
+"""Named outbox consumer cursors: how far each consumer has read the outbox (by ``seq``).
+
+The housekeeper prunes only events that every registered consumer has passed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.store.models.agents import ConsumerCursor
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+def get(session: Session, name: str, *, for_update: bool = False) -> int:
+    """The cursor's position (0 when the consumer never read); creates the row."""
+    t = ConsumerCursor.__table__
+    stmt = sa.select(t.c.seq).where(t.c.name == name)
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    seq = session.execute(stmt).scalar_one_or_none()
+    if seq is None:
+        session.add(ConsumerCursor(name=name, seq=0))
+        session.flush()
+        return 0
+    return int(seq)
+
+
+def advance(session: Session, name: str, seq: int) -> None:
+    """Move the cursor forward to ``seq`` (never backwards)."""
+    t = ConsumerCursor.__table__
+    get(session, name)
+    session.execute(
+        sa.update(t).where(t.c.name == name, t.c.seq < seq).values(seq=seq, updated_at=clock.now())
+    )
+
+
+def minimum(session: Session) -> int | None:
+    """The lowest position of all consumers; None when no consumer is registered."""
+    t = ConsumerCursor.__table__
+    value = session.execute(sa.select(sa.func.min(t.c.seq))).scalar_one_or_none()
+    return None if value is None else int(value)

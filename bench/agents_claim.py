@@ -1,0 +1,184 @@
+"""Claim throughput: items/s through claim → handle (no-op) → complete.
+
+Measures, on one PostgreSQL database and one SQLite file made for the run:
+
+- 1 and 2 worker processes on PostgreSQL, each looping ``leases.claim`` (FOR UPDATE SKIP
+  LOCKED) and ``leases.complete_ids`` in batches;
+- 1 worker process on SQLite (BEGIN IMMEDIATE);
+- a baseline per store: a bare ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING id`` loop
+  over the same number of rows, in one process, with no lease bookkeeping.
+
+Goals: >= 2,000 items/s for one PostgreSQL process; a second process adds >= 60%.
+
+Usage: python bench/agents_claim.py [--items 20000] [--batch 500] [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+PG_SERVER = os.environ.get(
+    "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _fresh_pg(server: str) -> str:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"mno_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg(server: str, url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _prepare(url: str, items: int) -> None:
+    import sqlalchemy as sa
+
+    from mno.agents import probe
+    from mno.store import db
+    from mno.store.models.agents import ProbeItem
+
+    engine = db.get_engine(url)
+    if not db.is_sqlite(engine):
+        db.upgrade(engine)
+    with db.session_scope(url) as s:
+        s.execute(sa.delete(ProbeItem))
+        probe.enqueue(s, items)
+    if not db.is_sqlite(engine):
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE agent_probe_item")
+            conn.commit()
+
+
+def _worker(url: str, batch: int, start_at: float, out: mp.Queue) -> None:
+    from mno.store import leases
+    from mno.store.db import session_scope
+    from mno.store.models.agents import ProbeItem
+
+    owner = f"bench:{os.getpid()}"
+    done = 0
+    with session_scope(url, write=False):
+        pass  # connect and check the schema before the clock starts
+    while time.time() < start_at:
+        time.sleep(0.001)
+    while True:
+        with session_scope(url) as s:
+            ids = leases.claim(s, ProbeItem, owner, batch, timedelta(seconds=60))
+        if not ids:
+            break
+        # handle: a no-op
+        with session_scope(url) as s:
+            done += len(leases.complete_ids(s, ProbeItem, ids, owner))
+    out.put((done, time.time()))
+
+
+def run_workers(url: str, processes: int, batch: int) -> tuple[int, float]:
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    start_at = time.time() + 1.5
+    procs = [
+        ctx.Process(target=_worker, args=(url, batch, start_at, out)) for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    total = sum(r[0] for r in results)
+    elapsed = max(r[1] for r in results) - start_at
+    return total, elapsed
+
+
+def bare_loop(url: str, batch: int) -> tuple[int, float]:
+    import sqlalchemy as sa
+
+    from mno.store import db
+
+    engine = db.get_engine(url)
+    sqlite = db.is_sqlite(engine)
+    pick = "SELECT id FROM agent_probe_item WHERE status = 'pending' LIMIT :n"
+    if not sqlite:
+        pick += " FOR UPDATE SKIP LOCKED"
+    stmt = sa.text(f"UPDATE agent_probe_item SET status = 'done' WHERE id IN ({pick}) RETURNING id")
+    done = 0
+    start = time.perf_counter()
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(stmt, {"n": batch}).all()
+        if not rows:
+            break
+        done += len(rows)
+    return done, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MNO_HOME"] = tmp
+        pg = _fresh_pg(args.pg)
+        try:
+            print(f"{args.items:,} items, batches of {args.batch}")
+            _prepare(pg, args.items)
+            n, secs = bare_loop(pg, args.batch)
+            pg_floor = n / secs
+            print(f"PostgreSQL bare UPDATE … RETURNING loop: {pg_floor:,.0f} items/s")
+            rates = {}
+            for procs in (1, 2):
+                _prepare(pg, args.items)
+                n, secs = run_workers(pg, procs, args.batch)
+                assert n == args.items, (n, args.items)
+                rates[procs] = n / secs
+                print(
+                    f"PostgreSQL, {procs} process(es): {rates[procs]:,.0f} items/s "
+                    f"(ratio to bare loop {rates[procs] / pg_floor:.2f})"
+                )
+            print(
+                f"  second process adds {(rates[2] / rates[1] - 1) * 100:.0f}% "
+                f"(goal >= 60%); one process goal >= 2,000 items/s"
+            )
+        finally:
+            from mno.store import db
+
+            db.dispose_all()
+            _drop_pg(args.pg, pg)
+
+        sqlite = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        _prepare(sqlite, args.items)
+        n, secs = bare_loop(sqlite, args.batch)
+        sqlite_floor = n / secs
+        _prepare(sqlite, args.items)
+        n, secs = run_workers(sqlite, 1, args.batch)
+        rate = n / secs
+        print(f"SQLite bare UPDATE … RETURNING loop: {sqlite_floor:,.0f} items/s")
+        print(
+            f"SQLite, 1 process: {rate:,.0f} items/s (ratio to bare loop {rate / sqlite_floor:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

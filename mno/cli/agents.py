@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render, success
 
 app = typer.Typer(help="Run and inspect the agent daemons.", no_args_is_help=True)
 probe_app = typer.Typer(help="Queue probe work to check a fleet end to end.", no_args_is_help=True)
@@ -199,6 +199,7 @@ def systemd(
 def probe_enqueue(
     count: Annotated[int, typer.Argument(help="How many probe items.")],
     batch: Annotated[str, typer.Option(help="A label to count them by.")] = "default",
+    output: OutputOpt = Format.table,
 ) -> None:
     """Queue probe items; the probe agent handles each exactly once."""
     from mno.agents import probe
@@ -206,7 +207,7 @@ def probe_enqueue(
 
     with session_scope() as s:
         probe.enqueue(s, count, batch=batch)
-    success(f"queued {count} probe items")
+    done({"queued": count, "batch": batch}, f"queued {count} probe items", output)
 
 
 @probe_app.command("count")

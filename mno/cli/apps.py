@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render, success
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
 
@@ -182,6 +182,7 @@ def grant(
     code: Annotated[str, typer.Argument(help="App code.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     can_edit: Annotated[bool, typer.Option("--can-edit", help="Also allow editing.")] = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Grant a tenant explicit access to an app."""
     from mno.store.db import session_scope
@@ -189,13 +190,14 @@ def grant(
 
     with session_scope() as s:
         apps.grant(s, code, tenant, can_edit=can_edit)
-    success(f"{tenant} may use {code}")
+    done({"app": code, "tenant": tenant, "can_edit": can_edit}, f"{tenant} may use {code}", output)
 
 
 @app.command("revoke")
 def revoke(
     code: Annotated[str, typer.Argument(help="App code.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    output: OutputOpt = Format.table,
 ) -> None:
     """Revoke a tenant's explicit access to an app."""
     from mno.store.db import session_scope
@@ -203,7 +205,11 @@ def revoke(
 
     with session_scope() as s:
         apps.revoke(s, code, tenant)
-    success(f"{tenant} no longer has a grant on {code}")
+    done(
+        {"app": code, "tenant": tenant, "revoked": True},
+        f"{tenant} no longer has a grant on {code}",
+        output,
+    )
 
 
 @app.command("access")

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render
 
 app = typer.Typer(help="Manage the store's schema.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade() -> None:
+def upgrade(output: OutputOpt = Format.table) -> None:
     """Upgrade the store's schema to this mno's version."""
     from mno.store import db
 
     engine = db.get_engine()
     db.upgrade(engine)
-    success(f"store at {db.redact(str(engine.url))} is at {', '.join(sorted(db.code_heads()))}")
+    heads = sorted(db.code_heads())
+    done(
+        {"url": db.redact(str(engine.url)), "current": heads},
+        f"store at {db.redact(str(engine.url))} is at {', '.join(heads)}",
+        output,
+    )
 
 
 @app.command("current")

@@ -170,6 +170,14 @@ def success(message: str) -> None:
     err_console().print(f"[green]✓[/green] {message}", highlight=False)
 
 
+def done(data: dict[str, Any], message: str, fmt: Format) -> None:
+    """Confirm an action: a line on stderr for tables, the result object in json/yaml."""
+    if fmt is Format.table:
+        success(message)
+    else:
+        render(data, fmt)
+
+
 def info(message: str) -> None:
     err_console().print(message, highlight=False)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render
 
 app = typer.Typer(
     help="Manage secrets (keyring, or a 0600 file on headless hosts).", no_args_is_help=True
@@ -20,6 +20,7 @@ def set_(
     from_stdin: Annotated[
         bool, typer.Option("--from-stdin", help="Read the value from standard input.")
     ] = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Store a secret (prompts for the value unless --from-stdin)."""
     from mno import secrets
@@ -29,7 +30,7 @@ def set_(
     else:
         value = typer.prompt(f"Value for {name}", hide_input=True, confirmation_prompt=True)
     secrets.set(name, value)
-    success(f"secret {name} stored")
+    done({"name": name, "stored": True}, f"secret {name} stored", output)
 
 
 @app.command("list")
@@ -41,12 +42,14 @@ def list_(output: OutputOpt = Format.table) -> None:
 
 
 @app.command("delete")
-def delete(name: Annotated[str, typer.Argument(help="Secret name.")]) -> None:
+def delete(
+    name: Annotated[str, typer.Argument(help="Secret name.")], output: OutputOpt = Format.table
+) -> None:
     """Delete a secret."""
     from mno import secrets
 
     secrets.delete(name)
-    success(f"secret {name} deleted")
+    done({"name": name, "deleted": True}, f"secret {name} deleted", output)
 
 
 @app.command("backend")
@@ -62,9 +65,14 @@ def init_master_key(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing key (stored secrets break).")
     ] = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Create the master key that encrypts secrets kept in the store."""
     from mno import crypto
 
     crypto.init_master_key(force=force)
-    success("master key created; copy it to every agent host (MNO_MASTER_KEY)")
+    done(
+        {"name": crypto.MASTER_KEY_NAME, "created": True},
+        "master key created; copy it to every agent host (MNO_MASTER_KEY)",
+        output,
+    )

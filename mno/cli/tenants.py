@@ -6,17 +6,13 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render, success
 
 app = typer.Typer(help="Manage tenants (customers) and their contacts.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage a tenant's contacts.", no_args_is_help=True)
 app.add_typer(contact_app, name="contact")
 
 LIST_COLUMNS = ["key", "name", "tier", "status", "parent", "currency", "domains"]
-
-
-def _show(view: object, fmt: Format) -> None:
-    render(view, fmt)
 
 
 @app.command("create")
@@ -33,12 +29,16 @@ def create(
     zip: Annotated[str | None, typer.Option("--zip", help="Postal code.")] = None,
     region: Annotated[str | None, typer.Option(help="Region or state.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166-1 alpha-2 country.")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="Free-form K=V; repeatable.")
+    ] = None,
     if_not_exists: Annotated[
         bool, typer.Option("--if-not-exists", help="Succeed if the key already exists.")
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Create a tenant in pending_provision."""
+    from mno.cli.params import pairs
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -57,6 +57,7 @@ def create(
             zip=zip,
             region=region,
             country=country,
+            metadata=pairs(metadata, "metadata"),
             if_not_exists=if_not_exists,
         )
         view = tenants.view(s, tenant)
@@ -112,9 +113,13 @@ def update(
     zip: Annotated[str | None, typer.Option("--zip", help="Postal code.")] = None,
     region: Annotated[str | None, typer.Option(help="Region or state.")] = None,
     country: Annotated[str | None, typer.Option(help="ISO 3166-1 alpha-2 country.")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="Replace metadata: K=V, repeatable.")
+    ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Change a tenant's fields."""
+    from mno.cli.params import pairs
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -133,6 +138,7 @@ def update(
             zip=zip,
             region=region,
             country=country,
+            metadata=pairs(metadata, "metadata") if metadata is not None else None,
         )
         view = tenants.view(s, tenant)
     render(view, output)
@@ -188,6 +194,7 @@ def offboard(
 def delete(
     key: Annotated[str, typer.Argument(help="Tenant key.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Delete an offboarded (or never provisioned) tenant."""
     from mno.store.db import session_scope
@@ -197,7 +204,7 @@ def delete(
         typer.confirm(f"Delete tenant {key}?", abort=True)
     with session_scope() as s:
         tenants.delete(s, key)
-    success(f"tenant {key} deleted")
+    done({"tenant": key, "deleted": True}, f"tenant {key} deleted", output)
 
 
 @contact_app.command("add")
@@ -237,6 +244,7 @@ def contact_list(
 def contact_remove(
     key: Annotated[str, typer.Argument(help="Tenant key.")],
     email: Annotated[str, typer.Argument(help="Contact email.")],
+    output: OutputOpt = Format.table,
 ) -> None:
     """Remove a contact from a tenant."""
     from mno.store.db import session_scope
@@ -244,4 +252,4 @@ def contact_remove(
 
     with session_scope() as s:
         tenants.remove_contact(s, key, email)
-    success(f"{email} removed from {key}")
+    done({"tenant": key, "email": email, "removed": True}, f"{email} removed from {key}", output)

@@ -513,7 +513,8 @@ def list_tenants(
     from sqlmodel import col, select
 
     # Plain rows, not ORM instances: building 10,000 models costs more than the query.
-    stmt = select(*(getattr(Tenant, name) for name in Tenant.model_fields))  # type: ignore[call-overload]
+    columns = [name for name in Tenant.model_fields if name != "resources"]
+    stmt = select(*(getattr(Tenant, name) for name in columns))  # type: ignore[call-overload]
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
     if tier:

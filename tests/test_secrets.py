@@ -100,5 +100,12 @@ def test_cli_never_prints_values(cli, sqlite_url):
     assert '"API_TOKEN"' in listed.stdout
     backend = cli.json("secret", "backend")
     assert backend["backend"].startswith("keyring")
+    # a command that reads the secret (an SMTP password reference) writes the store, which
+    # must not contain the value either
+    assert cli("tenant", "create", "acme").exit_code == 0
+    store = sqlite_url.removeprefix("sqlite:///")
+    for path in (store, store + "-wal"):
+        if os.path.exists(path):
+            assert VALUE.encode() not in open(path, "rb").read()
     assert cli("secret", "delete", "NOPE").exit_code == 1
     assert cli("secret", "set", "bad name", "--from-stdin", input="x").exit_code == 2

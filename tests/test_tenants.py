@@ -88,18 +88,24 @@ def test_hierarchy_depth_and_cycles(session):
         ]
 
 
-def test_status_machine(session):
+def test_status_machine(session, store_url):
     with session() as s:
         tenants.create(s, "acme")
+    before = counts(store_url)
     with pytest.raises(InvalidTransition, match="may go to: provisioning"), session() as s:
         tenants.suspend(s, "acme", "arrears")
+    assert counts(store_url) == before
     with session() as s:
         assert tenants.provision(s, "acme").status == "active"
         assert tenants.suspend(s, "acme", "arrears").status_reason == "arrears"
         assert tenants.resume(s, "acme").status == "active"
         assert tenants.offboard(s, "acme").status == "offboarded"
+    before = counts(store_url)
     with pytest.raises(InvalidTransition, match="final"), session() as s:
         tenants.resume(s, "acme")
+    with pytest.raises(BadInput, match="reason"), session() as s:
+        tenants.suspend(s, "acme", " ")
+    assert counts(store_url) == before
 
 
 def test_transition_events(session):

@@ -143,8 +143,10 @@ def test_warm_stop_finishes_in_flight_and_releases(pg_url, tmp_path):
                 break
             time.sleep(0.05)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert 'mno_agent_ticks_total{agent="probe",outcome="ok"}' in metrics or leased
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "# TYPE mno_agent_item_duration_seconds histogram" in response.text
+        assert "# TYPE mno_agent_queue_depth gauge" in response.text
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     finally:
@@ -223,3 +225,25 @@ def test_systemd_unit(cli):
     assert "TimeoutStopSec=" in unit and "agents run -f /etc/mno/agents.yaml" in unit
     user_unit = cli("agents", "systemd", "--user").stdout
     assert "User=" not in user_unit and "WantedBy=default.target" in user_unit
+
+
+def test_unreachable_store_is_retried_not_fatal(tmp_path):
+    port = _free_port()
+    proc = _start(
+        "postgresql+psycopg://postgres@127.0.0.1:1/none",
+        _config(tmp_path),
+        "--metrics-port",
+        str(port),
+    )
+    try:
+        time.sleep(4)
+        assert proc.poll() is None  # still running
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert health.status_code == 503
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        err = proc.stderr.read()
+    finally:
+        _stop(proc)
+    assert code == 0
+    assert "store unreachable" in err and "retrying in" in err

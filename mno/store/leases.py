@@ -85,6 +85,16 @@ def claim(
     return [row[0] for row in rows] if len(returning) == 1 else [tuple(r) for r in rows]
 
 
+def _id_in(session: Session, column: Any, ids: list[Any]) -> Any:
+    """``column IN ids``; on PostgreSQL one array parameter (``= ANY(:ids)``) instead of
+    one bound parameter per id, which is much cheaper for large batches."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return column == sa.any_(sa.literal(ids, type_=postgresql.ARRAY(column.type)))
+    return column.in_(ids)
+
+
 def complete(
     session: Session,
     model: Any,
@@ -101,7 +111,7 @@ def complete(
         return 0
     stmt = (
         sa.update(t)
-        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
     )
     return session.execute(stmt).rowcount or 0
@@ -124,7 +134,7 @@ def complete_ids(
         return []
     stmt = (
         sa.update(t)
-        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
         .returning(t.c.id)
     )
@@ -165,7 +175,7 @@ def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int
         return 0
     stmt = (
         sa.update(t)
-        .where(t.c.id.in_(ids), t.c.lease_owner == owner)
+        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None, attempts=t.c.attempts - 1)
     )
     return session.execute(stmt).rowcount or 0

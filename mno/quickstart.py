@@ -1,13 +1,15 @@
 """The quick start: a working platform on the embedded store in one command.
 
 It creates the store, an example app, a lead that is verified and converted into a
-tenant, and provisions that tenant. Every step is idempotent, so running it again only
+tenant, applies the example platform in ``configs/`` (when run from the repository), and
+provisions the example tenant. Every step is idempotent, so running it again only
 reports what already exists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mno.store.db import get_engine, redact, session_scope
@@ -42,7 +44,7 @@ class QuickstartResult:
         }
 
 
-def run() -> QuickstartResult:
+def run(configs: Path | None = None) -> QuickstartResult:
     from sqlmodel import select
 
     from mno.store.models.tenancy import Lead, Tenant
@@ -84,6 +86,20 @@ def run() -> QuickstartResult:
             Step("lead", True, f"{EXAMPLE_LEAD['email']} verified and converted into {tenant.key}")
         )
 
+    configs = configs if configs is not None else Path("configs")
+    if configs.is_dir():
+        from mno.gitops.apply import apply_path
+
+        with session_scope() as s:
+            changes = apply_path(s, configs, source="quickstart").summary()
+        changed = any(changes.values())
+        detail = ", ".join(f"{n} {k}d" for k, n in changes.items() if n) or "no changes"
+        result.steps.append(Step("configs", changed, f"applied {configs}/: {detail}"))
+    else:
+        result.steps.append(
+            Step("configs", False, f"no {configs}/ here (run from the repository to apply it)")
+        )
+
     with session_scope() as s:
         tenant = tenants.get(s, EXAMPLE_TENANT["key"])
         if tenant.status in ("pending_provision", "provision_failed"):
@@ -98,6 +114,7 @@ def run() -> QuickstartResult:
 
 NEXT_STEPS = [
     "mno tenant list",
+    "mno diff -f configs --source quickstart",
     "mno tenant show example-co -o json",
     "mno app access example-crm example-co",
     "mno audit list --target example-co",

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 
-def _run(home: Path) -> subprocess.CompletedProcess:
+
+def _run(home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
@@ -22,6 +24,7 @@ def _run(home: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=cwd or home,
     )
 
 
@@ -35,6 +38,7 @@ def test_quickstart_twice_on_a_fresh_home(tmp_path):
         "store": True,
         "app": True,
         "lead": True,
+        "configs": False,
         "tenant": True,
         "access": False,
     }
@@ -52,3 +56,27 @@ def test_quickstart_twice_on_a_fresh_home(tmp_path):
     )
     tenants = json.loads(listed.stdout)
     assert [(t["key"], t["status"]) for t in tenants] == [("example-co", "active")]
+
+
+def test_quickstart_applies_the_example_configs(tmp_path):
+    home = tmp_path / "fresh-home"
+    home.mkdir()
+    first = _run(home, cwd=REPO)
+    assert first.returncode == 0, first.stderr
+    steps = {s["step"]: s for s in json.loads(first.stdout)["steps"]}
+    assert steps["configs"]["changed"] and "created" in steps["configs"]["detail"]
+    again = _run(home, cwd=REPO)
+    steps = {s["step"]: s for s in json.loads(again.stdout)["steps"]}
+    assert not steps["configs"]["changed"] and "no changes" in steps["configs"]["detail"]
+    diff = subprocess.run(
+        [sys.executable, "-m", "mno", "diff", "-f", "configs", "--source", "quickstart"],
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        },
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert diff.returncode == 0, diff.stdout + diff.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from mno.cli.output import Format, OutputOpt, console, render
@@ -11,11 +14,16 @@ def register(app: typer.Typer) -> None:
     app.command("quickstart")(quickstart)
 
 
-def quickstart(output: OutputOpt = Format.table) -> None:
+def quickstart(
+    configs: Annotated[
+        Path, typer.Option("--configs", help="Example platform documents to apply.")
+    ] = Path("configs"),
+    output: OutputOpt = Format.table,
+) -> None:
     """Create the store, an example app and a tenant from a verified lead (safe to rerun)."""
     from mno import quickstart as qs
 
-    result = qs.run()
+    result = qs.run(configs)
     if output is not Format.table:
         render(result.as_dict() | {"next": qs.NEXT_STEPS}, output)
         return

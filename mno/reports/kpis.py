@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -92,8 +93,99 @@ def tenants_report(session: Session, window: Window) -> Report:
     )
 
 
+# -- sync -------------------------------------------------------------------------------
+
+RECOVERY_FAILURES = 3
+
+
+def sync_report(session: Session, window: Window) -> Report:
+    from mno.store.models.sync import SyncChange, SyncConflict, SyncConnection, SyncRun
+    from mno.store.models.tenancy import Tenant
+
+    dialect = _dialect(session)
+    c = SyncConnection.__table__
+    r = SyncRun.__table__
+    last_ok = (
+        sa.select(r.c.connection_id, sa.func.max(r.c.finished_at).label("at"))
+        .where(r.c.status == "success")
+        .group_by(r.c.connection_id)
+        .subquery()
+    )
+    health = sa.case(
+        (c.c.paused.is_(True), "paused"),
+        (c.c.consecutive_failures >= RECOVERY_FAILURES, "recovery"),
+        (c.c.consecutive_failures > 0, "failing"),
+        (last_ok.c.at.is_(None), "never_synced"),
+        else_="healthy",
+    ).label("health")
+    t = Tenant.__table__
+    as_of = window.as_of
+    age = sql.seconds_between(last_ok.c.at, sa.literal(as_of, type_=c.c.created_at.type), dialect)
+    rows = session.execute(
+        sa.select(c.c.name, t.c.key, health, last_ok.c.at, age.label("age"))
+        .select_from(
+            c.join(t, t.c.id == c.c.tenant_id).outerjoin(last_ok, last_ok.c.connection_id == c.c.id)
+        )
+        .order_by(c.c.name)
+    ).all()
+    by_health: dict[str, int] = {}
+    for row in rows:
+        by_health[row.health] = by_health.get(row.health, 0) + 1
+    connections = [
+        {
+            "connection": row.name,
+            "tenant": row.key,
+            "health": row.health,
+            "last_success": row.at,
+            "last_success_age_h": round(float(row.age) / 3600, 1) if row.age is not None else None,
+        }
+        for row in rows
+    ]
+    ch = SyncChange.__table__
+    changes = _monthly_counts(session, ch.c.created_at, window)
+    d = sql.day(ch.c.created_at, dialect).label("d")
+    recent_start = max(window.start, as_of - timedelta(days=30))
+    per_day = [
+        {"day": day_key, "changes": int(n)}
+        for day_key, n in session.execute(
+            sa.select(d, sa.func.count())
+            .where(ch.c.created_at >= recent_start, ch.c.created_at < window.stop)
+            .group_by(d)
+            .order_by(d)
+        )
+    ]
+    cf = SyncConflict.__table__
+    conflicts = _monthly_counts(session, cf.c.created_at, window)
+    ages = [row.age for row in rows if row.age is not None]
+    return Report(
+        area="sync",
+        title="Sync",
+        window=window,
+        metrics={
+            "connections": len(rows),
+            "by_health": dict(sorted(by_health.items())),
+            "oldest_last_success_h": round(max(ages) / 3600, 1) if ages else None,
+            "changes_in_window": sum(changes.values()),
+            "conflicts_in_window": sum(conflicts.values()),
+        },
+        tables={
+            "connections": connections,
+            "changes_per_day": per_day,
+            "monthly": [
+                {"month": m, "changes": changes.get(m, 0), "conflicts": conflicts.get(m, 0)}
+                for m in window.month_keys()
+            ],
+        },
+        series=[
+            Series("records changed", "records", fill(window, changes)),
+            Series("sync conflicts", "conflicts", fill(window, conflicts)),
+        ],
+    )
+
+
 AREAS: dict[str, Callable[[Session, Window], Report]] = {
     "tenants": tenants_report,
+    "sync": sync_report,
 }
 
 

@@ -14,6 +14,13 @@ def month(col: Any, dialect: str) -> Any:
     return sa.func.strftime("%Y-%m", col)
 
 
+def day(col: Any, dialect: str) -> Any:
+    """``YYYY-MM-DD`` of a UTC timestamp column."""
+    if dialect == "postgresql":
+        return sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD")
+    return sa.func.strftime("%Y-%m-%d", col)
+
+
 def epoch_seconds(col: Any, dialect: str) -> Any:
     if dialect == "postgresql":
         return sa.func.extract("epoch", col)

@@ -142,6 +142,7 @@ def test_warm_stop_finishes_in_flight_and_releases(pg_url, tmp_path):
             if leased:
                 break
             time.sleep(0.05)
+        time.sleep(0.5)  # a few items (150 ms each) into the batch
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         response = httpx.get(f"http://127.0.0.1:{port}/metrics")
         assert response.headers["content-type"].startswith("text/plain")
@@ -208,6 +209,9 @@ def test_bad_agents_yaml_exits_2(cli, sqlite_url, tmp_path):
 
 
 def test_tick_json_and_exit_code(cli, sqlite_url):
+    from mno import clock
+
+    clock.set_now(clock.now())  # retried items stay not-due while time stands still
     with session_scope(sqlite_url) as s:
         probe.enqueue(s, 30, fail_times=1)
     first = cli.json("agents", "tick", "probe", "--max", "10")

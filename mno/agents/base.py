@@ -9,6 +9,10 @@ An agent is a module listed in ``mno.agents.registry.AGENTS`` with:
 - ``queue_depth(session) -> tuple[int, int]`` (optional): items due now, items leased.
 - ``SINGLETON = True`` (optional): only one process in the fleet runs it at a time.
 - ``DEFAULT_OPTIONS: dict`` (optional): agent-specific options and their defaults.
+
+Most queue agents can write ``tick`` as one call to ``mno.agents.queue.work_queue(ctx,
+Model, handle)``: claim in batches, handle on ``ctx.concurrency`` threads, retry failures
+with backoff, complete in batches, release unstarted items on a warm stop.
 """
 
 from __future__ import annotations

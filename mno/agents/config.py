@@ -133,38 +133,90 @@ def load(path: Path | None = None) -> AgentsFile:
 
 
 def parse(text: str, source: str = "agents.yaml") -> AgentsFile:
-    from mno.gitops.documents import parse_text
-
-    raws, problems = parse_text(text, source)
-    if problems:
-        raise BadInput(str(problems[0]).replace(":1: ", " ", 1))
-    data = raws[0].data if raws else {}
+    """Validate the text of an agents file; ``source`` names it in errors."""
+    data, marks = _compose(text, source)
+    prefix: tuple[Any, ...] = ()
     if isinstance(data, dict) and data.get("kind") == "AgentsConfig":
         data = data.get("spec") or {}
-        prefix: tuple[Any, ...] = ("spec",)
-    else:
-        prefix = ()
-    marks = raws[0].key_marks if raws else {}
+        prefix = ("spec",)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadInput(f"{source}:1 expected a mapping with an 'agents' key")
     try:
         parsed = AgentsFile.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = tuple(p for p in error["loc"] if not str(p).startswith("function-after"))
         line = _line_for(marks, prefix, loc)
-        key = ".".join(str(p) for p in (loc[1:] if loc[:1] == ("agents",) else loc))
         message = error["msg"].removeprefix("Value error, ")
-        raise BadInput(f"{source}:{line} {key}: {message}") from exc
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise BadInput(f"{source}:{line} {_dotted(loc)}: {message}") from exc
     for name, agent in parsed.agents.items():
         agent.name = name
     return parsed
 
 
+def _dotted(path: tuple[Any, ...]) -> str:
+    """``agents.dispatcher.interval`` is shown as ``dispatcher.interval``."""
+    parts = path[1:] if path[:1] in (("agents",), ("spec",)) else path
+    parts = parts[1:] if path[:2] == ("spec", "agents") else parts
+    return ".".join(str(p) for p in parts)
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Load one YAML document and the line of every key and list item (by dotted path)."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise BadInput(f"{source}:{line} not valid YAML: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{source}:1 not valid YAML: {exc}") from exc
+    if node is None:
+        return None, {}
+    marks: dict[tuple[Any, ...], int] = {}
+    loader = yaml.SafeLoader("")
+
+    def walk(n: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = loader.construct_object(key_node, deep=True)
+                if key in out:
+                    line = key_node.start_mark.line + 1
+                    raise BadInput(f"{source}:{line} {_dotted((*path, key))}: duplicate key")
+                marks[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = walk(value_node, (*path, key))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(n.value):
+                marks[(*path, i)] = item.start_mark.line + 1
+                items.append(walk(item, (*path, i)))
+            return items
+        return loader.construct_object(n, deep=True)
+
+    try:
+        return walk(node, ()), marks
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise BadInput(f"{source}:{line} not valid YAML: {exc.problem or exc.context}") from exc
+    finally:
+        loader.dispose()
+
+
 def _line_for(
-    marks: dict[Any, tuple[int, int]], prefix: tuple[Any, ...], loc: tuple[Any, ...]
+    marks: dict[tuple[Any, ...], int], prefix: tuple[Any, ...], loc: tuple[Any, ...]
 ) -> int:
     path = (*prefix, *loc)
     while path:
         if path in marks:
-            return marks[path][0]
+            return marks[path]
         path = path[:-1]
     return 1

@@ -12,6 +12,7 @@ from types import ModuleType
 AGENTS: dict[str, str] = {
     "housekeeper": "mno.agents.housekeeper",
     "probe": "mno.agents.probe",
+    "poller": "mno.agents.poller",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener

@@ -192,6 +192,7 @@ def _load_group(name: str) -> Any:
 ROOT_COMMANDS: list[str] = [
     "mno.cli.quickstart",
     "mno.cli.gitops",
+    "mno.cli.sync",
 ]
 
 

@@ -61,6 +61,23 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _leaves(path: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """A nested change as the leaf paths that differ (``a.b[0].c: x → y``)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for key in [*before, *(k for k in after if k not in before)]:
+            if before.get(key) != after.get(key):
+                out += _leaves(f"{path}.{key}", before.get(key), after.get(key))
+        return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = []
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            if b != a:
+                out += _leaves(f"{path}[{i}]", b, a)
+        return out
+    return [(path, before, after)]
+
+
 def _show_changes(cs: ChangeSet, fmt: Format, *, verb: str = "would") -> None:
     from mno.cli import output
 
@@ -88,7 +105,10 @@ def _show_changes(cs: ChangeSet, fmt: Format, *, verb: str = "would") -> None:
             elif c.action == "delete":
                 line = f"    {f.field}: {_value(f.before)}"
             else:
-                line = f"    {f.field}: {_value(f.before)} → {_value(f.after)}"
+                for path, before, after in _leaves(f.field, f.before, f.after):
+                    line = f"    {path}: {_value(before)} → {_value(after)}"
+                    con.print(line + tail, markup=False, highlight=False)
+                continue
             con.print(line + tail, markup=False, highlight=False)
     for ref in cs.protected:
         con.print(f"= {ref} kept (mno.io/protect)", markup=False, highlight=False)

@@ -65,7 +65,7 @@ def write(docs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     for doc in docs:
         folder = root / kinds_mod.REGISTRY[doc["kind"]].plural
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{doc['metadata']['name']}.yaml"
+        path = folder / f"{doc['metadata']['name'].replace('/', '--')}.yaml"
         path.write_text(dumps([doc]))
         written.append(path)
     return written

@@ -88,7 +88,15 @@ class Kind:
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
     def export_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The spec written by ``mno export``: fields equal to their default are left out."""
+        """The spec written by ``mno export``: fields equal to their default are left out,
+        nested ones too."""
+        from pydantic import ValidationError
+
+        try:
+            model = self.spec_model.model_validate(spec)
+            return model.model_dump(mode="json", exclude_defaults=True)
+        except ValidationError:
+            pass  # a hand-made row the documents could not express: top-level only
         out = {}
         for key, info in self.spec_model.model_fields.items():
             if key not in spec:

@@ -1,5 +1,15 @@
 """SQLModel tables, one module per domain. Importing this package registers them all."""
 
+from mno.store.models.access import (
+    AppKey,
+    Invite,
+    Membership,
+    Team,
+    TeamInstance,
+    TeamMember,
+    User,
+    UserToken,
+)
 from mno.store.models.agents import (
     AgentTick,
     ConsumerCursor,
@@ -10,6 +20,26 @@ from mno.store.models.agents import (
 from mno.store.models.base import Base, WorkItem
 from mno.store.models.core import AuditEntry, Event, LeaseLock
 from mno.store.models.gitops import GitopsResource
+from mno.store.models.sync import (
+    SyncChange,
+    SyncConflict,
+    SyncConnection,
+    SyncConnector,
+    SyncCursor,
+    SyncIdMap,
+    SyncPush,
+    SyncRecord,
+    SyncRun,
+)
+from mno.store.models.webhooks import (
+    NotifyRule,
+    NotifyTemplate,
+    WebhookAttempt,
+    WebhookBucket,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookFanout,
+)
 from mno.store.models.tenancy import (
     App,
     AppGrant,
@@ -21,6 +51,14 @@ from mno.store.models.tenancy import (
 )
 
 __all__ = [
+    "AppKey",
+    "Invite",
+    "Membership",
+    "Team",
+    "TeamInstance",
+    "TeamMember",
+    "User",
+    "UserToken",
     "AgentTick",
     "ConsumerCursor",
     "Heartbeat",
@@ -34,9 +72,25 @@ __all__ = [
     "GitopsResource",
     "Lead",
     "LeaseLock",
+    "SyncChange",
+    "SyncConflict",
+    "SyncConnection",
+    "SyncConnector",
+    "SyncCursor",
+    "SyncIdMap",
+    "SyncPush",
+    "SyncRecord",
+    "SyncRun",
     "Tenant",
     "TenantContact",
     "TenantDomain",
     "TenantStatusChange",
     "WorkItem",
+    "NotifyRule",
+    "NotifyTemplate",
+    "WebhookAttempt",
+    "WebhookBucket",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookFanout",
 ]

@@ -1,0 +1,71 @@
+"""The access stamp: how caches learn that access changed on this host.
+
+Every access write (a token revoked, a user disabled, a role changed, a key rotated...)
+calls ``bump(session)``. After that transaction commits, the in-process counter moves
+and ``$MNO_HOME/access.stamp`` is replaced with a new random value. Caches call
+``current()`` on each lookup and drop everything when it changed: reading the stamp is
+one small file read, so a cached answer never outlives a revocation made by any process
+on the same host (the API server, the CLI, an agent) that shares ``MNO_HOME``. Across
+hosts the cache TTL bounds staleness.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from typing import TYPE_CHECKING, Any
+
+from mno import settings
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+_lock = threading.Lock()
+_local = 0
+_HOOK = "_mno_access_bump"
+
+
+def _path() -> str:
+    return str(settings.home() / "access.stamp")
+
+
+def current() -> tuple[int, bytes]:
+    """(in-process counter, host stamp); compare with the value a cache was filled at."""
+    try:
+        with open(_path(), "rb") as fh:
+            stamp = fh.read(64)
+    except FileNotFoundError:
+        stamp = b""
+    return _local, stamp
+
+
+def signal() -> None:
+    """Tell every cache on this host that access changed (call after commit)."""
+    global _local
+    with _lock:
+        _local += 1
+    path = _path()
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    with open(tmp, "wb") as fh:
+        fh.write(secrets.token_hex(16).encode())
+    os.replace(tmp, path)
+
+
+def bump(session: Session) -> None:
+    """Signal once the caller's transaction commits (nothing happens on rollback)."""
+    if session.info.get(_HOOK):
+        return
+    from sqlalchemy import event
+
+    session.info[_HOOK] = True
+
+    def _after_commit(_s: Any) -> None:
+        session.info.pop(_HOOK, None)
+        signal()
+
+    def _after_rollback(_s: Any) -> None:
+        session.info.pop(_HOOK, None)
+
+    event.listen(session, "after_commit", _after_commit, once=True)
+    event.listen(session, "after_soft_rollback", _after_rollback, once=True)

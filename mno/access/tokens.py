@@ -1,0 +1,107 @@
+"""User tokens: personal bearer tokens for services, kept only as SHA-256 hashes.
+
+A token expires after its TTL (``access.token_ttl`` in the profile, default 30d) and can
+be revoked at once; the IDM answers ``allowed: false`` for it from then on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mno import clock, settings
+from mno.access import revocation, secrets, users
+from mno.errors import BadInput, InvalidTransition, NotFound
+from mno.store import audit, outbox
+from mno.store.models.access import User, UserToken
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+DEFAULT_TTL = "30d"
+PREFIX = "mnout"
+
+
+def as_dict(token: UserToken, user: User) -> dict[str, Any]:
+    now = clock.now()
+    status = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now
+                                                 else "active")
+    return {"id": str(token.id), "user": user.email, "name": token.name, "status": status,
+            "expires_at": audit.jsonable(token.expires_at),
+            "revoked_at": audit.jsonable(token.revoked_at)}
+
+
+@dataclass
+class Issued:
+    token: UserToken
+    secret: str
+    view: dict[str, Any]
+
+
+def create(session: Session, email: str, *, ttl: str | None = None, name: str = "") -> Issued:
+    user = users.get(session, email)
+    if user.status != "active":
+        raise InvalidTransition(f"{user.email} is {user.status}")
+    period = settings.parse_duration(
+        ttl if ttl is not None else settings.profile_value("access.token_ttl", DEFAULT_TTL))
+    if period.total_seconds() <= 0:
+        raise BadInput("the token TTL must be positive")
+    secret = secrets.new_token(PREFIX)
+    token = UserToken(user_id=user.id, name=(name or "")[:100],
+                      token_hash=secrets.digest(secret), expires_at=clock.now() + period)
+    session.add(token)
+    session.flush()
+    audit.record(session, "user.token.create", target_type="user_token", target_id=token.id,
+                 target=user.email, after={"name": token.name,
+                                           "expires_at": audit.jsonable(token.expires_at)})
+    outbox.emit(session, "user.token_created", {"id": token.id, "email": user.email,
+                                                "expires_at": token.expires_at})
+    return Issued(token, secret, as_dict(token, user))
+
+
+def revoke(session: Session, token_id: str) -> dict[str, Any]:
+    try:
+        key = uuid.UUID(str(token_id))
+    except ValueError as exc:
+        raise BadInput(f"invalid token id {token_id!r}", "see `mno user show`") from exc
+    token = session.get(UserToken, key)
+    if token is None:
+        raise NotFound(f"token {token_id} not found")
+    user = session.get(User, token.user_id)
+    assert user is not None
+    if token.revoked_at is None:
+        token.revoked_at = clock.now()
+        token.touch()
+        session.add(token)
+        audit.record(session, "user.token.revoke", target_type="user_token",
+                     target_id=token.id, target=user.email,
+                     after={"revoked_at": audit.jsonable(token.revoked_at)})
+        outbox.emit(session, "user.token_revoked", {"id": token.id, "email": user.email})
+        revocation.bump(session)
+    return as_dict(token, user)
+
+
+def list_tokens(session: Session, email: str) -> list[dict[str, Any]]:
+    from sqlmodel import col, select
+
+    user = users.get(session, email)
+    rows = session.exec(select(UserToken).where(UserToken.user_id == user.id)
+                        .order_by(col(UserToken.created_at)))
+    return [as_dict(t, user) for t in rows]
+
+
+def resolve(session: Session, secret: str) -> User | None:
+    """The user behind a live token; None for unknown, expired or revoked tokens."""
+    from sqlmodel import select
+
+    if not secret or not secret.startswith(PREFIX + "_"):
+        return None
+    row = session.exec(select(UserToken, User).where(
+        UserToken.token_hash == secrets.digest(secret), UserToken.user_id == User.id)).first()
+    if row is None:
+        return None
+    token, user = row
+    if token.revoked_at is not None or token.expires_at <= clock.now():
+        return None
+    return user

@@ -1,0 +1,187 @@
+"""The usual body of a queue agent's ``tick``: claim, handle each item, complete in batches.
+
+``work_queue(ctx, Model, handle)`` loops until the queue is empty, ``ctx.max_items`` (else
+``ctx.batch_size``) items were claimed, or a warm stop is asked:
+
+1. claims up to ``ctx.batch_size`` due rows in one short transaction (``leases.claim``);
+2. calls ``handle(item)`` for each, on up to ``ctx.concurrency`` threads. ``item`` is a
+   dict of the ``returning`` columns plus ``id`` and ``attempts``. A handler does its work
+   through domain functions (in its own sessions) and must be idempotent: delivery is at
+   least once. An exception marks only that item: it is retried with ``leases.backoff``,
+   or, once ``max_attempts`` is reached, set to ``failed_status`` with its error;
+3. completes every handled item in one transaction (fenced on the lease owner). When
+   ``finish(session, items)`` is given, it runs in that same transaction with the items
+   that were still ours, so a side effect and the completion commit together;
+4. on a warm stop, items not yet started are released (their lease cleared) at once.
+
+Each item is reported through ``ctx.item_done`` (logs and metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from mno.agents.base import TickContext, TickResult
+from mno.store import leases
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+Item = dict[str, Any]
+_NOT_STARTED = object()
+
+
+def work_queue(
+    ctx: TickContext,
+    model: Any,
+    handle: Callable[[Item], Any],
+    *,
+    ready: Sequence[str] = ("pending",),
+    returning: Sequence[str] = (),
+    where: Any = None,
+    order_by: Any = None,
+    retry_base: timedelta = timedelta(seconds=5),
+    retry_cap: timedelta = timedelta(hours=1),
+    max_attempts: int | None = None,
+    done_status: str = "done",
+    failed_status: str = "failed",
+    retry_status: str = "pending",
+    finish: Callable[[Session, list[Item]], None] | None = None,
+) -> TickResult:
+    """One pass over a work table; see the module docstring."""
+    columns = list(dict.fromkeys(["id", "attempts", *returning]))
+    result = TickResult()
+    limit = ctx.max_items or ctx.batch_size
+    pool = ThreadPoolExecutor(ctx.concurrency) if ctx.concurrency > 1 else None
+    try:
+        while not ctx.stopping() and result.claimed < limit:
+            with ctx.session() as s:
+                rows = leases.claim(
+                    s,
+                    model,
+                    ctx.owner,
+                    min(ctx.batch_size, limit - result.claimed),
+                    ctx.lease_for,
+                    ready=ready,
+                    where=where,
+                    order_by=order_by,
+                    returning=columns,
+                )
+            if not rows:
+                break
+            items = [dict(zip(columns, r if len(columns) > 1 else (r,), strict=True)) for r in rows]
+            result.claimed += len(items)
+
+            def one(item: Item) -> tuple[Any, float]:
+                return _run_one(ctx, handle, item)
+
+            outcomes = list(pool.map(one, items) if pool is not None else map(one, items))
+            _settle(
+                ctx,
+                model,
+                items,
+                outcomes,
+                result,
+                retry_base=retry_base,
+                retry_cap=retry_cap,
+                max_attempts=max_attempts,
+                done_status=done_status,
+                failed_status=failed_status,
+                retry_status=retry_status,
+                finish=finish,
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return result
+
+
+def _run_one(ctx: TickContext, handle: Callable[[Item], Any], item: Item) -> tuple[Any, float]:
+    """(None when handled, the exception when it failed, _NOT_STARTED on a warm stop;
+    seconds taken)."""
+    if ctx.stopping():
+        return _NOT_STARTED, 0.0
+    started = time.perf_counter()
+    try:
+        handle(item)
+    except Exception as exc:  # one item's failure never ends the pass
+        return exc, time.perf_counter() - started
+    return None, time.perf_counter() - started
+
+
+def _settle(
+    ctx: TickContext,
+    model: Any,
+    items: list[Item],
+    outcomes: list[tuple[Any, float]],
+    result: TickResult,
+    *,
+    retry_base: timedelta,
+    retry_cap: timedelta,
+    max_attempts: int | None,
+    done_status: str,
+    failed_status: str,
+    retry_status: str,
+    finish: Callable[[Session, list[Item]], None] | None,
+) -> None:
+    pairs = list(zip(items, outcomes, strict=True))
+    done = [i for i, (o, _) in pairs if o is None]
+    unstarted = [i["id"] for i, (o, _) in pairs if o is _NOT_STARTED]
+    errors = [(i, o, secs) for i, (o, secs) in pairs if isinstance(o, BaseException)]
+    seconds = {i["id"]: secs for i, (_, secs) in pairs}
+    with ctx.session() as s:
+        if done:
+            ours = set(
+                leases.complete_ids(
+                    s, model, [i["id"] for i in done], ctx.owner, status=done_status
+                )
+            )
+            kept = [i for i in done if i["id"] in ours]
+            if finish is not None and kept:
+                finish(s, kept)
+            result.done += len(kept)
+        for item, exc, _ in errors:
+            message = f"{type(exc).__name__}: {exc}"
+            if max_attempts is not None and item["attempts"] >= max_attempts:
+                leases.complete(
+                    s,
+                    model,
+                    [item["id"]],
+                    ctx.owner,
+                    status=failed_status,
+                    values={"last_error": message[:2000]},
+                )
+                result.failed += 1
+            else:
+                delay = leases.backoff(item["attempts"], retry_base, retry_cap)
+                leases.retry(s, model, item["id"], ctx.owner, delay, message, status=retry_status)
+                result.retried += 1
+        if unstarted:
+            leases.release(s, model, unstarted, ctx.owner)
+            result.details["released"] = result.details.get("released", 0) + len(unstarted)
+    for item in done:
+        ctx.item_done("done", seconds[item["id"]], str(item["id"]))
+    for item, exc, secs in errors:
+        outcome = (
+            "failed" if max_attempts is not None and item["attempts"] >= max_attempts else "retried"
+        )
+        ctx.item_done(outcome, secs, str(item["id"]))
+        if outcome == "failed" or ctx.log.isEnabledFor(logging.DEBUG):
+            ctx.log.warning(
+                "item %s %s: %s: %s",
+                item["id"],
+                outcome,
+                type(exc).__name__,
+                exc,
+                extra={
+                    "agent": ctx.agent,
+                    "item": str(item["id"]),
+                    "outcome": outcome,
+                    "duration_ms": round(secs * 1000, 2),
+                },
+            )

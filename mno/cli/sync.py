@@ -1,0 +1,453 @@
+"""mno connector | connection | sync | record: Connec sync commands.
+
+``mno sync run CONNECTION`` runs a sync; ``mno sync run show RUN_ID`` shows a run
+(connection names always contain a '/', so ``show`` cannot be one).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_is_help=True)
+connection_app = typer.Typer(
+    help="Manage tenants' connections to connectors.", no_args_is_help=True
+)
+app = typer.Typer(help="Run Connec sync, list runs, roll a run back.", no_args_is_help=True)
+record_app = typer.Typer(help="Read canonical records and their history.", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(connector_app, name="connector")
+    root.add_typer(connection_app, name="connection")
+    root.add_typer(app, name="sync")
+    root.add_typer(record_app, name="record")
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    from mno.errors import BadInput
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadInput(f"invalid {what} {value!r}", "a UUID") from None
+
+
+# -- connector ----------------------------------------------------------------------------
+
+
+@connector_app.command("apply")
+def connector_apply(
+    file: Annotated[list[str], typer.Option("-f", "--file", help="Connector YAML; repeatable.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create or update connectors from YAML files."""
+    from mno.store.db import session_scope
+    from mno.sync import spec
+
+    specs = [(spec.load_file(f), f) for f in file]  # validate all before writing any
+    results = []
+    with session_scope() as s:
+        for doc, path in specs:
+            row, what = spec.apply(s, doc, source=path)
+            results.append({"name": row.name, "app": doc.app, "result": what})
+    if output is Format.table:
+        for r in results:
+            success(f"connector {r['name']} {r['result']}")
+    else:
+        render(results, output)
+
+
+@connector_app.command("list")
+def connector_list(output: OutputOpt = Format.table) -> None:
+    """List connectors."""
+    from sqlmodel import select
+
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncConnector
+
+    with session_scope(write=False) as s:
+        rows = [
+            {
+                "name": c.name,
+                "base_url": c.spec.get("base_url"),
+                "entities": [e["canonical"] for e in c.spec.get("entities", [])],
+                "updated_at": c.updated_at,
+            }
+            for c in s.exec(select(SyncConnector).order_by(SyncConnector.name))
+        ]
+    render(rows, output, empty="No connectors.")
+
+
+@connector_app.command("show")
+def connector_show(name: str, output: OutputOpt = Format.table) -> None:
+    """Show a connector's document."""
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope(write=False) as s:
+        row = connections.get_connector(s, name)
+        data = {"name": row.name, "source": row.source, "spec_hash": row.spec_hash, **row.spec}
+    if output is Format.table:
+        render(data, Format.yaml)
+    else:
+        render(data, output)
+
+
+@connector_app.command("test")
+def connector_test(
+    name: str,
+    entity: Annotated[str | None, typer.Option(help="Entity (default: the first).")] = None,
+    connection: Annotated[
+        str | None, typer.Option(help="Use this connection's credentials and base URL.")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Fetch one page and show the mapped records."""
+    from mno.store.db import session_scope
+    from mno.sync import connections, engine, spec
+    from mno.sync.rest import RestClient
+
+    creds, base = None, None
+    with session_scope(write=False) as s:
+        doc = spec.of(connections.get_connector(s, name))
+        if connection:
+            c = connections.get(s, connection)
+            creds, base = c.credentials, c.base_url
+    ent = doc.entity(entity) if entity else doc.entities[0]
+    with RestClient(doc, creds, base) as client:
+        raws, nxt = engine.fetch_page(client, ent, None, {})
+    rows = [
+        {"external_id": p.external_id, "deleted": p.deleted, "updated_at": p.updated_at, **p.data}
+        for p in engine.map_page(ent, raws)
+    ]
+    render(rows, output, empty="The first page is empty.")
+
+
+# -- connection ---------------------------------------------------------------------------
+
+
+@connection_app.command("add")
+def connection_add(
+    tenant: str,
+    connector: str,
+    entities: Annotated[
+        str | None, typer.Option("--entities", help="Comma-separated entities (default: all).")
+    ] = None,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Never write to this app.")] = False,
+    no_pull: Annotated[bool, typer.Option("--no-pull", help="Never read from this app.")] = False,
+    preemption: Annotated[
+        str | None, typer.Option(help="Conflict winner: platform or app (default: newest).")
+    ] = None,
+    credential: Annotated[
+        list[str] | None,
+        typer.Option("--credential", help="Auth field override K=secret:NAME; repeatable."),
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="This tenant's API base URL.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Connect a tenant to a connector."""
+    from mno.cli.params import csv_list, pairs
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope() as s:
+        row = connections.add(
+            s,
+            tenant,
+            connector,
+            entities=csv_list(entities) if entities else None,
+            push=not no_push,
+            pull=not no_pull,
+            preemption=preemption,
+            credentials=pairs(credential, "credential"),
+            base_url=base_url,
+        )
+        view = connections.view(s, row)
+    if output is Format.table:
+        success(f"connection {view['name']} added")
+    render(view, output)
+
+
+@connection_app.command("list")
+def connection_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List connections."""
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope(write=False) as s:
+        rows = connections.list_connections(s, tenant)
+    cols = ["name", "entities", "pull", "push", "paused", "consecutive_failures", "last_run_at"]
+    render(rows, output, columns=cols, empty="No connections.")
+
+
+@connection_app.command("show")
+def connection_show(name: str, output: OutputOpt = Format.table) -> None:
+    """Show a connection."""
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope(write=False) as s:
+        render(connections.view(s, connections.get(s, name)), output)
+
+
+def _pause(name: str, paused: bool, output: Format) -> None:
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope() as s:
+        view = connections.view(s, connections.set_paused(s, name, paused))
+    if output is Format.table:
+        success(f"connection {view['name']} {'paused' if paused else 'resumed'}")
+    else:
+        render(view, output)
+
+
+@connection_app.command("pause")
+def connection_pause(name: str, output: OutputOpt = Format.table) -> None:
+    """Pause a connection: no runs until resumed."""
+    _pause(name, True, output)
+
+
+@connection_app.command("resume")
+def connection_resume(name: str, output: OutputOpt = Format.table) -> None:
+    """Resume a paused connection (clears recovery mode)."""
+    _pause(name, False, output)
+
+
+@connection_app.command("remove")
+def connection_remove(name: str) -> None:
+    """Remove a connection with its id maps and cursors (canonical records stay)."""
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope() as s:
+        connections.remove(s, name)
+    success(f"connection {name} removed")
+
+
+# -- sync ---------------------------------------------------------------------------------
+
+RUN_COLUMNS = ["id", "connection", "kind", "status", "started_at", "finished_at", "counts"]
+
+
+def _run_view(s: object, run: object) -> dict[str, object]:
+    from mno.store.models.sync import SyncConnection
+
+    conn = s.get(SyncConnection, run.connection_id) if run.connection_id else None  # type: ignore[attr-defined]
+    return {
+        "id": str(run.id),  # type: ignore[attr-defined]
+        "connection": conn.name if conn else None,
+        "kind": run.kind,  # type: ignore[attr-defined]
+        "status": run.status,  # type: ignore[attr-defined]
+        "entity": run.entity,  # type: ignore[attr-defined]
+        "full": run.full,  # type: ignore[attr-defined]
+        "forced": run.forced,  # type: ignore[attr-defined]
+        "started_at": run.started_at,  # type: ignore[attr-defined]
+        "finished_at": run.finished_at,  # type: ignore[attr-defined]
+        "counts": run.counts,  # type: ignore[attr-defined]
+        "error": run.error,  # type: ignore[attr-defined]
+    }
+
+
+@app.command("run")
+def sync_run(
+    connection: Annotated[str, typer.Argument(help="Connection name, or `show` then a run id.")],
+    run_id: Annotated[str | None, typer.Argument(help="With `show`: the run id.")] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="No date filter; detect deletes.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run even in recovery mode.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run."""
+    from mno.store.db import session_scope
+
+    if connection == "show":
+        from mno.errors import BadInput, NotFound
+        from mno.store.models.sync import SyncRun
+
+        if not run_id:
+            raise BadInput("missing run id", "mno sync run show RUN_ID")
+        with session_scope(write=False) as s:
+            run = s.get(SyncRun, _uuid(run_id, "run id"))
+            if run is None:
+                raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
+            render(_run_view(s, run), output)
+        return
+    from mno.cli.output import progress
+    from mno.sync import engine
+
+    with progress(f"syncing {connection}") as advance:
+        run = engine.run(
+            connection,
+            entity=entity,
+            full=full,
+            force=force,
+            progress=lambda _entity, n: advance(n),
+        )
+    with session_scope(write=False) as s:
+        view = _run_view(s, run)
+    if output is Format.table:
+        success(f"run {view['id']} {view['status']}")
+    render(view, output)
+    if run.status == "error":
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def sync_runs(
+    connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List sync runs, newest first."""
+    from sqlmodel import col, select
+
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncRun
+    from mno.sync import connections
+
+    with session_scope(write=False) as s:
+        stmt = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
+        if connection:
+            stmt = stmt.where(SyncRun.connection_id == connections.get(s, connection).id)
+        rows = [_run_view(s, r) for r in s.exec(stmt)]
+    render(rows, output, columns=RUN_COLUMNS, empty="No runs.")
+
+
+@app.command("rollback")
+def sync_rollback(
+    run_id: str,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan only.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore even records later runs changed.")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Restore the records a run changed to their before-state and push them out."""
+    from mno.store.db import session_scope
+    from mno.sync import engine, rollback
+
+    rid = _uuid(run_id, "run id")
+    with session_scope() as s:
+        result = rollback.rollback(s, rid, dry_run=dry_run, force=force)
+        from mno.store.models.sync import SyncRecord
+
+        tenants = set()
+        for item in result.items:
+            rec = s.get(SyncRecord, uuid.UUID(item["record_id"]))
+            if rec is not None:
+                tenants.add(rec.tenant_id)
+    if result.applied:
+        for tenant_id in tenants:
+            engine.deliver_tenant(tenant_id, "rollback:" + run_id)
+    data = result.as_dict()
+    if output is Format.table:
+        rows = [
+            {"record_id": i["record_id"], "entity": i["entity"], "action": i["restore"]}
+            for i in result.items
+        ]
+        render(rows, output, empty="The run changed no records.")
+        success(("would restore " if dry_run else "restored ") + f"{len(rows)} record(s)")
+    else:
+        render(data, output)
+
+
+# -- record -------------------------------------------------------------------------------
+
+
+def _record_view(r: object) -> dict[str, object]:
+    return {
+        "id": str(r.id),  # type: ignore[attr-defined]
+        "entity": r.entity,  # type: ignore[attr-defined]
+        "version": r.version,  # type: ignore[attr-defined]
+        "updated_at": r.source_updated_at,  # type: ignore[attr-defined]
+        "deleted_at": r.deleted_at,  # type: ignore[attr-defined]
+        "data": r.data,  # type: ignore[attr-defined]
+    }
+
+
+@record_app.command("list")
+def record_list(
+    entity: str,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted records.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List canonical records of an entity."""
+    from sqlmodel import col, select
+
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncRecord
+    from mno.tenancy import tenants
+
+    with session_scope(write=False) as s:
+        stmt = select(SyncRecord).where(SyncRecord.entity == entity)
+        if tenant:
+            stmt = stmt.where(SyncRecord.tenant_id == tenants.get(s, tenant).id)
+        if not deleted:
+            stmt = stmt.where(col(SyncRecord.deleted_at).is_(None))
+        stmt = stmt.order_by(col(SyncRecord.created_at), col(SyncRecord.id)).limit(limit)
+        rows = [_record_view(r) for r in s.exec(stmt)]
+    render(rows, output, empty="No records.")
+
+
+@record_app.command("show")
+def record_show(entity: str, record_id: str, output: OutputOpt = Format.table) -> None:
+    """Show one canonical record with its id maps."""
+    from sqlmodel import select
+
+    from mno.errors import NotFound
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncConnection, SyncIdMap, SyncRecord
+
+    with session_scope(write=False) as s:
+        rec = s.get(SyncRecord, _uuid(record_id, "record id"))
+        if rec is None or rec.entity != entity:
+            raise NotFound(f"{entity} {record_id} not found")
+        view = _record_view(rec)
+        view["links"] = [
+            {
+                "connection": c.name,
+                "external_id": m.external_id,
+                "last_pulled_at": m.last_pulled_at,
+                "last_pushed_at": m.last_pushed_at,
+            }
+            for m, c in s.exec(
+                select(SyncIdMap, SyncConnection)
+                .where(SyncIdMap.record_id == rec.id)
+                .where(SyncIdMap.connection_id == SyncConnection.id)
+            )
+        ]
+    render(view, output)
+
+
+@record_app.command("history")
+def record_history(entity: str, record_id: str, output: OutputOpt = Format.table) -> None:
+    """The audit trail of a record: every change with its run, source, before and after."""
+    from mno.store.db import session_scope
+    from mno.sync import engine
+
+    with session_scope(write=False) as s:
+        rows = [
+            {
+                "seq": c.seq,
+                "at": c.created_at,
+                "run_id": str(c.run_id),
+                "source": c.source,
+                "action": c.action,
+                "before": c.before,
+                "after": c.after,
+            }
+            for c in engine.iter_changes(s, _uuid(record_id, "record id"))
+            if c.entity == entity
+        ]
+    render(rows, output, empty="No changes.")

@@ -1,0 +1,127 @@
+"""mno user: users and their personal tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, done, render, success
+
+app = typer.Typer(help="Manage users and their personal tokens.", no_args_is_help=True)
+token_app = typer.Typer(help="Issue and revoke a user's personal tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command("create")
+def create(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    if_not_exists: Annotated[
+        bool, typer.Option("--if-not-exists", help="Succeed if the email already exists.")
+    ] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a user."""
+    from mno.access import users
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        user, created = users.create(s, email, name=name, if_not_exists=if_not_exists)
+        data = users.as_dict(user)
+    if output is Format.table:
+        success(f"user {data['email']} {'created' if created else 'already exists'}")
+    render(data, output)
+
+
+@app.command("list")
+def list_(
+    tenant: Annotated[str | None, typer.Option(help="Only members of this tenant.")] = None,
+    status: Annotated[str | None, typer.Option(help="active or disabled.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List users."""
+    from mno.access import users
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = [users.as_dict(u) for u in users.list_users(s, tenant=tenant, status=status)]
+    render(rows, output, columns=["email", "name", "status", "created_at"])
+
+
+@app.command("show")
+def show(
+    email: Annotated[str, typer.Argument(help="Email or id.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show a user, their memberships and tokens (never the token values)."""
+    from mno.access import tokens, users
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        user = users.get(s, email)
+        data = users.as_dict(user)
+        data["memberships"] = users.memberships(s, user)
+        data["tokens"] = tokens.list_tokens(s, user.email)
+    render(data, output)
+
+
+@app.command("disable")
+def disable(
+    email: Annotated[str, typer.Argument(help="Email or id.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Disable a user: every check and token of theirs is refused from now on."""
+    from mno.access import users
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = users.as_dict(users.set_status(s, email, "disabled"))
+    done(data, f"user {data['email']} disabled", output)
+
+
+@app.command("enable")
+def enable(
+    email: Annotated[str, typer.Argument(help="Email or id.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Enable a disabled user."""
+    from mno.access import users
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = users.as_dict(users.set_status(s, email, "active"))
+    done(data, f"user {data['email']} enabled", output)
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    ttl: Annotated[str | None, typer.Option(help="Lifetime, e.g. 1h or 30d.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Issue a personal token; it is printed once and only its hash is kept."""
+    from mno.access import tokens
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        issued = tokens.create(s, email, ttl=ttl, name=name)
+    data = {**issued.view, "token": issued.secret}
+    if output is Format.table:
+        success(f"token {data['id']} issued; it is shown only this once")
+    render(data, output)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (see `mno user show`).")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Revoke a personal token at once."""
+    from mno.access import tokens
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = tokens.revoke(s, token_id)
+    done(data, f"token {data['id']} revoked", output)

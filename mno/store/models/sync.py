@@ -1,0 +1,172 @@
+"""Connec sync tables: connectors, connections, cursors, canonical records, id maps,
+runs, record changes (the per-record audit trail), conflicts and the push queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from mno.store.models.base import Base, WorkItem
+from mno.store.types import UTCDateTime, new_id
+
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class SyncConnector(Base, table=True):
+    """A declarative REST connector (the validated YAML document, as JSON)."""
+
+    __tablename__ = "sync_connector"
+
+    name: str = Field(max_length=100, unique=True, index=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+    spec: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    spec_hash: str = Field(max_length=64)
+    source: str | None = Field(default=None, max_length=500)
+
+
+class SyncConnection(Base, table=True):
+    """A tenant's use of a connector: entities, directions, credentials by reference."""
+
+    __tablename__ = "sync_connection"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "connector_id", name="uq_sync_connection"),)
+
+    name: str = Field(max_length=200, unique=True, index=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    connector_id: uuid.UUID = Field(foreign_key="sync_connector.id", index=True)
+    entities: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    pull_enabled: bool = Field(default=True)
+    push_enabled: bool = Field(default=True)
+    preemption: str | None = Field(default=None, max_length=16)
+    credentials: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    base_url: str | None = Field(default=None, max_length=500)
+    paused: bool = Field(default=False)
+    consecutive_failures: int = Field(default=0)
+    last_failure_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class SyncCursor(Base, table=True):
+    """Per (connection, entity): the committed "updated since" value and the checkpoint
+    of an unfinished pass (page position, filter used, full-sync sweep token)."""
+
+    __tablename__ = "sync_cursor"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "entity", name="uq_sync_cursor"),)
+
+    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id", index=True)
+    entity: str = Field(max_length=64)
+    value: str | None = Field(default=None, max_length=64)
+    checkpoint: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class SyncRecord(Base, table=True):
+    """A canonical record: the tenant's one copy of a contact, invoice, item, …"""
+
+    __tablename__ = "sync_record"
+    __table_args__ = (sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),)
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    entity: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    content_hash: str = Field(max_length=32)
+    version: int = Field(default=1)
+    source_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SyncIdMap(Base, table=True):
+    """(connection, entity, external id) → canonical record, with pull/push marks."""
+
+    __tablename__ = "sync_id_map"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "entity", "external_id", name="uq_sync_id_map"),
+        sa.Index("ix_sync_id_map_record", "record_id", "connection_id"),
+    )
+
+    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id")
+    entity: str = Field(max_length=64)
+    external_id: str = Field(max_length=200)
+    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    pulled_hash: str | None = Field(default=None, max_length=32)
+    pushed_hash: str | None = Field(default=None, max_length=32)
+    last_pulled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    seen_token: str | None = Field(default=None, max_length=32)
+
+
+class SyncRun(Base, table=True):
+    """One run of one connection: status running|success|error|partial|skipped."""
+
+    __tablename__ = "sync_run"
+
+    connection_id: uuid.UUID | None = Field(
+        default=None, foreign_key="sync_connection.id", index=True
+    )
+    kind: str = Field(default="sync", max_length=16)
+    status: str = Field(default="running", max_length=16, index=True)
+    entity: str | None = Field(default=None, max_length=64)
+    full: bool = Field(default=False)
+    forced: bool = Field(default=False)
+    owner: str | None = Field(default=None, max_length=200)
+    started_at: datetime = Field(default_factory=lambda: _now(), sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    counts: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    error: str | None = Field(default=None)
+    rolled_back_run_id: uuid.UUID | None = Field(default=None)
+
+
+def _now() -> datetime:
+    from mno import clock
+
+    return clock.now()
+
+
+class SyncChange(Base, table=True):
+    """One change to a canonical record: run, source, before and after."""
+
+    __tablename__ = "sync_change"
+    __table_args__ = (sa.Index("ix_sync_change_record_seq", "record_id", "seq"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, sa_column_kwargs={"unique": True})
+    seq: int | None = Field(
+        default=None,
+        sa_column=sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    )
+    run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
+    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    entity: str = Field(max_length=64)
+    action: str = Field(max_length=16)
+    source: str = Field(max_length=200)
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class SyncConflict(Base, table=True):
+    """A record changed on both sides since the last sync, and who won."""
+
+    __tablename__ = "sync_conflict"
+
+    run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
+    record_id: uuid.UUID = Field(foreign_key="sync_record.id", index=True)
+    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id")
+    entity: str = Field(max_length=64)
+    winner: str = Field(max_length=16)
+    rule: str = Field(max_length=32)
+    platform_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    app_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class SyncPush(Base, WorkItem, table=True):
+    """A canonical record to write to one connection (queued with the change)."""
+
+    __tablename__ = "sync_push"
+
+    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id", index=True)
+    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    entity: str = Field(max_length=64)
+    run_id: uuid.UUID | None = Field(default=None)

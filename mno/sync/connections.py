@@ -1,0 +1,198 @@
+"""Connections: a tenant's use of a connector, with entities, directions, preemption and
+per-tenant credentials held by reference (``secret:NAME``), never by value."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from mno import clock, secrets
+from mno.errors import BadInput, Conflict, NotFound
+from mno.store import audit
+from mno.store.models.sync import (
+    SyncConnection,
+    SyncConnector,
+    SyncCursor,
+    SyncIdMap,
+    SyncPush,
+    SyncRun,
+)
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+PREEMPTIONS = ("platform", "app")
+FIRST_RUN_SPREAD = timedelta(hours=1)
+
+
+def get_connector(session: Session, name: str) -> SyncConnector:
+    from sqlmodel import select
+
+    row = session.exec(select(SyncConnector).where(SyncConnector.name == name)).first()
+    if row is None:
+        raise NotFound(f"connector {name} not found", "see `mno connector list`")
+    return row
+
+
+def get(session: Session, name_or_id: str | uuid.UUID) -> SyncConnection:
+    from sqlmodel import select
+
+    row = None
+    if isinstance(name_or_id, uuid.UUID):
+        row = session.get(SyncConnection, name_or_id)
+    else:
+        row = session.exec(select(SyncConnection).where(SyncConnection.name == name_or_id)).first()
+        if row is None:
+            try:
+                row = session.get(SyncConnection, uuid.UUID(name_or_id))
+            except ValueError:
+                row = None
+    if row is None:
+        raise NotFound(f"connection {name_or_id} not found", "see `mno connection list`")
+    return row
+
+
+def add(
+    session: Session,
+    tenant_key: str,
+    connector_name: str,
+    *,
+    entities: list[str] | None = None,
+    push: bool = True,
+    pull: bool = True,
+    preemption: str | None = None,
+    credentials: dict[str, str] | None = None,
+    base_url: str | None = None,
+) -> SyncConnection:
+    from mno.sync import spec as specmod
+    from mno.tenancy import apps, tenants
+
+    tenant = tenants.get(session, tenant_key)
+    connector = get_connector(session, connector_name)
+    spec = specmod.of(connector)
+    known = [e.canonical for e in spec.entities]
+    chosen = entities or known
+    for name in chosen:
+        if name not in known:
+            raise BadInput(f"connector {connector_name} has no entity {name!r}", ", ".join(known))
+    if preemption is not None and preemption not in PREEMPTIONS:
+        raise BadInput(f"invalid preemption {preemption!r}", "platform or app")
+    for key, value in (credentials or {}).items():
+        if not secrets.is_ref(value):
+            raise BadInput(f"credential {key} must be a secret reference like secret:NAME")
+    if not push and not pull:
+        raise BadInput("a connection needs push or pull", "drop --no-push or --no-pull")
+    app = apps.get(session, connector.app_id)
+    ok, reason = apps.check_access(session, app, tenant)
+    if not ok:
+        raise Conflict(f"tenant {tenant.key} may not use app {app.code}: {reason}")
+    name = f"{tenant.key}/{connector.name}"
+    from sqlmodel import select
+
+    if session.exec(select(SyncConnection).where(SyncConnection.name == name)).first():
+        raise Conflict(f"connection {name} already exists")
+    row = SyncConnection(
+        name=name,
+        tenant_id=tenant.id,
+        connector_id=connector.id,
+        entities=chosen,
+        push_enabled=push,
+        pull_enabled=pull,
+        preemption=preemption,
+        credentials=dict(credentials or {}),
+        base_url=base_url,
+        next_run_at=clock.now() + FIRST_RUN_SPREAD * random.random(),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        "connection.create",
+        target_type="connection",
+        target_id=row.id,
+        target=name,
+        after=audit.jsonable(view(session, row)),
+        tenant_id=tenant.id,
+    )
+    return row
+
+
+def set_paused(session: Session, name: str, paused: bool) -> SyncConnection:
+    row = get(session, name)
+    if row.paused == paused:
+        return row
+    row.paused = paused
+    if not paused:
+        row.consecutive_failures = 0
+    row.touch()
+    session.add(row)
+    audit.record(
+        session,
+        "connection.pause" if paused else "connection.resume",
+        target_type="connection",
+        target_id=row.id,
+        target=row.name,
+        before={"paused": not paused},
+        after={"paused": paused},
+        tenant_id=row.tenant_id,
+    )
+    return row
+
+
+def remove(session: Session, name: str) -> None:
+    import sqlalchemy as sa
+
+    from mno.store.models.sync import SyncConflict
+
+    row = get(session, name)
+    before = audit.jsonable(view(session, row))
+    for model in (SyncIdMap, SyncCursor, SyncPush, SyncConflict):
+        session.execute(sa.delete(model).where(model.connection_id == row.id))  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(SyncRun).where(SyncRun.connection_id == row.id).values(connection_id=None)  # type: ignore[arg-type]
+    )
+    session.delete(row)
+    audit.record(
+        session,
+        "connection.remove",
+        target_type="connection",
+        target_id=row.id,
+        target=row.name,
+        before=before,
+        tenant_id=row.tenant_id,
+    )
+
+
+def view(session: Session, row: SyncConnection) -> dict[str, Any]:
+    from mno.store.models.tenancy import Tenant
+
+    tenant = session.get(Tenant, row.tenant_id)
+    connector = session.get(SyncConnector, row.connector_id)
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "tenant": tenant.key if tenant else None,
+        "connector": connector.name if connector else None,
+        "entities": list(row.entities),
+        "pull": row.pull_enabled,
+        "push": row.push_enabled,
+        "preemption": row.preemption,
+        "paused": row.paused,
+        "credentials": dict(row.credentials),
+        "consecutive_failures": row.consecutive_failures,
+        "last_run_at": row.last_run_at,
+        "next_run_at": row.next_run_at,
+    }
+
+
+def list_connections(session: Session, tenant_key: str | None = None) -> list[dict[str, Any]]:
+    from sqlmodel import select
+
+    stmt = select(SyncConnection).order_by(SyncConnection.name)
+    if tenant_key:
+        from mno.tenancy import tenants
+
+        stmt = stmt.where(SyncConnection.tenant_id == tenants.get(session, tenant_key).id)
+    return [view(session, r) for r in session.exec(stmt)]

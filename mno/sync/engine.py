@@ -1,0 +1,1040 @@
+"""The sync engine: pull pages with per-page checkpoints, detect changes by content hash
+in batches, resolve conflicts, detect deletes, queue and deliver pushes.
+
+Guarantees:
+
+- A page's canonical records, id maps, change rows (the per-record audit trail), outbox
+  events, queued pushes and the cursor checkpoint commit in ONE transaction; a crash
+  resumes from the last committed page (at least once; hashes make replays no-ops).
+- A full sync sweeps deletions only after the last page was committed, using a token
+  stamped on every id map it saw; an interrupted full sync deletes nothing.
+- Runs of one connection never overlap: a named lock ``sync:<connection id>`` is taken
+  at start and renewed in every page transaction; losing it aborts the run.
+- After 3 consecutive failed runs a connection is in recovery mode for 24 h (Maestrano)
+  and is skipped unless forced.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.errors import Conflict, MnoError
+from mno.store import audit, leases, outbox
+from mno.store.db import session_scope
+from mno.store.models.sync import (
+    SyncChange,
+    SyncConflict,
+    SyncConnection,
+    SyncConnector,
+    SyncCursor,
+    SyncIdMap,
+    SyncPush,
+    SyncRecord,
+    SyncRun,
+)
+from mno.sync import mapping
+from mno.sync.spec import ConnectorSpec, Entity
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.sync.rest import RestClient
+
+RECOVERY_FAILURES = 3
+RECOVERY_FOR = timedelta(hours=24)
+LOCK_TTL = timedelta(minutes=2)
+PUSH_BATCH = 50
+
+ProgressFn = Callable[[str, int], None]
+
+
+def lock_name(connection_id: uuid.UUID) -> str:
+    return f"sync:{connection_id}"
+
+
+@dataclass
+class Ctx:
+    """What one run needs while it pulls an entity."""
+
+    run_id: uuid.UUID
+    connection: SyncConnection
+    spec: ConnectorSpec
+    entity: Entity
+    owner: str
+    source: str
+    targets: list[uuid.UUID] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+def fetch_page(
+    client: RestClient, entity: Entity, since: str | None, position: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page: (raw records, next position or None when the stop condition holds)."""
+    pg = entity.pagination
+    params: dict[str, Any] = dict(entity.list.params)
+    if since and entity.incremental:
+        params[entity.incremental.param] = since
+    if pg.size_param:
+        params[pg.size_param] = pg.size
+    path = entity.list.path
+    if pg.type == "page":
+        params[pg.param] = position.get("page", pg.start)  # type: ignore[index]
+    elif pg.type == "offset":
+        params[pg.param] = position.get("offset", 0)  # type: ignore[index]
+    elif pg.type == "cursor" and position.get("cursor"):
+        params[pg.param] = position["cursor"]  # type: ignore[index]
+    elif pg.type == "link" and position.get("url"):
+        path, params = position["url"], {}
+    body, response = client.get_json(path, params or None)
+    records = mapping.get_path(body, entity.records) or []
+    if not isinstance(records, list):
+        raise MnoError(f"records path {entity.records!r} is not a list in the response")
+    n = len(records)
+    nxt: dict[str, Any] | None = None
+    if pg.type == "page":
+        nxt = {"page": position.get("page", pg.start) + 1}
+    elif pg.type == "offset":
+        nxt = {"offset": position.get("offset", 0) + n}
+    elif pg.type == "cursor":
+        token = mapping.get_path(body, pg.next_path or "")
+        nxt = {"cursor": token} if token else None
+    elif pg.type == "link":
+        url = response.links.get("next", {}).get("url")
+        nxt = {"url": url} if url else None
+    if nxt is not None and n == 0:
+        nxt = None
+    if nxt is not None and pg.stop == "short" and pg.type in ("page", "offset") and n < pg.size:
+        nxt = None
+    if nxt is not None and pg.stop == "total":
+        total = mapping.get_path(body, pg.total_path or "")
+        done = (
+            nxt.get("offset") if pg.type == "offset" else (nxt.get("page", 1) - pg.start) * pg.size
+        )
+        if total is not None and done is not None and int(done) >= int(total):
+            nxt = None
+    return records, nxt
+
+
+# -- one page in one transaction -------------------------------------------------------------
+
+
+@dataclass
+class Pulled:
+    external_id: str
+    data: dict[str, Any]
+    digest: str
+    updated_at: datetime | None
+    deleted: bool
+
+
+def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
+    fields = entity.fields()
+    ignore = entity.ignore_fields
+    out: dict[str, Pulled] = {}
+    for raw in raws:
+        ext = mapping.get_path(raw, entity.id)
+        if ext is None:
+            continue
+        data = mapping.canonical(fields, raw)
+        upd = (
+            mapping.parse_time(mapping.get_path(raw, entity.updated_at))
+            if entity.updated_at
+            else None
+        )
+        out[str(ext)] = Pulled(
+            str(ext), data, mapping.content_hash(data, ignore), upd, mapping.is_deleted(entity, raw)
+        )
+    return list(out.values())  # the last copy of an id within a page wins
+
+
+def _now_row(now: datetime) -> dict[str, Any]:
+    return {"id": uuid.uuid4(), "created_at": now, "updated_at": now}
+
+
+def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
+    """Upsert one page of pulled records with set-based change detection."""
+    if not items:
+        return
+    conn = session.connection()
+    now = clock.now()
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    cid, ent = ctx.connection.id, ctx.entity.canonical
+    tenant_id = ctx.connection.tenant_id
+    rows = conn.execute(
+        sa.select(
+            m.c.id,
+            m.c.external_id,
+            m.c.record_id,
+            m.c.pulled_hash,
+            m.c.pushed_hash,
+            r.c.content_hash,
+            r.c.data,
+            r.c.version,
+            r.c.source_updated_at,
+            r.c.deleted_at,
+        )
+        .join(r, r.c.id == m.c.record_id)
+        .where(m.c.connection_id == cid, m.c.entity == ent)
+        .where(m.c.external_id.in_([i.external_id for i in items]))
+    ).all()
+    known = {row.external_id: row for row in rows}
+    new_records: list[dict[str, Any]] = []
+    new_maps: list[dict[str, Any]] = []
+    rec_updates: list[dict[str, Any]] = []
+    map_updates: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    conflicts: list[dict[str, Any]] = []
+    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
+    pushes: list[uuid.UUID] = []
+    repush_self: list[uuid.UUID] = []
+    seen_only: list[uuid.UUID] = []
+
+    def change(action: str, record_id: uuid.UUID, before: Any, after: Any, version: int) -> None:
+        changes.append(
+            {
+                **_now_row(now),
+                "run_id": ctx.run_id,
+                "record_id": record_id,
+                "tenant_id": tenant_id,
+                "entity": ent,
+                "action": action,
+                "source": ctx.source,
+                "before": before,
+                "after": after,
+            }
+        )
+        etype = {
+            "create": "record.created",
+            "update": "record.updated",
+            "delete": "record.deleted",
+        }[action]
+        events.append(
+            (
+                etype,
+                {
+                    "record_id": str(record_id),
+                    "entity": ent,
+                    "version": version,
+                    "source": ctx.source,
+                    "data": after,
+                },
+                tenant_id,
+            )
+        )
+        pushes.append(record_id)
+
+    for it in items:
+        row = known.get(it.external_id)
+        if row is None:
+            if it.deleted:
+                continue
+            rid = uuid.uuid4()
+            new_records.append(
+                {
+                    "id": rid,
+                    "created_at": now,
+                    "updated_at": now,
+                    "tenant_id": tenant_id,
+                    "entity": ent,
+                    "data": it.data,
+                    "content_hash": it.digest,
+                    "version": 1,
+                    "source_updated_at": it.updated_at,
+                    "deleted_at": None,
+                }
+            )
+            new_maps.append(
+                {
+                    **_now_row(now),
+                    "connection_id": cid,
+                    "entity": ent,
+                    "external_id": it.external_id,
+                    "record_id": rid,
+                    "pulled_hash": it.digest,
+                    "pushed_hash": None,
+                    "last_pulled_at": now,
+                    "last_pushed_at": None,
+                    "seen_token": seen_token,
+                }
+            )
+            change("create", rid, None, it.data, 1)
+            ctx.bump("created")
+            continue
+        if it.deleted:
+            if row.deleted_at is None:
+                rec_updates.append(
+                    {
+                        "b_id": row.record_id,
+                        "data": row.data,
+                        "content_hash": row.content_hash,
+                        "version": row.version + 1,
+                        "source_updated_at": it.updated_at or now,
+                        "deleted_at": now,
+                        "updated_at": now,
+                    }
+                )
+                change("delete", row.record_id, row.data, None, row.version + 1)
+                ctx.bump("deleted")
+            else:
+                ctx.bump("unchanged")
+            seen_only.append(row.id)
+            continue
+        app_changed = it.digest != row.pulled_hash
+        echo = it.digest == row.pushed_hash
+        same = it.digest == row.content_hash and row.deleted_at is None
+        if same or echo or not app_changed:
+            if same or echo:
+                if row.pulled_hash != it.digest:
+                    map_updates.append(
+                        {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
+                    )
+                else:
+                    seen_only.append(row.id)
+            else:
+                seen_only.append(row.id)
+            ctx.bump("echo" if echo and not same else "unchanged")
+            continue
+        platform_changed = row.content_hash not in (row.pulled_hash, row.pushed_hash)
+        if platform_changed:
+            pref = ctx.connection.preemption
+            if pref:
+                winner, rule = pref, f"preemption:{pref}"
+            else:
+                app_t, plat_t = it.updated_at, row.source_updated_at
+                winner = "app" if (app_t and (plat_t is None or app_t >= plat_t)) else "platform"
+                rule = "newest"
+            conflicts.append(
+                {
+                    **_now_row(now),
+                    "run_id": ctx.run_id,
+                    "record_id": row.record_id,
+                    "connection_id": cid,
+                    "entity": ent,
+                    "winner": winner,
+                    "rule": rule,
+                    "platform_data": row.data,
+                    "app_data": it.data,
+                }
+            )
+            ctx.bump("conflicts")
+            if winner == "platform":
+                map_updates.append(
+                    {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
+                )
+                repush_self.append(row.record_id)
+                continue
+        rec_updates.append(
+            {
+                "b_id": row.record_id,
+                "data": it.data,
+                "content_hash": it.digest,
+                "version": row.version + 1,
+                "source_updated_at": it.updated_at or now,
+                "deleted_at": None,
+                "updated_at": now,
+            }
+        )
+        map_updates.append({"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now})
+        change(
+            "update",
+            row.record_id,
+            row.data if row.deleted_at is None else None,
+            it.data,
+            row.version + 1,
+        )
+        ctx.bump("updated")
+
+    if new_records:
+        conn.execute(r.insert(), new_records)
+        conn.execute(m.insert(), new_maps)
+    if rec_updates:
+        conn.execute(
+            r.update()
+            .where(r.c.id == sa.bindparam("b_id"))
+            .values(
+                data=sa.bindparam("data"),
+                content_hash=sa.bindparam("content_hash"),
+                version=sa.bindparam("version"),
+                source_updated_at=sa.bindparam("source_updated_at"),
+                deleted_at=sa.bindparam("deleted_at"),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            rec_updates,
+        )
+    if map_updates:
+        vals: dict[str, Any] = {
+            "pulled_hash": sa.bindparam("pulled_hash"),
+            "last_pulled_at": sa.bindparam("last_pulled_at"),
+        }
+        if seen_token:
+            vals["seen_token"] = seen_token
+        conn.execute(m.update().where(m.c.id == sa.bindparam("b_id")).values(**vals), map_updates)
+    if seen_token and seen_only:
+        conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
+    if changes:
+        conn.execute(SyncChange.__table__.insert(), changes)  # type: ignore[attr-defined]
+    if conflicts:
+        conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
+    outbox.emit_many(session, events)
+    queue_pushes(session, ctx.targets, ent, pushes, ctx.run_id)
+    if repush_self and ctx.connection.push_enabled and ctx.entity.push:
+        queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
+    ctx.bump("fetched", len(items))
+
+
+def queue_pushes(
+    session: Session,
+    targets: list[uuid.UUID],
+    entity: str,
+    record_ids: list[uuid.UUID],
+    run_id: uuid.UUID | None,
+) -> int:
+    if not targets or not record_ids:
+        return 0
+    now = clock.now()
+    rows = [
+        {
+            **_now_row(now),
+            "connection_id": t,
+            "record_id": rid,
+            "entity": entity,
+            "run_id": run_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for t in targets
+        for rid in record_ids
+    ]
+    session.connection().execute(SyncPush.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return len(rows)
+
+
+def push_targets(session: Session, connection: SyncConnection, entity: str) -> list[uuid.UUID]:
+    """The tenant's other connections that push this entity."""
+    from sqlmodel import select
+
+    out = []
+    rows = session.exec(
+        select(SyncConnection, SyncConnector)
+        .where(SyncConnection.tenant_id == connection.tenant_id)
+        .where(SyncConnection.id != connection.id)
+        .where(SyncConnection.push_enabled == True)  # noqa: E712
+        .where(SyncConnection.connector_id == SyncConnector.id)
+    ).all()
+    for conn_row, connector in rows:
+        if entity not in conn_row.entities:
+            continue
+        spec = ConnectorSpec.model_validate(connector.spec)
+        if any(e.canonical == entity and e.push for e in spec.entities):
+            out.append(conn_row.id)
+    return out
+
+
+def ignored_fields(session: Session, tenant_id: uuid.UUID, entity: str) -> list[str]:
+    """The volatile fields the tenant's connectors leave out of this entity's hash."""
+    from sqlmodel import select
+
+    out: set[str] = set()
+    rows = session.exec(
+        select(SyncConnector.spec)
+        .where(SyncConnection.tenant_id == tenant_id)
+        .where(SyncConnection.connector_id == SyncConnector.id)
+    ).all()
+    for spec in rows:
+        for e in spec.get("entities", []):
+            if e.get("canonical") == entity:
+                out.update(e.get("ignore_fields") or [])
+    return sorted(out)
+
+
+def sweep_deletes(session: Session, ctx: Ctx, token: str) -> list[uuid.UUID]:
+    """After a complete full pass: mapped records this pass did not see are deleted."""
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(m.c.external_id, r.c.id, r.c.data, r.c.version)
+            .join(r, r.c.id == m.c.record_id)
+            .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+            .where(sa.or_(m.c.seen_token.is_(None), m.c.seen_token != token))
+            .where(r.c.deleted_at.is_(None))
+        )
+        .all()
+    )
+    _delete_records(session, ctx, [(row.id, row.data, row.version) for row in rows])
+    return [row.id for row in rows]
+
+
+def _delete_records(session: Session, ctx: Ctx, rows: list[tuple[uuid.UUID, Any, int]]) -> None:
+    if not rows:
+        return
+    now = clock.now()
+    r = SyncRecord.__table__  # type: ignore[attr-defined]
+    session.connection().execute(
+        r.update()
+        .where(r.c.id == sa.bindparam("b_id"))
+        .values(deleted_at=now, updated_at=now, version=sa.bindparam("version")),
+        [{"b_id": rid, "version": v + 1} for rid, _, v in rows],
+    )
+    tenant_id, ent = ctx.connection.tenant_id, ctx.entity.canonical
+    session.connection().execute(
+        SyncChange.__table__.insert(),  # type: ignore[attr-defined]
+        [
+            {
+                **_now_row(now),
+                "run_id": ctx.run_id,
+                "record_id": rid,
+                "tenant_id": tenant_id,
+                "entity": ent,
+                "action": "delete",
+                "source": ctx.source,
+                "before": data,
+                "after": None,
+            }
+            for rid, data, _ in rows
+        ],
+    )
+    outbox.emit_many(
+        session,
+        [
+            (
+                "record.deleted",
+                {
+                    "record_id": str(rid),
+                    "entity": ent,
+                    "version": v + 1,
+                    "source": ctx.source,
+                    "data": None,
+                },
+                tenant_id,
+            )
+            for rid, _, v in rows
+        ],
+    )
+    ctx.bump("deleted", len(rows))
+
+
+def pull_deleted_since(
+    session_factory: Callable[..., Any], client: RestClient, ctx: Ctx, since: str | None
+) -> None:
+    d = ctx.entity.deleted
+    if d is None or not d.path:
+        return
+    params = {d.param: since} if (since and d.param) else None
+    body, _ = client.get_json(d.path, params)
+    ids = [
+        str(mapping.get_path(x, d.id) if isinstance(x, dict) else x)
+        for x in (mapping.get_path(body, d.records or "") or [])
+    ]
+    if not ids:
+        return
+    with session_factory() as session:
+        _renew(session, ctx)
+        m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+        rows = (
+            session.connection()
+            .execute(
+                sa.select(r.c.id, r.c.data, r.c.version)
+                .join(m, r.c.id == m.c.record_id)
+                .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+                .where(m.c.external_id.in_(ids), r.c.deleted_at.is_(None))
+            )
+            .all()
+        )
+        _delete_records(session, ctx, [(x.id, x.data, x.version) for x in rows])
+        queue_pushes(session, ctx.targets, ctx.entity.canonical, [x.id for x in rows], ctx.run_id)
+
+
+def _renew(session: Session, ctx: Ctx) -> None:
+    if not leases.acquire_lock(session, lock_name(ctx.connection.id), ctx.owner, LOCK_TTL):
+        raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def in_recovery(connection: SyncConnection) -> datetime | None:
+    """When recovery mode ends, or None when the connection is not in it."""
+    if connection.consecutive_failures < RECOVERY_FAILURES or connection.last_failure_at is None:
+        return None
+    until = connection.last_failure_at + RECOVERY_FOR
+    return until if until > clock.now() else None
+
+
+def start_run(
+    session: Session,
+    connection: SyncConnection,
+    owner: str,
+    *,
+    entity: str | None,
+    full: bool,
+    force: bool,
+) -> SyncRun:
+    if connection.paused and not force:
+        raise Conflict(f"connection {connection.name} is paused", "resume it or use --force")
+    until = in_recovery(connection)
+    if until and not force:
+        raise Conflict(
+            f"connection {connection.name} is in recovery mode after "
+            f"{connection.consecutive_failures} failed runs until {until.isoformat()}",
+            "use --force",
+        )
+    if not leases.acquire_lock(session, lock_name(connection.id), owner, LOCK_TTL):
+        holder = leases.lock_holder(session, lock_name(connection.id))
+        raise Conflict(
+            f"connection {connection.name} is already syncing",
+            f"held by {holder[0] if holder else '?'}",
+        )
+    # a run left "running" by a crashed process is closed; its checkpoint stays
+    session.execute(
+        sa.update(SyncRun)
+        .where(SyncRun.connection_id == connection.id, SyncRun.status == "running")  # type: ignore[arg-type]
+        .values(status="error", error="interrupted", finished_at=clock.now())
+    )
+    run = SyncRun(connection_id=connection.id, entity=entity, full=full, forced=force, owner=owner)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def run(
+    connection_name: str | uuid.UUID,
+    *,
+    entity: str | None = None,
+    full: bool = False,
+    force: bool = False,
+    owner: str | None = None,
+    db_url: str | None = None,
+    progress: ProgressFn | None = None,
+    sleep: Callable[[float], None] | None = None,
+    propagate: bool = True,
+) -> SyncRun:
+    """One foreground run of one connection: pull each entity, then push what is queued."""
+    from mno.agents.base import make_owner
+    from mno.sync import connections
+    from mno.sync.rest import RestClient
+
+    owner = owner or make_owner()
+
+    def scope() -> Any:
+        return session_scope(db_url)
+
+    with scope() as session:
+        conn = connections.get(session, connection_name)
+        connector = session.get(SyncConnector, conn.connector_id)
+        assert connector is not None
+        spec = ConnectorSpec.model_validate(connector.spec)
+        names = [entity] if entity else list(conn.entities)
+        for name in names:
+            spec.entity(name)
+        sync_run = start_run(session, conn, owner, entity=entity, full=full, force=force)
+        run_id = sync_run.id
+    counts: dict[str, int] = {}
+    errors: list[str] = []
+    ok = 0
+    try:
+        client_kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
+        with RestClient(spec, conn.credentials, conn.base_url, **client_kwargs) as client:
+            try:
+                for name in names if conn.pull_enabled else []:
+                    ent = spec.entity(name)
+                    ctx = Ctx(run_id, conn, spec, ent, owner, source=conn.name)
+                    try:
+                        pull_entity(scope, client, ctx, full=full, progress=progress)
+                        ok += 1
+                    except Conflict:
+                        raise
+                    except MnoError as exc:
+                        errors.append(f"{name}: {exc}")
+                    finally:
+                        for k, v in ctx.counts.items():
+                            counts[k] = counts.get(k, 0) + v
+                # push after pulling, so a change made in this app since the last run
+                # is seen (and resolved as a conflict) before it could be overwritten
+                if conn.push_enabled and not errors:
+                    pushed = deliver(conn.id, owner, client=client, db_url=db_url)
+                    counts["pushed"] = pushed[0]
+                    counts["push_failed"] = pushed[1]
+            finally:
+                counts["requests"] = client.requests
+    except Exception as exc:
+        errors.append(str(exc) or type(exc).__name__)
+    status = "success" if not errors else ("partial" if ok else "error")
+    with scope() as session:
+        finished = finish_run(session, run_id, conn.id, owner, status, counts, errors)
+    # propagate: the tenant's other connections with queued pushes run now (pull, then
+    # push) when they are idle; those runs do not propagate further
+    if propagate and status != "error":
+        for other in pending_targets(conn.tenant_id, exclude=conn.id, db_url=db_url):
+            try:
+                run(other, owner=make_owner(), db_url=db_url, sleep=sleep, propagate=False)
+            except MnoError:
+                pass  # busy, paused or in recovery: its own next run delivers
+    return finished
+
+
+def pending_targets(
+    tenant_id: uuid.UUID, *, exclude: uuid.UUID | None = None, db_url: str | None = None
+) -> list[uuid.UUID]:
+    from sqlmodel import select
+
+    with session_scope(db_url, write=False) as session:
+        ids = list(
+            session.exec(
+                select(SyncPush.connection_id)
+                .distinct()
+                .where(SyncPush.status == "pending")
+                .where(SyncPush.connection_id == SyncConnection.id)
+                .where(SyncConnection.tenant_id == tenant_id)
+                .where(SyncConnection.paused == False)  # noqa: E712
+            )
+        )
+    return [i for i in ids if i != exclude]
+
+
+def finish_run(
+    session: Session,
+    run_id: uuid.UUID,
+    connection_id: uuid.UUID,
+    owner: str,
+    status: str,
+    counts: dict[str, int],
+    errors: list[str],
+) -> SyncRun:
+    run_row = session.get(SyncRun, run_id)
+    conn = session.get(SyncConnection, connection_id)
+    assert run_row is not None and conn is not None
+    now = clock.now()
+    run_row.status, run_row.counts, run_row.finished_at = status, counts, now
+    run_row.error = "; ".join(errors)[:4000] or None
+    if status == "error":
+        conn.consecutive_failures += 1
+        conn.last_failure_at = now
+    else:
+        conn.consecutive_failures = 0
+    conn.last_run_at = now
+    session.add_all([run_row, conn])
+    leases.release_lock(session, lock_name(conn.id), owner)
+    audit.record(
+        session,
+        "sync.run",
+        target_type="sync_run",
+        target_id=run_id,
+        target=conn.name,
+        after={"status": status, **counts},
+        tenant_id=conn.tenant_id,
+    )
+    return run_row
+
+
+def pull_entity(
+    scope: Callable[[], Any],
+    client: RestClient,
+    ctx: Ctx,
+    *,
+    full: bool,
+    progress: ProgressFn | None = None,
+) -> None:
+    ent = ctx.entity
+    with scope() as session:
+        _renew(session, ctx)
+        ctx.targets = push_targets(session, ctx.connection, ent.canonical)
+        cursor = _cursor(session, ctx.connection.id, ent.canonical)
+        cp = cursor.checkpoint
+        if cp and bool(cp.get("full")) == full:
+            pass  # resume an interrupted pass from its last committed page
+        else:
+            cp = {
+                "full": full,
+                "since": None if (full or not ent.incremental) else cursor.value,
+                "position": {},
+                "token": uuid.uuid4().hex if full else None,
+                "max_updated": None,
+                "started_at": mapping.format_time(clock.now(), "iso8601"),
+            }
+            cursor.checkpoint = cp
+            session.add(cursor)
+    since = cp["since"]
+    since_param = None
+    if since and ent.incremental:
+        since_param = mapping.format_time(mapping.parse_time(since), ent.incremental.format)  # type: ignore[arg-type]
+    position: dict[str, Any] | None = cp["position"]
+    while position is not None:
+        raws, nxt = fetch_page(client, ent, since_param, position)
+        items = map_page(ent, raws)
+        newest = max((i.updated_at for i in items if i.updated_at), default=None)
+        with scope() as session:
+            _renew(session, ctx)
+            apply_page(session, ctx, items, cp["token"])
+            cur = _cursor(session, ctx.connection.id, ent.canonical)
+            state = dict(cur.checkpoint or cp)
+            prev = mapping.parse_time(state.get("max_updated"))
+            if newest and (prev is None or newest > prev):
+                state["max_updated"] = mapping.format_time(newest, "iso8601")
+            state["position"] = nxt
+            cur.checkpoint = state
+            cur.touch()
+            session.add(cur)
+            _save_counts(session, ctx)
+            cp = state
+        ctx.bump("pages")
+        if progress:
+            progress(ent.canonical, len(items))
+        position = nxt
+    # the pass is complete: deletes, then the cursor moves and the checkpoint clears
+    pull_deleted_since(scope, client, ctx, since_param)
+    with scope() as session:
+        _renew(session, ctx)
+        if full and cp.get("token"):
+            gone = sweep_deletes(session, ctx, cp["token"])
+            queue_pushes(session, ctx.targets, ent.canonical, gone, ctx.run_id)
+        cur = _cursor(session, ctx.connection.id, ent.canonical)
+        newest_s = (cur.checkpoint or cp).get("max_updated")
+        if newest_s:
+            old = mapping.parse_time(cur.value)
+            new = mapping.parse_time(newest_s)
+            if old is None or (new and new > old):
+                cur.value = newest_s
+        cur.checkpoint = None
+        cur.touch()
+        session.add(cur)
+        _save_counts(session, ctx)
+
+
+def _save_counts(session: Session, ctx: Ctx) -> None:
+    session.execute(
+        sa.update(SyncRun).where(SyncRun.id == ctx.run_id).values(counts=dict(ctx.counts))  # type: ignore[arg-type]
+    )
+
+
+def _cursor(session: Session, connection_id: uuid.UUID, entity: str) -> SyncCursor:
+    from sqlmodel import select
+
+    row = session.exec(
+        select(SyncCursor).where(
+            SyncCursor.connection_id == connection_id, SyncCursor.entity == entity
+        )
+    ).first()
+    if row is None:
+        row = SyncCursor(connection_id=connection_id, entity=entity)
+        session.add(row)
+        session.flush()
+    return row
+
+
+# -- push ----------------------------------------------------------------------------------
+
+
+def deliver(
+    connection_id: uuid.UUID,
+    owner: str,
+    *,
+    client: RestClient | None = None,
+    db_url: str | None = None,
+    renew: bool = False,
+    limit: int = 10_000,
+) -> tuple[int, int]:
+    """Deliver queued pushes for one connection (caller holds its run lock).
+
+    Returns (pushed, failed). Each write is followed by its id-map update (pushed hash,
+    time) so the change is not pulled back as new (echo suppression)."""
+    from mno.sync.rest import RestClient
+
+    pushed = failed = 0
+    own_client = client is None
+    with session_scope(db_url) as session:
+        conn = session.get(SyncConnection, connection_id)
+        assert conn is not None
+        connector = session.get(SyncConnector, conn.connector_id)
+        assert connector is not None
+        spec = ConnectorSpec.model_validate(connector.spec)
+    if client is None:
+        client = RestClient(spec, conn.credentials, conn.base_url)
+    try:
+        while pushed + failed < limit:
+            with session_scope(db_url) as session:
+                ids = leases.claim(
+                    session,
+                    SyncPush,
+                    owner,
+                    PUSH_BATCH,
+                    LOCK_TTL,
+                    where=SyncPush.__table__.c.connection_id == connection_id,  # type: ignore[attr-defined]
+                    order_by=[SyncPush.__table__.c.created_at],  # type: ignore[attr-defined]
+                )
+            if not ids:
+                break
+            for push_id in ids:
+                try:
+                    push_one(db_url, client, spec, conn, push_id, owner)
+                    pushed += 1
+                except MnoError as exc:
+                    failed += 1
+                    with session_scope(db_url) as session:
+                        row = session.get(SyncPush, push_id)
+                        attempts = row.attempts if row else 1
+                        leases.retry(
+                            session,
+                            SyncPush,
+                            push_id,
+                            owner,
+                            leases.backoff(attempts),
+                            str(exc),
+                            status="pending" if attempts < 8 else "failed",
+                        )
+    finally:
+        if own_client:
+            client.close()
+    return pushed, failed
+
+
+def push_one(
+    db_url: str | None,
+    client: RestClient,
+    spec: ConnectorSpec,
+    conn: SyncConnection,
+    push_id: uuid.UUID,
+    owner: str,
+) -> None:
+    from sqlmodel import select
+
+    with session_scope(db_url, write=False) as session:
+        push = session.get(SyncPush, push_id)
+        assert push is not None
+        record = session.get(SyncRecord, push.record_id)
+        idmap = session.exec(
+            select(SyncIdMap).where(
+                SyncIdMap.connection_id == conn.id,
+                SyncIdMap.entity == push.entity,
+                SyncIdMap.record_id == push.record_id,
+            )
+        ).first()
+    ent = spec.entity(push.entity)
+    external_id = idmap.external_id if idmap else None
+    if (
+        record is None
+        or record.deleted_at is not None
+        or ent.push is None
+        or (idmap and idmap.pushed_hash == record.content_hash)
+        or (idmap and idmap.pulled_hash == record.content_hash)
+    ):
+        with session_scope(db_url) as session:
+            leases.complete(session, SyncPush, [push_id], owner, status="skipped")
+        return
+    body = mapping.push_body(ent, record.data)
+    if idmap is None:
+        if ent.push.create is None:
+            raise MnoError(f"connector {spec.name} cannot create {push.entity}")
+        op = ent.push.create
+        response = client.request(op.method, op.path.format(id=""), body=body)
+        answer = response.json() if response.content else {}
+        external_id = str(mapping.get_path(answer, ent.push.id) or mapping.get_path(answer, ent.id))
+    else:
+        if ent.push.update is None:
+            raise MnoError(f"connector {spec.name} cannot update {push.entity}")
+        op = ent.push.update
+        client.request(op.method, op.path.format(id=external_id), body=body)
+    now = clock.now()
+    with session_scope(db_url) as session:
+        if idmap is None:
+            session.add(
+                SyncIdMap(
+                    connection_id=conn.id,
+                    entity=push.entity,
+                    external_id=str(external_id),
+                    record_id=record.id,
+                    pushed_hash=record.content_hash,
+                    last_pushed_at=now,
+                )
+            )
+        else:
+            session.execute(
+                sa.update(SyncIdMap)
+                .where(SyncIdMap.id == idmap.id)  # type: ignore[arg-type]
+                .values(pushed_hash=record.content_hash, last_pushed_at=now)
+            )
+        leases.complete(session, SyncPush, [push_id], owner)
+
+
+def deliver_tenant(
+    tenant_id: uuid.UUID, owner: str, *, exclude: uuid.UUID | None = None, db_url: str | None = None
+) -> int:
+    """Deliver pending pushes to the tenant's connections whose run lock is free."""
+    from sqlmodel import select
+
+    with session_scope(db_url, write=False) as session:
+        ids = list(
+            session.exec(
+                select(SyncPush.connection_id)
+                .distinct()
+                .where(SyncPush.status == "pending")
+                .where(SyncPush.connection_id == SyncConnection.id)
+                .where(SyncConnection.tenant_id == tenant_id, SyncConnection.paused == False)  # noqa: E712
+            )
+        )
+    done = 0
+    for cid in ids:
+        if cid == exclude:
+            continue
+        done += deliver_locked(cid, owner, db_url=db_url)
+    return done
+
+
+def deliver_locked(connection_id: uuid.UUID, owner: str, *, db_url: str | None = None) -> int:
+    with session_scope(db_url) as session:
+        if not leases.acquire_lock(session, lock_name(connection_id), owner, LOCK_TTL):
+            return 0
+    try:
+        return deliver(connection_id, owner, db_url=db_url)[0]
+    finally:
+        with session_scope(db_url) as session:
+            leases.release_lock(session, lock_name(connection_id), owner)
+
+
+def due_connections(session: Session, limit: int = 10) -> list[uuid.UUID]:
+    from sqlmodel import select
+
+    now = clock.now()
+    rows = session.exec(
+        select(SyncConnection.id)
+        .where(SyncConnection.paused == False)  # noqa: E712
+        .where(sa.or_(SyncConnection.next_run_at.is_(None), SyncConnection.next_run_at <= now))  # type: ignore[union-attr]
+        .order_by(SyncConnection.next_run_at)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def schedule_next(
+    session: Session, connection_id: uuid.UUID, interval: timedelta, jitter: float = 0.1
+) -> None:
+    """Next run after ``interval`` plus up to ``jitter`` × interval, so runs spread out."""
+    nxt = clock.now() + interval * (1 + random.uniform(0, jitter))
+    session.execute(
+        sa.update(SyncConnection)
+        .where(SyncConnection.id == connection_id)  # type: ignore[arg-type]
+        .values(next_run_at=nxt)
+    )
+
+
+def iter_changes(session: Session, record_id: uuid.UUID) -> Iterator[SyncChange]:
+    from sqlmodel import col, select
+
+    yield from session.exec(
+        select(SyncChange).where(SyncChange.record_id == record_id).order_by(col(SyncChange.seq))
+    )

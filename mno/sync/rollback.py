@@ -1,0 +1,197 @@
+"""Rollback of a sync run: restore the records it changed to their before-state.
+
+The plan lists, per record, the state before the run's first change to it. A record
+that a later run changed is a conflict: rollback refuses with the list unless forced.
+Applying the plan writes new change rows (source ``rollback:<run>``) under a run of kind
+``rollback``, emits record events and queues pushes of the restored state to every
+connection of the tenant that pushes the entity, the source connection included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.errors import Conflict, NotFound
+from mno.store import audit, outbox
+from mno.store.models.sync import SyncChange, SyncConnection, SyncRecord, SyncRun
+from mno.sync import mapping
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+
+@dataclass
+class Plan:
+    run_id: uuid.UUID
+    items: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    applied: bool = False
+    rollback_run_id: uuid.UUID | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": str(self.run_id),
+            "applied": self.applied,
+            "rollback_run_id": str(self.rollback_run_id) if self.rollback_run_id else None,
+            "records": self.items,
+            "conflicts": self.conflicts,
+        }
+
+
+def plan(session: Session, run_id: uuid.UUID) -> Plan:
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
+    c = SyncChange.__table__  # type: ignore[attr-defined]
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(c.c.seq, c.c.record_id, c.c.entity, c.c.action, c.c.before, c.c.after)
+            .where(c.c.run_id == run_id)
+            .order_by(c.c.seq)
+        )
+        .all()
+    )
+    first: dict[uuid.UUID, Any] = {}
+    last_seq: dict[uuid.UUID, int] = {}
+    for row in rows:
+        first.setdefault(row.record_id, row)
+        last_seq[row.record_id] = row.seq
+    result = Plan(run_id)
+    if not first:
+        return result
+    later = (
+        session.connection()
+        .execute(
+            sa.select(c.c.record_id, c.c.seq, c.c.run_id, c.c.source, c.c.action)
+            .where(c.c.record_id.in_(list(first)), c.c.run_id != run_id)
+            .where(c.c.seq > min(last_seq.values()))
+            .order_by(c.c.seq)
+        )
+        .all()
+    )
+    seen: set[uuid.UUID] = set()
+    for row in later:
+        if row.seq > last_seq[row.record_id] and row.record_id not in seen:
+            seen.add(row.record_id)
+            result.conflicts.append(
+                {
+                    "record_id": str(row.record_id),
+                    "entity": first[row.record_id].entity,
+                    "later_run": str(row.run_id),
+                    "source": row.source,
+                    "action": row.action,
+                }
+            )
+    for rid, row in first.items():
+        result.items.append(
+            {
+                "record_id": str(rid),
+                "entity": row.entity,
+                "restore": "delete" if row.before is None else "restore",
+                "before": row.before,
+                "current": None,
+            }
+        )
+    return result
+
+
+def rollback(
+    session: Session, run_id: uuid.UUID, *, dry_run: bool = False, force: bool = False
+) -> Plan:
+    from mno.sync.engine import ignored_fields, push_targets, queue_pushes
+
+    result = plan(session, run_id)
+    if result.conflicts and not force:
+        listed = ", ".join(f"{x['entity']} {x['record_id']}" for x in result.conflicts[:20])
+        more = len(result.conflicts) - 20
+        raise Conflict(
+            f"later runs changed {len(result.conflicts)} of the records: {listed}"
+            + (f" and {more} more" if more > 0 else ""),
+            "use --force to restore them anyway",
+        )
+    if dry_run or not result.items:
+        return result
+    src_run = session.get(SyncRun, run_id)
+    assert src_run is not None
+    now = clock.now()
+    rb = SyncRun(
+        connection_id=src_run.connection_id,
+        kind="rollback",
+        status="success",
+        rolled_back_run_id=run_id,
+        finished_at=now,
+    )
+    session.add(rb)
+    session.flush()
+    source = f"rollback:{run_id}"
+    by_entity: dict[tuple[uuid.UUID, str], list[uuid.UUID]] = {}
+    restored = 0
+    for item in result.items:
+        rec = session.get(SyncRecord, uuid.UUID(item["record_id"]))
+        if rec is None:
+            continue
+        before_state = None if rec.deleted_at else dict(rec.data)
+        target = item["before"]
+        if target is None:
+            if rec.deleted_at is not None:
+                continue
+            rec.deleted_at, action, after, etype = now, "delete", None, "record.deleted"
+        else:
+            rec.data, rec.deleted_at = dict(target), None
+            rec.content_hash = mapping.content_hash(
+                rec.data, ignored_fields(session, rec.tenant_id, rec.entity)
+            )
+            action, after, etype = "update", dict(target), "record.updated"
+        rec.version += 1
+        rec.source_updated_at = now
+        rec.touch()
+        session.add(rec)
+        session.add(
+            SyncChange(
+                run_id=rb.id,
+                record_id=rec.id,
+                tenant_id=rec.tenant_id,
+                entity=rec.entity,
+                action=action,
+                source=source,
+                before=before_state,
+                after=after,
+            )
+        )
+        outbox.emit(
+            session,
+            etype,
+            {
+                "record_id": str(rec.id),
+                "entity": rec.entity,
+                "version": rec.version,
+                "source": source,
+                "data": after,
+            },
+            rec.tenant_id,
+        )
+        by_entity.setdefault((rec.tenant_id, rec.entity), []).append(rec.id)
+        restored += 1
+    for (tenant_id, entity), ids in by_entity.items():
+        anchor = SyncConnection(
+            id=uuid.uuid4(), name="", tenant_id=tenant_id, connector_id=uuid.uuid4()
+        )
+        queue_pushes(session, push_targets(session, anchor, entity), entity, ids, rb.id)
+    rb.counts = {"restored": restored}
+    session.add(rb)
+    audit.record(
+        session,
+        "sync.rollback",
+        target_type="sync_run",
+        target_id=run_id,
+        target=str(run_id),
+        after={"rollback_run": str(rb.id), "restored": restored, "forced": force},
+    )
+    result.applied, result.rollback_run_id = True, rb.id
+    return result

@@ -1,0 +1,312 @@
+"""The connector document: a declarative REST connector as pydantic models.
+
+``load_file()`` parses YAML keeping node marks, so a validation error names the file,
+the line and the dotted key (``connector.yaml:12: entities.0.pagination.type: …``).
+``apply()`` stores a validated connector (create or update) with its audit row and is
+what ``mno connector apply -f`` and GitOps call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mno.errors import BadInput
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.store.models.sync import SyncConnector
+
+TRANSFORMS = ("lower", "upper", "strip", "int", "float", "str", "bool", "iso8601", "epoch")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_secret(value: str | None) -> str | None:
+    if value is not None and not value.startswith("secret:"):
+        raise ValueError("must be a secret reference like secret:NAME")
+    return value
+
+
+class Auth(Model):
+    type: Literal["bearer", "basic", "header", "none"] = "none"
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    header: str | None = None
+    value: str | None = None
+
+    _secrets = field_validator("token", "password", "value")(_check_secret)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        need = {
+            "bearer": ["token"],
+            "basic": ["username", "password"],
+            "header": ["header", "value"],
+        }
+        for name in need.get(self.type, []):
+            if getattr(self, name) is None:
+                raise ValueError(f"auth type {self.type} needs {name}")
+        return self
+
+
+class RateLimit(Model):
+    requests: int = Field(default=10, gt=0)
+    per_seconds: float = Field(default=1.0, gt=0)
+
+
+class Pagination(Model):
+    type: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    param: str | None = None  # page / offset / cursor query parameter
+    size_param: str | None = None
+    size: int = Field(default=100, gt=0)
+    start: int = 1  # first page number (page)
+    next_path: str | None = None  # cursor: path to the next token in the body
+    stop: Literal["empty", "short", "no_next", "total"] = "short"
+    total_path: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Pagination:
+        if self.type in ("page", "offset", "cursor") and not self.param:
+            raise ValueError(f"pagination {self.type} needs param")
+        if self.type == "cursor" and not self.next_path:
+            raise ValueError("pagination cursor needs next_path")
+        if self.stop == "total" and not self.total_path:
+            raise ValueError("stop: total needs total_path")
+        return self
+
+
+class Incremental(Model):
+    param: str
+    format: Literal["iso8601", "epoch"] = "iso8601"
+
+
+class Deleted(Model):
+    flag: str | None = None  # a field that is truthy on deleted records
+    path: str | None = None  # a "deleted since" endpoint
+    param: str | None = None
+    records: str | None = None
+    id: str = "id"
+
+    @model_validator(mode="after")
+    def _one(self) -> Deleted:
+        if bool(self.flag) == bool(self.path):
+            raise ValueError("give exactly one of flag or path")
+        return self
+
+
+class FieldMap(Model):
+    source: str
+    transform: Literal[TRANSFORMS] | None = None  # type: ignore[valid-type]
+    default: Any = None
+
+
+class ListSpec(Model):
+    path: str
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class PushOp(Model):
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    path: str
+
+
+class Push(Model):
+    create: PushOp | None = None
+    update: PushOp | None = None
+    body: dict[str, str] = Field(default_factory=dict)  # external field <- canonical field
+    id: str = "id"  # path to the external id in the create response
+
+
+class Entity(Model):
+    canonical: str
+    list: ListSpec
+    records: str = ""
+    pagination: Pagination = Field(default_factory=Pagination)
+    incremental: Incremental | None = None
+    id: str = "id"
+    updated_at: str | None = None
+    deleted: Deleted | None = None
+    mapping: dict[str, str | FieldMap]
+    ignore_fields: list[str] = Field(default_factory=list)
+    push: Push | None = None
+
+    @field_validator("canonical")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9_]{0,63}$", value):
+            raise ValueError("lowercase letters, digits and _")
+        return value
+
+    def fields(self) -> dict[str, FieldMap]:
+        return {
+            k: (FieldMap(source=v) if isinstance(v, str) else v) for k, v in self.mapping.items()
+        }
+
+
+class ConnectorSpec(Model):
+    name: str
+    app: str
+    base_url: str
+    auth: Auth = Field(default_factory=Auth)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    timeout_seconds: float = 30.0
+    entities: list[Entity] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,99}$", value):
+            raise ValueError("lowercase letters, digits and -")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ConnectorSpec:
+        seen = [e.canonical for e in self.entities]
+        if len(seen) != len(set(seen)):
+            raise ValueError("each canonical entity may appear once")
+        return self
+
+    def entity(self, name: str) -> Entity:
+        for e in self.entities:
+            if e.canonical == name:
+                return e
+        raise BadInput(f"connector {self.name} has no entity {name!r}")
+
+
+# -- loading with file:line -----------------------------------------------------------------
+
+
+def _marks(node: Any, prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    import yaml
+
+    out.setdefault(prefix, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            out[path] = key.start_mark.line + 1
+            _marks(value, path, out)
+            out[path] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _marks(item, (*prefix, str(i)), out)
+
+
+def _error(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> BadInput:
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"] if not str(p).startswith(("function-after", "literal")))
+    # pydantic adds union member names (str, FieldMap) to the location; drop unknown tails
+    line = None
+    probe = loc
+    while probe and line is None:
+        line = lines.get(probe)
+        probe = probe[:-1]
+    line = line or lines.get((), 1)
+    key = ".".join(loc) or "(document)"
+    return BadInput(f"{source}:{line}: {key}: {err['msg']}")
+
+
+def parse(text: str, source: str = "<string>") -> ConnectorSpec:
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise BadInput(f"{source}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise BadInput(f"{source}:1: a connector document must be a mapping")
+    if data.get("kind") == "Connector":  # the GitOps envelope: kind + spec
+        data = {k: v for k, v in data.items() if k not in ("kind", "apiVersion")}
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _marks(node, (), lines)
+    try:
+        return ConnectorSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _error(exc, source, lines) from None
+
+
+def load_file(path: str | Path) -> ConnectorSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"no such file: {p}")
+    return parse(p.read_text(), str(p))
+
+
+def spec_hash(spec: ConnectorSpec) -> str:
+    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def apply(
+    session: Session, spec: ConnectorSpec, source: str | None = None
+) -> tuple[SyncConnector, str]:
+    """Create or update the connector; returns (row, "created"|"updated"|"unchanged")."""
+    from sqlmodel import select
+
+    from mno.store import audit
+    from mno.store.models.sync import SyncConnector
+    from mno.tenancy import apps
+
+    app = apps.get(session, spec.app)
+    if app.stack not in ("connector", "cloud"):
+        raise BadInput(
+            f"app {spec.app} has stack {app.stack}", "a connector's app must be connector or cloud"
+        )
+    digest = spec_hash(spec)
+    row = session.exec(select(SyncConnector).where(SyncConnector.name == spec.name)).first()
+    data = spec.model_dump(mode="json")
+    if row is None:
+        row = SyncConnector(
+            name=spec.name, app_id=app.id, spec=data, spec_hash=digest, source=source
+        )
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            "connector.create",
+            target_type="connector",
+            target_id=row.id,
+            target=spec.name,
+            after={"app": spec.app, "spec_hash": digest},
+        )
+        return row, "created"
+    if row.spec_hash == digest and row.app_id == app.id:
+        return row, "unchanged"
+    before = {"spec_hash": row.spec_hash}
+    row.spec, row.spec_hash, row.app_id, row.source = data, digest, app.id, source or row.source
+    row.touch()
+    session.add(row)
+    audit.record(
+        session,
+        "connector.update",
+        target_type="connector",
+        target_id=row.id,
+        target=spec.name,
+        before=before,
+        after={"spec_hash": digest},
+    )
+    return row, "updated"
+
+
+def of(row: SyncConnector) -> ConnectorSpec:
+    return ConnectorSpec.model_validate(row.spec)

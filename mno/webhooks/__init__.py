@@ -1,0 +1,1 @@
+"""Webhook endpoints, fan-out of outbox events, signed delivery with retries, SSRF guard."""

@@ -1,0 +1,120 @@
+"""Connector and Connection kinds (the sync area) through apply, diff, export and prune."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("mno.sync.spec")
+
+from mno.errors import BadInput  # noqa: E402
+from mno.gitops import diff, documents, export  # noqa: E402
+from mno.gitops.apply import apply_path  # noqa: E402
+from tests.gitops.conftest import APPS, TENANTS, empty_store  # noqa: E402
+
+SYNC = """
+kind: Connector
+metadata: {name: crm-sync}
+spec:
+  app: crm
+  base_url: https://crm.example.com/api/
+  auth: {type: bearer, token: "secret:CRM_TOKEN"}
+  entities:
+    - canonical: contact
+      list: {path: /contacts}
+      mapping:
+        email: email
+        name: {source: full_name, transform: strip}
+---
+kind: Connection
+metadata: {name: acme/crm-sync}
+spec:
+  entities: [contact]
+  pull: true
+  push: false
+  credentials: {token: "secret:ACME_CRM_TOKEN"}
+"""
+
+
+def _apply(session, path, **opts):
+    with session() as s:
+        return apply_path(s, path, **opts)
+
+
+def _diff(session, path, **opts):
+    with session(write=False) as s:
+        return diff.compute(s, documents.load([path]), **opts)
+
+
+def test_connector_and_connection_round_trip(session, store_url, write, tmp_path) -> None:
+    write("tenants.yaml", TENANTS)
+    write("apps.yaml", APPS)
+    write("sync.yaml", SYNC)
+    cs = _apply(session, write.root)
+    assert [c.ref for c in cs.changes if c.kind in ("Connector", "Connection")] == [
+        "Connector/crm-sync",
+        "Connection/acme/crm-sync",
+    ]
+    assert not _diff(session, write.root).has_changes
+    with session(write=False) as s:
+        first = export.dumps(export.export(s))
+    assert "kind: Connection\n" in first and "base_url: https://crm.example.com/api\n" in first
+    (tmp_path / "export.yaml").write_text(first)
+    empty_store(store_url)
+    _apply(session, tmp_path / "export.yaml")
+    with session(write=False) as s:
+        assert export.dumps(export.export(s)) == first
+
+
+def test_connection_pause_update_and_prune(session, write) -> None:
+    from mno.sync import connections
+
+    write("tenants.yaml", TENANTS)
+    write("apps.yaml", APPS)
+    write("sync.yaml", SYNC)
+    _apply(session, write.root, source="s")
+    write("sync.yaml", SYNC.replace("  push: false\n", "  push: false\n  paused: true\n"))
+    cs = _apply(session, write.root, source="s")
+    assert [(c.ref, [f.field for f in c.fields]) for c in cs.changes] == [
+        ("Connection/acme/crm-sync", ["paused"])
+    ]
+    with session(write=False) as s:
+        assert connections.get(s, "acme/crm-sync").paused is True
+    # the connector's mapping changes in place
+    write("sync.yaml", SYNC.replace("transform: strip", "transform: lower"))
+    cs = _diff(session, write.root, source="s")
+    assert {(c.ref, f.field) for c in cs.changes for f in c.fields} == {
+        ("Connector/crm-sync", "entities"),
+        ("Connection/acme/crm-sync", "paused"),
+    }
+    _apply(session, write.root, source="s")
+    assert not _diff(session, write.root, source="s").has_changes
+    # directions cannot change in place
+    write("sync.yaml", SYNC.replace("push: false", "push: true"))
+    with pytest.raises(BadInput, match="push cannot change"):
+        _diff(session, write.root, source="s")
+    # prune removes the connection when it leaves the files
+    write("sync.yaml", SYNC.replace("transform: strip", "transform: lower").split("---")[0])
+    cs = _apply(session, write.root, source="s", prune=True)
+    assert [(c.ref, c.action) for c in cs.changes] == [("Connection/acme/crm-sync", "delete")]
+    with session(write=False) as s:
+        assert connections.list_connections(s) == []
+
+
+def test_connector_spec_errors_have_positions(write) -> None:
+    path = write(
+        "bad.yaml",
+        """
+        kind: Connector
+        metadata: {name: crm-sync}
+        spec:
+          app: crm
+          base_url: ftp://x
+          auth: {type: bearer, token: plain}
+          entities: []
+        """,
+    )
+    _, problems = documents.load_with_problems([path])
+    found = {(p.line, p.key) for p in problems}
+    assert (5, "spec.base_url") in found
+    assert (6, "spec.auth.token") in found
+    assert (7, "spec.entities") in found

@@ -1,0 +1,246 @@
+"""Sync engine against real HTTP servers on loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tests.sync.api import Api
+
+
+def _count(url: str, sql: str) -> int:
+    from mno.store import db
+
+    with db.get_engine(url).connect() as conn:
+        return int(conn.execute(sa.text(sql)).scalar_one())
+
+
+@pytest.mark.parametrize("style", ["page", "offset", "cursor", "link"])
+def test_initial_then_incremental(world, style: str) -> None:
+    api = Api(records=45)
+    world.connector("crm", "crm", api, style=style, size=10)
+    name = world.connect("crm")
+    run = world.run(name)
+    assert run.status == "success", run.error
+    assert run.counts["created"] == 45
+    assert len(world.records()) == 45
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == 45
+    assert _count(world.url, "SELECT count(*) FROM outbox_event WHERE type='record.created'") == 45
+    # incremental: only changed records come back, unchanged ones are skipped by hash
+    api.edit("c3", name="Changed")
+    api.edit("c7", fetched_at=1.0)  # a volatile ignored field: no churn
+    api.create(name="New", email="NEW@X.TEST")
+    before = api.requests
+    run = world.run(name)
+    assert run.status == "success", run.error
+    assert run.counts.get("created") == 1 and run.counts.get("updated") == 1
+    assert run.counts["fetched"] <= 4  # the cursor filtered the rest out
+    assert api.requests - before <= 2
+    data = {r.data["name"]: r for r in world.records()}
+    assert "Changed" in data and data["New"].data["email"] == "new@x.test"
+    assert data["Changed"].version == 2
+
+
+def test_deletes_by_flag_deleted_since_and_full_sync(world) -> None:
+    a, b = Api(records=5), Api(records=5, name_prefix="d")
+    world.connector("crm", "crm", a, deleted="flag")
+    world.connector("books", "books", b, deleted="path")
+    crm, books = world.connect("crm", push=False), world.connect("books", push=False)
+    world.run(crm)
+    world.run(books)
+    a.delete("c1")
+    b.delete("d2", soft=False)
+    assert world.run(crm).counts.get("deleted") == 1
+    assert world.run(books).counts.get("deleted") == 1
+    # a hard delete without a deleted-since record is found only by a full sync
+    with a.lock:
+        del a.rows["c4"]
+    assert not world.run(crm).counts.get("deleted")
+    run = world.run(crm, full=True)
+    assert run.counts.get("deleted") == 1
+    assert len(world.records()) == 10 - 3
+    assert _count(world.url, "SELECT count(*) FROM outbox_event WHERE type='record.deleted'") == 3
+
+
+def test_interrupted_full_sync_deletes_nothing(world) -> None:
+    api = Api(records=30)
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm")
+    world.run(name)
+    with api.lock:
+        del api.rows["c30"]
+    # fail the third page of the full pass: the first two pages commit, nothing is swept
+    api.throttle_every = 0
+    orig = api.listing
+    calls = {"n": 0}
+
+    def flaky(since):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            api.fail = -1
+        return orig(since)
+
+    api.listing = flaky  # type: ignore[method-assign]
+    run = world.run(name, full=True)
+    assert run.status == "error"
+    assert len(world.records()) == 30
+    api.fail = 0
+    api.listing = orig  # type: ignore[method-assign]
+    run = world.run(name, full=True, force=True)
+    assert run.status == "success", run.error
+    assert run.counts.get("deleted") == 1
+    assert len(world.records()) == 29
+
+
+def test_conflict_newest_wins_and_is_recorded(world) -> None:
+    a, b = Api(records=3), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm, books = world.connect("crm"), world.connect("books")
+    world.run(crm)  # creates 3 records and pushes them to books
+    assert len(b.rows) == 3
+    world.run(books)  # echoes only
+    # both sides change c1's twin: books later, so books wins
+    a.edit("c1", name="from crm")
+    twin = next(r for r in b.rows.values() if r["email"] == "u1@x.test")
+    b.edit(twin["id"], name="from books")
+    world.run(crm)  # propagation runs books: pull (conflict), then push
+    rows = {r.data["email"]: r for r in world.records()}
+    assert rows["u1@x.test"].data["name"] == "from books"
+    assert _count(world.url, "SELECT count(*) FROM sync_conflict WHERE winner='app'") == 1
+
+
+def test_conflict_preemption_platform(world) -> None:
+    a, b = Api(records=1), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm = world.connect("crm")
+    world.connect("books", preemption="platform")
+    world.run(crm)
+    twin = next(iter(b.rows))
+    a.edit("c1", name="platform side")
+    b.edit(twin, name="app side")  # newer, but the connection says platform wins
+    world.run(crm)
+    assert world.records()[0].data["name"] == "platform side"
+    assert b.rows[twin]["name"] == "platform side"  # the app was corrected
+    assert _count(world.url, "SELECT count(*) FROM sync_conflict WHERE winner='platform'") == 1
+    assert _count(world.url, "SELECT count(*) FROM sync_conflict WHERE rule='preemption:platform'") == 1
+
+
+def test_propagation_a_to_b_without_echo(world) -> None:
+    a, b = Api(records=4), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm, books = world.connect("crm"), world.connect("books")
+    world.run(crm)
+    assert len(b.rows) == 4 and all(m == "POST" for m, _, _ in b.writes)
+    run = world.run(books)
+    assert not run.counts.get("created") and not run.counts.get("updated")
+    assert run.counts.get("unchanged", 0) + run.counts.get("echo", 0) == 4
+    assert len(world.records()) == 4
+    # an edit in A reaches B as an update; pulling B afterwards is again an echo
+    a.edit("c2", phone="+1 555")
+    world.run(crm)
+    puts = [w for w in b.writes if w[0] == "PUT"]
+    assert len(puts) == 1 and puts[0][2]["phone"] == "+1 555"
+    run = world.run(books)
+    assert not run.counts.get("updated")
+    # and nothing goes back to A
+    assert a.writes == []
+    events = _count(world.url, "SELECT count(*) FROM outbox_event WHERE type LIKE 'record.%'")
+    assert events == 5
+
+
+def test_rate_limit_retry_after_is_honoured(world) -> None:
+    import time
+
+    api = Api(records=60)
+    api.throttle_every = 3
+    api.retry_after = 1
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm")
+    from mno.sync import engine
+
+    run = engine.run(name, db_url=world.url, sleep=time.sleep)
+    assert run.status == "success", run.error
+    assert len(world.records()) == 60
+    assert api.throttled >= 2
+    assert api.too_early == 0
+
+
+def test_recovery_mode_after_three_failures(world) -> None:
+    from mno import clock
+    from mno.errors import Conflict
+
+    api = Api(records=5)
+    world.connector("crm", "crm", api)
+    name = world.connect("crm")
+    api.fail = -1
+    for _ in range(3):
+        assert world.run(name).status == "error"
+    api.fail = 0
+    with pytest.raises(Conflict, match="recovery mode"):
+        world.run(name)
+    assert world.run(name, force=True).status == "success"
+    # three more failures, then the 24 h window passes
+    api.fail = -1
+    for _ in range(3):
+        world.run(name, force=True)
+    api.fail = 0
+    clock.set_now(clock.now() + __import__("datetime").timedelta(hours=25))
+    assert world.run(name).status == "success"
+
+
+def test_runs_never_overlap(world) -> None:
+    from mno.errors import Conflict
+    from mno.store import leases
+    from mno.store.db import session_scope
+    from mno.sync import connections, engine
+
+    api = Api(records=2)
+    world.connector("crm", "crm", api)
+    name = world.connect("crm")
+    with session_scope(world.url) as s:
+        cid = connections.get(s, name).id
+        assert leases.acquire_lock(s, engine.lock_name(cid), "other-host", engine.LOCK_TTL)
+    with pytest.raises(Conflict, match="already syncing"):
+        world.run(name)
+
+
+def test_rollback_and_refusal(world) -> None:
+    from mno.errors import Conflict
+    from mno.store.db import session_scope
+    from mno.sync import rollback
+
+    a, b = Api(records=3), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm = world.connect("crm")
+    world.connect("books")
+    world.run(crm)
+    a.edit("c1", name="bad 1")
+    a.edit("c2", name="bad 2")
+    bad = world.run(crm)
+    assert bad.counts["updated"] == 2
+    a.edit("c2", name="later")
+    world.run(crm)
+    with session_scope(world.url) as s, pytest.raises(Conflict, match="later runs changed 1"):
+        rollback.rollback(s, bad.id)
+    with session_scope(world.url) as s:
+        plan = rollback.rollback(s, bad.id, dry_run=True, force=True)
+    assert len(plan.items) == 2 and not plan.applied
+    assert {r.data["name"] for r in world.records()} == {"bad 1", "later", "name 3"}
+    with session_scope(world.url) as s:
+        done = rollback.rollback(s, bad.id, force=True)
+    assert done.applied
+    assert {r.data["name"] for r in world.records()} == {"name 1", "name 2", "name 3"}
+    from mno.sync import engine
+
+    with session_scope(world.url, write=False) as s:
+        tenant_id = world.records()[0].tenant_id
+    engine.deliver_tenant(tenant_id, "test", db_url=world.url)
+    assert a.rows["c1"]["name"] == "name 1"  # pushed back to the source app
+    assert sorted(r["name"] for r in b.rows.values()) == ["name 1", "name 2", "name 3"]
+    # the restored state pulled back from crm is an echo, not a new change
+    run = world.run(crm)
+    assert not run.counts.get("updated")

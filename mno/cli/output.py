@@ -108,8 +108,12 @@ def dumps_json(data: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    from datetime import datetime
+
     if value is None:
         return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):

@@ -72,7 +72,9 @@ def bar_chart(series: Series, color: str = _COLORS[0], width: int = 520, height:
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e6e9ee"/>'
         )
-        label = f"{y_val:,.0f}" if top_value >= 4 else f"{y_val:,.2f}"
+        step = top_value / 4
+        decimals = 0 if step == int(step) else (1 if step * 10 == int(step * 10) else 2)
+        label = f"{y_val:,.{decimals}f}"
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     for i, ((month, _), value) in enumerate(zip(series.points, values, strict=True)):
         h = plot_h * value / top_value

@@ -183,8 +183,98 @@ def sync_report(session: Session, window: Window) -> Report:
     )
 
 
+# -- webhooks ---------------------------------------------------------------------------
+
+
+def webhooks_report(session: Session, window: Window) -> Report:
+    from mno.store.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+    dialect = _dialect(session)
+    d = WebhookDelivery.__table__
+    a = WebhookAttempt.__table__
+    e = WebhookEndpoint.__table__
+    in_window = sa.and_(
+        d.c.channel == "webhook", d.c.created_at >= window.start, d.c.created_at < window.stop
+    )
+    by_status = {
+        status: int(n)
+        for status, n in session.execute(
+            sa.select(d.c.status, sa.func.count()).where(in_window).group_by(d.c.status)
+        )
+    }
+    finished = by_status.get("succeeded", 0) + by_status.get("exhausted", 0)
+    attempts = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((a.c.status_code.between(200, 299), 1), else_=0)), 0
+            ),
+        ).where(a.c.at >= window.start, a.c.at < window.stop)
+    ).one()
+    attempt_latency = sql.percentiles(
+        session,
+        sa.select(a.c.latency_ms.label("v")).where(a.c.at >= window.start, a.c.at < window.stop),
+    )
+    delivery_latency = sql.percentiles(
+        session,
+        sa.select(sql.seconds_between(d.c.event_at, d.c.done_at, dialect).label("v")).where(
+            in_window, d.c.status == "succeeded", d.c.done_at.is_not(None)
+        ),
+    )
+    disabled = session.execute(
+        sa.select(sa.func.count()).select_from(e).where(e.c.enabled.is_(False))
+    ).scalar_one()
+    endpoints = session.execute(sa.select(sa.func.count()).select_from(e)).scalar_one()
+    m = sql.month(d.c.created_at, dialect).label("m")
+    monthly: dict[str, dict[str, int]] = {}
+    for month, status, n in session.execute(
+        sa.select(m, d.c.status, sa.func.count()).where(in_window).group_by(m, d.c.status)
+    ):
+        monthly.setdefault(month, {})[status] = int(n)
+    succeeded = {k: v.get("succeeded", 0) for k, v in monthly.items()}
+    exhausted = {k: v.get("exhausted", 0) for k, v in monthly.items()}
+
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
+    return Report(
+        area="webhooks",
+        title="Webhooks",
+        window=window,
+        metrics={
+            "deliveries": sum(by_status.values()),
+            "success_rate_pct": round(by_status.get("succeeded", 0) / finished * 100, 2)
+            if finished
+            else None,
+            "attempt_success_pct": round(int(attempts[1]) / int(attempts[0]) * 100, 2)
+            if attempts[0]
+            else None,
+            "attempt_latency_ms_p50": pct(attempt_latency[50]),
+            "attempt_latency_ms_p95": pct(attempt_latency[95]),
+            "delivery_latency_s_p50": pct(delivery_latency[50]),
+            "delivery_latency_s_p95": pct(delivery_latency[95]),
+            "exhausted": by_status.get("exhausted", 0),
+            "pending": by_status.get("pending", 0),
+            "endpoints": int(endpoints),
+            "disabled_endpoints": int(disabled),
+        },
+        tables={
+            "by_status": [{"status": k, "count": v} for k, v in sorted(by_status.items())],
+            "monthly": [
+                {"month": k, "succeeded": succeeded.get(k, 0), "exhausted": exhausted.get(k, 0)}
+                for k in window.month_keys()
+            ],
+        },
+        series=[
+            Series("deliveries succeeded", "deliveries", fill(window, succeeded)),
+            Series("deliveries exhausted", "deliveries", fill(window, exhausted)),
+        ],
+    )
+
+
 AREAS: dict[str, Callable[[Session, Window], Report]] = {
     "tenants": tenants_report,
+    "webhooks": webhooks_report,
     "sync": sync_report,
 }
 

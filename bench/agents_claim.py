@@ -3,14 +3,17 @@
 Measures, on one PostgreSQL database and one SQLite file made for the run:
 
 - 1 and 2 worker processes on PostgreSQL, each looping ``leases.claim`` (FOR UPDATE SKIP
-  LOCKED) and ``leases.complete_ids`` in batches;
-- 1 worker process on SQLite (BEGIN IMMEDIATE);
+  LOCKED) and ``leases.complete`` in batches (two transactions per batch), and again with
+  ``leases.complete_and_claim`` (one transaction per batch);
+- the agent path for one PostgreSQL process: ``probe.tick`` through ``work_queue``, which
+  also writes one side-effect row per item in the completing transaction;
+- 1 worker process on SQLite (BEGIN IMMEDIATE), both ways;
 - a baseline per store: a bare ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING id`` loop
   over the same number of rows, in one process, with no lease bookkeeping.
 
 Goals: >= 2,000 items/s for one PostgreSQL process; a second process adds >= 60%.
 
-Usage: python bench/agents_claim.py [--items 20000] [--batch 500] [--pg URL]
+Usage: python bench/agents_claim.py [--items 50000] [--batch 500] [--pg URL]
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def _prepare(url: str, items: int) -> None:
             conn.commit()
 
 
-def _worker(url: str, batch: int, start_at: float, out: mp.Queue) -> None:
+def _worker(url: str, batch: int, fused: bool, start_at: float, out: mp.Queue) -> None:
     from mno.store import leases
     from mno.store.db import session_scope
     from mno.store.models.agents import ProbeItem
@@ -81,23 +84,66 @@ def _worker(url: str, batch: int, start_at: float, out: mp.Queue) -> None:
         pass  # connect and check the schema before the clock starts
     while time.time() < start_at:
         time.sleep(0.001)
+    ids: list = []
     while True:
+        if fused:  # complete the last batch and claim the next in one transaction
+            with session_scope(url) as s:
+                n, ids = leases.complete_and_claim(
+                    s, ProbeItem, ids, owner, batch, timedelta(seconds=60)
+                )
+            done += n
+            if not ids:
+                break
+            continue  # handle: a no-op
         with session_scope(url) as s:
             ids = leases.claim(s, ProbeItem, owner, batch, timedelta(seconds=60))
         if not ids:
             break
         # handle: a no-op
         with session_scope(url) as s:
-            done += len(leases.complete_ids(s, ProbeItem, ids, owner))
+            done += leases.complete(s, ProbeItem, ids, owner)
     out.put((done, time.time()))
 
 
-def run_workers(url: str, processes: int, batch: int) -> tuple[int, float]:
+def _tick_worker(url: str, batch: int, start_at: float, out: mp.Queue) -> None:
+    """The agent path: ``probe.tick`` (work_queue, one side-effect row per item)."""
+    from mno.agents import probe
+    from mno.agents.base import TickContext
+    from mno.store.db import session_scope
+
+    with session_scope(url, write=False):
+        pass
+    while time.time() < start_at:
+        time.sleep(0.001)
+    done = 0
+    while True:
+        ctx = TickContext(agent="probe", db_url=url, batch_size=batch, concurrency=1)
+        ctx.max_items = 10 * batch
+        result = probe.tick(ctx)
+        done += result.done
+        if not result.claimed:
+            break
+    out.put((done, time.time()))
+
+
+def run_ticks(url: str, batch: int) -> tuple[int, float]:
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    start_at = time.time() + 1.5
+    proc = ctx.Process(target=_tick_worker, args=(url, batch, start_at, out))
+    proc.start()
+    done, ended = out.get(timeout=600)
+    proc.join()
+    return done, ended - start_at
+
+
+def run_workers(url: str, processes: int, batch: int, fused: bool = False) -> tuple[int, float]:
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     start_at = time.time() + 1.5
     procs = [
-        ctx.Process(target=_worker, args=(url, batch, start_at, out)) for _ in range(processes)
+        ctx.Process(target=_worker, args=(url, batch, fused, start_at, out))
+        for _ in range(processes)
     ]
     for p in procs:
         p.start()
@@ -133,7 +179,7 @@ def bare_loop(url: str, batch: int) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
     args = parser.parse_args()
@@ -147,19 +193,27 @@ def main() -> None:
             n, secs = bare_loop(pg, args.batch)
             pg_floor = n / secs
             print(f"PostgreSQL bare UPDATE … RETURNING loop: {pg_floor:,.0f} items/s")
-            rates = {}
-            for procs in (1, 2):
-                _prepare(pg, args.items)
-                n, secs = run_workers(pg, procs, args.batch)
-                assert n == args.items, (n, args.items)
-                rates[procs] = n / secs
+            for fused, label in ((False, "claim + complete"), (True, "fused complete+claim")):
+                rates = {}
+                for procs in (1, 2):
+                    _prepare(pg, args.items)
+                    n, secs = run_workers(pg, procs, args.batch, fused)
+                    assert n == args.items, (n, args.items)
+                    rates[procs] = n / secs
+                    print(
+                        f"PostgreSQL, {label}, {procs} process(es): {rates[procs]:,.0f} items/s "
+                        f"(ratio to bare loop {rates[procs] / pg_floor:.2f})"
+                    )
                 print(
-                    f"PostgreSQL, {procs} process(es): {rates[procs]:,.0f} items/s "
-                    f"(ratio to bare loop {rates[procs] / pg_floor:.2f})"
+                    f"  second process adds {(rates[2] / rates[1] - 1) * 100:.0f}% "
+                    f"(goal >= 60%); one process goal >= 2,000 items/s"
                 )
+            _prepare(pg, args.items)
+            n, secs = run_ticks(pg, args.batch)
+            assert n == args.items, (n, args.items)
             print(
-                f"  second process adds {(rates[2] / rates[1] - 1) * 100:.0f}% "
-                f"(goal >= 60%); one process goal >= 2,000 items/s"
+                f"PostgreSQL, probe agent tick (work_queue + a side-effect row per item), "
+                f"1 process: {n / secs:,.0f} items/s (ratio to bare loop {n / secs / pg_floor:.2f})"
             )
         finally:
             from mno.store import db
@@ -171,13 +225,16 @@ def main() -> None:
         _prepare(sqlite, args.items)
         n, secs = bare_loop(sqlite, args.batch)
         sqlite_floor = n / secs
-        _prepare(sqlite, args.items)
-        n, secs = run_workers(sqlite, 1, args.batch)
-        rate = n / secs
         print(f"SQLite bare UPDATE … RETURNING loop: {sqlite_floor:,.0f} items/s")
-        print(
-            f"SQLite, 1 process: {rate:,.0f} items/s (ratio to bare loop {rate / sqlite_floor:.2f})"
-        )
+        for fused, label in ((False, "claim + complete"), (True, "fused complete+claim")):
+            _prepare(sqlite, args.items)
+            n, secs = run_workers(sqlite, 1, args.batch, fused)
+            assert n == args.items, (n, args.items)
+            rate = n / secs
+            print(
+                f"SQLite, {label}, 1 process: {rate:,.0f} items/s "
+                f"(ratio to bare loop {rate / sqlite_floor:.2f})"
+            )
 
 
 if __name__ == "__main__":

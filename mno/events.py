@@ -25,7 +25,7 @@ CATALOGUE: dict[str, str] = {
     "app.access_granted": "A tenant was granted explicit access to an app.",
     "app.access_revoked": "A tenant's explicit access to an app was revoked.",
     # sync
-    "record.created": "A canonical record was created by a sync (payload: record_id, entity, data).",
+    "record.created": "A sync created a canonical record (payload: record_id, entity, data).",
     "record.updated": "A canonical record changed (payload: record_id, entity, version, data).",
     "record.deleted": "A canonical record was deleted (payload: record_id, entity, version).",
     # access

@@ -18,7 +18,10 @@ CLOSED = ("offboarding", "offboarded")
 
 
 def check(
-    session: Session, user: User | str, tenant: Tenant | str, action: str,
+    session: Session,
+    user: User | str,
+    tenant: Tenant | str,
+    action: str,
     instance: str | uuid.UUID | None = None,
 ) -> tuple[bool, str]:
     """Whether ``user`` may do ``action`` in ``tenant`` (on ``instance``), and why."""
@@ -58,17 +61,26 @@ def check(
         return False, f"instance {instance_id} does not belong to {tenant.key}"
     if role in roles.ADMINS:
         return True, f"{user.email} is {role} in {tenant.key} and opens every instance"
-    team_ids = list(session.exec(
-        select(Team.id).where(Team.tenant_id == tenant.id, TeamMember.team_id == Team.id,
-                              TeamMember.user_id == user.id)))
+    team_ids = list(
+        session.exec(
+            select(Team.id).where(
+                Team.tenant_id == tenant.id,
+                TeamMember.team_id == Team.id,
+                TeamMember.user_id == user.id,
+            )
+        )
+    )
     if not team_ids:
         return True, f"{user.email} is in no team of {tenant.key} and opens every instance"
     from sqlmodel import col
 
     hit = session.exec(
-        select(Team.name).where(col(TeamInstance.team_id).in_(team_ids),
-                                TeamInstance.team_id == Team.id,
-                                TeamInstance.instance_id == instance_id)).first()
+        select(Team.name).where(
+            col(TeamInstance.team_id).in_(team_ids),
+            TeamInstance.team_id == Team.id,
+            TeamInstance.instance_id == instance_id,
+        )
+    ).first()
     if hit:
         return True, f"team {hit} of {user.email} includes instance {instance_id}"
     return False, f"no team of {user.email} includes instance {instance_id}"

@@ -75,8 +75,14 @@ def get(session: Session, invite_id: str) -> Invite:
 
 
 def create(
-    session: Session, tenant_key: str, email: str, role: str = "member", *,
-    team: str | None = None, by: str | None = None, stage: bool = False,
+    session: Session,
+    tenant_key: str,
+    email: str,
+    role: str = "member",
+    *,
+    team: str | None = None,
+    by: str | None = None,
+    stage: bool = False,
 ) -> Issued:
     """Create an invite; unless ``stage``, send it at once (pending, with a token)."""
     from sqlmodel import select
@@ -93,20 +99,32 @@ def create(
     team_row = None
     if team:
         team_row = session.exec(
-            select(Team).where(Team.tenant_id == tenant.id, Team.name == team)).first()
+            select(Team).where(Team.tenant_id == tenant.id, Team.name == team)
+        ).first()
         if team_row is None:
             raise NotFound(f"team {team} not found in {tenant.key}")
     existing_user = users.find(session, email)
     if existing_user and members.find(session, existing_user, tenant):
         raise Conflict(f"{email} is already a member of {tenant.key}")
-    invite = Invite(tenant_id=tenant.id, email=email, role=role,
-                    team_id=team_row.id if team_row else None, status="staged",
-                    invited_by=by or settings.actor())
+    invite = Invite(
+        tenant_id=tenant.id,
+        email=email,
+        role=role,
+        team_id=team_row.id if team_row else None,
+        status="staged",
+        invited_by=by or settings.actor(),
+    )
     session.add(invite)
     session.flush()
-    audit.record(session, "invite.create", target_type="invite", target_id=invite.id,
-                 target=f"{tenant.key}/{email}", after={"role": role, "team": team},
-                 tenant_id=tenant.id)
+    audit.record(
+        session,
+        "invite.create",
+        target_type="invite",
+        target_id=invite.id,
+        target=f"{tenant.key}/{email}",
+        after={"role": role, "team": team},
+        tenant_id=tenant.id,
+    )
     token = None if stage else _send(session, invite, tenant)
     return Issued(invite, token, as_dict(session, invite))
 
@@ -121,11 +139,21 @@ def _send(session: Session, invite: Invite, tenant: Tenant) -> str:
     invite.touch()
     session.add(invite)
     team = session.get(Team, invite.team_id) if invite.team_id else None
-    outbox.emit(session, "invite.created", {
-        "id": invite.id, "tenant": tenant.key, "tenant_name": tenant.name,
-        "email": invite.email, "role": invite.role, "team": team.name if team else None,
-        "invited_by": invite.invited_by, "expires_at": invite.expires_at,
-    }, tenant.id)
+    outbox.emit(
+        session,
+        "invite.created",
+        {
+            "id": invite.id,
+            "tenant": tenant.key,
+            "tenant_name": tenant.name,
+            "email": invite.email,
+            "role": invite.role,
+            "team": team.name if team else None,
+            "invited_by": invite.invited_by,
+            "expires_at": invite.expires_at,
+        },
+        tenant.id,
+    )
     return token
 
 
@@ -137,9 +165,16 @@ def send(session: Session, invite_id: str, *, by: str | None = None) -> Issued:
     if invite.status != "staged":
         raise InvalidTransition(f"invite {invite.id} is {state(invite)}, not staged")
     members._actor_role(session, tenant, by)
-    audit.record(session, "invite.send", target_type="invite", target_id=invite.id,
-                 target=f"{tenant.key}/{invite.email}", before={"status": "staged"},
-                 after={"status": "pending"}, tenant_id=tenant.id)
+    audit.record(
+        session,
+        "invite.send",
+        target_type="invite",
+        target_id=invite.id,
+        target=f"{tenant.key}/{invite.email}",
+        before={"status": "staged"},
+        after={"status": "pending"},
+        tenant_id=tenant.id,
+    )
     token = _send(session, invite, tenant)
     return Issued(invite, token, as_dict(session, invite))
 
@@ -151,8 +186,7 @@ def accept(session: Session, token: str, *, name: str = "") -> dict[str, Any]:
     token = (token or "").strip()
     if not token.startswith(TOKEN_PREFIX + "_"):
         raise BadInput("not an invite token")
-    invite = session.exec(
-        select(Invite).where(Invite.token_hash == secrets.digest(token))).first()
+    invite = session.exec(select(Invite).where(Invite.token_hash == secrets.digest(token))).first()
     if invite is None:
         raise NotFound("no invite has this token")
     status = state(invite)
@@ -172,12 +206,23 @@ def accept(session: Session, token: str, *, name: str = "") -> dict[str, Any]:
     invite.accepted_at = clock.now()
     invite.touch()
     session.add(invite)
-    audit.record(session, "invite.accept", target_type="invite", target_id=invite.id,
-                 target=f"{tenant.key}/{user.email}", before={"status": "pending"},
-                 after={"status": "accepted"}, tenant_id=tenant.id, actor=user.email)
-    outbox.emit(session, "invite.accepted", {"id": invite.id, "tenant": tenant.key,
-                                             "email": user.email, "role": invite.role},
-                tenant.id)
+    audit.record(
+        session,
+        "invite.accept",
+        target_type="invite",
+        target_id=invite.id,
+        target=f"{tenant.key}/{user.email}",
+        before={"status": "pending"},
+        after={"status": "accepted"},
+        tenant_id=tenant.id,
+        actor=user.email,
+    )
+    outbox.emit(
+        session,
+        "invite.accepted",
+        {"id": invite.id, "tenant": tenant.key, "email": user.email, "role": invite.role},
+        tenant.id,
+    )
     revocation.bump(session)
     return as_dict(session, invite)
 
@@ -194,16 +239,28 @@ def revoke(session: Session, invite_id: str, *, by: str | None = None) -> Invite
     invite.token_hash = None
     invite.touch()
     session.add(invite)
-    audit.record(session, "invite.revoke", target_type="invite", target_id=invite.id,
-                 target=f"{tenant.key}/{invite.email}", before={"status": before},
-                 after={"status": "revoked"}, tenant_id=tenant.id)
-    outbox.emit(session, "invite.revoked", {"id": invite.id, "tenant": tenant.key,
-                                            "email": invite.email}, tenant.id)
+    audit.record(
+        session,
+        "invite.revoke",
+        target_type="invite",
+        target_id=invite.id,
+        target=f"{tenant.key}/{invite.email}",
+        before={"status": before},
+        after={"status": "revoked"},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "invite.revoked",
+        {"id": invite.id, "tenant": tenant.key, "email": invite.email},
+        tenant.id,
+    )
     return invite
 
 
-def list_invites(session: Session, tenant_key: str | None = None, *,
-                 status: str | None = None) -> list[dict[str, Any]]:
+def list_invites(
+    session: Session, tenant_key: str | None = None, *, status: str | None = None
+) -> list[dict[str, Any]]:
     from sqlmodel import col, select
 
     stmt = select(Invite)

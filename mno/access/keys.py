@@ -27,10 +27,13 @@ DEFAULT_GRACE = "24h"
 def as_dict(key: AppKey, app: App) -> dict[str, Any]:
     now = clock.now()
     live = key.expires_at is None or key.expires_at > now
-    return {"app": app.code, "key_id": key.key_id, "status": "active" if key.expires_at is None
-            else ("retiring" if live else "expired"),
-            "expires_at": audit.jsonable(key.expires_at),
-            "created_at": audit.jsonable(key.created_at)}
+    return {
+        "app": app.code,
+        "key_id": key.key_id,
+        "status": "active" if key.expires_at is None else ("retiring" if live else "expired"),
+        "expires_at": audit.jsonable(key.expires_at),
+        "created_at": audit.jsonable(key.created_at),
+    }
 
 
 @dataclass
@@ -45,7 +48,8 @@ def rotate(session: Session, code: str, *, grace: str | None = None) -> Issued:
 
     app = apps.get(session, code)
     period = settings.parse_duration(
-        grace if grace is not None else settings.profile_value("access.key_grace", DEFAULT_GRACE))
+        grace if grace is not None else settings.profile_value("access.key_grace", DEFAULT_GRACE)
+    )
     if period < timedelta(0):
         from mno.errors import BadInput
 
@@ -60,14 +64,24 @@ def rotate(session: Session, code: str, *, grace: str | None = None) -> Issued:
             session.add(old)
             retiring.append(old.key_id)
     secret = secrets.new_token("mnosk")
-    key = AppKey(app_id=app.id, key_id=f"mnoak_{_random.token_hex(10)}",
-                 secret_hash=secrets.digest(secret))
+    key = AppKey(
+        app_id=app.id, key_id=f"mnoak_{_random.token_hex(10)}", secret_hash=secrets.digest(secret)
+    )
     session.add(key)
     session.flush()
-    audit.record(session, "app.keys.rotate", target_type="app", target_id=app.id,
-                 target=app.code, after={"key_id": key.key_id, "retiring": retiring})
-    outbox.emit(session, "app.key_rotated", {"app": app.code, "key_id": key.key_id,
-                                             "retiring": retiring, "until": until})
+    audit.record(
+        session,
+        "app.keys.rotate",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        after={"key_id": key.key_id, "retiring": retiring},
+    )
+    outbox.emit(
+        session,
+        "app.key_rotated",
+        {"app": app.code, "key_id": key.key_id, "retiring": retiring, "until": until},
+    )
     revocation.bump(session)
     return Issued(key, secret, as_dict(key, app))
 
@@ -76,8 +90,9 @@ def list_keys(session: Session, code: str) -> list[dict[str, Any]]:
     from sqlmodel import col, select
 
     app = apps.get(session, code)
-    rows = session.exec(select(AppKey).where(AppKey.app_id == app.id)
-                        .order_by(col(AppKey.created_at).desc()))
+    rows = session.exec(
+        select(AppKey).where(AppKey.app_id == app.id).order_by(col(AppKey.created_at).desc())
+    )
     return [as_dict(k, app) for k in rows]
 
 
@@ -86,7 +101,8 @@ def authenticate(session: Session, key_id: str, secret: str) -> tuple[App, AppKe
     from sqlmodel import select
 
     row = session.exec(
-        select(AppKey, App).where(AppKey.key_id == key_id, AppKey.app_id == App.id)).first()
+        select(AppKey, App).where(AppKey.key_id == key_id, AppKey.app_id == App.id)
+    ).first()
     if row is None:
         return None
     key, app = row

@@ -26,8 +26,14 @@ class Forbidden(MnoError):
 
 
 def as_dict(m: Membership, user: User, tenant: Tenant) -> dict[str, Any]:
-    return {"tenant": tenant.key, "email": user.email, "name": user.name, "role": m.role,
-            "status": user.status, "since": audit.jsonable(m.created_at)}
+    return {
+        "tenant": tenant.key,
+        "email": user.email,
+        "name": user.name,
+        "role": m.role,
+        "status": user.status,
+        "since": audit.jsonable(m.created_at),
+    }
 
 
 def find(session: Session, user: User, tenant: Tenant) -> Membership | None:
@@ -56,16 +62,24 @@ def _actor_role(session: Session, tenant: Tenant, by: str | None) -> str | None:
 def _super_admins(session: Session, tenant: Tenant) -> int:
     from sqlmodel import func, select
 
-    return int(session.exec(
-        select(func.count()).select_from(Membership).where(
-            Membership.tenant_id == tenant.id, Membership.role == "super_admin"
-        )
-    ).one())
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.tenant_id == tenant.id, Membership.role == "super_admin")
+        ).one()
+    )
 
 
 def add(
-    session: Session, tenant_key: str, email: str, role: str = "member", *,
-    by: str | None = None, if_not_exists: bool = False, name: str = "",
+    session: Session,
+    tenant_key: str,
+    email: str,
+    role: str = "member",
+    *,
+    by: str | None = None,
+    if_not_exists: bool = False,
+    name: str = "",
 ) -> tuple[Membership, bool]:
     """Add a user (created when unknown) to a tenant with ``role``."""
     role = validate.one_of(role, roles.ROLES, "role")
@@ -78,21 +92,35 @@ def add(
     if existing is not None:
         if if_not_exists:
             return existing, False
-        raise Conflict(f"{user.email} is already a member of {tenant.key}",
-                       "use `mno member set-role` to change the role")
+        raise Conflict(
+            f"{user.email} is already a member of {tenant.key}",
+            "use `mno member set-role` to change the role",
+        )
     m = Membership(user_id=user.id, tenant_id=tenant.id, role=role)
     session.add(m)
     session.flush()
-    audit.record(session, "member.add", target_type="membership", target_id=m.id,
-                 target=f"{tenant.key}/{user.email}", after={"role": role}, tenant_id=tenant.id)
-    outbox.emit(session, "member.added", {"tenant": tenant.key, "email": user.email,
-                                          "role": role}, tenant.id)
+    audit.record(
+        session,
+        "member.add",
+        target_type="membership",
+        target_id=m.id,
+        target=f"{tenant.key}/{user.email}",
+        after={"role": role},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "member.added",
+        {"tenant": tenant.key, "email": user.email, "role": role},
+        tenant.id,
+    )
     revocation.bump(session)
     return m, True
 
 
-def set_role(session: Session, tenant_key: str, email: str, role: str, *,
-             by: str | None = None) -> Membership:
+def set_role(
+    session: Session, tenant_key: str, email: str, role: str, *, by: str | None = None
+) -> Membership:
     role = validate.one_of(role, roles.ROLES, "role")
     tenant = tenants.get(session, tenant_key)
     user = users.get(session, email)
@@ -105,17 +133,30 @@ def set_role(session: Session, tenant_key: str, email: str, role: str, *,
     if m.role == role:
         return m
     if m.role == "super_admin" and _super_admins(session, tenant) <= 1:
-        raise Conflict(f"{user.email} is the last super_admin of {tenant.key}",
-                       "make another member super_admin first")
+        raise Conflict(
+            f"{user.email} is the last super_admin of {tenant.key}",
+            "make another member super_admin first",
+        )
     before = m.role
     m.role = role
     m.touch()
     session.add(m)
-    audit.record(session, "member.set_role", target_type="membership", target_id=m.id,
-                 target=f"{tenant.key}/{user.email}", before={"role": before},
-                 after={"role": role}, tenant_id=tenant.id)
-    outbox.emit(session, "member.role_changed", {"tenant": tenant.key, "email": user.email,
-                                                 "from": before, "to": role}, tenant.id)
+    audit.record(
+        session,
+        "member.set_role",
+        target_type="membership",
+        target_id=m.id,
+        target=f"{tenant.key}/{user.email}",
+        before={"role": before},
+        after={"role": role},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "member.role_changed",
+        {"tenant": tenant.key, "email": user.email, "from": before, "to": role},
+        tenant.id,
+    )
     revocation.bump(session)
     return m
 
@@ -134,17 +175,27 @@ def remove(session: Session, tenant_key: str, email: str, *, by: str | None = No
     if why:
         raise Forbidden(why)
     if m.role == "super_admin" and _super_admins(session, tenant) <= 1:
-        raise Conflict(f"{user.email} is the last super_admin of {tenant.key}",
-                       "make another member super_admin first")
+        raise Conflict(
+            f"{user.email} is the last super_admin of {tenant.key}",
+            "make another member super_admin first",
+        )
     team_ids = select(Team.id).where(Team.tenant_id == tenant.id)
-    session.exec(delete(TeamMember).where(  # type: ignore[call-overload]
-        TeamMember.user_id == user.id, col(TeamMember.team_id).in_(team_ids)))
+    session.exec(
+        delete(TeamMember).where(  # type: ignore[call-overload]
+            TeamMember.user_id == user.id, col(TeamMember.team_id).in_(team_ids)
+        )
+    )
     session.delete(m)
-    audit.record(session, "member.remove", target_type="membership", target_id=m.id,
-                 target=f"{tenant.key}/{user.email}", before={"role": m.role},
-                 tenant_id=tenant.id)
-    outbox.emit(session, "member.removed", {"tenant": tenant.key, "email": user.email},
-                tenant.id)
+    audit.record(
+        session,
+        "member.remove",
+        target_type="membership",
+        target_id=m.id,
+        target=f"{tenant.key}/{user.email}",
+        before={"role": m.role},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(session, "member.removed", {"tenant": tenant.key, "email": user.email}, tenant.id)
     revocation.bump(session)
 
 
@@ -153,8 +204,8 @@ def list_members(session: Session, tenant_key: str) -> list[dict[str, Any]]:
 
     tenant = tenants.get(session, tenant_key)
     rows = session.exec(
-        select(Membership, User).where(
-            Membership.tenant_id == tenant.id, Membership.user_id == User.id
-        ).order_by(User.email)
+        select(Membership, User)
+        .where(Membership.tenant_id == tenant.id, Membership.user_id == User.id)
+        .order_by(User.email)
     ).all()
     return [as_dict(m, u, tenant) for m, u in rows]

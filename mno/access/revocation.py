@@ -26,8 +26,15 @@ _local = 0
 _HOOK = "_mno_access_bump"
 
 
+_paths: dict[str | None, str] = {}
+
+
 def _path() -> str:
-    return str(settings.home() / "access.stamp")
+    env = os.environ.get(settings.ENV_HOME)
+    path = _paths.get(env)
+    if path is None:
+        path = _paths[env] = str(settings.home() / "access.stamp")
+    return path
 
 
 def current() -> tuple[int, bytes]:

@@ -44,18 +44,29 @@ def as_dict(session: Session, team: Team, tenant: Tenant) -> dict[str, Any]:
     from sqlmodel import select
 
     emails = session.exec(
-        select(User.email).where(TeamMember.team_id == team.id, TeamMember.user_id == User.id)
+        select(User.email)
+        .where(TeamMember.team_id == team.id, TeamMember.user_id == User.id)
         .order_by(User.email)
     ).all()
     instances = session.exec(
         select(TeamInstance.instance_id).where(TeamInstance.team_id == team.id)
     ).all()
-    return {"tenant": tenant.key, "name": team.name, "members": list(emails),
-            "instances": sorted(str(i) for i in instances)}
+    return {
+        "tenant": tenant.key,
+        "name": team.name,
+        "members": list(emails),
+        "instances": sorted(str(i) for i in instances),
+    }
 
 
-def create(session: Session, tenant_key: str, name: str, *, by: str | None = None,
-           if_not_exists: bool = False) -> tuple[Team, bool]:
+def create(
+    session: Session,
+    tenant_key: str,
+    name: str,
+    *,
+    by: str | None = None,
+    if_not_exists: bool = False,
+) -> tuple[Team, bool]:
     from sqlmodel import select
 
     name = (name or "").strip()
@@ -64,7 +75,8 @@ def create(session: Session, tenant_key: str, name: str, *, by: str | None = Non
     tenant = tenants.get(session, tenant_key)
     _check_actor(session, tenant, by)
     existing = session.exec(
-        select(Team).where(Team.tenant_id == tenant.id, Team.name == name)).first()
+        select(Team).where(Team.tenant_id == tenant.id, Team.name == name)
+    ).first()
     if existing is not None:
         if if_not_exists:
             return existing, False
@@ -72,14 +84,22 @@ def create(session: Session, tenant_key: str, name: str, *, by: str | None = Non
     team = Team(tenant_id=tenant.id, name=name)
     session.add(team)
     session.flush()
-    audit.record(session, "team.create", target_type="team", target_id=team.id,
-                 target=f"{tenant.key}/{name}", after={"name": name}, tenant_id=tenant.id)
+    audit.record(
+        session,
+        "team.create",
+        target_type="team",
+        target_id=team.id,
+        target=f"{tenant.key}/{name}",
+        after={"name": name},
+        tenant_id=tenant.id,
+    )
     outbox.emit(session, "team.created", {"tenant": tenant.key, "team": name}, tenant.id)
     return team, True
 
 
-def add_member(session: Session, tenant_key: str, name: str, email: str, *,
-               by: str | None = None) -> Team:
+def add_member(
+    session: Session, tenant_key: str, name: str, email: str, *, by: str | None = None
+) -> Team:
     from sqlmodel import select
 
     tenant, team = get(session, tenant_key, name)
@@ -87,15 +107,26 @@ def add_member(session: Session, tenant_key: str, name: str, email: str, *,
     user = users.get(session, email)
     if members.find(session, user, tenant) is None:
         raise BadInput(f"{user.email} is not a member of {tenant.key}", "add them first")
-    if session.exec(select(TeamMember).where(
-            TeamMember.team_id == team.id, TeamMember.user_id == user.id)).first():
+    if session.exec(
+        select(TeamMember).where(TeamMember.team_id == team.id, TeamMember.user_id == user.id)
+    ).first():
         return team
     session.add(TeamMember(team_id=team.id, user_id=user.id))
-    audit.record(session, "team.add_member", target_type="team", target_id=team.id,
-                 target=f"{tenant.key}/{name}", after={"member": user.email},
-                 tenant_id=tenant.id)
-    outbox.emit(session, "team.member_added", {"tenant": tenant.key, "team": name,
-                                               "email": user.email}, tenant.id)
+    audit.record(
+        session,
+        "team.add_member",
+        target_type="team",
+        target_id=team.id,
+        target=f"{tenant.key}/{name}",
+        after={"member": user.email},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "team.member_added",
+        {"tenant": tenant.key, "team": name, "email": user.email},
+        tenant.id,
+    )
     revocation.bump(session)
     return team
 
@@ -122,8 +153,9 @@ def parse_instance(value: str | uuid.UUID) -> uuid.UUID:
         raise BadInput(f"invalid instance id {value!r}", "give the instance's UUID") from exc
 
 
-def add_instance(session: Session, tenant_key: str, name: str, instance: str, *,
-                 by: str | None = None) -> Team:
+def add_instance(
+    session: Session, tenant_key: str, name: str, instance: str, *, by: str | None = None
+) -> Team:
     from sqlmodel import select
 
     tenant, team = get(session, tenant_key, name)
@@ -134,15 +166,28 @@ def add_instance(session: Session, tenant_key: str, name: str, instance: str, *,
         raise NotFound(f"instance {instance_id} not found")
     if owner is not None and owner != tenant.id:
         raise BadInput(f"instance {instance_id} does not belong to {tenant.key}")
-    if session.exec(select(TeamInstance).where(
-            TeamInstance.team_id == team.id, TeamInstance.instance_id == instance_id)).first():
+    if session.exec(
+        select(TeamInstance).where(
+            TeamInstance.team_id == team.id, TeamInstance.instance_id == instance_id
+        )
+    ).first():
         return team
     session.add(TeamInstance(team_id=team.id, instance_id=instance_id))
-    audit.record(session, "team.add_instance", target_type="team", target_id=team.id,
-                 target=f"{tenant.key}/{name}", after={"instance": str(instance_id)},
-                 tenant_id=tenant.id)
-    outbox.emit(session, "team.instance_added", {"tenant": tenant.key, "team": name,
-                                                 "instance": instance_id}, tenant.id)
+    audit.record(
+        session,
+        "team.add_instance",
+        target_type="team",
+        target_id=team.id,
+        target=f"{tenant.key}/{name}",
+        after={"instance": str(instance_id)},
+        tenant_id=tenant.id,
+    )
+    outbox.emit(
+        session,
+        "team.instance_added",
+        {"tenant": tenant.key, "team": name, "instance": instance_id},
+        tenant.id,
+    )
     revocation.bump(session)
     return team
 

@@ -25,11 +25,15 @@ PREFIX = "mnout"
 
 def as_dict(token: UserToken, user: User) -> dict[str, Any]:
     now = clock.now()
-    status = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now
-                                                 else "active")
-    return {"id": str(token.id), "user": user.email, "name": token.name, "status": status,
-            "expires_at": audit.jsonable(token.expires_at),
-            "revoked_at": audit.jsonable(token.revoked_at)}
+    status = "revoked" if token.revoked_at else ("expired" if token.expires_at <= now else "active")
+    return {
+        "id": str(token.id),
+        "user": user.email,
+        "name": token.name,
+        "status": status,
+        "expires_at": audit.jsonable(token.expires_at),
+        "revoked_at": audit.jsonable(token.revoked_at),
+    }
 
 
 @dataclass
@@ -44,19 +48,32 @@ def create(session: Session, email: str, *, ttl: str | None = None, name: str = 
     if user.status != "active":
         raise InvalidTransition(f"{user.email} is {user.status}")
     period = settings.parse_duration(
-        ttl if ttl is not None else settings.profile_value("access.token_ttl", DEFAULT_TTL))
+        ttl if ttl is not None else settings.profile_value("access.token_ttl", DEFAULT_TTL)
+    )
     if period.total_seconds() <= 0:
         raise BadInput("the token TTL must be positive")
     secret = secrets.new_token(PREFIX)
-    token = UserToken(user_id=user.id, name=(name or "")[:100],
-                      token_hash=secrets.digest(secret), expires_at=clock.now() + period)
+    token = UserToken(
+        user_id=user.id,
+        name=(name or "")[:100],
+        token_hash=secrets.digest(secret),
+        expires_at=clock.now() + period,
+    )
     session.add(token)
     session.flush()
-    audit.record(session, "user.token.create", target_type="user_token", target_id=token.id,
-                 target=user.email, after={"name": token.name,
-                                           "expires_at": audit.jsonable(token.expires_at)})
-    outbox.emit(session, "user.token_created", {"id": token.id, "email": user.email,
-                                                "expires_at": token.expires_at})
+    audit.record(
+        session,
+        "user.token.create",
+        target_type="user_token",
+        target_id=token.id,
+        target=user.email,
+        after={"name": token.name, "expires_at": audit.jsonable(token.expires_at)},
+    )
+    outbox.emit(
+        session,
+        "user.token_created",
+        {"id": token.id, "email": user.email, "expires_at": token.expires_at},
+    )
     return Issued(token, secret, as_dict(token, user))
 
 
@@ -74,9 +91,14 @@ def revoke(session: Session, token_id: str) -> dict[str, Any]:
         token.revoked_at = clock.now()
         token.touch()
         session.add(token)
-        audit.record(session, "user.token.revoke", target_type="user_token",
-                     target_id=token.id, target=user.email,
-                     after={"revoked_at": audit.jsonable(token.revoked_at)})
+        audit.record(
+            session,
+            "user.token.revoke",
+            target_type="user_token",
+            target_id=token.id,
+            target=user.email,
+            after={"revoked_at": audit.jsonable(token.revoked_at)},
+        )
         outbox.emit(session, "user.token_revoked", {"id": token.id, "email": user.email})
         revocation.bump(session)
     return as_dict(token, user)
@@ -86,8 +108,9 @@ def list_tokens(session: Session, email: str) -> list[dict[str, Any]]:
     from sqlmodel import col, select
 
     user = users.get(session, email)
-    rows = session.exec(select(UserToken).where(UserToken.user_id == user.id)
-                        .order_by(col(UserToken.created_at)))
+    rows = session.exec(
+        select(UserToken).where(UserToken.user_id == user.id).order_by(col(UserToken.created_at))
+    )
     return [as_dict(t, user) for t in rows]
 
 
@@ -97,8 +120,11 @@ def resolve(session: Session, secret: str) -> User | None:
 
     if not secret or not secret.startswith(PREFIX + "_"):
         return None
-    row = session.exec(select(UserToken, User).where(
-        UserToken.token_hash == secrets.digest(secret), UserToken.user_id == User.id)).first()
+    row = session.exec(
+        select(UserToken, User).where(
+            UserToken.token_hash == secrets.digest(secret), UserToken.user_id == User.id
+        )
+    ).first()
     if row is None:
         return None
     token, user = row

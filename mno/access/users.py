@@ -64,7 +64,11 @@ def create(
     session.add(user)
     session.flush()
     audit.record(
-        session, "user.create", target_type="user", target_id=user.id, target=email,
+        session,
+        "user.create",
+        target_type="user",
+        target_id=user.id,
+        target=email,
         after=audit.snapshot(user),
     )
     outbox.emit(session, "user.created", {"id": user.id, "email": email, "name": user.name})
@@ -81,23 +85,31 @@ def set_status(session: Session, email: str, status: str) -> User:
     user.touch()
     session.add(user)
     audit.record(
-        session, f"user.{'disable' if status == 'disabled' else 'enable'}", target_type="user",
-        target_id=user.id, target=user.email, before=before, after=audit.snapshot(user),
+        session,
+        f"user.{'disable' if status == 'disabled' else 'enable'}",
+        target_type="user",
+        target_id=user.id,
+        target=user.email,
+        before=before,
+        after=audit.snapshot(user),
     )
     outbox.emit(session, f"user.{status}", {"id": user.id, "email": user.email})
     revocation.bump(session)
     return user
 
 
-def list_users(session: Session, *, tenant: str | None = None, status: str | None = None
-               ) -> list[User]:
+def list_users(
+    session: Session, *, tenant: str | None = None, status: str | None = None
+) -> list[User]:
     from sqlmodel import col, select
 
     stmt = select(User)
     if tenant:
-        stmt = stmt.join(Membership, col(Membership.user_id) == User.id).join(
-            Tenant, col(Tenant.id) == Membership.tenant_id
-        ).where(Tenant.key == tenant)
+        stmt = (
+            stmt.join(Membership, col(Membership.user_id) == User.id)
+            .join(Tenant, col(Tenant.id) == Membership.tenant_id)
+            .where(Tenant.key == tenant)
+        )
     if status:
         stmt = stmt.where(User.status == validate.one_of(status, STATUSES, "status"))
     return list(session.exec(stmt.order_by(User.email)))
@@ -107,8 +119,8 @@ def memberships(session: Session, user: User) -> list[dict[str, Any]]:
     from sqlmodel import select
 
     rows = session.exec(
-        select(Membership, Tenant).where(
-            Membership.user_id == user.id, Membership.tenant_id == Tenant.id
-        ).order_by(Tenant.key)
+        select(Membership, Tenant)
+        .where(Membership.user_id == user.id, Membership.tenant_id == Tenant.id)
+        .order_by(Tenant.key)
     ).all()
     return [{"tenant": t.key, "role": m.role} for m, t in rows]

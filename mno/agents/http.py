@@ -48,13 +48,24 @@ def serve_in_thread(runner: Runner | None, host: str, port: int) -> Any:
     import uvicorn
 
     config = uvicorn.Config(
-        build_app(runner), host=host, port=port, log_level="warning", lifespan="off"
+        build_app(runner),
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,  # uvicorn's records go through the runtime's handler and format
+        access_log=False,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True, name="mno-http")
     thread.start()
-    for _ in range(200):
-        if server.started:
+    for _ in range(250):
+        if server.started or not thread.is_alive():
             break
         time.sleep(0.02)
+    if not server.started:
+        from mno.errors import Unavailable
+
+        server.should_exit = True
+        raise Unavailable(f"cannot listen on {host}:{port}", "is the port in use?")
     return server

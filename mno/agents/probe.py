@@ -3,7 +3,7 @@
 It proves a deployment processes each item exactly once across hosts (``mno agents probe
 enqueue N``, then watch ``mno agents status``), and it is the work the runtime's own tests
 and benchmark use. An item may be told to fail its first attempts (``fail_times``) or to
-take some time (``work_ms``).
+take some time (``work_ms``). Its ``tick`` is the worked example of ``work_queue``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mno import clock
 from mno.agents.base import TickContext, TickResult
+from mno.agents.queue import work_queue
 from mno.store import leases
 from mno.store.models.agents import ProbeEffect, ProbeItem
 from mno.store.types import new_id
@@ -55,62 +56,43 @@ def queue_depth(session: Session) -> tuple[int, int]:
     return leases.depth(session, ProbeItem)
 
 
+def _handle(item: dict[str, Any]) -> None:
+    if item["work_ms"]:
+        time.sleep(item["work_ms"] / 1000)
+    if item["attempts"] <= item["fail_times"]:
+        raise RuntimeError("probe asked to fail")
+
+
+def _record_effects(session: Session, items: list[dict[str, Any]]) -> None:
+    """The side effect, written in the transaction that completes the items (so a
+    process whose lease was taken back writes none)."""
+    now = clock.now()
+    session.execute(
+        sa.insert(ProbeEffect),
+        [
+            {
+                "id": new_id(),
+                "item_id": i["id"],
+                "owner": i["owner"],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in items
+        ],
+    )
+
+
 def tick(ctx: TickContext) -> TickResult:
-    result = TickResult()
-    limit = ctx.max_items or ctx.batch_size
-    while not ctx.stopping() and result.claimed < limit:
-        with ctx.session() as s:
-            claimed = leases.claim(
-                s,
-                ProbeItem,
-                ctx.owner,
-                min(ctx.batch_size, limit - result.claimed),
-                ctx.lease_for,
-                returning=("id", "attempts", "fail_times", "work_ms"),
-            )
-        if not claimed:
-            break
-        result.claimed += len(claimed)
-        done: list[Any] = []
-        failed: list[tuple[Any, int]] = []
-        for index, (item_id, attempts, fail_times, work_ms) in enumerate(claimed):
-            if ctx.stopping() and ctx.option("release_on_stop", True):
-                with ctx.session() as s:
-                    leases.release(s, ProbeItem, [c[0] for c in claimed[index:]], ctx.owner)
-                break
-            started = time.perf_counter()
-            if work_ms:
-                time.sleep(work_ms / 1000)
-            if attempts <= fail_times:
-                failed.append((item_id, attempts))
-                ctx.item_done("retried", time.perf_counter() - started, str(item_id))
-            else:
-                done.append(item_id)
-                ctx.item_done("done", time.perf_counter() - started, str(item_id))
-        with ctx.session() as s:
-            if done:
-                s.execute(
-                    sa.insert(ProbeEffect),
-                    [
-                        {
-                            "id": ProbeEffect().id,
-                            "item_id": i,
-                            "owner": ctx.owner,
-                            "created_at": ProbeEffect().created_at,
-                            "updated_at": ProbeEffect().created_at,
-                        }
-                        for i in done
-                    ],
-                )
-                result.done += leases.complete(s, ProbeItem, done, ctx.owner)
-            for item_id, attempts in failed:
-                leases.retry(
-                    s,
-                    ProbeItem,
-                    item_id,
-                    ctx.owner,
-                    leases.backoff(attempts, timedelta(milliseconds=100), timedelta(seconds=2)),
-                    "probe asked to fail",
-                )
-                result.retried += 1
-    return result
+    def handle(item: dict[str, Any]) -> None:
+        item["owner"] = ctx.owner
+        _handle(item)
+
+    return work_queue(
+        ctx,
+        ProbeItem,
+        handle,
+        returning=("fail_times", "work_ms"),
+        retry_base=timedelta(milliseconds=100),
+        retry_cap=timedelta(seconds=2),
+        finish=_record_effects,
+    )

@@ -13,10 +13,13 @@ AGENTS: dict[str, str] = {
     "housekeeper": "mno.agents.housekeeper",
     "probe": "mno.agents.probe",
     "poller": "mno.agents.poller",
+    "dispatcher": "mno.agents.dispatcher",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener
-HTTP_ROUTERS: list[str] = []
+HTTP_ROUTERS: list[str] = [
+    "mno.api.routes:router",
+]
 
 
 def load(name: str) -> ModuleType:

@@ -35,6 +35,7 @@ from mno.agents.config import AgentConfig, AgentsFile
 from mno.errors import Unavailable
 
 log = logging.getLogger("mno.agents")
+MISSED_BEATS = 3  # a process is stale, and unhealthy, after this many missed heartbeats
 
 
 # -- logging ----------------------------------------------------------------------------
@@ -67,12 +68,30 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+class _QuietScheduler(logging.Filter):
+    """A pass still running when its next run is due is skipped (``max_instances=1``); that
+    is by design, so APScheduler's warning about it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.startswith("apscheduler")
+            and "maximum number of running instances" in record.getMessage()
+        )
+
+
+def setup_logging(fmt: str = "text", level: int | str = logging.INFO) -> None:
+    """Send the runtime's logs, and those of APScheduler and uvicorn, to stderr in one
+    format (``json``: one object per line)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    log.handlers[:] = [handler]
+    handler.addFilter(_QuietScheduler())
+    handler._mno = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_mno", False)] + [handler]
+    root.setLevel(logging.WARNING)
+    log.handlers[:] = []
     log.setLevel(level)
-    log.propagate = False
+    log.propagate = True
 
 
 # -- one tick ---------------------------------------------------------------------------
@@ -212,7 +231,7 @@ class Runner:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
             return
         module, cfg = self.modules[name], self.agent_configs[name]
-        if getattr(module, "SINGLETON", False) and not self._hold_singleton(name, cfg):
+        if getattr(module, "SINGLETON", False) and not self._hold_singleton(name):
             return
         ctx = context_for(
             name,
@@ -266,20 +285,28 @@ class Runner:
                 },
             )
 
-    def _hold_singleton(self, name: str, cfg: AgentConfig) -> bool:
+    def _hold_singleton(self, name: str) -> bool:
         from mno.store import leases
         from mno.store.db import session_scope
 
-        ttl = max(cfg.lease, (cfg.interval or timedelta(minutes=1)) * 3)
         try:
             with session_scope(self.db_url) as s:
-                held = leases.acquire_lock(s, f"agent:{name}", self.owner, ttl)
+                held = leases.acquire_lock(
+                    s, f"agent:{name}", self.owner, self._singleton_ttl(name)
+                )
         except Exception as exc:
             self._store_down(str(exc))
             return False
         with self._lock:
             (self._locks.add if held else self._locks.discard)(name)
         return held
+
+    def _singleton_ttl(self, name: str) -> timedelta:
+        """Held across passes and renewed by every heartbeat, so it outlives a few missed
+        beats but a dead host's lock expires soon."""
+        cfg = self.agent_configs[name]
+        beats = self.config.heartbeat * (MISSED_BEATS + 1)
+        return max(beats, min(cfg.lease, (cfg.interval or timedelta(minutes=1)) * 3))
 
     def _update_depth(self, name: str, module: ModuleType) -> None:
         depth_fn = getattr(module, "queue_depth", None)
@@ -314,6 +341,7 @@ class Runner:
     def beat(self) -> None:
         import sqlalchemy as sa
 
+        from mno.store import leases
         from mno.store.db import session_scope
         from mno.store.models.agents import Heartbeat
 
@@ -338,6 +366,13 @@ class Runner:
                             interval_s=self.config.heartbeat.total_seconds(),
                         )
                     )
+                for name in sorted(self._locks):  # a long singleton pass keeps its lock
+                    if not leases.acquire_lock(
+                        s, f"agent:{name}", self.owner, self._singleton_ttl(name)
+                    ):
+                        log.warning("lost the singleton lock", extra={"agent": name})
+                        with self._lock:
+                            self._locks.discard(name)
             self.last_beat_ok = time.monotonic()
             self._store_up()
         except Exception as exc:
@@ -347,7 +382,7 @@ class Runner:
         interval = self.config.heartbeat.total_seconds()
         return (
             self.last_beat_ok is not None
-            and time.monotonic() - self.last_beat_ok < 3 * interval
+            and time.monotonic() - self.last_beat_ok < MISSED_BEATS * interval
             and not self.stop_event.is_set()
         )
 
@@ -390,15 +425,29 @@ class Runner:
         )
         for name, cfg in self.agent_configs.items():
             jitter = int(cfg.jitter.total_seconds()) or None
+            grace_s = max(1, int(cfg.misfire_grace.total_seconds()))
             if cfg.cron:
                 trigger: Any = CronTrigger.from_crontab(cfg.cron, timezone=cfg.timezone)
                 trigger.jitter = jitter
-                scheduler.add_job(self.tick, trigger, args=[name], id=name, name=name)
+                scheduler.add_job(
+                    self.tick,
+                    trigger,
+                    args=[name],
+                    id=name,
+                    name=name,
+                    misfire_grace_time=grace_s,
+                )
             else:
                 assert cfg.interval is not None
                 trigger = IntervalTrigger(seconds=cfg.interval.total_seconds(), jitter=jitter)
                 scheduler.add_job(
-                    self.tick, trigger, args=[name], id=name, name=name, next_run_time=clock.now()
+                    self.tick,
+                    trigger,
+                    args=[name],
+                    id=name,
+                    name=name,
+                    next_run_time=clock.now(),
+                    misfire_grace_time=grace_s,
                 )
         scheduler.add_job(
             self.beat,

@@ -45,7 +45,11 @@ def collect(cfg: AgentsFile, db_url: str | None = None) -> dict[str, Any]:
             if name in registry.AGENTS:
                 depth_fn = getattr(registry.load(name), "queue_depth", None)
                 if depth_fn is not None:
-                    due, leased = depth_fn(s)
+                    try:  # one agent's broken depth query does not hide the others
+                        with s.begin_nested():
+                            due, leased = depth_fn(s)
+                    except Exception:  # noqa: BLE001 - shown as unknown depth
+                        due = leased = None
             tick = last.get(name)
             agents.append(
                 {

@@ -164,7 +164,14 @@ GROUPS: list[tuple[str, str, str]] = [
     ("tenant", "mno.cli.tenants", "Manage tenants (customers) and their contacts."),
     ("lead", "mno.cli.leads", "Manage leads: create, verify and convert them into tenants."),
     ("app", "mno.cli.apps", "Manage the apps catalogue and who may use each app."),
+    ("user", "mno.cli.users", "Manage users and their personal tokens."),
+    ("member", "mno.cli.members", "Manage tenant members and their roles."),
+    ("team", "mno.cli.teams", "Manage teams and the app instances they open."),
+    ("invite", "mno.cli.invites", "Invite users into a tenant."),
+    ("access", "mno.cli.access", "Check what a member may do in a tenant."),
     ("secret", "mno.cli.secrets", "Manage secrets (keyring, or a 0600 file on headless hosts)."),
+    ("webhook", "mno.cli.webhooks", "Webhook endpoints, deliveries, replay and local tools."),
+    ("notify", "mno.cli.notify", "Email notifications: rules and templates."),
     ("audit", "mno.cli.audit_cmd", "Read the audit trail of every mutation."),
     ("events", "mno.cli.events_cmd", "Read platform events (the outbox)."),
     ("report", "mno.cli.reports", "Platform KPIs (Impac): summary, per-area detail, HTML."),
@@ -192,6 +199,7 @@ def _load_group(name: str) -> Any:
 ROOT_COMMANDS: list[str] = [
     "mno.cli.quickstart",
     "mno.cli.gitops",
+    "mno.cli.serve",
     "mno.cli.sync",
 ]
 

@@ -15,9 +15,14 @@ app = typer.Typer(help="Check what members may do.", no_args_is_help=True)
 def check(
     user: Annotated[str, typer.Argument(help="User email.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
-    action: Annotated[str, typer.Argument(help="read, sync, open, invite, purchase, "
-                                          "manage_members, manage_instances, manage_teams, "
-                                          "manage_billing, update_tenant or delete_tenant.")],
+    action: Annotated[
+        str,
+        typer.Argument(
+            help="read, sync, open, invite, purchase, "
+            "manage_members, manage_instances, manage_teams, "
+            "manage_billing, update_tenant or delete_tenant."
+        ),
+    ],
     instance: Annotated[str | None, typer.Option(help="Instance id (for open).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
@@ -27,8 +32,14 @@ def check(
 
     with session_scope(write=False) as s:
         allowed, reason = run(s, user, tenant, action, instance)
-    data = {"user": user, "tenant": tenant, "action": action, "instance": instance,
-            "allowed": allowed, "reason": reason}
+    data = {
+        "user": user,
+        "tenant": tenant,
+        "action": action,
+        "instance": instance,
+        "allowed": allowed,
+        "reason": reason,
+    }
     if output is Format.table:
         typer.echo(f"{'allowed' if allowed else 'denied'}: {reason}")
         return

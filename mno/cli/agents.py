@@ -26,6 +26,12 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+
+
 @app.command("run")
 def run(
     file: FileOpt = None,
@@ -39,6 +45,9 @@ def run(
     log_format: Annotated[
         LogFormat, typer.Option(help="text or json (one object per line).")
     ] = LogFormat.text,
+    log_level: Annotated[
+        LogLevel, typer.Option(help="info logs passes and failures; debug logs every item.")
+    ] = LogLevel.info,
 ) -> None:
     """Run the agents in the foreground (first signal: warm stop; second: cold stop)."""
     from mno.agents import config
@@ -46,7 +55,7 @@ def run(
     from mno.cli.params import csv_list
 
     cfg = config.load(file)
-    setup_logging(log_format.value)
+    setup_logging(log_format.value, log_level.value.upper())
     runner = Runner(
         cfg, only=csv_list(only) or None, metrics_port=metrics_port, metrics_host=metrics_host
     )
@@ -127,19 +136,45 @@ def status(file: FileOpt = None, output: OutputOpt = Format.table) -> None:
     if output is not Format.table:
         render(data, output)
         return
+    agents = [
+        a
+        | {
+            "enabled": a["enabled"]
+            if a["available"]
+            else f"{'yes' if a['enabled'] else 'no'} (not in this build)",
+            "last_tick": _short_time(a["last_tick"]),
+        }
+        for a in data["agents"]
+    ]
+    processes = [
+        p
+        | {
+            "agents": ", ".join(p["agents"]),
+            "since": _short_time(p["since"]),
+            "last_beat": _short_time(p["last_beat"]),
+        }
+        for p in data["processes"]
+    ]
     render(
-        data["agents"],
+        agents,
         Format.table,
         title="Agents",
         columns=["agent", "enabled", "schedule", "last_tick", "last_outcome", "due", "leased"],
     )
     render(
-        data["processes"],
+        processes,
         Format.table,
         title="Processes",
         columns=["host", "pid", "agents", "since", "last_beat", "state"],
         empty="No running processes.",
     )
+
+
+def _short_time(value: object) -> object:
+    """``2026-01-02 03:04:05`` (UTC) for tables; JSON keeps full ISO 8601."""
+    from datetime import datetime
+
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else value
 
 
 @app.command("config")
@@ -182,15 +217,24 @@ def systemd(
         "/etc/mno/agents.yaml"
     ),
 ) -> None:
-    """Print a ready-to-install systemd unit for `mno agents run`."""
+    """Print a ready-to-install systemd unit for `mno agents run`.
+
+    TimeoutStopSec fits a warm stop: the longest lease of the file's enabled agents (an
+    in-flight pass is over by then, or its items are taken back) plus a margin; 90s when
+    the file is not readable here."""
+    import shutil
+
+    from mno.agents import config
     from mno.agents import systemd as unit
 
+    stop = unit.stop_timeout(config.load(file)) if file.exists() else unit.DEFAULT_STOP
     sys.stdout.write(
         unit.render(
             name=name,
             user=user,
-            agents_file=str(file),
-            executable=sys.argv[0] if sys.argv[0].endswith("mno") else "/usr/local/bin/mno",
+            agents_file=str(file.absolute()),
+            executable=shutil.which("mno") or "/usr/local/bin/mno",
+            stop_timeout=stop,
         )
     )
 

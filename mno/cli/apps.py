@@ -227,3 +227,41 @@ def access(
     render({"app": code, "tenant": tenant, "allowed": allowed, "reason": reason}, output)
     if not allowed:
         raise typer.Exit(1)
+
+
+keys_app = typer.Typer(help="Manage an app's API keys (Developer API, IDM).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    grace: Annotated[
+        str | None, typer.Option(help="How long older keys stay valid (default 24h).")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Issue a new key id and secret (printed once); older keys retire after the grace."""
+    from mno.access import keys
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        issued = keys.rotate(s, code, grace=grace)
+    data = {**issued.view, "secret": issued.secret}
+    if output is Format.table:
+        success(f"new key {data['key_id']} for {code}; the secret is shown only this once")
+    render(data, output)
+
+
+@keys_app.command("list")
+def keys_list(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """List an app's API keys (ids and status, never secrets)."""
+    from mno.access import keys
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = keys.list_keys(s, code)
+    render(rows, output, columns=["key_id", "status", "expires_at", "created_at"])

@@ -23,8 +23,10 @@ def _issued(view: dict[str, object], token: str | None, output: Format) -> None:
         except Exception as exc:  # noqa: BLE001 - the invite stands; mail is best effort
             warn(f"could not mail the invite: {exc}")
     if output is Format.table:
-        success(f"invite {view['id']} is {view['status']}"
-                + ("; its token is shown only this once" if token else ""))
+        success(
+            f"invite {view['id']} is {view['status']}"
+            + ("; its token is shown only this once" if token else "")
+        )
     render(data, output)
 
 
@@ -76,8 +78,7 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = invites.list_invites(s, tenant, status=status)
-    render(rows, output, columns=["id", "tenant", "email", "role", "team", "status",
-                                  "expires_at"])
+    render(rows, output, columns=["id", "tenant", "email", "role", "team", "status", "expires_at"])
 
 
 @app.command("accept")

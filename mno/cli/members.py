@@ -33,8 +33,9 @@ def add(
     from mno.store.db import session_scope
 
     with session_scope() as s:
-        m, created = members.add(s, tenant, email, role, by=as_, if_not_exists=if_not_exists,
-                                 name=name)
+        m, created = members.add(
+            s, tenant, email, role, by=as_, if_not_exists=if_not_exists, name=name
+        )
         data = {"tenant": tenant, "email": email.lower(), "role": m.role}
     done(data, f"{email} {'added to' if created else 'already in'} {tenant} as {m.role}", output)
 
@@ -84,5 +85,8 @@ def remove(
 
     with session_scope() as s:
         members.remove(s, tenant, email, by=as_)
-    done({"tenant": tenant, "email": email.lower(), "removed": True},
-         f"{email} removed from {tenant}", output)
+    done(
+        {"tenant": tenant, "email": email.lower(), "removed": True},
+        f"{email} removed from {tenant}",
+        output,
+    )

@@ -139,11 +139,14 @@ def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
             (c.name, cs.documents[c.ref].full_spec()) for c in changes if c.action == "create"
         ]
         if creates:
-            adapter.create_many(session, _topological(creates, adapter))
+            ids = adapter.create_many(session, _topological(creates, adapter)) or {}
+            cs.target_ids.update({f"{kind_name}/{name}": str(t) for name, t in ids.items()})
         updates = {c.name: c for c in changes if c.action == "update" and c.spec_changes()}
         items = [(name, cs.documents[c.ref].full_spec()) for name, c in updates.items()]
         for name, spec in _topological(items, adapter):
-            adapter.update(session, name, updates[name].spec_changes(), spec)
+            replaced = adapter.update(session, name, updates[name].spec_changes(), spec)
+            if replaced is not None:
+                cs.target_ids[f"{kind_name}/{name}"] = str(replaced)
     for kind_name in reversed(order):
         adapter = registry[kind_name]
         deletes = [c for c in by_kind.get(kind_name, []) if c.action == "delete"]
@@ -198,10 +201,17 @@ def _record_ownership(session: Session, cs: ChangeSet) -> None:
                     "id": uuid.uuid4(),
                     "kind": doc.kind,
                     "name": doc.name,
+                    "target_id": cs.target_ids.get(ref),
                     "created_at": now,
                     "updated_at": now,
                     "applied_at": now,
                 }
+            )
+        elif ref in cs.target_ids:  # the update replaced the row: link the new id
+            session.execute(
+                sa.update(GitopsResource)
+                .where(GitopsResource.kind == doc.kind, GitopsResource.name == doc.name)
+                .values(**row, target_id=cs.target_ids[ref], updated_at=now, applied_at=now)
             )
         elif owner.as_dict() != row:
             session.execute(

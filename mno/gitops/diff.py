@@ -83,6 +83,7 @@ class Owner:
     labels: dict[str, Any]
     annotations: dict[str, Any]
     managed: dict[str, Any]
+    target_id: str | None = None
 
     @property
     def protected(self) -> bool:
@@ -109,6 +110,7 @@ class ChangeSet:
     current: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     owners: dict[tuple[str, str], Owner] = field(default_factory=dict)
     forget: list[tuple[str, str]] = field(default_factory=list)
+    target_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_changes(self) -> bool:
@@ -148,11 +150,17 @@ def load_owners(session: Session) -> dict[tuple[str, str], Owner]:
 
     t = GitopsResource.__table__.c  # type: ignore[attr-defined]
     rows = session.execute(
-        sa.select(t.kind, t.name, t.source, t.labels, t.annotations, t.managed)
+        sa.select(t.kind, t.name, t.source, t.labels, t.annotations, t.managed, t.target_id)
     ).all()
     return {
         (r.kind, r.name): Owner(
-            r.kind, r.name, r.source, r.labels or {}, r.annotations or {}, r.managed or {}
+            r.kind,
+            r.name,
+            r.source,
+            r.labels or {},
+            r.annotations or {},
+            r.managed or {},
+            r.target_id,
         )
         for r in rows
     }

@@ -37,6 +37,9 @@ SECRET_KEY = re.compile(
 )
 # files that hold one settings document without a ``kind:`` line
 FILE_KINDS = {"platform": "Platform", "agents": "AgentsConfig"}
+# directories whose documents may be bare (no envelope; ``name:`` at the top), in the
+# format their area's own command reads (``mno connector apply -f``)
+BARE_DIRS = {"connectors": "Connector"}
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,22 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
         doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
         doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
         return doc
+    folder = Path(raw.file).parent.name
+    bare = BARE_DIRS.get(folder)
+    if "kind" not in data and bare in registry and isinstance(data.get("name"), str):
+        doc.kind, doc.name = bare, data["name"]
+        doc.spec = {k: v for k, v in data.items() if k != "name"}
+
+        def moved(path: Path_) -> Path_:
+            return ("metadata", "name") if path == ("name",) else ("spec", *path)
+
+        doc.key_marks = {moved(k): v for k, v in raw.key_marks.items()}
+        doc.value_marks = {moved(k): v for k, v in raw.value_marks.items()}
+        try:
+            registry[bare].check_name(doc.name)
+        except (ValueError, BadInput) as exc:
+            problems.append(doc.problem(("metadata", "name"), str(exc)))
+        return doc
     for key in data:
         if key not in ENVELOPE_KEYS:
             problems.append(
@@ -424,6 +443,22 @@ def _check_secrets(doc: Document, value: Any, path: Path_, problems: list[Proble
         problems.append(doc.problem(path, f"malformed secret reference {value!r}"))
 
 
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The part of a pydantic error location that exists in the data: union member and
+    validator names (``str``, ``FieldMap``, ``function-after[…]``) are dropped."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            out.append(part)  # a key (or the missing key itself)
+            node = node.get(part) if part in node else None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        # else: a scalar was reached; the rest names union members or validators
+    return tuple(out)
+
+
 def _validate_spec(doc: Document, kind: Kind, problems: list[Problem]) -> None:
     from pydantic import ValidationError
 
@@ -431,17 +466,23 @@ def _validate_spec(doc: Document, kind: Kind, problems: list[Problem]) -> None:
     try:
         doc.model = kind.spec_model.model_validate(doc.spec)
     except ValidationError as exc:
+        found: dict[tuple[int, int, str], list[str]] = {}
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-            path: Path_ = ("spec", *loc)
+            path: Path_ = ("spec", *_data_path(doc.spec, tuple(err["loc"])))
             message = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                problems.append(doc.problem(path, "unknown field", value=False))
+                line, column = doc.where(path, value=False)
+                message = "unknown field"
             elif err["type"] == "missing":
                 line, column = doc.where(path[:-1], value=False)
-                problems.append(Problem(doc.file, line, column, dotted(path), "field required"))
+                message = "field required"
             else:
-                problems.append(doc.problem(path, message))
+                line, column = doc.where(path)
+            messages = found.setdefault((line, column, dotted(path)), [])
+            if message not in messages:
+                messages.append(message)
+        for (line, column, key), messages in found.items():
+            problems.append(Problem(doc.file, line, column, key, "; or ".join(messages)))
 
 
 def load(

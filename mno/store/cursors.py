@@ -1,6 +1,10 @@
 """Named outbox consumer cursors: how far each consumer has read the outbox (by ``seq``).
 
-The housekeeper prunes only events that every registered consumer has passed.
+A cursor's value is the ``seq`` through which its consumer has read *everything*: every
+event with ``seq <= cursor`` is done with (a consumer that tracks late-committing gaps
+advances to just below its lowest open gap). Advance it in the transaction that records
+what was read. The housekeeper prunes only events at or below the lowest cursor of all
+registered consumers; with none registered, age alone decides.
 """
 
 from __future__ import annotations

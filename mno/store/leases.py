@@ -141,6 +141,39 @@ def complete_ids(
     return [row[0] for row in session.execute(stmt)]
 
 
+def complete_and_claim(
+    session: Session,
+    model: Any,
+    done_ids: Iterable[Any],
+    owner: str,
+    limit: int,
+    lease_for: timedelta,
+    *,
+    status: str = "done",
+    ready: Sequence[str] = ("pending",),
+    where: Any = None,
+    order_by: Any = None,
+    returning: Sequence[str] = ("id",),
+) -> tuple[int, list[Any]]:
+    """Finish the last batch and lease the next one in the same short transaction: one
+    commit per batch instead of two, for workers that loop claim → handle → complete.
+
+    Returns (rows still ours that were completed, the next batch as ``claim()`` returns)."""
+    finished = complete(session, model, done_ids, owner, status=status)
+    claimed = claim(
+        session,
+        model,
+        owner,
+        limit,
+        lease_for,
+        ready=ready,
+        where=where,
+        order_by=order_by,
+        returning=returning,
+    )
+    return finished, claimed
+
+
 def retry(
     session: Session,
     model: Any,

@@ -16,6 +16,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from mno import clock
 from mno.errors import Conflict, MnoError
 from mno.store import audit, leases, outbox
 from mno.store.db import session_scope
+from mno.store.models.core import Event
 from mno.store.models.sync import (
     SyncChange,
     SyncConflict,
@@ -40,7 +42,7 @@ from mno.store.models.sync import (
     SyncRecord,
     SyncRun,
 )
-from mno.sync import mapping
+from mno.sync import bulk, mapping
 from mno.sync.spec import ConnectorSpec, Entity
 
 if TYPE_CHECKING:
@@ -165,6 +167,49 @@ def _now_row(now: datetime) -> dict[str, Any]:
     return {"id": uuid.uuid4(), "created_at": now, "updated_at": now}
 
 
+_ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
+_RECORD_COLS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "tenant_id",
+    "entity",
+    "data",
+    "content_hash",
+    "version",
+    "source_updated_at",
+    "deleted_at",
+)
+_MAP_COLS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "connection_id",
+    "entity",
+    "external_id",
+    "record_id",
+    "pulled_hash",
+    "pushed_hash",
+    "last_pulled_at",
+    "last_pushed_at",
+    "seen_token",
+)
+_CHANGE_COLS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "run_id",
+    "record_id",
+    "tenant_id",
+    "entity",
+    "action",
+    "source",
+    "before",
+    "after",
+)
+_EVENT_COLS = ("id", "created_at", "updated_at", "type", "tenant_id", "payload")
+
+
 def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
     """Upsert one page of pulled records with set-based change detection."""
     if not items:
@@ -203,38 +248,40 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     repush_self: list[uuid.UUID] = []
     seen_only: list[uuid.UUID] = []
 
-    def change(action: str, record_id: uuid.UUID, before: Any, after: Any, version: int) -> None:
+    ids = iter(bulk.uuids(4 * len(items) + 1))
+    src = json.dumps(ctx.source)
+
+    def change(
+        action: str,
+        record_id: uuid.UUID,
+        before: Any,
+        after: Any,
+        version: int,
+        after_json: str | None = None,
+    ) -> None:
+        before_json = bulk.dumps(before)
+        if after_json is None:
+            after_json = bulk.dumps(after)
         changes.append(
-            {
-                **_now_row(now),
-                "run_id": ctx.run_id,
-                "record_id": record_id,
-                "tenant_id": tenant_id,
-                "entity": ent,
-                "action": action,
-                "source": ctx.source,
-                "before": before,
-                "after": after,
-            }
-        )
-        etype = {
-            "create": "record.created",
-            "update": "record.updated",
-            "delete": "record.deleted",
-        }[action]
-        events.append(
             (
-                etype,
-                {
-                    "record_id": str(record_id),
-                    "entity": ent,
-                    "version": version,
-                    "source": ctx.source,
-                    "data": after,
-                },
+                next(ids),
+                now,
+                now,
+                ctx.run_id,
+                record_id,
                 tenant_id,
+                ent,
+                action,
+                ctx.source,
+                before_json,
+                after_json,
             )
         )
+        payload = (
+            f'{{"record_id":"{record_id}","entity":{json.dumps(ent)},"version":{version},'
+            f'"source":{src},"data":{after_json or "null"}}}'
+        )
+        events.append((next(ids), now, now, _ETYPE[action], tenant_id, payload))
         pushes.append(record_id)
 
     for it in items:
@@ -242,36 +289,28 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         if row is None:
             if it.deleted:
                 continue
-            rid = uuid.uuid4()
+            rid = next(ids)
+            data_json = bulk.dumps(it.data)
             new_records.append(
-                {
-                    "id": rid,
-                    "created_at": now,
-                    "updated_at": now,
-                    "tenant_id": tenant_id,
-                    "entity": ent,
-                    "data": it.data,
-                    "content_hash": it.digest,
-                    "version": 1,
-                    "source_updated_at": it.updated_at,
-                    "deleted_at": None,
-                }
+                (rid, now, now, tenant_id, ent, data_json, it.digest, 1, it.updated_at, None)
             )
             new_maps.append(
-                {
-                    **_now_row(now),
-                    "connection_id": cid,
-                    "entity": ent,
-                    "external_id": it.external_id,
-                    "record_id": rid,
-                    "pulled_hash": it.digest,
-                    "pushed_hash": None,
-                    "last_pulled_at": now,
-                    "last_pushed_at": None,
-                    "seen_token": seen_token,
-                }
+                (
+                    next(ids),
+                    now,
+                    now,
+                    cid,
+                    ent,
+                    it.external_id,
+                    rid,
+                    it.digest,
+                    None,
+                    now,
+                    None,
+                    seen_token,
+                )
             )
-            change("create", rid, None, it.data, 1)
+            change("create", rid, None, it.data, 1, data_json)
             ctx.bump("created")
             continue
         if it.deleted:
@@ -359,8 +398,8 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         ctx.bump("updated")
 
     if new_records:
-        conn.execute(r.insert(), new_records)
-        conn.execute(m.insert(), new_maps)
+        bulk.insert(conn, r, _RECORD_COLS, new_records, json_ready=("data",))
+        bulk.insert(conn, m, _MAP_COLS, new_maps)
     if rec_updates:
         conn.execute(
             r.update()
@@ -385,11 +424,16 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         conn.execute(m.update().where(m.c.id == sa.bindparam("b_id")).values(**vals), map_updates)
     if seen_token and seen_only:
         conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
-    if changes:
-        conn.execute(SyncChange.__table__.insert(), changes)  # type: ignore[attr-defined]
+    bulk.insert(
+        conn,
+        SyncChange.__table__,
+        _CHANGE_COLS,
+        changes,
+        json_ready=("before", "after"),  # type: ignore[attr-defined]
+    )
     if conflicts:
         conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
-    outbox.emit_many(session, events)
+    bulk.insert(conn, Event.__table__, _EVENT_COLS, events, json_ready=("payload",))  # type: ignore[attr-defined]
     queue_pushes(session, ctx.targets, ent, pushes, ctx.run_id)
     if repush_self and ctx.connection.push_enabled and ctx.entity.push:
         queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
@@ -774,28 +818,26 @@ def pull_entity(
     if since and ent.incremental:
         since_param = mapping.format_time(mapping.parse_time(since), ent.incremental.format)  # type: ignore[arg-type]
     position: dict[str, Any] | None = cp["position"]
-    while position is not None:
-        raws, nxt = fetch_page(client, ent, since_param, position)
-        items = map_page(ent, raws)
-        newest = max((i.updated_at for i in items if i.updated_at), default=None)
-        with scope() as session:
-            _renew(session, ctx)
-            apply_page(session, ctx, items, cp["token"])
-            cur = _cursor(session, ctx.connection.id, ent.canonical)
-            state = dict(cur.checkpoint or cp)
-            prev = mapping.parse_time(state.get("max_updated"))
-            if newest and (prev is None or newest > prev):
-                state["max_updated"] = mapping.format_time(newest, "iso8601")
-            state["position"] = nxt
-            cur.checkpoint = state
-            cur.touch()
-            session.add(cur)
-            _save_counts(session, ctx)
-            cp = state
-        ctx.bump("pages")
-        if progress:
-            progress(ent.canonical, len(items))
-        position = nxt
+    # the next page is fetched while this one is written; the checkpoint still moves only
+    # after a page commits, so a crash re-fetches at most the prefetched page
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
+
+    def fetch(pos: dict[str, Any]) -> tuple[list[Pulled], dict[str, Any] | None]:
+        raws, nxt = fetch_page(client, ent, since_param, pos)
+        return map_page(ent, raws), nxt
+
+    ahead = pool.submit(fetch, position) if position is not None else None
+    try:
+        while ahead is not None:
+            items, nxt = ahead.result()
+            ahead = pool.submit(fetch, nxt) if nxt is not None else None
+            cp = _commit_page(scope, ctx, items, nxt, cp, progress)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+        pool.shutdown(wait=True)
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
     with scope() as session:
@@ -814,6 +856,47 @@ def pull_entity(
         cur.touch()
         session.add(cur)
         _save_counts(session, ctx)
+
+
+def _commit_page(
+    scope: Callable[[], Any],
+    ctx: Ctx,
+    items: list[Pulled],
+    nxt: dict[str, Any] | None,
+    cp: dict[str, Any],
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """One transaction: the page's records, id maps, changes, events, pushes and the
+    checkpoint (next position, newest updated_at seen)."""
+    ent = ctx.entity
+    newest = max((i.updated_at for i in items if i.updated_at), default=None)
+    with scope() as session:
+        _tune(session)
+        _renew(session, ctx)
+        apply_page(session, ctx, items, cp["token"])
+        cur = _cursor(session, ctx.connection.id, ent.canonical)
+        state = dict(cur.checkpoint or cp)
+        prev = mapping.parse_time(state.get("max_updated"))
+        if newest and (prev is None or newest > prev):
+            state["max_updated"] = mapping.format_time(newest, "iso8601")
+        state["position"] = nxt
+        cur.checkpoint = state
+        cur.touch()
+        session.add(cur)
+        _save_counts(session, ctx)
+    ctx.bump("pages")
+    if progress:
+        progress(ent.canonical, len(items))
+    return state
+
+
+def _tune(session: Session) -> None:
+    """SQLite: a larger page cache and fewer WAL checkpoints for this connection while it
+    writes large pages of records (per-connection settings; durability is unchanged)."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA cache_size=-131072")
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=16384")
 
 
 def _save_counts(session: Session, ctx: Ctx) -> None:
@@ -903,6 +986,15 @@ def deliver(
     return pushed, failed
 
 
+def _app_has(idmap: SyncIdMap, content_hash: str) -> bool:
+    """Whether the app's latest known state (the later of our last pull and last push)
+    already has this content."""
+    pushed_later = idmap.last_pushed_at is not None and (
+        idmap.last_pulled_at is None or idmap.last_pushed_at >= idmap.last_pulled_at
+    )
+    return (idmap.pushed_hash if pushed_later else idmap.pulled_hash) == content_hash
+
+
 def push_one(
     db_url: str | None,
     client: RestClient,
@@ -926,13 +1018,20 @@ def push_one(
         ).first()
     ent = spec.entity(push.entity)
     external_id = idmap.external_id if idmap else None
-    if (
-        record is None
-        or record.deleted_at is not None
-        or ent.push is None
-        or (idmap and idmap.pushed_hash == record.content_hash)
-        or (idmap and idmap.pulled_hash == record.content_hash)
-    ):
+    if record is not None and record.deleted_at is not None:
+        if idmap is not None and ent.push and ent.push.delete and idmap.pushed_hash != "deleted":
+            op = ent.push.delete
+            client.request(op.method, op.path.format(id=external_id))
+            with session_scope(db_url) as session:
+                session.execute(
+                    sa.update(SyncIdMap)
+                    .where(SyncIdMap.id == idmap.id)  # type: ignore[arg-type]
+                    .values(pushed_hash="deleted", last_pushed_at=clock.now())
+                )
+                leases.complete(session, SyncPush, [push_id], owner)
+            return
+        record = None  # nothing to write: never created there, or no delete operation
+    if record is None or ent.push is None or (idmap and _app_has(idmap, record.content_hash)):
         with session_scope(db_url) as session:
             leases.complete(session, SyncPush, [push_id], owner, status="skipped")
         return

@@ -53,7 +53,7 @@ def parse_time(value: Any) -> datetime | None:
 def format_time(value: datetime, fmt: str) -> str:
     if fmt == "epoch":
         return str(int(value.timestamp()))
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def transform(value: Any, name: str | None) -> Any:

@@ -116,13 +116,14 @@ class ListSpec(Model):
 
 
 class PushOp(Model):
-    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
     path: str
 
 
 class Push(Model):
     create: PushOp | None = None
     update: PushOp | None = None
+    delete: PushOp | None = None  # e.g. {method: DELETE, path: /contacts/{id}}
     body: dict[str, str] = Field(default_factory=dict)  # external field <- canonical field
     id: str = "id"  # path to the external id in the create response
 

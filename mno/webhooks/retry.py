@@ -29,7 +29,9 @@ DEFAULT_DISABLE_AFTER = "5d"
 @dataclass
 class Policy:
     schedule: list[float] = field(
-        default_factory=lambda: [settings.parse_duration(d).total_seconds() for d in DEFAULT_SCHEDULE]
+        default_factory=lambda: [
+            settings.parse_duration(d).total_seconds() for d in DEFAULT_SCHEDULE
+        ]
     )
     jitter: float = JITTER
     disable_after: timedelta = field(

@@ -101,3 +101,28 @@ def test_warm_stop_releases_unstarted_items(session, store_url):
             s.execute(sa.select(ProbeItem.attempts).where(ProbeItem.status == "pending")).scalars()
         )
     assert leased == 0 and attempts == {0}
+
+
+def test_complete_and_claim_in_one_transaction(session, store_url):
+    from datetime import timedelta
+
+    from mno.store import leases
+
+    with session() as s:
+        probe.enqueue(s, 25)
+    done_total, ids, batches = 0, [], 0
+    while True:
+        with session() as s:
+            n, ids = leases.complete_and_claim(s, ProbeItem, ids, "w1", 10, timedelta(seconds=30))
+        done_total += n
+        if not ids:
+            break
+        batches += 1
+    assert (done_total, batches) == (25, 3)
+    assert _status(session) == {"done": 25}
+    with session() as s:  # rows another owner holds are not completed
+        probe.enqueue(s, 3)
+        _, mine = leases.complete_and_claim(s, ProbeItem, [], "w1", 3, timedelta(seconds=30))
+    with session() as s:
+        n, _ = leases.complete_and_claim(s, ProbeItem, mine, "w2", 0, timedelta(seconds=30))
+    assert n == 0 and _status(session) == {"done": 25, "pending": 3}

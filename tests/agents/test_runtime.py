@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -42,13 +43,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(url: str, cfg: Path, *extra: str) -> subprocess.Popen:
+def _start(url: str, cfg: Path, *extra: str, log: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, MNO_DB_URL=url, NO_COLOR="1")
     return subprocess.Popen(
         [sys.executable, "-m", "mno", "agents", "run", "-f", str(cfg), "--only", "probe", *extra],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if log is None else log.open("w"),
         text=True,
     )
 
@@ -80,11 +81,17 @@ def test_two_processes_share_work_exactly_once(pg_url, tmp_path):
     with session_scope(pg_url) as s:
         probe.enqueue(s, 1000, work_ms=1)
     cfg = _config(tmp_path)
-    a, b = _start(pg_url, cfg), _start(pg_url, cfg)
+    log = tmp_path / "a.log"
+    a = _start(pg_url, cfg, "--log-format", "json", "--log-level", "debug", log=log)
+    b = _start(pg_url, cfg)
     try:
         counts = _wait_done(pg_url, 1000)
     finally:
         _stop(a, b)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]  # one object a line
+    items = [x for x in lines if x.get("item")]
+    assert items and all(x["agent"] == "probe" and x["outcome"] == "done" for x in items)
+    assert {"ts", "level", "duration_ms"} <= set(items[0])
     assert counts["items"] == {"done": 1000}
     assert counts["effects"] == 1000 and counts["distinct_items_done"] == 1000
     with session_scope(pg_url, write=False) as s:
@@ -231,6 +238,16 @@ def test_systemd_unit(cli):
     assert "User=" not in user_unit and "WantedBy=default.target" in user_unit
 
 
+def test_systemd_stop_timeout_fits_the_longest_lease(cli, tmp_path):
+    cfg = tmp_path / "agents.yaml"
+    cfg.write_text(
+        "agents:\n  a: {lease: 2m}\n  b: {lease: 5m}\n  c: {lease: 1h, enabled: false}\n"
+    )
+    unit = cli("agents", "systemd", "-f", str(cfg)).stdout
+    assert "TimeoutStopSec=315s" in unit  # 5m + a margin; disabled agents do not count
+    assert f"agents run -f {cfg} " in unit
+
+
 def test_unreachable_store_is_retried_not_fatal(tmp_path):
     port = _free_port()
     proc = _start(
@@ -251,3 +268,20 @@ def test_unreachable_store_is_retried_not_fatal(tmp_path):
         _stop(proc)
     assert code == 0
     assert "store unreachable" in err and "retrying in" in err
+
+
+def test_singleton_lock_one_holder(pg_url):
+    from mno.agents.config import AgentConfig, AgentsFile
+    from mno.agents.runner import Runner
+
+    cfg = AgentsFile(agents={"housekeeper": AgentConfig(name="housekeeper", interval="1m")})
+    one, two = Runner(cfg, db_url=pg_url), Runner(cfg, db_url=pg_url)
+    for r in (one, two):
+        r.select_agents()
+    assert one._hold_singleton("housekeeper") is True
+    assert two._hold_singleton("housekeeper") is False
+    one.beat()  # renews the lock it holds
+    assert two._hold_singleton("housekeeper") is False
+    one._cleanup()  # a warm stop releases it
+    assert two._hold_singleton("housekeeper") is True
+    assert one._hold_singleton("housekeeper") is False

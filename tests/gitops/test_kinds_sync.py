@@ -118,3 +118,27 @@ def test_connector_spec_errors_have_positions(write) -> None:
     assert (5, "spec.base_url") in found
     assert (6, "spec.auth.token") in found
     assert (7, "spec.entities") in found
+
+
+def test_bare_connector_documents_in_a_connectors_directory(write) -> None:
+    path = write(
+        "connectors/crm.yaml",
+        """
+        name: crm-sync
+        app: crm
+        base_url: https://crm.example.com
+        entities:
+          - canonical: contact
+            list: {path: /contacts}
+            mapping: {email: 7}
+        """,
+    )
+    docs, problems = documents.load_with_problems([path])
+    assert [d.ref for d in docs] == ["Connector/crm-sync"]
+    assert [(p.line, p.column, p.key) for p in problems] == [
+        (7, 22, "spec.entities[0].mapping.email")
+    ]
+    assert problems[0].message.startswith("Input should be a valid string; or ")
+    write("connectors/crm.yaml", "name: Bad Name\napp: crm\n")
+    _, problems = documents.load_with_problems([path])
+    assert (1, "metadata.name") in {(p.line, p.key) for p in problems}

@@ -22,7 +22,7 @@ BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 class Api:
     def __init__(self, records: int = 0, name_prefix: str = "c") -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.rows: dict[str, dict[str, Any]] = {}
         self.tick = 0
         self.next_id = 1
@@ -37,11 +37,14 @@ class Api:
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.deleted_log: list[tuple[str, str]] = []
         self.prefix = name_prefix
+        self._sorted: list[dict[str, Any]] | None = None
+        self._keys: list[str] = []
         self.bulk_create(records)
 
     # -- data ----------------------------------------------------------------------------
 
     def _stamp(self) -> str:
+        self._sorted = None
         self.tick += 1
         return (BASE_TIME + timedelta(milliseconds=self.tick)).isoformat().replace("+00:00", "Z")
 
@@ -53,9 +56,15 @@ class Api:
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         rid = f"{self.prefix}{self.next_id}"
         self.next_id += 1
-        row = {"id": rid, "name": body.get("name"), "email": body.get("email"),
-               "phone": body.get("phone"), "is_deleted": False, "updated_at": self._stamp(),
-               "fetched_at": time.time()}
+        row = {
+            "id": rid,
+            "name": body.get("name"),
+            "email": body.get("email"),
+            "phone": body.get("phone"),
+            "is_deleted": False,
+            "updated_at": self._stamp(),
+            "fetched_at": time.time(),
+        }
         self.rows[rid] = row
         return row
 
@@ -78,12 +87,26 @@ class Api:
             self.deleted_log.append((rid, stamp))
 
     def listing(self, since: str | None) -> list[dict[str, Any]]:
+        """Rows in (updated_at, id) order, from ``since`` on (inclusive); cached."""
+        import bisect
+
         with self.lock:
-            rows = list(self.rows.values())
+            if self._sorted is None or len(self._sorted) != len(self.rows):
+                rows = sorted(self.rows.values(), key=lambda r: (r["updated_at"], r["id"]))
+                self._sorted, self._keys = rows, [r["updated_at"] for r in rows]
+            rows, keys = self._sorted, self._keys
         if since:
-            rows = [r for r in rows if r["updated_at"] >= since]
-        rows.sort(key=lambda r: (r["updated_at"], r["id"]))
+            return rows[bisect.bisect_left(keys, since) :]
         return rows
+
+    def touch_every(self, step: int) -> int:
+        """Edit every ``step``-th record (the bench's 1% change)."""
+        with self.lock:
+            ids = list(self.rows)[::step]
+            for rid in ids:
+                self.rows[rid]["name"] = self.rows[rid]["name"] + " (edited)"
+                self.rows[rid]["updated_at"] = self._stamp()
+        return len(ids)
 
 
 def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
@@ -94,7 +117,8 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, code: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-            data = b"" if body is None else json.dumps(body).encode()
+            with api.lock:
+                data = b"" if body is None else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -147,24 +171,25 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
             since = q.get("updated_since")
             rows = api.listing(since)
             limit = int(q.get("limit", 100))
-            public = [{k: v for k, v in r.items()} for r in rows]
             if style == "page":
                 page = int(q.get("page", 1))
-                chunk = public[(page - 1) * limit : page * limit]
-                self._send(200, {"data": chunk, "meta": {"total": len(public)}})
+                chunk = rows[(page - 1) * limit : page * limit]
+                self._send(200, {"data": chunk, "meta": {"total": len(rows)}})
             elif style == "offset":
                 off = int(q.get("offset", 0))
-                self._send(200, {"items": public[off : off + limit], "total": len(public)})
+                self._send(200, {"items": rows[off : off + limit], "total": len(rows)})
+            elif style == "stats":
+                self._send(200, {"requests": api.requests, "too_early": api.too_early})
             elif style == "cursor":
                 off = int(q.get("cursor") or 0)
-                chunk = public[off : off + limit]
-                nxt = str(off + limit) if off + limit < len(public) else None
+                chunk = rows[off : off + limit]
+                nxt = str(off + limit) if off + limit < len(rows) else None
                 self._send(200, {"results": chunk, "paging": {"next": nxt}})
             elif style == "link":
                 off = int(q.get("offset", 0))
-                chunk = public[off : off + limit]
+                chunk = rows[off : off + limit]
                 headers = {}
-                if off + limit < len(public):
+                if off + limit < len(rows):
                     nq = dict(q, offset=str(off + limit))
                     host = self.headers.get("Host")
                     headers["Link"] = f'<http://{host}{url.path}?{urlencode(nq)}>; rel="next"'
@@ -178,6 +203,10 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802
             body = self._body()
+            if self.path.startswith("/admin/touch"):
+                n = api.touch_every(int(body.get("step", 100)))
+                self._send(200, {"touched": n})
+                return
             with api.lock:
                 api.requests += 1
                 api.writes.append(("POST", "", body))
@@ -193,10 +222,21 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 if rid not in api.rows:
                     self._send(404, {"error": "not found"})
                     return
-                api.rows[rid].update({k: v for k, v in body.items() if k in ("name", "email", "phone")})
+                api.rows[rid].update(
+                    {k: v for k, v in body.items() if k in ("name", "email", "phone")}
+                )
                 api.rows[rid]["updated_at"] = api._stamp()
                 row = dict(api.rows[rid])
             self._send(200, row)
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            rid = urlparse(self.path).path.rstrip("/").split("/")[-1]
+            with api.lock:
+                api.requests += 1
+                api.writes.append(("DELETE", rid, {}))
+                if rid in api.rows:
+                    api.rows[rid].update(is_deleted=True, updated_at=api._stamp())
+            self._send(204)
 
     return Handler
 
@@ -216,31 +256,47 @@ class Server:
         self.thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
-def connector_yaml(name: str, app: str, base_url: str, style: str = "page", size: int = 100,
-                   deleted: str = "flag", rate: int = 1000) -> str:
+def connector_yaml(
+    name: str,
+    app: str,
+    base_url: str,
+    style: str = "page",
+    size: int = 100,
+    deleted: str = "flag",
+    rate: int = 1000,
+) -> str:
     pag = {
         "page": "type: page\n      param: page\n      size_param: limit",
         "offset": "type: offset\n      param: offset\n      size_param: limit",
-        "cursor": "type: cursor\n      param: cursor\n      size_param: limit\n      next_path: paging.next",
+        "cursor": (
+            "type: cursor\n      param: cursor\n      size_param: limit\n"
+            "      next_path: paging.next"
+        ),
         "link": "type: link\n      size_param: limit",
     }[style]
     records = {"page": "data", "offset": "items", "cursor": "results", "link": ""}[style]
     dele = (
         "deleted:\n      flag: is_deleted"
         if deleted == "flag"
-        else "deleted:\n      path: /page/contacts/deleted\n      param: since\n      records: deleted"
+        else (
+            "deleted:\n      path: /page/contacts/deleted\n      param: since\n"
+            "      records: deleted"
+        )
     )
     return f"""name: {name}
 app: {app}
 base_url: {base_url}
 auth:
   type: bearer
-  token: secret:{name.upper().replace('-', '_')}_TOKEN
+  token: secret:{name.upper().replace("-", "_")}_TOKEN
 rate_limit:
   requests: {rate}
   per_seconds: 1
@@ -273,8 +329,26 @@ entities:
       update:
         method: PUT
         path: /{style}/contacts/{{id}}
+      delete:
+        method: DELETE
+        path: /{style}/contacts/{{id}}
       body:
         name: name
         email: email
         phone: phone
 """
+
+
+def main() -> None:
+    """``python -m tests.sync.api RECORDS PORT_FILE``: serve in this process (the bench)."""
+    import sys
+
+    api = Api(records=int(sys.argv[1]))
+    server = Server(api)
+    with open(sys.argv[2], "w") as fh:
+        fh.write(server.url)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

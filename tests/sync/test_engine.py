@@ -124,7 +124,10 @@ def test_conflict_preemption_platform(world) -> None:
     assert world.records()[0].data["name"] == "platform side"
     assert b.rows[twin]["name"] == "platform side"  # the app was corrected
     assert _count(world.url, "SELECT count(*) FROM sync_conflict WHERE winner='platform'") == 1
-    assert _count(world.url, "SELECT count(*) FROM sync_conflict WHERE rule='preemption:platform'") == 1
+    assert (
+        _count(world.url, "SELECT count(*) FROM sync_conflict WHERE rule='preemption:platform'")
+        == 1
+    )
 
 
 def test_propagation_a_to_b_without_echo(world) -> None:
@@ -244,3 +247,53 @@ def test_rollback_and_refusal(world) -> None:
     # the restored state pulled back from crm is an echo, not a new change
     run = world.run(crm)
     assert not run.counts.get("updated")
+
+
+def test_delete_propagates_without_echo(world) -> None:
+    a, b = Api(records=3), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm, books = world.connect("crm"), world.connect("books")
+    world.run(crm)
+    a.delete("c2")
+    world.run(crm)
+    deletes = [w for w in b.writes if w[0] == "DELETE"]
+    assert len(deletes) == 1
+    assert sum(1 for r in b.rows.values() if r["is_deleted"]) == 1
+    run = world.run(books)  # the soft-deleted twin comes back flagged: already deleted
+    assert not run.counts.get("deleted")
+    assert len(world.records()) == 2
+    assert _count(world.url, "SELECT count(*) FROM outbox_event WHERE type='record.deleted'") == 1
+
+
+def test_one_entity_failing_makes_a_partial_run(world) -> None:
+    from mno.store.db import session_scope
+    from mno.sync import spec
+
+    api = Api(records=3)
+    server = world.serve(api)
+    text = f"""name: two
+app: crm
+base_url: {server.url}
+entities:
+  - canonical: contact
+    list: {{path: /page/contacts}}
+    records: data
+    pagination: {{type: page, param: page, size_param: limit, size: 10}}
+    mapping: {{name: name}}
+  - canonical: organization
+    list: {{path: /missing/orgs}}
+    mapping: {{name: name}}
+"""
+    with session_scope(world.url) as s:
+        spec.apply(s, spec.parse(text, "two.yaml"))
+    name = world.connect("two")
+    run = world.run(name)
+    assert run.status == "partial"
+    assert "organization" in (run.error or "") and "404" in run.error
+    assert len(world.records()) == 3
+    # a partial run is not a failure for recovery mode
+    from mno.sync import connections
+
+    with session_scope(world.url) as s:
+        assert connections.get(s, name).consecutive_failures == 0

@@ -20,6 +20,8 @@ ADAPTERS: list[str] = [
     "mno.gitops.kinds.app:AppKind",
     "mno.gitops.kinds.sync:ConnectorKind",
     "mno.gitops.kinds.sync:ConnectionKind",
+    "mno.gitops.kinds.webhooks:WebhookEndpointKind",
+    "mno.gitops.kinds.webhooks:NotificationRuleKind",
     "mno.gitops.kinds.settings:PlatformKind",
 ]
 

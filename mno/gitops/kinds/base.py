@@ -62,18 +62,27 @@ class Kind:
         """name → full spec (JSON values, normalised like the model) of every resource."""
         raise NotImplementedError
 
-    def create(self, session: Session, name: str, spec: dict[str, Any]) -> None:
+    def create(self, session: Session, name: str, spec: dict[str, Any]) -> str | None:
+        """Create one resource; return its id when the store has no natural key for it
+        (the ownership row then links the name to it), else None."""
         raise NotImplementedError
 
-    def create_many(self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Create resources in the order given (dependencies first)."""
+    def create_many(
+        self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> dict[str, str]:
+        """Create resources in the order given (dependencies first); name → id as above."""
+        ids = {}
         for name, spec in items:
-            self.create(session, name, spec)
+            target = self.create(session, name, spec)
+            if target is not None:
+                ids[name] = target
+        return ids
 
     def update(
         self, session: Session, name: str, changes: dict[str, Any], spec: dict[str, Any]
-    ) -> None:
-        """Set the ``changes`` fields (``spec`` is the full desired spec)."""
+    ) -> str | None:
+        """Set the ``changes`` fields (``spec`` is the full desired spec). Returns a new
+        id when the update replaced the row (kinds without a natural key), else None."""
         raise NotImplementedError
 
     def delete(self, session: Session, name: str) -> None:

@@ -176,7 +176,9 @@ class TenantKind(Kind):
     def create(self, session: Session, name: str, spec: dict[str, Any]) -> None:
         self.create_many(session, [(name, spec)])
 
-    def create_many(self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    def create_many(
+        self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> dict[str, str]:
         from mno.tenancy import tenants
 
         rows = [{k: v for k, v in spec.items() if k != "contacts"} for _, spec in items]
@@ -186,6 +188,7 @@ class TenantKind(Kind):
         for name, spec in items:
             for c in spec.get("contacts") or []:
                 tenants.add_contact(session, name, **c)
+        return {}
 
     def update(
         self, session: Session, name: str, changes: dict[str, Any], spec: dict[str, Any]

@@ -31,15 +31,6 @@ from mno.store.models.sync import (
     SyncRecord,
     SyncRun,
 )
-from mno.store.models.webhooks import (
-    NotifyRule,
-    NotifyTemplate,
-    WebhookAttempt,
-    WebhookBucket,
-    WebhookDelivery,
-    WebhookEndpoint,
-    WebhookFanout,
-)
 from mno.store.models.tenancy import (
     App,
     AppGrant,
@@ -48,6 +39,15 @@ from mno.store.models.tenancy import (
     TenantContact,
     TenantDomain,
     TenantStatusChange,
+)
+from mno.store.models.webhooks import (
+    NotifyRule,
+    NotifyTemplate,
+    WebhookAttempt,
+    WebhookBucket,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookFanout,
 )
 
 __all__ = [

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('target_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('labels', sa.JSON(), nullable=False),
     sa.Column('annotations', sa.JSON(), nullable=False),
     sa.Column('managed', sa.JSON(), nullable=False),

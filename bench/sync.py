@@ -1,0 +1,237 @@
+"""Connec sync throughput: 100,000 records from a local paginated API, 500 per page.
+
+Measures, in one run against the same API (served by a separate process):
+
+- floor: a bare loop that fetches and parses every page and stores nothing;
+- mno initial sync (records/s) into a fresh SQLite store;
+- mno incremental sync after 1% of the records change (time and requests);
+- dlt's ``rest_api`` source with an incremental cursor, merging into duckdb
+  (``pip install "dlt[duckdb]"``; bench only, not a dependency of mno).
+
+Goals: initial >= 3x dlt's throughput and within 5x of the floor; incremental <= 5% of
+the initial time. Usage: ``python bench/sync.py [--records N] [--page 500]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def start_api(records: int, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = tmp / "api.url"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.sync.api", str(records), str(port_file)], cwd=ROOT
+    )
+    for _ in range(600):
+        if port_file.exists() and port_file.read_text():
+            return proc, port_file.read_text()
+        time.sleep(0.05)
+    raise SystemExit("the API did not start")
+
+
+def stats(url: str) -> int:
+    import httpx
+
+    return int(httpx.get(f"{url}/stats/x").json()["requests"])
+
+
+def floor(url: str, page: int) -> tuple[float, int]:
+    import httpx
+
+    n, p = 0, 1
+    t = time.perf_counter()
+    with httpx.Client() as client:
+        while True:
+            body = client.get(f"{url}/page/contacts", params={"page": p, "limit": page}).json()
+            rows = body["data"]
+            n += len(rows)
+            if len(rows) < page:
+                break
+            p += 1
+    return time.perf_counter() - t, n
+
+
+CONNECTOR = """name: bench
+app: bench
+base_url: {url}
+rate_limit: {{requests: 100000, per_seconds: 1}}
+entities:
+  - canonical: contact
+    list: {{path: /page/contacts}}
+    records: data
+    pagination: {{type: page, param: page, size_param: limit, size: {page}}}
+    incremental: {{param: updated_since, format: iso8601}}
+    id: id
+    updated_at: updated_at
+    deleted: {{flag: is_deleted}}
+    mapping:
+      name: name
+      email: {{source: email, transform: lower}}
+      phone: phone
+      fetched_at: fetched_at
+    ignore_fields: [fetched_at]
+"""
+
+
+def mno_setup(url: str, page: int, tmp: Path) -> str:
+    os.environ["MNO_HOME"] = str(tmp / "home")
+    os.environ["MNO_DB_URL"] = f"sqlite:///{tmp / 'store.db'}"
+    os.environ["MNO_ACTOR"] = "bench"
+    from mno.store.db import session_scope
+    from mno.sync import connections, spec
+    from mno.tenancy import apps, tenants
+
+    with session_scope() as s:
+        tenants.create(s, "acme")
+        apps.create(s, "bench", code="bench", stack="connector", owner="acme")
+        spec.apply(s, spec.parse(CONNECTOR.format(url=url, page=page)))
+        return connections.add(s, "acme", "bench", push=False).name
+
+
+def mno_run(name: str) -> tuple[float, dict[str, int]]:
+    from mno.sync import engine
+
+    t = time.perf_counter()
+    run = engine.run(name)
+    took = time.perf_counter() - t
+    if run.status != "success":
+        raise SystemExit(f"mno run failed: {run.error}")
+    return took, dict(run.counts)
+
+
+def dlt_run(url: str, page: int, tmp: Path) -> tuple[float, int]:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    t = time.perf_counter()
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    source = rest_api_source(
+        {
+            "client": {"base_url": url},
+            "resources": [
+                {
+                    "name": "contacts",
+                    "primary_key": "id",
+                    "write_disposition": "merge",
+                    "endpoint": {
+                        "path": "page/contacts",
+                        "data_selector": "data",
+                        "params": {
+                            "limit": page,
+                            "updated_since": {
+                                "type": "incremental",
+                                "cursor_path": "updated_at",
+                                "initial_value": "1970-01-01T00:00:00Z",
+                            },
+                        },
+                        "paginator": {
+                            "type": "page_number",
+                            "page_param": "page",
+                            "base_page": 1,
+                            "total_path": None,
+                            "stop_after_empty_page": True,
+                        },
+                    },
+                }
+            ],
+        }
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_sync",
+        destination=dlt.destinations.duckdb(str(tmp / "dlt.duckdb")),
+        dataset_name="bench",
+        pipelines_dir=str(tmp / "dlt"),
+    )
+    pipeline.run(source)
+    took = time.perf_counter() - t
+    import duckdb
+
+    with duckdb.connect(str(tmp / "dlt.duckdb")) as con:
+        n = con.execute("select count(*) from bench.contacts").fetchone()[0]
+    return took, int(n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--page", type=int, default=500)
+    parser.add_argument("--skip-dlt", action="store_true")
+    args = parser.parse_args()
+    n, page = args.records, args.page
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        proc, url = start_api(n, tmp)
+        try:
+            print(f"API: {n} records, {page} per page, served by a separate process")
+            f_time, f_n = floor(url, page)
+            print(
+                f"floor (fetch + parse, store nothing): {f_time:.2f} s, {f_n / f_time:,.0f} rec/s"
+            )
+
+            name = mno_setup(url, page, tmp)
+            i_time, counts = mno_run(name)
+            rate = counts["created"] / i_time
+            print(
+                f"mno initial sync: {i_time:.2f} s, {rate:,.0f} rec/s "
+                f"({counts['created']} created, {counts['requests']} requests)"
+            )
+            touched = __import__("httpx").post(f"{url}/admin/touch", json={"step": 100}).json()
+            before = stats(url)
+            inc_time, inc = mno_run(name)
+            made = stats(url) - before - 1  # the stats call itself
+            print(
+                f"mno incremental after {touched['touched']} changes "
+                f"({touched['touched'] / n:.0%}): "
+                f"{inc_time:.3f} s, {made} requests, {inc.get('updated', 0)} updated, "
+                f"{inc.get('unchanged', 0)} unchanged"
+            )
+            if not args.skip_dlt:
+                d_time, d_n = dlt_run(url, page, tmp)
+                print(
+                    f"dlt rest_api -> duckdb (incl. start-up): {d_time:.2f} s, "
+                    f"{d_n / d_time:,.0f} rec/s ({d_n} rows)"
+                )
+            print("--- ratios (same run) ---")
+            if not args.skip_dlt:
+                ratio = rate / (d_n / d_time)
+                print(
+                    f"mno initial vs dlt throughput: {ratio:.2f}x  (goal >= 3x: "
+                    f"{'met' if ratio >= 3 else 'NOT met'})"
+                )
+            slow = i_time / f_time
+            print(
+                f"mno initial time vs floor: {slow:.2f}x slower  (goal <= 5x: "
+                f"{'met' if slow <= 5 else 'NOT met'})"
+            )
+            share = inc_time / i_time
+            print(
+                f"incremental / initial time: {share:.1%}  (goal <= 5%: "
+                f"{'met' if share <= 0.05 else 'NOT met'})"
+            )
+            print(
+                json.dumps(
+                    {
+                        "floor_s": round(f_time, 3),
+                        "initial_s": round(i_time, 3),
+                        "incremental_s": round(inc_time, 3),
+                        "incremental_requests": made,
+                    }
+                )
+            )
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()

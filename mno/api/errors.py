@@ -1,0 +1,117 @@
+"""One error shape for every API answer: ``{"error": {"code": ..., "message": ...}}``.
+
+``ApiRoute`` is the route class of the API router: it enforces the body size limit and
+turns domain errors and validation errors into that shape with the proper status, so
+the behaviour is the same on ``mno serve`` and on the agents' listener.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mno.api import config
+from mno.errors import BadInput, Conflict, InvalidTransition, MnoError, NotFound, Unavailable
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _from_exception(exc: Exception) -> Response | None:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, StarletteHTTPException):
+        code = {401: "unauthorized", 404: "not_found"}.get(exc.status_code, "error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": 'Basic realm="mno"'}
+            return error_response(401, code, "bad app credentials", headers)
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+    if isinstance(exc, RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            return error_response(400, "bad_request", "the body is not valid JSON")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        msg = str(first.get("msg", "invalid request"))
+        return error_response(422, "invalid", f"{where}: {msg}" if where else msg)
+    if isinstance(exc, NotFound):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Conflict | InvalidTransition):
+        return error_response(409, "conflict", exc.message)
+    if isinstance(exc, BadInput):
+        return error_response(422, "invalid", str(exc))
+    if isinstance(exc, Unavailable):
+        return error_response(503, "unavailable", "a backing service is unavailable")
+    if isinstance(exc, MnoError):
+        return error_response(409, "refused", exc.message)
+    return None
+
+
+class ApiRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                limit = config.get().max_body
+                length = request.headers.get("content-length")
+                if length is not None and (not length.isdigit() or int(length) > limit):
+                    return error_response(413, "too_large", f"the body is over {limit} bytes")
+                if length is None and len(await request.body()) > limit:
+                    return error_response(413, "too_large", f"the body is over {limit} bytes")
+            try:
+                return await handler(request)
+            except Exception as exc:  # noqa: BLE001 - mapped below or re-raised
+                response = _from_exception(exc)
+                if response is None:
+                    raise
+                return response
+
+        return route
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "Malformed request"),
+        (401, "Missing or bad app credentials"),
+        (403, "The app may not act on this tenant"),
+        (404, "Not found"),
+        (409, "Conflict with the current state"),
+        (413, "Body too large"),
+        (422, "Invalid input"),
+        (429, "Rate limited; see Retry-After"),
+    )
+}

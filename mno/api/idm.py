@@ -1,0 +1,255 @@
+"""IDM: may this user token access this tenant (and instance) for this action?
+
+Answers are cached in-process for ``api.authorize_cache`` (default 5s). The cache is
+dropped as soon as the host's access stamp moves (see ``mno.access.revocation``), and
+an answer computed while the stamp moved is not kept, so a cached answer never outlives
+a revocation made on the same host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mno import clock
+from mno.access import revocation, roles, secrets
+from mno.api import auth, config
+from mno.api.errors import ERRORS, ApiError, ApiRoute
+
+Action = Literal[
+    "read",
+    "sync",
+    "open",
+    "invite",
+    "purchase",
+    "manage_members",
+    "manage_instances",
+    "manage_teams",
+    "manage_billing",
+    "update_tenant",
+    "delete_tenant",
+]
+assert set(Action.__args__) == set(roles.ACTIONS)  # type: ignore[attr-defined]
+
+router = APIRouter(route_class=ApiRoute, tags=["idm"])
+
+_cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
+_stamp: tuple[int, bytes] | None = None
+MAX_ENTRIES = 100_000
+
+
+class AuthorizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=512, description="A user's personal token.")
+    tenant: str = Field(min_length=1, max_length=40, description="Tenant key.")
+    action: Action = Field(description="What the user wants to do; open needs an instance.")
+    instance: uuid.UUID | None = Field(default=None, description="Instance id (for open).")
+
+
+class Authorization(BaseModel):
+    allowed: bool
+    reason: str
+    user: str | None
+    role: str | None
+
+
+def clear() -> None:
+    global _stamp
+    _cache.clear()
+    _raw.clear()
+    _stamp = None
+
+
+def _decide(body: AuthorizeRequest) -> dict[str, Any]:
+    from mno.access import members, roles, tokens
+    from mno.access.check import check
+    from mno.errors import BadInput
+    from mno.store.db import session_scope
+
+    if body.action not in roles.ACTIONS:
+        raise BadInput(f"unknown action {body.action!r}")
+    if body.action == "open" and body.instance is None:
+        raise BadInput("the open action needs an instance")
+    if body.action != "open" and body.instance is not None:
+        raise BadInput("instance applies to the open action only")
+    with session_scope(write=False) as s:
+        user = tokens.resolve(s, body.token)
+        if user is None:
+            return {
+                "allowed": False,
+                "reason": "the token is unknown, expired or revoked",
+                "user": None,
+                "role": None,
+            }
+        allowed, reason = check(s, user, body.tenant, body.action, body.instance)
+        from mno.errors import NotFound
+        from mno.tenancy import tenants
+
+        try:
+            role = members.role_of(s, user, tenants.get(s, body.tenant))
+        except NotFound:
+            role = None
+        return {"allowed": allowed, "reason": reason, "user": user.email, "role": role}
+
+
+@dataclass
+class _Hit:
+    until: float
+    key_id: str
+    key_expires: datetime | None
+    body: bytes
+
+
+_raw: dict[tuple[str, bytes], _Hit] = {}
+
+
+@router.post(
+    "/v1/idm/authorize",
+    response_model=Authorization,
+    responses=ERRORS,
+    summary="Whether a user token may act on a tenant",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": AuthorizeRequest.model_json_schema()}},
+        },
+        "security": [{"HTTPBasic": []}],
+    },
+)
+async def authorize(request: Request) -> Any:
+    """Answer ``{allowed, reason, user, role}``; the caller authenticates as an app.
+
+    The hot path is a lookup of (credentials, body) in the answer cache, valid while the
+    host's access stamp has not moved and the key has not expired; everything else goes
+    through full authentication, validation and the store."""
+    header = request.headers.get("authorization") or ""
+    raw_body = await request.body()
+    stamp = revocation.current()
+    hit = cached_answer(header, raw_body)
+    if hit is not None:
+        return Response(hit, media_type="application/json")
+    now = time.monotonic()
+    caller = await auth.authenticate(header)
+    try:
+        body = AuthorizeRequest.model_validate_json(raw_body)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
+        ) from exc
+    ttl = config.get().authorize_cache
+    key = (caller.app_id, secrets.digest(body.token), body.tenant, body.action, body.instance)
+    cached = _cache.get(key)
+    if cached is not None and cached[0] > now:
+        return Response(cached[1], media_type="application/json")
+    answer = await run_in_threadpool(_decide, body)
+    data = json.dumps(answer).encode()
+    if ttl > 0 and revocation.current() == stamp:
+        if len(_cache) >= MAX_ENTRIES or len(_raw) >= MAX_ENTRIES:
+            _cache.clear()
+            _raw.clear()
+        _cache[key] = (now + ttl, data)
+        entry = auth.cached_key(caller.key_id)
+        if entry is not None and len(raw_body) <= 2048:
+            _raw[(header, raw_body)] = _Hit(
+                min(now + ttl, entry.until), caller.key_id, entry.key_expires, data
+            )
+    return Response(data, media_type="application/json")
+
+
+def cached_answer(header: str, raw_body: bytes) -> bytes | None:
+    """The cached answer for exactly these credentials and body, or None (rate limited)."""
+    global _stamp
+    stamp = revocation.current()
+    if stamp != _stamp:
+        _cache.clear()
+        _raw.clear()
+        _stamp = stamp
+        return None
+    hit = _raw.get((header, raw_body))
+    if hit is None or hit.until <= time.monotonic():
+        return None
+    if hit.key_expires is not None and hit.key_expires <= clock.now():
+        return None
+    auth._rate(hit.key_id)
+    return hit.body
+
+
+class FastPath:
+    """ASGI wrapper for ``mno serve``: answers cache hits of ``POST /v1/idm/authorize``
+    before routing; anything else (and every miss) goes to the app unchanged."""
+
+    PATH = "/v1/idm/authorize"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        header = ""
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                length = int(value)
+        if not header or length < 0 or length > 2048:
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        try:
+            answer = cached_answer(header, body)
+        except ApiError as exc:
+            answer = None
+            if exc.status != 429:
+                raise
+            await _send(
+                send,
+                429,
+                json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode(),
+                [(b"retry-after", exc.headers["Retry-After"].encode())],
+            )
+            return
+        if answer is None:
+            await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
+            return
+        await _send(send, 200, answer, [])
+
+
+def _replay(messages: list[dict[str, Any]]) -> Any:
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _send(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,35 @@
+"""The API router: IDM always; the Developer API; bills and usage when billing is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from fastapi import APIRouter
+
+from mno.api import dev, idm
+from mno.api.errors import ApiRoute
+
+
+def billing_available() -> bool:
+    try:
+        return all(
+            importlib.util.find_spec(m) is not None
+            for m in ("mno.billing.charges", "mno.billing.usage")
+        )
+    except ModuleNotFoundError:
+        return False
+
+
+def build_router() -> APIRouter:
+    r = APIRouter(route_class=ApiRoute)
+    r.include_router(idm.router)
+    billing = billing_available()
+    for route in dev.router.routes:
+        path = getattr(route, "path", "")
+        if path.startswith(("/v1/dev/bills", "/v1/dev/usage")) and not billing:
+            continue
+        r.routes.append(route)
+    return r
+
+
+router = build_router()

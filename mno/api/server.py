@@ -1,0 +1,79 @@
+"""``mno serve``: the API as a FastAPI app under uvicorn (``/openapi.json`` included)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mno import __version__
+from mno.api.errors import error_response
+
+
+def build_app() -> FastAPI:
+    from mno.api.routes import build_router
+
+    app = FastAPI(
+        title="mno hub API",
+        version=__version__,
+        description="Developer API (HTTP Basic with an app key) and IDM.",
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Any:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Any:
+        return error_response(422, "invalid", "invalid request")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(build_router())
+    return app
+
+
+def config(host: str, port: int, **kwargs: Any) -> Any:
+    import uvicorn
+
+    from mno.api.idm import FastPath
+
+    return uvicorn.Config(
+        FastPath(build_app()),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        **kwargs,
+    )
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+    import uvicorn
+
+    uvicorn.Server(config(host, port)).run()
+
+
+def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:
+    """Start the API in a daemon thread; returns (server, bound port)."""
+    import uvicorn
+
+    server = uvicorn.Server(config(host, port))
+    thread = threading.Thread(target=server.run, daemon=True, name="mno-api")
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    if not server.started:
+        raise RuntimeError("the API server did not start")
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, bound

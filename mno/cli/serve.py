@@ -1,0 +1,23 @@
+"""mno serve: run the hub API (Developer API and IDM) under uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve the hub API; the OpenAPI document is at /openapi.json."""
+    from mno.api import server
+    from mno.store.db import get_engine
+
+    get_engine()  # fail fast (exit 3) when the store cannot be reached
+    server.serve(host, port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

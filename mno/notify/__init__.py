@@ -1,0 +1,1 @@
+"""Email notifications: rules over outbox events, Jinja2 templates with per-tenant overrides."""

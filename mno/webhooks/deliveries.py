@@ -1,0 +1,524 @@
+"""Delivery work: claim (ordering, rate limits), record outcomes in batches, list, replay."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.errors import BadInput, NotFound
+from mno.store import audit, leases, outbox
+from mno.store.models.webhooks import (
+    NotifyRule,
+    WebhookAttempt,
+    WebhookBucket,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from mno.webhooks.retry import Policy, parse_retry_after
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.webhooks.delivery import Outcome
+
+D = WebhookDelivery.__table__
+E = WebhookEndpoint.__table__
+R = NotifyRule.__table__
+READY = ("pending",)
+STATUSES = ("pending", "failed", "succeeded", "exhausted", "cancelled")
+MAX_REPLAY = 10_000
+_COLUMNS = ("id", "channel", "target_id", "event_id", "event_type", "body", "attempts", "tenant_id")
+
+
+def _not_blocked() -> Any:
+    """An ordered delivery waits for every earlier one to its target to finish."""
+    d2 = D.alias("d2")
+    earlier = (
+        sa.select(d2.c.id)
+        .where(d2.c.target_id == D.c.target_id, d2.c.status == "pending", d2.c.seq < D.c.seq)
+        .exists()
+    )
+    return sa.or_(D.c.ordered == sa.false(), ~earlier)
+
+
+def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> list[tuple[Any, ...]]:
+    """Lease up to ``limit`` due deliveries; rate-limited endpoints take store tokens."""
+    out: list[tuple[Any, ...]] = []
+    free_endpoints = sa.select(E.c.id).where(E.c.enabled == sa.true(), E.c.rate_limit.is_(None))
+    rules = sa.select(R.c.id).where(R.c.enabled == sa.true())
+    where = sa.and_(
+        sa.or_(
+            sa.and_(D.c.channel == "webhook", D.c.target_id.in_(free_endpoints)),
+            sa.and_(D.c.channel == "email", D.c.target_id.in_(rules)),
+        ),
+        _not_blocked(),
+    )
+    out += leases.claim(
+        session,
+        WebhookDelivery,
+        owner,
+        limit,
+        lease_for,
+        ready=READY,
+        where=where,
+        order_by=[D.c.next_attempt_at, D.c.seq],
+        returning=_COLUMNS,
+    )
+    if len(out) < limit:
+        out += _claim_limited(session, owner, limit - len(out), lease_for)
+    return out
+
+
+def _claim_limited(
+    session: Session, owner: str, limit: int, lease_for: timedelta
+) -> list[tuple[Any, ...]]:
+    """Per rate-limited endpoint: refill its bucket, claim at most the whole tokens."""
+    now = clock.now()
+    limited = session.execute(
+        sa.select(E.c.id, E.c.rate_limit).where(
+            E.c.enabled == sa.true(),
+            E.c.rate_limit.is_not(None),
+            sa.exists(
+                sa.select(D.c.id).where(
+                    D.c.target_id == E.c.id, leases.claimable(WebhookDelivery, READY, now)
+                )
+            ),
+        )
+    ).all()
+    out: list[tuple[Any, ...]] = []
+    for endpoint_id, rate in limited:
+        if len(out) >= limit:
+            break
+        tokens = take_tokens(session, endpoint_id, float(rate), limit - len(out))
+        if tokens <= 0:
+            continue
+        got = leases.claim(
+            session,
+            WebhookDelivery,
+            owner,
+            tokens,
+            lease_for,
+            ready=READY,
+            where=sa.and_(D.c.target_id == endpoint_id, _not_blocked()),
+            order_by=[D.c.next_attempt_at, D.c.seq],
+            returning=_COLUMNS,
+        )
+        give_back(session, endpoint_id, tokens - len(got))
+        out += got
+    return out
+
+
+def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int) -> int:
+    """Take up to ``want`` whole tokens from the endpoint's bucket (capacity: 1 s of rate)."""
+    t = WebhookBucket.__table__
+    now = clock.now()
+    capacity = max(1.0, rate)
+    stmt = sa.select(t.c.tokens, t.c.refilled_at).where(t.c.endpoint_id == endpoint_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    if row is None:
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with session.begin_nested():
+                session.execute(
+                    sa.insert(t).values(
+                        id=uuid.uuid4(),
+                        endpoint_id=endpoint_id,
+                        tokens=capacity,
+                        refilled_at=now,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass
+        row = session.execute(stmt).first()
+    assert row is not None
+    elapsed = max(0.0, (now - row.refilled_at).total_seconds())
+    tokens = min(capacity, row.tokens + elapsed * rate)
+    take = min(want, math.floor(tokens))
+    session.execute(
+        sa.update(t)
+        .where(t.c.endpoint_id == endpoint_id)
+        .values(tokens=tokens - take, refilled_at=now, updated_at=now)
+    )
+    return int(take)
+
+
+def give_back(session: Session, endpoint_id: uuid.UUID, n: int) -> None:
+    if n > 0:
+        t = WebhookBucket.__table__
+        session.execute(
+            sa.update(t).where(t.c.endpoint_id == endpoint_id).values(tokens=t.c.tokens + n)
+        )
+
+
+@dataclass
+class Recorded:
+    succeeded: int = 0
+    retried: int = 0
+    exhausted: int = 0
+    lost_lease: int = 0
+    disabled: int = 0
+
+
+def record(
+    session: Session,
+    owner: str,
+    claimed: dict[Any, tuple[Any, ...]],
+    outcomes: list[Outcome],
+    policy: Policy,
+) -> Recorded:
+    """Write a batch of outcomes in the caller's transaction: attempts, states, events."""
+    now = clock.now()
+    res = Recorded()
+    if not outcomes:
+        return res
+    session.execute(
+        sa.insert(WebhookAttempt.__table__),
+        [
+            {
+                "id": uuid.uuid4(),
+                "created_at": now,
+                "updated_at": now,
+                "delivery_id": o.delivery_id,
+                "at": o.at,
+                "status_code": o.status_code,
+                "latency_ms": round(o.latency_ms, 2),
+                "error_class": o.error_class,
+                "response": o.response,
+                "owner": owner,
+            }
+            for o in outcomes
+        ],
+    )
+    ok = [o for o in outcomes if o.ok]
+    bad = [o for o in outcomes if not o.ok]
+    ok_targets: set[Any] = set()
+    by_code: dict[int | None, list[Any]] = {}
+    for o in ok:
+        by_code.setdefault(o.status_code, []).append(o.delivery_id)
+    for code, ids in by_code.items():
+        done = leases.complete_ids(
+            session,
+            WebhookDelivery,
+            ids,
+            owner,
+            status="succeeded",
+            values={
+                "last_status": "succeeded",
+                "last_code": code,
+                "done_at": now,
+                "last_error": None,
+                "updated_at": now,
+            },
+        )
+        res.succeeded += len(done)
+        ok_targets |= {claimed[i][2] for i in done}
+    res.lost_lease += len(ok) - res.succeeded
+    retry_rows: list[dict[str, Any]] = []
+    exhausted: list[tuple[Any, ...]] = []
+    gone: set[Any] = set()
+    failed_targets: set[Any] = set()
+    for o in bad:
+        row = claimed[o.delivery_id]
+        attempts = int(row[6])
+        target = row[2]
+        failed_targets.add(target)
+        if o.status_code == 410 and row[1] == "webhook":
+            gone.add(target)
+        ra = parse_retry_after(o.retry_after, now)
+        delay = policy.next_delay(
+            attempts, status_code=o.status_code, retry_after=ra, timed_out=o.timed_out
+        )
+        if delay is None:
+            exhausted.append(row)
+        retry_rows.append(
+            {
+                "b_id": o.delivery_id,
+                "b_status": "exhausted" if delay is None else "pending",
+                "b_next": now + timedelta(seconds=delay or 0),
+                "b_error": (o.error or o.error_class or "failed")[:2000],
+                "b_code": o.status_code,
+                "b_done": now if delay is None else None,
+            }
+        )
+    if retry_rows:
+        stmt = (
+            sa.update(D)
+            .where(D.c.id == sa.bindparam("b_id"), D.c.lease_owner == owner)
+            .values(
+                status=sa.bindparam("b_status"),
+                next_attempt_at=sa.bindparam("b_next"),
+                last_error=sa.bindparam("b_error"),
+                last_code=sa.bindparam("b_code"),
+                done_at=sa.bindparam("b_done"),
+                last_status="failed",
+                lease_owner=None,
+                lease_until=None,
+                first_failed_at=sa.func.coalesce(D.c.first_failed_at, now),
+                updated_at=now,
+            )
+        )
+        session.connection().execute(stmt, retry_rows)
+    res.exhausted = len(exhausted)
+    res.retried = len(bad) - len(exhausted)
+    if exhausted:
+        outbox.emit_many(
+            session,
+            [
+                (
+                    "webhook.delivery_exhausted",
+                    {
+                        "delivery_id": str(r[0]),
+                        "channel": r[1],
+                        "endpoint_id": str(r[2]),
+                        "event_id": str(r[3]),
+                        "event_type": r[4],
+                        "attempts": int(r[6]),
+                    },
+                    r[7],
+                )
+                for r in exhausted
+            ],
+        )
+    # endpoint health: a success clears the failing clock, a failure starts it
+    webhook_ok = [t for t in ok_targets if t not in failed_targets]
+    if webhook_ok:
+        session.execute(
+            sa.update(E)
+            .where(E.c.id.in_(webhook_ok), E.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failed_targets:
+        session.execute(
+            sa.update(E)
+            .where(E.c.id.in_(list(failed_targets)), E.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        stale = (
+            session.execute(
+                sa.select(E.c.id).where(
+                    E.c.id.in_(list(failed_targets)),
+                    E.c.enabled == sa.true(),
+                    E.c.failing_since <= now - policy.disable_after,
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for eid in set(stale) | gone:
+            res.disabled += disable(
+                session, eid, "410 Gone" if eid in gone else f"failing for {policy.disable_after}"
+            )
+    return res
+
+
+def disable(session: Session, endpoint_id: Any, reason: str) -> int:
+    e = session.get(WebhookEndpoint, endpoint_id)
+    if e is None or not e.enabled:
+        return 0
+    before = audit.snapshot(e)
+    e.enabled = False
+    e.disabled_reason = reason
+    e.touch()
+    session.add(e)
+    session.flush()
+    audit.record(
+        session,
+        "webhook.endpoint_auto_disable",
+        target_type="webhook_endpoint",
+        target_id=str(e.id),
+        target=e.url,
+        before=before,
+        after=audit.snapshot(e),
+        tenant_id=e.tenant_id,
+    )
+    outbox.emit(
+        session,
+        "webhook.endpoint_disabled",
+        {"endpoint_id": str(e.id), "url": e.url, "reason": reason},
+        e.tenant_id,
+    )
+    return 1
+
+
+# -- operator queries ------------------------------------------------------------------
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    endpoint: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    stmt = (
+        sa.select(
+            D.c.id,
+            D.c.channel,
+            D.c.target_id,
+            D.c.event_id,
+            D.c.event_type,
+            D.c.status,
+            D.c.last_status,
+            D.c.attempts,
+            D.c.last_code,
+            D.c.next_attempt_at,
+            D.c.created_at,
+            D.c.last_error,
+        )
+        .order_by(D.c.created_at.desc(), D.c.seq.desc())
+        .limit(limit)
+    )
+    if endpoint:
+        from mno.webhooks import endpoints
+
+        stmt = stmt.where(D.c.target_id == endpoints.get(session, endpoint).id)
+    if status:
+        if status not in STATUSES:
+            raise BadInput(f"bad status {status!r}", "one of: " + ", ".join(STATUSES))
+        if status == "failed":
+            stmt = stmt.where(D.c.status == "pending", D.c.last_status == "failed")
+        else:
+            stmt = stmt.where(D.c.status == status)
+    if event_type:
+        stmt = stmt.where(D.c.event_type.like(event_type.replace("*", "%")))
+    if since:
+        stmt = stmt.where(D.c.created_at >= since)
+    return [
+        audit.jsonable(
+            {
+                "id": str(r.id),
+                "channel": r.channel,
+                "target": str(r.target_id),
+                "event_id": str(r.event_id),
+                "event_type": r.event_type,
+                "status": "failed"
+                if r.status == "pending" and r.last_status == "failed"
+                else r.status,
+                "attempts": r.attempts,
+                "last_code": r.last_code,
+                "next_attempt_at": r.next_attempt_at if r.status == "pending" else None,
+                "created_at": r.created_at,
+                "last_error": r.last_error,
+            }
+        )
+        for r in session.execute(stmt)
+    ]
+
+
+def show(session: Session, delivery_id: str) -> dict[str, Any]:
+    try:
+        did = uuid.UUID(delivery_id)
+    except ValueError as exc:
+        raise BadInput(f"bad delivery id {delivery_id!r}") from exc
+    d = session.get(WebhookDelivery, did)
+    if d is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    from sqlmodel import col, select
+
+    attempts = session.exec(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id == did)
+        .order_by(col(WebhookAttempt.at))
+    ).all()
+    return audit.jsonable(
+        {
+            "id": str(d.id),
+            "channel": d.channel,
+            "target": str(d.target_id),
+            "event_id": str(d.event_id),
+            "event_type": d.event_type,
+            "status": d.status,
+            "attempts": d.attempts,
+            "next_attempt_at": d.next_attempt_at,
+            "last_error": d.last_error,
+            "body": d.body,
+            "attempt_log": [
+                {
+                    "at": a.at,
+                    "status_code": a.status_code,
+                    "latency_ms": a.latency_ms,
+                    "error_class": a.error_class,
+                    "response": a.response,
+                }
+                for a in attempts
+            ],
+        }
+    )
+
+
+def replay(
+    session: Session,
+    endpoint: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: str = "exhausted",
+) -> int:
+    """Re-queue up to 10,000 deliveries of one endpoint (attempt count starts over)."""
+    from mno.webhooks import endpoints
+
+    if status not in ("exhausted", "failed", "all"):
+        raise BadInput(f"bad status {status!r}", "one of: exhausted, failed, all")
+    e = endpoints.get(session, endpoint)
+    cond = [D.c.target_id == e.id]
+    if status == "exhausted":
+        cond.append(D.c.status == "exhausted")
+    elif status == "failed":
+        cond.append(
+            sa.or_(
+                D.c.status == "exhausted",
+                sa.and_(D.c.status == "pending", D.c.last_status == "failed"),
+            )
+        )
+    else:
+        cond.append(D.c.status != "cancelled")
+    if since:
+        cond.append(D.c.created_at >= since)
+    if until:
+        cond.append(D.c.created_at < until)
+    ids = (
+        session.execute(sa.select(D.c.id).where(*cond).order_by(D.c.seq).limit(MAX_REPLAY))
+        .scalars()
+        .all()
+    )
+    now = clock.now()
+    if ids:
+        session.execute(
+            sa.update(D)
+            .where(leases._id_in(session, D.c.id, list(ids)))
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_until=None,
+                done_at=None,
+                updated_at=now,
+            )
+        )
+    audit.record(
+        session,
+        "webhook.replay",
+        target_type="webhook_endpoint",
+        target_id=str(e.id),
+        target=e.url,
+        after={"count": len(ids), "status": status},
+        tenant_id=e.tenant_id,
+    )
+    outbox.emit(
+        session, "webhook.replayed", {"endpoint_id": str(e.id), "count": len(ids)}, e.tenant_id
+    )
+    return len(ids)

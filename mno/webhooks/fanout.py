@@ -1,0 +1,229 @@
+"""Fan-out: turn new outbox events into deliveries, never skipping one, never twice.
+
+The outbox ``seq`` is taken at INSERT time, not at commit time. On PostgreSQL a
+transaction that inserted seq 41 may commit after one that inserted seq 42 was read, so a
+plain ``seq > cursor`` read would skip 41 for ever. The fan-out therefore keeps, in one
+state row (``webhook_fanout``):
+
+- ``high``: the highest seq it has fanned out;
+- ``gaps``: every seq below ``high`` it has not seen yet, with the time it was first
+  missed. Each pass reads ``seq > high OR seq IN gaps``, so an event that commits late is
+  picked up as soon as it is visible. A gap older than the grace window (default 10 min,
+  option ``fanout_gap_grace``) is dropped: it was a rolled-back insert (sequences leave
+  holes) or a transaction that outlived the grace, which the store should never have.
+
+Fanning out twice is impossible twice over: the state row is locked (``FOR UPDATE`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) for the pass, and deliveries are unique on
+(event, target) and inserted with ``ON CONFLICT DO NOTHING``. The state row, the named
+consumer cursor (``mno.store.cursors``; it holds the lowest seq still possibly unread,
+which the housekeeper's pruning respects) and the delivery rows are written in the one
+transaction of the pass.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.events import matches
+from mno.store import cursors
+from mno.store.models.core import Event
+from mno.store.models.webhooks import NotifyRule, WebhookDelivery, WebhookEndpoint, WebhookFanout
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+CONSUMER = "dispatcher"
+DEFAULT_GAP_GRACE = timedelta(minutes=10)
+# events about a delivery or an endpoint never go to the endpoint they are about
+_SELF_EVENTS = {"webhook.delivery_exhausted", "webhook.endpoint_disabled"}
+
+
+def body_for(event_type: str, at: datetime, payload: dict[str, Any]) -> str:
+    """The compact JSON body: ``{"type", "timestamp", "data"}``."""
+    return json.dumps(
+        {
+            "type": event_type,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "data": payload,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+@dataclass
+class FanoutResult:
+    events: int = 0
+    deliveries: int = 0
+    gaps: int = 0
+    high: int = 0
+
+
+def _state(session: Session, name: str) -> Any:
+    t = WebhookFanout.__table__
+    stmt = sa.select(t).where(t.c.name == name)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
+    if row is not None:
+        return row
+    from sqlalchemy.exc import IntegrityError
+
+    now = clock.now()
+    try:
+        with session.begin_nested():
+            session.execute(
+                sa.insert(t).values(
+                    id=uuid.uuid4(), name=name, high=0, gaps={}, created_at=now, updated_at=now
+                )
+            )
+    except IntegrityError:
+        pass
+    return session.execute(stmt).first()
+
+
+def endpoint_matches(e: Any, event_type: str, tenant_id: Any, payload: dict[str, Any]) -> bool:
+    if event_type == "webhook.ping":
+        return False
+    if e.tenant_id is not None and e.tenant_id != tenant_id:
+        return False
+    if e.events and not any(matches(p, event_type) for p in e.events):
+        return False
+    return not (event_type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id))
+
+
+def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    t = WebhookDelivery.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(t).on_conflict_do_nothing(index_elements=["event_id", "target_id"])
+    result = session.execute(stmt, rows)
+    return int(result.rowcount or 0) if result.rowcount and result.rowcount > 0 else len(rows)
+
+
+def delivery_row(
+    *, channel: str, target_id: uuid.UUID, ev: Any, body: str, ordered: bool, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "created_at": now,
+        "updated_at": now,
+        "status": "pending",
+        "lease_owner": None,
+        "lease_until": None,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "channel": channel,
+        "target_id": target_id,
+        "event_id": ev.id,
+        "seq": ev.seq,
+        "event_type": ev.type,
+        "event_at": ev.created_at,
+        "tenant_id": ev.tenant_id,
+        "body": body,
+        "ordered": ordered,
+        "last_status": None,
+        "last_code": None,
+        "first_failed_at": None,
+        "done_at": None,
+    }
+
+
+def fan_out(
+    session: Session,
+    *,
+    name: str = CONSUMER,
+    limit: int = 1000,
+    gap_grace: timedelta = DEFAULT_GAP_GRACE,
+) -> FanoutResult:
+    """One pass, in the caller's (writing) transaction."""
+    state = _state(session, name)
+    high = int(state.high)
+    gaps: dict[str, str] = dict(state.gaps or {})
+    et = Event.__table__
+    cond = et.c.seq > high
+    if gaps:
+        cond = sa.or_(cond, et.c.seq.in_([int(g) for g in gaps]))
+    events = session.execute(
+        sa.select(et.c.id, et.c.seq, et.c.type, et.c.tenant_id, et.c.payload, et.c.created_at)
+        .where(cond)
+        .order_by(et.c.seq)
+        .limit(limit)
+    ).all()
+    now = clock.now()
+    result = FanoutResult()
+    if events:
+        from sqlmodel import select
+
+        endpoints = list(session.exec(select(WebhookEndpoint)))
+        rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
+        rows: list[dict[str, Any]] = []
+        for ev in events:
+            body: str | None = None
+            payload = ev.payload or {}
+            for e in endpoints:
+                if endpoint_matches(e, ev.type, ev.tenant_id, payload):
+                    body = body or body_for(ev.type, ev.created_at, payload)
+                    rows.append(
+                        delivery_row(
+                            channel="webhook",
+                            target_id=e.id,
+                            ev=ev,
+                            body=body,
+                            ordered=e.ordered,
+                            now=now,
+                        )
+                    )
+            for r in rules:
+                if r.tenant_id is not None and r.tenant_id != ev.tenant_id:
+                    continue
+                if any(matches(p, ev.type) for p in r.events):
+                    body = body or body_for(ev.type, ev.created_at, payload)
+                    rows.append(
+                        delivery_row(
+                            channel="email",
+                            target_id=r.id,
+                            ev=ev,
+                            body=body,
+                            ordered=False,
+                            now=now,
+                        )
+                    )
+        result.deliveries = insert_deliveries(session, rows) if rows else 0
+        result.events = len(events)
+        seen = {int(ev.seq) for ev in events}
+        for s in seen:
+            gaps.pop(str(s), None)
+        top = max(seen)
+        if top > high:
+            stamp = now.isoformat()
+            # a fresh consumer starts at the oldest event still in the outbox
+            start = high + 1 if high > 0 else min(seen)
+            for s in range(start, top):
+                if s not in seen:
+                    gaps[str(s)] = stamp
+            high = top
+    # drop gaps older than the grace window
+    cutoff = now - gap_grace
+    gaps = {s: at for s, at in gaps.items() if datetime.fromisoformat(at) > cutoff}
+    t = WebhookFanout.__table__
+    session.execute(
+        sa.update(t).where(t.c.name == name).values(high=high, gaps=gaps, updated_at=now)
+    )
+    low = (min(int(s) for s in gaps) - 1) if gaps else high
+    cursors.advance(session, name, low)
+    result.gaps = len(gaps)
+    result.high = high
+    return result

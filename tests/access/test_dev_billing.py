@@ -1,0 +1,69 @@
+"""Developer API bills and usage (needs the billing package); real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.access.conftest import basic
+
+pytest.importorskip("mno.billing.charges")
+pytest.importorskip("mno.billing.usage")
+
+
+@pytest.fixture
+def other_key(session):
+    from mno.access import keys
+    from mno.tenancy import apps
+
+    with session() as s:
+        apps.create(s, "Other", code="other", owner="acme", if_not_exists=True)
+        issued = keys.rotate(s, "other")
+    return basic(issued.key.key_id, issued.secret)
+
+
+def test_bills_idempotent_scoped_and_cancellable(api, app_key, other_key, acme):
+    h = basic(app_key["key_id"], app_key["secret"])
+    body = {"tenant": "acme", "amount": "12.50", "currency": "USD", "description": "Setup"}
+    first = httpx.post(f"{api}/v1/dev/bills", json=body, headers={**h, "Idempotency-Key": "k1"})
+    assert first.status_code == 201, first.text
+    bill = first.json()
+    assert bill["amount"] in ("12.50", "12.5") and bill["app"] == "crm"
+    again = httpx.post(f"{api}/v1/dev/bills", json=body, headers={**h, "Idempotency-Key": "k1"})
+    assert again.status_code in (200, 201) and again.json()["id"] == bill["id"]
+    got = httpx.get(f"{api}/v1/dev/bills/{bill['id']}", headers=h)
+    assert got.status_code == 200 and got.json()["id"] == bill["id"]
+    foreign = httpx.get(f"{api}/v1/dev/bills/{bill['id']}", headers=other_key)
+    assert foreign.status_code in (403, 404)
+    assert httpx.delete(f"{api}/v1/dev/bills/{bill['id']}", headers=other_key).status_code in (
+        403,
+        404,
+    )
+    cancelled = httpx.delete(f"{api}/v1/dev/bills/{bill['id']}", headers=h)
+    assert cancelled.status_code == 200, cancelled.text
+    assert app_key["secret"] not in first.text + got.text + cancelled.text
+    missing = httpx.get(f"{api}/v1/dev/bills/not-a-bill", headers=h)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    bad = httpx.post(f"{api}/v1/dev/bills", json={**body, "amount": "abc"}, headers=h)
+    assert bad.status_code == 422
+
+
+def test_bill_for_a_tenant_that_is_not_a_customer_is_403(api, app_key, session):
+    from mno.tenancy import tenants
+
+    with session() as s:
+        tenants.create(s, "globex")
+    h = basic(app_key["key_id"], app_key["secret"])
+    body = {"tenant": "globex", "amount": "1.00", "currency": "USD", "description": "x"}
+    r = httpx.post(f"{api}/v1/dev/bills", json=body, headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+
+
+def test_usage_is_recorded_once_per_idempotency_key(api, app_key, acme):
+    h = {**basic(app_key["key_id"], app_key["secret"]), "Idempotency-Key": "u1"}
+    body = {"tenant": "acme", "metric": "api_calls", "quantity": "3"}
+    first = httpx.post(f"{api}/v1/dev/usage", json=body, headers=h)
+    assert first.status_code == 201, first.text
+    again = httpx.post(f"{api}/v1/dev/usage", json=body, headers=h)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert again.json()["created"] is False

@@ -49,6 +49,12 @@ def setup(home: Path, url: str) -> dict[str, str]:
         members.add(s, "acme", "bob@acme.io", "member")
         key = keys.rotate(s, "crm")
         token = tokens.create(s, "bob@acme.io", ttl="1d")
+        try:
+            from mno.store.models.billing import BillingMetric
+
+            s.add(BillingMetric(code="api_calls", name="API calls"))
+        except ImportError:
+            pass
     db.dispose_all()
     auth = base64.b64encode(f"{key.key.key_id}:{key.secret}".encode()).decode()
     return {"auth": auth, "token": token.secret}

@@ -75,7 +75,15 @@ def generate(
             )
         made["WebhookEndpoint"] = n_hooks
     if "Plan" in REGISTRY and n_plans:
-        made["Plan"] = 0  # generated when the Plan kind lands
+        (root / "plans").mkdir()
+        for i in range(n_plans):
+            (root / "plans" / f"plan-{i:02d}.yaml").write_text(
+                "apiVersion: mno.io/v1\nkind: Plan\n"
+                f"metadata:\n  name: plan-{i:02d}\nspec:\n  name: Plan {i}\n"
+                f"  currency: {['USD', 'EUR'][i % 2]}\n  trial_days: {i % 30}\n"
+                f'  charges:\n    - {{kind: fixed, amount: "{10 + i}.00"}}\n'
+            )
+        made["Plan"] = n_plans
     return made
 
 
@@ -90,7 +98,9 @@ def copy_rows(src_url: str, dst_url: str) -> tuple[float, int]:
     import sqlalchemy as sa
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
     from mno.store import db
 
     src, dst = db.get_engine(src_url), db.get_engine(dst_url)

@@ -20,6 +20,7 @@ CATALOGUE: dict[str, str] = {
     "lead.converted": "A verified lead became a tenant.",
     "app.created": "An app was added to the catalogue.",
     "app.updated": "An app's fields changed.",
+    "app.deleted": "An app was removed from the catalogue.",
     "app.enabled": "An app was enabled.",
     "app.disabled": "An app was disabled.",
     "app.access_granted": "A tenant was granted explicit access to an app.",
@@ -56,6 +57,16 @@ CATALOGUE: dict[str, str] = {
     "notify.rule_deleted": "An email notification rule was removed.",
     # gitops
     "gitops.applied": "Documents were applied (payload: source, created, updated, deleted).",
+    "invoice.issued": "An invoice was issued with its number (billing).",
+    "invoice.paid": "An invoice was paid in full (billing).",
+    "invoice.voided": "An invoice was voided; a credit note was created if it was issued.",
+    "invoice.overdue": "An issued invoice is unpaid past its due date plus grace.",
+    "subscription.created": "A tenant subscribed to a plan version.",
+    "subscription.canceled": "A subscription was canceled now or at period end.",
+    "subscription.plan_changed": "A subscription moved to another plan.",
+    "charge.created": "A one-off charge was submitted for a tenant.",
+    "charge.cancelled": "A one-off charge was cancelled before it was invoiced.",
+    "billing.run_finished": "A billing run finished with its counts and failures.",
 }
 
 

@@ -35,10 +35,22 @@ class WebhooksConfig(Section):
     allow_networks: list[str] = Field(default_factory=list)
 
 
+class BillingConfig(Section):
+    """Billing policy: invoice issue, due dates and arrears."""
+
+    issuer: str = "default"  # invoice numbering series
+    auto_issue: bool = False  # the biller issues the drafts it creates
+    due_days: int = Field(default=30, ge=0, le=365)
+    arrears_after_days: int = Field(default=15, ge=0, le=365)  # after due_at
+    suspend_in_arrears: bool = False  # also suspend the tenant
+    run_after_hours: int = Field(default=1, ge=0, le=72)  # wait after the period closes
+
+
 class PlatformConfig(Section):
     apps_domain: str = "apps.localhost"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
 
 
 _cache: dict[str, PlatformConfig] = {}

@@ -96,7 +96,9 @@ def pg_database() -> Iterator[str]:
 def truncate_all(url: str) -> None:
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
     from mno.store import db
 
     engine = db.get_engine(url)

@@ -133,3 +133,22 @@ def test_cli_access_exit_codes(cli, sqlite_url):
     allowed = cli.json("app", "access", "shop", "acme")
     assert allowed["allowed"] is True
     assert cli("app", "create", "Bad", "--stack", "x").exit_code == 2
+
+
+def test_delete_app(session, store_url, cli):
+    from mno.store.models.sync import SyncConnector
+
+    with session() as s:
+        tenants.create(s, "acme")
+        apps.create(s, "Old", access="explicit")
+        apps.grant(s, "old", "acme")
+        app, _ = apps.create(s, "Books", stack="connector")
+        s.add(SyncConnector(name="books", app_id=app.id, spec={}, spec_hash="x"))
+    before = counts(store_url)
+    with pytest.raises(Conflict, match="sync_connector"), session() as s:
+        apps.delete(s, "books")
+    assert counts(store_url) == before
+    with session() as s:
+        apps.delete(s, "old")
+    with pytest.raises(NotFound), session() as s:
+        apps.get(s, "old")

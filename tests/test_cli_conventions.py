@@ -186,7 +186,9 @@ def test_models_and_migrations_agree(store_url):
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
     from mno.store import db
 
     engine = db.get_engine(store_url)

@@ -137,6 +137,9 @@ def _instance_tenant(session: Session, instance_id: uuid.UUID) -> uuid.UUID | No
     import sqlalchemy as sa
     from sqlmodel import SQLModel
 
+    from mno.store.models import load_all
+
+    load_all()
     table = SQLModel.metadata.tables.get("instance")
     if table is None or "tenant_id" not in table.c:
         return None

@@ -69,7 +69,9 @@ def _prune(
 def work_tables() -> list[sa.Table]:
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
 
     return [
         t for t in SQLModel.metadata.sorted_tables if "lease_until" in t.c and "lease_owner" in t.c

@@ -24,13 +24,13 @@ def build_app(runner: Runner | None = None) -> FastAPI:
 
     app = FastAPI(title="mno agents", docs_url=None, redoc_url=None)
 
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:
         if runner is None or runner.healthy():
             return Response('{"status":"ok"}', media_type="application/json")
         return Response('{"status":"unhealthy"}', status_code=503, media_type="application/json")
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         if runner is None:
             return Response("", media_type="text/plain")

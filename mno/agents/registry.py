@@ -14,6 +14,7 @@ AGENTS: dict[str, str] = {
     "probe": "mno.agents.probe",
     "poller": "mno.agents.poller",
     "dispatcher": "mno.agents.dispatcher",
+    "biller": "mno.agents.biller",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener

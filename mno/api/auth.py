@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import Request, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from mno import clock
 from mno.access import revocation, secrets
-from mno.api import config
+from mno.api import config, threads
 from mno.api.errors import ApiError
 
 basic = HTTPBasic(auto_error=False, description="App key id and secret")
@@ -151,7 +150,7 @@ async def authenticate(header: str | None) -> Caller:
             raise _unauthorized()
     else:
         stamp = revocation.current()
-        entry = await run_in_threadpool(_lookup, key_id, secret)
+        entry = await threads.run(_lookup, key_id, secret)
         if entry is None:
             raise _unauthorized()
         if stamp == revocation.current():

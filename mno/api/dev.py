@@ -13,10 +13,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mno.api import threads
 from mno.api.auth import Caller, app_caller
 from mno.api.errors import ERRORS, ApiError, ApiRoute
 from mno.store import audit
@@ -48,12 +48,25 @@ def customer_tenant_ids(session: Any, app_id: uuid.UUID) -> set[uuid.UUID]:
     import sqlalchemy as sa
     from sqlmodel import SQLModel
 
+    from mno.store.models import load_all
+
+    load_all()
     ids: set[uuid.UUID] = set()
-    for name in ("instance", "subscription"):
+    code = None
+    for name in ("instance", "billing_subscription"):
         table = SQLModel.metadata.tables.get(name)
-        if table is None or "app_id" not in table.c or "tenant_id" not in table.c:
+        if table is None or "tenant_id" not in table.c:
             continue
-        stmt = sa.select(table.c.tenant_id).where(table.c.app_id == app_id)
+        if "app_id" in table.c:
+            stmt = sa.select(table.c.tenant_id).where(table.c.app_id == app_id)
+        elif "app_code" in table.c:
+            if code is None:
+                from mno.store.models.tenancy import App
+
+                code = session.exec(sa.select(App.code).where(App.id == app_id)).scalar_one()
+            stmt = sa.select(table.c.tenant_id).where(table.c.app_code == code)
+        else:
+            continue
         if "status" in table.c:
             stmt = stmt.where(table.c.status.notin_(("deleted", "cancelled", "canceled")))
         ids.update(row[0] for row in session.exec(stmt))
@@ -92,9 +105,11 @@ def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
 async def customers(
     caller: Caller = Depends(app_caller),
     limit: int = Query(100, ge=1, le=1000),
-    after: str | None = Query(None, max_length=40, description="Tenant key to start after."),
+    after: str | None = Query(
+        None, max_length=40, pattern=r"^[a-z0-9-]*$", description="Tenant key to start after."
+    ),
 ) -> Any:
-    return await run_in_threadpool(_customers, caller, limit, after)
+    return await threads.run(_customers, caller, limit, after)
 
 
 _billable: dict[tuple[uuid.UUID, str], float] = {}
@@ -210,6 +225,20 @@ def _charge_of(session: Any, caller: Caller, bill_id: str) -> Any:
     return charge
 
 
+def _replayed(session: Any, tenant_id: uuid.UUID, idem: str | None) -> bool:
+    """Whether a charge with this idempotency key exists already (answer 200, not 201)."""
+    if not idem:
+        return False
+    from sqlmodel import select
+
+    from mno.store.models.billing import Charge
+
+    found = session.exec(
+        select(Charge.id).where(Charge.tenant_id == tenant_id, Charge.idempotency_key == idem)
+    ).first()
+    return found is not None
+
+
 def _create_bill(caller: Caller, body: BillRequest, key: str | None) -> tuple[dict[str, Any], int]:
     from mno.billing import charges
     from mno.store.db import session_scope
@@ -217,16 +246,18 @@ def _create_bill(caller: Caller, body: BillRequest, key: str | None) -> tuple[di
     amount = _decimal(body.amount, "amount")
     with session_scope() as s:
         tenant = may_bill(s, caller, body.tenant)
+        idem = f"{caller.app_code}:{key}" if key else None
+        replayed = _replayed(s, tenant.id, idem)
         result = charges.add(
             s,
             tenant.key,
             amount,
             body.currency.upper(),
             body.description,
-            idempotency_key=f"{caller.app_code}:{key}" if key else None,
+            idempotency_key=idem,
             app_code=caller.app_code,
         )
-        charge, created = result if isinstance(result, tuple) else (result, True)
+        charge, created = result if isinstance(result, tuple) else (result, not replayed)
         if getattr(charge, "app_code", caller.app_code) != caller.app_code:
             raise ApiError(409, "conflict", "this Idempotency-Key was used for another bill")
         return _bill_dict(s, charge), 201 if created else 200
@@ -244,7 +275,7 @@ async def create_bill(
     caller: Caller = Depends(app_caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    data, status = await run_in_threadpool(_create_bill, caller, body, idempotency_key)
+    data, status = await threads.run(_create_bill, caller, body, idempotency_key)
     return JSONResponse(data, status_code=status)
 
 
@@ -262,7 +293,7 @@ def _get_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
     summary="A bill the calling app created",
 )
 async def get_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
-    return await run_in_threadpool(_get_bill, caller, bill_id)
+    return await threads.run(_get_bill, caller, bill_id)
 
 
 def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
@@ -282,7 +313,7 @@ def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
     summary="Cancel a bill that is not invoiced yet",
 )
 async def cancel_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
-    return await run_in_threadpool(_cancel_bill, caller, bill_id)
+    return await threads.run(_cancel_bill, caller, bill_id)
 
 
 # -- usage --------------------------------------------------------------------------
@@ -353,5 +384,5 @@ async def record_usage(
     caller: Caller = Depends(app_caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    data, status = await run_in_threadpool(_record_usage, caller, body, idempotency_key)
+    data, status = await threads.run(_record_usage, caller, body, idempotency_key)
     return JSONResponse(data, status_code=status)

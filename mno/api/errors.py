@@ -66,6 +66,8 @@ def _from_exception(exc: Exception) -> Response | None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         msg = str(first.get("msg", "invalid request"))
         return error_response(422, "invalid", f"{where}: {msg}" if where else msg)
+    if type(exc).__name__ == "DataError" and type(exc).__module__.startswith("sqlalchemy"):
+        return error_response(422, "invalid", "a value is not acceptable to the store")
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", exc.message)
     if isinstance(exc, Conflict | InvalidTransition):
@@ -89,8 +91,11 @@ class ApiRoute(APIRoute):
                 length = request.headers.get("content-length")
                 if length is not None and (not length.isdigit() or int(length) > limit):
                     return error_response(413, "too_large", f"the body is over {limit} bytes")
-                if length is None and len(await request.body()) > limit:
+                body = await request.body()
+                if len(body) > limit:
                     return error_response(413, "too_large", f"the body is over {limit} bytes")
+                if b"\\u0000" in body or b"\x00" in body:
+                    return error_response(422, "invalid", "NUL characters are not allowed")
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - mapped below or re-raised

@@ -16,13 +16,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mno import clock
 from mno.access import revocation, roles, secrets
-from mno.api import auth, config
+from mno.api import auth, config, threads
 from mno.api.errors import ERRORS, ApiError, ApiRoute
 
 Action = Literal[
@@ -151,7 +150,7 @@ async def authorize(request: Request) -> Any:
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
         return Response(cached[1], media_type="application/json")
-    answer = await run_in_threadpool(_decide, body)
+    answer = await threads.run(_decide, body)
     data = json.dumps(answer).encode()
     if ttl > 0 and revocation.current() == stamp:
         if len(_cache) >= MAX_ENTRIES or len(_raw) >= MAX_ENTRIES:

@@ -177,6 +177,15 @@ GROUPS: list[tuple[str, str, str]] = [
     ("report", "mno.cli.reports", "Platform KPIs (Impac): summary, per-area detail, HTML."),
     ("agents", "mno.cli.agents", "Run and inspect the agent daemons."),
     ("db", "mno.cli.db_cmd", "Manage the store's schema."),
+    ("metric", "mno.cli.billing_metrics", "Catalogue: usage metrics and their aggregation."),
+    ("coupon", "mno.cli.billing_coupons", "Catalogue: coupons."),
+    ("tax-rate", "mno.cli.billing_tax_rates", "Catalogue: tax rates per country and region."),
+    ("subscription", "mno.cli.billing_subscriptions", "Subscriptions of tenants to plans."),
+    ("usage", "mno.cli.billing_usage", "Usage events for metered charges."),
+    ("charge", "mno.cli.billing_charges", "One-off charges billed by the next run."),
+    ("billing", "mno.cli.billing", "Billing runs and plans (mno billing plan ...)."),
+    ("invoice", "mno.cli.billing_invoices", "Invoices: issue, pay, void, explain, export."),
+    ("ledger", "mno.cli.billing_ledger", "The billing ledger of a tenant."),
 ]
 _GROUP_INDEX = {name: (module, help) for name, module, help in GROUPS}
 

@@ -177,6 +177,23 @@ def disable(
     _set_enabled(code, False, output)
 
 
+@app.command("delete")
+def delete(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Remove an app from the catalogue (refused while anything still uses it)."""
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    if not yes:
+        typer.confirm(f"Delete app {code}?", abort=True)
+    with session_scope() as s:
+        apps.delete(s, code)
+    done({"app": code, "deleted": True}, f"app {code} deleted", output)
+
+
 @app.command("grant")
 def grant(
     code: Annotated[str, typer.Argument(help="App code.")],

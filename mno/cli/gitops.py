@@ -326,10 +326,40 @@ def schema(
         success(f"schema written to {out}")
 
 
+def plan_group(
+    ctx: typer.Context,
+    filename: FilesOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the plan (JSON).")] = Path(
+        "plan.json"
+    ),
+    prune: PruneOpt = False,
+    source: SourceOpt = "default",
+    force_conflicts: ForceOpt = False,
+    allow_empty: EmptyOpt = False,
+    allow_offboard: OffboardOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Save a GitOps plan (`mno plan -f PATH --out plan.json`), or manage billing plans
+    (`mno plan create|list|show|update`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    plan(filename, out, prune, source, force_conflicts, allow_empty, allow_offboard, output)
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("diff")(diff)
-    app.command("plan")(plan)
+    # `mno plan` is both the GitOps planner (options only) and the billing plan catalogue
+    # (subcommands), so `mno plan -f configs --out plan.json` and `mno plan create` both work.
+    group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+    group.callback()(plan_group)
+    try:
+        from mno.cli.billing_plans import app as billing_plans
+    except ImportError:  # pragma: no cover - billing not in this build
+        billing_plans = None
+    if billing_plans is not None:
+        group.registered_commands.extend(billing_plans.registered_commands)
+    app.add_typer(group, name="plan")
     app.command("apply")(apply)
     app.command("export")(export)
     app.command("schema")(schema)

@@ -93,6 +93,245 @@ def tenants_report(session: Session, window: Window) -> Report:
     )
 
 
+# -- revenue and invoices (billing) ------------------------------------------------------
+
+BILLED = ("issued", "paid")
+
+
+def _money(units: int, currency: str) -> dict[str, str]:
+    from mno.money import from_minor
+
+    return {"amount": str(from_minor(int(units), currency)), "currency": currency}
+
+
+def _major(units: int, currency: str) -> Any:
+    from mno.money import from_minor
+
+    return from_minor(int(units), currency)
+
+
+def revenue_report(session: Session, window: Window) -> Report:
+    """Revenue from issued and paid invoices (credit notes subtract), by month of issue.
+
+    MRR is the recurring (fixed) line amount of the window's last billed month; ARR is
+    12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
+    last month's revenue from tenants billed in the first month with the first month's.
+    """
+    from mno.store.models.billing import Invoice, InvoiceLine, Subscription
+
+    dialect = _dialect(session)
+    i = Invoice.__table__
+    ln = InvoiceLine.__table__
+    sub = Subscription.__table__
+    sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
+    billed = sa.and_(
+        i.c.status.in_(BILLED), i.c.issued_at >= window.start, i.c.issued_at < window.stop
+    )
+    if window.currency:
+        billed = sa.and_(billed, i.c.currency == window.currency)
+    m = sql.month(i.c.issued_at, dialect).label("m")
+    by_month: dict[str, dict[str, int]] = {}
+    for month, currency, units in session.execute(
+        sa.select(m, i.c.currency, sa.func.sum(i.c.total_minor * sign))
+        .where(billed)
+        .group_by(m, i.c.currency)
+    ):
+        by_month.setdefault(currency, {})[month] = int(units or 0)
+    currencies = sorted(by_month)
+    totals = {c: sum(v.values()) for c, v in by_month.items()}
+    tenants_billed = dict(
+        session.execute(
+            sa.select(i.c.currency, sa.func.count(sa.distinct(i.c.tenant_id)))
+            .where(billed, i.c.kind != "credit_note")
+            .group_by(i.c.currency)
+        ).all()
+    )
+    months = window.month_keys()
+    last_month = {
+        c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
+    }
+    line_month = sql.month(i.c.issued_at, dialect)
+    mrr: dict[str, int] = {}
+    for currency in currencies:
+        if last_month[currency] is None:
+            continue
+        mrr[currency] = int(
+            session.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(ln.c.amount_minor * sign), 0))
+                .select_from(ln.join(i, i.c.id == ln.c.invoice_id))
+                .where(
+                    billed,
+                    i.c.currency == currency,
+                    ln.c.kind == "fixed",
+                    line_month == last_month[currency],
+                )
+            ).scalar_one()
+        )
+    by_plan = [
+        {"plan": plan or "-", "revenue": _money(units, cur)}
+        for plan, cur, units in session.execute(
+            sa.select(sub.c.plan_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
+            .select_from(
+                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
+                    sub, sub.c.id == ln.c.subscription_id
+                )
+            )
+            .where(billed)
+            .group_by(sub.c.plan_code, i.c.currency)
+        )
+    ]
+    by_plan.sort(key=lambda r: (r["plan"], r["revenue"]["currency"]))
+    by_app = [
+        {"app": app or "-", "revenue": _money(units, cur)}
+        for app, cur, units in session.execute(
+            sa.select(sub.c.app_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
+            .select_from(
+                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
+                    sub, sub.c.id == ln.c.subscription_id
+                )
+            )
+            .where(billed)
+            .group_by(sub.c.app_code, i.c.currency)
+        )
+    ]
+    by_app.sort(key=lambda r: (r["app"], r["revenue"]["currency"]))
+    nrr: dict[str, Any] = {}
+    first, last = months[0], months[-1]
+    for currency in currencies:
+        start_rows = dict(
+            session.execute(
+                sa.select(i.c.tenant_id, sa.func.sum(i.c.total_minor * sign))
+                .where(billed, i.c.currency == currency, m == first)
+                .group_by(i.c.tenant_id)
+            ).all()
+        )
+        base = sum(int(v or 0) for v in start_rows.values())
+        if not base or first == last:
+            nrr[currency] = None
+            continue
+        end = session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(i.c.total_minor * sign), 0)).where(
+                billed,
+                i.c.currency == currency,
+                m == last,
+                i.c.tenant_id.in_(list(start_rows)),
+            )
+        ).scalar_one()
+        nrr[currency] = round(int(end) / base * 100, 1)
+    return Report(
+        area="revenue",
+        title="Revenue",
+        window=window,
+        metrics={
+            "mrr": {c: str(_major(v, c)) for c, v in mrr.items()},
+            "arr": {c: str(_major(v * 12, c)) for c, v in mrr.items()},
+            "revenue_in_window": {c: str(_major(v, c)) for c, v in totals.items()},
+            "arpa": {
+                c: str(_major(totals[c] // max(1, int(tenants_billed.get(c, 0) or 0)), c))
+                for c in currencies
+            },
+            "nrr_pct": nrr,
+        },
+        tables={
+            "by_plan": by_plan,
+            "by_app": by_app,
+            "monthly": [
+                {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
+                for k in months
+            ],
+        },
+        series=[
+            Series(f"revenue {c}", c, [(k, _major(by_month[c].get(k, 0), c)) for k in months])
+            for c in currencies
+        ],
+    )
+
+
+def invoices_report(session: Session, window: Window) -> Report:
+    """Receivables: outstanding and overdue (issued, unpaid) and days sales outstanding.
+
+    DSO = outstanding ÷ revenue billed in the window × days in the window, per currency.
+    """
+    from mno.store.models.billing import Invoice
+
+    i = Invoice.__table__
+    as_of = sa.literal(window.as_of, type_=i.c.issued_at.type)
+    open_ = sa.and_(i.c.status == "issued", i.c.kind != "credit_note", i.c.issued_at < as_of)
+    if window.currency:
+        open_ = sa.and_(open_, i.c.currency == window.currency)
+    due = i.c.total_minor - i.c.paid_minor
+    overdue = sa.and_(i.c.due_at.is_not(None), i.c.due_at < as_of)
+    rows = session.execute(
+        sa.select(
+            i.c.currency,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(due), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((overdue, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((overdue, due), else_=0)), 0),
+        )
+        .where(open_)
+        .group_by(i.c.currency)
+        .order_by(i.c.currency)
+    ).all()
+    billed = dict(
+        session.execute(
+            sa.select(i.c.currency, sa.func.sum(i.c.total_minor))
+            .where(
+                i.c.status.in_(BILLED),
+                i.c.kind != "credit_note",
+                i.c.issued_at >= window.start,
+                i.c.issued_at < window.stop,
+            )
+            .group_by(i.c.currency)
+        ).all()
+    )
+    days = (window.as_of - window.start).days or 1
+    per_currency = []
+    for currency, count, outstanding, n_overdue, overdue_units in rows:
+        sales = int(billed.get(currency) or 0)
+        per_currency.append(
+            {
+                "currency": currency,
+                "outstanding_count": int(count),
+                "outstanding": _money(outstanding, currency),
+                "overdue_count": int(n_overdue),
+                "overdue": _money(overdue_units, currency),
+                "dso_days": round(int(outstanding) / sales * days, 1) if sales else None,
+            }
+        )
+    issued = _monthly_counts(
+        session,
+        i.c.issued_at,
+        window,
+        i.c.kind != "credit_note",
+        i.c.status.in_(("issued", "paid", "void")),
+    )
+    paid = _monthly_counts(session, i.c.paid_at, window, i.c.status == "paid")
+    return Report(
+        area="invoices",
+        title="Invoices",
+        window=window,
+        metrics={
+            "outstanding_count": sum(r["outstanding_count"] for r in per_currency),
+            "overdue_count": sum(r["overdue_count"] for r in per_currency),
+            "outstanding": {r["currency"]: r["outstanding"]["amount"] for r in per_currency},
+            "overdue": {r["currency"]: r["overdue"]["amount"] for r in per_currency},
+            "dso_days": {r["currency"]: r["dso_days"] for r in per_currency},
+        },
+        tables={
+            "by_currency": per_currency,
+            "monthly": [
+                {"month": k, "issued": issued.get(k, 0), "paid": paid.get(k, 0)}
+                for k in window.month_keys()
+            ],
+        },
+        series=[
+            Series("invoices issued", "invoices", fill(window, issued)),
+            Series("invoices paid", "invoices", fill(window, paid)),
+        ],
+    )
+
+
 # -- sync -------------------------------------------------------------------------------
 
 RECOVERY_FAILURES = 3
@@ -273,7 +512,9 @@ def webhooks_report(session: Session, window: Window) -> Report:
 
 
 AREAS: dict[str, Callable[[Session, Window], Report]] = {
+    "revenue": revenue_report,
     "tenants": tenants_report,
+    "invoices": invoices_report,
     "webhooks": webhooks_report,
     "sync": sync_report,
 }

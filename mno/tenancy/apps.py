@@ -291,6 +291,49 @@ def set_enabled(session: Session, code: str, enabled: bool) -> App:
     return app
 
 
+def delete(session: Session, code: str) -> None:
+    """Remove an app from the catalogue, with its grants.
+
+    Refused while anything else still points at it (connectors, API keys, instances, ...):
+    every table with a foreign key to ``app`` is checked.
+    """
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel, select
+
+    from mno.store.models import load_all
+
+    app = get(session, code)
+    load_all()
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name in ("app", "app_grant"):
+            continue
+        for fk in table.foreign_keys:
+            if fk.column.table.name == "app":
+                used = session.execute(
+                    sa.select(sa.func.count()).select_from(table).where(fk.parent == app.id)
+                ).scalar_one()
+                if used:
+                    raise Conflict(
+                        f"app {app.code} is still used by {used} {table.name} row(s)",
+                        "remove those first, or disable the app instead",
+                    )
+    before = audit.snapshot(app)
+    for grant_row in session.exec(select(AppGrant).where(AppGrant.app_id == app.id)):
+        session.delete(grant_row)
+    session.flush()
+    session.delete(app)
+    audit.record(
+        session,
+        "app.delete",
+        target_type="app",
+        target_id=app.id,
+        target=app.code,
+        before=before,
+    )
+    outbox.emit(session, "app.deleted", _payload(app))
+    session.flush()
+
+
 def list_apps(
     session: Session, *, stack: str | None = None, enabled: bool | None = None
 ) -> list[AppView]:

@@ -168,3 +168,13 @@ def test_old_key_works_during_grace_then_stops_even_when_cached(api, app_key, bo
         assert _authorize(api, app_key, **body).status_code == 200
     clock.advance(timedelta(hours=1, seconds=1))
     assert _authorize(api, app_key, **body).status_code == 401
+
+
+def test_nul_characters_are_rejected_not_a_500(api, app_key):
+    h = {**basic(app_key["key_id"], app_key["secret"]), "Content-Type": "application/json"}
+    r = httpx.post(
+        f"{api}/v1/idm/authorize",
+        headers=h,
+        content=b'{"token": "t", "tenant": "a\\u0000", "action": "read"}',
+    )
+    assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]

@@ -78,13 +78,19 @@ def _stop(*procs: subprocess.Popen) -> None:
 
 
 def test_two_processes_share_work_exactly_once(pg_url, tmp_path):
-    with session_scope(pg_url) as s:
-        probe.enqueue(s, 1000, work_ms=1)
     cfg = _config(tmp_path)
     log = tmp_path / "a.log"
     a = _start(pg_url, cfg, "--log-format", "json", "--log-level", "debug", log=log)
     b = _start(pg_url, cfg)
     try:
+        deadline = time.monotonic() + 60  # both processes up (heartbeats) before work arrives
+        while time.monotonic() < deadline:
+            with session_scope(pg_url, write=False) as s:
+                if s.execute(sa.text("SELECT count(*) FROM agent_heartbeat")).scalar_one() == 2:
+                    break
+            time.sleep(0.1)
+        with session_scope(pg_url) as s:
+            probe.enqueue(s, 1000, work_ms=1)
         counts = _wait_done(pg_url, 1000)
     finally:
         _stop(a, b)

@@ -29,7 +29,9 @@ def empty_store(url: str) -> None:
     """Delete every row (PostgreSQL: TRUNCATE; SQLite: DELETE in reverse FK order)."""
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
     from mno.store import db
     from tests.conftest import truncate_all
 
@@ -47,7 +49,9 @@ def row_counts(url: str) -> dict[str, int]:
     import sqlalchemy as sa
     from sqlmodel import SQLModel
 
-    import mno.store.models  # noqa: F401
+    from mno.store.models import load_all
+
+    load_all()
     from mno.store import db
 
     with db.get_engine(url).connect() as conn:

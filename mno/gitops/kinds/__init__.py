@@ -22,6 +22,10 @@ ADAPTERS: list[str] = [
     "mno.gitops.kinds.sync:ConnectionKind",
     "mno.gitops.kinds.webhooks:WebhookEndpointKind",
     "mno.gitops.kinds.webhooks:NotificationRuleKind",
+    "mno.gitops.kinds.billing:MetricKind",
+    "mno.gitops.kinds.billing:PlanKind",
+    "mno.gitops.kinds.billing:CouponKind",
+    "mno.gitops.kinds.billing:TaxRateKind",
     "mno.gitops.kinds.settings:PlatformKind",
 ]
 

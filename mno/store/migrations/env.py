@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import mno.store.models  # noqa: F401  registers every table
+from mno.store.models import load_all
+
+load_all()  # registers every table
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,96 +1,35 @@
-"""SQLModel tables, one module per domain. Importing this package registers them all."""
+"""SQLModel tables, one module per domain.
 
-from mno.store.models.access import (
-    AppKey,
-    Invite,
-    Membership,
-    Team,
-    TeamInstance,
-    TeamMember,
-    User,
-    UserToken,
-)
-from mno.store.models.agents import (
-    AgentTick,
-    ConsumerCursor,
-    Heartbeat,
-    ProbeEffect,
-    ProbeItem,
-)
-from mno.store.models.base import Base, WorkItem
-from mno.store.models.core import AuditEntry, Event, LeaseLock
-from mno.store.models.gitops import GitopsResource
-from mno.store.models.sync import (
-    SyncChange,
-    SyncConflict,
-    SyncConnection,
-    SyncConnector,
-    SyncCursor,
-    SyncIdMap,
-    SyncPush,
-    SyncRecord,
-    SyncRun,
-)
-from mno.store.models.tenancy import (
-    App,
-    AppGrant,
-    Lead,
-    Tenant,
-    TenantContact,
-    TenantDomain,
-    TenantStatusChange,
-)
-from mno.store.models.webhooks import (
-    NotifyRule,
-    NotifyTemplate,
-    WebhookAttempt,
-    WebhookBucket,
-    WebhookDelivery,
-    WebhookEndpoint,
-    WebhookFanout,
-)
+Modules load on first use, so a command pays only for the tables it touches (every model
+module imports the modules its foreign keys point at). ``load_all()`` registers every table:
+migrations, the housekeeper, reflection-style lookups and tests need the whole schema.
+Names stay importable from here (``from mno.store.models import Tenant``); that loads all.
+"""
 
-__all__ = [
-    "AppKey",
-    "Invite",
-    "Membership",
-    "Team",
-    "TeamInstance",
-    "TeamMember",
-    "User",
-    "UserToken",
-    "AgentTick",
-    "ConsumerCursor",
-    "Heartbeat",
-    "ProbeEffect",
-    "ProbeItem",
-    "App",
-    "AppGrant",
-    "AuditEntry",
-    "Base",
-    "Event",
-    "GitopsResource",
-    "Lead",
-    "LeaseLock",
-    "SyncChange",
-    "SyncConflict",
-    "SyncConnection",
-    "SyncConnector",
-    "SyncCursor",
-    "SyncIdMap",
-    "SyncPush",
-    "SyncRecord",
-    "SyncRun",
-    "Tenant",
-    "TenantContact",
-    "TenantDomain",
-    "TenantStatusChange",
-    "WorkItem",
-    "NotifyRule",
-    "NotifyTemplate",
-    "WebhookAttempt",
-    "WebhookBucket",
-    "WebhookDelivery",
-    "WebhookEndpoint",
-    "WebhookFanout",
-]
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+_loaded = False
+
+
+def load_all() -> None:
+    """Import every model module so ``SQLModel.metadata`` holds the whole schema."""
+    global _loaded
+    if _loaded:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    _loaded = True
+
+
+def __getattr__(name: str) -> Any:
+    load_all()
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field
 
+import mno.store.models.tenancy  # noqa: F401  (tables its foreign keys point at)
 from mno.store.models.base import Base
 from mno.store.types import UTCDateTime
 

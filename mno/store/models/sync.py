@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+import mno.store.models.tenancy  # noqa: F401  (tables its foreign keys point at)
 from mno.store.models.base import Base, WorkItem
 from mno.store.types import UTCDateTime, new_id
 

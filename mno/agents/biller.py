@@ -1,0 +1,82 @@
+"""The biller: a singleton that bills each period once it has closed everywhere, issues the
+drafts when the policy says so, and flags overdue invoices (arrears, optional suspension).
+
+A run is idempotent, so a tick that repeats work (after a crash or a failover) creates
+nothing new; the run lock refuses a concurrent run of the same period.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.agents.base import TickContext, TickResult
+
+SINGLETON = True
+DEFAULT_OPTIONS: dict[str, Any] = {}
+# The last timezone (UTC-12) closes a month 12 hours after UTC does.
+LATEST_OFFSET = timedelta(hours=12)
+
+
+def due_period(now: Any, after_hours: int) -> str:
+    """The most recent month that has closed in every timezone (plus the grace hours)."""
+    ref = now - LATEST_OFFSET - timedelta(hours=after_hours)
+    y, m = ref.year, ref.month
+    y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    return f"{y:04d}-{m:02d}"
+
+
+def tick(ctx: TickContext) -> TickResult:
+    from mno import platform
+    from mno.billing import invoices
+    from mno.billing import run as billing
+    from mno.errors import Conflict
+    from mno.store.models.billing import BillingRun, Invoice
+
+    started = time.perf_counter()
+    cfg = platform.load().billing
+    period = due_period(clock.now(), cfg.run_after_hours)
+    result = TickResult(details={"period": period})
+    with ctx.session(write=False) as s:
+        ran = s.execute(
+            sa.select(BillingRun.id).where(
+                BillingRun.period == period,
+                BillingRun.tenant_key.is_(None),  # type: ignore[union-attr]
+                BillingRun.status.in_(["done", "failed"]),
+            )
+        ).first()  # type: ignore[attr-defined]
+    if ran is None and not ctx.stopping():
+        try:
+            out = billing.run(period, url=ctx.db_url)
+            result.done += out.invoices
+            result.failed += len(out.failed)
+            result.details["run"] = out.as_dict()
+        except Conflict as exc:
+            result.details["run"] = str(exc)
+    if cfg.auto_issue and not ctx.stopping():
+        with ctx.session(write=False) as s:
+            drafts = list(
+                s.execute(
+                    sa.select(Invoice.id)
+                    .where(Invoice.status == "draft", Invoice.kind == "period")
+                    .limit(ctx.batch_size * 10)
+                ).scalars()
+            )
+        for inv_id in drafts:
+            if ctx.stopping():
+                break
+            t0 = time.perf_counter()
+            with ctx.session() as s:
+                invoices.issue(s, str(inv_id), due_days=cfg.due_days)
+            ctx.item_done("done", time.perf_counter() - t0, str(inv_id))
+        result.details["issued"] = len(drafts)
+    with ctx.session() as s:
+        result.details["overdue"] = invoices.flag_overdue(
+            s, grace_days=cfg.arrears_after_days, suspend=cfg.suspend_in_arrears
+        )
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result

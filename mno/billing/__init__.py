@@ -1,0 +1,1 @@
+"""Billing: catalogue, subscriptions, usage, one-off charges, billing runs, invoices, ledger."""

@@ -1,0 +1,131 @@
+"""One-off charges (bills): submitted, then invoiced by a run or cancelled."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from mno.errors import BadInput, Conflict, NotFound
+from mno.money import check_currency, round_money, to_decimal, to_minor
+from mno.store import audit, outbox
+from mno.store.models.billing import Charge
+from mno.tenancy import tenants
+
+
+def _payload(c: Charge, tenant_key: str) -> dict[str, object]:
+    return {
+        "id": str(c.id),
+        "tenant": tenant_key,
+        "amount_minor": c.amount_minor,
+        "currency": c.currency,
+        "description": c.description,
+        "status": c.status,
+        "app": c.app_code,
+    }
+
+
+def add(
+    session: Session,
+    tenant_key: str,
+    amount: Decimal,
+    currency: str,
+    description: str,
+    *,
+    idempotency_key: str | None = None,
+    app_code: str | None = None,
+) -> Charge:
+    """Submit a one-off charge; a repeated idempotency key returns the first charge."""
+    tenant = tenants.get(session, tenant_key)
+    cur = check_currency(currency)
+    value = to_decimal(amount)
+    if value <= 0:
+        raise BadInput("amount must be positive")
+    if round_money(value, cur) != value:
+        raise BadInput(f"{value} has more decimals than {cur} allows")
+    if not (description or "").strip():
+        raise BadInput("description is required")
+    if idempotency_key:
+        found = session.exec(
+            select(Charge).where(
+                Charge.tenant_id == tenant.id, Charge.idempotency_key == idempotency_key
+            )
+        ).first()
+        if found is not None:
+            return found
+    charge = Charge(
+        tenant_id=tenant.id,
+        amount_minor=to_minor(value, cur),
+        currency=cur,
+        description=description.strip()[:500],
+        app_code=app_code,
+        idempotency_key=idempotency_key,
+    )
+    session.add(charge)
+    session.flush()
+    audit.record(
+        session,
+        "charge.create",
+        target_type="charge",
+        target_id=charge.id,
+        target=tenant.key,
+        after=audit.snapshot(charge),
+        tenant_id=tenant.id,
+    )
+    outbox.emit(session, "charge.created", _payload(charge, tenant.key), tenant.id)
+    return charge
+
+
+def get(session: Session, charge_id: str | uuid.UUID) -> Charge:
+    try:
+        cid = charge_id if isinstance(charge_id, uuid.UUID) else uuid.UUID(str(charge_id))
+    except ValueError as exc:
+        raise BadInput(f"not a charge id: {charge_id!r}") from exc
+    charge = session.get(Charge, cid)
+    if charge is None:
+        raise NotFound(f"charge {charge_id} not found")
+    return charge
+
+
+def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:
+    """Cancel a submitted charge; an invoiced one is refused (Conflict)."""
+    charge = get(session, charge_id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(Charge.id).where(Charge.id == charge.id).with_for_update())
+        session.refresh(charge)
+    if charge.status == "cancelled":
+        return charge
+    if charge.status == "invoiced":
+        raise Conflict(
+            f"charge {charge.id} is invoiced and cannot be cancelled", "void the invoice instead"
+        )
+    before = audit.snapshot(charge)
+    charge.status = "cancelled"
+    charge.touch()
+    session.add(charge)
+    tenant = tenants.get(session, charge.tenant_id)
+    audit.record(
+        session,
+        "charge.cancel",
+        target_type="charge",
+        target_id=charge.id,
+        target=tenant.key,
+        before=before,
+        after=audit.snapshot(charge),
+        tenant_id=charge.tenant_id,
+    )
+    outbox.emit(session, "charge.cancelled", _payload(charge, tenant.key), charge.tenant_id)
+    return charge
+
+
+def list_charges(
+    session: Session, tenant_key: str | None = None, status: str | None = None, limit: int = 100
+) -> list[Charge]:
+    q = select(Charge).order_by(Charge.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    if tenant_key:
+        q = q.where(Charge.tenant_id == tenants.get(session, tenant_key).id)
+    if status:
+        q = q.where(Charge.status == status)
+    return list(session.exec(q))

@@ -1,0 +1,111 @@
+"""mno billing run: bill a period for every tenant (idempotent, resumable, dry-run)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success, warn
+
+app = typer.Typer(
+    help="Billing runs and the catalogue (plan, metric, coupon, tax-rate).", no_args_is_help=True
+)
+
+
+def _catalogue() -> None:
+    # ``mno plan`` is GitOps' plan command, so plans live here as ``mno billing plan``;
+    # metric, coupon and tax-rate are also top-level groups.
+    from mno.cli.billing_catalog import make_app
+
+    for kind, name in (
+        ("Plan", "plan"),
+        ("Metric", "metric"),
+        ("Coupon", "coupon"),
+        ("TaxRate", "tax-rate"),
+    ):
+        app.add_typer(make_app(kind, f"Catalogue: {name}s."), name=name)
+
+
+_catalogue()
+
+
+@app.command("run")
+def run_cmd(
+    period: Annotated[str | None, typer.Option(help="Period YYYY-MM that closed.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print.")] = False,
+    issue: Annotated[bool, typer.Option("--issue", help="Issue the drafts created.")] = False,
+    retry_failed: Annotated[str | None, typer.Option(help="Redo a run's failed tenants.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Bill a period: arrears and usage of PERIOD plus the next period's in-advance charges."""
+    from mno.billing import run as billing
+    from mno.cli.output import is_tty
+    from mno.errors import BadInput
+
+    if retry_failed:
+        result = billing.retry_failed(retry_failed)
+    else:
+        if not period:
+            raise BadInput("give --period YYYY-MM or --retry-failed RUN")
+        if is_tty():
+            from rich.progress import Progress
+
+            from mno.cli.output import err_console
+
+            with Progress(console=err_console(), transient=True) as bar:
+                task = bar.add_task(f"billing {period}", total=None)
+
+                def cb(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = billing.run(period, tenant_key=tenant, dry_run=dry_run, progress=cb)
+        else:
+            result = billing.run(period, tenant_key=tenant, dry_run=dry_run)
+    if issue and not dry_run and result.run_id:
+        import uuid
+
+        import sqlalchemy as sa
+
+        from mno.billing import invoices
+        from mno.store.db import session_scope
+        from mno.store.models.billing import Invoice
+
+        with session_scope(write=False) as s:
+            ids = list(
+                s.execute(
+                    sa.select(Invoice.id).where(
+                        Invoice.run_id == uuid.UUID(result.run_id), Invoice.status == "draft"
+                    )
+                ).scalars()
+            )
+        for i in ids:
+            with session_scope() as s:
+                invoices.issue(s, str(i))
+    data = result.as_dict()
+    if dry_run:
+        data["would_invoice"] = result.preview
+    if output is Format.table:
+        if dry_run:
+            render(
+                result.preview,
+                output,
+                columns=[
+                    "tenant",
+                    "currency",
+                    "subtotal_minor",
+                    "discount_minor",
+                    "tax_minor",
+                    "total_minor",
+                ],
+            )
+        for f in result.failed:
+            warn(f"{f['tenant']}: {f['reason']}")
+        success(
+            f"{period or ''} {result.tenants} tenants, {result.invoices} invoices, "
+            f"{result.lines} lines in {result.seconds:.1f}s"
+            + (f"; run {result.run_id}" if result.run_id else " (dry run)")
+        )
+    else:
+        render(data, output)

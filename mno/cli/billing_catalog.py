@@ -1,0 +1,167 @@
+"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success
+
+COLUMNS = {
+    "Plan": [
+        "code",
+        "version",
+        "currency",
+        "interval_unit",
+        "interval_every",
+        "trial_days",
+        "charges",
+    ],
+    "Metric": ["code", "aggregation", "field"],
+    "Coupon": ["code", "kind", "value", "currency", "duration", "periods"],
+    "TaxRate": ["code", "country", "region", "rate", "inclusive"],
+}
+
+
+def _model(kind: str) -> Any:
+    from mno.store.models import billing as m
+
+    return {"Plan": m.Plan, "Metric": m.BillingMetric, "Coupon": m.Coupon, "TaxRate": m.TaxRate}[
+        kind
+    ]
+
+
+def _row(obj: Any, kind: str) -> dict[str, Any]:
+    row = {c: getattr(obj, c) for c in COLUMNS[kind]}
+    if kind == "Plan":
+        row["charges"] = obj.charges if not isinstance(obj.charges, list) else len(obj.charges)
+    return row
+
+
+def _apply_file(file: Path, kind: str, output: Format) -> None:
+    from mno.billing import documents
+    from mno.errors import BadInput
+    from mno.store.db import session_scope
+
+    if not file.exists():
+        raise BadInput(f"{file}: no such file")
+    text = file.read_text()
+    docs = documents.parse(text, str(file))
+    wrong = [d.kind for d, _ in docs if d.kind != kind]
+    if wrong:
+        raise BadInput(f"{file}: expected {kind} documents, found {wrong[0]}")
+    with session_scope() as s:
+        results = [(d.metadata.name, documents.apply(s, d, spec)[0]) for d, spec in docs]
+    if output is Format.table:
+        for name, outcome in results:
+            success(f"{kind} {name} {outcome}")
+    else:
+        render([{"name": n, "outcome": o} for n, o in results], output)
+
+
+def _doc_from_flags(kind: str, name: str, flags: dict[str, Any]) -> str:
+    import yaml
+
+    spec = {k: v for k, v in flags.items() if v is not None}
+    if kind == "Plan":
+        amount = spec.pop("amount", None)
+        every = spec.pop("every", 1)
+        unit = spec.pop("interval", "month")
+        spec["interval"] = {"unit": unit, "every": every}
+        spec["charges"] = (
+            [{"kind": "fixed", "amount": amount, "timing": "advance"}] if amount else []
+        )
+    return yaml.safe_dump({"kind": kind, "metadata": {"name": name}, "spec": spec})
+
+
+def make_app(kind: str, help_text: str) -> typer.Typer:
+    app = typer.Typer(help=help_text, no_args_is_help=True)
+    noun = kind.lower()
+
+    @app.command("create")
+    def create(
+        name: Annotated[str | None, typer.Argument(help="Code (omit with -f).")] = None,
+        file: Annotated[Path | None, typer.Option("-f", "--file", help="YAML documents.")] = None,
+        currency: Annotated[str | None, typer.Option(help="Plan currency.")] = None,
+        amount: Annotated[
+            str | None, typer.Option(help="Plan: one fixed price in advance.")
+        ] = None,
+        interval: Annotated[str | None, typer.Option(help="Plan: interval unit.")] = None,
+        aggregation: Annotated[str | None, typer.Option(help="Metric aggregation.")] = None,
+        value: Annotated[str | None, typer.Option(help="Coupon value.")] = None,
+        country: Annotated[str | None, typer.Option(help="Tax rate country.")] = None,
+        rate: Annotated[str | None, typer.Option(help="Tax rate percent.")] = None,
+        inclusive: Annotated[bool, typer.Option(help="Tax rate is inclusive.")] = False,
+        output: OutputOpt = Format.table,
+    ) -> None:
+        """Create (or update) from a YAML file, or from flags for simple cases."""
+        from mno.errors import BadInput
+
+        if file is not None:
+            _apply_file(file, kind, output)
+            return
+        if not name:
+            raise BadInput(f"give a {noun} code or -f FILE")
+        flags: dict[str, Any] = {
+            "Plan": {"currency": currency, "amount": amount, "interval": interval},
+            "Metric": {"aggregation": aggregation},
+            "Coupon": {"value": value, "kind": "percentage"},
+            "TaxRate": {"country": country, "rate": rate, "inclusive": inclusive},
+        }[kind]
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+            fh.write(_doc_from_flags(kind, name, flags))
+        try:
+            _apply_file(Path(fh.name), kind, output)
+        finally:
+            Path(fh.name).unlink()
+
+    @app.command("update")
+    def update(
+        file: Annotated[Path, typer.Option("-f", "--file", help="YAML documents.")],
+        output: OutputOpt = Format.table,
+    ) -> None:
+        """Apply YAML documents (a plan price change creates a new version)."""
+        _apply_file(file, kind, output)
+
+    @app.command("list")
+    def list_(output: OutputOpt = Format.table) -> None:
+        """List them."""
+        import sqlalchemy as sa
+
+        from mno.store.db import session_scope
+
+        model = _model(kind)
+        with session_scope(write=False) as s:
+            q = sa.select(model).order_by(model.code)
+            if kind == "Plan":
+                q = q.where(model.current == True)  # noqa: E712
+            rows = [_row(o, kind) for o in s.execute(q).scalars()]
+        render(rows, output, columns=COLUMNS[kind])
+
+    @app.command("show")
+    def show(
+        name: Annotated[str, typer.Argument(help="Code.")], output: OutputOpt = Format.table
+    ) -> None:
+        """Show one (a plan: its current version with charges)."""
+        import sqlalchemy as sa
+
+        from mno.errors import NotFound
+        from mno.store import audit
+        from mno.store.db import session_scope
+
+        model = _model(kind)
+        with session_scope(write=False) as s:
+            q = sa.select(model).where(model.code == name)
+            if kind == "Plan":
+                q = q.where(model.current == True)  # noqa: E712
+            obj = s.execute(q).scalars().first()
+            if obj is None:
+                raise NotFound(f"{noun} {name!r} not found")
+            data = audit.snapshot(obj)
+        render(data, output)
+
+    return app

@@ -1,0 +1,92 @@
+"""mno charge: one-off charges (bills): add, list, show, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, done, render
+
+app = typer.Typer(help="One-off charges billed by the next run.", no_args_is_help=True)
+COLUMNS = ["id", "tenant", "amount", "currency", "status", "description"]
+
+
+def _row(s: Any, c: Any) -> dict[str, Any]:
+    from decimal import Decimal
+
+    from mno.money import minor_units
+    from mno.tenancy import tenants
+
+    return {
+        "id": str(c.id),
+        "tenant": tenants.get(s, c.tenant_id).key,
+        "amount": str(Decimal(c.amount_minor).scaleb(-minor_units(c.currency))),
+        "currency": c.currency,
+        "status": c.status,
+        "description": c.description,
+        "app": c.app_code,
+    }
+
+
+@app.command("add")
+def add(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    amount: Annotated[str, typer.Option(help="Amount, e.g. 10.00.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency.")],
+    description: Annotated[str, typer.Option(help="What it is for.")],
+    key: Annotated[str | None, typer.Option("--id", help="Idempotency key.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Submit a one-off charge."""
+    from mno.billing import charges
+    from mno.money import to_decimal
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = _row(
+            s,
+            charges.add(s, tenant, to_decimal(amount), currency, description, idempotency_key=key),
+        )
+    done(data, f"charge {data['id']} submitted", output)
+
+
+@app.command("list")
+def list_(
+    tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
+    status: Annotated[str | None, typer.Option(help="Status.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List charges."""
+    from mno.billing import charges
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = [_row(s, c) for c in charges.list_charges(s, tenant, status)]
+    render(rows, output, columns=COLUMNS)
+
+
+@app.command("show")
+def show(
+    charge_id: Annotated[str, typer.Argument(help="Charge id.")], output: OutputOpt = Format.table
+) -> None:
+    """Show one charge."""
+    from mno.billing import charges
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        data = _row(s, charges.get(s, charge_id))
+    render(data, output)
+
+
+@app.command("cancel")
+def cancel(
+    charge_id: Annotated[str, typer.Argument(help="Charge id.")], output: OutputOpt = Format.table
+) -> None:
+    """Cancel a charge that is not invoiced yet."""
+    from mno.billing import charges
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = _row(s, charges.cancel(s, charge_id))
+    done(data, f"charge {charge_id} cancelled", output)

@@ -1,0 +1,5 @@
+"""mno coupon: create, list, show, update (see mno.cli.billing_catalog)."""
+
+from mno.cli.billing_catalog import make_app
+
+app = make_app("Coupon", "Catalogue: coupons (percentage or fixed; once, repeating, forever).")

@@ -1,0 +1,60 @@
+"""mno ledger show TENANT: transactions with a running balance per currency."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render
+
+app = typer.Typer(help="The billing ledger of a tenant.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """Every invoice, payment and credit with the running balance."""
+    from mno.billing import invoices
+    from mno.cli.billing_invoices import _amt
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = [
+            {
+                "seq": e.seq,
+                "at": e.created_at,
+                "type": e.type,
+                "currency": e.currency,
+                "amount": _amt(e.amount_minor, e.currency),
+                "balance": _amt(e.balance_minor, e.currency),
+                "reference": e.reference,
+            }
+            for e in invoices.ledger(s, tenant)
+        ]
+    render(
+        rows, output, columns=["seq", "at", "type", "currency", "amount", "balance", "reference"]
+    )
+
+
+@app.command("credit")
+def credit(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    amount: Annotated[str, typer.Option(help="Amount, e.g. 20.00.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency.")],
+    reference: Annotated[str | None, typer.Option(help="Reference.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Add prepaid credit; invoices issued later in that currency draw it down."""
+    from mno.billing import invoices
+    from mno.cli.output import done
+    from mno.money import to_decimal, to_minor
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        e = invoices.add_credit(
+            s, tenant, to_minor(to_decimal(amount), currency.upper()), currency, reference
+        )
+        data = {"seq": e.seq, "amount_minor": e.amount_minor, "balance_minor": e.balance_minor}
+    done(data, f"credit added; balance {data['balance_minor']} minor units", output)

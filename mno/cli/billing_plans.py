@@ -1,0 +1,5 @@
+"""mno plan: create, list, show, update (see mno.cli.billing_catalog)."""
+
+from mno.cli.billing_catalog import make_app
+
+app = make_app("Plan", "Catalogue: versioned plans and their charges.")

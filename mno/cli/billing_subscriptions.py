@@ -1,0 +1,130 @@
+"""mno subscription: create, list, show, cancel, change-plan."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, done, render
+
+app = typer.Typer(help="Subscriptions of tenants to plans.", no_args_is_help=True)
+COLUMNS = ["id", "tenant", "plan", "status", "started_at", "cancel_at"]
+
+
+def _row(s: Any, sub: Any) -> dict[str, Any]:
+    from mno.tenancy import tenants
+
+    return {
+        "id": str(sub.id),
+        "tenant": tenants.get(s, sub.tenant_id).key,
+        "plan": sub.plan_code,
+        "status": sub.status,
+        "started_at": sub.started_at,
+        "cancel_at": sub.cancel_at,
+        "coupon": sub.coupon_code,
+        "cycle_limit": sub.cycle_limit,
+    }
+
+
+def _when(value: str | None) -> datetime | None:
+    from mno.errors import BadInput
+
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise BadInput(f"not a time: {value!r}") from exc
+    if at.tzinfo is None:
+        raise BadInput(f"{value!r}: give a timezone (e.g. Z)")
+    return at
+
+
+@app.command("create")
+def create(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    plan: Annotated[str, typer.Argument(help="Plan code.")],
+    start: Annotated[str | None, typer.Option(help="Start (ISO time with zone).")] = None,
+    app_code: Annotated[str | None, typer.Option("--app", help="App code.")] = None,
+    coupon: Annotated[str | None, typer.Option(help="Coupon code.")] = None,
+    cycles: Annotated[int | None, typer.Option(help="Cycle limit.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Subscribe TENANT to the current version of PLAN."""
+    from mno.billing import subscriptions
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        sub = subscriptions.create(
+            s,
+            tenant,
+            plan,
+            start=_when(start),
+            app_code=app_code,
+            coupon=coupon,
+            cycle_limit=cycles,
+        )
+        data = _row(s, sub)
+    done(data, f"subscription {data['id']} created", output)
+
+
+@app.command("list")
+def list_(
+    tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
+    status: Annotated[str | None, typer.Option(help="Status.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List subscriptions."""
+    from mno.billing import subscriptions
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = [_row(s, x) for x in subscriptions.list_subscriptions(s, tenant, status)]
+    render(rows, output, columns=COLUMNS)
+
+
+@app.command("show")
+def show(
+    sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show one subscription."""
+    from mno.billing import subscriptions
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        data = _row(s, subscriptions.get(s, sub_id))
+    render(data, output)
+
+
+@app.command("cancel")
+def cancel(
+    sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    at: Annotated[str | None, typer.Option(help="When (default now).")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Cancel now (prorated by day) or at a given time."""
+    from mno.billing import subscriptions
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = _row(s, subscriptions.cancel(s, sub_id, at=_when(at)))
+    done(data, f"subscription {sub_id} canceled", output)
+
+
+@app.command("change-plan")
+def change_plan(
+    sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
+    plan: Annotated[str, typer.Argument(help="New plan code.")],
+    at: Annotated[str | None, typer.Option(help="When (default now).")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Move to another plan; both sides prorated by day in the tenant's timezone."""
+    from mno.billing import subscriptions
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        data = _row(s, subscriptions.change_plan(s, sub_id, plan, at=_when(at)))
+    done(data, f"subscription {data['id']} on {plan}", output)

@@ -31,12 +31,16 @@ class MnoGroup(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = list(super().list_commands(ctx))
-        return names + [name for name, _, _ in GROUPS if name not in names]
+        lazy = [name for name, _, _ in COMMANDS] + [name for name, _, _ in GROUPS]
+        return names + [name for name in lazy if name not in names]
 
     def get_command(self, ctx: Any, name: str) -> Any:
         command = super().get_command(ctx, name)
         if command is None and name in _GROUP_INDEX:
             command = _load_group(name)
+            self.add_command(command, name)
+        elif command is None and name in _COMMAND_INDEX:
+            command = _load_command(name)
             self.add_command(command, name)
         return command
 
@@ -46,6 +50,9 @@ class MnoGroup(TyperGroup):
         for name in self.list_commands(ctx):
             if name in _GROUP_INDEX and name not in self.commands:
                 rows.append((name, _GROUP_INDEX[name][1]))
+                continue
+            if name in _COMMAND_INDEX and name not in self.commands:
+                rows.append((name, _COMMAND_INDEX[name][1]))
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
@@ -159,11 +166,17 @@ def root(
     settings.configure(db_url=db, profile=profile, config=config)
 
 
-# Command groups, loaded on first use: (name, module with a typer ``app``, one-line help).
+# Command groups, loaded on first use: (name, "module[:attribute]" of a typer app (default
+# attribute ``app``), one-line help).
 GROUPS: list[tuple[str, str, str]] = [
     ("tenant", "mno.cli.tenants", "Manage tenants (customers) and their contacts."),
     ("lead", "mno.cli.leads", "Manage leads: create, verify and convert them into tenants."),
     ("app", "mno.cli.apps", "Manage the apps catalogue and who may use each app."),
+    ("plan", "mno.cli.gitops:plan_app", "GitOps plans (-f PATH --out FILE) and billing plans."),
+    ("connector", "mno.cli.sync:connector_app", "Manage declarative REST connectors."),
+    ("connection", "mno.cli.sync:connection_app", "Manage tenants' connections to connectors."),
+    ("sync", "mno.cli.sync", "Run Connec sync, list runs, roll a run back."),
+    ("record", "mno.cli.sync:record_app", "Read canonical records and their history."),
     ("user", "mno.cli.users", "Manage users and their personal tokens."),
     ("member", "mno.cli.members", "Manage tenant members and their roles."),
     ("team", "mno.cli.teams", "Manage teams and the app instances they open."),
@@ -193,8 +206,9 @@ _GROUP_INDEX = {name: (module, help) for name, module, help in GROUPS}
 def _load_group(name: str) -> Any:
     import importlib
 
-    module, help_text = _GROUP_INDEX[name]
-    command = typer.main.get_group(importlib.import_module(module).app)
+    ref, help_text = _GROUP_INDEX[name]
+    module, _, attr = ref.partition(":")
+    command = typer.main.get_group(getattr(importlib.import_module(module), attr or "app"))
     command.name = name
     command.params = [
         p for p in command.params if p.name not in ("install_completion", "show_completion")
@@ -204,23 +218,29 @@ def _load_group(name: str) -> Any:
     return command
 
 
-# Modules that add top-level commands with a ``register(app)`` function. One line each.
-ROOT_COMMANDS: list[str] = [
-    "mno.cli.quickstart",
-    "mno.cli.gitops",
-    "mno.cli.serve",
-    "mno.cli.sync",
+# Top-level commands, loaded on first use: (name, "module:function", one-line help).
+COMMANDS: list[tuple[str, str, str]] = [
+    ("quickstart", "mno.cli.quickstart:quickstart", "Create an example platform (safe to rerun)."),
+    ("validate", "mno.cli.gitops:validate", "Check documents; report every problem at once."),
+    ("diff", "mno.cli.gitops:diff", "Show what apply would change (exit 0 none, 1 changes)."),
+    ("apply", "mno.cli.gitops:apply", "Apply documents (-f) or a saved plan in one transaction."),
+    ("export", "mno.cli.gitops:export", "Write the store as documents."),
+    ("schema", "mno.cli.gitops:schema", "Print the JSON Schema of the documents."),
+    ("serve", "mno.cli.serve:serve", "Serve the hub API (Developer API and IDM)."),
 ]
+_COMMAND_INDEX = {name: (ref, help) for name, ref, help in COMMANDS}
 
 
-def _register() -> None:
+def _load_command(name: str) -> Any:
     import importlib
 
-    for module in ROOT_COMMANDS:
-        importlib.import_module(module).register(app)
-
-
-_register()
+    ref, _ = _COMMAND_INDEX[name]
+    module, _, attr = ref.partition(":")
+    single = typer.Typer()
+    single.command(name)(getattr(importlib.import_module(module), attr))
+    command = typer.main.get_command(single)  # one command: typer returns it as is
+    command.name = name
+    return command
 
 
 def main() -> None:

@@ -346,20 +346,17 @@ def plan_group(
     plan(filename, out, prune, source, force_conflicts, allow_empty, allow_offboard, output)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
-    app.command("diff")(diff)
-    # `mno plan` is both the GitOps planner (options only) and the billing plan catalogue
-    # (subcommands), so `mno plan -f configs --out plan.json` and `mno plan create` both work.
+def _plan_app() -> typer.Typer:
+    """`mno plan` is both the GitOps planner (options only) and the billing plan catalogue
+    (subcommands), so `mno plan -f configs --out plan.json` and `mno plan create` both work."""
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
     group.callback()(plan_group)
     try:
         from mno.cli.billing_plans import app as billing_plans
     except ImportError:  # pragma: no cover - billing not in this build
-        billing_plans = None
-    if billing_plans is not None:
-        group.registered_commands.extend(billing_plans.registered_commands)
-    app.add_typer(group, name="plan")
-    app.command("apply")(apply)
-    app.command("export")(export)
-    app.command("schema")(schema)
+        return group
+    group.registered_commands.extend(billing_plans.registered_commands)
+    return group
+
+
+plan_app = _plan_app()

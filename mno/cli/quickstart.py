@@ -10,10 +10,6 @@ import typer
 from mno.cli.output import Format, OutputOpt, console, render
 
 
-def register(app: typer.Typer) -> None:
-    app.command("quickstart")(quickstart)
-
-
 def quickstart(
     configs: Annotated[
         Path, typer.Option("--configs", help="Example platform documents to apply.")

@@ -17,7 +17,3 @@ def serve(
 
     get_engine()  # fail fast (exit 3) when the store cannot be reached
     server.serve(host, port)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)

@@ -21,13 +21,6 @@ app = typer.Typer(help="Run Connec sync, list runs, roll a run back.", no_args_i
 record_app = typer.Typer(help="Read canonical records and their history.", no_args_is_help=True)
 
 
-def register(root: typer.Typer) -> None:
-    root.add_typer(connector_app, name="connector")
-    root.add_typer(connection_app, name="connection")
-    root.add_typer(app, name="sync")
-    root.add_typer(record_app, name="record")
-
-
 def _uuid(value: str, what: str) -> uuid.UUID:
     from mno.errors import BadInput
 

@@ -111,30 +111,6 @@ def test_convert(session, store_url):
         assert t2.key == "bobco"
 
 
-@pytest.fixture
-def smtp_server():
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list = []
-
-    class Collect(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
-
-
 def test_code_is_emailed_over_smtp(cli, sqlite_url, mno_env, smtp_server):
     port, received = smtp_server
     (mno_env / "config.yaml").write_text(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.conftest import counts
 
 
@@ -82,30 +80,6 @@ def test_tokens_and_app_keys_are_shown_once(cli, sqlite_url):
     assert key["secret"] not in listed and again["secret"] not in listed
     assert '"retiring"' in listed
     assert cli("serve", "--help").exit_code == 0
-
-
-@pytest.fixture
-def smtp_server():
-    import socket
-
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list = []
-
-    class Collect(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
 
 
 def test_invite_token_is_mailed_but_never_in_events(cli, sqlite_url, mno_env, smtp_server):

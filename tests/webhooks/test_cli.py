@@ -195,26 +195,6 @@ def test_listen_verifies_dedups_and_prints(cli: Any, sqlite_url: str, mno_env: P
     assert lines == [{"webhook-id": "evt1", "event": json.loads(body)}]
 
 
-@pytest.fixture
-def smtp_server() -> Any:
-    from aiosmtpd.controller import Controller
-    from aiosmtpd.handlers import Message
-
-    received: list[Any] = []
-
-    class Collect(Message):
-        def handle_message(self, message: Any) -> None:
-            received.append(message)
-
-    port = _free_port()
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
-
-
 def test_email_rules_over_smtp_with_tenant_override(
     cli: Any, sqlite_url: str, mno_env: Path, smtp_server: Any, tmp_path: Path
 ) -> None:

@@ -18,6 +18,21 @@ CATALOGUE: dict[str, str] = {
     "lead.verified": "A lead confirmed its email address.",
     "lead.locked": "A lead was locked after too many wrong codes.",
     "lead.converted": "A verified lead became a tenant.",
+    "tenant.provisioning_requested": (
+        "External provisioning was requested (payload: tenantId, contextId, the one-time "
+        "callbackSecret, expiresAt); answer with a signed POST /v1/callbacks/provisioning."
+    ),
+    # nex (hosted instances)
+    "instance.created": "An app instance was recorded for a tenant (staged).",
+    "instance.updated": "An instance's desired state, image, env or domains changed.",
+    "instance.provisioning": "The provisioner started creating an instance's container.",
+    "instance.running": "An instance is running and healthy.",
+    "instance.failed": "An instance failed (payload: error); the provisioner retries it.",
+    "instance.stopped": "An instance was stopped.",
+    "instance.terminated": "An instance was terminated and its container removed.",
+    "instance.drift_detected": "An instance's container was changed outside mno.",
+    "instance.backed_up": "A backup of an instance's data volume was written.",
+    "instance.restored": "An instance's data volume was restored from a backup.",
     "app.created": "An app was added to the catalogue.",
     "app.updated": "An app's fields changed.",
     "app.deleted": "An app was removed from the catalogue.",

@@ -8,9 +8,9 @@ Each section is a typed model; unknown keys are errors that name the dotted key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mno import settings
 from mno.errors import BadInput
@@ -46,11 +46,49 @@ class BillingConfig(Section):
     run_after_hours: int = Field(default=1, ge=0, le=72)  # wait after the period closes
 
 
+class HostConfig(Section):
+    """A Docker host Nex places instances on."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    base_url: str = "unix:///var/run/docker.sock"  # unix://, tcp:// or ssh:// as docker takes it
+    publish_address: str = "127.0.0.1"  # where container ports are published
+    memory: str | None = None  # capacity, e.g. 8g; none = unlimited
+    max_instances: int | None = Field(default=None, ge=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    timeout: int = Field(default=30, ge=1, le=600)  # seconds per Docker API call
+
+
+class TierConfig(Section):
+    """How ``mno tenant provision`` provisions a tier's tenants.
+
+    ``none`` only moves the status; ``docker`` creates the tenant's Nex instances (and a
+    network for silo tenants); ``external`` asks a pipeline elsewhere through the
+    ``tenant.provisioning_requested`` event and waits for its signed callback."""
+
+    mode: Literal["none", "docker", "external"] = "none"
+    apps: list[str] = Field(default_factory=list)  # Nex apps every tenant of the tier gets
+    callback_ttl: str = "20m"  # how long the one-time callback secret is valid
+    callback_window: str = "5m"  # accepted clock skew of x-timestamp
+
+
 class PlatformConfig(Section):
-    apps_domain: str = "apps.localhost"
+    apps_domain: str = Field(default="apps.localhost", pattern=r"^[a-z0-9.-]+$")
+    hosts: list[HostConfig] = Field(default_factory=list)
+    tiers: dict[str, TierConfig] = Field(default_factory=dict)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> PlatformConfig:
+        names = [h.name for h in self.hosts]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"host {name!r} is listed twice")
+        for tier in self.tiers:
+            if tier not in ("pooled", "silo"):
+                raise ValueError(f"unknown tier {tier!r} (pooled or silo)")
+        return self
 
 
 _cache: dict[str, PlatformConfig] = {}

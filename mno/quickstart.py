@@ -103,7 +103,9 @@ def run(configs: Path | None = None) -> QuickstartResult:
     with session_scope() as s:
         tenant = tenants.get(s, EXAMPLE_TENANT["key"])
         if tenant.status in ("pending_provision", "provision_failed"):
-            tenant = tenants.provision(s, tenant.key)
+            from mno.nex import provisioning
+
+            provisioning.provision(s, tenant.key)
             result.steps.append(Step("tenant", True, f"{tenant.key} provisioned: {tenant.status}"))
         else:
             result.steps.append(Step("tenant", False, f"{tenant.key} is {tenant.status}"))

@@ -15,11 +15,13 @@ AGENTS: dict[str, str] = {
     "poller": "mno.agents.poller",
     "dispatcher": "mno.agents.dispatcher",
     "biller": "mno.agents.biller",
+    "provisioner": "mno.agents.provisioner",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener
 HTTP_ROUTERS: list[str] = [
     "mno.api.routes:router",
+    "mno.nex.callbacks:router",
 ]
 
 

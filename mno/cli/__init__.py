@@ -182,6 +182,8 @@ GROUPS: list[tuple[str, str, str]] = [
     ("team", "mno.cli.teams", "Manage teams and the app instances they open."),
     ("invite", "mno.cli.invites", "Invite users into a tenant."),
     ("access", "mno.cli.access", "Check what a member may do in a tenant."),
+    ("host", "mno.cli.nex:host_app", "Docker hosts that run Nex instances."),
+    ("instance", "mno.cli.nex", "Hosted app instances (Nex): create, update, back up, terminate."),
     ("secret", "mno.cli.secrets", "Manage secrets (keyring, or a 0600 file on headless hosts)."),
     ("webhook", "mno.cli.webhooks", "Webhook endpoints, deliveries, replay and local tools."),
     ("notify", "mno.cli.notify", "Email notifications: rules and templates."),

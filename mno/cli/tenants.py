@@ -156,12 +156,57 @@ def _transition(key: str, action: str, output: Format, **kwargs: str) -> None:
     render(view, output)
 
 
+def _wait_status(key: str, waiting: str, timeout: str) -> None:
+    import time
+
+    from mno.cli.output import spinner
+    from mno.errors import MnoError
+    from mno.settings import parse_duration
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    deadline = time.monotonic() + parse_duration(timeout).total_seconds()
+    with spinner(f"waiting for {key}"):
+        while True:
+            with session_scope(write=False) as s:
+                tenant = tenants.get(s, key)
+                status, reason = tenant.status, tenant.status_reason
+            if status != waiting:
+                if status == "provision_failed":
+                    raise MnoError(f"tenant {key} provision_failed: {reason}")
+                return
+            if time.monotonic() >= deadline:
+                raise MnoError(
+                    f"tenant {key} is still {status} after {timeout}",
+                    "is a provisioner running? see `mno agents status`",
+                )
+            time.sleep(0.25)
+
+
 @app.command("provision")
 def provision(
-    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until the tenant is active or failed.")
+    ] = False,
+    timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "10m",
+    output: OutputOpt = Format.table,
 ) -> None:
-    """Provision a tenant (pending_provision or provision_failed → active)."""
-    _transition(key, "provision", output)
+    """Provision a tenant in its tier's mode (platform YAML `tiers`): none moves it to
+    active; docker creates its Nex instances; external requests a signed callback."""
+    from mno.nex import provisioning
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        result = provisioning.provision(s, key)
+    if wait:
+        _wait_status(key, "provisioning", timeout)
+    with session_scope(write=False) as s:
+        view = tenants.view(s, tenants.get(s, key))
+    if output is Format.table:
+        success(f"tenant {key} is {view.tenant.status} (mode {result['mode']})")
+    render(view, output)
 
 
 @app.command("suspend")
@@ -184,10 +229,28 @@ def resume(
 
 @app.command("offboard")
 def offboard(
-    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until every instance is terminated.")
+    ] = False,
+    timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "10m",
+    output: OutputOpt = Format.table,
 ) -> None:
-    """Offboard an active or suspended tenant."""
-    _transition(key, "offboard", output)
+    """Offboard a tenant: terminate its instances (a final backup of each volume is kept
+    under $MNO_HOME/backups/), remove its network, then offboarded."""
+    from mno.nex import provisioning
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    with session_scope() as s:
+        provisioning.offboard(s, key)
+    if wait:
+        _wait_status(key, "offboarding", timeout)
+    with session_scope(write=False) as s:
+        view = tenants.view(s, tenants.get(s, key))
+    if output is Format.table:
+        success(f"tenant {key} is {view.tenant.status}")
+    render(view, output)
 
 
 @app.command("delete")

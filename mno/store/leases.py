@@ -37,12 +37,18 @@ def _table(model: Any) -> sa.Table:
     return model if isinstance(model, sa.Table) else model.__table__
 
 
+def _status(t: sa.Table) -> Any:
+    """The work-status column: ``status``, or the one named by the table's
+    ``info["work_status"]`` (for rows whose ``status`` means something else)."""
+    return t.c[t.info.get("work_status", "status")]
+
+
 def claimable(model: Any, ready: Sequence[str] = ("pending",), now: datetime | None = None) -> Any:
     """The WHERE clause for rows that may be claimed now."""
     t = _table(model)
     now = now or clock.now()
     return sa.and_(
-        t.c.status.in_(list(ready)),
+        _status(t).in_(list(ready)),
         t.c.next_attempt_at <= now,
         sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now),
     )
@@ -112,7 +118,9 @@ def complete(
     stmt = (
         sa.update(t)
         .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
-        .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
+        .values(
+            {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
+        )
     )
     return session.execute(stmt).rowcount or 0
 
@@ -135,7 +143,9 @@ def complete_ids(
     stmt = (
         sa.update(t)
         .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
-        .values(status=status, lease_owner=None, lease_until=None, **(values or {}))
+        .values(
+            {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
+        )
         .returning(t.c.id)
     )
     return [row[0] for row in session.execute(stmt)]
@@ -190,11 +200,13 @@ def retry(
         sa.update(t)
         .where(t.c.id == item_id, t.c.lease_owner == owner)
         .values(
-            status=status,
-            lease_owner=None,
-            lease_until=None,
-            next_attempt_at=clock.now() + delay,
-            last_error=error[:2000],
+            {
+                _status(t).name: status,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_attempt_at": clock.now() + delay,
+                "last_error": error[:2000],
+            }
         )
     )
     return session.execute(stmt).rowcount or 0

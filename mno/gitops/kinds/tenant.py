@@ -237,7 +237,14 @@ class TenantKind(Kind):
 
         tenant = tenants.get(session, name)
         if tenant.status in ("active", "suspended"):
-            tenants.offboard(session, name)
+            from mno.nex import provisioning
+
+            provisioning.offboard(session, name)
+            if tenant.status == "offboarding":
+                raise Conflict(
+                    f"tenant {name} is offboarding: its instances are being terminated",
+                    "apply again once the provisioner has finished",
+                )
         elif tenant.status not in ("pending_provision", "offboarded"):
             raise Conflict(
                 f"tenant {name} is {tenant.status}", "wait for provisioning to finish first"

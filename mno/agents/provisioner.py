@@ -1,0 +1,136 @@
+"""The provisioner: reconciles Nex instances' desired and actual state on Docker hosts.
+
+Each tick:
+
+1. drift: lists the labelled containers on every host that should hold instances and marks
+   instances whose container was removed or stopped outside mno for repair (or reports
+   it, when the instance should be stopped); unreachable hosts are recorded and skipped;
+2. claims instances whose desired state changed (``work = pending``) through leases and
+   reconciles each on ``concurrency`` threads (``mno.nex.reconcile``). A failure marks the
+   instance ``failed`` and retries it with backoff up to ``max_attempts``; an unreachable
+   host leaves the instance as it is and retries after ``host_down_retry``.
+
+Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
+``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from mno.agents.base import TickContext, TickResult
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "ready_timeout": "60s",
+    "health_interval": "1s",
+    "health_retries": 3,
+    "max_attempts": 5,
+    "retry_base": "10s",
+    "host_down_retry": "30s",
+    "drift": True,
+}
+
+# seconds spent outside Docker calls while reconciling (store, events, leases), for the bench
+stats: dict[str, float] = {"handled": 0, "handle_s": 0.0, "docker_s": 0.0}
+_stats_lock = threading.Lock()
+
+
+def queue_depth(session: Session) -> tuple[int, int]:
+    from mno.store import leases
+    from mno.store.models.nex import Instance
+
+    return leases.depth(session, Instance)
+
+
+def tick(ctx: TickContext) -> TickResult:
+    import sqlalchemy as sa
+
+    from mno.nex import hosts, reconcile, runtime_docker
+    from mno.settings import parse_duration
+    from mno.store.models.nex import Instance
+
+    options = {**DEFAULT_OPTIONS, **ctx.options}
+    opts = reconcile.Options.from_dict(options)
+    result = TickResult()
+    if options.get("drift", True):
+        drift = reconcile.detect_drift(ctx.db_url)
+        if drift.repaired:
+            result.details["drift_repairs"] = len(drift.repaired)
+        if drift.reported:
+            result.details["drift_reported"] = len(drift.reported)
+        if drift.hosts_down:
+            result.details["hosts_down"] = sorted(drift.hosts_down)
+            for name, error in drift.hosts_down.items():
+                ctx.log.warning("host %s unreachable: %s", name, error)
+
+    def handle(item: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        docker_before = runtime_docker.docker_seconds()
+        try:
+            reconcile.reconcile(
+                item["id"], ctx.owner, opts, db_url=ctx.db_url, should_stop=ctx.stopping
+            )
+        except runtime_docker.HostDown as exc:
+            if item.get("host"):
+                hosts.mark(str(item["host"]), False, exc.message)
+            item["deferred"] = exc.message
+        finally:
+            with _stats_lock:
+                stats["handled"] += 1
+                stats["handle_s"] += time.perf_counter() - started
+                stats["docker_s"] += runtime_docker.docker_seconds() - docker_before
+
+    def finish(session: Session, items: list[dict[str, Any]]) -> None:
+        t = Instance.__table__  # type: ignore[attr-defined]
+        now = reconcile.clock.now()
+        for item in items:
+            if item.get("deferred"):
+                session.execute(
+                    sa.update(t)
+                    .where(t.c.id == item["id"])
+                    .values(
+                        work="pending",
+                        attempts=sa.func.greatest(t.c.attempts - 1, 0)
+                        if session.get_bind().dialect.name == "postgresql"
+                        else sa.func.max(t.c.attempts - 1, 0),
+                        next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
+                        last_error=str(item["deferred"])[:2000],
+                    )
+                )
+                continue
+            # the spec this pass worked from is applied; a newer one is pending again
+            session.execute(
+                sa.update(t)
+                .where(t.c.id == item["id"])
+                .values(
+                    applied_version=item["spec_version"],
+                    attempts=0,
+                    work=sa.case(
+                        (t.c.spec_version > item["spec_version"], "pending"), else_="idle"
+                    ),
+                )
+            )
+
+    from mno.agents.queue import work_queue
+
+    result.add(
+        work_queue(
+            ctx,
+            Instance,
+            handle,
+            returning=("spec_version", "host"),
+            done_status="idle",
+            failed_status="failed",
+            retry_base=parse_duration(str(options["retry_base"])),
+            retry_cap=timedelta(minutes=30),
+            max_attempts=int(options["max_attempts"]),
+            finish=finish,
+        )
+    )
+    return result

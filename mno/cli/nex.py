@@ -1,0 +1,341 @@
+"""mno host and mno instance: Docker hosts and the tenants' hosted app instances (Nex)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, done, render, spinner, success
+
+host_app = typer.Typer(help="Docker hosts that run Nex instances.", no_args_is_help=True)
+app = typer.Typer(
+    help="Hosted app instances: create, start, stop, update, back up, terminate.",
+    no_args_is_help=True,
+)
+domain_app = typer.Typer(help="Custom domains routed to an instance.", no_args_is_help=True)
+app.add_typer(domain_app, name="domain")
+
+LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
+HOST_COLUMNS = [
+    "name",
+    "reachable",
+    "version",
+    "instances",
+    "max_instances",
+    "memory_used",
+    "memory_free",
+    "labels",
+    "error",
+]
+Name = Annotated[str, typer.Argument(help="Instance name (or id).")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Follow the provisioner until the change is done.")
+]
+TimeoutOpt = Annotated[str, typer.Option(help="How long --wait waits, e.g. 5m.")]
+
+
+@host_app.command("list")
+def host_list(output: OutputOpt = Format.table) -> None:
+    """Each host's reachability, Docker version, instances and used/free capacity."""
+    from mno.nex import hosts
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = hosts.host_rows(s)
+    render(rows, output, columns=HOST_COLUMNS, empty="No hosts.")
+
+
+def _wait(name: str, until: tuple[str, ...], timeout: str, output: Format) -> dict[str, Any]:
+    """Poll the instance until its status is in ``until``, ``failed``, or time runs out."""
+    from mno.errors import MnoError
+    from mno.nex import instances
+    from mno.settings import parse_duration
+    from mno.store.db import session_scope
+
+    deadline = time.monotonic() + parse_duration(timeout).total_seconds()
+    with spinner(f"waiting for {name}"):
+        while True:
+            with session_scope(write=False) as s:
+                inst = instances.get(s, name)
+                view = instances.view(s, inst).as_dict()
+                settled = inst.work in ("idle", "failed")
+            if settled and view["status"] in until:
+                return view
+            if view["status"] == "failed":
+                raise MnoError(
+                    f"instance {name} failed: {view['last_error']}",
+                    "the provisioner retries it with backoff; see `mno instance show`",
+                )
+            if time.monotonic() >= deadline:
+                raise MnoError(
+                    f"instance {name} is still {view['status']} after {timeout}",
+                    "is a provisioner running? see `mno agents status`, "
+                    "or run `mno agents tick provisioner` once",
+                )
+            time.sleep(0.25)
+
+
+def _finish(
+    name: str, verb: str, wait: bool, until: tuple[str, ...], timeout: str, output: Format
+) -> None:
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    if wait:
+        view = _wait(name, until, timeout, output)
+        done(view, f"instance {name} {view['status']}", output)
+        return
+    with session_scope(write=False) as s:
+        view = instances.view(s, instances.get(s, name)).as_dict()
+    done(view, f"instance {name}: {verb} requested", output)
+
+
+@app.command("create")
+def create(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    app_code: Annotated[str, typer.Argument(metavar="APP", help="Nex app code.")],
+    name: Annotated[
+        str | None, typer.Option(help="Instance name (a DNS label; default <app>-<tenant>).")
+    ] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="Custom domain, repeatable.")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="K=V or K=secret:NAME, repeatable.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit (default: the app's).")] = None,
+    cpus: Annotated[str | None, typer.Option(help="CPU limit (default: the app's).")] = None,
+    pids: Annotated[int | None, typer.Option(help="Process limit.")] = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = "5m",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Record a new instance; the provisioner creates it (--wait follows it)."""
+    from mno.cli.params import pairs
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inst = instances.create(
+            s,
+            tenant,
+            app_code,
+            name=name,
+            domains=domain or [],
+            env=pairs(env, "env"),
+            memory=memory,
+            cpus=cpus,
+            pids=pids,
+        )
+        created = inst.name
+    if wait:
+        view = _wait(created, ("running",), timeout, output)
+        done(view, f"instance {created} running at {view['endpoint']}", output)
+        return
+    with session_scope(write=False) as s:
+        view = instances.view(s, instances.get(s, created)).as_dict()
+    if output is Format.table:
+        success(f"instance {created} staged; the provisioner will start it")
+        render(view, output)
+    else:
+        render(view, output)
+
+
+@app.command("list")
+def list_(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's instances.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    app_code: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include terminated instances.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List instances (terminated ones with --all or --status terminated)."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        views = instances.list_instances(
+            s, tenant=tenant, status=status, app=app_code, host=host, include_terminated=all_
+        )
+    render([v.as_dict() for v in views], output, columns=LIST_COLUMNS, empty="No instances.")
+
+
+@app.command("show")
+def show(name: Name, output: OutputOpt = Format.table) -> None:
+    """Show one instance."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        view = instances.view(s, instances.get(s, name)).as_dict()
+    render(view, output)
+
+
+@app.command("logs")
+def logs(
+    name: Name,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming.")] = False,
+) -> None:
+    """Print the container's output."""
+    from mno.errors import InvalidTransition
+    from mno.nex import hosts, instances, runtime_docker
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        inst = instances.get(s, name)
+        host, cid = inst.host, inst.container_id
+    if not host or not cid:
+        raise InvalidTransition(f"instance {name} has no container yet")
+    rt = runtime_docker.runtime(hosts.get(host))
+    out = sys.stdout.buffer
+    try:
+        for chunk in rt.logs(cid, tail=tail, follow=follow):
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+def _simple(verb: str, fn_name: str, until: tuple[str, ...]) -> Any:
+    def command(
+        name: Name,
+        wait: WaitOpt = False,
+        timeout: TimeoutOpt = "5m",
+        output: OutputOpt = Format.table,
+    ) -> None:
+        from mno.nex import instances
+        from mno.store.db import session_scope
+
+        with session_scope() as s:
+            getattr(instances, fn_name)(s, name)
+        _finish(name, verb, wait, until, timeout, output)
+
+    command.__doc__ = {
+        "start": "Start a stopped instance.",
+        "stop": "Stop an instance (its container and data are kept).",
+        "restart": "Restart an instance's container.",
+    }[verb]
+    return command
+
+
+app.command("start")(_simple("start", "start", ("running",)))
+app.command("stop")(_simple("stop", "stop", ("stopped",)))
+app.command("restart")(_simple("restart", "restart", ("running",)))
+
+
+@app.command("update")
+def update(
+    name: Name,
+    image: Annotated[str | None, typer.Option(help="New image (e.g. a new tag).")] = None,
+    env: Annotated[list[str] | None, typer.Option(help="Set K=V, repeatable.")] = None,
+    unset_env: Annotated[list[str] | None, typer.Option(help="Remove env K, repeatable.")] = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = "5m",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Roll out a new image or env (rolling without a volume, stop-first with one)."""
+    from mno.cli.params import pairs
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        instances.update(s, name, image=image, env=pairs(env, "env"), unset_env=unset_env)
+    _finish(name, "update", wait, ("running",), timeout, output)
+
+
+@app.command("terminate")
+def terminate(
+    name: Name,
+    purge_data: Annotated[
+        bool, typer.Option("--purge-data", help="Also delete the data volume.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = "5m",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Terminate an instance: its containers are removed (the volume too with --purge-data)."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Terminate instance {name}?", abort=True)
+    with session_scope() as s:
+        inst = instances.terminate(s, name, purge_data=purge_data)
+        ref = str(inst.id)
+    _finish(ref, "terminate", wait, ("terminated",), timeout, output)
+
+
+@app.command("orphans")
+def orphans(output: OutputOpt = Format.table) -> None:
+    """Labelled containers that no live instance owns."""
+    from mno.nex import reconcile
+
+    render(reconcile.orphans(), output, empty="No orphaned containers.")
+
+
+@app.command("backup")
+def backup(
+    name: Name,
+    to: Annotated[
+        Path | None, typer.Option(help="Tar file (default under $MNO_HOME/backups/).")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Write a tar of the instance's data volume, with FILE.sha256 beside it."""
+    from mno.nex import backups
+
+    with spinner(f"backing up {name}"):
+        result = backups.backup(name, to)
+    done(result, f"backup of {name}: {result['file']} (sha256 {result['sha256'][:12]}…)", output)
+
+
+@app.command("restore")
+def restore(
+    name: Name,
+    file: Annotated[Path, typer.Argument(help="A tar written by `mno instance backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Replace the instance's data volume with a backup (checksum verified first)."""
+    from mno.nex import backups
+
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Replace the data of {name} with {file}?", abort=True)
+    with spinner(f"restoring {name}"):
+        result = backups.restore(name, file)
+    done(result, f"restored {name} from {file}", output)
+
+
+@domain_app.command("add")
+def domain_add(
+    name: Name,
+    domain: Annotated[str, typer.Argument(help="e.g. crm.acme.com (a CNAME to the host).")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Route a custom domain to the instance (the provisioner updates its router labels)."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inst = instances.add_domain(s, name, domain)
+        view = instances.view(s, inst).as_dict()
+    done(view, f"{domain} → {name}", output)
+
+
+@domain_app.command("remove")
+def domain_remove(
+    name: Name,
+    domain: Annotated[str, typer.Argument(help="The domain to stop routing.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Stop routing a custom domain to the instance."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inst = instances.remove_domain(s, name, domain)
+        view = instances.view(s, inst).as_dict()
+    done(view, f"{domain} removed from {name}", output)

@@ -1,0 +1,217 @@
+"""Tenant provisioning and offboarding, per tier mode (``tiers`` in the platform YAML).
+
+- ``none``: the status moves to ``active`` at once (nothing is hosted for the tier);
+- ``docker``: the tenant gets an instance of every Nex app it subscribes to or its tier
+  lists; the provisioner creates them (and the network of a silo tenant). When all are
+  running the tenant becomes ``active``; a failure makes it ``provision_failed`` with the
+  reason, and a later success of every instance activates it after all;
+- ``external``: ``tenant.provisioning_requested`` carries a one-time callback secret
+  (encrypted in the event, revealed only in the webhook body) and a context id; a
+  pipeline elsewhere answers with a signed ``POST /v1/callbacks/provisioning``
+  (``mno.nex.callbacks``).
+
+Offboarding terminates the tenant's instances with a final backup of each volume under
+``$MNO_HOME/backups/``, removes the tenant network and ends in ``offboarded``.
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mno import clock, crypto, platform
+from mno.errors import BadInput
+from mno.store import outbox
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.nex.reconcile import Snapshot
+    from mno.store.models.nex import Instance
+    from mno.store.models.tenancy import Tenant
+
+
+def tier_config(tenant: Tenant, config: platform.PlatformConfig | None = None) -> Any:
+    config = config or platform.load()
+    return config.tiers.get(tenant.tier) or platform.TierConfig()
+
+
+def nex_apps_for(session: Session, tenant: Tenant, tier_apps: list[str]) -> list[str]:
+    """The Nex apps a tenant gets: its tier's list plus the apps it subscribes to."""
+    from sqlmodel import select
+
+    from mno.store.models.tenancy import App
+
+    codes = list(tier_apps)
+    try:
+        from mno.store.models.billing import Subscription
+
+        subscribed = session.exec(
+            select(Subscription.app_code).where(
+                Subscription.tenant_id == tenant.id,
+                Subscription.status.in_(("active", "trialing")),  # type: ignore[attr-defined]
+                Subscription.app_code.is_not(None),  # type: ignore[union-attr]
+            )
+        ).all()
+    except ImportError:  # billing not in this build
+        subscribed = []
+    codes.extend(str(c) for c in subscribed)
+    out = []
+    for code in dict.fromkeys(codes):
+        app = session.exec(select(App).where(App.code == code)).first()
+        if app is None:
+            raise BadInput(f"tier {tenant.tier} lists unknown app {code}")
+        if app.stack == "nex":
+            out.append(code)
+    return out
+
+
+def provision(
+    session: Session, key: str, config: platform.PlatformConfig | None = None
+) -> dict[str, Any]:
+    """Start provisioning a tenant in its tier's mode; returns what was done."""
+    from mno.nex import instances
+    from mno.tenancy import tenants
+
+    config = config or platform.load()
+    tenant = tenants.get(session, key)
+    tier = tier_config(tenant, config)
+    if tier.mode == "none":
+        tenants.provision(session, key)
+        return {"tenant": tenant.key, "mode": "none", "status": tenant.status}
+    tenant = tenants.transition(session, key, "provisioning")
+    if tier.mode == "external":
+        request = _external_request(session, tenant, tier)
+        return {"tenant": tenant.key, "mode": "external", "status": tenant.status} | request
+    codes = nex_apps_for(session, tenant, tier.apps)
+    created, kept = [], []
+    existing = {(i.app_id, i.name): i for i in instances.live_for_tenant(session, tenant.id)}
+    have_apps = {app_id for app_id, _ in existing}
+    from mno.tenancy import apps
+
+    for code in codes:
+        app = apps.get(session, code)
+        if app.id in have_apps:
+            for (app_id, _), inst in existing.items():
+                if app_id == app.id:
+                    if inst.status == "failed" or inst.work == "failed":
+                        instances.enqueue(inst)  # a retry of provisioning retries it
+                        session.add(inst)
+                    kept.append(inst.name)
+            continue
+        inst = instances.create(session, tenant.key, code, config=config)
+        created.append(inst.name)
+    session.flush()
+    if not codes or _all_running(session, tenant.id):
+        tenants.transition(session, tenant, "active")
+    return {
+        "tenant": tenant.key,
+        "mode": "docker",
+        "status": tenant.status,
+        "instances_created": created,
+        "instances_kept": kept,
+    }
+
+
+def _all_running(session: Session, tenant_id: uuid.UUID) -> bool:
+    from mno.nex import instances
+
+    live = instances.live_for_tenant(session, tenant_id)
+    return bool(live) and all(i.status == "running" for i in live)
+
+
+def on_instance(session: Session, inst: Instance) -> None:
+    """React to an instance's new status (called in the transaction that records it)."""
+    from mno.nex import instances
+    from mno.store.models.tenancy import Tenant
+    from mno.tenancy import tenants
+
+    tenant = session.get(Tenant, inst.tenant_id)
+    if tenant is None:
+        return
+    if inst.status == "running" and tenant.status in ("provisioning", "provision_failed"):
+        if tier_config(tenant).mode != "docker" or not _all_running(session, tenant.id):
+            return
+        if tenant.status == "provision_failed":
+            tenants.transition(session, tenant, "provisioning", "instances recovered")
+        tenants.transition(session, tenant, "active")
+    elif inst.status == "failed" and tenant.status == "provisioning":
+        if tier_config(tenant).mode == "docker":
+            reason = f"instance {inst.name}: {inst.last_error or 'failed'}"
+            tenants.transition(session, tenant, "provision_failed", reason[:500])
+    elif inst.status == "terminated" and tenant.status == "offboarding":
+        if not instances.live_for_tenant(session, tenant.id):
+            tenants.transition(session, tenant, "offboarded")
+
+
+def last_on_host(snap: Snapshot, db_url: str | None = None) -> bool:
+    """Whether this instance is the tenant's last live one on its host."""
+    from sqlmodel import func, select
+
+    from mno.store.db import session_scope
+    from mno.store.models.nex import Instance
+
+    with session_scope(db_url, write=False) as s:
+        others = s.exec(
+            select(func.count()).where(
+                Instance.tenant_id == snap.tenant_id,
+                Instance.host == snap.host,
+                Instance.id != snap.id,
+                Instance.live_name.is_not(None),  # type: ignore[union-attr]
+            )
+        ).one()
+    return int(others) == 0
+
+
+def offboard(session: Session, key: str) -> dict[str, Any]:
+    """Terminate every instance (final backup kept), then ``offboarded`` (see module doc).
+
+    With no live instance the tenant is offboarded at once; otherwise it stays in
+    ``offboarding`` until the provisioner has terminated the last one."""
+    from mno.nex import instances
+    from mno.tenancy import tenants
+
+    tenant = tenants.transition(session, key, "offboarding")
+    live = instances.live_for_tenant(session, tenant.id)
+    for inst in live:
+        instances.terminate(session, str(inst.id), purge_data=True, backup=True)
+    if not live:
+        tenants.transition(session, tenant, "offboarded")
+    return {"tenant": tenant.key, "status": tenant.status, "terminating": [i.name for i in live]}
+
+
+# -- external mode ------------------------------------------------------------------------
+
+
+def _external_request(session: Session, tenant: Tenant, tier: Any) -> dict[str, Any]:
+    from mno.settings import parse_duration
+    from mno.store.models.nex import ProvisioningRequest
+
+    secret = pysecrets.token_hex(32)
+    context_id = uuid.uuid4().hex
+    expires_at = clock.now() + parse_duration(tier.callback_ttl)
+    request = ProvisioningRequest(
+        tenant_id=tenant.id,
+        context_id=context_id,
+        secret_enc=crypto.encrypt(secret),
+        expires_at=expires_at,
+    )
+    session.add(request)
+    session.flush()
+    outbox.emit(
+        session,
+        "tenant.provisioning_requested",
+        {
+            "tenantId": str(tenant.id),
+            "tenant": tenant.key,
+            "tier": tenant.tier,
+            "contextId": context_id,
+            # encrypted here; the webhook dispatcher reveals it in the delivered body only
+            "callbackSecret": {"$encrypted": request.secret_enc},
+            "callbackPath": "/v1/callbacks/provisioning",
+            "expiresAt": expires_at,
+        },
+        tenant.id,
+    )
+    return {"context_id": context_id, "expires_at": expires_at}

@@ -75,3 +75,33 @@ def ensure_master_key() -> None:
     """Create a master key if none is configured (used by quickstart on a fresh host)."""
     if not (os.environ.get(settings.ENV_MASTER_KEY) or secrets.get(MASTER_KEY_NAME)):
         init_master_key()
+
+
+ENCRYPTED_KEY = "$encrypted"
+
+
+def sealed(plaintext: str) -> dict[str, str]:
+    """A JSON value that carries ``plaintext`` encrypted: ``{"$encrypted": token}``.
+
+    Event payloads use it for values only the final receiver may read (a one-time
+    callback secret): the store and ``mno events list`` keep the token, and the webhook
+    dispatcher reveals it in the body it signs and sends (``reveal_json``)."""
+    return {ENCRYPTED_KEY: encrypt(plaintext)}
+
+
+def reveal_json(text: str) -> str:
+    """``text`` with every ``{"$encrypted": token}`` value decrypted (unchanged if none)."""
+    if f'"{ENCRYPTED_KEY}"' not in text:
+        return text
+    import json
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {ENCRYPTED_KEY} and isinstance(value[ENCRYPTED_KEY], str):
+                return decrypt(value[ENCRYPTED_KEY])
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return json.dumps(walk(json.loads(text)), separators=(",", ":"), ensure_ascii=False)

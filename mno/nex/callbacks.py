@@ -8,9 +8,10 @@ one-time secret over raw body ‖ context id ‖ timestamp) and ``x-timestamp`` 
 Answers: 200 applied; 400 malformed; 401 bad signature or timestamp outside the window;
 404 unknown tenant or no request waiting; 409 already used (a replay); 410 the secret
 expired. Anything but 200 changes nothing.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: FastAPI resolves the route's
+annotations at run time.)
+"""
 
 import json
 import uuid

@@ -191,10 +191,11 @@ def _external_request(session: Session, tenant: Tenant, tier: Any) -> dict[str, 
     secret = pysecrets.token_hex(32)
     context_id = uuid.uuid4().hex
     expires_at = clock.now() + parse_duration(tier.callback_ttl)
+    seal = crypto.sealed(secret)
     request = ProvisioningRequest(
         tenant_id=tenant.id,
         context_id=context_id,
-        secret_enc=crypto.encrypt(secret),
+        secret_enc=seal[crypto.ENCRYPTED_KEY],
         expires_at=expires_at,
     )
     session.add(request)
@@ -208,7 +209,7 @@ def _external_request(session: Session, tenant: Tenant, tier: Any) -> dict[str, 
             "tier": tenant.tier,
             "contextId": context_id,
             # encrypted here; the webhook dispatcher reveals it in the delivered body only
-            "callbackSecret": {"$encrypted": request.secret_enc},
+            "callbackSecret": seal,
             "callbackPath": "/v1/callbacks/provisioning",
             "expiresAt": expires_at,
         },

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mno import __version__, clock, signing
+from mno import __version__, clock, crypto, signing
 from mno.webhooks import ssrf
 
 USER_AGENT = f"mno/{__version__}"
@@ -54,7 +54,7 @@ class Outcome:
 
 
 def build_request(job: Job, timestamp: int) -> tuple[dict[str, str], bytes]:
-    body = job.body.encode()
+    body = crypto.reveal_json(job.body).encode()  # sealed values are opened only here
     hdrs = dict(job.headers)
     hdrs.update(signing.headers(job.secrets, job.msg_id, timestamp, body))
     hdrs["content-type"] = "application/json"

@@ -1,0 +1,117 @@
+"""Hosts: placement across two configured hosts (the same engine through its unix socket
+and through a TCP forwarder on 127.0.0.1), host list, and orphaned containers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.nex.conftest import Nex, get_page
+
+SOCKET = "/var/run/docker.sock"
+
+
+@pytest.fixture
+def tcp_engine() -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 that forwards every connection to the Docker socket."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(SOCKET)
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield port
+    stop.set()
+    server.close()
+
+
+def test_placement_uses_the_reachable_host_with_most_free_memory(
+    nex: Nex, cli: Any, tcp_engine: int
+) -> None:
+    nex.configure(
+        "apps_domain: apps.test\n"
+        "hosts:\n"
+        f"  - {{name: alpha, base_url: 'unix://{SOCKET}', memory: 1g, labels: {{zone: a}}}}\n"
+        f"  - {{name: beta, base_url: 'tcp://127.0.0.1:{tcp_engine}', memory: 2g,"
+        " labels: {zone: b}}\n"
+        "  - {name: down, base_url: 'tcp://127.0.0.1:9', memory: 64g}\n"
+    )
+    tenant = nex.tenant()
+    nex.app(memory="512m", multi_instantiable=True)
+    names = [nex.create(tenant, "web") for _ in range(4)]
+    nex.tick()
+    placed = {n: nex.get(n)["host"] for n in names}
+    # free memory before each choice: beta 2g > alpha 1g → beta; 1.5g > 1g → beta; a tie at
+    # 1g keeps the configured order → alpha; 1g > 512m → beta. The unreachable host with
+    # the most memory is never chosen.
+    assert sorted(placed.values()) == ["alpha", "beta", "beta", "beta"]
+    for n in names:
+        view = nex.get(n)
+        assert view["status"] == "running", view
+        assert get_page(view["endpoint"])[0] == 200
+
+    rows = {r["name"]: r for r in cli.json("host", "list")}
+    assert rows["alpha"]["reachable"] and rows["beta"]["reachable"]
+    assert rows["alpha"]["version"] == rows["beta"]["version"] is not None
+    assert rows["down"]["reachable"] is False and rows["down"]["error"]
+    assert rows["beta"]["instances"] == 3 and rows["beta"]["memory_free"] == 512 * 1024**2
+    assert rows["alpha"]["instances"] == 1 and rows["alpha"]["memory_free"] == 512 * 1024**2
+
+    # label constraints: an app that needs zone b goes to beta although it is fuller
+    nex.app("zoned", labels={"zone": "b"}, memory="256m")
+    zoned = nex.create(tenant, "zoned")
+    nex.tick()
+    assert nex.get(zoned)["host"] == "beta"
+
+    # no host can take it: the instance waits, with the reasons recorded
+    nex.app("huge", memory="8g")
+    huge = nex.create(tenant, "huge")
+    nex.tick()
+    view = nex.get(huge)
+    assert view["status"] == "failed" and "no host can take" in view["last_error"]
+
+
+def test_orphans_lists_labelled_containers_nobody_owns(nex: Nex, cli: Any) -> None:
+    tenant = nex.tenant()
+    nex.app()
+    name = nex.create(tenant, "web")
+    nex.tick()
+    stray = nex.client.containers.create(
+        "mno-test/web:1",
+        labels={"mno.managed": "true", "mno.instance": "nope", "mno.tenant": tenant},
+    )
+    # (the engine may hold other stores' containers: look at this test's tenant only)
+    rows = [r for r in cli.json("instance", "orphans") if r["tenant"] == tenant]
+    assert [r["container"] for r in rows] == [stray.id[:12]]
+    assert rows[0]["why"] == "no instance has this id"
+    assert name not in {r["name"] for r in rows}

@@ -92,6 +92,8 @@ class Snapshot:
     pids: int | None
     started_at: datetime | None
     domains: list[str] = field(default_factory=list)
+    # container fields learnt during a pass, recorded with its outcome (even a failure)
+    pending: dict[str, Any] = field(default_factory=dict)
 
 
 def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
@@ -151,11 +153,7 @@ def record(
     db_url: str | None = None,
     **fields: Any,
 ) -> None:
-    """One status change (and/or field updates) in one transaction, fenced on the lease.
-
-    A status change writes an audit row, emits the matching ``instance.*`` event and lets
-    tenant provisioning react (``mno.nex.provisioning.on_instance``)."""
-    from mno.nex import provisioning
+    """One status change (and/or field updates) in one transaction, fenced on the lease."""
     from mno.store.db import session_scope
     from mno.store.models.nex import Instance
 
@@ -165,43 +163,50 @@ def record(
             raise LeaseLost(f"instance {instance_id} is gone")
         if owner is not None and inst.lease_owner != owner:
             raise LeaseLost(f"instance {inst.name} is no longer leased to this process")
-        before = inst.status
-        for key, value in fields.items():
-            setattr(inst, key, value)
-        if status is not None:
-            inst.status = status
-        inst.touch()
-        s.add(inst)
-        if status is not None and status != before:
-            audit.record(
-                s,
-                "instance.status",
-                target_type="instance",
-                target_id=inst.id,
-                target=inst.name,
-                before={"status": before},
-                after={
-                    "status": status,
-                    **({"error": inst.last_error} if status == "failed" else {}),
-                },
-                tenant_id=inst.tenant_id,
-                actor="provisioner",
-            )
-            event = EVENTS.get(status)
-            if event:
-                data = {
-                    "id": str(inst.id),
-                    "name": inst.name,
-                    "status": status,
-                    "host": inst.host,
-                    "url": inst.url,
-                    "endpoint": inst.endpoint,
-                }
-                if status == "failed":
-                    data["error"] = inst.last_error
-                outbox.emit(s, event, data, inst.tenant_id)
-            s.flush()
-            provisioning.on_instance(s, inst)
+        apply(s, inst, status, **fields)
+
+
+def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
+    """Set fields and the status in the caller's transaction. A status change writes an
+    audit row, emits the matching ``instance.*`` event and lets tenant provisioning react
+    (``mno.nex.provisioning.on_instance``)."""
+    from mno.nex import provisioning
+
+    before = inst.status
+    for key, value in fields.items():
+        setattr(inst, key, value)
+    if status is not None:
+        inst.status = status
+    inst.touch()
+    session.add(inst)
+    if status is None or status == before:
+        return
+    audit.record(
+        session,
+        "instance.status",
+        target_type="instance",
+        target_id=inst.id,
+        target=inst.name,
+        before={"status": before},
+        after={"status": status, **({"error": inst.last_error} if status == "failed" else {})},
+        tenant_id=inst.tenant_id,
+        actor="provisioner",
+    )
+    event = EVENTS.get(status)
+    if event:
+        data = {
+            "id": str(inst.id),
+            "name": inst.name,
+            "status": status,
+            "host": inst.host,
+            "url": inst.url,
+            "endpoint": inst.endpoint,
+        }
+        if status == "failed":
+            data["error"] = inst.last_error
+        outbox.emit(session, event, data, inst.tenant_id)
+    session.flush()
+    provisioning.on_instance(session, inst)
 
 
 # -- container spec --------------------------------------------------------------------
@@ -281,8 +286,11 @@ def endpoint(host: platform.HostConfig, port: int | None) -> str | None:
 # -- placement -------------------------------------------------------------------------
 
 
-def place(snap: Snapshot, owner: str, db_url: str | None = None) -> platform.HostConfig:
-    """Choose a host for an instance that has none and record it (one transaction)."""
+def place(
+    snap: Snapshot, owner: str, db_url: str | None = None, status: str | None = None
+) -> platform.HostConfig:
+    """Choose a host for an instance that has none and record it, with the new status
+    (one transaction)."""
     from mno.store.db import session_scope
     from mno.store.models.nex import Instance
     from mno.store.models.tenancy import App
@@ -297,6 +305,8 @@ def place(snap: Snapshot, owner: str, db_url: str | None = None) -> platform.Hos
         if inst is None or inst.lease_owner != owner:
             raise LeaseLost(f"instance {snap.name} is no longer leased to this process")
         if inst.host:
+            if status is not None:
+                apply(s, inst, status)
             return hosts.get(inst.host, config)
         if not reachable:
             errors = "; ".join(f"{n}: {p.error}" for n, p in probes.items())
@@ -304,10 +314,7 @@ def place(snap: Snapshot, owner: str, db_url: str | None = None) -> platform.Hos
         app = s.get(App, inst.app_id)
         assert app is not None
         host = hosts.place(s, app, memory_bytes(inst.memory), reachable, config)
-        inst.host = host.name
-        inst.volume = volume_name(snap)
-        inst.network = network_name(snap)
-        s.add(inst)
+        apply(s, inst, status, host=host.name, volume=volume_name(snap), network=network_name(snap))
     snap.host = host.name
     snap.volume = volume_name(snap)
     snap.network = network_name(snap)
@@ -343,7 +350,14 @@ def reconcile(
         raise
     except Exception as exc:
         message = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"
-        record(snap.id, owner, status="failed", last_error=message[:2000], db_url=db_url)
+        record(
+            snap.id,
+            owner,
+            status="failed",
+            last_error=message[:2000],
+            db_url=db_url,
+            **snap.pending,
+        )
         raise
 
 
@@ -352,7 +366,8 @@ def _host(snap: Snapshot) -> platform.HostConfig:
 
 
 def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_stop: Any) -> None:
-    host = _host(snap) if snap.host else place(snap, owner, db_url)
+    placed_now = not snap.host  # a first deploy: placement records "provisioning" too
+    host = place(snap, owner, db_url, status="provisioning") if placed_now else _host(snap)
     rt = runtime_docker.runtime(host)
     current = rt.inspect(snap.container_id, snap.port) if snap.container_id else None
     if snap.action == "update" and current is not None and current.status == "running":
@@ -421,7 +436,8 @@ def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_s
     # a fresh container: first deploy, a repair after drift, a retry after a failure, or
     # an update of a stopped instance
     first = snap.started_at is None and snap.status in ("staged", "provisioning", "failed")
-    record(snap.id, owner, status="provisioning" if first else "starting", db_url=db_url)
+    if not placed_now:
+        record(snap.id, owner, status="provisioning" if first else "starting", db_url=db_url)
     if current is not None:
         rt.remove(current.id)
     _deploy(snap, host, rt, snap.deploy + 1, owner, opts, db_url, should_stop)
@@ -450,27 +466,23 @@ def _deploy(
     _prepare(snap, rt)
     container_spec = spec(snap, host, deploy, opts)
     state = rt.run(container_spec)
-    record(
-        snap.id,
-        owner,
-        status="starting",
-        container_id=state.id,
-        container_name=container_spec.name,
-        deploy=deploy,
-        endpoint=endpoint(host, state.host_port),
-        db_url=db_url,
-    )
+    snap.pending = {
+        "container_id": state.id,
+        "container_name": container_spec.name,
+        "deploy": deploy,
+        "endpoint": endpoint(host, state.host_port),
+    }
     ready = rt.wait_ready(state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop)
     record(
         snap.id,
         owner,
         status="running",
-        endpoint=endpoint(host, ready.host_port),
         started_at=clock.now(),
         action=None,
         drift=None,
         last_error=None,
         db_url=db_url,
+        **(snap.pending | {"endpoint": endpoint(host, ready.host_port)}),
     )
 
 

@@ -48,6 +48,11 @@ def docker_seconds() -> float:
     return getattr(_clock, "seconds", 0.0)
 
 
+def docker_cpu_seconds() -> float:
+    """CPU seconds this thread has spent in Docker calls (the SDK's own work)."""
+    return getattr(_clock, "cpu", 0.0)
+
+
 @dataclass
 class ContainerSpec:
     name: str
@@ -185,7 +190,7 @@ class Runtime:
         import docker
         import requests
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return fn(*args, **kwargs)
         except docker.errors.NotFound:
@@ -202,6 +207,7 @@ class Runtime:
             raise DockerFailure(f"host {self.name}: {_reason(exc)}") from exc
         finally:
             _clock.seconds = docker_seconds() + time.perf_counter() - started
+            _clock.cpu = docker_cpu_seconds() + time.thread_time() - cpu
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -268,13 +274,9 @@ class Runtime:
         return _state(attrs, port)
 
     def run(self, spec: ContainerSpec) -> ContainerState:
-        """Create and start a container (an existing one with the name is reused)."""
-        current = self.inspect(spec.name, spec.port)
-        if current is None:
-            container = self.call(self.client.containers.create, **_create_kwargs(spec))
-            ref = container.id
-        else:
-            ref = current.id
+        """Create and start a container (an existing one with the name is reused, so a
+        pass interrupted after the create can run again)."""
+        ref = self.create(spec)
         self.call(self.client.api.start, ref)
         state = self.inspect(ref, spec.port)
         if state is None:
@@ -282,11 +284,24 @@ class Runtime:
         return state
 
     def create(self, spec: ContainerSpec) -> str:
-        """Create a container without starting it; its id."""
+        """Create a container without starting it (or find the one with its name); its id."""
+        import docker
+        from docker.models.containers import _create_container_args
+
+        # the SDK's own translation of run()/create() arguments, then the low-level call:
+        # containers.create() would inspect the new container once more
+        kwargs = _create_kwargs(spec) | {"command": None, "version": self.client.api._version}
+        try:
+            args = _create_container_args(kwargs)
+            return str(self.call(self.client.api.create_container, **args)["Id"])
+        except DockerFailure as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, docker.errors.APIError) and cause.status_code == 409):
+                raise
         current = self.inspect(spec.name, spec.port)
-        if current is not None:
-            return current.id
-        return str(self.call(self.client.containers.create, **_create_kwargs(spec)).id)
+        if current is None:
+            raise DockerFailure(f"container {spec.name} exists but cannot be inspected")
+        return current.id
 
     def start(self, ref: str) -> None:
         self.call(self.client.api.start, ref)
@@ -320,7 +335,18 @@ class Runtime:
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ContainerState:
-        """Wait until the container is healthy (or running, without a health check)."""
+        """Wait until the container is healthy (or running, without a health check).
+
+        The whole wait counts as time spent on Docker (``docker_seconds``)."""
+        before, started = docker_seconds(), time.perf_counter()
+        try:
+            return self._wait_ready(ref, port, timeout_s, should_stop)
+        finally:
+            _clock.seconds = before + time.perf_counter() - started
+
+    def _wait_ready(
+        self, ref: str, port: int, timeout_s: float, should_stop: Callable[[], bool]
+    ) -> ContainerState:
         deadline = time.monotonic() + timeout_s
         while True:
             state = self.inspect(ref, port)

@@ -1,0 +1,255 @@
+"""Nex provisioning: N instances of the test app until all are healthy, concurrency 8.
+
+Compared, in the same run, with a plain loop through the docker SDK that does the same
+Docker work (``containers.run`` with the same labels, limits, health check and port
+publishing, then polling ``inspect`` every 100 ms until healthy), sequential and on 8
+threads. The provisioner run includes everything mno adds: the instance rows, leases,
+status changes with audit rows and events, placement and the drift scan.
+
+Figures:
+
+- provisioner wall time / threaded plain loop (goal <= 1.2);
+- per-instance overhead: time spent outside Docker calls in the provisioner's handler
+  plus its claim/settle transactions, divided by N (goal < 20 ms).
+
+Needs a Docker engine and busybox (the test image is built locally).
+
+Usage: python -m bench.nex [--instances 50] [--concurrency 8] [--rounds 2] [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+IMAGE = "mno-test/web:1"
+PORT = 8080
+
+
+def plain_one(client: Any, name: str) -> None:
+    """What a hand-written script does: run the container, poll until healthy."""
+    from mno.nex import runtime_docker
+
+    container = client.containers.run(
+        IMAGE,
+        name=name,
+        detach=True,
+        labels={"bench": "nex", "mno.managed": "false"},
+        ports={f"{PORT}/tcp": ("127.0.0.1", None)},
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 5},
+        init=True,
+        mem_limit=64 * 1024 * 1024,
+        pids_limit=512,
+        healthcheck={
+            "test": runtime_docker.health_command(PORT, "/health"),
+            "interval": int(1e9),
+            "timeout": int(5e9),
+            "retries": 3,
+            "start_period": 0,
+        },
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        attrs = client.api.inspect_container(container.id)
+        if (attrs["State"].get("Health") or {}).get("Status") == "healthy":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not healthy")
+        time.sleep(0.1)
+
+
+def plain(client: Any, n: int, threads: int) -> float:
+    names = [f"bench-plain-{uuid.uuid4().hex[:8]}" for _ in range(n)]
+    started = time.perf_counter()
+    if threads == 1:
+        for name in names:
+            plain_one(client, name)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda nm: plain_one(client, nm), names))
+    elapsed = time.perf_counter() - started
+    cleanup(client, "bench=nex")
+    return elapsed
+
+
+def cleanup(client: Any, label: str) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda c: c.remove(force=True),
+                client.containers.list(all=True, filters={"label": label}),
+            )
+        )
+
+
+def provisioner_run(
+    url: str, client: Any, n: int, concurrency: int, batch: int
+) -> dict[str, float]:
+    from mno.agents import provisioner
+    from mno.agents.base import TickContext
+    from mno.nex import instances
+    from mno.store.db import session_scope
+    from mno.tenancy import tenants
+
+    key = f"b{uuid.uuid4().hex[:8]}"
+    with session_scope(url) as s:
+        tenants.create(s, key, status="active")
+    t0 = time.perf_counter()
+    with session_scope(url) as s:
+        for i in range(n):
+            instances.create(s, key, "web", name=f"{key}-{i}")
+    create_s = time.perf_counter() - t0
+
+    queue_s = [0.0]
+    queue_cpu = [0.0]
+
+    class TimedContext(TickContext):
+        def session(self, write: bool = True) -> AbstractContextManager[Any]:
+            @contextmanager
+            def timed() -> Any:
+                began, cpu = time.perf_counter(), time.thread_time()
+                with TickContext.session(self, write) as s:
+                    yield s
+                queue_s[0] += time.perf_counter() - began
+                queue_cpu[0] += time.thread_time() - cpu
+
+            return timed()
+
+    for k in provisioner.stats:
+        provisioner.stats[k] = 0
+    started = time.perf_counter()
+    while True:
+        ctx = TimedContext(
+            agent="provisioner",
+            db_url=url,
+            batch_size=batch,
+            concurrency=concurrency,
+            lease_for=timedelta(minutes=5),
+            options={"drift": True},
+        )
+        result = provisioner.tick(ctx)
+        if result.failed or result.retried:
+            raise RuntimeError(f"provisioning failed: {result}")
+        if not result.claimed:
+            break
+    wall = time.perf_counter() - started
+    with session_scope(url, write=False) as s:
+        views = instances.list_instances(s, tenant=key)
+        running = sum(1 for v in views if v.instance.status == "running")
+    if running != n:
+        errors = {v.instance.last_error for v in views if v.instance.status != "running"}
+        raise RuntimeError(f"only {running}/{n} instances running: {errors}")
+    stats = dict(provisioner.stats)
+    overhead = stats["handle_s"] - stats["docker_s"] + queue_s[0]
+    cpu = stats["handle_cpu_s"] - stats["docker_cpu_s"] + queue_cpu[0]
+    cleanup(client, f"mno.tenant={key}")
+    forget(url, key)
+    return {
+        "wall": wall,
+        "create": create_s,
+        "overhead_ms": overhead / n * 1000,
+        "overhead_cpu_ms": cpu / n * 1000,
+        "handler_store_ms": (stats["handle_s"] - stats["docker_s"]) / n * 1000,
+        "queue_ms": queue_s[0] / n * 1000,
+    }
+
+
+def forget(url: str, key: str) -> None:
+    """Drop a round's instance rows, so the next round's drift scan does not repair them."""
+    import sqlalchemy as sa
+
+    from mno.store.db import session_scope
+    from mno.store.models.nex import Instance
+    from mno.tenancy import tenants
+
+    with session_scope(url) as s:
+        tenant = tenants.get(s, key)
+        s.execute(sa.delete(Instance).where(Instance.tenant_id == tenant.id))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32, help="claimed per pass (agents.yaml)")
+    parser.add_argument("--pg", default=None, help="a PostgreSQL server URL (default SQLite)")
+    parser.add_argument("--skip-sequential", action="store_true")
+    args = parser.parse_args()
+
+    import docker
+
+    from tests.nex import images
+
+    home = Path(tempfile.mkdtemp(prefix="mno-bench-nex-"))
+    os.environ["MNO_HOME"] = str(home)
+    os.environ.pop("MNO_CONFIG", None)
+    client = docker.from_env()
+    images.ensure(client, ("1",))
+
+    from mno.store import db
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    url = f"sqlite:///{home / 'store.db'}"
+    if args.pg:
+        from bench.agents_claim import _fresh_pg
+
+        url = _fresh_pg(args.pg)
+        db.upgrade(db.get_engine(url))
+    with session_scope(url) as s:
+        apps.create(
+            s,
+            "Web",
+            code="web",
+            stack="nex",
+            access="any",
+            image=IMAGE,
+            port=PORT,
+            health_path="/health",
+            memory="64m",
+        )
+    n, c = args.instances, args.concurrency
+    store = "PostgreSQL" if args.pg else "SQLite"
+    print(f"{n} instances of {IMAGE}, concurrency {c}, batch {args.batch}, store {store}")
+    if not args.skip_sequential:
+        seq = plain(client, n, 1)
+        print(f"plain loop, sequential      {seq:7.2f} s  ({seq / n * 1000:.0f} ms/instance)")
+    best_plain = best_prov = float("inf")
+    best: dict[str, float] = {}
+    for r in range(args.rounds):
+        threaded = plain(client, n, c)
+        prov = provisioner_run(url, client, n, c, args.batch)
+        print(
+            f"round {r + 1}: plain loop, {c} threads {threaded:6.2f} s | provisioner "
+            f"{prov['wall']:6.2f} s | ratio {prov['wall'] / threaded:.2f} | overhead per "
+            f"instance: {prov['overhead_cpu_ms']:.1f} ms CPU, {prov['overhead_ms']:.1f} ms "
+            f"wall on {c} threads (handler {prov['handler_store_ms']:.1f}, claim/settle "
+            f"{prov['queue_ms']:.1f}); recording {n} instances took "
+            f"{prov['create'] * 1000:.0f} ms"
+        )
+        best_plain = min(best_plain, threaded)
+        if prov["wall"] < best_prov:
+            best_prov, best = prov["wall"], prov
+    print(
+        f"best: provisioner {best_prov:.2f} s vs threaded plain loop {best_plain:.2f} s: "
+        f"ratio {best_prov / best_plain:.2f} (goal <= 1.2); overhead "
+        f"{best['overhead_cpu_ms']:.1f} ms CPU per instance (goal < 20 ms)"
+    )
+    if args.pg:
+        from bench.agents_claim import _drop_pg
+
+        db.get_engine(url).dispose()
+        _drop_pg(args.pg, url)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,7 @@ def docker_client() -> Any:
         client.ping()
     except Exception as exc:  # the suite needs the engine; scripts/test starts one
         pytest.fail(f"no Docker engine: {exc} (scripts/test installs and starts dockerd)")
+    images.remove_leftovers(client)
     images.ensure(client)
     return client
 

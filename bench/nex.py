@@ -57,7 +57,7 @@ def plain_one(client: Any, name: str) -> None:
             "interval": int(1e9),
             "timeout": int(5e9),
             "retries": 3,
-            "start_period": 0,
+            "start_period": int(30e9),
         },
     )
     deadline = time.monotonic() + 60

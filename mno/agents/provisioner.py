@@ -13,6 +13,7 @@ Each tick:
    unreachable host leaves the instance as it is and retries after ``host_down_retry``.
 
 Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
+``health_start_period`` (30s: failed checks while the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true).
 """
 
@@ -32,6 +33,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "ready_timeout": "60s",
     "health_interval": "1s",
     "health_retries": 3,
+    "health_start_period": "30s",
     "max_attempts": 5,
     "retry_base": "10s",
     "host_down_retry": "30s",

@@ -40,6 +40,7 @@ def docker_client() -> Any:
 FAST = {
     "health_interval": "250ms",
     "health_retries": 2,
+    "health_start_period": "10s",  # a slow start on a busy host is not a failure
     "ready_timeout": "20s",
     "retry_base": "1s",
     "stop_timeout_s": 2,

@@ -184,6 +184,10 @@ class Runtime:
                         )
                     except docker.errors.DockerException as exc:
                         raise HostDown(f"host {self.name}: {_reason(exc)}") from exc
+                    if self.base_url.startswith("unix://"):
+                        # no proxy applies to a unix socket: skip requests' scan of the
+                        # environment for proxy settings on every call
+                        self._client.api.trust_env = False
         return self._client
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

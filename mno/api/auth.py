@@ -2,13 +2,14 @@
 
 Verified keys are cached in-process for the authorize-cache TTL; the cache is dropped
 whenever the host's access stamp moves (a rotation, a revocation), so a retired key is
-refused at once on this host. Each key has a token bucket; an empty bucket answers 429
-with ``Retry-After``.
+refused at once on this host. Each key has a token bucket in the store, shared by every
+API process (``mno.access.ratelimit``); an empty bucket answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import threading
 import time
 import uuid
@@ -42,12 +43,19 @@ class _Entry:
 
 
 class _Bucket:
-    __slots__ = ("tokens", "at")
+    """Tokens this process took from the key's store bucket and has not spent yet."""
 
-    def __init__(self, tokens: float, at: float) -> None:
-        self.tokens = tokens
-        self.at = at
+    __slots__ = ("tokens", "until", "empty_until", "lock")
 
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.until = 0.0  # held tokens lapse then (monotonic), so none is hoarded
+        self.empty_until = 0.0  # the store said empty: refuse locally until then
+        self.lock = threading.Lock()
+
+
+CHUNK_SECONDS = 0.05  # a chunk is this many seconds of the rate (at least one token)
+CHUNK_TTL = 1.0  # seconds a process may hold a chunk before unspent tokens lapse
 
 _keys: dict[str, _Entry] = {}
 _stamp: tuple[int, bytes] | None = None
@@ -94,21 +102,62 @@ def _lookup(key_id: str, secret: str) -> _Entry | None:
         )
 
 
-def _rate(key_id: str) -> None:
+def _limited(retry_after: float) -> ApiError:
+    wait = max(1, math.ceil(retry_after))
+    return ApiError(
+        429, "rate_limited", "too many requests for this key", {"Retry-After": str(wait)}
+    )
+
+
+def _bucket(key_id: str) -> _Bucket:
+    bucket = _buckets.get(key_id)
+    if bucket is None:
+        with _lock:
+            bucket = _buckets.setdefault(key_id, _Bucket())
+    return bucket
+
+
+def _spend(bucket: _Bucket, now: float) -> bool:
+    """Spend a held token; True when one was there. Raises 429 while known empty."""
+    with bucket.lock:
+        if bucket.tokens > 0 and bucket.until > now:
+            bucket.tokens -= 1
+            return True
+        if bucket.empty_until > now:
+            raise _limited(bucket.empty_until - now)
+    return False
+
+
+def _refill(key_id: str, bucket: _Bucket) -> None:
+    """Take a chunk of tokens from the key's store bucket (on a store thread)."""
+    from mno.access import ratelimit
+    from mno.store.db import session_scope
+
     cfg = config.get()
-    now = time.monotonic()
-    with _lock:
-        bucket = _buckets.get(key_id)
-        if bucket is None:
-            bucket = _buckets[key_id] = _Bucket(cfg.rate_burst, now)
-        bucket.tokens = min(cfg.rate_burst, bucket.tokens + (now - bucket.at) * cfg.rate_limit)
-        bucket.at = now
-        if bucket.tokens < 1:
-            wait = max(1, int((1 - bucket.tokens) / cfg.rate_limit + 0.999))
-            raise ApiError(
-                429, "rate_limited", "too many requests for this key", {"Retry-After": str(wait)}
-            )
-        bucket.tokens -= 1
+    with bucket.lock:
+        now = time.monotonic()
+        if (bucket.tokens > 0 and bucket.until > now) or bucket.empty_until > now:
+            return  # another request refilled it meanwhile
+        want = max(1, min(int(cfg.rate_burst), math.ceil(cfg.rate_limit * CHUNK_SECONDS)))
+        with session_scope() as s:
+            taken = ratelimit.take(s, key_id, cfg.rate_limit, cfg.rate_burst, want)
+        now = time.monotonic()
+        bucket.tokens = taken.tokens
+        bucket.until = now + CHUNK_TTL
+        bucket.empty_until = now + taken.retry_after if taken.tokens == 0 else 0.0
+
+
+async def rate(key_id: str) -> None:
+    """Spend one of the key's tokens, or raise 429 with ``Retry-After``.
+
+    The bucket lives in the store (shared by every API process); this process spends
+    the chunk it took locally and goes back to the store only when the chunk is gone."""
+    bucket = _bucket(key_id)
+    if _spend(bucket, time.monotonic()):
+        return
+    await threads.run(_refill, key_id, bucket)
+    if not _spend(bucket, time.monotonic()):
+        raise _limited(max(bucket.empty_until - time.monotonic(), 1.0))
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -155,5 +204,5 @@ async def authenticate(header: str | None) -> Caller:
             raise _unauthorized()
         if stamp == revocation.current():
             _keys[key_id] = entry
-    _rate(key_id)
+    await rate(key_id)
     return entry.caller

@@ -69,11 +69,14 @@ def clear() -> None:
     _stamp = None
 
 
-def _decide(body: AuthorizeRequest) -> dict[str, Any]:
-    from mno.access import members, roles, tokens
+def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
+    """The answer for ``body``; 403 when the calling app may not ask about the tenant."""
+    from mno.access import customers, members, roles, tokens
     from mno.access.check import check
-    from mno.errors import BadInput
+    from mno.errors import BadInput, NotFound
     from mno.store.db import session_scope
+    from mno.store.models.tenancy import App
+    from mno.tenancy import tenants
 
     if body.action not in roles.ACTIONS:
         raise BadInput(f"unknown action {body.action!r}")
@@ -82,6 +85,15 @@ def _decide(body: AuthorizeRequest) -> dict[str, Any]:
     if body.action != "open" and body.instance is not None:
         raise BadInput("instance applies to the open action only")
     with session_scope(write=False) as s:
+        try:
+            tenant = tenants.get(s, body.tenant)
+        except NotFound:
+            tenant = None
+        app = s.get(App, caller.app_id)
+        if tenant is not None and app is not None:
+            may, why = customers.may_ask(s, app, tenant)
+            if not may:
+                raise ApiError(403, "forbidden", why)
         user = tokens.resolve(s, body.token)
         if user is None:
             return {
@@ -90,14 +102,15 @@ def _decide(body: AuthorizeRequest) -> dict[str, Any]:
                 "user": None,
                 "role": None,
             }
-        allowed, reason = check(s, user, body.tenant, body.action, body.instance)
-        from mno.errors import NotFound
-        from mno.tenancy import tenants
-
-        try:
-            role = members.role_of(s, user, tenants.get(s, body.tenant))
-        except NotFound:
-            role = None
+        if tenant is None:
+            return {
+                "allowed": False,
+                "reason": f"no tenant {body.tenant}",
+                "user": user.email,
+                "role": None,
+            }
+        allowed, reason = check(s, user, tenant, body.action, body.instance)
+        role = members.role_of(s, user, tenant)
         return {"allowed": allowed, "reason": reason, "user": user.email, "role": role}
 
 
@@ -136,7 +149,8 @@ async def authorize(request: Request) -> Any:
     stamp = revocation.current()
     hit = cached_answer(header, raw_body)
     if hit is not None:
-        return Response(hit, media_type="application/json")
+        await auth.rate(hit.key_id)
+        return Response(hit.body, media_type="application/json")
     now = time.monotonic()
     caller = await auth.authenticate(header)
     try:
@@ -150,7 +164,7 @@ async def authorize(request: Request) -> Any:
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
         return Response(cached[1], media_type="application/json")
-    answer = await threads.run(_decide, body)
+    answer = await threads.run(_decide, caller, body)
     data = json.dumps(answer).encode()
     if ttl > 0 and revocation.current() == stamp:
         if len(_cache) >= MAX_ENTRIES or len(_raw) >= MAX_ENTRIES:
@@ -165,8 +179,9 @@ async def authorize(request: Request) -> Any:
     return Response(data, media_type="application/json")
 
 
-def cached_answer(header: str, raw_body: bytes) -> bytes | None:
-    """The cached answer for exactly these credentials and body, or None (rate limited)."""
+def cached_answer(header: str, raw_body: bytes) -> _Hit | None:
+    """The cached answer for exactly these credentials and body, or None (the caller
+    still spends a token of ``hit.key_id``)."""
     global _stamp
     stamp = revocation.current()
     if stamp != _stamp:
@@ -179,8 +194,7 @@ def cached_answer(header: str, raw_body: bytes) -> bytes | None:
         return None
     if hit.key_expires is not None and hit.key_expires <= clock.now():
         return None
-    auth._rate(hit.key_id)
-    return hit.body
+    return hit
 
 
 class FastPath:
@@ -216,10 +230,13 @@ class FastPath:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        hit = cached_answer(header, body)
+        if hit is None:
+            await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
+            return
         try:
-            answer = cached_answer(header, body)
+            await auth.rate(hit.key_id)
         except ApiError as exc:
-            answer = None
             if exc.status != 429:
                 raise
             await _send(
@@ -229,10 +246,10 @@ class FastPath:
                 [(b"retry-after", exc.headers["Retry-After"].encode())],
             )
             return
-        if answer is None:
+        except Exception:  # noqa: BLE001 - e.g. the store is down: the app answers it
             await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
             return
-        await _send(send, 200, answer, [])
+        await _send(send, 200, hit.body, [])
 
 
 def _replay(messages: list[dict[str, Any]]) -> Any:

@@ -117,14 +117,14 @@ def load(port: int, make: object, seconds: float, connections: int) -> tuple[flo
     return asyncio.run(run())
 
 
-def usage_requests(headers: dict[str, str]) -> Any:
+def usage_requests(headers: dict[str, str], prefix: str = "u") -> Any:
     """A maker of usage posts, each with its own Idempotency-Key."""
     counter = iter(range(10**9))
 
     def make() -> bytes:
         body = {"tenant": "acme", "metric": "api_calls", "quantity": "1"}
         return request_bytes(
-            "POST", "/v1/dev/usage", body, {**headers, "Idempotency-Key": f"u{next(counter)}"}
+            "POST", "/v1/dev/usage", body, {**headers, "Idempotency-Key": f"{prefix}{next(counter)}"}
         )
 
     return make

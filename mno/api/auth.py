@@ -8,6 +8,7 @@ API process (``mno.access.ratelimit``); an empty bucket answers 429 with ``Retry
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import threading
@@ -45,13 +46,15 @@ class _Entry:
 class _Bucket:
     """Tokens this process took from the key's store bucket and has not spent yet."""
 
-    __slots__ = ("tokens", "until", "empty_until", "lock")
+    __slots__ = ("tokens", "until", "empty_until", "lock", "refilling", "inflight")
 
     def __init__(self) -> None:
         self.tokens = 0
         self.until = 0.0  # held tokens lapse then (monotonic), so none is hoarded
         self.empty_until = 0.0  # the store said empty: refuse locally until then
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held only for a few attribute reads and writes
+        self.refilling = threading.Lock()  # one store round trip per key at a time
+        self.inflight: asyncio.Task[None] | None = None  # the refill requests wait on
 
 
 CHUNK_SECONDS = 0.05  # a chunk is this many seconds of the rate (at least one token)
@@ -134,17 +137,19 @@ def _refill(key_id: str, bucket: _Bucket) -> None:
     from mno.store.db import session_scope
 
     cfg = config.get()
-    with bucket.lock:
+    with bucket.refilling:
         now = time.monotonic()
-        if (bucket.tokens > 0 and bucket.until > now) or bucket.empty_until > now:
-            return  # another request refilled it meanwhile
+        with bucket.lock:
+            if (bucket.tokens > 0 and bucket.until > now) or bucket.empty_until > now:
+                return  # another request refilled it meanwhile
         want = max(1, min(int(cfg.rate_burst), math.ceil(cfg.rate_limit * CHUNK_SECONDS)))
         with session_scope() as s:
             taken = ratelimit.take(s, key_id, cfg.rate_limit, cfg.rate_burst, want)
         now = time.monotonic()
-        bucket.tokens = taken.tokens
-        bucket.until = now + CHUNK_TTL
-        bucket.empty_until = now + taken.retry_after if taken.tokens == 0 else 0.0
+        with bucket.lock:
+            bucket.tokens = taken.tokens
+            bucket.until = now + CHUNK_TTL
+            bucket.empty_until = now + taken.retry_after if taken.tokens == 0 else 0.0
 
 
 async def rate(key_id: str) -> None:
@@ -155,7 +160,11 @@ async def rate(key_id: str) -> None:
     bucket = _bucket(key_id)
     if _spend(bucket, time.monotonic()):
         return
-    await threads.run(_refill, key_id, bucket)
+    loop = asyncio.get_running_loop()
+    task = bucket.inflight
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = bucket.inflight = loop.create_task(threads.run(_refill, key_id, bucket))
+    await asyncio.shield(task)
     if not _spend(bucket, time.monotonic()):
         raise _limited(max(bucket.empty_until - time.monotonic(), 1.0))
 

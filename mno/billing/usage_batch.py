@@ -60,13 +60,13 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    # one statement for every batch size: compiled once, sent as a multi-row insert
     stmt = (
         insert(t)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
         .returning(t.c.id)
     )
-    return {row[0] for row in session.execute(stmt)}
+    return {row[0] for row in session.execute(stmt, rows)}
 
 
 def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:

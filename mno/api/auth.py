@@ -46,7 +46,7 @@ class _Entry:
 class _Bucket:
     """Tokens this process took from the key's store bucket and has not spent yet."""
 
-    __slots__ = ("tokens", "until", "empty_until", "lock", "refilling", "inflight")
+    __slots__ = ("tokens", "until", "empty_until", "lock", "refilling", "inflight", "waiting")
 
     def __init__(self) -> None:
         self.tokens = 0
@@ -55,6 +55,7 @@ class _Bucket:
         self.lock = threading.Lock()  # held only for a few attribute reads and writes
         self.refilling = threading.Lock()  # one store round trip per key at a time
         self.inflight: asyncio.Task[None] | None = None  # the refill requests wait on
+        self.waiting = 0  # requests waiting for it: the chunk covers them all
 
 
 CHUNK_SECONDS = 0.05  # a chunk is this many seconds of the rate (at least one token)
@@ -142,7 +143,8 @@ def _refill(key_id: str, bucket: _Bucket) -> None:
         with bucket.lock:
             if (bucket.tokens > 0 and bucket.until > now) or bucket.empty_until > now:
                 return  # another request refilled it meanwhile
-        want = max(1, min(int(cfg.rate_burst), math.ceil(cfg.rate_limit * CHUNK_SECONDS)))
+        chunk = max(math.ceil(cfg.rate_limit * CHUNK_SECONDS), bucket.waiting)
+        want = max(1, min(int(cfg.rate_burst), chunk))
         with session_scope() as s:
             taken = ratelimit.take(s, key_id, cfg.rate_limit, cfg.rate_burst, want)
         now = time.monotonic()
@@ -158,15 +160,19 @@ async def rate(key_id: str) -> None:
     The bucket lives in the store (shared by every API process); this process spends
     the chunk it took locally and goes back to the store only when the chunk is gone."""
     bucket = _bucket(key_id)
-    if _spend(bucket, time.monotonic()):
-        return
     loop = asyncio.get_running_loop()
-    task = bucket.inflight
-    if task is None or task.done() or task.get_loop() is not loop:
-        task = bucket.inflight = loop.create_task(threads.run(_refill, key_id, bucket))
-    await asyncio.shield(task)
-    if not _spend(bucket, time.monotonic()):
-        raise _limited(max(bucket.empty_until - time.monotonic(), 1.0))
+    for _ in range(100):  # each round takes tokens from the store or learns it is empty
+        if _spend(bucket, time.monotonic()):
+            return
+        task = bucket.inflight
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = bucket.inflight = loop.create_task(threads.run(_refill, key_id, bucket))
+        bucket.waiting += 1
+        try:
+            await asyncio.shield(task)
+        finally:
+            bucket.waiting -= 1
+    raise _limited(1.0)
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:

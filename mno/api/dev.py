@@ -25,10 +25,11 @@ from mno.store import audit
 
 router = APIRouter(route_class=ApiRoute, tags=["developer"])
 
+IDEMPOTENCY_KEY_MAX = 200
 IdempotencyKey = Header(
     default=None,
     alias="Idempotency-Key",
-    max_length=200,
+    max_length=IDEMPOTENCY_KEY_MAX,
     description="Repeat a request safely: the same key returns the first result.",
 )
 
@@ -364,6 +365,14 @@ async def record_usage(
     caller: Caller = Depends(app_caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
+    data, status = await post_usage(caller, body, idempotency_key)
+    return JSONResponse(data, status_code=status)
+
+
+async def post_usage(
+    caller: Caller, body: UsageRequest, idempotency_key: str | None
+) -> tuple[dict[str, Any], int]:
+    """Record one usage post through the group commit; (answer, 201 or 200 on replay)."""
     from mno.billing.usage_batch import UsagePost
 
     quantity = _decimal(body.quantity, "quantity")
@@ -388,4 +397,4 @@ async def record_usage(
         "at": audit.jsonable(event.at),
         "created": created,
     }
-    return JSONResponse(data, status_code=201 if created else 200)
+    return data, 201 if created else 200

@@ -10,12 +10,24 @@ tenant that owns (publishes) the app, and refuses the rest with the reason.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.store.models.tenancy import App, Tenant
+    from mno.store.models.tenancy import Tenant
+
+
+class App(Protocol):
+    """An app as these rules need it: an ``App`` row or any object with these fields."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def owner_id(self) -> uuid.UUID: ...
+
 
 ENDED_SUBSCRIPTION = ("canceled", "expired")
 ENDED_INSTANCE = ("terminated",)

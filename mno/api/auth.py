@@ -29,10 +29,24 @@ basic = HTTPBasic(auto_error=False, description="App key id and secret")
 
 
 @dataclass(frozen=True)
+class AppRef:
+    """What the API needs of the calling app (see ``mno.access.customers``)."""
+
+    id: uuid.UUID
+    code: str
+    owner_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class Caller:
     app_id: uuid.UUID
     app_code: str
     key_id: str
+    owner_id: uuid.UUID
+
+    @property
+    def app(self) -> AppRef:
+        return AppRef(self.app_id, self.app_code, self.owner_id)
 
 
 @dataclass
@@ -100,7 +114,7 @@ def _lookup(key_id: str, secret: str) -> _Entry | None:
         app, key = found
         return _Entry(
             key.secret_hash,
-            Caller(app.id, app.code, key.key_id),
+            Caller(app.id, app.code, key.key_id, app.owner_id),
             key.expires_at,
             time.monotonic() + max(config.get().authorize_cache, 0),
         )

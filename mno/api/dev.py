@@ -51,11 +51,10 @@ def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
 
     from mno.access import customers
     from mno.store.db import session_scope
-    from mno.store.models.tenancy import App, Tenant
+    from mno.store.models.tenancy import Tenant
 
     with session_scope(write=False) as s:
-        app = s.get(App, caller.app_id)
-        ids = customers.customer_ids(s, app) if app is not None else set()
+        ids = customers.customer_ids(s, caller.app)
         if not ids:
             return {"customers": [], "next": None}
         stmt = select(Tenant).where(col(Tenant.id).in_(ids)).order_by(Tenant.key)
@@ -121,10 +120,9 @@ def may_bill(session: Any, caller: Caller, tenant_key: str) -> Any:
         tenant = tenants.get(session, tenant_key)
     except NotFound as exc:
         raise ApiError(404, "not_found", f"tenant {tenant_key} not found") from exc
-    app = apps.get(session, caller.app_id)
-    if customers.is_customer(session, app, tenant):
+    if customers.is_customer(session, caller.app, tenant):
         return tenant
-    allowed, _ = apps.check_access(session, app, tenant)
+    allowed, _ = apps.check_access(session, apps.get(session, caller.app_id), tenant)
     if not allowed:
         raise ApiError(403, "forbidden", f"{tenant_key} is not a customer of {caller.app_code}")
     return tenant

@@ -71,11 +71,10 @@ def clear() -> None:
 
 def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
     """The answer for ``body``; 403 when the calling app may not ask about the tenant."""
-    from mno.access import customers, members, roles, tokens
-    from mno.access.check import check
+    from mno.access import customers, roles, tokens
+    from mno.access.check import evaluate
     from mno.errors import BadInput, NotFound
     from mno.store.db import session_scope
-    from mno.store.models.tenancy import App
     from mno.tenancy import tenants
 
     if body.action not in roles.ACTIONS:
@@ -89,9 +88,8 @@ def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
             tenant = tenants.get(s, body.tenant)
         except NotFound:
             tenant = None
-        app = s.get(App, caller.app_id)
-        if tenant is not None and app is not None:
-            may, why = customers.may_ask(s, app, tenant)
+        if tenant is not None:
+            may, why = customers.may_ask(s, caller.app, tenant)
             if not may:
                 raise ApiError(403, "forbidden", why)
         user = tokens.resolve(s, body.token)
@@ -109,8 +107,7 @@ def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
                 "user": user.email,
                 "role": None,
             }
-        allowed, reason = check(s, user, tenant, body.action, body.instance)
-        role = members.role_of(s, user, tenant)
+        allowed, reason, role = evaluate(s, user, tenant, body.action, body.instance)
         return {"allowed": allowed, "reason": reason, "user": user.email, "role": role}
 
 

@@ -7,6 +7,7 @@ is answered 404.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mno.api import threads
 from mno.api.auth import Caller, app_caller
@@ -315,6 +316,21 @@ class UsageRequest(BaseModel):
     quantity: str = Field(min_length=1, max_length=40, pattern=r"^-?\d{1,15}(\.\d{1,8})?$")
     at: datetime | None = None
     properties: dict[str, Any] | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _finite(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """JSON has no NaN or Infinity: refuse them here, whatever the store accepts."""
+        stack: list[Any] = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("NaN and Infinity are not JSON numbers")
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return value
 
 
 class Usage(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -73,6 +75,10 @@ def test_usage_is_recorded_once_per_idempotency_key(api, app_key, acme, session)
     assert again.json()["created"] is False
     unknown = httpx.post(f"{api}/v1/dev/usage", json={**body, "metric": "nope"}, headers=h)
     assert unknown.status_code == 404
+    nan = json.dumps({**body, "properties": {"ok": [1, {"x": float("nan")}]}})
+    headers = {**h, "Idempotency-Key": "u2", "Content-Type": "application/json"}
+    r = httpx.post(f"{api}/v1/dev/usage", content=nan, headers=headers)
+    assert r.status_code == 422 and "NaN" in r.json()["error"]["message"]
 
 
 def test_concurrent_usage_posts_are_group_committed_exactly_once_per_key(

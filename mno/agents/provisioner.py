@@ -6,11 +6,14 @@ Each tick:
    instances whose container was removed or stopped outside mno for repair (or reports
    it, when the instance should be stopped); unreachable hosts are recorded and skipped;
 2. claims instances whose desired state changed (``work = pending``) through leases and
-   reconciles each on ``concurrency`` threads (``mno.nex.reconcile``). A failure marks the
-   instance ``failed`` and retries it with backoff up to ``max_attempts``; an unreachable
-   host leaves the instance as it is and retries after ``host_down_retry``.
+   reconciles each on ``concurrency`` threads (``mno.nex.reconcile``), with no barrier
+   between batches: a finished instance is settled and replaced at once, and the pass
+   goes on until nothing is due (at most ``batch_size`` leased at a time). A failure
+   marks the instance ``failed`` and retries it with backoff up to ``max_attempts``; an
+   unreachable host leaves the instance as it is and retries after ``host_down_retry``.
 
 Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
+``health_start_period`` (30s: failed checks while the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true).
 """
 
@@ -30,6 +33,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "ready_timeout": "60s",
     "health_interval": "1s",
     "health_retries": 3,
+    "health_start_period": "30s",
     "max_attempts": 5,
     "retry_base": "10s",
     "host_down_retry": "30s",
@@ -140,6 +144,7 @@ def tick(ctx: TickContext) -> TickResult:
             retry_cap=timedelta(minutes=30),
             max_attempts=int(options["max_attempts"]),
             finish=finish,
+            stream=True,
         )
     )
     return result

@@ -14,15 +14,22 @@
    that were still ours, so a side effect and the completion commit together;
 4. on a warm stop, items not yet started are released (their lease cleared) at once.
 
+With ``stream=True`` (for slow items, such as the provisioner's Docker work) there is no
+barrier between batches: each item is settled as soon as it finishes, and the settling
+transaction claims more so that the threads never wait for the slowest item of a batch.
+``batch_size`` then bounds the items claimed at once, and the pass goes on until nothing
+is due, or ``ctx.max_items`` (else 100 batches) were claimed.
+
 Each item is reported through ``ctx.item_done`` (logs and metrics).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +59,25 @@ def work_queue(
     failed_status: str = "failed",
     retry_status: str = "pending",
     finish: Callable[[Session, list[Item]], None] | None = None,
+    stream: bool = False,
 ) -> TickResult:
     """One pass over a work table; see the module docstring."""
     columns = list(dict.fromkeys(["id", "attempts", *returning]))
     result = TickResult()
     limit = ctx.max_items or ctx.batch_size
     pool = ThreadPoolExecutor(ctx.concurrency) if ctx.concurrency > 1 else None
+    settle = functools.partial(
+        _settle,
+        ctx,
+        model,
+        retry_base=retry_base,
+        retry_cap=retry_cap,
+        max_attempts=max_attempts,
+        done_status=done_status,
+        failed_status=failed_status,
+        retry_status=retry_status,
+        finish=finish,
+    )
 
     def claim(session: Session, n: int) -> list[Any]:
         return leases.claim(
@@ -71,6 +91,14 @@ def work_queue(
             order_by=order_by,
             returning=columns,
         )
+
+    if stream and pool is not None:
+        try:
+            limit = ctx.max_items or 100 * ctx.batch_size
+            _stream(ctx, handle, claim, columns, result, limit, pool, settle)
+        finally:
+            pool.shutdown(wait=True)
+        return result
 
     rows: list[Any] | None = None  # claimed by the previous batch's settling transaction
     try:
@@ -100,27 +128,60 @@ def work_queue(
                     return None
                 return claim(session, min(ctx.batch_size, remaining))
 
-            rows = _settle(
-                ctx,
-                model,
-                items,
-                outcomes,
-                result,
-                retry_base=retry_base,
-                retry_cap=retry_cap,
-                max_attempts=max_attempts,
-                done_status=done_status,
-                failed_status=failed_status,
-                retry_status=retry_status,
-                finish=finish,
-                claim_next=claim_next,
-            )
+            rows = settle(items, outcomes, result, claim_next=claim_next)
             if rows == []:
                 break
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
     return result
+
+
+def _stream(
+    ctx: TickContext,
+    handle: Callable[[Item], Any],
+    claim: Callable[[Session, int], list[Any]],
+    columns: list[str],
+    result: TickResult,
+    limit: int,
+    pool: ThreadPoolExecutor,
+    settle: Callable[..., list[Any] | None],
+) -> None:
+    """Keep up to ``batch_size`` items claimed and the pool busy; settle each finished
+    item (with whatever else finished meanwhile) and claim its replacement in one
+    transaction."""
+    inflight: dict[Future[tuple[Any, float]], Item] = {}
+    exhausted = False
+
+    def submit(rows: list[Any]) -> None:
+        for r in rows:
+            item = dict(zip(columns, r if len(columns) > 1 else (r,), strict=True))
+            result.claimed += 1
+            inflight[pool.submit(_run_one, ctx, handle, item)] = item
+
+    def room() -> int:
+        return min(ctx.batch_size - len(inflight), limit - result.claimed)
+
+    with ctx.session() as s:
+        want = room()
+        first = claim(s, want)
+    exhausted = len(first) < want
+    submit(first)
+    while inflight:
+        finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+        items = [inflight.pop(f) for f in finished]
+        outcomes = [f.result() for f in finished]
+        want = room()
+        if exhausted or ctx.stopping():
+            want = 0
+
+        def claim_next(session: Session, want: int = want) -> list[Any] | None:
+            return claim(session, want) if want > 0 and not ctx.stopping() else None
+
+        rows = settle(items, outcomes, result, claim_next=claim_next) or []
+        if want > 0 and len(rows) < want:
+            exhausted = True  # the queue is empty for now: the next tick looks again
+        submit(rows)
 
 
 def _run_one(ctx: TickContext, handle: Callable[[Item], Any], item: Item) -> tuple[Any, float]:

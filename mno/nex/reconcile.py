@@ -42,6 +42,7 @@ class Options:
     ready_timeout_s: float = 60.0
     health_interval_s: float = 1.0
     health_retries: int = 3
+    health_start_period_s: float = 30.0
     stop_timeout_s: int = 10
     restart_retries: int = 5
     host_down_retry_s: float = 30.0
@@ -52,7 +53,7 @@ class Options:
         from mno.settings import parse_duration
 
         opts = cls()
-        for key in ("ready_timeout", "health_interval", "host_down_retry"):
+        for key in ("ready_timeout", "health_interval", "health_start_period", "host_down_retry"):
             if key in data:
                 setattr(opts, f"{key}_s", parse_duration(data[key]).total_seconds())
         for key in ("health_retries", "stop_timeout_s", "restart_retries", "pids_default"):
@@ -264,6 +265,7 @@ def spec(snap: Snapshot, host: platform.HostConfig, deploy: int, opts: Options) 
         else None,
         health_interval_s=opts.health_interval_s,
         health_retries=opts.health_retries,
+        health_start_period_s=opts.health_start_period_s,
         memory=memory_bytes(snap.memory),
         nano_cpus=int(float(snap.cpus) * 1e9) if snap.cpus else None,
         pids=snap.pids or opts.pids_default,

@@ -65,6 +65,7 @@ class ContainerSpec:
     health_interval_s: float = 1.0
     health_timeout_s: float = 5.0
     health_retries: int = 3
+    health_start_period_s: float = 0.0  # failures while the app boots do not count
     memory: int | None = None  # bytes
     nano_cpus: int | None = None
     pids: int | None = None
@@ -113,7 +114,7 @@ def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
             "interval": int(spec.health_interval_s * 1e9),
             "timeout": int(spec.health_timeout_s * 1e9),
             "retries": spec.health_retries,
-            "start_period": 0,
+            "start_period": int(spec.health_start_period_s * 1e9),
         }
     if spec.memory:
         kwargs["mem_limit"] = spec.memory

@@ -4,6 +4,10 @@
 back on any error. On SQLite a writing scope starts with ``BEGIN IMMEDIATE`` so that
 writers queue on the lock instead of failing to upgrade a read transaction; a read-only
 scope (``write=False``) starts a deferred transaction and never blocks on writers (WAL).
+Writers of one process also queue on an in-process lock per store before ``BEGIN
+IMMEDIATE``: SQLite's own busy handler polls with sleeps of up to 100 ms, so threads of an
+agent that write often (the provisioner, the dispatcher) would otherwise wait far longer
+than the lock is held. Other processes still queue on SQLite's lock.
 
 The schema is checked once per engine: an empty SQLite store is created and upgraded on
 first use; a store that is behind or ahead of the code is refused with a clear message.
@@ -12,6 +16,7 @@ first use; a store that is behind or ahead of the code is refused with a clear m
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _engines: dict[str, Engine] = {}
 _checked: set[str] = set()
+_writers: dict[str, threading.RLock] = {}
+WRITER_WAIT_S = 60.0  # as long as SQLite's busy timeout
 
 
 def normalize_url(url: str) -> str:
@@ -226,6 +233,14 @@ def _raise_unavailable(exc: Exception, url: str) -> None:
             raise Unavailable(f"cannot reach the store at {redact(url)}: {detail}") from exc
 
 
+def _writer_lock(engine: Engine) -> threading.RLock:
+    key = str(engine.url)
+    lock = _writers.get(key)
+    if lock is None:
+        lock = _writers.setdefault(key, threading.RLock())
+    return lock
+
+
 @contextmanager
 def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
@@ -233,9 +248,15 @@ def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Ses
 
     engine = get_engine(url)
     check_schema(engine)
+    lock = _writer_lock(engine) if write and is_sqlite(engine) else None
+    if lock is not None and not lock.acquire(timeout=WRITER_WAIT_S):
+        raise Unavailable(
+            f"cannot reach the store at {redact(str(engine.url))}: database is locked",
+            "another writer held it too long",
+        )
     try:
         with Session(engine, expire_on_commit=False) as session:
-            if write and is_sqlite(engine):
+            if lock is not None:
                 session.connection(execution_options={"sqlite_immediate": True})
             try:
                 yield session
@@ -246,3 +267,6 @@ def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Ses
     except Exception as exc:
         _raise_unavailable(exc, str(engine.url))
         raise
+    finally:
+        if lock is not None:
+            lock.release()

@@ -126,3 +126,48 @@ def test_complete_and_claim_in_one_transaction(session, store_url):
     with session() as s:
         n, _ = leases.complete_and_claim(s, ProbeItem, mine, "w2", 0, timedelta(seconds=30))
     assert n == 0 and _status(session) == {"done": 25, "pending": 3}
+
+
+def test_stream_keeps_threads_busy_and_handles_each_item_once(session, store_url):
+    """Streaming has no barrier between batches: while one slow item runs, the other
+    threads go on claiming and finishing items, and a warm stop releases the rest."""
+    with session() as s:
+        probe.enqueue(s, 40)
+    release_slow = threading.Event()
+    seen: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def handle(item):
+        with lock:
+            seen.append(item["id"])
+            first = len(seen) == 1
+        if first:  # the first item holds its thread until every other item is done
+            assert release_slow.wait(30)
+        elif len(seen) == 40:
+            release_slow.set()
+
+    ctx = TickContext(agent="t", db_url=store_url, batch_size=4, concurrency=2)
+    result = work_queue(ctx, ProbeItem, handle, finish=_finish, stream=True)
+    # with a barrier per batch of 4, the slow item would have held the pass at 4 items
+    assert release_slow.is_set()
+    assert (result.claimed, result.done, result.retried) == (40, 40, 0)
+    assert len(set(seen)) == 40
+    assert _status(session) == {"done": 40}
+    assert _effects(session) == (40, 40)
+
+    with session() as s:
+        probe.enqueue(s, 20)
+    handled: list[str] = []
+
+    def stop_after_three(item):
+        with lock:
+            handled.append(item["id"])
+            if len(handled) == 3:
+                stop.set()
+
+    ctx = TickContext(agent="t", db_url=store_url, batch_size=8, concurrency=2, stop_event=stop)
+    result = work_queue(ctx, ProbeItem, stop_after_three, finish=_finish, stream=True)
+    assert result.done == len(handled) and 3 <= len(handled) <= 4
+    assert result.details["released"] == result.claimed - result.done
+    assert _status(session) == {"done": 40 + result.done, "pending": 20 - result.done}

@@ -256,20 +256,32 @@ def test_systemd_stop_timeout_fits_the_longest_lease(cli, tmp_path):
 
 def test_unreachable_store_is_retried_not_fatal(tmp_path):
     port = _free_port()
+    log = tmp_path / "err.log"
     proc = _start(
         "postgresql+psycopg://postgres@127.0.0.1:1/none",
         _config(tmp_path),
         "--metrics-port",
         str(port),
+        log=log,
     )
     try:
-        time.sleep(4)
-        assert proc.poll() is None  # still running
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
-        assert health.status_code == 503
+        # up, listening and retrying the store: however long start-up takes on a busy host
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()  # still running
+            if health is None:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                except httpx.TransportError:
+                    pass
+            if health is not None and "retrying in" in log.read_text():
+                break
+            time.sleep(0.2)
+        assert health is not None and health.status_code == 503
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
-        err = proc.stderr.read()
+        err = log.read_text()
     finally:
         _stop(proc)
     assert code == 0

@@ -32,6 +32,7 @@ def docker_client() -> Any:
         client.ping()
     except Exception as exc:  # the suite needs the engine; scripts/test starts one
         pytest.fail(f"no Docker engine: {exc} (scripts/test installs and starts dockerd)")
+    images.remove_leftovers(client)
     images.ensure(client)
     return client
 
@@ -39,6 +40,7 @@ def docker_client() -> Any:
 FAST = {
     "health_interval": "250ms",
     "health_retries": 2,
+    "health_start_period": "10s",  # a slow start on a busy host is not a failure
     "ready_timeout": "20s",
     "retry_base": "1s",
     "stop_timeout_s": 2,

@@ -76,3 +76,35 @@ def ensure(client: Any, tags: tuple[str, ...] = TAGS) -> list[str]:
             )
         refs.append(ref)
     return refs
+
+
+def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
+    """Remove containers made from the test images that an interrupted run left behind
+    (a killed test or bench cannot clean up; their health checks would load the engine).
+    Only containers of ``mno-test/web`` images older than ``older_than_s`` are touched,
+    so a test run going on beside this one keeps its own."""
+    import time
+    from datetime import datetime
+
+    import docker
+
+    removed = 0
+    for tag in TAGS:
+        try:
+            client.images.get(f"{REPO}:{tag}")
+        except docker.errors.ImageNotFound:
+            continue
+        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
+            created = container.attrs.get("Created", "")[:19]
+            try:
+                age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()
+            except ValueError:
+                continue
+            if age < older_than_s:
+                continue
+            try:
+                container.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    return removed

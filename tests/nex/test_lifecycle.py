@@ -44,6 +44,7 @@ def test_create_runs_healthy_with_labels_limits_and_events(nex: Nex, store_url: 
     assert host_config["Memory"] == 64 * 1024 * 1024
     assert host_config["PidsLimit"] == 512
     assert "/health" in " ".join(attrs["Config"]["Healthcheck"]["Test"])
+    assert attrs["Config"]["Healthcheck"]["StartPeriod"] == 10 * 10**9
     assert "GREETING=hi" in attrs["Config"]["Env"]
     assert any(m["Destination"] == "/www/data" for m in attrs["Mounts"])
 
@@ -223,22 +224,22 @@ def test_failed_health_check_fails_then_retries(nex: Nex) -> None:
     tenant = nex.tenant()
     nex.app(image="mno-test/web:broken", volume=False)
     name = nex.create(tenant, "web")
-    result = nex.tick(max_attempts=2)
+    result = nex.tick(max_attempts=2, health_start_period="0s")
     assert result.retried == 1
     view = nex.get(name)
     assert view["status"] == "failed" and "health check failed" in view["last_error"]
     assert view["work"] == "pending" and view["attempts"] == 1
     assert nex.events()[-1][0] == "instance.failed"
-    assert nex.tick(max_attempts=2).claimed == 0  # backing off
+    assert nex.tick(max_attempts=2, health_start_period="0s").claimed == 0  # backing off
 
     clock.advance(timedelta(seconds=60))
     try:
-        result = nex.tick(max_attempts=2)
+        result = nex.tick(max_attempts=2, health_start_period="0s")
         assert result.failed == 1  # second attempt, the last
         view = nex.get(name)
         assert view["status"] == "failed" and view["work"] == "failed"
         clock.advance(timedelta(hours=1))
-        assert nex.tick(max_attempts=2).claimed == 0  # given up
+        assert nex.tick(max_attempts=2, health_start_period="0s").claimed == 0  # given up
     finally:
         clock.set_now(None)
 

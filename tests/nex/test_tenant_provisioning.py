@@ -67,7 +67,7 @@ def test_docker_mode_failure_then_recovery(nex: Nex, cli: Any) -> None:
     nex.app(image="mno-test/web:broken", volume=False)
     key = nex.tenant(status="pending_provision")
     cli.json("tenant", "provision", key)
-    nex.tick()
+    nex.tick(health_start_period="0s")
     status, reason, _ = _tenant_status(nex.url, key)
     assert status == "provision_failed" and "health check failed" in (reason or "")
     # fixing the instance activates the tenant after all

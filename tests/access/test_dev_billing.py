@@ -140,3 +140,42 @@ def test_long_idempotency_keys_fit_the_store(api, app_key, acme, session):
     bill = {"tenant": "acme", "amount": "1.00", "currency": "USD", "description": "x"}
     assert httpx.post(f"{api}/v1/dev/bills", json=bill, headers=h).status_code == 201
     assert httpx.post(f"{api}/v1/dev/bills", json=bill, headers=h).status_code == 200
+
+
+def test_usage_route_and_fast_path_answer_alike(api, app_key, acme, session):
+    """``mno serve`` answers usage posts on its fast path; the agents' listener mounts the
+    plain route. Both give the same answers and share idempotency."""
+    from mno.agents import http
+    from mno.store.models.billing import BillingMetric
+
+    with session() as s:
+        s.add(BillingMetric(code="api_calls", name="API calls"))
+    srv = http.serve_in_thread(None, "127.0.0.1", 0)
+    try:
+        listener = f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
+        h = {**basic(app_key["key_id"], app_key["secret"]), "Idempotency-Key": "same"}
+        body = {"tenant": "acme", "metric": "api_calls", "quantity": "4"}
+        first = httpx.post(f"{api}/v1/dev/usage", json=body, headers=h)
+        again = httpx.post(f"{listener}/v1/dev/usage", json=body, headers=h)
+        assert first.status_code == 201 and again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        for bad, status in (
+            ({**body, "quantity": "x"}, 422),
+            ({**body, "tenant": "nobody"}, 404),
+            ({**body, "extra": 1}, 422),
+        ):
+            a = httpx.post(f"{api}/v1/dev/usage", json=bad, headers=h)
+            b = httpx.post(f"{listener}/v1/dev/usage", json=bad, headers=h)
+            assert a.status_code == b.status_code == status, (a.text, b.text)
+            assert a.json() == b.json()
+        raw = {**h, "Content-Type": "application/json"}
+        a = httpx.post(f"{api}/v1/dev/usage", content=b"{nope", headers=raw)
+        b = httpx.post(f"{listener}/v1/dev/usage", content=b"{nope", headers=raw)
+        assert a.status_code == b.status_code == 400 and a.json() == b.json()
+        wrong = basic(app_key["key_id"], "wrong")
+        a = httpx.post(f"{api}/v1/dev/usage", json=body, headers=wrong)
+        b = httpx.post(f"{listener}/v1/dev/usage", json=body, headers=wrong)
+        assert a.status_code == b.status_code == 401 and a.json() == b.json()
+        assert a.headers["www-authenticate"] == b.headers["www-authenticate"]
+    finally:
+        srv.should_exit = True

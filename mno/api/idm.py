@@ -1,5 +1,9 @@
 """IDM: may this user token access this tenant (and instance) for this action?
 
+An app may ask only about its customers (a live Nex instance of it or a live
+subscription to it) and about the tenant that owns it; any other tenant is refused with
+403 and the reason (``mno.access.customers.may_ask``).
+
 Answers are cached in-process for ``api.authorize_cache`` (default 5s). The cache is
 dropped as soon as the host's access stamp moves (see ``mno.access.revocation``), and
 an answer computed while the stamp moved is not kept, so a cached answer never outlives

@@ -156,7 +156,14 @@ def _decimal(value: str, what: str) -> Decimal:
 
 
 class BillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"tenant": "acme", "amount": "12.50", "currency": "USD", "description": "Setup"}
+            ]
+        },
+    )
 
     tenant: str = Field(min_length=1, max_length=40)
     amount: str = Field(
@@ -309,7 +316,21 @@ async def cancel_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any
 
 
 class UsageRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"tenant": "acme", "metric": "api_calls", "quantity": "3"},
+                {
+                    "tenant": "acme",
+                    "metric": "api_calls",
+                    "quantity": "1.5",
+                    "at": "2026-01-31T12:00:00Z",
+                    "properties": {"endpoint": "/contacts"},
+                },
+            ]
+        },
+    )
 
     tenant: str = Field(min_length=1, max_length=40)
     metric: str = Field(min_length=1, max_length=64)

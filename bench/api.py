@@ -105,7 +105,21 @@ async def _worker(port: int, make: object, until: float, stats: dict[str, int]) 
         writer.close()
 
 
-def load(port: int, make: object, seconds: float, connections: int) -> tuple[float, dict]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(
+    port: int, make: object, seconds: float, connections: int, pid: int | None = None
+) -> tuple[float, dict]:
+    """Requests/s over ``seconds``; with ``pid``, stats gain the server's CPU ms/request."""
+
     async def run() -> tuple[float, dict]:
         stats: dict[str, int] = {}
         start = time.monotonic()
@@ -114,20 +128,39 @@ def load(port: int, make: object, seconds: float, connections: int) -> tuple[flo
         elapsed = time.monotonic() - start
         return sum(stats.values()) / elapsed, stats
 
-    return asyncio.run(run())
+    before = cpu_seconds(pid) if pid else 0.0
+    rate, stats = asyncio.run(run())
+    if pid:
+        done = sum(stats.values())
+        stats = {**stats, "cpu_ms": round(1000 * (cpu_seconds(pid) - before) / max(done, 1), 3)}
+    return rate, stats
 
 
-def usage_requests(headers: dict[str, str]) -> Any:
+def usage_requests(headers: dict[str, str], prefix: str = "u") -> Any:
     """A maker of usage posts, each with its own Idempotency-Key."""
     counter = iter(range(10**9))
 
     def make() -> bytes:
         body = {"tenant": "acme", "metric": "api_calls", "quantity": "1"}
         return request_bytes(
-            "POST", "/v1/dev/usage", body, {**headers, "Idempotency-Key": f"u{next(counter)}"}
+            "POST",
+            "/v1/dev/usage",
+            body,
+            {**headers, "Idempotency-Key": f"{prefix}{next(counter)}"},
         )
 
     return make
+
+
+def usage_rows(url: str) -> int:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM billing_usage_event").scalar())
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
@@ -173,7 +206,8 @@ def main() -> None:
             health = request_bytes("GET", "/healthz", None, {})
             print(
                 f"API on one core (CPU 0), PostgreSQL, {args.connections} keep-alive "
-                f"connections, {args.seconds:g}s per figure"
+                f"connections, {args.seconds:g}s per figure; load average "
+                f"{os.getloadavg()[0]:.2f}"
             )
             results: dict[str, float] = {}
             for profile in ("cached", "uncached"):
@@ -181,10 +215,12 @@ def main() -> None:
                 procs.append(proc)
                 load(port, lambda: authz, 1.0, args.connections)  # warm up
                 if profile == "cached":
-                    rate, stats = load(port, lambda: health, args.seconds, args.connections)
+                    rate, stats = load(
+                        port, lambda: health, args.seconds, args.connections, proc.pid
+                    )
                     results["healthz"] = rate
                     print(f"baseline GET /healthz:        {rate:8.0f} req/s  {stats}")
-                rate, stats = load(port, lambda: authz, args.seconds, args.connections)
+                rate, stats = load(port, lambda: authz, args.seconds, args.connections, proc.pid)
                 results[profile] = rate
                 print(f"IDM authorize, {profile:8}:      {rate:8.0f} req/s  {stats}")
                 if profile == "cached":
@@ -192,13 +228,18 @@ def main() -> None:
 
                     if billing_available():
                         usage = usage_requests(headers)
-                        rate, stats = load(port, usage, args.seconds, args.connections)
+                        rate, stats = load(port, usage, args.seconds, args.connections, proc.pid)
                         results["usage"] = rate
                         print(f"dev usage posts (persisted): {rate:8.0f} req/s  {stats}")
+                        print(
+                            f"  usage rows in the store: {usage_rows(url)} (201 answers: ", end=""
+                        )
+                        print(f"{stats.get('201', 0)})")
                     else:
                         print("dev usage posts: not measured (mno.billing.usage is not installed)")
                 proc.terminate()
                 proc.wait(10)
+            print(f"load average at the end: {os.getloadavg()[0]:.2f}")
             base = results["healthz"]
             print(f"ratio cached/healthz   {results['cached'] / base:.2f}")
             print(f"ratio uncached/healthz {results['uncached'] / base:.2f}")

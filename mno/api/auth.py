@@ -2,13 +2,15 @@
 
 Verified keys are cached in-process for the authorize-cache TTL; the cache is dropped
 whenever the host's access stamp moves (a rotation, a revocation), so a retired key is
-refused at once on this host. Each key has a token bucket; an empty bucket answers 429
-with ``Retry-After``.
+refused at once on this host. Each key has a token bucket in the store, shared by every
+API process (``mno.access.ratelimit``); an empty bucket answers 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import math
 import threading
 import time
 import uuid
@@ -27,10 +29,24 @@ basic = HTTPBasic(auto_error=False, description="App key id and secret")
 
 
 @dataclass(frozen=True)
+class AppRef:
+    """What the API needs of the calling app (see ``mno.access.customers``)."""
+
+    id: uuid.UUID
+    code: str
+    owner_id: uuid.UUID
+
+
+@dataclass(frozen=True)
 class Caller:
     app_id: uuid.UUID
     app_code: str
     key_id: str
+    owner_id: uuid.UUID
+
+    @property
+    def app(self) -> AppRef:
+        return AppRef(self.app_id, self.app_code, self.owner_id)
 
 
 @dataclass
@@ -42,12 +58,22 @@ class _Entry:
 
 
 class _Bucket:
-    __slots__ = ("tokens", "at")
+    """Tokens this process took from the key's store bucket and has not spent yet."""
 
-    def __init__(self, tokens: float, at: float) -> None:
-        self.tokens = tokens
-        self.at = at
+    __slots__ = ("tokens", "until", "empty_until", "lock", "refilling", "inflight", "waiting")
 
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.until = 0.0  # held tokens lapse then (monotonic), so none is hoarded
+        self.empty_until = 0.0  # the store said empty: refuse locally until then
+        self.lock = threading.Lock()  # held only for a few attribute reads and writes
+        self.refilling = threading.Lock()  # one store round trip per key at a time
+        self.inflight: asyncio.Task[None] | None = None  # the refill requests wait on
+        self.waiting = 0  # requests waiting for it: the chunk covers them all
+
+
+CHUNK_SECONDS = 0.05  # a chunk is this many seconds of the rate (at least one token)
+CHUNK_TTL = 1.0  # seconds a process may hold a chunk before unspent tokens lapse
 
 _keys: dict[str, _Entry] = {}
 _stamp: tuple[int, bytes] | None = None
@@ -88,27 +114,79 @@ def _lookup(key_id: str, secret: str) -> _Entry | None:
         app, key = found
         return _Entry(
             key.secret_hash,
-            Caller(app.id, app.code, key.key_id),
+            Caller(app.id, app.code, key.key_id, app.owner_id),
             key.expires_at,
             time.monotonic() + max(config.get().authorize_cache, 0),
         )
 
 
-def _rate(key_id: str) -> None:
+def _limited(retry_after: float) -> ApiError:
+    wait = max(1, math.ceil(retry_after))
+    return ApiError(
+        429, "rate_limited", "too many requests for this key", {"Retry-After": str(wait)}
+    )
+
+
+def _bucket(key_id: str) -> _Bucket:
+    bucket = _buckets.get(key_id)
+    if bucket is None:
+        with _lock:
+            bucket = _buckets.setdefault(key_id, _Bucket())
+    return bucket
+
+
+def _spend(bucket: _Bucket, now: float) -> bool:
+    """Spend a held token; True when one was there. Raises 429 while known empty."""
+    with bucket.lock:
+        if bucket.tokens > 0 and bucket.until > now:
+            bucket.tokens -= 1
+            return True
+        if bucket.empty_until > now:
+            raise _limited(bucket.empty_until - now)
+    return False
+
+
+def _refill(key_id: str, bucket: _Bucket) -> None:
+    """Take a chunk of tokens from the key's store bucket (on a store thread)."""
+    from mno.access import ratelimit
+    from mno.store.db import session_scope
+
     cfg = config.get()
-    now = time.monotonic()
-    with _lock:
-        bucket = _buckets.get(key_id)
-        if bucket is None:
-            bucket = _buckets[key_id] = _Bucket(cfg.rate_burst, now)
-        bucket.tokens = min(cfg.rate_burst, bucket.tokens + (now - bucket.at) * cfg.rate_limit)
-        bucket.at = now
-        if bucket.tokens < 1:
-            wait = max(1, int((1 - bucket.tokens) / cfg.rate_limit + 0.999))
-            raise ApiError(
-                429, "rate_limited", "too many requests for this key", {"Retry-After": str(wait)}
-            )
-        bucket.tokens -= 1
+    with bucket.refilling:
+        now = time.monotonic()
+        with bucket.lock:
+            if (bucket.tokens > 0 and bucket.until > now) or bucket.empty_until > now:
+                return  # another request refilled it meanwhile
+        chunk = max(math.ceil(cfg.rate_limit * CHUNK_SECONDS), bucket.waiting)
+        want = max(1, min(int(cfg.rate_burst), chunk))
+        with session_scope() as s:
+            taken = ratelimit.take(s, key_id, cfg.rate_limit, cfg.rate_burst, want)
+        now = time.monotonic()
+        with bucket.lock:
+            bucket.tokens = taken.tokens
+            bucket.until = now + CHUNK_TTL
+            bucket.empty_until = now + taken.retry_after if taken.tokens == 0 else 0.0
+
+
+async def rate(key_id: str) -> None:
+    """Spend one of the key's tokens, or raise 429 with ``Retry-After``.
+
+    The bucket lives in the store (shared by every API process); this process spends
+    the chunk it took locally and goes back to the store only when the chunk is gone."""
+    bucket = _bucket(key_id)
+    loop = asyncio.get_running_loop()
+    for _ in range(100):  # each round takes tokens from the store or learns it is empty
+        if _spend(bucket, time.monotonic()):
+            return
+        task = bucket.inflight
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = bucket.inflight = loop.create_task(threads.run(_refill, key_id, bucket))
+        bucket.waiting += 1
+        try:
+            await asyncio.shield(task)
+        finally:
+            bucket.waiting -= 1
+    raise _limited(1.0)
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -155,5 +233,5 @@ async def authenticate(header: str | None) -> Caller:
             raise _unauthorized()
         if stamp == revocation.current():
             _keys[key_id] = entry
-    _rate(key_id)
+    await rate(key_id)
     return entry.caller

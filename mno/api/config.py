@@ -2,8 +2,8 @@
 
 api:
   authorize_cache: 5s     # IDM answer cache; 0 turns it off
-  rate_limit: 100         # requests per second per app key
-  rate_burst: 200         # bucket size
+  rate_limit: 100         # requests per second per app key, all API processes together
+  rate_burst: 200         # bucket size (the bucket is a row in the store)
   max_body: 65536         # bytes
 """
 

@@ -7,26 +7,30 @@ is answered 404.
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mno.api import threads
 from mno.api.auth import Caller, app_caller
 from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.group_commit import GroupCommit
 from mno.store import audit
 
 router = APIRouter(route_class=ApiRoute, tags=["developer"])
 
+IDEMPOTENCY_KEY_MAX = 200
 IdempotencyKey = Header(
     default=None,
     alias="Idempotency-Key",
-    max_length=200,
+    max_length=IDEMPOTENCY_KEY_MAX,
     description="Repeat a request safely: the same key returns the first result.",
 )
 
@@ -43,44 +47,15 @@ class CustomerPage(BaseModel):
     next: str | None = Field(description="Pass as `after` for the next page.")
 
 
-def customer_tenant_ids(session: Any, app_id: uuid.UUID) -> set[uuid.UUID]:
-    """Tenants with an instance of, or a subscription to, the app (tables that exist)."""
-    import sqlalchemy as sa
-    from sqlmodel import SQLModel
-
-    from mno.store.models import load_all
-
-    load_all()
-    ids: set[uuid.UUID] = set()
-    code = None
-    for name in ("instance", "billing_subscription"):
-        table = SQLModel.metadata.tables.get(name)
-        if table is None or "tenant_id" not in table.c:
-            continue
-        if "app_id" in table.c:
-            stmt = sa.select(table.c.tenant_id).where(table.c.app_id == app_id)
-        elif "app_code" in table.c:
-            if code is None:
-                from mno.store.models.tenancy import App
-
-                code = session.exec(sa.select(App.code).where(App.id == app_id)).scalar_one()
-            stmt = sa.select(table.c.tenant_id).where(table.c.app_code == code)
-        else:
-            continue
-        if "status" in table.c:
-            stmt = stmt.where(table.c.status.notin_(("deleted", "cancelled", "canceled")))
-        ids.update(row[0] for row in session.exec(stmt))
-    return ids
-
-
 def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
     from sqlmodel import col, select
 
+    from mno.access import customers
     from mno.store.db import session_scope
     from mno.store.models.tenancy import Tenant
 
     with session_scope(write=False) as s:
-        ids = customer_tenant_ids(s, caller.app_id)
+        ids = customers.customer_ids(s, caller.app)
         if not ids:
             return {"customers": [], "next": None}
         stmt = select(Tenant).where(col(Tenant.id).in_(ids)).order_by(Tenant.key)
@@ -138,6 +113,7 @@ def billable(session: Any, caller: Caller, tenant_key: str) -> str:
 
 def may_bill(session: Any, caller: Caller, tenant_key: str) -> Any:
     """The tenant, when the app may bill it (a customer, or allowed by the app's access)."""
+    from mno.access import customers
     from mno.errors import NotFound
     from mno.tenancy import apps, tenants
 
@@ -145,12 +121,25 @@ def may_bill(session: Any, caller: Caller, tenant_key: str) -> Any:
         tenant = tenants.get(session, tenant_key)
     except NotFound as exc:
         raise ApiError(404, "not_found", f"tenant {tenant_key} not found") from exc
-    if tenant.id in customer_tenant_ids(session, caller.app_id):
+    if customers.is_customer(session, caller.app, tenant):
         return tenant
     allowed, _ = apps.check_access(session, apps.get(session, caller.app_id), tenant)
     if not allowed:
         raise ApiError(403, "forbidden", f"{tenant_key} is not a customer of {caller.app_code}")
     return tenant
+
+
+def scoped_key(caller: Caller, key: str | None) -> str | None:
+    """The stored idempotency key: the app's code and the client's key (hashed when the
+    pair would not fit the 200-character column), so apps never collide."""
+    if not key:
+        return None
+    scoped = f"{caller.app_code}:{key}"
+    if len(scoped) <= 200:
+        return scoped
+    import hashlib
+
+    return f"{caller.app_code}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _decimal(value: str, what: str) -> Decimal:
@@ -167,7 +156,14 @@ def _decimal(value: str, what: str) -> Decimal:
 
 
 class BillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"tenant": "acme", "amount": "12.50", "currency": "USD", "description": "Setup"}
+            ]
+        },
+    )
 
     tenant: str = Field(min_length=1, max_length=40)
     amount: str = Field(
@@ -246,7 +242,7 @@ def _create_bill(caller: Caller, body: BillRequest, key: str | None) -> tuple[di
     amount = _decimal(body.amount, "amount")
     with session_scope() as s:
         tenant = may_bill(s, caller, body.tenant)
-        idem = f"{caller.app_code}:{key}" if key else None
+        idem = scoped_key(caller, key)
         replayed = _replayed(s, tenant.id, idem)
         result = charges.add(
             s,
@@ -320,13 +316,42 @@ async def cancel_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any
 
 
 class UsageRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"tenant": "acme", "metric": "api_calls", "quantity": "3"},
+                {
+                    "tenant": "acme",
+                    "metric": "api_calls",
+                    "quantity": "1.5",
+                    "at": "2026-01-31T12:00:00Z",
+                    "properties": {"endpoint": "/contacts"},
+                },
+            ]
+        },
+    )
 
     tenant: str = Field(min_length=1, max_length=40)
     metric: str = Field(min_length=1, max_length=64)
     quantity: str = Field(min_length=1, max_length=40, pattern=r"^-?\d{1,15}(\.\d{1,8})?$")
     at: datetime | None = None
     properties: dict[str, Any] | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _finite(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """JSON has no NaN or Infinity: refuse them here, whatever the store accepts."""
+        stack: list[Any] = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("NaN and Infinity are not JSON numbers")
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return value
 
 
 class Usage(BaseModel):
@@ -338,38 +363,29 @@ class Usage(BaseModel):
     created: bool
 
 
-def _record_usage(
-    caller: Caller, body: UsageRequest, key: str | None
-) -> tuple[dict[str, Any], int]:
-    from mno.billing import usage
+def _write_usage(items: Sequence[tuple[Caller, Any]]) -> list[Any]:
+    """One transaction for a batch of usage posts (see ``group_commit``)."""
+    from mno.billing import usage_batch
     from mno.store.db import session_scope
 
-    quantity = _decimal(body.quantity, "quantity")
-    at = body.at
-    if at is not None and at.tzinfo is None:
-        raise ApiError(422, "invalid", "at: give a timezone (e.g. Z)")
+    out: list[Any] = [None] * len(items)
     with session_scope() as s:
-        tenant_key = billable(s, caller, body.tenant)
-        props = dict(body.properties or {})
-        props.setdefault("app", caller.app_code)
-        event, created = usage.record(
-            s,
-            tenant_key,
-            body.metric,
-            quantity,
-            at=at,
-            idempotency_key=f"{caller.app_code}:{key}" if key else None,
-            properties=props,
-        )
-        data = {
-            "id": str(event.id),
-            "tenant": tenant_key,
-            "metric": body.metric,
-            "quantity": str(getattr(event, "quantity", quantity)),
-            "at": audit.jsonable(getattr(event, "at", None)),
-            "created": created,
-        }
-        return data, 201 if created else 200
+        posts: list[Any] = []
+        index: list[int] = []
+        for n, (caller, post) in enumerate(items):
+            try:
+                billable(s, caller, post.tenant)
+            except ApiError as exc:
+                out[n] = exc
+                continue
+            posts.append(post)
+            index.append(n)
+        for n, outcome in zip(index, usage_batch.record_batch(s, posts), strict=True):
+            out[n] = outcome
+    return out
+
+
+_usage_writer: GroupCommit[tuple[Caller, Any], Any] = GroupCommit(_write_usage)
 
 
 @router.post(
@@ -384,5 +400,36 @@ async def record_usage(
     caller: Caller = Depends(app_caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
-    data, status = await threads.run(_record_usage, caller, body, idempotency_key)
+    data, status = await post_usage(caller, body, idempotency_key)
     return JSONResponse(data, status_code=status)
+
+
+async def post_usage(
+    caller: Caller, body: UsageRequest, idempotency_key: str | None
+) -> tuple[dict[str, Any], int]:
+    """Record one usage post through the group commit; (answer, 201 or 200 on replay)."""
+    from mno.billing.usage_batch import UsagePost
+
+    quantity = _decimal(body.quantity, "quantity")
+    if body.at is not None and body.at.tzinfo is None:
+        raise ApiError(422, "invalid", "at: give a timezone (e.g. Z)")
+    props = dict(body.properties or {})
+    props.setdefault("app", caller.app_code)
+    post = UsagePost(
+        tenant=body.tenant,
+        metric=body.metric,
+        quantity=quantity,
+        at=body.at,
+        idempotency_key=scoped_key(caller, idempotency_key),
+        properties=props,
+    )
+    event, created = await _usage_writer.submit((caller, post))
+    data = {
+        "id": str(event.id),
+        "tenant": body.tenant,
+        "metric": event.metric_code,
+        "quantity": str(event.quantity),
+        "at": audit.jsonable(event.at),
+        "created": created,
+    }
+    return data, 201 if created else 200

@@ -1,5 +1,9 @@
 """IDM: may this user token access this tenant (and instance) for this action?
 
+An app may ask only about its customers (a live Nex instance of it or a live
+subscription to it) and about the tenant that owns it; any other tenant is refused with
+403 and the reason (``mno.access.customers.may_ask``).
+
 Answers are cached in-process for ``api.authorize_cache`` (default 5s). The cache is
 dropped as soon as the host's access stamp moves (see ``mno.access.revocation``), and
 an answer computed while the stamp moved is not kept, so a cached answer never outlives
@@ -69,11 +73,13 @@ def clear() -> None:
     _stamp = None
 
 
-def _decide(body: AuthorizeRequest) -> dict[str, Any]:
-    from mno.access import members, roles, tokens
-    from mno.access.check import check
-    from mno.errors import BadInput
+def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
+    """The answer for ``body``; 403 when the calling app may not ask about the tenant."""
+    from mno.access import customers, roles, tokens
+    from mno.access.check import evaluate
+    from mno.errors import BadInput, NotFound
     from mno.store.db import session_scope
+    from mno.tenancy import tenants
 
     if body.action not in roles.ACTIONS:
         raise BadInput(f"unknown action {body.action!r}")
@@ -82,6 +88,14 @@ def _decide(body: AuthorizeRequest) -> dict[str, Any]:
     if body.action != "open" and body.instance is not None:
         raise BadInput("instance applies to the open action only")
     with session_scope(write=False) as s:
+        try:
+            tenant = tenants.get(s, body.tenant)
+        except NotFound:
+            tenant = None
+        if tenant is not None:
+            may, why = customers.may_ask(s, caller.app, tenant)
+            if not may:
+                raise ApiError(403, "forbidden", why)
         user = tokens.resolve(s, body.token)
         if user is None:
             return {
@@ -90,14 +104,14 @@ def _decide(body: AuthorizeRequest) -> dict[str, Any]:
                 "user": None,
                 "role": None,
             }
-        allowed, reason = check(s, user, body.tenant, body.action, body.instance)
-        from mno.errors import NotFound
-        from mno.tenancy import tenants
-
-        try:
-            role = members.role_of(s, user, tenants.get(s, body.tenant))
-        except NotFound:
-            role = None
+        if tenant is None:
+            return {
+                "allowed": False,
+                "reason": f"no tenant {body.tenant}",
+                "user": user.email,
+                "role": None,
+            }
+        allowed, reason, role = evaluate(s, user, tenant, body.action, body.instance)
         return {"allowed": allowed, "reason": reason, "user": user.email, "role": role}
 
 
@@ -136,7 +150,8 @@ async def authorize(request: Request) -> Any:
     stamp = revocation.current()
     hit = cached_answer(header, raw_body)
     if hit is not None:
-        return Response(hit, media_type="application/json")
+        await auth.rate(hit.key_id)
+        return Response(hit.body, media_type="application/json")
     now = time.monotonic()
     caller = await auth.authenticate(header)
     try:
@@ -150,7 +165,7 @@ async def authorize(request: Request) -> Any:
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
         return Response(cached[1], media_type="application/json")
-    answer = await threads.run(_decide, body)
+    answer = await threads.run(_decide, caller, body)
     data = json.dumps(answer).encode()
     if ttl > 0 and revocation.current() == stamp:
         if len(_cache) >= MAX_ENTRIES or len(_raw) >= MAX_ENTRIES:
@@ -165,8 +180,9 @@ async def authorize(request: Request) -> Any:
     return Response(data, media_type="application/json")
 
 
-def cached_answer(header: str, raw_body: bytes) -> bytes | None:
-    """The cached answer for exactly these credentials and body, or None (rate limited)."""
+def cached_answer(header: str, raw_body: bytes) -> _Hit | None:
+    """The cached answer for exactly these credentials and body, or None (the caller
+    still spends a token of ``hit.key_id``)."""
     global _stamp
     stamp = revocation.current()
     if stamp != _stamp:
@@ -179,76 +195,4 @@ def cached_answer(header: str, raw_body: bytes) -> bytes | None:
         return None
     if hit.key_expires is not None and hit.key_expires <= clock.now():
         return None
-    auth._rate(hit.key_id)
-    return hit.body
-
-
-class FastPath:
-    """ASGI wrapper for ``mno serve``: answers cache hits of ``POST /v1/idm/authorize``
-    before routing; anything else (and every miss) goes to the app unchanged."""
-
-    PATH = "/v1/idm/authorize"
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        header = ""
-        length = -1
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                header = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                length = int(value)
-        if not header or length < 0 or length > 2048:
-            await self.app(scope, receive, send)
-            return
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        try:
-            answer = cached_answer(header, body)
-        except ApiError as exc:
-            answer = None
-            if exc.status != 429:
-                raise
-            await _send(
-                send,
-                429,
-                json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode(),
-                [(b"retry-after", exc.headers["Retry-After"].encode())],
-            )
-            return
-        if answer is None:
-            await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
-            return
-        await _send(send, 200, answer, [])
-
-
-def _replay(messages: list[dict[str, Any]]) -> Any:
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-async def _send(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return hit

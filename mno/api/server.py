@@ -43,7 +43,7 @@ def build_app() -> FastAPI:
 def config(host: str, port: int, **kwargs: Any) -> Any:
     import uvicorn
 
-    from mno.api.idm import FastPath
+    from mno.api.fastpath import FastPath
 
     return uvicorn.Config(
         FastPath(build_app()),

@@ -3,26 +3,36 @@
 With one thread per in-flight request, dozens of threads contend for the GIL and the
 connection pool on a single core; a handful of store threads keeps throughput up.
 ``api.db_threads`` in the profile sets the size (default 6).
+
+Each event loop gets its own limiter. A limiter's waiters are woken with a plain
+``asyncio.Event``, which is bound to one loop and is not thread-safe: shared between the
+loops of several servers in one process (``mno serve`` in a thread, the agents'
+listener), a token released on one loop's thread could leave a waiter on another loop
+asleep, and a token held by a task of a loop that stopped would never come back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_limiter: Any = None
+_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _get_limiter() -> Any:
-    global _limiter
-    if _limiter is None:
+    loop = asyncio.get_running_loop()
+    limiter = _limiters.get(loop)
+    if limiter is None:
         import anyio
 
         from mno import settings
 
-        _limiter = anyio.CapacityLimiter(int(settings.profile_value("api.db_threads", 6)))
-    return _limiter
+        size = int(settings.profile_value("api.db_threads", 6))
+        limiter = _limiters[loop] = anyio.CapacityLimiter(size)
+    return limiter
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:

@@ -93,3 +93,16 @@ class UserToken(Base, table=True):
     token_hash: str = Field(max_length=64, unique=True, index=True)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RateBucket(Base, table=True):
+    """A token bucket per app key, shared by every API process that uses this store.
+
+    Processes take tokens in small chunks (see ``mno.access.ratelimit``), so the row is
+    touched once per chunk, not once per request."""
+
+    __tablename__ = "access_rate_bucket"
+
+    key_id: str = Field(max_length=40, unique=True)
+    tokens: float = Field(default=0.0)
+    refilled_at: datetime = Field(sa_type=UTCDateTime)

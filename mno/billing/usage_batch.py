@@ -1,0 +1,154 @@
+"""Record many usage posts in the caller's transaction with one multi-row insert.
+
+``record_batch`` is ``usage.record`` for a list: each post gets its own outcome (the
+event and whether it was created, or the error that refused it) and a refused post does
+not stop the others. Idempotency is exact: a key already in the store, or repeated
+earlier in the same batch, returns the first event and ``created=False``; two writers
+racing with the same key both end with the one row (``ON CONFLICT DO NOTHING`` on the
+``(tenant_id, idempotency_key)`` unique constraint, then a read of the winner).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from mno import clock
+from mno.errors import BadInput, Conflict, MnoError, NotFound
+from mno.money import to_decimal
+from mno.store.models.billing import BillingMetric, UsageEvent
+from mno.store.models.tenancy import Tenant
+from mno.store.types import new_id
+from mno.tenancy import tenants
+
+
+@dataclass(frozen=True)
+class UsagePost:
+    tenant: str  # key (or id)
+    metric: str
+    quantity: Decimal
+    at: datetime | None = None
+    idempotency_key: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = tuple[UsageEvent, bool] | MnoError
+
+
+def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
+    stmt = sa.select(Tenant.key, Tenant.id).where(Tenant.key.in_(keys))  # type: ignore[attr-defined]
+    found: dict[str, uuid.UUID] = {row[0]: row[1] for row in session.execute(stmt)}
+    for key in keys - found.keys():
+        try:  # an id instead of a key, as usage.record accepts
+            found[key] = tenants.get(session, key).id
+        except NotFound:
+            pass
+    return found
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert ``rows``, skipping idempotency-key conflicts; the ids actually inserted."""
+    t = UsageEvent.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    # one statement for every batch size: compiled once, sent as a multi-row insert
+    stmt = (
+        insert(t)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        .returning(t.c.id)
+    )
+    return {row[0] for row in session.execute(stmt, rows)}
+
+
+def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
+    """One outcome per post, in order: ``(event, created)`` or the refusal."""
+    if not posts:
+        return []
+    tenant_ids = _tenant_ids(session, {p.tenant for p in posts})
+    metrics = set(
+        session.execute(
+            sa.select(BillingMetric.code).where(
+                BillingMetric.code.in_({p.metric for p in posts})  # type: ignore[attr-defined]
+            )
+        ).scalars()
+    )
+    now = clock.now()
+    outcomes: list[Outcome | None] = [None] * len(posts)
+    rows: list[dict[str, Any]] = []
+    row_of: list[int | None] = [None] * len(posts)  # index into rows
+    first_with: dict[tuple[uuid.UUID, str], int] = {}
+    repeats: list[tuple[int, int]] = []  # (post index, row index of the first post)
+    for n, post in enumerate(posts):
+        tenant_id = tenant_ids.get(post.tenant)
+        if tenant_id is None:
+            outcomes[n] = NotFound(f"tenant {post.tenant} not found", "see `mno tenant list`")
+            continue
+        if post.metric not in metrics:
+            outcomes[n] = NotFound(
+                f"metric {post.metric!r} not found", "create it with mno metric create"
+            )
+            continue
+        if post.at is not None and post.at.tzinfo is None:
+            outcomes[n] = BadInput("at: give a timezone")
+            continue
+        try:
+            quantity = to_decimal(post.quantity)
+        except BadInput as exc:
+            outcomes[n] = exc
+            continue
+        if post.idempotency_key:
+            ident = (tenant_id, post.idempotency_key)
+            if ident in first_with:
+                repeats.append((n, first_with[ident]))
+                continue
+            first_with[ident] = len(rows)
+        row_of[n] = len(rows)
+        rows.append(
+            {
+                "id": new_id(),
+                "created_at": now,
+                "updated_at": now,
+                "tenant_id": tenant_id,
+                "metric_code": post.metric,
+                "quantity": quantity,
+                "at": post.at or now,
+                "idempotency_key": post.idempotency_key,
+                "properties": dict(post.properties),
+            }
+        )
+    inserted = _insert(session, rows) if rows else set()
+    skipped = [r for r in rows if r["id"] not in inserted]
+    existing: dict[tuple[uuid.UUID, str], UsageEvent] = {}
+    if skipped:
+        pairs = [(r["tenant_id"], r["idempotency_key"]) for r in skipped]
+        stmt = sa.select(UsageEvent).where(
+            sa.tuple_(UsageEvent.tenant_id, UsageEvent.idempotency_key).in_(pairs)
+        )
+        for event in session.execute(stmt).scalars():
+            existing[(event.tenant_id, event.idempotency_key or "")] = event
+    events: list[tuple[UsageEvent, bool]] = []
+    for r in rows:
+        if r["id"] in inserted:
+            events.append((UsageEvent(**r), True))
+        else:
+            first = existing.get((r["tenant_id"], r["idempotency_key"]))
+            if first is None:  # cannot happen after ON CONFLICT; refuse rather than guess
+                raise Conflict("a usage event with this Idempotency-Key is being written")
+            events.append((first, False))
+    for n, row in enumerate(row_of):
+        if row is not None:
+            outcomes[n] = events[row]
+    for n, row in repeats:
+        outcomes[n] = (events[row][0], False)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(posts)
+    return done

@@ -182,23 +182,20 @@ def record(
     res = Recorded()
     if not outcomes:
         return res
-    session.execute(
-        sa.insert(WebhookAttempt.__table__),
-        [
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "updated_at": now,
-                "delivery_id": o.delivery_id,
-                "at": o.at,
-                "status_code": o.status_code,
-                "latency_ms": round(o.latency_ms, 2),
-                "error_class": o.error_class,
-                "response": o.response,
-                "owner": owner,
-            }
-            for o in outcomes
-        ],
+    from mno.webhooks import bulk
+
+    bulk.insert_columns(
+        session,
+        WebhookAttempt.__table__,  # type: ignore[arg-type]
+        {
+            "delivery_id": [o.delivery_id for o in outcomes],
+            "at": [o.at for o in outcomes],
+            "status_code": [o.status_code for o in outcomes],
+            "latency_ms": [round(o.latency_ms, 2) for o in outcomes],
+            "error_class": [o.error_class for o in outcomes],
+            "response": [o.response for o in outcomes],
+        },
+        {"created_at": now, "updated_at": now, "owner": owner},
     )
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]

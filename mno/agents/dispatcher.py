@@ -75,7 +75,7 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
 
 def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
     from mno import clock, mail
-    from mno.notify import rules
+    from mno.notify import direct, rules
     from mno.webhooks.delivery import Outcome
 
     global _mail_pool
@@ -84,7 +84,10 @@ def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
         for row in rows:
             out = Outcome(delivery_id=row[0], at=clock.now())
             try:
-                prepared.append((out, rules.prepare(s, row[2], row[5], row[7])))
+                if row[1] == direct.CHANNEL:
+                    prepared.append((out, direct.prepare(s, row[5], row[7])))
+                else:
+                    prepared.append((out, rules.prepare(s, row[2], row[5], row[7])))
             except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
                 out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
                 prepared.append((out, None))
@@ -132,7 +135,7 @@ def start_batch(
 
     by_id = {row[0]: row for row in claimed}
     hooks = [r for r in claimed if r[1] == "webhook"]
-    mails = [r for r in claimed if r[1] == "email"]
+    mails = [r for r in claimed if r[1] in ("email", "direct_email")]
     _targets(ctx, {r[2] for r in hooks}, cache)
     outcomes: list[Outcome] = []
     jobs: list[Job] = []

@@ -56,6 +56,7 @@ def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> lis
         sa.or_(
             sa.and_(D.c.channel == "webhook", D.c.target_id.in_(free_endpoints)),
             sa.and_(D.c.channel == "email", D.c.target_id.in_(rules)),
+            D.c.channel == "direct_email",
         ),
         _not_blocked(),
     )
@@ -200,6 +201,7 @@ def record(
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
     ok_targets: set[Any] = set()
+    done_ids: set[Any] = set()
     by_code: dict[int | None, list[Any]] = {}
     for o in ok:
         by_code.setdefault(o.status_code, []).append(o.delivery_id)
@@ -219,6 +221,7 @@ def record(
             },
         )
         res.succeeded += len(done)
+        done_ids.update(done)
         ok_targets |= {claimed[i][2] for i in done}
     res.lost_lease += len(ok) - res.succeeded
     retry_rows: list[dict[str, Any]] = []
@@ -266,6 +269,7 @@ def record(
             )
         )
         session.connection().execute(stmt, retry_rows)
+    _scrub_direct(session, claimed, done_ids | {r[0] for r in exhausted})
     res.exhausted = len(exhausted)
     res.retried = len(bad) - len(exhausted)
     if exhausted:
@@ -317,6 +321,22 @@ def record(
                 session, eid, "410 Gone" if eid in gone else f"failing for {policy.disable_after}"
             )
     return res
+
+
+def _scrub_direct(session: Session, claimed: dict[Any, tuple[Any, ...]], ids: set[Any]) -> None:
+    """Direct emails that are done keep their recipe without the sealed values."""
+    from mno.notify import direct
+
+    rows = [
+        {"b_id": i, "b_body": direct.scrub(claimed[i][5])}
+        for i in ids
+        if claimed[i][1] == direct.CHANNEL
+    ]
+    if rows:
+        session.connection().execute(
+            sa.update(D).where(D.c.id == sa.bindparam("b_id")).values(body=sa.bindparam("b_body")),
+            rows,
+        )
 
 
 def disable(session: Session, endpoint_id: Any, reason: str) -> int:

@@ -334,7 +334,9 @@ def _scrub_direct(session: Session, claimed: dict[Any, tuple[Any, ...]], ids: se
     ]
     if rows:
         session.connection().execute(
-            sa.update(D).where(D.c.id == sa.bindparam("b_id")).values(body=sa.bindparam("b_body")),
+            sa.update(D)
+            .where(D.c.id == sa.bindparam("b_id"), D.c.status.in_(["succeeded", "exhausted"]))
+            .values(body=sa.bindparam("b_body")),
             rows,
         )
 

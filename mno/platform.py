@@ -30,9 +30,11 @@ class RetentionConfig(Section):
 
 
 class WebhooksConfig(Section):
-    """Webhook delivery: networks the SSRF guard lets through (CIDRs)."""
+    """Webhook delivery: networks the SSRF guard lets through (CIDRs), and the PEM file of
+    CAs trusted for HTTPS receivers (default: the certifi bundle)."""
 
     allow_networks: list[str] = Field(default_factory=list)
+    ca_bundle: str | None = None
 
 
 class BillingConfig(Section):

@@ -113,6 +113,7 @@ def test_convert(session, store_url):
 
 def test_code_is_emailed_over_smtp(cli, sqlite_url, mno_env, smtp_server):
     port, received = smtp_server
+    assert cli("secret", "init-master-key").exit_code == 0  # seals the queued code
     (mno_env / "config.yaml").write_text(
         "profiles:\n  default:\n"
         f"    smtp: {{host: 127.0.0.1, port: {port}, from: hub@example.com}}\n"
@@ -133,6 +134,8 @@ def test_code_is_emailed_over_smtp(cli, sqlite_url, mno_env, smtp_server):
     )
     assert result.exit_code == 0, result.stderr
     assert "verification_code" not in result.stdout
+    assert received == []  # the dispatcher sends it
+    assert cli.json("agents", "tick", "dispatcher")["done"] == 1
     for _ in range(50):
         if received:
             break

@@ -75,7 +75,7 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
 
 def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
     from mno import clock, mail
-    from mno.notify import rules
+    from mno.notify import direct, rules
     from mno.webhooks.delivery import Outcome
 
     global _mail_pool
@@ -84,7 +84,10 @@ def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
         for row in rows:
             out = Outcome(delivery_id=row[0], at=clock.now())
             try:
-                prepared.append((out, rules.prepare(s, row[2], row[5], row[7])))
+                if row[1] == direct.CHANNEL:
+                    prepared.append((out, direct.prepare(s, row[5], row[7])))
+                else:
+                    prepared.append((out, rules.prepare(s, row[2], row[5], row[7])))
             except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
                 out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
                 prepared.append((out, None))
@@ -113,14 +116,14 @@ def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
 
 @dataclass
 class InFlight:
-    """A claimed batch being sent: its rows and the futures/outcomes of each send."""
+    """A claimed batch being sent: its rows, the webhook sends and the email outcomes."""
 
     by_id: dict[Any, tuple[Any, ...]]
-    futures: list[Any]
+    pending: Any  # delivery.Pending
     outcomes: list[Any]
 
     def results(self) -> list[Any]:
-        return self.outcomes + [f.result() for f in self.futures]
+        return self.outcomes + self.pending.results()
 
 
 def start_batch(
@@ -132,7 +135,7 @@ def start_batch(
 
     by_id = {row[0]: row for row in claimed}
     hooks = [r for r in claimed if r[1] == "webhook"]
-    mails = [r for r in claimed if r[1] == "email"]
+    mails = [r for r in claimed if r[1] in ("email", "direct_email")]
     _targets(ctx, {r[2] for r in hooks}, cache)
     outcomes: list[Outcome] = []
     jobs: list[Job] = []
@@ -151,15 +154,20 @@ def start_batch(
             continue
         url, secrets, timeout_s, headers = target
         jobs.append(Job(r[0], url, str(r[3]), r[5], secrets, timeout_s, headers))
-    futures = sender(ctx.concurrency).submit_all(jobs)
+    pending = sender(ctx.concurrency).submit_all(jobs)
     if mails:
         outcomes += _send_emails(ctx, mails)
-    return InFlight(by_id, futures, outcomes)
+    return InFlight(by_id, pending, outcomes)
 
 
 def tick(ctx: TickContext) -> TickResult:
-    """Pipeline: while batch N is on the wire, fan out the next chunk of events (when a
-    backlog remains, or every ``FANOUT_EVERY_S``), claim batch N+1 and then record N."""
+    """Pipeline: batch N+1 is handed to the sender before batch N's results are awaited,
+    so the connections never wait on the store. While N+1 is on the wire the next chunk of
+    events is fanned out (when a backlog remains, or every ``FANOUT_EVERY_S``), then N's
+    outcomes are recorded and batch N+2 is claimed in one transaction.
+
+    At most two claimed batches are sent and not yet recorded at any time: the bound on
+    what a killed dispatcher sends again once its leases expire."""
     from mno.webhooks import deliveries
     from mno.webhooks.retry import Policy
 
@@ -170,45 +178,59 @@ def tick(ctx: TickContext) -> TickResult:
     last_fanout = time.monotonic()
     cache: dict[Any, Any] = {}
     details = {"fanned_out": fanned, "succeeded": 0, "exhausted": 0, "disabled": 0}
-    flying: InFlight | None = None
+
+    def room() -> int:
+        if ctx.stopping():
+            return 0
+        if ctx.max_items is None:
+            return ctx.batch_size
+        return max(0, min(ctx.batch_size, ctx.max_items - result.claimed))
 
     def claim() -> list[tuple[Any, ...]]:
-        if ctx.stopping() or (ctx.max_items is not None and result.claimed >= ctx.max_items):
+        want = room()
+        if not want:
             return []
         with ctx.session() as s:
-            return deliveries.claim(s, ctx.owner, ctx.batch_size, ctx.lease_for)
+            got = deliveries.claim(s, ctx.owner, want, ctx.lease_for)
+        result.claimed += len(got)
+        return got
 
+    def record_and_claim(batch: InFlight) -> list[tuple[Any, ...]]:
+        outcomes = batch.results()
+        with ctx.session() as s:
+            rec = deliveries.record(s, ctx.owner, batch.by_id, outcomes, policy)
+            want = room()
+            got = deliveries.claim(s, ctx.owner, want, ctx.lease_for) if want else []
+        result.claimed += len(got)
+        result.done += rec.succeeded
+        result.retried += rec.retried
+        result.failed += rec.exhausted
+        details["succeeded"] += rec.succeeded
+        details["exhausted"] += rec.exhausted
+        details["disabled"] += rec.disabled
+        if rec.disabled:
+            cache.clear()
+        return got
+
+    flying: InFlight | None = None
+    claimed = claim()
     while True:
-        claimed: list[tuple[Any, ...]] = []
-        if flying is not None and (more or time.monotonic() - last_fanout > FANOUT_EVERY_S):
+        nxt = start_batch(ctx, claimed, cache) if claimed else None
+        if flying is None and nxt is None:
+            if more and not ctx.stopping():
+                n, more = fan_out_once(ctx)
+                details["fanned_out"] += n
+                last_fanout = time.monotonic()
+                claimed = claim()
+                if claimed:
+                    continue
+            break
+        if more or time.monotonic() - last_fanout > FANOUT_EVERY_S:
             n, more = fan_out_once(ctx)
             details["fanned_out"] += n
             last_fanout = time.monotonic()
-        claimed = claim()
-        if flying is not None:
-            outcomes = flying.results()
-            with ctx.session() as s:
-                rec = deliveries.record(s, ctx.owner, flying.by_id, outcomes, policy)
-            result.done += rec.succeeded
-            result.retried += rec.retried
-            result.failed += rec.exhausted
-            details["succeeded"] += rec.succeeded
-            details["exhausted"] += rec.exhausted
-            details["disabled"] += rec.disabled
-            if rec.disabled:
-                cache.clear()
-            flying = None
-            if not claimed:
-                # the batch just recorded may have unblocked ordered deliveries
-                claimed = claim()
-        if not claimed and more and not ctx.stopping():
-            n, more = fan_out_once(ctx)
-            details["fanned_out"] += n
-            claimed = claim()
-        if not claimed:
-            break
-        result.claimed += len(claimed)
-        flying = start_batch(ctx, claimed, cache)
+        claimed = record_and_claim(flying) if flying is not None else claim()
+        flying = nxt
     result.details = details
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result

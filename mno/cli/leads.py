@@ -48,7 +48,9 @@ def create(
         data["verification_code"] = created.verification_code
     if output is Format.table:
         if created.emailed:
-            success(f"lead {data['id']} created; the verification code was emailed to {email}")
+            success(
+                f"lead {data['id']} created; the dispatcher emails the verification code to {email}"
+            )
         else:
             success(f"lead {data['id']} created")
             info("No SMTP is configured, so the code is shown here once.")

@@ -4,8 +4,10 @@ Done safer than the original: the verification code carries 128 bits of randomne
 its SHA-256 hash is stored, it expires (24 h by default, ``leads.code_ttl`` in the
 profile), it works once, and five wrong attempts lock the lead.
 
-With SMTP configured in the profile the code is emailed; otherwise it is returned once
-by ``create()`` so the operator can pass it on.
+With SMTP configured in the profile the code is emailed: ``create()`` queues a direct
+email (``mno.notify.direct``, template ``lead_verification``) that the dispatcher sends
+with retries; the code travels sealed under the master key and never enters the outbox.
+Otherwise it is returned once by ``create()`` so the operator can pass it on.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def create(
     address: str | None = None,
     send_email: bool = True,
 ) -> CreatedLead:
-    """Record a lead and issue its verification code (emailed when SMTP is configured)."""
+    """Record a lead and issue its verification code (queued for email when SMTP is
+    configured, else returned once)."""
     from sqlmodel import col, select
 
     from mno import mail
@@ -138,15 +141,21 @@ def create(
         target=email,
         after={k: v for k, v in audit.snapshot(lead).items() if k != "code_hash"},
     )
-    outbox.emit(session, "lead.created", _payload(lead))
-    cfg = mail.config() if send_email else None
-    if cfg is not None:
-        mail.send(
-            email,
-            "Confirm your email address",
-            f"Hello {lead.first_name},\n\nYour verification code is: {code}\n\n"
-            f"It expires in {int(ttl.total_seconds() // 3600)} hours and works once.\n",
-            cfg=cfg,
+    event = outbox.emit(session, "lead.created", _payload(lead))
+    if send_email and mail.config() is not None:
+        from mno.notify import direct
+
+        direct.queue(
+            session,
+            event,
+            target_id=lead.id,
+            to=email,
+            template="lead_verification",
+            context={
+                "data": _payload(lead) | {"first_name": lead.first_name},
+                "ttl_hours": int(ttl.total_seconds() // 3600),
+            },
+            sealed={"code": code},
         )
         return CreatedLead(lead, None, True)
     return CreatedLead(lead, code, False)

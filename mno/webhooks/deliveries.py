@@ -56,6 +56,7 @@ def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> lis
         sa.or_(
             sa.and_(D.c.channel == "webhook", D.c.target_id.in_(free_endpoints)),
             sa.and_(D.c.channel == "email", D.c.target_id.in_(rules)),
+            D.c.channel == "direct_email",
         ),
         _not_blocked(),
     )
@@ -182,27 +183,25 @@ def record(
     res = Recorded()
     if not outcomes:
         return res
-    session.execute(
-        sa.insert(WebhookAttempt.__table__),
-        [
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "updated_at": now,
-                "delivery_id": o.delivery_id,
-                "at": o.at,
-                "status_code": o.status_code,
-                "latency_ms": round(o.latency_ms, 2),
-                "error_class": o.error_class,
-                "response": o.response,
-                "owner": owner,
-            }
-            for o in outcomes
-        ],
+    from mno.webhooks import bulk
+
+    bulk.insert_columns(
+        session,
+        WebhookAttempt.__table__,  # type: ignore[arg-type]
+        {
+            "delivery_id": [o.delivery_id for o in outcomes],
+            "at": [o.at for o in outcomes],
+            "status_code": [o.status_code for o in outcomes],
+            "latency_ms": [round(o.latency_ms, 2) for o in outcomes],
+            "error_class": [o.error_class for o in outcomes],
+            "response": [o.response for o in outcomes],
+        },
+        {"created_at": now, "updated_at": now, "owner": owner},
     )
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
     ok_targets: set[Any] = set()
+    done_ids: set[Any] = set()
     by_code: dict[int | None, list[Any]] = {}
     for o in ok:
         by_code.setdefault(o.status_code, []).append(o.delivery_id)
@@ -222,6 +221,7 @@ def record(
             },
         )
         res.succeeded += len(done)
+        done_ids.update(done)
         ok_targets |= {claimed[i][2] for i in done}
     res.lost_lease += len(ok) - res.succeeded
     retry_rows: list[dict[str, Any]] = []
@@ -269,6 +269,7 @@ def record(
             )
         )
         session.connection().execute(stmt, retry_rows)
+    _scrub_direct(session, claimed, done_ids | {r[0] for r in exhausted})
     res.exhausted = len(exhausted)
     res.retried = len(bad) - len(exhausted)
     if exhausted:
@@ -320,6 +321,24 @@ def record(
                 session, eid, "410 Gone" if eid in gone else f"failing for {policy.disable_after}"
             )
     return res
+
+
+def _scrub_direct(session: Session, claimed: dict[Any, tuple[Any, ...]], ids: set[Any]) -> None:
+    """Direct emails that are done keep their recipe without the sealed values."""
+    from mno.notify import direct
+
+    rows = [
+        {"b_id": i, "b_body": direct.scrub(claimed[i][5])}
+        for i in ids
+        if claimed[i][1] == direct.CHANNEL
+    ]
+    if rows:
+        session.connection().execute(
+            sa.update(D)
+            .where(D.c.id == sa.bindparam("b_id"), D.c.status.in_(["succeeded", "exhausted"]))
+            .values(body=sa.bindparam("b_body")),
+            rows,
+        )
 
 
 def disable(session: Session, endpoint_id: Any, reason: str) -> int:

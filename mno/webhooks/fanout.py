@@ -100,16 +100,18 @@ def endpoint_matches(e: Any, event_type: str, tenant_id: Any, payload: dict[str,
 
 
 def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert delivery rows (dicts of every column); an (event, target) pair is kept once."""
     if not rows:
         return 0
-    t = WebhookDelivery.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(t).on_conflict_do_nothing(index_elements=["event_id", "target_id"])
-    result = session.execute(stmt, rows)
-    return int(result.rowcount or 0) if result.rowcount and result.rowcount > 0 else len(rows)
+    from mno.webhooks import bulk
+
+    names = list(rows[0])
+    return bulk.insert_columns(
+        session,
+        WebhookDelivery.__table__,  # type: ignore[arg-type]
+        {k: [r[k] for r in rows] for k in names},
+        conflict=["event_id", "target_id"],
+    )
 
 
 def delivery_row(
@@ -169,39 +171,78 @@ def fan_out(
 
         endpoints = list(session.exec(select(WebhookEndpoint)))
         rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
-        rows: list[dict[str, Any]] = []
+        cols: dict[str, list[Any]] = {
+            k: []
+            for k in (
+                "channel",
+                "target_id",
+                "event_id",
+                "seq",
+                "event_type",
+                "event_at",
+                "tenant_id",
+                "body",
+                "ordered",
+            )
+        }
+
+        def add(channel: str, target: Any, ev: Any, body: str, ordered: bool) -> None:
+            for k, v in (
+                ("channel", channel),
+                ("target_id", target),
+                ("event_id", ev.id),
+                ("seq", ev.seq),
+                ("event_type", ev.type),
+                ("event_at", ev.created_at),
+                ("tenant_id", ev.tenant_id),
+                ("body", body),
+                ("ordered", ordered),
+            ):
+                cols[k].append(v)
+
+        # which endpoints and rules take an event depends on its type and tenant (and,
+        # for the events about an endpoint, on its payload): matched once per pair
+        hooks_for: dict[tuple[str, Any], list[Any]] = {}
+        rules_for: dict[tuple[str, Any], list[Any]] = {}
         for ev in events:
             body: str | None = None
             payload = ev.payload or {}
-            for e in endpoints:
-                if endpoint_matches(e, ev.type, ev.tenant_id, payload):
-                    body = body or body_for(ev.type, ev.created_at, payload)
-                    rows.append(
-                        delivery_row(
-                            channel="webhook",
-                            target_id=e.id,
-                            ev=ev,
-                            body=body,
-                            ordered=e.ordered,
-                            now=now,
-                        )
-                    )
-            for r in rules:
-                if r.tenant_id is not None and r.tenant_id != ev.tenant_id:
+            key = (ev.type, ev.tenant_id)
+            hooks = hooks_for.get(key)
+            if hooks is None:
+                hooks = hooks_for[key] = [
+                    e for e in endpoints if endpoint_matches(e, ev.type, ev.tenant_id, {})
+                ]
+                rules_for[key] = [
+                    r
+                    for r in rules
+                    if (r.tenant_id is None or r.tenant_id == ev.tenant_id)
+                    and any(matches(p, ev.type) for p in r.events)
+                ]
+            for e in hooks:
+                if ev.type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id):
                     continue
-                if any(matches(p, ev.type) for p in r.events):
-                    body = body or body_for(ev.type, ev.created_at, payload)
-                    rows.append(
-                        delivery_row(
-                            channel="email",
-                            target_id=r.id,
-                            ev=ev,
-                            body=body,
-                            ordered=False,
-                            now=now,
-                        )
-                    )
-        result.deliveries = insert_deliveries(session, rows) if rows else 0
+                body = body or body_for(ev.type, ev.created_at, payload)
+                add("webhook", e.id, ev, body, e.ordered)
+            for r in rules_for[key]:
+                body = body or body_for(ev.type, ev.created_at, payload)
+                add("email", r.id, ev, body, False)
+        if cols["event_id"]:
+            from mno.webhooks import bulk
+
+            result.deliveries = bulk.insert_columns(
+                session,
+                WebhookDelivery.__table__,  # type: ignore[arg-type]
+                cols,
+                {
+                    "created_at": now,
+                    "updated_at": now,
+                    "next_attempt_at": now,
+                    "status": "pending",
+                    "attempts": 0,
+                },
+                conflict=["event_id", "target_id"],
+            )
         result.events = len(events)
         seen = {int(ev.seq) for ev in events}
         for s in seen:

@@ -115,10 +115,11 @@ def test_kill_9_loses_nothing_and_duplicates_stay_bounded(
     ids = Counter(receiver.ids())
     assert len(ids) == total  # every event reached the receiver
     duplicates = sum(ids.values()) - total
-    # Bound: only the batch leased by the killed process can be sent twice (one batch is
-    # in flight per process at a time).
-    assert duplicates <= BATCH, duplicates
-    print(f"kill -9 at {at_kill}/{total} requests: {duplicates} duplicates (bound {BATCH})")
+    # Bound: only what the killed process had sent and not yet recorded can be sent
+    # twice. The dispatcher hands batch N+1 to its connections before it records batch N,
+    # so that is at most two batches.
+    assert duplicates <= 2 * BATCH, duplicates
+    print(f"kill -9 at {at_kill}/{total} requests: {duplicates} duplicates (bound {2 * BATCH})")
 
 
 def test_two_dispatchers_never_send_the_same_delivery_concurrently(

@@ -59,7 +59,8 @@ class NotifyTemplate(Base, table=True):
 
 
 class WebhookDelivery(Base, WorkItem, table=True):
-    """One event to one target (an endpoint or a notify rule); retried until it lands.
+    """One event to one target (an endpoint, a notify rule, or a direct email's recipient);
+    retried until it lands.
 
     status: pending (due / retry scheduled), succeeded, exhausted, cancelled.
     ``last_status`` is the last attempt's outcome (``failed`` after a failed attempt).
@@ -72,7 +73,7 @@ class WebhookDelivery(Base, WorkItem, table=True):
         sa.Index("ix_webhook_delivery_target_seq", "target_id", "seq"),
     )
 
-    channel: str = Field(default="webhook", max_length=16)  # webhook | email
+    channel: str = Field(default="webhook", max_length=16)  # webhook | email | direct_email
     target_id: uuid.UUID = Field()
     event_id: uuid.UUID = Field(index=True)
     seq: int = Field(sa_type=sa.BigInteger)

@@ -164,11 +164,15 @@ def bucket(
     currency: str,
     rollover_cap: Decimal = ZERO,
 ) -> tuple[Line, Decimal]:
-    """Overage beyond included + rolled-over units; returns the line and the rollover out."""
-    available = included + rollover_in
-    overage = max(used - available, ZERO)
-    unused_included = max(included - used, ZERO)
-    rollover_out = min(unused_included, rollover_cap)
+    """Overage beyond the units rolled over and the included units; returns the line and
+    the units rolled over to the next period.
+
+    Rolled-over units are used first (they lapse otherwise), then the included units; the
+    included units left unused carry over, up to ``rollover_cap``."""
+    from_rollover = min(used, rollover_in)
+    from_included = min(used - from_rollover, included)
+    overage = used - from_rollover - from_included
+    rollover_out = max(min(included - from_included, rollover_cap), ZERO)
     line = _finish(
         "bucket",
         overage,
@@ -176,7 +180,9 @@ def bucket(
         currency,
         model="bucket",
         used=str(used),
-        available=str(available),
+        included=str(included),
+        rollover_in=str(rollover_in),
+        available=str(included + rollover_in),
         rollover_out=str(rollover_out),
     )
     return line, rollover_out

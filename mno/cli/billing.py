@@ -30,6 +30,15 @@ def _catalogue() -> None:
 _catalogue()
 
 
+def _tax_treatments() -> None:
+    from mno.cli.billing_tax_treatments import app as treatments
+
+    app.add_typer(treatments, name="tax-treatment")
+
+
+_tax_treatments()
+
+
 @app.command("run")
 def run_cmd(
     period: Annotated[str | None, typer.Option(help="Period YYYY-MM that closed.")] = None,

@@ -405,6 +405,12 @@ def existing_lines(s: Session, keys: Iterable[str]) -> dict[str, dict[str, Any]]
     return out
 
 
+def _num(value: Any) -> Decimal:
+    """A quantity read from SQL, without the column's trailing zeros."""
+    d = Decimal(str(value or 0))
+    return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
+
+
 UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Decimal]]
 
 
@@ -436,9 +442,9 @@ def aggregate_usage(
         )
         for tid, metric, total, cnt, mx in s.execute(q):
             agg = slot(tid, metric, ws, we)
-            agg["sum"] = Decimal(str(total or 0))
+            agg["sum"] = _num(total)
             agg["count"] = Decimal(cnt)
-            agg["max"] = Decimal(str(mx or 0))
+            agg["max"] = _num(mx)
         for metric, prop in unique.items():
             value = (
                 T_USE.c.properties[prop].as_string()
@@ -472,7 +478,7 @@ def aggregate_usage(
                 ranked.c.rn == 1
             )
             for tid, metric, qty in s.execute(q):
-                slot(tid, metric, ws, we)["latest"] = Decimal(str(qty))
+                slot(tid, metric, ws, we)["latest"] = _num(qty)
     return usage
 
 

@@ -125,3 +125,32 @@ def test_bucket_rollover_carries_between_runs(store_url: str, session: Opener) -
         invoices.void(s, str(invoices.list_invoices(s, "help", period="2026-12")[0].id))
     assert billing.run("2026-12", url=store_url).invoices == 1
     assert bucket("2026-12")[0] == 3000
+
+
+def test_imported_properties_feed_unique_count(
+    store_url: str, session: Opener, tmp_path: Any
+) -> None:
+    clock.set_now(_at(9, 15))
+    csv = tmp_path / "u.csv"
+    csv.write_text(
+        "tenant,metric,quantity,at,prop.user\n"
+        "acme,active_users,1,2026-10-02T00:00:00Z,a\n"
+        "acme,active_users,1,2026-10-03T00:00:00Z,b\n"
+        "acme,active_users,1,2026-10-04T00:00:00Z,a\n"
+    )
+    jsonl = tmp_path / "u.jsonl"
+    jsonl.write_text(
+        '{"tenant": "acme", "metric": "active_users", "quantity": "1", '
+        '"at": "2026-10-05T00:00:00Z", "properties": {"user": "c"}}\n'
+    )
+    with session() as s:
+        documents.apply_text(s, CATALOGUE)
+        tenants.create(s, "acme")
+        subscriptions.create(s, "acme", "metered", start=_at(9, 1, 0))
+        assert usage.import_file(s, csv) == 3
+        assert usage.import_file(s, jsonl) == 1
+    billing.run("2026-10", url=store_url)
+    with session(write=False) as s:
+        inv = invoices.list_invoices(s, "acme")[0]
+        users = next(ln for ln in invoices.lines(s, inv) if ln.charge_ref == "0")
+        assert (users.quantity, users.amount_minor) == ("3", 600)  # a, b and c at 2.00

@@ -41,6 +41,25 @@ NOTES = {
 UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Decimal]]
 
 
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """The plan fields rating reads, as a plain object (cheap attribute access)."""
+
+    id: uuid.UUID
+    code: str
+    version: int
+    currency: str
+    interval_unit: str
+    interval_every: int
+    charges: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, p: Plan) -> PlanView:
+        return cls(
+            p.id, p.code, p.version, p.currency, p.interval_unit, p.interval_every, p.charges
+        )
+
+
 @dataclass
 class _Catalog:
     plans: dict[uuid.UUID, Plan]
@@ -76,9 +95,8 @@ def _catalog(session: Session) -> _Catalog:
         m.code: (m.aggregation, m.field)
         for m in session.execute(sa.select(BillingMetric)).scalars()
     }
-    for p in plans.values():
-        session.expunge(p)
-    return _Catalog(plans, coupons, taxes, metrics)
+    views = {pid: PlanView.of(p) for pid, p in plans.items()}
+    return _Catalog(views, coupons, taxes, metrics)  # type: ignore[arg-type]
 
 
 # Periods of a subscription ------------------------------------------------------------
@@ -159,7 +177,12 @@ def _slots(
 
 
 def line_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
-    return f"{sub_id}|{idx}|{start.isoformat()}|{end.isoformat()}"
+    return f"{sub_id}|{idx}|{_iso(start)}|{_iso(end)}"
+
+
+@lru_cache(maxsize=65536)
+def _iso(at: datetime) -> str:
+    return at.isoformat()
 
 
 def _wanted(ch: dict[str, Any], slot: Slot) -> bool:

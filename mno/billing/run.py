@@ -158,6 +158,12 @@ def _take_lock(s: Session, lock: str, owner: str) -> bool:
     return bool(taken)
 
 
+def _renew(s: Session, lock: str, owner: str) -> None:
+    """Renew the run lock in the chunk's transaction; a run that lost it stops there."""
+    if not _take_lock(s, lock, owner):
+        raise Conflict("the billing run lost its lock to another run", "run it again")
+
+
 def run(
     period: str,
     *,
@@ -220,12 +226,12 @@ def run(
                 try:
                     with session_scope(url) as s:
                         part = _chunk(s, chunk, year, month, period, cat, result.run_id, True)
-                        _take_lock(s, lock, owner)
+                        _renew(s, lock, owner)
                 except IntegrityError:
                     # a line billed elsewhere that the cheap check did not look for
                     with session_scope(url) as s:
                         part = _chunk(s, chunk, year, month, period, cat, result.run_id, True, True)
-                        _take_lock(s, lock, owner)
+                        _renew(s, lock, owner)
             result.merge(part)
             if progress:
                 progress(min(i + CHUNK, total), total)

@@ -180,6 +180,16 @@ def line_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
     return f"{sub_id}|{idx}|{_iso(start)}|{_iso(end)}"
 
 
+@lru_cache(maxsize=16384)
+def _span(start: datetime, end: datetime, tz: str) -> str:
+    """A period as local dates, both included: ``2026-11-01 to 2026-11-30``."""
+    from datetime import timedelta
+
+    zone = ZoneInfo(tz or "UTC")
+    last = end.astimezone(zone).date() - timedelta(days=1)
+    return f"{start.astimezone(zone).date().isoformat()} to {last.isoformat()}"
+
+
 @lru_cache(maxsize=65536)
 def _iso(at: datetime) -> str:
     return at.isoformat()
@@ -334,7 +344,7 @@ def _sub_lines(
                         "subscription_id": sub.id,
                         "charge_ref": str(idx),
                         "kind": "fixed",
-                        "description": f"{plan.code} fixed",
+                        "description": f"{plan.code} fixed {_span(slot.start, slot.end, tz)}",
                         "period_start": slot.start,
                         "period_end": slot.end,
                         **fields,
@@ -371,7 +381,7 @@ def _sub_lines(
                         cur,
                         rating.to_decimal(ch.get("rollover_cap", 0)),
                     )
-            desc = f"{plan.code} {kind}"
+            desc = f"{plan.code} {kind} {_span(slot.start, slot.end, tz)}"
             out.append(_line(ln, key, sub.id, str(idx), slot.start, slot.end, desc))
     return out
 

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mno import clock
 from mno.billing import documents, invoices, subscriptions, usage
@@ -214,3 +216,55 @@ def test_quarterly_arrears_prorated_across_auckland_dst(
         (line,) = invoices.lines(s, dec)
         # the quarter spans Auckland's DST start (Sep 27) yet is billed whole
         assert line.proration == "1"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    unit=st.sampled_from(["day", "week", "semimonth", "month", "quarter", "year"]),
+    every=st.integers(1, 4),
+    day=st.integers(0, 400),
+    hour=st.integers(0, 23),
+    tz=st.sampled_from(["UTC", "America/New_York", "Pacific/Auckland", "Asia/Kolkata"]),
+)
+def test_consecutive_runs_bill_each_period_once(
+    unit: str, every: int, day: int, hour: int, tz: str
+) -> None:
+    """Over consecutive monthly runs, each period's arrears are billed by exactly one run,
+    and every period that has begun by the last run's next month is billed in advance (a
+    period two runs both offer is deduplicated by its line key)."""
+    from datetime import timedelta
+
+    from mno.billing.periods import MAX_EVERY, unit_index, unit_start
+
+    every = min(every, MAX_EVERY[unit])
+    start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day, hours=hour)
+    sub = _sub(start)
+    plan = _plan(unit, every)
+    # from December 2025: the start (in the tenant's timezone) may still fall in it
+    months = [(2025 + (m - 1) // 12, (m - 1) % 12 + 1) for m in range(12, 42)]
+    arrears: list[tuple[datetime, datetime]] = []
+    advance: set[tuple[datetime, datetime]] = set()
+    for y, m in months:
+        for x in billing.slots(sub, plan, tz, y, m):
+            if x.arrears:
+                arrears.append((x.start, x.end))
+            if x.advance:
+                advance.add((x.start, x.end))
+    first_ms = local_midnight(date(2025, 12, 1), tz)
+    last_me = local_midnight(date(2028, 6, 1), tz)
+    last_nme = local_midnight(date(2028, 7, 1), tz)
+    from zoneinfo import ZoneInfo
+
+    anchor = unit_index(start.astimezone(ZoneInfo(tz)).date(), unit)
+    periods = []
+    k = 0
+    while True:
+        ps = local_midnight(unit_start(anchor + k * every, unit), tz)
+        pe = local_midnight(unit_start(anchor + (k + 1) * every, unit), tz)
+        if ps >= last_nme:
+            break
+        periods.append((ps, pe))
+        k += 1
+    assert len(arrears) == len(set(arrears))
+    assert sorted(arrears) == [p for p in periods if first_ms < p[1] <= last_me]
+    assert advance == set(periods)

@@ -62,7 +62,7 @@ class PlanView:
 
 @dataclass
 class _Catalog:
-    plans: dict[uuid.UUID, Plan]
+    plans: dict[uuid.UUID, Plan | PlanView]
     coupons: dict[str, Coupon]
     taxes: dict[tuple[str, str | None], TaxRate]
     # metric code -> (aggregation, property for unique_count)
@@ -96,7 +96,7 @@ def _catalog(session: Session) -> _Catalog:
         for m in session.execute(sa.select(BillingMetric)).scalars()
     }
     views = {pid: PlanView.of(p) for pid, p in plans.items()}
-    return _Catalog(views, coupons, taxes, metrics)  # type: ignore[arg-type]
+    return _Catalog(dict(views), coupons, taxes, metrics)
 
 
 # Periods of a subscription ------------------------------------------------------------
@@ -118,7 +118,13 @@ class Slot:
 
 
 def slots(
-    sub: Any, plan: Plan, tz: str, year: int, month: int, *, first_only: bool = False
+    sub: Any,
+    plan: Plan | PlanView,
+    tz: str,
+    year: int,
+    month: int,
+    *,
+    first_only: bool = False,
 ) -> list[Slot]:
     """The periods of ``sub`` that the run of ``year-month`` bills, oldest first; with
     ``first_only``, just the first period's in-advance charges."""
@@ -314,7 +320,7 @@ def invoice_totals(
 def _sub_lines(
     tid: Any,
     sub: Any,
-    plan: Plan,
+    plan: Plan | PlanView,
     tz: str,
     sl: list[Slot],
     usage: UsageMap,

@@ -82,6 +82,9 @@ CATALOGUE: dict[str, str] = {
     "charge.created": "A one-off charge was submitted for a tenant.",
     "charge.cancelled": "A one-off charge was cancelled before it was invoiced.",
     "billing.run_finished": "A billing run finished with its counts and failures.",
+    "tax_treatment.set": "A tenant was made exempt from tax or put under reverse charge.",
+    "tax_treatment.removed": "A tenant's tax exemption or reverse charge was removed.",
+    "credit.expired": "Prepaid credit reached its expiry; its unused part left the balance.",
 }
 
 

@@ -1,5 +1,9 @@
 """The biller: a singleton that bills each period once it has closed everywhere, issues the
-drafts when the policy says so, and flags overdue invoices (arrears, optional suspension).
+drafts when the policy says so, flags overdue invoices (arrears, optional suspension) and
+writes expired prepaid credit to the ledger.
+
+Every plan interval is billed by the monthly run (see ``mno.billing.run``): the run of a
+month bills the periods that close in it and the in-advance charges of the next month.
 
 A run is idempotent, so a tick that repeats work (after a crash or a failover) creates
 nothing new; the run lock refuses a concurrent run of the same period.
@@ -78,5 +82,7 @@ def tick(ctx: TickContext) -> TickResult:
         result.details["overdue"] = invoices.flag_overdue(
             s, grace_days=cfg.arrears_after_days, suspend=cfg.suspend_in_arrears
         )
+    with ctx.session() as s:
+        result.details["credits_expired"] = invoices.expire_credits(s)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result

@@ -10,10 +10,18 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlmodel import Session, select
 
 from mno.billing import rating
+from mno.billing.periods import MAX_EVERY
 from mno.errors import BadInput
 from mno.money import check_currency, to_decimal
 from mno.store import audit
@@ -37,7 +45,15 @@ class MetricSpec(_Strict):
 
 class Interval(_Strict):
     unit: Literal["day", "week", "semimonth", "month", "quarter", "year"] = "month"
-    every: int = Field(default=1, ge=1, le=12)
+    every: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _at_most_a_year(self) -> Interval:
+        if self.every > MAX_EVERY[self.unit]:
+            raise ValueError(
+                f"every {self.every} {self.unit}: at most {MAX_EVERY[self.unit]} (a year)"
+            )
+        return self
 
 
 class Tier(_Strict):
@@ -51,7 +67,8 @@ class ChargeSpec(_Strict):
     amount: Decimal | None = None
     timing: Literal["advance", "arrears"] = "advance"
     metric: str | None = None
-    aggregation: Literal["sum", "count", "max"] = "sum"
+    # default: the metric's own aggregation
+    aggregation: Literal["sum", "count", "max", "unique_count", "latest"] | None = None
     model: Literal["per_unit", "graduated", "volume", "package"] = "per_unit"
     unit_price: Decimal | None = None
     tiers: list[Tier] = []

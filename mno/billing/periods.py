@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -39,3 +39,91 @@ def local_days(start: datetime, end: datetime, tz: str) -> int:
     """Calendar days between two instants as seen in ``tz``."""
     zone = ZoneInfo(tz or "UTC")
     return (end.astimezone(zone).date() - start.astimezone(zone).date()).days
+
+
+# Plan intervals -------------------------------------------------------------------------
+#
+# A schedule is anchored on the calendar unit that contains the subscription's start (in
+# the tenant's timezone): the day, the ISO week (Monday), the half month (1st or 16th), the
+# month, the calendar quarter or the calendar year. Period k covers ``every`` units from
+# ``anchor + k * every``; the first period is prorated from the start.
+
+UNITS = ("day", "week", "semimonth", "month", "quarter", "year")
+# ``every`` is at most a year's worth of units.
+MAX_EVERY = {"day": 366, "week": 52, "semimonth": 24, "month": 12, "quarter": 4, "year": 1}
+
+
+def check_interval(unit: str, every: int) -> None:
+    if unit not in MAX_EVERY:
+        raise BadInput(f"interval unit {unit!r}: use one of {', '.join(UNITS)}")
+    if not 1 <= every <= MAX_EVERY[unit]:
+        raise BadInput(
+            f"interval every {every} {unit}: give 1 to {MAX_EVERY[unit]} (at most a year)"
+        )
+
+
+def unit_index(d: date, unit: str) -> int:
+    """The number of the calendar unit that contains ``d`` (consecutive integers)."""
+    if unit == "day":
+        return d.toordinal()
+    if unit == "week":
+        return (d.toordinal() - 1) // 7  # date(1, 1, 1) is a Monday
+    if unit == "semimonth":
+        return (d.year * 12 + d.month - 1) * 2 + (0 if d.day < 16 else 1)
+    if unit == "month":
+        return d.year * 12 + d.month - 1
+    if unit == "quarter":
+        return d.year * 4 + (d.month - 1) // 3
+    if unit == "year":
+        return d.year
+    raise BadInput(f"interval unit {unit!r}: use one of {', '.join(UNITS)}")
+
+
+def unit_start(i: int, unit: str) -> date:
+    """The first local day of unit number ``i``."""
+    if unit == "day":
+        return date.fromordinal(i)
+    if unit == "week":
+        return date.fromordinal(i * 7 + 1)
+    if unit == "semimonth":
+        m, half = divmod(i, 2)
+        return date(m // 12, m % 12 + 1, 16 if half else 1)
+    if unit == "month":
+        return date(i // 12, i % 12 + 1, 1)
+    if unit == "quarter":
+        return date(i // 4, (i % 4) * 3 + 1, 1)
+    if unit == "year":
+        return date(i, 1, 1)
+    raise BadInput(f"interval unit {unit!r}: use one of {', '.join(UNITS)}")
+
+
+@lru_cache(maxsize=65536)
+def local_midnight(d: date, tz: str) -> datetime:
+    """Midnight starting local day ``d`` in ``tz``, as an aware UTC instant."""
+    return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz or "UTC")).astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def schedule(
+    anchor: int, unit: str, every: int, lo: date, hi: date
+) -> tuple[tuple[int, date, date], ...]:
+    """Periods ``(k, start, end)`` (local dates, end exclusive) of the schedule anchored on
+    unit number ``anchor`` that end after ``lo`` and start before ``hi``; k >= 0."""
+    k = max(0, (unit_index(lo, unit) - anchor) // every - 1)
+    out = []
+    while True:
+        start = unit_start(anchor + k * every, unit)
+        if start >= hi:
+            break
+        end = unit_start(anchor + (k + 1) * every, unit)
+        if end > lo:
+            out.append((k, start, end))
+        k += 1
+    return tuple(out)
+
+
+def month_dates(year: int, month: int) -> tuple[date, date, date]:
+    """The 1st of the month, of the next month and of the month after."""
+    ny, nm = next_month(year, month)
+    nny, nnm = next_month(ny, nm)
+    return date(year, month, 1), date(ny, nm, 1), date(nny, nnm, 1)

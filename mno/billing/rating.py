@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 from typing import Any
 
 from mno.errors import BadInput
@@ -65,16 +66,31 @@ def per_unit(qty: Decimal, unit_price: Decimal, currency: str) -> Line:
 
 
 def _tiers(spec: list[dict[str, Any]]) -> list[tuple[Decimal | None, Decimal, Decimal]]:
+    key = tuple(
+        (
+            None if t.get("up_to") is None else str(t.get("up_to")),
+            str(t.get("unit_price", "0")),
+            str(t.get("flat_fee", "0")),
+        )
+        for t in spec
+    )
+    return _parse_tiers(key)
+
+
+@lru_cache(maxsize=1024)
+def _parse_tiers(
+    spec: tuple[tuple[str | None, str, str], ...],
+) -> list[tuple[Decimal | None, Decimal, Decimal]]:
+    """Tiers as (up_to, unit_price, flat_fee); memoised (callers must not change them)."""
     out = []
     last = ZERO
-    for i, t in enumerate(spec):
-        up = t.get("up_to")
+    for i, (up, price, flat) in enumerate(spec):
         upd = None if up is None else to_decimal(up)
         if upd is not None and upd <= last:
             raise BadInput(f"tier {i + 1}: up_to must increase")
         if upd is None and i != len(spec) - 1:
             raise BadInput("only the last tier may have up_to: null")
-        out.append((upd, to_decimal(t.get("unit_price", "0")), to_decimal(t.get("flat_fee", "0"))))
+        out.append((upd, to_decimal(price), to_decimal(flat)))
         if upd is not None:
             last = upd
     if not out:
@@ -164,11 +180,15 @@ def bucket(
     currency: str,
     rollover_cap: Decimal = ZERO,
 ) -> tuple[Line, Decimal]:
-    """Overage beyond included + rolled-over units; returns the line and the rollover out."""
-    available = included + rollover_in
-    overage = max(used - available, ZERO)
-    unused_included = max(included - used, ZERO)
-    rollover_out = min(unused_included, rollover_cap)
+    """Overage beyond the units rolled over and the included units; returns the line and
+    the units rolled over to the next period.
+
+    Rolled-over units are used first (they lapse otherwise), then the included units; the
+    included units left unused carry over, up to ``rollover_cap``."""
+    from_rollover = min(used, rollover_in)
+    from_included = min(used - from_rollover, included)
+    overage = used - from_rollover - from_included
+    rollover_out = max(min(included - from_included, rollover_cap), ZERO)
     line = _finish(
         "bucket",
         overage,
@@ -176,7 +196,9 @@ def bucket(
         currency,
         model="bucket",
         used=str(used),
-        available=str(available),
+        included=str(included),
+        rollover_in=str(rollover_in),
+        available=str(included + rollover_in),
         rollover_out=str(rollover_out),
     )
     return line, rollover_out

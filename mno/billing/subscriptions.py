@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from mno import clock
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.store import audit, outbox
-from mno.store.models.billing import Coupon, Plan, Subscription
+from mno.store.models.billing import Coupon, Invoice, Plan, Subscription
 from mno.tenancy import tenants
 
 
@@ -34,7 +34,10 @@ def create(
     app_code: str | None = None,
     coupon: str | None = None,
     cycle_limit: int | None = None,
+    invoice_now: bool = False,
 ) -> Subscription:
+    """Subscribe; with ``invoice_now`` the first period's in-advance charges are billed at
+    once on a draft invoice (the run that covers the start then skips those lines)."""
     t = tenants.get(session, tenant_key)
     plan = plan_current(session, plan_code)
     if coupon and session.exec(select(Coupon).where(Coupon.code == coupon)).first() is None:
@@ -67,7 +70,20 @@ def create(
         tenant_id=t.id,
     )
     outbox.emit(session, "subscription.created", _payload(sub, t.key), t.id)
+    if invoice_now:
+        from mno.billing.run import invoice_first_period
+
+        invoice_first_period(session, sub, t)
     return sub
+
+
+def first_invoice(session: Session, sub: Subscription) -> Invoice | None:
+    """The invoice ``--invoice-now`` made for the subscription, if any."""
+    return session.exec(
+        select(Invoice).where(
+            Invoice.kind == "subscription", Invoice.period == f"sub-{sub.id.hex[:16]}"
+        )
+    ).first()
 
 
 def get(session: Session, sub_id: str) -> Subscription:

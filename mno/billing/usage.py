@@ -148,11 +148,18 @@ def _check(n: int, row: dict[str, Any], tkeys: dict[str, Any], metrics: set[str]
         raise BadInput(f"line {n}: bad time {at_raw!r}") from exc
     if at.tzinfo is None:
         raise BadInput(f"line {n}: time {at_raw!r} has no timezone")
+    props = row.get("properties") or {}
+    if not isinstance(props, dict):
+        raise BadInput(f"line {n}: properties must be an object")
+    # CSV: one column per property, named prop.KEY
+    props = {**props, **{k[5:]: v for k, v in row.items() if k and k.startswith("prop.") and v}}
+    if any(not isinstance(v, str | int) or isinstance(v, bool) for v in props.values()):
+        raise BadInput(f"line {n}: property values must be strings or integers")
     return {
         "tenant_id": tkeys[key],
         "metric_code": metric,
         "quantity": qty,
         "at": at,
         "idempotency_key": row.get("id") or None,
-        "properties": {},
+        "properties": {str(k): str(v) for k, v in props.items()},
     }

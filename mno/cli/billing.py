@@ -30,16 +30,32 @@ def _catalogue() -> None:
 _catalogue()
 
 
+def _tax_treatments() -> None:
+    from mno.cli.billing_tax_treatments import app as treatments
+
+    app.add_typer(treatments, name="tax-treatment")
+
+
+_tax_treatments()
+
+
 @app.command("run")
 def run_cmd(
-    period: Annotated[str | None, typer.Option(help="Period YYYY-MM that closed.")] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Month YYYY-MM that closed: bills the periods that close in it and the "
+            "in-advance charges of the periods that start the month after."
+        ),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print.")] = False,
     issue: Annotated[bool, typer.Option("--issue", help="Issue the drafts created.")] = False,
     retry_failed: Annotated[str | None, typer.Option(help="Redo a run's failed tenants.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Bill a period: arrears and usage of PERIOD plus the next period's in-advance charges."""
+    """Bill a month: arrears and usage of the periods that closed in it, plus in-advance
+    charges of the periods that start the next month (in each tenant's timezone)."""
     from mno.billing import run as billing
     from mno.cli.output import is_tty
     from mno.errors import BadInput

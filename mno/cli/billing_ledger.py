@@ -44,17 +44,55 @@ def credit(
     amount: Annotated[str, typer.Option(help="Amount, e.g. 20.00.")],
     currency: Annotated[str, typer.Option(help="ISO 4217 currency.")],
     reference: Annotated[str | None, typer.Option(help="Reference.")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="Expiry (ISO time with zone); unused credit lapses.")
+    ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Add prepaid credit; invoices issued later in that currency draw it down."""
+    """Add prepaid credit; invoices issued later in that currency draw it down after tax."""
     from mno.billing import invoices
+    from mno.cli.billing_subscriptions import _when
     from mno.cli.output import done
-    from mno.money import to_decimal, to_minor
+    from mno.money import check_currency, to_decimal, to_minor
     from mno.store.db import session_scope
 
     with session_scope() as s:
         e = invoices.add_credit(
-            s, tenant, to_minor(to_decimal(amount), currency.upper()), currency, reference
+            s,
+            tenant,
+            to_minor(to_decimal(amount), check_currency(currency)),
+            currency,
+            reference,
+            expires_at=_when(expires),
         )
         data = {"seq": e.seq, "amount_minor": e.amount_minor, "balance_minor": e.balance_minor}
     done(data, f"credit added; balance {data['balance_minor']} minor units", output)
+
+
+@app.command("credits")
+def credits(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+) -> None:
+    """Prepaid credits with what is left of each and its expiry."""
+    from mno.billing import invoices
+    from mno.cli.billing_invoices import _amt
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = [
+            {
+                "id": str(g.id),
+                "currency": g.currency,
+                "amount": _amt(g.amount_minor, g.currency),
+                "remaining": _amt(g.remaining_minor, g.currency),
+                "expires_at": g.expires_at,
+                "status": g.status,
+                "reference": g.reference,
+            }
+            for g in invoices.list_credits(s, tenant)
+        ]
+    render(
+        rows,
+        output,
+        columns=["id", "currency", "amount", "remaining", "expires_at", "status", "reference"],
+    )

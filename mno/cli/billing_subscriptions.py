@@ -49,7 +49,15 @@ def create(
     start: Annotated[str | None, typer.Option(help="Start (ISO time with zone).")] = None,
     app_code: Annotated[str | None, typer.Option("--app", help="App code.")] = None,
     coupon: Annotated[str | None, typer.Option(help="Coupon code.")] = None,
-    cycles: Annotated[int | None, typer.Option(help="Cycle limit.")] = None,
+    cycles: Annotated[
+        int | None, typer.Option(help="Cycle limit: bill at most this many periods.")
+    ] = None,
+    invoice_now: Annotated[
+        bool,
+        typer.Option(
+            "--invoice-now", help="Bill the first in-advance charges now (a draft invoice)."
+        ),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Subscribe TENANT to the current version of PLAN."""
@@ -65,9 +73,17 @@ def create(
             app_code=app_code,
             coupon=coupon,
             cycle_limit=cycles,
+            invoice_now=invoice_now,
         )
         data = _row(s, sub)
-    done(data, f"subscription {data['id']} created", output)
+        inv = subscriptions.first_invoice(s, sub) if invoice_now else None
+        if invoice_now:
+            data["invoice"] = str(inv.id) if inv else None
+            data["invoice_total_minor"] = inv.total_minor if inv else 0
+    message = f"subscription {data['id']} created"
+    if invoice_now:
+        message += f"; invoice {data['invoice']}" if data["invoice"] else "; nothing to invoice"
+    done(data, message, output)
 
 
 @app.command("list")

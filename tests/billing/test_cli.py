@@ -101,3 +101,76 @@ def test_usage_import_is_atomic_with_line_numbers(
     assert r.exit_code == 2 and "line 3" in r.stderr
     csv.write_text("tenant,metric,quantity,at\n" + "acme,api_calls,2,2026-10-01T00:00:00Z\n" * 3)
     assert cli.json("usage", "import", csv) == {"imported": 3}
+
+
+def test_invoice_now_tax_treatment_and_expiring_credit(
+    cli: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from mno import clock
+
+    clock.set_now(datetime(2026, 10, 20, tzinfo=UTC))
+    docs = dict(zip(("metric", "plan", "tax-rate"), CATALOGUE.split("---"), strict=False))
+    for kind, doc in docs.items():
+        f = tmp_path / f"{kind}.yaml"
+        f.write_text(doc)
+        group = ("billing", "plan") if kind == "plan" else (kind,)
+        assert cli(*group, "create", "-f", f).exit_code == 0
+    assert cli("tenant", "create", "acme", "--country", "FR").exit_code == 0
+    r = cli("billing", "tax-treatment", "set", "acme", "--country", "FR")
+    assert r.exit_code == 2 and "--exempt or --reverse-charge" in r.stderr
+    rc = cli.json(
+        "billing",
+        "tax-treatment",
+        "set",
+        "acme",
+        "--country",
+        "fr",
+        "--reverse-charge",
+        "--tax-id",
+        "FR40303265045",
+    )
+    assert (rc["country"], rc["treatment"]) == ("FR", "reverse_charge")
+    assert len(cli.json("billing", "tax-treatment", "list", "--tenant", "acme")) == 1
+    sub = cli.json(
+        "subscription",
+        "create",
+        "acme",
+        "pro",
+        "--start",
+        "2026-10-01T00:00:00Z",
+        "--invoice-now",
+    )
+    # all of October (in UTC) in advance, reverse charged: 49.00 and no tax
+    assert sub["invoice"] and sub["invoice_total_minor"] == 4900
+    shown = cli.json("invoice", "show", sub["invoice"])
+    assert shown["tax"] == "0.00" and "FR40303265045" in shown["tax_note"]
+    r = cli(
+        "ledger",
+        "credit",
+        "acme",
+        "--amount",
+        "5.00",
+        "--currency",
+        "EUR",
+        "--expires",
+        "2026-10-01T00:00:00Z",
+    )
+    assert r.exit_code == 2 and "past" in r.stderr
+    credit = cli.json(
+        "ledger",
+        "credit",
+        "acme",
+        "--amount",
+        "5.00",
+        "--currency",
+        "EUR",
+        "--expires",
+        "2026-11-01T00:00:00Z",
+    )
+    assert credit["balance_minor"] == -500
+    (grant,) = cli.json("ledger", "credits", "acme")
+    assert (grant["remaining"], grant["status"]) == ("5.00", "open")
+    assert cli("billing", "tax-treatment", "remove", "acme", "--country", "FR").exit_code == 0
+    assert cli("billing", "tax-treatment", "remove", "acme", "--country", "FR").exit_code == 1

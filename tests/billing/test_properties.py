@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mno.billing import run as billing
+from mno.billing.periods import month_bounds
 from mno.store.models.billing import Coupon, Plan, TaxRate
 
 Opener = Callable[..., AbstractContextManager[Any]]
@@ -72,7 +73,8 @@ def test_invoice_identities(
         if one_off
         else []
     )
-    usage = {(tid, "m"): {"sum": Decimal(qty)}}
+    start, end = month_bounds(2026, 10, "Europe/Paris")
+    usage = {(tid, "m", start, end): {"sum": Decimal(qty)}}
     out = billing.rate_tenant(tenant, [sub], usage, charges, 2026, 10, cat)
     lines, totals = out[currency]
     assert sum(ln["amount_minor"] for ln in lines) == totals["subtotal_minor"]

@@ -241,3 +241,22 @@ def test_failed_tenant_is_recorded_others_carry_on_then_retry(
     assert retried.invoices == 1 and not retried.failed
     with session(write=False) as s:
         assert invoices.list_invoices(s, "over")[0].total_minor == 5000
+
+
+def test_a_run_that_loses_its_lock_stops(october: str, session: Opener) -> None:
+    from mno.store.models.core import LeaseLock
+
+    def steal(done: int, total: int) -> None:
+        with session() as s:
+            s.execute(
+                sa.update(LeaseLock.__table__).values(owner="elsewhere:1:x")  # type: ignore[attr-defined]
+            )
+
+    billing.CHUNK, old = 1, billing.CHUNK
+    try:
+        with pytest.raises(Conflict, match="lost its lock"):
+            billing.run("2026-10", url=october, progress=steal)
+    finally:
+        billing.CHUNK = old
+    # the first chunk committed; the second was rolled back with the failed renewal
+    assert len([r for r in _snapshot(october) if len(r) == 3]) == 1

@@ -212,3 +212,36 @@ class LedgerEntry(Base, table=True):
     reference: str | None = Field(default=None, max_length=200)
     invoice_id: uuid.UUID | None = Field(default=None)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CreditGrant(Base, table=True):
+    """Prepaid credit: drawn down oldest-expiry first at issue; what is left at its expiry
+    is written to the ledger as an expiry and is never applied."""
+
+    __tablename__ = "billing_credit"
+    __table_args__ = (sa.Index("ix_billing_credit_tenant", "tenant_id", "currency"),)
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    currency: str = Field(max_length=3)
+    amount_minor: int = Field(sa_type=sa.BigInteger)
+    remaining_minor: int = Field(sa_type=sa.BigInteger)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    status: str = Field(default="open", max_length=16)  # open|used|expired
+    reference: str | None = Field(default=None, max_length=200)
+
+
+class TaxTreatment(Base, table=True):
+    """A tenant exempt from tax, or under reverse charge, in a country (and optionally one
+    region of it; an empty region covers the whole country)."""
+
+    __tablename__ = "billing_tax_treatment"
+    __table_args__ = (
+        sa.UniqueConstraint("tenant_id", "country", "region", name="uq_billing_tax_treatment"),
+    )
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    country: str = Field(max_length=2)
+    region: str = Field(default="", max_length=100)
+    treatment: str = Field(max_length=16)  # exempt|reverse_charge
+    tax_id: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=500)

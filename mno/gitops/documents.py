@@ -580,5 +580,27 @@ def check(
             continue
         seen[(doc.kind, doc.name)] = doc
         docs.append(doc)
+    _check_hosts_declared_once(docs, problems)
     problems.sort(key=lambda p: (p.file, p.line, p.column))
     return docs, problems
+
+
+def _check_hosts_declared_once(docs: list[Document], problems: list[Problem]) -> None:
+    """A Docker host is listed in a Platform document or is a DockerHost, not both."""
+    listed = {
+        host.get("name"): doc
+        for doc in docs
+        if doc.kind == "Platform"
+        for host in (doc.spec.get("hosts") or [])
+        if isinstance(host, dict)
+    }
+    for doc in docs:
+        if doc.kind == "DockerHost" and doc.name in listed:
+            where = listed[doc.name]
+            problems.append(
+                doc.problem(
+                    ("metadata", "name"),
+                    f"host {doc.name} is also listed in {where.file}:{where.line} "
+                    "(declare a host in one place only)",
+                )
+            )

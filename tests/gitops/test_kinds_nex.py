@@ -254,3 +254,17 @@ def test_instance_changes_drift_and_prune_terminates(cli, session, store_url, wr
         inst = instances.get(s, "acme-web")
         assert (inst.desired, inst.purge_data) == ("terminated", False)
     assert cli("diff", "-f", write.root, "--source", "nex", "--prune").exit_code == 0
+
+
+def test_a_host_declared_twice_is_a_validation_error(write) -> None:
+    write(
+        "platform.yaml",
+        "hosts:\n  - {name: docker-1, base_url: 'tcp://10.0.0.11:2375'}\n",
+    )
+    write("hosts.yaml", HOSTS)
+    with pytest.raises(BadInput) as err:
+        documents.load([write.root])
+    assert err.value.message.endswith(
+        "hosts.yaml:2:18: metadata.name: host docker-1 is also listed in "
+        f"{write.root / 'platform.yaml'}:1 (declare a host in one place only)"
+    )

@@ -33,6 +33,9 @@ CATALOGUE: dict[str, str] = {
     "instance.drift_detected": "An instance's container was changed outside mno.",
     "instance.backed_up": "A backup of an instance's data volume was written.",
     "instance.restored": "An instance's data volume was restored from a backup.",
+    "host.created": "A Docker host was added to the store (payload: its settings).",
+    "host.updated": "A stored Docker host's settings changed.",
+    "host.deleted": "A stored Docker host was removed.",
     "app.created": "An app was added to the catalogue.",
     "app.updated": "An app's fields changed.",
     "app.deleted": "An app was removed from the catalogue.",
@@ -44,6 +47,9 @@ CATALOGUE: dict[str, str] = {
     "record.created": "A sync created a canonical record (payload: record_id, entity, data).",
     "record.updated": "A canonical record changed (payload: record_id, entity, version, data).",
     "record.deleted": "A canonical record was deleted (payload: record_id, entity, version).",
+    "connection.updated": (
+        "A connection's entities, directions, preemption, credentials or base URL changed."
+    ),
     # access
     "user.created": "A user was created.",
     "user.disabled": "A user was disabled.",
@@ -72,6 +78,10 @@ CATALOGUE: dict[str, str] = {
     "notify.rule_deleted": "An email notification rule was removed.",
     # gitops
     "gitops.applied": "Documents were applied (payload: source, created, updated, deleted).",
+    "metric.deleted": "A billing metric was deleted from the catalogue (payload: code).",
+    "plan.deleted": "A plan and all its versions were deleted (payload: code, versions).",
+    "coupon.deleted": "A coupon was deleted from the catalogue (payload: code).",
+    "tax_rate.deleted": "A tax rate was deleted from the catalogue (payload: code).",
     "invoice.issued": "An invoice was issued with its number (billing).",
     "invoice.paid": "An invoice was paid in full (billing).",
     "invoice.voided": "An invoice was voided; a credit note was created if it was issued.",

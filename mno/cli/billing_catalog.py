@@ -1,4 +1,4 @@
-"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update."""
+"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, done, render, success
 
 COLUMNS = {
     "Plan": [
@@ -163,5 +163,17 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
                 raise NotFound(f"{noun} {name!r} not found")
             data = audit.snapshot(obj)
         render(data, output)
+
+    @app.command("delete")
+    def delete(
+        name: Annotated[str, typer.Argument(help="Code.")], output: OutputOpt = Format.table
+    ) -> None:
+        """Delete one (a plan: every version); refused while something still uses it."""
+        from mno.billing import catalogue
+        from mno.store.db import session_scope
+
+        with session_scope() as s:
+            result = catalogue.delete(s, kind, name)
+        done(result, f"{noun} {name} deleted", output)
 
     return app

@@ -1,4 +1,4 @@
-"""mno plan: create, list, show, update (see mno.cli.billing_catalog)."""
+"""mno plan: create, list, show, update, delete (see mno.cli.billing_catalog)."""
 
 from mno.cli.billing_catalog import make_app
 

@@ -22,6 +22,7 @@ app.add_typer(domain_app, name="domain")
 LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
 HOST_COLUMNS = [
     "name",
+    "source",
     "reachable",
     "version",
     "instances",
@@ -47,6 +48,98 @@ def host_list(output: OutputOpt = Format.table) -> None:
     with session_scope(write=False) as s:
         rows = hosts.host_rows(s)
     render(rows, output, columns=HOST_COLUMNS, empty="No hosts.")
+
+
+def _host_fields(
+    base_url: str | None,
+    publish_address: str | None,
+    memory: str | None,
+    max_instances: int | None,
+    label: list[str] | None,
+    timeout: int | None,
+) -> dict[str, Any]:
+    from mno.cli.params import pairs
+
+    fields: dict[str, Any] = {
+        "base_url": base_url,
+        "publish_address": publish_address,
+        "memory": memory,
+        "max_instances": max_instances,
+        "timeout": timeout,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if label:
+        fields["labels"] = pairs(label, "label")
+    return fields
+
+
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="Docker engine: unix://, tcp:// or ssh:// (default: the local socket)."),
+]
+PublishOpt = Annotated[str | None, typer.Option(help="Where container ports are published.")]
+MemoryOpt = Annotated[str | None, typer.Option(help="Memory capacity, e.g. 8g.")]
+MaxOpt = Annotated[int | None, typer.Option(help="At most this many instances.")]
+LabelOpt = Annotated[
+    list[str] | None, typer.Option("--label", help="K=V an app's labels must match; repeatable.")
+]
+HostTimeoutOpt = Annotated[int | None, typer.Option(help="Seconds per Docker API call.")]
+
+
+@host_app.command("add")
+def host_add(
+    name: Annotated[str, typer.Argument(help="Host name (a-z, 0-9, '-').")],
+    base_url: BaseUrlOpt = None,
+    publish_address: PublishOpt = None,
+    memory: MemoryOpt = None,
+    max_instances: MaxOpt = None,
+    label: LabelOpt = None,
+    timeout: HostTimeoutOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Keep a Docker host in the store; every agent sharing the store may place on it."""
+    from mno.nex import hosts
+    from mno.store.db import session_scope
+
+    fields = _host_fields(base_url, publish_address, memory, max_instances, label, timeout)
+    with session_scope() as s:
+        host = hosts.add(s, name, **fields)
+    done(host.model_dump(), f"host {name} added", output)
+
+
+@host_app.command("update")
+def host_update(
+    name: Annotated[str, typer.Argument(help="A host kept in the store.")],
+    base_url: BaseUrlOpt = None,
+    publish_address: PublishOpt = None,
+    memory: MemoryOpt = None,
+    max_instances: MaxOpt = None,
+    label: LabelOpt = None,
+    timeout: HostTimeoutOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a stored host's settings (--label replaces the labels)."""
+    from mno.nex import hosts
+    from mno.store.db import session_scope
+
+    fields = _host_fields(base_url, publish_address, memory, max_instances, label, timeout)
+    with session_scope() as s:
+        host = hosts.update(s, name, **fields)
+    done(host.model_dump(), f"host {name} updated", output)
+
+
+@host_app.command("remove")
+def host_remove(
+    name: Annotated[str, typer.Argument(help="A host kept in the store.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Forget a stored host; refused while live instances are placed on it."""
+    from mno.nex import hosts
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        hosts.remove(s, name)
+    done({"name": name, "removed": True}, f"host {name} removed", output)
 
 
 def _wait(name: str, until: tuple[str, ...], timeout: str, output: Format) -> dict[str, Any]:
@@ -186,9 +279,10 @@ def logs(
     with session_scope(write=False) as s:
         inst = instances.get(s, name)
         host, cid = inst.host, inst.container_id
-    if not host or not cid:
-        raise InvalidTransition(f"instance {name} has no container yet")
-    rt = runtime_docker.runtime(hosts.get(host))
+        if not host or not cid:
+            raise InvalidTransition(f"instance {name} has no container yet")
+        config = hosts.get(host, session=s)
+    rt = runtime_docker.runtime(config)
     out = sys.stdout.buffer
     try:
         for chunk in rt.logs(cid, tail=tail, follow=follow):

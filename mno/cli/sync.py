@@ -215,6 +215,53 @@ def connection_resume(name: str, output: OutputOpt = Format.table) -> None:
     _pause(name, False, output)
 
 
+@connection_app.command("update")
+def connection_update(
+    name: str,
+    entities: Annotated[
+        str | None, typer.Option("--entities", help="Comma-separated entities (replaces them).")
+    ] = None,
+    push: Annotated[
+        bool | None, typer.Option("--push/--no-push", help="Write to this app or not.")
+    ] = None,
+    pull: Annotated[
+        bool | None, typer.Option("--pull/--no-pull", help="Read from this app or not.")
+    ] = None,
+    preemption: Annotated[
+        str | None, typer.Option(help="Conflict winner: platform, app or none (newest).")
+    ] = None,
+    credential: Annotated[
+        list[str] | None,
+        typer.Option("--credential", help="K=secret:NAME; repeatable; replaces the set."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help='This tenant\'s API base URL ("" clears it).')
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a connection's entities, directions, preemption, credentials or base URL."""
+    from mno.cli.params import csv_list, pairs
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    fields: dict[str, object] = {}
+    if entities is not None:
+        fields["entities"] = csv_list(entities)
+    if preemption is not None:
+        fields["preemption"] = None if preemption == "none" else preemption
+    if credential:
+        fields["credentials"] = pairs(credential, "credential")
+    if base_url is not None:
+        fields["base_url"] = base_url or None
+    with session_scope() as s:
+        row = connections.update(s, name, push=push, pull=pull, **fields)  # type: ignore[arg-type]
+        view = connections.view(s, row)
+    if output is Format.table:
+        success(f"connection {view['name']} updated")
+    else:
+        render(view, output)
+
+
 @connection_app.command("remove")
 def connection_remove(name: str) -> None:
     """Remove a connection with its id maps and cursors (canonical records stay)."""

@@ -279,10 +279,14 @@ def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Probl
 def yaml_files(path: Path) -> list[Path]:
     """``path`` itself, or every ``*.yaml``/``*.yml`` below it in name order (hidden
     directories and files are skipped)."""
+    return [Path(p) for p in _yaml_file_names(path)]
+
+
+def _yaml_file_names(path: Path) -> list[str]:
     import os
 
     if not path.is_dir():
-        return [path]
+        return [str(path)]
     found: list[str] = []
     for top, dirs, names in os.walk(path):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -291,10 +295,10 @@ def yaml_files(path: Path) -> list[Path]:
             for n in names
             if n.endswith((".yaml", ".yml")) and not n.startswith(".")
         )
-    return [Path(p) for p in sorted(found)]
+    return sorted(found)
 
 
-def _display(path: Path) -> str:
+def _display(path: Path | str) -> str:
     import os
 
     text = str(path)
@@ -341,8 +345,8 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a document must be a mapping with kind, metadata, spec"))
         return None
-    stem = Path(raw.file).stem
-    if "kind" not in data and stem in FILE_KINDS:
+    stem = Path(raw.file).stem if "kind" not in data else ""
+    if stem in FILE_KINDS:
         # a settings file without an envelope: the whole mapping is the spec
         if FILE_KINDS[stem] not in registry:
             return None  # that area has no settings model in this build
@@ -350,7 +354,7 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
         doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
         doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
         return doc
-    folder = Path(raw.file).parent.name
+    folder = Path(raw.file).parent.name if "kind" not in data else ""
     bare = BARE_DIRS.get(folder)
     if "kind" not in data and bare in registry and isinstance(data.get("name"), str):
         doc.kind, doc.name = bare, data["name"]
@@ -529,9 +533,10 @@ def _load(
         path = Path(given)
         if not path.exists():
             raise BadInput(f"{given} does not exist")
-        for file in yaml_files(path):
+        for file in _yaml_file_names(path):
             try:
-                text = file.read_text(encoding="utf-8")
+                with open(file, encoding="utf-8") as fh:
+                    text = fh.read()
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(Problem(_display(file), 1, 1, "", f"cannot read: {exc}"))
                 continue
@@ -575,5 +580,27 @@ def check(
             continue
         seen[(doc.kind, doc.name)] = doc
         docs.append(doc)
+    _check_hosts_declared_once(docs, problems)
     problems.sort(key=lambda p: (p.file, p.line, p.column))
     return docs, problems
+
+
+def _check_hosts_declared_once(docs: list[Document], problems: list[Problem]) -> None:
+    """A Docker host is listed in a Platform document or is a DockerHost, not both."""
+    listed = {
+        host.get("name"): doc
+        for doc in docs
+        if doc.kind == "Platform"
+        for host in (doc.spec.get("hosts") or [])
+        if isinstance(host, dict)
+    }
+    for doc in docs:
+        if doc.kind == "DockerHost" and doc.name in listed:
+            where = listed[doc.name]
+            problems.append(
+                doc.problem(
+                    ("metadata", "name"),
+                    f"host {doc.name} is also listed in {where.file}:{where.line} "
+                    "(declare a host in one place only)",
+                )
+            )

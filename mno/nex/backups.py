@@ -59,7 +59,7 @@ def _with_container(rt: Runtime, snap: Snapshot, fn: Any) -> Any:
 
     if snap.container_id and rt.inspect(snap.container_id) is not None:
         return fn(snap.container_id)
-    host = hosts.get(snap.host) if snap.host else hosts.configured()[0]
+    host = reconcile._host(snap)
     spec = reconcile.spec(snap, host, 0, reconcile.Options())
     spec.name = f"mno-{snap.name}-backup-{uuid.uuid4().hex[:6]}"
     spec.labels = {runtime_docker.MANAGED: "true", "mno.instance": str(snap.id), "mno.helper": "1"}
@@ -94,7 +94,7 @@ def backup(ref: str, to: Path | None = None, db_url: str | None = None) -> dict[
         raise BadInput(f"instance {snap.name} has no data volume", "its app sets no volume path")
     if not snap.host:
         raise InvalidTransition(f"instance {snap.name} was never provisioned; nothing to back up")
-    rt = runtime_docker.runtime(hosts.get(snap.host))
+    rt = runtime_docker.runtime(hosts.find(snap.host, snap.hosts or hosts.configured()))
     dest = Path(to) if to else default_path(snap.name)
     checksum = _with_container(rt, snap, lambda r: _write(rt, r, str(snap.volume_path), dest))
     result = {
@@ -195,7 +195,7 @@ def restore(
         raise InvalidTransition(
             f"instance {snap.name} is not provisioned yet", "wait until it is running"
         )
-    host = hosts.get(snap.host)
+    host = hosts.find(snap.host, snap.hosts or hosts.configured())
     rt = runtime_docker.runtime(host)
     owner = f"restore:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     _lease(iid, owner, db_url)

@@ -1,8 +1,12 @@
-"""Docker hosts: the list from the platform YAML, their reachability, capacity and placement.
+"""Docker hosts: their list, reachability, capacity and placement.
 
-With no host configured, Nex uses the local engine (``DOCKER_HOST`` or the default unix
-socket) under the name ``local``. Placement picks the reachable host with the most free
-memory whose labels satisfy the app's labels, skipping hosts at their instance limit.
+Hosts come from two places: the ``hosts`` of the platform YAML (read by each process
+from its own file) and the hosts kept in the store (``mno host add`` or ``DockerHost``
+documents applied by GitOps), which every agent sharing the store sees at once. A name
+may be in only one of them. With no host anywhere, Nex uses the local engine
+(``DOCKER_HOST`` or the default unix socket) under the name ``local``. Placement picks
+the reachable host with the most free memory whose labels satisfy the app's labels,
+skipping hosts at their instance limit.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mno import platform
-from mno.errors import NotFound, Unavailable
+from mno.errors import BadInput, Conflict, NotFound, Unavailable
 from mno.nex import runtime_docker
 
 if TYPE_CHECKING:
@@ -29,21 +33,192 @@ LIVE = ("staged", "provisioning", "starting", "running", "stopping", "stopped", 
 LIVE_ALL = (*LIVE, "terminating", "failed")
 
 
-def configured(config: platform.PlatformConfig | None = None) -> list[HostConfig]:
-    """The configured hosts, or the local engine when none is listed."""
+def configured(
+    config: platform.PlatformConfig | None = None, session: Session | None = None
+) -> list[HostConfig]:
+    """The hosts of the platform YAML, then those kept in the store (when a ``session``
+    is given), or the local engine when there are none."""
     config = config or platform.load()
-    if config.hosts:
-        return list(config.hosts)
+    hosts = list(config.hosts)
+    if session is not None:
+        listed = {h.name for h in hosts}
+        hosts += [h for h in stored(session) if h.name not in listed]
+    if hosts:
+        return hosts
     base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     return [platform.HostConfig(name=LOCAL, base_url=base_url)]
 
 
-def get(name: str, config: platform.PlatformConfig | None = None) -> HostConfig:
-    for host in configured(config):
+def find(name: str, candidates: list[HostConfig]) -> HostConfig:
+    """The host called ``name`` among ``candidates``."""
+    for host in candidates:
         if host.name == name:
             return host
-    names = ", ".join(h.name for h in configured(config))
+    names = ", ".join(h.name for h in candidates)
     raise NotFound(f"host {name} is not configured", f"configured hosts: {names}")
+
+
+def get(
+    name: str, config: platform.PlatformConfig | None = None, session: Session | None = None
+) -> HostConfig:
+    return find(name, configured(config, session))
+
+
+# -- hosts kept in the store -------------------------------------------------------------
+
+FIELDS = ("base_url", "publish_address", "memory", "max_instances", "labels", "timeout")
+
+
+def _as_config(row: Any) -> HostConfig:
+    return platform.HostConfig(
+        name=row.name,
+        base_url=row.base_url,
+        publish_address=row.publish_address,
+        memory=row.memory,
+        max_instances=row.max_instances,
+        labels=dict(row.labels or {}),
+        timeout=row.timeout,
+    )
+
+
+def stored(session: Session) -> list[HostConfig]:
+    """The hosts kept in the store, by name."""
+    import sqlalchemy as sa
+
+    from mno.store.models.nex import DockerHost
+
+    table = DockerHost.__table__  # type: ignore[attr-defined]
+    return [_as_config(r) for r in session.execute(sa.select(table).order_by(table.c.name))]
+
+
+def check(name: str, fields: dict[str, Any]) -> HostConfig:
+    """A host's settings checked by the platform YAML's own model (``BadInput`` naming
+    the field otherwise)."""
+    from pydantic import ValidationError
+
+    from mno.tenancy.apps import parse_memory
+
+    try:
+        host = platform.HostConfig.model_validate({"name": name, **fields})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadInput(f"host {name}: {where}: {first['msg']}") from None
+    host.memory = parse_memory(host.memory)
+    if not host.base_url.startswith(("unix://", "tcp://", "ssh://", "http://", "https://")):
+        raise BadInput(
+            f"host {name}: invalid base_url {host.base_url!r}", "unix://, tcp:// or ssh://"
+        )
+    return host
+
+
+def _row(session: Session, name: str) -> Any:
+    from sqlmodel import select
+
+    from mno.store.models.nex import DockerHost
+
+    row = session.exec(select(DockerHost).where(DockerHost.name == name)).first()
+    if row is None:
+        listed = {h.name for h in platform.load().hosts}
+        hint = "it is listed in the platform YAML; change it there" if name in listed else None
+        raise NotFound(f"host {name} is not kept in the store", hint or "see `mno host list`")
+    return row
+
+
+def _snapshot(row: Any) -> dict[str, Any]:
+    return {"name": row.name} | {k: getattr(row, k) for k in FIELDS}
+
+
+def add(
+    session: Session, name: str, config: platform.PlatformConfig | None = None, **fields: Any
+) -> HostConfig:
+    """Keep a new Docker host in the store; placement may use it at once."""
+    from sqlmodel import select
+
+    from mno.store import audit, outbox
+    from mno.store.models.nex import DockerHost
+
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
+    host = check(name, fields)
+    if name in {h.name for h in (config or platform.load()).hosts}:
+        raise Conflict(
+            f"host {name} is listed in the platform YAML", "keep each host in one place only"
+        )
+    if session.exec(select(DockerHost).where(DockerHost.name == name)).first() is not None:
+        raise Conflict(f"host {name} already exists")
+    row = DockerHost(**host.model_dump())
+    session.add(row)
+    session.flush()
+    after = _snapshot(row)
+    audit.record(
+        session, "host.create", target_type="host", target_id=row.id, target=name, after=after
+    )
+    outbox.emit(session, "host.created", after)
+    return host
+
+
+def update(session: Session, name: str, **fields: Any) -> HostConfig:
+    """Change a stored host's settings (fields not given stay)."""
+    from mno.store import audit, outbox
+
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
+    row = _row(session, name)
+    before = _snapshot(row)
+    host = check(name, {k: v for k, v in before.items() if k != "name"} | fields)
+    for key in FIELDS:
+        setattr(row, key, getattr(host, key))
+    after = _snapshot(row)
+    if after == before:
+        return host
+    row.touch()
+    session.add(row)
+    audit.record(
+        session,
+        "host.update",
+        target_type="host",
+        target_id=row.id,
+        target=name,
+        before=before,
+        after=after,
+    )
+    outbox.emit(session, "host.updated", {"name": name, "changes": audit.diff(before, after)})
+    session.flush()
+    return host
+
+
+def remove(session: Session, name: str) -> None:
+    """Forget a stored host; refused while live instances are placed on it."""
+    from sqlmodel import select
+
+    from mno.store import audit, outbox
+    from mno.store.models.nex import Instance
+
+    row = _row(session, name)
+    live = sorted(
+        session.exec(
+            select(Instance.name).where(
+                Instance.host == name,
+                Instance.live_name.is_not(None),  # type: ignore[union-attr]
+            )
+        ).all()
+    )
+    if live:
+        shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
+        raise Conflict(
+            f"host {name} still has {len(live)} live instance(s): {shown}",
+            "terminate them first",
+        )
+    before = _snapshot(row)
+    session.delete(row)
+    audit.record(
+        session, "host.delete", target_type="host", target_id=row.id, target=name, before=before
+    )
+    outbox.emit(session, "host.deleted", {"name": name})
+    session.flush()
 
 
 @dataclass
@@ -141,7 +316,7 @@ def place(
 
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mno.nex.placement'))"))
-    hosts = configured(config)
+    hosts = configured(config, session)
     used = usage(session)
     best: tuple[int, int, HostConfig] | None = None
     reasons = []
@@ -170,8 +345,12 @@ def place(
 
 
 def host_rows(session: Session, config: platform.PlatformConfig | None = None) -> list[dict]:
-    """What ``mno host list`` shows: reachability, version, instances, used/free memory."""
-    hosts = configured(config)
+    """What ``mno host list`` shows: where each host is declared, reachability, version,
+    instances, used/free memory."""
+    config = config or platform.load()
+    hosts = configured(config, session)
+    listed = {h.name for h in config.hosts}
+    kept = {h.name for h in stored(session)}
     probes = probe(hosts)
     used = usage(session)
     rows = []
@@ -182,6 +361,9 @@ def host_rows(session: Session, config: platform.PlatformConfig | None = None) -
         rows.append(
             {
                 "name": host.name,
+                "source": "platform"
+                if host.name in listed
+                else ("store" if host.name in kept else "default"),
                 "base_url": host.base_url,
                 "reachable": p.reachable,
                 "version": p.version,

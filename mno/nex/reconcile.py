@@ -95,6 +95,8 @@ class Snapshot:
     domains: list[str] = field(default_factory=list)
     # container fields learnt during a pass, recorded with its outcome (even a failure)
     pending: dict[str, Any] = field(default_factory=dict)
+    # the Docker hosts known when the snapshot was read (platform YAML and store)
+    hosts: list[platform.HostConfig] = field(default_factory=list)
 
 
 def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
@@ -140,6 +142,7 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             pids=inst.pids,
             started_at=inst.started_at,
             domains=instances.domains_of(s, inst),
+            hosts=hosts.configured(platform.load(), s),
         )
 
 
@@ -299,7 +302,7 @@ def place(
     from mno.tenancy.apps import memory_bytes
 
     config = platform.load()
-    candidates = hosts.configured(config)
+    candidates = snap.hosts or hosts.configured(config)
     probes = hosts.probe(candidates, max_age_s=5.0)
     reachable = {name for name, p in probes.items() if p.reachable}
     with session_scope(db_url) as s:
@@ -309,7 +312,7 @@ def place(
         if inst.host:
             if status is not None:
                 apply(s, inst, status)
-            return hosts.get(inst.host, config)
+            return hosts.get(inst.host, config, s)
         if not reachable:
             errors = "; ".join(f"{n}: {p.error}" for n, p in probes.items())
             raise HostDown(f"no Docker host is reachable ({errors})")
@@ -364,7 +367,8 @@ def reconcile(
 
 
 def _host(snap: Snapshot) -> platform.HostConfig:
-    return hosts.get(snap.host) if snap.host else hosts.configured()[0]
+    known = snap.hosts or hosts.configured()
+    return hosts.find(snap.host, known) if snap.host else known[0]
 
 
 def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_stop: Any) -> None:
@@ -611,11 +615,11 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
                 Instance.host.is_not(None),  # type: ignore[union-attr]
             )
         ).all()
+        known = hosts.configured(platform.load(), s)
     by_host: dict[str, list[Any]] = {}
     for row in rows:
         by_host.setdefault(str(row[2]), []).append(row)
-    config = platform.load()
-    for host in hosts.configured(config):
+    for host in known:
         expected = by_host.get(host.name)
         if not expected:
             continue
@@ -704,8 +708,9 @@ def orphans(config: platform.PlatformConfig | None = None) -> list[dict[str, Any
                 select(Instance.id, Instance.container_id, Instance.work, Instance.status)
             ).all()
         }
+        candidates = hosts.configured(config, s)
     out = []
-    for host in hosts.configured(config):
+    for host in candidates:
         try:
             containers = runtime_docker.runtime(host).list_managed()
         except (HostDown, runtime_docker.DockerFailure):

@@ -21,8 +21,13 @@ if TYPE_CHECKING:
 _SKIP = {"created_at", "updated_at"}
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy of ``value`` (UUIDs, datetimes and Decimals become strings)."""
+    if type(value) in _PLAIN:  # the common case, checked first (bulk writes call this a lot)
+        return value
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
@@ -50,6 +55,8 @@ def snapshot(obj: Any) -> dict[str, Any]:
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """Only the fields that changed: ``{"before": {...}, "after": {...}}``."""
+    if not before:  # a create: every field that has a value
+        return {"before": {}, "after": {k: after[k] for k in sorted(after) if after[k] is not None}}
     keys = sorted(set(before) | set(after))
     changed = [k for k in keys if before.get(k) != after.get(k)]
     return {

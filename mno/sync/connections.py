@@ -141,6 +141,91 @@ def set_paused(session: Session, name: str, paused: bool) -> SyncConnection:
     return row
 
 
+_KEEP: Any = object()
+
+
+def update(
+    session: Session,
+    name: str,
+    *,
+    entities: list[str] | None = None,
+    push: bool | None = None,
+    pull: bool | None = None,
+    preemption: str | None = _KEEP,
+    credentials: dict[str, str] | None = None,
+    base_url: str | None = _KEEP,
+) -> SyncConnection:
+    """Change a connection's entities, directions, preemption, credentials (replaced as a
+    whole, by reference) or base URL; ``preemption=None``/``base_url=None`` clear them.
+
+    Dropping an entity drops its cursor too, so adding it back later pulls it in full;
+    its id maps stay, so records already linked are not created twice."""
+    import sqlalchemy as sa
+
+    from mno.store import outbox
+    from mno.sync import spec as specmod
+
+    row = get(session, name)
+    before = audit.jsonable(view(session, row)) | {"base_url": row.base_url}
+    if entities is not None:
+        connector = session.get(SyncConnector, row.connector_id)
+        known = [e.canonical for e in specmod.of(connector).entities]
+        for entity in entities:
+            if entity not in known:
+                raise BadInput(f"connection {name} has no entity {entity!r}", ", ".join(known))
+        if not entities:
+            raise BadInput("a connection needs at least one entity")
+        dropped = sorted(set(row.entities) - set(entities))
+        if dropped:
+            session.execute(
+                sa.delete(SyncCursor).where(
+                    SyncCursor.connection_id == row.id,  # type: ignore[arg-type]
+                    SyncCursor.entity.in_(dropped),  # type: ignore[attr-defined]
+                )
+            )
+        row.entities = list(entities)
+    if push is not None:
+        row.push_enabled = push
+    if pull is not None:
+        row.pull_enabled = pull
+    if not row.push_enabled and not row.pull_enabled:
+        raise BadInput("a connection needs push or pull", "keep one of them on")
+    if preemption is not _KEEP:
+        if preemption is not None and preemption not in PREEMPTIONS:
+            raise BadInput(f"invalid preemption {preemption!r}", "platform or app")
+        row.preemption = preemption
+    if credentials is not None:
+        for key, value in credentials.items():
+            if not secrets.is_ref(value):
+                raise BadInput(f"credential {key} must be a secret reference like secret:NAME")
+        row.credentials = dict(credentials)
+    if base_url is not _KEEP:
+        row.base_url = base_url or None
+    after = audit.jsonable(view(session, row)) | {"base_url": row.base_url}
+    if after == before:
+        return row
+    row.touch()
+    session.add(row)
+    audit.record(
+        session,
+        "connection.update",
+        target_type="connection",
+        target_id=row.id,
+        target=row.name,
+        before=before,
+        after=after,
+        tenant_id=row.tenant_id,
+    )
+    outbox.emit(
+        session,
+        "connection.updated",
+        {"name": row.name, "changes": audit.diff(before, after)},
+        row.tenant_id,
+    )
+    session.flush()
+    return row
+
+
 def remove(session: Session, name: str) -> None:
     import sqlalchemy as sa
 

@@ -119,21 +119,17 @@ def add(
     headers: dict[str, str] | None = None,
     disabled: bool = False,
 ) -> WebhookEndpoint:
-    e = WebhookEndpoint(
-        url=check_url(url),
-        tenant_id=_tenant_id(session, tenant),
-        events=parse_events(events),
+    e = _new(
+        url,
+        _tenant_id(session, tenant),
+        events=events,
         description=description,
-        rate_limit=parse_rate(rate_limit),
+        rate_limit=rate_limit,
         ordered=ordered,
-        timeout_s=settings.parse_duration(timeout).total_seconds(),
-        headers=dict(headers or {}),
-        enabled=not disabled,
-        disabled_reason="created disabled" if disabled else None,
-        secret_enc=crypto.encrypt(signing.new_secret()),
+        timeout=timeout,
+        headers=headers,
+        disabled=disabled,
     )
-    if e.timeout_s <= 0 or e.timeout_s > 120:
-        raise BadInput("timeout must be between 0 and 120s")
     session.add(e)
     session.flush()
     audit.record(
@@ -148,6 +144,80 @@ def add(
     outbox.emit(
         session, "webhook.endpoint_created", {"endpoint_id": str(e.id), "url": e.url}, e.tenant_id
     )
+    return e
+
+
+def add_many(session: Session, items: list[dict[str, Any]]) -> list[WebhookEndpoint]:
+    """Register many endpoints at once (``add()``'s keywords per item), with the same
+    checks, audit rows and events, in one statement per table."""
+    import sqlalchemy as sa
+
+    if not items:
+        return []
+    from mno.store.models.tenancy import Tenant
+
+    keys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())
+    rows = []
+    for item in items:
+        fields = dict(item)
+        tenant = fields.pop("tenant", None)
+        if tenant and tenant not in keys:
+            raise NotFound(f"tenant {tenant} not found", "see `mno tenant list`")
+        rows.append(_new(fields.pop("url"), keys[tenant] if tenant else None, **fields))
+    session.add_all(rows)
+    session.flush()
+    audit.record_many(
+        session,
+        [
+            {
+                "action": "webhook.endpoint_create",
+                "target_type": "webhook_endpoint",
+                "target_id": str(e.id),
+                "target": e.url,
+                "after": _snapshot(e),
+                "tenant_id": e.tenant_id,
+            }
+            for e in rows
+        ],
+    )
+    outbox.emit_many(
+        session,
+        [
+            ("webhook.endpoint_created", {"endpoint_id": str(e.id), "url": e.url}, e.tenant_id)
+            for e in rows
+        ],
+    )
+    return rows
+
+
+def _new(
+    url: str,
+    tenant_id: uuid.UUID | None,
+    *,
+    events: str | list[str] | None = None,
+    description: str = "",
+    rate_limit: str | float | None = None,
+    ordered: bool = False,
+    timeout: str = "15s",
+    headers: dict[str, str] | None = None,
+    disabled: bool = False,
+) -> WebhookEndpoint:
+    """A checked, unsaved endpoint with a new signing secret."""
+    e = WebhookEndpoint(
+        url=check_url(url),
+        tenant_id=tenant_id,
+        events=parse_events(events),
+        description=description,
+        rate_limit=parse_rate(rate_limit),
+        ordered=ordered,
+        timeout_s=settings.parse_duration(timeout).total_seconds(),
+        headers=dict(headers or {}),
+        enabled=not disabled,
+        disabled_reason="created disabled" if disabled else None,
+        secret_enc=crypto.encrypt(signing.new_secret()),
+    )
+    if e.timeout_s <= 0 or e.timeout_s > 120:
+        raise BadInput("timeout must be between 0 and 120s")
     return e
 
 

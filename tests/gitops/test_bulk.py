@@ -94,3 +94,12 @@ def test_create_many_refuses_like_create(session, store_url, items, error, match
     with pytest.raises(error, match=match), session() as s:
         tenants.create_many(s, items)
     assert counts(store_url) == before
+
+
+def test_create_many_refuses_a_domain_another_tenant_holds(session, store_url) -> None:
+    with session() as s:
+        tenants.create(s, "old", domains=["x.example.com"])
+    before = counts(store_url)
+    with pytest.raises(Conflict, match="x.example.com already belongs"), session() as s:
+        tenants.create_many(s, [{"key": "a1"}, {"key": "a2", "domains": ["x.example.com"]}])
+    assert counts(store_url) == before

@@ -24,6 +24,10 @@ spec:
       mapping:
         email: email
         name: {source: full_name, transform: strip}
+    - canonical: company
+      list: {path: /companies}
+      mapping:
+        name: name
 ---
 kind: Connection
 metadata: {name: acme/crm-sync}
@@ -88,12 +92,51 @@ def test_connection_pause_update_and_prune(session, write) -> None:
     }
     _apply(session, write.root, source="s")
     assert not _diff(session, write.root, source="s").has_changes
-    # directions cannot change in place
-    write("sync.yaml", SYNC.replace("push: false", "push: true"))
-    with pytest.raises(BadInput, match="push cannot change"):
-        _diff(session, write.root, source="s")
+    # every other field changes in place too, through the sync domain
+    changed = (
+        SYNC.replace("transform: strip", "transform: lower")
+        .replace("entities: [contact]", "entities: [contact, company]")
+        .replace(
+            "push: false", "push: true\n  preemption: app\n  base_url: https://acme.example.com"
+        )
+        .replace("secret:ACME_CRM_TOKEN", "secret:ACME_CRM_TOKEN_2")
+    )
+    write("sync.yaml", changed)
+    cs = _apply(session, write.root, source="s")
+    assert {(c.ref, f.field) for c in cs.changes for f in c.fields} == {
+        ("Connection/acme/crm-sync", "entities"),
+        ("Connection/acme/crm-sync", "push"),
+        ("Connection/acme/crm-sync", "preemption"),
+        ("Connection/acme/crm-sync", "base_url"),
+        ("Connection/acme/crm-sync", "credentials"),
+    }
+    with session(write=False) as s:
+        row = connections.get(s, "acme/crm-sync")
+        assert (row.entities, row.push_enabled, row.preemption, row.base_url) == (
+            ["contact", "company"],
+            True,
+            "app",
+            "https://acme.example.com",
+        )
+        assert row.credentials == {"token": "secret:ACME_CRM_TOKEN_2"}
+    assert not _diff(session, write.root, source="s").has_changes
+    # a hand change through the domain shows as drift and the next apply restores it
+    with session() as s:
+        connections.update(s, "acme/crm-sync", entities=["contact"], preemption=None)
+    cs = _diff(session, write.root, source="s")
+    assert [(f.field, f.before, f.after, f.drift) for c in cs.changes for f in c.fields] == [
+        ("entities", ["contact"], ["contact", "company"], True),
+        ("preemption", None, "app", True),
+    ]
+    _apply(session, write.root, source="s")
+    assert not _diff(session, write.root, source="s").has_changes
+    # the domain's rules hold: a connection needs a direction
+    no_direction = changed.replace("pull: true", "pull: false")
+    write("sync.yaml", no_direction.replace("push: true", "push: false"))
+    with pytest.raises(BadInput, match="needs push or pull"):
+        _apply(session, write.root, source="s")
     # prune removes the connection when it leaves the files
-    write("sync.yaml", SYNC.replace("transform: strip", "transform: lower").split("---")[0])
+    write("sync.yaml", changed.split("---")[0])
     cs = _apply(session, write.root, source="s", prune=True)
     assert [(c.ref, c.action) for c in cs.changes] == [("Connection/acme/crm-sync", "delete")]
     with session(write=False) as s:
@@ -142,3 +185,22 @@ def test_bare_connector_documents_in_a_connectors_directory(write) -> None:
     write("connectors/crm.yaml", "name: Bad Name\napp: crm\n")
     _, problems = documents.load_with_problems([path])
     assert (1, "metadata.name") in {(p.line, p.key) for p in problems}
+
+
+def test_connection_update_command_is_drift_for_the_next_diff(cli, store_url, write) -> None:
+    import json
+
+    write("tenants.yaml", TENANTS)
+    write("apps.yaml", APPS)
+    write("sync.yaml", SYNC)
+    assert cli("apply", "-f", write.root).exit_code == 0
+    result = cli("connection", "update", "acme/crm-sync", "--push", "--preemption", "platform")
+    assert (result.exit_code, result.stderr) == (0, "✓ connection acme/crm-sync updated\n")
+    result = cli("connection", "update", "acme/crm-sync", "--credential", "token=plain")
+    assert result.exit_code == 2
+    assert "credential token must be a secret reference" in result.stderr
+    result = cli("diff", "-f", write.root, "-o", "json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["drift"] == [
+        {"resource": "Connection/acme/crm-sync", "field": "push"}
+    ]

@@ -87,7 +87,21 @@ def states(draw: Any) -> list[dict[str, Any]]:
         if draw(st.booleans()):
             spec["env"] = {"MODE": draw(TEXT)}
         apps.append({"kind": "App", "metadata": {"name": code}, "spec": spec})
-    return tenants + apps
+    hosts = []
+    for name in draw(st.lists(st.sampled_from(["h1", "h2", "h3"]), unique=True)):
+        spec = {}
+        if draw(st.booleans()):
+            spec["base_url"] = draw(st.sampled_from(["tcp://10.0.0.1:2375", "ssh://ops@h"]))
+        if draw(st.booleans()):
+            spec["memory"] = draw(st.sampled_from(["8g", "512m", None]))
+        if draw(st.booleans()):
+            spec["max_instances"] = draw(st.one_of(st.none(), st.integers(0, 500)))
+        if draw(st.booleans()):
+            spec["labels"] = draw(st.dictionaries(st.sampled_from(["zone", "gpu"]), TEXT))
+        if draw(st.booleans()):
+            spec["timeout"] = draw(st.integers(1, 600))
+        hosts.append({"kind": "DockerHost", "metadata": {"name": name}, "spec": spec})
+    return tenants + apps + hosts
 
 
 @settings(

@@ -115,3 +115,46 @@ def test_orphans_lists_labelled_containers_nobody_owns(nex: Nex, cli: Any) -> No
     assert [r["container"] for r in rows] == [stray.id[:12]]
     assert rows[0]["why"] == "no instance has this id"
     assert name not in {r["name"] for r in rows}
+
+
+def test_hosts_kept_in_the_store_are_placed_on_with_the_yaml_hosts(
+    nex: Nex, cli: Any, tcp_engine: int, tmp_path: Any
+) -> None:
+    """A DockerHost document applied to the store is a placement target at once, next to
+    the hosts of the platform YAML; an Instance document is run there by the provisioner;
+    a host with live instances cannot be removed."""
+    from mno.errors import Conflict
+    from mno.gitops.apply import apply_path
+    from mno.store.db import session_scope
+
+    nex.configure(
+        f"apps_domain: apps.test\nhosts:\n  - {{name: alpha, base_url: 'unix://{SOCKET}'}}\n"
+    )
+    docs = tmp_path / "hosts.yaml"
+    docs.write_text(
+        "kind: DockerHost\nmetadata: {name: beta}\n"
+        f"spec: {{base_url: 'tcp://127.0.0.1:{tcp_engine}', labels: {{zone: b}}}}\n"
+    )
+    with session_scope(nex.url) as s:
+        apply_path(s, docs, source="hosts")
+    tenant = nex.tenant()
+    nex.app("zoned", labels={"zone": "b"})
+    name = f"{tenant}-zoned"
+    instance = tmp_path / "instance.yaml"
+    instance.write_text(
+        f"kind: Instance\nmetadata: {{name: {name}}}\nspec: {{tenant: {tenant}, app: zoned}}\n"
+    )
+    with session_scope(nex.url) as s:
+        apply_path(s, instance, source="instances")
+    nex.tick()
+    view = nex.get(name)
+    assert (view["host"], view["status"]) == ("beta", "running"), view
+    assert get_page(view["endpoint"])[0] == 200
+    rows = {r["name"]: r for r in cli.json("host", "list")}
+    assert (rows["alpha"]["source"], rows["beta"]["source"]) == ("platform", "store")
+    assert rows["beta"]["reachable"] and rows["beta"]["instances"] == 1
+    # prune may not take a host away from under a live instance
+    docs.write_text("")
+    with pytest.raises(Conflict, match=f"host beta still has 1 live instance\\(s\\): {name}"):
+        with session_scope(nex.url) as s:
+            apply_path(s, docs, source="hosts", prune=True, allow_empty=True)

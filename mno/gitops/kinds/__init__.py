@@ -18,6 +18,8 @@ __all__ = ["REGISTRY", "FileKind", "Kind", "Spec", "get", "order", "store_kinds"
 ADAPTERS: list[str] = [
     "mno.gitops.kinds.tenant:TenantKind",
     "mno.gitops.kinds.app:AppKind",
+    "mno.gitops.kinds.nex:DockerHostKind",
+    "mno.gitops.kinds.nex:InstanceKind",
     "mno.gitops.kinds.sync:ConnectorKind",
     "mno.gitops.kinds.sync:ConnectionKind",
     "mno.gitops.kinds.webhooks:WebhookEndpointKind",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -157,12 +158,24 @@ class AppKind(Kind):
         return out
 
     def create(self, session: Session, name: str, spec: dict[str, Any]) -> None:
+        self.create_many(session, [(name, spec)])
+
+    def create_many(
+        self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> dict[str, str]:
         from mno.tenancy import apps
 
-        fields = {k: v for k, v in spec.items() if k not in ("grants", "owner")}
-        apps.create(session, code=name, owner=spec.get("owner"), **fields)
-        for g in spec.get("grants") or []:
-            apps.grant(session, name, g["tenant"], can_edit=g.get("can_edit", False))
+        apps.create_many(
+            session,
+            [
+                {k: v for k, v in spec.items() if k != "grants"} | {"code": name}
+                for name, spec in items
+            ],
+        )
+        for name, spec in items:
+            for g in spec.get("grants") or []:
+                apps.grant(session, name, g["tenant"], can_edit=g.get("can_edit", False))
+        return {}
 
     def update(
         self, session: Session, name: str, changes: dict[str, Any], spec: dict[str, Any]

@@ -2,7 +2,8 @@
 
 The spec models are the billing area's own (``mno.billing.documents``) and writes go
 through its ``apply`` (a plan whose prices change gets a new version; subscriptions stay
-pinned). ``metadata.name`` is the code. The catalogue has no delete, so prune refuses.
+pinned). ``metadata.name`` is the code. Prune deletes through ``mno.billing.catalogue``,
+which refuses an object still in use (a plan with subscriptions, a metric a plan charges).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class BillingKind(Kind):
         current = self.current(session)[name]
         self._apply(session, name, current | changes)
         return None
+
+    def delete(self, session: Session, name: str) -> None:
+        from mno.billing import catalogue
+
+        catalogue.delete(session, self.kind, name)
 
 
 def _select(session: Session, model: Any, *where: Any) -> list[Any]:

@@ -3,8 +3,8 @@ the tenants' use of them.
 
 A connector's ``metadata.name`` is its name and its spec is the connector document
 (``mno.sync.spec.ConnectorSpec``) without ``name``. A connection's ``metadata.name`` is
-``<tenant>/<connector>``. Connections can be created, paused and removed by the domain;
-their entities, directions and credentials cannot change in place (remove and re-add).
+``<tenant>/<connector>``. Every spec field can change in place through the sync domain
+(``connections.update`` and ``set_paused``); a field changed by hand shows as drift.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from mno import validate
-from mno.errors import Conflict
 from mno.gitops.kinds.base import Kind, Spec, rule
 from mno.sync.spec import ConnectorSpec
 
@@ -113,7 +112,6 @@ class ConnectionKind(Kind):
     spec_model = ConnectionSpec
     description = "A tenant's connection to a connector; name = <tenant>/<connector>."
     depends_on = ("Tenant", "App", "Connector")
-    immutable = ("entities", "pull", "push", "preemption", "credentials", "base_url")
 
     def check_name(self, name: str) -> None:
         tenant, sep, connector = name.partition("/")
@@ -168,13 +166,23 @@ class ConnectionKind(Kind):
     ) -> None:
         from mno.sync import connections
 
-        other = sorted(set(changes) - {"paused"})
-        if other:
-            raise Conflict(
-                f"Connection/{name}: {', '.join(other)} cannot change in place",
-                "remove the connection and add it again",
-            )
-        connections.set_paused(session, name, bool(changes["paused"]))
+        fields = {k: v for k, v in changes.items() if k != "paused"}
+        if "entities" in fields and fields["entities"] is None:
+            fields["entities"] = self._all_entities(session, name)
+        if "credentials" in fields:
+            fields["credentials"] = fields["credentials"] or {}
+        if fields:
+            connections.update(session, name, **fields)
+        if "paused" in changes:
+            connections.set_paused(session, name, bool(changes["paused"]))
+
+    @staticmethod
+    def _all_entities(session: Session, name: str) -> list[str]:
+        from mno.sync import connections
+        from mno.sync import spec as specmod
+
+        connector = connections.get_connector(session, name.partition("/")[2])
+        return [e.canonical for e in specmod.of(connector).entities]
 
     def delete(self, session: Session, name: str) -> None:
         from mno.sync import connections

@@ -8,6 +8,7 @@ references. A notification rule cannot be edited in place: a change replaces it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
@@ -106,19 +107,29 @@ class WebhookEndpointKind(KeyedKind):
         return out
 
     def create(self, session: Session, name: str, spec: dict[str, Any]) -> str | None:
-        e = _endpoints.add(
+        return self.create_many(session, [(name, spec)])[name]
+
+    def create_many(
+        self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]
+    ) -> dict[str, str]:
+        rows = _endpoints.add_many(
             session,
-            spec["url"],
-            tenant=spec.get("tenant"),
-            events=spec.get("events") or [],
-            description=spec.get("description") or "",
-            rate_limit=spec.get("rate_limit"),
-            ordered=bool(spec.get("ordered")),
-            timeout=spec.get("timeout") or "15s",
-            headers=spec.get("headers") or {},
-            disabled=not spec.get("enabled", True),
+            [
+                {
+                    "url": spec["url"],
+                    "tenant": spec.get("tenant"),
+                    "events": spec.get("events") or [],
+                    "description": spec.get("description") or "",
+                    "rate_limit": spec.get("rate_limit"),
+                    "ordered": bool(spec.get("ordered")),
+                    "timeout": spec.get("timeout") or "15s",
+                    "headers": spec.get("headers") or {},
+                    "disabled": not spec.get("enabled", True),
+                }
+                for _, spec in items
+            ],
         )
-        return str(e.id)
+        return {name: str(e.id) for (name, _), e in zip(items, rows, strict=True)}
 
     def update(
         self, session: Session, name: str, changes: dict[str, Any], spec: dict[str, Any]

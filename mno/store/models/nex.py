@@ -89,3 +89,19 @@ class ProvisioningRequest(Base, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     outcome: str | None = Field(default=None, max_length=16)  # active|provision_failed
+
+
+class DockerHost(Base, table=True):
+    """A Docker host kept in the store (``mno host add`` or a ``DockerHost`` document).
+    Placement uses these together with the hosts listed in the platform YAML, so one
+    apply reaches every agent host that shares the store."""
+
+    __tablename__ = "nex_host"
+
+    name: str = Field(max_length=63, unique=True, index=True)
+    base_url: str = Field(max_length=500)
+    publish_address: str = Field(default="127.0.0.1", max_length=253)
+    memory: str | None = Field(default=None, max_length=16)
+    max_instances: int | None = Field(default=None)
+    labels: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    timeout: int = Field(default=30)

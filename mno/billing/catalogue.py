@@ -1,0 +1,141 @@
+"""Deleting catalogue objects: metrics, plans, coupons and tax rates.
+
+A delete writes its audit row and its ``<kind>.deleted`` event in the caller's
+transaction. An object something still refers to is not deleted: the refusal names who
+uses it, so the operator can change those first.
+
+- a **plan** (every version) while any subscription, even an ended one, points at it;
+- a **metric** while a plan version charges for it or usage of it is recorded;
+- a **coupon** while a subscription that is not canceled or expired carries it;
+- a **tax rate** has no references (invoices keep their own tax detail).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mno.errors import Conflict, NotFound
+from mno.store import audit, outbox
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+KINDS = ("Metric", "Plan", "Coupon", "TaxRate")
+_NOUN = {"Metric": "metric", "Plan": "plan", "Coupon": "coupon", "TaxRate": "tax_rate"}
+SHOWN = 5  # names listed in a refusal before "and N more"
+
+
+def _names(values: list[str]) -> str:
+    unique = sorted(set(values))
+    more = f" and {len(unique) - SHOWN} more" if len(unique) > SHOWN else ""
+    return ", ".join(unique[:SHOWN]) + more
+
+
+def _tenant_keys(session: Session, tenant_ids: set[Any]) -> list[str]:
+    import sqlalchemy as sa
+
+    from mno.store.models.tenancy import Tenant
+
+    if not tenant_ids:
+        return []
+    rows = session.execute(sa.select(Tenant.key).where(Tenant.id.in_(tenant_ids)))  # type: ignore[attr-defined]
+    return list(rows.scalars())
+
+
+def _refusal(kind: str, code: str, session: Session) -> str | None:
+    """Who still uses the object, as the refusal message; None when nothing does."""
+    import sqlalchemy as sa
+
+    from mno.store.models.billing import Plan, Subscription, UsageEvent
+
+    if kind == "Plan":
+        ids = set(
+            session.execute(
+                sa.select(Subscription.tenant_id).where(Subscription.plan_code == code)
+            ).scalars()
+        )
+        if ids:
+            keys = _tenant_keys(session, ids)
+            return f"plan {code} has subscriptions of {len(keys)} tenant(s): {_names(keys)}"
+    elif kind == "Metric":
+        plans = [
+            p_code
+            for p_code, charges in session.execute(sa.select(Plan.code, Plan.charges))
+            if any((c or {}).get("metric") == code for c in charges or [])
+        ]
+        if plans:
+            return f"metric {code} is charged by plan(s) {_names(plans)}"
+        ids = set(
+            session.execute(
+                sa.select(UsageEvent.tenant_id).where(UsageEvent.metric_code == code).distinct()
+            ).scalars()
+        )
+        if ids:
+            keys = _tenant_keys(session, ids)
+            return f"metric {code} has usage recorded for {len(keys)} tenant(s): {_names(keys)}"
+    elif kind == "Coupon":
+        ids = set(
+            session.execute(
+                sa.select(Subscription.tenant_id).where(
+                    Subscription.coupon_code == code,
+                    Subscription.status.not_in(("canceled", "expired")),  # type: ignore[attr-defined]
+                )
+            ).scalars()
+        )
+        if ids:
+            keys = _tenant_keys(session, ids)
+            return f"coupon {code} is on subscriptions of {len(keys)} tenant(s): {_names(keys)}"
+    return None
+
+
+def delete(session: Session, kind: str, code: str) -> dict[str, Any]:
+    """Delete the catalogue object ``code`` of ``kind`` (Metric, Plan, Coupon, TaxRate);
+    returns what was deleted. ``Conflict`` when something still refers to it."""
+    import sqlalchemy as sa
+
+    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
+
+    model = {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
+    noun = _NOUN[kind]
+    rows = list(session.execute(sa.select(model).where(model.code == code)).scalars())
+    if not rows:
+        raise NotFound(f"{noun.replace('_', ' ')} {code} not found", f"see `mno {_cli(kind)} list`")
+    reason = _refusal(kind, code, session)
+    if reason:
+        raise Conflict(reason, "change or remove those first")
+    before = [audit.snapshot(r) for r in sorted(rows, key=lambda r: getattr(r, "version", 0))]
+    session.execute(sa.delete(model).where(model.code == code))
+    current = before[-1]
+    audit.record(
+        session,
+        f"{noun}.delete",
+        target_type=noun,
+        target_id=current["id"],
+        target=code,
+        before=current | ({"versions": len(before)} if kind == "Plan" else {}),
+    )
+    payload: dict[str, Any] = {"code": code}
+    if kind == "Plan":
+        payload["versions"] = len(before)
+    outbox.emit(session, f"{noun}.deleted", payload)
+    return {"kind": kind, "code": code, "deleted": len(before)}
+
+
+def _cli(kind: str) -> str:
+    return {"TaxRate": "tax-rate"}.get(kind, kind.lower())
+
+
+def delete_metric(session: Session, code: str) -> dict[str, Any]:
+    return delete(session, "Metric", code)
+
+
+def delete_plan(session: Session, code: str) -> dict[str, Any]:
+    return delete(session, "Plan", code)
+
+
+def delete_coupon(session: Session, code: str) -> dict[str, Any]:
+    return delete(session, "Coupon", code)
+
+
+def delete_tax_rate(session: Session, code: str) -> dict[str, Any]:
+    return delete(session, "TaxRate", code)

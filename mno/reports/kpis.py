@@ -9,24 +9,15 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mno.reports import sql
+from mno.reports.instances import instances_report
 from mno.reports.model import Report, Series, Window, fill
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _monthly_counts(session: Session, ts_col: Any, window: Window, *where: Any) -> dict[str, int]:
-    m = sql.month(ts_col, _dialect(session)).label("m")
-    stmt = (
-        sa.select(m, sa.func.count())
-        .where(ts_col >= window.start, ts_col < window.stop, *where)
-        .group_by(m)
-    )
-    return {row[0]: int(row[1]) for row in session.execute(stmt)}
+_dialect = sql.dialect_of
+_monthly_counts = sql.monthly_counts
 
 
 # -- tenants ----------------------------------------------------------------------------
@@ -515,6 +506,7 @@ AREAS: dict[str, Callable[[Session, Window], Report]] = {
     "revenue": revenue_report,
     "tenants": tenants_report,
     "invoices": invoices_report,
+    "instances": instances_report,
     "webhooks": webhooks_report,
     "sync": sync_report,
 }

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.reports.model import Window
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def monthly_counts(session: Session, ts_col: Any, window: Window, *where: Any) -> dict[str, int]:
+    """Rows per ``YYYY-MM`` of ``ts_col`` inside the window (only months with rows)."""
+    m = month(ts_col, dialect_of(session)).label("m")
+    stmt = (
+        sa.select(m, sa.func.count())
+        .where(ts_col >= window.start, ts_col < window.stop, *where)
+        .group_by(m)
+    )
+    return {row[0]: int(row[1]) for row in session.execute(stmt)}
 
 
 def month(col: Any, dialect: str) -> Any:
@@ -19,6 +39,25 @@ def day(col: Any, dialect: str) -> Any:
     if dialect == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD")
     return sa.func.strftime("%Y-%m-%d", col)
+
+
+def uuid_text(col: Any, dialect: str) -> Any:
+    """A UUID column as its canonical text (``8-4-4-4-12`` lowercase hex), the form audit
+    rows keep in ``target_id``. SQLite stores UUIDs as 32 hex digits without hyphens."""
+    if dialect == "postgresql":
+        return sa.cast(col, sa.String)
+    h = sa.func.lower(sa.cast(col, sa.String))
+    return (
+        sa.func.substr(h, 1, 8)
+        + "-"
+        + sa.func.substr(h, 9, 4)
+        + "-"
+        + sa.func.substr(h, 13, 4)
+        + "-"
+        + sa.func.substr(h, 17, 4)
+        + "-"
+        + sa.func.substr(h, 21, 12)
+    )
 
 
 def epoch_seconds(col: Any, dialect: str) -> Any:
@@ -57,4 +96,26 @@ def percentiles(
             sa.select(ranked.c.v).where(ranked.c.rn == sa.cast(rank, sa.Integer))
         ).first()
         result[p] = float(row[0]) if row and row[0] is not None else None
+    return result
+
+
+def percentiles_by(
+    session: Any, values: Any, ps: tuple[int, ...] = (50, 95)
+) -> dict[Any, dict[int, float | None]]:
+    """Nearest-rank percentiles per group: ``values`` has columns ``g`` and ``v``; the
+    ranking is partitioned by ``g`` in the database. Groups with no values are absent."""
+    sub = values.subquery()
+    ranked = sa.select(
+        sub.c.g.label("g"),
+        sub.c.v.label("v"),
+        sa.func.row_number().over(partition_by=sub.c.g, order_by=sub.c.v).label("rn"),
+        sa.func.count().over(partition_by=sub.c.g).label("n"),
+    ).subquery()
+    result: dict[Any, dict[int, float | None]] = {}
+    for p in ps:
+        rank = (ranked.c.n * p + 99) // 100
+        for g, v in session.execute(
+            sa.select(ranked.c.g, ranked.c.v).where(ranked.c.rn == sa.cast(rank, sa.Integer))
+        ):
+            result.setdefault(g, {})[p] = float(v) if v is not None else None
     return result

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from mno.reports import sql
 from mno.reports.instances import instances_report
-from mno.reports.model import Report, Series, Window, fill
+from mno.reports.model import Report, Series, Window, fill, month_bounds
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -101,12 +101,15 @@ def _major(units: int, currency: str) -> Any:
     return from_minor(int(units), currency)
 
 
-def revenue_report(session: Session, window: Window) -> Report:
+def revenue_report(session: Session, window: Window, detail: bool = True) -> Report:
     """Revenue from issued and paid invoices (credit notes subtract), by month of issue.
 
     MRR is the recurring (fixed) line amount of the window's last billed month; ARR is
     12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
     last month's revenue from tenants billed in the first month with the first month's.
+    Revenue by plan and by app sums invoice lines over the window; the summary
+    (``detail=False``) reads only the lines of the last billed month for them, so that it
+    stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
     """
     from mno.store.models.billing import Invoice, InvoiceLine, Subscription
 
@@ -115,17 +118,19 @@ def revenue_report(session: Session, window: Window) -> Report:
     ln = InvoiceLine.__table__
     sub = Subscription.__table__
     sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
-    billed = sa.and_(
-        i.c.status.in_(BILLED), i.c.issued_at >= window.start, i.c.issued_at < window.stop
-    )
-    if window.currency:
-        billed = sa.and_(billed, i.c.currency == window.currency)
+    signed = i.c.total_minor * sign
+
+    def billed_between(lo: Any, hi: Any, table: Any = i) -> Any:
+        cond = sa.and_(table.c.status.in_(BILLED), table.c.issued_at >= lo, table.c.issued_at < hi)
+        if window.currency:
+            cond = sa.and_(cond, table.c.currency == window.currency)
+        return cond
+
+    billed = billed_between(window.start, window.stop)
     m = sql.month(i.c.issued_at, dialect).label("m")
     by_month: dict[str, dict[str, int]] = {}
     for month, currency, units in session.execute(
-        sa.select(m, i.c.currency, sa.func.sum(i.c.total_minor * sign))
-        .where(billed)
-        .group_by(m, i.c.currency)
+        sa.select(m, i.c.currency, sa.func.sum(signed)).where(billed).group_by(m, i.c.currency)
     ):
         by_month.setdefault(currency, {})[month] = int(units or 0)
     currencies = sorted(by_month)
@@ -141,74 +146,94 @@ def revenue_report(session: Session, window: Window) -> Report:
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
-    line_month = sql.month(i.c.issued_at, dialect)
+    # the last billed month's lines, by plan, app and line kind: MRR is the fixed ones
+    plan_col = sa.func.coalesce(sub.c.plan_code, "-")
+    app_col = sa.func.coalesce(sub.c.app_code, "-")
+    lines_of = ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
+        sub, sub.c.id == ln.c.subscription_id
+    )
     mrr: dict[str, int] = {}
-    for currency in currencies:
-        if last_month[currency] is None:
-            continue
-        mrr[currency] = int(
-            session.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(ln.c.amount_minor * sign), 0))
-                .select_from(ln.join(i, i.c.id == ln.c.invoice_id))
-                .where(
-                    billed,
-                    i.c.currency == currency,
-                    ln.c.kind == "fixed",
-                    line_month == last_month[currency],
-                )
-            ).scalar_one()
-        )
-    by_plan = [
-        {"plan": plan or "-", "revenue": _money(units, cur)}
-        for plan, cur, units in session.execute(
-            sa.select(sub.c.plan_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-            .select_from(
-                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-                    sub, sub.c.id == ln.c.subscription_id
-                )
+    last_plan: dict[tuple[str, str], int] = {}
+    last_app: dict[tuple[str, str], int] = {}
+    for key in sorted({k for k in last_month.values() if k}):
+        lo, hi = month_bounds(key)
+        of_month = [c for c in currencies if last_month[c] == key]
+        for plan, app_code, currency, kind, units in session.execute(
+            sa.select(
+                plan_col, app_col, i.c.currency, ln.c.kind, sa.func.sum(ln.c.amount_minor * sign)
             )
-            .where(billed)
-            .group_by(sub.c.plan_code, i.c.currency)
-        )
-    ]
-    by_plan.sort(key=lambda r: (r["plan"], r["revenue"]["currency"]))
-    by_app = [
-        {"app": app or "-", "revenue": _money(units, cur)}
-        for app, cur, units in session.execute(
-            sa.select(sub.c.app_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-            .select_from(
-                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-                    sub, sub.c.id == ln.c.subscription_id
+            .select_from(lines_of)
+            .where(billed_between(lo, hi), i.c.currency.in_(of_month))
+            .group_by(plan_col, app_col, i.c.currency, ln.c.kind)
+        ):
+            units = int(units or 0)
+            if kind == "fixed":
+                mrr[currency] = mrr.get(currency, 0) + units
+            last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
+            last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units
+    mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    if detail:
+        for name, col in (("plan", sub.c.plan_code), ("app", sub.c.app_code)):
+            rows = [
+                {name: value or "-", "revenue": _money(units, cur)}
+                for value, cur, units in session.execute(
+                    sa.select(col, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
+                    .select_from(lines_of)
+                    .where(billed)
+                    .group_by(col, i.c.currency)
                 )
-            )
-            .where(billed)
-            .group_by(sub.c.app_code, i.c.currency)
-        )
-    ]
-    by_app.sort(key=lambda r: (r["app"], r["revenue"]["currency"]))
-    nrr: dict[str, Any] = {}
+            ]
+            rows.sort(key=lambda r, n=name: (r[n], r["revenue"]["currency"]))
+            tables[f"by_{name}"] = rows
+    else:
+        for name, found in (("plan", last_plan), ("app", last_app)):
+            tables[f"last_month_by_{name}"] = [
+                {name: value, "month": last_month[cur], "revenue": _money(units, cur)}
+                for (value, cur), units in sorted(found.items())
+            ]
+    nrr: dict[str, Any] = dict.fromkeys(currencies)
     first, last = months[0], months[-1]
-    for currency in currencies:
-        start_rows = dict(
+    if first != last:
+        first_lo, first_hi = month_bounds(first)
+        last_lo, last_hi = month_bounds(last)
+        base = dict(
             session.execute(
-                sa.select(i.c.tenant_id, sa.func.sum(i.c.total_minor * sign))
-                .where(billed, i.c.currency == currency, m == first)
-                .group_by(i.c.tenant_id)
+                sa.select(i.c.currency, sa.func.sum(signed))
+                .where(billed_between(first_lo, first_hi))
+                .group_by(i.c.currency)
             ).all()
         )
-        base = sum(int(v or 0) for v in start_rows.values())
-        if not base or first == last:
-            nrr[currency] = None
-            continue
-        end = session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(i.c.total_minor * sign), 0)).where(
-                billed,
-                i.c.currency == currency,
-                m == last,
-                i.c.tenant_id.in_(list(start_rows)),
-            )
-        ).scalar_one()
-        nrr[currency] = round(int(end) / base * 100, 1)
+        i2 = i.alias("first_month")
+        start_tenants = (
+            sa.select(i2.c.tenant_id, i2.c.currency)
+            .where(billed_between(first_lo, first_hi, i2))
+            .distinct()
+            .subquery()
+        )
+        end = dict(
+            session.execute(
+                sa.select(i.c.currency, sa.func.sum(signed))
+                .select_from(
+                    i.join(
+                        start_tenants,
+                        sa.and_(
+                            start_tenants.c.tenant_id == i.c.tenant_id,
+                            start_tenants.c.currency == i.c.currency,
+                        ),
+                    )
+                )
+                .where(billed_between(last_lo, last_hi))
+                .group_by(i.c.currency)
+            ).all()
+        )
+        for currency in currencies:
+            if int(base.get(currency) or 0):
+                nrr[currency] = round(int(end.get(currency) or 0) / int(base[currency]) * 100, 1)
+    tables["monthly"] = [
+        {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
+        for k in months
+    ]
     return Report(
         area="revenue",
         title="Revenue",
@@ -223,14 +248,7 @@ def revenue_report(session: Session, window: Window) -> Report:
             },
             "nrr_pct": nrr,
         },
-        tables={
-            "by_plan": by_plan,
-            "by_app": by_app,
-            "monthly": [
-                {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
-                for k in months
-            ],
-        },
+        tables=tables,
         series=[
             Series(f"revenue {c}", c, [(k, _major(by_month[c].get(k, 0), c)) for k in months])
             for c in currencies
@@ -521,4 +539,10 @@ def report(session: Session, area: str, window: Window) -> Report:
 
 
 def summary(session: Session, window: Window) -> list[Report]:
-    return [fn(session, window) for fn in AREAS.values()]
+    """Every area at a glance; revenue by plan and app covers the last billed month."""
+    return [
+        revenue_report(session, window, detail=False)
+        if fn is revenue_report
+        else fn(session, window)
+        for fn in AREAS.values()
+    ]

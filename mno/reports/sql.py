@@ -28,17 +28,21 @@ def monthly_counts(session: Session, ts_col: Any, window: Window, *where: Any) -
 
 
 def month(col: Any, dialect: str) -> Any:
-    """``YYYY-MM`` of a UTC timestamp column."""
+    """``YYYY-MM`` of a UTC timestamp column.
+
+    On SQLite a ``UTCDateTime`` is stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` text in UTC, so
+    the month is its first seven characters (much cheaper than ``strftime`` per row).
+    """
     if dialect == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM")
-    return sa.func.strftime("%Y-%m", col)
+    return sa.func.substr(col, 1, 7)
 
 
 def day(col: Any, dialect: str) -> Any:
-    """``YYYY-MM-DD`` of a UTC timestamp column."""
+    """``YYYY-MM-DD`` of a UTC timestamp column (on SQLite, the stored text's first ten)."""
     if dialect == "postgresql":
         return sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD")
-    return sa.func.strftime("%Y-%m-%d", col)
+    return sa.func.substr(col, 1, 10)
 
 
 def uuid_text(col: Any, dialect: str) -> Any:

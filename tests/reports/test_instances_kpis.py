@@ -69,7 +69,7 @@ HISTORIES = [
 def seed(session) -> None:
     clock.set_now(_at(10, 1, 9))
     with session() as s:
-        tenant, _ = tenants.create(s, "acme")
+        tenant, _ = tenants.create(s, "nexco")
         blog, _ = apps.create(s, "Blog", stack="nex", image="blog:1", port=80)
         shop, _ = apps.create(s, "Shop", stack="nex", image="shop:1", port=80)
         apps.create(s, "Wiki", stack="nex", image="wiki:1", port=80)  # no instances

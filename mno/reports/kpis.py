@@ -87,6 +87,33 @@ def tenants_report(session: Session, window: Window) -> Report:
 # -- revenue and invoices (billing) ------------------------------------------------------
 
 BILLED = ("issued", "paid")
+ISSUED = ("issued", "paid", "void")
+
+
+def invoice_months(session: Session, window: Window) -> list[Any]:
+    """The window's issued invoices in one pass, grouped by month of issue, currency,
+    status and kind: ``(month, currency, status, kind, count, total_minor)`` rows.
+
+    Revenue, invoices issued and sales billed all derive from these few rows, so the
+    summary reads the invoice index range once; the result is kept on the session.
+    """
+    from mno.store.models.billing import Invoice
+
+    cache = session.info.setdefault("reports.invoice_months", {})
+    key = (window.start, window.stop)
+    if key not in cache:
+        i = Invoice.__table__
+        m = sql.month(i.c.issued_at, _dialect(session)).label("m")
+        cache[key] = session.execute(
+            sa.select(
+                m, i.c.currency, i.c.status, i.c.kind, sa.func.count(), sa.func.sum(i.c.total_minor)
+            )
+            .where(
+                i.c.status.in_(ISSUED), i.c.issued_at >= window.start, i.c.issued_at < window.stop
+            )
+            .group_by(m, i.c.currency, i.c.status, i.c.kind)
+        ).all()
+    return cache[key]
 
 
 def _money(units: int, currency: str) -> dict[str, str]:
@@ -113,7 +140,6 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     """
     from mno.store.models.billing import Invoice, InvoiceLine, Subscription
 
-    dialect = _dialect(session)
     i = Invoice.__table__
     ln = InvoiceLine.__table__
     sub = Subscription.__table__
@@ -127,21 +153,37 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         return cond
 
     billed = billed_between(window.start, window.stop)
-    m = sql.month(i.c.issued_at, dialect).label("m")
     by_month: dict[str, dict[str, int]] = {}
-    for month, currency, units in session.execute(
-        sa.select(m, i.c.currency, sa.func.sum(signed)).where(billed).group_by(m, i.c.currency)
-    ):
-        by_month.setdefault(currency, {})[month] = int(units or 0)
+    for month, currency, status, kind, _, units in invoice_months(session, window):
+        if status not in BILLED or (window.currency and currency != window.currency):
+            continue
+        months_of = by_month.setdefault(currency, {})
+        months_of[month] = months_of.get(month, 0) + int(units or 0) * (
+            -1 if kind == "credit_note" else 1
+        )
     currencies = sorted(by_month)
     totals = {c: sum(v.values()) for c, v in by_month.items()}
-    tenants_billed = dict(
-        session.execute(
-            sa.select(i.c.currency, sa.func.count(sa.distinct(i.c.tenant_id)))
-            .where(billed, i.c.kind != "credit_note")
-            .group_by(i.c.currency)
-        ).all()
+    # tenants with a billed invoice in the window, per currency: one probe per tenant on the
+    # invoice's tenant index (cheaper than a DISTINCT over a year of invoices). SQLite is
+    # told which index to probe: it would otherwise scan the status range for every tenant.
+    invoice_from = (
+        "billing_invoice AS i INDEXED BY ix_billing_invoice_tenant_id"
+        if _dialect(session) == "sqlite"
+        else "billing_invoice AS i"
     )
+    probe = sa.text(
+        "SELECT count(*) FROM tenant WHERE EXISTS (SELECT 1 FROM "
+        + invoice_from
+        + " WHERE i.tenant_id = tenant.id AND i.status IN ('issued', 'paid')"
+        " AND i.issued_at >= :lo AND i.issued_at < :hi AND i.currency = :currency"
+        " AND i.kind <> 'credit_note')"
+    ).bindparams(
+        sa.bindparam("lo", window.start, type_=i.c.issued_at.type),
+        sa.bindparam("hi", window.stop, type_=i.c.issued_at.type),
+    )
+    tenants_billed = {
+        c: int(session.execute(probe, {"currency": c}).scalar_one()) for c in currencies
+    }
     months = window.month_keys()
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
@@ -197,39 +239,35 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     if first != last:
         first_lo, first_hi = month_bounds(first)
         last_lo, last_hi = month_bounds(last)
-        base = dict(
-            session.execute(
-                sa.select(i.c.currency, sa.func.sum(signed))
-                .where(billed_between(first_lo, first_hi))
-                .group_by(i.c.currency)
-            ).all()
-        )
-        i2 = i.alias("first_month")
-        start_tenants = (
-            sa.select(i2.c.tenant_id, i2.c.currency)
-            .where(billed_between(first_lo, first_hi, i2))
-            .distinct()
+        base = {c: by_month[c].get(first, 0) for c in currencies}
+        # one pass over the two months' index ranges, grouped by tenant: the last month's
+        # revenue of the tenants that were billed in the first
+        in_first = sa.select(
+            i.c.tenant_id, i.c.currency, sa.literal(1).label("had"), sa.literal(0).label("units")
+        ).where(billed_between(first_lo, first_hi))
+        in_last = sa.select(
+            i.c.tenant_id, i.c.currency, sa.literal(0).label("had"), signed.label("units")
+        ).where(billed_between(last_lo, last_hi))
+        both = sa.union_all(in_first, in_last).subquery()
+        per_tenant = (
+            sa.select(
+                both.c.currency,
+                sa.func.max(both.c.had).label("had"),
+                sa.func.sum(both.c.units).label("units"),
+            )
+            .group_by(both.c.tenant_id, both.c.currency)
             .subquery()
         )
         end = dict(
             session.execute(
-                sa.select(i.c.currency, sa.func.sum(signed))
-                .select_from(
-                    i.join(
-                        start_tenants,
-                        sa.and_(
-                            start_tenants.c.tenant_id == i.c.tenant_id,
-                            start_tenants.c.currency == i.c.currency,
-                        ),
-                    )
-                )
-                .where(billed_between(last_lo, last_hi))
-                .group_by(i.c.currency)
+                sa.select(per_tenant.c.currency, sa.func.sum(per_tenant.c.units))
+                .where(per_tenant.c.had == 1)
+                .group_by(per_tenant.c.currency)
             ).all()
         )
         for currency in currencies:
-            if int(base.get(currency) or 0):
-                nrr[currency] = round(int(end.get(currency) or 0) / int(base[currency]) * 100, 1)
+            if base[currency]:
+                nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)
     tables["monthly"] = [
         {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
         for k in months
@@ -282,18 +320,14 @@ def invoices_report(session: Session, window: Window) -> Report:
         .group_by(i.c.currency)
         .order_by(i.c.currency)
     ).all()
-    billed = dict(
-        session.execute(
-            sa.select(i.c.currency, sa.func.sum(i.c.total_minor))
-            .where(
-                i.c.status.in_(BILLED),
-                i.c.kind != "credit_note",
-                i.c.issued_at >= window.start,
-                i.c.issued_at < window.stop,
-            )
-            .group_by(i.c.currency)
-        ).all()
-    )
+    billed: dict[str, int] = {}
+    issued: dict[str, int] = {}
+    for month, currency, status, kind, count, units in invoice_months(session, window):
+        if kind == "credit_note":
+            continue
+        issued[month] = issued.get(month, 0) + int(count)
+        if status in BILLED:
+            billed[currency] = billed.get(currency, 0) + int(units or 0)
     days = (window.as_of - window.start).days or 1
     per_currency = []
     for currency, count, outstanding, n_overdue, overdue_units in rows:
@@ -308,13 +342,6 @@ def invoices_report(session: Session, window: Window) -> Report:
                 "dso_days": round(int(outstanding) / sales * days, 1) if sales else None,
             }
         )
-    issued = _monthly_counts(
-        session,
-        i.c.issued_at,
-        window,
-        i.c.kind != "credit_note",
-        i.c.status.in_(("issued", "paid", "void")),
-    )
     paid = _monthly_counts(session, i.c.paid_at, window, i.c.status == "paid")
     return Report(
         area="invoices",

@@ -16,23 +16,17 @@ depends_on: str | Sequence[str] | None = None
 
 INVOICE = {
     "ix_report_invoice_issued": [
-        "issued_at",
         "status",
+        "issued_at",
         "currency",
         "kind",
-        "tenant_id",
-        "total_minor",
-    ],
-    "ix_report_invoice_paid": ["paid_at", "status"],
-    "ix_report_invoice_open": [
-        "status",
-        "currency",
-        "kind",
-        "issued_at",
-        "due_at",
         "total_minor",
         "paid_minor",
+        "due_at",
+        "tenant_id",
+        "id",
     ],
+    "ix_report_invoice_paid": ["status", "paid_at"],
 }
 LINE = {"ix_report_line_invoice": ["invoice_id", "kind", "subscription_id", "amount_minor"]}
 

@@ -103,8 +103,8 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     key = (window.start, window.stop)
     if key not in cache:
         i = Invoice.__table__
-        m = sql.month(i.c.issued_at, _dialect(session)).label("m")
-        cache[key] = session.execute(
+        m = sql.month_group(i.c.issued_at, _dialect(session)).label("m")
+        rows = session.execute(
             sa.select(
                 m, i.c.currency, i.c.status, i.c.kind, sa.func.count(), sa.func.sum(i.c.total_minor)
             )
@@ -113,6 +113,7 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
             )
             .group_by(m, i.c.currency, i.c.status, i.c.kind)
         ).all()
+        cache[key] = [(sql.month_key(row[0]), *row[1:]) for row in rows]
     return cache[key]
 
 

@@ -91,11 +91,13 @@ ISSUED = ("issued", "paid", "void")
 
 
 def invoice_months(session: Session, window: Window) -> list[Any]:
-    """The window's issued invoices in one pass, grouped by month of issue, currency,
-    status and kind: ``(month, currency, status, kind, count, total_minor)`` rows.
+    """The window's issued invoices grouped by month of issue, currency, status and kind:
+    ``(month, currency, status, kind, count, total_minor)`` rows.
 
     Revenue, invoices issued and sales billed all derive from these few rows, so the
-    summary reads the invoice index range once; the result is kept on the session.
+    summary reads the invoice index range once; the result is kept on the session. Each
+    month is its own short index range, grouped on its own: sorting a whole year of
+    invoices for one GROUP BY costs more than twelve small ones.
     """
     from mno.store.models.billing import Invoice
 
@@ -103,17 +105,24 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     key = (window.start, window.stop)
     if key not in cache:
         i = Invoice.__table__
-        m = sql.month_group(i.c.issued_at, _dialect(session)).label("m")
-        rows = session.execute(
-            sa.select(
-                m, i.c.currency, i.c.status, i.c.kind, sa.func.count(), sa.func.sum(i.c.total_minor)
+        rows: list[Any] = []
+        for month in window.month_keys():
+            lo, hi = month_bounds(month)
+            rows.extend(
+                (month, *row)
+                for row in session.execute(
+                    sa.select(
+                        i.c.currency,
+                        i.c.status,
+                        i.c.kind,
+                        sa.func.count(),
+                        sa.func.sum(i.c.total_minor),
+                    )
+                    .where(i.c.status.in_(ISSUED), i.c.issued_at >= lo, i.c.issued_at < hi)
+                    .group_by(i.c.currency, i.c.status, i.c.kind)
+                )
             )
-            .where(
-                i.c.status.in_(ISSUED), i.c.issued_at >= window.start, i.c.issued_at < window.stop
-            )
-            .group_by(m, i.c.currency, i.c.status, i.c.kind)
-        ).all()
-        cache[key] = [(sql.month_key(row[0]), *row[1:]) for row in rows]
+        cache[key] = rows
     return cache[key]
 
 

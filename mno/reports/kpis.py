@@ -9,24 +9,15 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mno.reports import sql
-from mno.reports.model import Report, Series, Window, fill
+from mno.reports.instances import instances_report
+from mno.reports.model import Report, Series, Window, fill, month_bounds
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _monthly_counts(session: Session, ts_col: Any, window: Window, *where: Any) -> dict[str, int]:
-    m = sql.month(ts_col, _dialect(session)).label("m")
-    stmt = (
-        sa.select(m, sa.func.count())
-        .where(ts_col >= window.start, ts_col < window.stop, *where)
-        .group_by(m)
-    )
-    return {row[0]: int(row[1]) for row in session.execute(stmt)}
+_dialect = sql.dialect_of
+_monthly_counts = sql.monthly_counts
 
 
 # -- tenants ----------------------------------------------------------------------------
@@ -96,6 +87,66 @@ def tenants_report(session: Session, window: Window) -> Report:
 # -- revenue and invoices (billing) ------------------------------------------------------
 
 BILLED = ("issued", "paid")
+ISSUED = ("issued", "paid", "void")
+
+
+def invoice_months(session: Session, window: Window) -> list[Any]:
+    """The window's issued invoices grouped by month of issue, currency, status and kind:
+    ``(month, currency, status, kind, count, total_minor)`` rows.
+
+    Revenue, invoices issued and sales billed all derive from these few rows, so the
+    summary reads the invoice index range once; the result is kept on the session.
+    PostgreSQL hashes the whole window in one query; on SQLite each month is its own short
+    index range, grouped on its own, since sorting a whole year of invoices for one GROUP
+    BY costs more than twelve small ones.
+    """
+    from mno.store.models.billing import Invoice
+
+    cache = session.info.setdefault("reports.invoice_months", {})
+    key = (window.start, window.stop)
+    if key not in cache:
+        i = Invoice.__table__
+        rows: list[Any] = []
+        if _dialect(session) == "postgresql":
+            m = sql.month_start(i.c.issued_at).label("m")
+            cache[key] = [
+                (sql.month_key(row[0]), *row[1:])
+                for row in session.execute(
+                    sa.select(
+                        m,
+                        i.c.currency,
+                        i.c.status,
+                        i.c.kind,
+                        sa.func.count(),
+                        sa.func.sum(i.c.total_minor),
+                    )
+                    .where(
+                        i.c.status.in_(ISSUED),
+                        i.c.issued_at >= window.start,
+                        i.c.issued_at < window.stop,
+                    )
+                    .group_by(m, i.c.currency, i.c.status, i.c.kind)
+                )
+            ]
+            return cache[key]
+        for month in window.month_keys():
+            lo, hi = month_bounds(month)
+            rows.extend(
+                (month, *row)
+                for row in session.execute(
+                    sa.select(
+                        i.c.currency,
+                        i.c.status,
+                        i.c.kind,
+                        sa.func.count(),
+                        sa.func.sum(i.c.total_minor),
+                    )
+                    .where(i.c.status.in_(ISSUED), i.c.issued_at >= lo, i.c.issued_at < hi)
+                    .group_by(i.c.currency, i.c.status, i.c.kind)
+                )
+            )
+        cache[key] = rows
+    return cache[key]
 
 
 def _money(units: int, currency: str) -> dict[str, str]:
@@ -110,114 +161,150 @@ def _major(units: int, currency: str) -> Any:
     return from_minor(int(units), currency)
 
 
-def revenue_report(session: Session, window: Window) -> Report:
+def revenue_report(session: Session, window: Window, detail: bool = True) -> Report:
     """Revenue from issued and paid invoices (credit notes subtract), by month of issue.
 
     MRR is the recurring (fixed) line amount of the window's last billed month; ARR is
     12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
     last month's revenue from tenants billed in the first month with the first month's.
+    Revenue by plan and by app sums invoice lines over the window; the summary
+    (``detail=False``) reads only the lines of the last billed month for them, so that it
+    stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
     """
     from mno.store.models.billing import Invoice, InvoiceLine, Subscription
 
-    dialect = _dialect(session)
     i = Invoice.__table__
     ln = InvoiceLine.__table__
     sub = Subscription.__table__
     sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
-    billed = sa.and_(
-        i.c.status.in_(BILLED), i.c.issued_at >= window.start, i.c.issued_at < window.stop
-    )
-    if window.currency:
-        billed = sa.and_(billed, i.c.currency == window.currency)
-    m = sql.month(i.c.issued_at, dialect).label("m")
+    signed = i.c.total_minor * sign
+
+    def billed_between(lo: Any, hi: Any, table: Any = i) -> Any:
+        cond = sa.and_(table.c.status.in_(BILLED), table.c.issued_at >= lo, table.c.issued_at < hi)
+        if window.currency:
+            cond = sa.and_(cond, table.c.currency == window.currency)
+        return cond
+
+    billed = billed_between(window.start, window.stop)
     by_month: dict[str, dict[str, int]] = {}
-    for month, currency, units in session.execute(
-        sa.select(m, i.c.currency, sa.func.sum(i.c.total_minor * sign))
-        .where(billed)
-        .group_by(m, i.c.currency)
-    ):
-        by_month.setdefault(currency, {})[month] = int(units or 0)
+    for month, currency, status, kind, _, units in invoice_months(session, window):
+        if status not in BILLED or (window.currency and currency != window.currency):
+            continue
+        months_of = by_month.setdefault(currency, {})
+        months_of[month] = months_of.get(month, 0) + int(units or 0) * (
+            -1 if kind == "credit_note" else 1
+        )
     currencies = sorted(by_month)
     totals = {c: sum(v.values()) for c, v in by_month.items()}
-    tenants_billed = dict(
-        session.execute(
-            sa.select(i.c.currency, sa.func.count(sa.distinct(i.c.tenant_id)))
-            .where(billed, i.c.kind != "credit_note")
-            .group_by(i.c.currency)
-        ).all()
+    # tenants with a billed invoice in the window, per currency: one probe per tenant on the
+    # invoice's tenant index (cheaper than a DISTINCT over a year of invoices). SQLite is
+    # told which index to probe: it would otherwise scan the status range for every tenant.
+    invoice_from = (
+        "billing_invoice AS i INDEXED BY ix_billing_invoice_tenant_id"
+        if _dialect(session) == "sqlite"
+        else "billing_invoice AS i"
     )
+    probe = sa.text(
+        "SELECT count(*) FROM tenant WHERE EXISTS (SELECT 1 FROM "
+        + invoice_from
+        + " WHERE i.tenant_id = tenant.id AND i.status IN ('issued', 'paid')"
+        " AND i.issued_at >= :lo AND i.issued_at < :hi AND i.currency = :currency"
+        " AND i.kind <> 'credit_note')"
+    ).bindparams(
+        sa.bindparam("lo", window.start, type_=i.c.issued_at.type),
+        sa.bindparam("hi", window.stop, type_=i.c.issued_at.type),
+    )
+    tenants_billed = {
+        c: int(session.execute(probe, {"currency": c}).scalar_one()) for c in currencies
+    }
     months = window.month_keys()
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
-    line_month = sql.month(i.c.issued_at, dialect)
+    # the last billed month's lines, by plan, app and line kind: MRR is the fixed ones
+    plan_col = sa.func.coalesce(sub.c.plan_code, "-")
+    app_col = sa.func.coalesce(sub.c.app_code, "-")
+    lines_of = ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
+        sub, sub.c.id == ln.c.subscription_id
+    )
     mrr: dict[str, int] = {}
-    for currency in currencies:
-        if last_month[currency] is None:
-            continue
-        mrr[currency] = int(
-            session.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(ln.c.amount_minor * sign), 0))
-                .select_from(ln.join(i, i.c.id == ln.c.invoice_id))
-                .where(
-                    billed,
-                    i.c.currency == currency,
-                    ln.c.kind == "fixed",
-                    line_month == last_month[currency],
-                )
-            ).scalar_one()
-        )
-    by_plan = [
-        {"plan": plan or "-", "revenue": _money(units, cur)}
-        for plan, cur, units in session.execute(
-            sa.select(sub.c.plan_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-            .select_from(
-                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-                    sub, sub.c.id == ln.c.subscription_id
-                )
+    last_plan: dict[tuple[str, str], int] = {}
+    last_app: dict[tuple[str, str], int] = {}
+    for key in sorted({k for k in last_month.values() if k}):
+        lo, hi = month_bounds(key)
+        of_month = [c for c in currencies if last_month[c] == key]
+        for plan, app_code, currency, kind, units in session.execute(
+            sa.select(
+                plan_col, app_col, i.c.currency, ln.c.kind, sa.func.sum(ln.c.amount_minor * sign)
             )
-            .where(billed)
-            .group_by(sub.c.plan_code, i.c.currency)
-        )
-    ]
-    by_plan.sort(key=lambda r: (r["plan"], r["revenue"]["currency"]))
-    by_app = [
-        {"app": app or "-", "revenue": _money(units, cur)}
-        for app, cur, units in session.execute(
-            sa.select(sub.c.app_code, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-            .select_from(
-                ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-                    sub, sub.c.id == ln.c.subscription_id
+            .select_from(lines_of)
+            .where(billed_between(lo, hi), i.c.currency.in_(of_month))
+            .group_by(plan_col, app_col, i.c.currency, ln.c.kind)
+        ):
+            units = int(units or 0)
+            if kind == "fixed":
+                mrr[currency] = mrr.get(currency, 0) + units
+            last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
+            last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units
+    mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    if detail:
+        for name, col in (("plan", sub.c.plan_code), ("app", sub.c.app_code)):
+            rows = [
+                {name: value or "-", "revenue": _money(units, cur)}
+                for value, cur, units in session.execute(
+                    sa.select(col, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
+                    .select_from(lines_of)
+                    .where(billed)
+                    .group_by(col, i.c.currency)
                 )
-            )
-            .where(billed)
-            .group_by(sub.c.app_code, i.c.currency)
-        )
-    ]
-    by_app.sort(key=lambda r: (r["app"], r["revenue"]["currency"]))
-    nrr: dict[str, Any] = {}
+            ]
+            rows.sort(key=lambda r, n=name: (r[n], r["revenue"]["currency"]))
+            tables[f"by_{name}"] = rows
+    else:
+        for name, found in (("plan", last_plan), ("app", last_app)):
+            tables[f"last_month_by_{name}"] = [
+                {name: value, "month": last_month[cur], "revenue": _money(units, cur)}
+                for (value, cur), units in sorted(found.items())
+            ]
+    nrr: dict[str, Any] = dict.fromkeys(currencies)
     first, last = months[0], months[-1]
-    for currency in currencies:
-        start_rows = dict(
+    if first != last:
+        first_lo, first_hi = month_bounds(first)
+        last_lo, last_hi = month_bounds(last)
+        base = {c: by_month[c].get(first, 0) for c in currencies}
+        # one pass over the two months' index ranges, grouped by tenant: the last month's
+        # revenue of the tenants that were billed in the first
+        in_first = sa.select(
+            i.c.tenant_id, i.c.currency, sa.literal(1).label("had"), sa.literal(0).label("units")
+        ).where(billed_between(first_lo, first_hi))
+        in_last = sa.select(
+            i.c.tenant_id, i.c.currency, sa.literal(0).label("had"), signed.label("units")
+        ).where(billed_between(last_lo, last_hi))
+        both = sa.union_all(in_first, in_last).subquery()
+        per_tenant = (
+            sa.select(
+                both.c.currency,
+                sa.func.max(both.c.had).label("had"),
+                sa.func.sum(both.c.units).label("units"),
+            )
+            .group_by(both.c.tenant_id, both.c.currency)
+            .subquery()
+        )
+        end = dict(
             session.execute(
-                sa.select(i.c.tenant_id, sa.func.sum(i.c.total_minor * sign))
-                .where(billed, i.c.currency == currency, m == first)
-                .group_by(i.c.tenant_id)
+                sa.select(per_tenant.c.currency, sa.func.sum(per_tenant.c.units))
+                .where(per_tenant.c.had == 1)
+                .group_by(per_tenant.c.currency)
             ).all()
         )
-        base = sum(int(v or 0) for v in start_rows.values())
-        if not base or first == last:
-            nrr[currency] = None
-            continue
-        end = session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(i.c.total_minor * sign), 0)).where(
-                billed,
-                i.c.currency == currency,
-                m == last,
-                i.c.tenant_id.in_(list(start_rows)),
-            )
-        ).scalar_one()
-        nrr[currency] = round(int(end) / base * 100, 1)
+        for currency in currencies:
+            if base[currency]:
+                nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)
+    tables["monthly"] = [
+        {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
+        for k in months
+    ]
     return Report(
         area="revenue",
         title="Revenue",
@@ -232,14 +319,7 @@ def revenue_report(session: Session, window: Window) -> Report:
             },
             "nrr_pct": nrr,
         },
-        tables={
-            "by_plan": by_plan,
-            "by_app": by_app,
-            "monthly": [
-                {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
-                for k in months
-            ],
-        },
+        tables=tables,
         series=[
             Series(f"revenue {c}", c, [(k, _major(by_month[c].get(k, 0), c)) for k in months])
             for c in currencies
@@ -273,18 +353,14 @@ def invoices_report(session: Session, window: Window) -> Report:
         .group_by(i.c.currency)
         .order_by(i.c.currency)
     ).all()
-    billed = dict(
-        session.execute(
-            sa.select(i.c.currency, sa.func.sum(i.c.total_minor))
-            .where(
-                i.c.status.in_(BILLED),
-                i.c.kind != "credit_note",
-                i.c.issued_at >= window.start,
-                i.c.issued_at < window.stop,
-            )
-            .group_by(i.c.currency)
-        ).all()
-    )
+    billed: dict[str, int] = {}
+    issued: dict[str, int] = {}
+    for month, currency, status, kind, count, units in invoice_months(session, window):
+        if kind == "credit_note":
+            continue
+        issued[month] = issued.get(month, 0) + int(count)
+        if status in BILLED:
+            billed[currency] = billed.get(currency, 0) + int(units or 0)
     days = (window.as_of - window.start).days or 1
     per_currency = []
     for currency, count, outstanding, n_overdue, overdue_units in rows:
@@ -299,13 +375,6 @@ def invoices_report(session: Session, window: Window) -> Report:
                 "dso_days": round(int(outstanding) / sales * days, 1) if sales else None,
             }
         )
-    issued = _monthly_counts(
-        session,
-        i.c.issued_at,
-        window,
-        i.c.kind != "credit_note",
-        i.c.status.in_(("issued", "paid", "void")),
-    )
     paid = _monthly_counts(session, i.c.paid_at, window, i.c.status == "paid")
     return Report(
         area="invoices",
@@ -515,6 +584,7 @@ AREAS: dict[str, Callable[[Session, Window], Report]] = {
     "revenue": revenue_report,
     "tenants": tenants_report,
     "invoices": invoices_report,
+    "instances": instances_report,
     "webhooks": webhooks_report,
     "sync": sync_report,
 }
@@ -529,4 +599,10 @@ def report(session: Session, area: str, window: Window) -> Report:
 
 
 def summary(session: Session, window: Window) -> list[Report]:
-    return [fn(session, window) for fn in AREAS.values()]
+    """Every area at a glance; revenue by plan and app covers the last billed month."""
+    return [
+        revenue_report(session, window, detail=False)
+        if fn is revenue_report
+        else fn(session, window)
+        for fn in AREAS.values()
+    ]

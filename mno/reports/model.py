@@ -107,3 +107,10 @@ def fill(window: Window, rows: dict[str, Any], default: Any = 0) -> list[tuple[s
 
 def month_start(key: str) -> date:
     return datetime.strptime(key + "-01", "%Y-%m-%d").date()
+
+
+def month_bounds(key: str) -> tuple[datetime, datetime]:
+    """The first instant of month ``key`` (YYYY-MM) and of the month after, in UTC."""
+    year, month = (int(part) for part in key.split("-"))
+    after = (year + 1, 1) if month == 12 else (year, month + 1)
+    return datetime(year, month, 1, tzinfo=UTC), datetime(*after, 1, tzinfo=UTC)

@@ -124,6 +124,27 @@ def test_revenue_by_hand(session):
     ]
 
 
+def test_summary_revenue_reads_the_last_month_lines(session):
+    seed(session)
+    window = Window.ending("2026-11", 2)
+    with session(write=False) as s:
+        detail = kpis.revenue_report(s, window)
+        summary = next(r for r in kpis.summary(s, window) if r.area == "revenue")
+    assert summary.metrics == detail.metrics
+    assert summary.tables["monthly"] == detail.tables["monthly"]
+    # November's billed lines: t1's 80 fixed + 40 usage (pro, crm) and t3's 10 (basic);
+    # the credit note has no lines and the draft is not billed
+    assert summary.tables["last_month_by_plan"] == [
+        {"plan": "basic", "month": "2026-11", "revenue": {"amount": "10.00", "currency": "USD"}},
+        {"plan": "pro", "month": "2026-11", "revenue": {"amount": "120.00", "currency": "EUR"}},
+    ]
+    assert summary.tables["last_month_by_app"] == [
+        {"app": "-", "month": "2026-11", "revenue": {"amount": "10.00", "currency": "USD"}},
+        {"app": "crm", "month": "2026-11", "revenue": {"amount": "120.00", "currency": "EUR"}},
+    ]
+    assert "by_plan" not in summary.tables
+
+
 def test_invoices_by_hand(session):
     seed(session)
     with session(write=False) as s:

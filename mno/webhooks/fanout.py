@@ -169,7 +169,10 @@ def fan_out(
     if events:
         from sqlmodel import select
 
-        endpoints = list(session.exec(select(WebhookEndpoint)))
+        # a disabled endpoint gets nothing emitted while it is disabled (as Svix does)
+        endpoints = list(
+            session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True))  # noqa: E712
+        )
         rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
         cols: dict[str, list[Any]] = {
             k: []

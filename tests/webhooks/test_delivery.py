@@ -188,3 +188,25 @@ def test_listen_forwards_verified_events(receiver: Receiver) -> None:
         server.server_close()
     (req,) = receiver.requests
     assert req.body == body.encode() and req.headers["webhook-id"] == "m1"
+
+
+def test_events_emitted_while_an_endpoint_is_disabled_are_not_delivered(
+    store_url: str, receiver: Receiver
+) -> None:
+    from mno.store.db import session_scope
+    from mno.webhooks import endpoints
+
+    eid, _ = add_endpoint(store_url, receiver.url, events="tenant.*")
+    emit(store_url, 2)
+    tick(store_url)
+    assert len(receiver.ids()) == 2
+    with session_scope(store_url) as s:
+        endpoints.set_enabled(s, eid, False)
+    emit(store_url, 3)  # while disabled
+    tick(store_url)
+    with session_scope(store_url) as s:
+        endpoints.set_enabled(s, eid, True)
+    emit(store_url, 1)
+    tick(store_url)
+    assert len(receiver.ids()) == 3  # the two before and the one after, none of the three
+    assert statuses(store_url) == {"succeeded": 3}

@@ -134,31 +134,40 @@ def fetch_page(
 # -- one page in one transaction -------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Pulled:
     external_id: str
     data: dict[str, Any]
     digest: str
     updated_at: datetime | None
     deleted: bool
+    data_json: str  # ``data`` as compact JSON, serialised once for every row that holds it
 
 
 def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
-    fields = entity.fields()
+    """External records → canonical data, content hash and JSON (runs on the fetch
+    thread, while the previous page is written)."""
+    data_of = mapping.mapper(entity.fields())
+    id_of = mapping.getter(entity.id)
+    updated_of = mapping.getter(entity.updated_at) if entity.updated_at else None
+    flag = entity.deleted.flag if entity.deleted else None
+    deleted_of = mapping.getter(flag) if flag else None
     ignore = entity.ignore_fields
+    parse_time, digest, dumps = mapping.parse_time, mapping.content_hash, bulk.dumps
     out: dict[str, Pulled] = {}
     for raw in raws:
-        ext = mapping.get_path(raw, entity.id)
+        ext = id_of(raw)
         if ext is None:
             continue
-        data = mapping.canonical(fields, raw)
-        upd = (
-            mapping.parse_time(mapping.get_path(raw, entity.updated_at))
-            if entity.updated_at
-            else None
-        )
-        out[str(ext)] = Pulled(
-            str(ext), data, mapping.content_hash(data, ignore), upd, mapping.is_deleted(entity, raw)
+        data = data_of(raw)
+        ext = str(ext)
+        out[ext] = Pulled(
+            ext,
+            data,
+            digest(data, ignore),
+            parse_time(updated_of(raw)) if updated_of else None,
+            bool(deleted_of(raw)) if deleted_of else False,
+            dumps(data),  # type: ignore[arg-type]
         )
     return list(out.values())  # the last copy of an id within a page wins
 
@@ -210,79 +219,140 @@ _CHANGE_COLS = (
 _EVENT_COLS = ("id", "created_at", "updated_at", "type", "tenant_id", "payload")
 
 
+@dataclass(slots=True)
+class Known:
+    """A pulled external id already mapped: its id map and canonical record."""
+
+    id: uuid.UUID
+    record_id: uuid.UUID
+    pulled_hash: str | None
+    pushed_hash: str | None
+    content_hash: str
+    data: dict[str, Any]
+    version: int
+    source_updated_at: datetime | None
+    deleted_at: datetime | None
+
+
+def _known(
+    conn: sa.Connection, w: bulk.Rows, ctx: Ctx, external_ids: list[str]
+) -> dict[str, Known]:
+    """The page's external ids that are already mapped, in two index lookups (id maps by
+    external id, then their records by id) rather than a join, whose plan PostgreSQL may
+    turn into a scan of every record while the tables grow during a large sync."""
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    cols = (m.c.id, m.c.external_id, m.c.record_id, m.c.pulled_hash, m.c.pushed_hash)
+    mine = sa.and_(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+    if w.postgres:
+        # one unique-index probe per external id: the LATERAL subquery with LIMIT 1 keeps
+        # the planner from matching the connection's id maps first and filtering them
+        # (its choice while the table has no statistics yet, costing O(rows) per page)
+        from sqlalchemy.dialects import postgresql
+
+        ext = (
+            sa.func.unnest(sa.bindparam("ext", external_ids, type_=postgresql.ARRAY(sa.String)))
+            .table_valued("value")
+            .render_derived(name="x")
+        )
+        hit = sa.select(*cols).where(mine, m.c.external_id == ext.c.value).limit(1).lateral("y")
+        maps = conn.execute(sa.select(hit).select_from(ext.join(hit, sa.true()))).all()
+    else:
+        maps = conn.execute(
+            sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))
+        ).all()
+    if not maps:
+        return {}
+    records = {
+        row.id: row
+        for row in conn.execute(
+            sa.select(
+                r.c.id,
+                r.c.content_hash,
+                r.c.data,
+                r.c.version,
+                r.c.source_updated_at,
+                r.c.deleted_at,
+            ).where(w.among(r.c.id, [x.record_id for x in maps]))
+        )
+    }
+    out: dict[str, Known] = {}
+    for x in maps:
+        rec = records.get(x.record_id)
+        if rec is not None:
+            out[x.external_id] = Known(
+                x.id,
+                x.record_id,
+                x.pulled_hash,
+                x.pushed_hash,
+                rec.content_hash,
+                rec.data,
+                rec.version,
+                rec.source_updated_at,
+                rec.deleted_at,
+            )
+    return out
+
+
 def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
-    """Upsert one page of pulled records with set-based change detection."""
+    """Upsert one page of pulled records with set-based change detection.
+
+    New records are the bulk of an initial sync. Each writes four rows (record, id map,
+    change, event), prepared as driver-ready tuples and inserted with one statement per
+    table (``bulk.Rows``). Its change row is compact: ``after`` stays NULL because a
+    create's after-state is the record's first version, which ``iter_changes`` reads
+    back from the next change's before-state or from the record itself."""
     if not items:
         return
     conn = session.connection()
+    w = bulk.Rows(conn)
     now = clock.now()
+    now_v = w.time(now)
     m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
     cid, ent = ctx.connection.id, ctx.entity.canonical
     tenant_id = ctx.connection.tenant_id
-    rows = conn.execute(
-        sa.select(
-            m.c.id,
-            m.c.external_id,
-            m.c.record_id,
-            m.c.pulled_hash,
-            m.c.pushed_hash,
-            r.c.content_hash,
-            r.c.data,
-            r.c.version,
-            r.c.source_updated_at,
-            r.c.deleted_at,
-        )
-        .join(r, r.c.id == m.c.record_id)
-        .where(m.c.connection_id == cid, m.c.entity == ent)
-        .where(m.c.external_id.in_([i.external_id for i in items]))
-    ).all()
-    known = {row.external_id: row for row in rows}
-    new_records: list[dict[str, Any]] = []
-    new_maps: list[dict[str, Any]] = []
+    tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
+    known = _known(conn, w, ctx, [i.external_id for i in items])
+    new_records: list[tuple[Any, ...]] = []
+    new_maps: list[tuple[Any, ...]] = []
     rec_updates: list[dict[str, Any]] = []
     map_updates: list[dict[str, Any]] = []
-    changes: list[dict[str, Any]] = []
+    changes: list[tuple[Any, ...]] = []
     conflicts: list[dict[str, Any]] = []
-    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
-    pushes: list[uuid.UUID] = []
+    events: list[tuple[Any, ...]] = []
+    pushes: list[str] = []  # record ids (hex)
     repush_self: list[uuid.UUID] = []
     seen_only: list[uuid.UUID] = []
 
-    ids = iter(bulk.uuids(4 * len(items) + 1))
+    ids = iter(bulk.hex_ids(4 * len(items) + 1))
     src = json.dumps(ctx.source)
+    ent_json = json.dumps(ent)
+    time_v = w.time
 
     def change(
-        action: str,
-        record_id: uuid.UUID,
-        before: Any,
-        after: Any,
-        version: int,
-        after_json: str | None = None,
+        action: str, rid: uuid.UUID, before: Any, after_json: str | None, version: int
     ) -> None:
-        before_json = bulk.dumps(before)
-        if after_json is None:
-            after_json = bulk.dumps(after)
+        rid_hex = rid.hex
         changes.append(
             (
                 next(ids),
-                now,
-                now,
-                ctx.run_id,
-                record_id,
-                tenant_id,
+                now_v,
+                now_v,
+                run_v,
+                rid_hex,
+                tenant_v,
                 ent,
                 action,
                 ctx.source,
-                before_json,
+                bulk.dumps(before),
                 after_json,
             )
         )
         payload = (
-            f'{{"record_id":"{record_id}","entity":{json.dumps(ent)},"version":{version},'
+            f'{{"record_id":"{rid}","entity":{ent_json},"version":{version},'
             f'"source":{src},"data":{after_json or "null"}}}'
         )
-        events.append((next(ids), now, now, _ETYPE[action], tenant_id, payload))
-        pushes.append(record_id)
+        events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
+        pushes.append(rid_hex)
 
     for it in items:
         row = known.get(it.external_id)
@@ -290,28 +360,63 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             if it.deleted:
                 continue
             rid = next(ids)
-            data_json = bulk.dumps(it.data)
             new_records.append(
-                (rid, now, now, tenant_id, ent, data_json, it.digest, 1, it.updated_at, None)
+                (
+                    rid,
+                    now_v,
+                    now_v,
+                    tenant_v,
+                    ent,
+                    it.data_json,
+                    it.digest,
+                    1,
+                    time_v(it.updated_at),
+                    None,
+                )
             )
             new_maps.append(
                 (
                     next(ids),
-                    now,
-                    now,
-                    cid,
+                    now_v,
+                    now_v,
+                    cid_v,
                     ent,
                     it.external_id,
                     rid,
                     it.digest,
                     None,
-                    now,
+                    now_v,
                     None,
                     seen_token,
                 )
             )
-            change("create", rid, None, it.data, 1, data_json)
-            ctx.bump("created")
+            changes.append(
+                (
+                    next(ids),
+                    now_v,
+                    now_v,
+                    run_v,
+                    rid,
+                    tenant_v,
+                    ent,
+                    "create",
+                    ctx.source,
+                    None,
+                    None,
+                )
+            )
+            events.append(
+                (
+                    next(ids),
+                    now_v,
+                    now_v,
+                    "record.created",
+                    tenant_v,
+                    f'{{"record_id":"{bulk.dashed(rid)}","entity":{ent_json},"version":1,'
+                    f'"source":{src},"data":{it.data_json}}}',
+                )
+            )
+            pushes.append(rid)
             continue
         if it.deleted:
             if row.deleted_at is None:
@@ -392,14 +497,15 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             "update",
             row.record_id,
             row.data if row.deleted_at is None else None,
-            it.data,
+            it.data_json,
             row.version + 1,
         )
         ctx.bump("updated")
 
     if new_records:
-        bulk.insert(conn, r, _RECORD_COLS, new_records, json_ready=("data",))
-        bulk.insert(conn, m, _MAP_COLS, new_maps)
+        w.insert(r, _RECORD_COLS, new_records)
+        w.insert(m, _MAP_COLS, new_maps)
+        ctx.bump("created", len(new_records))
     if rec_updates:
         conn.execute(
             r.update()
@@ -424,17 +530,12 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         conn.execute(m.update().where(m.c.id == sa.bindparam("b_id")).values(**vals), map_updates)
     if seen_token and seen_only:
         conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
-    bulk.insert(
-        conn,
-        SyncChange.__table__,
-        _CHANGE_COLS,
-        changes,
-        json_ready=("before", "after"),  # type: ignore[attr-defined]
-    )
+    w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]
     if conflicts:
         conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
-    bulk.insert(conn, Event.__table__, _EVENT_COLS, events, json_ready=("payload",))  # type: ignore[attr-defined]
-    queue_pushes(session, ctx.targets, ent, pushes, ctx.run_id)
+    w.insert(Event.__table__, _EVENT_COLS, events)  # type: ignore[attr-defined]
+    if ctx.targets and pushes:
+        queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in pushes], ctx.run_id)
     if repush_self and ctx.connection.push_enabled and ctx.entity.push:
         queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
     ctx.bump("fetched", len(items))
@@ -867,22 +968,25 @@ def _commit_page(
     progress: ProgressFn | None,
 ) -> dict[str, Any]:
     """One transaction: the page's records, id maps, changes, events, pushes and the
-    checkpoint (next position, newest updated_at seen)."""
+    checkpoint (next position, newest updated_at seen). The run lock makes this run the
+    only writer of the cursor, so the checkpoint is written without reading it back."""
     ent = ctx.entity
     newest = max((i.updated_at for i in items if i.updated_at), default=None)
+    state = dict(cp)
+    prev = mapping.parse_time(state.get("max_updated"))
+    if newest and (prev is None or newest > prev):
+        state["max_updated"] = mapping.format_time(newest, "iso8601")
+    state["position"] = nxt
+    c = SyncCursor.__table__  # type: ignore[attr-defined]
     with scope() as session:
         _tune(session)
         _renew(session, ctx)
         apply_page(session, ctx, items, cp["token"])
-        cur = _cursor(session, ctx.connection.id, ent.canonical)
-        state = dict(cur.checkpoint or cp)
-        prev = mapping.parse_time(state.get("max_updated"))
-        if newest and (prev is None or newest > prev):
-            state["max_updated"] = mapping.format_time(newest, "iso8601")
-        state["position"] = nxt
-        cur.checkpoint = state
-        cur.touch()
-        session.add(cur)
+        session.connection().execute(
+            c.update()
+            .where(c.c.connection_id == ctx.connection.id, c.c.entity == ent.canonical)
+            .values(checkpoint=state, updated_at=clock.now())
+        )
         _save_counts(session, ctx)
     ctx.bump("pages")
     if progress:
@@ -1132,8 +1236,25 @@ def schedule_next(
 
 
 def iter_changes(session: Session, record_id: uuid.UUID) -> Iterator[SyncChange]:
+    """A record's changes in order. A pulled create's compact change row (``after``
+    NULL) gets its after-state back: the next change's before-state, or the record's
+    data when nothing changed it since."""
+    from sqlalchemy.orm.attributes import set_committed_value
     from sqlmodel import col, select
 
-    yield from session.exec(
-        select(SyncChange).where(SyncChange.record_id == record_id).order_by(col(SyncChange.seq))
+    rows = list(
+        session.exec(
+            select(SyncChange)
+            .where(SyncChange.record_id == record_id)
+            .order_by(col(SyncChange.seq))
+        )
     )
+    for i, row in enumerate(rows):
+        if row.action == "create" and row.after is None:
+            if i + 1 < len(rows):
+                after = rows[i + 1].before
+            else:
+                record = session.get(SyncRecord, record_id)
+                after = record.data if record is not None and record.deleted_at is None else None
+            set_committed_value(row, "after", after)
+    yield from rows

@@ -122,20 +122,48 @@ class Rows:
         return column.in_(sa.select(sa.literal_column("value")).select_from(each))
 
     def insert(
-        self, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        same: dict[str, Any] | None = None,
     ) -> None:
+        """Insert ``rows`` (values for ``columns``, driver-ready); ``same`` holds columns
+        whose value is the same in every row. On SQLite those are written into the
+        statement as literals, so each row binds only what varies; PostgreSQL's COPY gets
+        them in every row."""
         if not rows:
             return
-        cols = ", ".join(f'"{c}"' for c in columns)
+        same = same or {}
+        names = [*columns, *same]
+        cols = ", ".join(f'"{c}"' for c in names)
         if self.postgres:
             raw = self.conn.connection.driver_connection
+            tail = tuple(same.values())
             with (
                 raw.cursor() as cur,  # type: ignore[union-attr]
                 cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy,
             ):
                 write = copy.write_row
-                for row in rows:
-                    write(row)
+                if tail:
+                    for row in rows:
+                        write((*row, *tail))
+                else:
+                    for row in rows:
+                        write(row)
             return
-        marks = ", ".join(["?"] * len(columns))
+        marks = ", ".join(["?"] * len(columns) + [_literal(v) for v in same.values()])
         self.conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)  # type: ignore[arg-type]
+
+
+def _literal(value: Any) -> str:
+    """An SQLite literal for a driver-ready value (text, integer or NULL)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")

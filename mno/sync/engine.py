@@ -30,7 +30,7 @@ from mno import clock
 from mno.errors import Conflict, MnoError
 from mno.store import audit, leases, outbox
 from mno.store.db import session_scope
-from mno.store.models.core import Event
+from mno.store.models.core import Event, LeaseLock
 from mno.store.models.sync import (
     SyncChange,
     SyncConflict,
@@ -153,7 +153,7 @@ def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
     flag = entity.deleted.flag if entity.deleted else None
     deleted_of = mapping.getter(flag) if flag else None
     ignore = entity.ignore_fields
-    parse_time, digest, dumps = mapping.parse_time, mapping.content_hash, bulk.dumps
+    parse_time, hash_and_json = mapping.parse_time, mapping.hash_and_json
     out: dict[str, Pulled] = {}
     for raw in raws:
         ext = id_of(raw)
@@ -161,13 +161,14 @@ def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
             continue
         data = data_of(raw)
         ext = str(ext)
+        digest, text = hash_and_json(data, ignore)
         out[ext] = Pulled(
             ext,
             data,
-            digest(data, ignore),
+            digest,
             parse_time(updated_of(raw)) if updated_of else None,
             bool(deleted_of(raw)) if deleted_of else False,
-            dumps(data),  # type: ignore[arg-type]
+            text,
         )
     return list(out.values())  # the last copy of an id within a page wins
 
@@ -177,32 +178,6 @@ def _now_row(now: datetime) -> dict[str, Any]:
 
 
 _ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
-_RECORD_COLS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "tenant_id",
-    "entity",
-    "data",
-    "content_hash",
-    "version",
-    "source_updated_at",
-    "deleted_at",
-)
-_MAP_COLS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "connection_id",
-    "entity",
-    "external_id",
-    "record_id",
-    "pulled_hash",
-    "pushed_hash",
-    "last_pulled_at",
-    "last_pushed_at",
-    "seen_token",
-)
 _CHANGE_COLS = (
     "id",
     "created_at",
@@ -312,8 +287,11 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     tenant_id = ctx.connection.tenant_id
     tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
     known = _known(conn, w, ctx, [i.external_id for i in items])
+    # created records: only the values that vary per row (see the inserts below)
     new_records: list[tuple[Any, ...]] = []
     new_maps: list[tuple[Any, ...]] = []
+    new_changes: list[tuple[Any, ...]] = []
+    new_events: list[tuple[Any, ...]] = []
     rec_updates: list[dict[str, Any]] = []
     map_updates: list[dict[str, Any]] = []
     changes: list[tuple[Any, ...]] = []
@@ -360,58 +338,12 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             if it.deleted:
                 continue
             rid = next(ids)
-            new_records.append(
-                (
-                    rid,
-                    now_v,
-                    now_v,
-                    tenant_v,
-                    ent,
-                    it.data_json,
-                    it.digest,
-                    1,
-                    time_v(it.updated_at),
-                    None,
-                )
-            )
-            new_maps.append(
+            new_records.append((rid, it.data_json, it.digest, time_v(it.updated_at)))
+            new_maps.append((next(ids), it.external_id, rid, it.digest))
+            new_changes.append((next(ids), rid))
+            new_events.append(
                 (
                     next(ids),
-                    now_v,
-                    now_v,
-                    cid_v,
-                    ent,
-                    it.external_id,
-                    rid,
-                    it.digest,
-                    None,
-                    now_v,
-                    None,
-                    seen_token,
-                )
-            )
-            changes.append(
-                (
-                    next(ids),
-                    now_v,
-                    now_v,
-                    run_v,
-                    rid,
-                    tenant_v,
-                    ent,
-                    "create",
-                    ctx.source,
-                    None,
-                    None,
-                )
-            )
-            events.append(
-                (
-                    next(ids),
-                    now_v,
-                    now_v,
-                    "record.created",
-                    tenant_v,
                     f'{{"record_id":"{bulk.dashed(rid)}","entity":{ent_json},"version":1,'
                     f'"source":{src},"data":{it.data_json}}}',
                 )
@@ -503,8 +435,45 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         ctx.bump("updated")
 
     if new_records:
-        w.insert(r, _RECORD_COLS, new_records)
-        w.insert(m, _MAP_COLS, new_maps)
+        stamp = {"created_at": now_v, "updated_at": now_v}
+        w.insert(
+            r,
+            ("id", "data", "content_hash", "source_updated_at"),
+            new_records,
+            {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
+        )
+        w.insert(
+            m,
+            ("id", "external_id", "record_id", "pulled_hash"),
+            new_maps,
+            {
+                **stamp,
+                "connection_id": cid_v,
+                "entity": ent,
+                "last_pulled_at": now_v,
+                "seen_token": seen_token,
+            },
+        )
+        # compact change rows: no before, no after (see iter_changes)
+        w.insert(
+            SyncChange.__table__,  # type: ignore[attr-defined]
+            ("id", "record_id"),
+            new_changes,
+            {
+                **stamp,
+                "run_id": run_v,
+                "tenant_id": tenant_v,
+                "entity": ent,
+                "action": "create",
+                "source": ctx.source,
+            },
+        )
+        w.insert(
+            Event.__table__,  # type: ignore[attr-defined]
+            ("id", "payload"),
+            new_events,
+            {**stamp, "type": "record.created", "tenant_id": tenant_v},
+        )
         ctx.bump("created", len(new_records))
     if rec_updates:
         conn.execute(
@@ -977,17 +946,27 @@ def _commit_page(
     if newest and (prev is None or newest > prev):
         state["max_updated"] = mapping.format_time(newest, "iso8601")
     state["position"] = nxt
-    c = SyncCursor.__table__  # type: ignore[attr-defined]
+    c, lock = SyncCursor.__table__, LeaseLock.__table__  # type: ignore[attr-defined]
     with scope() as session:
         _tune(session)
-        _renew(session, ctx)
+        conn = session.connection()
+        now = clock.now()
+        # renew the run lock first: a run that lost it writes nothing
+        renewed = conn.execute(
+            lock.update()
+            .where(lock.c.name == lock_name(ctx.connection.id), lock.c.owner == ctx.owner)
+            .values(until=now + LOCK_TTL, updated_at=now)
+        ).rowcount
+        if not renewed:
+            raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
         apply_page(session, ctx, items, cp["token"])
-        session.connection().execute(
+        conn.execute(
             c.update()
             .where(c.c.connection_id == ctx.connection.id, c.c.entity == ent.canonical)
-            .values(checkpoint=state, updated_at=clock.now())
+            .values(checkpoint=state, updated_at=now)
         )
-        _save_counts(session, ctx)
+        r = SyncRun.__table__  # type: ignore[attr-defined]
+        conn.execute(r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts)))
     ctx.bump("pages")
     if progress:
         progress(ent.canonical, len(items))

@@ -126,6 +126,27 @@ def content_hash(data: dict[str, Any], ignore: list[str] | tuple[str, ...] = ())
     return hashlib.md5(_hash_text(data).encode(), usedforsecurity=False).hexdigest()
 
 
+def hash_and_json(
+    data: dict[str, Any], ignore: list[str] | tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """``content_hash(data, ignore)`` and ``data`` as JSON text, with one encoding: the
+    JSON is the hashed text (sorted keys, ignored fields left out) with the ignored
+    fields appended."""
+    if not ignore:
+        text = _hash_text(data)
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(), text
+    kept = {k: v for k, v in data.items() if k not in ignore}
+    text = _hash_text(kept)
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    rest = {k: v for k, v in data.items() if k in ignore}
+    if not rest:
+        return digest, text
+    tail = _hash_text(rest)
+    if text == "{}":
+        return digest, tail
+    return digest, f"{text[:-1]},{tail[1:]}"
+
+
 def is_deleted(entity: Entity, raw: dict[str, Any]) -> bool:
     if entity.deleted is None or not entity.deleted.flag:
         return False

@@ -85,23 +85,40 @@ def dashed(hex_id: str) -> str:
     return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
+def time_value(postgres: bool) -> Any:
+    """The function that makes a timestamp driver-ready: an aware UTC datetime for
+    PostgreSQL, naive UTC text with microseconds (SQLAlchemy's own format) for SQLite."""
+
+    def utc(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value.utcoffset() else value
+
+    if postgres:
+        return utc
+
+    def text(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(UTC)
+        return value.isoformat(" ", "microseconds")[:26]  # without any "+00:00"
+
+    return text
+
+
 class Rows:
     """Driver-ready values and bulk inserts on one connection (one transaction)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
+        self._time = time_value(self.postgres)
 
     def time(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        elif value.utcoffset():
-            value = value.astimezone(UTC)
-        if self.postgres:
-            return value
-        return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+        return self._time(value)
 
     def uid(self, value: uuid.UUID | None) -> str | None:
         return None if value is None else value.hex

@@ -142,11 +142,43 @@ class Pulled:
     updated_at: datetime | None
     deleted: bool
     data_json: str  # ``data`` as compact JSON, serialised once for every row that holds it
+    # prepared for the case the record is new: record, id map, change and event ids, the
+    # driver-ready updated_at and the record.created payload
+    new_row: tuple[str, str, str, str, Any, str] | None = None
 
 
-def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
-    """External records → canonical data, content hash and JSON (runs on the fetch
-    thread, while the previous page is written)."""
+@dataclass(frozen=True)
+class NewRows:
+    """What ``map_page`` needs to prepare the rows of new records ahead of the write."""
+
+    postgres: bool
+    entity: str
+    source: str
+
+    def prepare(self, items: list[Pulled]) -> None:
+        time_v = bulk.time_value(self.postgres)
+        ids = bulk.hex_ids(4 * len(items))
+        head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
+        dashed = bulk.dashed
+        for i, it in enumerate(items):
+            rid = ids[4 * i]
+            it.new_row = (
+                rid,
+                ids[4 * i + 1],
+                ids[4 * i + 2],
+                ids[4 * i + 3],
+                time_v(it.updated_at),
+                f'{{"record_id":"{dashed(rid)}",{head},"data":{it.data_json}}}',
+            )
+
+
+def map_page(
+    entity: Entity, raws: list[dict[str, Any]], new: NewRows | None = None
+) -> list[Pulled]:
+    """External records → canonical data, content hash and JSON, and with ``new`` the
+    rows each would write if it is new. This runs on the fetch thread, in parallel with
+    the previous page's database work (SQLite and psycopg release the GIL while they
+    write), so what it prepares costs the write path nothing."""
     data_of = mapping.mapper(entity.fields())
     id_of = mapping.getter(entity.id)
     updated_of = mapping.getter(entity.updated_at) if entity.updated_at else None
@@ -170,7 +202,10 @@ def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
             bool(deleted_of(raw)) if deleted_of else False,
             text,
         )
-    return list(out.values())  # the last copy of an id within a page wins
+    items = list(out.values())  # the last copy of an id within a page wins
+    if new is not None:
+        new.prepare(items)
+    return items
 
 
 def _now_row(now: datetime) -> dict[str, Any]:
@@ -301,10 +336,10 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     repush_self: list[uuid.UUID] = []
     seen_only: list[uuid.UUID] = []
 
-    ids = iter(bulk.hex_ids(4 * len(items) + 1))
+    ids = iter(bulk.hex_ids(2 * len(known) + 1))  # a change and an event per known id
     src = json.dumps(ctx.source)
     ent_json = json.dumps(ent)
-    time_v = w.time
+    prepare = NewRows(w.postgres, ent, ctx.source)
 
     def change(
         action: str, rid: uuid.UUID, before: Any, after_json: str | None, version: int
@@ -337,17 +372,13 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         if row is None:
             if it.deleted:
                 continue
-            rid = next(ids)
-            new_records.append((rid, it.data_json, it.digest, time_v(it.updated_at)))
-            new_maps.append((next(ids), it.external_id, rid, it.digest))
-            new_changes.append((next(ids), rid))
-            new_events.append(
-                (
-                    next(ids),
-                    f'{{"record_id":"{bulk.dashed(rid)}","entity":{ent_json},"version":1,'
-                    f'"source":{src},"data":{it.data_json}}}',
-                )
-            )
+            if it.new_row is None:
+                prepare.prepare([it])
+            rid, map_id, change_id, event_id, updated_v, payload = it.new_row  # type: ignore[misc]
+            new_records.append((rid, it.data_json, it.digest, updated_v))
+            new_maps.append((map_id, it.external_id, rid, it.digest))
+            new_changes.append((change_id, rid))
+            new_events.append((event_id, payload))
             pushes.append(rid)
             continue
         if it.deleted:
@@ -867,6 +898,7 @@ def pull_entity(
     ent = ctx.entity
     with scope() as session:
         _renew(session, ctx)
+        postgres = session.connection().dialect.name == "postgresql"
         ctx.targets = push_targets(session, ctx.connection, ent.canonical)
         cursor = _cursor(session, ctx.connection.id, ent.canonical)
         cp = cursor.checkpoint
@@ -894,9 +926,11 @@ def pull_entity(
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
 
+    new = NewRows(postgres, ent.canonical, ctx.source)
+
     def fetch(pos: dict[str, Any]) -> tuple[list[Pulled], dict[str, Any] | None]:
         raws, nxt = fetch_page(client, ent, since_param, pos)
-        return map_page(ent, raws), nxt
+        return map_page(ent, raws, new), nxt
 
     ahead = pool.submit(fetch, position) if position is not None else None
     try:

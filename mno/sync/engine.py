@@ -54,6 +54,7 @@ RECOVERY_FAILURES = 3
 RECOVERY_FOR = timedelta(hours=24)
 LOCK_TTL = timedelta(minutes=2)
 PUSH_BATCH = 50
+CHECKPOINT_AFTER_PAGES = 20  # SQLite: checkpoint the WAL after a run that wrote this many
 
 ProgressFn = Callable[[str, int], None]
 
@@ -820,6 +821,8 @@ def run(
     except Exception as exc:
         errors.append(str(exc) or type(exc).__name__)
     status = "success" if not errors else ("partial" if ok else "error")
+    if counts.get("pages", 0) >= CHECKPOINT_AFTER_PAGES:
+        checkpoint_wal(db_url)
     with scope() as session:
         finished = finish_run(session, run_id, conn.id, owner, status, counts, errors)
     # propagate: the tenant's other connections with queued pushes run now (pull, then
@@ -1005,6 +1008,21 @@ def _commit_page(
     if progress:
         progress(ent.canonical, len(items))
     return state
+
+
+def checkpoint_wal(db_url: str | None) -> None:
+    """SQLite: copy the write-ahead log of a large run back into the database now
+    (PASSIVE: it waits for nobody), so the next writer's commit does not pay for it."""
+    from mno.store.db import get_engine, is_sqlite
+
+    engine = get_engine(db_url)
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()  # autocommit: the checkpoint runs outside a transaction
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        raw.close()
 
 
 def _tune(session: Session) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+FLOOR_CPU = RUN_CPU = 0.0  # CPU seconds of this process (all threads) in the last one
 PG_SERVER = os.environ.get(
     "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -59,6 +60,8 @@ def floor(url: str, page: int) -> tuple[float, int]:
     import httpx
 
     n, p = 0, 1
+    global FLOOR_CPU
+    c = time.process_time()
     t = time.perf_counter()
     with httpx.Client() as client:
         while True:
@@ -68,7 +71,9 @@ def floor(url: str, page: int) -> tuple[float, int]:
             if len(rows) < page:
                 break
             p += 1
-    return time.perf_counter() - t, n
+    took = time.perf_counter() - t
+    FLOOR_CPU = time.process_time() - c
+    return took, n
 
 
 CONNECTOR = """name: bench
@@ -136,9 +141,12 @@ def mno_setup(url: str, page: int, db_url: str) -> str:
 def mno_run(name: str, db_url: str) -> tuple[float, dict[str, int]]:
     from mno.sync import engine
 
+    global RUN_CPU
+    c = time.process_time()
     t = time.perf_counter()
     run = engine.run(name, db_url=db_url)
     took = time.perf_counter() - t
+    RUN_CPU = time.process_time() - c
     if run.status != "success":
         raise SystemExit(f"mno run failed: {run.error}")
     return took, dict(run.counts)
@@ -209,7 +217,8 @@ def mno_bench(url: str, n: int, page: int, db_url: str, label: str) -> dict[str,
     rate = counts["created"] / i_time
     print(
         f"mno initial sync [{label}]: {i_time:.2f} s, {rate:,.0f} rec/s "
-        f"({counts['created']} created, {counts['requests']} requests)  [{load()}]"
+        f"({counts['created']} created, {counts['requests']} requests; "
+        f"{RUN_CPU:.2f} s CPU in this process)  [{load()}]"
     )
     touched = httpx.post(f"{url}/admin/touch", json={"step": 100}).json()
     before = stats(url)
@@ -249,7 +258,8 @@ def main() -> None:
                     f_time, f_n = floor(url, page)
                     print(
                         f"floor (fetch + parse, store nothing): {f_time:.2f} s, "
-                        f"{f_n / f_time:,.0f} rec/s  [{load()}]"
+                        f"{f_n / f_time:,.0f} rec/s ({FLOOR_CPU:.2f} s CPU in this process)  "
+                        f"[{load()}]"
                     )
                 if store == "sqlite":
                     results[store] = mno_bench(url, n, page, f"sqlite:///{tmp / 'store.db'}", store)

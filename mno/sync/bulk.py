@@ -172,6 +172,38 @@ class Rows:
         marks = ", ".join(["?"] * len(columns) + [_literal(v) for v in same.values()])
         self.conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)  # type: ignore[arg-type]
 
+    def update(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        same: dict[str, Any] | None = None,
+    ) -> None:
+        """``UPDATE table SET columns… WHERE id = …`` for each row: driver-ready values
+        for ``columns`` followed by the row's id; ``same`` as in ``insert``."""
+        if not rows:
+            return
+        same = same or {}
+        if self.postgres:
+            casts = {
+                name: "::json"
+                if isinstance(table.c[name].type, sa.JSON)
+                else "::uuid"
+                if isinstance(table.c[name].type, sa.Uuid)
+                else ""
+                for name in [*columns, "id"]
+            }
+            sets = [f'"{c}" = %s{casts[c]}' for c in columns]
+            tail = tuple(same.values())
+            sets += [f'"{c}" = %s' for c in same]
+            sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = %s::uuid'
+            params = [(*row[:-1], *tail, row[-1]) for row in rows] if tail else rows
+            self.conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+            return
+        sets = [f'"{c}" = ?' for c in columns] + [f'"{c}" = {_literal(v)}' for c, v in same.items()]
+        sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = ?'
+        self.conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
 
 def _literal(value: Any) -> str:
     """An SQLite literal for a driver-ready value (text, integer or NULL)."""

@@ -239,10 +239,14 @@ class Known:
     pulled_hash: str | None
     pushed_hash: str | None
     content_hash: str
-    data: dict[str, Any]
+    data_json: str  # the record's data as stored (JSON text), parsed only when needed
     version: int
     source_updated_at: datetime | None
     deleted_at: datetime | None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.data_json)  # type: ignore[no-any-return]
 
 
 def _known(
@@ -279,7 +283,7 @@ def _known(
             sa.select(
                 r.c.id,
                 r.c.content_hash,
-                r.c.data,
+                sa.cast(r.c.data, sa.Text).label("data_json"),
                 r.c.version,
                 r.c.source_updated_at,
                 r.c.deleted_at,
@@ -296,7 +300,7 @@ def _known(
                 x.pulled_hash,
                 x.pushed_hash,
                 rec.content_hash,
-                rec.data,
+                rec.data_json,
                 rec.version,
                 rec.source_updated_at,
                 rec.deleted_at,
@@ -328,7 +332,8 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     new_maps: list[tuple[Any, ...]] = []
     new_changes: list[tuple[Any, ...]] = []
     new_events: list[tuple[Any, ...]] = []
-    rec_updates: list[dict[str, Any]] = []
+    rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
+    rec_deletes: list[dict[str, Any]] = []
     map_updates: list[dict[str, Any]] = []
     changes: list[tuple[Any, ...]] = []
     conflicts: list[dict[str, Any]] = []
@@ -343,7 +348,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     prepare = NewRows(w.postgres, ent, ctx.source)
 
     def change(
-        action: str, rid: uuid.UUID, before: Any, after_json: str | None, version: int
+        action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
     ) -> None:
         rid_hex = rid.hex
         changes.append(
@@ -357,7 +362,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
                 ent,
                 action,
                 ctx.source,
-                bulk.dumps(before),
+                before_json,
                 after_json,
             )
         )
@@ -384,18 +389,16 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             continue
         if it.deleted:
             if row.deleted_at is None:
-                rec_updates.append(
+                rec_deletes.append(
                     {
                         "b_id": row.record_id,
-                        "data": row.data,
-                        "content_hash": row.content_hash,
                         "version": row.version + 1,
                         "source_updated_at": it.updated_at or now,
                         "deleted_at": now,
                         "updated_at": now,
                     }
                 )
-                change("delete", row.record_id, row.data, None, row.version + 1)
+                change("delete", row.record_id, row.data_json, None, row.version + 1)
                 ctx.bump("deleted")
             else:
                 ctx.bump("unchanged")
@@ -446,21 +449,20 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
                 repush_self.append(row.record_id)
                 continue
         rec_updates.append(
-            {
-                "b_id": row.record_id,
-                "data": it.data,
-                "content_hash": it.digest,
-                "version": row.version + 1,
-                "source_updated_at": it.updated_at or now,
-                "deleted_at": None,
-                "updated_at": now,
-            }
+            (
+                it.data_json,
+                it.digest,
+                row.version + 1,
+                w.time(it.updated_at or now),
+                now_v,
+                w.uid(row.record_id),
+            )
         )
         map_updates.append({"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now})
         change(
             "update",
             row.record_id,
-            row.data if row.deleted_at is None else None,
+            row.data_json if row.deleted_at is None else None,
             it.data_json,
             row.version + 1,
         )
@@ -508,18 +510,23 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         )
         ctx.bump("created", len(new_records))
     if rec_updates:
+        w.update(
+            r,
+            ("data", "content_hash", "version", "source_updated_at", "updated_at"),
+            rec_updates,
+            same={"deleted_at": None},
+        )
+    if rec_deletes:
         conn.execute(
             r.update()
             .where(r.c.id == sa.bindparam("b_id"))
             .values(
-                data=sa.bindparam("data"),
-                content_hash=sa.bindparam("content_hash"),
                 version=sa.bindparam("version"),
                 source_updated_at=sa.bindparam("source_updated_at"),
                 deleted_at=sa.bindparam("deleted_at"),
                 updated_at=sa.bindparam("updated_at"),
             ),
-            rec_updates,
+            rec_deletes,
         )
     if map_updates:
         vals: dict[str, Any] = {

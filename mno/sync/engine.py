@@ -334,7 +334,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     new_events: list[tuple[Any, ...]] = []
     rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
     rec_deletes: list[dict[str, Any]] = []
-    map_updates: list[dict[str, Any]] = []
+    map_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
     changes: list[tuple[Any, ...]] = []
     conflicts: list[dict[str, Any]] = []
     events: list[tuple[Any, ...]] = []
@@ -410,9 +410,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         if same or echo or not app_changed:
             if same or echo:
                 if row.pulled_hash != it.digest:
-                    map_updates.append(
-                        {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
-                    )
+                    map_updates.append((it.digest, now_v, w.uid(row.id)))
                 else:
                     seen_only.append(row.id)
             else:
@@ -443,9 +441,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             )
             ctx.bump("conflicts")
             if winner == "platform":
-                map_updates.append(
-                    {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
-                )
+                map_updates.append((it.digest, now_v, w.uid(row.id)))
                 repush_self.append(row.record_id)
                 continue
         rec_updates.append(
@@ -458,7 +454,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
                 w.uid(row.record_id),
             )
         )
-        map_updates.append({"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now})
+        map_updates.append((it.digest, now_v, w.uid(row.id)))
         change(
             "update",
             row.record_id,
@@ -529,13 +525,12 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             rec_deletes,
         )
     if map_updates:
-        vals: dict[str, Any] = {
-            "pulled_hash": sa.bindparam("pulled_hash"),
-            "last_pulled_at": sa.bindparam("last_pulled_at"),
-        }
-        if seen_token:
-            vals["seen_token"] = seen_token
-        conn.execute(m.update().where(m.c.id == sa.bindparam("b_id")).values(**vals), map_updates)
+        w.update(
+            m,
+            ("pulled_hash", "last_pulled_at"),
+            map_updates,
+            same={"seen_token": seen_token} if seen_token else None,
+        )
     if seen_token and seen_only:
         conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
     w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]

@@ -3,13 +3,18 @@
 Measures, in one run against the same API (served by a separate process):
 
 - floor: a bare loop that fetches and parses every page and stores nothing;
-- mno initial sync (records/s) into a fresh SQLite store;
+- mno initial sync (records/s) into a fresh store: SQLite, PostgreSQL (a fresh database
+  on the server of ``MNO_TEST_PG_URL`` or ``--pg``) or both (``--store``);
 - mno incremental sync after 1% of the records change (time and requests);
 - dlt's ``rest_api`` source with an incremental cursor, merging into duckdb
   (``pip install "dlt[duckdb]"``; bench only, not a dependency of mno).
 
 Goals: initial >= 3x dlt's throughput and within 5x of the floor; incremental <= 5% of
-the initial time. Usage: ``python bench/sync.py [--records N] [--page 500]``.
+the initial time. The machine's load average is printed with the figures, since the
+ratios are only comparable between runs on an equally quiet machine.
+
+Usage: ``python bench/sync.py [--records N] [--page 500] [--store sqlite|postgres|both]
+[--skip-dlt]``.
 """
 
 from __future__ import annotations
@@ -21,13 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+FLOOR_CPU = RUN_CPU = 0.0  # CPU seconds of this process (all threads) in the last one
+PG_SERVER = os.environ.get(
+    "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def start_api(records: int, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    tmp.mkdir(parents=True, exist_ok=True)
     port_file = tmp / "api.url"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.sync.api", str(records), str(port_file)], cwd=ROOT
@@ -49,6 +60,8 @@ def floor(url: str, page: int) -> tuple[float, int]:
     import httpx
 
     n, p = 0, 1
+    global FLOOR_CPU
+    c = time.process_time()
     t = time.perf_counter()
     with httpx.Client() as client:
         while True:
@@ -58,7 +71,9 @@ def floor(url: str, page: int) -> tuple[float, int]:
             if len(rows) < page:
                 break
             p += 1
-    return time.perf_counter() - t, n
+    took = time.perf_counter() - t
+    FLOOR_CPU = time.process_time() - c
+    return took, n
 
 
 CONNECTOR = """name: bench
@@ -83,27 +98,55 @@ entities:
 """
 
 
-def mno_setup(url: str, page: int, tmp: Path) -> str:
-    os.environ["MNO_HOME"] = str(tmp / "home")
-    os.environ["MNO_DB_URL"] = f"sqlite:///{tmp / 'store.db'}"
-    os.environ["MNO_ACTOR"] = "bench"
+def fresh_pg(server: str) -> str:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"mno_bench_sync_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg(server: str, url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from mno.store import db
+
+    db.dispose_all()
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def mno_setup(url: str, page: int, db_url: str) -> str:
+    from mno.store import db
     from mno.store.db import session_scope
     from mno.sync import connections, spec
     from mno.tenancy import apps, tenants
 
-    with session_scope() as s:
+    if not db.is_sqlite(db_url):
+        db.upgrade(db.get_engine(db_url))
+    with session_scope(db_url) as s:
         tenants.create(s, "acme")
         apps.create(s, "bench", code="bench", stack="connector", owner="acme")
         spec.apply(s, spec.parse(CONNECTOR.format(url=url, page=page)))
         return connections.add(s, "acme", "bench", push=False).name
 
 
-def mno_run(name: str) -> tuple[float, dict[str, int]]:
+def mno_run(name: str, db_url: str) -> tuple[float, dict[str, int]]:
     from mno.sync import engine
 
+    global RUN_CPU
+    c = time.process_time()
     t = time.perf_counter()
-    run = engine.run(name)
+    run = engine.run(name, db_url=db_url)
     took = time.perf_counter() - t
+    RUN_CPU = time.process_time() - c
     if run.status != "success":
         raise SystemExit(f"mno run failed: {run.error}")
     return took, dict(run.counts)
@@ -161,76 +204,111 @@ def dlt_run(url: str, page: int, tmp: Path) -> tuple[float, int]:
     return took, int(n)
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def mno_bench(url: str, n: int, page: int, db_url: str, label: str) -> dict[str, float]:
+    import httpx
+
+    name = mno_setup(url, page, db_url)
+    i_time, counts = mno_run(name, db_url)
+    rate = counts["created"] / i_time
+    print(
+        f"mno initial sync [{label}]: {i_time:.2f} s, {rate:,.0f} rec/s "
+        f"({counts['created']} created, {counts['requests']} requests; "
+        f"{RUN_CPU:.2f} s CPU in this process)  [{load()}]"
+    )
+    touched = httpx.post(f"{url}/admin/touch", json={"step": 100}).json()
+    before = stats(url)
+    inc_time, inc = mno_run(name, db_url)
+    made = stats(url) - before - 1  # the stats call itself
+    print(
+        f"mno incremental [{label}] after {touched['touched']} changes "
+        f"({touched['touched'] / n:.0%}): "
+        f"{inc_time:.3f} s, {made} requests, {inc.get('updated', 0)} updated, "
+        f"{inc.get('unchanged', 0)} unchanged"
+    )
+    return {"initial_s": i_time, "rate": rate, "incremental_s": inc_time, "requests": made}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--page", type=int, default=500)
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
     parser.add_argument("--skip-dlt", action="store_true")
     args = parser.parse_args()
     n, page = args.records, args.page
+    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        proc, url = start_api(n, tmp)
-        try:
-            print(f"API: {n} records, {page} per page, served by a separate process")
-            f_time, f_n = floor(url, page)
-            print(
-                f"floor (fetch + parse, store nothing): {f_time:.2f} s, {f_n / f_time:,.0f} rec/s"
-            )
-
-            name = mno_setup(url, page, tmp)
-            i_time, counts = mno_run(name)
-            rate = counts["created"] / i_time
-            print(
-                f"mno initial sync: {i_time:.2f} s, {rate:,.0f} rec/s "
-                f"({counts['created']} created, {counts['requests']} requests)"
-            )
-            touched = __import__("httpx").post(f"{url}/admin/touch", json={"step": 100}).json()
-            before = stats(url)
-            inc_time, inc = mno_run(name)
-            made = stats(url) - before - 1  # the stats call itself
-            print(
-                f"mno incremental after {touched['touched']} changes "
-                f"({touched['touched'] / n:.0%}): "
-                f"{inc_time:.3f} s, {made} requests, {inc.get('updated', 0)} updated, "
-                f"{inc.get('unchanged', 0)} unchanged"
-            )
+        os.environ["MNO_HOME"] = str(tmp / "home")
+        os.environ["MNO_ACTOR"] = "bench"
+        # one API per store, so that each initial sync reads the same unedited data
+        results: dict[str, dict[str, float]] = {}
+        f_time = 0.0
+        for store in stores:
+            proc, url = start_api(n, tmp / store)
+            try:
+                if not f_time:
+                    print(f"API: {n} records, {page} per page, served by a separate process")
+                    f_time, f_n = floor(url, page)
+                    print(
+                        f"floor (fetch + parse, store nothing): {f_time:.2f} s, "
+                        f"{f_n / f_time:,.0f} rec/s ({FLOOR_CPU:.2f} s CPU in this process)  "
+                        f"[{load()}]"
+                    )
+                if store == "sqlite":
+                    results[store] = mno_bench(url, n, page, f"sqlite:///{tmp / 'store.db'}", store)
+                else:
+                    db_url = fresh_pg(args.pg)
+                    try:
+                        results[store] = mno_bench(url, n, page, db_url, store)
+                    finally:
+                        drop_pg(args.pg, db_url)
+                if not args.skip_dlt and store == stores[-1]:
+                    d_time, d_n = dlt_run(url, page, tmp)
+                    print(
+                        f"dlt rest_api -> duckdb (incl. start-up): {d_time:.2f} s, "
+                        f"{d_n / d_time:,.0f} rec/s ({d_n} rows)  [{load()}]"
+                    )
+            finally:
+                proc.terminate()
+                proc.wait()
+        print("--- ratios (same run) ---")
+        for store, r in results.items():
             if not args.skip_dlt:
-                d_time, d_n = dlt_run(url, page, tmp)
+                ratio = r["rate"] / (d_n / d_time)
                 print(
-                    f"dlt rest_api -> duckdb (incl. start-up): {d_time:.2f} s, "
-                    f"{d_n / d_time:,.0f} rec/s ({d_n} rows)"
-                )
-            print("--- ratios (same run) ---")
-            if not args.skip_dlt:
-                ratio = rate / (d_n / d_time)
-                print(
-                    f"mno initial vs dlt throughput: {ratio:.2f}x  (goal >= 3x: "
+                    f"[{store}] mno initial vs dlt throughput: {ratio:.2f}x  (goal >= 3x: "
                     f"{'met' if ratio >= 3 else 'NOT met'})"
                 )
-            slow = i_time / f_time
+            slow = r["initial_s"] / f_time
             print(
-                f"mno initial time vs floor: {slow:.2f}x slower  (goal <= 5x: "
+                f"[{store}] mno initial time vs floor: {slow:.2f}x slower  (goal <= 5x: "
                 f"{'met' if slow <= 5 else 'NOT met'})"
             )
-            share = inc_time / i_time
+            share = r["incremental_s"] / r["initial_s"]
             print(
-                f"incremental / initial time: {share:.1%}  (goal <= 5%: "
+                f"[{store}] incremental / initial time: {share:.1%}  (goal <= 5%: "
                 f"{'met' if share <= 0.05 else 'NOT met'})"
             )
-            print(
-                json.dumps(
-                    {
-                        "floor_s": round(f_time, 3),
-                        "initial_s": round(i_time, 3),
-                        "incremental_s": round(inc_time, 3),
-                        "incremental_requests": made,
-                    }
-                )
+        print(
+            json.dumps(
+                {
+                    "floor_s": round(f_time, 3),
+                    **{
+                        f"{store}_{k}": round(v, 3)
+                        for store, r in results.items()
+                        for k, v in r.items()
+                        if k != "rate"
+                    },
+                }
             )
-        finally:
-            proc.terminate()
-            proc.wait()
+        )
 
 
 if __name__ == "__main__":

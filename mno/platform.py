@@ -27,6 +27,8 @@ class RetentionConfig(Section):
     audit: str = "365d"
     heartbeats: str = "1d"
     ticks: str = "7d"
+    sync_runs: str = "90d"  # finished sync runs, with their change rows and conflicts
+    sync_pushes: str = "7d"  # sync pushes that reached an end (done, skipped, failed)
 
 
 class WebhooksConfig(Section):

@@ -8,6 +8,10 @@ Each pass:
 - prunes audit rows older than ``retention.audit`` (default 365d; ``0`` keeps them forever);
 - prunes heartbeats older than ``retention.heartbeats`` (default 1d) and agent tick history
   older than ``retention.ticks`` (default 7d);
+- prunes sync runs that finished more than ``retention.sync_runs`` ago (default 90d) with
+  their change rows and conflicts, and sync pushes that ended more than
+  ``retention.sync_pushes`` ago (default 7d), keeping what rollback and pending pushes
+  need (``mno.sync.retention``);
 - takes back expired leases on every work table (any table with ``lease_until``).
 
 Retention comes from the platform YAML (``retention:``); ``options`` in agents.yaml may
@@ -40,6 +44,8 @@ def _retention(ctx: TickContext) -> dict[str, timedelta]:
         "audit": cfg.audit,
         "heartbeats": cfg.heartbeats,
         "ticks": cfg.ticks,
+        "sync_runs": cfg.sync_runs,
+        "sync_pushes": cfg.sync_pushes,
     }
     for key in values:
         if key in ctx.options:
@@ -108,6 +114,23 @@ def tick(ctx: TickContext) -> TickResult:
     if keep["ticks"].total_seconds() > 0:
         _prune(ctx, ticks, ticks.c.id, ticks.c.started_at < now - keep["ticks"], result, "ticks")
 
+    from mno.sync import retention
+
+    for name, prune in (
+        ("sync_pushes", retention.prune_pushes),
+        ("sync_runs", retention.prune_runs),
+    ):
+        total = 0
+        if keep[name].total_seconds() > 0:
+            while not ctx.stopping():
+                with ctx.session() as s:
+                    n = prune(s, now - keep[name], ctx.batch_size)
+                total += n
+                if not n:
+                    break
+        result.details[name] = total
+        result.done += total
+
     taken = 0
     with ctx.session() as s:
         for table in work_tables():
@@ -116,10 +139,19 @@ def tick(ctx: TickContext) -> TickResult:
     if any(result.details.values()):
         ctx.log.info(
             "pruned %(events)s events, %(audit)s audit rows, %(heartbeats)s heartbeats, "
-            "%(ticks)s ticks; took back %(leases)s expired leases",
+            "%(ticks)s ticks, %(sync_runs)s sync run rows, %(sync_pushes)s sync pushes; "
+            "took back %(leases)s expired leases",
             {
                 k: result.details.get(k, 0)
-                for k in ("events", "audit", "heartbeats", "ticks", "leases")
+                for k in (
+                    "events",
+                    "audit",
+                    "heartbeats",
+                    "ticks",
+                    "sync_runs",
+                    "sync_pushes",
+                    "leases",
+                )
             },
             extra={"agent": ctx.agent},
         )

@@ -1,9 +1,18 @@
-"""Bulk inserts for the sync hot path: one ``executemany`` straight to the driver.
+"""Bulk writes for the sync hot path, below the ORM.
 
-Column values go through each column type's own bind processor (so UUIDs and UTC
-timestamps are stored exactly as the ORM stores them), except JSON columns named in
-``json_ready``, whose values the caller already serialised once (a record's data is
-written to the record, its change row and its event: serialising it once saves 2/3).
+A page of pulled records becomes a few thousand rows. Building ORM objects or running
+every value through SQLAlchemy's bind processors costs more than the database write
+itself, so the hot path prepares values in the form the driver stores them:
+
+- ids are time-ordered (version 7) UUIDs made directly as 32 hex digits, the form SQLite
+  stores (``CHAR(32)``) and PostgreSQL's ``uuid`` input accepts;
+- timestamps are formatted once per page (``Rows.time``): naive UTC text with
+  microseconds on SQLite, exactly as SQLAlchemy writes them, and aware datetimes on
+  PostgreSQL;
+- JSON columns receive text the caller serialised once (``dumps``).
+
+``Rows.insert`` then writes with one ``executemany`` on SQLite and one ``COPY … FROM
+STDIN`` on PostgreSQL, inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,86 +22,197 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": "?", "named": "?"}
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+    """Compact JSON text (``None`` stays SQL NULL)."""
+    return None if value is None else _encode(value)
 
 
 _last = [0, 0]  # (millisecond, counter) of the last id handed out
 _lock = threading.Lock()
+_HEX3 = [f"{i:03x}" for i in range(4096)]
 
 
-def uuids(n: int) -> list[uuid.UUID]:
-    """``n`` time-ordered UUIDs (version 7, RFC 9562): a millisecond timestamp, a 12-bit
-    counter and 62 random bits. Ordered keys append to the right edge of each B-tree
-    index instead of touching a random page per row, which keeps bulk writes of large
-    syncs fast as the tables grow."""
-    raw = os.urandom(8 * n)
-    mask = (1 << 62) - 1
-    from_bytes = int.from_bytes
-    out = []
+def hex_ids(n: int) -> list[str]:
+    """``n`` time-ordered UUIDs (version 7, RFC 9562) as 32 hex digits: a millisecond
+    timestamp, a 12-bit counter, the variant and 60 random bits. Ordered keys append to
+    the right edge of each B-tree index instead of touching a random page per row, which
+    keeps bulk writes of large syncs fast as the tables grow."""
+    rand = os.urandom(8 * n).hex()
+    out: list[str] = []
     with _lock:
         ms, counter = _last
         now = time.time_ns() // 1_000_000
         if now > ms:
             ms, counter = now, 0
-        for i in range(n):
+        done = 0
+        while done < n:
             if counter > 0xFFF:
                 ms, counter = ms + 1, 0
-            tail = from_bytes(raw[8 * i : 8 * i + 8]) & mask
-            out.append(
-                uuid.UUID(int=(ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | tail)
+            take = min(n - done, 0x1000 - counter)
+            head = f"{ms:012x}7"
+            out.extend(
+                [
+                    f"{head}{c}8{rand[k : k + 15]}"
+                    for c, k in zip(
+                        _HEX3[counter : counter + take],
+                        range(16 * done, 16 * (done + take), 16),
+                        strict=True,
+                    )
+                ]
             )
-            counter += 1
+            done += take
+            counter += take
         _last[0], _last[1] = ms, counter
     return out
 
 
-def insert(
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    json_ready: Iterable[str] = (),
-) -> None:
-    rows = list(rows)
-    if not rows:
-        return
-    dialect = conn.dialect
-    mark = _PLACEHOLDER.get(dialect.paramstyle, "?")
-    ready = set(json_ready)
-    procs = [
-        None if name in ready else table.c[name].type._cached_bind_processor(dialect)  # noqa: SLF001
-        for name in columns
-    ]
-    if any(procs):
-        # rows of one page share most values (now, tenant, run, connection): convert each
-        # distinct value once
-        active = [(i, p, {}) for i, p in enumerate(procs) if p is not None]
-        converted = []
-        for row in rows:
-            values = list(row)
-            for i, p, memo in active:
-                v = values[i]
-                if v is None:
-                    continue
-                try:
-                    values[i] = memo[v]
-                except KeyError:
-                    values[i] = memo[v] = p(v)
-            converted.append(tuple(values))
-        rows = converted
-    cols = ", ".join(f'"{c}"' for c in columns)
-    sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join([mark] * len(columns))})'
-    if dialect.name == "postgresql":
-        # psycopg sends str as text; JSON columns need an explicit cast
-        marks = [f"{mark}::json" if c in ready else mark for c in columns]
-        sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join(marks)})'
-    conn.exec_driver_sql(sql, rows)
+def uuids(n: int) -> list[uuid.UUID]:
+    """``n`` time-ordered UUIDs (see ``hex_ids``) as ``uuid.UUID`` objects."""
+    return [uuid.UUID(hex=h) for h in hex_ids(n)]
+
+
+def dashed(hex_id: str) -> str:
+    """The canonical text form (8-4-4-4-12) of a 32-hex-digit id."""
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+
+
+def time_value(postgres: bool) -> Any:
+    """The function that makes a timestamp driver-ready: an aware UTC datetime for
+    PostgreSQL, naive UTC text with microseconds (SQLAlchemy's own format) for SQLite."""
+
+    def utc(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value.utcoffset() else value
+
+    if postgres:
+        return utc
+
+    def text(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is not None and value.utcoffset():
+            value = value.astimezone(UTC)
+        return value.isoformat(" ", "microseconds")[:26]  # without any "+00:00"
+
+    return text
+
+
+class Rows:
+    """Driver-ready values and bulk inserts on one connection (one transaction)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self._time = time_value(self.postgres)
+
+    def time(self, value: datetime | None) -> Any:
+        return self._time(value)
+
+    def uid(self, value: uuid.UUID | None) -> str | None:
+        return None if value is None else value.hex
+
+    def among(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``column IN values`` with ONE bound parameter (a PostgreSQL array, a JSON array
+        read by SQLite's ``json_each``): the statement compiles once and is cached, where
+        an IN list of a page of ids compiles anew for every page."""
+        if self.postgres:
+            from sqlalchemy.dialects import postgresql
+
+            return column == sa.any_(
+                sa.bindparam("among", list(values), type_=postgresql.ARRAY(column.type))
+            )
+        proc = column.type._cached_bind_processor(self.conn.dialect)  # noqa: SLF001
+        stored = [proc(v) for v in values] if proc else list(values)
+        each = sa.func.json_each(sa.bindparam("among", _encode(stored), type_=sa.String))
+        return column.in_(sa.select(sa.literal_column("value")).select_from(each))
+
+    def insert(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        same: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert ``rows`` (values for ``columns``, driver-ready); ``same`` holds columns
+        whose value is the same in every row. On SQLite those are written into the
+        statement as literals, so each row binds only what varies; PostgreSQL's COPY gets
+        them in every row."""
+        if not rows:
+            return
+        same = same or {}
+        names = [*columns, *same]
+        cols = ", ".join(f'"{c}"' for c in names)
+        if self.postgres:
+            raw = self.conn.connection.driver_connection
+            tail = tuple(same.values())
+            with (
+                raw.cursor() as cur,  # type: ignore[union-attr]
+                cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy,
+            ):
+                write = copy.write_row
+                if tail:
+                    for row in rows:
+                        write((*row, *tail))
+                else:
+                    for row in rows:
+                        write(row)
+            return
+        marks = ", ".join(["?"] * len(columns) + [_literal(v) for v in same.values()])
+        self.conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)  # type: ignore[arg-type]
+
+    def update(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        same: dict[str, Any] | None = None,
+    ) -> None:
+        """``UPDATE table SET columns… WHERE id = …`` for each row: driver-ready values
+        for ``columns`` followed by the row's id; ``same`` as in ``insert``."""
+        if not rows:
+            return
+        same = same or {}
+        if self.postgres:
+            casts = {
+                name: "::json"
+                if isinstance(table.c[name].type, sa.JSON)
+                else "::uuid"
+                if isinstance(table.c[name].type, sa.Uuid)
+                else ""
+                for name in [*columns, "id"]
+            }
+            sets = [f'"{c}" = %s{casts[c]}' for c in columns]
+            tail = tuple(same.values())
+            sets += [f'"{c}" = %s' for c in same]
+            sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = %s::uuid'
+            params = [(*row[:-1], *tail, row[-1]) for row in rows] if tail else rows
+            self.conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+            return
+        sets = [f'"{c}" = ?' for c in columns] + [f'"{c}" = {_literal(v)}' for c, v in same.items()]
+        sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = ?'
+        self.conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+def _literal(value: Any) -> str:
+    """An SQLite literal for a driver-ready value (text, integer or NULL)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")

@@ -30,7 +30,7 @@ from mno import clock
 from mno.errors import Conflict, MnoError
 from mno.store import audit, leases, outbox
 from mno.store.db import session_scope
-from mno.store.models.core import Event
+from mno.store.models.core import Event, LeaseLock
 from mno.store.models.sync import (
     SyncChange,
     SyncConflict,
@@ -54,6 +54,7 @@ RECOVERY_FAILURES = 3
 RECOVERY_FOR = timedelta(hours=24)
 LOCK_TTL = timedelta(minutes=2)
 PUSH_BATCH = 50
+CHECKPOINT_AFTER_PAGES = 20  # SQLite: checkpoint the WAL after a run that wrote this many
 
 ProgressFn = Callable[[str, int], None]
 
@@ -134,33 +135,78 @@ def fetch_page(
 # -- one page in one transaction -------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Pulled:
     external_id: str
     data: dict[str, Any]
     digest: str
     updated_at: datetime | None
     deleted: bool
+    data_json: str  # ``data`` as compact JSON, serialised once for every row that holds it
+    # prepared for the case the record is new: record, id map, change and event ids, the
+    # driver-ready updated_at and the record.created payload
+    new_row: tuple[str, str, str, str, Any, str] | None = None
 
 
-def map_page(entity: Entity, raws: list[dict[str, Any]]) -> list[Pulled]:
-    fields = entity.fields()
+@dataclass(frozen=True)
+class NewRows:
+    """What ``map_page`` needs to prepare the rows of new records ahead of the write."""
+
+    postgres: bool
+    entity: str
+    source: str
+
+    def prepare(self, items: list[Pulled]) -> None:
+        time_v = bulk.time_value(self.postgres)
+        ids = bulk.hex_ids(4 * len(items))
+        head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
+        dashed = bulk.dashed
+        for i, it in enumerate(items):
+            rid = ids[4 * i]
+            it.new_row = (
+                rid,
+                ids[4 * i + 1],
+                ids[4 * i + 2],
+                ids[4 * i + 3],
+                time_v(it.updated_at),
+                f'{{"record_id":"{dashed(rid)}",{head},"data":{it.data_json}}}',
+            )
+
+
+def map_page(
+    entity: Entity, raws: list[dict[str, Any]], new: NewRows | None = None
+) -> list[Pulled]:
+    """External records → canonical data, content hash and JSON, and with ``new`` the
+    rows each would write if it is new. This runs on the fetch thread, in parallel with
+    the previous page's database work (SQLite and psycopg release the GIL while they
+    write), so what it prepares costs the write path nothing."""
+    data_of = mapping.mapper(entity.fields())
+    id_of = mapping.getter(entity.id)
+    updated_of = mapping.getter(entity.updated_at) if entity.updated_at else None
+    flag = entity.deleted.flag if entity.deleted else None
+    deleted_of = mapping.getter(flag) if flag else None
     ignore = entity.ignore_fields
+    parse_time, hash_and_json = mapping.parse_time, mapping.hash_and_json
     out: dict[str, Pulled] = {}
     for raw in raws:
-        ext = mapping.get_path(raw, entity.id)
+        ext = id_of(raw)
         if ext is None:
             continue
-        data = mapping.canonical(fields, raw)
-        upd = (
-            mapping.parse_time(mapping.get_path(raw, entity.updated_at))
-            if entity.updated_at
-            else None
+        data = data_of(raw)
+        ext = str(ext)
+        digest, text = hash_and_json(data, ignore)
+        out[ext] = Pulled(
+            ext,
+            data,
+            digest,
+            parse_time(updated_of(raw)) if updated_of else None,
+            bool(deleted_of(raw)) if deleted_of else False,
+            text,
         )
-        out[str(ext)] = Pulled(
-            str(ext), data, mapping.content_hash(data, ignore), upd, mapping.is_deleted(entity, raw)
-        )
-    return list(out.values())  # the last copy of an id within a page wins
+    items = list(out.values())  # the last copy of an id within a page wins
+    if new is not None:
+        new.prepare(items)
+    return items
 
 
 def _now_row(now: datetime) -> dict[str, Any]:
@@ -168,32 +214,6 @@ def _now_row(now: datetime) -> dict[str, Any]:
 
 
 _ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
-_RECORD_COLS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "tenant_id",
-    "entity",
-    "data",
-    "content_hash",
-    "version",
-    "source_updated_at",
-    "deleted_at",
-)
-_MAP_COLS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "connection_id",
-    "entity",
-    "external_id",
-    "record_id",
-    "pulled_hash",
-    "pushed_hash",
-    "last_pulled_at",
-    "last_pushed_at",
-    "seen_token",
-)
 _CHANGE_COLS = (
     "id",
     "created_at",
@@ -210,66 +230,135 @@ _CHANGE_COLS = (
 _EVENT_COLS = ("id", "created_at", "updated_at", "type", "tenant_id", "payload")
 
 
+@dataclass(slots=True)
+class Known:
+    """A pulled external id already mapped: its id map and canonical record."""
+
+    id: uuid.UUID
+    record_id: uuid.UUID
+    pulled_hash: str | None
+    pushed_hash: str | None
+    content_hash: str
+    data_json: str  # the record's data as stored (JSON text), parsed only when needed
+    version: int
+    source_updated_at: datetime | None
+    deleted_at: datetime | None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.data_json)  # type: ignore[no-any-return]
+
+
+def _known(
+    conn: sa.Connection, w: bulk.Rows, ctx: Ctx, external_ids: list[str]
+) -> dict[str, Known]:
+    """The page's external ids that are already mapped, in two index lookups (id maps by
+    external id, then their records by id) rather than a join, whose plan PostgreSQL may
+    turn into a scan of every record while the tables grow during a large sync."""
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    cols = (m.c.id, m.c.external_id, m.c.record_id, m.c.pulled_hash, m.c.pushed_hash)
+    mine = sa.and_(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+    if w.postgres:
+        # one unique-index probe per external id: the LATERAL subquery with LIMIT 1 keeps
+        # the planner from matching the connection's id maps first and filtering them
+        # (its choice while the table has no statistics yet, costing O(rows) per page)
+        from sqlalchemy.dialects import postgresql
+
+        ext = (
+            sa.func.unnest(sa.bindparam("ext", external_ids, type_=postgresql.ARRAY(sa.String)))
+            .table_valued("value")
+            .render_derived(name="x")
+        )
+        hit = sa.select(*cols).where(mine, m.c.external_id == ext.c.value).limit(1).lateral("y")
+        maps = conn.execute(sa.select(hit).select_from(ext.join(hit, sa.true()))).all()
+    else:
+        maps = conn.execute(
+            sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))
+        ).all()
+    if not maps:
+        return {}
+    records = {
+        row.id: row
+        for row in conn.execute(
+            sa.select(
+                r.c.id,
+                r.c.content_hash,
+                sa.cast(r.c.data, sa.Text).label("data_json"),
+                r.c.version,
+                r.c.source_updated_at,
+                r.c.deleted_at,
+            ).where(w.among(r.c.id, [x.record_id for x in maps]))
+        )
+    }
+    out: dict[str, Known] = {}
+    for x in maps:
+        rec = records.get(x.record_id)
+        if rec is not None:
+            out[x.external_id] = Known(
+                x.id,
+                x.record_id,
+                x.pulled_hash,
+                x.pushed_hash,
+                rec.content_hash,
+                rec.data_json,
+                rec.version,
+                rec.source_updated_at,
+                rec.deleted_at,
+            )
+    return out
+
+
 def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
-    """Upsert one page of pulled records with set-based change detection."""
+    """Upsert one page of pulled records with set-based change detection.
+
+    New records are the bulk of an initial sync. Each writes four rows (record, id map,
+    change, event), prepared as driver-ready tuples and inserted with one statement per
+    table (``bulk.Rows``). Its change row is compact: ``after`` stays NULL because a
+    create's after-state is the record's first version, which ``iter_changes`` reads
+    back from the next change's before-state or from the record itself."""
     if not items:
         return
     conn = session.connection()
+    w = bulk.Rows(conn)
     now = clock.now()
+    now_v = w.time(now)
     m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
     cid, ent = ctx.connection.id, ctx.entity.canonical
     tenant_id = ctx.connection.tenant_id
-    rows = conn.execute(
-        sa.select(
-            m.c.id,
-            m.c.external_id,
-            m.c.record_id,
-            m.c.pulled_hash,
-            m.c.pushed_hash,
-            r.c.content_hash,
-            r.c.data,
-            r.c.version,
-            r.c.source_updated_at,
-            r.c.deleted_at,
-        )
-        .join(r, r.c.id == m.c.record_id)
-        .where(m.c.connection_id == cid, m.c.entity == ent)
-        .where(m.c.external_id.in_([i.external_id for i in items]))
-    ).all()
-    known = {row.external_id: row for row in rows}
-    new_records: list[dict[str, Any]] = []
-    new_maps: list[dict[str, Any]] = []
-    rec_updates: list[dict[str, Any]] = []
-    map_updates: list[dict[str, Any]] = []
-    changes: list[dict[str, Any]] = []
+    tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
+    known = _known(conn, w, ctx, [i.external_id for i in items])
+    # created records: only the values that vary per row (see the inserts below)
+    new_records: list[tuple[Any, ...]] = []
+    new_maps: list[tuple[Any, ...]] = []
+    new_changes: list[tuple[Any, ...]] = []
+    new_events: list[tuple[Any, ...]] = []
+    rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
+    rec_deletes: list[dict[str, Any]] = []
+    map_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
+    changes: list[tuple[Any, ...]] = []
     conflicts: list[dict[str, Any]] = []
-    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
-    pushes: list[uuid.UUID] = []
+    events: list[tuple[Any, ...]] = []
+    pushes: list[str] = []  # record ids (hex)
     repush_self: list[uuid.UUID] = []
     seen_only: list[uuid.UUID] = []
 
-    ids = iter(bulk.uuids(4 * len(items) + 1))
+    ids = iter(bulk.hex_ids(2 * len(known) + 1))  # a change and an event per known id
     src = json.dumps(ctx.source)
+    ent_json = json.dumps(ent)
+    prepare = NewRows(w.postgres, ent, ctx.source)
 
     def change(
-        action: str,
-        record_id: uuid.UUID,
-        before: Any,
-        after: Any,
-        version: int,
-        after_json: str | None = None,
+        action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
     ) -> None:
-        before_json = bulk.dumps(before)
-        if after_json is None:
-            after_json = bulk.dumps(after)
+        rid_hex = rid.hex
         changes.append(
             (
                 next(ids),
-                now,
-                now,
-                ctx.run_id,
-                record_id,
-                tenant_id,
+                now_v,
+                now_v,
+                run_v,
+                rid_hex,
+                tenant_v,
                 ent,
                 action,
                 ctx.source,
@@ -278,55 +367,38 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             )
         )
         payload = (
-            f'{{"record_id":"{record_id}","entity":{json.dumps(ent)},"version":{version},'
+            f'{{"record_id":"{rid}","entity":{ent_json},"version":{version},'
             f'"source":{src},"data":{after_json or "null"}}}'
         )
-        events.append((next(ids), now, now, _ETYPE[action], tenant_id, payload))
-        pushes.append(record_id)
+        events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
+        pushes.append(rid_hex)
 
     for it in items:
         row = known.get(it.external_id)
         if row is None:
             if it.deleted:
                 continue
-            rid = next(ids)
-            data_json = bulk.dumps(it.data)
-            new_records.append(
-                (rid, now, now, tenant_id, ent, data_json, it.digest, 1, it.updated_at, None)
-            )
-            new_maps.append(
-                (
-                    next(ids),
-                    now,
-                    now,
-                    cid,
-                    ent,
-                    it.external_id,
-                    rid,
-                    it.digest,
-                    None,
-                    now,
-                    None,
-                    seen_token,
-                )
-            )
-            change("create", rid, None, it.data, 1, data_json)
-            ctx.bump("created")
+            if it.new_row is None:
+                prepare.prepare([it])
+            rid, map_id, change_id, event_id, updated_v, payload = it.new_row  # type: ignore[misc]
+            new_records.append((rid, it.data_json, it.digest, updated_v))
+            new_maps.append((map_id, it.external_id, rid, it.digest))
+            new_changes.append((change_id, rid))
+            new_events.append((event_id, payload))
+            pushes.append(rid)
             continue
         if it.deleted:
             if row.deleted_at is None:
-                rec_updates.append(
+                rec_deletes.append(
                     {
                         "b_id": row.record_id,
-                        "data": row.data,
-                        "content_hash": row.content_hash,
                         "version": row.version + 1,
                         "source_updated_at": it.updated_at or now,
                         "deleted_at": now,
                         "updated_at": now,
                     }
                 )
-                change("delete", row.record_id, row.data, None, row.version + 1)
+                change("delete", row.record_id, row.data_json, None, row.version + 1)
                 ctx.bump("deleted")
             else:
                 ctx.bump("unchanged")
@@ -338,9 +410,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         if same or echo or not app_changed:
             if same or echo:
                 if row.pulled_hash != it.digest:
-                    map_updates.append(
-                        {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
-                    )
+                    map_updates.append((it.digest, now_v, w.uid(row.id)))
                 else:
                     seen_only.append(row.id)
             else:
@@ -371,70 +441,104 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             )
             ctx.bump("conflicts")
             if winner == "platform":
-                map_updates.append(
-                    {"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now}
-                )
+                map_updates.append((it.digest, now_v, w.uid(row.id)))
                 repush_self.append(row.record_id)
                 continue
         rec_updates.append(
-            {
-                "b_id": row.record_id,
-                "data": it.data,
-                "content_hash": it.digest,
-                "version": row.version + 1,
-                "source_updated_at": it.updated_at or now,
-                "deleted_at": None,
-                "updated_at": now,
-            }
+            (
+                it.data_json,
+                it.digest,
+                row.version + 1,
+                w.time(it.updated_at or now),
+                now_v,
+                w.uid(row.record_id),
+            )
         )
-        map_updates.append({"b_id": row.id, "pulled_hash": it.digest, "last_pulled_at": now})
+        map_updates.append((it.digest, now_v, w.uid(row.id)))
         change(
             "update",
             row.record_id,
-            row.data if row.deleted_at is None else None,
-            it.data,
+            row.data_json if row.deleted_at is None else None,
+            it.data_json,
             row.version + 1,
         )
         ctx.bump("updated")
 
     if new_records:
-        bulk.insert(conn, r, _RECORD_COLS, new_records, json_ready=("data",))
-        bulk.insert(conn, m, _MAP_COLS, new_maps)
+        stamp = {"created_at": now_v, "updated_at": now_v}
+        w.insert(
+            r,
+            ("id", "data", "content_hash", "source_updated_at"),
+            new_records,
+            {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
+        )
+        w.insert(
+            m,
+            ("id", "external_id", "record_id", "pulled_hash"),
+            new_maps,
+            {
+                **stamp,
+                "connection_id": cid_v,
+                "entity": ent,
+                "last_pulled_at": now_v,
+                "seen_token": seen_token,
+            },
+        )
+        # compact change rows: no before, no after (see iter_changes)
+        w.insert(
+            SyncChange.__table__,  # type: ignore[attr-defined]
+            ("id", "record_id"),
+            new_changes,
+            {
+                **stamp,
+                "run_id": run_v,
+                "tenant_id": tenant_v,
+                "entity": ent,
+                "action": "create",
+                "source": ctx.source,
+            },
+        )
+        w.insert(
+            Event.__table__,  # type: ignore[attr-defined]
+            ("id", "payload"),
+            new_events,
+            {**stamp, "type": "record.created", "tenant_id": tenant_v},
+        )
+        ctx.bump("created", len(new_records))
     if rec_updates:
+        w.update(
+            r,
+            ("data", "content_hash", "version", "source_updated_at", "updated_at"),
+            rec_updates,
+            same={"deleted_at": None},
+        )
+    if rec_deletes:
         conn.execute(
             r.update()
             .where(r.c.id == sa.bindparam("b_id"))
             .values(
-                data=sa.bindparam("data"),
-                content_hash=sa.bindparam("content_hash"),
                 version=sa.bindparam("version"),
                 source_updated_at=sa.bindparam("source_updated_at"),
                 deleted_at=sa.bindparam("deleted_at"),
                 updated_at=sa.bindparam("updated_at"),
             ),
-            rec_updates,
+            rec_deletes,
         )
     if map_updates:
-        vals: dict[str, Any] = {
-            "pulled_hash": sa.bindparam("pulled_hash"),
-            "last_pulled_at": sa.bindparam("last_pulled_at"),
-        }
-        if seen_token:
-            vals["seen_token"] = seen_token
-        conn.execute(m.update().where(m.c.id == sa.bindparam("b_id")).values(**vals), map_updates)
+        w.update(
+            m,
+            ("pulled_hash", "last_pulled_at"),
+            map_updates,
+            same={"seen_token": seen_token} if seen_token else None,
+        )
     if seen_token and seen_only:
         conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
-    bulk.insert(
-        conn,
-        SyncChange.__table__,
-        _CHANGE_COLS,
-        changes,
-        json_ready=("before", "after"),  # type: ignore[attr-defined]
-    )
+    w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]
     if conflicts:
         conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
-    bulk.insert(conn, Event.__table__, _EVENT_COLS, events, json_ready=("payload",))  # type: ignore[attr-defined]
-    queue_pushes(session, ctx.targets, ent, pushes, ctx.run_id)
+    w.insert(Event.__table__, _EVENT_COLS, events)  # type: ignore[attr-defined]
+    if ctx.targets and pushes:
+        queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in pushes], ctx.run_id)
     if repush_self and ctx.connection.push_enabled and ctx.entity.push:
         queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
     ctx.bump("fetched", len(items))
@@ -719,6 +823,8 @@ def run(
     except Exception as exc:
         errors.append(str(exc) or type(exc).__name__)
     status = "success" if not errors else ("partial" if ok else "error")
+    if counts.get("pages", 0) >= CHECKPOINT_AFTER_PAGES:
+        checkpoint_wal(db_url)
     with scope() as session:
         finished = finish_run(session, run_id, conn.id, owner, status, counts, errors)
     # propagate: the tenant's other connections with queued pushes run now (pull, then
@@ -797,6 +903,7 @@ def pull_entity(
     ent = ctx.entity
     with scope() as session:
         _renew(session, ctx)
+        postgres = session.connection().dialect.name == "postgresql"
         ctx.targets = push_targets(session, ctx.connection, ent.canonical)
         cursor = _cursor(session, ctx.connection.id, ent.canonical)
         cp = cursor.checkpoint
@@ -824,9 +931,11 @@ def pull_entity(
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
 
+    new = NewRows(postgres, ent.canonical, ctx.source)
+
     def fetch(pos: dict[str, Any]) -> tuple[list[Pulled], dict[str, Any] | None]:
         raws, nxt = fetch_page(client, ent, since_param, pos)
-        return map_page(ent, raws), nxt
+        return map_page(ent, raws, new), nxt
 
     ahead = pool.submit(fetch, position) if position is not None else None
     try:
@@ -867,27 +976,55 @@ def _commit_page(
     progress: ProgressFn | None,
 ) -> dict[str, Any]:
     """One transaction: the page's records, id maps, changes, events, pushes and the
-    checkpoint (next position, newest updated_at seen)."""
+    checkpoint (next position, newest updated_at seen). The run lock makes this run the
+    only writer of the cursor, so the checkpoint is written without reading it back."""
     ent = ctx.entity
     newest = max((i.updated_at for i in items if i.updated_at), default=None)
+    state = dict(cp)
+    prev = mapping.parse_time(state.get("max_updated"))
+    if newest and (prev is None or newest > prev):
+        state["max_updated"] = mapping.format_time(newest, "iso8601")
+    state["position"] = nxt
+    c, lock = SyncCursor.__table__, LeaseLock.__table__  # type: ignore[attr-defined]
     with scope() as session:
         _tune(session)
-        _renew(session, ctx)
+        conn = session.connection()
+        now = clock.now()
+        # renew the run lock first: a run that lost it writes nothing
+        renewed = conn.execute(
+            lock.update()
+            .where(lock.c.name == lock_name(ctx.connection.id), lock.c.owner == ctx.owner)
+            .values(until=now + LOCK_TTL, updated_at=now)
+        ).rowcount
+        if not renewed:
+            raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
         apply_page(session, ctx, items, cp["token"])
-        cur = _cursor(session, ctx.connection.id, ent.canonical)
-        state = dict(cur.checkpoint or cp)
-        prev = mapping.parse_time(state.get("max_updated"))
-        if newest and (prev is None or newest > prev):
-            state["max_updated"] = mapping.format_time(newest, "iso8601")
-        state["position"] = nxt
-        cur.checkpoint = state
-        cur.touch()
-        session.add(cur)
-        _save_counts(session, ctx)
+        conn.execute(
+            c.update()
+            .where(c.c.connection_id == ctx.connection.id, c.c.entity == ent.canonical)
+            .values(checkpoint=state, updated_at=now)
+        )
+        r = SyncRun.__table__  # type: ignore[attr-defined]
+        conn.execute(r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts)))
     ctx.bump("pages")
     if progress:
         progress(ent.canonical, len(items))
     return state
+
+
+def checkpoint_wal(db_url: str | None) -> None:
+    """SQLite: copy the write-ahead log of a large run back into the database now
+    (PASSIVE: it waits for nobody), so the next writer's commit does not pay for it."""
+    from mno.store.db import get_engine, is_sqlite
+
+    engine = get_engine(db_url)
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()  # autocommit: the checkpoint runs outside a transaction
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        raw.close()
 
 
 def _tune(session: Session) -> None:
@@ -1132,8 +1269,25 @@ def schedule_next(
 
 
 def iter_changes(session: Session, record_id: uuid.UUID) -> Iterator[SyncChange]:
+    """A record's changes in order. A pulled create's compact change row (``after``
+    NULL) gets its after-state back: the next change's before-state, or the record's
+    data when nothing changed it since."""
+    from sqlalchemy.orm.attributes import set_committed_value
     from sqlmodel import col, select
 
-    yield from session.exec(
-        select(SyncChange).where(SyncChange.record_id == record_id).order_by(col(SyncChange.seq))
+    rows = list(
+        session.exec(
+            select(SyncChange)
+            .where(SyncChange.record_id == record_id)
+            .order_by(col(SyncChange.seq))
+        )
     )
+    for i, row in enumerate(rows):
+        if row.action == "create" and row.after is None:
+            if i + 1 < len(rows):
+                after = rows[i + 1].before
+            else:
+                record = session.get(SyncRecord, record_id)
+                after = record.data if record is not None and record.deleted_at is None else None
+            set_committed_value(row, "after", after)
+    yield from rows

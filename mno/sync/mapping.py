@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,11 +88,63 @@ def canonical(fields: dict[str, FieldMap], raw: dict[str, Any]) -> dict[str, Any
     return data
 
 
+def getter(path: str, default: Any = None) -> Callable[[Any], Any]:
+    """``get_path`` for one path, prepared once: a top-level key is a plain lookup."""
+    if path and "." not in path:
+
+        def get(obj: Any) -> Any:
+            if type(obj) is dict:
+                return obj.get(path, default)
+            return get_path(obj, path, default)
+
+        return get
+    return lambda obj: get_path(obj, path, default)
+
+
+def mapper(fields: dict[str, FieldMap]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``canonical`` for one field mapping, prepared once for a page of records."""
+    plan = [(key, getter(fm.source, fm.default), fm.transform) for key, fm in fields.items()]
+
+    def apply(raw: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, get, name in plan:
+            value = get(raw)
+            data[key] = value if name is None or value is None else transform(value, name)
+        return data
+
+    return apply
+
+
+# the same text as json.dumps(data, sort_keys=True, separators=(",", ":"), default=str),
+# without building an encoder per call
+_hash_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def content_hash(data: dict[str, Any], ignore: list[str] | tuple[str, ...] = ()) -> str:
     if ignore:
         data = {k: v for k, v in data.items() if k not in ignore}
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.md5(blob.encode(), usedforsecurity=False).hexdigest()
+    return hashlib.md5(_hash_text(data).encode(), usedforsecurity=False).hexdigest()
+
+
+def hash_and_json(
+    data: dict[str, Any], ignore: list[str] | tuple[str, ...] = ()
+) -> tuple[str, str]:
+    """``content_hash(data, ignore)`` and ``data`` as JSON text, with one encoding: the
+    JSON is the hashed text (sorted keys, ignored fields left out) with the ignored
+    fields appended."""
+    if not ignore:
+        text = _hash_text(data)
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(), text
+    kept = {k: v for k, v in data.items() if k not in ignore}
+    text = _hash_text(kept)
+    digest = hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+    rest = {k: v for k, v in data.items() if k in ignore}
+    if not rest:
+        return digest, text
+    tail = _hash_text(rest)
+    if text == "{}":
+        return digest, tail
+    return digest, f"{text[:-1]},{tail[1:]}"
 
 
 def is_deleted(entity: Entity, raw: dict[str, Any]) -> bool:

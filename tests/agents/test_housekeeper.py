@@ -45,7 +45,15 @@ def test_prunes_by_retention(session):
     with session() as s:
         cursors.advance(s, "dispatcher", 10**9)
     result = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=2))
-    assert result.details == {"events": 3, "audit": 2, "heartbeats": 1, "ticks": 1, "leases": 3}
+    assert result.details == {
+        "events": 3,
+        "audit": 2,
+        "heartbeats": 1,
+        "ticks": 1,
+        "sync_pushes": 0,
+        "sync_runs": 0,
+        "leases": 3,
+    }
     with session(write=False) as s:
         assert _count(s, Event) == 1 and _count(s, AuditEntry) == 2
         assert _count(s, Heartbeat) == 0 and _count(s, AgentTick) == 0

@@ -297,3 +297,37 @@ entities:
 
     with session_scope(world.url) as s:
         assert connections.get(s, name).consecutive_failures == 0
+
+
+def test_history_gives_a_create_its_after_state(world) -> None:
+    """A pulled create is stored as a compact change row; its after-state is the record's
+    first version, read back from the next change or from the record itself."""
+    import json
+
+    from mno.store.db import session_scope
+    from mno.sync import engine
+
+    api = Api(records=3)
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm")
+    assert world.run(name).status == "success"
+    rec = {r.data["email"]: r for r in world.records()}["u2@x.test"]
+    first = dict(rec.data)
+    with session_scope(world.url, write=False) as s:
+        (created,) = list(engine.iter_changes(s, rec.id))
+    assert created.action == "create" and created.before is None and created.after == first
+    with session_scope(world.url, write=False) as s:
+        payloads = [
+            json.loads(p) if isinstance(p, str) else p
+            for (p,) in s.connection().execute(
+                sa.text("SELECT payload FROM outbox_event WHERE type = 'record.created'")
+            )
+        ]
+    mine = [p for p in payloads if p["record_id"] == str(rec.id)]
+    assert len(mine) == 1 and mine[0]["data"] == first and mine[0]["version"] == 1
+    api.edit("c2", name="Renamed")
+    assert world.run(name).status == "success"
+    with session_scope(world.url, write=False) as s:
+        created, updated = list(engine.iter_changes(s, rec.id))
+    assert created.after == first and updated.before == first
+    assert updated.after["name"] == "Renamed"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,41 +116,18 @@ def _claim_limited(
 
 def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int) -> int:
     """Take up to ``want`` whole tokens from the endpoint's bucket (capacity: 1 s of rate)."""
-    t = WebhookBucket.__table__
-    now = clock.now()
-    capacity = max(1.0, rate)
-    stmt = sa.select(t.c.tokens, t.c.refilled_at).where(t.c.endpoint_id == endpoint_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).first()
-    if row is None:
-        from sqlalchemy.exc import IntegrityError
+    from mno.store import buckets
 
-        try:
-            with session.begin_nested():
-                session.execute(
-                    sa.insert(t).values(
-                        id=uuid.uuid4(),
-                        endpoint_id=endpoint_id,
-                        tokens=capacity,
-                        refilled_at=now,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            pass
-        row = session.execute(stmt).first()
-    assert row is not None
-    elapsed = max(0.0, (now - row.refilled_at).total_seconds())
-    tokens = min(capacity, row.tokens + elapsed * rate)
-    take = min(want, math.floor(tokens))
-    session.execute(
-        sa.update(t)
-        .where(t.c.endpoint_id == endpoint_id)
-        .values(tokens=tokens - take, refilled_at=now, updated_at=now)
+    got, _ = buckets.take(
+        session,
+        WebhookBucket.__table__,
+        "endpoint_id",
+        endpoint_id,
+        rate=rate,
+        capacity=max(1.0, rate),
+        want=want,
     )
-    return int(take)
+    return got
 
 
 def give_back(session: Session, endpoint_id: uuid.UUID, n: int) -> None:

@@ -132,14 +132,15 @@ class SyncChange(Base, table=True):
     __tablename__ = "sync_change"
     __table_args__ = (sa.Index("ix_sync_change_record_seq", "record_id", "seq"),)
 
-    id: uuid.UUID = Field(default_factory=new_id, sa_column_kwargs={"unique": True})
+    id: uuid.UUID = Field(default_factory=new_id)
     seq: int | None = Field(
         default=None,
         sa_column=sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
     )
     run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
     record_id: uuid.UUID = Field(foreign_key="sync_record.id")
-    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    # no foreign key: the record's own tenant_id references the tenant
+    tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
     action: str = Field(max_length=16)
     source: str = Field(max_length=200)

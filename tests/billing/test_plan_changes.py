@@ -1,0 +1,135 @@
+"""Cancel and change plan now or at period end: golden figures computed by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mno import clock
+from mno.billing import documents, invoices, subscriptions
+from mno.billing import run as billing
+from mno.tenancy import tenants
+
+Opener = Callable[..., AbstractContextManager[Any]]
+
+MAX = """
+kind: Plan
+metadata: {name: max}
+spec:
+  currency: EUR
+  interval: {unit: month, every: 1}
+  charges:
+    - {kind: fixed, amount: "90.00", timing: advance}
+"""
+
+
+@pytest.fixture
+def paris(store_url: str, session: Opener, catalogue: None) -> str:
+    """acme (Europe/Paris, no tax) on pro (49.00 EUR a month in advance) since September."""
+    with session() as s:
+        documents.apply_text(s, MAX)
+        tenants.create(s, "acme", timezone="Europe/Paris")
+        sub = subscriptions.create(s, "acme", "pro", start=datetime(2026, 9, 1, tzinfo=UTC))
+        sid = str(sub.id)
+    yield sid
+    clock.set_now(None)
+
+
+def _fixed(s: Any, key: str) -> list[int]:
+    out = []
+    for inv in invoices.list_invoices(s, key):
+        out += [ln.amount_minor for ln in invoices.lines(s, inv) if ln.kind == "fixed"]
+    return sorted(out)
+
+
+def _credits(s: Any, key: str) -> list[int]:
+    return [c.amount_minor for c in invoices.list_credits(s, key)]
+
+
+def test_cancel_now_credits_the_unused_days_of_november(
+    paris: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)  # November's 49.00 in advance
+    clock.set_now(datetime(2026, 11, 10, 12, tzinfo=UTC))  # 13:00 on the 10th in Paris
+    with session() as s:
+        sub = subscriptions.cancel(s, paris)
+        assert sub.status == "canceled"
+    with session(write=False) as s:
+        # 9 of November's 30 days used: 49.00 * 9 / 30 = 14.70 due, 34.30 back
+        assert _credits(s, "acme") == [3430]
+        assert _fixed(s, "acme") == [4900]
+    clock.set_now(datetime(2026, 12, 2, tzinfo=UTC))
+    billing.run("2026-11", url=store_url)
+    with session(write=False) as s:
+        assert _fixed(s, "acme") == [4900]  # nothing more for a canceled subscription
+
+
+def test_change_plan_now_in_february_credits_and_bills_the_rest(
+    paris: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2027, 2, 2, tzinfo=UTC))
+    billing.run("2027-01", url=store_url)  # February's 49.00 in advance
+    clock.set_now(datetime(2027, 2, 8, 10, tzinfo=UTC))  # 11:00 on the 8th in Paris
+    with session() as s:
+        new = subscriptions.change_plan(s, paris, "max")
+        assert new.plan_code == "max" and subscriptions.get(s, paris).status == "canceled"
+        inv = subscriptions.first_invoice(s, new)
+        assert inv is not None
+        inv_id = str(inv.id)
+    with session(write=False) as s:
+        # old: 7 of 28 days used, 49.00 * 7 / 28 = 12.25 due, 36.75 back
+        assert _credits(s, "acme") == [3675]
+        # new: 21 of 28 days, 90.00 * 21 / 28 = 67.50
+        assert _fixed(s, "acme") == [4900, 6750]
+    with session() as s:
+        issued = invoices.issue(s, inv_id)
+        assert (issued.credit_minor, issued.total_minor) == (3675, 6750 - 3675)
+    clock.set_now(datetime(2027, 3, 2, tzinfo=UTC))
+    billing.run("2027-02", url=store_url)
+    with session(write=False) as s:
+        # March in advance on max only; February is not billed twice
+        assert _fixed(s, "acme") == [4900, 6750, 9000]
+
+
+def test_at_period_end_takes_effect_at_the_boundary_without_proration(
+    paris: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)
+    clock.set_now(datetime(2026, 11, 10, 12, tzinfo=UTC))
+    with session() as s:
+        new = subscriptions.change_plan(s, paris, "max", at_period_end=True)
+        old = subscriptions.get(s, paris)
+        # midnight on December 1st in Paris
+        assert old.cancel_at == new.started_at == datetime(2026, 11, 30, 23, tzinfo=UTC)
+        assert old.status == "active"
+        assert subscriptions.first_invoice(s, new) is None
+    clock.set_now(datetime(2026, 12, 2, tzinfo=UTC))
+    billing.run("2026-11", url=store_url)
+    with session(write=False) as s:
+        assert _credits(s, "acme") == []
+        assert _fixed(s, "acme") == [4900, 9000]  # December whole on max
+
+
+def test_cancel_at_period_end_keeps_the_period_paid(
+    paris: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)
+    with session() as s:
+        sub = subscriptions.cancel(s, paris, at_period_end=True)
+        assert sub.cancel_at == datetime(2026, 11, 30, 23, tzinfo=UTC)
+    clock.set_now(datetime(2026, 12, 2, tzinfo=UTC))
+    billing.run("2026-11", url=store_url)
+    with session(write=False) as s:
+        assert _credits(s, "acme") == [] and _fixed(s, "acme") == [4900]
+
+
+def test_cli_flags_exclude_each_other(cli: Any, sqlite_url: str) -> None:
+    r = cli("subscription", "cancel", "x", "--now", "--at-period-end")
+    assert r.exit_code == 2 and "Error: give one of" in r.output

@@ -117,6 +117,11 @@ class Slot:
     prev_start: datetime | None
 
 
+def billing_start(sub: Any) -> datetime:
+    """Where billing starts: the end of the trial, if any, else the subscription's start."""
+    return getattr(sub, "trial_ends_at", None) or sub.started_at
+
+
 def slots(
     sub: Any,
     plan: Plan | PlanView,
@@ -127,13 +132,14 @@ def slots(
     first_only: bool = False,
 ) -> list[Slot]:
     """The periods of ``sub`` that the run of ``year-month`` bills, oldest first; with
-    ``first_only``, just the first period's in-advance charges."""
+    ``first_only``, just the first period's in-advance charges. A trial is not billed:
+    the periods start at its end."""
     return list(
         _slots(
             plan.interval_unit or "month",
             plan.interval_every or 1,
             tz or "UTC",
-            sub.started_at,
+            billing_start(sub),
             sub.cancel_at,
             sub.cycle_limit,
             year,

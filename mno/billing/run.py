@@ -50,6 +50,7 @@ from mno.billing.invoicing import (  # noqa: F401 - Slot, slots, _Catalog re-exp
     UsageMap,
     _Catalog,
     _catalog,
+    billing_start,
     line_key,
     rate_tenant,
     slots,
@@ -194,6 +195,9 @@ def run(
                 .where(BillingRun.period == period, BillingRun.status == "running")
                 .values(status="interrupted", finished_at=clock.now())
             )
+            from mno.billing.subscriptions import end_trials
+
+            end_trials(s, clock.now())
             br = BillingRun(period=period, tenant_key=tenant_key)
             s.add(br)
             s.flush()
@@ -404,6 +408,7 @@ def _chunk(
             "tenant_id",
             "plan_id",
             "started_at",
+            "trial_ends_at",
             "cancel_at",
             "cycle_limit",
             "periods_billed",
@@ -432,7 +437,7 @@ def _chunk(
             sl = slots(sub, plan, tz, year, month)
             plan_slots[sub.id] = sl
             has_usage = any(ch.get("kind") in USAGE_KINDS for ch in plan.charges)
-            check = check_all or sub.started_at >= ms
+            check = check_all or billing_start(sub) >= ms
             for slot in sl:
                 if slot.arrears and has_usage:
                     windows[(slot.eff_start, slot.eff_end)].append(tid)
@@ -572,6 +577,8 @@ def _copy(
 def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) -> Invoice | None:
     """Bill the first period's in-advance charges of ``sub`` now, in the caller's
     transaction. The lines carry the keys a later run would use, so that run skips them."""
+    if sub.trial_ends_at is not None and sub.trial_ends_at > clock.now():
+        return None  # nothing is due during a trial: the run after it bills the first period
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
     cat = _catalog(session)

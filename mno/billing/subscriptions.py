@@ -102,7 +102,7 @@ def period_at(sub: Subscription, plan: Plan, tz: str, at: datetime) -> tuple[dat
     """The bounds (aware UTC) of the period of ``sub`` that contains ``at``, in ``tz``."""
     unit, every = plan.interval_unit or "month", plan.interval_every or 1
     zone = ZoneInfo(tz or "UTC")
-    begin = sub.started_at
+    begin = sub.trial_ends_at or sub.started_at
     anchor = unit_index(begin.astimezone(zone).date(), unit)
     d = max(at, begin).astimezone(zone).date()
     (_, a, b) = schedule(anchor, unit, every, d, d + timedelta(days=1))[0]
@@ -133,7 +133,7 @@ def credit_unused(session: Session, sub: Subscription, tz: str, when: datetime) 
         assert ln.period_start is not None and ln.period_end is not None
         amount = str(plan.charges[int(ln.charge_ref)]["amount"])
         days = local_days(ln.period_start, ln.period_end, tz)
-        begin = max(ln.period_start, sub.started_at)
+        begin = max(ln.period_start, sub.trial_ends_at or sub.started_at)
         used = local_days(begin, max(when, begin), tz)
         due = _fixed_fields(amount, plan.currency, min(used, days), days)["amount_minor"]
         credit += max(ln.amount_minor - due, 0)
@@ -171,7 +171,10 @@ def cancel(
     if at_period_end:
         plan = session.get(Plan, sub.plan_id)
         assert plan is not None
-        when = period_at(sub, plan, tz, now)[1]
+        if sub.trial_ends_at is not None and now < sub.trial_ends_at:
+            when = sub.trial_ends_at  # the trial's end: nothing was billed
+        else:
+            when = period_at(sub, plan, tz, now)[1]
     else:
         when = at or now
     sub.cancel_at = when
@@ -233,6 +236,34 @@ def change_plan(
         t.id,
     )
     return new
+
+
+def end_trials(session: Session, now: datetime) -> int:
+    """Move subscriptions whose trial has ended to ``active``; returns how many."""
+    subs = session.exec(
+        select(Subscription).where(
+            Subscription.status == "trialing",
+            Subscription.trial_ends_at <= now,  # type: ignore[operator]
+        )
+    ).all()
+    for sub in subs:
+        before = audit.snapshot(sub)
+        sub.status = "active"
+        sub.touch()
+        session.add(sub)
+        t = tenants.get(session, sub.tenant_id)
+        audit.record(
+            session,
+            "subscription.trial_end",
+            target_type="subscription",
+            target_id=sub.id,
+            target=t.key,
+            before=before,
+            after=audit.snapshot(sub),
+            tenant_id=t.id,
+        )
+        outbox.emit(session, "subscription.activated", _payload(sub, t.key), t.id)
+    return len(subs)
 
 
 def list_subscriptions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -133,3 +134,60 @@ def test_cancel_at_period_end_keeps_the_period_paid(
 def test_cli_flags_exclude_each_other(cli: Any, sqlite_url: str) -> None:
     r = cli("subscription", "cancel", "x", "--now", "--at-period-end")
     assert r.exit_code == 2 and "Error: give one of" in r.output
+
+
+TRIAL = """
+kind: Plan
+metadata: {name: try}
+spec:
+  currency: EUR
+  interval: {unit: month, every: 1}
+  trial_days: 14
+  charges:
+    - {kind: fixed, amount: "30.00", timing: advance}
+"""
+
+
+@pytest.fixture
+def trial(store_url: str, session: Opener, catalogue: None) -> str:
+    """bob (UTC) on a 14-day trial from October 1st: the trial ends on October 15th."""
+    clock.set_now(datetime(2026, 10, 1, tzinfo=UTC))
+    with session() as s:
+        documents.apply_text(s, TRIAL)
+        tenants.create(s, "bob")
+        sub = subscriptions.create(
+            s, "bob", "try", start=datetime(2026, 10, 1, tzinfo=UTC), invoice_now=True
+        )
+        assert sub.status == "trialing"
+        assert sub.trial_ends_at == datetime(2026, 10, 15, tzinfo=UTC)
+        assert subscriptions.first_invoice(s, sub) is None  # nothing due in a trial
+        sid = str(sub.id)
+    yield sid
+    clock.set_now(None)
+
+
+def test_trial_is_not_billed_and_the_first_period_starts_at_its_end(
+    trial: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)
+    with session(write=False) as s:
+        assert subscriptions.get(s, trial).status == "active"
+        # October 15th to 31st: 30.00 * 17 / 31 = 16.4516... -> 16.45; November whole
+        assert _fixed(s, "bob") == [1645, 3000]
+        lines = [ln for inv in invoices.list_invoices(s, "bob") for ln in invoices.lines(s, inv)]
+        first = min(lines, key=lambda ln: ln.amount_minor)
+        assert first.proration == str(Decimal(17) / Decimal(31))
+
+
+def test_cancel_in_a_trial_ends_it_at_once_with_nothing_billed(
+    trial: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 10, 5, tzinfo=UTC))
+    with session() as s:
+        sub = subscriptions.cancel(s, trial, at_period_end=True)
+        assert sub.cancel_at == datetime(2026, 10, 15, tzinfo=UTC)
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)
+    with session(write=False) as s:
+        assert _fixed(s, "bob") == [] and _credits(s, "bob") == []

@@ -52,11 +52,19 @@ class PlanView:
     interval_unit: str
     interval_every: int
     charges: list[dict[str, Any]]
+    setup_fee: str = "0"
 
     @classmethod
     def of(cls, p: Plan) -> PlanView:
         return cls(
-            p.id, p.code, p.version, p.currency, p.interval_unit, p.interval_every, p.charges
+            p.id,
+            p.code,
+            p.version,
+            p.currency,
+            p.interval_unit,
+            p.interval_every,
+            p.charges,
+            p.setup_fee or "0",
         )
 
 
@@ -192,6 +200,15 @@ def line_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
     return f"{sub_id}|{idx}|{_iso(start)}|{_iso(end)}"
 
 
+def setup_key(sub_id: Any) -> str:
+    """The setup fee's line key: one per subscription, so it is billed once."""
+    return f"{sub_id}|setup"
+
+
+def has_setup_fee(plan: Plan | PlanView) -> bool:
+    return rating.to_decimal(plan.setup_fee or "0") > 0
+
+
 @lru_cache(maxsize=16384)
 def _span(start: datetime, end: datetime, tz: str) -> str:
     """A period as local dates, both included: ``2026-11-01 to 2026-11-30``."""
@@ -247,6 +264,15 @@ def rate_tenant(
         if sl is None:
             sl = slots(sub, plan, tz, year, month)
         sub_lines = _sub_lines(t.id, sub, plan, tz, sl, usage, billed, cat)
+        if sub_lines and sub.periods_billed == 0 and has_setup_fee(plan):
+            # the setup fee goes on the subscription's first invoice, once (unique key)
+            key = setup_key(sub.id)
+            if key not in billed:
+                ln = rating.fixed(rating.to_decimal(plan.setup_fee), cur)
+                ln.kind = "setup"
+                sub_lines.append(
+                    _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
+                )
         lines[cur].extend(sub_lines)
         if sub_lines and sub.coupon_code and sub.coupon_code in cat.coupons:
             c = cat.coupons[sub.coupon_code]

@@ -51,8 +51,10 @@ from mno.billing.invoicing import (  # noqa: F401 - Slot, slots, _Catalog re-exp
     _Catalog,
     _catalog,
     billing_start,
+    has_setup_fee,
     line_key,
     rate_tenant,
+    setup_key,
     slots,
 )
 from mno.billing.periods import (
@@ -438,6 +440,8 @@ def _chunk(
             plan_slots[sub.id] = sl
             has_usage = any(ch.get("kind") in USAGE_KINDS for ch in plan.charges)
             check = check_all or billing_start(sub) >= ms
+            if sub.periods_billed == 0 and has_setup_fee(plan):
+                maybe.append(setup_key(sub.id))
             for slot in sl:
                 if slot.arrears and has_usage:
                     windows[(slot.eff_start, slot.eff_end)].append(tid)
@@ -585,6 +589,7 @@ def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) ->
     tz = tenant.timezone or "UTC"
     first = slots(sub, plan, tz, 2000, 1, first_only=True)
     keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
+    keys.append(setup_key(sub.id))
     treatments = {
         (r.country, r.region or ""): r
         for r in session.execute(sa.select(T_TAXT).where(T_TAXT.c.tenant_id == tenant.id))

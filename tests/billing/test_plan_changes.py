@@ -191,3 +191,64 @@ def test_cancel_in_a_trial_ends_it_at_once_with_nothing_billed(
     billing.run("2026-10", url=store_url)
     with session(write=False) as s:
         assert _fixed(s, "bob") == [] and _credits(s, "bob") == []
+
+
+SETUP = """
+kind: Plan
+metadata: {name: setup}
+spec:
+  currency: EUR
+  interval: {unit: month, every: 1}
+  setup_fee: "15.00"
+  charges:
+    - {kind: fixed, amount: "20.00", timing: advance}
+"""
+
+
+def _lines(s: Any, key: str) -> list[tuple[str, int]]:
+    return sorted(
+        (ln.kind, ln.amount_minor)
+        for inv in invoices.list_invoices(s, key)
+        for ln in invoices.lines(s, inv)
+    )
+
+
+@pytest.mark.parametrize("invoice_now", [False, True])
+def test_setup_fee_is_billed_once_on_the_first_invoice(
+    invoice_now: bool, store_url: str, session: Opener, catalogue: None
+) -> None:
+    clock.set_now(datetime(2026, 10, 10, tzinfo=UTC))
+    with session() as s:
+        documents.apply_text(s, SETUP)
+        tenants.create(s, "cid")
+        sub = subscriptions.create(s, "cid", "setup", invoice_now=invoice_now)
+        setup_key = f"{sub.id}|setup"
+        if invoice_now:
+            first = subscriptions.first_invoice(s, sub)
+            assert first is not None
+            # October 10th to 31st: 20.00 * 22 / 31 = 14.1935... -> 14.19, plus 15.00 setup
+            assert first.total_minor == 1419 + 1500
+    try:
+        for period, now in (
+            ("2026-10", datetime(2026, 11, 2, tzinfo=UTC)),
+            ("2026-11", datetime(2026, 12, 2, tzinfo=UTC)),
+        ):
+            clock.set_now(now)
+            billing.run(period, url=store_url)
+            billing.run(period, url=store_url)  # a rerun adds nothing
+    finally:
+        clock.set_now(None)
+    with session(write=False) as s:
+        assert _lines(s, "cid") == [
+            ("fixed", 1419),
+            ("fixed", 2000),
+            ("fixed", 2000),
+            ("setup", 1500),
+        ]
+        keys = [
+            ln.line_key
+            for inv in invoices.list_invoices(s, "cid")
+            for ln in invoices.lines(s, inv)
+            if ln.kind == "setup"
+        ]
+        assert keys == [setup_key]

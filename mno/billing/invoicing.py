@@ -38,7 +38,9 @@ NOTES = {
 }
 
 
-UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Decimal]]
+# (tenant, metric, window start, window end) -> aggregations ("sum", "count", "max",
+# "unique_count", "latest": Decimal) and, for time metrics, "entries": each entry's minutes
+UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,15 @@ class _Catalog:
 
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
+
+    def time_metrics(self) -> set[str]:
+        """Metrics some time charge rates entry by entry."""
+        return {
+            ch["metric"]
+            for plan in self.plans.values()
+            for ch in plan.charges
+            if ch.get("kind") == "time"
+        }
 
     def special(self) -> tuple[dict[str, str | None], set[str]]:
         """Metrics some charge aggregates as unique_count (with their property) or latest."""
@@ -396,8 +407,9 @@ def _sub_lines(
                 if kind == "usage":
                     ln = rating.rate_usage(ch, qty, cur)
                 elif kind == "time":
+                    # the minimum and the round-up apply to each time entry
                     ln = rating.time_minutes(
-                        [qty] if qty else [],
+                        agg.get("entries", []),
                         rating.to_decimal(ch.get("rate", "0")),
                         cur,
                         rating.to_decimal(ch.get("minimum", 0)),

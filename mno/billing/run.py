@@ -314,12 +314,14 @@ def aggregate_usage(
     windows: dict[tuple[datetime, datetime], list[Any]],
     unique: dict[str, str | None],
     latest: set[str],
+    entries: set[str] | None = None,
 ) -> UsageMap:
     """Per (tenant, metric, window start, window end): sum, count and max, plus
-    unique_count and latest for the metrics that need them; all computed in SQL."""
+    unique_count and latest for the metrics that need them; all computed in SQL. For the
+    metrics in ``entries`` (time charges), each entry's quantity as well, in time order."""
     usage: UsageMap = {}
 
-    def slot(tid: Any, metric: str, ws: datetime, we: datetime) -> dict[str, Decimal]:
+    def slot(tid: Any, metric: str, ws: datetime, we: datetime) -> dict[str, Any]:
         return usage.setdefault((tid, metric, ws, we), {})
 
     for (ws, we), tids in windows.items():
@@ -353,6 +355,14 @@ def aggregate_usage(
             )
             for tid, cnt in s.execute(q):
                 slot(tid, metric, ws, we)["unique_count"] = Decimal(cnt)
+        if entries:
+            q = (
+                sa.select(T_USE.c.tenant_id, T_USE.c.metric_code, T_USE.c.quantity)
+                .where(*where, T_USE.c.metric_code.in_(sorted(entries)))
+                .order_by(T_USE.c.tenant_id, T_USE.c.metric_code, T_USE.c.at, T_USE.c.id)
+            )
+            for tid, metric, qty in s.execute(q):
+                slot(tid, metric, ws, we).setdefault("entries", []).append(_num(qty))
         if latest:
             ranked = (
                 sa.select(
@@ -452,7 +462,7 @@ def _chunk(
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
     billed = existing_lines(s, maybe) if maybe else {}
     unique, latest = cat.special()
-    usage = aggregate_usage(s, windows, unique, latest)
+    usage = aggregate_usage(s, windows, unique, latest, cat.time_metrics())
     charges: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in s.execute(
         sa.select(T_CHG).where(_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")

@@ -252,3 +252,51 @@ def test_setup_fee_is_billed_once_on_the_first_invoice(
             if ln.kind == "setup"
         ]
         assert keys == [setup_key]
+
+
+SUPPORT = """
+kind: Metric
+metadata: {name: support_minutes}
+spec: {aggregation: sum}
+---
+kind: Plan
+metadata: {name: support}
+spec:
+  currency: EUR
+  interval: {unit: month, every: 1}
+  charges:
+    - {kind: time, metric: support_minutes, rate: "90.00", minimum: 15, round_up_to: 15}
+"""
+
+
+def test_time_minimum_and_round_up_apply_to_each_entry(
+    store_url: str, session: Opener, catalogue: None
+) -> None:
+    from mno.billing import usage
+
+    with session() as s:
+        documents.apply_text(s, SUPPORT)
+        tenants.create(s, "dan")
+        subscriptions.create(s, "dan", "support", start=datetime(2026, 9, 1, tzinfo=UTC))
+        for day, minutes in ((3, 7), (9, 22), (17, 40), (30, 61)):
+            usage.record(
+                s,
+                "dan",
+                "support_minutes",
+                Decimal(minutes),
+                at=datetime(2026, 10, day, tzinfo=UTC),
+            )
+        usage.record(  # November's: not in October's run
+            s, "dan", "support_minutes", Decimal(5), at=datetime(2026, 11, 1, tzinfo=UTC)
+        )
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+    try:
+        billing.run("2026-10", url=store_url)
+    finally:
+        clock.set_now(None)
+    with session(write=False) as s:
+        (inv,) = invoices.list_invoices(s, "dan")
+        (ln,) = invoices.lines(s, inv)
+        # 7 -> 15, 22 -> 30, 40 -> 45, 61 -> 75: 165 minutes = 2.75 h * 90.00 = 247.50
+        # (the period total, 130 -> 135 minutes, would give 202.50)
+        assert (ln.kind, ln.quantity, ln.amount_minor) == ("time", "165", 24750)

@@ -109,12 +109,14 @@ def period_at(sub: Subscription, plan: Plan, tz: str, at: datetime) -> tuple[dat
     return local_midnight(a, tz or "UTC"), local_midnight(b, tz or "UTC")
 
 
-def credit_unused(session: Session, sub: Subscription, tz: str, when: datetime) -> int:
+def credit_unused(
+    session: Session, sub: Subscription, tz: str, when: datetime, before: datetime | None = None
+) -> int:
     """Credit the part after ``when`` of the fixed charges of ``sub`` already billed, by
     day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
-    Returns the credit in minor units (0 when nothing was billed beyond ``when``)."""
+    ``before`` is a cancellation set earlier (already credited down to it). Returns the
+    credit in minor units (0 when nothing was billed beyond ``when``)."""
     from mno.billing.invoices import add_credit
-    from mno.billing.invoicing import _fixed_fields
 
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
@@ -134,9 +136,11 @@ def credit_unused(session: Session, sub: Subscription, tz: str, when: datetime) 
         amount = str(plan.charges[int(ln.charge_ref)]["amount"])
         days = local_days(ln.period_start, ln.period_end, tz)
         begin = max(ln.period_start, sub.trial_ends_at or sub.started_at)
-        used = local_days(begin, max(when, begin), tz)
-        due = _fixed_fields(amount, plan.currency, min(used, days), days)["amount_minor"]
-        credit += max(ln.amount_minor - due, 0)
+        cur = plan.currency
+        kept = ln.amount_minor
+        if before is not None:
+            kept = min(kept, _prorated(amount, cur, begin, before, days, tz))
+        credit += max(kept - _prorated(amount, cur, begin, when, days, tz), 0)
     if credit:
         add_credit(
             session,
@@ -146,6 +150,14 @@ def credit_unused(session: Session, sub: Subscription, tz: str, when: datetime) 
             reference=f"proration {sub.id}",
         )
     return credit
+
+
+def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
+    """A fixed charge for the local days from ``begin`` to ``end`` of a ``days``-day period."""
+    from mno.billing.invoicing import _fixed_fields
+
+    used = local_days(begin, max(end, begin), tz)
+    return int(_fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
 
 
 def cancel(
@@ -177,6 +189,12 @@ def cancel(
             when = period_at(sub, plan, tz, now)[1]
     else:
         when = at or now
+    before_at = sub.cancel_at
+    if before_at is not None and when >= before_at:
+        raise InvalidTransition(
+            f"subscription {sub.id} already ends at {before_at.isoformat()}",
+            "a cancellation can only be brought forward",
+        )
     sub.cancel_at = when
     if when <= now:
         sub.status = "canceled"
@@ -184,7 +202,7 @@ def cancel(
     sub.touch()
     session.add(sub)
     session.flush()
-    credit_unused(session, sub, tz, when)
+    credit_unused(session, sub, tz, when, before_at)
     audit.record(
         session,
         "subscription.cancel",

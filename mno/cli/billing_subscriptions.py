@@ -143,7 +143,8 @@ def cancel(
     _one_of(now, at_period_end, at)
     with session_scope() as s:
         data = _row(s, subscriptions.cancel(s, sub_id, at=_when(at), at_period_end=at_period_end))
-    done(data, f"subscription {sub_id} canceled", output)
+    ends = "canceled" if data["status"] == "canceled" else f"ends at {data['cancel_at']}"
+    done(data, f"subscription {sub_id} {ends}", output)
 
 
 @app.command("change-plan")

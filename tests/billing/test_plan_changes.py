@@ -13,6 +13,7 @@ import pytest
 from mno import clock
 from mno.billing import documents, invoices, subscriptions
 from mno.billing import run as billing
+from mno.errors import InvalidTransition
 from mno.tenancy import tenants
 
 Opener = Callable[..., AbstractContextManager[Any]]
@@ -300,3 +301,20 @@ def test_time_minimum_and_round_up_apply_to_each_entry(
         # 7 -> 15, 22 -> 30, 40 -> 45, 61 -> 75: 165 minutes = 2.75 h * 90.00 = 247.50
         # (the period total, 130 -> 135 minutes, would give 202.50)
         assert (ln.kind, ln.quantity, ln.amount_minor) == ("time", "165", 24750)
+
+
+def test_bringing_a_cancellation_forward_credits_each_day_once(
+    paris: str, store_url: str, session: Opener
+) -> None:
+    clock.set_now(datetime(2026, 11, 10, 12, tzinfo=UTC))
+    billing.run("2026-10", url=store_url)  # November in advance
+    billing.run("2026-11", url=store_url)  # December in advance, early
+    with session() as s:
+        subscriptions.cancel(s, paris, at_period_end=True)  # December back: 49.00
+        with pytest.raises(InvalidTransition):
+            subscriptions.cancel(s, paris, at=datetime(2026, 12, 15, tzinfo=UTC))
+    with session() as s:
+        subscriptions.cancel(s, paris)  # now: November's 21 unused days, 34.30
+    with session(write=False) as s:
+        assert sorted(_credits(s, "acme")) == [3430, 4900]
+        assert _fixed(s, "acme") == [4900, 4900]

@@ -217,7 +217,12 @@ def setup_key(sub_id: Any) -> str:
 
 
 def has_setup_fee(plan: Plan | PlanView) -> bool:
-    return rating.to_decimal(plan.setup_fee or "0") > 0
+    return _positive(plan.setup_fee or "0")
+
+
+@lru_cache(maxsize=1024)
+def _positive(amount: str) -> bool:
+    return rating.to_decimal(amount) > 0
 
 
 @lru_cache(maxsize=16384)

@@ -89,6 +89,7 @@ CATALOGUE: dict[str, str] = {
     "subscription.created": "A tenant subscribed to a plan version.",
     "subscription.canceled": "A subscription was canceled now or at period end.",
     "subscription.plan_changed": "A subscription moved to another plan.",
+    "subscription.activated": "A subscription's trial ended: it is billed from then on.",
     "charge.created": "A one-off charge was submitted for a tenant.",
     "charge.cancelled": "A one-off charge was cancelled before it was invoiced.",
     "billing.run_finished": "A billing run finished with its counts and failures.",

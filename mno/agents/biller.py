@@ -61,6 +61,10 @@ def tick(ctx: TickContext) -> TickResult:
             result.details["run"] = out.as_dict()
         except Conflict as exc:
             result.details["run"] = str(exc)
+    with ctx.session() as s:
+        from mno.billing import subscriptions
+
+        result.details["trials_ended"] = subscriptions.end_trials(s, clock.now())
     if cfg.auto_issue and not ctx.stopping():
         with ctx.session(write=False) as s:
             drafts = list(

@@ -38,7 +38,9 @@ NOTES = {
 }
 
 
-UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Decimal]]
+# (tenant, metric, window start, window end) -> aggregations ("sum", "count", "max",
+# "unique_count", "latest": Decimal) and, for time metrics, "entries": each entry's minutes
+UsageMap = dict[tuple[Any, str, datetime, datetime], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +54,19 @@ class PlanView:
     interval_unit: str
     interval_every: int
     charges: list[dict[str, Any]]
+    setup_fee: str = "0"
 
     @classmethod
     def of(cls, p: Plan) -> PlanView:
         return cls(
-            p.id, p.code, p.version, p.currency, p.interval_unit, p.interval_every, p.charges
+            p.id,
+            p.code,
+            p.version,
+            p.currency,
+            p.interval_unit,
+            p.interval_every,
+            p.charges,
+            p.setup_fee or "0",
         )
 
 
@@ -70,6 +80,15 @@ class _Catalog:
 
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
+
+    def time_metrics(self) -> set[str]:
+        """Metrics some time charge rates entry by entry."""
+        return {
+            ch["metric"]
+            for plan in self.plans.values()
+            for ch in plan.charges
+            if ch.get("kind") == "time"
+        }
 
     def special(self) -> tuple[dict[str, str | None], set[str]]:
         """Metrics some charge aggregates as unique_count (with their property) or latest."""
@@ -117,6 +136,11 @@ class Slot:
     prev_start: datetime | None
 
 
+def billing_start(sub: Any) -> datetime:
+    """Where billing starts: the end of the trial, if any, else the subscription's start."""
+    return getattr(sub, "trial_ends_at", None) or sub.started_at
+
+
 def slots(
     sub: Any,
     plan: Plan | PlanView,
@@ -127,13 +151,14 @@ def slots(
     first_only: bool = False,
 ) -> list[Slot]:
     """The periods of ``sub`` that the run of ``year-month`` bills, oldest first; with
-    ``first_only``, just the first period's in-advance charges."""
+    ``first_only``, just the first period's in-advance charges. A trial is not billed:
+    the periods start at its end."""
     return list(
         _slots(
             plan.interval_unit or "month",
             plan.interval_every or 1,
             tz or "UTC",
-            sub.started_at,
+            billing_start(sub),
             sub.cancel_at,
             sub.cycle_limit,
             year,
@@ -184,6 +209,20 @@ def _slots(
 
 def line_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
     return f"{sub_id}|{idx}|{_iso(start)}|{_iso(end)}"
+
+
+def setup_key(sub_id: Any) -> str:
+    """The setup fee's line key: one per subscription, so it is billed once."""
+    return f"{sub_id}|setup"
+
+
+def has_setup_fee(plan: Plan | PlanView) -> bool:
+    return _positive(plan.setup_fee or "0")
+
+
+@lru_cache(maxsize=1024)
+def _positive(amount: str) -> bool:
+    return rating.to_decimal(amount) > 0
 
 
 @lru_cache(maxsize=16384)
@@ -241,6 +280,15 @@ def rate_tenant(
         if sl is None:
             sl = slots(sub, plan, tz, year, month)
         sub_lines = _sub_lines(t.id, sub, plan, tz, sl, usage, billed, cat)
+        if sub_lines and sub.periods_billed == 0 and has_setup_fee(plan):
+            # the setup fee goes on the subscription's first invoice, once (unique key)
+            key = setup_key(sub.id)
+            if key not in billed:
+                ln = rating.fixed(rating.to_decimal(plan.setup_fee), cur)
+                ln.kind = "setup"
+                sub_lines.append(
+                    _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
+                )
         lines[cur].extend(sub_lines)
         if sub_lines and sub.coupon_code and sub.coupon_code in cat.coupons:
             c = cat.coupons[sub.coupon_code]
@@ -364,8 +412,9 @@ def _sub_lines(
                 if kind == "usage":
                     ln = rating.rate_usage(ch, qty, cur)
                 elif kind == "time":
+                    # the minimum and the round-up apply to each time entry
                     ln = rating.time_minutes(
-                        [qty] if qty else [],
+                        agg.get("entries", []),
                         rating.to_decimal(ch.get("rate", "0")),
                         cur,
                         rating.to_decimal(ch.get("minimum", 0)),

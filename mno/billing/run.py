@@ -50,8 +50,11 @@ from mno.billing.invoicing import (  # noqa: F401 - Slot, slots, _Catalog re-exp
     UsageMap,
     _Catalog,
     _catalog,
+    billing_start,
+    has_setup_fee,
     line_key,
     rate_tenant,
+    setup_key,
     slots,
 )
 from mno.billing.periods import (
@@ -194,6 +197,9 @@ def run(
                 .where(BillingRun.period == period, BillingRun.status == "running")
                 .values(status="interrupted", finished_at=clock.now())
             )
+            from mno.billing.subscriptions import end_trials
+
+            end_trials(s, clock.now())
             br = BillingRun(period=period, tenant_key=tenant_key)
             s.add(br)
             s.flush()
@@ -308,12 +314,14 @@ def aggregate_usage(
     windows: dict[tuple[datetime, datetime], list[Any]],
     unique: dict[str, str | None],
     latest: set[str],
+    entries: set[str] | None = None,
 ) -> UsageMap:
     """Per (tenant, metric, window start, window end): sum, count and max, plus
-    unique_count and latest for the metrics that need them; all computed in SQL."""
+    unique_count and latest for the metrics that need them; all computed in SQL. For the
+    metrics in ``entries`` (time charges), each entry's quantity as well, in time order."""
     usage: UsageMap = {}
 
-    def slot(tid: Any, metric: str, ws: datetime, we: datetime) -> dict[str, Decimal]:
+    def slot(tid: Any, metric: str, ws: datetime, we: datetime) -> dict[str, Any]:
         return usage.setdefault((tid, metric, ws, we), {})
 
     for (ws, we), tids in windows.items():
@@ -347,6 +355,14 @@ def aggregate_usage(
             )
             for tid, cnt in s.execute(q):
                 slot(tid, metric, ws, we)["unique_count"] = Decimal(cnt)
+        if entries:
+            q = (
+                sa.select(T_USE.c.tenant_id, T_USE.c.metric_code, T_USE.c.quantity)
+                .where(*where, T_USE.c.metric_code.in_(sorted(entries)))
+                .order_by(T_USE.c.tenant_id, T_USE.c.metric_code, T_USE.c.at, T_USE.c.id)
+            )
+            for tid, metric, qty in s.execute(q):
+                slot(tid, metric, ws, we).setdefault("entries", []).append(_num(qty))
         if latest:
             ranked = (
                 sa.select(
@@ -404,6 +420,7 @@ def _chunk(
             "tenant_id",
             "plan_id",
             "started_at",
+            "trial_ends_at",
             "cancel_at",
             "cycle_limit",
             "periods_billed",
@@ -432,7 +449,9 @@ def _chunk(
             sl = slots(sub, plan, tz, year, month)
             plan_slots[sub.id] = sl
             has_usage = any(ch.get("kind") in USAGE_KINDS for ch in plan.charges)
-            check = check_all or sub.started_at >= ms
+            check = check_all or billing_start(sub) >= ms
+            if sub.periods_billed == 0 and has_setup_fee(plan):
+                maybe.append(setup_key(sub.id))
             for slot in sl:
                 if slot.arrears and has_usage:
                     windows[(slot.eff_start, slot.eff_end)].append(tid)
@@ -443,7 +462,7 @@ def _chunk(
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
     billed = existing_lines(s, maybe) if maybe else {}
     unique, latest = cat.special()
-    usage = aggregate_usage(s, windows, unique, latest)
+    usage = aggregate_usage(s, windows, unique, latest, cat.time_metrics())
     charges: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in s.execute(
         sa.select(T_CHG).where(_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
@@ -572,12 +591,15 @@ def _copy(
 def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) -> Invoice | None:
     """Bill the first period's in-advance charges of ``sub`` now, in the caller's
     transaction. The lines carry the keys a later run would use, so that run skips them."""
+    if sub.trial_ends_at is not None and sub.trial_ends_at > clock.now():
+        return None  # nothing is due during a trial: the run after it bills the first period
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
     cat = _catalog(session)
     tz = tenant.timezone or "UTC"
     first = slots(sub, plan, tz, 2000, 1, first_only=True)
     keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
+    keys.append(setup_key(sub.id))
     treatments = {
         (r.country, r.region or ""): r
         for r in session.execute(sa.select(T_TAXT).where(T_TAXT.c.tenant_id == tenant.id))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
 from mno import clock
+from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.store import audit, outbox
-from mno.store.models.billing import Coupon, Invoice, Plan, Subscription
+from mno.store.models.billing import Coupon, Invoice, InvoiceLine, Plan, Subscription
 from mno.tenancy import tenants
 
 
@@ -96,20 +98,111 @@ def get(session: Session, sub_id: str) -> Subscription:
     return sub
 
 
-def cancel(session: Session, sub_id: str, *, at: datetime | None = None) -> Subscription:
-    """Cancel at ``at`` (now by default); fixed charges are prorated by day up to it."""
+def period_at(sub: Subscription, plan: Plan, tz: str, at: datetime) -> tuple[datetime, datetime]:
+    """The bounds (aware UTC) of the period of ``sub`` that contains ``at``, in ``tz``."""
+    unit, every = plan.interval_unit or "month", plan.interval_every or 1
+    zone = ZoneInfo(tz or "UTC")
+    begin = sub.trial_ends_at or sub.started_at
+    anchor = unit_index(begin.astimezone(zone).date(), unit)
+    d = max(at, begin).astimezone(zone).date()
+    (_, a, b) = schedule(anchor, unit, every, d, d + timedelta(days=1))[0]
+    return local_midnight(a, tz or "UTC"), local_midnight(b, tz or "UTC")
+
+
+def credit_unused(
+    session: Session, sub: Subscription, tz: str, when: datetime, before: datetime | None = None
+) -> int:
+    """Credit the part after ``when`` of the fixed charges of ``sub`` already billed, by
+    day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
+    ``before`` is a cancellation set earlier (already credited down to it). Returns the
+    credit in minor units (0 when nothing was billed beyond ``when``)."""
+    from mno.billing.invoices import add_credit
+
+    plan = session.get(Plan, sub.plan_id)
+    assert plan is not None
+    rows = session.exec(
+        select(InvoiceLine)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)  # type: ignore[arg-type]
+        .where(
+            InvoiceLine.subscription_id == sub.id,
+            InvoiceLine.kind == "fixed",
+            InvoiceLine.period_end > when,  # type: ignore[operator]
+            Invoice.status != "void",
+        )
+    ).all()
+    credit = 0
+    for ln in rows:
+        assert ln.period_start is not None and ln.period_end is not None
+        amount = str(plan.charges[int(ln.charge_ref)]["amount"])
+        days = local_days(ln.period_start, ln.period_end, tz)
+        begin = max(ln.period_start, sub.trial_ends_at or sub.started_at)
+        cur = plan.currency
+        kept = ln.amount_minor
+        if before is not None:
+            kept = min(kept, _prorated(amount, cur, begin, before, days, tz))
+        credit += max(kept - _prorated(amount, cur, begin, when, days, tz), 0)
+    if credit:
+        add_credit(
+            session,
+            tenants.get(session, sub.tenant_id).key,
+            credit,
+            plan.currency,
+            reference=f"proration {sub.id}",
+        )
+    return credit
+
+
+def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
+    """A fixed charge for the local days from ``begin`` to ``end`` of a ``days``-day period."""
+    from mno.billing.invoicing import _fixed_fields
+
+    used = local_days(begin, max(end, begin), tz)
+    return int(_fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
+
+
+def cancel(
+    session: Session,
+    sub_id: str,
+    *,
+    at: datetime | None = None,
+    at_period_end: bool = False,
+) -> Subscription:
+    """Cancel now, at ``at`` or at the end of the current period (no proration then).
+
+    Fixed charges not billed yet are prorated by day up to the cancellation by the run;
+    the unused part of those already billed becomes a prepaid credit at once."""
     sub = get(session, sub_id)
     if sub.status in ("canceled", "expired"):
         raise InvalidTransition(f"subscription {sub.id} is already {sub.status}")
+    if at is not None and at_period_end:
+        raise BadInput("give either --at or --at-period-end", "not both")
     before = audit.snapshot(sub)
-    when = at or clock.now()
+    t = tenants.get(session, sub.tenant_id)
+    tz = t.timezone or "UTC"
+    now = clock.now()
+    if at_period_end:
+        plan = session.get(Plan, sub.plan_id)
+        assert plan is not None
+        if sub.trial_ends_at is not None and now < sub.trial_ends_at:
+            when = sub.trial_ends_at  # the trial's end: nothing was billed
+        else:
+            when = period_at(sub, plan, tz, now)[1]
+    else:
+        when = at or now
+    before_at = sub.cancel_at
+    if before_at is not None and when >= before_at:
+        raise InvalidTransition(
+            f"subscription {sub.id} already ends at {before_at.isoformat()}",
+            "a cancellation can only be brought forward",
+        )
     sub.cancel_at = when
-    if when <= clock.now():
+    if when <= now:
         sub.status = "canceled"
         sub.ended_at = when
     sub.touch()
     session.add(sub)
-    t = tenants.get(session, sub.tenant_id)
+    session.flush()
+    credit_unused(session, sub, tz, when, before_at)
     audit.record(
         session,
         "subscription.cancel",
@@ -125,16 +218,34 @@ def cancel(session: Session, sub_id: str, *, at: datetime | None = None) -> Subs
 
 
 def change_plan(
-    session: Session, sub_id: str, new_plan: str, *, at: datetime | None = None
+    session: Session,
+    sub_id: str,
+    new_plan: str,
+    *,
+    at: datetime | None = None,
+    at_period_end: bool = False,
 ) -> Subscription:
-    """End this subscription at ``at`` and start one on the new plan from the same instant:
-    each side's fixed charges are prorated by day in the tenant's timezone."""
+    """End this subscription and start one on the new plan from the same instant.
+
+    Now (the default): the unused part of the old plan's fixed charges already billed
+    becomes a credit, and the new plan's in-advance charges for the rest of the period
+    are billed at once on a draft invoice, both prorated by day in the tenant's timezone.
+    ``at_period_end``: the change takes effect when the current period ends, with no
+    proration. ``at``: from that instant, prorated by day."""
     old = get(session, sub_id)
-    when = at or clock.now()
+    plan_current(session, new_plan)
     t = tenants.get(session, old.tenant_id)
-    cancel(session, sub_id, at=when)
+    cancel(session, sub_id, at=at, at_period_end=at_period_end)
+    assert old.cancel_at is not None
+    when = old.cancel_at
     new = create(
-        session, t.key, new_plan, start=when, app_code=old.app_code, coupon=old.coupon_code
+        session,
+        t.key,
+        new_plan,
+        start=when,
+        app_code=old.app_code,
+        coupon=old.coupon_code,
+        invoice_now=at is None and not at_period_end,
     )
     outbox.emit(
         session,
@@ -143,6 +254,34 @@ def change_plan(
         t.id,
     )
     return new
+
+
+def end_trials(session: Session, now: datetime) -> int:
+    """Move subscriptions whose trial has ended to ``active``; returns how many."""
+    subs = session.exec(
+        select(Subscription).where(
+            Subscription.status == "trialing",
+            Subscription.trial_ends_at <= now,  # type: ignore[operator]
+        )
+    ).all()
+    for sub in subs:
+        before = audit.snapshot(sub)
+        sub.status = "active"
+        sub.touch()
+        session.add(sub)
+        t = tenants.get(session, sub.tenant_id)
+        audit.record(
+            session,
+            "subscription.trial_end",
+            target_type="subscription",
+            target_id=sub.id,
+            target=t.key,
+            before=before,
+            after=audit.snapshot(sub),
+            tenant_id=t.id,
+        )
+        outbox.emit(session, "subscription.activated", _payload(sub, t.key), t.id)
+    return len(subs)
 
 
 def list_subscriptions(

@@ -42,6 +42,13 @@ def _when(value: str | None) -> datetime | None:
     return at
 
 
+def _one_of(now: bool, at_period_end: bool, at: str | None) -> None:
+    from mno.errors import BadInput
+
+    if now + at_period_end + (at is not None) > 1:
+        raise BadInput("give one of --now, --at-period-end and --at", "they exclude each other")
+
+
 @app.command("create")
 def create(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
@@ -118,29 +125,52 @@ def show(
 @app.command("cancel")
 def cancel(
     sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
-    at: Annotated[str | None, typer.Option(help="When (default now).")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Cancel now (the default).")] = False,
+    at_period_end: Annotated[
+        bool, typer.Option("--at-period-end", help="Cancel when the current period ends.")
+    ] = False,
+    at: Annotated[str | None, typer.Option(help="Cancel at this time (ISO, with zone).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Cancel now (prorated by day) or at a given time."""
+    """Cancel now, at a given time or at the end of the current period.
+
+    Now or at a time: fixed charges are prorated by day in the tenant's timezone, and the
+    unused part of those already billed becomes a prepaid credit. At period end: no
+    proration."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
+    _one_of(now, at_period_end, at)
     with session_scope() as s:
-        data = _row(s, subscriptions.cancel(s, sub_id, at=_when(at)))
-    done(data, f"subscription {sub_id} canceled", output)
+        data = _row(s, subscriptions.cancel(s, sub_id, at=_when(at), at_period_end=at_period_end))
+    ends = "canceled" if data["status"] == "canceled" else f"ends at {data['cancel_at']}"
+    done(data, f"subscription {sub_id} {ends}", output)
 
 
 @app.command("change-plan")
 def change_plan(
     sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
     plan: Annotated[str, typer.Argument(help="New plan code.")],
-    at: Annotated[str | None, typer.Option(help="When (default now).")] = None,
+    now: Annotated[bool, typer.Option("--now", help="Change now (the default).")] = False,
+    at_period_end: Annotated[
+        bool, typer.Option("--at-period-end", help="Change when the current period ends.")
+    ] = False,
+    at: Annotated[str | None, typer.Option(help="Change at this time (ISO, with zone).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Move to another plan; both sides prorated by day in the tenant's timezone."""
+    """Move to another plan (a new subscription from the change on).
+
+    Now: the unused part of the old plan's fixed charges already billed becomes a prepaid
+    credit and the new plan's in-advance charges for the rest of the period are billed at
+    once (a draft invoice), prorated by day in the tenant's timezone. At period end: no
+    proration. At a time: both sides prorated by day, billed by the runs."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
+    _one_of(now, at_period_end, at)
     with session_scope() as s:
-        data = _row(s, subscriptions.change_plan(s, sub_id, plan, at=_when(at)))
+        data = _row(
+            s,
+            subscriptions.change_plan(s, sub_id, plan, at=_when(at), at_period_end=at_period_end),
+        )
     done(data, f"subscription {data['id']} on {plan}", output)

@@ -13,55 +13,6 @@ app = typer.Typer(help="Invoices: issue, pay, void, explain, export.", no_args_i
 COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
 
 
-def _amt(minor: int, cur: str) -> str:
-    from decimal import Decimal
-
-    from mno.money import minor_units
-
-    return str(Decimal(minor).scaleb(-minor_units(cur)))
-
-
-def _row(s: Any, inv: Any) -> dict[str, Any]:
-    from mno.tenancy import tenants
-
-    return {
-        "id": str(inv.id),
-        "number": inv.number,
-        "tenant": tenants.get(s, inv.tenant_id).key,
-        "period": inv.period,
-        "kind": inv.kind,
-        "status": inv.status,
-        "currency": inv.currency,
-        "subtotal": _amt(inv.subtotal_minor, inv.currency),
-        "discount": _amt(inv.discount_minor, inv.currency),
-        "tax": _amt(inv.tax_minor, inv.currency),
-        "credit": _amt(inv.credit_minor, inv.currency),
-        "total": _amt(inv.total_minor, inv.currency),
-        "tax_note": (inv.tax_detail or {}).get("note"),
-        "paid": _amt(inv.paid_minor, inv.currency),
-        "issued_at": inv.issued_at,
-        "due_at": inv.due_at,
-        "paid_at": inv.paid_at,
-    }
-
-
-def _lines(inv: Any, lines: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "description": ln.description,
-            "kind": ln.kind,
-            "quantity": ln.quantity,
-            "unit_price": ln.unit_price,
-            "proration": ln.proration,
-            "amount": _amt(ln.amount_minor, inv.currency),
-            "period_start": ln.period_start,
-            "period_end": ln.period_end,
-            "detail": ln.detail,
-        }
-        for ln in lines
-    ]
-
-
 @app.command("list")
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
@@ -72,10 +23,11 @@ def list_(
 ) -> None:
     """List invoices, newest first."""
     from mno.billing import invoices
+    from mno.billing.export import summary
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = [_row(s, i) for i in invoices.list_invoices(s, tenant, status, period, limit)]
+        rows = [summary(s, i) for i in invoices.list_invoices(s, tenant, status, period, limit)]
     render(rows, output, columns=COLUMNS)
 
 
@@ -86,12 +38,11 @@ def show(
 ) -> None:
     """Show an invoice and its lines."""
     from mno.billing import invoices
+    from mno.billing.export import view
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        inv = invoices.get(s, invoice)
-        data = _row(s, inv)
-        lines = _lines(inv, invoices.lines(s, inv))
+        data, lines = view(s, invoices.get(s, invoice))
     if output is Format.table:
         render(data, output)
         render(
@@ -108,94 +59,45 @@ def explain(
 ) -> None:
     """How each line was computed: quantity, tiers, proration, then discount, tax, total."""
     from mno.billing import invoices
+    from mno.billing.export import explain_text, view
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         inv = invoices.get(s, invoice)
-        data = _row(s, inv)
-        lines = _lines(inv, invoices.lines(s, inv))
+        data, lines = view(s, inv)
+        text = explain_text(inv, data, lines)
     if output is not Format.table:
         render({**data, "tax_detail": inv.tax_detail, "lines": lines}, output)
         return
-    out = []
-    for ln in lines:
-        out.append(
-            f"{ln['description']}: {ln['quantity']} x {ln['unit_price']}"
-            f" x proration {ln['proration']} = {ln['amount']} {inv.currency}"
-        )
-        for t in ln["detail"].get("tiers", []):
-            out.append(f"  tier {t}")
-    out.append(
-        f"subtotal {data['subtotal']} - discounts {data['discount']} + tax {data['tax']}"
-        f" {inv.tax_detail or ''} = total {data['total']} {inv.currency}"
-    )
-    typer.echo("\n".join(out))
+    typer.echo(text)
 
 
 @app.command("export")
 def export(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
     fmt: Annotated[str, typer.Option("--format", help="json, csv or html.")] = "json",
-    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to FILE.")] = None,
 ) -> None:
     """Export an invoice as JSON, CSV lines or a printable HTML page."""
-    import csv
-    import io
-    import json
-
-    from mno.billing import invoices
-    from mno.cli.output import to_jsonable
-    from mno.errors import BadInput
+    from mno.billing.export import export as render_invoice
     from mno.store.db import session_scope
-    from mno.tenancy import tenants
 
     with session_scope(write=False) as s:
-        inv = invoices.get(s, invoice)
-        data = _row(s, inv)
-        lines = _lines(inv, invoices.lines(s, inv))
-        tenant = tenants.get(s, inv.tenant_id)
-        if fmt == "json":
-            text = json.dumps(to_jsonable({**data, "lines": lines}), indent=2)
-        elif fmt == "csv":
-            buf = io.StringIO()
-            w = csv.writer(buf)
-            w.writerow(["description", "quantity", "unit_price", "proration", "amount", "currency"])
-            for ln in lines:
-                w.writerow(
-                    [
-                        ln["description"],
-                        ln["quantity"],
-                        ln["unit_price"],
-                        ln["proration"],
-                        ln["amount"],
-                        inv.currency,
-                    ]
-                )
-            text = buf.getvalue()
-        elif fmt == "html":
-            import jinja2
-
-            env = jinja2.Environment(
-                loader=jinja2.PackageLoader("mno.billing", "templates"), autoescape=True
-            )
-            text = env.get_template("invoice.html.j2").render(
-                inv=inv, tenant=tenant, lines=lines, t=data
-            )
-        else:
-            raise BadInput("--format: json, csv or html")
+        text = render_invoice(s, invoice, fmt)
     if out:
         out.write_text(text)
     else:
-        typer.echo(text)
+        typer.echo(text, nl=not text.endswith("\n"))
 
 
 def _action(name: str, invoice: str, output: Format, **kw: Any) -> None:
     from mno.billing import invoices
+    from mno.billing.export import summary
     from mno.store.db import session_scope
 
     with session_scope() as s:
         inv = getattr(invoices, name)(s, invoice, **kw)
-        data = _row(s, inv)
+        data = summary(s, inv)
     done(data, f"invoice {data['number'] or data['id']} {data['status']}", output)
 
 

@@ -17,7 +17,7 @@ def show(
 ) -> None:
     """Every invoice, payment and credit with the running balance."""
     from mno.billing import invoices
-    from mno.cli.billing_invoices import _amt
+    from mno.billing.export import amount as _amt
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
@@ -75,7 +75,7 @@ def credits(
 ) -> None:
     """Prepaid credits with what is left of each and its expiry."""
     from mno.billing import invoices
-    from mno.cli.billing_invoices import _amt
+    from mno.billing.export import amount as _amt
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:

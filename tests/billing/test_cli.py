@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,19 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
     html = tmp_path / "inv.html"
     assert cli("invoice", "export", inv["number"], "--format", "html", "--out", html).exit_code == 0
     assert "INV-2026-000001" in html.read_text() and "110.40" in html.read_text()
+    as_json = tmp_path / "inv.json"
+    assert cli("invoice", "export", inv["id"], "--format", "json", "-o", as_json).exit_code == 0
+    exported = json.loads(as_json.read_text())
+    assert exported["number"] == "INV-2026-000001" and exported["total"] == "110.40"
+    assert sum(Decimal(ln["amount"]) for ln in exported["lines"]) == Decimal(exported["subtotal"])
+    rows = list(
+        csv.reader(io.StringIO(cli("invoice", "export", inv["id"], "--format", "csv").stdout))
+    )
+    assert rows[0] == ["description", "quantity", "unit_price", "proration", "amount", "currency"]
+    assert [r[4] for r in rows[1:]] == [ln["amount"] for ln in exported["lines"]]
+    assert {r[5] for r in rows[1:]} == {"EUR"}
+    bad = cli("invoice", "export", inv["id"], "--format", "pdf")
+    assert bad.exit_code == 2 and "json, csv or html" in bad.stderr
     explain = cli("invoice", "explain", inv["id"])
     assert "tier" in explain.stdout and "total 110.40" in explain.stdout
     assert cli.json("invoice", "pay", inv["id"])["status"] == "paid"

@@ -1,0 +1,142 @@
+"""Invoice views and exports: the same fields for ``show``, ``explain`` and ``export``.
+
+``view`` turns an invoice and its lines into plain data (amounts as decimal strings in the
+invoice's currency); ``export`` renders that view as JSON, CSV lines or a printable HTML
+page from the ``invoice.html.j2`` template. The CLI and the API call these; nothing here
+prints.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from mno.errors import BadInput
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.store.models.billing import Invoice, InvoiceLine
+
+FORMATS = ("json", "csv", "html")
+CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
+
+
+def amount(minor: int, currency: str) -> str:
+    """Integer minor units as a decimal string with the currency's exponent."""
+    from mno.money import minor_units
+
+    return str(Decimal(minor).scaleb(-minor_units(currency)))
+
+
+def summary(session: Session, inv: Invoice) -> dict[str, Any]:
+    """The invoice's header fields, amounts in major units."""
+    from mno.tenancy import tenants
+
+    cur = inv.currency
+    return {
+        "id": str(inv.id),
+        "number": inv.number,
+        "tenant": tenants.get(session, inv.tenant_id).key,
+        "period": inv.period,
+        "kind": inv.kind,
+        "status": inv.status,
+        "currency": cur,
+        "subtotal": amount(inv.subtotal_minor, cur),
+        "discount": amount(inv.discount_minor, cur),
+        "tax": amount(inv.tax_minor, cur),
+        "credit": amount(inv.credit_minor, cur),
+        "total": amount(inv.total_minor, cur),
+        "tax_note": (inv.tax_detail or {}).get("note"),
+        "paid": amount(inv.paid_minor, cur),
+        "issued_at": inv.issued_at,
+        "due_at": inv.due_at,
+        "paid_at": inv.paid_at,
+    }
+
+
+def line_views(inv: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
+    """Each line with how it was computed: quantity, unit price, proration, tiers."""
+    return [
+        {
+            "description": ln.description,
+            "kind": ln.kind,
+            "quantity": ln.quantity,
+            "unit_price": ln.unit_price,
+            "proration": ln.proration,
+            "amount": amount(ln.amount_minor, inv.currency),
+            "period_start": ln.period_start,
+            "period_end": ln.period_end,
+            "detail": ln.detail,
+        }
+        for ln in lines
+    ]
+
+
+def view(session: Session, inv: Invoice) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(summary, lines)`` of one invoice."""
+    from mno.billing import invoices
+
+    return summary(session, inv), line_views(inv, invoices.lines(session, inv))
+
+
+def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]) -> str:
+    """Plain-text arithmetic of every line, then subtotal, discounts, tax and total."""
+    out = []
+    for ln in lines:
+        out.append(
+            f"{ln['description']}: {ln['quantity']} x {ln['unit_price']}"
+            f" x proration {ln['proration']} = {ln['amount']} {inv.currency}"
+        )
+        for tier in (ln["detail"] or {}).get("tiers", []):
+            out.append(f"  tier {tier}")
+    out.append(
+        f"subtotal {data['subtotal']} - discounts {data['discount']} + tax {data['tax']}"
+        f" {inv.tax_detail or ''} = total {data['total']} {inv.currency}"
+    )
+    return "\n".join(out)
+
+
+def export(session: Session, invoice_id: str, fmt: str) -> str:
+    """The invoice as ``json``, ``csv`` (one row per line) or ``html`` text."""
+    if fmt not in FORMATS:
+        raise BadInput("--format: json, csv or html")
+    from mno.billing import invoices
+
+    inv = invoices.get(session, invoice_id)
+    data, lines = view(session, inv)
+    if fmt == "json":
+        import json
+
+        from mno.store.audit import jsonable
+
+        return json.dumps({**data, "lines": lines}, indent=2, default=jsonable)
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for ln in lines:
+            writer.writerow(
+                [
+                    ln["description"],
+                    ln["quantity"],
+                    ln["unit_price"],
+                    ln["proration"],
+                    ln["amount"],
+                    inv.currency,
+                ]
+            )
+        return buf.getvalue()
+    import jinja2
+
+    from mno.tenancy import tenants
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mno.billing", "templates"), autoescape=True
+    )
+    return env.get_template("invoice.html.j2").render(
+        inv=inv, tenant=tenants.get(session, inv.tenant_id), lines=lines, t=data
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 
 from mno.errors import BadInput
 
@@ -36,6 +37,7 @@ def currencies() -> list[str]:
     return sorted(_MINOR_UNITS)
 
 
+@lru_cache(maxsize=512)
 def minor_units(currency: str) -> int:
     return _MINOR_UNITS[check_currency(currency)]
 
@@ -61,6 +63,7 @@ def to_decimal(value: str | int | Decimal) -> Decimal:
     return result
 
 
+@lru_cache(maxsize=512)
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 

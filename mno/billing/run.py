@@ -75,7 +75,7 @@ from mno.store.models.billing import (
     UsageEvent,
 )
 from mno.store.models.tenancy import Tenant
-from mno.store.types import new_id
+from mno.store.types import UTCDateTime, new_id
 
 CHUNK = 2000
 LOCK_TTL = timedelta(minutes=10)
@@ -473,6 +473,11 @@ def _chunk(
     billed_charges: list[uuid.UUID] = []
     billed_subs: set[uuid.UUID] = set()
     now = clock.now()
+    # time-ordered ids, as text: each insert lands at the right edge of the primary key
+    # index instead of a random page, and skips making a UUID object per row
+    from mno.sync.bulk import hex_ids
+
+    fresh = iter(hex_ids(len(tenants) * 8))
     for t in tenants:
         try:
             invs = rate_tenant(
@@ -492,12 +497,17 @@ def _chunk(
             continue
         result.tenants += 1
         for currency, (lines, totals) in invs.items():
-            inv_id = new_id()
+            inv_id = next(fresh, None) or new_id().hex
             inv_rows.append(
                 _invoice_row(inv_id, t.id, run_id, period, "period", currency, totals, now)
             )
             for ln in lines:
-                ln.update(id=new_id(), invoice_id=inv_id, created_at=now, updated_at=now)
+                ln.update(
+                    id=next(fresh, None) or new_id().hex,
+                    invoice_id=inv_id,
+                    created_at=now,
+                    updated_at=now,
+                )
                 line_rows.append(ln)
                 if ln["kind"] == "one_off":
                     billed_charges.append(uuid.UUID(ln["charge_ref"]))
@@ -514,7 +524,7 @@ def _chunk(
 
 
 def _invoice_row(
-    inv_id: uuid.UUID,
+    inv_id: uuid.UUID | str,
     tenant_id: uuid.UUID,
     run_id: str | None,
     period: str,
@@ -551,10 +561,8 @@ def _insert(
         _copy(s, T_INV, inv_rows, ("tax_detail",))
         _copy(s, T_LINE, line_rows, ("detail",))
     else:
-        if inv_rows:
-            s.execute(T_INV.insert(), inv_rows)
-        for i in range(0, len(line_rows), 5000):
-            s.execute(T_LINE.insert(), line_rows[i : i + 5000])
+        _executemany(s, T_INV, inv_rows, INVOICE_SAME)
+        _executemany(s, T_LINE, line_rows, LINE_SAME)
     if billed_charges:
         s.execute(
             T_CHG.update()
@@ -567,6 +575,65 @@ def _insert(
             .where(_in(s, T_SUB.c.id, list(billed_subs)))
             .values(periods_billed=T_SUB.c.periods_billed + 1)
         )
+
+
+# columns that hold one value in every row a chunk writes
+INVOICE_SAME = ("created_at", "updated_at", "run_id", "period", "kind", "issuer", "status")
+LINE_SAME = ("created_at", "updated_at")
+
+
+def _executemany(
+    s: Session, table: sa.Table, rows: list[dict[str, Any]], same: tuple[str, ...] = ()
+) -> None:
+    """Bulk insert on SQLite with one ``executemany`` of driver-ready tuples.
+
+    SQLAlchemy's insert runs every value of every row through its bind processors, which
+    costs more than SQLite's write itself at a billing run's volume. The values are made
+    here in the form those processors produce: UUIDs as 32 hex digits, timestamps as
+    naive UTC text, JSON as text. Like a Core insert, the first row's keys name the
+    columns; a row without one of them is an error, not a NULL. The ``same`` columns that
+    do hold one value in every row are written once, as literals in the statement.
+    """
+    if not rows:
+        return
+    from mno.sync.bulk import Rows, dumps, time_value
+
+    first = rows[0]
+    same = tuple(c for c in same if c in first and all(r[c] == first[c] for r in rows))
+    cols = [c for c in first if c not in same]
+    text_of = time_value(False)
+    times: dict[Any, Any] = {}
+
+    def as_time(v: datetime | None) -> Any:
+        # a chunk's lines share a few period bounds: each is formatted once
+        found = times.get(v)
+        if found is None:
+            found = times[v] = text_of(v)
+        return found
+
+    def hex_of(v: uuid.UUID | str | None) -> str | None:
+        return v if v is None or isinstance(v, str) else v.hex
+
+    def keep(v: Any) -> Any:
+        return v
+
+    dialect = s.get_bind().dialect
+
+    def converter(name: str) -> Callable[[Any], Any]:
+        kind = table.c[name].type
+        if isinstance(kind, sa.Uuid):
+            return hex_of
+        if isinstance(kind, sa.JSON):
+            return dumps
+        if isinstance(kind, UTCDateTime):
+            return as_time
+        # anything else as its type binds it (integers and text need nothing)
+        return kind._cached_bind_processor(dialect) or keep  # noqa: SLF001
+
+    pairs = [(c, converter(c)) for c in cols]
+    tuples = [tuple(f(r[c]) for c, f in pairs) for r in rows]
+    literals = {c: converter(c)(first[c]) for c in same}
+    Rows(s.connection()).insert(table, cols, tuples, literals)
 
 
 def _copy(

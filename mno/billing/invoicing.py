@@ -252,6 +252,15 @@ def _wanted(ch: dict[str, Any], slot: Slot) -> bool:
 # Running a period ---------------------------------------------------------------------
 
 
+def coupon_applies(coupon: Any, periods_used: int) -> bool:
+    """Whether a coupon still applies after ``periods_used`` billed periods."""
+    return (
+        coupon.duration == "forever"
+        or (coupon.duration == "once" and periods_used == 0)
+        or (coupon.duration == "repeating" and periods_used < (coupon.periods or 0))
+    )
+
+
 def rate_tenant(
     t: Any,
     subs: list[Any],
@@ -292,17 +301,19 @@ def rate_tenant(
         lines[cur].extend(sub_lines)
         if sub_lines and sub.coupon_code and sub.coupon_code in cat.coupons:
             c = cat.coupons[sub.coupon_code]
-            applies = (
-                c.duration == "forever"
-                or (c.duration == "once" and sub.periods_billed == 0)
-                or (c.duration == "repeating" and sub.periods_billed < (c.periods or 0))
-            )
-            if applies and (c.kind == "percentage" or (c.currency or cur) == cur):
+            if coupon_applies(c, sub.periods_billed + (sub.coupon_periods_used or 0)) and (
+                c.kind == "percentage" or (c.currency or cur) == cur
+            ):
                 base = sum((Decimal(x["amount_minor"]) for x in sub_lines), Decimal(0))
                 sub_total = base.scaleb(-minor_units(cur))
-                discounts[cur] += rating.discount(
-                    sub_total, c.kind, rating.to_decimal(c.value), cur
-                )
+                off = rating.discount(sub_total, c.kind, rating.to_decimal(c.value), cur)
+                discounts[cur] += off
+                if off and sub_total:
+                    # the share of each line the coupon took, so that a later proration
+                    # credit gives back only what was paid
+                    share = str((off / sub_total).normalize())
+                    for x in sub_lines:
+                        x["detail"]["discount_share"] = share
     for ch in charges:
         amt = Decimal(ch.amount_minor)
         ln = rating.fixed(amt.scaleb(-minor_units(ch.currency)), ch.currency)

@@ -425,6 +425,7 @@ def _chunk(
             "cycle_limit",
             "periods_billed",
             "coupon_code",
+            "coupon_periods_used",
         )
     ]
     for row in s.execute(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
 from mno import clock
+from mno.billing.invoicing import coupon_applies
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.store import audit, outbox
@@ -37,6 +39,7 @@ def create(
     coupon: str | None = None,
     cycle_limit: int | None = None,
     invoice_now: bool = False,
+    coupon_periods_used: int = 0,
 ) -> Subscription:
     """Subscribe; with ``invoice_now`` the first period's in-advance charges are billed at
     once on a draft invoice (the run that covers the start then skips those lines)."""
@@ -55,6 +58,7 @@ def create(
         plan_code=plan.code,
         app_code=app_code,
         coupon_code=coupon,
+        coupon_periods_used=coupon_periods_used if coupon else 0,
         started_at=at,
         cycle_limit=cycle_limit,
         status="trialing" if plan.trial_days else "active",
@@ -140,7 +144,10 @@ def credit_unused(
         kept = ln.amount_minor
         if before is not None:
             kept = min(kept, _prorated(amount, cur, begin, before, days, tz))
-        credit += max(kept - _prorated(amount, cur, begin, when, days, tz), 0)
+        unused = max(kept - _prorated(amount, cur, begin, when, days, tz), 0)
+        # what a coupon took off the line was never paid: only the rest is credited
+        share = Decimal(str((ln.detail or {}).get("discount_share", "0")))
+        credit += int((unused * (1 - share)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     if credit:
         add_credit(
             session,
@@ -238,13 +245,21 @@ def change_plan(
     cancel(session, sub_id, at=at, at_period_end=at_period_end)
     assert old.cancel_at is not None
     when = old.cancel_at
+    # the coupon goes on with what is left of it: a once coupon already used stays used
+    used = old.periods_billed + (old.coupon_periods_used or 0)
+    coupon = None
+    if old.coupon_code:
+        found = session.exec(select(Coupon).where(Coupon.code == old.coupon_code)).first()
+        if found is not None and coupon_applies(found, used):
+            coupon = old.coupon_code
     new = create(
         session,
         t.key,
         new_plan,
         start=when,
         app_code=old.app_code,
-        coupon=old.coupon_code,
+        coupon=coupon,
+        coupon_periods_used=used,
         invoice_now=at is None and not at_period_end,
     )
     outbox.emit(

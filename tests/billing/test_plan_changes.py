@@ -318,3 +318,86 @@ def test_bringing_a_cancellation_forward_credits_each_day_once(
     with session(write=False) as s:
         assert sorted(_credits(s, "acme")) == [3430, 4900]
         assert _fixed(s, "acme") == [4900, 4900]
+
+
+THIRDS = """
+kind: Coupon
+metadata: {name: thirds}
+spec: {kind: percentage, value: "20", duration: repeating, periods: 2}
+"""
+
+
+def test_a_coupon_already_used_does_not_come_back_with_a_plan_change(
+    store_url: str, session: Opener, catalogue: None
+) -> None:
+    """acme (UTC) on pro with the once coupon half since November: November's 49.00 was
+    billed at 24.50. Changing to max on 16 November credits only what was paid for the
+    unused 15 of 30 days (24.50 * 15 / 30 = 12.25, not 24.50), and max's rest of November
+    (90.00 * 15 / 30 = 45.00) has no discount: the once coupon is spent."""
+    with session() as s:
+        documents.apply_text(s, MAX)
+        tenants.create(s, "acme")
+        sub = subscriptions.create(
+            s,
+            "acme",
+            "pro",
+            coupon="half",
+            start=datetime(2026, 11, 1, tzinfo=UTC),
+            invoice_now=True,
+        )
+        first = subscriptions.first_invoice(s, sub)
+        assert first is not None and (first.discount_minor, first.total_minor) == (2450, 2450)
+        sid = str(sub.id)
+    clock.set_now(datetime(2026, 11, 16, tzinfo=UTC))
+    try:
+        with session() as s:
+            new = subscriptions.change_plan(s, sid, "max")
+            assert new.coupon_code is None
+            inv = subscriptions.first_invoice(s, new)
+            assert inv is not None
+            assert (inv.subtotal_minor, inv.discount_minor) == (4500, 0)
+        with session(write=False) as s:
+            assert _credits(s, "acme") == [1225]
+    finally:
+        clock.set_now(None)
+
+
+def test_a_repeating_coupon_goes_on_with_the_periods_it_has_left(
+    store_url: str, session: Opener, catalogue: None
+) -> None:
+    """A 20 % coupon for 2 periods: October's pro is billed at 39.20; a change to max on
+    16 October takes the coupon along with one period left, so max's rest of October
+    (90.00 * 16 / 31 = 46.45) gets 20 % off (9.29), and November's max (90.00) none."""
+    with session() as s:
+        documents.apply_text(s, MAX + "---\n" + THIRDS)
+        tenants.create(s, "acme")
+        sub = subscriptions.create(
+            s,
+            "acme",
+            "pro",
+            coupon="thirds",
+            start=datetime(2026, 10, 1, tzinfo=UTC),
+            invoice_now=True,
+        )
+        first = subscriptions.first_invoice(s, sub)
+        assert first is not None and first.discount_minor == 980
+        sid = str(sub.id)
+    clock.set_now(datetime(2026, 10, 16, tzinfo=UTC))
+    try:
+        with session() as s:
+            new = subscriptions.change_plan(s, sid, "max")
+            assert (new.coupon_code, new.coupon_periods_used) == ("thirds", 1)
+            inv = subscriptions.first_invoice(s, new)
+            assert inv is not None
+            assert (inv.subtotal_minor, inv.discount_minor) == (4645, 929)
+        with session(write=False) as s:
+            # pro's unused 16 of 31 days, of the 39.20 paid: 39.20 - 49.00 * 15 / 31 * 0.8
+            # = 39.20 - 18.97 = 20.23
+            assert _credits(s, "acme") == [2023]
+        clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
+        billing.run("2026-10", url=store_url)
+        with session(write=False) as s:
+            nov = [i for i in invoices.list_invoices(s, "acme") if i.period == "2026-10"]
+            assert [(i.subtotal_minor, i.discount_minor) for i in nov] == [(9000, 0)]
+    finally:
+        clock.set_now(None)

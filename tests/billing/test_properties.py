@@ -67,6 +67,7 @@ def test_invoice_identities(
         cycle_limit=None,
         periods_billed=0,
         coupon_code="c" if coupon else None,
+        coupon_periods_used=0,
     )
     charges = (
         [SimpleNamespace(id=uuid.uuid4(), amount_minor=one_off, currency=currency, description="x")]

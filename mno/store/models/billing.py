@@ -82,6 +82,9 @@ class Subscription(Base, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     cycle_limit: int | None = Field(default=None)
     periods_billed: int = Field(default=0)
+    # periods of the coupon used before this subscription began (a plan change carries
+    # the coupon over with what is left of it)
+    coupon_periods_used: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class UsageEvent(Base, table=True):

@@ -327,6 +327,17 @@ spec: {kind: percentage, value: "20", duration: repeating, periods: 2}
 """
 
 
+def _on_pro_with(s: Any, docs: str, coupon: str, start: datetime) -> tuple[str, Any]:
+    """acme (UTC) on pro with ``coupon`` from ``start``, its first period invoiced at once:
+    the subscription id and that invoice."""
+    documents.apply_text(s, docs)
+    tenants.create(s, "acme")
+    sub = subscriptions.create(s, "acme", "pro", coupon=coupon, start=start, invoice_now=True)
+    first = subscriptions.first_invoice(s, sub)
+    assert first is not None
+    return str(sub.id), first
+
+
 def test_a_coupon_already_used_does_not_come_back_with_a_plan_change(
     store_url: str, session: Opener, catalogue: None
 ) -> None:
@@ -335,19 +346,8 @@ def test_a_coupon_already_used_does_not_come_back_with_a_plan_change(
     unused 15 of 30 days (24.50 * 15 / 30 = 12.25, not 24.50), and max's rest of November
     (90.00 * 15 / 30 = 45.00) has no discount: the once coupon is spent."""
     with session() as s:
-        documents.apply_text(s, MAX)
-        tenants.create(s, "acme")
-        sub = subscriptions.create(
-            s,
-            "acme",
-            "pro",
-            coupon="half",
-            start=datetime(2026, 11, 1, tzinfo=UTC),
-            invoice_now=True,
-        )
-        first = subscriptions.first_invoice(s, sub)
-        assert first is not None and (first.discount_minor, first.total_minor) == (2450, 2450)
-        sid = str(sub.id)
+        sid, first = _on_pro_with(s, MAX, "half", datetime(2026, 11, 1, tzinfo=UTC))
+        assert (first.discount_minor, first.total_minor) == (2450, 2450)
     clock.set_now(datetime(2026, 11, 16, tzinfo=UTC))
     try:
         with session() as s:
@@ -369,19 +369,10 @@ def test_a_repeating_coupon_goes_on_with_the_periods_it_has_left(
     16 October takes the coupon along with one period left, so max's rest of October
     (90.00 * 16 / 31 = 46.45) gets 20 % off (9.29), and November's max (90.00) none."""
     with session() as s:
-        documents.apply_text(s, MAX + "---\n" + THIRDS)
-        tenants.create(s, "acme")
-        sub = subscriptions.create(
-            s,
-            "acme",
-            "pro",
-            coupon="thirds",
-            start=datetime(2026, 10, 1, tzinfo=UTC),
-            invoice_now=True,
+        sid, first = _on_pro_with(
+            s, MAX + "---\n" + THIRDS, "thirds", datetime(2026, 10, 1, tzinfo=UTC)
         )
-        first = subscriptions.first_invoice(s, sub)
-        assert first is not None and first.discount_minor == 980
-        sid = str(sub.id)
+        assert first.discount_minor == 980
     clock.set_now(datetime(2026, 10, 16, tzinfo=UTC))
     try:
         with session() as s:

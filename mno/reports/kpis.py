@@ -94,58 +94,27 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     """The window's issued invoices grouped by month of issue, currency, status and kind:
     ``(month, currency, status, kind, count, total_minor)`` rows.
 
-    Revenue, invoices issued and sales billed all derive from these few rows, so the
-    summary reads the invoice index range once; the result is kept on the session.
-    PostgreSQL hashes the whole window in one query; on SQLite each month is its own short
-    index range, grouped on its own, since sorting a whole year of invoices for one GROUP
-    BY costs more than twelve small ones.
+    Revenue, invoices issued and sales billed all derive from these few rows. They are
+    read from the monthly rollup the store keeps as invoices are written
+    (``mno.reports.rollup``), not from the invoices; the result is kept on the session.
     """
-    from mno.store.models.billing import Invoice
+    from mno.store.models.reports import ReportInvoiceMonth
 
     cache = session.info.setdefault("reports.invoice_months", {})
     key = (window.start, window.stop)
     if key not in cache:
-        i = Invoice.__table__
-        rows: list[Any] = []
-        if _dialect(session) == "postgresql":
-            m = sql.month_start(i.c.issued_at).label("m")
-            cache[key] = [
-                (sql.month_key(row[0]), *row[1:])
-                for row in session.execute(
-                    sa.select(
-                        m,
-                        i.c.currency,
-                        i.c.status,
-                        i.c.kind,
-                        sa.func.count(),
-                        sa.func.sum(i.c.total_minor),
-                    )
-                    .where(
-                        i.c.status.in_(ISSUED),
-                        i.c.issued_at >= window.start,
-                        i.c.issued_at < window.stop,
-                    )
-                    .group_by(m, i.c.currency, i.c.status, i.c.kind)
+        r = ReportInvoiceMonth.__table__  # type: ignore[attr-defined]
+        months = window.month_keys()
+        cache[key] = [
+            tuple(row)
+            for row in session.execute(
+                sa.select(
+                    r.c.month, r.c.currency, r.c.status, r.c.kind, r.c.invoices, r.c.total_minor
                 )
-            ]
-            return cache[key]
-        for month in window.month_keys():
-            lo, hi = month_bounds(month)
-            rows.extend(
-                (month, *row)
-                for row in session.execute(
-                    sa.select(
-                        i.c.currency,
-                        i.c.status,
-                        i.c.kind,
-                        sa.func.count(),
-                        sa.func.sum(i.c.total_minor),
-                    )
-                    .where(i.c.status.in_(ISSUED), i.c.issued_at >= lo, i.c.issued_at < hi)
-                    .group_by(i.c.currency, i.c.status, i.c.kind)
-                )
+                .where(r.c.month >= months[0], r.c.month <= months[-1], r.c.invoices != 0)
+                .order_by(r.c.month, r.c.currency, r.c.status, r.c.kind)
             )
-        cache[key] = rows
+        ]
     return cache[key]
 
 
@@ -171,11 +140,10 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     (``detail=False``) reads only the lines of the last billed month for them, so that it
     stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
     """
-    from mno.store.models.billing import Invoice, InvoiceLine, Subscription
+    from mno.store.models.billing import Invoice
+    from mno.store.models.reports import ReportRevenueMonth
 
     i = Invoice.__table__
-    ln = InvoiceLine.__table__
-    sub = Subscription.__table__
     sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
     signed = i.c.total_minor * sign
 
@@ -185,7 +153,6 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
             cond = sa.and_(cond, table.c.currency == window.currency)
         return cond
 
-    billed = billed_between(window.start, window.stop)
     by_month: dict[str, dict[str, int]] = {}
     for month, currency, status, kind, _, units in invoice_months(session, window):
         if status not in BILLED or (window.currency and currency != window.currency):
@@ -221,25 +188,21 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
-    # the last billed month's lines, by plan, app and line kind: MRR is the fixed ones
-    plan_col = sa.func.coalesce(sub.c.plan_code, "-")
-    app_col = sa.func.coalesce(sub.c.app_code, "-")
-    lines_of = ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-        sub, sub.c.id == ln.c.subscription_id
-    )
+    # the last billed month's lines, by plan, app and line kind (from the monthly rollup of
+    # billed lines): MRR is the fixed ones
+    rev = ReportRevenueMonth.__table__  # type: ignore[attr-defined]
+    live = rev.c.lines != 0
+    if window.currency:
+        live = sa.and_(live, rev.c.currency == window.currency)
     mrr: dict[str, int] = {}
     last_plan: dict[tuple[str, str], int] = {}
     last_app: dict[tuple[str, str], int] = {}
     for key in sorted({k for k in last_month.values() if k}):
-        lo, hi = month_bounds(key)
         of_month = [c for c in currencies if last_month[c] == key]
         for plan, app_code, currency, kind, units in session.execute(
             sa.select(
-                plan_col, app_col, i.c.currency, ln.c.kind, sa.func.sum(ln.c.amount_minor * sign)
-            )
-            .select_from(lines_of)
-            .where(billed_between(lo, hi), i.c.currency.in_(of_month))
-            .group_by(plan_col, app_col, i.c.currency, ln.c.kind)
+                rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.line_kind, rev.c.amount_minor
+            ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
         ):
             units = int(units or 0)
             if kind == "fixed":
@@ -249,14 +212,14 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
     tables: dict[str, list[dict[str, Any]]] = {}
     if detail:
-        for name, col in (("plan", sub.c.plan_code), ("app", sub.c.app_code)):
+        months_in = sa.and_(live, rev.c.month >= months[0], rev.c.month <= months[-1])
+        for name, col in (("plan", rev.c.plan_code), ("app", rev.c.app_code)):
             rows = [
-                {name: value or "-", "revenue": _money(units, cur)}
+                {name: value, "revenue": _money(units, cur)}
                 for value, cur, units in session.execute(
-                    sa.select(col, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-                    .select_from(lines_of)
-                    .where(billed)
-                    .group_by(col, i.c.currency)
+                    sa.select(col, rev.c.currency, sa.func.sum(rev.c.amount_minor))
+                    .where(months_in)
+                    .group_by(col, rev.c.currency)
                 )
             ]
             rows.sort(key=lambda r, n=name: (r[n], r["revenue"]["currency"]))

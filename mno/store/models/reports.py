@@ -1,4 +1,13 @@
-"""Indexes the reports read through (no tables of their own).
+"""Monthly rollups of billed invoices, and the indexes the reports read through.
+
+The rollups hold, per month of issue, what the KPI queries would otherwise aggregate from
+a year of invoices: ``report_invoice_month`` counts and sums issued, paid and void
+invoices by currency, status and kind; ``report_revenue_month`` sums the lines of billed
+(issued or paid) invoices by currency, plan, app and line kind, signed (a credit note's
+lines subtract). Triggers keep them in step with ``billing_invoice``,
+``billing_invoice_line`` and the subscription's plan and app, in the writing statement's
+transaction, whatever writes them (see ``mno.reports.rollup``). They are derived data,
+keyed by what they group on, so they carry no id or timestamps.
 
 The KPI queries aggregate a year of invoices. These covering indexes let both stores
 answer from narrow, ordered index ranges instead of the wide invoice and line rows: status
@@ -13,6 +22,7 @@ lets the join to the lines stay in the index.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
 
 from mno.store.models.billing import Invoice, InvoiceLine
 
@@ -41,3 +51,33 @@ INDEXES = (
         _line.c.amount_minor,
     ),
 )
+
+
+class ReportInvoiceMonth(SQLModel, table=True):
+    """Issued, paid and void invoices by month of issue (UTC), currency, status and kind."""
+
+    __tablename__ = "report_invoice_month"
+
+    month: str = Field(primary_key=True, max_length=7)  # YYYY-MM of issued_at, in UTC
+    currency: str = Field(primary_key=True, max_length=3)
+    status: str = Field(primary_key=True, max_length=16)
+    kind: str = Field(primary_key=True, max_length=16)
+    invoices: int = Field(default=0, sa_type=sa.BigInteger)
+    total_minor: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class ReportRevenueMonth(SQLModel, table=True):
+    """Billed invoice lines by month of issue (UTC), currency, plan, app and line kind.
+
+    ``amount_minor`` is signed (credit notes subtract); ``plan_code`` and ``app_code`` are
+    the line's subscription's, ``-`` for a line without one (or without an app)."""
+
+    __tablename__ = "report_revenue_month"
+
+    month: str = Field(primary_key=True, max_length=7)
+    currency: str = Field(primary_key=True, max_length=3)
+    plan_code: str = Field(primary_key=True, max_length=64)
+    app_code: str = Field(primary_key=True, max_length=64)
+    line_kind: str = Field(primary_key=True, max_length=16)
+    lines: int = Field(default=0, sa_type=sa.BigInteger)
+    amount_minor: int = Field(default=0, sa_type=sa.BigInteger)

@@ -24,10 +24,9 @@ _monthly_counts = sql.monthly_counts
 
 
 def tenants_report(session: Session, window: Window) -> Report:
-    from mno.store.models.tenancy import Tenant, TenantStatusChange
-    from mno.tenancy.tenants import SYSTEM_KEY
+    from mno.reports.tables import SYSTEM_KEY, tenant_status_change
+    from mno.reports.tables import tenant as t
 
-    t = Tenant.__table__
     not_system = t.c.key != SYSTEM_KEY
     by_status_tier = [
         {"status": status, "tier": tier, "count": int(n)}
@@ -45,7 +44,7 @@ def tenants_report(session: Session, window: Window) -> Report:
             sa.func.coalesce(sa.func.sum(sa.case((t.c.in_arrears.is_(True), 1), else_=0)), 0),
         ).where(not_system)
     ).one()
-    c = TenantStatusChange.__table__
+    c = tenant_status_change
     new = _monthly_counts(session, t.c.created_at, window, not_system)
     churned = _monthly_counts(session, c.c.at, window, c.c.to_status == "offboarded")
     reactivated = _monthly_counts(
@@ -98,12 +97,11 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     read from the monthly rollup the store keeps as invoices are written
     (``mno.reports.rollup``), not from the invoices; the result is kept on the session.
     """
-    from mno.store.models.reports import ReportInvoiceMonth
+    from mno.reports.tables import invoice_month as r
 
     cache = session.info.setdefault("reports.invoice_months", {})
     key = (window.start, window.stop)
     if key not in cache:
-        r = ReportInvoiceMonth.__table__  # type: ignore[attr-defined]
         months = window.month_keys()
         cache[key] = [
             tuple(row)
@@ -140,10 +138,9 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     (``detail=False``) reads only the lines of the last billed month for them, so that it
     stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
     """
-    from mno.store.models.billing import Invoice
-    from mno.store.models.reports import ReportRevenueMonth
+    from mno.reports.tables import invoice as i
+    from mno.reports.tables import revenue_month as rev
 
-    i = Invoice.__table__
     sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
     signed = i.c.total_minor * sign
 
@@ -190,7 +187,6 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     }
     # the last billed month's lines, by plan, app and line kind (from the monthly rollup of
     # billed lines): MRR is the fixed ones
-    rev = ReportRevenueMonth.__table__  # type: ignore[attr-defined]
     live = rev.c.lines != 0
     if window.currency:
         live = sa.and_(live, rev.c.currency == window.currency)
@@ -295,9 +291,8 @@ def invoices_report(session: Session, window: Window) -> Report:
 
     DSO = outstanding ÷ revenue billed in the window × days in the window, per currency.
     """
-    from mno.store.models.billing import Invoice
+    from mno.reports.tables import invoice as i
 
-    i = Invoice.__table__
     as_of = sa.literal(window.as_of, type_=i.c.issued_at.type)
     open_ = sa.and_(i.c.status == "issued", i.c.kind != "credit_note", i.c.issued_at < as_of)
     if window.currency:
@@ -370,12 +365,11 @@ RECOVERY_FAILURES = 3
 
 
 def sync_report(session: Session, window: Window) -> Report:
-    from mno.store.models.sync import SyncChange, SyncConflict, SyncConnection, SyncRun
-    from mno.store.models.tenancy import Tenant
+    from mno.reports.tables import sync_change, sync_conflict, sync_connection, sync_run, tenant
 
     dialect = _dialect(session)
-    c = SyncConnection.__table__
-    r = SyncRun.__table__
+    c = sync_connection
+    r = sync_run
     last_ok = (
         sa.select(r.c.connection_id, sa.func.max(r.c.finished_at).label("at"))
         .where(r.c.status == "success")
@@ -389,7 +383,7 @@ def sync_report(session: Session, window: Window) -> Report:
         (last_ok.c.at.is_(None), "never_synced"),
         else_="healthy",
     ).label("health")
-    t = Tenant.__table__
+    t = tenant
     as_of = window.as_of
     age = sql.seconds_between(last_ok.c.at, sa.literal(as_of, type_=c.c.created_at.type), dialect)
     rows = session.execute(
@@ -412,7 +406,7 @@ def sync_report(session: Session, window: Window) -> Report:
         }
         for row in rows
     ]
-    ch = SyncChange.__table__
+    ch = sync_change
     changes = _monthly_counts(session, ch.c.created_at, window)
     d = sql.day(ch.c.created_at, dialect).label("d")
     recent_start = max(window.start, as_of - timedelta(days=30))
@@ -425,7 +419,7 @@ def sync_report(session: Session, window: Window) -> Report:
             .order_by(d)
         )
     ]
-    cf = SyncConflict.__table__
+    cf = sync_conflict
     conflicts = _monthly_counts(session, cf.c.created_at, window)
     ages = [row.age for row in rows if row.age is not None]
     return Report(
@@ -458,12 +452,11 @@ def sync_report(session: Session, window: Window) -> Report:
 
 
 def webhooks_report(session: Session, window: Window) -> Report:
-    from mno.store.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+    from mno.reports.tables import webhook_attempt as a
+    from mno.reports.tables import webhook_delivery as d
+    from mno.reports.tables import webhook_endpoint as e
 
     dialect = _dialect(session)
-    d = WebhookDelivery.__table__
-    a = WebhookAttempt.__table__
-    e = WebhookEndpoint.__table__
     in_window = sa.and_(
         d.c.channel == "webhook", d.c.created_at >= window.start, d.c.created_at < window.stop
     )

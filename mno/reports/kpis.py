@@ -141,15 +141,6 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     from mno.reports.tables import invoice as i
     from mno.reports.tables import revenue_month as rev
 
-    sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
-    signed = i.c.total_minor * sign
-
-    def billed_between(lo: Any, hi: Any, table: Any = i) -> Any:
-        cond = sa.and_(table.c.status.in_(BILLED), table.c.issued_at >= lo, table.c.issued_at < hi)
-        if window.currency:
-            cond = sa.and_(cond, table.c.currency == window.currency)
-        return cond
-
     by_month: dict[str, dict[str, int]] = {}
     for month, currency, status, kind, _, units in invoice_months(session, window):
         if status not in BILLED or (window.currency and currency != window.currency):
@@ -160,11 +151,12 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         )
     currencies = sorted(by_month)
     totals = {c: sum(v.values()) for c, v in by_month.items()}
-    # tenants with a billed invoice in the window, per currency: one probe per tenant on the
-    # invoice's tenant index (cheaper than a DISTINCT over a year of invoices). SQLite is
-    # told which index to probe: it would otherwise scan the status range for every tenant.
+    # tenants with a billed invoice in the window, per currency: one probe per tenant on an
+    # index of the invoices by tenant that answers it alone (cheaper than a DISTINCT over a
+    # year of invoices). SQLite is told which index to probe: it would otherwise scan the
+    # status range for every tenant.
     invoice_from = (
-        "billing_invoice AS i INDEXED BY ix_billing_invoice_tenant_id"
+        "billing_invoice AS i INDEXED BY ix_report_invoice_tenant"
         if _dialect(session) == "sqlite"
         else "billing_invoice AS i"
     )
@@ -232,31 +224,39 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         first_lo, first_hi = month_bounds(first)
         last_lo, last_hi = month_bounds(last)
         base = {c: by_month[c].get(first, 0) for c in currencies}
-        # one pass over the two months' index ranges, grouped by tenant: the last month's
-        # revenue of the tenants that were billed in the first
-        in_first = sa.select(
-            i.c.tenant_id, i.c.currency, sa.literal(1).label("had"), sa.literal(0).label("units")
-        ).where(billed_between(first_lo, first_hi))
-        in_last = sa.select(
-            i.c.tenant_id, i.c.currency, sa.literal(0).label("had"), signed.label("units")
-        ).where(billed_between(last_lo, last_hi))
-        both = sa.union_all(in_first, in_last).subquery()
-        per_tenant = (
-            sa.select(
-                both.c.currency,
-                sa.func.max(both.c.had).label("had"),
-                sa.func.sum(both.c.units).label("units"),
+        # per tenant, in the tenant index's order: if it was billed in the first month, its
+        # revenue in the last; two probes on an index of the invoices by tenant that answers
+        # them alone (SQLite is told to use it)
+        invoice_by_tenant = (
+            "billing_invoice AS {0} INDEXED BY ix_report_invoice_tenant"
+            if _dialect(session) == "sqlite"
+            else "billing_invoice AS {0}"
+        )
+        nrr_sql = sa.text(
+            "SELECT sum((SELECT sum(CASE WHEN l.kind = 'credit_note' THEN -l.total_minor"
+            " ELSE l.total_minor END) FROM "
+            + invoice_by_tenant.format("l")
+            + " WHERE l.tenant_id = tenant.id AND l.currency = :currency"
+            " AND l.status IN ('issued', 'paid') AND l.issued_at >= :last_lo"
+            " AND l.issued_at < :last_hi)) FROM tenant WHERE EXISTS (SELECT 1 FROM "
+            + invoice_by_tenant.format("f")
+            + " WHERE f.tenant_id = tenant.id AND f.currency = :currency"
+            " AND f.status IN ('issued', 'paid') AND f.issued_at >= :first_lo"
+            " AND f.issued_at < :first_hi)"
+        ).bindparams(
+            *(
+                sa.bindparam(name, value, type_=i.c.issued_at.type)
+                for name, value in (
+                    ("first_lo", first_lo),
+                    ("first_hi", first_hi),
+                    ("last_lo", last_lo),
+                    ("last_hi", last_hi),
+                )
             )
-            .group_by(both.c.tenant_id, both.c.currency)
-            .subquery()
         )
-        end = dict(
-            session.execute(
-                sa.select(per_tenant.c.currency, sa.func.sum(per_tenant.c.units))
-                .where(per_tenant.c.had == 1)
-                .group_by(per_tenant.c.currency)
-            ).all()
-        )
+        end = {
+            c: session.execute(nrr_sql, {"currency": c}).scalar_one() for c in currencies if base[c]
+        }
         for currency in currencies:
             if base[currency]:
                 nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)

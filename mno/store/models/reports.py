@@ -25,9 +25,11 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from mno.store.models.billing import Invoice, InvoiceLine
+from mno.store.models.tenancy import Tenant
 
 _invoice = Invoice.__table__  # type: ignore[attr-defined]
 _line = InvoiceLine.__table__  # type: ignore[attr-defined]
+_tenant = Tenant.__table__  # type: ignore[attr-defined]
 
 INDEXES = (
     sa.Index(
@@ -43,6 +45,16 @@ INDEXES = (
         _invoice.c.id,
     ),
     sa.Index("ix_report_invoice_paid", _invoice.c.status, _invoice.c.paid_at),
+    sa.Index(
+        "ix_report_invoice_tenant",
+        _invoice.c.tenant_id,
+        _invoice.c.currency,
+        _invoice.c.status,
+        _invoice.c.issued_at,
+        _invoice.c.kind,
+        _invoice.c.total_minor,
+    ),
+    sa.Index("ix_report_tenant_created", _tenant.c.created_at),
     sa.Index(
         "ix_report_line_invoice",
         _line.c.invoice_id,

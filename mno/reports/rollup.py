@@ -2,8 +2,9 @@
 
 The revenue and invoice KPIs read two small tables instead of a year of invoices:
 
-- ``report_invoice_month(month, currency, status, kind) -> invoices, total_minor``: every
-  issued, paid or void invoice, by the UTC month of ``issued_at``;
+- ``report_invoice_month(month, currency, status, kind, paid_month) -> invoices,
+  total_minor``: every issued, paid or void invoice, by the UTC month of ``issued_at``
+  and, for a paid one, of ``paid_at`` (``''`` when there is none);
 - ``report_revenue_month(month, currency, plan_code, app_code, line_kind) -> lines,
   amount_minor``: the lines of billed (issued or paid) invoices, signed (a credit note's
   lines subtract), by the invoice's month and currency and the line's subscription's plan
@@ -62,8 +63,8 @@ def _sign(kind: str) -> str:
     return f"(CASE WHEN {kind} = 'credit_note' THEN -1 ELSE 1 END)"
 
 
-_INVOICE_COLS = "month, currency, status, kind, invoices, total_minor"
-_INVOICE_KEY = "month, currency, status, kind"
+_INVOICE_COLS = "month, currency, status, kind, paid_month, invoices, total_minor"
+_INVOICE_KEY = "month, currency, status, kind, paid_month"
 _REVENUE_COLS = "month, currency, plan_code, app_code, line_kind, lines, amount_minor"
 _REVENUE_KEY = "month, currency, plan_code, app_code, line_kind"
 
@@ -89,13 +90,27 @@ def _upsert_revenue(select: str) -> str:
 # -- the rows an invoice or a line adds (sign +1) or takes away (-1) ---------------------
 
 
+def _issued_month(inv: str, dialect: str) -> str:
+    """The invoice's month of issue, ``''`` for an invoice without an issue time."""
+    return f"coalesce({_month(f'{inv}.issued_at', dialect)}, '')"
+
+
+def _paid_month(inv: str, dialect: str) -> str:
+    """The month a paid invoice was paid in, ``''`` for any other."""
+    return (
+        f"(CASE WHEN {inv}.status = 'paid' THEN coalesce({_month(f'{inv}.paid_at', dialect)}, '')"
+        " ELSE '' END)"
+    )
+
+
 def _invoice_rows(inv: str, sign: int, dialect: str, source: str = "") -> str:
     """Rollup rows of invoice rows ``inv`` (a row alias, or a table read ``FROM source``)."""
     return (
-        f"SELECT {_month(f'{inv}.issued_at', dialect)} AS month, {inv}.currency AS currency, "
-        f"{inv}.status AS status, {inv}.kind AS kind, {sign} AS invoices, "
+        f"SELECT {_issued_month(inv, dialect)} AS month, {inv}.currency AS currency, "
+        f"{inv}.status AS status, {inv}.kind AS kind, "
+        f"{_paid_month(inv, dialect)} AS paid_month, {sign} AS invoices, "
         f"{sign} * {inv}.total_minor AS total_minor {source}"
-        f"WHERE {inv}.status IN {ISSUED} AND {inv}.issued_at IS NOT NULL"
+        f"WHERE {inv}.status IN {ISSUED}"
     )
 
 
@@ -172,7 +187,7 @@ def _sqlite_triggers() -> list[str]:
     relevant = (
         "OLD.status IS NOT NEW.status OR OLD.issued_at IS NOT NEW.issued_at "
         "OR OLD.currency IS NOT NEW.currency OR OLD.kind IS NOT NEW.kind "
-        "OR OLD.total_minor IS NOT NEW.total_minor"
+        "OR OLD.total_minor IS NOT NEW.total_minor OR OLD.paid_at IS NOT NEW.paid_at"
     )
     moves_lines = (
         f"(OLD.status IN {BILLED} AND OLD.issued_at IS NOT NULL) IS NOT "
@@ -186,7 +201,7 @@ def _sqlite_triggers() -> list[str]:
         f"BEGIN {one('NEW', 1)} END",
         "CREATE TRIGGER report_invoice_delete AFTER DELETE ON billing_invoice "
         f"BEGIN {one('OLD', -1)} {lines_of('OLD', -1)} END",
-        f"CREATE TRIGGER report_invoice_update AFTER UPDATE OF {cols}, total_minor "
+        f"CREATE TRIGGER report_invoice_update AFTER UPDATE OF {cols}, total_minor, paid_at "
         f"ON billing_invoice WHEN {relevant} BEGIN {one('OLD', -1)} {one('NEW', 1)} END",
         f"CREATE TRIGGER report_invoice_lines_update AFTER UPDATE OF {cols} "
         f"ON billing_invoice WHEN {moves_lines} "
@@ -294,10 +309,11 @@ def rebuild_sql(dialect: str) -> list[str]:
         _plain_insert(
             INVOICE_TABLE,
             _INVOICE_COLS,
-            f"SELECT {_month('i.issued_at', dialect)}, i.currency, i.status, i.kind, count(*), "
-            "sum(i.total_minor) FROM billing_invoice AS i "
-            f"WHERE i.status IN {ISSUED} AND i.issued_at IS NOT NULL "
-            f"GROUP BY {_month('i.issued_at', dialect)}, i.currency, i.status, i.kind",
+            f"SELECT {_issued_month('i', dialect)}, i.currency, i.status, i.kind, "
+            f"{_paid_month('i', dialect)}, count(*), sum(i.total_minor) "
+            f"FROM billing_invoice AS i WHERE i.status IN {ISSUED} "
+            f"GROUP BY {_issued_month('i', dialect)}, i.currency, i.status, i.kind, "
+            f"{_paid_month('i', dialect)}",
         ),
         _plain_insert(
             REVENUE_TABLE,

@@ -78,6 +78,7 @@ invoice_month = _table(
     _str("currency"),
     _str("status"),
     _str("kind"),
+    _str("paid_month"),
     _big("invoices"),
     _big("total_minor"),
 )

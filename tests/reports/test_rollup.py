@@ -46,8 +46,10 @@ def expected(s: Any) -> tuple[dict[tuple[str, ...], tuple[int, int]], ...]:
     inv_totals: Counter[tuple[str, ...]] = Counter()
     for inv in s.execute(sa.select(Invoice)).scalars():
         by_id[inv.id] = inv
-        if inv.status in ("issued", "paid", "void") and inv.issued_at is not None:
-            key = (inv.issued_at.strftime("%Y-%m"), inv.currency, inv.status, inv.kind)
+        if inv.status in ("issued", "paid", "void"):
+            paid = inv.paid_at.strftime("%Y-%m") if inv.status == "paid" and inv.paid_at else ""
+            issued = inv.issued_at.strftime("%Y-%m") if inv.issued_at else ""
+            key = (issued, inv.currency, inv.status, inv.kind, paid)
             inv_rows[key] += 1
             inv_totals[key] += inv.total_minor
     rev_rows: Counter[tuple[str, ...]] = Counter()
@@ -75,7 +77,7 @@ def expected(s: Any) -> tuple[dict[tuple[str, ...], tuple[int, int]], ...]:
 def stored(s: Any) -> tuple[dict[tuple[str, ...], tuple[int, int]], ...]:
     """Both rollups as the store holds them (keys whose counts fell to zero left out)."""
     inv = {
-        (r.month, r.currency, r.status, r.kind): (r.invoices, r.total_minor)
+        (r.month, r.currency, r.status, r.kind, r.paid_month): (r.invoices, r.total_minor)
         for r in s.execute(sa.select(ReportInvoiceMonth)).scalars()
         if r.invoices or r.total_minor
     }
@@ -85,6 +87,17 @@ def stored(s: Any) -> tuple[dict[tuple[str, ...], tuple[int, int]], ...]:
         if r.lines or r.amount_minor
     }
     return inv, rev
+
+
+def by_issue(
+    issued: dict[tuple[str, ...], tuple[int, int]],
+) -> dict[tuple[str, ...], tuple[int, int]]:
+    """The invoice rollup without its month of payment."""
+    out: dict[tuple[str, ...], tuple[int, int]] = {}
+    for key, (n, total) in issued.items():
+        was = out.get(key[:4], (0, 0))
+        out[key[:4]] = (was[0] + n, was[1] + total)
+    return out
 
 
 def check(session: Opener) -> tuple[dict[tuple[str, ...], tuple[int, int]], ...]:
@@ -118,9 +131,10 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         invoices.void(s, str(oops.id), reason="draft billed by mistake")
     issued, revenue = check(session)
     # 49.00 + VAT 9.80; 49.00 + 8.00 usage; 49.00 less 10.00 credit; 10.00 USD
-    assert issued == {
+    assert by_issue(issued) == {
         ("2026-11", "EUR", "issued", "period"): (3, 5880 + 5700 + 3900),
         ("2026-11", "USD", "issued", "period"): (1, 1000),
+        ("", "EUR", "void", "period"): (1, 4900),  # the voided draft, never issued
     }
     assert revenue[("2026-11", "EUR", "pro", "crm", "fixed")] == (3, 3 * 4900)
     assert revenue[("2026-11", "EUR", "pro", "crm", "usage")][1] == 800
@@ -130,9 +144,9 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         invoices.pay(s, str(ids["usd"]))
         invoices.void(s, str(ids["fra"]), reason="wrong country")  # books a credit note
     issued, _ = check(session)
-    assert issued[("2026-11", "EUR", "void", "period")] == (1, 5880)
-    assert issued[("2026-11", "EUR", "issued", "credit_note")] == (1, -5880)
-    assert issued[("2026-11", "USD", "paid", "period")] == (1, 1000)
+    assert issued[("2026-11", "EUR", "void", "period", "")] == (1, 5880)
+    assert issued[("2026-11", "EUR", "issued", "credit_note", "")] == (1, -5880)
+    assert issued[("2026-11", "USD", "paid", "period", "2026-11")] == (1, 1000)
     with session() as s:
         invoices.pay(s, str(ids["deu"]))  # the rest: paid
         invoices.add_credit(s, "crd", 99900, "EUR")  # the next invoice is paid by credit
@@ -144,7 +158,7 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         for inv in invoices.list_invoices(s, status="draft"):
             invoices.issue(s, str(inv.id))
     issued, _ = check(session)
-    assert issued[("2026-12", "EUR", "paid", "period")] == (1, 0)
+    assert issued[("2026-12", "EUR", "paid", "period", "2026-12")] == (1, 0)
 
     # set-based writes: many invoices in one statement each
     with session() as s:
@@ -160,8 +174,9 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
             .values(issued_at=sa.literal(_at(2026, 12, 31), t.c.issued_at.type))
         )
     issued, revenue = check(session)
-    assert ("2026-11", "USD", "paid", "period") not in issued
-    assert issued[("2026-12", "USD", "paid", "period")] == (2, 2000)
+    assert ("2026-11", "USD", "paid", "period") not in by_issue(issued)
+    assert by_issue(issued)[("2026-12", "USD", "paid", "period")] == (2, 2000)
+    assert issued[("2026-12", "USD", "paid", "period", "")] == (1, 1000)  # no payment time
     with session() as s:
         ln = InvoiceLine.__table__
         t = Invoice.__table__
@@ -203,6 +218,7 @@ def test_install_backfills_invoices_written_before_it(store_url: str, session: O
                 currency="EUR",
                 total_minor=100 * (n + 1),
                 issued_at=_at(2026, 9 + n % 2, 3) if status != "draft" else None,
+                paid_at=_at(2026, 10, 1) if status == "paid" else None,
             )
             s.add(inv)
             s.flush()
@@ -213,9 +229,9 @@ def test_install_backfills_invoices_written_before_it(store_url: str, session: O
         rollup.install(conn)
     issued, revenue = check(session)
     assert issued == {
-        ("2026-09", "EUR", "paid", "period"): (1, 100),
-        ("2026-10", "EUR", "issued", "period"): (1, 200),
-        ("2026-09", "EUR", "void", "period"): (1, 300),
+        ("2026-09", "EUR", "paid", "period", "2026-10"): (1, 100),
+        ("2026-10", "EUR", "issued", "period", ""): (1, 200),
+        ("2026-09", "EUR", "void", "period", ""): (1, 300),
     }
     assert revenue == {
         ("2026-09", "EUR", "-", "-", "fixed"): (1, 7),
@@ -225,4 +241,4 @@ def test_install_backfills_invoices_written_before_it(store_url: str, session: O
         inv = s.execute(sa.select(Invoice).where(Invoice.status == "draft")).scalar_one()
         inv.status, inv.issued_at = "issued", _at(2026, 10, 9)
         s.add(inv)
-    assert check(session)[0][("2026-10", "EUR", "issued", "period")] == (2, 600)
+    assert check(session)[0][("2026-10", "EUR", "issued", "period", "")] == (2, 600)

@@ -30,9 +30,10 @@ def upgrade() -> None:
         _key("currency", 3),
         _key("status", 16),
         _key("kind", 16),
+        _key("paid_month", 7),
         sa.Column("invoices", sa.BigInteger(), nullable=False),
         sa.Column("total_minor", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("month", "currency", "status", "kind"),
+        sa.PrimaryKeyConstraint("month", "currency", "status", "kind", "paid_month"),
     )
     op.create_table(
         "report_revenue_month",

@@ -342,14 +342,25 @@ def install(connection: Any) -> None:
 
 
 def rebuild(session: Any) -> dict[str, int]:
-    """Recompute both rollups from the invoices, in the session's transaction; returns the
-    number of rollup rows of each table."""
+    """Recompute both rollups from the invoices, in the session's transaction, with its
+    audit row; returns the number of rollup rows of each table."""
     import sqlalchemy as sa
+
+    from mno.store import audit
 
     conn = session.connection()
     for stmt in rebuild_sql(conn.dialect.name):
         conn.exec_driver_sql(stmt)
-    return {
+    counts = {
         table: int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
         for table in (INVOICE_TABLE, REVENUE_TABLE)
     }
+    audit.record(
+        session,
+        "report.rebuild",
+        target_type="report",
+        target_id="rollups",
+        target="monthly rollups",
+        after=counts,
+    )
+    return counts

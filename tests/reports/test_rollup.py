@@ -242,3 +242,25 @@ def test_install_backfills_invoices_written_before_it(store_url: str, session: O
         inv.status, inv.issued_at = "issued", _at(2026, 10, 9)
         s.add(inv)
     assert check(session)[0][("2026-10", "EUR", "issued", "period", "")] == (2, 600)
+
+
+def test_rebuild_command_recomputes_stale_rollups(session: Opener, cli: Any) -> None:
+    from tests.reports.test_billing_kpis import seed
+
+    seed(session)
+    with session() as s:
+        s.execute(sa.delete(ReportInvoiceMonth))
+        s.execute(sa.delete(ReportRevenueMonth))
+    args = ("report", "revenue", "--period", "2026-11", "--months", "2", "-o", "json")
+    assert cli.json(*args)["metrics"]["revenue_in_window"] == {}
+    # invoices: October's paid and issued, November's issued, paid (USD) and credit note;
+    # lines: pro/crm fixed and usage in both months, pro/- fixed in October, basic in November
+    assert cli.json("report", "rebuild", "-o", "json") == {
+        "report_invoice_month": 5,
+        "report_revenue_month": 6,
+    }
+    assert cli.json(*args)["metrics"]["revenue_in_window"] == {"EUR": "260.00", "USD": "10.00"}
+    assert [e["action"] for e in cli.json("audit", "list", "--action", "report.*")] == [
+        "report.rebuild"
+    ]
+    assert cli("report", "rebuild").exit_code == 0

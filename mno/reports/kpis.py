@@ -160,8 +160,10 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
     last month's revenue from tenants billed in the first month with the first month's.
     Revenue by plan and by app sums invoice lines over the window; the summary
-    (``detail=False``) reads only the lines of the last billed month for them, so that it
-    stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
+    (``detail=False``) shows them for the last billed month (``last_month_by_plan`` and
+    ``last_month_by_app``). Monthly revenue, MRR and the lines by plan and app are read
+    from the monthly rollups (``mno.reports.rollup``); tenants billed and NRR from the
+    invoices, one index probe per tenant.
     """
     from mno.reports.tables import invoice as i
     from mno.reports.tables import revenue_month as rev

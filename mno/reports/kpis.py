@@ -253,9 +253,10 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         base = {c: by_month[c].get(first, 0) for c in currencies}
         # the last month's revenue of the tenants billed (in that currency) in the first.
         # PostgreSQL: a hash semi-join of the two months' index ranges. SQLite: per tenant,
-        # in the tenant index's order, two probes on an index of the invoices by tenant that
-        # answers them alone (it is told to use that index); a nested loop driven by the
-        # last month's range would probe in random order, several times slower.
+        # in the tenant index's order (CROSS JOIN keeps the tenants outside), two probes on
+        # an index of the invoices by tenant that answers them alone (it is told to use that
+        # index); a nested loop driven by the last month's range would probe in random
+        # order, several times slower.
         signed = "CASE WHEN l.kind = 'credit_note' THEN -l.total_minor ELSE l.total_minor END"
         last_billed = (
             "l.currency = :currency AND l.status IN ('issued', 'paid')"
@@ -274,9 +275,9 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         else:
             by_tenant = "billing_invoice AS {0} INDEXED BY ix_report_invoice_tenant"
             nrr_text = (
-                f"SELECT sum((SELECT sum({signed}) FROM {by_tenant.format('l')}"
-                f" WHERE l.tenant_id = tenant.id AND {last_billed})) FROM tenant"
-                f" WHERE EXISTS (SELECT 1 FROM {by_tenant.format('f')}"
+                f"SELECT sum({signed}) FROM tenant CROSS JOIN {by_tenant.format('l')}"
+                f" WHERE l.tenant_id = tenant.id AND {last_billed}"
+                f" AND EXISTS (SELECT 1 FROM {by_tenant.format('f')}"
                 f" WHERE f.tenant_id = tenant.id AND {first_billed})"
             )
         nrr_sql = sa.text(nrr_text).bindparams(

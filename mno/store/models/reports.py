@@ -12,9 +12,9 @@ they group on, so they carry no id or timestamps.
 The indexes serve what is still read from the invoices. Status then issue time, covering
 the amounts, due date and tenant, for receivables (``status = 'issued'`` up to a date is
 one narrow range; status first so that the planner prefers it even on a store that was
-never analysed). Tenant, currency, status, issue time, kind and total for the per-tenant
-KPIs, tenants billed in the window and NRR: each tenant's probe is answered from the
-index alone, in tenant order. Creation time of tenants for tenants created per month.
+never analysed). Tenant, currency, issue time, status, kind and total for the per-tenant
+KPIs, tenants billed in the window and NRR: each tenant's probe is one seek answered from
+the index alone, in tenant order. Creation time of tenants for tenants created per month.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ INDEXES = (
         "ix_report_invoice_tenant",
         _invoice.c.tenant_id,
         _invoice.c.currency,
-        _invoice.c.status,
         _invoice.c.issued_at,
+        _invoice.c.status,
         _invoice.c.kind,
         _invoice.c.total_minor,
     ),

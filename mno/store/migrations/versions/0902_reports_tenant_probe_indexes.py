@@ -15,7 +15,7 @@ down_revision: str | Sequence[str] | None = "0901_reports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-INVOICE = ["tenant_id", "currency", "status", "issued_at", "kind", "total_minor"]
+INVOICE = ["tenant_id", "currency", "issued_at", "status", "kind", "total_minor"]
 
 
 LINE = ["invoice_id", "kind", "subscription_id", "amount_minor"]

@@ -5,7 +5,10 @@ a plan, with usage events) plus a year of invoices: one invoice per tenant and m
 the 12 months to 2026-10, each with a fixed and a usage line (1,200,000 invoices and
 2,400,000 lines by default), written with one INSERT … SELECT per month and table. Older
 invoices are paid; the last month's are open, and a tenth of the month before stay open
-past their due date.
+past their due date. The store's triggers fill the monthly revenue rollups
+(``mno.reports.rollup``) as these inserts run, as they do for any invoice write, so the
+bench needs no separate rebuild; a kept store from an older mno gets them (and their
+backfill) from its migrations when reused.
 
 In one invocation, for SQLite and PostgreSQL (skipped if unreachable):
 

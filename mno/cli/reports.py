@@ -135,6 +135,23 @@ def summary(
     console().print(Columns([_panel(r) for r in reports], equal=False, expand=False))
 
 
+@app.command("rebuild")
+def rebuild(output: OutputOpt = Format.table) -> None:
+    """Recompute the monthly invoice and revenue rollups from the invoices."""
+    from mno.reports import rollup
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        counts = rollup.rebuild(s)
+    if output is Format.table:
+        success(
+            f"rollups rebuilt: {counts['report_invoice_month']} invoice rows, "
+            f"{counts['report_revenue_month']} revenue rows"
+        )
+    else:
+        render(counts, output)
+
+
 def _area_command(area: str, doc: str) -> None:
     def command(
         period: PeriodOpt = None,

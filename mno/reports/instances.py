@@ -28,14 +28,11 @@ def _round(value: float | None) -> float | None:
 
 
 def instances_report(session: Session, window: Window) -> Report:
-    from mno.store.models.core import AuditEntry
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import App
+    from mno.reports.tables import app, audit_entry, instance
 
     dialect = sql.dialect_of(session)
-    inst = Instance.__table__  # type: ignore[attr-defined]
-    a = AuditEntry.__table__  # type: ignore[attr-defined]
-    app = App.__table__  # type: ignore[attr-defined]
+    inst = instance
+    a = audit_entry
     live = inst.c.status != "terminated"
 
     by_status = {

@@ -24,10 +24,9 @@ _monthly_counts = sql.monthly_counts
 
 
 def tenants_report(session: Session, window: Window) -> Report:
-    from mno.store.models.tenancy import Tenant, TenantStatusChange
-    from mno.tenancy.tenants import SYSTEM_KEY
+    from mno.reports.tables import SYSTEM_KEY, tenant_status_change
+    from mno.reports.tables import tenant as t
 
-    t = Tenant.__table__
     not_system = t.c.key != SYSTEM_KEY
     by_status_tier = [
         {"status": status, "tier": tier, "count": int(n)}
@@ -45,7 +44,7 @@ def tenants_report(session: Session, window: Window) -> Report:
             sa.func.coalesce(sa.func.sum(sa.case((t.c.in_arrears.is_(True), 1), else_=0)), 0),
         ).where(not_system)
     ).one()
-    c = TenantStatusChange.__table__
+    c = tenant_status_change
     new = _monthly_counts(session, t.c.created_at, window, not_system)
     churned = _monthly_counts(session, c.c.at, window, c.c.to_status == "offboarded")
     reactivated = _monthly_counts(
@@ -94,59 +93,52 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     """The window's issued invoices grouped by month of issue, currency, status and kind:
     ``(month, currency, status, kind, count, total_minor)`` rows.
 
-    Revenue, invoices issued and sales billed all derive from these few rows, so the
-    summary reads the invoice index range once; the result is kept on the session.
-    PostgreSQL hashes the whole window in one query; on SQLite each month is its own short
-    index range, grouped on its own, since sorting a whole year of invoices for one GROUP
-    BY costs more than twelve small ones.
+    Revenue, invoices issued and sales billed all derive from these few rows. They are
+    read from the monthly rollup the store keeps as invoices are written
+    (``mno.reports.rollup``), not from the invoices; the result is kept on the session.
     """
-    from mno.store.models.billing import Invoice
+    from mno.reports.tables import invoice_month as r
 
     cache = session.info.setdefault("reports.invoice_months", {})
     key = (window.start, window.stop)
     if key not in cache:
-        i = Invoice.__table__
-        rows: list[Any] = []
-        if _dialect(session) == "postgresql":
-            m = sql.month_start(i.c.issued_at).label("m")
-            cache[key] = [
-                (sql.month_key(row[0]), *row[1:])
-                for row in session.execute(
-                    sa.select(
-                        m,
-                        i.c.currency,
-                        i.c.status,
-                        i.c.kind,
-                        sa.func.count(),
-                        sa.func.sum(i.c.total_minor),
-                    )
-                    .where(
-                        i.c.status.in_(ISSUED),
-                        i.c.issued_at >= window.start,
-                        i.c.issued_at < window.stop,
-                    )
-                    .group_by(m, i.c.currency, i.c.status, i.c.kind)
+        months = window.month_keys()
+        invoices = sa.func.sum(r.c.invoices)
+        cache[key] = [
+            tuple(row)
+            for row in session.execute(
+                sa.select(
+                    r.c.month,
+                    r.c.currency,
+                    r.c.status,
+                    r.c.kind,
+                    invoices,
+                    sa.func.sum(r.c.total_minor),
                 )
-            ]
-            return cache[key]
-        for month in window.month_keys():
-            lo, hi = month_bounds(month)
-            rows.extend(
-                (month, *row)
-                for row in session.execute(
-                    sa.select(
-                        i.c.currency,
-                        i.c.status,
-                        i.c.kind,
-                        sa.func.count(),
-                        sa.func.sum(i.c.total_minor),
-                    )
-                    .where(i.c.status.in_(ISSUED), i.c.issued_at >= lo, i.c.issued_at < hi)
-                    .group_by(i.c.currency, i.c.status, i.c.kind)
-                )
+                .where(r.c.month >= months[0], r.c.month <= months[-1])
+                .group_by(r.c.month, r.c.currency, r.c.status, r.c.kind)
+                .having(invoices != 0)
+                .order_by(r.c.month, r.c.currency, r.c.status, r.c.kind)
             )
-        cache[key] = rows
+        ]
     return cache[key]
+
+
+def paid_months(session: Session, window: Window) -> dict[str, int]:
+    """Invoices paid per month of payment in the window, from the monthly rollup."""
+    from mno.reports.tables import invoice_month as r
+
+    months = window.month_keys()
+    paid = sa.func.sum(r.c.invoices)
+    return {
+        month: int(n)
+        for month, n in session.execute(
+            sa.select(r.c.paid_month, paid)
+            .where(r.c.status == "paid", r.c.paid_month >= months[0], r.c.paid_month <= months[-1])
+            .group_by(r.c.paid_month)
+            .having(paid != 0)
+        )
+    }
 
 
 def _money(units: int, currency: str) -> dict[str, str]:
@@ -168,24 +160,14 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
     last month's revenue from tenants billed in the first month with the first month's.
     Revenue by plan and by app sums invoice lines over the window; the summary
-    (``detail=False``) reads only the lines of the last billed month for them, so that it
-    stays quick on a year of invoices (``last_month_by_plan`` and ``last_month_by_app``).
+    (``detail=False``) shows them for the last billed month (``last_month_by_plan`` and
+    ``last_month_by_app``). Monthly revenue, MRR and the lines by plan and app are read
+    from the monthly rollups (``mno.reports.rollup``); tenants billed and NRR from the
+    invoices, one index probe per tenant.
     """
-    from mno.store.models.billing import Invoice, InvoiceLine, Subscription
+    from mno.reports.tables import invoice as i
+    from mno.reports.tables import revenue_month as rev
 
-    i = Invoice.__table__
-    ln = InvoiceLine.__table__
-    sub = Subscription.__table__
-    sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
-    signed = i.c.total_minor * sign
-
-    def billed_between(lo: Any, hi: Any, table: Any = i) -> Any:
-        cond = sa.and_(table.c.status.in_(BILLED), table.c.issued_at >= lo, table.c.issued_at < hi)
-        if window.currency:
-            cond = sa.and_(cond, table.c.currency == window.currency)
-        return cond
-
-    billed = billed_between(window.start, window.stop)
     by_month: dict[str, dict[str, int]] = {}
     for month, currency, status, kind, _, units in invoice_months(session, window):
         if status not in BILLED or (window.currency and currency != window.currency):
@@ -196,11 +178,12 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         )
     currencies = sorted(by_month)
     totals = {c: sum(v.values()) for c, v in by_month.items()}
-    # tenants with a billed invoice in the window, per currency: one probe per tenant on the
-    # invoice's tenant index (cheaper than a DISTINCT over a year of invoices). SQLite is
-    # told which index to probe: it would otherwise scan the status range for every tenant.
+    # tenants with a billed invoice in the window, per currency: one probe per tenant on an
+    # index of the invoices by tenant that answers it alone (cheaper than a DISTINCT over a
+    # year of invoices). SQLite is told which index to probe: it would otherwise scan the
+    # status range for every tenant.
     invoice_from = (
-        "billing_invoice AS i INDEXED BY ix_billing_invoice_tenant_id"
+        "billing_invoice AS i INDEXED BY ix_report_invoice_tenant"
         if _dialect(session) == "sqlite"
         else "billing_invoice AS i"
     )
@@ -221,25 +204,20 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
-    # the last billed month's lines, by plan, app and line kind: MRR is the fixed ones
-    plan_col = sa.func.coalesce(sub.c.plan_code, "-")
-    app_col = sa.func.coalesce(sub.c.app_code, "-")
-    lines_of = ln.join(i, i.c.id == ln.c.invoice_id).outerjoin(
-        sub, sub.c.id == ln.c.subscription_id
-    )
+    # the last billed month's lines, by plan, app and line kind (from the monthly rollup of
+    # billed lines): MRR is the fixed ones
+    live = rev.c.lines != 0
+    if window.currency:
+        live = sa.and_(live, rev.c.currency == window.currency)
     mrr: dict[str, int] = {}
     last_plan: dict[tuple[str, str], int] = {}
     last_app: dict[tuple[str, str], int] = {}
     for key in sorted({k for k in last_month.values() if k}):
-        lo, hi = month_bounds(key)
         of_month = [c for c in currencies if last_month[c] == key]
         for plan, app_code, currency, kind, units in session.execute(
             sa.select(
-                plan_col, app_col, i.c.currency, ln.c.kind, sa.func.sum(ln.c.amount_minor * sign)
-            )
-            .select_from(lines_of)
-            .where(billed_between(lo, hi), i.c.currency.in_(of_month))
-            .group_by(plan_col, app_col, i.c.currency, ln.c.kind)
+                rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.line_kind, rev.c.amount_minor
+            ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
         ):
             units = int(units or 0)
             if kind == "fixed":
@@ -249,14 +227,14 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
     tables: dict[str, list[dict[str, Any]]] = {}
     if detail:
-        for name, col in (("plan", sub.c.plan_code), ("app", sub.c.app_code)):
+        months_in = sa.and_(live, rev.c.month >= months[0], rev.c.month <= months[-1])
+        for name, col in (("plan", rev.c.plan_code), ("app", rev.c.app_code)):
             rows = [
-                {name: value or "-", "revenue": _money(units, cur)}
+                {name: value, "revenue": _money(units, cur)}
                 for value, cur, units in session.execute(
-                    sa.select(col, i.c.currency, sa.func.sum(ln.c.amount_minor * sign))
-                    .select_from(lines_of)
-                    .where(billed)
-                    .group_by(col, i.c.currency)
+                    sa.select(col, rev.c.currency, sa.func.sum(rev.c.amount_minor))
+                    .where(months_in)
+                    .group_by(col, rev.c.currency)
                 )
             ]
             rows.sort(key=lambda r, n=name: (r[n], r["revenue"]["currency"]))
@@ -273,31 +251,49 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         first_lo, first_hi = month_bounds(first)
         last_lo, last_hi = month_bounds(last)
         base = {c: by_month[c].get(first, 0) for c in currencies}
-        # one pass over the two months' index ranges, grouped by tenant: the last month's
-        # revenue of the tenants that were billed in the first
-        in_first = sa.select(
-            i.c.tenant_id, i.c.currency, sa.literal(1).label("had"), sa.literal(0).label("units")
-        ).where(billed_between(first_lo, first_hi))
-        in_last = sa.select(
-            i.c.tenant_id, i.c.currency, sa.literal(0).label("had"), signed.label("units")
-        ).where(billed_between(last_lo, last_hi))
-        both = sa.union_all(in_first, in_last).subquery()
-        per_tenant = (
-            sa.select(
-                both.c.currency,
-                sa.func.max(both.c.had).label("had"),
-                sa.func.sum(both.c.units).label("units"),
+        # the last month's revenue of the tenants billed (in that currency) in the first.
+        # PostgreSQL: a hash semi-join of the two months' index ranges. SQLite: per tenant,
+        # in the tenant index's order (CROSS JOIN keeps the tenants outside), two probes on
+        # an index of the invoices by tenant that answers them alone (it is told to use that
+        # index); a nested loop driven by the last month's range would probe in random
+        # order, several times slower.
+        signed = "CASE WHEN l.kind = 'credit_note' THEN -l.total_minor ELSE l.total_minor END"
+        last_billed = (
+            "l.currency = :currency AND l.status IN ('issued', 'paid')"
+            " AND l.issued_at >= :last_lo AND l.issued_at < :last_hi"
+        )
+        first_billed = (
+            "f.currency = :currency AND f.status IN ('issued', 'paid')"
+            " AND f.issued_at >= :first_lo AND f.issued_at < :first_hi"
+        )
+        if _dialect(session) == "postgresql":
+            nrr_text = (
+                f"SELECT sum({signed}) FROM billing_invoice AS l WHERE {last_billed}"
+                " AND EXISTS (SELECT 1 FROM billing_invoice AS f"
+                f" WHERE f.tenant_id = l.tenant_id AND {first_billed})"
             )
-            .group_by(both.c.tenant_id, both.c.currency)
-            .subquery()
+        else:
+            by_tenant = "billing_invoice AS {0} INDEXED BY ix_report_invoice_tenant"
+            nrr_text = (
+                f"SELECT sum({signed}) FROM tenant CROSS JOIN {by_tenant.format('l')}"
+                f" WHERE l.tenant_id = tenant.id AND {last_billed}"
+                f" AND EXISTS (SELECT 1 FROM {by_tenant.format('f')}"
+                f" WHERE f.tenant_id = tenant.id AND {first_billed})"
+            )
+        nrr_sql = sa.text(nrr_text).bindparams(
+            *(
+                sa.bindparam(name, value, type_=i.c.issued_at.type)
+                for name, value in (
+                    ("first_lo", first_lo),
+                    ("first_hi", first_hi),
+                    ("last_lo", last_lo),
+                    ("last_hi", last_hi),
+                )
+            )
         )
-        end = dict(
-            session.execute(
-                sa.select(per_tenant.c.currency, sa.func.sum(per_tenant.c.units))
-                .where(per_tenant.c.had == 1)
-                .group_by(per_tenant.c.currency)
-            ).all()
-        )
+        end = {
+            c: session.execute(nrr_sql, {"currency": c}).scalar_one() for c in currencies if base[c]
+        }
         for currency in currencies:
             if base[currency]:
                 nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)
@@ -332,9 +328,8 @@ def invoices_report(session: Session, window: Window) -> Report:
 
     DSO = outstanding ÷ revenue billed in the window × days in the window, per currency.
     """
-    from mno.store.models.billing import Invoice
+    from mno.reports.tables import invoice as i
 
-    i = Invoice.__table__
     as_of = sa.literal(window.as_of, type_=i.c.issued_at.type)
     open_ = sa.and_(i.c.status == "issued", i.c.kind != "credit_note", i.c.issued_at < as_of)
     if window.currency:
@@ -375,7 +370,7 @@ def invoices_report(session: Session, window: Window) -> Report:
                 "dso_days": round(int(outstanding) / sales * days, 1) if sales else None,
             }
         )
-    paid = _monthly_counts(session, i.c.paid_at, window, i.c.status == "paid")
+    paid = paid_months(session, window)
     return Report(
         area="invoices",
         title="Invoices",
@@ -407,12 +402,11 @@ RECOVERY_FAILURES = 3
 
 
 def sync_report(session: Session, window: Window) -> Report:
-    from mno.store.models.sync import SyncChange, SyncConflict, SyncConnection, SyncRun
-    from mno.store.models.tenancy import Tenant
+    from mno.reports.tables import sync_change, sync_conflict, sync_connection, sync_run, tenant
 
     dialect = _dialect(session)
-    c = SyncConnection.__table__
-    r = SyncRun.__table__
+    c = sync_connection
+    r = sync_run
     last_ok = (
         sa.select(r.c.connection_id, sa.func.max(r.c.finished_at).label("at"))
         .where(r.c.status == "success")
@@ -426,7 +420,7 @@ def sync_report(session: Session, window: Window) -> Report:
         (last_ok.c.at.is_(None), "never_synced"),
         else_="healthy",
     ).label("health")
-    t = Tenant.__table__
+    t = tenant
     as_of = window.as_of
     age = sql.seconds_between(last_ok.c.at, sa.literal(as_of, type_=c.c.created_at.type), dialect)
     rows = session.execute(
@@ -449,7 +443,7 @@ def sync_report(session: Session, window: Window) -> Report:
         }
         for row in rows
     ]
-    ch = SyncChange.__table__
+    ch = sync_change
     changes = _monthly_counts(session, ch.c.created_at, window)
     d = sql.day(ch.c.created_at, dialect).label("d")
     recent_start = max(window.start, as_of - timedelta(days=30))
@@ -462,7 +456,7 @@ def sync_report(session: Session, window: Window) -> Report:
             .order_by(d)
         )
     ]
-    cf = SyncConflict.__table__
+    cf = sync_conflict
     conflicts = _monthly_counts(session, cf.c.created_at, window)
     ages = [row.age for row in rows if row.age is not None]
     return Report(
@@ -495,12 +489,11 @@ def sync_report(session: Session, window: Window) -> Report:
 
 
 def webhooks_report(session: Session, window: Window) -> Report:
-    from mno.store.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+    from mno.reports.tables import webhook_attempt as a
+    from mno.reports.tables import webhook_delivery as d
+    from mno.reports.tables import webhook_endpoint as e
 
     dialect = _dialect(session)
-    d = WebhookDelivery.__table__
-    a = WebhookAttempt.__table__
-    e = WebhookEndpoint.__table__
     in_window = sa.and_(
         d.c.channel == "webhook", d.c.created_at >= window.start, d.c.created_at < window.stop
     )

@@ -13,10 +13,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from mno import settings
-from mno.store.models.core import AuditEntry
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+    from mno.store.models.core import AuditEntry
 
 _SKIP = {"created_at", "updated_at"}
 
@@ -77,6 +78,8 @@ def record(
     tenant_id: uuid.UUID | None = None,
     actor: str | None = None,
 ) -> AuditEntry:
+    from mno.store.models.core import AuditEntry
+
     entry = AuditEntry(
         actor=actor or settings.actor(),
         action=action,
@@ -100,6 +103,8 @@ def list_entries(
 ) -> list[AuditEntry]:
     from sqlmodel import col, or_, select
 
+    from mno.store.models.core import AuditEntry
+
     stmt = select(AuditEntry)
     if target:
         stmt = stmt.where(or_(AuditEntry.target == target, AuditEntry.target_id == target))
@@ -117,6 +122,8 @@ def list_entries(
 def record_many(session: Session, entries: list[dict[str, Any]]) -> int:
     """Write many audit rows in one statement; each entry takes ``record()``'s keywords
     plus ``action``. For batched domain writes (e.g. tenants created from documents)."""
+    from mno.store.models.core import AuditEntry
+
     if not entries:
         return 0
     from mno import clock

@@ -1,23 +1,32 @@
-"""Indexes the reports read through (no tables of their own).
+"""Monthly rollups of billed invoices, and the indexes the reports read through.
 
-The KPI queries aggregate a year of invoices. These covering indexes let both stores
-answer from narrow, ordered index ranges instead of the wide invoice and line rows: status
-then issue time for revenue, invoices issued and receivables (``status IN (…) AND
-issued_at`` in a range is a few seeks); status then payment time for invoices paid by
-month; and the invoice's lines with their kind, subscription and amount for the last
-billed month's MRR and revenue by plan and app. Status comes first so that the planner
-prefers these indexes even on a store that was never analysed; the invoice id at the end
-lets the join to the lines stay in the index.
+The rollups hold, per month of issue, what the KPI queries would otherwise aggregate from
+a year of invoices: ``report_invoice_month`` counts and sums issued, paid and void
+invoices by currency, status, kind and month of payment; ``report_revenue_month`` sums
+the lines of billed (issued or paid) invoices by currency, plan, app and line kind,
+signed (a credit note's lines subtract). Triggers on ``billing_invoice`` and
+``billing_invoice_line`` keep them in step in the writing statement's transaction,
+whatever writes them (see ``mno.reports.rollup``). They are derived data, keyed by what
+they group on, so they carry no id or timestamps.
+
+The indexes serve what is still read from the invoices. Status then issue time, covering
+the amounts, due date and tenant, for receivables (``status = 'issued'`` up to a date is
+one narrow range; status first so that the planner prefers it even on a store that was
+never analysed). Tenant, currency, issue time, status, kind and total for the per-tenant
+KPIs, tenants billed in the window and NRR: each tenant's probe is one seek answered from
+the index alone, in tenant order. Creation time of tenants for tenants created per month.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
 
-from mno.store.models.billing import Invoice, InvoiceLine
+from mno.store.models.billing import Invoice
+from mno.store.models.tenancy import Tenant
 
 _invoice = Invoice.__table__  # type: ignore[attr-defined]
-_line = InvoiceLine.__table__  # type: ignore[attr-defined]
+_tenant = Tenant.__table__  # type: ignore[attr-defined]
 
 INDEXES = (
     sa.Index(
@@ -32,12 +41,46 @@ INDEXES = (
         _invoice.c.tenant_id,
         _invoice.c.id,
     ),
-    sa.Index("ix_report_invoice_paid", _invoice.c.status, _invoice.c.paid_at),
     sa.Index(
-        "ix_report_line_invoice",
-        _line.c.invoice_id,
-        _line.c.kind,
-        _line.c.subscription_id,
-        _line.c.amount_minor,
+        "ix_report_invoice_tenant",
+        _invoice.c.tenant_id,
+        _invoice.c.currency,
+        _invoice.c.issued_at,
+        _invoice.c.status,
+        _invoice.c.kind,
+        _invoice.c.total_minor,
     ),
+    sa.Index("ix_report_tenant_created", _tenant.c.created_at),
 )
+
+
+class ReportInvoiceMonth(SQLModel, table=True):
+    """Issued, paid and void invoices by month of issue (UTC), currency, status, kind and
+    month of payment (``''`` unless paid); ``month`` is ``''`` for one never issued."""
+
+    __tablename__ = "report_invoice_month"
+
+    month: str = Field(primary_key=True, max_length=7)  # YYYY-MM of issued_at, in UTC
+    currency: str = Field(primary_key=True, max_length=3)
+    status: str = Field(primary_key=True, max_length=16)
+    kind: str = Field(primary_key=True, max_length=16)
+    paid_month: str = Field(primary_key=True, max_length=7)  # of paid_at if paid, else ''
+    invoices: int = Field(default=0, sa_type=sa.BigInteger)
+    total_minor: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class ReportRevenueMonth(SQLModel, table=True):
+    """Billed invoice lines by month of issue (UTC), currency, plan, app and line kind.
+
+    ``amount_minor`` is signed (credit notes subtract); ``plan_code`` and ``app_code`` are
+    the line's subscription's, ``-`` for a line without one (or without an app)."""
+
+    __tablename__ = "report_revenue_month"
+
+    month: str = Field(primary_key=True, max_length=7)
+    currency: str = Field(primary_key=True, max_length=3)
+    plan_code: str = Field(primary_key=True, max_length=64)
+    app_code: str = Field(primary_key=True, max_length=64)
+    line_kind: str = Field(primary_key=True, max_length=16)
+    lines: int = Field(default=0, sa_type=sa.BigInteger)
+    amount_minor: int = Field(default=0, sa_type=sa.BigInteger)

@@ -331,3 +331,39 @@ def test_history_gives_a_create_its_after_state(world) -> None:
         created, updated = list(engine.iter_changes(s, rec.id))
     assert created.after == first and updated.before == first
     assert updated.after["name"] == "Renamed"
+
+
+def test_page_commits_wait_for_the_wal_flush_only_when_configured(world, mno_env) -> None:
+    """PostgreSQL page transactions commit without waiting for the WAL flush unless the
+    profile sets ``sync.synchronous_commit``; the setting is local to each page."""
+    from mno.store import db
+
+    engine = db.get_engine(world.url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    seen: list[str] = []
+
+    def page_setting(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        # the run lock's renewal opens each page transaction (other renewals also take
+        # an expired lock: "OR until < …")
+        if statement.startswith("UPDATE lease_lock") and " OR " not in statement:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+
+    api = Api(records=25)
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm", push=False)
+    sa.event.listen(engine, "after_cursor_execute", page_setting)
+    try:
+        assert world.run(name).status == "success"
+        (mno_env / "config.yaml").write_text(
+            "profiles:\n  default:\n    sync: {synchronous_commit: true}\n"
+        )
+        api.edit("c3", name="Changed")
+        assert world.run(name).counts.get("updated") == 1
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", page_setting)
+    # three pages, then one: the setting held in each page transaction only
+    assert seen == ["off", "off", "off", "on"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"

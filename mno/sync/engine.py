@@ -1000,6 +1000,10 @@ def _commit_page(
         ).rowcount
         if not renewed:
             raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+        # the parents of every row this page writes, checked once for the page (the hot
+        # tables have no foreign keys to them, see migration 0502_sync): the connection
+        # row is locked against removal, the run row by the update of its counts
+        hold_connection(conn, ctx.connection)
         apply_page(session, ctx, items, cp["token"])
         conn.execute(
             c.update()
@@ -1007,11 +1011,26 @@ def _commit_page(
             .values(checkpoint=state, updated_at=now)
         )
         r = SyncRun.__table__  # type: ignore[attr-defined]
-        conn.execute(r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts)))
+        if not conn.execute(
+            r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts))
+        ).rowcount:
+            raise Conflict(f"run {ctx.run_id} of connection {ctx.connection.name} is gone")
     ctx.bump("pages")
     if progress:
         progress(ent.canonical, len(items))
     return state
+
+
+def hold_connection(conn: sa.Connection, connection: SyncConnection) -> None:
+    """Lock the connection's row until the transaction ends (``FOR KEY SHARE`` on
+    PostgreSQL, what a foreign key takes for each row; SQLite has one writer at a time),
+    so ``connections.remove`` waits for the transaction; raise when it is already gone."""
+    c = SyncConnection.__table__  # type: ignore[attr-defined]
+    held = conn.execute(
+        sa.select(c.c.id).where(c.c.id == connection.id).with_for_update(read=True, key_share=True)
+    ).first()
+    if held is None:
+        raise Conflict(f"connection {connection.name} was removed")
 
 
 def checkpoint_wal(db_url: str | None) -> None:
@@ -1210,6 +1229,7 @@ def push_one(
     now = clock.now()
     with session_scope(db_url) as session:
         if idmap is None:
+            hold_connection(session.connection(), conn)
             session.add(
                 SyncIdMap(
                     connection_id=conn.id,

@@ -367,3 +367,65 @@ def test_page_commits_wait_for_the_wal_flush_only_when_configured(world, mno_env
     assert seen == ["off", "off", "off", "on"]
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
+
+
+def test_connection_remove_waits_for_a_page_and_leaves_no_orphans(world) -> None:
+    """The hot tables check their connection once per page: a page transaction locks the
+    connection row, so a removal waits for it and then deletes what it wrote; a page
+    after the removal writes nothing; the tenant of synced records cannot be deleted."""
+    import threading
+
+    from mno.errors import Conflict
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncIdMap
+    from mno.sync import connections, engine
+    from mno.tenancy import tenants
+
+    world.connector("crm", "crm", Api(records=3))
+    name = world.connect("crm", push=False)
+    assert world.run(name).status == "success"
+    record_id = world.records()[0].id
+    with session_scope(world.url) as s:
+        row = connections.get(s, name)
+        s.expunge(row)
+    written, removed, failures = threading.Event(), threading.Event(), []
+
+    def page() -> None:
+        try:
+            with session_scope(world.url) as s:
+                engine.hold_connection(s.connection(), row)
+                s.add(
+                    SyncIdMap(
+                        connection_id=row.id,
+                        entity="contact",
+                        external_id="late",
+                        record_id=record_id,
+                    )
+                )
+                s.flush()
+                written.set()
+                removed.wait(1.0)  # give the removal time to reach the lock
+        except Exception as exc:  # noqa: BLE001
+            failures.append(exc)
+            written.set()
+
+    def remove() -> None:
+        with session_scope(world.url) as s:
+            connections.remove(s, name)
+        removed.set()
+
+    writer = threading.Thread(target=page)
+    writer.start()
+    assert written.wait(30)
+    remover = threading.Thread(target=remove)
+    remover.start()
+    writer.join(30)
+    remover.join(30)
+    assert not failures and removed.is_set()
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == 0
+    assert _count(world.url, "SELECT count(*) FROM sync_connection") == 0
+    with session_scope(world.url) as s, pytest.raises(Conflict, match="was removed"):
+        engine.hold_connection(s.connection(), row)
+    with session_scope(world.url) as s, pytest.raises(Conflict, match="has synced records"):
+        tenants.delete(s, "acme")
+    assert _count(world.url, "SELECT count(*) FROM sync_record") == 3

@@ -70,7 +70,8 @@ class SyncRecord(Base, table=True):
     __tablename__ = "sync_record"
     __table_args__ = (sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),)
 
-    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    # no foreign key: checked once per page by the sync engine (migration 0502_sync)
+    tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     content_hash: str = Field(max_length=32)
@@ -88,7 +89,8 @@ class SyncIdMap(Base, table=True):
         sa.Index("ix_sync_id_map_record", "record_id", "connection_id"),
     )
 
-    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id")
+    # no foreign key: checked once per page by the sync engine (migration 0502_sync)
+    connection_id: uuid.UUID
     entity: str = Field(max_length=64)
     external_id: str = Field(max_length=200)
     record_id: uuid.UUID = Field(foreign_key="sync_record.id")
@@ -137,9 +139,10 @@ class SyncChange(Base, table=True):
         default=None,
         sa_column=sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
     )
-    run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
+    # no foreign key: the page transaction locks its run (migration 0502_sync)
+    run_id: uuid.UUID = Field(index=True)
     record_id: uuid.UUID = Field(foreign_key="sync_record.id")
-    # no foreign key: the record's own tenant_id references the tenant
+    # no foreign key: the record's tenant is the connection's
     tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
     action: str = Field(max_length=16)

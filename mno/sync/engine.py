@@ -147,6 +147,9 @@ class Pulled:
     # prepared for the case the record is new: record, id map, change and event ids, the
     # driver-ready updated_at and the record.created payload
     new_row: tuple[str, str, str, str, Any, str] | None = None
+    # PostgreSQL: the same rows as COPY text lines (the values that vary per row) of the
+    # record, id map, change and event
+    new_copy: tuple[str, str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,18 @@ class NewRows:
         ids = bulk.hex_ids(4 * len(items))
         head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
         dashed = bulk.dashed
+        if self.postgres:
+            copy_json, copy_text, copy_time = bulk.copy_json, bulk.copy_text, bulk.copy_time
+            for i, it in enumerate(items):
+                rid, map_id, change_id, event_id = ids[4 * i : 4 * i + 4]
+                data = copy_json(it.data_json)
+                it.new_copy = (
+                    f"{rid}\t{data}\t{it.digest}\t{copy_time(it.updated_at)}\n",
+                    f"{map_id}\t{copy_text(it.external_id)}\t{rid}\t{it.digest}\n",
+                    f"{change_id}\t{rid}\n",
+                    f'{event_id}\t{{"record_id":"{dashed(rid)}",{copy_json(head)},"data":{data}}}\n',
+                )
+            return
         for i, it in enumerate(items):
             rid = ids[4 * i]
             it.new_row = (
@@ -329,10 +344,10 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
     known = _known(conn, w, ctx, [i.external_id for i in items])
     # created records: only the values that vary per row (see the inserts below)
-    new_records: list[tuple[Any, ...]] = []
-    new_maps: list[tuple[Any, ...]] = []
-    new_changes: list[tuple[Any, ...]] = []
-    new_events: list[tuple[Any, ...]] = []
+    new_records: list[Any] = []  # tuples, or COPY text lines on PostgreSQL
+    new_maps: list[Any] = []
+    new_changes: list[Any] = []
+    new_events: list[Any] = []
     rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
     rec_deletes: list[dict[str, Any]] = []
     map_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
@@ -379,8 +394,16 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         if row is None:
             if it.deleted:
                 continue
-            if it.new_row is None:
+            if it.new_row is None and it.new_copy is None:
                 prepare.prepare([it])
+            if it.new_copy is not None:
+                rec_line, map_line, change_line, event_line = it.new_copy
+                new_records.append(rec_line)
+                new_maps.append(map_line)
+                new_changes.append(change_line)
+                new_events.append(event_line)
+                pushes.append(rec_line[:32])  # the record id, 32 hex digits
+                continue
             rid, map_id, change_id, event_id, updated_v, payload = it.new_row  # type: ignore[misc]
             new_records.append((rid, it.data_json, it.digest, updated_v))
             new_maps.append((map_id, it.external_id, rid, it.digest))
@@ -467,13 +490,15 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
 
     if new_records:
         stamp = {"created_at": now_v, "updated_at": now_v}
-        w.insert(
+        # PostgreSQL: COPY text lines prepared by the fetch thread; SQLite: tuples
+        insert = w.copy if w.postgres else w.insert
+        insert(
             r,
             ("id", "data", "content_hash", "source_updated_at"),
             new_records,
             {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
         )
-        w.insert(
+        insert(
             m,
             ("id", "external_id", "record_id", "pulled_hash"),
             new_maps,
@@ -486,7 +511,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             },
         )
         # compact change rows: no before, no after (see iter_changes)
-        w.insert(
+        insert(
             SyncChange.__table__,  # type: ignore[attr-defined]
             ("id", "record_id"),
             new_changes,
@@ -499,7 +524,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
                 "source": ctx.source,
             },
         )
-        w.insert(
+        insert(
             Event.__table__,  # type: ignore[attr-defined]
             ("id", "payload"),
             new_events,

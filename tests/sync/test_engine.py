@@ -429,3 +429,36 @@ def test_connection_remove_waits_for_a_page_and_leaves_no_orphans(world) -> None
     with session_scope(world.url) as s, pytest.raises(Conflict, match="has synced records"):
         tenants.delete(s, "acme")
     assert _count(world.url, "SELECT count(*) FROM sync_record") == 3
+
+
+def test_values_with_escapes_round_trip(world) -> None:
+    """External ids and fields holding backslashes, tabs, line breaks, quotes, control
+    and non-ASCII characters are stored exactly (the bulk write escapes them)."""
+    import json
+
+    from sqlmodel import select
+
+    from mno.store.db import session_scope
+    from mno.store.models.core import Event
+    from mno.store.models.sync import SyncIdMap
+
+    odd = 'a\\b\tc\nd\re "f" \\N é \u0001 \\\\t'
+    api = Api(name_prefix=odd)
+    for i in range(3):
+        api.create(name=f"{odd}{i}", email="X@Y.TEST", phone="\\")
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    assert world.run(name).counts["created"] == 3
+    names = sorted(r.data["name"] for r in world.records())
+    assert names == [f"{odd}{i}" for i in range(3)]
+    assert {r.data["phone"] for r in world.records()} == {"\\"}
+    with session_scope(world.url, write=False) as s:
+        ids = sorted(s.exec(select(SyncIdMap.external_id)))
+        payloads = list(s.exec(select(Event.payload).where(Event.type == "record.created")))
+    assert ids == sorted(api.rows)
+    assert sorted(p["data"]["name"] for p in payloads) == names
+    assert json.loads(json.dumps(payloads[0]))["source"] == name
+    # unchanged on the next run: the stored hashes match what is pulled again
+    api.edit(ids[0], name="changed")
+    again = world.run(name)
+    assert again.counts.get("updated") == 1 and not again.counts.get("created")

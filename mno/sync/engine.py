@@ -54,6 +54,7 @@ RECOVERY_FAILURES = 3
 RECOVERY_FOR = timedelta(hours=24)
 LOCK_TTL = timedelta(minutes=2)
 PUSH_BATCH = 50
+FRESH_IDS = 1_000_000  # an initial sync remembers up to this many ids (see Ctx.fresh)
 CHECKPOINT_AFTER_PAGES = 20  # SQLite: checkpoint the WAL after a run that wrote this many
 
 ProgressFn = Callable[[str, int], None]
@@ -76,6 +77,10 @@ class Ctx:
     targets: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (see _tune)
+    # the external ids this pass mapped, while the pass started with none of the entity
+    # mapped (an initial sync): a page holding none of them needs no lookup (see
+    # apply_page); None when lookups are needed
+    fresh: set[str] | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -342,7 +347,14 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     cid, ent = ctx.connection.id, ctx.entity.canonical
     tenant_id = ctx.connection.tenant_id
     tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
-    known = _known(conn, w, ctx, [i.external_id for i in items])
+    external_ids = [i.external_id for i in items]
+    if ctx.fresh is not None and ctx.fresh.isdisjoint(external_ids):
+        # an initial sync's page of ids it has not mapped yet: none is known, since this
+        # run holds the connection's lock, checked in every page transaction, and only a
+        # run holding it maps ids
+        known: dict[str, Known] = {}
+    else:
+        known = _known(conn, w, ctx, external_ids)
     # created records: only the values that vary per row (see the inserts below)
     new_records: list[Any] = []  # tuples, or COPY text lines on PostgreSQL
     new_maps: list[Any] = []
@@ -531,6 +543,10 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             {**stamp, "type": "record.created", "tenant_id": tenant_v},
         )
         ctx.bump("created", len(new_records))
+        if ctx.fresh is not None:
+            ctx.fresh.update(it.external_id for it in items if it.external_id not in known)
+            if len(ctx.fresh) > FRESH_IDS:
+                ctx.fresh = None  # bounded memory: look up again from here on
     if rec_updates:
         w.update(
             r,
@@ -932,6 +948,11 @@ def pull_entity(
         postgres = session.connection().dialect.name == "postgresql"
         ctx.targets = push_targets(session, ctx.connection, ent.canonical)
         ctx.flush = wait_for_flush()
+        m = SyncIdMap.__table__  # type: ignore[attr-defined]
+        mapped = sa.select(m.c.id).where(
+            m.c.connection_id == ctx.connection.id, m.c.entity == ent.canonical
+        )
+        ctx.fresh = None if session.connection().execute(mapped.limit(1)).first() else set()
         cursor = _cursor(session, ctx.connection.id, ent.canonical)
         cp = cursor.checkpoint
         if cp and bool(cp.get("full")) == full:

@@ -462,3 +462,23 @@ def test_values_with_escapes_round_trip(world) -> None:
     api.edit(ids[0], name="changed")
     again = world.run(name)
     assert again.counts.get("updated") == 1 and not again.counts.get("created")
+
+
+def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
+    """An initial sync skips the lookup of ids it has not mapped yet; a record edited
+    during the pass comes back on a later page and is found, not created twice."""
+    api = Api(records=6)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    pages: list[int] = []
+
+    def progress(_entity: str, n: int) -> None:
+        pages.append(n)
+        if len(pages) == 1:
+            api.edit("c1", name="moved to the end")
+
+    run = world.run(name, progress=progress)
+    assert run.status == "success", run.error
+    assert run.counts.get("updated") == 1
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == run.counts["created"]
+    assert {r.data["name"] for r in world.records()} >= {"moved to the end"}

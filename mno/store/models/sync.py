@@ -65,7 +65,10 @@ class SyncCursor(Base, table=True):
 
 
 class SyncRecord(Base, table=True):
-    """A canonical record: the tenant's one copy of a contact, invoice, item, …"""
+    """A canonical record: the tenant's one copy of a contact, invoice, item, …
+
+    A record's row is never deleted (a deleted record gets ``deleted_at``): id maps and
+    change rows reference it without a foreign key (migration 0503_sync)."""
 
     __tablename__ = "sync_record"
     __table_args__ = (sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),)
@@ -93,7 +96,7 @@ class SyncIdMap(Base, table=True):
     connection_id: uuid.UUID
     entity: str = Field(max_length=64)
     external_id: str = Field(max_length=200)
-    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    record_id: uuid.UUID  # no foreign key: a record row is never deleted (0503_sync)
     pulled_hash: str | None = Field(default=None, max_length=32)
     pushed_hash: str | None = Field(default=None, max_length=32)
     last_pulled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -141,7 +144,7 @@ class SyncChange(Base, table=True):
     )
     # no foreign key: the page transaction locks its run (migration 0502_sync)
     run_id: uuid.UUID = Field(index=True)
-    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    record_id: uuid.UUID  # no foreign key: a record row is never deleted (0503_sync)
     # no foreign key: the record's tenant is the connection's
     tenant_id: uuid.UUID
     entity: str = Field(max_length=64)

@@ -482,3 +482,22 @@ def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
     assert run.counts.get("updated") == 1
     assert _count(world.url, "SELECT count(*) FROM sync_id_map") == run.counts["created"]
     assert {r.data["name"] for r in world.records()} >= {"moved to the end"}
+
+
+def test_pages_are_written_with_quick_thread_switches(world) -> None:
+    """While a run writes pages, a thread waiting for the GIL gets it sooner; the
+    interval is restored afterwards, also when the run fails."""
+    import sys
+
+    api = Api(records=5)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    before = sys.getswitchinterval()
+    during: list[float] = []
+    assert world.run(name, progress=lambda _e, _n: during.append(sys.getswitchinterval()))
+    assert during and max(during) < before
+    assert sys.getswitchinterval() == before
+    api.fail = -1
+    api.edit("c1", name="again")
+    assert world.run(name).status == "error"
+    assert sys.getswitchinterval() == before

@@ -344,9 +344,8 @@ def test_page_commits_wait_for_the_wal_flush_only_when_configured(world, mno_env
     seen: list[str] = []
 
     def page_setting(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        # the run lock's renewal opens each page transaction (other renewals also take
-        # an expired lock: "OR until < …")
-        if statement.startswith("UPDATE lease_lock") and " OR " not in statement:
+        # the cursor's checkpoint and the run's counts close each page transaction
+        if "UPDATE sync_cursor" in statement and "UPDATE sync_run" in statement:
             cursor.execute("SHOW synchronous_commit")
             seen.append(cursor.fetchone()[0])
 

@@ -483,20 +483,26 @@ def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
     assert {r.data["name"] for r in world.records()} >= {"moved to the end"}
 
 
-def test_pages_are_written_with_quick_thread_switches(world) -> None:
-    """While a run writes pages, a thread waiting for the GIL gets it sooner; the
-    interval is restored afterwards, also when the run fails."""
+def test_pages_are_written_with_quick_switches_and_fewer_collections(world) -> None:
+    """While a run writes pages, a thread waiting for the GIL gets it sooner and young
+    objects are collected less often; both are restored afterwards, also when the run
+    fails."""
+    import gc
     import sys
 
     api = Api(records=5)
     world.connector("crm", "crm", api, size=2)
     name = world.connect("crm", push=False)
-    before = sys.getswitchinterval()
-    during: list[float] = []
-    assert world.run(name, progress=lambda _e, _n: during.append(sys.getswitchinterval()))
-    assert during and max(during) < before
-    assert sys.getswitchinterval() == before
+    before = sys.getswitchinterval(), gc.get_threshold()
+    during: list[tuple[float, tuple[int, ...]]] = []
+
+    def progress(_entity: str, _n: int) -> None:
+        during.append((sys.getswitchinterval(), gc.get_threshold()))
+
+    assert world.run(name, progress=progress).status == "success"
+    assert during and all(s < before[0] and t[0] > before[1][0] for s, t in during)
+    assert (sys.getswitchinterval(), gc.get_threshold()) == before
     api.fail = -1
     api.edit("c1", name="again")
     assert world.run(name).status == "error"
-    assert sys.getswitchinterval() == before
+    assert (sys.getswitchinterval(), gc.get_threshold()) == before

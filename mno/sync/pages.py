@@ -363,7 +363,18 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
         events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
         pushes.append(rid_hex)
 
-    for it in items:
+    if not known and all(it.new_copy is not None and not it.deleted for it in items):
+        # an initial sync's page on PostgreSQL: every record is new, with its rows
+        # prepared as COPY lines by the fetch thread
+        new_records, new_maps, new_changes, new_events = (
+            list(lines)
+            for lines in zip(*[it.new_copy for it in items], strict=True)  # type: ignore[misc]
+        )
+        pushes.extend(line[:32] for line in new_records)  # the record ids, 32 hex digits
+        items_left: list[Pulled] = []
+    else:
+        items_left = items
+    for it in items_left:
         row = known.get(it.external_id)
         if row is None:
             if it.deleted:

@@ -12,7 +12,9 @@ itself, so the hot path prepares values in the form the driver stores them:
 - JSON columns receive text the caller serialised once (``dumps``).
 
 ``Rows.insert`` then writes with one ``executemany`` on SQLite and one ``COPY … FROM
-STDIN`` on PostgreSQL, inside the caller's transaction.
+STDIN`` on PostgreSQL, inside the caller's transaction. ``Rows.copy`` takes rows already
+formatted as COPY text (``copy_text``, ``copy_json``, ``copy_time``), so that a caller
+can format them off the write path and the write sends one string per table.
 """
 
 from __future__ import annotations
@@ -109,6 +111,45 @@ def time_value(postgres: bool) -> Any:
     return text
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+COPY_NULL = "\\N"
+
+
+def copy_text(value: str) -> str:
+    """A text value in COPY's text format (backslash, tab and line breaks escaped)."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def copy_json(text: str) -> str:
+    """JSON text in COPY's text format: JSON escapes every control character itself, so
+    only its backslashes need doubling."""
+    return text.replace("\\", "\\\\")
+
+
+_utc = time_value(True)
+
+
+def copy_time(value: datetime | None) -> str:
+    """A timestamp in COPY's text format, in UTC."""
+    return COPY_NULL if value is None else _utc(value).isoformat(" ")
+
+
+def copy_value(value: Any) -> str:
+    """Any driver-ready value (text, integer, boolean, UUID, timestamp or None) in COPY's
+    text format."""
+    if value is None:
+        return COPY_NULL
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return copy_time(value)
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return copy_text(str(value))
+
+
 class Rows:
     """Driver-ready values and bulk inserts on one connection (one transaction)."""
 
@@ -171,6 +212,31 @@ class Rows:
             return
         marks = ", ".join(["?"] * len(columns) + [_literal(v) for v in same.values()])
         self.conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)  # type: ignore[arg-type]
+
+    def copy(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        lines: Sequence[str],
+        same: dict[str, Any] | None = None,
+    ) -> None:
+        """PostgreSQL: insert rows given as COPY text lines (values for ``columns``, each
+        line ending in a line break) with one ``COPY``; ``same`` holds columns whose
+        value is the same in every row, appended to each line here."""
+        if not lines:
+            return
+        same = same or {}
+        cols = ", ".join(f'"{c}"' for c in [*columns, *same])
+        text = "".join(lines)
+        if same:
+            # escaped values hold no line break, so each one ends a row
+            text = text.replace("\n", "".join("\t" + copy_value(v) for v in same.values()) + "\n")
+        raw = self.conn.connection.driver_connection
+        with (
+            raw.cursor() as cur,  # type: ignore[union-attr]
+            cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy,
+        ):
+            copy.write(text)
 
     def update(
         self,

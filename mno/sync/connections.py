@@ -232,6 +232,12 @@ def remove(session: Session, name: str) -> None:
     from mno.store.models.sync import SyncConflict
 
     row = get(session, name)
+    # lock the row first: a sync page transaction holds it (``engine.hold_connection``)
+    # until it commits, so the deletes below see every id map it wrote, and later pages
+    # find the connection gone
+    session.execute(
+        sa.select(SyncConnection.id).where(SyncConnection.id == row.id).with_for_update()  # type: ignore[arg-type]
+    )
     before = audit.jsonable(view(session, row))
     for model in (SyncIdMap, SyncCursor, SyncPush, SyncConflict):
         session.execute(sa.delete(model).where(model.connection_id == row.id))  # type: ignore[attr-defined]

@@ -115,9 +115,25 @@ def mapper(fields: dict[str, FieldMap]) -> Callable[[dict[str, Any]], dict[str, 
     return apply
 
 
-# the same text as json.dumps(data, sort_keys=True, separators=(",", ":"), default=str),
-# without building an encoder per call
-_hash_text = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+def _compact_encoder(sort_keys: bool) -> Callable[[Any], str]:
+    """``json.JSONEncoder(sort_keys=…, separators=(",", ":"), default=str).encode``,
+    with its C encoder built once rather than on every call (which costs more than
+    encoding a small record) and without the check for circular references: the data
+    encoded here was parsed from JSON or built from it, never circular."""
+    from json import encoder
+
+    make = encoder.c_make_encoder
+    if make is None:  # no C accelerator: the standard encoder
+        return json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), default=str).encode
+    # markers (None: no circular check), default, string encoder, indent, separators,
+    # sort_keys, skipkeys, allow_nan
+    escape = encoder.encode_basestring_ascii
+    encode = make(None, str, escape, None, ":", ",", sort_keys, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+# the same text as json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+_hash_text = _compact_encoder(sort_keys=True)
 
 
 def content_hash(data: dict[str, Any], ignore: list[str] | tuple[str, ...] = ()) -> str:

@@ -477,6 +477,13 @@ def delete(session: Session, key: str) -> None:
         raise InvalidTransition(
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
+    from mno.store.models.sync import SyncRecord
+
+    # synced records have no foreign key to their tenant (it costs a lookup per record)
+    if session.exec(
+        select(SyncRecord.id).where(SyncRecord.tenant_id == tenant.id).limit(1)
+    ).first():
+        raise Conflict(f"tenant {key} has synced records")
     before = audit.snapshot(tenant)
     for model in (TenantDomain, TenantContact, TenantStatusChange):
         for row in session.exec(select(model).where(model.tenant_id == tenant.id)):

@@ -216,3 +216,27 @@ def test_time_ordered_ids_are_unique_and_sorted() -> None:
     assert len(set(ids)) == 10000
     assert ids == sorted(ids)
     assert all(i.version == 7 for i in ids[:10])
+
+
+def test_content_hash_text_is_the_standard_json_text() -> None:
+    """Stored content hashes stay comparable: the hashed text is exactly what
+    ``json.dumps`` with sorted keys and compact separators makes."""
+    from datetime import UTC, datetime
+
+    from mno.sync import mapping
+
+    data = {
+        "z": 1.5,
+        "a": [1, {"b": None, "a": True}],
+        "é": 'line\nbreak "quoted" \\ \u2603',
+        "n": float("nan"),
+        "when": datetime(2026, 1, 2, tzinfo=UTC),
+        "big": 10**20,
+    }
+    standard = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    digest, text = mapping.hash_and_json(data)
+    assert text == standard
+    assert digest == mapping.content_hash(data)
+    assert mapping.hash_and_json(data, ["n"])[0] == mapping.content_hash(
+        {k: v for k, v in data.items() if k != "n"}
+    )

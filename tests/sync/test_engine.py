@@ -331,3 +331,178 @@ def test_history_gives_a_create_its_after_state(world) -> None:
         created, updated = list(engine.iter_changes(s, rec.id))
     assert created.after == first and updated.before == first
     assert updated.after["name"] == "Renamed"
+
+
+def test_page_commits_wait_for_the_wal_flush_only_when_configured(world, mno_env) -> None:
+    """PostgreSQL page transactions commit without waiting for the WAL flush unless the
+    profile sets ``sync.synchronous_commit``; the setting is local to each page."""
+    from mno.store import db
+
+    engine = db.get_engine(world.url)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    seen: list[str] = []
+
+    def page_setting(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        # the cursor's checkpoint and the run's counts close each page transaction
+        if "UPDATE sync_cursor" in statement and "UPDATE sync_run" in statement:
+            cursor.execute("SHOW synchronous_commit")
+            seen.append(cursor.fetchone()[0])
+
+    api = Api(records=25)
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm", push=False)
+    sa.event.listen(engine, "after_cursor_execute", page_setting)
+    try:
+        assert world.run(name).status == "success"
+        (mno_env / "config.yaml").write_text(
+            "profiles:\n  default:\n    sync: {synchronous_commit: true}\n"
+        )
+        api.edit("c3", name="Changed")
+        assert world.run(name).counts.get("updated") == 1
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", page_setting)
+    # three pages, then one: the setting held in each page transaction only
+    assert seen == ["off", "off", "off", "on"]
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar_one() == "on"
+
+
+def test_connection_remove_waits_for_a_page_and_leaves_no_orphans(world) -> None:
+    """The hot tables check their connection once per page: a page transaction locks the
+    connection row, so a removal waits for it and then deletes what it wrote; a page
+    after the removal writes nothing; the tenant of synced records cannot be deleted."""
+    import threading
+
+    from mno.errors import Conflict
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncIdMap
+    from mno.sync import connections, engine
+    from mno.tenancy import tenants
+
+    world.connector("crm", "crm", Api(records=3))
+    name = world.connect("crm", push=False)
+    assert world.run(name).status == "success"
+    record_id = world.records()[0].id
+    with session_scope(world.url) as s:
+        row = connections.get(s, name)
+        s.expunge(row)
+    written, removed, failures = threading.Event(), threading.Event(), []
+
+    def page() -> None:
+        try:
+            with session_scope(world.url) as s:
+                engine.hold_connection(s.connection(), row)
+                s.add(
+                    SyncIdMap(
+                        connection_id=row.id,
+                        entity="contact",
+                        external_id="late",
+                        record_id=record_id,
+                    )
+                )
+                s.flush()
+                written.set()
+                removed.wait(1.0)  # give the removal time to reach the lock
+        except Exception as exc:  # noqa: BLE001
+            failures.append(exc)
+            written.set()
+
+    def remove() -> None:
+        with session_scope(world.url) as s:
+            connections.remove(s, name)
+        removed.set()
+
+    writer = threading.Thread(target=page)
+    writer.start()
+    assert written.wait(30)
+    remover = threading.Thread(target=remove)
+    remover.start()
+    writer.join(30)
+    remover.join(30)
+    assert not failures and removed.is_set()
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == 0
+    assert _count(world.url, "SELECT count(*) FROM sync_connection") == 0
+    with session_scope(world.url) as s, pytest.raises(Conflict, match="was removed"):
+        engine.hold_connection(s.connection(), row)
+    with session_scope(world.url) as s, pytest.raises(Conflict, match="has synced records"):
+        tenants.delete(s, "acme")
+    assert _count(world.url, "SELECT count(*) FROM sync_record") == 3
+
+
+def test_values_with_escapes_round_trip(world) -> None:
+    """External ids and fields holding backslashes, tabs, line breaks, quotes, control
+    and non-ASCII characters are stored exactly (the bulk write escapes them)."""
+    import json
+
+    from sqlmodel import select
+
+    from mno.store.db import session_scope
+    from mno.store.models.core import Event
+    from mno.store.models.sync import SyncIdMap
+
+    odd = 'a\\b\tc\nd\re "f" \\N é \u0001 \\\\t'
+    api = Api(name_prefix=odd)
+    for i in range(3):
+        api.create(name=f"{odd}{i}", email="X@Y.TEST", phone="\\")
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    assert world.run(name).counts["created"] == 3
+    names = sorted(r.data["name"] for r in world.records())
+    assert names == [f"{odd}{i}" for i in range(3)]
+    assert {r.data["phone"] for r in world.records()} == {"\\"}
+    with session_scope(world.url, write=False) as s:
+        ids = sorted(s.exec(select(SyncIdMap.external_id)))
+        payloads = list(s.exec(select(Event.payload).where(Event.type == "record.created")))
+    assert ids == sorted(api.rows)
+    assert sorted(p["data"]["name"] for p in payloads) == names
+    assert json.loads(json.dumps(payloads[0]))["source"] == name
+    # unchanged on the next run: the stored hashes match what is pulled again
+    api.edit(ids[0], name="changed")
+    again = world.run(name)
+    assert again.counts.get("updated") == 1 and not again.counts.get("created")
+
+
+def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
+    """An initial sync skips the lookup of ids it has not mapped yet; a record edited
+    during the pass comes back on a later page and is found, not created twice."""
+    api = Api(records=6)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    pages: list[int] = []
+
+    def progress(_entity: str, n: int) -> None:
+        pages.append(n)
+        if len(pages) == 1:
+            api.edit("c1", name="moved to the end")
+
+    run = world.run(name, progress=progress)
+    assert run.status == "success", run.error
+    assert run.counts.get("updated") == 1
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == run.counts["created"]
+    assert {r.data["name"] for r in world.records()} >= {"moved to the end"}
+
+
+def test_pages_are_written_with_quick_switches_and_fewer_collections(world) -> None:
+    """While a run writes pages, a thread waiting for the GIL gets it sooner and young
+    objects are collected less often; both are restored afterwards, also when the run
+    fails."""
+    import gc
+    import sys
+
+    api = Api(records=5)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    before = sys.getswitchinterval(), gc.get_threshold()
+    during: list[tuple[float, tuple[int, ...]]] = []
+
+    def progress(_entity: str, _n: int) -> None:
+        during.append((sys.getswitchinterval(), gc.get_threshold()))
+
+    assert world.run(name, progress=progress).status == "success"
+    assert during and all(s < before[0] and t[0] > before[1][0] for s, t in during)
+    assert (sys.getswitchinterval(), gc.get_threshold()) == before
+    api.fail = -1
+    api.edit("c1", name="again")
+    assert world.run(name).status == "error"
+    assert (sys.getswitchinterval(), gc.get_threshold()) == before

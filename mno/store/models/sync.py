@@ -65,12 +65,16 @@ class SyncCursor(Base, table=True):
 
 
 class SyncRecord(Base, table=True):
-    """A canonical record: the tenant's one copy of a contact, invoice, item, …"""
+    """A canonical record: the tenant's one copy of a contact, invoice, item, …
+
+    A record's row is never deleted (a deleted record gets ``deleted_at``): id maps and
+    change rows reference it without a foreign key (migration 0503_sync)."""
 
     __tablename__ = "sync_record"
     __table_args__ = (sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),)
 
-    tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
+    # no foreign key: checked once per page by the sync engine (migration 0502_sync)
+    tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     content_hash: str = Field(max_length=32)
@@ -88,10 +92,11 @@ class SyncIdMap(Base, table=True):
         sa.Index("ix_sync_id_map_record", "record_id", "connection_id"),
     )
 
-    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id")
+    # no foreign key: checked once per page by the sync engine (migration 0502_sync)
+    connection_id: uuid.UUID
     entity: str = Field(max_length=64)
     external_id: str = Field(max_length=200)
-    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
+    record_id: uuid.UUID  # no foreign key: a record row is never deleted (0503_sync)
     pulled_hash: str | None = Field(default=None, max_length=32)
     pushed_hash: str | None = Field(default=None, max_length=32)
     last_pulled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -137,9 +142,10 @@ class SyncChange(Base, table=True):
         default=None,
         sa_column=sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
     )
-    run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
-    record_id: uuid.UUID = Field(foreign_key="sync_record.id")
-    # no foreign key: the record's own tenant_id references the tenant
+    # no foreign key: the page transaction locks its run (migration 0502_sync)
+    run_id: uuid.UUID = Field(index=True)
+    record_id: uuid.UUID  # no foreign key: a record row is never deleted (0503_sync)
+    # no foreign key: the record's tenant is the connection's
     tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
     action: str = Field(max_length=16)

@@ -1,0 +1,559 @@
+"""One page of pulled records: fetch it, map and hash it (on the fetch thread, with the
+rows a new record would write prepared ahead), and write it with set-based change
+detection and conflict resolution, inside the page's transaction."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.errors import MnoError
+from mno.store.models.core import Event
+from mno.store.models.sync import (
+    SyncChange,
+    SyncConflict,
+    SyncConnection,
+    SyncIdMap,
+    SyncRecord,
+)
+from mno.sync import bulk, mapping
+from mno.sync.push import _now_row, queue_pushes
+from mno.sync.spec import ConnectorSpec, Entity
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.sync.rest import RestClient
+
+FRESH_IDS = 1_000_000  # an initial sync remembers up to this many ids (see Ctx.fresh)
+
+
+@dataclass
+class Ctx:
+    """What one run needs while it pulls an entity."""
+
+    run_id: uuid.UUID
+    connection: SyncConnection
+    spec: ConnectorSpec
+    entity: Entity
+    owner: str
+    source: str
+    targets: list[uuid.UUID] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_OPEN_PAGE_PG)
+    # the external ids this pass mapped, while the pass started with none of the entity
+    # mapped (an initial sync): a page holding none of them needs no lookup (see
+    # apply_page); None when lookups are needed
+    fresh: set[str] | None = None
+
+    def bump(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+def fetch_page(
+    client: RestClient, entity: Entity, since: str | None, position: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page: (raw records, next position or None when the stop condition holds)."""
+    pg = entity.pagination
+    params: dict[str, Any] = dict(entity.list.params)
+    if since and entity.incremental:
+        params[entity.incremental.param] = since
+    if pg.size_param:
+        params[pg.size_param] = pg.size
+    path = entity.list.path
+    if pg.type == "page":
+        params[pg.param] = position.get("page", pg.start)  # type: ignore[index]
+    elif pg.type == "offset":
+        params[pg.param] = position.get("offset", 0)  # type: ignore[index]
+    elif pg.type == "cursor" and position.get("cursor"):
+        params[pg.param] = position["cursor"]  # type: ignore[index]
+    elif pg.type == "link" and position.get("url"):
+        path, params = position["url"], {}
+    body, response = client.get_json(path, params or None)
+    records = mapping.get_path(body, entity.records) or []
+    if not isinstance(records, list):
+        raise MnoError(f"records path {entity.records!r} is not a list in the response")
+    n = len(records)
+    nxt: dict[str, Any] | None = None
+    if pg.type == "page":
+        nxt = {"page": position.get("page", pg.start) + 1}
+    elif pg.type == "offset":
+        nxt = {"offset": position.get("offset", 0) + n}
+    elif pg.type == "cursor":
+        token = mapping.get_path(body, pg.next_path or "")
+        nxt = {"cursor": token} if token else None
+    elif pg.type == "link":
+        url = response.links.get("next", {}).get("url")
+        nxt = {"url": url} if url else None
+    if nxt is not None and n == 0:
+        nxt = None
+    if nxt is not None and pg.stop == "short" and pg.type in ("page", "offset") and n < pg.size:
+        nxt = None
+    if nxt is not None and pg.stop == "total":
+        total = mapping.get_path(body, pg.total_path or "")
+        done = (
+            nxt.get("offset") if pg.type == "offset" else (nxt.get("page", 1) - pg.start) * pg.size
+        )
+        if total is not None and done is not None and int(done) >= int(total):
+            nxt = None
+    return records, nxt
+
+
+@dataclass(slots=True)
+class Pulled:
+    external_id: str
+    data: dict[str, Any]
+    digest: str
+    updated_at: datetime | None
+    deleted: bool
+    data_json: str  # ``data`` as compact JSON, serialised once for every row that holds it
+    # prepared for the case the record is new: record, id map, change and event ids, the
+    # driver-ready updated_at and the record.created payload
+    new_row: tuple[str, str, str, str, Any, str] | None = None
+    # PostgreSQL: the same rows as COPY text lines (the values that vary per row) of the
+    # record, id map, change and event
+    new_copy: tuple[str, str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """What ``map_page`` needs to prepare the rows of new records ahead of the write."""
+
+    postgres: bool
+    entity: str
+    source: str
+
+    def prepare(self, items: list[Pulled]) -> None:
+        time_v = bulk.time_value(self.postgres)
+        ids = bulk.hex_ids(4 * len(items))
+        head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
+        dashed = bulk.dashed
+        if self.postgres:
+            copy_json, copy_text, copy_time = bulk.copy_json, bulk.copy_text, bulk.copy_time
+            for i, it in enumerate(items):
+                rid, map_id, change_id, event_id = ids[4 * i : 4 * i + 4]
+                data = copy_json(it.data_json)
+                it.new_copy = (
+                    f"{rid}\t{data}\t{it.digest}\t{copy_time(it.updated_at)}\n",
+                    f"{map_id}\t{copy_text(it.external_id)}\t{rid}\t{it.digest}\n",
+                    f"{change_id}\t{rid}\n",
+                    f'{event_id}\t{{"record_id":"{dashed(rid)}",{copy_json(head)},"data":{data}}}\n',
+                )
+            return
+        for i, it in enumerate(items):
+            rid = ids[4 * i]
+            it.new_row = (
+                rid,
+                ids[4 * i + 1],
+                ids[4 * i + 2],
+                ids[4 * i + 3],
+                time_v(it.updated_at),
+                f'{{"record_id":"{dashed(rid)}",{head},"data":{it.data_json}}}',
+            )
+
+
+def map_page(
+    entity: Entity, raws: list[dict[str, Any]], new: NewRows | None = None
+) -> list[Pulled]:
+    """External records → canonical data, content hash and JSON, and with ``new`` the
+    rows each would write if it is new. This runs on the fetch thread, in parallel with
+    the previous page's database work (SQLite and psycopg release the GIL while they
+    write), so what it prepares costs the write path nothing."""
+    data_of = mapping.mapper(entity.fields())
+    id_of = mapping.getter(entity.id)
+    updated_of = mapping.getter(entity.updated_at) if entity.updated_at else None
+    flag = entity.deleted.flag if entity.deleted else None
+    deleted_of = mapping.getter(flag) if flag else None
+    ignore = entity.ignore_fields
+    parse_time, hash_and_json = mapping.parse_time, mapping.hash_and_json
+    out: dict[str, Pulled] = {}
+    for raw in raws:
+        ext = id_of(raw)
+        if ext is None:
+            continue
+        data = data_of(raw)
+        ext = str(ext)
+        digest, text = hash_and_json(data, ignore)
+        out[ext] = Pulled(
+            ext,
+            data,
+            digest,
+            parse_time(updated_of(raw)) if updated_of else None,
+            bool(deleted_of(raw)) if deleted_of else False,
+            text,
+        )
+    items = list(out.values())  # the last copy of an id within a page wins
+    if new is not None:
+        new.prepare(items)
+    return items
+
+
+_ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
+_CHANGE_COLS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "run_id",
+    "record_id",
+    "tenant_id",
+    "entity",
+    "action",
+    "source",
+    "before",
+    "after",
+)
+
+
+_EVENT_COLS = ("id", "created_at", "updated_at", "type", "tenant_id", "payload")
+
+
+@dataclass(slots=True)
+class Known:
+    """A pulled external id already mapped: its id map and canonical record."""
+
+    id: uuid.UUID
+    record_id: uuid.UUID
+    pulled_hash: str | None
+    pushed_hash: str | None
+    content_hash: str
+    data_json: str  # the record's data as stored (JSON text), parsed only when needed
+    version: int
+    source_updated_at: datetime | None
+    deleted_at: datetime | None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.data_json)  # type: ignore[no-any-return]
+
+
+def _known(
+    conn: sa.Connection, w: bulk.Rows, ctx: Ctx, external_ids: list[str]
+) -> dict[str, Known]:
+    """The page's external ids that are already mapped, in two index lookups (id maps by
+    external id, then their records by id) rather than a join, whose plan PostgreSQL may
+    turn into a scan of every record while the tables grow during a large sync."""
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    cols = (m.c.id, m.c.external_id, m.c.record_id, m.c.pulled_hash, m.c.pushed_hash)
+    mine = sa.and_(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+    if w.postgres:
+        # one unique-index probe per external id: the LATERAL subquery with LIMIT 1 keeps
+        # the planner from matching the connection's id maps first and filtering them
+        # (its choice while the table has no statistics yet, costing O(rows) per page)
+        from sqlalchemy.dialects import postgresql
+
+        ext = (
+            sa.func.unnest(sa.bindparam("ext", external_ids, type_=postgresql.ARRAY(sa.String)))
+            .table_valued("value")
+            .render_derived(name="x")
+        )
+        hit = sa.select(*cols).where(mine, m.c.external_id == ext.c.value).limit(1).lateral("y")
+        maps = conn.execute(sa.select(hit).select_from(ext.join(hit, sa.true()))).all()
+    else:
+        maps = conn.execute(
+            sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))
+        ).all()
+    if not maps:
+        return {}
+    records = {
+        row.id: row
+        for row in conn.execute(
+            sa.select(
+                r.c.id,
+                r.c.content_hash,
+                sa.cast(r.c.data, sa.Text).label("data_json"),
+                r.c.version,
+                r.c.source_updated_at,
+                r.c.deleted_at,
+            ).where(w.among(r.c.id, [x.record_id for x in maps]))
+        )
+    }
+    out: dict[str, Known] = {}
+    for x in maps:
+        rec = records.get(x.record_id)
+        if rec is not None:
+            out[x.external_id] = Known(
+                x.id,
+                x.record_id,
+                x.pulled_hash,
+                x.pushed_hash,
+                rec.content_hash,
+                rec.data_json,
+                rec.version,
+                rec.source_updated_at,
+                rec.deleted_at,
+            )
+    return out
+
+
+def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
+    """Upsert one page of pulled records with set-based change detection.
+
+    New records are the bulk of an initial sync. Each writes four rows (record, id map,
+    change, event), prepared as driver-ready tuples and inserted with one statement per
+    table (``bulk.Rows``). Its change row is compact: ``after`` stays NULL because a
+    create's after-state is the record's first version, which ``iter_changes`` reads
+    back from the next change's before-state or from the record itself."""
+    if not items:
+        return
+    conn = session.connection()
+    w = bulk.Rows(conn)
+    now = clock.now()
+    now_v = w.time(now)
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    cid, ent = ctx.connection.id, ctx.entity.canonical
+    tenant_id = ctx.connection.tenant_id
+    tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
+    external_ids = [i.external_id for i in items]
+    if ctx.fresh is not None and ctx.fresh.isdisjoint(external_ids):
+        # an initial sync's page of ids it has not mapped yet: none is known, since this
+        # run holds the connection's lock, checked in every page transaction, and only a
+        # run holding it maps ids
+        known: dict[str, Known] = {}
+    else:
+        known = _known(conn, w, ctx, external_ids)
+    # created records: only the values that vary per row (see the inserts below)
+    new_records: list[Any] = []  # tuples, or COPY text lines on PostgreSQL
+    new_maps: list[Any] = []
+    new_changes: list[Any] = []
+    new_events: list[Any] = []
+    rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
+    rec_deletes: list[dict[str, Any]] = []
+    map_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
+    changes: list[tuple[Any, ...]] = []
+    conflicts: list[dict[str, Any]] = []
+    events: list[tuple[Any, ...]] = []
+    pushes: list[str] = []  # record ids (hex)
+    repush_self: list[uuid.UUID] = []
+    seen_only: list[uuid.UUID] = []
+
+    ids = iter(bulk.hex_ids(2 * len(known) + 1))  # a change and an event per known id
+    src = json.dumps(ctx.source)
+    ent_json = json.dumps(ent)
+    prepare = NewRows(w.postgres, ent, ctx.source)
+
+    def change(
+        action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
+    ) -> None:
+        rid_hex = rid.hex
+        changes.append(
+            (
+                next(ids),
+                now_v,
+                now_v,
+                run_v,
+                rid_hex,
+                tenant_v,
+                ent,
+                action,
+                ctx.source,
+                before_json,
+                after_json,
+            )
+        )
+        payload = (
+            f'{{"record_id":"{rid}","entity":{ent_json},"version":{version},'
+            f'"source":{src},"data":{after_json or "null"}}}'
+        )
+        events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
+        pushes.append(rid_hex)
+
+    if not known and all(it.new_copy is not None and not it.deleted for it in items):
+        # an initial sync's page on PostgreSQL: every record is new, with its rows
+        # prepared as COPY lines by the fetch thread
+        new_records, new_maps, new_changes, new_events = (
+            list(lines)
+            for lines in zip(*[it.new_copy for it in items], strict=True)  # type: ignore[misc]
+        )
+        pushes.extend(line[:32] for line in new_records)  # the record ids, 32 hex digits
+        items_left: list[Pulled] = []
+    else:
+        items_left = items
+    for it in items_left:
+        row = known.get(it.external_id)
+        if row is None:
+            if it.deleted:
+                continue
+            if it.new_row is None and it.new_copy is None:
+                prepare.prepare([it])
+            if it.new_copy is not None:
+                rec_line, map_line, change_line, event_line = it.new_copy
+                new_records.append(rec_line)
+                new_maps.append(map_line)
+                new_changes.append(change_line)
+                new_events.append(event_line)
+                pushes.append(rec_line[:32])  # the record id, 32 hex digits
+                continue
+            rid, map_id, change_id, event_id, updated_v, payload = it.new_row  # type: ignore[misc]
+            new_records.append((rid, it.data_json, it.digest, updated_v))
+            new_maps.append((map_id, it.external_id, rid, it.digest))
+            new_changes.append((change_id, rid))
+            new_events.append((event_id, payload))
+            pushes.append(rid)
+            continue
+        if it.deleted:
+            if row.deleted_at is None:
+                rec_deletes.append(
+                    {
+                        "b_id": row.record_id,
+                        "version": row.version + 1,
+                        "source_updated_at": it.updated_at or now,
+                        "deleted_at": now,
+                        "updated_at": now,
+                    }
+                )
+                change("delete", row.record_id, row.data_json, None, row.version + 1)
+                ctx.bump("deleted")
+            else:
+                ctx.bump("unchanged")
+            seen_only.append(row.id)
+            continue
+        app_changed = it.digest != row.pulled_hash
+        echo = it.digest == row.pushed_hash
+        same = it.digest == row.content_hash and row.deleted_at is None
+        if same or echo or not app_changed:
+            if same or echo:
+                if row.pulled_hash != it.digest:
+                    map_updates.append((it.digest, now_v, w.uid(row.id)))
+                else:
+                    seen_only.append(row.id)
+            else:
+                seen_only.append(row.id)
+            ctx.bump("echo" if echo and not same else "unchanged")
+            continue
+        platform_changed = row.content_hash not in (row.pulled_hash, row.pushed_hash)
+        if platform_changed:
+            pref = ctx.connection.preemption
+            if pref:
+                winner, rule = pref, f"preemption:{pref}"
+            else:
+                app_t, plat_t = it.updated_at, row.source_updated_at
+                winner = "app" if (app_t and (plat_t is None or app_t >= plat_t)) else "platform"
+                rule = "newest"
+            conflicts.append(
+                {
+                    **_now_row(now),
+                    "run_id": ctx.run_id,
+                    "record_id": row.record_id,
+                    "connection_id": cid,
+                    "entity": ent,
+                    "winner": winner,
+                    "rule": rule,
+                    "platform_data": row.data,
+                    "app_data": it.data,
+                }
+            )
+            ctx.bump("conflicts")
+            if winner == "platform":
+                map_updates.append((it.digest, now_v, w.uid(row.id)))
+                repush_self.append(row.record_id)
+                continue
+        rec_updates.append(
+            (
+                it.data_json,
+                it.digest,
+                row.version + 1,
+                w.time(it.updated_at or now),
+                now_v,
+                w.uid(row.record_id),
+            )
+        )
+        map_updates.append((it.digest, now_v, w.uid(row.id)))
+        change(
+            "update",
+            row.record_id,
+            row.data_json if row.deleted_at is None else None,
+            it.data_json,
+            row.version + 1,
+        )
+        ctx.bump("updated")
+
+    if new_records:
+        stamp = {"created_at": now_v, "updated_at": now_v}
+        # PostgreSQL: COPY text lines prepared by the fetch thread; SQLite: tuples
+        insert = w.copy if w.postgres else w.insert
+        insert(
+            r,
+            ("id", "data", "content_hash", "source_updated_at"),
+            new_records,
+            {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
+        )
+        insert(
+            m,
+            ("id", "external_id", "record_id", "pulled_hash"),
+            new_maps,
+            {
+                **stamp,
+                "connection_id": cid_v,
+                "entity": ent,
+                "last_pulled_at": now_v,
+                "seen_token": seen_token,
+            },
+        )
+        # compact change rows: no before, no after (see iter_changes)
+        insert(
+            SyncChange.__table__,  # type: ignore[attr-defined]
+            ("id", "record_id"),
+            new_changes,
+            {
+                **stamp,
+                "run_id": run_v,
+                "tenant_id": tenant_v,
+                "entity": ent,
+                "action": "create",
+                "source": ctx.source,
+            },
+        )
+        insert(
+            Event.__table__,  # type: ignore[attr-defined]
+            ("id", "payload"),
+            new_events,
+            {**stamp, "type": "record.created", "tenant_id": tenant_v},
+        )
+        ctx.bump("created", len(new_records))
+        if ctx.fresh is not None:
+            ctx.fresh.update(it.external_id for it in items if it.external_id not in known)
+            if len(ctx.fresh) > FRESH_IDS:
+                ctx.fresh = None  # bounded memory: look up again from here on
+    if rec_updates:
+        w.update(
+            r,
+            ("data", "content_hash", "version", "source_updated_at", "updated_at"),
+            rec_updates,
+            same={"deleted_at": None},
+        )
+    if rec_deletes:
+        conn.execute(
+            r.update()
+            .where(r.c.id == sa.bindparam("b_id"))
+            .values(
+                version=sa.bindparam("version"),
+                source_updated_at=sa.bindparam("source_updated_at"),
+                deleted_at=sa.bindparam("deleted_at"),
+                updated_at=sa.bindparam("updated_at"),
+            ),
+            rec_deletes,
+        )
+    if map_updates:
+        w.update(
+            m,
+            ("pulled_hash", "last_pulled_at"),
+            map_updates,
+            same={"seen_token": seen_token} if seen_token else None,
+        )
+    if seen_token and seen_only:
+        conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
+    w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]
+    if conflicts:
+        conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
+    w.insert(Event.__table__, _EVENT_COLS, events)  # type: ignore[attr-defined]
+    if ctx.targets and pushes:
+        queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in pushes], ctx.run_id)
+    if repush_self and ctx.connection.push_enabled and ctx.entity.push:
+        queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
+    ctx.bump("fetched", len(items))

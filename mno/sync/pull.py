@@ -1,0 +1,442 @@
+"""Pulling one entity: pages in order, each committed in one transaction with the cursor
+checkpoint (the next page is prefetched and mapped meanwhile), then the pass's deletes
+and the cursor's move."""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from mno import clock
+from mno.errors import Conflict
+from mno.store import leases, outbox
+from mno.store.models.core import LeaseLock
+from mno.store.models.sync import (
+    SyncChange,
+    SyncCursor,
+    SyncIdMap,
+    SyncRecord,
+    SyncRun,
+)
+from mno.sync import mapping
+from mno.sync.pages import Ctx, NewRows, Pulled, apply_page, fetch_page, map_page
+from mno.sync.push import _now_row, push_targets, queue_pushes
+from mno.sync.runlock import LOCK_TTL, hold_connection, lock_name
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.sync.rest import RestClient
+
+ProgressFn = Callable[[str, int], None]
+
+
+def sweep_deletes(session: Session, ctx: Ctx, token: str) -> list[uuid.UUID]:
+    """After a complete full pass: mapped records this pass did not see are deleted."""
+    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(m.c.external_id, r.c.id, r.c.data, r.c.version)
+            .join(r, r.c.id == m.c.record_id)
+            .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+            .where(sa.or_(m.c.seen_token.is_(None), m.c.seen_token != token))
+            .where(r.c.deleted_at.is_(None))
+        )
+        .all()
+    )
+    _delete_records(session, ctx, [(row.id, row.data, row.version) for row in rows])
+    return [row.id for row in rows]
+
+
+def _delete_records(session: Session, ctx: Ctx, rows: list[tuple[uuid.UUID, Any, int]]) -> None:
+    if not rows:
+        return
+    now = clock.now()
+    r = SyncRecord.__table__  # type: ignore[attr-defined]
+    session.connection().execute(
+        r.update()
+        .where(r.c.id == sa.bindparam("b_id"))
+        .values(deleted_at=now, updated_at=now, version=sa.bindparam("version")),
+        [{"b_id": rid, "version": v + 1} for rid, _, v in rows],
+    )
+    tenant_id, ent = ctx.connection.tenant_id, ctx.entity.canonical
+    session.connection().execute(
+        SyncChange.__table__.insert(),  # type: ignore[attr-defined]
+        [
+            {
+                **_now_row(now),
+                "run_id": ctx.run_id,
+                "record_id": rid,
+                "tenant_id": tenant_id,
+                "entity": ent,
+                "action": "delete",
+                "source": ctx.source,
+                "before": data,
+                "after": None,
+            }
+            for rid, data, _ in rows
+        ],
+    )
+    outbox.emit_many(
+        session,
+        [
+            (
+                "record.deleted",
+                {
+                    "record_id": str(rid),
+                    "entity": ent,
+                    "version": v + 1,
+                    "source": ctx.source,
+                    "data": None,
+                },
+                tenant_id,
+            )
+            for rid, _, v in rows
+        ],
+    )
+    ctx.bump("deleted", len(rows))
+
+
+def pull_deleted_since(
+    session_factory: Callable[..., Any], client: RestClient, ctx: Ctx, since: str | None
+) -> None:
+    d = ctx.entity.deleted
+    if d is None or not d.path:
+        return
+    params = {d.param: since} if (since and d.param) else None
+    body, _ = client.get_json(d.path, params)
+    ids = [
+        str(mapping.get_path(x, d.id) if isinstance(x, dict) else x)
+        for x in (mapping.get_path(body, d.records or "") or [])
+    ]
+    if not ids:
+        return
+    with session_factory() as session:
+        _renew(session, ctx)
+        m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
+        rows = (
+            session.connection()
+            .execute(
+                sa.select(r.c.id, r.c.data, r.c.version)
+                .join(m, r.c.id == m.c.record_id)
+                .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+                .where(m.c.external_id.in_(ids), r.c.deleted_at.is_(None))
+            )
+            .all()
+        )
+        _delete_records(session, ctx, [(x.id, x.data, x.version) for x in rows])
+        queue_pushes(session, ctx.targets, ctx.entity.canonical, [x.id for x in rows], ctx.run_id)
+
+
+def _renew(session: Session, ctx: Ctx) -> None:
+    if not leases.acquire_lock(session, lock_name(ctx.connection.id), ctx.owner, LOCK_TTL):
+        raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+
+
+def pull_entity(
+    scope: Callable[[], Any],
+    client: RestClient,
+    ctx: Ctx,
+    *,
+    full: bool,
+    progress: ProgressFn | None = None,
+) -> None:
+    ent = ctx.entity
+    with scope() as session:
+        _renew(session, ctx)
+        postgres = session.connection().dialect.name == "postgresql"
+        ctx.targets = push_targets(session, ctx.connection, ent.canonical)
+        ctx.flush = wait_for_flush()
+        m = SyncIdMap.__table__  # type: ignore[attr-defined]
+        mapped = sa.select(m.c.id).where(
+            m.c.connection_id == ctx.connection.id, m.c.entity == ent.canonical
+        )
+        ctx.fresh = None if session.connection().execute(mapped.limit(1)).first() else set()
+        cursor = _cursor(session, ctx.connection.id, ent.canonical)
+        cp = cursor.checkpoint
+        if cp and bool(cp.get("full")) == full:
+            pass  # resume an interrupted pass from its last committed page
+        else:
+            cp = {
+                "full": full,
+                "since": None if (full or not ent.incremental) else cursor.value,
+                "position": {},
+                "token": uuid.uuid4().hex if full else None,
+                "max_updated": None,
+                "started_at": mapping.format_time(clock.now(), "iso8601"),
+            }
+            cursor.checkpoint = cp
+            session.add(cursor)
+    since = cp["since"]
+    since_param = None
+    if since and ent.incremental:
+        since_param = mapping.format_time(mapping.parse_time(since), ent.incremental.format)  # type: ignore[arg-type]
+    position: dict[str, Any] | None = cp["position"]
+    # the next page is fetched while this one is written; the checkpoint still moves only
+    # after a page commits, so a crash re-fetches at most the prefetched page
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
+
+    new = NewRows(postgres, ent.canonical, ctx.source)
+
+    def fetch(pos: dict[str, Any]) -> tuple[list[Pulled], dict[str, Any] | None]:
+        raws, nxt = fetch_page(client, ent, since_param, pos)
+        return map_page(ent, raws, new), nxt
+
+    ahead = pool.submit(fetch, position) if position is not None else None
+    try:
+        with _writing_pages():
+            while ahead is not None:
+                items, nxt = ahead.result()
+                ahead = pool.submit(fetch, nxt) if nxt is not None else None
+                cp = _commit_page(scope, ctx, items, nxt, cp, progress)
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+        pool.shutdown(wait=True)
+    # the pass is complete: deletes, then the cursor moves and the checkpoint clears
+    pull_deleted_since(scope, client, ctx, since_param)
+    with scope() as session:
+        _renew(session, ctx)
+        if full and cp.get("token"):
+            gone = sweep_deletes(session, ctx, cp["token"])
+            queue_pushes(session, ctx.targets, ent.canonical, gone, ctx.run_id)
+        cur = _cursor(session, ctx.connection.id, ent.canonical)
+        newest_s = (cur.checkpoint or cp).get("max_updated")
+        if newest_s:
+            old = mapping.parse_time(cur.value)
+            new = mapping.parse_time(newest_s)
+            if old is None or (new and new > old):
+                cur.value = newest_s
+        cur.checkpoint = None
+        cur.touch()
+        session.add(cur)
+        _save_counts(session, ctx)
+
+
+QUICK_SWITCH = 0.0005  # seconds
+YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation
+
+
+class _Interpreter:
+    lock = threading.Lock()
+    users = 0  # runs writing pages now
+    switch = 0.0  # the settings before the first of them
+    thresholds: tuple[int, ...] = ()
+
+
+@contextmanager
+def _writing_pages() -> Iterator[None]:
+    """Interpreter settings while pages are written (restored after the last run that
+    writes pages in this process):
+
+    - a thread that waits for the GIL gets it after 0.5 ms instead of Python's 5 ms. The
+      writing thread waits for the database a dozen times a page, and each time it wakes
+      while the fetch thread maps the next page (pure Python, holding the GIL), the
+      database idles until the writer gets the GIL back;
+    - the cyclic garbage collector looks at young objects every 50,000 allocations
+      instead of 700: a page allocates some 10,000 containers (parsed records, mapped
+      data, rows) that are freed by reference counting when the page is written, and
+      scanning them over and over cost more CPU than mapping them."""
+    with _Interpreter.lock:
+        if not _Interpreter.users:
+            _Interpreter.switch = sys.getswitchinterval()
+            _Interpreter.thresholds = gc.get_threshold()
+            sys.setswitchinterval(min(QUICK_SWITCH, _Interpreter.switch))
+            gc.set_threshold(
+                max(YOUNG_OBJECTS, _Interpreter.thresholds[0]), *_Interpreter.thresholds[1:]
+            )
+        _Interpreter.users += 1
+    try:
+        yield
+    finally:
+        with _Interpreter.lock:
+            _Interpreter.users -= 1
+            if not _Interpreter.users:
+                sys.setswitchinterval(_Interpreter.switch)
+                gc.set_threshold(*_Interpreter.thresholds)
+
+
+def _commit_page(
+    scope: Callable[[], Any],
+    ctx: Ctx,
+    items: list[Pulled],
+    nxt: dict[str, Any] | None,
+    cp: dict[str, Any],
+    progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """One transaction: the page's records, id maps, changes, events, pushes and the
+    checkpoint (next position, newest updated_at seen). The run lock makes this run the
+    only writer of the cursor, so the checkpoint is written without reading it back."""
+    ent = ctx.entity
+    newest = max((i.updated_at for i in items if i.updated_at), default=None)
+    state = dict(cp)
+    prev = mapping.parse_time(state.get("max_updated"))
+    if newest and (prev is None or newest > prev):
+        state["max_updated"] = mapping.format_time(newest, "iso8601")
+    state["position"] = nxt
+    with scope() as session:
+        conn = session.connection()
+        now = clock.now()
+        # renew the run lock first: a run that lost it writes nothing; then the parents
+        # of every row this page writes, checked once for the page (the hot tables have
+        # no foreign keys to them, see migration 0502_sync): the connection row is locked
+        # against removal, the run row by the update of its counts at the end
+        if conn.dialect.name == "postgresql":
+            renewed, held = _open_page_pg(conn, ctx, now)
+        else:
+            _tune(session)
+            renewed, held = _open_page(conn, ctx, now)
+        if not renewed:
+            raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+        if not held:
+            raise Conflict(f"connection {ctx.connection.name} was removed")
+        apply_page(session, ctx, items, cp["token"])
+        if conn.dialect.name == "postgresql":
+            counted = conn.exec_driver_sql(
+                _CLOSE_PAGE_PG,
+                {
+                    "checkpoint": json.dumps(state),
+                    "now": now,
+                    "cid": ctx.connection.id,
+                    "entity": ent.canonical,
+                    "counts": json.dumps(ctx.counts),
+                    "run": ctx.run_id,
+                },
+            ).rowcount
+        else:
+            c, r = SyncCursor.__table__, SyncRun.__table__  # type: ignore[attr-defined]
+            conn.execute(
+                c.update()
+                .where(c.c.connection_id == ctx.connection.id, c.c.entity == ent.canonical)
+                .values(checkpoint=state, updated_at=now)
+            )
+            counted = conn.execute(
+                r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts))
+            ).rowcount
+        if not counted:
+            raise Conflict(f"run {ctx.run_id} of connection {ctx.connection.name} is gone")
+    ctx.bump("pages")
+    if progress:
+        progress(ent.canonical, len(items))
+    return state
+
+
+# PostgreSQL: a page transaction opens and closes with one statement each (a round trip
+# less per statement, and no statement compiled), doing what ``_open_page`` and the
+# cursor and run updates of ``_commit_page`` do on SQLite.
+#
+# It also sets ``synchronous_commit = off`` for the transaction unless ``ctx.flush``: the
+# commit returns before its WAL is flushed (the WAL writer flushes within a fraction of a
+# second) instead of waiting for one disk flush per page. Only a crash of the database
+# server itself can lose the last few page commits, and never part of one: the cursor
+# checkpoint commits with its page's records, id maps, change rows and events, so the
+# next run resumes from the last page that survived and fetches the lost pages again. An
+# application crash loses nothing that was committed.
+_OPEN_PAGE_PG = """WITH renewed AS (
+    UPDATE lease_lock SET until = %(until)s, updated_at = %(now)s
+    WHERE name = %(lock)s AND owner = %(owner)s RETURNING 1)
+SELECT (SELECT count(*) FROM renewed),
+    (SELECT count(*) FROM (SELECT 1 FROM sync_connection WHERE id = %(cid)s FOR KEY SHARE) AS c),
+    set_config('synchronous_commit',
+        CASE WHEN %(flush)s THEN current_setting('synchronous_commit') ELSE 'off' END, true)"""
+
+
+_CLOSE_PAGE_PG = """WITH moved AS (
+    UPDATE sync_cursor SET checkpoint = %(checkpoint)s::json, updated_at = %(now)s
+    WHERE connection_id = %(cid)s AND entity = %(entity)s)
+UPDATE sync_run SET counts = %(counts)s::json WHERE id = %(run)s"""
+
+
+def _open_page_pg(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int, int]:
+    """(run lock renewed, connection row held), and ``synchronous_commit``."""
+    row = conn.exec_driver_sql(
+        _OPEN_PAGE_PG,
+        {
+            "until": now + LOCK_TTL,
+            "now": now,
+            "lock": lock_name(ctx.connection.id),
+            "owner": ctx.owner,
+            "cid": ctx.connection.id,
+            "flush": ctx.flush,
+        },
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _open_page(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int, int]:
+    """(run lock renewed, connection row held)."""
+    lock = LeaseLock.__table__  # type: ignore[attr-defined]
+    renewed = conn.execute(
+        lock.update()
+        .where(lock.c.name == lock_name(ctx.connection.id), lock.c.owner == ctx.owner)
+        .values(until=now + LOCK_TTL, updated_at=now)
+    ).rowcount
+    try:
+        hold_connection(conn, ctx.connection)
+    except Conflict:
+        return renewed, 0
+    return renewed, 1
+
+
+def checkpoint_wal(db_url: str | None) -> None:
+    """SQLite: copy the write-ahead log of a large run back into the database now
+    (PASSIVE: it waits for nobody), so the next writer's commit does not pay for it."""
+    from mno.store.db import get_engine, is_sqlite
+
+    engine = get_engine(db_url)
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()  # autocommit: the checkpoint runs outside a transaction
+    try:
+        raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        raw.close()
+
+
+def wait_for_flush() -> bool:
+    """Whether a page transaction on PostgreSQL waits for its WAL to reach disk
+    (``sync.synchronous_commit`` in the profile; off by default, see ``_OPEN_PAGE_PG``)."""
+    from mno import settings
+
+    return bool(settings.profile_value("sync.synchronous_commit", False))
+
+
+def _tune(session: Session) -> None:
+    """SQLite: a larger page cache and fewer WAL checkpoints for this connection while it
+    writes large pages of records (per-connection settings; durability is unchanged)."""
+    conn = session.connection()
+    conn.exec_driver_sql("PRAGMA cache_size=-131072")
+    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=16384")
+
+
+def _save_counts(session: Session, ctx: Ctx) -> None:
+    session.execute(
+        sa.update(SyncRun).where(SyncRun.id == ctx.run_id).values(counts=dict(ctx.counts))  # type: ignore[arg-type]
+    )
+
+
+def _cursor(session: Session, connection_id: uuid.UUID, entity: str) -> SyncCursor:
+    from sqlmodel import select
+
+    row = session.exec(
+        select(SyncCursor).where(
+            SyncCursor.connection_id == connection_id, SyncCursor.entity == entity
+        )
+    ).first()
+    if row is None:
+        row = SyncCursor(connection_id=connection_id, entity=entity)
+        session.add(row)
+        session.flush()
+    return row

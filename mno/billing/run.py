@@ -476,7 +476,7 @@ def _chunk(
     now = clock.now()
     # time-ordered ids, as text: each insert lands at the right edge of the primary key
     # index instead of a random page, and skips making a UUID object per row
-    from mno.sync.bulk import hex_ids
+    from mno.store.bulk import hex_ids
 
     fresh = iter(hex_ids(len(tenants) * 8))
     for t in tenants:
@@ -597,7 +597,7 @@ def _executemany(
     """
     if not rows:
         return
-    from mno.sync.bulk import Rows, dumps, time_value
+    from mno.store.bulk import Rows, dumps, time_value
 
     first = rows[0]
     same = tuple(c for c in same if c in first and all(r[c] == first[c] for r in rows))

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from mno import clock
 from mno.errors import MnoError
+from mno.store import bulk
 from mno.store.models.core import Event
 from mno.store.models.sync import (
     SyncChange,
@@ -22,7 +23,7 @@ from mno.store.models.sync import (
     SyncIdMap,
     SyncRecord,
 )
-from mno.sync import bulk, mapping
+from mno.sync import mapping
 from mno.sync.push import _now_row, queue_pushes
 from mno.sync.spec import ConnectorSpec, Entity
 

@@ -210,7 +210,7 @@ def test_example_connectors_validate() -> None:
 
 
 def test_time_ordered_ids_are_unique_and_sorted() -> None:
-    from mno.sync import bulk
+    from mno.store import bulk
 
     ids = bulk.uuids(5000) + bulk.uuids(5000)
     assert len(set(ids)) == 10000

@@ -1,6 +1,7 @@
-"""Bulk writes for the sync hot path, below the ORM.
+"""Bulk writes for hot paths, below the ORM (a sync page, a billing run's chunk).
 
-A page of pulled records becomes a few thousand rows. Building ORM objects or running
+A page of pulled records becomes a few thousand rows, a billing chunk a few thousand
+invoices and lines. Building ORM objects or running
 every value through SQLAlchemy's bind processors costs more than the database write
 itself, so the hot path prepares values in the form the driver stores them:
 

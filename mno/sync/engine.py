@@ -33,7 +33,6 @@ from mno.store.models.sync import (
     SyncChange,
     SyncConnection,
     SyncConnector,
-    SyncPush,
     SyncRecord,
     SyncRun,
 )
@@ -44,6 +43,7 @@ from mno.sync.push import (
     deliver_locked,
     deliver_tenant,
     ignored_fields,
+    pending_targets,
     push_targets,
     queue_pushes,
 )
@@ -179,25 +179,6 @@ def run(
             except MnoError:
                 pass  # busy, paused or in recovery: its own next run delivers
     return finished
-
-
-def pending_targets(
-    tenant_id: uuid.UUID, *, exclude: uuid.UUID | None = None, db_url: str | None = None
-) -> list[uuid.UUID]:
-    from sqlmodel import select
-
-    with session_scope(db_url, write=False) as session:
-        ids = list(
-            session.exec(
-                select(SyncPush.connection_id)
-                .distinct()
-                .where(SyncPush.status == "pending")
-                .where(SyncPush.connection_id == SyncConnection.id)
-                .where(SyncConnection.tenant_id == tenant_id)
-                .where(SyncConnection.paused == False)  # noqa: E712
-            )
-        )
-    return [i for i in ids if i != exclude]
 
 
 def finish_run(

@@ -251,10 +251,10 @@ def push_one(
         leases.complete(session, SyncPush, [push_id], owner)
 
 
-def deliver_tenant(
-    tenant_id: uuid.UUID, owner: str, *, exclude: uuid.UUID | None = None, db_url: str | None = None
-) -> int:
-    """Deliver pending pushes to the tenant's connections whose run lock is free."""
+def pending_targets(
+    tenant_id: uuid.UUID, *, exclude: uuid.UUID | None = None, db_url: str | None = None
+) -> list[uuid.UUID]:
+    """The tenant's unpaused connections with pending pushes, but ``exclude``."""
     from sqlmodel import select
 
     with session_scope(db_url, write=False) as session:
@@ -267,12 +267,17 @@ def deliver_tenant(
                 .where(SyncConnection.tenant_id == tenant_id, SyncConnection.paused == False)  # noqa: E712
             )
         )
-    done = 0
-    for cid in ids:
-        if cid == exclude:
-            continue
-        done += deliver_locked(cid, owner, db_url=db_url)
-    return done
+    return [i for i in ids if i != exclude]
+
+
+def deliver_tenant(
+    tenant_id: uuid.UUID, owner: str, *, exclude: uuid.UUID | None = None, db_url: str | None = None
+) -> int:
+    """Deliver pending pushes to the tenant's connections whose run lock is free."""
+    return sum(
+        deliver_locked(cid, owner, db_url=db_url)
+        for cid in pending_targets(tenant_id, exclude=exclude, db_url=db_url)
+    )
 
 
 def deliver_locked(connection_id: uuid.UUID, owner: str, *, db_url: str | None = None) -> int:

@@ -562,8 +562,8 @@ def _insert(
         _copy(s, T_INV, inv_rows, ("tax_detail",))
         _copy(s, T_LINE, line_rows, ("detail",))
     else:
-        _executemany(s, T_INV, inv_rows, INVOICE_SAME)
-        _executemany(s, T_LINE, line_rows, LINE_SAME)
+        _bulk_insert(s, T_INV, inv_rows, INVOICE_SAME)
+        _bulk_insert(s, T_LINE, line_rows, LINE_SAME)
     if billed_charges:
         s.execute(
             T_CHG.update()
@@ -583,17 +583,18 @@ INVOICE_SAME = ("created_at", "updated_at", "run_id", "period", "kind", "issuer"
 LINE_SAME = ("created_at", "updated_at")
 
 
-def _executemany(
+def _bulk_insert(
     s: Session, table: sa.Table, rows: list[dict[str, Any]], same: tuple[str, ...] = ()
 ) -> None:
-    """Bulk insert on SQLite with one ``executemany`` of driver-ready tuples.
+    """Bulk insert on SQLite of driver-ready tuples, in multi-row statements
+    (``Rows.insert``).
 
     SQLAlchemy's insert runs every value of every row through its bind processors, which
     costs more than SQLite's write itself at a billing run's volume. The values are made
     here in the form those processors produce: UUIDs as 32 hex digits, timestamps as
     naive UTC text, JSON as text. Like a Core insert, the first row's keys name the
     columns; a row without one of them is an error, not a NULL. The ``same`` columns that
-    do hold one value in every row are written once, as literals in the statement.
+    do hold one value in every row are bound once per statement.
     """
     if not rows:
         return

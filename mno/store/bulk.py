@@ -12,21 +12,25 @@ itself, so the hot path prepares values in the form the driver stores them:
   PostgreSQL;
 - JSON columns receive text the caller serialised once (``dumps``).
 
-``Rows.insert`` then writes with one ``executemany`` on SQLite and one ``COPY … FROM
-STDIN`` on PostgreSQL, inside the caller's transaction. ``Rows.copy`` takes rows already
-formatted as COPY text (``copy_text``, ``copy_json``, ``copy_time``), so that a caller
-can format them off the write path and the write sends one string per table.
+``Rows.insert`` then writes with multi-row ``INSERT … VALUES`` statements on SQLite and
+one ``COPY … FROM STDIN`` on PostgreSQL, inside the caller's transaction. ``Rows.copy``
+takes rows already formatted as COPY text (``copy_text``, ``copy_json``, ``copy_time``),
+so that a caller can format them off the write path and the write sends one string per
+table.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,6 +116,8 @@ def time_value(postgres: bool) -> Any:
     return text
 
 
+VALUES_ROWS = 1000  # rows per multi-row INSERT on SQLite (see Rows.insert)
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 COPY_NULL = "\\N"
 
@@ -188,9 +194,9 @@ class Rows:
         same: dict[str, Any] | None = None,
     ) -> None:
         """Insert ``rows`` (values for ``columns``, driver-ready); ``same`` holds columns
-        whose value is the same in every row. On SQLite those are written into the
-        statement as literals, so each row binds only what varies; PostgreSQL's COPY gets
-        them in every row."""
+        whose value is the same in every row. On SQLite those are bound once per
+        statement, so each row binds only what varies; PostgreSQL's COPY gets them in
+        every row."""
         if not rows:
             return
         same = same or {}
@@ -211,8 +217,17 @@ class Rows:
                     for row in rows:
                         write(row)
             return
-        marks = ", ".join(["?"] * len(columns) + [_literal(v) for v in same.values()])
-        self.conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)  # type: ignore[arg-type]
+        # multi-row VALUES: one statement (one step, with the GIL released throughout)
+        # per chunk of rows, where executemany steps once per row and takes the GIL
+        # back in between. The columns that are the same in every row are bound once,
+        # as ?1…?k, so the statement text only depends on the shape and stays cached.
+        k, n = len(same), len(columns)
+        per = max(1, min(len(rows), VALUES_ROWS, (_sqlite_vars(self.conn) - k) // n))
+        head, shape = tuple(same.values()), (*same, *columns)
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            sql = _values_sql(table.name, shape, k, len(chunk))
+            self.conn.exec_driver_sql(sql, head + tuple(chain.from_iterable(chunk)))
 
     def copy(
         self,
@@ -270,6 +285,26 @@ class Rows:
         sets = [f'"{c}" = ?' for c in columns] + [f'"{c}" = {_literal(v)}' for c, v in same.items()]
         sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = ?'
         self.conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _values_sql(table: str, names: tuple[str, ...], k: int, rows: int) -> str:
+    """``INSERT INTO table (names) VALUES (…), (…), …`` for ``rows`` rows: the first ``k``
+    values the same in every row, bound once as ?1…?k, then one plain ? per value.
+    Plain markers keep compiling linear in the statement's length (SQLite looks each
+    numbered marker up in a list of the numbered ones)."""
+    cols = ", ".join(f'"{c}"' for c in names)
+    row = "(" + ", ".join([f"?{i}" for i in range(1, k + 1)] + ["?"] * (len(names) - k)) + ")"
+    return f'INSERT INTO "{table}" ({cols}) VALUES {", ".join([row] * rows)}'
+
+
+def _sqlite_vars(conn: sa.Connection) -> int:
+    """How many parameters one SQLite statement may bind."""
+    raw = conn.connection.driver_connection
+    try:
+        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+    except AttributeError:  # Python < 3.11: the compile-time default of SQLite >= 3.32
+        return 32766
 
 
 def _literal(value: Any) -> str:

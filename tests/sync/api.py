@@ -106,6 +106,9 @@ class Api:
             for rid in ids:
                 self.rows[rid]["name"] = self.rows[rid]["name"] + " (edited)"
                 self.rows[rid]["updated_at"] = self._stamp()
+            # the (updated_at, id) order is brought up to date by the write, as a
+            # database index would be, rather than by the next reader
+            self.listing(None)
         return len(ids)
 
 

@@ -1,0 +1,50 @@
+"""Bulk writes below the ORM (mno.store.bulk), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pytest
+
+from mno import clock
+from mno.store import bulk
+from mno.store.models.core import Event
+
+
+@pytest.mark.parametrize("per", [3, 1000])
+def test_insert_writes_every_row_with_the_shared_values(
+    session: Callable[..., AbstractContextManager[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    per: int,
+) -> None:
+    """Rows go in as multi-row statements of at most VALUES_ROWS rows on SQLite (here 3,
+    so 10 rows take four statements, the last one shorter) and by COPY on PostgreSQL;
+    the columns the same in every row are written into each of them."""
+    monkeypatch.setattr(bulk, "VALUES_ROWS", per)
+    table = Event.__table__  # type: ignore[attr-defined]
+    ids = bulk.hex_ids(10)
+    payloads = [json.dumps({"n": i, "text": f'it\'s "row" {i}\tß\n'}) for i in range(10)]
+    with session() as s:
+        w = bulk.Rows(s.connection())
+        now = w.time(clock.now())
+        w.insert(
+            table,
+            ("id", "payload"),
+            list(zip(ids, payloads, strict=True)),
+            {"created_at": now, "updated_at": now, "type": "it's.bulk", "tenant_id": None},
+        )
+    with session(write=False) as s:
+        rows = s.connection().execute(table.select().order_by(table.c.seq)).all()
+    assert [r.id.hex for r in rows] == ids
+    assert [r.payload for r in rows] == [json.loads(p) for p in payloads]
+    assert {r.type for r in rows} == {"it's.bulk"}
+    assert {r.tenant_id for r in rows} == {None}
+    assert len({r.created_at for r in rows}) == 1
+
+
+def test_values_statement_binds_shared_values_once() -> None:
+    sql = bulk._values_sql("t", ("a", "b", "c"), 1, 2)
+    assert sql == 'INSERT INTO "t" ("a", "b", "c") VALUES (?1, ?, ?), (?1, ?, ?)'

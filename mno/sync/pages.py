@@ -56,6 +56,22 @@ class Ctx:
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
 
+    def take_fresh(self, items: list[Pulled]) -> bool:
+        """Whether none of a page's external ids can be mapped yet, so that the page
+        needs no lookup: the pass started with none of the entity mapped (an initial
+        sync) and no earlier page of it held one of these ids. None is mapped by anybody
+        else either, since this run holds the connection's lock, checked in every page
+        transaction, and only a run holding it maps ids. The page's ids are remembered
+        for the pages after it, up to FRESH_IDS, then lookups resume."""
+        if self.fresh is None:
+            return False
+        ids = [it.external_id for it in items]
+        fresh = self.fresh.isdisjoint(ids)
+        self.fresh.update(ids)
+        if len(self.fresh) > FRESH_IDS:
+            self.fresh = None  # bounded memory: look up again from here on
+        return fresh
+
 
 def fetch_page(
     client: RestClient, entity: Entity, since: str | None, position: dict[str, Any]
@@ -292,8 +308,17 @@ def _known(
     return out
 
 
-def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str | None) -> None:
-    """Upsert one page of pulled records with set-based change detection.
+def apply_page(
+    session: Session,
+    ctx: Ctx,
+    items: list[Pulled],
+    seen_token: str | None,
+    *,
+    fresh: bool = False,
+) -> None:
+    """Upsert one page of pulled records with set-based change detection. With ``fresh``
+    the caller knows that none of the page's external ids is mapped (see
+    ``Ctx.take_fresh``), and no lookup is made.
 
     New records are the bulk of an initial sync. Each writes four rows (record, id map,
     change, event), prepared as driver-ready tuples and inserted with one statement per
@@ -311,13 +336,7 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
     tenant_id = ctx.connection.tenant_id
     tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
     external_ids = [i.external_id for i in items]
-    if ctx.fresh is not None and ctx.fresh.isdisjoint(external_ids):
-        # an initial sync's page of ids it has not mapped yet: none is known, since this
-        # run holds the connection's lock, checked in every page transaction, and only a
-        # run holding it maps ids
-        known: dict[str, Known] = {}
-    else:
-        known = _known(conn, w, ctx, external_ids)
+    known = {} if fresh else _known(conn, w, ctx, external_ids)
     # created records: only the values that vary per row (see the inserts below)
     new_records: list[Any] = []  # tuples, or COPY text lines on PostgreSQL
     new_maps: list[Any] = []
@@ -517,10 +536,6 @@ def apply_page(session: Session, ctx: Ctx, items: list[Pulled], seen_token: str 
             {**stamp, "type": "record.created", "tenant_id": tenant_v},
         )
         ctx.bump("created", len(new_records))
-        if ctx.fresh is not None:
-            ctx.fresh.update(it.external_id for it in items if it.external_id not in known)
-            if len(ctx.fresh) > FRESH_IDS:
-                ctx.fresh = None  # bounded memory: look up again from here on
     if rec_updates:
         w.update(
             r,

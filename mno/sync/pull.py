@@ -4,12 +4,14 @@ and the cursor's move."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -184,8 +186,6 @@ def pull_entity(
     position: dict[str, Any] | None = cp["position"]
     # the next page is fetched while this one is written; the checkpoint still moves only
     # after a page commits, so a crash re-fetches at most the prefetched page
-    from concurrent.futures import ThreadPoolExecutor
-
     pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
 
     new = NewRows(postgres, ent.canonical, ctx.source)
@@ -195,16 +195,47 @@ def pull_entity(
         return map_page(ent, raws, new), nxt
 
     ahead = pool.submit(fetch, position) if position is not None else None
+    # PostgreSQL: a page that needs no lookup is written while the page before it
+    # commits, on a second connection (see _commit_page)
+    writers = ThreadPoolExecutor(2, thread_name_prefix="mno-sync-write") if postgres else None
+    last: Future[None] | None = None
     try:
         with _writing_pages():
             while ahead is not None:
                 items, nxt = ahead.result()
                 ahead = pool.submit(fetch, nxt) if nxt is not None else None
-                cp = _commit_page(scope, ctx, items, nxt, cp, progress)
+                fresh = ctx.take_fresh(items)
+                state = _next_state(cp, items, nxt)
+                if writers is None:
+                    _commit_page(scope, ctx, items, state, cp["token"], progress, fresh=fresh)
+                else:
+                    if not fresh and last is not None:
+                        last.result()  # its lookups must see every earlier page
+                    prev, last = (
+                        last,
+                        writers.submit(
+                            _commit_page,
+                            scope,
+                            ctx,
+                            items,
+                            state,
+                            cp["token"],
+                            progress,
+                            fresh=fresh,
+                            after=last,
+                        ),
+                    )
+                    if prev is not None:
+                        prev.result()  # at most two pages in flight
+                cp = state
+            if last is not None:
+                last.result()
     finally:
         if ahead is not None:
             ahead.cancel()
         pool.shutdown(wait=True)
+        if writers is not None:
+            writers.shutdown(wait=True)
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
     with scope() as session:
@@ -268,33 +299,49 @@ def _writing_pages() -> Iterator[None]:
                 gc.set_threshold(*_Interpreter.thresholds)
 
 
-def _commit_page(
-    scope: Callable[[], Any],
-    ctx: Ctx,
-    items: list[Pulled],
-    nxt: dict[str, Any] | None,
-    cp: dict[str, Any],
-    progress: ProgressFn | None,
+def _next_state(
+    cp: dict[str, Any], items: list[Pulled], nxt: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """One transaction: the page's records, id maps, changes, events, pushes and the
-    checkpoint (next position, newest updated_at seen). The run lock makes this run the
-    only writer of the cursor, so the checkpoint is written without reading it back."""
-    ent = ctx.entity
+    """The checkpoint after a page: the next position and the newest updated_at seen."""
     newest = max((i.updated_at for i in items if i.updated_at), default=None)
     state = dict(cp)
     prev = mapping.parse_time(state.get("max_updated"))
     if newest and (prev is None or newest > prev):
         state["max_updated"] = mapping.format_time(newest, "iso8601")
     state["position"] = nxt
+    return state
+
+
+def _commit_page(
+    scope: Callable[[], Any],
+    ctx: Ctx,
+    items: list[Pulled],
+    state: dict[str, Any],
+    token: str | None,
+    progress: ProgressFn | None,
+    *,
+    fresh: bool,
+    after: Future[None] | None = None,
+) -> None:
+    """One transaction: the page's records, id maps, changes, events, pushes and the
+    checkpoint ``state``. The run lock makes this run the only writer of the cursor, so
+    the checkpoint is written without reading it back.
+
+    ``after`` is the previous page's write, still running on another connection
+    (PostgreSQL): this page's rows are written meanwhile, and its checkpoint, counts and
+    commit wait for that page to commit. If it fails, this page rolls back too, so the
+    cursor never passes a page that is not stored."""
+    ent = ctx.entity
+    page = dataclasses.replace(ctx, counts={})  # this page's counts, added on commit
     with scope() as session:
         conn = session.connection()
         now = clock.now()
-        # renew the run lock first: a run that lost it writes nothing; then the parents
-        # of every row this page writes, checked once for the page (the hot tables have
-        # no foreign keys to them, see migration 0502_sync): the connection row is locked
-        # against removal, the run row by the update of its counts at the end
+        # the parents of every row this page writes, checked once for the page (the hot
+        # tables have no foreign keys to them, see migration 0502_sync): the connection
+        # row is locked against removal, the run row by the update of its counts, and
+        # the run lock renewed (first on SQLite, with the checkpoint on PostgreSQL)
         if conn.dialect.name == "postgresql":
-            renewed, held = _open_page_pg(conn, ctx, now)
+            renewed, held = 1, _open_page_pg(conn, ctx)
         else:
             _tune(session)
             renewed, held = _open_page(conn, ctx, now)
@@ -302,19 +349,30 @@ def _commit_page(
             raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
         if not held:
             raise Conflict(f"connection {ctx.connection.name} was removed")
-        apply_page(session, ctx, items, cp["token"])
+        apply_page(session, page, items, token, fresh=fresh)
+        if after is not None:
+            after.result()
+        counts = dict(ctx.counts)
+        for key, n in [*page.counts.items(), ("pages", 1)]:
+            counts[key] = counts.get(key, 0) + n
         if conn.dialect.name == "postgresql":
-            counted = conn.exec_driver_sql(
+            row = conn.exec_driver_sql(
                 _CLOSE_PAGE_PG,
                 {
-                    "checkpoint": json.dumps(state),
+                    "until": now + LOCK_TTL,
                     "now": now,
+                    "lock": lock_name(ctx.connection.id),
+                    "owner": ctx.owner,
+                    "checkpoint": json.dumps(state),
                     "cid": ctx.connection.id,
                     "entity": ent.canonical,
-                    "counts": json.dumps(ctx.counts),
+                    "counts": json.dumps(counts),
                     "run": ctx.run_id,
                 },
-            ).rowcount
+            ).one()
+            renewed, counted = row
+            if not renewed:
+                raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
         else:
             c, r = SyncCursor.__table__, SyncRun.__table__  # type: ignore[attr-defined]
             conn.execute(
@@ -323,19 +381,20 @@ def _commit_page(
                 .values(checkpoint=state, updated_at=now)
             )
             counted = conn.execute(
-                r.update().where(r.c.id == ctx.run_id).values(counts=dict(ctx.counts))
+                r.update().where(r.c.id == ctx.run_id).values(counts=counts)
             ).rowcount
         if not counted:
             raise Conflict(f"run {ctx.run_id} of connection {ctx.connection.name} is gone")
-    ctx.bump("pages")
+    ctx.counts = counts  # committed: the pages in flight after this one count from here
     if progress:
         progress(ent.canonical, len(items))
-    return state
 
 
 # PostgreSQL: a page transaction opens and closes with one statement each (a round trip
 # less per statement, and no statement compiled), doing what ``_open_page`` and the
-# cursor and run updates of ``_commit_page`` do on SQLite.
+# cursor and run updates of ``_commit_page`` do on SQLite. The run lock is renewed when
+# the page closes: pages written while the page before them commits (see _commit_page)
+# would otherwise wait for its lock on the lease row from their first statement on.
 #
 # It also sets ``synchronous_commit = off`` for the transaction unless ``ctx.flush``: the
 # commit returns before its WAL is flushed (the WAL writer flushes within a fraction of a
@@ -344,35 +403,27 @@ def _commit_page(
 # checkpoint commits with its page's records, id maps, change rows and events, so the
 # next run resumes from the last page that survived and fetches the lost pages again. An
 # application crash loses nothing that was committed.
-_OPEN_PAGE_PG = """WITH renewed AS (
-    UPDATE lease_lock SET until = %(until)s, updated_at = %(now)s
-    WHERE name = %(lock)s AND owner = %(owner)s RETURNING 1)
-SELECT (SELECT count(*) FROM renewed),
+_OPEN_PAGE_PG = """SELECT
     (SELECT count(*) FROM (SELECT 1 FROM sync_connection WHERE id = %(cid)s FOR KEY SHARE) AS c),
     set_config('synchronous_commit',
         CASE WHEN %(flush)s THEN current_setting('synchronous_commit') ELSE 'off' END, true)"""
 
 
-_CLOSE_PAGE_PG = """WITH moved AS (
+_CLOSE_PAGE_PG = """WITH renewed AS (
+    UPDATE lease_lock SET until = %(until)s, updated_at = %(now)s
+    WHERE name = %(lock)s AND owner = %(owner)s RETURNING 1),
+moved AS (
     UPDATE sync_cursor SET checkpoint = %(checkpoint)s::json, updated_at = %(now)s
-    WHERE connection_id = %(cid)s AND entity = %(entity)s)
-UPDATE sync_run SET counts = %(counts)s::json WHERE id = %(run)s"""
+    WHERE connection_id = %(cid)s AND entity = %(entity)s),
+counted AS (
+    UPDATE sync_run SET counts = %(counts)s::json WHERE id = %(run)s RETURNING 1)
+SELECT (SELECT count(*) FROM renewed), (SELECT count(*) FROM counted)"""
 
 
-def _open_page_pg(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int, int]:
-    """(run lock renewed, connection row held), and ``synchronous_commit``."""
-    row = conn.exec_driver_sql(
-        _OPEN_PAGE_PG,
-        {
-            "until": now + LOCK_TTL,
-            "now": now,
-            "lock": lock_name(ctx.connection.id),
-            "owner": ctx.owner,
-            "cid": ctx.connection.id,
-            "flush": ctx.flush,
-        },
-    ).one()
-    return int(row[0]), int(row[1])
+def _open_page_pg(conn: sa.Connection, ctx: Ctx) -> int:
+    """Whether the connection row is held, and ``synchronous_commit``."""
+    row = conn.exec_driver_sql(_OPEN_PAGE_PG, {"cid": ctx.connection.id, "flush": ctx.flush}).one()
+    return int(row[0])
 
 
 def _open_page(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int, int]:

@@ -346,8 +346,8 @@ def test_page_commits_wait_for_the_wal_flush_only_when_configured(world, mno_env
     def page_setting(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
         # the cursor's checkpoint and the run's counts close each page transaction
         if "UPDATE sync_cursor" in statement and "UPDATE sync_run" in statement:
-            cursor.execute("SHOW synchronous_commit")
-            seen.append(cursor.fetchone()[0])
+            # on a cursor of its own: the statement's result is still to be read
+            seen.append(cursor.connection.execute("SHOW synchronous_commit").fetchone()[0])
 
     api = Api(records=25)
     world.connector("crm", "crm", api, size=10)
@@ -481,6 +481,50 @@ def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
     assert run.counts.get("updated") == 1
     assert _count(world.url, "SELECT count(*) FROM sync_id_map") == run.counts["created"]
     assert {r.data["name"] for r in world.records()} >= {"moved to the end"}
+
+
+def test_a_failed_page_stops_the_pages_after_it(world) -> None:
+    """A page that fails to write takes the page written meanwhile down with it (on
+    PostgreSQL the next page is written on a second connection while the one before it
+    commits): the checkpoint and the counts stay at the last whole page, and the next run
+    resumes there with no loss and no duplicates."""
+    import time
+
+    from sqlmodel import select
+
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncCursor
+    from mno.sync import pull
+
+    api = Api(records=60)
+    world.connector("crm", "crm", api, size=10)
+    name = world.connect("crm", push=False)
+    real, calls, written = pull.apply_page, [], []
+
+    def apply_page(session, ctx, items, token, **kw):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        if len(calls) == 3:
+            time.sleep(0.3)  # the fourth page is written meanwhile, where it can be
+            raise RuntimeError("disk full")
+        real(session, ctx, items, token, **kw)
+        written.append(len(calls))
+
+    world.monkeypatch.setattr(pull, "apply_page", apply_page)
+    run = world.run(name)
+    assert run.status == "error" and "disk full" in (run.error or "")
+    assert run.counts.get("created") == 20 and run.counts.get("pages") == 2
+    assert _count(world.url, "SELECT count(*) FROM sync_record") == 20
+    with session_scope(world.url, write=False) as s:
+        cursor = s.exec(select(SyncCursor)).one()
+    assert cursor.checkpoint["position"] == {"page": 3}
+    world.monkeypatch.setattr(pull, "apply_page", real)
+    run = world.run(name)
+    assert run.status == "success", run.error
+    assert run.counts["created"] == 40
+    assert _count(world.url, "SELECT count(*) FROM sync_record") == 60
+    assert _count(world.url, "SELECT count(DISTINCT external_id) FROM sync_id_map") == 60
+    created = "SELECT count(*) FROM outbox_event WHERE type = 'record.created'"
+    assert _count(world.url, created) == 60
 
 
 def test_pages_are_written_with_quick_switches_and_fewer_collections(world) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -152,15 +152,18 @@ class NewRows:
         head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
         dashed = bulk.dashed
         if self.postgres:
-            copy_json, copy_text, copy_time = bulk.copy_json, bulk.copy_text, bulk.copy_time
+            head_copy = bulk.copy_json(head)
+            copy_text, copy_time = bulk.copy_text, bulk.copy_time
             for i, it in enumerate(items):
                 rid, map_id, change_id, event_id = ids[4 * i : 4 * i + 4]
-                data = copy_json(it.data_json)
+                data = it.data_json.replace("\\", "\\\\")  # bulk.copy_json
+                u = it.updated_at
+                when = u.isoformat(" ") if u is not None and u.tzinfo is UTC else copy_time(u)
                 it.new_copy = (
-                    f"{rid}\t{data}\t{it.digest}\t{copy_time(it.updated_at)}\n",
+                    f"{rid}\t{data}\t{it.digest}\t{when}\n",
                     f"{map_id}\t{copy_text(it.external_id)}\t{rid}\t{it.digest}\n",
                     f"{change_id}\t{rid}\n",
-                    f'{event_id}\t{{"record_id":"{dashed(rid)}",{copy_json(head)},"data":{data}}}\n',
+                    f'{event_id}\t{{"record_id":"{dashed(rid)}",{head_copy},"data":{data}}}\n',
                 )
             return
         for i, it in enumerate(items):
@@ -182,29 +185,7 @@ def map_page(
     rows each would write if it is new. This runs on the fetch thread, in parallel with
     the previous page's database work (SQLite and psycopg release the GIL while they
     write), so what it prepares costs the write path nothing."""
-    data_of = mapping.mapper(entity.fields())
-    id_of = mapping.getter(entity.id)
-    updated_of = mapping.getter(entity.updated_at) if entity.updated_at else None
-    flag = entity.deleted.flag if entity.deleted else None
-    deleted_of = mapping.getter(flag) if flag else None
-    ignore = entity.ignore_fields
-    parse_time, hash_and_json = mapping.parse_time, mapping.hash_and_json
-    out: dict[str, Pulled] = {}
-    for raw in raws:
-        ext = id_of(raw)
-        if ext is None:
-            continue
-        data = data_of(raw)
-        ext = str(ext)
-        digest, text = hash_and_json(data, ignore)
-        out[ext] = Pulled(
-            ext,
-            data,
-            digest,
-            parse_time(updated_of(raw)) if updated_of else None,
-            bool(deleted_of(raw)) if deleted_of else False,
-            text,
-        )
+    out: dict[str, Pulled] = mapping.page_mapper(entity)(raws, Pulled)
     items = list(out.values())  # the last copy of an id within a page wins
     if new is not None:
         new.prepare(items)

@@ -48,3 +48,43 @@ def test_insert_writes_every_row_with_the_shared_values(
 def test_values_statement_binds_shared_values_once() -> None:
     sql = bulk._values_sql("t", ("a", "b", "c"), 1, 2)
     assert sql == 'INSERT INTO "t" ("a", "b", "c") VALUES (?1, ?, ?), (?1, ?, ?)'
+
+
+def test_update_sets_each_row_and_the_shared_values(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """One statement updates many rows by id, JSON and timestamps included; ``same``
+    values go to every row, and rows not named are left alone."""
+    from datetime import timedelta
+
+    table = Event.__table__  # type: ignore[attr-defined]
+    ids = bulk.hex_ids(5)
+    with session() as s:
+        w = bulk.Rows(s.connection())
+        now = clock.now()
+        w.insert(
+            table,
+            ("id", "payload"),
+            [(i, json.dumps({"n": n})) for n, i in enumerate(ids)],
+            {"created_at": w.time(now), "updated_at": w.time(now), "type": "a", "tenant_id": None},
+        )
+    later = now + timedelta(hours=1)
+    with session() as s:
+        w = bulk.Rows(s.connection())
+        w.update(
+            table,
+            ("payload", "updated_at"),
+            [(json.dumps({"n": 10 + n, "s": "it's"}), w.time(later), ids[n]) for n in (1, 3)],
+            same={"type": "b"},
+        )
+    with session(write=False) as s:
+        rows = {r.id.hex: r for r in s.connection().execute(table.select())}
+    assert [rows[i].payload for i in ids] == [
+        {"n": 0},
+        {"n": 11, "s": "it's"},
+        {"n": 2},
+        {"n": 13, "s": "it's"},
+        {"n": 4},
+    ]
+    assert [rows[i].type for i in ids] == ["a", "b", "a", "b", "a"]
+    assert rows[ids[3]].updated_at == later and rows[ids[0]].updated_at == now

@@ -230,32 +230,38 @@ class Known:
         return json.loads(self.data_json)  # type: ignore[no-any-return]
 
 
+_KNOWN_PG = """SELECT m.id, m.external_id, m.record_id, m.pulled_hash, m.pushed_hash,
+    r.content_hash, r.data_json, r.version, r.source_updated_at, r.deleted_at
+FROM unnest(%b::text[]) AS x(value)
+JOIN LATERAL (
+    SELECT id, external_id, record_id, pulled_hash, pushed_hash FROM sync_id_map
+    WHERE connection_id = %s AND entity = %s AND external_id = x.value LIMIT 1) AS m ON true
+JOIN LATERAL (
+    SELECT content_hash, data::text AS data_json, version, source_updated_at, deleted_at
+    FROM sync_record WHERE id = m.record_id LIMIT 1) AS r ON true"""
+
+
 def _known(
     conn: sa.Connection, w: bulk.Rows, ctx: Ctx, external_ids: list[str]
 ) -> dict[str, Known]:
-    """The page's external ids that are already mapped, in two index lookups (id maps by
-    external id, then their records by id) rather than a join, whose plan PostgreSQL may
-    turn into a scan of every record while the tables grow during a large sync."""
+    """The page's external ids that are already mapped, with their id maps and records:
+    index lookups only (id maps by external id, then their records by id), never a plan
+    that scans every record while the tables grow during a large sync."""
+    if w.postgres:
+        # one statement, one unique-index probe per external id and one primary-key
+        # probe per match: the LATERAL subqueries with LIMIT 1 keep the planner from
+        # matching the connection's id maps first and filtering them, or from joining the
+        # records by a scan (its choices while the tables have no statistics yet, as
+        # after a large initial sync). The ids travel as one binary array (%b).
+        rows = conn.exec_driver_sql(
+            _KNOWN_PG,
+            (external_ids, ctx.connection.id, ctx.entity.canonical),
+        ).all()
+        return {row[1]: Known(row[0], row[2], row[3], row[4], *row[5:]) for row in rows}
     m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
     cols = (m.c.id, m.c.external_id, m.c.record_id, m.c.pulled_hash, m.c.pushed_hash)
     mine = sa.and_(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
-    if w.postgres:
-        # one unique-index probe per external id: the LATERAL subquery with LIMIT 1 keeps
-        # the planner from matching the connection's id maps first and filtering them
-        # (its choice while the table has no statistics yet, costing O(rows) per page)
-        from sqlalchemy.dialects import postgresql
-
-        ext = (
-            sa.func.unnest(sa.bindparam("ext", external_ids, type_=postgresql.ARRAY(sa.String)))
-            .table_valued("value")
-            .render_derived(name="x")
-        )
-        hit = sa.select(*cols).where(mine, m.c.external_id == ext.c.value).limit(1).lateral("y")
-        maps = conn.execute(sa.select(hit).select_from(ext.join(hit, sa.true()))).all()
-    else:
-        maps = conn.execute(
-            sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))
-        ).all()
+    maps = conn.execute(sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))).all()
     if not maps:
         return {}
     records = {

@@ -195,10 +195,13 @@ def pull_entity(
         return map_page(ent, raws, new), nxt
 
     ahead = pool.submit(fetch, position) if position is not None else None
-    # PostgreSQL: a page that needs no lookup is written while the page before it
-    # commits, on a second connection (see _commit_page)
-    writers = ThreadPoolExecutor(2, thread_name_prefix="mno-sync-write") if postgres else None
-    last: Future[None] | None = None
+    # PostgreSQL: up to IN_FLIGHT pages are written side by side, each on its own
+    # connection, and each commits after the page before it (see _commit_page)
+    writers = (
+        ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="mno-sync-write") if postgres else None
+    )
+    # page writes in order (the last one submitted last), with their external ids
+    flight: list[tuple[Future[None], set[str]]] = []
     try:
         with _writing_pages():
             while ahead is not None:
@@ -209,27 +212,33 @@ def pull_entity(
                 if writers is None:
                     _commit_page(scope, ctx, items, state, cp["token"], progress, fresh=fresh)
                 else:
-                    if not fresh and last is not None:
-                        last.result()  # its lookups must see every earlier page
-                    prev, last = (
-                        last,
-                        writers.submit(
-                            _commit_page,
-                            scope,
-                            ctx,
-                            items,
-                            state,
-                            cp["token"],
-                            progress,
-                            fresh=fresh,
-                            after=last,
-                        ),
+                    ids = {it.external_id for it in items}
+                    if any(not ids.isdisjoint(other) for _, other in flight):
+                        # an id of a page not committed yet: this page's lookup must see
+                        # it. Pages of other ids touch other id maps and records (one
+                        # per external id), so they may be written side by side.
+                        flight[-1][0].result()
+                    flight.append(
+                        (
+                            writers.submit(
+                                _commit_page,
+                                scope,
+                                ctx,
+                                items,
+                                state,
+                                cp["token"],
+                                progress,
+                                fresh=fresh,
+                                after=flight[-1][0] if flight else None,
+                            ),
+                            ids,
+                        )
                     )
-                    if prev is not None:
-                        prev.result()  # at most two pages in flight
+                    while len(flight) >= IN_FLIGHT or (flight and flight[0][0].done()):
+                        flight.pop(0)[0].result()
                 cp = state
-            if last is not None:
-                last.result()
+            for page, _ in flight:
+                page.result()
     finally:
         if ahead is not None:
             ahead.cancel()
@@ -256,6 +265,7 @@ def pull_entity(
         _save_counts(session, ctx)
 
 
+IN_FLIGHT = 4  # PostgreSQL: pages written at once, on as many connections
 QUICK_SWITCH = 0.0001  # seconds
 YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation
 

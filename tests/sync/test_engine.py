@@ -484,8 +484,8 @@ def test_initial_sync_meets_an_id_again_on_a_later_page(world) -> None:
 
 
 def test_a_failed_page_stops_the_pages_after_it(world) -> None:
-    """A page that fails to write takes the page written meanwhile down with it (on
-    PostgreSQL the next page is written on a second connection while the one before it
+    """A page that fails to write takes the pages written meanwhile down with it (on
+    PostgreSQL later pages are written on other connections while the one before them
     commits): the checkpoint and the counts stay at the last whole page, and the next run
     resumes there with no loss and no duplicates."""
     import time
@@ -504,7 +504,7 @@ def test_a_failed_page_stops_the_pages_after_it(world) -> None:
     def apply_page(session, ctx, items, token, **kw):  # type: ignore[no-untyped-def]
         calls.append(len(items))
         if len(calls) == 3:
-            time.sleep(0.3)  # the fourth page is written meanwhile, where it can be
+            time.sleep(0.3)  # later pages are written meanwhile, where they can be
             raise RuntimeError("disk full")
         real(session, ctx, items, token, **kw)
         written.append(len(calls))
@@ -525,6 +525,58 @@ def test_a_failed_page_stops_the_pages_after_it(world) -> None:
     assert _count(world.url, "SELECT count(DISTINCT external_id) FROM sync_id_map") == 60
     created = "SELECT count(*) FROM outbox_event WHERE type = 'record.created'"
     assert _count(world.url, created) == 60
+
+
+def test_incremental_meets_an_id_again_while_its_page_is_written(world) -> None:
+    """Pages of an incremental pass are written side by side on PostgreSQL when their
+    external ids differ; a page holding an id of a page still being written waits for
+    it, so the id is found and updated, never mapped twice."""
+    import time
+
+    from sqlmodel import select
+
+    from mno.store.db import session_scope
+    from mno.store.models.sync import SyncChange
+    from mno.sync import pull
+
+    api = Api(records=4)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    assert world.run(name).status == "success"
+    for i in range(1, 5):
+        api.edit(f"c{i}", name=f"edit {i}")
+    real, fetched = pull.apply_page, []
+
+    def slow_apply(session, ctx, items, token, **kw):  # type: ignore[no-untyped-def]
+        real(session, ctx, items, token, **kw)
+        if any(it.external_id == "c1" for it in items) and not fetched:
+            time.sleep(0.5)  # page 1 stays uncommitted while page 3 arrives
+
+    def progress(_entity: str, n: int) -> None:
+        fetched.append(n)
+
+    real_fetch = pull.fetch_page
+
+    def fetch_page(client, entity, since, position):  # type: ignore[no-untyped-def]
+        if position.get("page") == 2:
+            api.edit("c1", name="edited again")  # c1 (page 1) comes back on page 3
+        return real_fetch(client, entity, since, position)
+
+    world.monkeypatch.setattr(pull, "apply_page", slow_apply)
+    world.monkeypatch.setattr(pull, "fetch_page", fetch_page)
+    run = world.run(name, progress=progress)
+    assert run.status == "success", run.error
+    assert _count(world.url, "SELECT count(*) FROM sync_id_map") == 4
+    assert _count(world.url, "SELECT count(*) FROM sync_record") == 4
+    c1 = next(r for r in world.records() if r.data["name"] == "edited again")
+    assert c1.version == 3  # created, then updated by page 1 and by page 3, in turn
+    with session_scope(world.url, write=False) as s:
+        changes = list(
+            s.exec(select(SyncChange).where(SyncChange.record_id == c1.id).order_by(SyncChange.seq))
+        )
+    assert [c.action for c in changes] == ["create", "update", "update"]
+    assert changes[2].before == changes[1].after  # the second update saw the first
+    assert run.counts.get("created", 0) == 0
 
 
 def test_pages_are_written_with_quick_switches_and_fewer_collections(world) -> None:

@@ -265,7 +265,10 @@ def pull_entity(
         _save_counts(session, ctx)
 
 
-IN_FLIGHT = 4  # PostgreSQL: pages written at once, on as many connections
+# PostgreSQL: pages written at once, on as many connections. The database server does
+# most of a page's work; with pages side by side it works while this process prepares
+# the next page and waits for its turn to commit.
+IN_FLIGHT = 3
 QUICK_SWITCH = 0.0001  # seconds
 YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation
 
@@ -282,7 +285,7 @@ def _writing_pages() -> Iterator[None]:
     """Interpreter settings while pages are written (restored after the last run that
     writes pages in this process):
 
-    - a thread that waits for the GIL gets it after 0.5 ms instead of Python's 5 ms. The
+    - a thread that waits for the GIL gets it after 0.1 ms instead of Python's 5 ms. The
       writing thread waits for the database a dozen times a page, and each time it wakes
       while the fetch thread maps the next page (pure Python, holding the GIL), the
       database idles until the writer gets the GIL back;

@@ -171,21 +171,6 @@ class Rows:
     def uid(self, value: uuid.UUID | None) -> str | None:
         return None if value is None else value.hex
 
-    def among(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-        """``column IN values`` with ONE bound parameter (a PostgreSQL array, a JSON array
-        read by SQLite's ``json_each``): the statement compiles once and is cached, where
-        an IN list of a page of ids compiles anew for every page."""
-        if self.postgres:
-            from sqlalchemy.dialects import postgresql
-
-            return column == sa.any_(
-                sa.bindparam("among", list(values), type_=postgresql.ARRAY(column.type))
-            )
-        proc = column.type._cached_bind_processor(self.conn.dialect)  # noqa: SLF001
-        stored = [proc(v) for v in values] if proc else list(values)
-        each = sa.func.json_each(sa.bindparam("among", _encode(stored), type_=sa.String))
-        return column.in_(sa.select(sa.literal_column("value")).select_from(each))
-
     def insert(
         self,
         table: sa.Table,

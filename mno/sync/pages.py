@@ -241,6 +241,13 @@ JOIN LATERAL (
     FROM sync_record WHERE id = m.record_id LIMIT 1) AS r ON true"""
 
 
+_KNOWN_SQLITE = """SELECT m.id, m.external_id, m.record_id, m.pulled_hash, m.pushed_hash,
+    r.content_hash, r.data, r.version, r.source_updated_at, r.deleted_at
+FROM sync_id_map AS m JOIN sync_record AS r ON r.id = m.record_id
+WHERE m.connection_id = ? AND m.entity = ?
+    AND m.external_id IN (SELECT value FROM json_each(?))"""
+
+
 def _known(
     conn: sa.Connection, w: bulk.Rows, ctx: Ctx, external_ids: list[str]
 ) -> dict[str, Known]:
@@ -258,41 +265,32 @@ def _known(
             (external_ids, ctx.connection.id, ctx.entity.canonical),
         ).all()
         return {row[1]: Known(row[0], row[2], row[3], row[4], *row[5:]) for row in rows}
-    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
-    cols = (m.c.id, m.c.external_id, m.c.record_id, m.c.pulled_hash, m.c.pushed_hash)
-    mine = sa.and_(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
-    maps = conn.execute(sa.select(*cols).where(mine, w.among(m.c.external_id, external_ids))).all()
-    if not maps:
-        return {}
-    records = {
-        row.id: row
-        for row in conn.execute(
-            sa.select(
-                r.c.id,
-                r.c.content_hash,
-                sa.cast(r.c.data, sa.Text).label("data_json"),
-                r.c.version,
-                r.c.source_updated_at,
-                r.c.deleted_at,
-            ).where(w.among(r.c.id, [x.record_id for x in maps]))
+    # SQLite: the same in one statement, the ids as one JSON array read by json_each;
+    # values come back as stored (ids as 32 hex digits, times as naive UTC text)
+    rows = conn.exec_driver_sql(
+        _KNOWN_SQLITE,
+        (ctx.connection.id.hex, ctx.entity.canonical, bulk.dumps(external_ids)),
+    ).all()
+    uid, when = uuid.UUID, _stored_time
+    return {
+        row[1]: Known(
+            uid(hex=row[0]),
+            uid(hex=row[2]),
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            when(row[8]),
+            when(row[9]),
         )
+        for row in rows
     }
-    out: dict[str, Known] = {}
-    for x in maps:
-        rec = records.get(x.record_id)
-        if rec is not None:
-            out[x.external_id] = Known(
-                x.id,
-                x.record_id,
-                x.pulled_hash,
-                x.pushed_hash,
-                rec.content_hash,
-                rec.data_json,
-                rec.version,
-                rec.source_updated_at,
-                rec.deleted_at,
-            )
-    return out
+
+
+def _stored_time(value: str | None) -> datetime | None:
+    """A timestamp as SQLite stores it (naive UTC text), made aware."""
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def apply_page(

@@ -191,27 +191,30 @@ def finish_run(
     errors: list[str],
 ) -> SyncRun:
     run_row = session.get(SyncRun, run_id)
+    assert run_row is not None  # runs outlive their connection (see connections.remove)
+    # the connection is gone if it was removed during the run: the run is still recorded
     conn = session.get(SyncConnection, connection_id)
-    assert run_row is not None and conn is not None
     now = clock.now()
     run_row.status, run_row.counts, run_row.finished_at = status, counts, now
     run_row.error = "; ".join(errors)[:4000] or None
-    if status == "error":
-        conn.consecutive_failures += 1
-        conn.last_failure_at = now
-    else:
-        conn.consecutive_failures = 0
-    conn.last_run_at = now
-    session.add_all([run_row, conn])
-    leases.release_lock(session, lock_name(conn.id), owner)
+    session.add(run_row)
+    if conn is not None:
+        if status == "error":
+            conn.consecutive_failures += 1
+            conn.last_failure_at = now
+        else:
+            conn.consecutive_failures = 0
+        conn.last_run_at = now
+        session.add(conn)
+    leases.release_lock(session, lock_name(connection_id), owner)
     audit.record(
         session,
         "sync.run",
         target_type="sync_run",
         target_id=run_id,
-        target=conn.name,
+        target=conn.name if conn is not None else str(connection_id),
         after={"status": status, **counts},
-        tenant_id=conn.tenant_id,
+        tenant_id=conn.tenant_id if conn is not None else None,
     )
     return run_row
 

@@ -47,7 +47,7 @@ class Ctx:
     source: str
     targets: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_OPEN_PAGE_PG)
+    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_CLOSE_PAGE_PG)
     # the external ids this pass mapped, while the pass started with none of the entity
     # mapped (an initial sync): a page holding none of them needs no lookup (see
     # apply_page); None when lookups are needed

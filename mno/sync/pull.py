@@ -353,23 +353,19 @@ def _commit_page(
         # tables have no foreign keys to them, see migration 0502_sync): the connection
         # row is locked against removal, the run row by the update of its counts, and
         # the run lock renewed (first on SQLite, with the checkpoint on PostgreSQL)
-        if conn.dialect.name == "postgresql":
-            renewed, held = 1, _open_page_pg(conn, ctx)
-        else:
+        postgres = conn.dialect.name == "postgresql"
+        if not postgres:
             _tune(session)
             renewed, held = _open_page(conn, ctx, now)
-        if not renewed:
-            raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
-        if not held:
-            raise Conflict(f"connection {ctx.connection.name} was removed")
+            _check_page(ctx, renewed, held)
         apply_page(session, page, items, token, fresh=fresh)
         if after is not None:
             after.result()
         counts = dict(ctx.counts)
         for key, n in [*page.counts.items(), ("pages", 1)]:
             counts[key] = counts.get(key, 0) + n
-        if conn.dialect.name == "postgresql":
-            row = conn.exec_driver_sql(
+        if postgres:
+            renewed, held, counted = conn.exec_driver_sql(
                 _CLOSE_PAGE_PG,
                 {
                     "until": now + LOCK_TTL,
@@ -381,11 +377,10 @@ def _commit_page(
                     "entity": ent.canonical,
                     "counts": json.dumps(counts),
                     "run": ctx.run_id,
+                    "flush": ctx.flush,
                 },
-            ).one()
-            renewed, counted = row
-            if not renewed:
-                raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+            ).one()[:3]
+            _check_page(ctx, renewed, held)
         else:
             c, r = SyncCursor.__table__, SyncRun.__table__  # type: ignore[attr-defined]
             conn.execute(
@@ -403,11 +398,14 @@ def _commit_page(
         progress(ent.canonical, len(items))
 
 
-# PostgreSQL: a page transaction opens and closes with one statement each (a round trip
-# less per statement, and no statement compiled), doing what ``_open_page`` and the
-# cursor and run updates of ``_commit_page`` do on SQLite. The run lock is renewed when
-# the page closes: pages written while the page before them commits (see _commit_page)
-# would otherwise wait for its lock on the lease row from their first statement on.
+# PostgreSQL: a page transaction closes with one statement (a round trip less per
+# statement, and no statement compiled), doing what ``_open_page`` and the cursor and
+# run updates of ``_commit_page`` do on SQLite. The run lock is renewed and the
+# connection row locked when the page closes: pages written while the page before them
+# commits (see _commit_page) would otherwise wait for its lock on the lease row from
+# their first statement on. A removal of the connection that commits before the close
+# did not see the page's rows, and the close then finds no connection and rolls the page
+# back; one that comes after the close waits for the page, and removes its rows too.
 #
 # It also sets ``synchronous_commit = off`` for the transaction unless ``ctx.flush``: the
 # commit returns before its WAL is flushed (the WAL writer flushes within a fraction of a
@@ -416,13 +414,9 @@ def _commit_page(
 # checkpoint commits with its page's records, id maps, change rows and events, so the
 # next run resumes from the last page that survived and fetches the lost pages again. An
 # application crash loses nothing that was committed.
-_OPEN_PAGE_PG = """SELECT
-    (SELECT count(*) FROM (SELECT 1 FROM sync_connection WHERE id = %(cid)s FOR KEY SHARE) AS c),
-    set_config('synchronous_commit',
-        CASE WHEN %(flush)s THEN current_setting('synchronous_commit') ELSE 'off' END, true)"""
-
-
-_CLOSE_PAGE_PG = """WITH renewed AS (
+_CLOSE_PAGE_PG = """WITH held AS (
+    SELECT 1 FROM sync_connection WHERE id = %(cid)s FOR KEY SHARE),
+renewed AS (
     UPDATE lease_lock SET until = %(until)s, updated_at = %(now)s
     WHERE name = %(lock)s AND owner = %(owner)s RETURNING 1),
 moved AS (
@@ -430,13 +424,17 @@ moved AS (
     WHERE connection_id = %(cid)s AND entity = %(entity)s),
 counted AS (
     UPDATE sync_run SET counts = %(counts)s::json WHERE id = %(run)s RETURNING 1)
-SELECT (SELECT count(*) FROM renewed), (SELECT count(*) FROM counted)"""
+SELECT (SELECT count(*) FROM renewed), (SELECT count(*) FROM held),
+    (SELECT count(*) FROM counted),
+    set_config('synchronous_commit',
+        CASE WHEN %(flush)s THEN current_setting('synchronous_commit') ELSE 'off' END, true)"""
 
 
-def _open_page_pg(conn: sa.Connection, ctx: Ctx) -> int:
-    """Whether the connection row is held, and ``synchronous_commit``."""
-    row = conn.exec_driver_sql(_OPEN_PAGE_PG, {"cid": ctx.connection.id, "flush": ctx.flush}).one()
-    return int(row[0])
+def _check_page(ctx: Ctx, renewed: int, held: int) -> None:
+    if not renewed:
+        raise Conflict(f"connection {ctx.connection.name} lost its run lock to another run")
+    if not held:
+        raise Conflict(f"connection {ctx.connection.name} was removed")
 
 
 def _open_page(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int, int]:
@@ -471,7 +469,7 @@ def checkpoint_wal(db_url: str | None) -> None:
 
 def wait_for_flush() -> bool:
     """Whether a page transaction on PostgreSQL waits for its WAL to reach disk
-    (``sync.synchronous_commit`` in the profile; off by default, see ``_OPEN_PAGE_PG``)."""
+    (``sync.synchronous_commit`` in the profile; off by default, see ``_CLOSE_PAGE_PG``)."""
     from mno import settings
 
     return bool(settings.profile_value("sync.synchronous_commit", False))

@@ -430,6 +430,42 @@ def test_connection_remove_waits_for_a_page_and_leaves_no_orphans(world) -> None
     assert _count(world.url, "SELECT count(*) FROM sync_record") == 3
 
 
+def test_a_run_whose_connection_is_removed_mid_page_leaves_nothing_behind(world) -> None:
+    """The connection is removed while a page of a real run is being written: the page
+    either commits first and is removed with the rest, or finds the connection gone when
+    it closes and rolls back. Either way the run stops with an error, no id map, cursor
+    or push of the connection is left, and the run is kept as history."""
+    import threading
+
+    from mno.store.db import session_scope
+    from mno.sync import connections, pull
+
+    world.connector("crm", "crm", Api(records=40), size=10)
+    name = world.connect("crm", push=False)
+    real, removers = pull.apply_page, []
+
+    def remove() -> None:
+        with session_scope(world.url) as s:
+            connections.remove(s, name)
+
+    def apply_page(session, ctx, items, token, **kw):  # type: ignore[no-untyped-def]
+        real(session, ctx, items, token, **kw)
+        if not removers:  # during the first page: the removal starts before it closes
+            removers.append(threading.Thread(target=remove))
+            removers[0].start()
+            removers[0].join(0.5)  # PostgreSQL: it commits before this page closes
+
+    world.monkeypatch.setattr(pull, "apply_page", apply_page)
+    run = world.run(name)
+    removers[0].join(30)
+    assert run.status == "error" and "was removed" in (run.error or ""), run.error
+    for table in ("sync_connection", "sync_id_map", "sync_cursor", "sync_push"):
+        assert _count(world.url, f"SELECT count(*) FROM {table}") == 0, table
+    # the run stays as history, detached from the removed connection; its lock is gone
+    assert _count(world.url, "SELECT count(*) FROM sync_run WHERE connection_id IS NULL") == 1
+    assert _count(world.url, "SELECT count(*) FROM lease_lock WHERE name LIKE 'sync:%'") == 0
+
+
 def test_values_with_escapes_round_trip(world) -> None:
     """External ids and fields holding backslashes, tabs, line breaks, quotes, control
     and non-ASCII characters are stored exactly (the bulk write escapes them)."""

@@ -13,8 +13,13 @@ Goals: initial >= 3x dlt's throughput and within 5x of the floor; incremental <=
 the initial time. The machine's load average is printed with the figures, since the
 ratios are only comparable between runs on an equally quiet machine.
 
+Each round measures the floor and each store's initial and incremental syncs afresh (a
+new API, a new store); the ratios compare the medians of the rounds (``--rounds``,
+default 3), so that one slow moment of a shared machine does not decide them. dlt runs
+once, in the last round.
+
 Usage: ``python bench/sync.py [--records N] [--page 500] [--store sqlite|postgres|both]
-[--skip-dlt]``.
+[--rounds 3] [--skip-dlt]``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,6 +245,7 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=500)
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians are compared")
     parser.add_argument("--skip-dlt", action="store_true")
     args = parser.parse_args()
     n, page = args.records, args.page
@@ -247,68 +254,74 @@ def main() -> None:
         tmp = Path(d)
         os.environ["MNO_HOME"] = str(tmp / "home")
         os.environ["MNO_ACTOR"] = "bench"
-        # one API per store, so that each initial sync reads the same unedited data
-        results: dict[str, dict[str, float]] = {}
-        f_time = 0.0
-        for store in stores:
-            proc, url = start_api(n, tmp / store)
-            try:
-                if not f_time:
-                    print(f"API: {n} records, {page} per page, served by a separate process")
-                    f_time, f_n = floor(url, page)
-                    print(
-                        f"floor (fetch + parse, store nothing): {f_time:.2f} s, "
-                        f"{f_n / f_time:,.0f} rec/s ({FLOOR_CPU:.2f} s CPU in this process)  "
-                        f"[{load()}]"
-                    )
-                if store == "sqlite":
-                    results[store] = mno_bench(url, n, page, f"sqlite:///{tmp / 'store.db'}", store)
-                else:
-                    db_url = fresh_pg(args.pg)
-                    try:
-                        results[store] = mno_bench(url, n, page, db_url, store)
-                    finally:
-                        drop_pg(args.pg, db_url)
-                if not args.skip_dlt and store == stores[-1]:
-                    d_time, d_n = dlt_run(url, page, tmp)
-                    print(
-                        f"dlt rest_api -> duckdb (incl. start-up): {d_time:.2f} s, "
-                        f"{d_n / d_time:,.0f} rec/s ({d_n} rows)  [{load()}]"
-                    )
-            finally:
-                proc.terminate()
-                proc.wait()
-        print("--- ratios (same run) ---")
-        for store, r in results.items():
+        floors: list[float] = []
+        runs: dict[str, list[dict[str, float]]] = {store: [] for store in stores}
+        print(f"API: {n} records, {page} per page, served by a separate process")
+        for rnd in range(1, args.rounds + 1):
+            print(f"--- round {rnd} of {args.rounds} ---")
+            # one API per store and round, so that each initial sync reads the same
+            # unedited data; the floor reads the round's first one
+            for i, store in enumerate(stores):
+                proc, url = start_api(n, tmp / f"{store}-{rnd}")
+                try:
+                    if i == 0:
+                        f_time, f_n = floor(url, page)
+                        floors.append(f_time)
+                        print(
+                            f"floor (fetch + parse, store nothing): {f_time:.2f} s, "
+                            f"{f_n / f_time:,.0f} rec/s ({FLOOR_CPU:.2f} s CPU in this "
+                            f"process)  [{load()}]"
+                        )
+                    if store == "sqlite":
+                        db_url = f"sqlite:///{tmp / f'store-{rnd}.db'}"
+                        runs[store].append(mno_bench(url, n, page, db_url, store))
+                        (tmp / f"store-{rnd}.db").unlink()
+                    else:
+                        db_url = fresh_pg(args.pg)
+                        try:
+                            runs[store].append(mno_bench(url, n, page, db_url, store))
+                        finally:
+                            drop_pg(args.pg, db_url)
+                    if not args.skip_dlt and rnd == args.rounds and store == stores[-1]:
+                        d_time, d_n = dlt_run(url, page, tmp)
+                        print(
+                            f"dlt rest_api -> duckdb (incl. start-up): {d_time:.2f} s, "
+                            f"{d_n / d_time:,.0f} rec/s ({d_n} rows)  [{load()}]"
+                        )
+                finally:
+                    proc.terminate()
+                    proc.wait()
+        f_med = statistics.median(floors)
+        print(f"--- medians of {args.rounds} rounds (ratios of medians) ---")
+        print(f"floor: {f_med:.2f} s (rounds: {', '.join(f'{x:.2f}' for x in floors)})")
+        summary: dict[str, float] = {"floor_s": round(f_med, 3)}
+        for store, rs in runs.items():
+            med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            initials = ", ".join(f"{r['initial_s']:.2f}" for r in rs)
+            incrementals = ", ".join(f"{r['incremental_s']:.3f}" for r in rs)
+            print(
+                f"[{store}] initial {med['initial_s']:.2f} s (rounds: {initials}), "
+                f"incremental {med['incremental_s']:.3f} s (rounds: {incrementals}), "
+                f"{med['requests']:.0f} requests"
+            )
             if not args.skip_dlt:
-                ratio = r["rate"] / (d_n / d_time)
+                ratio = med["rate"] / (d_n / d_time)
                 print(
                     f"[{store}] mno initial vs dlt throughput: {ratio:.2f}x  (goal >= 3x: "
                     f"{'met' if ratio >= 3 else 'NOT met'})"
                 )
-            slow = r["initial_s"] / f_time
+            slow = med["initial_s"] / f_med
             print(
                 f"[{store}] mno initial time vs floor: {slow:.2f}x slower  (goal <= 5x: "
                 f"{'met' if slow <= 5 else 'NOT met'})"
             )
-            share = r["incremental_s"] / r["initial_s"]
+            share = med["incremental_s"] / med["initial_s"]
             print(
                 f"[{store}] incremental / initial time: {share:.1%}  (goal <= 5%: "
                 f"{'met' if share <= 0.05 else 'NOT met'})"
             )
-        print(
-            json.dumps(
-                {
-                    "floor_s": round(f_time, 3),
-                    **{
-                        f"{store}_{k}": round(v, 3)
-                        for store, r in results.items()
-                        for k, v in r.items()
-                        if k != "rate"
-                    },
-                }
-            )
-        )
+            summary.update({f"{store}_{k}": round(v, 3) for k, v in med.items() if k != "rate"})
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -157,6 +157,7 @@ def pull_entity(
     with scope() as session:
         _renew(session, ctx)
         postgres = session.connection().dialect.name == "postgresql"
+        bind = session.get_bind()
         ctx.targets = push_targets(session, ctx.connection, ent.canonical)
         ctx.flush = wait_for_flush()
         m = SyncIdMap.__table__  # type: ignore[attr-defined]
@@ -200,6 +201,7 @@ def pull_entity(
     writers = (
         ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="mno-sync-write") if postgres else None
     )
+    held = _HeldConnections(bind)  # each writer's connection, kept for the whole pass
     # page writes in order (the last one submitted last), with their external ids
     flight: list[tuple[Future[None], set[str]]] = []
     try:
@@ -222,7 +224,7 @@ def pull_entity(
                         (
                             writers.submit(
                                 _commit_page,
-                                scope,
+                                held.scope,
                                 ctx,
                                 items,
                                 state,
@@ -245,6 +247,7 @@ def pull_entity(
         pool.shutdown(wait=True)
         if writers is not None:
             writers.shutdown(wait=True)
+        held.close()
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
     with scope() as session:
@@ -310,6 +313,39 @@ def _writing_pages() -> Iterator[None]:
             if not _Interpreter.users:
                 sys.setswitchinterval(_Interpreter.switch)
                 gc.set_threshold(*_Interpreter.thresholds)
+
+
+class _HeldConnections:
+    """PostgreSQL: the page transactions of each writer thread run on one connection,
+    taken from the pool when the thread writes its first page and returned when the pass
+    ends; a connection per page would cost a checkout, with its liveness check, and a
+    session each time."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.connections: list[sa.Connection] = []
+
+    @contextmanager
+    def scope(self) -> Iterator[Session]:
+        """One transaction on this thread's connection: committed on success, rolled
+        back on any error."""
+        from sqlmodel import Session
+
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self.engine.connect()
+            with self.lock:
+                self.connections.append(conn)
+        with conn.begin(), Session(bind=conn) as session:
+            yield session
+
+    def close(self) -> None:
+        with self.lock:
+            for conn in self.connections:
+                conn.close()
+            self.connections.clear()
 
 
 def _next_state(

@@ -202,6 +202,7 @@ def pull_entity(
         ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="mno-sync-write") if postgres else None
     )
     held = _HeldConnections(bind)  # each writer's connection, kept for the whole pass
+    backfill = None if postgres else _Backfill.of(bind)
     # page writes in order (the last one submitted last), with their external ids
     flight: list[tuple[Future[None], set[str]]] = []
     try:
@@ -213,6 +214,8 @@ def pull_entity(
                 state = _next_state(cp, items, nxt)
                 if writers is None:
                     _commit_page(scope, ctx, items, state, cp["token"], progress, fresh=fresh)
+                    if backfill is not None:
+                        backfill.poke()
                 else:
                     ids = {it.external_id for it in items}
                     if any(not ids.isdisjoint(other) for _, other in flight):
@@ -248,6 +251,8 @@ def pull_entity(
         if writers is not None:
             writers.shutdown(wait=True)
         held.close()
+        if backfill is not None:
+            backfill.close()
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
     with scope() as session:
@@ -313,6 +318,60 @@ def _writing_pages() -> Iterator[None]:
             if not _Interpreter.users:
                 sys.setswitchinterval(_Interpreter.switch)
                 gc.set_threshold(*_Interpreter.thresholds)
+
+
+class _Backfill:
+    """SQLite: a thread that copies the write-ahead log back into the database file
+    (a PASSIVE checkpoint, on a connection of its own) while pages are written. The
+    writer's commits would otherwise do it every 16,384 pages of log (``_tune``), each
+    time holding up the next page; beside it, the copy runs on another core, and a
+    commit's own checkpoint finds little or nothing left to copy."""
+
+    EVERY = 8  # pages between checkpoints
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.pages = 0
+        self.wake = threading.Event()
+        self.asked = False  # a checkpoint is due
+        self.done = False
+        self.thread = threading.Thread(target=self._loop, name="mno-sync-backfill", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def of(cls, engine: Any) -> _Backfill | None:
+        path = engine.url.database
+        return cls(path) if path and path != ":memory:" else None
+
+    def poke(self) -> None:
+        self.pages += 1
+        if self.pages % self.EVERY == 0:
+            self.asked = True
+            self.wake.set()
+
+    def close(self) -> None:
+        self.done = True
+        self.wake.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while True:
+                self.wake.wait()
+                self.wake.clear()
+                if self.asked:
+                    self.asked = False
+                    # PASSIVE: copies what no reader still needs and waits for nobody
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if self.done:
+                    return
+        except sqlite3.Error:
+            return  # the writer's own checkpoints still run
+        finally:
+            conn.close()
 
 
 class _HeldConnections:

@@ -638,3 +638,25 @@ def test_pages_are_written_with_quick_switches_and_fewer_collections(world) -> N
     api.edit("c1", name="again")
     assert world.run(name).status == "error"
     assert (sys.getswitchinterval(), gc.get_threshold()) == before
+
+
+def test_sqlite_backfill_copies_the_log_into_the_database(tmp_path) -> None:
+    """The backfill thread checkpoints the write-ahead log beside the writer: the rows
+    reach the database file while the writer's connection never checkpoints."""
+    import sqlite3
+
+    from mno.sync.pull import _Backfill
+
+    path = tmp_path / "wal.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,) for _ in range(2000)])
+    before = path.stat().st_size
+    backfill = _Backfill(str(path))
+    for _ in range(_Backfill.EVERY):
+        backfill.poke()
+    backfill.close()
+    assert before < 100_000 < path.stat().st_size  # some 2 MB of rows, now in the file
+    writer.close()

@@ -276,7 +276,7 @@ def pull_entity(
 # PostgreSQL: pages written at once, on as many connections. The database server does
 # most of a page's work; with pages side by side it works while this process prepares
 # the next page and waits for its turn to commit.
-IN_FLIGHT = 3
+IN_FLIGHT = 4
 QUICK_SWITCH = 0.0001  # seconds
 YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation
 

@@ -101,33 +101,6 @@ def canonical(fields: dict[str, FieldMap], raw: dict[str, Any]) -> dict[str, Any
     return data
 
 
-def getter(path: str, default: Any = None) -> Callable[[Any], Any]:
-    """``get_path`` for one path, prepared once: a top-level key is a plain lookup."""
-    if path and "." not in path:
-
-        def get(obj: Any) -> Any:
-            if type(obj) is dict:
-                return obj.get(path, default)
-            return get_path(obj, path, default)
-
-        return get
-    return lambda obj: get_path(obj, path, default)
-
-
-def mapper(fields: dict[str, FieldMap]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """``canonical`` for one field mapping, prepared once for a page of records."""
-    plan = [(key, getter(fm.source, fm.default), fm.transform) for key, fm in fields.items()]
-
-    def apply(raw: dict[str, Any]) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for key, get, name in plan:
-            value = get(raw)
-            data[key] = value if name is None or value is None else transform(value, name)
-        return data
-
-    return apply
-
-
 def _compact_encoder(sort_keys: bool) -> Callable[[Any], str]:
     """``json.JSONEncoder(sort_keys=…, separators=(",", ":"), default=str).encode``,
     with its C encoder built once rather than on every call (which costs more than

@@ -50,7 +50,7 @@ class Ctx:
     flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_CLOSE_PAGE_PG)
     # the external ids this pass mapped, while the pass started with none of the entity
     # mapped (an initial sync): a page holding none of them needs no lookup (see
-    # apply_page); None when lookups are needed
+    # take_fresh); None when lookups are needed
     fresh: set[str] | None = None
 
     def bump(self, key: str, n: int = 1) -> None:

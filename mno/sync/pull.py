@@ -201,7 +201,8 @@ def pull_entity(
     writers = (
         ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="mno-sync-write") if postgres else None
     )
-    held = _HeldConnections(bind)  # each writer's connection, kept for the whole pass
+    # PostgreSQL: each writer's connection, kept for the whole pass; SQLite: the backfill
+    held = _HeldConnections(bind) if postgres else None
     backfill = None if postgres else _Backfill.of(bind)
     # page writes in order (the last one submitted last), with their external ids
     flight: list[tuple[Future[None], set[str]]] = []
@@ -227,7 +228,7 @@ def pull_entity(
                         (
                             writers.submit(
                                 _commit_page,
-                                held.scope,
+                                held.scope,  # type: ignore[union-attr]
                                 ctx,
                                 items,
                                 state,
@@ -250,7 +251,8 @@ def pull_entity(
         pool.shutdown(wait=True)
         if writers is not None:
             writers.shutdown(wait=True)
-        held.close()
+        if held is not None:
+            held.close()
         if backfill is not None:
             backfill.close()
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears

@@ -44,3 +44,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+def table_of(model: Any) -> sa.Table:
+    """The ``sa.Table`` behind a SQLModel class (or a table itself), typed for the
+    checker: SQLModel declares ``__table__`` only at run time."""
+    table = model if isinstance(model, sa.Table) else model.__table__
+    assert isinstance(table, sa.Table)
+    return table

@@ -14,12 +14,18 @@ An expired lease makes the row claimable again, so a crashed process's work is t
 back. Completion is fenced on ``lease_owner``: a process whose lease was taken back
 cannot complete the row. Delivery is at least once; handlers must be idempotent.
 
-``acquire_lock()`` gives singleton jobs and run locks a named, expiring lock row.
+``acquire_lock()`` gives singleton jobs and run locks a named, expiring lock row;
+``take_lock()`` also takes it over at once from a holder that ``holder_is_dead()``: a
+process of this host (owner ids are ``host:pid:random``, from ``make_owner()``) that no
+longer runs or is an unreaped zombie.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +37,40 @@ from mno.store.models.core import LeaseLock
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+
+def make_owner() -> str:
+    """A lease owner id unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _is_zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but its parent has not reaped it yet (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # "pid (comm) S ...": the state follows the last closing parenthesis
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True when ``owner`` names a process of this host that no longer runs (gone, or
+    a zombie). A holder on another host, or one that cannot be checked, is alive: its
+    lease expiry applies."""
+    host, _, rest = owner.partition(":")
+    pid_s = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_s.isdigit() or int(pid_s) == os.getpid():
+        return False
+    pid = int(pid_s)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
 
 
 def _table(model: Any) -> sa.Table:
@@ -296,6 +336,24 @@ def acquire_lock(session: Session, name: str, owner: str, ttl: timedelta) -> boo
     except IntegrityError:
         return False
     return True
+
+
+def take_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
+    """``acquire_lock``, and when a holder of this host is dead (``holder_is_dead``),
+    take the lock over from it at once instead of waiting for its expiry."""
+    if acquire_lock(session, name, owner, ttl):
+        return True
+    holder = lock_holder(session, name)
+    if holder is None or not holder_is_dead(holder[0]):
+        return False
+    t = _table(LeaseLock)
+    now = clock.now()
+    taken = session.execute(
+        sa.update(t)
+        .where(t.c.name == name, t.c.owner == holder[0])
+        .values(owner=owner, until=now + ttl, updated_at=now)
+    ).rowcount
+    return bool(taken)
 
 
 def release_lock(session: Session, name: str, owner: str) -> bool:

@@ -88,3 +88,36 @@ def test_update_sets_each_row_and_the_shared_values(
     ]
     assert [rows[i].type for i in ids] == ["a", "b", "a", "b", "a"]
     assert rows[ids[3]].updated_at == later and rows[ids[0]].updated_at == now
+
+
+def test_emit_rows_checks_types_and_sizes_before_writing(session) -> None:
+    """The bulk event door refuses an unknown type or an oversized payload, and writes
+    nothing of the batch."""
+    import pytest as _pytest
+    import sqlalchemy as sa
+
+    from mno.errors import BadInput
+    from mno.store import bulk, outbox
+    from mno.store.models.core import Event
+
+    def count(s: Any) -> int:
+        return int(s.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one())
+
+    with session() as s:
+        w = bulk.Rows(s.connection())
+        now = w.time(clock.now())
+        ok = [(h, now, now, "record.created", None, '{"a":1}') for h in bulk.hex_ids(2)]
+        cols = ("id", "created_at", "updated_at", "type", "tenant_id", "payload")
+        with _pytest.raises(BadInput, match="unknown event type"):
+            outbox.emit_rows(w, cols, [*ok, (bulk.hex_ids(1)[0], now, now, "bogus.x", None, "{}")])
+        big = '{"a":"' + "x" * outbox.MAX_PAYLOAD_BYTES + '"}'
+        with _pytest.raises(BadInput, match="byte limit"):
+            outbox.emit_rows(
+                w,
+                ("id", "payload"),
+                [(bulk.hex_ids(1)[0], big)],
+                {"type": "record.created", "created_at": now, "updated_at": now},
+            )
+        assert count(s) == 0
+        assert outbox.emit_rows(w, cols, ok) == 2
+        assert count(s) == 2

@@ -60,3 +60,28 @@ def test_backoff_bounds():
         delay = leases.backoff(attempt, timedelta(seconds=5), timedelta(hours=1), 0.2, rng)
         base = min(3600, 5 * 2 ** (attempt - 1))
         assert base * 0.8 <= delay.total_seconds() <= base * 1.2
+
+
+def test_take_lock_takes_over_from_a_dead_or_zombie_holder(session) -> None:
+    """A lock held by a process of this host that is gone, or exited but not reaped
+    (a zombie), is taken over at once; a live holder keeps it until it expires."""
+    import socket
+    import subprocess
+    import time
+
+    ttl = timedelta(minutes=5)
+    live = subprocess.Popen(["sleep", "30"])
+    zombie = subprocess.Popen(["true"])
+    time.sleep(0.3)  # exited, not yet waited for: a zombie
+    try:
+        for name, pid, taken in (("live", live.pid, False), ("zombie", zombie.pid, True)):
+            holder = f"{socket.gethostname()}:{pid}:test"
+            with session() as s:
+                assert leases.acquire_lock(s, name, holder, ttl)
+            with session() as s:
+                assert leases.take_lock(s, name, leases.make_owner(), ttl) is taken
+                assert leases.acquire_lock(s, name, leases.make_owner(), ttl) is False
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()

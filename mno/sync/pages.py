@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from mno import clock
 from mno.errors import MnoError
-from mno.store import bulk
-from mno.store.models.core import Event
+from mno.store import bulk, outbox
 from mno.store.models.sync import (
     SyncChange,
     SyncConflict,
@@ -514,11 +513,12 @@ def apply_page(
                 "source": ctx.source,
             },
         )
-        insert(
-            Event.__table__,  # type: ignore[attr-defined]
+        outbox.emit_rows(
+            w,
             ("id", "payload"),
             new_events,
             {**stamp, "type": "record.created", "tenant_id": tenant_v},
+            copy_lines=w.postgres,
         )
         ctx.bump("created", len(new_records))
     if rec_updates:
@@ -552,7 +552,7 @@ def apply_page(
     w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]
     if conflicts:
         conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
-    w.insert(Event.__table__, _EVENT_COLS, events)  # type: ignore[attr-defined]
+    outbox.emit_rows(w, _EVENT_COLS, events)
     if ctx.targets and pushes:
         queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in pushes], ctx.run_id)
     if repush_self and ctx.connection.push_enabled and ctx.entity.push:

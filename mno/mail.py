@@ -10,16 +10,41 @@ The profile's ``smtp`` section::
       username: mno
       password: secret:SMTP_PASSWORD     # from the secret store, never inline
       timeout: 10s
+
+It is also the port through which domain code asks for an email without depending on
+the notification package: ``queue_direct()`` writes a *direct email* (one message to one
+address) as a delivery row next to the event it belongs to, in the caller's transaction.
+The dispatcher sends it (``mno.notify.direct`` renders it) with the same retries and
+exhaustion as every delivery. Some such emails carry a secret meant only for their
+recipient (the lead verification code), which must never enter the outbox, where every
+webhook endpoint and ``mno events list`` would see it:
+
+- channel ``direct_email``, the recipient's id as target, the event's id and seq;
+- the body is the message recipe: ``{"to", "template", "context"}``, where secret
+  context values are sealed under the master key (``{"$encrypted": …}``) and only the
+  dispatcher opens them, when it renders the template;
+- once the delivery succeeded or is exhausted, the sealed values are removed from the
+  stored body (``scrub_direct()``).
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mno import secrets, settings
+from mno import clock, crypto, secrets, settings
 from mno.errors import BadInput, Unavailable
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from mno.store.models.core import Event
+
+DIRECT_CHANNEL = "direct_email"
+REDACTED = "[sent]"
 
 
 @dataclass(frozen=True)
@@ -80,3 +105,64 @@ def send(
             smtp.send_message(msg)
     except (OSError, smtplib.SMTPException) as exc:
         raise Unavailable(f"cannot send email through {cfg.host}:{cfg.port}: {exc}") from exc
+
+
+def queue_direct(
+    session: Session,
+    event: Event,
+    *,
+    target_id: uuid.UUID,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    sealed: dict[str, str] | None = None,
+) -> uuid.UUID:
+    """Queue one email rendered from ``template`` with ``context`` (+ ``sealed`` values,
+    stored encrypted) for the dispatcher; returns the delivery id (see the module doc)."""
+    from mno.store.models.webhooks import WebhookDelivery
+
+    session.flush()  # the event's id and seq
+    recipe = {
+        "to": to,
+        "template": template,
+        "context": {
+            "type": event.type,
+            "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
+            **context,
+            **{k: crypto.sealed(v) for k, v in (sealed or {}).items()},
+        },
+    }
+    body = json.dumps(recipe, separators=(",", ":"), ensure_ascii=False, default=str)
+    now = clock.now()
+    row = WebhookDelivery(
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        channel=DIRECT_CHANNEL,
+        target_id=target_id,
+        event_id=event.id,
+        seq=event.seq,
+        event_type=event.type,
+        event_at=event.created_at,
+        tenant_id=event.tenant_id,
+        body=body,
+        ordered=False,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def scrub_direct(body: str) -> str:
+    """A direct email's recipe without its sealed values (kept once it is done with)."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {crypto.ENCRYPTED_KEY}:
+                return REDACTED
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return json.dumps(walk(json.loads(body)), separators=(",", ":"), ensure_ascii=False)

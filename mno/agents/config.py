@@ -14,104 +14,22 @@
 
 Errors name the file, line and dotted key, e.g.
 ``agents.yaml:12 dispatcher.interval: expected a duration like 10s``, and exit 2.
+The models themselves live in ``mno.agent_settings``, so gitops validates with them too.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
+from mno.agent_settings import AgentConfig, AgentsFile
 from mno.errors import BadInput
-from mno.settings import parse_duration
+
+__all__ = ["DEFAULT_PATH", "AgentConfig", "AgentsFile", "default_config", "load", "parse"]
 
 DEFAULT_PATH = Path("configs/agents.yaml")
-
-
-class AgentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = ""
-    enabled: bool = True
-    interval: timedelta | None = None
-    cron: str | None = None
-    timezone: str = "UTC"
-    jitter: timedelta = timedelta(0)
-    batch_size: int = Field(default=100, ge=1, le=100_000)
-    concurrency: int = Field(default=4, ge=1, le=256)
-    lease: timedelta = timedelta(seconds=60)
-    misfire_grace: timedelta = timedelta(seconds=30)
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("interval", "jitter", "lease", "misfire_grace", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if value is None or isinstance(value, timedelta):
-            return value
-        try:
-            return parse_duration(value)
-        except BadInput as exc:
-            raise ValueError("expected a duration like 10s") from exc
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"expected a crontab expression like '*/5 * * * *': {exc}") from exc
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        from mno.validate import timezone
-
-        try:
-            return timezone(value)
-        except BadInput as exc:
-            raise ValueError(str(exc)) from exc
-
-    @model_validator(mode="after")
-    def _schedule(self) -> AgentConfig:
-        if self.interval is None and self.cron is None:
-            self.interval = timedelta(seconds=10)
-        if self.interval is not None and self.cron is not None:
-            raise ValueError("give either interval or cron, not both")
-        if self.interval is not None and self.interval.total_seconds() <= 0:
-            raise ValueError("interval must be positive")
-        return self
-
-    def schedule_text(self) -> str:
-        if self.cron:
-            return f"cron {self.cron} ({self.timezone})"
-        seconds = self.interval.total_seconds() if self.interval else 0
-        return f"every {_human(seconds)}"
-
-
-def _human(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
-class AgentsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agents: dict[str, AgentConfig] = Field(default_factory=dict)
-    heartbeat: timedelta = timedelta(seconds=5)
-
-    @field_validator("heartbeat", mode="before")
-    @classmethod
-    def _beat(cls, value: Any) -> Any:
-        return AgentConfig._duration(value)
 
 
 def default_config() -> AgentsFile:

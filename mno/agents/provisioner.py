@@ -62,14 +62,16 @@ def tick(ctx: TickContext) -> TickResult:
     import sqlalchemy as sa
 
     from mno.nex import hosts, reconcile, runtime_docker
+    from mno.nex.containers import Options
+    from mno.nex.drift import detect_drift
     from mno.settings import parse_duration
     from mno.store.models.nex import Instance
 
     options = {**DEFAULT_OPTIONS, **ctx.options}
-    opts = reconcile.Options.from_dict(options)
+    opts = Options.from_dict(options)
     result = TickResult()
     if options.get("drift", True):
-        drift = reconcile.detect_drift(ctx.db_url)
+        drift = detect_drift(ctx.db_url)
         if drift.repaired:
             result.details["drift_repairs"] = len(drift.repaired)
         if drift.reported:

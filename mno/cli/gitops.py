@@ -16,7 +16,7 @@ import typer
 from mno.cli.output import Format, OutputOpt, render, success
 
 if TYPE_CHECKING:
-    from mno.gitops.diff import ChangeSet
+    from mno.gitops.changes import ChangeSet
 
 FilesOpt = Annotated[
     list[Path] | None,
@@ -222,7 +222,7 @@ def plan(
 
 
 def _changeset_view(saved: dict[str, Any]) -> ChangeSet:
-    from mno.gitops.diff import Change, ChangeSet, FieldChange
+    from mno.gitops.changes import Change, ChangeSet, FieldChange
 
     cs = ChangeSet(source=saved["options"]["source"], prune=saved["options"]["prune"])
     for c in saved["changes"]:

@@ -365,9 +365,9 @@ def terminate(
 @app.command("orphans")
 def orphans(output: OutputOpt = Format.table) -> None:
     """Labelled containers that no live instance owns."""
-    from mno.nex import reconcile
+    from mno.nex import drift
 
-    render(reconcile.orphans(), output, empty="No orphaned containers.")
+    render(drift.orphans(), output, empty="No orphaned containers.")
 
 
 @app.command("backup")

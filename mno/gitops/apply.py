@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from mno.errors import Conflict
 from mno.gitops import diff, documents, prune
-from mno.gitops.diff import DEFAULT_SOURCE, ChangeSet
+from mno.gitops.changes import Change, ChangeSet
+from mno.gitops.diff import DEFAULT_SOURCE
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -129,7 +130,7 @@ def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
     from mno.store import audit, outbox
 
     order = kinds_mod.order()
-    by_kind: dict[str, list[diff.Change]] = {}
+    by_kind: dict[str, list[Change]] = {}
     for change in cs.changes:
         by_kind.setdefault(change.kind, []).append(change)
     for kind_name in order:

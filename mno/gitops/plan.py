@@ -18,7 +18,7 @@ from mno import __version__, clock
 from mno.errors import BadInput, Conflict
 from mno.gitops import diff, documents
 from mno.gitops.apply import Options, check, execute, serialize
-from mno.gitops.diff import ChangeSet
+from mno.gitops.changes import ChangeSet
 from mno.store.audit import jsonable
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mno.errors import Conflict
+from mno.gitops.changes import Change, FieldChange, fingerprint
 
 if TYPE_CHECKING:
-    from mno.gitops.diff import ChangeSet
+    from mno.gitops.changes import ChangeSet
     from mno.gitops.kinds.base import Kind
 
 
@@ -30,8 +31,6 @@ def inventory(cs: ChangeSet, registry: dict[str, Kind]) -> list[tuple[str, str]]
 
 def plan_deletes(cs: ChangeSet, registry: dict[str, Kind]) -> None:
     """Add a delete for each inventory resource missing from the documents."""
-    from mno.gitops.diff import Change, FieldChange, fingerprint
-
     items = inventory(cs, registry)
     cs.inventory = len(items)
     for kind, name in items:

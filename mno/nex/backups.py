@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from mno import clock, settings
 from mno.errors import BadInput, Conflict, InvalidTransition
-from mno.nex import hosts, runtime_docker
+from mno.nex import containers, hosts, runtime_docker, snapshot
+from mno.nex.status import record as record_status
 
 if TYPE_CHECKING:
-    from mno.nex.reconcile import Snapshot
     from mno.nex.runtime_docker import Runtime
+    from mno.nex.snapshot import Snapshot
 
 
 def backups_dir() -> Path:
@@ -55,12 +56,10 @@ def _write(rt: Runtime, ref: str, volume_path: str, dest: Path) -> str:
 def _with_container(rt: Runtime, snap: Snapshot, fn: Any) -> Any:
     """Run ``fn(ref)`` with the instance's container, or a created (never started)
     helper container that mounts the volume when the instance has none."""
-    from mno.nex import reconcile
-
     if snap.container_id and rt.inspect(snap.container_id) is not None:
         return fn(snap.container_id)
-    host = reconcile._host(snap)
-    spec = reconcile.spec(snap, host, 0, reconcile.Options())
+    host = snapshot.host_of(snap)
+    spec = containers.spec(snap, host, 0, containers.Options())
     spec.name = f"mno-{snap.name}-backup-{uuid.uuid4().hex[:6]}"
     spec.labels = {runtime_docker.MANAGED: "true", "mno.instance": str(snap.id), "mno.helper": "1"}
     spec.health_cmd = None
@@ -81,14 +80,14 @@ def final_backup(rt: Runtime, snap: Snapshot) -> Path:
 
 def backup(ref: str, to: Path | None = None, db_url: str | None = None) -> dict[str, Any]:
     """Write a backup of the instance's volume; returns path, size and checksum."""
-    from mno.nex import instances, reconcile
+    from mno.nex import instances
     from mno.store import audit, outbox
     from mno.store.db import session_scope
 
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
         iid = inst.id
-    snap = reconcile.load(iid, db_url)
+    snap = snapshot.load(iid, db_url)
     assert snap is not None
     if not snap.volume_path:
         raise BadInput(f"instance {snap.name} has no data volume", "its app sets no volume path")
@@ -176,7 +175,7 @@ def restore(
     ref: str, path: Path, *, db_url: str | None = None, ready_timeout_s: float = 60.0
 ) -> dict[str, Any]:
     """Replace the instance's volume with a backup (see the module docstring)."""
-    from mno.nex import instances, reconcile
+    from mno.nex import instances
     from mno.store import audit, outbox
     from mno.store.db import session_scope
 
@@ -185,7 +184,7 @@ def restore(
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
         iid = inst.id
-    snap = reconcile.load(iid, db_url)
+    snap = snapshot.load(iid, db_url)
     assert snap is not None
     if snap.desired == "terminated" or snap.status == "terminated":
         raise InvalidTransition(f"instance {snap.name} is {snap.status}", "restore into a live one")
@@ -203,12 +202,12 @@ def restore(
         for c in rt.list_managed():
             if c.labels.get("mno.instance") == str(snap.id):
                 rt.remove(c.id)
-        volume = reconcile.volume_name(snap)
+        volume = containers.volume_name(snap)
         assert volume
         rt.remove_volume(volume)
-        reconcile._prepare(snap, rt)
+        containers.prepare(snap, rt)
         deploy = snap.deploy + 1
-        spec = reconcile.spec(snap, host, deploy, reconcile.Options())
+        spec = containers.spec(snap, host, deploy, containers.Options())
         cid = rt.create(spec)
         parent = posixpath.dirname(snap.volume_path.rstrip("/")) or "/"
         rt.put_archive(cid, parent, path.read_bytes())
@@ -221,10 +220,10 @@ def restore(
         if snap.desired == "running":
             rt.start(cid)
             ready = rt.wait_ready(cid, snap.port, ready_timeout_s)
-            fields["endpoint"] = reconcile.endpoint(host, ready.host_port)
+            fields["endpoint"] = containers.endpoint(host, ready.host_port)
             fields["started_at"] = clock.now()
             status = "running"
-        reconcile.record(snap.id, owner, status=status, drift=None, db_url=db_url, **fields)
+        record_status(snap.id, owner, status=status, drift=None, db_url=db_url, **fields)
     finally:
         _unlease(iid, owner, db_url)
     with session_scope(db_url) as s:

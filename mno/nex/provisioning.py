@@ -27,7 +27,7 @@ from mno.store import outbox
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.nex.reconcile import Snapshot
+    from mno.nex.snapshot import Snapshot
     from mno.store.models.nex import Instance
     from mno.store.models.tenancy import Tenant
 

@@ -5,8 +5,9 @@ its SHA-256 hash is stored, it expires (24 h by default, ``leads.code_ttl`` in t
 profile), it works once, and five wrong attempts lock the lead.
 
 With SMTP configured in the profile the code is emailed: ``create()`` queues a direct
-email (``mno.notify.direct``, template ``lead_verification``) that the dispatcher sends
-with retries; the code travels sealed under the master key and never enters the outbox.
+email through the mail port (``mno.mail.queue_direct``, template ``lead_verification``)
+that the dispatcher sends with retries; the code travels sealed under the master key and
+never enters the outbox.
 Otherwise it is returned once by ``create()`` so the operator can pass it on.
 """
 
@@ -143,9 +144,7 @@ def create(
     )
     event = outbox.emit(session, "lead.created", _payload(lead))
     if send_email and mail.config() is not None:
-        from mno.notify import direct
-
-        direct.queue(
+        mail.queue_direct(
             session,
             event,
             target_id=lead.id,

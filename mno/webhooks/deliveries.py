@@ -301,12 +301,12 @@ def record(
 
 def _scrub_direct(session: Session, claimed: dict[Any, tuple[Any, ...]], ids: set[Any]) -> None:
     """Direct emails that are done keep their recipe without the sealed values."""
-    from mno.notify import direct
+    from mno import mail
 
     rows = [
-        {"b_id": i, "b_body": direct.scrub(claimed[i][5])}
+        {"b_id": i, "b_body": mail.scrub_direct(claimed[i][5])}
         for i in ids
-        if claimed[i][1] == direct.CHANNEL
+        if claimed[i][1] == mail.DIRECT_CHANNEL
     ]
     if rows:
         session.connection().execute(

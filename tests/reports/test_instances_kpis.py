@@ -11,7 +11,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from mno import clock
-from mno.nex import reconcile
+from mno.nex import status as instance_status
 from mno.reports import kpis
 from mno.reports.model import Window
 from mno.store.models.core import AuditEntry
@@ -133,7 +133,7 @@ def seed(session) -> None:
         s.add(s5)
     clock.set_now(_at(11, 6) + timedelta(seconds=45))
     with session() as s:
-        reconcile.apply(s, s.get(Instance, s5.id), "running")
+        instance_status.apply(s, s.get(Instance, s5.id), "running")
     clock.set_now(_at(11, 30))
 
 

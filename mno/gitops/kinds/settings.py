@@ -30,7 +30,7 @@ class PlatformKind(FileKind):
 def agents_kind() -> type[FileKind] | None:
     """The Agents kind when the agents' config model exists."""
     try:
-        from mno.agents import config as agents_config
+        from mno import agent_settings as agents_config
     except ImportError:
         return None
     model: Any = None

@@ -1,0 +1,1 @@
+"""Nex: hosted app instances on Docker hosts, tenant provisioning, backups and callbacks."""

@@ -1,0 +1,91 @@
+"""Recording an instance's status: one change per short transaction, fenced on the lease.
+
+``record()`` opens its own transaction and refuses (``LeaseLost``) when the instance is no
+longer leased to the caller; ``apply()`` works in the caller's transaction. A status change
+writes its audit row, emits the matching ``instance.*`` event and lets tenant provisioning
+react (``mno.nex.provisioning.on_instance``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from mno.errors import MnoError
+from mno.store import audit, outbox
+
+EVENTS = {
+    "provisioning": "instance.provisioning",
+    "running": "instance.running",
+    "failed": "instance.failed",
+    "stopped": "instance.stopped",
+    "terminated": "instance.terminated",
+}
+
+
+class LeaseLost(MnoError):
+    """Another process took the instance over; stop working on it."""
+
+
+def record(
+    instance_id: uuid.UUID,
+    owner: str | None,
+    *,
+    status: str | None = None,
+    db_url: str | None = None,
+    **fields: Any,
+) -> None:
+    """One status change (and/or field updates) in one transaction, fenced on the lease."""
+    from mno.store.db import session_scope
+    from mno.store.models.nex import Instance
+
+    with session_scope(db_url) as s:
+        inst = s.get(Instance, instance_id)
+        if inst is None:
+            raise LeaseLost(f"instance {instance_id} is gone")
+        if owner is not None and inst.lease_owner != owner:
+            raise LeaseLost(f"instance {inst.name} is no longer leased to this process")
+        apply(s, inst, status, **fields)
+
+
+def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
+    """Set fields and the status in the caller's transaction. A status change writes an
+    audit row, emits the matching ``instance.*`` event and lets tenant provisioning react
+    (``mno.nex.provisioning.on_instance``)."""
+    from mno.nex import provisioning
+
+    before = inst.status
+    for key, value in fields.items():
+        setattr(inst, key, value)
+    if status is not None:
+        inst.status = status
+    inst.touch()
+    session.add(inst)
+    if status is None or status == before:
+        return
+    audit.record(
+        session,
+        "instance.status",
+        target_type="instance",
+        target_id=inst.id,
+        target=inst.name,
+        before={"status": before},
+        after={"status": status, **({"error": inst.last_error} if status == "failed" else {})},
+        tenant_id=inst.tenant_id,
+        actor="provisioner",
+    )
+    event = EVENTS.get(status)
+    if event:
+        data = {
+            "id": str(inst.id),
+            "name": inst.name,
+            "status": status,
+            "host": inst.host,
+            "url": inst.url,
+            "endpoint": inst.endpoint,
+        }
+        if status == "failed":
+            data["error"] = inst.last_error
+        outbox.emit(session, event, data, inst.tenant_id)
+    session.flush()
+    provisioning.on_instance(session, inst)

@@ -1,0 +1,1 @@
+"""Alembic revisions, frozen once released: they import nothing from mno but the store."""

@@ -14,6 +14,7 @@ The profile's ``smtp`` section::
 
 from __future__ import annotations
 
+import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -58,8 +59,6 @@ def send(
     to: str, subject: str, body: str, *, html: str | None = None, cfg: SmtpConfig | None = None
 ) -> None:
     """Send one message; raises Unavailable when the server cannot be reached."""
-    import smtplib
-
     cfg = cfg or config()
     if cfg is None:
         raise BadInput("email is not configured", "add an smtp section to the profile")

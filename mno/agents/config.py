@@ -14,6 +14,9 @@
 
 Errors name the file, line and dotted key, e.g.
 ``agents.yaml:12 dispatcher.interval: expected a duration like 10s``, and exit 2.
+
+APScheduler is imported only to check a cron expression, so that reading the file (``mno
+agents list``, gitops validation) does not load the scheduler.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mno.agents.registry import AGENTS
 from mno.errors import BadInput
 from mno.settings import parse_duration
+from mno.validate import timezone
 
 DEFAULT_PATH = Path("configs/agents.yaml")
 
@@ -71,8 +77,6 @@ class AgentConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        from mno.validate import timezone
-
         try:
             return timezone(value)
         except BadInput as exc:
@@ -116,8 +120,6 @@ class AgentsFile(BaseModel):
 
 def default_config() -> AgentsFile:
     """What runs with no file: every registered agent on its default schedule."""
-    from mno.agents.registry import AGENTS
-
     return AgentsFile(agents={name: AgentConfig(name=name) for name in AGENTS})
 
 
@@ -167,8 +169,6 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 def _compose(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Load one YAML document and the line of every key and list item (by dotted path)."""
-    import yaml
-
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from mno.billing import documents as billing_docs
 from mno.gitops.kinds.base import Kind
+from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
@@ -82,8 +83,6 @@ class MetricKind(BillingKind):
     description = "A billable metric: how usage events aggregate (sum, count, max, ...)."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import BillingMetric
-
         return _select(session, BillingMetric)
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -102,8 +101,6 @@ class PlanKind(BillingKind):
         return [("Metric", c["metric"]) for c in spec.get("charges") or [] if c.get("metric")]
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import Plan
-
         return _select(session, Plan, Plan.current == True)  # noqa: E712
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -124,8 +121,6 @@ class CouponKind(BillingKind):
     description = "A coupon: percentage or fixed, once, repeating or forever."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import Coupon
-
         return _select(session, Coupon)
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -145,8 +140,6 @@ class TaxRateKind(BillingKind):
     description = "A tax rate by country (and region), inclusive or exclusive."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import TaxRate
-
         return _select(session, TaxRate)
 
     def _raw(self, row: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlmodel import col
 from mno import validate
 from mno.gitops.kinds.base import Kind, Spec, rule
 from mno.store.types import table_of
+from mno.sync import spec as specmod
 from mno.sync.spec import ConnectorSpec
 
 if TYPE_CHECKING:
@@ -71,8 +72,6 @@ class ConnectorKind(Kind):
         return out
 
     def _apply(self, session: Session, name: str, spec: dict[str, Any]) -> None:
-        from mno.sync import spec as specmod
-
         model = ConnectorSpec.model_validate({**spec, "name": name})
         specmod.apply(session, model, source="gitops")
 
@@ -185,7 +184,6 @@ class ConnectionKind(Kind):
     @staticmethod
     def _all_entities(session: Session, name: str) -> list[str]:
         from mno.sync import connections
-        from mno.sync import spec as specmod
 
         connector = connections.get_connector(session, name.partition("/")[2])
         return [e.canonical for e in specmod.of(connector).entities]

@@ -23,6 +23,7 @@ from mno import validate
 from mno.gitops.kinds.base import Spec, rule
 from mno.gitops.kinds.keyed import KeyedKind
 from mno.settings import parse_duration
+from mno.store.models.webhooks import NotifyRule, WebhookEndpoint
 from mno.store.types import table_of
 from mno.webhooks import endpoints as _endpoints
 
@@ -83,8 +84,6 @@ class WebhookEndpointKind(KeyedKind):
         return [("Tenant", spec["tenant"])] if spec.get("tenant") else []
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.webhooks import WebhookEndpoint
-
         return list(session.execute(sa.select(table_of(WebhookEndpoint))))
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
@@ -199,8 +198,6 @@ class NotificationRuleKind(KeyedKind):
         return [("Tenant", spec["tenant"])] if spec.get("tenant") else []
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.webhooks import NotifyRule
-
         return list(session.execute(sa.select(table_of(NotifyRule))))
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:

@@ -4,21 +4,28 @@ Values are sealed with Fernet (AES-128-CBC + HMAC-SHA256, authenticated) under a
 key. The master key comes from the secret ``master-key`` (keyring or the fallback file),
 overridden by ``MNO_MASTER_KEY``; ``mno secret init-master-key`` creates it. Every agent
 host sharing a store must have the same master key.
+
+``cryptography`` is imported inside the functions that seal or open values, so that
+commands which never touch a secret start without it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mno import secrets, settings
 from mno.errors import Conflict, MnoError, NotFound
 
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
 MASTER_KEY_NAME = "master-key"
-_cache: dict[str, Any] = {}
+_cache: dict[str, Fernet] = {}
 
 
-def _fernet() -> Any:
+def _fernet() -> Fernet:
     from cryptography.fernet import Fernet
 
     key = os.environ.get(settings.ENV_MASTER_KEY) or secrets.get(MASTER_KEY_NAME)
@@ -93,7 +100,6 @@ def reveal_json(text: str) -> str:
     """``text`` with every ``{"$encrypted": token}`` value decrypted (unchanged if none)."""
     if f'"{ENCRYPTED_KEY}"' not in text:
         return text
-    import json
 
     def walk(value: Any) -> Any:
         if isinstance(value, dict):

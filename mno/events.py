@@ -6,6 +6,8 @@ a one-line description. Add new types next to their domain.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 CATALOGUE: dict[str, str] = {
     # tenancy
     "tenant.created": "A tenant was created.",
@@ -105,6 +107,4 @@ def is_known(event_type: str) -> bool:
 
 def matches(pattern: str, event_type: str) -> bool:
     """Dotted-type matching with ``*`` wildcards: ``tenant.*`` matches ``tenant.created``."""
-    from fnmatch import fnmatchcase
-
     return fnmatchcase(event_type, pattern)

@@ -30,6 +30,7 @@ webhook endpoint and ``mno events list`` would see it:
 from __future__ import annotations
 
 import json
+import smtplib
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -83,8 +84,6 @@ def send(
     to: str, subject: str, body: str, *, html: str | None = None, cfg: SmtpConfig | None = None
 ) -> None:
     """Send one message; raises Unavailable when the server cannot be reached."""
-    import smtplib
-
     cfg = cfg or config()
     if cfg is None:
         raise BadInput("email is not configured", "add an smtp section to the profile")
@@ -133,6 +132,9 @@ def queue_direct(
         },
     }
     body = json.dumps(recipe, separators=(",", ":"), ensure_ascii=False, default=str)
+    if event.seq is None:  # the database assigns seq when the event is flushed
+        session.flush()
+    assert event.seq is not None
     now = clock.now()
     row = WebhookDelivery(
         created_at=now,

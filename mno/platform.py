@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mno import settings
@@ -114,8 +115,6 @@ def load(path: Path | None = None) -> PlatformConfig:
 
 
 def parse(text: str, source: str = "platform.yaml") -> PlatformConfig:
-    import yaml
-
     try:
         data: Any = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -10,19 +10,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from sqlmodel import select
+
+from mno.gitops.apply import apply_path
+from mno.nex import provisioning
 from mno.store.db import get_engine, redact, session_scope
+from mno.store.models.tenancy import Lead, Tenant
+from mno.tenancy import apps, leads, tenants
 
-EXAMPLE_APP = {"name": "Example CRM", "code": "example-crm", "stack": "cloud", "access": "any"}
-EXAMPLE_LEAD = {
+
+class _ExampleApp(TypedDict):
+    name: str
+    code: str
+    stack: str
+    access: str
+
+
+class _ExampleLead(TypedDict):
+    email: str
+    first_name: str
+    last_name: str
+    company: str
+    country: str
+
+
+class _ExampleTenant(TypedDict):
+    key: str
+    domains: list[str]
+
+
+EXAMPLE_APP: _ExampleApp = {
+    "name": "Example CRM",
+    "code": "example-crm",
+    "stack": "cloud",
+    "access": "any",
+}
+EXAMPLE_LEAD: _ExampleLead = {
     "email": "founder@example-co.com",
     "first_name": "Ada",
     "last_name": "Founder",
     "company": "Example Co",
     "country": "FR",
 }
-EXAMPLE_TENANT = {"key": "example-co", "domains": ["example-co.com"]}
+EXAMPLE_TENANT: _ExampleTenant = {"key": "example-co", "domains": ["example-co.com"]}
 
 
 @dataclass
@@ -45,11 +77,6 @@ class QuickstartResult:
 
 
 def run(configs: Path | None = None) -> QuickstartResult:
-    from sqlmodel import select
-
-    from mno.store.models.tenancy import Lead, Tenant
-    from mno.tenancy import apps, leads, tenants
-
     result = QuickstartResult(store=redact(str(get_engine().url)))
     with session_scope() as s:
         fresh = s.exec(select(Tenant.id).where(Tenant.key == tenants.SYSTEM_KEY)).first() is None
@@ -88,8 +115,6 @@ def run(configs: Path | None = None) -> QuickstartResult:
 
     configs = configs if configs is not None else Path("configs")
     if configs.is_dir():
-        from mno.gitops.apply import apply_path
-
         with session_scope() as s:
             changes = apply_path(s, configs, source="quickstart").summary()
         changed = any(changes.values())
@@ -103,8 +128,6 @@ def run(configs: Path | None = None) -> QuickstartResult:
     with session_scope() as s:
         tenant = tenants.get(s, EXAMPLE_TENANT["key"])
         if tenant.status in ("pending_provision", "provision_failed"):
-            from mno.nex import provisioning
-
             provisioning.provision(s, tenant.key)
             result.steps.append(Step("tenant", True, f"{tenant.key} provisioned: {tenant.status}"))
         else:

@@ -7,6 +7,9 @@ and warns once on stderr. With ``secrets.require_keyring: true`` in the profile 
 instead. Config values may say ``secret:NAME``; ``resolve()`` turns them into the value.
 
 Secret values never reach the store, logs or output: only names are listed.
+
+``keyring`` is imported inside ``_keyring()``: loading it scans its backends and costs a
+few hundred milliseconds that commands which never read a secret should not pay.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mno import settings
 from mno.errors import BadInput, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 SERVICE = "mno"
 PREFIX = "secret:"
@@ -49,7 +55,7 @@ def ref_name(value: str) -> str:
 # -- backends ---------------------------------------------------------------------------
 
 
-def _keyring() -> Any | None:
+def _keyring() -> KeyringBackend | None:
     """The usable keyring backend, or None on a headless host."""
     try:
         import keyring
@@ -64,6 +70,14 @@ def _keyring() -> Any | None:
         return None
     if type(backend).__module__.startswith("keyring.backends.null"):
         return None
+    return backend
+
+
+def _require_keyring() -> KeyringBackend:
+    """The keyring backend, once ``_use_file()`` has said there is one."""
+    backend = _keyring()
+    if backend is None:
+        raise Unavailable("the keyring backend went away")
     return backend
 
 
@@ -130,7 +144,7 @@ def get(name: str, default: str | None = None) -> str | None:
     if _use_file():
         value = _read_json(_fallback_path()).get(name)
         return value if value is not None else default
-    value = _keyring().get_password(SERVICE, name)  # type: ignore[union-attr]
+    value = _require_keyring().get_password(SERVICE, name)
     return value if value is not None else default
 
 
@@ -160,7 +174,7 @@ def set(name: str, value: str) -> None:  # noqa: A001 - the natural verb
         data[name] = value
         _write_private(_fallback_path(), data)
         return
-    _keyring().set_password(SERVICE, name, value)  # type: ignore[union-attr]
+    _require_keyring().set_password(SERVICE, name, value)
     names = _read_json(_index_path()).get("names", [])
     if name not in names:
         _write_private(_index_path(), {"names": sorted([*names, name])})
@@ -175,10 +189,10 @@ def delete(name: str) -> None:
         del data[name]
         _write_private(_fallback_path(), data)
         return
-    kr = _keyring()
-    if kr.get_password(SERVICE, name) is None:  # type: ignore[union-attr]
+    kr = _require_keyring()
+    if kr.get_password(SERVICE, name) is None:
         raise NotFound(f"secret {name} is not set")
-    kr.delete_password(SERVICE, name)  # type: ignore[union-attr]
+    kr.delete_password(SERVICE, name)
     names = [n for n in _read_json(_index_path()).get("names", []) if n != name]
     _write_private(_index_path(), {"names": names})
 

@@ -15,6 +15,9 @@ domain code and agents read resolved values through the functions here.
                username: mno, password: secret:SMTP_PASSWORD}
         leads: {code_ttl: 24h}
         secrets: {require_keyring: false}
+
+Every command, ``mno --help`` included, imports this module, so ``platformdirs``, ``yaml``
+and ``getpass`` are imported inside the functions that need them.
 """
 
 from __future__ import annotations

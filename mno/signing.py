@@ -94,7 +94,12 @@ def verify(
 
 
 def verify_headers(
-    secret: str, hdrs: Mapping[str, str], body: bytes | str, **kwargs: object
+    secret: str,
+    hdrs: Mapping[str, str],
+    body: bytes | str,
+    *,
+    tolerance_s: int = TOLERANCE_S,
+    now: float | None = None,
 ) -> str:
     """Verify from a header mapping (case-insensitive); returns the webhook-id."""
     lower = {k.lower(): v for k, v in hdrs.items()}
@@ -106,7 +111,7 @@ def verify_headers(
         )
     except KeyError as exc:
         raise VerificationError(f"missing header {exc.args[0]}") from exc
-    verify(secret, msg_id, ts, sig, body, **kwargs)  # type: ignore[arg-type]
+    verify(secret, msg_id, ts, sig, body, tolerance_s=tolerance_s, now=now)
     return msg_id
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from sqlmodel import col, select
+
 from mno.access import members, roles, teams, users
 from mno.errors import BadInput, NotFound
 from mno.store.models.access import Team, TeamInstance, TeamMember, User
@@ -37,8 +39,6 @@ def evaluate(
     instance: str | uuid.UUID | None = None,
 ) -> tuple[bool, str, str | None]:
     """``check`` plus the user's role in the tenant (None when not a member)."""
-    from sqlmodel import select
-
     if action not in roles.ACTIONS:
         raise BadInput(f"unknown action {action!r}", f"one of: {', '.join(roles.ACTIONS)}")
     try:
@@ -84,7 +84,6 @@ def evaluate(
     )
     if not team_ids:
         return True, f"{user.email} is in no team of {tenant.key} and opens every instance", role
-    from sqlmodel import col
 
     hit = session.exec(
         select(Team.name).where(

@@ -5,12 +5,19 @@ status but ``terminated``) or a live billing subscription to it (``app_code`` is
 app's code and the status is neither ``canceled`` nor ``expired``). The Developer API
 lists an app's customers; the IDM answers an app only about its customers and about the
 tenant that owns (publishes) the app, and refuses the rest with the reason.
+
+The nex and billing models are imported where they are read: either package may be left
+out of an install, and the rules then skip its relation.
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
+
+import sqlalchemy as sa
+
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -35,15 +42,13 @@ ENDED_INSTANCE = ("terminated",)
 
 def _sources(app: App) -> list[Any]:
     """One ``SELECT tenant_id`` per kind of relation whose tables this install has."""
-    import sqlalchemy as sa
-
     selects: list[Any] = []
     try:
         from mno.store.models.nex import Instance
     except ImportError:  # pragma: no cover - the nex package is optional
         pass
     else:
-        t = Instance.__table__  # type: ignore[attr-defined]
+        t = table_of(Instance)
         selects.append(
             sa.select(t.c.tenant_id).where(t.c.app_id == app.id, t.c.status.notin_(ENDED_INSTANCE))
         )
@@ -52,7 +57,7 @@ def _sources(app: App) -> list[Any]:
     except ImportError:  # pragma: no cover - the billing package is optional
         pass
     else:
-        t = Subscription.__table__  # type: ignore[attr-defined]
+        t = table_of(Subscription)
         selects.append(
             sa.select(t.c.tenant_id).where(
                 t.c.app_code == app.code, t.c.status.notin_(ENDED_SUBSCRIPTION)
@@ -63,8 +68,6 @@ def _sources(app: App) -> list[Any]:
 
 def customer_ids(session: Session, app: App) -> set[uuid.UUID]:
     """Ids of the tenants with a live instance of, or a live subscription to, ``app``."""
-    import sqlalchemy as sa
-
     selects = _sources(app)
     if not selects:
         return set()

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mno import clock, settings, validate
+from sqlmodel import col, select
+
+from mno import clock, mail, settings, validate
 from mno.access import members, revocation, roles, secrets, users
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
-from mno.store.models.access import Invite, Team, TeamMember, User
+from mno.store.models.access import Invite, Membership, Team, TeamMember, User
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
 
@@ -85,8 +87,6 @@ def create(
     stage: bool = False,
 ) -> Issued:
     """Create an invite; unless ``stage``, send it at once (pending, with a token)."""
-    from sqlmodel import select
-
     email = validate.email(email).lower()
     role = validate.one_of(role, roles.ROLES, "role")
     tenant = tenants.get(session, tenant_key)
@@ -181,8 +181,6 @@ def send(session: Session, invite_id: str, *, by: str | None = None) -> Issued:
 
 def accept(session: Session, token: str, *, name: str = "") -> dict[str, Any]:
     """Consume an invite token: the user joins the tenant with the invite's role."""
-    from sqlmodel import select
-
     token = (token or "").strip()
     if not token.startswith(TOKEN_PREFIX + "_"):
         raise BadInput("not an invite token")
@@ -197,7 +195,6 @@ def accept(session: Session, token: str, *, name: str = "") -> dict[str, Any]:
     user, _ = users.create(session, invite.email, name=name, if_not_exists=True)
     if members.find(session, user, tenant) is not None:
         raise Conflict(f"{user.email} is already a member of {tenant.key}")
-    from mno.store.models.access import Membership
 
     session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=invite.role))
     if invite.team_id:
@@ -261,8 +258,6 @@ def revoke(session: Session, invite_id: str, *, by: str | None = None) -> Invite
 def list_invites(
     session: Session, tenant_key: str | None = None, *, status: str | None = None
 ) -> list[dict[str, Any]]:
-    from sqlmodel import col, select
-
     stmt = select(Invite)
     if tenant_key:
         stmt = stmt.where(Invite.tenant_id == tenants.get(session, tenant_key).id)
@@ -272,8 +267,6 @@ def list_invites(
 
 def deliver(view: dict[str, Any], token: str | None) -> bool:
     """Mail the token to the invitee when SMTP is configured; False when it is not."""
-    from mno import mail
-
     cfg = mail.config()
     if cfg is None or not token:
         return False

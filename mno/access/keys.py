@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col, select
+
 from mno import clock, settings
 from mno.access import revocation, secrets
+from mno.errors import BadInput
 from mno.store import audit, outbox
 from mno.store.models.access import AppKey
 from mno.store.models.tenancy import App
@@ -44,15 +47,11 @@ class Issued:
 
 
 def rotate(session: Session, code: str, *, grace: str | None = None) -> Issued:
-    from sqlmodel import select
-
     app = apps.get(session, code)
     period = settings.parse_duration(
         grace if grace is not None else settings.profile_value("access.key_grace", DEFAULT_GRACE)
     )
     if period < timedelta(0):
-        from mno.errors import BadInput
-
         raise BadInput("the grace period must not be negative")
     now = clock.now()
     until = now + period
@@ -87,8 +86,6 @@ def rotate(session: Session, code: str, *, grace: str | None = None) -> Issued:
 
 
 def list_keys(session: Session, code: str) -> list[dict[str, Any]]:
-    from sqlmodel import col, select
-
     app = apps.get(session, code)
     rows = session.exec(
         select(AppKey).where(AppKey.app_id == app.id).order_by(col(AppKey.created_at).desc())
@@ -98,8 +95,6 @@ def list_keys(session: Session, code: str) -> list[dict[str, Any]]:
 
 def authenticate(session: Session, key_id: str, secret: str) -> tuple[App, AppKey] | None:
     """The app of a live key whose secret matches; None otherwise."""
-    from sqlmodel import select
-
     row = session.exec(
         select(AppKey, App).where(AppKey.key_id == key_id, AppKey.app_id == App.id)
     ).first()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col, delete, func, select
+
 from mno import validate
 from mno.access import revocation, roles, users
 from mno.errors import Conflict, MnoError, NotFound
 from mno.store import audit, outbox
-from mno.store.models.access import Membership, TeamMember, User
+from mno.store.models.access import Membership, Team, TeamMember, User
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
 
@@ -37,8 +39,6 @@ def as_dict(m: Membership, user: User, tenant: Tenant) -> dict[str, Any]:
 
 
 def find(session: Session, user: User, tenant: Tenant) -> Membership | None:
-    from sqlmodel import select
-
     return session.exec(
         select(Membership).where(Membership.user_id == user.id, Membership.tenant_id == tenant.id)
     ).first()
@@ -60,8 +60,6 @@ def _actor_role(session: Session, tenant: Tenant, by: str | None) -> str | None:
 
 
 def _super_admins(session: Session, tenant: Tenant) -> int:
-    from sqlmodel import func, select
-
     return int(
         session.exec(
             select(func.count())
@@ -162,10 +160,6 @@ def set_role(
 
 
 def remove(session: Session, tenant_key: str, email: str, *, by: str | None = None) -> None:
-    from sqlmodel import col, delete, select
-
-    from mno.store.models.access import Team
-
     tenant = tenants.get(session, tenant_key)
     user = users.get(session, email)
     m = find(session, user, tenant)
@@ -181,8 +175,8 @@ def remove(session: Session, tenant_key: str, email: str, *, by: str | None = No
         )
     team_ids = select(Team.id).where(Team.tenant_id == tenant.id)
     session.exec(
-        delete(TeamMember).where(  # type: ignore[call-overload]
-            TeamMember.user_id == user.id, col(TeamMember.team_id).in_(team_ids)
+        delete(TeamMember).where(
+            col(TeamMember.user_id) == user.id, col(TeamMember.team_id).in_(team_ids)
         )
     )
     session.delete(m)
@@ -200,8 +194,6 @@ def remove(session: Session, tenant_key: str, email: str, *, by: str | None = No
 
 
 def list_members(session: Session, tenant_key: str) -> list[dict[str, Any]]:
-    from sqlmodel import select
-
     tenant = tenants.get(session, tenant_key)
     rows = session.exec(
         select(Membership, User)

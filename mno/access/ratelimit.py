@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from mno.store import buckets
 from mno.store.models.access import RateBucket
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -35,7 +36,7 @@ def take(session: Session, key_id: str, rate: float, burst: float, want: int) ->
         raise ValueError("rate > 0, burst >= 1 and want >= 1")
     got, left = buckets.take(
         session,
-        RateBucket.__table__,  # type: ignore[attr-defined]
+        table_of(RateBucket),
         "key_id",
         key_id,
         rate=rate,

@@ -16,6 +16,8 @@ import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
+
 from mno import settings
 
 if TYPE_CHECKING:
@@ -63,7 +65,6 @@ def bump(session: Session) -> None:
     """Signal once the caller's transaction commits (nothing happens on rollback)."""
     if session.info.get(_HOOK):
         return
-    from sqlalchemy import event
 
     session.info[_HOOK] = True
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from mno.access import members, revocation, users
+import sqlalchemy as sa
+from sqlmodel import SQLModel, select
+
+from mno.access import members, revocation, roles, users
 from mno.errors import BadInput, Conflict, NotFound
 from mno.store import audit, outbox
+from mno.store.models import load_all
 from mno.store.models.access import Team, TeamInstance, TeamMember, User
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
@@ -23,7 +27,6 @@ if TYPE_CHECKING:
 def _check_actor(session: Session, tenant: Tenant, by: str | None) -> None:
     if by is None:
         return
-    from mno.access import roles
 
     role = members._actor_role(session, tenant, by)
     if not roles.allows(role or "", "manage_teams"):
@@ -31,8 +34,6 @@ def _check_actor(session: Session, tenant: Tenant, by: str | None) -> None:
 
 
 def get(session: Session, tenant_key: str, name: str) -> tuple[Tenant, Team]:
-    from sqlmodel import select
-
     tenant = tenants.get(session, tenant_key)
     team = session.exec(select(Team).where(Team.tenant_id == tenant.id, Team.name == name)).first()
     if team is None:
@@ -41,8 +42,6 @@ def get(session: Session, tenant_key: str, name: str) -> tuple[Tenant, Team]:
 
 
 def as_dict(session: Session, team: Team, tenant: Tenant) -> dict[str, Any]:
-    from sqlmodel import select
-
     emails = session.exec(
         select(User.email)
         .where(TeamMember.team_id == team.id, TeamMember.user_id == User.id)
@@ -67,8 +66,6 @@ def create(
     by: str | None = None,
     if_not_exists: bool = False,
 ) -> tuple[Team, bool]:
-    from sqlmodel import select
-
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise BadInput("team name must be 1 to 100 characters")
@@ -100,8 +97,6 @@ def create(
 def add_member(
     session: Session, tenant_key: str, name: str, email: str, *, by: str | None = None
 ) -> Team:
-    from sqlmodel import select
-
     tenant, team = get(session, tenant_key, name)
     _check_actor(session, tenant, by)
     user = users.get(session, email)
@@ -134,16 +129,11 @@ def add_member(
 def _instance_tenant(session: Session, instance_id: uuid.UUID) -> uuid.UUID | None | bool:
     """The instance's tenant id; False when the instance table exists but has no such row;
     None when there is no instance table to check against."""
-    import sqlalchemy as sa
-    from sqlmodel import SQLModel
-
-    from mno.store.models import load_all
-
     load_all()
     table = SQLModel.metadata.tables.get("instance")
     if table is None or "tenant_id" not in table.c:
         return None
-    row = session.exec(sa.select(table.c.tenant_id).where(table.c.id == instance_id)).first()
+    row = session.execute(sa.select(table.c.tenant_id).where(table.c.id == instance_id)).first()
     return False if row is None else row[0]
 
 
@@ -159,8 +149,6 @@ def parse_instance(value: str | uuid.UUID) -> uuid.UUID:
 def add_instance(
     session: Session, tenant_key: str, name: str, instance: str, *, by: str | None = None
 ) -> Team:
-    from sqlmodel import select
-
     tenant, team = get(session, tenant_key, name)
     _check_actor(session, tenant, by)
     instance_id = parse_instance(instance)
@@ -196,8 +184,6 @@ def add_instance(
 
 
 def list_teams(session: Session, tenant_key: str) -> list[dict[str, Any]]:
-    from sqlmodel import select
-
     tenant = tenants.get(session, tenant_key)
     teams = session.exec(select(Team).where(Team.tenant_id == tenant.id).order_by(Team.name))
     return [as_dict(session, t, tenant) for t in teams]

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col, select
+
 from mno import clock, settings
 from mno.access import revocation, secrets, users
 from mno.errors import BadInput, InvalidTransition, NotFound
@@ -105,8 +107,6 @@ def revoke(session: Session, token_id: str) -> dict[str, Any]:
 
 
 def list_tokens(session: Session, email: str) -> list[dict[str, Any]]:
-    from sqlmodel import col, select
-
     user = users.get(session, email)
     rows = session.exec(
         select(UserToken).where(UserToken.user_id == user.id).order_by(col(UserToken.created_at))
@@ -116,8 +116,6 @@ def list_tokens(session: Session, email: str) -> list[dict[str, Any]]:
 
 def resolve(session: Session, secret: str) -> User | None:
     """The user behind a live token; None for unknown, expired or revoked tokens."""
-    from sqlmodel import select
-
     if not secret or not secret.startswith(PREFIX + "_"):
         return None
     row = session.exec(

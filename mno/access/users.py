@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col, select
+
 from mno import validate
 from mno.access import revocation
 from mno.errors import Conflict, NotFound
@@ -29,8 +31,6 @@ def as_dict(user: User) -> dict[str, Any]:
 
 
 def get(session: Session, email_or_id: str | uuid.UUID) -> User:
-    from sqlmodel import select
-
     if isinstance(email_or_id, uuid.UUID):
         user = session.get(User, email_or_id)
     else:
@@ -46,8 +46,6 @@ def get(session: Session, email_or_id: str | uuid.UUID) -> User:
 
 
 def find(session: Session, email: str) -> User | None:
-    from sqlmodel import select
-
     return session.exec(select(User).where(User.email == email.strip().lower())).first()
 
 
@@ -101,8 +99,6 @@ def set_status(session: Session, email: str, status: str) -> User:
 def list_users(
     session: Session, *, tenant: str | None = None, status: str | None = None
 ) -> list[User]:
-    from sqlmodel import col, select
-
     stmt = select(User)
     if tenant:
         stmt = (
@@ -116,8 +112,6 @@ def list_users(
 
 
 def memberships(session: Session, user: User) -> list[dict[str, Any]]:
-    from sqlmodel import select
-
     rows = session.exec(
         select(Membership, Tenant)
         .where(Membership.user_id == user.id, Membership.tenant_id == Tenant.id)

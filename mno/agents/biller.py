@@ -16,9 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import col
 
-from mno import clock
+from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
+from mno.billing import invoices, subscriptions
+from mno.billing import run as billing
+from mno.errors import Conflict
+from mno.store.models.billing import BillingRun, Invoice
 
 SINGLETON = True
 DEFAULT_OPTIONS: dict[str, Any] = {}
@@ -35,24 +40,18 @@ def due_period(now: Any, after_hours: int) -> str:
 
 
 def tick(ctx: TickContext) -> TickResult:
-    from mno import platform
-    from mno.billing import invoices
-    from mno.billing import run as billing
-    from mno.errors import Conflict
-    from mno.store.models.billing import BillingRun, Invoice
-
     started = time.perf_counter()
     cfg = platform.load().billing
     period = due_period(clock.now(), cfg.run_after_hours)
     result = TickResult(details={"period": period})
     with ctx.session(write=False) as s:
         ran = s.execute(
-            sa.select(BillingRun.id).where(
-                BillingRun.period == period,
-                BillingRun.tenant_key.is_(None),  # type: ignore[union-attr]
-                BillingRun.status.in_(["done", "failed"]),
+            sa.select(col(BillingRun.id)).where(
+                col(BillingRun.period) == period,
+                col(BillingRun.tenant_key).is_(None),
+                col(BillingRun.status).in_(["done", "failed"]),
             )
-        ).first()  # type: ignore[attr-defined]
+        ).first()
     if ran is None and not ctx.stopping():
         try:
             out = billing.run(period, url=ctx.db_url)
@@ -62,15 +61,13 @@ def tick(ctx: TickContext) -> TickResult:
         except Conflict as exc:
             result.details["run"] = str(exc)
     with ctx.session() as s:
-        from mno.billing import subscriptions
-
         result.details["trials_ended"] = subscriptions.end_trials(s, clock.now())
     if cfg.auto_issue and not ctx.stopping():
         with ctx.session(write=False) as s:
             drafts = list(
                 s.execute(
-                    sa.select(Invoice.id)
-                    .where(Invoice.status == "draft", Invoice.kind == "period")
+                    sa.select(col(Invoice.id))
+                    .where(col(Invoice.status) == "draft", col(Invoice.kind) == "period")
                     .limit(ctx.batch_size * 10)
                 ).scalars()
             )

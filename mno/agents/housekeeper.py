@@ -21,23 +21,29 @@ override any of them for this agent.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlmodel import SQLModel
 
-from mno import clock
+from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.settings import parse_duration
+from mno.store import cursors, leases
+from mno.store.models import load_all
+from mno.store.models.agents import AgentTick, Heartbeat
+from mno.store.models.core import AuditEntry, Event
+from mno.store.types import table_of
+from mno.sync import retention
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
     from sqlmodel import Session
 
 DEFAULT_OPTIONS: dict[str, Any] = {}
 
 
 def _retention(ctx: TickContext) -> dict[str, timedelta]:
-    from mno import platform
-
     cfg = platform.load().retention
     values = {
         "events": cfg.events,
@@ -55,7 +61,8 @@ def _retention(ctx: TickContext) -> dict[str, timedelta]:
 
 def _delete_batch(session: Session, table: sa.Table, key: Any, where: Any, limit: int) -> int:
     pick = sa.select(key).where(where).limit(limit).scalar_subquery()
-    return session.execute(sa.delete(table).where(key.in_(pick))).rowcount or 0
+    deleted = cast("CursorResult[Any]", session.execute(sa.delete(table).where(key.in_(pick))))
+    return deleted.rowcount or 0
 
 
 def _prune(
@@ -73,27 +80,18 @@ def _prune(
 
 
 def work_tables() -> list[sa.Table]:
-    from sqlmodel import SQLModel
-
-    from mno.store.models import load_all
-
     load_all()
-
     return [
         t for t in SQLModel.metadata.sorted_tables if "lease_until" in t.c and "lease_owner" in t.c
     ]
 
 
 def tick(ctx: TickContext) -> TickResult:
-    from mno.store import cursors, leases
-    from mno.store.models.agents import AgentTick, Heartbeat
-    from mno.store.models.core import AuditEntry, Event
-
     result = TickResult()
     keep = _retention(ctx)
     now = clock.now()
 
-    events = Event.__table__
+    events = table_of(Event)
     if keep["events"].total_seconds() > 0:
         with ctx.session(write=False) as s:
             floor = cursors.minimum(s)
@@ -102,19 +100,17 @@ def tick(ctx: TickContext) -> TickResult:
             where = sa.and_(where, events.c.seq <= floor)
         _prune(ctx, events, events.c.seq, where, result, "events")
 
-    audit = AuditEntry.__table__
+    audit = table_of(AuditEntry)
     if keep["audit"].total_seconds() > 0:
         _prune(ctx, audit, audit.c.id, audit.c.at < now - keep["audit"], result, "audit")
 
-    beats = Heartbeat.__table__
+    beats = table_of(Heartbeat)
     _prune(
         ctx, beats, beats.c.id, beats.c.last_beat < now - keep["heartbeats"], result, "heartbeats"
     )
-    ticks = AgentTick.__table__
+    ticks = table_of(AgentTick)
     if keep["ticks"].total_seconds() > 0:
         _prune(ctx, ticks, ticks.c.id, ticks.c.started_at < now - keep["ticks"], result, "ticks")
-
-    from mno.sync import retention
 
     for name, prune in (
         ("sync_pushes", retention.prune_pushes),

@@ -2,6 +2,8 @@
 ``mno.agents.registry.HTTP_ROUTERS`` (callbacks, the hub API), served by uvicorn.
 
 It binds 127.0.0.1 by default; put a reverse proxy in front to expose callback routes.
+
+FastAPI and uvicorn are imported when the listener is built, not with this module.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mno.agents import registry
+from mno.errors import Unavailable
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -64,8 +67,6 @@ def serve_in_thread(runner: Runner | None, host: str, port: int) -> Any:
             break
         time.sleep(0.02)
     if not server.started:
-        from mno.errors import Unavailable
-
         server.should_exit = True
         raise Unavailable(f"cannot listen on {host}:{port}", "is the port in use?")
     return server

@@ -1,4 +1,7 @@
-"""Prometheus metrics of the agent runtime (a private registry per process)."""
+"""Prometheus metrics of the agent runtime (a private registry per process).
+
+prometheus_client is imported when a runtime creates its metrics, not with this module.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mno import settings
 from mno.agents.base import TickContext, TickResult, Timer
+from mno.errors import MnoError
+from mno.store import leases
+from mno.store.models.sync import SyncConnection, SyncPush
+from mno.sync import engine
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -20,18 +25,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {"interval": "1h", "jitter": 0.1}
 
 
 def queue_depth(session: Session) -> tuple[int, int]:
-    from mno.store import leases
-    from mno.store.models.sync import SyncPush
-
     return leases.depth(session, SyncPush)
 
 
 def tick(ctx: TickContext) -> TickResult:
-    from mno import settings
-    from mno.errors import MnoError
-    from mno.store.models.sync import SyncConnection
-    from mno.sync import engine
-
     result = TickResult()
     interval = settings.parse_duration(str(ctx.option("interval", "1h")))
     jitter = float(ctx.option("jitter", 0.1))

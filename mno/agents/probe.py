@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from mno import clock
 from mno.agents.base import TickContext, TickResult
 from mno.agents.queue import work_queue
+from mno.errors import BadInput
 from mno.store import leases
 from mno.store.models.agents import ProbeEffect, ProbeItem
 from mno.store.types import new_id
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 def enqueue(
     session: Session, count: int, *, batch: str = "default", fail_times: int = 0, work_ms: int = 0
 ) -> int:
-    from mno.errors import BadInput
-
     if not 1 <= count <= 1_000_000:
         raise BadInput("count must be between 1 and 1,000,000")
     now = clock.now()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from mno.errors import BadInput
+
 # agent name -> module with tick(ctx) -> TickResult
 AGENTS: dict[str, str] = {
     "housekeeper": "mno.agents.housekeeper",
@@ -26,8 +28,6 @@ HTTP_ROUTERS: list[str] = [
 
 
 def load(name: str) -> ModuleType:
-    from mno.errors import BadInput
-
     if name not in AGENTS:
         raise BadInput(f"unknown agent {name!r}", f"one of: {', '.join(sorted(AGENTS))}")
     return importlib.import_module(AGENTS[name])

@@ -9,6 +9,9 @@ import sqlalchemy as sa
 from mno import clock
 from mno.agents import registry
 from mno.agents.config import AgentConfig, AgentsFile
+from mno.store.db import session_scope
+from mno.store.models.agents import AgentTick, Heartbeat, ProbeEffect, ProbeItem
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -17,14 +20,11 @@ MISSED_BEATS = 3
 
 
 def collect(cfg: AgentsFile, db_url: str | None = None) -> dict[str, Any]:
-    from mno.store.db import session_scope
-    from mno.store.models.agents import AgentTick, Heartbeat
-
     names = list(dict.fromkeys([*cfg.agents, *registry.AGENTS]))
     now = clock.now()
     with session_scope(db_url, write=False) as s:
-        beats = s.execute(sa.select(Heartbeat.__table__)).mappings().all()
-        t = AgentTick.__table__
+        beats = s.execute(sa.select(table_of(Heartbeat))).mappings().all()
+        t = table_of(AgentTick)
         latest = (
             sa.select(t.c.agent, sa.func.max(t.c.started_at).label("at"))
             .group_by(t.c.agent)
@@ -84,13 +84,11 @@ def collect(cfg: AgentsFile, db_url: str | None = None) -> dict[str, Any]:
 
 
 def probe_counts(session: Session) -> dict[str, Any]:
-    from mno.store.models.agents import ProbeEffect, ProbeItem
-
-    items = ProbeItem.__table__
+    items = table_of(ProbeItem)
     by_status = dict(
         session.execute(sa.select(items.c.status, sa.func.count()).group_by(items.c.status)).all()
     )
-    effects = ProbeEffect.__table__
+    effects = table_of(ProbeEffect)
     total = session.execute(sa.select(sa.func.count()).select_from(effects)).scalar_one()
     distinct = session.execute(
         sa.select(sa.func.count(sa.distinct(effects.c.item_id)))

@@ -21,9 +21,10 @@ from fastapi import Request, Security
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from mno import clock
-from mno.access import revocation, secrets
+from mno.access import keys, ratelimit, revocation, secrets
 from mno.api import config, threads
 from mno.api.errors import ApiError
+from mno.store.db import session_scope
 
 basic = HTTPBasic(auto_error=False, description="App key id and secret")
 
@@ -104,9 +105,6 @@ def _unauthorized(message: str = "bad app credentials") -> ApiError:
 
 
 def _lookup(key_id: str, secret: str) -> _Entry | None:
-    from mno.access import keys
-    from mno.store.db import session_scope
-
     with session_scope(write=False) as s:
         found = keys.authenticate(s, key_id, secret)
         if found is None:
@@ -148,9 +146,6 @@ def _spend(bucket: _Bucket, now: float) -> bool:
 
 def _refill(key_id: str, bucket: _Bucket) -> None:
     """Take a chunk of tokens from the key's store bucket (on a store thread)."""
-    from mno.access import ratelimit
-    from mno.store.db import session_scope
-
     cfg = config.get()
     with bucket.refilling:
         now = time.monotonic()

@@ -3,11 +3,16 @@
 Bills and usage go through ``mno.billing`` (charges and usage events); both honour an
 ``Idempotency-Key`` header. An app sees only the bills it created: another app's bill
 is answered 404.
+
+The billing modules are imported by the routes that use them: an install without billing
+serves the rest of the API.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,12 +22,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlmodel import col, select
 
-from mno.api import threads
+from mno import money
+from mno.access import customers as app_customers
+from mno.api import config, threads
 from mno.api.auth import Caller, app_caller
 from mno.api.errors import ERRORS, ApiError, ApiRoute
 from mno.api.group_commit import GroupCommit
+from mno.errors import BadInput, NotFound
 from mno.store import audit
+from mno.store.db import session_scope
+from mno.store.models.tenancy import Tenant
+from mno.tenancy import apps, tenants
 
 router = APIRouter(route_class=ApiRoute, tags=["developer"])
 
@@ -48,14 +60,8 @@ class CustomerPage(BaseModel):
 
 
 def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
-    from sqlmodel import col, select
-
-    from mno.access import customers
-    from mno.store.db import session_scope
-    from mno.store.models.tenancy import Tenant
-
     with session_scope(write=False) as s:
-        ids = customers.customer_ids(s, caller.app)
+        ids = app_customers.customer_ids(s, caller.app)
         if not ids:
             return {"customers": [], "next": None}
         stmt = select(Tenant).where(col(Tenant.id).in_(ids)).order_by(Tenant.key)
@@ -93,10 +99,6 @@ _billable: dict[tuple[uuid.UUID, str], float] = {}
 def billable(session: Any, caller: Caller, tenant_key: str) -> str:
     """``may_bill`` with its yes-answers cached for the authorize-cache TTL (hot path of
     usage posts); returns the tenant key."""
-    import time
-
-    from mno.api import config
-
     now = time.monotonic()
     key = (caller.app_id, tenant_key)
     until = _billable.get(key)
@@ -113,15 +115,11 @@ def billable(session: Any, caller: Caller, tenant_key: str) -> str:
 
 def may_bill(session: Any, caller: Caller, tenant_key: str) -> Any:
     """The tenant, when the app may bill it (a customer, or allowed by the app's access)."""
-    from mno.access import customers
-    from mno.errors import NotFound
-    from mno.tenancy import apps, tenants
-
     try:
         tenant = tenants.get(session, tenant_key)
     except NotFound as exc:
         raise ApiError(404, "not_found", f"tenant {tenant_key} not found") from exc
-    if customers.is_customer(session, caller.app, tenant):
+    if app_customers.is_customer(session, caller.app, tenant):
         return tenant
     allowed, _ = apps.check_access(session, apps.get(session, caller.app_id), tenant)
     if not allowed:
@@ -137,7 +135,6 @@ def scoped_key(caller: Caller, key: str | None) -> str | None:
     scoped = f"{caller.app_code}:{key}"
     if len(scoped) <= 200:
         return scoped
-    import hashlib
 
     return f"{caller.app_code}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
@@ -188,13 +185,9 @@ class Bill(BaseModel):
 
 
 def _bill_dict(session: Any, charge: Any) -> dict[str, Any]:
-    from mno.store.models.tenancy import Tenant
-
     tenant = session.get(Tenant, charge.tenant_id) if hasattr(charge, "tenant_id") else None
     amount = getattr(charge, "amount", None)
     if amount is None and hasattr(charge, "amount_minor"):
-        from mno import money
-
         amount = money.from_minor(charge.amount_minor, charge.currency)
     return {
         "id": str(charge.id),
@@ -210,7 +203,6 @@ def _bill_dict(session: Any, charge: Any) -> dict[str, Any]:
 
 def _charge_of(session: Any, caller: Caller, bill_id: str) -> Any:
     from mno.billing import charges
-    from mno.errors import BadInput, NotFound
 
     try:
         charge = charges.get(session, bill_id)
@@ -225,7 +217,6 @@ def _replayed(session: Any, tenant_id: uuid.UUID, idem: str | None) -> bool:
     """Whether a charge with this idempotency key exists already (answer 200, not 201)."""
     if not idem:
         return False
-    from sqlmodel import select
 
     from mno.store.models.billing import Charge
 
@@ -237,7 +228,6 @@ def _replayed(session: Any, tenant_id: uuid.UUID, idem: str | None) -> bool:
 
 def _create_bill(caller: Caller, body: BillRequest, key: str | None) -> tuple[dict[str, Any], int]:
     from mno.billing import charges
-    from mno.store.db import session_scope
 
     amount = _decimal(body.amount, "amount")
     with session_scope() as s:
@@ -276,8 +266,6 @@ async def create_bill(
 
 
 def _get_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
-    from mno.store.db import session_scope
-
     with session_scope(write=False) as s:
         return _bill_dict(s, _charge_of(s, caller, bill_id))
 
@@ -294,7 +282,6 @@ async def get_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
 
 def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
     from mno.billing import charges
-    from mno.store.db import session_scope
 
     with session_scope() as s:
         charge = _charge_of(s, caller, bill_id)
@@ -366,7 +353,6 @@ class Usage(BaseModel):
 def _write_usage(items: Sequence[tuple[Caller, Any]]) -> list[Any]:
     """One transaction for a batch of usage posts (see ``group_commit``)."""
     from mno.billing import usage_batch
-    from mno.store.db import session_scope
 
     out: list[Any] = [None] * len(items)
     with session_scope() as s:

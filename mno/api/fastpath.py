@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from mno.api import auth, config, dev, idm
 from mno.api.errors import ApiError, _from_exception
+from mno.api.routes import billing_available
 
 AUTHORIZE = "/v1/idm/authorize"
 USAGE = "/v1/dev/usage"
@@ -26,8 +27,6 @@ USAGE = "/v1/dev/usage"
 
 class FastPath:
     def __init__(self, app: Any) -> None:
-        from mno.api.routes import billing_available
-
         self.app = app
         self.usage = billing_available()  # the usage route exists
 

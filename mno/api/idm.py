@@ -17,16 +17,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mno import clock
-from mno.access import revocation, roles, secrets
+from mno.access import customers, revocation, roles, secrets, tokens
+from mno.access.check import evaluate
 from mno.api import auth, config, threads
 from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.errors import BadInput, NotFound
+from mno.store.db import session_scope
+from mno.tenancy import tenants
 
 Action = Literal[
     "read",
@@ -41,7 +45,7 @@ Action = Literal[
     "update_tenant",
     "delete_tenant",
 ]
-assert set(Action.__args__) == set(roles.ACTIONS)  # type: ignore[attr-defined]
+assert set(get_args(Action)) == set(roles.ACTIONS)
 
 router = APIRouter(route_class=ApiRoute, tags=["idm"])
 
@@ -75,12 +79,6 @@ def clear() -> None:
 
 def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
     """The answer for ``body``; 403 when the calling app may not ask about the tenant."""
-    from mno.access import customers, roles, tokens
-    from mno.access.check import evaluate
-    from mno.errors import BadInput, NotFound
-    from mno.store.db import session_scope
-    from mno.tenancy import tenants
-
     if body.action not in roles.ACTIONS:
         raise BadInput(f"unknown action {body.action!r}")
     if body.action == "open" and body.instance is None:

@@ -1,4 +1,7 @@
-"""``mno serve``: the API as a FastAPI app under uvicorn (``/openapi.json`` included)."""
+"""``mno serve``: the API as a FastAPI app under uvicorn (``/openapi.json`` included).
+
+uvicorn is imported when a server starts, not with this module.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mno import __version__
 from mno.api.errors import error_response
+from mno.api.fastpath import FastPath
+from mno.api.routes import build_router
 
 
 def build_app() -> FastAPI:
-    from mno.api.routes import build_router
-
     app = FastAPI(
         title="mno hub API",
         version=__version__,
@@ -42,8 +45,6 @@ def build_app() -> FastAPI:
 
 def config(host: str, port: int, **kwargs: Any) -> Any:
     import uvicorn
-
-    from mno.api.fastpath import FastPath
 
     return uvicorn.Config(
         FastPath(build_app()),

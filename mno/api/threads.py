@@ -18,6 +18,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
+
+from mno import settings
+
 T = TypeVar("T")
 _limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
@@ -26,16 +31,10 @@ def _get_limiter() -> Any:
     loop = asyncio.get_running_loop()
     limiter = _limiters.get(loop)
     if limiter is None:
-        import anyio
-
-        from mno import settings
-
         size = int(settings.profile_value("api.db_threads", 6))
         limiter = _limiters[loop] = anyio.CapacityLimiter(size)
     return limiter
 
 
 async def run(fn: Callable[..., T], *args: Any) -> T:
-    import anyio.to_thread
-
     return await anyio.to_thread.run_sync(fn, *args, limiter=_get_limiter())

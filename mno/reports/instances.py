@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from mno.reports import sql
 from mno.reports.model import Report, Series, Window, fill
+from mno.reports.tables import app, audit_entry, instance
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -28,8 +29,6 @@ def _round(value: float | None) -> float | None:
 
 
 def instances_report(session: Session, window: Window) -> Report:
-    from mno.reports.tables import app, audit_entry, instance
-
     dialect = sql.dialect_of(session)
     inst = instance
     a = audit_entry

@@ -8,9 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from mno.errors import BadInput
+from mno.money import from_minor
 from mno.reports import sql
 from mno.reports.instances import instances_report
 from mno.reports.model import Report, Series, Window, fill, month_bounds
+from mno.reports.tables import (
+    SYSTEM_KEY,
+    invoice,
+    invoice_month,
+    revenue_month,
+    sync_change,
+    sync_conflict,
+    sync_connection,
+    sync_run,
+    tenant,
+    tenant_status_change,
+    webhook_attempt,
+    webhook_delivery,
+    webhook_endpoint,
+)
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -24,8 +41,7 @@ _monthly_counts = sql.monthly_counts
 
 
 def tenants_report(session: Session, window: Window) -> Report:
-    from mno.reports.tables import SYSTEM_KEY, tenant_status_change
-    from mno.reports.tables import tenant as t
+    t = tenant
 
     not_system = t.c.key != SYSTEM_KEY
     by_status_tier = [
@@ -97,9 +113,9 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
     read from the monthly rollup the store keeps as invoices are written
     (``mno.reports.rollup``), not from the invoices; the result is kept on the session.
     """
-    from mno.reports.tables import invoice_month as r
+    r = invoice_month
 
-    cache = session.info.setdefault("reports.invoice_months", {})
+    cache: dict[tuple[Any, Any], list[Any]] = session.info.setdefault("reports.invoice_months", {})
     key = (window.start, window.stop)
     if key not in cache:
         months = window.month_keys()
@@ -126,7 +142,7 @@ def invoice_months(session: Session, window: Window) -> list[Any]:
 
 def paid_months(session: Session, window: Window) -> dict[str, int]:
     """Invoices paid per month of payment in the window, from the monthly rollup."""
-    from mno.reports.tables import invoice_month as r
+    r = invoice_month
 
     months = window.month_keys()
     paid = sa.func.sum(r.c.invoices)
@@ -142,15 +158,15 @@ def paid_months(session: Session, window: Window) -> dict[str, int]:
 
 
 def _money(units: int, currency: str) -> dict[str, str]:
-    from mno.money import from_minor
-
     return {"amount": str(from_minor(int(units), currency)), "currency": currency}
 
 
 def _major(units: int, currency: str) -> Any:
-    from mno.money import from_minor
-
     return from_minor(int(units), currency)
+
+
+def _by_value_then_currency(name: str) -> Callable[[dict[str, Any]], tuple[Any, Any]]:
+    return lambda row: (row[name], row["revenue"]["currency"])
 
 
 def revenue_report(session: Session, window: Window, detail: bool = True) -> Report:
@@ -165,8 +181,8 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     from the monthly rollups (``mno.reports.rollup``); tenants billed and NRR from the
     invoices, one index probe per tenant.
     """
-    from mno.reports.tables import invoice as i
-    from mno.reports.tables import revenue_month as rev
+    i = invoice
+    rev = revenue_month
 
     by_month: dict[str, dict[str, int]] = {}
     for month, currency, status, kind, _, units in invoice_months(session, window):
@@ -237,7 +253,7 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
                     .group_by(col, rev.c.currency)
                 )
             ]
-            rows.sort(key=lambda r, n=name: (r[n], r["revenue"]["currency"]))
+            rows.sort(key=_by_value_then_currency(name))
             tables[f"by_{name}"] = rows
     else:
         for name, found in (("plan", last_plan), ("app", last_app)):
@@ -328,7 +344,7 @@ def invoices_report(session: Session, window: Window) -> Report:
 
     DSO = outstanding ÷ revenue billed in the window × days in the window, per currency.
     """
-    from mno.reports.tables import invoice as i
+    i = invoice
 
     as_of = sa.literal(window.as_of, type_=i.c.issued_at.type)
     open_ = sa.and_(i.c.status == "issued", i.c.kind != "credit_note", i.c.issued_at < as_of)
@@ -402,8 +418,6 @@ RECOVERY_FAILURES = 3
 
 
 def sync_report(session: Session, window: Window) -> Report:
-    from mno.reports.tables import sync_change, sync_conflict, sync_connection, sync_run, tenant
-
     dialect = _dialect(session)
     c = sync_connection
     r = sync_run
@@ -489,9 +503,9 @@ def sync_report(session: Session, window: Window) -> Report:
 
 
 def webhooks_report(session: Session, window: Window) -> Report:
-    from mno.reports.tables import webhook_attempt as a
-    from mno.reports.tables import webhook_delivery as d
-    from mno.reports.tables import webhook_endpoint as e
+    a = webhook_attempt
+    d = webhook_delivery
+    e = webhook_endpoint
 
     dialect = _dialect(session)
     in_window = sa.and_(
@@ -584,8 +598,6 @@ AREAS: dict[str, Callable[[Session, Window], Report]] = {
 
 
 def report(session: Session, area: str, window: Window) -> Report:
-    from mno.errors import BadInput
-
     if area not in AREAS:
         raise BadInput(f"unknown report {area!r}", f"one of: {', '.join(AREAS)}")
     return AREAS[area](session, window)

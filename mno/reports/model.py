@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from mno import clock
+from mno.errors import BadInput
+
 
 @dataclass(frozen=True)
 class Window:
@@ -17,9 +20,6 @@ class Window:
 
     @classmethod
     def ending(cls, period: str | None, months: int = 12, currency: str | None = None) -> Window:
-        from mno import clock
-        from mno.errors import BadInput
-
         if period is None:
             now = clock.now()
             period = f"{now.year:04d}-{now.month:02d}"
@@ -56,8 +56,6 @@ class Window:
     @property
     def as_of(self) -> datetime:
         """Point-in-time KPIs are measured at the end of the window, or now if sooner."""
-        from mno import clock
-
         return min(self.stop, clock.now())
 
 

@@ -28,6 +28,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
+from mno.store import audit
+
 INVOICE_TABLE = "report_invoice_month"
 REVENUE_TABLE = "report_revenue_month"
 ISSUED = "('issued', 'paid', 'void')"
@@ -352,10 +356,6 @@ def install(connection: Any) -> None:
 def rebuild(session: Any) -> dict[str, int]:
     """Recompute both rollups from the invoices, in the session's transaction, with its
     audit row; returns the number of rollup rows of each table."""
-    import sqlalchemy as sa
-
-    from mno.store import audit
-
     conn = session.connection()
     for stmt in rebuild_sql(conn.dialect.name):
         conn.exec_driver_sql(stmt)

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from mno.reports.model import Window, month_bounds
+
 if TYPE_CHECKING:
     from sqlmodel import Session
-
-    from mno.reports.model import Window
 
 
 def dialect_of(session: Session) -> str:
@@ -32,8 +32,6 @@ def monthly_counts(session: Session, ts_col: Any, window: Window, *where: Any) -
             .group_by(m)
         )
         return {month_key(row[0]): int(row[1]) for row in session.execute(stmt)}
-    from mno.reports.model import month_bounds
-
     counts: dict[str, int] = {}
     for key in window.month_keys():
         lo, hi = month_bounds(key)

@@ -9,6 +9,10 @@ creates or migrates. ``tests/reports/test_tables.py`` checks each column against
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 from mno.store.types import UTCDateTime
@@ -18,7 +22,7 @@ SYSTEM_KEY = "system"  # the platform's own tenant (mno.tenancy.tenants.SYSTEM_K
 metadata = sa.MetaData()
 
 
-def _table(name: str, *columns: sa.Column[object]) -> sa.Table:
+def _table(name: str, *columns: sa.Column[Any]) -> sa.Table:
     return sa.Table(name, metadata, *columns)
 
 
@@ -26,11 +30,11 @@ def _str(name: str) -> sa.Column[str]:
     return sa.Column(name, sa.String())
 
 
-def _at(name: str) -> sa.Column[object]:
+def _at(name: str) -> sa.Column[datetime]:
     return sa.Column(name, UTCDateTime())
 
 
-def _id(name: str = "id") -> sa.Column[object]:
+def _id(name: str = "id") -> sa.Column[uuid.UUID]:
     return sa.Column(name, sa.Uuid())
 
 

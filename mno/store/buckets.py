@@ -15,6 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from mno import clock
 
@@ -33,8 +34,6 @@ def take(
     want: int,
 ) -> tuple[int, float]:
     """(whole tokens taken, tokens left) from the bucket of ``key``."""
-    from sqlalchemy.exc import IntegrityError
-
     now = clock.now()
     column = table.c[key_column]
     stmt = sa.select(table.c.tokens, table.c.refilled_at).where(column == key)

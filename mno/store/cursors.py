@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from mno import clock
 from mno.store.models.agents import ConsumerCursor
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 def get(session: Session, name: str, *, for_update: bool = False) -> int:
     """The cursor's position (0 when the consumer never read); creates the row."""
-    t = ConsumerCursor.__table__
+    t = table_of(ConsumerCursor)
     stmt = sa.select(t.c.seq).where(t.c.name == name)
     if for_update and session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
@@ -36,7 +37,7 @@ def get(session: Session, name: str, *, for_update: bool = False) -> int:
 
 def advance(session: Session, name: str, seq: int) -> None:
     """Move the cursor forward to ``seq`` (never backwards)."""
-    t = ConsumerCursor.__table__
+    t = table_of(ConsumerCursor)
     get(session, name)
     session.execute(
         sa.update(t).where(t.c.name == name, t.c.seq < seq).values(seq=seq, updated_at=clock.now())
@@ -45,6 +46,6 @@ def advance(session: Session, name: str, seq: int) -> None:
 
 def minimum(session: Session) -> int | None:
     """The lowest position of all consumers; None when no consumer is registered."""
-    t = ConsumerCursor.__table__
+    t = table_of(ConsumerCursor)
     value = session.execute(sa.select(sa.func.min(t.c.seq))).scalar_one_or_none()
     return None if value is None else int(value)

@@ -11,6 +11,10 @@ than the lock is held. Other processes still queue on SQLite's lock.
 
 The schema is checked once per engine: an empty SQLite store is created and upgraded on
 first use; a store that is behind or ahead of the code is refused with a clear message.
+
+SQLAlchemy, SQLModel and Alembic are imported inside the functions that use them: the CLI
+imports this module for commands that may never open the store, and those start faster
+without them.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def redact(url: str) -> str:
 
 
 def is_sqlite(url_or_engine: Any) -> bool:
-    name = getattr(getattr(url_or_engine, "dialect", None), "name", None)
+    name: str | None = getattr(getattr(url_or_engine, "dialect", None), "name", None)
     if name:
         return name == "sqlite"
     return str(url_or_engine).startswith("sqlite")

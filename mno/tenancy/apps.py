@@ -18,9 +18,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlmodel import SQLModel, col, select
+
 from mno import validate
 from mno.errors import BadInput, Conflict, NotFound
 from mno.store import audit, outbox
+from mno.store.models import load_all
 from mno.store.models.tenancy import App, AppGrant, Tenant
 from mno.tenancy import tenants
 
@@ -134,8 +138,6 @@ def _check_nex(app: App) -> None:
 
 
 def get(session: Session, code: str | uuid.UUID) -> App:
-    from sqlmodel import select
-
     if isinstance(code, uuid.UUID):
         app = session.get(App, code)
     else:
@@ -146,8 +148,6 @@ def get(session: Session, code: str | uuid.UUID) -> App:
 
 
 def view(session: Session, app: App) -> AppView:
-    from sqlmodel import select
-
     owner = session.get(Tenant, app.owner_id)
     rows = session.exec(
         select(AppGrant, Tenant)
@@ -180,8 +180,6 @@ def create(
     if_not_exists: bool = False,
 ) -> tuple[App, bool]:
     """Add an app to the catalogue; returns (app, created)."""
-    from sqlmodel import select
-
     name = (name or "").strip()
     if not name:
         raise BadInput("app name must not be empty")
@@ -272,12 +270,10 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[App]:
     Each item holds ``create()``'s keywords (``name`` required, ``owner`` a tenant key).
     The store is read a fixed number of times and each table written with one statement,
     so the cost does not grow with a query per app."""
-    import sqlalchemy as sa
-
     if not items:
         return []
-    taken = set(session.execute(sa.select(App.code)).scalars())
-    keys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())
+    taken = set(session.execute(sa.select(col(App.code))).scalars())
+    keys = dict(session.execute(sa.select(col(Tenant.key), col(Tenant.id))).all())
     if tenants.SYSTEM_KEY not in keys:
         keys[tenants.SYSTEM_KEY] = tenants.ensure_system(session).id
     apps: list[tuple[App, str]] = []
@@ -388,11 +384,6 @@ def delete(session: Session, code: str) -> None:
     Refused while anything else still points at it (connectors, API keys, instances, ...):
     every table with a foreign key to ``app`` is checked.
     """
-    import sqlalchemy as sa
-    from sqlmodel import SQLModel, select
-
-    from mno.store.models import load_all
-
     app = get(session, code)
     load_all()
     for table in SQLModel.metadata.sorted_tables:
@@ -428,19 +419,16 @@ def delete(session: Session, code: str) -> None:
 def list_apps(
     session: Session, *, stack: str | None = None, enabled: bool | None = None
 ) -> list[AppView]:
-    import sqlalchemy as sa
-    from sqlmodel import col, select
-
     stmt = select(App).order_by(col(App.code))
     if stack:
         stmt = stmt.where(App.stack == validate.one_of(stack, STACKS, "stack"))
     if enabled is not None:
         stmt = stmt.where(App.enabled == enabled)
     apps = list(session.exec(stmt))
-    keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
+    keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
     grants: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for app_id, tenant_id, can_edit in session.execute(
-        sa.select(AppGrant.app_id, AppGrant.tenant_id, AppGrant.can_edit)
+        sa.select(col(AppGrant.app_id), col(AppGrant.tenant_id), col(AppGrant.can_edit))
     ):
         grants.setdefault(app_id, []).append({"tenant": keys.get(tenant_id), "can_edit": can_edit})
     return [
@@ -452,8 +440,6 @@ def list_apps(
 
 
 def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = False) -> AppGrant:
-    from sqlmodel import select
-
     app = get(session, code)
     tenant = tenants.get(session, tenant_key)
     existing = session.exec(
@@ -491,8 +477,6 @@ def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = Fals
 
 
 def revoke(session: Session, code: str, tenant_key: str) -> None:
-    from sqlmodel import select
-
     app = get(session, code)
     tenant = tenants.get(session, tenant_key)
     row = session.exec(
@@ -515,8 +499,6 @@ def revoke(session: Session, code: str, tenant_key: str) -> None:
 
 def check_access(session: Session, app: App | str, tenant: Tenant | str) -> tuple[bool, str]:
     """Whether ``tenant`` may use ``app``, and why."""
-    from sqlmodel import select
-
     app = get(session, app) if isinstance(app, str) else app
     tenant = tenants.get(session, tenant) if isinstance(tenant, str) else tenant
     owner = session.get(Tenant, app.owner_id)

@@ -10,6 +10,9 @@ Status machine::
     provision_failed → provisioning
     active ⇄ suspended
     active | suspended → offboarding → offboarded
+
+``delete()`` imports the sync models itself: building their tables costs more than most
+tenant commands, and only a deletion needs them.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mno import validate
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, outbox
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
     from sqlmodel import Session
 
 SYSTEM_KEY = "system"
@@ -57,7 +65,7 @@ ADDRESS_FIELDS = ("address", "city", "zip", "region", "country")
 class TenantView:
     """A tenant with what it links to, ready to render."""
 
-    tenant: Tenant
+    tenant: Tenant | Row[Any]  # list_tenants() passes plain rows with the same columns
     parent_key: str | None
     domains: list[str]
 
@@ -95,8 +103,6 @@ def _event_payload(t: Tenant) -> dict[str, Any]:
 
 def ensure_system(session: Session) -> Tenant:
     """The root ``system`` tenant, created on first need."""
-    from sqlmodel import select
-
     system = session.exec(select(Tenant).where(Tenant.key == SYSTEM_KEY)).first()
     if system is None:
         system = Tenant(key=SYSTEM_KEY, name="System", tier="silo", status="active")
@@ -116,8 +122,6 @@ def ensure_system(session: Session) -> Tenant:
 
 
 def get(session: Session, key_or_id: str | uuid.UUID) -> Tenant:
-    from sqlmodel import select
-
     if isinstance(key_or_id, uuid.UUID):
         tenant = session.get(Tenant, key_or_id)
     else:
@@ -154,9 +158,7 @@ def ancestors(session: Session, tenant: Tenant) -> list[Tenant]:
 
 def descendant_ids(session: Session, tenant_id: uuid.UUID) -> set[uuid.UUID]:
     """Every tenant managed by ``tenant_id``, directly or below (not itself)."""
-    import sqlalchemy as sa
-
-    rows = session.execute(sa.select(Tenant.id, Tenant.parent_id)).all()
+    rows = session.execute(sa.select(col(Tenant.id), col(Tenant.parent_id))).all()
     children: dict[uuid.UUID, list[uuid.UUID]] = {}
     for tid, pid in rows:
         if pid is not None:
@@ -172,9 +174,7 @@ def descendant_ids(session: Session, tenant_id: uuid.UUID) -> set[uuid.UUID]:
 
 
 def _subtree_height(session: Session, tenant_id: uuid.UUID) -> int:
-    import sqlalchemy as sa
-
-    rows = session.execute(sa.select(Tenant.id, Tenant.parent_id)).all()
+    rows = session.execute(sa.select(col(Tenant.id), col(Tenant.parent_id))).all()
     children: dict[uuid.UUID, list[uuid.UUID]] = {}
     for tid, pid in rows:
         if pid is not None:
@@ -201,8 +201,6 @@ def _check_parent(session: Session, tenant: Tenant | None, parent: Tenant) -> No
 
 
 def view(session: Session, tenant: Tenant) -> TenantView:
-    from sqlmodel import select
-
     parent_key = None
     if tenant.parent_id:
         parent = session.get(Tenant, tenant.parent_id)
@@ -239,8 +237,6 @@ def create(
 ) -> tuple[Tenant, bool]:
     """Create a tenant; returns (tenant, created). With ``if_not_exists`` an existing key
     is returned unchanged."""
-    from sqlmodel import select
-
     validate.tenant_key(key)
     if key == SYSTEM_KEY:
         raise Conflict("the key 'system' is reserved")
@@ -298,8 +294,6 @@ def create(
 def _check_domains(
     session: Session, domains: Sequence[str], tenant_id: uuid.UUID | None
 ) -> list[str]:
-    from sqlmodel import col, select
-
     clean = sorted({validate.domain(d) for d in domains})
     if clean:
         taken = session.exec(select(TenantDomain).where(col(TenantDomain.domain).in_(clean))).all()
@@ -354,8 +348,6 @@ def update(
         tenant.parent_id = new_parent.id
     after_domains = before["domains"]
     if domains is not None:
-        from sqlmodel import select
-
         after_domains = _check_domains(session, domains, tenant.id)
         current = {
             d.domain: d
@@ -466,8 +458,6 @@ def offboard(session: Session, key: str) -> Tenant:
 
 def delete(session: Session, key: str) -> None:
     """Delete a tenant that is offboarded or was never provisioned."""
-    from sqlmodel import select
-
     tenant = get(session, key)
     if tenant.key == SYSTEM_KEY:
         raise Conflict("the system tenant cannot be deleted")
@@ -516,12 +506,9 @@ def list_tenants(
     include_system: bool = False,
 ) -> list[TenantView]:
     """Tenants with their parent keys and domains, in three queries whatever the count."""
-    import sqlalchemy as sa
-    from sqlmodel import col, select
-
     # Plain rows, not ORM instances: building 10,000 models costs more than the query.
     columns = [name for name in Tenant.model_fields if name != "resources"]
-    stmt = select(*(getattr(Tenant, name) for name in columns))  # type: ignore[call-overload]
+    stmt = select(*(getattr(Tenant, name) for name in columns))
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
     if tier:
@@ -534,14 +521,16 @@ def list_tenants(
     if limit:
         stmt = stmt.limit(limit)
     tenants = list(session.execute(stmt))
-    keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
+    keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
     domains: dict[uuid.UUID, list[str]] = {}
     for tid, d in session.execute(
-        sa.select(TenantDomain.tenant_id, TenantDomain.domain).order_by(TenantDomain.domain)
+        sa.select(col(TenantDomain.tenant_id), col(TenantDomain.domain)).order_by(
+            TenantDomain.domain
+        )
     ):
         domains.setdefault(tid, []).append(d)
     return [
-        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))  # type: ignore[arg-type]
+        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))
         for t in tenants
     ]
 
@@ -558,8 +547,6 @@ def add_contact(
     type: str = "admin",
     primary: bool = False,
 ) -> TenantContact:
-    from sqlmodel import select
-
     tenant = get(session, key)
     email = validate.email(email)
     validate.one_of(type, CONTACT_TYPES, "contact type")
@@ -611,8 +598,6 @@ def add_contact(
 
 
 def list_contacts(session: Session, key: str) -> list[TenantContact]:
-    from sqlmodel import col, select
-
     tenant = get(session, key)
     return list(
         session.exec(
@@ -629,8 +614,6 @@ def primary_contact(session: Session, tenant: Tenant) -> TenantContact | None:
 
 
 def remove_contact(session: Session, key: str, email: str) -> None:
-    from sqlmodel import select
-
     tenant = get(session, key)
     email = validate.email(email)
     contact = session.exec(
@@ -667,14 +650,10 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
     store is read a fixed number of times and written with one statement per table, so
     the cost does not grow with a query per tenant. Returns the new ids in item order.
     """
-    import sqlalchemy as sa
-
-    from mno import clock
-
     if not items:
         return []
-    existing = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())
-    parent_of = dict(session.execute(sa.select(Tenant.id, Tenant.parent_id)).all())
+    existing = dict(session.execute(sa.select(col(Tenant.key), col(Tenant.id))).all())
+    parent_of = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.parent_id))).all())
     system_id = existing.get(SYSTEM_KEY) or ensure_system(session).id
     existing[SYSTEM_KEY] = system_id
     parent_of.setdefault(system_id, None)
@@ -713,11 +692,11 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
     if len(set(all_domains)) != len(all_domains):
         dup = sorted({d for d in all_domains if all_domains.count(d) > 1})[0]
         raise Conflict(f"domain {dup} is given to two tenants")
-    any_domain = session.execute(sa.select(TenantDomain.domain).limit(1)).first()
+    any_domain = session.execute(sa.select(col(TenantDomain.domain)).limit(1)).first()
     for start in range(0, len(all_domains) if any_domain else 0, 5000):  # bounded IN lists
         chunk = all_domains[start : start + 5000]
         taken = session.execute(
-            sa.select(TenantDomain.domain).where(TenantDomain.domain.in_(chunk))  # type: ignore[attr-defined]
+            sa.select(col(TenantDomain.domain)).where(col(TenantDomain.domain).in_(chunk))
         ).first()
         if taken:
             raise Conflict(f"domain {taken[0]} already belongs to another tenant")
@@ -752,7 +731,10 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
         return depth[tid]
 
     now = clock.now()
-    rows, domain_rows, audits, events = [], [], [], []
+    rows: list[dict[str, Any]] = []
+    domain_rows: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
     for row in ordered:
         ids[row["key"]] = row["id"]
         parent_id = ids[row["_parent"]]
@@ -805,9 +787,9 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
     conn = session.connection()
     for row in rows:
         row["metadata"] = row.pop("meta")
-    conn.execute(Tenant.__table__.insert(), rows)  # type: ignore[attr-defined]
+    conn.execute(table_of(Tenant).insert(), rows)
     if domain_rows:
-        conn.execute(TenantDomain.__table__.insert(), domain_rows)  # type: ignore[attr-defined]
+        conn.execute(table_of(TenantDomain).insert(), domain_rows)
     audit.record_many(session, audits)
     outbox.emit_many(session, events)
     return [by_key[item["key"]]["id"] for item in items]

@@ -11,6 +11,7 @@ import importlib
 
 from mno.errors import BadInput
 from mno.gitops.kinds.base import FileKind, Kind, Spec
+from mno.gitops.kinds.settings import agents_kind
 
 __all__ = ["REGISTRY", "FileKind", "Kind", "Spec", "get", "order", "store_kinds"]
 
@@ -41,7 +42,6 @@ def _load() -> dict[str, Kind]:
         except ImportError:
             continue  # that area's domain module is not there
         registry[cls.kind] = cls()
-    from mno.gitops.kinds.settings import agents_kind
 
     agents = agents_kind()
     if agents is not None:

@@ -1,6 +1,10 @@
 """``kind: App``: an app of the catalogue with its access rule and explicit grants.
 
 ``metadata.name`` is the app code. The stack cannot change once created.
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
@@ -8,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator
+from sqlmodel import col
 
 from mno import validate
 from mno.errors import BadInput, Conflict
 from mno.gitops.kinds.base import Kind, Spec, blank_to_none, rule
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -122,20 +129,18 @@ class AppKind(Kind):
         return out + [("Tenant", g["tenant"]) for g in spec.get("grants") or []]
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
-        import sqlalchemy as sa
-
         from mno.store.models.tenancy import App, AppGrant, Tenant
 
-        keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
+        keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
         grants: dict[Any, list[dict[str, Any]]] = {}
         for app_id, tenant_id, can_edit in session.execute(
-            sa.select(AppGrant.app_id, AppGrant.tenant_id, AppGrant.can_edit)
+            sa.select(col(AppGrant.app_id), col(AppGrant.tenant_id), col(AppGrant.can_edit))
         ):
             grants.setdefault(app_id, []).append(
                 {"tenant": keys.get(tenant_id), "can_edit": bool(can_edit)}
             )
         out = {}
-        for a in session.execute(sa.select(App.__table__)).all():  # type: ignore[attr-defined]
+        for a in session.execute(sa.select(table_of(App))).all():
             owner = keys.get(a.owner_id)
             out[a.code] = {
                 "name": a.name,

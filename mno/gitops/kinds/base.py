@@ -10,14 +10,16 @@ change writes its audit row and outbox event.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mno.errors import BadInput, Conflict
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+T = TypeVar("T")
 
 
 class Spec(BaseModel):
@@ -26,7 +28,7 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def rule(fn: Callable[..., Any], value: Any, *args: Any) -> Any:
+def rule(fn: Callable[..., T], value: Any, *args: Any) -> T:
     """Run one of mno's validators inside a pydantic validator (BadInput → ValueError)."""
     try:
         return fn(value, *args)
@@ -34,7 +36,7 @@ def rule(fn: Callable[..., Any], value: Any, *args: Any) -> Any:
         raise ValueError(str(exc)) from None
 
 
-def blank_to_none(value: Any) -> Any:
+def blank_to_none(value: T) -> T | None:
     return None if value == "" else value
 
 
@@ -99,8 +101,6 @@ class Kind:
     def export_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The spec written by ``mno export``: fields equal to their default are left out,
         nested ones too."""
-        from pydantic import ValidationError
-
         try:
             model = self.spec_model.model_validate(spec)
             return model.model_dump(mode="json", exclude_defaults=True)

@@ -4,6 +4,10 @@ The spec models are the billing area's own (``mno.billing.documents``) and write
 through its ``apply`` (a plan whose prices change gets a new version; subscriptions stay
 pinned). ``metadata.name`` is the code. Prune deletes through ``mno.billing.catalogue``,
 which refuses an object still in use (a plan with subscriptions, a metric a plan charges).
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from mno.billing import documents as billing_docs
 from mno.gitops.kinds.base import Kind
+from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -21,8 +29,6 @@ _CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 class BillingKind(Kind):
-    depends_on = ()
-
     def check_name(self, name: str) -> None:
         if not _CODE.match(name):
             raise ValueError(f"invalid code {name!r} (a-z, 0-9, '_', '.', '-')")
@@ -41,7 +47,9 @@ class BillingKind(Kind):
         }
 
     def _apply(self, session: Session, name: str, spec: dict[str, Any]) -> None:
-        doc = billing_docs.Document(kind=self.kind, metadata={"name": name}, spec=spec)
+        doc = billing_docs.Document.model_validate(
+            {"kind": self.kind, "metadata": {"name": name}, "spec": spec}
+        )
         typed = doc.typed_spec()
         if self.kind == "Plan":
             billing_docs._check_plan(typed)
@@ -65,9 +73,7 @@ class BillingKind(Kind):
 
 
 def _select(session: Session, model: Any, *where: Any) -> list[Any]:
-    import sqlalchemy as sa
-
-    return list(session.execute(sa.select(model.__table__).where(*where)))
+    return list(session.execute(sa.select(table_of(model)).where(*where)))
 
 
 class MetricKind(BillingKind):
@@ -77,8 +83,6 @@ class MetricKind(BillingKind):
     description = "A billable metric: how usage events aggregate (sum, count, max, ...)."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import BillingMetric
-
         return _select(session, BillingMetric)
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -97,8 +101,6 @@ class PlanKind(BillingKind):
         return [("Metric", c["metric"]) for c in spec.get("charges") or [] if c.get("metric")]
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import Plan
-
         return _select(session, Plan, Plan.current == True)  # noqa: E712
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -119,8 +121,6 @@ class CouponKind(BillingKind):
     description = "A coupon: percentage or fixed, once, repeating or forever."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import Coupon
-
         return _select(session, Coupon)
 
     def _raw(self, row: Any) -> dict[str, Any]:
@@ -140,8 +140,6 @@ class TaxRateKind(BillingKind):
     description = "A tax rate by country (and region), inclusive or exclusive."
 
     def _rows(self, session: Session) -> list[Any]:
-        from mno.store.models.billing import TaxRate
-
         return _select(session, TaxRate)
 
     def _raw(self, row: Any) -> dict[str, Any]:

@@ -3,12 +3,19 @@
 The document's ``metadata.name`` is linked to the row's id by the ownership row
 (``target_id``). A row never applied from documents gets a stable synthetic name,
 ``<prefix>-<first 12 hex digits of its id>``, so it can be exported, diffed and adopted.
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import sqlalchemy as sa
+from sqlmodel import col
 
 from mno.errors import NotFound
 from mno.gitops.kinds.base import Kind
@@ -28,13 +35,11 @@ class KeyedKind(Kind):
 
     def names(self, session: Session) -> dict[str, str]:
         """target id → document name, from the ownership rows."""
-        import sqlalchemy as sa
-
         from mno.store.models.gitops import GitopsResource
 
         rows = session.execute(
-            sa.select(GitopsResource.target_id, GitopsResource.name).where(
-                GitopsResource.kind == self.kind
+            sa.select(col(GitopsResource.target_id), col(GitopsResource.name)).where(
+                col(GitopsResource.kind) == self.kind
             )
         )
         return {str(t): n for t, n in rows if t}

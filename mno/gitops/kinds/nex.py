@@ -12,6 +12,10 @@ started, stopped, new env or domains); the provisioner agent does the Docker wor
 tenant, the app and the resource limits are fixed at creation. Pruning an instance
 terminates it and keeps its data volume (``mno instance terminate --purge-data`` removes
 it by hand).
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator
+from sqlmodel import col
 
-from mno import validate
+from mno import platform, validate
 from mno.gitops.kinds.base import Kind, Spec, rule
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -90,7 +97,6 @@ class DockerHostKind(Kind):
     def create_many(
         self, session: Session, items: Sequence[tuple[str, dict[str, Any]]]
     ) -> dict[str, str]:
-        from mno import platform
         from mno.nex import hosts
 
         config = platform.load()
@@ -175,23 +181,21 @@ class InstanceKind(Kind):
         return [("Tenant", spec["tenant"]), ("App", spec["app"])]
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
-        import sqlalchemy as sa
-
         from mno.store.models.nex import Instance, InstanceDomain
         from mno.store.models.tenancy import App, Tenant
 
-        keys = dict(session.execute(sa.select(Tenant.id, Tenant.key)).all())
-        codes = dict(session.execute(sa.select(App.id, App.code)).all())
+        keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
+        codes = dict(session.execute(sa.select(col(App.id), col(App.code))).all())
         rows = session.execute(
-            sa.select(Instance.__table__).where(  # type: ignore[attr-defined]
-                Instance.live_name.is_not(None),  # type: ignore[union-attr]
-                Instance.desired != "terminated",
+            sa.select(table_of(Instance)).where(
+                col(Instance.live_name).is_not(None),
+                col(Instance.desired) != "terminated",
             )
         ).all()
         ids = {r.id for r in rows}
         domains: dict[Any, list[str]] = {}
         for iid, domain in session.execute(
-            sa.select(InstanceDomain.instance_id, InstanceDomain.domain)
+            sa.select(col(InstanceDomain.instance_id), col(InstanceDomain.domain))
         ):
             if iid in ids:
                 domains.setdefault(iid, []).append(domain)
@@ -210,7 +214,6 @@ class InstanceKind(Kind):
         }
 
     def create(self, session: Session, name: str, spec: dict[str, Any]) -> None:
-        from mno import platform
         from mno.nex import instances
 
         instances.create(

@@ -3,6 +3,9 @@
 
 They are validated with the same typed models the platform and the agents load, and
 never written to the store: the files are read where they are used.
+
+``agents_kind()`` imports the agents' config module itself: an install without it simply
+has no AgentsConfig kind.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from mno.gitops.kinds.base import FileKind
+from mno.platform import PlatformConfig
 
 
 def _platform_model() -> type[BaseModel]:
-    from mno.platform import PlatformConfig
-
     return PlatformConfig
 
 

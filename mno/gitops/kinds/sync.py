@@ -5,6 +5,10 @@ A connector's ``metadata.name`` is its name and its spec is the connector docume
 (``mno.sync.spec.ConnectorSpec``) without ``name``. A connection's ``metadata.name`` is
 ``<tenant>/<connector>``. Every spec field can change in place through the sync domain
 (``connections.update`` and ``set_paused``); a field changed by hand shows as drift.
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import Field, field_validator
+from sqlmodel import col
 
 from mno import validate
 from mno.gitops.kinds.base import Kind, Spec, rule
+from mno.store.types import table_of
+from mno.sync import spec as specmod
 from mno.sync.spec import ConnectorSpec
 
 if TYPE_CHECKING:
@@ -27,11 +35,14 @@ _CONNECTOR = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 class ConnectorDocSpec(ConnectorSpec):
     """The connector document; ``metadata.name`` names it."""
 
-    name: str | None = Field(default=None, exclude=True, description="Ignored: metadata.name.")
+    # the document names the connector in metadata.name, so the spec's own name is optional
+    name: str | None = Field(  # type: ignore[assignment]  # optional here, required in the spec
+        default=None, exclude=True, description="Ignored: metadata.name."
+    )
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value: str | None) -> str | None:  # replaces the required-name check
+    def _name(cls, value: str | None) -> str | None:  # type: ignore[override]  # no name check
         return value
 
 
@@ -47,15 +58,13 @@ class ConnectorKind(Kind):
             raise ValueError(f"invalid connector name {name!r} (a-z, 0-9 and '-')")
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
-        import sqlalchemy as sa
-
         from mno.store.models.sync import SyncConnector
         from mno.store.models.tenancy import App
 
-        codes = dict(session.execute(sa.select(App.id, App.code)).all())
+        codes = dict(session.execute(sa.select(col(App.id), col(App.code))).all())
         out = {}
         for name, app_id, spec in session.execute(
-            sa.select(SyncConnector.name, SyncConnector.app_id, SyncConnector.spec)
+            sa.select(col(SyncConnector.name), col(SyncConnector.app_id), col(SyncConnector.spec))
         ):
             data = ConnectorDocSpec.model_validate(dict(spec or {})).model_dump(mode="json")
             data["app"] = codes.get(app_id, data.get("app"))
@@ -63,8 +72,6 @@ class ConnectorKind(Kind):
         return out
 
     def _apply(self, session: Session, name: str, spec: dict[str, Any]) -> None:
-        from mno.sync import spec as specmod
-
         model = ConnectorSpec.model_validate({**spec, "name": name})
         specmod.apply(session, model, source="gitops")
 
@@ -126,12 +133,10 @@ class ConnectionKind(Kind):
         return [("Tenant", tenant), ("Connector", connector)]
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
-        import sqlalchemy as sa
-
         from mno.store.models.sync import SyncConnection
 
         out = {}
-        for r in session.execute(sa.select(SyncConnection.__table__)):  # type: ignore[attr-defined]
+        for r in session.execute(sa.select(table_of(SyncConnection))):
             out[r.name] = {
                 "entities": list(r.entities or []),
                 "pull": bool(r.pull_enabled),
@@ -179,7 +184,6 @@ class ConnectionKind(Kind):
     @staticmethod
     def _all_entities(session: Session, name: str) -> list[str]:
         from mno.sync import connections
-        from mno.sync import spec as specmod
 
         connector = connections.get_connector(session, name.partition("/")[2])
         return [e.canonical for e in specmod.of(connector).entities]

@@ -2,6 +2,10 @@
 
 ``metadata.name`` is the tenant key. The status is not declared: it belongs to the
 provisioner. Deleting a tenant by prune offboards it first and needs ``--allow-offboard``.
+
+Store models and domain modules are imported inside the methods that use them: the registry
+imports every adapter, and a command that touches one kind should not build every area's
+tables.
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import AfterValidator, Field, field_validator
+from sqlmodel import col
 
 from mno import validate
 from mno.errors import Conflict
 from mno.gitops.kinds.base import Kind, Spec, blank_to_none, rule
 from mno.money import check_currency
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -131,11 +138,9 @@ class TenantKind(Kind):
         return [("Tenant", spec["parent"])] if spec.get("parent") else []
 
     def current(self, session: Session) -> dict[str, dict[str, Any]]:
-        import sqlalchemy as sa
-
         from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain
 
-        t = Tenant.__table__.c  # type: ignore[attr-defined]
+        t = table_of(Tenant).c
         rows = session.execute(
             sa.select(
                 t.id, t.key, t.name, t.tier, t.parent_id, t.currency, t.timezone, t.address,
@@ -144,10 +149,12 @@ class TenantKind(Kind):
         ).all()  # fmt: skip
         keys = {r.id: r.key for r in rows}
         domains: dict[Any, list[str]] = {}
-        for tid, d in session.execute(sa.select(TenantDomain.tenant_id, TenantDomain.domain)):
+        for tid, d in session.execute(
+            sa.select(col(TenantDomain.tenant_id), col(TenantDomain.domain))
+        ):
             domains.setdefault(tid, []).append(d)
         contacts: dict[Any, list[dict[str, Any]]] = {}
-        for c in session.execute(sa.select(TenantContact.__table__)):  # type: ignore[attr-defined]
+        for c in session.execute(sa.select(table_of(TenantContact))):
             contacts.setdefault(c.tenant_id, []).append(
                 {"name": c.name, "email": c.email, "type": c.type, "primary": bool(c.primary)}
             )
@@ -220,7 +227,7 @@ class TenantKind(Kind):
     def _set_contacts(session: Session, name: str, wanted: list[dict[str, Any]]) -> None:
         from mno.tenancy import tenants
 
-        have = {
+        have: dict[str, dict[str, Any]] = {
             c.email: {"name": c.name, "email": c.email, "type": c.type, "primary": c.primary}
             for c in tenants.list_contacts(session, name)
         }

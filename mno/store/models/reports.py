@@ -24,9 +24,10 @@ from sqlmodel import Field, SQLModel
 
 from mno.store.models.billing import Invoice
 from mno.store.models.tenancy import Tenant
+from mno.store.types import table_of
 
-_invoice = Invoice.__table__  # type: ignore[attr-defined]
-_tenant = Tenant.__table__  # type: ignore[attr-defined]
+_invoice = table_of(Invoice)
+_tenant = table_of(Tenant)
 
 INDEXES = (
     sa.Index(

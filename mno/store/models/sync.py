@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 import mno.store.models.tenancy  # noqa: F401  (tables its foreign keys point at)
+from mno import clock
 from mno.store.models.base import Base, WorkItem
 from mno.store.types import UTCDateTime, new_id
 
@@ -126,8 +127,6 @@ class SyncRun(Base, table=True):
 
 
 def _now() -> datetime:
-    from mno import clock
-
     return clock.now()
 
 

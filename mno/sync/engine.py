@@ -36,8 +36,9 @@ from mno.store.models.sync import (
     SyncRecord,
     SyncRun,
 )
+from mno.sync.page_writer import checkpoint_wal
 from mno.sync.pages import Ctx, fetch_page, map_page
-from mno.sync.pull import ProgressFn, checkpoint_wal, pull_entity
+from mno.sync.pull import ProgressFn, pull_entity
 from mno.sync.push import (
     deliver,
     deliver_locked,
@@ -164,6 +165,8 @@ def run(
             finally:
                 counts["requests"] = client.requests
     except Exception as exc:
+        # any failure ends the run: recorded on the run row (status, error) below and
+        # reported to the caller through it
         errors.append(str(exc) or type(exc).__name__)
     status = "success" if not errors else ("partial" if ok else "error")
     if counts.get("pages", 0) >= CHECKPOINT_AFTER_PAGES:

@@ -23,7 +23,7 @@ from mno.store.models.sync import (
     SyncRecord,
 )
 from mno.sync import mapping
-from mno.sync.push import _now_row, queue_pushes
+from mno.sync.push import queue_pushes, row_stamp
 from mno.sync.spec import ConnectorSpec, Entity
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Ctx:
     source: str
     targets: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_CLOSE_PAGE_PG)
+    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (page_writer)
     # the external ids this pass mapped, while the pass started with none of the entity
     # mapped (an initial sync): a page holding none of them needs no lookup (see
     # take_fresh); None when lookups are needed
@@ -441,7 +441,7 @@ def apply_page(
                 rule = "newest"
             conflicts.append(
                 {
-                    **_now_row(now),
+                    **row_stamp(now),
                     "run_id": ctx.run_id,
                     "record_id": row.record_id,
                     "connection_id": cid,

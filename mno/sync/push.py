@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 PUSH_BATCH = 50
 
 
-def _now_row(now: datetime) -> dict[str, Any]:
+def row_stamp(now: datetime) -> dict[str, Any]:
+    """A new row's id, created_at and updated_at, for bulk inserts of plain dicts."""
     return {"id": uuid.uuid4(), "created_at": now, "updated_at": now}
 
 
@@ -49,7 +50,7 @@ def queue_pushes(
     now = clock.now()
     rows = [
         {
-            **_now_row(now),
+            **row_stamp(now),
             "connection_id": t,
             "record_id": rid,
             "entity": entity,

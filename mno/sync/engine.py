@@ -10,7 +10,8 @@ Guarantees:
 - A full sync sweeps deletions only after the last page was committed, using a token
   stamped on every id map it saw; an interrupted full sync deletes nothing.
 - Runs of one connection never overlap: a named lock ``sync:<connection id>`` is taken
-  at start and renewed in every page transaction; losing it aborts the run.
+  at start and renewed in every page transaction; losing it aborts the run. A lock whose
+  holder died on this host is taken over at once (``leases.take_lock``).
 - After 3 consecutive failed runs a connection is in recovery mode for 24 h (Maestrano)
   and is skipped unless forced.
 """
@@ -86,7 +87,9 @@ def start_run(
             f"{connection.consecutive_failures} failed runs until {until.isoformat()}",
             "use --force",
         )
-    if not leases.acquire_lock(session, lock_name(connection.id), owner, LOCK_TTL):
+    # a lock left by a run whose process died on this host (kill -9) is taken over at
+    # once; one held elsewhere is waited out until it expires
+    if not leases.take_lock(session, lock_name(connection.id), owner, LOCK_TTL):
         holder = leases.lock_holder(session, lock_name(connection.id))
         raise Conflict(
             f"connection {connection.name} is already syncing",
@@ -117,11 +120,10 @@ def run(
     propagate: bool = True,
 ) -> SyncRun:
     """One foreground run of one connection: pull each entity, then push what is queued."""
-    from mno.agents.base import make_owner
     from mno.sync import connections
     from mno.sync.rest import RestClient
 
-    owner = owner or make_owner()
+    owner = owner or leases.make_owner()
 
     def scope() -> Any:
         return session_scope(db_url)
@@ -178,7 +180,7 @@ def run(
     if propagate and status != "error":
         for other in pending_targets(conn.tenant_id, exclude=conn.id, db_url=db_url):
             try:
-                run(other, owner=make_owner(), db_url=db_url, sleep=sleep, propagate=False)
+                run(other, owner=leases.make_owner(), db_url=db_url, sleep=sleep, propagate=False)
             except MnoError:
                 pass  # busy, paused or in recovery: its own next run delivers
     return finished

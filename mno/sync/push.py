@@ -283,7 +283,7 @@ def deliver_tenant(
 
 def deliver_locked(connection_id: uuid.UUID, owner: str, *, db_url: str | None = None) -> int:
     with session_scope(db_url) as session:
-        if not leases.acquire_lock(session, lock_name(connection_id), owner, LOCK_TTL):
+        if not leases.take_lock(session, lock_name(connection_id), owner, LOCK_TTL):
             return 0
     try:
         return deliver(connection_id, owner, db_url=db_url)[0]

@@ -1,6 +1,8 @@
 """The sync engine: runs of a connection (pull each entity, then deliver its pushes),
-recovery mode and scheduling. The parts live in ``pull`` (the page loop), ``pages``
-(one page: map, detect changes, write), ``push`` (the push queue) and ``runlock``.
+recovery mode and scheduling. The parts live in ``pull`` (the pass: fetch, map, diff,
+write, checkpoint), ``pages`` (one page: map, detect changes, write), ``page_writer``
+(how pages reach the database fast), ``push`` (the push queue), ``runlock`` and
+``views`` (what the CLI shows).
 
 Guarantees:
 

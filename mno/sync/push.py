@@ -21,6 +21,7 @@ from mno.store.models.sync import (
     SyncPush,
     SyncRecord,
 )
+from mno.store.types import table_of
 from mno.sync import mapping
 from mno.sync.runlock import LOCK_TTL, hold_connection, lock_name
 from mno.sync.spec import ConnectorSpec
@@ -62,7 +63,7 @@ def queue_pushes(
         for t in targets
         for rid in record_ids
     ]
-    session.connection().execute(SyncPush.__table__.insert(), rows)  # type: ignore[attr-defined]
+    session.connection().execute(table_of(SyncPush).insert(), rows)
     return len(rows)
 
 
@@ -138,8 +139,8 @@ def deliver(
                     owner,
                     PUSH_BATCH,
                     LOCK_TTL,
-                    where=SyncPush.__table__.c.connection_id == connection_id,  # type: ignore[attr-defined]
-                    order_by=[SyncPush.__table__.c.created_at],  # type: ignore[attr-defined]
+                    where=table_of(SyncPush).c.connection_id == connection_id,
+                    order_by=[table_of(SyncPush).c.created_at],
                 )
             if not ids:
                 break

@@ -227,14 +227,15 @@ def finish_run(
 
 
 def due_connections(session: Session, limit: int = 10) -> list[uuid.UUID]:
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     now = clock.now()
+    next_run_at = col(SyncConnection.next_run_at)
     rows = session.exec(
         select(SyncConnection.id)
         .where(SyncConnection.paused == False)  # noqa: E712
-        .where(sa.or_(SyncConnection.next_run_at.is_(None), SyncConnection.next_run_at <= now))  # type: ignore[union-attr]
-        .order_by(SyncConnection.next_run_at)
+        .where(sa.or_(next_run_at.is_(None), next_run_at <= now))
+        .order_by(next_run_at)
         .limit(limit)
     ).all()
     return list(rows)

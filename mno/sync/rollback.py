@@ -80,16 +80,16 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
         .all()
     )
     seen: set[uuid.UUID] = set()
-    for row in later:
-        if row.seq > last_seq[row.record_id] and row.record_id not in seen:
-            seen.add(row.record_id)
+    for change in later:
+        if change.seq > last_seq[change.record_id] and change.record_id not in seen:
+            seen.add(change.record_id)
             result.conflicts.append(
                 {
-                    "record_id": str(row.record_id),
-                    "entity": first[row.record_id].entity,
-                    "later_run": str(row.run_id),
-                    "source": row.source,
-                    "action": row.action,
+                    "record_id": str(change.record_id),
+                    "entity": first[change.record_id].entity,
+                    "later_run": str(change.run_id),
+                    "source": change.source,
+                    "action": change.action,
                 }
             )
     for rid, row in first.items():

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import typer
@@ -19,15 +18,6 @@ connection_app = typer.Typer(
 )
 app = typer.Typer(help="Run Connec sync, list runs, roll a run back.", no_args_is_help=True)
 record_app = typer.Typer(help="Read canonical records and their history.", no_args_is_help=True)
-
-
-def _uuid(value: str, what: str) -> uuid.UUID:
-    from mno.errors import BadInput
-
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput(f"invalid {what} {value!r}", "a UUID") from None
 
 
 # -- connector ----------------------------------------------------------------------------
@@ -58,21 +48,11 @@ def connector_apply(
 @connector_app.command("list")
 def connector_list(output: OutputOpt = Format.table) -> None:
     """List connectors."""
-    from sqlmodel import select
-
     from mno.store.db import session_scope
-    from mno.store.models.sync import SyncConnector
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        rows = [
-            {
-                "name": c.name,
-                "base_url": c.spec.get("base_url"),
-                "entities": [e["canonical"] for e in c.spec.get("entities", [])],
-                "updated_at": c.updated_at,
-            }
-            for c in s.exec(select(SyncConnector).order_by(SyncConnector.name))
-        ]
+        rows = views.connectors(s)
     render(rows, output, empty="No connectors.")
 
 
@@ -80,11 +60,10 @@ def connector_list(output: OutputOpt = Format.table) -> None:
 def connector_show(name: str, output: OutputOpt = Format.table) -> None:
     """Show a connector's document."""
     from mno.store.db import session_scope
-    from mno.sync import connections
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        row = connections.get_connector(s, name)
-        data = {"name": row.name, "source": row.source, "spec_hash": row.spec_hash, **row.spec}
+        data = views.connector(s, name)
     if output is Format.table:
         render(data, Format.yaml)
     else:
@@ -101,23 +80,9 @@ def connector_test(
     output: OutputOpt = Format.table,
 ) -> None:
     """Fetch one page and show the mapped records."""
-    from mno.store.db import session_scope
-    from mno.sync import connections, engine, spec
-    from mno.sync.rest import RestClient
+    from mno.sync import views
 
-    creds, base = None, None
-    with session_scope(write=False) as s:
-        doc = spec.of(connections.get_connector(s, name))
-        if connection:
-            c = connections.get(s, connection)
-            creds, base = c.credentials, c.base_url
-    ent = doc.entity(entity) if entity else doc.entities[0]
-    with RestClient(doc, creds, base) as client:
-        raws, nxt = engine.fetch_page(client, ent, None, {})
-    rows = [
-        {"external_id": p.external_id, "deleted": p.deleted, "updated_at": p.updated_at, **p.data}
-        for p in engine.map_page(ent, raws)
-    ]
+    rows = views.first_page(name, entity=entity, connection=connection)
     render(rows, output, empty="The first page is empty.")
 
 
@@ -275,27 +240,6 @@ def connection_remove(name: str) -> None:
 
 # -- sync ---------------------------------------------------------------------------------
 
-RUN_COLUMNS = ["id", "connection", "kind", "status", "started_at", "finished_at", "counts"]
-
-
-def _run_view(s: object, run: object) -> dict[str, object]:
-    from mno.store.models.sync import SyncConnection
-
-    conn = s.get(SyncConnection, run.connection_id) if run.connection_id else None  # type: ignore[attr-defined]
-    return {
-        "id": str(run.id),  # type: ignore[attr-defined]
-        "connection": conn.name if conn else None,
-        "kind": run.kind,  # type: ignore[attr-defined]
-        "status": run.status,  # type: ignore[attr-defined]
-        "entity": run.entity,  # type: ignore[attr-defined]
-        "full": run.full,  # type: ignore[attr-defined]
-        "forced": run.forced,  # type: ignore[attr-defined]
-        "started_at": run.started_at,  # type: ignore[attr-defined]
-        "finished_at": run.finished_at,  # type: ignore[attr-defined]
-        "counts": run.counts,  # type: ignore[attr-defined]
-        "error": run.error,  # type: ignore[attr-defined]
-    }
-
 
 @app.command("run")
 def sync_run(
@@ -308,18 +252,15 @@ def sync_run(
 ) -> None:
     """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run."""
     from mno.store.db import session_scope
+    from mno.sync import views
 
     if connection == "show":
-        from mno.errors import BadInput, NotFound
-        from mno.store.models.sync import SyncRun
+        from mno.errors import BadInput
 
         if not run_id:
             raise BadInput("missing run id", "mno sync run show RUN_ID")
         with session_scope(write=False) as s:
-            run = s.get(SyncRun, _uuid(run_id, "run id"))
-            if run is None:
-                raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
-            render(_run_view(s, run), output)
+            render(views.run(s, run_id), output)
         return
     from mno.cli.output import progress
     from mno.sync import engine
@@ -333,7 +274,7 @@ def sync_run(
             progress=lambda _entity, n: advance(n),
         )
     with session_scope(write=False) as s:
-        view = _run_view(s, run)
+        view = views.run_view(s, run)
     if output is Format.table:
         success(f"run {view['id']} {view['status']}")
     render(view, output)
@@ -348,18 +289,12 @@ def sync_runs(
     output: OutputOpt = Format.table,
 ) -> None:
     """List sync runs, newest first."""
-    from sqlmodel import col, select
-
     from mno.store.db import session_scope
-    from mno.store.models.sync import SyncRun
-    from mno.sync import connections
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        stmt = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
-        if connection:
-            stmt = stmt.where(SyncRun.connection_id == connections.get(s, connection).id)
-        rows = [_run_view(s, r) for r in s.exec(stmt)]
-    render(rows, output, columns=RUN_COLUMNS, empty="No runs.")
+        rows = views.runs(s, connection, limit)
+    render(rows, output, columns=views.RUN_COLUMNS, empty="No runs.")
 
 
 @app.command("rollback")
@@ -372,22 +307,11 @@ def sync_rollback(
     output: OutputOpt = Format.table,
 ) -> None:
     """Restore the records a run changed to their before-state and push them out."""
-    from mno.store.db import session_scope
-    from mno.sync import engine, rollback
+    from mno.sync import rollback, views
 
-    rid = _uuid(run_id, "run id")
-    with session_scope() as s:
-        result = rollback.rollback(s, rid, dry_run=dry_run, force=force)
-        from mno.store.models.sync import SyncRecord
-
-        tenants = set()
-        for item in result.items:
-            rec = s.get(SyncRecord, uuid.UUID(item["record_id"]))
-            if rec is not None:
-                tenants.add(rec.tenant_id)
-    if result.applied:
-        for tenant_id in tenants:
-            engine.deliver_tenant(tenant_id, "rollback:" + run_id)
+    result = rollback.rollback_and_push(
+        views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
+    )
     data = result.as_dict()
     if output is Format.table:
         rows = [
@@ -403,17 +327,6 @@ def sync_rollback(
 # -- record -------------------------------------------------------------------------------
 
 
-def _record_view(r: object) -> dict[str, object]:
-    return {
-        "id": str(r.id),  # type: ignore[attr-defined]
-        "entity": r.entity,  # type: ignore[attr-defined]
-        "version": r.version,  # type: ignore[attr-defined]
-        "updated_at": r.source_updated_at,  # type: ignore[attr-defined]
-        "deleted_at": r.deleted_at,  # type: ignore[attr-defined]
-        "data": r.data,  # type: ignore[attr-defined]
-    }
-
-
 @record_app.command("list")
 def record_list(
     entity: str,
@@ -423,50 +336,22 @@ def record_list(
     output: OutputOpt = Format.table,
 ) -> None:
     """List canonical records of an entity."""
-    from sqlmodel import col, select
-
     from mno.store.db import session_scope
-    from mno.store.models.sync import SyncRecord
-    from mno.tenancy import tenants
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        stmt = select(SyncRecord).where(SyncRecord.entity == entity)
-        if tenant:
-            stmt = stmt.where(SyncRecord.tenant_id == tenants.get(s, tenant).id)
-        if not deleted:
-            stmt = stmt.where(col(SyncRecord.deleted_at).is_(None))
-        stmt = stmt.order_by(col(SyncRecord.created_at), col(SyncRecord.id)).limit(limit)
-        rows = [_record_view(r) for r in s.exec(stmt)]
+        rows = views.records(s, entity, tenant=tenant, deleted=deleted, limit=limit)
     render(rows, output, empty="No records.")
 
 
 @record_app.command("show")
 def record_show(entity: str, record_id: str, output: OutputOpt = Format.table) -> None:
     """Show one canonical record with its id maps."""
-    from sqlmodel import select
-
-    from mno.errors import NotFound
     from mno.store.db import session_scope
-    from mno.store.models.sync import SyncConnection, SyncIdMap, SyncRecord
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        rec = s.get(SyncRecord, _uuid(record_id, "record id"))
-        if rec is None or rec.entity != entity:
-            raise NotFound(f"{entity} {record_id} not found")
-        view = _record_view(rec)
-        view["links"] = [
-            {
-                "connection": c.name,
-                "external_id": m.external_id,
-                "last_pulled_at": m.last_pulled_at,
-                "last_pushed_at": m.last_pushed_at,
-            }
-            for m, c in s.exec(
-                select(SyncIdMap, SyncConnection)
-                .where(SyncIdMap.record_id == rec.id)
-                .where(SyncIdMap.connection_id == SyncConnection.id)
-            )
-        ]
+        view = views.record(s, entity, record_id)
     render(view, output)
 
 
@@ -474,20 +359,8 @@ def record_show(entity: str, record_id: str, output: OutputOpt = Format.table) -
 def record_history(entity: str, record_id: str, output: OutputOpt = Format.table) -> None:
     """The audit trail of a record: every change with its run, source, before and after."""
     from mno.store.db import session_scope
-    from mno.sync import engine
+    from mno.sync import views
 
     with session_scope(write=False) as s:
-        rows = [
-            {
-                "seq": c.seq,
-                "at": c.created_at,
-                "run_id": str(c.run_id),
-                "source": c.source,
-                "action": c.action,
-                "before": c.before,
-                "after": c.after,
-            }
-            for c in engine.iter_changes(s, _uuid(record_id, "record id"))
-            if c.entity == entity
-        ]
+        rows = views.record_history(s, entity, record_id)
     render(rows, output, empty="No changes.")

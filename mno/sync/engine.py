@@ -1,6 +1,8 @@
 """The sync engine: runs of a connection (pull each entity, then deliver its pushes),
-recovery mode and scheduling. The parts live in ``pull`` (the page loop), ``pages``
-(one page: map, detect changes, write), ``push`` (the push queue) and ``runlock``.
+recovery mode and scheduling. The parts live in ``pull`` (the pass: fetch, map, diff,
+write, checkpoint), ``pages`` (one page: map, detect changes, write), ``page_writer``
+(how pages reach the database fast), ``push`` (the push queue), ``runlock`` and
+``views`` (what the CLI shows).
 
 Guarantees:
 
@@ -10,7 +12,8 @@ Guarantees:
 - A full sync sweeps deletions only after the last page was committed, using a token
   stamped on every id map it saw; an interrupted full sync deletes nothing.
 - Runs of one connection never overlap: a named lock ``sync:<connection id>`` is taken
-  at start and renewed in every page transaction; losing it aborts the run.
+  at start and renewed in every page transaction; losing it aborts the run. A lock whose
+  holder died on this host is taken over at once (``leases.take_lock``).
 - After 3 consecutive failed runs a connection is in recovery mode for 24 h (Maestrano)
   and is skipped unless forced.
 """
@@ -36,8 +39,9 @@ from mno.store.models.sync import (
     SyncRecord,
     SyncRun,
 )
+from mno.sync.page_writer import checkpoint_wal
 from mno.sync.pages import Ctx, fetch_page, map_page
-from mno.sync.pull import ProgressFn, checkpoint_wal, pull_entity
+from mno.sync.pull import ProgressFn, pull_entity
 from mno.sync.push import (
     deliver,
     deliver_locked,
@@ -85,7 +89,9 @@ def start_run(
             f"{connection.consecutive_failures} failed runs until {until.isoformat()}",
             "use --force",
         )
-    if not leases.acquire_lock(session, lock_name(connection.id), owner, LOCK_TTL):
+    # a lock left by a run whose process died on this host (kill -9) is taken over at
+    # once; one held elsewhere is waited out until it expires
+    if not leases.take_lock(session, lock_name(connection.id), owner, LOCK_TTL):
         holder = leases.lock_holder(session, lock_name(connection.id))
         raise Conflict(
             f"connection {connection.name} is already syncing",
@@ -116,11 +122,10 @@ def run(
     propagate: bool = True,
 ) -> SyncRun:
     """One foreground run of one connection: pull each entity, then push what is queued."""
-    from mno.agents.base import make_owner
     from mno.sync import connections
     from mno.sync.rest import RestClient
 
-    owner = owner or make_owner()
+    owner = owner or leases.make_owner()
 
     def scope() -> Any:
         return session_scope(db_url)
@@ -164,6 +169,8 @@ def run(
             finally:
                 counts["requests"] = client.requests
     except Exception as exc:
+        # any failure ends the run: recorded on the run row (status, error) below and
+        # reported to the caller through it
         errors.append(str(exc) or type(exc).__name__)
     status = "success" if not errors else ("partial" if ok else "error")
     if counts.get("pages", 0) >= CHECKPOINT_AFTER_PAGES:
@@ -175,7 +182,7 @@ def run(
     if propagate and status != "error":
         for other in pending_targets(conn.tenant_id, exclude=conn.id, db_url=db_url):
             try:
-                run(other, owner=make_owner(), db_url=db_url, sleep=sleep, propagate=False)
+                run(other, owner=leases.make_owner(), db_url=db_url, sleep=sleep, propagate=False)
             except MnoError:
                 pass  # busy, paused or in recovery: its own next run delivers
     return finished
@@ -220,14 +227,15 @@ def finish_run(
 
 
 def due_connections(session: Session, limit: int = 10) -> list[uuid.UUID]:
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     now = clock.now()
+    next_run_at = col(SyncConnection.next_run_at)
     rows = session.exec(
         select(SyncConnection.id)
         .where(SyncConnection.paused == False)  # noqa: E712
-        .where(sa.or_(SyncConnection.next_run_at.is_(None), SyncConnection.next_run_at <= now))  # type: ignore[union-attr]
-        .order_by(SyncConnection.next_run_at)
+        .where(sa.or_(next_run_at.is_(None), next_run_at <= now))
+        .order_by(next_run_at)
         .limit(limit)
     ).all()
     return list(rows)

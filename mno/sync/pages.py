@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,9 @@ from mno.store.models.sync import (
     SyncIdMap,
     SyncRecord,
 )
+from mno.store.types import table_of
 from mno.sync import mapping
-from mno.sync.push import _now_row, queue_pushes
+from mno.sync.push import queue_pushes, row_stamp
 from mno.sync.spec import ConnectorSpec, Entity
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ class Ctx:
     source: str
     targets: list[uuid.UUID] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (_CLOSE_PAGE_PG)
+    flush: bool = True  # PostgreSQL: a page commit waits for its WAL flush (page_writer)
     # the external ids this pass mapped, while the pass started with none of the entity
     # mapped (an initial sync): a page holding none of them needs no lookup (see
     # take_fresh); None when lookups are needed
@@ -292,6 +294,35 @@ def _stored_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+@dataclass(slots=True)
+class PageRows:
+    """What one page writes, by statement: ``classify`` fills it in, the writers below
+    write it. The values every row of the page shares come first, driver-ready."""
+
+    w: bulk.Rows
+    now: datetime
+    now_v: Any
+    tenant_v: Any
+    cid_v: Any
+    run_v: Any
+    seen_token: str | None
+    # created records: only the values that vary per row (see write_new_records); tuples,
+    # or COPY text lines on PostgreSQL
+    new_records: list[Any] = field(default_factory=list)
+    new_maps: list[Any] = field(default_factory=list)
+    new_changes: list[Any] = field(default_factory=list)
+    new_events: list[Any] = field(default_factory=list)
+    rec_updates: list[tuple[Any, ...]] = field(default_factory=list)  # for Rows.update
+    rec_deletes: list[dict[str, Any]] = field(default_factory=list)
+    map_updates: list[tuple[Any, ...]] = field(default_factory=list)  # for Rows.update
+    changes: list[tuple[Any, ...]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    pushes: list[str] = field(default_factory=list)  # record ids (hex)
+    repush_self: list[uuid.UUID] = field(default_factory=list)
+    seen_only: list[uuid.UUID] = field(default_factory=list)
+
+
 def apply_page(
     session: Session,
     ctx: Ctx,
@@ -314,71 +345,52 @@ def apply_page(
     conn = session.connection()
     w = bulk.Rows(conn)
     now = clock.now()
-    now_v = w.time(now)
-    m, r = SyncIdMap.__table__, SyncRecord.__table__  # type: ignore[attr-defined]
-    cid, ent = ctx.connection.id, ctx.entity.canonical
-    tenant_id = ctx.connection.tenant_id
-    tenant_v, cid_v, run_v = w.uid(tenant_id), w.uid(cid), w.uid(ctx.run_id)
+    page = PageRows(
+        w,
+        now,
+        w.time(now),
+        w.uid(ctx.connection.tenant_id),
+        w.uid(ctx.connection.id),
+        w.uid(ctx.run_id),
+        seen_token,
+    )
     external_ids = [i.external_id for i in items]
     known = {} if fresh else _known(conn, w, ctx, external_ids)
-    # created records: only the values that vary per row (see the inserts below)
-    new_records: list[Any] = []  # tuples, or COPY text lines on PostgreSQL
-    new_maps: list[Any] = []
-    new_changes: list[Any] = []
-    new_events: list[Any] = []
-    rec_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
-    rec_deletes: list[dict[str, Any]] = []
-    map_updates: list[tuple[Any, ...]] = []  # driver-ready, for Rows.update
-    changes: list[tuple[Any, ...]] = []
-    conflicts: list[dict[str, Any]] = []
-    events: list[tuple[Any, ...]] = []
-    pushes: list[str] = []  # record ids (hex)
-    repush_self: list[uuid.UUID] = []
-    seen_only: list[uuid.UUID] = []
+    classify(ctx, page, items, known)
+    if page.new_records:
+        write_new_records(ctx, page)
+    write_updates(conn, ctx, page)
+    queue_page_pushes(session, ctx, page)
+    ctx.bump("fetched", len(items))
 
+
+ChangeFn = Callable[[str, uuid.UUID, str | None, str | None, int], None]
+
+
+def classify(ctx: Ctx, page: PageRows, items: list[Pulled], known: dict[str, Known]) -> None:
+    """Sort the page's items into the rows they write: a new record's four rows
+    (prepared by the fetch thread), a delete, an update; an unchanged record or an echo
+    of a push touches its id map only, and a record both sides changed is a conflict."""
+    w, now, now_v = page.w, page.now, page.now_v
+    new_records, new_maps = page.new_records, page.new_maps
+    new_changes, new_events = page.new_changes, page.new_events
+    rec_deletes, rec_updates, map_updates = page.rec_deletes, page.rec_updates, page.map_updates
+    conflicts, pushes = page.conflicts, page.pushes
+    repush_self, seen_only = page.repush_self, page.seen_only
     ids = iter(bulk.hex_ids(2 * len(known) + 1))  # a change and an event per known id
-    src = json.dumps(ctx.source)
-    ent_json = json.dumps(ent)
-    prepare = NewRows(w.postgres, ent, ctx.source)
-
-    def change(
-        action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
-    ) -> None:
-        rid_hex = rid.hex
-        changes.append(
-            (
-                next(ids),
-                now_v,
-                now_v,
-                run_v,
-                rid_hex,
-                tenant_v,
-                ent,
-                action,
-                ctx.source,
-                before_json,
-                after_json,
-            )
-        )
-        payload = (
-            f'{{"record_id":"{rid}","entity":{ent_json},"version":{version},'
-            f'"source":{src},"data":{after_json or "null"}}}'
-        )
-        events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
-        pushes.append(rid_hex)
+    change = _change_rows(ctx, page, ids)
+    prepare = NewRows(w.postgres, ctx.entity.canonical, ctx.source)
 
     if not known and all(it.new_copy is not None and not it.deleted for it in items):
         # an initial sync's page on PostgreSQL: every record is new, with its rows
         # prepared as COPY lines by the fetch thread
-        new_records, new_maps, new_changes, new_events = (
+        page.new_records, page.new_maps, page.new_changes, page.new_events = (
             list(lines)
             for lines in zip(*[it.new_copy for it in items], strict=True)  # type: ignore[misc]
         )
-        pushes.extend(line[:32] for line in new_records)  # the record ids, 32 hex digits
-        items_left: list[Pulled] = []
-    else:
-        items_left = items
-    for it in items_left:
+        pushes.extend(line[:32] for line in page.new_records)  # the record ids, 32 hex digits
+        return
+    for it in items:
         row = known.get(it.external_id)
         if row is None:
             if it.deleted:
@@ -432,28 +444,10 @@ def apply_page(
             continue
         platform_changed = row.content_hash not in (row.pulled_hash, row.pushed_hash)
         if platform_changed:
-            pref = ctx.connection.preemption
-            if pref:
-                winner, rule = pref, f"preemption:{pref}"
-            else:
-                app_t, plat_t = it.updated_at, row.source_updated_at
-                winner = "app" if (app_t and (plat_t is None or app_t >= plat_t)) else "platform"
-                rule = "newest"
-            conflicts.append(
-                {
-                    **_now_row(now),
-                    "run_id": ctx.run_id,
-                    "record_id": row.record_id,
-                    "connection_id": cid,
-                    "entity": ent,
-                    "winner": winner,
-                    "rule": rule,
-                    "platform_data": row.data,
-                    "app_data": it.data,
-                }
-            )
+            conflict = _conflict(ctx, row, it, now)
+            conflicts.append(conflict)
             ctx.bump("conflicts")
-            if winner == "platform":
+            if conflict["winner"] == "platform":
                 map_updates.append((it.digest, now_v, w.uid(row.id)))
                 repush_self.append(row.record_id)
                 continue
@@ -477,58 +471,130 @@ def apply_page(
         )
         ctx.bump("updated")
 
-    if new_records:
-        stamp = {"created_at": now_v, "updated_at": now_v}
-        # PostgreSQL: COPY text lines prepared by the fetch thread; SQLite: tuples
-        insert = w.copy if w.postgres else w.insert
-        insert(
-            r,
-            ("id", "data", "content_hash", "source_updated_at"),
-            new_records,
-            {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
+
+def _change_rows(ctx: Ctx, page: PageRows, ids: Iterator[str]) -> ChangeFn:
+    """``change(action, record id, before, after, version)``: the change row, event and
+    push of a known record's update or delete (ids from ``ids``, JSON as text)."""
+    changes, events, pushes = page.changes, page.events, page.pushes
+    now_v, run_v, tenant_v = page.now_v, page.run_v, page.tenant_v
+    ent = ctx.entity.canonical
+    src = json.dumps(ctx.source)
+    ent_json = json.dumps(ent)
+
+    def change(
+        action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
+    ) -> None:
+        rid_hex = rid.hex
+        changes.append(
+            (
+                next(ids),
+                now_v,
+                now_v,
+                run_v,
+                rid_hex,
+                tenant_v,
+                ent,
+                action,
+                ctx.source,
+                before_json,
+                after_json,
+            )
         )
-        insert(
-            m,
-            ("id", "external_id", "record_id", "pulled_hash"),
-            new_maps,
-            {
-                **stamp,
-                "connection_id": cid_v,
-                "entity": ent,
-                "last_pulled_at": now_v,
-                "seen_token": seen_token,
-            },
+        payload = (
+            f'{{"record_id":"{rid}","entity":{ent_json},"version":{version},'
+            f'"source":{src},"data":{after_json or "null"}}}'
         )
-        # compact change rows: no before, no after (see iter_changes)
-        insert(
-            SyncChange.__table__,  # type: ignore[attr-defined]
-            ("id", "record_id"),
-            new_changes,
-            {
-                **stamp,
-                "run_id": run_v,
-                "tenant_id": tenant_v,
-                "entity": ent,
-                "action": "create",
-                "source": ctx.source,
-            },
-        )
-        outbox.emit_rows(
-            w,
-            ("id", "payload"),
-            new_events,
-            {**stamp, "type": "record.created", "tenant_id": tenant_v},
-            copy_lines=w.postgres,
-        )
-        ctx.bump("created", len(new_records))
-    if rec_updates:
+        events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
+        pushes.append(rid_hex)
+
+    return change
+
+
+def _conflict(ctx: Ctx, row: Known, it: Pulled, now: datetime) -> dict[str, Any]:
+    """The conflict row of a record changed on both sides since it was last synced: the
+    connection's preemption wins, or else the newer change."""
+    pref = ctx.connection.preemption
+    if pref:
+        winner, rule = pref, f"preemption:{pref}"
+    else:
+        app_t, plat_t = it.updated_at, row.source_updated_at
+        winner = "app" if (app_t and (plat_t is None or app_t >= plat_t)) else "platform"
+        rule = "newest"
+    return {
+        **row_stamp(now),
+        "run_id": ctx.run_id,
+        "record_id": row.record_id,
+        "connection_id": ctx.connection.id,
+        "entity": ctx.entity.canonical,
+        "winner": winner,
+        "rule": rule,
+        "platform_data": row.data,
+        "app_data": it.data,
+    }
+
+
+def write_new_records(ctx: Ctx, page: PageRows) -> None:
+    """The new records' four rows, one statement per table: COPY text lines prepared by
+    the fetch thread on PostgreSQL, tuples on SQLite. Only the values that vary per row
+    travel per row; the page's shared values are given once."""
+    w, now_v, tenant_v, ent = page.w, page.now_v, page.tenant_v, ctx.entity.canonical
+    stamp = {"created_at": now_v, "updated_at": now_v}
+    insert = w.copy if w.postgres else w.insert
+    insert(
+        table_of(SyncRecord),
+        ("id", "data", "content_hash", "source_updated_at"),
+        page.new_records,
+        {**stamp, "tenant_id": tenant_v, "entity": ent, "version": 1},
+    )
+    insert(
+        table_of(SyncIdMap),
+        ("id", "external_id", "record_id", "pulled_hash"),
+        page.new_maps,
+        {
+            **stamp,
+            "connection_id": page.cid_v,
+            "entity": ent,
+            "last_pulled_at": now_v,
+            "seen_token": page.seen_token,
+        },
+    )
+    # compact change rows: no before, no after (see iter_changes)
+    insert(
+        table_of(SyncChange),
+        ("id", "record_id"),
+        page.new_changes,
+        {
+            **stamp,
+            "run_id": page.run_v,
+            "tenant_id": tenant_v,
+            "entity": ent,
+            "action": "create",
+            "source": ctx.source,
+        },
+    )
+    outbox.emit_rows(
+        w,
+        ("id", "payload"),
+        page.new_events,
+        {**stamp, "type": "record.created", "tenant_id": tenant_v},
+        copy_lines=w.postgres,
+    )
+    ctx.bump("created", len(page.new_records))
+
+
+def write_updates(conn: sa.Connection, ctx: Ctx, page: PageRows) -> None:
+    """The known records' writes: updates and deletes of records, id maps' new hashes
+    and the pass's seen token, then the change rows, conflicts and events."""
+    w, seen_token = page.w, page.seen_token
+    m, r = table_of(SyncIdMap), table_of(SyncRecord)
+    if page.rec_updates:
         w.update(
             r,
             ("data", "content_hash", "version", "source_updated_at", "updated_at"),
-            rec_updates,
+            page.rec_updates,
             same={"deleted_at": None},
         )
-    if rec_deletes:
+    if page.rec_deletes:
         conn.execute(
             r.update()
             .where(r.c.id == sa.bindparam("b_id"))
@@ -538,23 +604,28 @@ def apply_page(
                 deleted_at=sa.bindparam("deleted_at"),
                 updated_at=sa.bindparam("updated_at"),
             ),
-            rec_deletes,
+            page.rec_deletes,
         )
-    if map_updates:
+    if page.map_updates:
         w.update(
             m,
             ("pulled_hash", "last_pulled_at"),
-            map_updates,
+            page.map_updates,
             same={"seen_token": seen_token} if seen_token else None,
         )
-    if seen_token and seen_only:
-        conn.execute(m.update().where(m.c.id.in_(seen_only)).values(seen_token=seen_token))
-    w.insert(SyncChange.__table__, _CHANGE_COLS, changes)  # type: ignore[attr-defined]
-    if conflicts:
-        conn.execute(SyncConflict.__table__.insert(), conflicts)  # type: ignore[attr-defined]
-    outbox.emit_rows(w, _EVENT_COLS, events)
-    if ctx.targets and pushes:
-        queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in pushes], ctx.run_id)
-    if repush_self and ctx.connection.push_enabled and ctx.entity.push:
-        queue_pushes(session, [cid], ent, repush_self, ctx.run_id)
-    ctx.bump("fetched", len(items))
+    if seen_token and page.seen_only:
+        conn.execute(m.update().where(m.c.id.in_(page.seen_only)).values(seen_token=seen_token))
+    w.insert(table_of(SyncChange), _CHANGE_COLS, page.changes)
+    if page.conflicts:
+        conn.execute(table_of(SyncConflict).insert(), page.conflicts)
+    outbox.emit_rows(w, _EVENT_COLS, page.events)
+
+
+def queue_page_pushes(session: Session, ctx: Ctx, page: PageRows) -> None:
+    """Every record the page changed is pushed to the tenant's other connections; a
+    conflict the platform won is pushed back to this connection too."""
+    ent, cid = ctx.entity.canonical, ctx.connection.id
+    if ctx.targets and page.pushes:
+        queue_pushes(session, ctx.targets, ent, [uuid.UUID(hex=h) for h in page.pushes], ctx.run_id)
+    if page.repush_self and ctx.connection.push_enabled and ctx.entity.push:
+        queue_pushes(session, [cid], ent, page.repush_self, ctx.run_id)

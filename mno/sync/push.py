@@ -21,6 +21,7 @@ from mno.store.models.sync import (
     SyncPush,
     SyncRecord,
 )
+from mno.store.types import table_of
 from mno.sync import mapping
 from mno.sync.runlock import LOCK_TTL, hold_connection, lock_name
 from mno.sync.spec import ConnectorSpec
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 PUSH_BATCH = 50
 
 
-def _now_row(now: datetime) -> dict[str, Any]:
+def row_stamp(now: datetime) -> dict[str, Any]:
+    """A new row's id, created_at and updated_at, for bulk inserts of plain dicts."""
     return {"id": uuid.uuid4(), "created_at": now, "updated_at": now}
 
 
@@ -49,7 +51,7 @@ def queue_pushes(
     now = clock.now()
     rows = [
         {
-            **_now_row(now),
+            **row_stamp(now),
             "connection_id": t,
             "record_id": rid,
             "entity": entity,
@@ -61,7 +63,7 @@ def queue_pushes(
         for t in targets
         for rid in record_ids
     ]
-    session.connection().execute(SyncPush.__table__.insert(), rows)  # type: ignore[attr-defined]
+    session.connection().execute(table_of(SyncPush).insert(), rows)
     return len(rows)
 
 
@@ -137,8 +139,8 @@ def deliver(
                     owner,
                     PUSH_BATCH,
                     LOCK_TTL,
-                    where=SyncPush.__table__.c.connection_id == connection_id,  # type: ignore[attr-defined]
-                    order_by=[SyncPush.__table__.c.created_at],  # type: ignore[attr-defined]
+                    where=table_of(SyncPush).c.connection_id == connection_id,
+                    order_by=[table_of(SyncPush).c.created_at],
                 )
             if not ids:
                 break
@@ -282,7 +284,7 @@ def deliver_tenant(
 
 def deliver_locked(connection_id: uuid.UUID, owner: str, *, db_url: str | None = None) -> int:
     with session_scope(db_url) as session:
-        if not leases.acquire_lock(session, lock_name(connection_id), owner, LOCK_TTL):
+        if not leases.take_lock(session, lock_name(connection_id), owner, LOCK_TTL):
             return 0
     try:
         return deliver(connection_id, owner, db_url=db_url)[0]

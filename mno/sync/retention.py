@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from mno.store.models.sync import SyncChange, SyncConflict, SyncPush, SyncRun
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -31,7 +32,7 @@ FINISHED_PUSH = ("done", "skipped", "failed")
 
 def prune_pushes(session: Session, before: datetime, limit: int) -> int:
     """Delete up to ``limit`` pushes that finished before ``before``."""
-    p = SyncPush.__table__  # type: ignore[attr-defined]
+    p = table_of(SyncPush)
     pick = (
         sa.select(p.c.id)
         .where(p.c.status.in_(FINISHED_PUSH), p.c.updated_at < before)
@@ -43,8 +44,8 @@ def prune_pushes(session: Session, before: datetime, limit: int) -> int:
 
 def prunable_runs(before: datetime) -> sa.Select[tuple[object]]:
     """The ids of the runs ``prune_runs`` may delete, oldest first."""
-    r = SyncRun.__table__  # type: ignore[attr-defined]
-    p = SyncPush.__table__  # type: ignore[attr-defined]
+    r = table_of(SyncRun)
+    p = table_of(SyncPush)
     later = r.alias("later")
     newer = sa.exists().where(
         later.c.connection_id == r.c.connection_id, later.c.started_at > r.c.started_at
@@ -68,9 +69,9 @@ def prunable_runs(before: datetime) -> sa.Select[tuple[object]]:
 def prune_runs(session: Session, before: datetime, limit: int) -> int:
     """One batch: up to ``limit`` change rows of prunable runs, their conflicts, then
     the prunable runs left without change rows. Returns the rows deleted."""
-    r = SyncRun.__table__  # type: ignore[attr-defined]
-    c = SyncChange.__table__  # type: ignore[attr-defined]
-    f = SyncConflict.__table__  # type: ignore[attr-defined]
+    r = table_of(SyncRun)
+    c = table_of(SyncChange)
+    f = table_of(SyncConflict)
     runs = [row[0] for row in session.execute(prunable_runs(before).limit(limit))]
     if not runs:
         return 0

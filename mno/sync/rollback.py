@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -18,8 +19,11 @@ import sqlalchemy as sa
 from mno import clock
 from mno.errors import Conflict, NotFound
 from mno.store import audit, outbox
+from mno.store.db import session_scope
 from mno.store.models.sync import SyncChange, SyncConnection, SyncRecord, SyncRun
+from mno.store.types import table_of
 from mno.sync import mapping
+from mno.sync.push import deliver_tenant, ignored_fields, push_targets, queue_pushes
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -47,7 +51,7 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
     run = session.get(SyncRun, run_id)
     if run is None:
         raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
-    c = SyncChange.__table__  # type: ignore[attr-defined]
+    c = table_of(SyncChange)
     rows = (
         session.connection()
         .execute(
@@ -76,16 +80,16 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
         .all()
     )
     seen: set[uuid.UUID] = set()
-    for row in later:
-        if row.seq > last_seq[row.record_id] and row.record_id not in seen:
-            seen.add(row.record_id)
+    for change in later:
+        if change.seq > last_seq[change.record_id] and change.record_id not in seen:
+            seen.add(change.record_id)
             result.conflicts.append(
                 {
-                    "record_id": str(row.record_id),
-                    "entity": first[row.record_id].entity,
-                    "later_run": str(row.run_id),
-                    "source": row.source,
-                    "action": row.action,
+                    "record_id": str(change.record_id),
+                    "entity": first[change.record_id].entity,
+                    "later_run": str(change.run_id),
+                    "source": change.source,
+                    "action": change.action,
                 }
             )
     for rid, row in first.items():
@@ -104,17 +108,11 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
 def rollback(
     session: Session, run_id: uuid.UUID, *, dry_run: bool = False, force: bool = False
 ) -> Plan:
-    from mno.sync.engine import ignored_fields, push_targets, queue_pushes
-
+    """Restore the records the run changed (see the module's docstring); refuses when
+    later runs changed some of them, unless ``force``. With ``dry_run`` only the plan."""
     result = plan(session, run_id)
     if result.conflicts and not force:
-        listed = ", ".join(f"{x['entity']} {x['record_id']}" for x in result.conflicts[:20])
-        more = len(result.conflicts) - 20
-        raise Conflict(
-            f"later runs changed {len(result.conflicts)} of the records: {listed}"
-            + (f" and {more} more" if more > 0 else ""),
-            "use --force to restore them anyway",
-        )
+        raise _refusal(result.conflicts)
     if dry_run or not result.items:
         return result
     src_run = session.get(SyncRun, run_id)
@@ -134,55 +132,11 @@ def rollback(
     restored = 0
     for item in result.items:
         rec = session.get(SyncRecord, uuid.UUID(item["record_id"]))
-        if rec is None:
+        if rec is None or not _restore(session, rec, item["before"], rb.id, source, now):
             continue
-        before_state = None if rec.deleted_at else dict(rec.data)
-        target = item["before"]
-        if target is None:
-            if rec.deleted_at is not None:
-                continue
-            rec.deleted_at, action, after, etype = now, "delete", None, "record.deleted"
-        else:
-            rec.data, rec.deleted_at = dict(target), None
-            rec.content_hash = mapping.content_hash(
-                rec.data, ignored_fields(session, rec.tenant_id, rec.entity)
-            )
-            action, after, etype = "update", dict(target), "record.updated"
-        rec.version += 1
-        rec.source_updated_at = now
-        rec.touch()
-        session.add(rec)
-        session.add(
-            SyncChange(
-                run_id=rb.id,
-                record_id=rec.id,
-                tenant_id=rec.tenant_id,
-                entity=rec.entity,
-                action=action,
-                source=source,
-                before=before_state,
-                after=after,
-            )
-        )
-        outbox.emit(
-            session,
-            etype,
-            {
-                "record_id": str(rec.id),
-                "entity": rec.entity,
-                "version": rec.version,
-                "source": source,
-                "data": after,
-            },
-            rec.tenant_id,
-        )
         by_entity.setdefault((rec.tenant_id, rec.entity), []).append(rec.id)
         restored += 1
-    for (tenant_id, entity), ids in by_entity.items():
-        anchor = SyncConnection(
-            id=uuid.uuid4(), name="", tenant_id=tenant_id, connector_id=uuid.uuid4()
-        )
-        queue_pushes(session, push_targets(session, anchor, entity), entity, ids, rb.id)
+    _queue_restored(session, by_entity, rb.id)
     rb.counts = {"restored": restored}
     session.add(rb)
     audit.record(
@@ -195,3 +149,98 @@ def rollback(
     )
     result.applied, result.rollback_run_id = True, rb.id
     return result
+
+
+def rollback_and_push(
+    run_id: uuid.UUID, *, dry_run: bool = False, force: bool = False, db_url: str | None = None
+) -> Plan:
+    """``rollback`` in a transaction of its own; once it is applied, the pushes of the
+    restored records go out at once to their tenants' connections that are not running
+    (``push.deliver_tenant``)."""
+    with session_scope(db_url) as session:
+        result = rollback(session, run_id, dry_run=dry_run, force=force)
+        tenants: set[uuid.UUID] = set()
+        for item in result.items:
+            rec = session.get(SyncRecord, uuid.UUID(item["record_id"]))
+            if rec is not None:
+                tenants.add(rec.tenant_id)
+    if result.applied:
+        for tenant_id in tenants:
+            deliver_tenant(tenant_id, f"rollback:{run_id}", db_url=db_url)
+    return result
+
+
+def _refusal(conflicts: list[dict[str, Any]]) -> Conflict:
+    listed = ", ".join(f"{x['entity']} {x['record_id']}" for x in conflicts[:20])
+    more = len(conflicts) - 20
+    return Conflict(
+        f"later runs changed {len(conflicts)} of the records: {listed}"
+        + (f" and {more} more" if more > 0 else ""),
+        "use --force to restore them anyway",
+    )
+
+
+def _restore(
+    session: Session,
+    rec: SyncRecord,
+    target: dict[str, Any] | None,
+    rollback_run_id: uuid.UUID,
+    source: str,
+    now: datetime,
+) -> bool:
+    """Put one record back to ``target`` (None: deleted), with its change row and
+    event; False when it already is deleted and should be."""
+    before_state = None if rec.deleted_at else dict(rec.data)
+    if target is None:
+        if rec.deleted_at is not None:
+            return False
+        rec.deleted_at, action, after, etype = now, "delete", None, "record.deleted"
+    else:
+        rec.data, rec.deleted_at = dict(target), None
+        rec.content_hash = mapping.content_hash(
+            rec.data, ignored_fields(session, rec.tenant_id, rec.entity)
+        )
+        action, after, etype = "update", dict(target), "record.updated"
+    rec.version += 1
+    rec.source_updated_at = now
+    rec.touch()
+    session.add(rec)
+    session.add(
+        SyncChange(
+            run_id=rollback_run_id,
+            record_id=rec.id,
+            tenant_id=rec.tenant_id,
+            entity=rec.entity,
+            action=action,
+            source=source,
+            before=before_state,
+            after=after,
+        )
+    )
+    outbox.emit(
+        session,
+        etype,
+        {
+            "record_id": str(rec.id),
+            "entity": rec.entity,
+            "version": rec.version,
+            "source": source,
+            "data": after,
+        },
+        rec.tenant_id,
+    )
+    return True
+
+
+def _queue_restored(
+    session: Session,
+    by_entity: dict[tuple[uuid.UUID, str], list[uuid.UUID]],
+    rollback_run_id: uuid.UUID,
+) -> None:
+    """Queue the restored state's pushes to every connection of the tenant that pushes
+    the entity, the source connection included."""
+    for (tenant_id, entity), ids in by_entity.items():
+        anchor = SyncConnection(
+            id=uuid.uuid4(), name="", tenant_id=tenant_id, connector_id=uuid.uuid4()
+        )
+        queue_pushes(session, push_targets(session, anchor, entity), entity, ids, rollback_run_id)

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from mno.errors import Conflict
-from mno.store.models.sync import (
-    SyncConnection,
-)
-
-if TYPE_CHECKING:
-    pass
+from mno.store.models.sync import SyncConnection
+from mno.store.types import table_of
 
 LOCK_TTL = timedelta(minutes=2)
 
@@ -28,7 +23,7 @@ def hold_connection(conn: sa.Connection, connection: SyncConnection) -> None:
     """Lock the connection's row until the transaction ends (``FOR KEY SHARE`` on
     PostgreSQL, what a foreign key takes for each row; SQLite has one writer at a time),
     so ``connections.remove`` waits for the transaction; raise when it is already gone."""
-    c = SyncConnection.__table__  # type: ignore[attr-defined]
+    c = table_of(SyncConnection)
     held = conn.execute(
         sa.select(c.c.id).where(c.c.id == connection.id).with_for_update(read=True, key_share=True)
     ).first()

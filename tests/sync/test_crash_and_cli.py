@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -25,8 +24,6 @@ def _q(url: str, sql: str) -> int:
 
 
 def test_kill_9_mid_sync_then_resume_without_loss_or_duplicates(world) -> None:
-    from mno import clock
-
     api = Api(records=300)
     api.delay = 0.05
     world.connector("crm", "crm", api, size=10)
@@ -49,10 +46,10 @@ def test_kill_9_mid_sync_then_resume_without_loss_or_duplicates(world) -> None:
     committed = _q(world.url, "SELECT count(*) FROM sync_record")
     assert 0 < committed < 300
     assert committed % 10 == 0  # whole pages only
-    # the dead run still holds the lock until it expires; then a new run resumes
+    # the dead run's lock has not expired yet, but its process is gone: the next run
+    # takes the lock over at once and resumes
     api.delay = 0
     requests_before = api.requests
-    clock.set_now(clock.now() + timedelta(minutes=5))
     run = world.run(name)
     assert run.status == "success", run.error
     assert run.counts["created"] == 300 - committed
@@ -240,3 +237,97 @@ def test_content_hash_text_is_the_standard_json_text() -> None:
     assert mapping.hash_and_json(data, ["n"])[0] == mapping.content_hash(
         {k: v for k, v in data.items() if k != "n"}
     )
+
+
+def test_cli_tables_keys_and_errors(world, cli) -> None:
+    """What the record, run and connector commands print, beyond the tour's JSON:
+    table headers, the keys of each JSON view, and the messages of bad or unknown ids."""
+    api = Api(records=3)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    first = world.run(name)
+    api.edit("c1", name="edited")
+    world.run(name)
+
+    listed = cli("connector", "list")
+    assert listed.exit_code == 0
+    assert listed.stdout.split("\n")[0].split() == [
+        "NAME", "┃", "BASE", "URL", "┃", "ENTITIES", "┃", "UPDATED", "AT",
+    ]  # fmt: skip
+    assert cli("connector", "show", "crm").stdout.startswith("name: crm\nsource: ")
+    shown = cli("sync", "run", "show", str(first.id))
+    assert [line.rstrip() for line in shown.stdout.split("\n")[:4]] == [
+        f" id           {first.id}",
+        f" connection   {name}",
+        " kind         sync",
+        " status       success",
+    ]
+    assert list(cli.json("sync", "run", "show", str(first.id))) == [
+        "id", "connection", "kind", "status", "entity", "full", "forced",
+        "started_at", "finished_at", "counts", "error",
+    ]  # fmt: skip
+    runs = cli("sync", "runs")
+    assert runs.stdout.split("\n")[0].split("┃") == [
+        " ID                                   ",
+        " CONNECTION ",
+        " KIND ",
+        " STATUS  ",
+        " STARTED AT                  ",
+        " FINISHED AT                 ",
+        runs.stdout.split("\n")[0].split("┃")[-1],
+    ]
+    assert runs.stdout.split("\n")[0].split("┃")[-1].strip() == "COUNTS"
+    assert len(cli.json("sync", "runs", "--connection", name, "--limit", "1")) == 1
+
+    records = cli.json("record", "list", "contact", "--limit", "2")
+    assert len(records) == 2
+    assert list(records[0]) == ["id", "entity", "version", "updated_at", "deleted_at", "data"]
+    assert cli("record", "list", "nothing").stdout == "No records.\n"
+    c1 = next(r for r in cli.json("record", "list", "contact") if r["data"]["name"] == "edited")
+    one = cli.json("record", "show", "contact", c1["id"])
+    assert list(one) == ["id", "entity", "version", "updated_at", "deleted_at", "data", "links"]
+    assert one["links"] == [
+        {
+            "connection": name,
+            "external_id": "c1",
+            "last_pulled_at": one["links"][0]["last_pulled_at"],
+            "last_pushed_at": None,
+        }
+    ]
+    history = cli.json("record", "history", "contact", c1["id"])
+    assert [list(h) for h in history] == [
+        ["seq", "at", "run_id", "source", "action", "before", "after"]
+    ] * 2
+    assert [h["action"] for h in history] == ["create", "update"]
+    assert history[0]["after"] == history[1]["before"]
+    assert cli("record", "history", "other", c1["id"]).stdout == "No changes.\n"
+
+    missing = "00000000-0000-0000-0000-000000000000"
+    for args, code, message in [
+        (("sync", "run", "show"), 2, "Error: missing run id (mno sync run show RUN_ID)\n"),
+        (("sync", "run", "show", "nope"), 2, "Error: invalid run id 'nope' (a UUID)\n"),
+        (
+            ("sync", "run", "show", missing),
+            1,
+            f"Error: sync run {missing} not found (see `mno sync runs`)\n",
+        ),
+        (("sync", "rollback", "bad"), 2, "Error: invalid run id 'bad' (a UUID)\n"),
+        (("record", "show", "contact", "bad"), 2, "Error: invalid record id 'bad' (a UUID)\n"),
+        (("record", "show", "contact", missing), 1, f"Error: contact {missing} not found\n"),
+        (("record", "show", "other", c1["id"]), 1, f"Error: other {c1['id']} not found\n"),
+        (("record", "history", "contact", "x"), 2, "Error: invalid record id 'x' (a UUID)\n"),
+    ]:
+        r = cli(*args)
+        assert (r.exit_code, r.stderr) == (code, message), args
+
+    bad = cli.json("sync", "runs", "--limit", "1")[0]["id"]
+    dry = cli("sync", "rollback", bad, "--dry-run")
+    assert dry.exit_code == 0
+    assert dry.stdout.split("\n")[0].split() == [
+        "RECORD", "ID", "┃", "ENTITY", "┃", "ACTION",
+    ]  # fmt: skip
+    assert dry.stdout.split("\n")[2].split() == [c1["id"], "│", "contact", "│", "restore"]
+    assert dry.stderr == "✓ would restore 1 record(s)\n"
+    done = cli("sync", "rollback", bad)
+    assert done.exit_code == 0 and done.stderr == "✓ restored 1 record(s)\n"
+    assert cli.json("record", "show", "contact", c1["id"])["data"]["name"] == "name 1"

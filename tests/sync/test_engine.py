@@ -645,7 +645,7 @@ def test_sqlite_backfill_copies_the_log_into_the_database(tmp_path) -> None:
     reach the database file while the writer's connection never checkpoints."""
     import sqlite3
 
-    from mno.sync.pull import _Backfill
+    from mno.sync.page_writer import Backfill
 
     path = tmp_path / "wal.db"
     writer = sqlite3.connect(path, isolation_level=None)
@@ -654,8 +654,8 @@ def test_sqlite_backfill_copies_the_log_into_the_database(tmp_path) -> None:
     writer.execute("CREATE TABLE t (x TEXT)")
     writer.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,) for _ in range(2000)])
     before = path.stat().st_size
-    backfill = _Backfill(str(path))
-    for _ in range(_Backfill.EVERY):
+    backfill = Backfill(str(path))
+    for _ in range(Backfill.EVERY):
         backfill.poke()
     backfill.close()
     assert before < 100_000 < path.stat().st_size  # some 2 MB of rows, now in the file

@@ -1,0 +1,196 @@
+"""Read models of sync for the CLI and the API: connectors, runs, canonical records and
+their history, as plain dicts with stable keys (times as datetimes, ids as strings)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from mno.errors import BadInput, NotFound
+from mno.store.db import session_scope
+from mno.store.models.sync import (
+    SyncConnection,
+    SyncConnector,
+    SyncIdMap,
+    SyncRecord,
+    SyncRun,
+)
+from mno.sync import connections, spec
+from mno.sync.engine import iter_changes
+from mno.sync.pages import fetch_page, map_page
+from mno.sync.rest import RestClient
+from mno.tenancy import tenants
+
+
+def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    """An id typed by a user; BadInput naming ``what`` when it is not a UUID."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadInput(f"invalid {what} {value!r}", "a UUID") from None
+
+
+# -- connectors ---------------------------------------------------------------------------
+
+
+def connectors(session: Session) -> list[dict[str, Any]]:
+    """Every connector by name, with its base URL and entities."""
+    return [
+        {
+            "name": c.name,
+            "base_url": c.spec.get("base_url"),
+            "entities": [e["canonical"] for e in c.spec.get("entities", [])],
+            "updated_at": c.updated_at,
+        }
+        for c in session.exec(select(SyncConnector).order_by(SyncConnector.name))
+    ]
+
+
+def connector(session: Session, name: str) -> dict[str, Any]:
+    """A connector's document, with where it came from and its hash."""
+    row = connections.get_connector(session, name)
+    return {"name": row.name, "source": row.source, "spec_hash": row.spec_hash, **row.spec}
+
+
+def first_page(
+    connector_name: str,
+    *,
+    entity: str | None = None,
+    connection: str | None = None,
+    db_url: str | None = None,
+) -> list[dict[str, Any]]:
+    """The first page of an entity (default: the connector's first), fetched from the
+    app and mapped, as ``mno connector test`` shows it; with ``connection``, with that
+    connection's credentials and base URL. Nothing is written."""
+    creds, base = None, None
+    with session_scope(db_url, write=False) as s:
+        doc = spec.of(connections.get_connector(s, connector_name))
+        if connection:
+            c = connections.get(s, connection)
+            creds, base = c.credentials, c.base_url
+    ent = doc.entity(entity) if entity else doc.entities[0]
+    with RestClient(doc, creds, base) as client:
+        raws, _ = fetch_page(client, ent, None, {})
+    return [
+        {"external_id": p.external_id, "deleted": p.deleted, "updated_at": p.updated_at, **p.data}
+        for p in map_page(ent, raws)
+    ]
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+RUN_COLUMNS = ["id", "connection", "kind", "status", "started_at", "finished_at", "counts"]
+
+
+def run_view(session: Session, run: SyncRun) -> dict[str, Any]:
+    """A run with its connection's name (None once the connection is removed)."""
+    conn = session.get(SyncConnection, run.connection_id) if run.connection_id else None
+    return {
+        "id": str(run.id),
+        "connection": conn.name if conn else None,
+        "kind": run.kind,
+        "status": run.status,
+        "entity": run.entity,
+        "full": run.full,
+        "forced": run.forced,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "counts": run.counts,
+        "error": run.error,
+    }
+
+
+def run(session: Session, run_id: str | uuid.UUID) -> dict[str, Any]:
+    """One run (``run_view``); NotFound when there is none."""
+    row = session.get(SyncRun, parse_id(run_id, "run id"))
+    if row is None:
+        raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
+    return run_view(session, row)
+
+
+def runs(session: Session, connection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Runs newest first, of one connection or of all."""
+    stmt = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
+    if connection:
+        stmt = stmt.where(SyncRun.connection_id == connections.get(session, connection).id)
+    return [run_view(session, r) for r in session.exec(stmt)]
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def record_view(record: SyncRecord) -> dict[str, Any]:
+    return {
+        "id": str(record.id),
+        "entity": record.entity,
+        "version": record.version,
+        "updated_at": record.source_updated_at,
+        "deleted_at": record.deleted_at,
+        "data": record.data,
+    }
+
+
+def records(
+    session: Session,
+    entity: str,
+    *,
+    tenant: str | None = None,
+    deleted: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Canonical records of an entity, oldest first: of one tenant or of all, the
+    deleted ones too with ``deleted``."""
+    stmt = select(SyncRecord).where(SyncRecord.entity == entity)
+    if tenant:
+        stmt = stmt.where(SyncRecord.tenant_id == tenants.get(session, tenant).id)
+    if not deleted:
+        stmt = stmt.where(col(SyncRecord.deleted_at).is_(None))
+    stmt = stmt.order_by(col(SyncRecord.created_at), col(SyncRecord.id)).limit(limit)
+    return [record_view(r) for r in session.exec(stmt)]
+
+
+def record(session: Session, entity: str, record_id: str | uuid.UUID) -> dict[str, Any]:
+    """One canonical record with its links: the connections that map it, by external
+    id, with when it was last pulled and pushed. NotFound unless it is of ``entity``."""
+    rec = session.get(SyncRecord, parse_id(record_id, "record id"))
+    if rec is None or rec.entity != entity:
+        raise NotFound(f"{entity} {record_id} not found")
+    view = record_view(rec)
+    view["links"] = [
+        {
+            "connection": c.name,
+            "external_id": m.external_id,
+            "last_pulled_at": m.last_pulled_at,
+            "last_pushed_at": m.last_pushed_at,
+        }
+        for m, c in session.exec(
+            select(SyncIdMap, SyncConnection)
+            .where(SyncIdMap.record_id == rec.id)
+            .where(SyncIdMap.connection_id == SyncConnection.id)
+        )
+    ]
+    return view
+
+
+def record_history(
+    session: Session, entity: str, record_id: str | uuid.UUID
+) -> list[dict[str, Any]]:
+    """A record's audit trail: every change in order, with its run, source, before and
+    after (none when the record is not of ``entity``)."""
+    return [
+        {
+            "seq": c.seq,
+            "at": c.created_at,
+            "run_id": str(c.run_id),
+            "source": c.source,
+            "action": c.action,
+            "before": c.before,
+            "after": c.after,
+        }
+        for c in iter_changes(session, parse_id(record_id, "record id"))
+        if c.entity == entity
+    ]

@@ -51,7 +51,7 @@ def credit(
 ) -> None:
     """Add prepaid credit; invoices issued later in that currency draw it down after tax."""
     from mno.billing import invoices
-    from mno.cli.billing_subscriptions import _when
+    from mno.cli.billing import aware_time
     from mno.cli.output import done
     from mno.money import check_currency, to_decimal, to_minor
     from mno.store.db import session_scope
@@ -63,7 +63,7 @@ def credit(
             to_minor(to_decimal(amount), check_currency(currency)),
             currency,
             reference,
-            expires_at=_when(expires),
+            expires_at=aware_time(expires),
         )
         data = {"seq": e.seq, "amount_minor": e.amount_minor, "balance_minor": e.balance_minor}
     done(data, f"credit added; balance {data['balance_minor']} minor units", output)

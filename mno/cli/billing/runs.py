@@ -16,7 +16,7 @@ app = typer.Typer(
 def _catalogue() -> None:
     # ``mno plan`` is GitOps' plan command, so plans live here as ``mno billing plan``;
     # metric, coupon and tax-rate are also top-level groups.
-    from mno.cli.billing_catalog import make_app
+    from mno.cli.billing.catalogue import make_app
 
     for kind, name in (
         ("Plan", "plan"),
@@ -31,7 +31,7 @@ _catalogue()
 
 
 def _tax_treatments() -> None:
-    from mno.cli.billing_tax_treatments import app as treatments
+    from mno.cli.billing.tax_treatments import app as treatments
 
     app.add_typer(treatments, name="tax-treatment")
 

@@ -1,4 +1,7 @@
-"""Deleting catalogue objects: metrics, plans, coupons and tax rates.
+"""The billing catalogue (metrics, plans, coupons, tax rates): list, get and delete.
+
+Creating and updating go through ``documents.apply`` (YAML documents, shared with
+GitOps). Lists and gets see a plan's current version only.
 
 A delete writes its audit row and its ``<kind>.deleted`` event in the caller's
 transaction. An object something still refers to is not deleted: the refusal names who
@@ -23,6 +26,38 @@ if TYPE_CHECKING:
 KINDS = ("Metric", "Plan", "Coupon", "TaxRate")
 _NOUN = {"Metric": "metric", "Plan": "plan", "Coupon": "coupon", "TaxRate": "tax_rate"}
 SHOWN = 5  # names listed in a refusal before "and N more"
+
+
+def model_of(kind: str) -> Any:
+    """The table class of a catalogue kind (Metric, Plan, Coupon, TaxRate)."""
+    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
+
+    return {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
+
+
+def list_objects(session: Session, kind: str) -> list[Any]:
+    """Every object of ``kind`` by code (plans: their current version)."""
+    import sqlalchemy as sa
+
+    model = model_of(kind)
+    q = sa.select(model).order_by(model.code)
+    if kind == "Plan":
+        q = q.where(model.current == True)  # noqa: E712
+    return list(session.execute(q).scalars())
+
+
+def get(session: Session, kind: str, code: str) -> Any:
+    """The object ``code`` of ``kind`` (a plan: its current version); ``NotFound``."""
+    import sqlalchemy as sa
+
+    model = model_of(kind)
+    q = sa.select(model).where(model.code == code)
+    if kind == "Plan":
+        q = q.where(model.current == True)  # noqa: E712
+    obj = session.execute(q).scalars().first()
+    if obj is None:
+        raise NotFound(f"{kind.lower()} {code!r} not found")
+    return obj
 
 
 def _names(values: list[str]) -> str:
@@ -93,9 +128,7 @@ def delete(session: Session, kind: str, code: str) -> dict[str, Any]:
     returns what was deleted. ``Conflict`` when something still refers to it."""
     import sqlalchemy as sa
 
-    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
-
-    model = {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
+    model = model_of(kind)
     noun = _NOUN[kind]
     rows = list(session.execute(sa.select(model).where(model.code == code)).scalars())
     if not rows:

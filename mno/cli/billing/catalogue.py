@@ -25,14 +25,6 @@ COLUMNS = {
 }
 
 
-def _model(kind: str) -> Any:
-    from mno.store.models import billing as m
-
-    return {"Plan": m.Plan, "Metric": m.BillingMetric, "Coupon": m.Coupon, "TaxRate": m.TaxRate}[
-        kind
-    ]
-
-
 def _row(obj: Any, kind: str) -> dict[str, Any]:
     row = {c: getattr(obj, c) for c in COLUMNS[kind]}
     if kind == "Plan":
@@ -130,16 +122,11 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
     @app.command("list")
     def list_(output: OutputOpt = Format.table) -> None:
         """List them."""
-        import sqlalchemy as sa
-
+        from mno.billing import catalogue
         from mno.store.db import session_scope
 
-        model = _model(kind)
         with session_scope(write=False) as s:
-            q = sa.select(model).order_by(model.code)
-            if kind == "Plan":
-                q = q.where(model.current == True)  # noqa: E712
-            rows = [_row(o, kind) for o in s.execute(q).scalars()]
+            rows = [_row(o, kind) for o in catalogue.list_objects(s, kind)]
         render(rows, output, columns=COLUMNS[kind])
 
     @app.command("show")
@@ -147,21 +134,12 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         name: Annotated[str, typer.Argument(help="Code.")], output: OutputOpt = Format.table
     ) -> None:
         """Show one (a plan: its current version with charges)."""
-        import sqlalchemy as sa
-
-        from mno.errors import NotFound
+        from mno.billing import catalogue
         from mno.store import audit
         from mno.store.db import session_scope
 
-        model = _model(kind)
         with session_scope(write=False) as s:
-            q = sa.select(model).where(model.code == name)
-            if kind == "Plan":
-                q = q.where(model.current == True)  # noqa: E712
-            obj = s.execute(q).scalars().first()
-            if obj is None:
-                raise NotFound(f"{noun} {name!r} not found")
-            data = audit.snapshot(obj)
+            data = audit.snapshot(catalogue.get(s, kind, name))
         render(data, output)
 
     @app.command("delete")

@@ -80,25 +80,9 @@ def run_cmd(
         else:
             result = billing.run(period, tenant_key=tenant, dry_run=dry_run)
     if issue and not dry_run and result.run_id:
-        import uuid
+        from mno.billing.issuing import issue_drafts
 
-        import sqlalchemy as sa
-
-        from mno.billing import invoices
-        from mno.store.db import session_scope
-        from mno.store.models.billing import Invoice
-
-        with session_scope(write=False) as s:
-            ids = list(
-                s.execute(
-                    sa.select(Invoice.id).where(
-                        Invoice.run_id == uuid.UUID(result.run_id), Invoice.status == "draft"
-                    )
-                ).scalars()
-            )
-        for i in ids:
-            with session_scope() as s:
-                invoices.issue(s, str(i))
+        issue_drafts(result.run_id)
     data = result.as_dict()
     if dry_run:
         data["would_invoice"] = result.preview

@@ -1,4 +1,6 @@
-"""Invoices: issue (gapless number per issuer and year), pay, void (credit note), ledger."""
+"""Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) wrote the drafts:
+issue (gapless number per issuer and year), pay, void (credit note), flag overdue; and the
+tenant's ledger and prepaid credits they post to."""
 
 from __future__ import annotations
 

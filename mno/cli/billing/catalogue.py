@@ -68,6 +68,18 @@ def _doc_from_flags(kind: str, name: str, flags: dict[str, Any]) -> str:
     return yaml.safe_dump({"kind": kind, "metadata": {"name": name}, "spec": spec})
 
 
+def _apply_flags(kind: str, name: str, flags: dict[str, Any], output: Format) -> None:
+    """Create from flags: the same path as ``-f``, through a one-document file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        fh.write(_doc_from_flags(kind, name, flags))
+    try:
+        _apply_file(Path(fh.name), kind, output)
+    finally:
+        Path(fh.name).unlink()
+
+
 def make_app(kind: str, help_text: str) -> typer.Typer:
     app = typer.Typer(help=help_text, no_args_is_help=True)
     noun = kind.lower()
@@ -102,14 +114,7 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
             "Coupon": {"value": value, "kind": "percentage"},
             "TaxRate": {"country": country, "rate": rate, "inclusive": inclusive},
         }[kind]
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-            fh.write(_doc_from_flags(kind, name, flags))
-        try:
-            _apply_file(Path(fh.name), kind, output)
-        finally:
-            Path(fh.name).unlink()
+        _apply_flags(kind, name, flags, output)
 
     @app.command("update")
     def update(

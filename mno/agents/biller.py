@@ -36,7 +36,7 @@ def due_period(now: Any, after_hours: int) -> str:
 
 def tick(ctx: TickContext) -> TickResult:
     from mno import platform
-    from mno.billing import invoices
+    from mno.billing import invoices, ledger
     from mno.billing import run as billing
     from mno.errors import Conflict
     from mno.store.models.billing import BillingRun, Invoice
@@ -87,6 +87,6 @@ def tick(ctx: TickContext) -> TickResult:
             s, grace_days=cfg.arrears_after_days, suspend=cfg.suspend_in_arrears
         )
     with ctx.session() as s:
-        result.details["credits_expired"] = invoices.expire_credits(s)
+        result.details["credits_expired"] = ledger.expire_credits(s)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result

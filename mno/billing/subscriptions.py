@@ -120,7 +120,7 @@ def credit_unused(
     day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
     ``before`` is a cancellation set earlier (already credited down to it). Returns the
     credit in minor units (0 when nothing was billed beyond ``when``)."""
-    from mno.billing.invoices import add_credit
+    from mno.billing.ledger import add_credit
 
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from sqlmodel import Session, select
 from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
+from mno.money import to_minor
 from mno.store import audit, outbox
 from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine
 from mno.store.types import table_of
@@ -146,9 +148,18 @@ def issue(session: Session, invoice_id: str, due_days: int = DUE_DAYS) -> Invoic
 
 
 def pay(
-    session: Session, invoice_id: str, amount_minor: int | None = None, reference: str | None = None
+    session: Session,
+    invoice_id: str,
+    amount_minor: int | None = None,
+    reference: str | None = None,
+    *,
+    amount: Decimal | None = None,
 ) -> Invoice:
+    """Record a payment of ``amount_minor``, or of ``amount`` in the invoice's currency
+    (default: what is due)."""
     inv = get(session, invoice_id, lock=True)
+    if amount is not None:
+        amount_minor = to_minor(amount, inv.currency)
     if inv.status != "issued":
         raise InvalidTransition(f"invoice {inv.number or inv.id} is {inv.status}, not issued")
     due = inv.total_minor - inv.paid_minor

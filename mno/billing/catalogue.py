@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col
+
 from mno.errors import Conflict, NotFound
 from mno.store import audit, outbox
 
@@ -73,7 +75,7 @@ def _tenant_keys(session: Session, tenant_ids: set[Any]) -> list[str]:
 
     if not tenant_ids:
         return []
-    rows = session.execute(sa.select(Tenant.key).where(Tenant.id.in_(tenant_ids)))  # type: ignore[attr-defined]
+    rows = session.execute(sa.select(col(Tenant.key)).where(col(Tenant.id).in_(tenant_ids)))
     return list(rows.scalars())
 
 
@@ -86,7 +88,7 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     if kind == "Plan":
         ids = set(
             session.execute(
-                sa.select(Subscription.tenant_id).where(Subscription.plan_code == code)
+                sa.select(col(Subscription.tenant_id)).where(col(Subscription.plan_code) == code)
             ).scalars()
         )
         if ids:
@@ -95,14 +97,16 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     elif kind == "Metric":
         plans = [
             p_code
-            for p_code, charges in session.execute(sa.select(Plan.code, Plan.charges))
+            for p_code, charges in session.execute(sa.select(col(Plan.code), col(Plan.charges)))
             if any((c or {}).get("metric") == code for c in charges or [])
         ]
         if plans:
             return f"metric {code} is charged by plan(s) {_names(plans)}"
         ids = set(
             session.execute(
-                sa.select(UsageEvent.tenant_id).where(UsageEvent.metric_code == code).distinct()
+                sa.select(col(UsageEvent.tenant_id))
+                .where(col(UsageEvent.metric_code) == code)
+                .distinct()
             ).scalars()
         )
         if ids:
@@ -111,9 +115,9 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     elif kind == "Coupon":
         ids = set(
             session.execute(
-                sa.select(Subscription.tenant_id).where(
-                    Subscription.coupon_code == code,
-                    Subscription.status.not_in(("canceled", "expired")),  # type: ignore[attr-defined]
+                sa.select(col(Subscription.tenant_id)).where(
+                    col(Subscription.coupon_code) == code,
+                    col(Subscription.status).not_in(("canceled", "expired")),
                 )
             ).scalars()
         )

@@ -163,18 +163,18 @@ def pay(
     if inv.status != "issued":
         raise InvalidTransition(f"invoice {inv.number or inv.id} is {inv.status}, not issued")
     due = inv.total_minor - inv.paid_minor
-    amount = due if amount_minor is None else amount_minor
-    if amount <= 0 or amount > due:
+    paying = due if amount_minor is None else amount_minor
+    if paying <= 0 or paying > due:
         raise BadInput(f"amount must be between 1 and {due} minor units")
     before = audit.snapshot(inv)
-    inv.paid_minor += amount
+    inv.paid_minor += paying
     if inv.paid_minor == inv.total_minor:
         inv.status = "paid"
         inv.paid_at = clock.now()
     inv.touch()
     session.add(inv)
     ledger_add(
-        session, inv.tenant_id, inv.currency, "payment", -amount, reference or inv.number, inv.id
+        session, inv.tenant_id, inv.currency, "payment", -paying, reference or inv.number, inv.id
     )
     t = tenants.get(session, inv.tenant_id)
     audit.record(
@@ -241,11 +241,8 @@ def void(session: Session, invoice_id: str, reason: str | None = None) -> Invoic
             )
     else:
         # a voided draft frees its lines so the period can be billed again
-        session.execute(
-            sa.delete(InvoiceLine.__table__).where(  # type: ignore[attr-defined]
-                InvoiceLine.__table__.c.invoice_id == inv.id
-            )
-        )  # type: ignore[attr-defined]
+        lines_t = table_of(InvoiceLine)
+        session.execute(sa.delete(lines_t).where(lines_t.c.invoice_id == inv.id))
         inv.period = f"void-{inv.id.hex[:12]}"
     t = tenants.get(session, inv.tenant_id)
     audit.record(

@@ -14,16 +14,16 @@ import sqlalchemy as sa
 from mno.billing import invoices
 from mno.store.db import session_scope
 from mno.store.models.billing import Invoice
+from mno.store.types import table_of
 
 
 def drafts_of_run(run_id: str | uuid.UUID, url: str | None = None) -> list[uuid.UUID]:
     """The ids of the run's invoices that are still drafts."""
     rid = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
+    t = table_of(Invoice).c
     with session_scope(url, write=False) as s:
         return list(
-            s.execute(
-                sa.select(Invoice.id).where(Invoice.run_id == rid, Invoice.status == "draft")
-            ).scalars()
+            s.execute(sa.select(t.id).where(t.run_id == rid, t.status == "draft")).scalars()
         )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.errors import BadInput
@@ -40,7 +40,9 @@ def ledger_add(
     from mno.store.models.tenancy import Tenant
 
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        session.execute(
+            sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
+        )
     last = session.execute(
         sa.select(T_LED.c.seq, T_LED.c.balance_minor)
         .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
@@ -68,7 +70,9 @@ def balance(session: Session, tenant_id: uuid.UUID, currency: str, lock: bool = 
     from mno.store.models.tenancy import Tenant
 
     if lock and session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        session.execute(
+            sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
+        )
     row = session.execute(
         sa.select(T_LED.c.balance_minor)
         .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
@@ -85,7 +89,7 @@ def entries(session: Session, tenant_key: str) -> list[LedgerEntry]:
         session.exec(
             select(LedgerEntry)
             .where(LedgerEntry.tenant_id == t.id)
-            .order_by(LedgerEntry.currency, LedgerEntry.seq)
+            .order_by(col(LedgerEntry.currency), col(LedgerEntry.seq))
         )
     )
 

@@ -26,6 +26,7 @@ from mno.store.models.webhooks import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from mno.store.types import table_of
 from mno.webhooks.retry import Policy, parse_retry_after
 
 if TYPE_CHECKING:
@@ -33,9 +34,9 @@ if TYPE_CHECKING:
 
     from mno.webhooks.http_sender import Outcome
 
-D = WebhookDelivery.__table__
-E = WebhookEndpoint.__table__
-R = NotifyRule.__table__
+D = table_of(WebhookDelivery)
+E = table_of(WebhookEndpoint)
+R = table_of(NotifyRule)
 READY = ("pending",)
 STATUSES = ("pending", "failed", "succeeded", "exhausted", "cancelled")
 MAX_REPLAY = 10_000
@@ -143,7 +144,7 @@ def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int
 
     got, _ = buckets.take(
         session,
-        WebhookBucket.__table__,
+        table_of(WebhookBucket),
         "endpoint_id",
         endpoint_id,
         rate=rate,
@@ -155,7 +156,7 @@ def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int
 
 def give_back(session: Session, endpoint_id: uuid.UUID, n: int) -> None:
     if n > 0:
-        t = WebhookBucket.__table__
+        t = table_of(WebhookBucket)
         session.execute(
             sa.update(t).where(t.c.endpoint_id == endpoint_id).values(tokens=t.c.tokens + n)
         )

@@ -108,13 +108,13 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
             return
         if not name:
             raise BadInput(f"give a {noun} code or -f FILE")
-        flags: dict[str, Any] = {
+        flags: dict[str, dict[str, Any]] = {
             "Plan": {"currency": currency, "amount": amount, "interval": interval},
             "Metric": {"aggregation": aggregation},
             "Coupon": {"value": value, "kind": "percentage"},
             "TaxRate": {"country": country, "rate": rate, "inclusive": inclusive},
-        }[kind]
-        _apply_flags(kind, name, flags, output)
+        }
+        _apply_flags(kind, name, flags[kind], output)
 
     @app.command("update")
     def update(

@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
-from mno.billing import invoices, subscriptions
+from mno.billing import invoices, ledger, subscriptions
 from mno.billing import run as billing
 from mno.errors import Conflict
 from mno.store.models.billing import BillingRun, Invoice
@@ -84,6 +84,6 @@ def tick(ctx: TickContext) -> TickResult:
             s, grace_days=cfg.arrears_after_days, suspend=cfg.suspend_in_arrears
         )
     with ctx.session() as s:
-        result.details["credits_expired"] = invoices.expire_credits(s)
+        result.details["credits_expired"] = ledger.expire_credits(s)
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result

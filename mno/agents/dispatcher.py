@@ -21,6 +21,8 @@ from mno.agents.base import TickContext, TickResult
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from mno.webhooks.delivery_queue import ClaimedDelivery
+
 DEFAULT_OPTIONS: dict[str, Any] = {
     "retry_schedule": ["5s", "5m", "30m", "2h", "5h", "10h", "10h"],
     "jitter": 0.2,
@@ -73,21 +75,21 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
             cache[e.id] = (e.url, endpoints.active_secrets(e), e.timeout_s, dict(e.headers))
 
 
-def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
+def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Any]:
     from mno import clock, mail
     from mno.notify import direct, rules
-    from mno.webhooks.delivery import Outcome
+    from mno.webhooks.http_sender import Outcome
 
     global _mail_pool
     prepared: list[tuple[Outcome, tuple[str, str, str] | None]] = []
     with ctx.session(write=False) as s:
         for row in rows:
-            out = Outcome(delivery_id=row[0], at=clock.now())
+            out = Outcome(delivery_id=row.id, at=clock.now())
             try:
-                if row[1] == direct.CHANNEL:
-                    prepared.append((out, direct.prepare(s, row[5], row[7])))
+                if row.channel == direct.CHANNEL:
+                    prepared.append((out, direct.prepare(s, row.body, row.tenant_id)))
                 else:
-                    prepared.append((out, rules.prepare(s, row[2], row[5], row[7])))
+                    prepared.append((out, rules.prepare(s, row.target_id, row.body, row.tenant_id)))
             except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
                 out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
                 prepared.append((out, None))
@@ -101,9 +103,10 @@ def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
         try:
             if cfg is None:
                 raise RuntimeError("email is not configured (profile smtp section)")
-            mail.send(msg[0], msg[1], msg[2], cfg=cfg)
+            to, subject, text = msg
+            mail.send(to, subject, text, cfg=cfg)
             out.success = True
-            out.response = f"sent to {msg[0]}"
+            out.response = f"sent to {to}"
         except Exception as exc:  # noqa: BLE001
             out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
         out.latency_ms = (time.perf_counter() - start) * 1000
@@ -118,8 +121,8 @@ def _send_emails(ctx: TickContext, rows: list[tuple[Any, ...]]) -> list[Any]:
 class InFlight:
     """A claimed batch being sent: its rows, the webhook sends and the email outcomes."""
 
-    by_id: dict[Any, tuple[Any, ...]]
-    pending: Any  # delivery.Pending
+    by_id: dict[Any, ClaimedDelivery]
+    pending: Any  # http_sender.Pending
     outcomes: list[Any]
 
     def results(self) -> list[Any]:
@@ -127,24 +130,24 @@ class InFlight:
 
 
 def start_batch(
-    ctx: TickContext, claimed: list[tuple[Any, ...]], cache: dict[Any, Any]
+    ctx: TickContext, claimed: list[ClaimedDelivery], cache: dict[Any, Any]
 ) -> InFlight:
     """Start sending one claimed batch (webhooks in the pool, emails now)."""
     from mno import clock
-    from mno.webhooks.delivery import Job, Outcome, sender
+    from mno.webhooks.http_sender import Job, Outcome, sender
 
-    by_id = {row[0]: row for row in claimed}
-    hooks = [r for r in claimed if r[1] == "webhook"]
-    mails = [r for r in claimed if r[1] in ("email", "direct_email")]
-    _targets(ctx, {r[2] for r in hooks}, cache)
+    by_id = {row.id: row for row in claimed}
+    hooks = [r for r in claimed if r.channel == "webhook"]
+    mails = [r for r in claimed if r.channel in ("email", "direct_email")]
+    _targets(ctx, {r.target_id for r in hooks}, cache)
     outcomes: list[Outcome] = []
     jobs: list[Job] = []
     for r in hooks:
-        target = cache.get(r[2])
+        target = cache.get(r.target_id)
         if target is None:  # deleted meanwhile
             outcomes.append(
                 Outcome(
-                    delivery_id=r[0],
+                    delivery_id=r.id,
                     at=clock.now(),
                     success=False,
                     error_class="endpoint_gone",
@@ -153,7 +156,7 @@ def start_batch(
             )
             continue
         url, secrets, timeout_s, headers = target
-        jobs.append(Job(r[0], url, str(r[3]), r[5], secrets, timeout_s, headers))
+        jobs.append(Job(r.id, url, str(r.event_id), r.body, secrets, timeout_s, headers))
     pending = sender(ctx.concurrency).submit_all(jobs)
     if mails:
         outcomes += _send_emails(ctx, mails)
@@ -168,7 +171,7 @@ def tick(ctx: TickContext) -> TickResult:
 
     At most two claimed batches are sent and not yet recorded at any time: the bound on
     what a killed dispatcher sends again once its leases expire."""
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
     from mno.webhooks.retry import Policy
 
     started = time.perf_counter()
@@ -186,21 +189,21 @@ def tick(ctx: TickContext) -> TickResult:
             return ctx.batch_size
         return max(0, min(ctx.batch_size, ctx.max_items - result.claimed))
 
-    def claim() -> list[tuple[Any, ...]]:
+    def claim() -> list[ClaimedDelivery]:
         want = room()
         if not want:
             return []
         with ctx.session() as s:
-            got = deliveries.claim(s, ctx.owner, want, ctx.lease_for)
+            got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for)
         result.claimed += len(got)
         return got
 
-    def record_and_claim(batch: InFlight) -> list[tuple[Any, ...]]:
+    def record_and_claim(batch: InFlight) -> list[ClaimedDelivery]:
         outcomes = batch.results()
         with ctx.session() as s:
-            rec = deliveries.record(s, ctx.owner, batch.by_id, outcomes, policy)
+            rec = delivery_queue.record(s, ctx.owner, batch.by_id, outcomes, policy)
             want = room()
-            got = deliveries.claim(s, ctx.owner, want, ctx.lease_for) if want else []
+            got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for) if want else []
         result.claimed += len(got)
         result.done += rec.succeeded
         result.retried += rec.retried
@@ -241,8 +244,8 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
     from mno import clock
     from mno.agents.base import make_owner
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries, endpoints, fanout
-    from mno.webhooks.delivery import Job, Sender
+    from mno.webhooks import delivery_queue, endpoints, fanout
+    from mno.webhooks.http_sender import Job, Sender
     from mno.webhooks.retry import Policy
 
     owner = make_owner()
@@ -270,7 +273,16 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
             dict(e.headers),
         )
         claimed = {
-            row["id"]: (row["id"], "webhook", e.id, event_id, "webhook.ping", body, 1, e.tenant_id)
+            row["id"]: delivery_queue.ClaimedDelivery(
+                id=row["id"],
+                channel="webhook",
+                target_id=e.id,
+                event_id=event_id,
+                event_type="webhook.ping",
+                body=body,
+                attempts=1,
+                tenant_id=e.tenant_id,
+            )
         }
     snd = Sender(1)
     try:
@@ -278,9 +290,9 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
     finally:
         snd.close()
     with session_scope(db_url) as s:
-        deliveries.record(s, owner, claimed, [outcome], Policy())
+        delivery_queue.record(s, owner, claimed, [outcome], Policy())
     with session_scope(db_url, write=False) as s:
-        return deliveries.show(s, str(row["id"]))
+        return delivery_queue.show(s, str(row["id"]))
 
 
 def ctx_lease() -> Any:

@@ -1,4 +1,7 @@
-"""Deleting catalogue objects: metrics, plans, coupons and tax rates.
+"""The billing catalogue (metrics, plans, coupons, tax rates): list, get and delete.
+
+Creating and updating go through ``documents.apply`` (YAML documents, shared with
+GitOps). Lists and gets see a plan's current version only.
 
 A delete writes its audit row and its ``<kind>.deleted`` event in the caller's
 transaction. An object something still refers to is not deleted: the refusal names who
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col
+
 from mno.errors import Conflict, NotFound
 from mno.store import audit, outbox
 
@@ -23,6 +28,38 @@ if TYPE_CHECKING:
 KINDS = ("Metric", "Plan", "Coupon", "TaxRate")
 _NOUN = {"Metric": "metric", "Plan": "plan", "Coupon": "coupon", "TaxRate": "tax_rate"}
 SHOWN = 5  # names listed in a refusal before "and N more"
+
+
+def model_of(kind: str) -> Any:
+    """The table class of a catalogue kind (Metric, Plan, Coupon, TaxRate)."""
+    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
+
+    return {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
+
+
+def list_objects(session: Session, kind: str) -> list[Any]:
+    """Every object of ``kind`` by code (plans: their current version)."""
+    import sqlalchemy as sa
+
+    model = model_of(kind)
+    q = sa.select(model).order_by(model.code)
+    if kind == "Plan":
+        q = q.where(model.current == True)  # noqa: E712
+    return list(session.execute(q).scalars())
+
+
+def get(session: Session, kind: str, code: str) -> Any:
+    """The object ``code`` of ``kind`` (a plan: its current version); ``NotFound``."""
+    import sqlalchemy as sa
+
+    model = model_of(kind)
+    q = sa.select(model).where(model.code == code)
+    if kind == "Plan":
+        q = q.where(model.current == True)  # noqa: E712
+    obj = session.execute(q).scalars().first()
+    if obj is None:
+        raise NotFound(f"{kind.lower()} {code!r} not found")
+    return obj
 
 
 def _names(values: list[str]) -> str:
@@ -38,7 +75,7 @@ def _tenant_keys(session: Session, tenant_ids: set[Any]) -> list[str]:
 
     if not tenant_ids:
         return []
-    rows = session.execute(sa.select(Tenant.key).where(Tenant.id.in_(tenant_ids)))  # type: ignore[attr-defined]
+    rows = session.execute(sa.select(col(Tenant.key)).where(col(Tenant.id).in_(tenant_ids)))
     return list(rows.scalars())
 
 
@@ -51,7 +88,7 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     if kind == "Plan":
         ids = set(
             session.execute(
-                sa.select(Subscription.tenant_id).where(Subscription.plan_code == code)
+                sa.select(col(Subscription.tenant_id)).where(col(Subscription.plan_code) == code)
             ).scalars()
         )
         if ids:
@@ -60,14 +97,16 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     elif kind == "Metric":
         plans = [
             p_code
-            for p_code, charges in session.execute(sa.select(Plan.code, Plan.charges))
+            for p_code, charges in session.execute(sa.select(col(Plan.code), col(Plan.charges)))
             if any((c or {}).get("metric") == code for c in charges or [])
         ]
         if plans:
             return f"metric {code} is charged by plan(s) {_names(plans)}"
         ids = set(
             session.execute(
-                sa.select(UsageEvent.tenant_id).where(UsageEvent.metric_code == code).distinct()
+                sa.select(col(UsageEvent.tenant_id))
+                .where(col(UsageEvent.metric_code) == code)
+                .distinct()
             ).scalars()
         )
         if ids:
@@ -76,9 +115,9 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
     elif kind == "Coupon":
         ids = set(
             session.execute(
-                sa.select(Subscription.tenant_id).where(
-                    Subscription.coupon_code == code,
-                    Subscription.status.not_in(("canceled", "expired")),  # type: ignore[attr-defined]
+                sa.select(col(Subscription.tenant_id)).where(
+                    col(Subscription.coupon_code) == code,
+                    col(Subscription.status).not_in(("canceled", "expired")),
                 )
             ).scalars()
         )
@@ -93,9 +132,7 @@ def delete(session: Session, kind: str, code: str) -> dict[str, Any]:
     returns what was deleted. ``Conflict`` when something still refers to it."""
     import sqlalchemy as sa
 
-    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
-
-    model = {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
+    model = model_of(kind)
     noun = _NOUN[kind]
     rows = list(session.execute(sa.select(model).where(model.code == code)).scalars())
     if not rows:

@@ -1,28 +1,27 @@
-"""Invoices: issue (gapless number per issuer and year), pay, void (credit note), ledger."""
+"""Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) wrote the drafts:
+issue (gapless number per issuer and year, prepaid credits drawn down), pay, void (credit
+note), flag overdue. Each step posts to the tenant's ``ledger``."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from mno import clock
+from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
+from mno.money import to_minor
 from mno.store import audit, outbox
-from mno.store.models.billing import (
-    CreditGrant,
-    Invoice,
-    InvoiceCounter,
-    InvoiceLine,
-    LedgerEntry,
-)
+from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine
+from mno.store.types import table_of
 from mno.tenancy import tenants
 
-T_CNT = InvoiceCounter.__table__  # type: ignore[attr-defined]
-T_LED = LedgerEntry.__table__  # type: ignore[attr-defined]
+T_CNT = table_of(InvoiceCounter)
 DUE_DAYS = 30
 
 
@@ -93,205 +92,6 @@ def next_number(session: Session, issuer: str, year: int) -> str:
     raise RuntimeError("invoice counter unavailable")
 
 
-def ledger_add(
-    session: Session,
-    tenant_id: uuid.UUID,
-    currency: str,
-    type_: str,
-    amount_minor: int,
-    reference: str | None,
-    invoice_id: uuid.UUID | None,
-    expires_at: datetime | None = None,
-) -> None:
-    """Append with a running balance; the tenant row lock serialises writers."""
-    from mno.store.models.tenancy import Tenant
-
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
-    last = session.execute(
-        sa.select(T_LED.c.seq, T_LED.c.balance_minor)
-        .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
-        .order_by(T_LED.c.seq.desc())
-        .limit(1)
-    ).first()
-    seq, bal = (last[0], last[1]) if last else (0, 0)
-    session.add(
-        LedgerEntry(
-            tenant_id=tenant_id,
-            currency=currency,
-            seq=seq + 1,
-            type=type_,
-            amount_minor=amount_minor,
-            balance_minor=bal + amount_minor,
-            reference=reference,
-            invoice_id=invoice_id,
-            expires_at=expires_at,
-        )
-    )
-
-
-def balance(session: Session, tenant_id: uuid.UUID, currency: str, lock: bool = False) -> int:
-    """The running balance (positive: the tenant owes; negative: prepaid credit)."""
-    from mno.store.models.tenancy import Tenant
-
-    if lock and session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
-    row = session.execute(
-        sa.select(T_LED.c.balance_minor)
-        .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
-        .order_by(T_LED.c.seq.desc())
-        .limit(1)
-    ).first()
-    return int(row[0]) if row else 0
-
-
-def add_credit(
-    session: Session,
-    tenant_key: str,
-    amount_minor: int,
-    currency: str,
-    reference: str | None = None,
-    expires_at: datetime | None = None,
-) -> LedgerEntry:
-    """Prepaid credit: used by the next invoices issued in that currency, after tax; the
-    part still unused at ``expires_at`` expires."""
-    from mno.money import check_currency
-
-    if amount_minor <= 0:
-        raise BadInput("credit amount must be positive")
-    if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise BadInput("credit expiry needs a timezone", "e.g. 2027-01-01T00:00:00Z")
-        if expires_at <= clock.now():
-            raise BadInput("credit expiry is in the past", "give a later time")
-    t = tenants.get(session, tenant_key)
-    cur = check_currency(currency)
-    grant = CreditGrant(
-        tenant_id=t.id,
-        currency=cur,
-        amount_minor=amount_minor,
-        remaining_minor=amount_minor,
-        expires_at=expires_at,
-        reference=reference or "credit",
-    )
-    session.add(grant)
-    ledger_add(session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at)
-    session.flush()
-    audit.record(
-        session,
-        "ledger.credit",
-        target_type="tenant",
-        target_id=t.id,
-        target=t.key,
-        after={
-            "amount_minor": amount_minor,
-            "currency": cur,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        },
-        tenant_id=t.id,
-    )
-    return ledger(session, t.key)[-1]
-
-
-def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:
-    t = tenants.get(session, tenant_key)
-    return list(
-        session.exec(
-            select(CreditGrant)
-            .where(CreditGrant.tenant_id == t.id)
-            .order_by(CreditGrant.created_at)  # type: ignore[arg-type]
-        )
-    )
-
-
-def _grants(session: Session, where: Any, order: Any) -> list[CreditGrant]:
-    q = select(CreditGrant).where(where).order_by(*order)
-    if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    return list(session.exec(q))
-
-
-def expire_credits(
-    session: Session,
-    *,
-    tenant_id: uuid.UUID | None = None,
-    currency: str | None = None,
-    now: datetime | None = None,
-) -> int:
-    """Write what is left of every credit past its expiry to the ledger as an expiry (the
-    balance owed goes up by it); an expired credit is never applied. Returns the count."""
-    now = now or clock.now()
-    g = CreditGrant.__table__.c  # type: ignore[attr-defined]
-    cond = sa.and_(g.status == "open", g.remaining_minor > 0, g.expires_at <= now)
-    if tenant_id is not None:
-        cond = sa.and_(cond, g.tenant_id == tenant_id)
-    if currency is not None:
-        cond = sa.and_(cond, g.currency == currency)
-    grants = _grants(session, cond, [g.expires_at, g.created_at])
-    for grant in grants:
-        lapsed = grant.remaining_minor
-        ledger_add(
-            session,
-            grant.tenant_id,
-            grant.currency,
-            "expiry",
-            lapsed,
-            f"expired: {grant.reference or grant.id}"[:200],
-            None,
-        )
-        grant.remaining_minor, grant.status = 0, "expired"
-        grant.touch()
-        session.add(grant)
-        t = tenants.get(session, grant.tenant_id)
-        payload = {
-            "tenant": t.key,
-            "credit": str(grant.id),
-            "currency": grant.currency,
-            "expired_minor": lapsed,
-            "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
-        }
-        audit.record(
-            session,
-            "ledger.credit_expired",
-            target_type="tenant",
-            target_id=t.id,
-            target=t.key,
-            after=payload,
-            tenant_id=t.id,
-        )
-        outbox.emit(session, "credit.expired", payload, t.id)
-    return len(grants)
-
-
-def apply_credits(
-    session: Session, tenant_id: uuid.UUID, currency: str, due_minor: int, now: datetime
-) -> int:
-    """Draw up to ``due_minor`` from live credits, soonest expiry first; returns the amount
-    applied. What is not needed stays as credit."""
-    if due_minor <= 0:
-        return 0
-    g = CreditGrant.__table__.c  # type: ignore[attr-defined]
-    cond = sa.and_(
-        g.tenant_id == tenant_id,
-        g.currency == currency,
-        g.status == "open",
-        g.remaining_minor > 0,
-        sa.or_(g.expires_at.is_(None), g.expires_at > now),
-    )
-    applied = 0
-    for grant in _grants(session, cond, [sa.nulls_last(g.expires_at.asc()), g.created_at]):
-        take = min(grant.remaining_minor, due_minor - applied)
-        grant.remaining_minor -= take
-        if grant.remaining_minor == 0:
-            grant.status = "used"
-        grant.touch()
-        session.add(grant)
-        applied += take
-        if applied == due_minor:
-            break
-    return applied
-
-
 def _payload(inv: Invoice, key: str) -> dict[str, Any]:
     return {
         "id": str(inv.id),
@@ -348,24 +148,33 @@ def issue(session: Session, invoice_id: str, due_days: int = DUE_DAYS) -> Invoic
 
 
 def pay(
-    session: Session, invoice_id: str, amount_minor: int | None = None, reference: str | None = None
+    session: Session,
+    invoice_id: str,
+    amount_minor: int | None = None,
+    reference: str | None = None,
+    *,
+    amount: Decimal | None = None,
 ) -> Invoice:
+    """Record a payment of ``amount_minor``, or of ``amount`` in the invoice's currency
+    (default: what is due)."""
     inv = get(session, invoice_id, lock=True)
+    if amount is not None:
+        amount_minor = to_minor(amount, inv.currency)
     if inv.status != "issued":
         raise InvalidTransition(f"invoice {inv.number or inv.id} is {inv.status}, not issued")
     due = inv.total_minor - inv.paid_minor
-    amount = due if amount_minor is None else amount_minor
-    if amount <= 0 or amount > due:
+    paying = due if amount_minor is None else amount_minor
+    if paying <= 0 or paying > due:
         raise BadInput(f"amount must be between 1 and {due} minor units")
     before = audit.snapshot(inv)
-    inv.paid_minor += amount
+    inv.paid_minor += paying
     if inv.paid_minor == inv.total_minor:
         inv.status = "paid"
         inv.paid_at = clock.now()
     inv.touch()
     session.add(inv)
     ledger_add(
-        session, inv.tenant_id, inv.currency, "payment", -amount, reference or inv.number, inv.id
+        session, inv.tenant_id, inv.currency, "payment", -paying, reference or inv.number, inv.id
     )
     t = tenants.get(session, inv.tenant_id)
     audit.record(
@@ -432,11 +241,8 @@ def void(session: Session, invoice_id: str, reason: str | None = None) -> Invoic
             )
     else:
         # a voided draft frees its lines so the period can be billed again
-        session.execute(
-            sa.delete(InvoiceLine.__table__).where(  # type: ignore[attr-defined]
-                InvoiceLine.__table__.c.invoice_id == inv.id
-            )
-        )  # type: ignore[attr-defined]
+        lines_t = table_of(InvoiceLine)
+        session.execute(sa.delete(lines_t).where(lines_t.c.invoice_id == inv.id))
         inv.period = f"void-{inv.id.hex[:12]}"
     t = tenants.get(session, inv.tenant_id)
     audit.record(
@@ -451,17 +257,6 @@ def void(session: Session, invoice_id: str, reason: str | None = None) -> Invoic
     )
     outbox.emit(session, "invoice.voided", _payload(inv, t.key), inv.tenant_id)
     return inv
-
-
-def ledger(session: Session, tenant_key: str) -> list[LedgerEntry]:
-    t = tenants.get(session, tenant_key)
-    return list(
-        session.exec(
-            select(LedgerEntry)
-            .where(LedgerEntry.tenant_id == t.id)
-            .order_by(LedgerEntry.currency, LedgerEntry.seq)
-        )
-    )
 
 
 def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -> int:

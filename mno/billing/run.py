@@ -22,7 +22,7 @@ Idempotent by construction:
   end): a line already billed (by ``subscription create --invoice-now`` or by the run of the
   month before) is skipped, and invoices are unique on (tenant, period, currency, kind).
 
-Rating a tenant is pure (``mno.billing.invoicing``). Usage is aggregated in SQL (GROUP BY
+Rating a tenant is pure (``mno.billing.tenant_rating``). Usage is aggregated in SQL (GROUP BY
 tenant, metric within each window of time); invoices and lines are inserted in bulk (COPY
 on PostgreSQL).
 """
@@ -44,7 +44,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from mno import clock
-from mno.billing.invoicing import (  # noqa: F401 - Slot, slots, _Catalog re-exported
+from mno.billing.periods import (
+    month_bounds,
+    parse_period,
+)
+from mno.billing.tenant_rating import (  # noqa: F401 - Slot, slots, _Catalog re-exported
     USAGE_KINDS,
     Slot,
     UsageMap,
@@ -56,10 +60,6 @@ from mno.billing.invoicing import (  # noqa: F401 - Slot, slots, _Catalog re-exp
     rate_tenant,
     setup_key,
     slots,
-)
-from mno.billing.periods import (
-    month_bounds,
-    parse_period,
 )
 from mno.errors import Conflict
 from mno.store import leases

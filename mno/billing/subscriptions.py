@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from mno import clock
-from mno.billing.invoicing import coupon_applies
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
+from mno.billing.tenant_rating import coupon_applies
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models.billing import Coupon, Invoice, InvoiceLine, Plan, Subscription
@@ -120,7 +120,7 @@ def credit_unused(
     day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
     ``before`` is a cancellation set earlier (already credited down to it). Returns the
     credit in minor units (0 when nothing was billed beyond ``when``)."""
-    from mno.billing.invoices import add_credit
+    from mno.billing.ledger import add_credit
 
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
@@ -161,7 +161,7 @@ def credit_unused(
 
 def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
     """A fixed charge for the local days from ``begin`` to ``end`` of a ``days``-day period."""
-    from mno.billing.invoicing import _fixed_fields
+    from mno.billing.tenant_rating import _fixed_fields
 
     used = local_days(begin, max(end, begin), tz)
     return int(_fixed_fields(amount, cur, min(used, days), days)["amount_minor"])

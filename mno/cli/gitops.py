@@ -352,7 +352,7 @@ def _plan_app() -> typer.Typer:
     group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
     group.callback()(plan_group)
     try:
-        from mno.cli.billing_plans import app as billing_plans
+        from mno.cli.billing.plans import app as billing_plans
     except ImportError:  # pragma: no cover - billing not in this build
         return group
     group.registered_commands.extend(billing_plans.registered_commands)

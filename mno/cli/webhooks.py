@@ -196,10 +196,10 @@ def deliveries_list(
     """List deliveries, newest first."""
     from mno.cli.params import since as parse_since
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     with session_scope(write=False) as s:
-        rows = deliveries.list_deliveries(
+        rows = delivery_queue.list_deliveries(
             s,
             endpoint=endpoint,
             status=status,
@@ -216,10 +216,10 @@ def deliveries_show(
 ) -> None:
     """Show a delivery and every attempt."""
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     with session_scope(write=False) as s:
-        data = deliveries.show(s, delivery_id)
+        data = delivery_queue.show(s, delivery_id)
     if output is Format.table:
         attempts = data.pop("attempt_log")
         render(data, output)
@@ -244,10 +244,10 @@ def replay(
     """Re-queue up to 10,000 deliveries of an endpoint; prints the count."""
     from mno.cli.params import since as parse_since
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     with session_scope() as s:
-        n = deliveries.replay(
+        n = delivery_queue.replay(
             s, endpoint, since=parse_since(since), until=parse_since(until), status=status
         )
     if output is Format.table:

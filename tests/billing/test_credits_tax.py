@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mno import clock
-from mno.billing import documents, invoices, subscriptions, tax
+from mno.billing import documents, invoices, ledger, subscriptions, tax
 from mno.billing import run as billing
 from mno.errors import BadInput
 from mno.tenancy import tenants
@@ -31,11 +31,11 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
     with session() as s:
         tenants.create(s, "cred", country="FR")
         subscriptions.create(s, "cred", "pro", start=_at(2026, 9, 1))
-        invoices.add_credit(s, "cred", 3000, "EUR", "promo", expires_at=_at(2026, 11, 10))
-        invoices.add_credit(s, "cred", 5000, "EUR", "prepaid", expires_at=_at(2026, 12, 31))
-        invoices.add_credit(s, "cred", 500, "EUR", "goodwill")
+        ledger.add_credit(s, "cred", 3000, "EUR", "promo", expires_at=_at(2026, 11, 10))
+        ledger.add_credit(s, "cred", 5000, "EUR", "prepaid", expires_at=_at(2026, 12, 31))
+        ledger.add_credit(s, "cred", 500, "EUR", "goodwill")
         with pytest.raises(BadInput):
-            invoices.add_credit(s, "cred", 100, "EUR", expires_at=_at(2026, 1, 1))
+            ledger.add_credit(s, "cred", 100, "EUR", expires_at=_at(2026, 1, 1))
     billing.run("2026-10", url=store_url)
     clock.set_now(_at(2026, 11, 2))
     with session() as s:
@@ -43,9 +43,9 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
         # 49.00 + 20% VAT 9.80 = 58.80, paid by 30.00 (expires first) and 28.80 of 50.00
         assert (inv.tax_minor, inv.credit_minor, inv.total_minor) == (980, 5880, 0)
         assert inv.status == "paid"
-        left = {g.reference: g.remaining_minor for g in invoices.list_credits(s, "cred")}
+        left = {g.reference: g.remaining_minor for g in ledger.list_credits(s, "cred")}
         assert left == {"promo": 0, "prepaid": 2120, "goodwill": 500}
-        assert invoices.balance(s, inv.tenant_id, "EUR") == -2620
+        assert ledger.balance(s, inv.tenant_id, "EUR") == -2620
     billing.run("2026-11", url=store_url)
     clock.set_now(_at(2027, 1, 5))
     with session() as s:
@@ -54,7 +54,7 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
         # the 21.20 left of "prepaid" expired on Dec 31: written off, not applied; only
         # the 5.00 without expiry pays: 58.80 - 5.00 = 53.80
         assert (inv.credit_minor, inv.total_minor) == (500, 5380)
-        entries = invoices.ledger(s, "cred")
+        entries = ledger.entries(s, "cred")
         assert [(e.type, e.amount_minor) for e in entries] == [
             ("credit", -3000),
             ("credit", -5000),
@@ -64,7 +64,7 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
             ("invoice", 5880),
         ]
         assert entries[-1].balance_minor == 5380
-        assert invoices.expire_credits(s) == 0
+        assert ledger.expire_credits(s) == 0
 
 
 def test_void_gives_back_the_credit_an_invoice_used(
@@ -74,14 +74,14 @@ def test_void_gives_back_the_credit_an_invoice_used(
     with session() as s:
         tenants.create(s, "back", country="FR")
         subscriptions.create(s, "back", "pro", start=_at(2026, 9, 1))
-        invoices.add_credit(s, "back", 1000, "EUR")
+        ledger.add_credit(s, "back", 1000, "EUR")
     billing.run("2026-10", url=store_url)
     with session() as s:
         inv = invoices.issue(s, str(invoices.list_invoices(s, "back")[0].id))
         assert (inv.credit_minor, inv.total_minor) == (1000, 4880)
         invoices.void(s, str(inv.id), reason="wrong plan")
-        assert invoices.balance(s, inv.tenant_id, "EUR") == -1000
-        assert sum(g.remaining_minor for g in invoices.list_credits(s, "back")) == 1000
+        assert ledger.balance(s, inv.tenant_id, "EUR") == -1000
+        assert sum(g.remaining_minor for g in ledger.list_credits(s, "back")) == 1000
 
 
 def test_exemption_and_reverse_charge_per_country_and_region(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mno import clock
-from mno.billing import documents, invoices, subscriptions
+from mno.billing import documents, invoices, ledger, subscriptions
 from mno.billing import run as billing
 from mno.errors import InvalidTransition
 from mno.tenancy import tenants
@@ -49,7 +49,7 @@ def _fixed(s: Any, key: str) -> list[int]:
 
 
 def _credits(s: Any, key: str) -> list[int]:
-    return [c.amount_minor for c in invoices.list_credits(s, key)]
+    return [c.amount_minor for c in ledger.list_credits(s, key)]
 
 
 def test_cancel_now_credits_the_unused_days_of_november(

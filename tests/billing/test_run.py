@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from mno import clock
-from mno.billing import charges, invoices, subscriptions, usage
+from mno.billing import charges, invoices, ledger, subscriptions, usage
 from mno.billing import run as billing
 from mno.errors import Conflict, InvalidTransition
 from mno.store.db import get_engine
@@ -198,7 +198,7 @@ def test_coupon_and_credit_on_the_same_invoice(
             subscriptions.create(
                 s, "cred", "pro", coupon="half", start=datetime(2026, 9, 1, tzinfo=UTC)
             )
-            invoices.add_credit(s, "cred", 1000, "EUR")  # 10.00 prepaid
+            ledger.add_credit(s, "cred", 1000, "EUR")  # 10.00 prepaid
         billing.run("2026-10", url=store_url)
         with session() as s:
             inv = invoices.list_invoices(s, "cred")[0]
@@ -206,7 +206,7 @@ def test_coupon_and_credit_on_the_same_invoice(
             # 49.00 - 24.50 (half, once) = 24.50; VAT 20% = 4.90; 29.40 - 10.00 credit = 19.40
             assert (inv.subtotal_minor, inv.discount_minor, inv.tax_minor) == (4900, 2450, 490)
             assert (inv.credit_minor, inv.total_minor) == (1000, 1940)
-            assert invoices.balance(s, inv.tenant_id, "EUR") == 1940
+            assert ledger.balance(s, inv.tenant_id, "EUR") == 1940
     finally:
         clock.set_now(None)
 

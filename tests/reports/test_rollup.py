@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mno import clock
-from mno.billing import documents, invoices, subscriptions, usage
+from mno.billing import documents, invoices, ledger, subscriptions, usage
 from mno.billing import run as billing
 from mno.reports import rollup
 from mno.store.models.billing import Invoice, InvoiceLine, Subscription
@@ -118,7 +118,7 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         tenants.create(s, "usd", country="US", currency="USD")
         subscriptions.create(s, "usd", "basic", start=_at(2026, 9, 1))
         usage.record(s, "deu", "api_calls", Decimal(5000), at=_at(2026, 10, 5))
-        invoices.add_credit(s, "crd", 1000, "EUR")
+        ledger.add_credit(s, "crd", 1000, "EUR")
     assert billing.run("2026-10", url=store_url).invoices == 5
     assert check(session) == ({}, {})  # drafts count nowhere
 
@@ -149,7 +149,7 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
     assert issued[("2026-11", "USD", "paid", "period", "2026-11")] == (1, 1000)
     with session() as s:
         invoices.pay(s, str(ids["deu"]))  # the rest: paid
-        invoices.add_credit(s, "crd", 99900, "EUR")  # the next invoice is paid by credit
+        ledger.add_credit(s, "crd", 99900, "EUR")  # the next invoice is paid by credit
     check(session)
 
     assert billing.run("2026-11", url=store_url).invoices == 5  # "oops" is billed again

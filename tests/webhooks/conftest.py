@@ -16,13 +16,13 @@ import pytest
 def webhook_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from cryptography.fernet import Fernet
 
-    from mno.webhooks import delivery
+    from mno.webhooks import http_sender
 
     monkeypatch.setenv("MNO_MASTER_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("MNO_WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
-    delivery.reset()
+    http_sender.reset()
     yield
-    delivery.reset()
+    http_sender.reset()
 
 
 @dataclass

@@ -144,15 +144,15 @@ def test_secret_is_not_stored_in_plain_text(sqlite_url: str) -> None:
 
 def test_attempt_keeps_4kb_of_the_response(sqlite_url: str, receiver: Receiver) -> None:
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     receiver.respond = lambda req: (500, {}, b"x" * 10_000)
     add_endpoint(sqlite_url, receiver.url, events="tenant.*")
     emit(sqlite_url, 1)
     tick(sqlite_url)
     with session_scope(sqlite_url, write=False) as s:
-        (row,) = deliveries.list_deliveries(s, status="failed")
-        shown = deliveries.show(s, row["id"])
+        (row,) = delivery_queue.list_deliveries(s, status="failed")
+        shown = delivery_queue.show(s, row["id"])
     (attempt,) = shown["attempt_log"]
     assert attempt["status_code"] == 500 and attempt["error_class"] == "http_500"
     assert len(attempt["response"]) == 4096

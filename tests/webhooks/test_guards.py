@@ -59,10 +59,10 @@ def test_delivery_to_a_name_resolving_to_loopback_is_refused(
     (row,) = pending(sqlite_url)
     assert row.last_status == "failed" and "internal" in row.last_error
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     with session_scope(sqlite_url, write=False) as s:
-        shown = deliveries.show(s, str(row.id))
+        shown = delivery_queue.show(s, str(row.id))
     assert shown["attempt_log"][0]["error_class"] == "ssrf_refused"
 
 

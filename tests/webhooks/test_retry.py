@@ -97,11 +97,11 @@ def test_schedule_exhaustion_and_replay(store_url: str, receiver: Receiver) -> N
     assert len(set(receiver.ids())) == 1
     # replay re-queues it; now the receiver accepts
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     receiver.respond = None
     with session_scope(store_url) as s:
-        assert deliveries.replay(s, eid, status="exhausted") == 1
+        assert delivery_queue.replay(s, eid, status="exhausted") == 1
     res = tick(store_url)
     assert res.done == 1
     assert len(receiver.requests) == 9  # 8 scheduled attempts + the replayed one

@@ -220,8 +220,8 @@ def test_ipv6_loopback_is_refused_when_not_allowed(
     (row,) = pending(sqlite_url)
     assert row.last_status == "failed" and "::1" in row.last_error
     from mno.store.db import session_scope
-    from mno.webhooks import deliveries
+    from mno.webhooks import delivery_queue
 
     with session_scope(sqlite_url, write=False) as s:
-        shown = deliveries.show(s, str(row.id))
+        shown = delivery_queue.show(s, str(row.id))
     assert shown["attempt_log"][0]["error_class"] == "ssrf_refused"

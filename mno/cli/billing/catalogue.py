@@ -25,14 +25,6 @@ COLUMNS = {
 }
 
 
-def _model(kind: str) -> Any:
-    from mno.store.models import billing as m
-
-    return {"Plan": m.Plan, "Metric": m.BillingMetric, "Coupon": m.Coupon, "TaxRate": m.TaxRate}[
-        kind
-    ]
-
-
 def _row(obj: Any, kind: str) -> dict[str, Any]:
     row = {c: getattr(obj, c) for c in COLUMNS[kind]}
     if kind == "Plan":
@@ -76,6 +68,18 @@ def _doc_from_flags(kind: str, name: str, flags: dict[str, Any]) -> str:
     return yaml.safe_dump({"kind": kind, "metadata": {"name": name}, "spec": spec})
 
 
+def _apply_flags(kind: str, name: str, flags: dict[str, Any], output: Format) -> None:
+    """Create from flags: the same path as ``-f``, through a one-document file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        fh.write(_doc_from_flags(kind, name, flags))
+    try:
+        _apply_file(Path(fh.name), kind, output)
+    finally:
+        Path(fh.name).unlink()
+
+
 def make_app(kind: str, help_text: str) -> typer.Typer:
     app = typer.Typer(help=help_text, no_args_is_help=True)
     noun = kind.lower()
@@ -104,20 +108,13 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
             return
         if not name:
             raise BadInput(f"give a {noun} code or -f FILE")
-        flags: dict[str, Any] = {
+        flags: dict[str, dict[str, Any]] = {
             "Plan": {"currency": currency, "amount": amount, "interval": interval},
             "Metric": {"aggregation": aggregation},
             "Coupon": {"value": value, "kind": "percentage"},
             "TaxRate": {"country": country, "rate": rate, "inclusive": inclusive},
-        }[kind]
-        import tempfile
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-            fh.write(_doc_from_flags(kind, name, flags))
-        try:
-            _apply_file(Path(fh.name), kind, output)
-        finally:
-            Path(fh.name).unlink()
+        }
+        _apply_flags(kind, name, flags[kind], output)
 
     @app.command("update")
     def update(
@@ -130,16 +127,11 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
     @app.command("list")
     def list_(output: OutputOpt = Format.table) -> None:
         """List them."""
-        import sqlalchemy as sa
-
+        from mno.billing import catalogue
         from mno.store.db import session_scope
 
-        model = _model(kind)
         with session_scope(write=False) as s:
-            q = sa.select(model).order_by(model.code)
-            if kind == "Plan":
-                q = q.where(model.current == True)  # noqa: E712
-            rows = [_row(o, kind) for o in s.execute(q).scalars()]
+            rows = [_row(o, kind) for o in catalogue.list_objects(s, kind)]
         render(rows, output, columns=COLUMNS[kind])
 
     @app.command("show")
@@ -147,21 +139,12 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         name: Annotated[str, typer.Argument(help="Code.")], output: OutputOpt = Format.table
     ) -> None:
         """Show one (a plan: its current version with charges)."""
-        import sqlalchemy as sa
-
-        from mno.errors import NotFound
+        from mno.billing import catalogue
         from mno.store import audit
         from mno.store.db import session_scope
 
-        model = _model(kind)
         with session_scope(write=False) as s:
-            q = sa.select(model).where(model.code == name)
-            if kind == "Plan":
-                q = q.where(model.current == True)  # noqa: E712
-            obj = s.execute(q).scalars().first()
-            if obj is None:
-                raise NotFound(f"{noun} {name!r} not found")
-            data = audit.snapshot(obj)
+            data = audit.snapshot(catalogue.get(s, kind, name))
         render(data, output)
 
     @app.command("delete")

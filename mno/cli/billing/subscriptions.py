@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
+from mno.cli.billing import aware_time
 from mno.cli.output import Format, OutputOpt, done, render
 
 app = typer.Typer(help="Subscriptions of tenants to plans.", no_args_is_help=True)
@@ -26,20 +26,6 @@ def _row(s: Any, sub: Any) -> dict[str, Any]:
         "coupon": sub.coupon_code,
         "cycle_limit": sub.cycle_limit,
     }
-
-
-def _when(value: str | None) -> datetime | None:
-    from mno.errors import BadInput
-
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise BadInput(f"not a time: {value!r}") from exc
-    if at.tzinfo is None:
-        raise BadInput(f"{value!r}: give a timezone (e.g. Z)")
-    return at
 
 
 def _one_of(now: bool, at_period_end: bool, at: str | None) -> None:
@@ -76,7 +62,7 @@ def create(
             s,
             tenant,
             plan,
-            start=_when(start),
+            start=aware_time(start),
             app_code=app_code,
             coupon=coupon,
             cycle_limit=cycles,
@@ -142,7 +128,9 @@ def cancel(
 
     _one_of(now, at_period_end, at)
     with session_scope() as s:
-        data = _row(s, subscriptions.cancel(s, sub_id, at=_when(at), at_period_end=at_period_end))
+        data = _row(
+            s, subscriptions.cancel(s, sub_id, at=aware_time(at), at_period_end=at_period_end)
+        )
     ends = "canceled" if data["status"] == "canceled" else f"ends at {data['cancel_at']}"
     done(data, f"subscription {sub_id} {ends}", output)
 
@@ -171,6 +159,8 @@ def change_plan(
     with session_scope() as s:
         data = _row(
             s,
-            subscriptions.change_plan(s, sub_id, plan, at=_when(at), at_period_end=at_period_end),
+            subscriptions.change_plan(
+                s, sub_id, plan, at=aware_time(at), at_period_end=at_period_end
+            ),
         )
     done(data, f"subscription {data['id']} on {plan}", output)

@@ -24,7 +24,7 @@ def record(
 ) -> None:
     """Record usage; a repeated --id is a no-op."""
     from mno.billing import usage
-    from mno.cli.billing_subscriptions import _when
+    from mno.cli.billing import aware_time
     from mno.cli.params import pairs
     from mno.money import to_decimal
     from mno.store.db import session_scope
@@ -35,7 +35,7 @@ def record(
             tenant,
             metric,
             to_decimal(quantity),
-            at=_when(at),
+            at=aware_time(at),
             idempotency_key=key,
             properties=pairs(prop, "prop"),
         )

@@ -16,7 +16,7 @@ def show(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
 ) -> None:
     """Every invoice, payment and credit with the running balance."""
-    from mno.billing import invoices
+    from mno.billing import ledger
     from mno.billing.export import amount as _amt
     from mno.store.db import session_scope
 
@@ -31,7 +31,7 @@ def show(
                 "balance": _amt(e.balance_minor, e.currency),
                 "reference": e.reference,
             }
-            for e in invoices.ledger(s, tenant)
+            for e in ledger.entries(s, tenant)
         ]
     render(
         rows, output, columns=["seq", "at", "type", "currency", "amount", "balance", "reference"]
@@ -50,20 +50,20 @@ def credit(
     output: OutputOpt = Format.table,
 ) -> None:
     """Add prepaid credit; invoices issued later in that currency draw it down after tax."""
-    from mno.billing import invoices
-    from mno.cli.billing_subscriptions import _when
+    from mno.billing import ledger
+    from mno.cli.billing import aware_time
     from mno.cli.output import done
     from mno.money import check_currency, to_decimal, to_minor
     from mno.store.db import session_scope
 
     with session_scope() as s:
-        e = invoices.add_credit(
+        e = ledger.add_credit(
             s,
             tenant,
             to_minor(to_decimal(amount), check_currency(currency)),
             currency,
             reference,
-            expires_at=_when(expires),
+            expires_at=aware_time(expires),
         )
         data = {"seq": e.seq, "amount_minor": e.amount_minor, "balance_minor": e.balance_minor}
     done(data, f"credit added; balance {data['balance_minor']} minor units", output)
@@ -74,7 +74,7 @@ def credits(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
 ) -> None:
     """Prepaid credits with what is left of each and its expiry."""
-    from mno.billing import invoices
+    from mno.billing import ledger
     from mno.billing.export import amount as _amt
     from mno.store.db import session_scope
 
@@ -89,7 +89,7 @@ def credits(
                 "status": g.status,
                 "reference": g.reference,
             }
-            for g in invoices.list_credits(s, tenant)
+            for g in ledger.list_credits(s, tenant)
         ]
     render(
         rows,

@@ -117,15 +117,10 @@ def pay(
     output: OutputOpt = Format.table,
 ) -> None:
     """Record a payment."""
-    from mno.billing import invoices
-    from mno.money import to_decimal, to_minor
-    from mno.store.db import session_scope
+    from mno.money import to_decimal
 
-    minor = None
-    if amount is not None:
-        with session_scope(write=False) as s:
-            minor = to_minor(to_decimal(amount), invoices.get(s, invoice).currency)
-    _action("pay", invoice, output, amount_minor=minor, reference=reference)
+    paid = to_decimal(amount) if amount is not None else None
+    _action("pay", invoice, output, amount=paid, reference=reference)
 
 
 @app.command("void")

@@ -3,6 +3,8 @@ discounts, then tax (or an exemption or reverse-charge note), then the total.
 
 Pure given its inputs: the catalogue, the periods to bill (``slots``), the usage aggregated
 in SQL and the lines that exist already (skipped; buckets read their rollover from them).
+One charge's price (tiers, packages, rounding) is ``rating``'s; writing the drafts is
+``run``'s; issuing, paying and voiding them is ``invoices``'.
 """
 
 from __future__ import annotations

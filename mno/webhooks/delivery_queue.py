@@ -1,11 +1,18 @@
-"""Delivery work: claim (ordering, rate limits), record outcomes in batches, list, replay."""
+"""The delivery queue: ``webhook_delivery`` rows of every channel (webhook, email rule,
+direct email).
+
+The dispatcher claims due deliveries (ordered targets, rate-limited endpoints) as
+``ClaimedDelivery`` rows, sends them (``http_sender`` for webhooks) and records the outcomes
+here in batches: attempts, retry or exhaustion, endpoint health. Operators list, show and
+replay deliveries through the functions at the end.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -19,20 +26,36 @@ from mno.store.models.webhooks import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from mno.store.types import table_of
 from mno.webhooks.retry import Policy, parse_retry_after
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.webhooks.delivery import Outcome
+    from mno.webhooks.http_sender import Outcome
 
-D = WebhookDelivery.__table__
-E = WebhookEndpoint.__table__
-R = NotifyRule.__table__
+D = table_of(WebhookDelivery)
+E = table_of(WebhookEndpoint)
+R = table_of(NotifyRule)
 READY = ("pending",)
 STATUSES = ("pending", "failed", "succeeded", "exhausted", "cancelled")
 MAX_REPLAY = 10_000
-_COLUMNS = ("id", "channel", "target_id", "event_id", "event_type", "body", "attempts", "tenant_id")
+
+
+class ClaimedDelivery(NamedTuple):
+    """A delivery leased by ``claim``: the columns the dispatcher sends and records."""
+
+    id: uuid.UUID
+    channel: str  # "webhook", "email" (a notify rule) or "direct_email"
+    target_id: uuid.UUID  # the endpoint or notify rule
+    event_id: uuid.UUID
+    event_type: str
+    body: str
+    attempts: int
+    tenant_id: uuid.UUID | None
+
+
+_COLUMNS = ClaimedDelivery._fields
 
 
 def _not_blocked() -> Any:
@@ -46,9 +69,9 @@ def _not_blocked() -> Any:
     return sa.or_(D.c.ordered == sa.false(), ~earlier)
 
 
-def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> list[tuple[Any, ...]]:
+def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> list[ClaimedDelivery]:
     """Lease up to ``limit`` due deliveries; rate-limited endpoints take store tokens."""
-    out: list[tuple[Any, ...]] = []
+    out: list[ClaimedDelivery] = []
     free_endpoints = sa.select(E.c.id).where(E.c.enabled == sa.true(), E.c.rate_limit.is_(None))
     rules = sa.select(R.c.id).where(R.c.enabled == sa.true())
     where = sa.and_(
@@ -59,7 +82,7 @@ def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> lis
         ),
         _not_blocked(),
     )
-    out += leases.claim(
+    got = leases.claim(
         session,
         WebhookDelivery,
         owner,
@@ -70,6 +93,7 @@ def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> lis
         order_by=[D.c.next_attempt_at, D.c.seq],
         returning=_COLUMNS,
     )
+    out += map(ClaimedDelivery._make, got)
     if len(out) < limit:
         out += _claim_limited(session, owner, limit - len(out), lease_for)
     return out
@@ -77,7 +101,7 @@ def claim(session: Session, owner: str, limit: int, lease_for: timedelta) -> lis
 
 def _claim_limited(
     session: Session, owner: str, limit: int, lease_for: timedelta
-) -> list[tuple[Any, ...]]:
+) -> list[ClaimedDelivery]:
     """Per rate-limited endpoint: refill its bucket, claim at most the whole tokens."""
     now = clock.now()
     limited = session.execute(
@@ -91,7 +115,7 @@ def _claim_limited(
             ),
         )
     ).all()
-    out: list[tuple[Any, ...]] = []
+    out: list[ClaimedDelivery] = []
     for endpoint_id, rate in limited:
         if len(out) >= limit:
             break
@@ -110,7 +134,7 @@ def _claim_limited(
             returning=_COLUMNS,
         )
         give_back(session, endpoint_id, tokens - len(got))
-        out += got
+        out += map(ClaimedDelivery._make, got)
     return out
 
 
@@ -120,7 +144,7 @@ def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int
 
     got, _ = buckets.take(
         session,
-        WebhookBucket.__table__,
+        table_of(WebhookBucket),
         "endpoint_id",
         endpoint_id,
         rate=rate,
@@ -132,7 +156,7 @@ def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int
 
 def give_back(session: Session, endpoint_id: uuid.UUID, n: int) -> None:
     if n > 0:
-        t = WebhookBucket.__table__
+        t = table_of(WebhookBucket)
         session.execute(
             sa.update(t).where(t.c.endpoint_id == endpoint_id).values(tokens=t.c.tokens + n)
         )
@@ -150,7 +174,7 @@ class Recorded:
 def record(
     session: Session,
     owner: str,
-    claimed: dict[Any, tuple[Any, ...]],
+    claimed: dict[Any, ClaimedDelivery],
     outcomes: list[Outcome],
     policy: Policy,
 ) -> Recorded:
@@ -198,18 +222,18 @@ def record(
         )
         res.succeeded += len(done)
         done_ids.update(done)
-        ok_targets |= {claimed[i][2] for i in done}
+        ok_targets |= {claimed[i].target_id for i in done}
     res.lost_lease += len(ok) - res.succeeded
     retry_rows: list[dict[str, Any]] = []
-    exhausted: list[tuple[Any, ...]] = []
+    exhausted: list[ClaimedDelivery] = []
     gone: set[Any] = set()
     failed_targets: set[Any] = set()
     for o in bad:
         row = claimed[o.delivery_id]
-        attempts = int(row[6])
-        target = row[2]
+        attempts = int(row.attempts)
+        target = row.target_id
         failed_targets.add(target)
-        if o.status_code == 410 and row[1] == "webhook":
+        if o.status_code == 410 and row.channel == "webhook":
             gone.add(target)
         ra = parse_retry_after(o.retry_after, now)
         delay = policy.next_delay(
@@ -245,7 +269,7 @@ def record(
             )
         )
         session.connection().execute(stmt, retry_rows)
-    _scrub_direct(session, claimed, done_ids | {r[0] for r in exhausted})
+    _scrub_direct(session, claimed, done_ids | {r.id for r in exhausted})
     res.exhausted = len(exhausted)
     res.retried = len(bad) - len(exhausted)
     if exhausted:
@@ -255,14 +279,14 @@ def record(
                 (
                     "webhook.delivery_exhausted",
                     {
-                        "delivery_id": str(r[0]),
-                        "channel": r[1],
-                        "endpoint_id": str(r[2]),
-                        "event_id": str(r[3]),
-                        "event_type": r[4],
-                        "attempts": int(r[6]),
+                        "delivery_id": str(r.id),
+                        "channel": r.channel,
+                        "endpoint_id": str(r.target_id),
+                        "event_id": str(r.event_id),
+                        "event_type": r.event_type,
+                        "attempts": int(r.attempts),
                     },
-                    r[7],
+                    r.tenant_id,
                 )
                 for r in exhausted
             ],
@@ -299,14 +323,14 @@ def record(
     return res
 
 
-def _scrub_direct(session: Session, claimed: dict[Any, tuple[Any, ...]], ids: set[Any]) -> None:
+def _scrub_direct(session: Session, claimed: dict[Any, ClaimedDelivery], ids: set[Any]) -> None:
     """Direct emails that are done keep their recipe without the sealed values."""
     from mno import mail
 
     rows = [
-        {"b_id": i, "b_body": mail.scrub_direct(claimed[i][5])}
+        {"b_id": i, "b_body": mail.scrub_direct(claimed[i].body)}
         for i in ids
-        if claimed[i][1] == mail.DIRECT_CHANNEL
+        if claimed[i].channel == mail.DIRECT_CHANNEL
     ]
     if rows:
         session.connection().execute(

@@ -13,15 +13,13 @@ COLUMNS = ["id", "tenant", "amount", "currency", "status", "description"]
 
 
 def _row(s: Any, c: Any) -> dict[str, Any]:
-    from decimal import Decimal
-
-    from mno.money import minor_units
+    from mno.billing.export import amount
     from mno.tenancy import tenants
 
     return {
         "id": str(c.id),
         "tenant": tenants.get(s, c.tenant_id).key,
-        "amount": str(Decimal(c.amount_minor).scaleb(-minor_units(c.currency))),
+        "amount": amount(c.amount_minor, c.currency),
         "currency": c.currency,
         "status": c.status,
         "description": c.description,

@@ -1,0 +1,125 @@
+"""mno billing: ``run`` bills a period for every tenant (idempotent, resumable, dry-run);
+the catalogue (plan, metric, coupon, tax-rate) and tax treatments hang under it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, render, success, warn
+
+if TYPE_CHECKING:
+    from mno.billing.run import RunResult
+
+app = typer.Typer(
+    help="Billing runs and the catalogue (plan, metric, coupon, tax-rate).", no_args_is_help=True
+)
+
+
+def _catalogue() -> None:
+    # ``mno plan`` is GitOps' plan command, so plans live here as ``mno billing plan``;
+    # metric, coupon and tax-rate are also top-level groups.
+    from mno.cli.billing.catalogue import make_app
+
+    for kind, name in (
+        ("Plan", "plan"),
+        ("Metric", "metric"),
+        ("Coupon", "coupon"),
+        ("TaxRate", "tax-rate"),
+    ):
+        app.add_typer(make_app(kind, f"Catalogue: {name}s."), name=name)
+
+
+_catalogue()
+
+
+def _tax_treatments() -> None:
+    from mno.cli.billing.tax_treatments import app as treatments
+
+    app.add_typer(treatments, name="tax-treatment")
+
+
+_tax_treatments()
+
+
+@app.command("run")
+def run_cmd(
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Month YYYY-MM that closed: bills the periods that close in it and the "
+            "in-advance charges of the periods that start the month after."
+        ),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print.")] = False,
+    issue: Annotated[bool, typer.Option("--issue", help="Issue the drafts created.")] = False,
+    retry_failed: Annotated[str | None, typer.Option(help="Redo a run's failed tenants.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Bill a month: arrears and usage of the periods that closed in it, plus in-advance
+    charges of the periods that start the next month (in each tenant's timezone)."""
+    from mno.billing import run as billing
+    from mno.errors import BadInput
+
+    if retry_failed:
+        result = billing.retry_failed(retry_failed)
+    else:
+        if not period:
+            raise BadInput("give --period YYYY-MM or --retry-failed RUN")
+        result = _bill(period, tenant, dry_run)
+    if issue and not dry_run and result.run_id:
+        from mno.billing.issuing import issue_drafts
+
+        issue_drafts(result.run_id)
+    _render(result, period, dry_run, output)
+
+
+def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:
+    """The run, with a progress bar on a TTY."""
+    from mno.billing import run as billing
+    from mno.cli.output import is_tty
+
+    if not is_tty():
+        return billing.run(period, tenant_key=tenant, dry_run=dry_run)
+    from rich.progress import Progress
+
+    from mno.cli.output import err_console
+
+    with Progress(console=err_console(), transient=True) as bar:
+        task = bar.add_task(f"billing {period}", total=None)
+
+        def cb(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return billing.run(period, tenant_key=tenant, dry_run=dry_run, progress=cb)
+
+
+def _render(result: RunResult, period: str | None, dry_run: bool, output: Format) -> None:
+    data = result.as_dict()
+    if dry_run:
+        data["would_invoice"] = result.preview
+    if output is not Format.table:
+        render(data, output)
+        return
+    if dry_run:
+        render(
+            result.preview,
+            output,
+            columns=[
+                "tenant",
+                "currency",
+                "subtotal_minor",
+                "discount_minor",
+                "tax_minor",
+                "total_minor",
+            ],
+        )
+    for f in result.failed:
+        warn(f"{f['tenant']}: {f['reason']}")
+    success(
+        f"{period or ''} {result.tenants} tenants, {result.invoices} invoices, "
+        f"{result.lines} lines in {result.seconds:.1f}s"
+        + (f"; run {result.run_id}" if result.run_id else " (dry run)")
+    )

@@ -201,3 +201,27 @@ def test_insert_columns_skips_rows_that_break_the_unique_columns(
         got = s.connection().execute(table.select()).all()
     assert sorted(r.event_id for r in got) == sorted(events)
     assert {r.status for r in got} == {"pending"} and {r.next_attempt_at for r in got} == {now}
+
+
+def test_emit_and_emit_many_refuse_what_emit_rows_refuses(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """The three doors share one check: an unknown type or an oversized payload is
+    refused with the same message, and nothing of a batch is written."""
+    import sqlalchemy as sa
+
+    from mno.errors import BadInput
+    from mno.store import outbox
+
+    big = {"a": "x" * outbox.MAX_PAYLOAD_BYTES}
+    with session() as s:
+        for kind, payload, message in (
+            ("bogus.x", {}, "unknown event type"),
+            ("record.created", big, "byte limit"),
+        ):
+            with pytest.raises(BadInput, match=message):
+                outbox.emit(s, kind, payload)
+            with pytest.raises(BadInput, match=message):
+                outbox.emit_many(s, [("record.created", {"a": 1}, None), (kind, payload, None)])
+        assert s.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one() == 0
+        assert outbox.emit_many(s, [("record.created", {"a": 1}, None)] * 2) == 2

@@ -5,7 +5,8 @@ Both rate tenants first (``mno.billing.invoicing``), then write the invoices and
 lines in bulk through ``store.bulk`` (one COPY per table on PostgreSQL, multi-row INSERTs
 on SQLite), mark the one-off charges they billed as invoiced and count a billed period on
 each subscription. ``existing_lines`` finds the lines already billed, so that neither
-bills a line twice.
+bills a line twice. ``record_created`` writes a run's audit rows and ``invoice.created``
+events in bulk, in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mno.store import leases
-from mno.store.bulk import Rows
+from mno.store import audit, leases, outbox
+from mno.store.bulk import Rows, dashed, dumps, hex_ids
 from mno.store.models.billing import Charge, Invoice, InvoiceLine, Subscription
 from mno.store.types import table_of
 
@@ -103,3 +104,60 @@ def write(
             .where(id_in(s, T_SUB.c.id, list(billed_subs)))
             .values(periods_billed=T_SUB.c.periods_billed + 1)
         )
+
+
+_NOT_AUDITED = ("created_at", "updated_at")
+
+
+def record_created(
+    s: Session, inv_rows: list[dict[str, Any]], keys: list[str], now: datetime
+) -> None:
+    """The audit row (``invoice.create``) and the ``invoice.created`` event of each
+    invoice of ``inv_rows`` (rows as ``invoice_row`` makes them, with 32-hex-digit ids;
+    ``keys`` the tenant key of each), written in bulk in the session's transaction. The
+    payload has the shape of every ``invoice.*`` event; the audit diff holds the
+    invoice's fields, as ``audit.snapshot`` gives them for a create."""
+    if not inv_rows:
+        return
+    w = Rows(s.connection())
+    at = w.time(now)
+    events: list[tuple[Any, ...]] = []
+    entries: list[tuple[Any, ...]] = []
+    for row, key, event_id, entry_id in zip(
+        inv_rows, keys, hex_ids(len(inv_rows)), hex_ids(len(inv_rows)), strict=True
+    ):
+        inv_id = dashed(row["id"])
+        tenant_id = row["tenant_id"]
+        payload = {
+            "id": inv_id,
+            "tenant": key,
+            "number": None,
+            "status": row["status"],
+            "currency": row["currency"],
+            "total_minor": row["total_minor"],
+            "period": row["period"],
+        }
+        after = {k: v for k, v in row.items() if v is not None and k not in _NOT_AUDITED}
+        after["id"] = inv_id
+        events.append((event_id, w.uid(tenant_id), dumps(payload)))
+        entries.append(
+            (entry_id, inv_id, key, w.uid(tenant_id), dumps(audit.diff({}, audit.jsonable(after))))
+        )
+    outbox.emit_rows(
+        w,
+        ("id", "tenant_id", "payload"),
+        events,
+        {"created_at": at, "updated_at": at, "type": "invoice.created"},
+    )
+    audit.record_rows(
+        w,
+        ("id", "target_id", "target", "tenant_id", "diff"),
+        entries,
+        {
+            "created_at": at,
+            "updated_at": at,
+            "at": at,
+            "action": "invoice.create",
+            "target_type": "invoice",
+        },
+    )

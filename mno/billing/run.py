@@ -411,6 +411,7 @@ def _chunk(
     ):
         charges[row.tenant_id].append(row)
     inv_rows: list[dict[str, Any]] = []
+    inv_keys: list[str] = []  # the tenant key of each invoice
     line_rows: list[dict[str, Any]] = []
     billed_charges: list[uuid.UUID] = []
     billed_subs: set[uuid.UUID] = set()
@@ -443,6 +444,7 @@ def _chunk(
             inv_rows.append(
                 invoice_row(inv_id, t.id, run_id, period, "period", currency, totals, now)
             )
+            inv_keys.append(t.key)
             for ln in lines:
                 ln.update(
                     id=next(fresh, None) or new_id().hex,
@@ -462,4 +464,5 @@ def _chunk(
     result.lines += len(line_rows)
     if write:
         invoice_rows.write(s, inv_rows, line_rows, billed_charges, billed_subs, now)
+        invoice_rows.record_created(s, inv_rows, inv_keys, now)
     return result

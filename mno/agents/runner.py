@@ -3,7 +3,8 @@
 - Each agent's ``tick`` runs on its interval or cron schedule (with jitter), with
   ``coalesce=True``, ``max_instances=1`` and a ``misfire_grace_time``.
 - Singleton agents (``SINGLETON = True``) hold a named lease lock, so only one host in the
-  fleet runs them at a time.
+  fleet runs them at a time; ``tick_once`` (``mno agents tick``) runs one pass outside the
+  daemon and holds that lock through the same helpers.
 - A heartbeat row (host, pid, agents, start time, last beat) is written every few seconds.
 - Signals only set flags: the first SIGTERM/SIGINT stops warm (no new claims, in-flight
   items finish, leases are released, exit 0); the second stops cold (exit 1 at once; the

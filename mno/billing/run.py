@@ -14,7 +14,8 @@ start in November.
 
 Idempotent by construction:
 - a named run lock per period refuses a concurrent run; a lock left by a process that died
-  on this host is taken over, one left by another host expires after ``LOCK_TTL``;
+  on this host (gone, or an unreaped zombie) is taken over (``leases.take_lock``), one left
+  by another host expires after ``LOCK_TTL``;
 - tenants that already hold an invoice for the period are skipped (a rerun creates nothing);
 - each chunk of tenants is one transaction, so a crash leaves whole chunks and a rerun
   completes the rest;

@@ -84,6 +84,7 @@ CATALOGUE: dict[str, str] = {
     "plan.deleted": "A plan and all its versions were deleted (payload: code, versions).",
     "coupon.deleted": "A coupon was deleted from the catalogue (payload: code).",
     "tax_rate.deleted": "A tax rate was deleted from the catalogue (payload: code).",
+    "invoice.created": "A draft invoice was created by a billing run (no number yet).",
     "invoice.issued": "An invoice was issued with its number (billing).",
     "invoice.paid": "An invoice was paid in full (billing).",
     "invoice.voided": "An invoice was voided; a credit note was created if it was issued.",

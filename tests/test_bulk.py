@@ -121,3 +121,107 @@ def test_emit_rows_checks_types_and_sizes_before_writing(session) -> None:
         assert count(s) == 0
         assert outbox.emit_rows(w, cols, ok) == 2
         assert count(s) == 2
+
+
+def test_insert_dicts_makes_plain_values_driver_ready(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """Rows of plain values (UUID objects or hex ids, aware datetimes, JSON values) go in
+    as they would through the ORM, the shared columns included."""
+    import uuid
+
+    table = Event.__table__  # type: ignore[attr-defined]
+    now = clock.now()
+    tenant = uuid.uuid4()
+    ids = [uuid.uuid4(), bulk.hex_ids(1)[0]]
+    rows = [
+        {
+            "id": i,
+            "created_at": now,
+            "updated_at": now,
+            "type": "record.created",
+            "tenant_id": tenant if n else None,
+            "payload": {"n": n, "text": 'it\'s\t"x"\n'},
+        }
+        for n, i in enumerate(ids)
+    ]
+    with session() as s:
+        bulk.Rows(s.connection()).insert_dicts(table, rows, ("created_at", "updated_at", "type"))
+    with session(write=False) as s:
+        got = s.connection().execute(table.select().order_by(table.c.seq)).all()
+    assert [r.id.hex for r in got] == [ids[0].hex, ids[1]]
+    assert [r.tenant_id for r in got] == [None, tenant]
+    assert [r.payload for r in got] == [r["payload"] for r in rows]
+    assert {r.created_at for r in got} == {now}
+
+
+def test_insert_columns_skips_rows_that_break_the_unique_columns(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """Rows given column by column, with constants and server-made ids; with
+    ``conflict`` a pair already present is skipped, not an error."""
+    import uuid
+
+    from mno.store.models.webhooks import WebhookDelivery
+
+    table = WebhookDelivery.__table__  # type: ignore[attr-defined]
+    now = clock.now()
+    events = [uuid.uuid4() for _ in range(3)]
+    target = uuid.uuid4()
+
+    def columns(evs: list[uuid.UUID]) -> dict[str, list[Any]]:
+        return {
+            "event_id": evs,
+            "target_id": [target] * len(evs),
+            "seq": list(range(len(evs))),
+            "event_type": ["record.created"] * len(evs),
+            "event_at": [now] * len(evs),
+            "body": ['{"a":1}'] * len(evs),
+        }
+
+    constants = {
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": now,
+        "attempts": 0,
+        "status": "pending",
+        "channel": "webhook",
+        "ordered": False,
+    }
+    with session() as s:
+        w = bulk.Rows(s.connection())
+        assert w.insert_columns(table, columns(events[:2]), constants) == 2
+        w.insert_columns(
+            table,
+            columns(events),
+            constants,
+            conflict=["event_id", "target_id"],
+        )
+    with session(write=False) as s:
+        got = s.connection().execute(table.select()).all()
+    assert sorted(r.event_id for r in got) == sorted(events)
+    assert {r.status for r in got} == {"pending"} and {r.next_attempt_at for r in got} == {now}
+
+
+def test_emit_and_emit_many_refuse_what_emit_rows_refuses(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """The three doors share one check: an unknown type or an oversized payload is
+    refused with the same message, and nothing of a batch is written."""
+    import sqlalchemy as sa
+
+    from mno.errors import BadInput
+    from mno.store import outbox
+
+    big = {"a": "x" * outbox.MAX_PAYLOAD_BYTES}
+    with session() as s:
+        for kind, payload, message in (
+            ("bogus.x", {}, "unknown event type"),
+            ("record.created", big, "byte limit"),
+        ):
+            with pytest.raises(BadInput, match=message):
+                outbox.emit(s, kind, payload)
+            with pytest.raises(BadInput, match=message):
+                outbox.emit_many(s, [("record.created", {"a": 1}, None), (kind, payload, None)])
+        assert s.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one() == 0
+        assert outbox.emit_many(s, [("record.created", {"a": 1}, None)] * 2) == 2

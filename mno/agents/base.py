@@ -18,24 +18,18 @@ with backoff, complete in batches, release unstarted items on a warm stop.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from mno.store.leases import make_owner
+
 if TYPE_CHECKING:
     from sqlmodel import Session
-
-
-def make_owner() -> str:
-    """A lease owner id unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass

@@ -242,8 +242,8 @@ def tick(ctx: TickContext) -> TickResult:
 def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
     """Send a ``webhook.ping`` to one endpoint now and return the delivery with its attempt."""
     from mno import clock
-    from mno.agents.base import make_owner
     from mno.store.db import session_scope
+    from mno.store.leases import make_owner
     from mno.webhooks import delivery_queue, endpoints, fanout
     from mno.webhooks.http_sender import Job, Sender
     from mno.webhooks.retry import Policy

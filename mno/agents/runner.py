@@ -3,7 +3,8 @@
 - Each agent's ``tick`` runs on its interval or cron schedule (with jitter), with
   ``coalesce=True``, ``max_instances=1`` and a ``misfire_grace_time``.
 - Singleton agents (``SINGLETON = True``) hold a named lease lock, so only one host in the
-  fleet runs them at a time.
+  fleet runs them at a time; ``tick_once`` (``mno agents tick``) runs one pass outside the
+  daemon and holds that lock through the same helpers.
 - A heartbeat row (host, pid, agents, start time, last beat) is written every few seconds.
 - Signals only set flags: the first SIGTERM/SIGINT stops warm (no new claims, in-flight
   items finish, leases are released, exit 0); the second stops cold (exit 1 at once; the
@@ -26,13 +27,18 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mno import clock
 from mno.agents import registry
-from mno.agents.base import TickContext, TickResult, make_owner
+from mno.agents.base import TickContext, TickResult
 from mno.agents.config import AgentConfig, AgentsFile
-from mno.errors import Unavailable
+from mno.errors import Conflict, Unavailable
+from mno.store import leases
+from mno.store.leases import make_owner
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger("mno.agents")
 MISSED_BEATS = 3  # a process is stale, and unhealthy, after this many missed heartbeats
@@ -128,6 +134,49 @@ def run_tick(module: ModuleType, ctx: TickContext, *, record: bool = True) -> Ti
     if record:
         _record(ctx, started, result, outcome, error)
     return TickOutcome(ctx.agent, result, outcome, error)
+
+
+def tick_once(module: ModuleType, ctx: TickContext) -> TickOutcome:
+    """Run one pass of one agent outside the daemon (``mno agents tick``).
+
+    A singleton agent holds its fleet-wide lock for the pass, as in the ``Runner``, and
+    gives it back afterwards; a lock another process holds is a ``Conflict``. Nothing
+    renews the lock during the pass, so it lasts three leases."""
+    if not is_singleton(module):
+        return run_tick(module, ctx)
+    with ctx.session() as s:
+        if not hold_singleton(s, ctx.agent, ctx.owner, ctx.lease_for * 3):
+            holder = leases.lock_holder(s, singleton_lock(ctx.agent))
+            who = holder[0] if holder else "another process"
+            raise Conflict(f"{ctx.agent} runs on one host at a time and {who} holds it")
+    try:
+        return run_tick(module, ctx)
+    finally:
+        with ctx.session() as s:
+            release_singleton(s, ctx.agent, ctx.owner)
+
+
+# -- singleton agents -------------------------------------------------------------------
+
+
+def is_singleton(module: ModuleType) -> bool:
+    """True for an agent that only one process in the fleet may run at a time."""
+    return bool(getattr(module, "SINGLETON", False))
+
+
+def singleton_lock(name: str) -> str:
+    """The name of the lease lock a singleton agent holds."""
+    return f"agent:{name}"
+
+
+def hold_singleton(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
+    """Take or renew the lock of singleton agent ``name`` for ``owner``; False while
+    another live owner holds it."""
+    return leases.acquire_lock(session, singleton_lock(name), owner, ttl)
+
+
+def release_singleton(session: Session, name: str, owner: str) -> None:
+    leases.release_lock(session, singleton_lock(name), owner)
 
 
 def _record(
@@ -231,7 +280,7 @@ class Runner:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
             return
         module, cfg = self.modules[name], self.agent_configs[name]
-        if getattr(module, "SINGLETON", False) and not self._hold_singleton(name):
+        if is_singleton(module) and not self._hold_singleton(name):
             return
         ctx = context_for(
             name,
@@ -286,14 +335,11 @@ class Runner:
             )
 
     def _hold_singleton(self, name: str) -> bool:
-        from mno.store import leases
         from mno.store.db import session_scope
 
         try:
             with session_scope(self.db_url) as s:
-                held = leases.acquire_lock(
-                    s, f"agent:{name}", self.owner, self._singleton_ttl(name)
-                )
+                held = hold_singleton(s, name, self.owner, self._singleton_ttl(name))
         except Exception as exc:
             self._store_down(str(exc))
             return False
@@ -341,7 +387,6 @@ class Runner:
     def beat(self) -> None:
         import sqlalchemy as sa
 
-        from mno.store import leases
         from mno.store.db import session_scope
         from mno.store.models.agents import Heartbeat
 
@@ -367,9 +412,7 @@ class Runner:
                         )
                     )
                 for name in sorted(self._locks):  # a long singleton pass keeps its lock
-                    if not leases.acquire_lock(
-                        s, f"agent:{name}", self.owner, self._singleton_ttl(name)
-                    ):
+                    if not hold_singleton(s, name, self.owner, self._singleton_ttl(name)):
                         log.warning("lost the singleton lock", extra={"agent": name})
                         with self._lock:
                             self._locks.discard(name)
@@ -484,14 +527,13 @@ class Runner:
     def _cleanup(self) -> None:
         import sqlalchemy as sa
 
-        from mno.store import leases
         from mno.store.db import session_scope
         from mno.store.models.agents import Heartbeat
 
         try:
             with session_scope(self.db_url) as s:
                 for name in list(self._locks):
-                    leases.release_lock(s, f"agent:{name}", self.owner)
+                    release_singleton(s, name, self.owner)
                 t = Heartbeat.__table__
                 s.execute(sa.delete(t).where(t.c.owner == self.owner))
         except Exception as exc:

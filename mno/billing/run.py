@@ -14,7 +14,8 @@ start in November.
 
 Idempotent by construction:
 - a named run lock per period refuses a concurrent run; a lock left by a process that died
-  on this host is taken over, one left by another host expires after ``LOCK_TTL``;
+  on this host (gone, or an unreaped zombie) is taken over (``leases.take_lock``), one left
+  by another host expires after ``LOCK_TTL``;
 - tenants that already hold an invoice for the period are skipped (a rerun creates nothing);
 - each chunk of tenants is one transaction, so a crash leaves whole chunks and a rerun
   completes the rest;
@@ -23,18 +24,16 @@ Idempotent by construction:
   month before) is skipped, and invoices are unique on (tenant, period, currency, kind).
 
 Rating a tenant is pure (``mno.billing.tenant_rating``). Usage is aggregated in SQL (GROUP BY
-tenant, metric within each window of time); invoices and lines are inserted in bulk (COPY
-on PostgreSQL).
+tenant, metric within each window of time); invoices and lines are written in bulk
+(``mno.billing.invoice_rows``: COPY on PostgreSQL).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -44,10 +43,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from mno import clock
+from mno.billing import invoice_rows
+from mno.billing.invoice_rows import existing_lines, id_in, invoice_row
 from mno.billing.periods import (
     month_bounds,
     parse_period,
 )
+from mno.billing.subscriptions import end_trials
 from mno.billing.tenant_rating import (  # noqa: F401 - Slot, slots, _Catalog re-exported
     USAGE_KINDS,
     Slot,
@@ -67,25 +69,21 @@ from mno.store.db import session_scope
 from mno.store.models.billing import (
     BillingRun,
     Charge,
-    Invoice,
-    InvoiceLine,
-    Plan,
     Subscription,
     TaxTreatment,
     UsageEvent,
 )
 from mno.store.models.tenancy import Tenant
-from mno.store.types import UTCDateTime, new_id
+from mno.store.types import new_id, table_of
 
 CHUNK = 2000
 LOCK_TTL = timedelta(minutes=10)
-T_INV = Invoice.__table__  # type: ignore[attr-defined]
-T_LINE = InvoiceLine.__table__  # type: ignore[attr-defined]
-T_SUB = Subscription.__table__  # type: ignore[attr-defined]
-T_USE = UsageEvent.__table__  # type: ignore[attr-defined]
-T_CHG = Charge.__table__  # type: ignore[attr-defined]
-T_TEN = Tenant.__table__  # type: ignore[attr-defined]
-T_TAXT = TaxTreatment.__table__  # type: ignore[attr-defined]
+T_INV = invoice_rows.T_INV
+T_SUB = table_of(Subscription)
+T_USE = table_of(UsageEvent)
+T_CHG = table_of(Charge)
+T_TEN = table_of(Tenant)
+T_TAXT = table_of(TaxTreatment)
 
 
 @dataclass
@@ -124,46 +122,9 @@ class RunResult:
         }
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{new_id().hex[:8]}"
-
-
-def _dead_here(owner: str) -> bool:
-    """True when ``owner`` names a process of this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_s = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_s.isdigit() or int(pid_s) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid_s), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _take_lock(s: Session, lock: str, owner: str) -> bool:
-    if leases.acquire_lock(s, lock, owner, LOCK_TTL):
-        return True
-    holder = leases.lock_holder(s, lock)
-    if holder is None or not _dead_here(holder[0]):
-        return False
-    from mno.store.models.core import LeaseLock
-
-    t = LeaseLock.__table__  # type: ignore[attr-defined]
-    now = clock.now()
-    taken = s.execute(
-        sa.update(t)
-        .where(t.c.name == lock, t.c.owner == holder[0])
-        .values(owner=owner, until=now + LOCK_TTL, updated_at=now)
-    ).rowcount
-    return bool(taken)
-
-
 def _renew(s: Session, lock: str, owner: str) -> None:
     """Renew the run lock in the chunk's transaction; a run that lost it stops there."""
-    if not _take_lock(s, lock, owner):
+    if not leases.take_lock(s, lock, owner, LOCK_TTL):
         raise Conflict("the billing run lost its lock to another run", "run it again")
 
 
@@ -182,23 +143,21 @@ def run(
 
     year, month = parse_period(period)
     started = time.perf_counter()
-    owner = _owner()
+    owner = leases.make_owner()
     lock = f"billing-run:{period}"
     result = RunResult(None, period, dry_run=dry_run)
     if not dry_run:
         with session_scope(url) as s:
-            if not _take_lock(s, lock, owner):
+            if not leases.take_lock(s, lock, owner, LOCK_TTL):
                 raise Conflict(
                     f"a billing run for {period} is already running", "wait for it to finish"
                 )
             # we hold the lock: a run of this period still marked running has died
             s.execute(
-                sa.update(BillingRun.__table__)  # type: ignore[attr-defined]
+                sa.update(table_of(BillingRun))
                 .where(BillingRun.period == period, BillingRun.status == "running")
                 .values(status="interrupted", finished_at=clock.now())
             )
-            from mno.billing.subscriptions import end_trials
-
             end_trials(s, clock.now())
             br = BillingRun(period=period, tenant_key=tenant_key)
             s.add(br)
@@ -286,23 +245,6 @@ def retry_failed(run_id: str, url: str | None = None) -> RunResult:
     return run(period, url=url, tenant_keys=keys)
 
 
-def _in(s: Session, column: Any, values: list[Any]) -> Any:
-    return leases._id_in(s, column, values)
-
-
-def existing_lines(s: Session, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Lines already billed among ``keys``: line key -> detail."""
-    keys = list(keys)
-    out: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(keys), 5000):
-        part = keys[i : i + 5000]
-        for k, detail in s.execute(
-            sa.select(T_LINE.c.line_key, T_LINE.c.detail).where(_in(s, T_LINE.c.line_key, part))
-        ):
-            out[k] = detail or {}
-    return out
-
-
 def _num(value: Any) -> Decimal:
     """A quantity read from SQL, without the column's trailing zeros."""
     d = Decimal(str(value or 0))
@@ -325,7 +267,7 @@ def aggregate_usage(
         return usage.setdefault((tid, metric, ws, we), {})
 
     for (ws, we), tids in windows.items():
-        where = [_in(s, T_USE.c.tenant_id, tids), T_USE.c.at >= ws, T_USE.c.at < we]
+        where = [id_in(s, T_USE.c.tenant_id, tids), T_USE.c.at >= ws, T_USE.c.at < we]
         q = (
             sa.select(
                 T_USE.c.tenant_id,
@@ -406,7 +348,7 @@ def _chunk(
     )
     tenants = s.execute(
         sa.select(T_TEN.c.id, T_TEN.c.key, T_TEN.c.timezone, T_TEN.c.country, T_TEN.c.region)
-        .where(_in(s, T_TEN.c.id, ids), ~invoiced)
+        .where(id_in(s, T_TEN.c.id, ids), ~invoiced)
         .order_by(T_TEN.c.id)
     ).all()
     todo = [t.id for t in tenants]
@@ -429,11 +371,11 @@ def _chunk(
         )
     ]
     for row in s.execute(
-        sa.select(*sub_cols).where(_in(s, T_SUB.c.tenant_id, todo), _billable_subs(year, month))
+        sa.select(*sub_cols).where(id_in(s, T_SUB.c.tenant_id, todo), _billable_subs(year, month))
     ):
         subs[row.tenant_id].append(row)
     treatments: dict[uuid.UUID, dict[tuple[str, str], Any]] = defaultdict(dict)
-    for row in s.execute(sa.select(T_TAXT).where(_in(s, T_TAXT.c.tenant_id, todo))):
+    for row in s.execute(sa.select(T_TAXT).where(id_in(s, T_TAXT.c.tenant_id, todo))):
         treatments[row.tenant_id][(row.country, row.region or "")] = row
     # periods to bill, usage windows and the line keys that may already exist
     tz_of = {t.id: t.timezone or "UTC" for t in tenants}
@@ -466,10 +408,11 @@ def _chunk(
     usage = aggregate_usage(s, windows, unique, latest, cat.time_metrics())
     charges: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in s.execute(
-        sa.select(T_CHG).where(_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
+        sa.select(T_CHG).where(id_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
     ):
         charges[row.tenant_id].append(row)
     inv_rows: list[dict[str, Any]] = []
+    inv_keys: list[str] = []  # the tenant key of each invoice
     line_rows: list[dict[str, Any]] = []
     billed_charges: list[uuid.UUID] = []
     billed_subs: set[uuid.UUID] = set()
@@ -500,8 +443,9 @@ def _chunk(
         for currency, (lines, totals) in invs.items():
             inv_id = next(fresh, None) or new_id().hex
             inv_rows.append(
-                _invoice_row(inv_id, t.id, run_id, period, "period", currency, totals, now)
+                invoice_row(inv_id, t.id, run_id, period, "period", currency, totals, now)
             )
+            inv_keys.append(t.key)
             for ln in lines:
                 ln.update(
                     id=next(fresh, None) or new_id().hex,
@@ -520,184 +464,6 @@ def _chunk(
                 result.preview.append({"tenant": t.key, "currency": currency, **totals})
     result.lines += len(line_rows)
     if write:
-        _insert(s, inv_rows, line_rows, billed_charges, billed_subs, now)
+        invoice_rows.write(s, inv_rows, line_rows, billed_charges, billed_subs, now)
+        invoice_rows.record_created(s, inv_rows, inv_keys, now)
     return result
-
-
-def _invoice_row(
-    inv_id: uuid.UUID | str,
-    tenant_id: uuid.UUID,
-    run_id: str | None,
-    period: str,
-    kind: str,
-    currency: str,
-    totals: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "id": inv_id,
-        "created_at": now,
-        "updated_at": now,
-        "tenant_id": tenant_id,
-        "run_id": uuid.UUID(run_id) if run_id else None,
-        "period": period,
-        "kind": kind,
-        "issuer": "default",
-        "status": "draft",
-        "currency": currency,
-        "paid_minor": 0,
-        **totals,
-    }
-
-
-def _insert(
-    s: Session,
-    inv_rows: list[dict[str, Any]],
-    line_rows: list[dict[str, Any]],
-    billed_charges: list[uuid.UUID],
-    billed_subs: set[uuid.UUID],
-    now: datetime,
-) -> None:
-    if s.get_bind().dialect.name == "postgresql":
-        _copy(s, T_INV, inv_rows, ("tax_detail",))
-        _copy(s, T_LINE, line_rows, ("detail",))
-    else:
-        _bulk_insert(s, T_INV, inv_rows, INVOICE_SAME)
-        _bulk_insert(s, T_LINE, line_rows, LINE_SAME)
-    if billed_charges:
-        s.execute(
-            T_CHG.update()
-            .where(_in(s, T_CHG.c.id, billed_charges))
-            .values(status="invoiced", updated_at=now)
-        )
-    if billed_subs:
-        s.execute(
-            T_SUB.update()
-            .where(_in(s, T_SUB.c.id, list(billed_subs)))
-            .values(periods_billed=T_SUB.c.periods_billed + 1)
-        )
-
-
-# columns that hold one value in every row a chunk writes
-INVOICE_SAME = ("created_at", "updated_at", "run_id", "period", "kind", "issuer", "status")
-LINE_SAME = ("created_at", "updated_at")
-
-
-def _bulk_insert(
-    s: Session, table: sa.Table, rows: list[dict[str, Any]], same: tuple[str, ...] = ()
-) -> None:
-    """Bulk insert on SQLite of driver-ready tuples, in multi-row statements
-    (``Rows.insert``).
-
-    SQLAlchemy's insert runs every value of every row through its bind processors, which
-    costs more than SQLite's write itself at a billing run's volume. The values are made
-    here in the form those processors produce: UUIDs as 32 hex digits, timestamps as
-    naive UTC text, JSON as text. Like a Core insert, the first row's keys name the
-    columns; a row without one of them is an error, not a NULL. The ``same`` columns that
-    do hold one value in every row are bound once per statement.
-    """
-    if not rows:
-        return
-    from mno.store.bulk import Rows, dumps, time_value
-
-    first = rows[0]
-    same = tuple(c for c in same if c in first and all(r[c] == first[c] for r in rows))
-    cols = [c for c in first if c not in same]
-    text_of = time_value(False)
-    times: dict[Any, Any] = {}
-
-    def as_time(v: datetime | None) -> Any:
-        # a chunk's lines share a few period bounds: each is formatted once
-        found = times.get(v)
-        if found is None:
-            found = times[v] = text_of(v)
-        return found
-
-    def hex_of(v: uuid.UUID | str | None) -> str | None:
-        return v if v is None or isinstance(v, str) else v.hex
-
-    def keep(v: Any) -> Any:
-        return v
-
-    dialect = s.get_bind().dialect
-
-    def converter(name: str) -> Callable[[Any], Any]:
-        kind = table.c[name].type
-        if isinstance(kind, sa.Uuid):
-            return hex_of
-        if isinstance(kind, sa.JSON):
-            return dumps
-        if isinstance(kind, UTCDateTime):
-            return as_time
-        # anything else as its type binds it (integers and text need nothing)
-        return kind._cached_bind_processor(dialect) or keep  # noqa: SLF001
-
-    pairs = [(c, converter(c)) for c in cols]
-    tuples = [tuple(f(r[c]) for c, f in pairs) for r in rows]
-    literals = {c: converter(c)(first[c]) for c in same}
-    Rows(s.connection()).insert(table, cols, tuples, literals)
-
-
-def _copy(
-    s: Session, table: sa.Table, rows: list[dict[str, Any]], json_cols: tuple[str, ...]
-) -> None:
-    """Bulk insert with PostgreSQL's COPY, in the session's transaction (one round trip
-    per batch instead of one per row)."""
-    if not rows:
-        return
-    import json
-
-    cols = list(rows[0])
-    js = [c in json_cols for c in cols]
-    names = ", ".join(f'"{c}"' for c in cols)
-    raw = s.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp:
-        for r in rows:
-            cp.write_row([json.dumps(r[c]) if j else r[c] for c, j in zip(cols, js, strict=True)])
-
-
-def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) -> Invoice | None:
-    """Bill the first period's in-advance charges of ``sub`` now, in the caller's
-    transaction. The lines carry the keys a later run would use, so that run skips them."""
-    if sub.trial_ends_at is not None and sub.trial_ends_at > clock.now():
-        return None  # nothing is due during a trial: the run after it bills the first period
-    plan = session.get(Plan, sub.plan_id)
-    assert plan is not None
-    cat = _catalog(session)
-    tz = tenant.timezone or "UTC"
-    first = slots(sub, plan, tz, 2000, 1, first_only=True)
-    keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
-    keys.append(setup_key(sub.id))
-    treatments = {
-        (r.country, r.region or ""): r
-        for r in session.execute(sa.select(T_TAXT).where(T_TAXT.c.tenant_id == tenant.id))
-    }
-    invs = rate_tenant(
-        tenant,
-        [sub],
-        {},
-        [],
-        0,
-        0,
-        cat,
-        billed=existing_lines(session, keys),
-        slots_of={sub.id: first},
-        treatments=treatments,
-    )
-    if not invs:
-        return None
-    now = clock.now()
-    (currency, (lines, totals)) = next(iter(invs.items()))
-    inv_id = new_id()
-    period = f"sub-{sub.id.hex[:16]}"
-    row = _invoice_row(inv_id, tenant.id, None, period, "subscription", currency, totals, now)
-    for ln in lines:
-        ln.update(id=new_id(), invoice_id=inv_id, created_at=now, updated_at=now)
-    session.flush()
-    _insert(session, [row], lines, [], set(), now)
-    sub.periods_billed += 1
-    session.add(sub)
-    inv = session.get(Invoice, inv_id)
-    assert inv is not None
-    return inv

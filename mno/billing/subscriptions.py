@@ -7,14 +7,32 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from mno import clock
+from mno.billing import invoice_rows
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
-from mno.billing.tenant_rating import coupon_applies
+from mno.billing.tenant_rating import (
+    _catalog,
+    coupon_applies,
+    line_key,
+    rate_tenant,
+    setup_key,
+    slots,
+)
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.store import audit, outbox
-from mno.store.models.billing import Coupon, Invoice, InvoiceLine, Plan, Subscription
+from mno.store.models.billing import (
+    Coupon,
+    Invoice,
+    InvoiceLine,
+    Plan,
+    Subscription,
+    TaxTreatment,
+)
+from mno.store.models.tenancy import Tenant
+from mno.store.types import new_id, table_of
 from mno.tenancy import tenants
 
 
@@ -77,10 +95,57 @@ def create(
     )
     outbox.emit(session, "subscription.created", _payload(sub, t.key), t.id)
     if invoice_now:
-        from mno.billing.run import invoice_first_period
-
         invoice_first_period(session, sub, t)
     return sub
+
+
+def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) -> Invoice | None:
+    """Bill the first period's in-advance charges of ``sub`` now, in the caller's
+    transaction. The lines carry the keys a later run would use, so that run skips them."""
+    if sub.trial_ends_at is not None and sub.trial_ends_at > clock.now():
+        return None  # nothing is due during a trial: the run after it bills the first period
+    plan = session.get(Plan, sub.plan_id)
+    assert plan is not None
+    cat = _catalog(session)
+    tz = tenant.timezone or "UTC"
+    first = slots(sub, plan, tz, 2000, 1, first_only=True)
+    keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
+    keys.append(setup_key(sub.id))
+    t_taxt = table_of(TaxTreatment)
+    treatments = {
+        (r.country, r.region or ""): r
+        for r in session.execute(sa.select(t_taxt).where(t_taxt.c.tenant_id == tenant.id))
+    }
+    invs = rate_tenant(
+        tenant,
+        [sub],
+        {},
+        [],
+        0,
+        0,
+        cat,
+        billed=invoice_rows.existing_lines(session, keys),
+        slots_of={sub.id: first},
+        treatments=treatments,
+    )
+    if not invs:
+        return None
+    now = clock.now()
+    (currency, (lines, totals)) = next(iter(invs.items()))
+    inv_id = new_id()
+    period = f"sub-{sub.id.hex[:16]}"
+    row = invoice_rows.invoice_row(
+        inv_id, tenant.id, None, period, "subscription", currency, totals, now
+    )
+    for ln in lines:
+        ln.update(id=new_id(), invoice_id=inv_id, created_at=now, updated_at=now)
+    session.flush()
+    invoice_rows.write(session, [row], lines, [], set(), now)
+    sub.periods_billed += 1
+    session.add(sub)
+    inv = session.get(Invoice, inv_id)
+    assert inv is not None
+    return inv
 
 
 def first_invoice(session: Session, sub: Subscription) -> Invoice | None:

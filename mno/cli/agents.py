@@ -73,21 +73,14 @@ def tick(
     """Run one pass of one agent and exit (for cron-style hosts and CI)."""
     from mno.agents import config, registry
     from mno.agents.config import AgentConfig
-    from mno.agents.runner import context_for, run_tick, setup_logging
+    from mno.agents.runner import context_for, setup_logging, tick_once
 
     setup_logging("text")
     cfg = config.load(file)
     module = registry.load(name)
     agent_cfg = cfg.agents.get(name) or AgentConfig(name=name)
     ctx = context_for(name, agent_cfg, max_items=max_items)
-    singleton = getattr(module, "SINGLETON", False)
-    if singleton:
-        _acquire(name, ctx.owner, agent_cfg.lease * 3)
-    try:
-        outcome = run_tick(module, ctx)
-    finally:
-        if singleton:
-            _release(name, ctx.owner)
+    outcome = tick_once(module, ctx)
     r = outcome.result
     data = {
         "agent": name,
@@ -103,26 +96,6 @@ def tick(
     render(data, output)
     if outcome.outcome != "ok":
         raise typer.Exit(1)
-
-
-def _acquire(name: str, owner: str, ttl: object) -> None:
-    from mno.errors import Conflict
-    from mno.store import leases
-    from mno.store.db import session_scope
-
-    with session_scope() as s:
-        if not leases.acquire_lock(s, f"agent:{name}", owner, ttl):  # type: ignore[arg-type]
-            holder = leases.lock_holder(s, f"agent:{name}")
-            who = holder[0] if holder else "another process"
-            raise Conflict(f"{name} runs on one host at a time and {who} holds it")
-
-
-def _release(name: str, owner: str) -> None:
-    from mno.store import leases
-    from mno.store.db import session_scope
-
-    with session_scope() as s:
-        leases.release_lock(s, f"agent:{name}", owner)
 
 
 @app.command("status")

@@ -2,11 +2,14 @@
 
 A row holds the actor (``MNO_ACTOR``, else the OS user), an action key such as
 ``tenant.create``, the target and a before/after diff of the fields that changed.
+``record_many`` writes a list of such entries in one statement, and ``record_rows`` the
+prepared rows of a hot path (a billing chunk) through ``store.bulk``.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -17,6 +20,7 @@ from mno import settings
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from mno.store.bulk import Rows
     from mno.store.models.core import AuditEntry
 
 _SKIP = {"created_at", "updated_at"}
@@ -147,4 +151,27 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> int:
         for e in entries
     ]
     session.connection().execute(AuditEntry.__table__.insert(), rows)  # type: ignore[attr-defined]
+    return len(rows)
+
+
+def record_rows(
+    rows_writer: Rows,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    same: dict[str, Any] | None = None,
+) -> int:
+    """Append prepared audit rows in bulk, in the writer's transaction.
+
+    ``rows`` hold driver-ready values for ``columns`` (see ``store.bulk.Rows.insert``),
+    ``diff`` as compact JSON text of ``diff()``'s shape; ``same`` holds the values common
+    to every row. The actor is ``settings.actor()`` unless given."""
+    if not rows:
+        return 0
+    from mno.store.models.core import AuditEntry
+    from mno.store.types import table_of
+
+    same = dict(same or {})
+    if "actor" not in columns and "actor" not in same:
+        same["actor"] = settings.actor()
+    rows_writer.insert(table_of(AuditEntry), columns, rows, same)
     return len(rows)

@@ -1,9 +1,28 @@
-"""Bulk writes for hot paths, below the ORM (a sync page, a billing run's chunk).
+"""Fast writes of many rows, below the ORM, in the caller's transaction.
+
+This module is the one door for bulk writes on hot paths (a sync page, a billing run's
+chunk, the webhook dispatcher's batches). Domain modules hand it rows and never build
+dialect-specific write SQL themselves; ``Rows`` decides once, from the connection, how
+to write on SQLite or PostgreSQL:
+
+- ``Rows.insert(table, columns, rows, same)``: driver-ready tuples. Multi-row
+  ``INSERT … VALUES`` statements on SQLite, one ``COPY … FROM STDIN`` on PostgreSQL.
+- ``Rows.copy(table, columns, lines, same)``: PostgreSQL only, rows already formatted as
+  COPY text lines (``copy_text``, ``copy_json``, ``copy_time``), so that a caller can
+  format them off the write path and the write sends one string per table.
+- ``Rows.insert_dicts(table, rows, same)``: rows as dicts of plain values (UUIDs,
+  datetimes, JSON-able values), made driver-ready here once per value; then as
+  ``insert`` on SQLite and one ``COPY`` on PostgreSQL.
+- ``Rows.insert_columns(table, columns, constants, conflict=…)``: rows given column by
+  column, optionally skipping those that break a unique constraint. One
+  ``INSERT … SELECT … FROM unnest(…)`` on PostgreSQL (one binary array per column),
+  ``executemany`` on SQLite.
+- ``Rows.update(table, columns, rows, same)``: ``UPDATE … WHERE id = …`` for many rows.
 
 A page of pulled records becomes a few thousand rows, a billing chunk a few thousand
-invoices and lines. Building ORM objects or running
-every value through SQLAlchemy's bind processors costs more than the database write
-itself, so the hot path prepares values in the form the driver stores them:
+invoices and lines. Building ORM objects or running every value through SQLAlchemy's
+bind processors costs more than the database write itself, so the fastest paths take
+values in the form the driver stores them:
 
 - ids are time-ordered (version 7) UUIDs made directly as 32 hex digits, the form SQLite
   stores (``CHAR(32)``) and PostgreSQL's ``uuid`` input accepts;
@@ -11,12 +30,6 @@ itself, so the hot path prepares values in the form the driver stores them:
   microseconds on SQLite, exactly as SQLAlchemy writes them, and aware datetimes on
   PostgreSQL;
 - JSON columns receive text the caller serialised once (``dumps``).
-
-``Rows.insert`` then writes with multi-row ``INSERT … VALUES`` statements on SQLite and
-one ``COPY … FROM STDIN`` on PostgreSQL, inside the caller's transaction. ``Rows.copy``
-takes rows already formatted as COPY text (``copy_text``, ``copy_json``, ``copy_time``),
-so that a caller can format them off the write path and the write sends one string per
-table.
 """
 
 from __future__ import annotations
@@ -27,13 +40,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
+
+from mno.store.types import UTCDateTime
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -239,6 +254,152 @@ class Rows:
         ):
             copy.write(text)
 
+    def insert_dicts(
+        self,
+        table: sa.Table,
+        rows: Sequence[dict[str, Any]],
+        same: Sequence[str] = (),
+    ) -> None:
+        """Insert ``rows`` given as dicts of plain values: UUIDs (or 32 hex digits),
+        datetimes, values for JSON columns, and anything else as its column type binds
+        it. As in a Core insert, the first row's keys name the columns, and a row without
+        one of them is an error, not a NULL.
+
+        ``same`` names columns that may hold one value in every row: on SQLite those that
+        do are bound once per statement (``insert``); PostgreSQL's COPY writes every
+        column of every row."""
+        if not rows:
+            return
+        if self.postgres:
+            cols = list(rows[0])
+            js = [isinstance(table.c[c].type, sa.JSON) for c in cols]
+            names = ", ".join(f'"{c}"' for c in cols)
+            raw = self.conn.connection.driver_connection
+            with (
+                raw.cursor() as cur,  # type: ignore[union-attr]
+                cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp,
+            ):
+                for r in rows:
+                    cp.write_row(
+                        [dumps(r[c]) if j else r[c] for c, j in zip(cols, js, strict=True)]
+                    )
+            return
+        # SQLAlchemy's insert runs every value of every row through its bind processors;
+        # the values are made here in the form those processors produce: UUIDs as 32 hex
+        # digits, timestamps as naive UTC text, JSON as text
+        first = rows[0]
+        same = tuple(c for c in same if c in first and all(r[c] == first[c] for r in rows))
+        cols = [c for c in first if c not in same]
+        text_of = self._time
+        times: dict[Any, Any] = {}
+
+        def as_time(v: datetime | None) -> Any:
+            # a chunk's rows share a few timestamps: each is formatted once
+            found = times.get(v)
+            if found is None:
+                found = times[v] = text_of(v)
+            return found
+
+        def hex_of(v: uuid.UUID | str | None) -> str | None:
+            return v if v is None or isinstance(v, str) else v.hex
+
+        def keep(v: Any) -> Any:
+            return v
+
+        dialect = self.conn.dialect
+
+        def converter(name: str) -> Callable[[Any], Any]:
+            kind = table.c[name].type
+            if isinstance(kind, sa.Uuid):
+                return hex_of
+            if isinstance(kind, sa.JSON):
+                return dumps
+            if isinstance(kind, UTCDateTime):
+                return as_time
+            # anything else as its type binds it (integers and text need nothing)
+            return kind._cached_bind_processor(dialect) or keep  # noqa: SLF001
+
+        pairs = [(c, converter(c)) for c in cols]
+        tuples = [tuple(f(r[c]) for c, f in pairs) for r in rows]
+        literals = {c: converter(c)(first[c]) for c in same}
+        self.insert(table, cols, tuples, literals)
+
+    def insert_columns(
+        self,
+        table: sa.Table,
+        columns: dict[str, list[Any]],
+        constants: dict[str, Any] | None = None,
+        *,
+        conflict: list[str] | None = None,
+    ) -> int:
+        """Insert ``len(any column)`` rows: ``columns`` vary per row, ``constants`` do
+        not (plain values, bound as their column types bind them).
+
+        On PostgreSQL the rows travel as one binary array per column and are inserted
+        with ``INSERT … SELECT … FROM unnest(…)``: one statement, one round trip and a
+        handful of parameters for any number of rows, where ``executemany`` binds and
+        sends every row. Ids left out are made by the server (``gen_random_uuid()``). On
+        SQLite (in process) the rows go through ``executemany``, which is already a C
+        loop there.
+
+        With ``conflict`` (the unique columns), rows that would break it are skipped.
+        Returns the number of rows given (PostgreSQL: inserted)."""
+        constants = dict(constants or {})
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:
+            return 0
+        if not self.postgres:
+            if "id" not in columns and "id" not in constants:
+                columns = {**columns, "id": [uuid.uuid4() for _ in range(n)]}
+            names = list(columns)
+            rows = [
+                {**constants, **dict(zip(names, values, strict=True))}
+                for values in zip(*columns.values(), strict=True)
+            ]
+            if conflict:
+                from sqlalchemy.dialects.sqlite import insert
+
+                self.conn.execute(
+                    insert(table).on_conflict_do_nothing(index_elements=conflict), rows
+                )
+            else:
+                self.conn.execute(sa.insert(table), rows)
+            return n
+        dialect = self.conn.dialect
+        params: dict[str, Any] = {}
+        unnest: list[str] = []
+        target: list[str] = []
+        select: list[str] = []
+        for i, (name, values) in enumerate(columns.items()):
+            col = table.c[name]
+            process = col.type.bind_processor(dialect)
+            params[f"c{i}"] = [process(v) for v in values] if process else list(values)
+            unnest.append(f"CAST(%(c{i})b AS {_pg_type(col, dialect)}[])")
+            target.append(f'"{name}"')
+            select.append(f"u.c{i}")
+        for i, (name, value) in enumerate(constants.items()):
+            col = table.c[name]
+            process = col.type.bind_processor(dialect)
+            params[f"k{i}"] = process(value) if process else value
+            target.append(f'"{name}"')
+            select.append(f"CAST(%(k{i})s AS {_pg_type(col, dialect)})")
+        if "id" not in columns and "id" not in constants:
+            target.append('"id"')
+            select.append("gen_random_uuid()")
+        alias = ", ".join(f"c{i}" for i in range(len(columns)))
+        sql = (
+            f'INSERT INTO "{table.name}" ({", ".join(target)}) '
+            f"SELECT {', '.join(select)} FROM unnest({', '.join(unnest)}) AS u({alias})"
+        )
+        if conflict:
+            sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        # the driver's own cursor, in the caller's transaction: arrays go in binary format
+        # (no text escaping of every body), which SQLAlchemy's parameter style cannot ask for
+        raw = self.conn.connection.driver_connection
+        with raw.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(sql, params)
+            return int(cur.rowcount) if cur.rowcount >= 0 else n
+
     def update(
         self,
         table: sa.Table,
@@ -281,6 +442,13 @@ def _values_sql(table: str, names: tuple[str, ...], k: int, rows: int) -> str:
     cols = ", ".join(f'"{c}"' for c in names)
     row = "(" + ", ".join([f"?{i}" for i in range(1, k + 1)] + ["?"] * (len(names) - k)) + ")"
     return f'INSERT INTO "{table}" ({cols}) VALUES {", ".join([row] * rows)}'
+
+
+def _pg_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
+    """The PostgreSQL type of ``column`` for a CAST (JSON columns are not supported)."""
+    if isinstance(column.type, sa.JSON):
+        raise TypeError(f"{column.name}: JSON columns are not supported here")
+    return column.type.compile(dialect=dialect)
 
 
 def _sqlite_vars(conn: sa.Connection) -> int:

@@ -32,22 +32,6 @@ if TYPE_CHECKING:
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-def emit(
-    session: Session, event_type: str, payload: dict[str, Any], tenant_id: uuid.UUID | None = None
-) -> Event:
-    if not is_known(event_type):
-        raise BadInput(f"unknown event type {event_type!r}", "add it to mno.events.CATALOGUE")
-    data = jsonable(payload)
-    size = len(json.dumps(data, separators=(",", ":")).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise BadInput(
-            f"event {event_type} payload is {size} bytes, over the {MAX_PAYLOAD_BYTES} byte limit"
-        )
-    event = Event(type=event_type, payload=data, tenant_id=tenant_id)
-    session.add(event)
-    return event
-
-
 def _check_type(event_type: str) -> None:
     if not is_known(event_type):
         raise BadInput(f"unknown event type {event_type!r}", "add it to mno.events.CATALOGUE")
@@ -60,6 +44,23 @@ def _check_size(event_type: str, text: str) -> None:
             f"event {event_type} payload is {len(text.encode())} bytes, "
             f"over the {MAX_PAYLOAD_BYTES} byte limit"
         )
+
+
+def _checked(event_type: str, payload: dict[str, Any]) -> Any:
+    """The payload made JSON-safe, once its type and size are checked."""
+    _check_type(event_type)
+    data = jsonable(payload)
+    _check_size(event_type, json.dumps(data, separators=(",", ":")))
+    return data
+
+
+def emit(
+    session: Session, event_type: str, payload: dict[str, Any], tenant_id: uuid.UUID | None = None
+) -> Event:
+    """Append one event in the session's transaction."""
+    event = Event(type=event_type, payload=_checked(event_type, payload), tenant_id=tenant_id)
+    session.add(event)
+    return event
 
 
 def emit_rows(
@@ -148,23 +149,16 @@ def emit_many(session: Session, events: list[tuple[str, dict[str, Any], uuid.UUI
     from mno import clock
 
     now = clock.now()
-    rows = []
-    for event_type, payload, tenant_id in events:
-        if not is_known(event_type):
-            raise BadInput(f"unknown event type {event_type!r}", "add it to mno.events.CATALOGUE")
-        data = jsonable(payload)
-        size = len(json.dumps(data, separators=(",", ":")).encode())
-        if size > MAX_PAYLOAD_BYTES:
-            raise BadInput(f"event {event_type} payload is {size} bytes, over the limit")
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "updated_at": now,
-                "type": event_type,
-                "payload": data,
-                "tenant_id": tenant_id,
-            }
-        )
-    session.connection().execute(Event.__table__.insert(), rows)  # type: ignore[attr-defined]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "created_at": now,
+            "updated_at": now,
+            "type": event_type,
+            "payload": _checked(event_type, payload),
+            "tenant_id": tenant_id,
+        }
+        for event_type, payload, tenant_id in events
+    ]
+    session.connection().execute(table_of(Event).insert(), rows)
     return len(rows)

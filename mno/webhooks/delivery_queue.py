@@ -183,10 +183,9 @@ def record(
     res = Recorded()
     if not outcomes:
         return res
-    from mno.webhooks import bulk
+    from mno.store.bulk import Rows
 
-    bulk.insert_columns(
-        session,
+    Rows(session.connection()).insert_columns(
         WebhookAttempt.__table__,  # type: ignore[arg-type]
         {
             "delivery_id": [o.delivery_id for o in outcomes],

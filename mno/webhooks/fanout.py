@@ -103,11 +103,10 @@ def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert delivery rows (dicts of every column); an (event, target) pair is kept once."""
     if not rows:
         return 0
-    from mno.webhooks import bulk
+    from mno.store.bulk import Rows
 
     names = list(rows[0])
-    return bulk.insert_columns(
-        session,
+    return Rows(session.connection()).insert_columns(
         WebhookDelivery.__table__,  # type: ignore[arg-type]
         {k: [r[k] for r in rows] for k in names},
         conflict=["event_id", "target_id"],
@@ -231,10 +230,9 @@ def fan_out(
                 body = body or body_for(ev.type, ev.created_at, payload)
                 add("email", r.id, ev, body, False)
         if cols["event_id"]:
-            from mno.webhooks import bulk
+            from mno.store.bulk import Rows
 
-            result.deliveries = bulk.insert_columns(
-                session,
+            result.deliveries = Rows(session.connection()).insert_columns(
                 WebhookDelivery.__table__,  # type: ignore[arg-type]
                 cols,
                 {

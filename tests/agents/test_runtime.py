@@ -236,6 +236,27 @@ def test_tick_json_and_exit_code(cli, sqlite_url):
     assert probe_row["last_outcome"] == "ok" and probe_row["due"] == 20
 
 
+def test_tick_of_a_singleton_refuses_a_held_lock_and_gives_its_own_back(cli, sqlite_url):
+    """`mno agents tick` holds a singleton agent's lock like the runner: a lock another
+    host holds is a refusal (exit 1), and a pass that ran leaves no lock behind."""
+    from datetime import timedelta
+
+    from mno.store import leases
+
+    with session_scope(sqlite_url) as s:
+        assert leases.acquire_lock(s, "agent:biller", "other-host:1:x", timedelta(minutes=5))
+    held = cli("agents", "tick", "biller")
+    assert held.exit_code == 1
+    assert held.stderr.strip() == (
+        "Error: biller runs on one host at a time and other-host:1:x holds it"
+    )
+    with session_scope(sqlite_url) as s:
+        assert leases.release_lock(s, "agent:biller", "other-host:1:x")
+    assert cli.json("agents", "tick", "biller")["outcome"] == "ok"
+    with session_scope(sqlite_url) as s:
+        assert leases.lock_holder(s, "agent:biller") is None
+
+
 def test_systemd_unit(cli):
     unit = cli("agents", "systemd", "--name", "mno-agents").stdout
     assert "Restart=on-failure" in unit and "KillSignal=SIGTERM" in unit

@@ -98,6 +98,52 @@ def test_crash_then_rerun_matches_a_clean_run(october: str, session: Opener) -> 
     assert len(keys) == len(set(keys))
 
 
+def test_each_invoice_gets_one_audit_row_and_one_created_event(
+    october: str, session: Opener
+) -> None:
+    """Every invoice a run writes has its ``invoice.create`` audit row and its
+    ``invoice.created`` event (the payload every ``invoice.*`` event carries), written in
+    its chunk's transaction: a crash and a rerun leave exactly one of each."""
+    from mno.store import audit, outbox
+
+    billing.CHUNK, old = 1, billing.CHUNK
+    try:
+        with pytest.raises(RuntimeError):
+            billing.run("2026-10", url=october, crash_after_chunks=1)
+        billing.run("2026-10", url=october)
+    finally:
+        billing.CHUNK = old
+    with session(write=False) as s:
+        invs = {str(i.id): i for i in invoices.list_invoices(s)}
+        events = outbox.list_events(s, event_type="invoice.created")
+        entries = audit.list_entries(s, action="invoice.create")
+        keys = {i.tenant_id: tenants.get(s, i.tenant_id).key for i in invs.values()}
+    assert len(invs) == 2
+    assert sorted(e.payload["id"] for e in events) == sorted(invs)
+    for e in events:
+        inv = invs[e.payload["id"]]
+        assert e.tenant_id == inv.tenant_id
+        assert e.payload == {
+            "id": str(inv.id),
+            "tenant": keys[inv.tenant_id],
+            "number": None,
+            "status": "draft",
+            "currency": inv.currency,
+            "total_minor": inv.total_minor,
+            "period": "2026-10",
+        }
+    assert sorted(a.target_id for a in entries) == sorted(invs)
+    for a in entries:
+        inv = invs[a.target_id]
+        assert (a.target_type, a.target, a.tenant_id) == (
+            "invoice",
+            keys[inv.tenant_id],
+            inv.tenant_id,
+        )
+        assert a.actor
+        assert a.diff == audit.diff({}, audit.snapshot(inv))  # as record() writes a create
+
+
 def test_concurrent_run_is_refused(october: str, session: Opener) -> None:
     from datetime import timedelta
 

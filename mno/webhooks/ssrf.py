@@ -2,11 +2,16 @@
 
 Refused unless inside ``webhooks.allow_networks``: loopback, private (RFC 1918), link-local
 (incl. 169.254.169.254 metadata), CGNAT 100.64.0.0/10, multicast, reserved/unspecified,
-IPv6 unique-local fc00::/7, and IPv4-mapped forms of all of these. The allow list comes
-from ``MNO_WEBHOOKS_ALLOW_NETWORKS`` (comma-separated CIDRs), then the profile's
-``webhooks.allow_networks``, then the platform YAML. The delivery adapter connects to the
-address returned here (Host header and TLS SNI keep the name), so a DNS answer cannot
-change between the check and the connection.
+IPv6 unique-local fc00::/7, and every IPv6 form that carries one of these IPv4 addresses:
+IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), SIIT
+(``::ffff:0:a.b.c.d``), 6to4 (``2002:AABB:CCDD::/48``), NAT64 (``64:ff9b::/96`` and the
+local-use ``64:ff9b:1::/48``) and Teredo (the client's address, XOR-ed in the last 32
+bits).
+
+The allow list comes from ``MNO_WEBHOOKS_ALLOW_NETWORKS`` (comma-separated CIDRs), then
+the profile's ``webhooks.allow_networks``, then the platform YAML. The delivery adapter
+connects to the address returned here (Host header and TLS SNI keep the name), so a DNS
+answer cannot change between the check and the connection.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 CGNAT = ipaddress.ip_network("100.64.0.0/10")
 ULA = ipaddress.ip_network("fc00::/7")
+# IPv6 prefixes whose last 32 bits are an IPv4 address
+V4_IN_LOW_BITS = [
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # SIIT, IPv4-translated
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64, local use
+]
 
 
 class Refused(Exception):
@@ -58,9 +70,27 @@ def allow_networks() -> list[IPNetwork]:
     return parse_networks(platform.load().webhooks.allow_networks)
 
 
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries in a transition form (see the module
+    doc), so that the guard judges the address a packet would really reach."""
+    out: list[ipaddress.IPv4Address] = []
+    if addr.ipv4_mapped is not None:
+        out.append(addr.ipv4_mapped)
+    if addr.sixtofour is not None:
+        out.append(addr.sixtofour)
+    if addr.teredo is not None:
+        out.append(addr.teredo[1])
+    if any(addr in net for net in V4_IN_LOW_BITS) and int(addr) & 0xFFFFFFFF:
+        out.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+    return out
+
+
 def is_internal(addr: IPAddress) -> bool:
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return is_internal(addr.ipv4_mapped)
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return is_internal(addr.ipv4_mapped)
+        if any(is_internal(v4) for v4 in embedded_ipv4(addr)):
+            return True
     return bool(
         addr.is_loopback
         or addr.is_private

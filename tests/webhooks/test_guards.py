@@ -28,12 +28,32 @@ from .test_retry import pending
         "224.0.0.1",
         "0.0.0.0",
         "::ffff:127.0.0.1",
+        # IPv6 transition forms carrying an internal IPv4 address
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix
+        "64:ff9b:1::a00:1",  # NAT64 local-use prefix, 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, client 169.254.169.254
+        "::a9fe:a9fe",  # IPv4-compatible
+        "::ffff:0:7f00:1",  # SIIT, 127.0.0.1
     ],
 )
 def test_internal_addresses_are_refused(host: str) -> None:
     resolver = ssrf.Resolver(allowed=[])
     with pytest.raises(ssrf.Refused):
         resolver.resolve(host, 80)
+
+
+def test_embedded_ipv4_reads_each_transition_form() -> None:
+    """The guard judges the IPv4 address a transition form leads to: 6to4 of a public
+    address is allowed, and each form yields the address it carries."""
+    six = ipaddress.IPv6Address
+    assert ssrf.embedded_ipv4(six("2002:808:808::1")) == [ipaddress.IPv4Address("8.8.8.8")]
+    assert not ssrf.is_internal(six("2002:808:808::1"))
+    assert ssrf.embedded_ipv4(six("64:ff9b::a00:1")) == [ipaddress.IPv4Address("10.0.0.1")]
+    teredo = six("2001:0:4136:e378:8000:63bf:5601:5601")
+    assert ssrf.embedded_ipv4(teredo) == [ipaddress.IPv4Address("169.254.169.254")]
+    assert ssrf.embedded_ipv4(six("2a00:1450::1")) == []
 
 
 def test_allow_networks_lets_a_range_through(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mno import settings
+from mno import safeyaml, settings
 from mno.errors import BadInput
 
 
@@ -116,7 +116,7 @@ def load(path: Path | None = None) -> PlatformConfig:
 
 def parse(text: str, source: str = "platform.yaml") -> PlatformConfig:
     try:
-        data: Any = yaml.safe_load(text) or {}
+        data: Any = safeyaml.safe_load(text, source) or {}
     except yaml.YAMLError as exc:
         raise BadInput(f"{source}: not valid YAML: {exc}") from exc
     if isinstance(data, dict) and data.get("kind") == "Platform":

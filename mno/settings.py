@@ -96,8 +96,10 @@ def _read_config_file() -> dict[str, Any]:
         return {}
     import yaml
 
+    from mno import safeyaml
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safeyaml.safe_load(path.read_text(), str(path)) or {}
     except yaml.YAMLError as exc:
         raise BadInput(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

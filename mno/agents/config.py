@@ -87,8 +87,10 @@ def _compose(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Load one YAML document and the line of every key and list item (by dotted path)."""
     import yaml
 
+    from mno import safeyaml
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = safeyaml.compose(text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

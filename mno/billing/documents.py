@@ -20,6 +20,7 @@ from pydantic import (
 )
 from sqlmodel import Session, select
 
+from mno import safeyaml
 from mno.billing import rating
 from mno.billing.periods import MAX_EVERY
 from mno.errors import BadInput
@@ -140,7 +141,7 @@ def parse(text: str, source: str = "<input>") -> list[tuple[Document, Any]]:
     """Validate every document in a YAML stream; BadInput names the document and field."""
     out = []
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in safeyaml.safe_load_all(text, source) if d is not None]
     except yaml.YAMLError as exc:
         raise BadInput(f"{source}: not YAML ({exc})") from exc
     for n, raw in enumerate(docs, 1):

@@ -182,9 +182,9 @@ def dotted(path: Path_) -> str:
 
 
 def _loader_class() -> Any:
-    import yaml
+    from mno import safeyaml
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return safeyaml.loader_class()
 
 
 @dataclass
@@ -244,6 +244,18 @@ def _walk(
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
+def _aliases_within_budget(node: Any, file: str, problems: list[Problem]) -> bool:
+    """False, with a problem, for a document whose aliases expand past the budget."""
+    from mno import safeyaml
+
+    refusal = safeyaml.alias_refusal(node)
+    if refusal is None:
+        return True
+    mark = node.start_mark
+    problems.append(Problem(file, mark.line + 1, mark.column + 1, "", refusal))
+    return False
+
+
 def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Problem]]:
     """The documents of one YAML stream, each with its node positions."""
     import yaml
@@ -255,6 +267,8 @@ def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Probl
         while loader.check_node():
             node = loader.get_node()
             if node is None:
+                continue
+            if "&" in text and not _aliases_within_budget(node, file, problems):
                 continue
             keys: dict[Path_, tuple[int, int]] = {}
             values: dict[Path_, tuple[int, int]] = {}

@@ -226,9 +226,11 @@ def _error(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int])
 def parse(text: str, source: str = "<string>") -> ConnectorSpec:
     import yaml
 
+    from mno import safeyaml
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = safeyaml.compose(text, source)
+        data = safeyaml.construct(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

@@ -90,8 +90,13 @@ def may_ask(session: Session, app: App, tenant: Tenant) -> tuple[bool, str]:
         return True, f"{tenant.key} owns {app.code}"
     if is_customer(session, app, tenant):
         return True, f"{tenant.key} is a customer of {app.code}"
+    return False, not_a_customer(app, tenant.key)
+
+
+def not_a_customer(app: App, asked: str) -> str:
+    """The refusal for a tenant an app may not ask about. A tenant that does not exist
+    gets the same words, so that an app cannot learn which tenant keys exist."""
     return (
-        False,
-        f"{tenant.key} has no instance of and no subscription to {app.code}; "
-        f"an app may ask only about its customers",
+        f"{asked} has no instance of and no subscription to {app.code}; "
+        f"an app may ask only about its customers"
     )

@@ -90,23 +90,16 @@ def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
             tenant = tenants.get(s, body.tenant)
         except NotFound:
             tenant = None
-        if tenant is not None:
-            may, why = customers.may_ask(s, caller.app, tenant)
-            if not may:
-                raise ApiError(403, "forbidden", why)
+        # an unknown tenant is refused like a tenant that is not a customer, with the
+        # same status and words, so the answer does not tell which tenant keys exist
+        if tenant is None or not customers.may_ask(s, caller.app, tenant)[0]:
+            raise ApiError(403, "forbidden", customers.not_a_customer(caller.app, body.tenant))
         user = tokens.resolve(s, body.token)
         if user is None:
             return {
                 "allowed": False,
                 "reason": "the token is unknown, expired or revoked",
                 "user": None,
-                "role": None,
-            }
-        if tenant is None:
-            return {
-                "allowed": False,
-                "reason": f"no tenant {body.tenant}",
-                "user": user.email,
                 "role": None,
             }
         allowed, reason, role = evaluate(s, user, tenant, body.action, body.instance)

@@ -21,6 +21,7 @@ from typing import Any
 from mno import clock, crypto, signing
 
 PATH = "/v1/callbacks/provisioning"
+MAX_BODY_BYTES = 1024 * 1024  # a callback is a small JSON document; larger bodies get 413
 
 
 @dataclass
@@ -126,6 +127,23 @@ def handle(
         return Answer(200, {"tenant": tenant.key, "status": tenant.status})
 
 
+async def read_limited(request: Any, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to be over ``limit`` bytes: from
+    its Content-Length, or while streaming a chunked body, so a huge body is never held in
+    memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def build_router() -> Any:
     from fastapi import APIRouter, Request
     from fastapi.responses import JSONResponse
@@ -136,7 +154,11 @@ def build_router() -> Any:
     async def provisioning_callback(request: Request) -> JSONResponse:
         import anyio
 
-        raw = await request.body()
+        raw = await read_limited(request, MAX_BODY_BYTES)
+        if raw is None:
+            return JSONResponse(
+                {"error": f"the body is over the {MAX_BODY_BYTES} byte limit"}, status_code=413
+            )
         answer = await anyio.to_thread.run_sync(
             lambda: handle(
                 raw, request.headers.get("x-signature"), request.headers.get("x-timestamp")

@@ -167,6 +167,34 @@ def test_external_callback_activates_and_refuses_the_rest(
     assert code == 409 and counts(nex.url) == before
 
 
+def test_callback_listener_refuses_a_huge_body_with_413(listener: str) -> None:
+    """A body over the limit is refused from its Content-Length, and a chunked one while
+    it streams, before it is read into memory; a small one still reaches the handler."""
+    import http.client
+
+    from mno.nex.callbacks import MAX_BODY_BYTES
+
+    host, port = listener.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/v1/callbacks/provisioning", body=b"x" * (MAX_BODY_BYTES + 1))
+    resp = conn.getresponse()
+    assert resp.status == 413 and b"limit" in resp.read()
+    conn.close()
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(4):
+            yield b"y" * (MAX_BODY_BYTES // 2)
+
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/v1/callbacks/provisioning", body=chunks(), encode_chunked=True)
+    resp = conn.getresponse()
+    assert resp.status == 413
+    conn.close()
+
+    code, _ = _request(listener, "s", "c", {"initiatorId": "x"})
+    assert code == 400  # a small body reaches the handler, which refuses its shape
+
+
 def test_external_callback_failure_and_expiry(nex: Nex, cli: Any, listener: str) -> None:
     from datetime import timedelta
 

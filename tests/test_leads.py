@@ -66,6 +66,41 @@ def test_five_wrong_attempts_lock(session):
         leads.verify(s, str(lead_id), code)  # even the right code
 
 
+def test_concurrent_wrong_guesses_cannot_pass_the_lockout(session, store_url):
+    """40 wrong guesses at once, each in its own transaction: every one is counted, the
+    lead locks at the fifth, and the right code is refused afterwards."""
+    import threading
+
+    from mno.store.db import session_scope
+
+    lead_id, code = _create(session)
+    barrier = threading.Barrier(40)
+    errors: list[Exception | None] = []
+    failures: list[BaseException] = []
+
+    def guess() -> None:
+        try:
+            barrier.wait()
+            with session_scope(store_url) as s:
+                errors.append(leads.verify_attempt(s, str(lead_id), "wrong")[1])
+        except BaseException as exc:  # the thread's failure is asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=guess) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert sum(isinstance(e, BadInput) for e in errors) == 4  # attempts 1-4
+    assert sum(isinstance(e, InvalidTransition) for e in errors) == 36  # the 5th locks
+    with session(write=False) as s:
+        stored = s.get(Lead, lead_id)
+        assert (stored.status, stored.failed_attempts) == ("locked", 5)
+    with pytest.raises(InvalidTransition, match="locked"), session() as s:
+        leads.verify(s, str(lead_id), code)
+
+
 def test_duplicate_validated_email_refused(session, store_url):
     lead_id, code = _create(session)
     _create(session)  # a second pending lead with the same email is allowed

@@ -75,12 +75,15 @@ def _payload(lead: Lead) -> dict[str, Any]:
     return {"id": str(lead.id), "email": lead.email, "company": lead.company}
 
 
-def get(session: Session, lead_id: str | uuid.UUID) -> Lead:
+def get(session: Session, lead_id: str | uuid.UUID, *, for_update: bool = False) -> Lead:
+    """The lead ``lead_id``; with ``for_update`` its row stays locked until the
+    transaction ends (``SELECT … FOR UPDATE`` on PostgreSQL, read afresh; SQLite's writing
+    transaction already holds the database lock)."""
     try:
         key = lead_id if isinstance(lead_id, uuid.UUID) else uuid.UUID(str(lead_id))
     except ValueError as exc:
         raise BadInput(f"invalid lead id {lead_id!r}") from exc
-    lead = session.get(Lead, key)
+    lead = session.get(Lead, key, with_for_update=for_update, populate_existing=for_update)
     if lead is None:
         raise NotFound(f"lead {lead_id} not found", "see `mno lead list`")
     return lead
@@ -185,7 +188,10 @@ def verify(session: Session, lead_id: str, code: str) -> Lead:
 
 
 def verify_attempt(session: Session, lead_id: str, code: str) -> tuple[Lead, Exception | None]:
-    lead = get(session, lead_id)
+    """Check a code and return the lead with the refusal, if any (see ``verify``). The
+    lead's row is locked first, so concurrent guesses are counted one after another and
+    the lockout holds however many arrive at once."""
+    lead = get(session, lead_id, for_update=True)
     if lead.status == "locked":
         return lead, InvalidTransition(f"lead {lead.id} is locked", "too many wrong codes")
     if lead.status != "pending":

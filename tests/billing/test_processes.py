@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,6 +132,30 @@ def test_two_runs_started_together_bill_once(
     # nothing left to bill
     assert codes in ([0, 0], [0, 1]), outcomes
     assert all("already running" in err for code, err in outcomes if code == 1)
+    got, keys = _invoiced(url)
+    assert got == expected
+    assert len(keys) == len(set(keys)) == 2 * TENANTS
+
+
+def test_lock_of_a_killed_but_unreaped_run_is_taken_over(
+    billed_store: tuple[str, list[tuple[Any, ...]]],
+) -> None:
+    """A run killed while its parent has not reaped it yet (a zombie: its pid still
+    answers signals) holds no lock: the rerun takes it over at once."""
+    url, expected = billed_store
+    victim = _pausing(url)
+    victim.send_signal(signal.SIGKILL)
+    stat = Path(f"/proc/{victim.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed run did not become a zombie"
+        time.sleep(0.05)
+    try:
+        rerun = _mno("billing", "run", "--period", "2026-10", "-o", "json")
+        out, err = rerun.communicate(timeout=180)
+        assert rerun.returncode == 0, (out, err)
+    finally:
+        victim.wait(timeout=60)
     got, keys = _invoiced(url)
     assert got == expected
     assert len(keys) == len(set(keys)) == 2 * TENANTS

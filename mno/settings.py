@@ -178,10 +178,13 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     """Parse ``10s``, ``5m``, ``24h``, ``30d`` (a bare number is seconds)."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise BadInput(f"expected a duration like 10s, 5m, 24h or 30d, got {value!r}")
-    number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNITS[unit or "s"])
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        match = _DURATION.match(str(value))
+        if not match:
+            raise BadInput(f"expected a duration like 10s, 5m, 24h or 30d, got {value!r}")
+        number, unit = match.groups()
+        return timedelta(seconds=float(number) * _UNITS[unit or "s"])
+    except (OverflowError, ValueError) as exc:  # past timedelta's range, or NaN
+        raise BadInput(f"the duration {value!r} is out of range") from exc

@@ -18,7 +18,7 @@ def list_(
         str | None, typer.Option(help="Action key, e.g. tenant.create or tenant.*")
     ] = None,
     since: Annotated[str | None, typer.Option(help="24h, 7d or an ISO 8601 time.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List audit entries, newest first."""

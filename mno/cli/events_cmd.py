@@ -17,9 +17,10 @@ def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
     since: Annotated[str | None, typer.Option(help="24h, 7d or an ISO 8601 time.")] = None,
     after: Annotated[
-        int | None, typer.Option(help="Only events after this seq, oldest first.")
+        int | None,
+        typer.Option(min=0, max=2**63 - 1, help="Only events after this seq, oldest first."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List events, newest first (or oldest first after --after)."""

@@ -119,7 +119,7 @@ def list_(
     status: Annotated[
         str | None, typer.Option(help="pending, verified, locked or converted.")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """List leads, newest first."""

@@ -30,9 +30,15 @@ def since(value: str | None) -> datetime | None:
     from mno.settings import parse_duration
 
     try:
-        return clock.now() - parse_duration(value)
-    except BadInput:
-        pass
+        back = parse_duration(value)
+    except BadInput as exc:
+        if "out of range" in exc.message:
+            raise
+    else:
+        try:
+            return clock.now() - back
+        except OverflowError as exc:
+            raise BadInput(f"--since {value} reaches back before the year 1") from exc
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:

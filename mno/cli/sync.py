@@ -285,7 +285,7 @@ def sync_run(
 @app.command("runs")
 def sync_runs(
     connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
     output: OutputOpt = Format.table,
 ) -> None:
     """List sync runs, newest first."""
@@ -332,7 +332,7 @@ def record_list(
     entity: str,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted records.")] = False,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List canonical records of an entity."""

@@ -71,7 +71,7 @@ def list_(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     tier: Annotated[str | None, typer.Option(help="Only this tier.")] = None,
     parent: Annotated[str | None, typer.Option(help="Only tenants managed by this key.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """List tenants."""

@@ -190,7 +190,7 @@ def deliveries_list(
         str | None, typer.Option("--event-type", help="Type, * wildcards.")
     ] = None,
     since: Annotated[str | None, typer.Option(help="24h, 7d or ISO 8601.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List deliveries, newest first."""

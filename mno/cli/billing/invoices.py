@@ -18,7 +18,7 @@ def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
     status: Annotated[str | None, typer.Option(help="Status.")] = None,
     period: Annotated[str | None, typer.Option(help="Period YYYY-MM.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List invoices, newest first."""

@@ -1,0 +1,36 @@
+"""Bad numbers and times on the command line: exit 2 with one line, nothing written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import counts
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["audit", "list", "--since", "99999999d"], "before the year 1"),
+        (["audit", "list", "--since", "9999999999999d"], "out of range"),
+        (["events", "list", "--since", "1e400s"], "invalid time"),
+        (["events", "list", "--after", str(10**30)], "--after"),
+        (["events", "list", "--after", "-1"], "--after"),
+        (["audit", "list", "--limit", "-5"], "--limit"),
+        (["tenant", "list", "--limit", "0"], "--limit"),
+        (["lead", "list", "--limit", "-1"], "--limit"),
+        (["invoice", "list", "--limit", "-5"], "--limit"),
+        (["webhook", "deliveries", "--limit", "-5"], "--limit"),
+    ],
+)
+def test_out_of_range_input_exits_2_with_one_line(
+    cli: Any, sqlite_url: str, args: list[str], words: str
+) -> None:
+    cli("tenant", "create", "acme", "--name", "Acme")
+    before = counts(sqlite_url)
+    result = cli(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr and "Error" in result.stderr
+    assert counts(sqlite_url) == before

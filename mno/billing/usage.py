@@ -68,20 +68,37 @@ def record(
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if path.suffix == ".jsonl":
-        with path.open() as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield n, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise BadInput(f"line {n}: not JSON ({exc.msg})") from exc
-    elif path.suffix == ".csv":
-        with path.open(newline="") as fh:
-            for n, row in enumerate(csv.DictReader(fh), 2):
-                yield n, row
-    else:
+    """The file's rows with their line numbers; anything that is not UTF-8 text, a JSON
+    object per line or well-formed CSV is refused with the line it is on."""
+    if path.suffix not in (".jsonl", ".csv"):
         raise BadInput("usage import takes a .csv or .jsonl file")
+    n = 1
+    try:
+        if path.suffix == ".jsonl":
+            with path.open(encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        yield n, _json_object(n, line)
+        else:
+            with path.open(newline="", encoding="utf-8") as fh:
+                for n, row in enumerate(csv.DictReader(fh), 2):
+                    yield n, row
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"line {n}: not UTF-8 text", "usage import reads text files") from exc
+    except csv.Error as exc:
+        raise BadInput(f"line {n}: not valid CSV ({exc})") from exc
+
+
+def _json_object(n: int, line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"line {n}: not JSON ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise BadInput(f"line {n}: JSON nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise BadInput(f"line {n}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def import_file(
@@ -92,10 +109,15 @@ def import_file(
         raise BadInput(f"{path}: no such file")
     tkeys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())  # type: ignore[arg-type]
     metrics = set(session.execute(sa.select(BillingMetric.code)).scalars())
-    count = 0
+    seen: dict[tuple[Any, str], int] = {}
     for n, row in _rows(path):
-        _check(n, row, tkeys, metrics)
-        count += 1
+        checked = _check(n, row, tkeys, metrics)
+        key = checked["idempotency_key"]
+        if key is not None:
+            first = seen.setdefault((checked["tenant_id"], key), n)
+            if first != n:
+                raise BadInput(f"line {n}: id {key!r} repeats line {first}")
+    _refuse_recorded(session, seen)
     t = UsageEvent.__table__  # type: ignore[attr-defined]
     now = clock.now()
     buf: list[dict[str, Any]] = []
@@ -121,6 +143,28 @@ def import_file(
     return done
 
 
+def _refuse_recorded(session: Session, ids: dict[tuple[Any, str], int]) -> None:
+    """Refuse a file that holds an id already recorded for its tenant (the import is
+    all or nothing, so nothing is written)."""
+    by_tenant: dict[Any, list[str]] = {}
+    for tenant_id, key in ids:
+        by_tenant.setdefault(tenant_id, []).append(key)
+    t = UsageEvent.__table__  # type: ignore[attr-defined]
+    for tenant_id, keys in by_tenant.items():
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            found = session.execute(
+                sa.select(t.c.idempotency_key)
+                .where(t.c.tenant_id == tenant_id, t.c.idempotency_key.in_(chunk))
+                .limit(1)
+            ).scalar()
+            if found is not None:
+                raise BadInput(
+                    f"line {ids[(tenant_id, found)]}: id {found!r} is already recorded",
+                    "remove the rows that were imported before",
+                )
+
+
 def _flush(session: Session, t: Any, buf: list[dict[str, Any]]) -> int:
     if not buf:
         return 0
@@ -128,6 +172,18 @@ def _flush(session: Session, t: Any, buf: list[dict[str, Any]]) -> int:
     k = len(buf)
     buf.clear()
     return k
+
+
+def _usage_id(n: int, value: Any) -> str | None:
+    """A row's idempotency id: text (or a whole number) of at most 200 characters."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadInput(f"line {n}: id must be text, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > 200:
+        raise BadInput(f"line {n}: id is longer than 200 characters")
+    return text
 
 
 def _check(n: int, row: dict[str, Any], tkeys: dict[str, Any], metrics: set[str]) -> dict[str, Any]:
@@ -160,6 +216,6 @@ def _check(n: int, row: dict[str, Any], tkeys: dict[str, Any], metrics: set[str]
         "metric_code": metric,
         "quantity": qty,
         "at": at,
-        "idempotency_key": row.get("id") or None,
+        "idempotency_key": _usage_id(n, row.get("id")),
         "properties": {str(k): str(v) for k, v in props.items()},
     }

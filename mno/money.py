@@ -50,16 +50,33 @@ def check_currency(code: str) -> str:
     return value
 
 
+# amounts, prices and quantities are below 10^12 (a trillion major units)
+LIMIT = Decimal(10) ** 12
+
+
 def to_decimal(value: str | int | Decimal) -> Decimal:
-    """Parse an amount. Floats are refused: they cannot carry money exactly."""
+    """Parse an amount, price or quantity written as a plain decimal (``12``, ``-3.50``).
+
+    Refused (``BadInput``): floats (they cannot carry money exactly), NaN and infinities,
+    exponents (``1e40``), digit separators (``1_000``), digits outside ASCII (full-width
+    ``１２``), and anything of 10^12 or more in size."""
     if isinstance(value, float):
         raise BadInput("amounts must be given as strings or Decimal, not float")
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise BadInput(f"not an amount: {value!r}") from exc
+    if isinstance(value, Decimal):
+        result = value
+    else:
+        text = str(value).strip()
+        if not text.isascii() or "_" in text or "e" in text or "E" in text:
+            raise BadInput(f"not an amount: {value!r}", "write a plain decimal such as 12.50")
+        try:
+            result = Decimal(text)
+        except InvalidOperation as exc:
+            hint = "write a plain decimal such as 12.50"
+            raise BadInput(f"not an amount: {value!r}", hint) from exc
     if not result.is_finite():
         raise BadInput(f"not an amount: {value!r}")
+    if abs(result) >= LIMIT:
+        raise BadInput(f"{value} is too large", "amounts stay below 1,000,000,000,000")
     return result
 
 

@@ -43,3 +43,16 @@ def test_charge_add_refuses_with_exit_2(cli: Any, sqlite_url: str, amount: str) 
     assert r.exit_code == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and r.stderr.startswith("Error: ")
     assert counts(sqlite_url) == before
+
+
+@pytest.mark.parametrize(
+    "period", ["2026-1", "26-01", "2026-001", "2026/01", " 2026-01", "２０２６-01"]
+)
+def test_billing_period_is_exactly_yyyy_mm(cli: Any, sqlite_url: str, period: str) -> None:
+    from mno.billing.periods import parse_period
+
+    with pytest.raises(BadInput, match="use YYYY-MM"):
+        parse_period(period)
+    r = cli("billing", "run", "--period", period)
+    assert r.exit_code == 2 and "use YYYY-MM" in r.stderr
+    assert parse_period("2026-01") == (2026, 1)

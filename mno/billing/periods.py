@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mno.errors import BadInput
 
+_PERIOD = re.compile(r"[0-9]{4}-[0-9]{2}")
+
 
 def parse_period(period: str) -> tuple[int, int]:
-    try:
-        y, m = period.split("-")
-        year, month = int(y), int(m)
-    except ValueError as exc:
-        raise BadInput(f"period {period!r}: use YYYY-MM") from exc
+    """``YYYY-MM`` exactly (``2026-01``, not ``2026-1``) as (year, month)."""
+    if not _PERIOD.fullmatch(period):
+        raise BadInput(f"period {period!r}: use YYYY-MM, e.g. 2026-01")
+    year, month = int(period[:4]), int(period[5:])
     if not 1 <= month <= 12 or not 2000 <= year <= 2200:
         raise BadInput(f"period {period!r}: use YYYY-MM")
     return year, month

@@ -34,3 +34,14 @@ def test_out_of_range_input_exits_2_with_one_line(
     assert words in result.stderr
     assert "Traceback" not in result.stderr and "Error" in result.stderr
     assert counts(sqlite_url) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [(["tenat", "list"], "'tenant'"), (["invoce"], "'invoice'"), (["tenant", "lst"], "'list'")],
+)
+def test_a_mistyped_command_gets_did_you_mean(cli: Any, args: list[str], suggestion: str) -> None:
+    """Top-level groups load lazily; the suggestion still covers all of them."""
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert f"Did you mean {suggestion}" in result.stderr

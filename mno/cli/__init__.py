@@ -44,6 +44,22 @@ class MnoGroup(TyperGroup):
             self.add_command(command, name)
         return command
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Resolve as click does; a mistyped name gets "Did you mean …?" over every
+        command, the lazily loaded groups included."""
+        try:
+            return self._click_resolve_command(ctx, args)
+        except Exception as exc:  # typer's own (vendored) UsageError: amended, re-raised
+            message = getattr(exc, "message", None)
+            if args and isinstance(message, str) and message.startswith("No such command"):
+                from difflib import get_close_matches
+
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    names = ", ".join(f"{m!r}" for m in matches)
+                    exc.message = f"{message.rstrip('.')}. Did you mean {names}?"  # type: ignore[attr-defined]
+            raise
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = []
         width = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)

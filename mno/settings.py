@@ -67,6 +67,11 @@ def configure(
     _overrides = Overrides(db_url=db_url, profile=profile, config=config)
 
 
+def current_overrides() -> Overrides:
+    """The flags recorded for this invocation (``configure``)."""
+    return _overrides
+
+
 def home() -> Path:
     """The mno home: ``MNO_HOME``, else the user's platform data directory."""
     value = os.environ.get(ENV_HOME)

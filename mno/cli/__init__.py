@@ -208,6 +208,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("report", "mno.cli.reports", "Platform KPIs (Impac): summary, per-area detail, HTML."),
     ("agents", "mno.cli.agents", "Run and inspect the agent daemons."),
     ("db", "mno.cli.db_cmd", "Manage the store's schema."),
+    ("config", "mno.cli.doctor:config_app", "Show the settings in force and where they come from."),
     ("metric", "mno.cli.billing.metrics", "Catalogue: usage metrics and their aggregation."),
     ("coupon", "mno.cli.billing.coupons", "Catalogue: coupons."),
     ("tax-rate", "mno.cli.billing.tax_rates", "Catalogue: tax rates per country and region."),
@@ -245,6 +246,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("export", "mno.cli.gitops:export", "Write the store as documents."),
     ("schema", "mno.cli.gitops:schema", "Print the JSON Schema of the documents."),
     ("serve", "mno.cli.serve:serve", "Serve the hub API (Developer API and IDM)."),
+    ("doctor", "mno.cli.doctor:doctor", "Check this host: store, keys, Docker, agents, SMTP."),
+    ("version", "mno.cli.doctor:version", "Print mno's version and schema."),
 ]
 _COMMAND_INDEX = {name: (ref, help) for name, ref, help in COMMANDS}
 

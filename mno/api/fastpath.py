@@ -83,7 +83,7 @@ class FastPath:
                 raise
             await _error(send, exc)
             return
-        except Exception:  # noqa: BLE001 - e.g. the store is down: the app answers it
+        except Exception:  # noqa: BLE001 - e.g. the store is down: the app answers (reports) it
             await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
             return
         await _send(send, 200, hit.body, [])

@@ -29,6 +29,7 @@ from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, outbox
+from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
 
@@ -467,8 +468,6 @@ def delete(session: Session, key: str) -> None:
         raise InvalidTransition(
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
-    from mno.store.models.sync import SyncRecord
-
     # synced records have no foreign key to their tenant (it costs a lookup per record)
     if session.exec(
         select(SyncRecord.id).where(SyncRecord.tenant_id == tenant.id).limit(1)

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from mno.api import auth, config, dev, idm
-from mno.api.errors import ApiError, _from_exception
+from mno.api.errors import ApiError, from_exception
 from mno.api.routes import billing_available
 
 AUTHORIZE = "/v1/idm/authorize"
@@ -110,7 +110,7 @@ def _json(data: Any) -> bytes:
 
 
 async def _error(send: Any, exc: Exception) -> None:
-    response = _from_exception(exc)
+    response = from_exception(exc)
     if response is None:
         raise exc
     headers = [

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mno.errors import BadInput
 from mno.settings import parse_duration
+from mno.validate import timezone
 
 
 class AgentConfig(BaseModel):
@@ -60,8 +61,6 @@ class AgentConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        from mno.validate import timezone
-
         try:
             return timezone(value)
         except BadInput as exc:

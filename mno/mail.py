@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from mno import clock, crypto, secrets, settings
 from mno.errors import BadInput, Unavailable
+from mno.store.models.webhooks import WebhookDelivery
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -118,8 +119,6 @@ def queue_direct(
 ) -> uuid.UUID:
     """Queue one email rendered from ``template`` with ``context`` (+ ``sealed`` values,
     stored encrypted) for the dispatcher; returns the delivery id (see the module doc)."""
-    from mno.store.models.webhooks import WebhookDelivery
-
     session.flush()  # the event's id and seq
     recipe = {
         "to": to,

@@ -14,6 +14,7 @@ few hundred milliseconds that commands which never read a secret should not pay.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
@@ -60,9 +61,20 @@ def _keyring() -> KeyringBackend | None:
     try:
         import keyring
         from keyring.backends import chainer, fail
-
+        from keyring.errors import KeyringError
+    except ImportError:  # keyring missing or half installed: no keyring
+        return None
+    try:
         backend = keyring.get_keyring()
-    except Exception:  # a broken keyring install must not crash mno
+    except (
+        KeyringError,
+        ImportError,  # a backend named in the keyring config that cannot load
+        AttributeError,  # a backend class name that its module lacks
+        ValueError,
+        OSError,
+        RuntimeError,
+        configparser.Error,
+    ):  # a broken keyring setup must not crash mno: no keyring
         return None
     if isinstance(backend, fail.Keyring):
         return None

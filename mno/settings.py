@@ -171,7 +171,7 @@ def actor() -> str:
 
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+    except (KeyError, OSError):  # no passwd entry (KeyError before Python 3.13)
         return "unknown"
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
+from mno.store.models.billing import Subscription
+from mno.store.models.nex import Instance
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
@@ -41,29 +43,18 @@ ENDED_INSTANCE = ("terminated",)
 
 
 def _sources(app: App) -> list[Any]:
-    """One ``SELECT tenant_id`` per kind of relation whose tables this install has."""
-    selects: list[Any] = []
-    try:
-        from mno.store.models.nex import Instance
-    except ImportError:  # pragma: no cover - the nex package is optional
-        pass
-    else:
-        t = table_of(Instance)
-        selects.append(
-            sa.select(t.c.tenant_id).where(t.c.app_id == app.id, t.c.status.notin_(ENDED_INSTANCE))
-        )
-    try:
-        from mno.store.models.billing import Subscription
-    except ImportError:  # pragma: no cover - the billing package is optional
-        pass
-    else:
-        t = table_of(Subscription)
-        selects.append(
-            sa.select(t.c.tenant_id).where(
-                t.c.app_code == app.code, t.c.status.notin_(ENDED_SUBSCRIPTION)
-            )
-        )
-    return selects
+    """One ``SELECT tenant_id`` per kind of relation: live instances, live subscriptions."""
+    instances = table_of(Instance)
+    subscriptions = table_of(Subscription)
+    return [
+        sa.select(instances.c.tenant_id).where(
+            instances.c.app_id == app.id, instances.c.status.notin_(ENDED_INSTANCE)
+        ),
+        sa.select(subscriptions.c.tenant_id).where(
+            subscriptions.c.app_code == app.code,
+            subscriptions.c.status.notin_(ENDED_SUBSCRIPTION),
+        ),
+    ]
 
 
 def customer_ids(session: Session, app: App) -> set[uuid.UUID]:

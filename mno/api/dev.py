@@ -3,9 +3,6 @@
 Bills and usage go through ``mno.billing`` (charges and usage events); both honour an
 ``Idempotency-Key`` header. An app sees only the bills it created: another app's bill
 is answered 404.
-
-The billing modules are imported by the routes that use them: an install without billing
-serves the rest of the API.
 """
 
 from __future__ import annotations
@@ -30,9 +27,12 @@ from mno.api import config, threads
 from mno.api.auth import Caller, app_caller
 from mno.api.errors import ERRORS, ApiError, ApiRoute
 from mno.api.group_commit import GroupCommit
+from mno.billing import charges, usage_batch
+from mno.billing.usage_batch import UsagePost
 from mno.errors import BadInput, NotFound
 from mno.store import audit
 from mno.store.db import session_scope
+from mno.store.models.billing import Charge
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import apps, tenants
 
@@ -202,8 +202,6 @@ def _bill_dict(session: Any, charge: Any) -> dict[str, Any]:
 
 
 def _charge_of(session: Any, caller: Caller, bill_id: str) -> Any:
-    from mno.billing import charges
-
     try:
         charge = charges.get(session, bill_id)
     except (NotFound, BadInput) as exc:
@@ -217,9 +215,6 @@ def _replayed(session: Any, tenant_id: uuid.UUID, idem: str | None) -> bool:
     """Whether a charge with this idempotency key exists already (answer 200, not 201)."""
     if not idem:
         return False
-
-    from mno.store.models.billing import Charge
-
     found = session.exec(
         select(Charge.id).where(Charge.tenant_id == tenant_id, Charge.idempotency_key == idem)
     ).first()
@@ -227,8 +222,6 @@ def _replayed(session: Any, tenant_id: uuid.UUID, idem: str | None) -> bool:
 
 
 def _create_bill(caller: Caller, body: BillRequest, key: str | None) -> tuple[dict[str, Any], int]:
-    from mno.billing import charges
-
     amount = _decimal(body.amount, "amount")
     with session_scope() as s:
         tenant = may_bill(s, caller, body.tenant)
@@ -281,8 +274,6 @@ async def get_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
 
 
 def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
-    from mno.billing import charges
-
     with session_scope() as s:
         charge = _charge_of(s, caller, bill_id)
         result = charges.cancel(s, str(charge.id))
@@ -352,8 +343,6 @@ class Usage(BaseModel):
 
 def _write_usage(items: Sequence[tuple[Caller, Any]]) -> list[Any]:
     """One transaction for a batch of usage posts (see ``group_commit``)."""
-    from mno.billing import usage_batch
-
     out: list[Any] = [None] * len(items)
     with session_scope() as s:
         posts: list[Any] = []
@@ -394,8 +383,6 @@ async def post_usage(
     caller: Caller, body: UsageRequest, idempotency_key: str | None
 ) -> tuple[dict[str, Any], int]:
     """Record one usage post through the group commit; (answer, 201 or 200 on replay)."""
-    from mno.billing.usage_batch import UsagePost
-
     quantity = _decimal(body.quantity, "quantity")
     if body.at is not None and body.at.tzinfo is None:
         raise ApiError(422, "invalid", "at: give a timezone (e.g. Z)")

@@ -48,7 +48,8 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def _from_exception(exc: Exception) -> Response | None:
+def from_exception(exc: Exception) -> Response | None:
+    """The error answer for ``exc`` (routes and the fast path map alike); None: re-raise."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
     if isinstance(exc, StarletteHTTPException):
@@ -99,7 +100,7 @@ class ApiRoute(APIRoute):
             try:
                 return await handler(request)
             except Exception as exc:  # noqa: BLE001 - mapped below or re-raised
-                response = _from_exception(exc)
+                response = from_exception(exc)
                 if response is None:
                     raise
                 return response

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from mno.api import auth, config, dev, idm
-from mno.api.errors import ApiError, _from_exception
+from mno.api.errors import ApiError, from_exception
 from mno.api.routes import billing_available
 
 AUTHORIZE = "/v1/idm/authorize"
@@ -83,7 +83,7 @@ class FastPath:
                 raise
             await _error(send, exc)
             return
-        except Exception:  # noqa: BLE001 - e.g. the store is down: the app answers it
+        except Exception:  # noqa: BLE001 - e.g. the store is down: the app answers (reports) it
             await self.app(scope, _replay([{"type": "http.request", "body": body}]), send)
             return
         await _send(send, 200, hit.body, [])
@@ -110,7 +110,7 @@ def _json(data: Any) -> bytes:
 
 
 async def _error(send: Any, exc: Exception) -> None:
-    response = _from_exception(exc)
+    response = from_exception(exc)
     if response is None:
         raise exc
     headers = [

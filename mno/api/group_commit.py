@@ -52,7 +52,7 @@ class GroupCommit(Generic[T, R]):
                 out.extend(self._write([item]))
             except Unavailable:
                 raise
-            except Exception as exc:  # noqa: BLE001 - it is this item's outcome
+            except Exception as exc:  # noqa: BLE001 - reported: it is this item's answer
                 out.append(exc)
         return out
 
@@ -61,7 +61,7 @@ class GroupCommit(Generic[T, R]):
             results = self._write(items)
         except Unavailable:
             raise
-        except Exception:
+        except Exception:  # re-raised alone, else each item reports its own outcome
             if len(items) == 1:
                 raise
             return self.write_each(items)
@@ -95,7 +95,7 @@ class _Queue(Generic[T, R]):
                     future.cancel()
                 self.pending.clear()
                 raise
-            except Exception as exc:  # noqa: BLE001 - every request of the batch gets it
+            except Exception as exc:  # noqa: BLE001 - reported to every request of the batch
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)

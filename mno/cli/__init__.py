@@ -3,12 +3,17 @@
 Commands are thin: parse, open a session, call one domain function, render. Domain
 errors become one red line on stderr and an exit code (0 ok, 1 refusal, 2 bad input,
 3 unreachable). ``MNO_DEBUG=1`` adds the traceback.
+
+The output module (rich) and SQLAlchemy's error classes are imported inside the error
+handler and the root callback: `mno --help` loads neither.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import traceback
 from typing import Annotated, Any
 
 # Plain help output: rendering help through rich costs more start-up time than the whole
@@ -19,6 +24,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from mno import __version__, settings  # noqa: E402
+from mno.errors import MnoError, Unavailable  # noqa: E402
 
 
 class MnoGroup(TyperGroup):
@@ -95,11 +101,8 @@ def _is_click_control(exc: BaseException) -> bool:
 
 def handle_error(exc: BaseException) -> int:
     from mno.cli import output
-    from mno.errors import MnoError, Unavailable
 
     if os.environ.get(settings.ENV_DEBUG):
-        import traceback
-
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, MnoError):
         output.error(str(exc))
@@ -223,8 +226,6 @@ _GROUP_INDEX = {name: (module, help) for name, module, help in GROUPS}
 
 
 def _load_group(name: str) -> Any:
-    import importlib
-
     ref, help_text = _GROUP_INDEX[name]
     module, _, attr = ref.partition(":")
     command = typer.main.get_group(getattr(importlib.import_module(module), attr or "app"))
@@ -253,8 +254,6 @@ _COMMAND_INDEX = {name: (ref, help) for name, ref, help in COMMANDS}
 
 
 def _load_command(name: str) -> Any:
-    import importlib
-
     ref, _ = _COMMAND_INDEX[name]
     module, _, attr = ref.partition(":")
     single = typer.Typer()

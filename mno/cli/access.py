@@ -1,4 +1,8 @@
-"""mno access: ask whether a user may do something in a tenant."""
+"""mno access: ask whether a user may do something in a tenant.
+
+The access check and the store are imported inside the command: `mno access --help`
+then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""mno app: the apps catalogue and access rules."""
+"""mno app: the apps catalogue and access rules.
+
+Domain modules, the store and ``mno.cli.params`` are imported inside the commands that
+use them: `mno app --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""mno audit: read the audit trail."""
+"""mno audit: read the audit trail.
+
+The store and ``mno.cli.params`` are imported inside the command: `mno audit --help`
+then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""mno db: upgrade and inspect the store's schema."""
+"""mno db: upgrade and inspect the store's schema.
+
+The store is imported inside the commands that use it, like everywhere in the CLI: a
+command's help starts without it.
+"""
 
 from __future__ import annotations
 

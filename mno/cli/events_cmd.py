@@ -1,4 +1,8 @@
-"""mno events: read the outbox and the catalogue of event types."""
+"""mno events: read the outbox and the catalogue of event types.
+
+The store, the catalogue and domain modules are imported inside the commands that use
+them: `mno events --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

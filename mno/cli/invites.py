@@ -1,4 +1,8 @@
-"""mno invite: invite people into a tenant (staged -> pending -> accepted)."""
+"""mno invite: invite people into a tenant (staged -> pending -> accepted).
+
+Domain modules and the store are imported inside the commands that use them:
+`mno invite --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

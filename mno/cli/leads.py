@@ -1,4 +1,8 @@
-"""mno lead: sign-ups verified by email before they become tenants."""
+"""mno lead: sign-ups verified by email before they become tenants.
+
+Domain modules and the store are imported inside the commands that use them:
+`mno lead --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

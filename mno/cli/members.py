@@ -1,4 +1,8 @@
-"""mno member: who belongs to a tenant, with which role."""
+"""mno member: who belongs to a tenant, with which role.
+
+Domain modules and the store are imported inside the commands that use them:
+`mno member --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

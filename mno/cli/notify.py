@@ -1,4 +1,8 @@
-"""mno notify: email notification rules and templates."""
+"""mno notify: email notification rules and templates.
+
+Domain modules and the store are imported inside the commands that use them:
+`mno notify --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

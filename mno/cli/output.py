@@ -2,6 +2,9 @@
 
 Commands never print directly; they call ``render()``, ``success()`` or ``progress()``.
 JSON output has stable keys, ISO 8601 UTC timestamps and money as strings.
+
+rich, PyYAML and the store's ``jsonable`` are imported when something is rendered: every
+command module imports this one, and its ``--help`` renders nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -107,9 +111,8 @@ def dumps_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
-def _cell(value: Any) -> str:
-    from datetime import datetime
-
+def cell(value: Any) -> str:
+    """A value as a table cell shows it."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
@@ -117,11 +120,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(_cell(v) for v in value) if value else "-"
+        return ", ".join(cell(v) for v in value) if value else "-"
     if isinstance(value, dict):
         if set(value) == {"amount", "currency"}:
             return f"{value['amount']} {value['currency']}"
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) if value else "-"
+        return ", ".join(f"{k}={cell(v)}" for k, v in value.items()) if value else "-"
     return str(value)
 
 
@@ -155,7 +158,7 @@ def render(
         for col in cols:
             table.add_column(col.upper().replace("_", " "), overflow="fold")
         for row in payload:
-            table.add_row(*(_cell(row.get(col)) for col in cols))
+            table.add_row(*(cell(row.get(col)) for col in cols))
         console().print(table)
         return
     if isinstance(payload, dict):
@@ -163,7 +166,7 @@ def render(
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key in columns or payload.keys():
-            table.add_row(key, _cell(payload.get(key)))
+            table.add_row(key, cell(payload.get(key)))
         console().print(table)
         return
     console().print(str(payload))

@@ -1,10 +1,14 @@
-"""Shared parsing of option values: K=V pairs, comma lists and --since times."""
+"""Shared parsing of option values: K=V pairs, comma lists and --since times.
+
+``mno.clock`` is imported by ``since()`` alone, so a command's help does not load it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from mno.errors import BadInput
+from mno.settings import parse_duration
 
 
 def pairs(values: list[str] | None, what: str = "value") -> dict[str, str]:
@@ -27,7 +31,6 @@ def since(value: str | None) -> datetime | None:
     if not value:
         return None
     from mno import clock
-    from mno.settings import parse_duration
 
     try:
         back = parse_duration(value)

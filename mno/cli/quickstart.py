@@ -1,4 +1,8 @@
-"""mno quickstart: a working example platform on the embedded store."""
+"""mno quickstart: a working example platform on the embedded store.
+
+``mno.quickstart`` (which reaches most domain packages) is imported when the command
+runs, not for ``--help``.
+"""
 
 from __future__ import annotations
 

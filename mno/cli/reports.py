@@ -1,4 +1,8 @@
-"""mno report: platform KPIs in the terminal, as JSON/CSV, and as an HTML dashboard."""
+"""mno report: platform KPIs in the terminal, as JSON/CSV, and as an HTML dashboard.
+
+The report queries, the store, rich's layout classes and csv are imported inside the
+commands that use them: `mno report --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, console, render, success
+from mno.cli.output import Format, OutputOpt, cell, console, render, success
+from mno.errors import BadInput
 
 if TYPE_CHECKING:
     from mno.reports.model import Report
@@ -47,9 +52,7 @@ def sparkline(values: list[float]) -> str:
 
 
 def _metric_text(value: Any) -> str:
-    from mno.cli.output import _cell
-
-    return _cell(value)
+    return cell(value)
 
 
 def _panel(report: Report) -> Any:
@@ -187,8 +190,6 @@ def _area_command(area: str, doc: str) -> None:
 
 def _write_csv(report: Report, table: str | None) -> None:
     import csv
-
-    from mno.errors import BadInput
 
     name = table or ("monthly" if "monthly" in report.tables else next(iter(report.tables), None))
     if name is None or name not in report.tables:

@@ -1,4 +1,8 @@
-"""mno secret: set, list, delete secrets; show the backend; create the master key."""
+"""mno secret: set, list, delete secrets; show the backend; create the master key.
+
+``mno.secrets`` and ``mno.crypto`` are imported inside the commands: keyring and
+cryptography are slow to load and `mno secret --help` needs neither.
+"""
 
 from __future__ import annotations
 

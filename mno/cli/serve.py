@@ -1,4 +1,8 @@
-"""mno serve: run the hub API (Developer API and IDM) under uvicorn."""
+"""mno serve: run the hub API (Developer API and IDM) under uvicorn.
+
+The API (FastAPI, uvicorn) and the store are imported when the server starts, not for
+``--help``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""mno team: teams and the app instances their members may open."""
+"""mno team: teams and the app instances their members may open.
+
+Domain modules and the store are imported inside the commands that use them:
+`mno team --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

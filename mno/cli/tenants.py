@@ -1,12 +1,19 @@
-"""mno tenant: create, list, show, update, provision, suspend, resume, offboard, contacts."""
+"""mno tenant: create, list, show, update, provision, suspend, resume, offboard, contacts.
+
+Domain modules, the store and ``mno.cli.params`` are imported inside the commands that
+use them: `mno tenant --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.output import Format, OutputOpt, done, render, spinner, success
+from mno.errors import MnoError
+from mno.settings import parse_duration
 
 app = typer.Typer(help="Manage tenants (customers) and their contacts.", no_args_is_help=True)
 contact_app = typer.Typer(help="Manage a tenant's contacts.", no_args_is_help=True)
@@ -157,11 +164,6 @@ def _transition(key: str, action: str, output: Format, **kwargs: str) -> None:
 
 
 def _wait_status(key: str, waiting: str, timeout: str) -> None:
-    import time
-
-    from mno.cli.output import spinner
-    from mno.errors import MnoError
-    from mno.settings import parse_duration
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 

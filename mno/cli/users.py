@@ -1,4 +1,8 @@
-"""mno user: users and their personal tokens."""
+"""mno user: users and their personal tokens.
+
+Domain modules and the store are imported inside the commands that use them:
+`mno user --help` then starts without SQLAlchemy.
+"""
 
 from __future__ import annotations
 

@@ -181,138 +181,26 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     from the monthly rollups (``mno.reports.rollup``); tenants billed and NRR from the
     invoices, one index probe per tenant.
     """
-    i = invoice
-    rev = revenue_month
-
-    by_month: dict[str, dict[str, int]] = {}
-    for month, currency, status, kind, _, units in invoice_months(session, window):
-        if status not in BILLED or (window.currency and currency != window.currency):
-            continue
-        months_of = by_month.setdefault(currency, {})
-        months_of[month] = months_of.get(month, 0) + int(units or 0) * (
-            -1 if kind == "credit_note" else 1
-        )
+    by_month = _billed_by_month(session, window)
     currencies = sorted(by_month)
     totals = {c: sum(v.values()) for c, v in by_month.items()}
-    # tenants with a billed invoice in the window, per currency: one probe per tenant on an
-    # index of the invoices by tenant that answers it alone (cheaper than a DISTINCT over a
-    # year of invoices). SQLite is told which index to probe: it would otherwise scan the
-    # status range for every tenant.
-    invoice_from = (
-        "billing_invoice AS i INDEXED BY ix_report_invoice_tenant"
-        if _dialect(session) == "sqlite"
-        else "billing_invoice AS i"
-    )
-    probe = sa.text(
-        "SELECT count(*) FROM tenant WHERE EXISTS (SELECT 1 FROM "
-        + invoice_from
-        + " WHERE i.tenant_id = tenant.id AND i.status IN ('issued', 'paid')"
-        " AND i.issued_at >= :lo AND i.issued_at < :hi AND i.currency = :currency"
-        " AND i.kind <> 'credit_note')"
-    ).bindparams(
-        sa.bindparam("lo", window.start, type_=i.c.issued_at.type),
-        sa.bindparam("hi", window.stop, type_=i.c.issued_at.type),
-    )
-    tenants_billed = {
-        c: int(session.execute(probe, {"currency": c}).scalar_one()) for c in currencies
-    }
+    tenants_billed = _tenants_billed(session, window, currencies)
     months = window.month_keys()
     last_month = {
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
-    # the last billed month's lines, by plan, app and line kind (from the monthly rollup of
-    # billed lines): MRR is the fixed ones
-    live = rev.c.lines != 0
-    if window.currency:
-        live = sa.and_(live, rev.c.currency == window.currency)
-    mrr: dict[str, int] = {}
-    last_plan: dict[tuple[str, str], int] = {}
-    last_app: dict[tuple[str, str], int] = {}
-    for key in sorted({k for k in last_month.values() if k}):
-        of_month = [c for c in currencies if last_month[c] == key]
-        for plan, app_code, currency, kind, units in session.execute(
-            sa.select(
-                rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.line_kind, rev.c.amount_minor
-            ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
-        ):
-            units = int(units or 0)
-            if kind == "fixed":
-                mrr[currency] = mrr.get(currency, 0) + units
-            last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
-            last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units
-    mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
+    live = _live_lines(window)
+    mrr, last_plan, last_app = _last_month_lines(session, live, currencies, last_month)
     tables: dict[str, list[dict[str, Any]]] = {}
     if detail:
-        months_in = sa.and_(live, rev.c.month >= months[0], rev.c.month <= months[-1])
-        for name, col in (("plan", rev.c.plan_code), ("app", rev.c.app_code)):
-            rows = [
-                {name: value, "revenue": _money(units, cur)}
-                for value, cur, units in session.execute(
-                    sa.select(col, rev.c.currency, sa.func.sum(rev.c.amount_minor))
-                    .where(months_in)
-                    .group_by(col, rev.c.currency)
-                )
-            ]
-            rows.sort(key=_by_value_then_currency(name))
-            tables[f"by_{name}"] = rows
+        tables.update(_lines_by_plan_and_app(session, live, months))
     else:
         for name, found in (("plan", last_plan), ("app", last_app)):
             tables[f"last_month_by_{name}"] = [
                 {name: value, "month": last_month[cur], "revenue": _money(units, cur)}
                 for (value, cur), units in sorted(found.items())
             ]
-    nrr: dict[str, Any] = dict.fromkeys(currencies)
-    first, last = months[0], months[-1]
-    if first != last:
-        first_lo, first_hi = month_bounds(first)
-        last_lo, last_hi = month_bounds(last)
-        base = {c: by_month[c].get(first, 0) for c in currencies}
-        # the last month's revenue of the tenants billed (in that currency) in the first.
-        # PostgreSQL: a hash semi-join of the two months' index ranges. SQLite: per tenant,
-        # in the tenant index's order (CROSS JOIN keeps the tenants outside), two probes on
-        # an index of the invoices by tenant that answers them alone (it is told to use that
-        # index); a nested loop driven by the last month's range would probe in random
-        # order, several times slower.
-        signed = "CASE WHEN l.kind = 'credit_note' THEN -l.total_minor ELSE l.total_minor END"
-        last_billed = (
-            "l.currency = :currency AND l.status IN ('issued', 'paid')"
-            " AND l.issued_at >= :last_lo AND l.issued_at < :last_hi"
-        )
-        first_billed = (
-            "f.currency = :currency AND f.status IN ('issued', 'paid')"
-            " AND f.issued_at >= :first_lo AND f.issued_at < :first_hi"
-        )
-        if _dialect(session) == "postgresql":
-            nrr_text = (
-                f"SELECT sum({signed}) FROM billing_invoice AS l WHERE {last_billed}"
-                " AND EXISTS (SELECT 1 FROM billing_invoice AS f"
-                f" WHERE f.tenant_id = l.tenant_id AND {first_billed})"
-            )
-        else:
-            by_tenant = "billing_invoice AS {0} INDEXED BY ix_report_invoice_tenant"
-            nrr_text = (
-                f"SELECT sum({signed}) FROM tenant CROSS JOIN {by_tenant.format('l')}"
-                f" WHERE l.tenant_id = tenant.id AND {last_billed}"
-                f" AND EXISTS (SELECT 1 FROM {by_tenant.format('f')}"
-                f" WHERE f.tenant_id = tenant.id AND {first_billed})"
-            )
-        nrr_sql = sa.text(nrr_text).bindparams(
-            *(
-                sa.bindparam(name, value, type_=i.c.issued_at.type)
-                for name, value in (
-                    ("first_lo", first_lo),
-                    ("first_hi", first_hi),
-                    ("last_lo", last_lo),
-                    ("last_hi", last_hi),
-                )
-            )
-        )
-        end = {
-            c: session.execute(nrr_sql, {"currency": c}).scalar_one() for c in currencies if base[c]
-        }
-        for currency in currencies:
-            if base[currency]:
-                nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)
+    nrr = _nrr(session, months, by_month, currencies)
     tables["monthly"] = [
         {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
         for k in months
@@ -337,6 +225,167 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
             for c in currencies
         ],
     )
+
+
+def _billed_by_month(session: Session, window: Window) -> dict[str, dict[str, int]]:
+    """Billed revenue in minor units per currency and month (credit notes subtract)."""
+    by_month: dict[str, dict[str, int]] = {}
+    for month, currency, status, kind, _, units in invoice_months(session, window):
+        if status not in BILLED or (window.currency and currency != window.currency):
+            continue
+        months_of = by_month.setdefault(currency, {})
+        months_of[month] = months_of.get(month, 0) + int(units or 0) * (
+            -1 if kind == "credit_note" else 1
+        )
+    return by_month
+
+
+def _tenants_billed(session: Session, window: Window, currencies: list[str]) -> dict[str, int]:
+    """Tenants with a billed invoice in the window, per currency.
+
+    One probe per tenant on an index of the invoices by tenant that answers it alone
+    (cheaper than a DISTINCT over a year of invoices). SQLite is told which index to probe:
+    it would otherwise scan the status range for every tenant.
+    """
+    i = invoice
+    invoice_from = (
+        "billing_invoice AS i INDEXED BY ix_report_invoice_tenant"
+        if _dialect(session) == "sqlite"
+        else "billing_invoice AS i"
+    )
+    probe = sa.text(
+        "SELECT count(*) FROM tenant WHERE EXISTS (SELECT 1 FROM "
+        + invoice_from
+        + " WHERE i.tenant_id = tenant.id AND i.status IN ('issued', 'paid')"
+        " AND i.issued_at >= :lo AND i.issued_at < :hi AND i.currency = :currency"
+        " AND i.kind <> 'credit_note')"
+    ).bindparams(
+        sa.bindparam("lo", window.start, type_=i.c.issued_at.type),
+        sa.bindparam("hi", window.stop, type_=i.c.issued_at.type),
+    )
+    return {c: int(session.execute(probe, {"currency": c}).scalar_one()) for c in currencies}
+
+
+def _live_lines(window: Window) -> Any:
+    """The rollup rows of billed lines, in the window's currency when it has one."""
+    rev = revenue_month
+    live = rev.c.lines != 0
+    if window.currency:
+        live = sa.and_(live, rev.c.currency == window.currency)
+    return live
+
+
+def _last_month_lines(
+    session: Session, live: Any, currencies: list[str], last_month: dict[str, str | None]
+) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """MRR, and the lines by plan and by app, of each currency's last billed month.
+
+    Read from the monthly rollup of billed lines, by plan, app and line kind: MRR is the
+    fixed ones.
+    """
+    rev = revenue_month
+    mrr: dict[str, int] = {}
+    last_plan: dict[tuple[str, str], int] = {}
+    last_app: dict[tuple[str, str], int] = {}
+    for key in sorted({k for k in last_month.values() if k}):
+        of_month = [c for c in currencies if last_month[c] == key]
+        for plan, app_code, currency, kind, units in session.execute(
+            sa.select(
+                rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.line_kind, rev.c.amount_minor
+            ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
+        ):
+            units = int(units or 0)
+            if kind == "fixed":
+                mrr[currency] = mrr.get(currency, 0) + units
+            last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
+            last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units
+    mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
+    return mrr, last_plan, last_app
+
+
+def _lines_by_plan_and_app(
+    session: Session, live: Any, months: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Revenue by plan and by app over the window's months (``by_plan``, ``by_app``)."""
+    rev = revenue_month
+    tables: dict[str, list[dict[str, Any]]] = {}
+    months_in = sa.and_(live, rev.c.month >= months[0], rev.c.month <= months[-1])
+    for name, col in (("plan", rev.c.plan_code), ("app", rev.c.app_code)):
+        rows = [
+            {name: value, "revenue": _money(units, cur)}
+            for value, cur, units in session.execute(
+                sa.select(col, rev.c.currency, sa.func.sum(rev.c.amount_minor))
+                .where(months_in)
+                .group_by(col, rev.c.currency)
+            )
+        ]
+        rows.sort(key=_by_value_then_currency(name))
+        tables[f"by_{name}"] = rows
+    return tables
+
+
+def _nrr(
+    session: Session,
+    months: list[str],
+    by_month: dict[str, dict[str, int]],
+    currencies: list[str],
+) -> dict[str, Any]:
+    """Net revenue retention per currency, in percent (None over a one-month window).
+
+    The last month's revenue of the tenants billed (in that currency) in the first month,
+    over the first month's revenue. PostgreSQL: a hash semi-join of the two months' index
+    ranges. SQLite: per tenant, in the tenant index's order (CROSS JOIN keeps the tenants
+    outside), two probes on an index of the invoices by tenant that answers them alone (it
+    is told to use that index); a nested loop driven by the last month's range would probe
+    in random order, several times slower.
+    """
+    i = invoice
+    nrr: dict[str, Any] = dict.fromkeys(currencies)
+    first, last = months[0], months[-1]
+    if first == last:
+        return nrr
+    first_lo, first_hi = month_bounds(first)
+    last_lo, last_hi = month_bounds(last)
+    base = {c: by_month[c].get(first, 0) for c in currencies}
+    signed = "CASE WHEN l.kind = 'credit_note' THEN -l.total_minor ELSE l.total_minor END"
+    last_billed = (
+        "l.currency = :currency AND l.status IN ('issued', 'paid')"
+        " AND l.issued_at >= :last_lo AND l.issued_at < :last_hi"
+    )
+    first_billed = (
+        "f.currency = :currency AND f.status IN ('issued', 'paid')"
+        " AND f.issued_at >= :first_lo AND f.issued_at < :first_hi"
+    )
+    if _dialect(session) == "postgresql":
+        nrr_text = (
+            f"SELECT sum({signed}) FROM billing_invoice AS l WHERE {last_billed}"
+            " AND EXISTS (SELECT 1 FROM billing_invoice AS f"
+            f" WHERE f.tenant_id = l.tenant_id AND {first_billed})"
+        )
+    else:
+        by_tenant = "billing_invoice AS {0} INDEXED BY ix_report_invoice_tenant"
+        nrr_text = (
+            f"SELECT sum({signed}) FROM tenant CROSS JOIN {by_tenant.format('l')}"
+            f" WHERE l.tenant_id = tenant.id AND {last_billed}"
+            f" AND EXISTS (SELECT 1 FROM {by_tenant.format('f')}"
+            f" WHERE f.tenant_id = tenant.id AND {first_billed})"
+        )
+    nrr_sql = sa.text(nrr_text).bindparams(
+        *(
+            sa.bindparam(name, value, type_=i.c.issued_at.type)
+            for name, value in (
+                ("first_lo", first_lo),
+                ("first_hi", first_hi),
+                ("last_lo", last_lo),
+                ("last_hi", last_hi),
+            )
+        )
+    )
+    end = {c: session.execute(nrr_sql, {"currency": c}).scalar_one() for c in currencies if base[c]}
+    for currency in currencies:
+        if base[currency]:
+            nrr[currency] = round(int(end.get(currency) or 0) / base[currency] * 100, 1)
+    return nrr
 
 
 def invoices_report(session: Session, window: Window) -> Report:
@@ -503,55 +552,25 @@ def sync_report(session: Session, window: Window) -> Report:
 
 
 def webhooks_report(session: Session, window: Window) -> Report:
-    a = webhook_attempt
+    """Webhook deliveries in the window: outcomes, attempt success, latencies, endpoints."""
     d = webhook_delivery
-    e = webhook_endpoint
-
     dialect = _dialect(session)
     in_window = sa.and_(
         d.c.channel == "webhook", d.c.created_at >= window.start, d.c.created_at < window.stop
     )
-    by_status = {
-        status: int(n)
-        for status, n in session.execute(
-            sa.select(d.c.status, sa.func.count()).where(in_window).group_by(d.c.status)
-        )
-    }
+    by_status = _deliveries_by_status(session, in_window)
     finished = by_status.get("succeeded", 0) + by_status.get("exhausted", 0)
-    attempts = session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(
-                sa.func.sum(sa.case((a.c.status_code.between(200, 299), 1), else_=0)), 0
-            ),
-        ).where(a.c.at >= window.start, a.c.at < window.stop)
-    ).one()
-    attempt_latency = sql.percentiles(
-        session,
-        sa.select(a.c.latency_ms.label("v")).where(a.c.at >= window.start, a.c.at < window.stop),
-    )
+    attempts, attempt_latency = _attempt_figures(session, window)
     delivery_latency = sql.percentiles(
         session,
         sa.select(sql.seconds_between(d.c.event_at, d.c.done_at, dialect).label("v")).where(
             in_window, d.c.status == "succeeded", d.c.done_at.is_not(None)
         ),
     )
-    disabled = session.execute(
-        sa.select(sa.func.count()).select_from(e).where(e.c.enabled.is_(False))
-    ).scalar_one()
-    endpoints = session.execute(sa.select(sa.func.count()).select_from(e)).scalar_one()
-    m = sql.month(d.c.created_at, dialect).label("m")
-    monthly: dict[str, dict[str, int]] = {}
-    for month, status, n in session.execute(
-        sa.select(m, d.c.status, sa.func.count()).where(in_window).group_by(m, d.c.status)
-    ):
-        monthly.setdefault(month, {})[status] = int(n)
+    endpoints, disabled = _endpoint_counts(session)
+    monthly = _deliveries_by_month(session, in_window, dialect)
     succeeded = {k: v.get("succeeded", 0) for k, v in monthly.items()}
     exhausted = {k: v.get("exhausted", 0) for k, v in monthly.items()}
-
-    def pct(value: float | None) -> float | None:
-        return None if value is None else round(value, 1)
-
     return Report(
         area="webhooks",
         title="Webhooks",
@@ -564,10 +583,10 @@ def webhooks_report(session: Session, window: Window) -> Report:
             "attempt_success_pct": round(int(attempts[1]) / int(attempts[0]) * 100, 2)
             if attempts[0]
             else None,
-            "attempt_latency_ms_p50": pct(attempt_latency[50]),
-            "attempt_latency_ms_p95": pct(attempt_latency[95]),
-            "delivery_latency_s_p50": pct(delivery_latency[50]),
-            "delivery_latency_s_p95": pct(delivery_latency[95]),
+            "attempt_latency_ms_p50": _pct(attempt_latency[50]),
+            "attempt_latency_ms_p95": _pct(attempt_latency[95]),
+            "delivery_latency_s_p50": _pct(delivery_latency[50]),
+            "delivery_latency_s_p95": _pct(delivery_latency[95]),
             "exhausted": by_status.get("exhausted", 0),
             "pending": by_status.get("pending", 0),
             "endpoints": int(endpoints),
@@ -585,6 +604,62 @@ def webhooks_report(session: Session, window: Window) -> Report:
             Series("deliveries exhausted", "deliveries", fill(window, exhausted)),
         ],
     )
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _deliveries_by_status(session: Session, in_window: Any) -> dict[str, int]:
+    d = webhook_delivery
+    return {
+        status: int(n)
+        for status, n in session.execute(
+            sa.select(d.c.status, sa.func.count()).where(in_window).group_by(d.c.status)
+        )
+    }
+
+
+def _attempt_figures(session: Session, window: Window) -> tuple[Any, dict[int, float | None]]:
+    """The window's attempts (count, 2xx count) and their latency percentiles."""
+    a = webhook_attempt
+    attempts = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((a.c.status_code.between(200, 299), 1), else_=0)), 0
+            ),
+        ).where(a.c.at >= window.start, a.c.at < window.stop)
+    ).one()
+    latency = sql.percentiles(
+        session,
+        sa.select(a.c.latency_ms.label("v")).where(a.c.at >= window.start, a.c.at < window.stop),
+    )
+    return attempts, latency
+
+
+def _endpoint_counts(session: Session) -> tuple[int, int]:
+    """All endpoints and the disabled ones."""
+    e = webhook_endpoint
+    disabled = session.execute(
+        sa.select(sa.func.count()).select_from(e).where(e.c.enabled.is_(False))
+    ).scalar_one()
+    endpoints = session.execute(sa.select(sa.func.count()).select_from(e)).scalar_one()
+    return int(endpoints), int(disabled)
+
+
+def _deliveries_by_month(
+    session: Session, in_window: Any, dialect: str
+) -> dict[str, dict[str, int]]:
+    """Deliveries per month of creation and status."""
+    d = webhook_delivery
+    m = sql.month(d.c.created_at, dialect).label("m")
+    monthly: dict[str, dict[str, int]] = {}
+    for month, status, n in session.execute(
+        sa.select(m, d.c.status, sa.func.count()).where(in_window).group_by(m, d.c.status)
+    ):
+        monthly.setdefault(month, {})[status] = int(n)
+    return monthly
 
 
 AREAS: dict[str, Callable[[Session, Window], Report]] = {

@@ -187,7 +187,7 @@ def check_schema(engine: Engine) -> None:
             )
     except SchemaMismatch:
         raise
-    except Exception as exc:
+    except Exception as exc:  # re-raised, as Unavailable when the store cannot be reached
         _raise_unavailable(exc, key)
         raise
     _checked.add(key)
@@ -269,7 +269,7 @@ def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Ses
             except BaseException:
                 session.rollback()
                 raise
-    except Exception as exc:
+    except Exception as exc:  # re-raised, as Unavailable when the store cannot be reached
         _raise_unavailable(exc, str(engine.url))
         raise
     finally:

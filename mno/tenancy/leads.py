@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mno import clock, settings, validate
+from sqlmodel import col, select
+
+from mno import clock, mail, settings, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models.tenancy import Lead, Tenant
@@ -104,10 +106,6 @@ def create(
 ) -> CreatedLead:
     """Record a lead and issue its verification code (queued for email when SMTP is
     configured, else returned once)."""
-    from sqlmodel import col, select
-
-    from mno import mail
-
     email = validate.email(email)
     for label, value in (
         ("first name", first_name),
@@ -297,8 +295,6 @@ def convert(
 def list_leads(
     session: Session, *, status: str | None = None, limit: int | None = None
 ) -> list[Lead]:
-    from sqlmodel import col, select
-
     stmt = select(Lead).order_by(col(Lead.created_at).desc())
     if status:
         stmt = stmt.where(Lead.status == status)

@@ -29,6 +29,7 @@ from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, outbox
+from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
 
@@ -467,8 +468,6 @@ def delete(session: Session, key: str) -> None:
         raise InvalidTransition(
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
-    from mno.store.models.sync import SyncRecord
-
     # synced records have no foreign key to their tenant (it costs a lookup per record)
     if session.exec(
         select(SyncRecord.id).where(SyncRecord.tenant_id == tenant.id).limit(1)
@@ -657,6 +656,27 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
     system_id = existing.get(SYSTEM_KEY) or ensure_system(session).id
     existing[SYSTEM_KEY] = system_id
     parent_of.setdefault(system_id, None)
+    by_key, all_domains = _checked_items(items, existing)
+    _check_domains_free(session, all_domains)
+    ordered = _parents_first(by_key, existing)
+    rows, domain_rows, audits, events = _import_rows(ordered, existing, parent_of)
+    session.flush()
+    conn = session.connection()
+    for row in rows:
+        row["metadata"] = row.pop("meta")
+    conn.execute(table_of(Tenant).insert(), rows)
+    if domain_rows:
+        conn.execute(table_of(TenantDomain).insert(), domain_rows)
+    audit.record_many(session, audits)
+    outbox.emit_many(session, events)
+    return [by_key[item["key"]]["id"] for item in items]
+
+
+def _checked_items(
+    items: Sequence[dict[str, Any]], existing: dict[str, uuid.UUID]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The items validated into tenant rows by key (``_parent`` and ``_domains`` still to
+    resolve), and every domain they claim."""
     by_key: dict[str, dict[str, Any]] = {}
     all_domains: list[str] = []
     for item in items:
@@ -692,6 +712,12 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
     if len(set(all_domains)) != len(all_domains):
         dup = sorted({d for d in all_domains if all_domains.count(d) > 1})[0]
         raise Conflict(f"domain {dup} is given to two tenants")
+    return by_key, all_domains
+
+
+def _check_domains_free(session: Session, all_domains: list[str]) -> None:
+    """Refuse domains that already belong to a tenant (nothing to check in a store without
+    domains)."""
     any_domain = session.execute(sa.select(col(TenantDomain.domain)).limit(1)).first()
     for start in range(0, len(all_domains) if any_domain else 0, 5000):  # bounded IN lists
         chunk = all_domains[start : start + 5000]
@@ -701,7 +727,11 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
         if taken:
             raise Conflict(f"domain {taken[0]} already belongs to another tenant")
 
-    # parents first; depth and cycles checked on the combined hierarchy
+
+def _parents_first(
+    by_key: dict[str, dict[str, Any]], existing: dict[str, uuid.UUID]
+) -> list[dict[str, Any]]:
+    """The rows with each parent before its children; refuses cycles and unknown parents."""
     ordered: list[dict[str, Any]] = []
     state: dict[str, int] = {}
 
@@ -721,6 +751,21 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
 
     for key in by_key:
         visit(key, ())
+    return ordered
+
+
+def _import_rows(
+    ordered: list[dict[str, Any]],
+    existing: dict[str, uuid.UUID],
+    parent_of: dict[uuid.UUID, uuid.UUID | None],
+) -> tuple[
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[dict[str, Any]],
+    list[tuple[str, dict[str, Any], uuid.UUID | None]],
+]:
+    """The tenant, domain, audit and event rows of the ordered items, with the depth of
+    the combined hierarchy checked."""
     ids = dict(existing)
     depth: dict[uuid.UUID, int] = {}
 
@@ -783,13 +828,4 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[uuid.
         events.append(
             ("tenant.created", payload | {"parent": parent_key, "domains": domains}, row["id"])
         )
-    session.flush()
-    conn = session.connection()
-    for row in rows:
-        row["metadata"] = row.pop("meta")
-    conn.execute(table_of(Tenant).insert(), rows)
-    if domain_rows:
-        conn.execute(table_of(TenantDomain).insert(), domain_rows)
-    audit.record_many(session, audits)
-    outbox.emit_many(session, events)
-    return [by_key[item["key"]]["id"] for item in items]
+    return rows, domain_rows, audits, events

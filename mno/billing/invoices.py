@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
@@ -59,7 +59,7 @@ def list_invoices(
     period: str | None = None,
     limit: int = 100,
 ) -> list[Invoice]:
-    q = select(Invoice).order_by(Invoice.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    q = select(Invoice).order_by(col(Invoice.created_at).desc()).limit(limit)
     if tenant_key:
         q = q.where(Invoice.tenant_id == tenants.get(session, tenant_key).id)
     if status:
@@ -267,7 +267,7 @@ def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -
     rows = session.exec(
         select(Invoice).where(
             Invoice.status == "issued",
-            Invoice.due_at < cutoff,  # type: ignore[operator]
+            col(Invoice.due_at) < cutoff,
             Invoice.kind == "period",
         )
     ).all()

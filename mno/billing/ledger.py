@@ -148,7 +148,7 @@ def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:
         session.exec(
             select(CreditGrant)
             .where(CreditGrant.tenant_id == t.id)
-            .order_by(CreditGrant.created_at)  # type: ignore[arg-type]
+            .order_by(col(CreditGrant.created_at))
         )
     )
 

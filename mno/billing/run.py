@@ -50,15 +50,15 @@ from mno.billing.periods import (
     parse_period,
 )
 from mno.billing.subscriptions import end_trials
-from mno.billing.tenant_rating import (  # noqa: F401 - Slot, slots, _Catalog re-exported
+from mno.billing.tenant_rating import (  # noqa: F401 - Slot re-exported
     USAGE_KINDS,
+    Catalog,
     Slot,
     UsageMap,
-    _Catalog,
-    _catalog,
     billing_start,
     has_setup_fee,
     line_key,
+    load_catalog,
     rate_tenant,
     setup_key,
     slots,
@@ -165,7 +165,7 @@ def run(
             result.run_id = str(br.id)
     try:
         with session_scope(url, write=False) as s:
-            cat = _catalog(s)
+            cat = load_catalog(s)
             q = (
                 sa.select(T_TEN.c.id)
                 .where(
@@ -335,7 +335,7 @@ def _chunk(
     year: int,
     month: int,
     period: str,
-    cat: _Catalog,
+    cat: Catalog,
     run_id: str | None,
     write: bool,
     check_all: bool = False,

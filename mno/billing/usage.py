@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.errors import BadInput, NotFound
@@ -19,7 +20,7 @@ from mno.money import to_decimal
 from mno.store import audit
 from mno.store.models.billing import BillingMetric, UsageEvent
 from mno.store.models.tenancy import Tenant
-from mno.store.types import new_id
+from mno.store.types import new_id, table_of
 from mno.tenancy import tenants
 
 
@@ -90,13 +91,15 @@ def import_file(
     """Validate every row first (line numbers in errors), then insert in one transaction."""
     if not path.exists():
         raise BadInput(f"{path}: no such file")
-    tkeys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())  # type: ignore[arg-type]
-    metrics = set(session.execute(sa.select(BillingMetric.code)).scalars())
+    tkeys: dict[str, uuid.UUID] = dict(
+        session.execute(sa.select(col(Tenant.key), col(Tenant.id))).tuples().all()
+    )
+    metrics = set(session.execute(sa.select(col(BillingMetric.code))).scalars())
     count = 0
     for n, row in _rows(path):
         _check(n, row, tkeys, metrics)
         count += 1
-    t = UsageEvent.__table__  # type: ignore[attr-defined]
+    t = table_of(UsageEvent)
     now = clock.now()
     buf: list[dict[str, Any]] = []
     done = 0

@@ -18,14 +18,15 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
 
 from mno import clock
 from mno.errors import BadInput, Conflict, MnoError, NotFound
 from mno.money import to_decimal
 from mno.store.models.billing import BillingMetric, UsageEvent
 from mno.store.models.tenancy import Tenant
-from mno.store.types import new_id
+from mno.store.types import new_id, table_of
 from mno.tenancy import tenants
 
 
@@ -43,8 +44,8 @@ Outcome = tuple[UsageEvent, bool] | MnoError
 
 
 def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
-    stmt = sa.select(Tenant.key, Tenant.id).where(Tenant.key.in_(keys))  # type: ignore[attr-defined]
-    found: dict[str, uuid.UUID] = {row[0]: row[1] for row in session.execute(stmt)}
+    stmt = sa.select(col(Tenant.key), col(Tenant.id)).where(col(Tenant.key).in_(keys))
+    found: dict[str, uuid.UUID] = dict(session.execute(stmt).tuples())
     for key in keys - found.keys():
         try:  # an id instead of a key, as usage.record accepts
             found[key] = tenants.get(session, key).id
@@ -55,17 +56,15 @@ def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert ``rows``, skipping idempotency-key conflicts; the ids actually inserted."""
-    t = UsageEvent.__table__  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    t = table_of(UsageEvent)
+    keys = ["tenant_id", "idempotency_key"]
     # one statement for every batch size: compiled once, sent as a multi-row insert
-    stmt = (
-        insert(t)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-        .returning(t.c.id)
-    )
+    stmt: sa.Insert
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = postgresql.insert(t).on_conflict_do_nothing(index_elements=keys)
+    else:
+        stmt = sqlite.insert(t).on_conflict_do_nothing(index_elements=keys)
+    stmt = stmt.returning(t.c.id)
     return {row[0] for row in session.execute(stmt, rows)}
 
 
@@ -76,8 +75,8 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
     tenant_ids = _tenant_ids(session, {p.tenant for p in posts})
     metrics = set(
         session.execute(
-            sa.select(BillingMetric.code).where(
-                BillingMetric.code.in_({p.metric for p in posts})  # type: ignore[attr-defined]
+            sa.select(col(BillingMetric.code)).where(
+                col(BillingMetric.code).in_({p.metric for p in posts})
             )
         ).scalars()
     )

@@ -28,12 +28,16 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 
 from mno import clock
 from mno.store.models.core import LeaseLock
+from mno.store.types import new_id
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -71,6 +75,11 @@ def holder_is_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return _is_zombie(pid)
+
+
+def _rowcount(session: Session, stmt: sa.Executable) -> int:
+    """Rows an UPDATE or DELETE matched (typed as a plain ``Result`` by SQLAlchemy)."""
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0
 
 
 def _table(model: Any) -> sa.Table:
@@ -131,12 +140,10 @@ def claim(
     return [row[0] for row in rows] if len(returning) == 1 else [tuple(r) for r in rows]
 
 
-def _id_in(session: Session, column: Any, ids: list[Any]) -> Any:
+def id_in(session: Session, column: Any, ids: list[Any]) -> Any:
     """``column IN ids``; on PostgreSQL one array parameter (``= ANY(:ids)``) instead of
     one bound parameter per id, which is much cheaper for large batches."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
         return column == sa.any_(sa.literal(ids, type_=postgresql.ARRAY(column.type)))
     return column.in_(ids)
 
@@ -157,12 +164,12 @@ def complete(
         return 0
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(
             {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
         )
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def complete_ids(
@@ -182,7 +189,7 @@ def complete_ids(
         return []
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(
             {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
         )
@@ -249,7 +256,7 @@ def retry(
             }
         )
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int:
@@ -260,10 +267,10 @@ def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int
         return 0
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None, attempts=t.c.attempts - 1)
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
@@ -276,7 +283,7 @@ def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
         .where(t.c.id.in_(pick.scalar_subquery()))
         .values(lease_owner=None, lease_until=None)
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def depth(session: Session, model: Any, ready: Sequence[str] = ("pending",)) -> tuple[int, int]:
@@ -312,20 +319,19 @@ def acquire_lock(session: Session, name: str, owner: str, ttl: timedelta) -> boo
     """Take or renew the lock ``name`` for ``owner``; False when another live owner has it."""
     t = _table(LeaseLock)
     now = clock.now()
-    updated = session.execute(
+    updated = _rowcount(
+        session,
         sa.update(t)
         .where(t.c.name == name, sa.or_(t.c.owner == owner, t.c.until < now))
-        .values(owner=owner, until=now + ttl, updated_at=now)
-    ).rowcount
+        .values(owner=owner, until=now + ttl, updated_at=now),
+    )
     if updated:
         return True
-    from sqlalchemy.exc import IntegrityError
-
     try:
         with session.begin_nested():
             session.execute(
                 sa.insert(t).values(
-                    id=LeaseLock().id,
+                    id=new_id(),
                     name=name,
                     owner=owner,
                     until=now + ttl,
@@ -348,17 +354,18 @@ def take_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
         return False
     t = _table(LeaseLock)
     now = clock.now()
-    taken = session.execute(
+    taken = _rowcount(
+        session,
         sa.update(t)
         .where(t.c.name == name, t.c.owner == holder[0])
-        .values(owner=owner, until=now + ttl, updated_at=now)
-    ).rowcount
+        .values(owner=owner, until=now + ttl, updated_at=now),
+    )
     return bool(taken)
 
 
 def release_lock(session: Session, name: str, owner: str) -> bool:
     t = _table(LeaseLock)
-    return bool(session.execute(sa.delete(t).where(t.c.name == name, t.c.owner == owner)).rowcount)
+    return bool(_rowcount(session, sa.delete(t).where(t.c.name == name, t.c.owner == owner)))
 
 
 def lock_holder(session: Session, name: str) -> tuple[str, datetime] | None:

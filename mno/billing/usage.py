@@ -92,7 +92,7 @@ def import_file(
     if not path.exists():
         raise BadInput(f"{path}: no such file")
     tkeys: dict[str, uuid.UUID] = dict(
-        session.execute(sa.select(col(Tenant.key), col(Tenant.id))).tuples().all()
+        session.execute(sa.select(col(Tenant.key), col(Tenant.id))).all()
     )
     metrics = set(session.execute(sa.select(col(BillingMetric.code))).scalars())
     count = 0

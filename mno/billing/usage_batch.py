@@ -45,7 +45,7 @@ Outcome = tuple[UsageEvent, bool] | MnoError
 
 def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
     stmt = sa.select(col(Tenant.key), col(Tenant.id)).where(col(Tenant.key).in_(keys))
-    found: dict[str, uuid.UUID] = dict(session.execute(stmt).tuples())
+    found: dict[str, uuid.UUID] = dict(session.execute(stmt).all())
     for key in keys - found.keys():
         try:  # an id instead of a key, as usage.record accepts
             found[key] = tenants.get(session, key).id

@@ -80,12 +80,43 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
             )
         ).scalars()
     )
-    now = clock.now()
+    batch = _rows(posts, tenant_ids, metrics, clock.now())
+    inserted = _insert(session, batch.rows) if batch.rows else set()
+    events = _events(session, batch.rows, inserted)
+    outcomes = batch.outcomes
+    for n, row in enumerate(batch.row_of):
+        if row is not None:
+            outcomes[n] = events[row]
+    for n, row in batch.repeats:
+        outcomes[n] = (events[row][0], False)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(posts)
+    return done
+
+
+@dataclass
+class _Batch:
+    """The rows to insert for a batch of posts, and where each post's outcome comes from."""
+
+    outcomes: list[Outcome | None]  # refusals, known before any write
+    rows: list[dict[str, Any]]
+    row_of: list[int | None]  # per post: index into rows
+    repeats: list[tuple[int, int]]  # (post index, row index of the first post)
+
+
+def _rows(
+    posts: Sequence[UsagePost],
+    tenant_ids: dict[str, uuid.UUID],
+    metrics: set[str],
+    now: datetime,
+) -> _Batch:
+    """Check each post and make its row; a key repeated within the batch points at the
+    row of its first post."""
     outcomes: list[Outcome | None] = [None] * len(posts)
     rows: list[dict[str, Any]] = []
-    row_of: list[int | None] = [None] * len(posts)  # index into rows
+    row_of: list[int | None] = [None] * len(posts)
     first_with: dict[tuple[uuid.UUID, str], int] = {}
-    repeats: list[tuple[int, int]] = []  # (post index, row index of the first post)
+    repeats: list[tuple[int, int]] = []
     for n, post in enumerate(posts):
         tenant_id = tenant_ids.get(post.tenant)
         if tenant_id is None:
@@ -124,7 +155,13 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
                 "properties": dict(post.properties),
             }
         )
-    inserted = _insert(session, rows) if rows else set()
+    return _Batch(outcomes, rows, row_of, repeats)
+
+
+def _events(
+    session: Session, rows: list[dict[str, Any]], inserted: set[uuid.UUID]
+) -> list[tuple[UsageEvent, bool]]:
+    """Per row: the new event, or the one already stored under its idempotency key."""
     skipped = [r for r in rows if r["id"] not in inserted]
     existing: dict[tuple[uuid.UUID, str], UsageEvent] = {}
     if skipped:
@@ -143,11 +180,4 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
             if first is None:  # cannot happen after ON CONFLICT; refuse rather than guess
                 raise Conflict("a usage event with this Idempotency-Key is being written")
             events.append((first, False))
-    for n, row in enumerate(row_of):
-        if row is not None:
-            outcomes[n] = events[row]
-    for n, row in repeats:
-        outcomes[n] = (events[row][0], False)
-    done = [o for o in outcomes if o is not None]
-    assert len(done) == len(posts)
-    return done
+    return events

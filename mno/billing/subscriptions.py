@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.billing import invoice_rows
+from mno.billing.ledger import add_credit
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.billing.tenant_rating import (
     coupon_applies,
@@ -186,8 +187,6 @@ def credit_unused(
     day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
     ``before`` is a cancellation set earlier (already credited down to it). Returns the
     credit in minor units (0 when nothing was billed beyond ``when``)."""
-    from mno.billing.ledger import add_credit
-
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
     rows = session.exec(

@@ -6,8 +6,8 @@ A row holds the actor (``MNO_ACTOR``, else the OS user), an action key such as
 prepared rows of a hot path (a billing chunk) through ``store.bulk``.
 
 The CLI renders every ``--output json`` through ``jsonable``, also for commands that
-never open the store, so the ORM (sqlmodel and the models) is imported inside the
-functions that need it, not with this module.
+never open the store, so SQLAlchemy, sqlmodel and the models are imported inside the
+functions that need them, not with this module.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mno import clock
 from mno.store.models.core import LeaseLock
-from mno.store.types import new_id
+from mno.store.types import new_id, table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -82,10 +82,6 @@ def _rowcount(session: Session, stmt: sa.Executable) -> int:
     return cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0
 
 
-def _table(model: Any) -> sa.Table:
-    return model if isinstance(model, sa.Table) else model.__table__
-
-
 def _status(t: sa.Table) -> Any:
     """The work-status column: ``status``, or the one named by the table's
     ``info["work_status"]`` (for rows whose ``status`` means something else)."""
@@ -94,7 +90,7 @@ def _status(t: sa.Table) -> Any:
 
 def claimable(model: Any, ready: Sequence[str] = ("pending",), now: datetime | None = None) -> Any:
     """The WHERE clause for rows that may be claimed now."""
-    t = _table(model)
+    t = table_of(model)
     now = now or clock.now()
     return sa.and_(
         _status(t).in_(list(ready)),
@@ -119,7 +115,7 @@ def claim(
 
     Call it in its own short writing session and commit straight after.
     """
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     cond = claimable(model, ready, now)
     if where is not None:
@@ -158,7 +154,7 @@ def complete(
     values: dict[str, Any] | None = None,
 ) -> int:
     """Finish rows this owner holds; returns how many were still ours."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return 0
@@ -183,7 +179,7 @@ def complete_ids(
 ) -> list[Any]:
     """Like ``complete()`` but returns the ids that were still ours, so side effects can
     be written for exactly those rows in the same transaction."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return []
@@ -242,7 +238,7 @@ def retry(
     status: str = "pending",
 ) -> int:
     """Put a failed row back, due again after ``delay``."""
-    t = _table(model)
+    t = table_of(model)
     stmt = (
         sa.update(t)
         .where(t.c.id == item_id, t.c.lease_owner == owner)
@@ -261,7 +257,7 @@ def retry(
 
 def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int:
     """Give back claimed rows that were not worked on (a warm stop)."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return 0
@@ -275,7 +271,7 @@ def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int
 
 def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
     """Clear leases that have expired (the rows were claimable already; this tidies)."""
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     pick = sa.select(t.c.id).where(t.c.lease_until < now).limit(limit)
     stmt = (
@@ -288,7 +284,7 @@ def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
 
 def depth(session: Session, model: Any, ready: Sequence[str] = ("pending",)) -> tuple[int, int]:
     """(items due now, items leased) for a work table."""
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     due = session.execute(
         sa.select(sa.func.count()).select_from(t).where(claimable(model, ready, now))
@@ -317,7 +313,7 @@ def backoff(
 
 def acquire_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
     """Take or renew the lock ``name`` for ``owner``; False when another live owner has it."""
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     now = clock.now()
     updated = _rowcount(
         session,
@@ -352,7 +348,7 @@ def take_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
     holder = lock_holder(session, name)
     if holder is None or not holder_is_dead(holder[0]):
         return False
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     now = clock.now()
     taken = _rowcount(
         session,
@@ -364,12 +360,12 @@ def take_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
 
 
 def release_lock(session: Session, name: str, owner: str) -> bool:
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     return bool(_rowcount(session, sa.delete(t).where(t.c.name == name, t.c.owner == owner)))
 
 
 def lock_holder(session: Session, name: str) -> tuple[str, datetime] | None:
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     row = session.execute(
         sa.select(t.c.owner, t.c.until).where(t.c.name == name, t.c.until >= clock.now())
     ).first()

@@ -15,15 +15,22 @@ uses it, so the operator can change those first.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlmodel import col
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from mno.errors import Conflict, NotFound
 from mno.store import audit, outbox
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
+from mno.store.models.billing import (
+    BillingMetric,
+    Coupon,
+    Plan,
+    Subscription,
+    TaxRate,
+    UsageEvent,
+)
+from mno.store.models.tenancy import Tenant
 
 KINDS = ("Metric", "Plan", "Coupon", "TaxRate")
 _NOUN = {"Metric": "metric", "Plan": "plan", "Coupon": "coupon", "TaxRate": "tax_rate"}
@@ -32,15 +39,11 @@ SHOWN = 5  # names listed in a refusal before "and N more"
 
 def model_of(kind: str) -> Any:
     """The table class of a catalogue kind (Metric, Plan, Coupon, TaxRate)."""
-    from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
-
     return {"Metric": BillingMetric, "Plan": Plan, "Coupon": Coupon, "TaxRate": TaxRate}[kind]
 
 
 def list_objects(session: Session, kind: str) -> list[Any]:
     """Every object of ``kind`` by code (plans: their current version)."""
-    import sqlalchemy as sa
-
     model = model_of(kind)
     q = sa.select(model).order_by(model.code)
     if kind == "Plan":
@@ -50,8 +53,6 @@ def list_objects(session: Session, kind: str) -> list[Any]:
 
 def get(session: Session, kind: str, code: str) -> Any:
     """The object ``code`` of ``kind`` (a plan: its current version); ``NotFound``."""
-    import sqlalchemy as sa
-
     model = model_of(kind)
     q = sa.select(model).where(model.code == code)
     if kind == "Plan":
@@ -69,10 +70,6 @@ def _names(values: list[str]) -> str:
 
 
 def _tenant_keys(session: Session, tenant_ids: set[Any]) -> list[str]:
-    import sqlalchemy as sa
-
-    from mno.store.models.tenancy import Tenant
-
     if not tenant_ids:
         return []
     rows = session.execute(sa.select(col(Tenant.key)).where(col(Tenant.id).in_(tenant_ids)))
@@ -81,10 +78,6 @@ def _tenant_keys(session: Session, tenant_ids: set[Any]) -> list[str]:
 
 def _refusal(kind: str, code: str, session: Session) -> str | None:
     """Who still uses the object, as the refusal message; None when nothing does."""
-    import sqlalchemy as sa
-
-    from mno.store.models.billing import Plan, Subscription, UsageEvent
-
     if kind == "Plan":
         ids = set(
             session.execute(
@@ -130,8 +123,6 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
 def delete(session: Session, kind: str, code: str) -> dict[str, Any]:
     """Delete the catalogue object ``code`` of ``kind`` (Metric, Plan, Coupon, TaxRate);
     returns what was deleted. ``Conflict`` when something still refers to it."""
-    import sqlalchemy as sa
-
     model = model_of(kind)
     noun = _NOUN[kind]
     rows = list(session.execute(sa.select(model).where(model.code == code)).scalars())

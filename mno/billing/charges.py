@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno.errors import BadInput, Conflict, NotFound
 from mno.money import check_currency, round_money, to_decimal, to_minor
@@ -93,7 +93,8 @@ def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:
     """Cancel a submitted charge; an invoiced one is refused (Conflict)."""
     charge = get(session, charge_id)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(Charge.id).where(Charge.id == charge.id).with_for_update())
+        locked = sa.select(col(Charge.id)).where(col(Charge.id) == charge.id)
+        session.execute(locked.with_for_update())
         session.refresh(charge)
     if charge.status == "cancelled":
         return charge
@@ -123,7 +124,7 @@ def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:
 def list_charges(
     session: Session, tenant_key: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[Charge]:
-    q = select(Charge).order_by(Charge.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    q = select(Charge).order_by(col(Charge.created_at).desc()).limit(limit)
     if tenant_key:
         q = q.where(Charge.tenant_id == tenants.get(session, tenant_key).id)
     if status:

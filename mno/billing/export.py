@@ -3,15 +3,22 @@
 ``view`` turns an invoice and its lines into plain data (amounts as decimal strings in the
 invoice's currency); ``export`` renders that view as JSON, CSV lines or a printable HTML
 page from the ``invoice.html.j2`` template. The CLI and the API call these; nothing here
-prints.
+prints. jinja2 is imported only when an HTML page is rendered (it is slow to import).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from mno.billing import invoices
 from mno.errors import BadInput
+from mno.money import minor_units
+from mno.store.audit import jsonable
+from mno.tenancy import tenants
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -24,15 +31,11 @@ CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "
 
 def amount(minor: int, currency: str) -> str:
     """Integer minor units as a decimal string with the currency's exponent."""
-    from mno.money import minor_units
-
     return str(Decimal(minor).scaleb(-minor_units(currency)))
 
 
 def summary(session: Session, inv: Invoice) -> dict[str, Any]:
     """The invoice's header fields, amounts in major units."""
-    from mno.tenancy import tenants
-
     cur = inv.currency
     return {
         "id": str(inv.id),
@@ -75,8 +78,6 @@ def line_views(inv: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
 
 def view(session: Session, inv: Invoice) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(summary, lines)`` of one invoice."""
-    from mno.billing import invoices
-
     return summary(session, inv), line_views(inv, invoices.lines(session, inv))
 
 
@@ -101,20 +102,11 @@ def export(session: Session, invoice_id: str, fmt: str) -> str:
     """The invoice as ``json``, ``csv`` (one row per line) or ``html`` text."""
     if fmt not in FORMATS:
         raise BadInput("--format: json, csv or html")
-    from mno.billing import invoices
-
     inv = invoices.get(session, invoice_id)
     data, lines = view(session, inv)
     if fmt == "json":
-        import json
-
-        from mno.store.audit import jsonable
-
         return json.dumps({**data, "lines": lines}, indent=2, default=jsonable)
     if fmt == "csv":
-        import csv
-        import io
-
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
@@ -131,8 +123,6 @@ def export(session: Session, invoice_id: str, fmt: str) -> str:
             )
         return buf.getvalue()
     import jinja2
-
-    from mno.tenancy import tenants
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("mno.billing", "templates"), autoescape=True

@@ -36,7 +36,7 @@ LINE_SAME = ("created_at", "updated_at")
 
 def id_in(s: Session, column: Any, values: list[Any]) -> Any:
     """``column IN values``, as one array parameter on PostgreSQL."""
-    return leases._id_in(s, column, values)
+    return leases.id_in(s, column, values)
 
 
 def existing_lines(s: Session, keys: Iterable[str]) -> dict[str, dict[str, Any]]:

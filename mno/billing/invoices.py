@@ -10,7 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
@@ -18,6 +19,7 @@ from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.money import to_minor
 from mno.store import audit, outbox
 from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine
+from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
 from mno.tenancy import tenants
 
@@ -59,7 +61,7 @@ def list_invoices(
     period: str | None = None,
     limit: int = 100,
 ) -> list[Invoice]:
-    q = select(Invoice).order_by(Invoice.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    q = select(Invoice).order_by(col(Invoice.created_at).desc()).limit(limit)
     if tenant_key:
         q = q.where(Invoice.tenant_id == tenants.get(session, tenant_key).id)
     if status:
@@ -81,8 +83,6 @@ def next_number(session: Session, issuer: str, year: int) -> str:
         ).first()
         if row is not None:
             return f"INV-{year}-{row[0]:06d}"
-        from sqlalchemy.exc import IntegrityError
-
         try:
             with session.begin_nested():
                 session.add(InvoiceCounter(issuer=issuer, year=year, last=0))
@@ -261,13 +261,11 @@ def void(session: Session, invoice_id: str, reason: str | None = None) -> Invoic
 
 def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -> int:
     """Issued invoices unpaid past due + grace: tenant.in_arrears, optionally suspend."""
-    from mno.store.models.tenancy import Tenant
-
     cutoff = clock.now() - timedelta(days=grace_days)
     rows = session.exec(
         select(Invoice).where(
             Invoice.status == "issued",
-            Invoice.due_at < cutoff,  # type: ignore[operator]
+            col(Invoice.due_at) < cutoff,
             Invoice.kind == "period",
         )
     ).all()

@@ -18,8 +18,10 @@ from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.errors import BadInput
+from mno.money import check_currency
 from mno.store import audit, outbox
 from mno.store.models.billing import CreditGrant, LedgerEntry
+from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
 from mno.tenancy import tenants
 
@@ -37,8 +39,6 @@ def ledger_add(
     expires_at: datetime | None = None,
 ) -> None:
     """Append with a running balance; the tenant row lock serialises writers."""
-    from mno.store.models.tenancy import Tenant
-
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
@@ -67,8 +67,6 @@ def ledger_add(
 
 def balance(session: Session, tenant_id: uuid.UUID, currency: str, lock: bool = False) -> int:
     """The running balance (positive: the tenant owes; negative: prepaid credit)."""
-    from mno.store.models.tenancy import Tenant
-
     if lock and session.get_bind().dialect.name == "postgresql":
         session.execute(
             sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
@@ -104,8 +102,6 @@ def add_credit(
 ) -> LedgerEntry:
     """Prepaid credit: used by the next invoices issued in that currency, after tax; the
     part still unused at ``expires_at`` expires."""
-    from mno.money import check_currency
-
     if amount_minor <= 0:
         raise BadInput("credit amount must be positive")
     if expires_at is not None:
@@ -148,7 +144,7 @@ def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:
         session.exec(
             select(CreditGrant)
             .where(CreditGrant.tenant_id == t.id)
-            .order_by(CreditGrant.created_at)  # type: ignore[arg-type]
+            .order_by(col(CreditGrant.created_at))
         )
     )
 

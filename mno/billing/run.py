@@ -33,14 +33,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
 
 from mno import clock
 from mno.billing import invoice_rows
@@ -50,21 +51,22 @@ from mno.billing.periods import (
     parse_period,
 )
 from mno.billing.subscriptions import end_trials
-from mno.billing.tenant_rating import (  # noqa: F401 - Slot, slots, _Catalog re-exported
+from mno.billing.tenant_rating import (  # noqa: F401 - Slot re-exported
     USAGE_KINDS,
+    Catalog,
     Slot,
     UsageMap,
-    _Catalog,
-    _catalog,
     billing_start,
     has_setup_fee,
     line_key,
+    load_catalog,
     rate_tenant,
     setup_key,
     slots,
 )
-from mno.errors import Conflict
-from mno.store import leases
+from mno.errors import Conflict, NotFound
+from mno.store import leases, outbox
+from mno.store.bulk import hex_ids
 from mno.store.db import session_scope
 from mno.store.models.billing import (
     BillingRun,
@@ -139,48 +141,17 @@ def run(
     crash_after_chunks: int | None = None,
 ) -> RunResult:
     """Bill ``period`` (YYYY-MM) for every tenant, or one, or a given list (retry)."""
-    from sqlalchemy.exc import IntegrityError
-
     year, month = parse_period(period)
     started = time.perf_counter()
     owner = leases.make_owner()
     lock = f"billing-run:{period}"
     result = RunResult(None, period, dry_run=dry_run)
     if not dry_run:
-        with session_scope(url) as s:
-            if not leases.take_lock(s, lock, owner, LOCK_TTL):
-                raise Conflict(
-                    f"a billing run for {period} is already running", "wait for it to finish"
-                )
-            # we hold the lock: a run of this period still marked running has died
-            s.execute(
-                sa.update(table_of(BillingRun))
-                .where(BillingRun.period == period, BillingRun.status == "running")
-                .values(status="interrupted", finished_at=clock.now())
-            )
-            end_trials(s, clock.now())
-            br = BillingRun(period=period, tenant_key=tenant_key)
-            s.add(br)
-            s.flush()
-            result.run_id = str(br.id)
+        result.run_id = _start(url, period, tenant_key, lock, owner)
     try:
         with session_scope(url, write=False) as s:
-            cat = _catalog(s)
-            q = (
-                sa.select(T_TEN.c.id)
-                .where(
-                    T_TEN.c.id.in_(sa.select(T_SUB.c.tenant_id).where(_billable_subs(year, month)))
-                    | T_TEN.c.id.in_(
-                        sa.select(T_CHG.c.tenant_id).where(T_CHG.c.status == "submitted")
-                    )
-                )
-                .order_by(T_TEN.c.id)
-            )
-            if tenant_key:
-                q = q.where(T_TEN.c.key == tenant_key)
-            if tenant_keys:
-                q = q.where(T_TEN.c.key.in_(tenant_keys))
-            ids = list(s.execute(q).scalars())
+            cat = load_catalog(s)
+            ids = _tenants_to_bill(s, year, month, tenant_key, tenant_keys)
         total = len(ids)
         for n, i in enumerate(range(0, total, CHUNK)):
             chunk = ids[i : i + CHUNK]
@@ -188,15 +159,7 @@ def run(
                 with session_scope(url, write=False) as s:
                     part = _chunk(s, chunk, year, month, period, cat, None, write=False)
             else:
-                try:
-                    with session_scope(url) as s:
-                        part = _chunk(s, chunk, year, month, period, cat, result.run_id, True)
-                        _renew(s, lock, owner)
-                except IntegrityError:
-                    # a line billed elsewhere that the cheap check did not look for
-                    with session_scope(url) as s:
-                        part = _chunk(s, chunk, year, month, period, cat, result.run_id, True, True)
-                        _renew(s, lock, owner)
+                part = _bill_chunk(url, chunk, year, month, period, cat, result.run_id, lock, owner)
             result.merge(part)
             if progress:
                 progress(min(i + CHUNK, total), total)
@@ -204,22 +167,90 @@ def run(
                 raise RuntimeError("simulated crash")
         result.seconds = time.perf_counter() - started
         if not dry_run:
-            from mno.store import outbox
-
-            with session_scope(url) as s:
-                br = s.get(BillingRun, uuid.UUID(result.run_id))
-                assert br is not None
-                br.status = "failed" if result.failed else "done"
-                br.tenants, br.invoices = result.tenants, result.invoices
-                br.failed, br.totals = result.failed, result.totals
-                br.finished_at = clock.now()
-                s.add(br)
-                outbox.emit(s, "billing.run_finished", result.as_dict())
+            _finish(url, result)
     finally:
         if not dry_run:
             with session_scope(url) as s:
                 leases.release_lock(s, lock, owner)
     return result
+
+
+def _start(url: str | None, period: str, tenant_key: str | None, lock: str, owner: str) -> str:
+    """Take the period's run lock, close a run of it that died, end the trials that are
+    over and record the new run; its id."""
+    with session_scope(url) as s:
+        if not leases.take_lock(s, lock, owner, LOCK_TTL):
+            raise Conflict(
+                f"a billing run for {period} is already running", "wait for it to finish"
+            )
+        # we hold the lock: a run of this period still marked running has died
+        s.execute(
+            sa.update(table_of(BillingRun))
+            .where(col(BillingRun.period) == period, col(BillingRun.status) == "running")
+            .values(status="interrupted", finished_at=clock.now())
+        )
+        end_trials(s, clock.now())
+        br = BillingRun(period=period, tenant_key=tenant_key)
+        s.add(br)
+        s.flush()
+        return str(br.id)
+
+
+def _tenants_to_bill(
+    s: Session, year: int, month: int, tenant_key: str | None, tenant_keys: list[str] | None
+) -> list[uuid.UUID]:
+    """Tenants with a billable subscription or a submitted charge, in id order."""
+    q = (
+        sa.select(T_TEN.c.id)
+        .where(
+            T_TEN.c.id.in_(sa.select(T_SUB.c.tenant_id).where(_billable_subs(year, month)))
+            | T_TEN.c.id.in_(sa.select(T_CHG.c.tenant_id).where(T_CHG.c.status == "submitted"))
+        )
+        .order_by(T_TEN.c.id)
+    )
+    if tenant_key:
+        q = q.where(T_TEN.c.key == tenant_key)
+    if tenant_keys:
+        q = q.where(T_TEN.c.key.in_(tenant_keys))
+    return list(s.execute(q).scalars())
+
+
+def _bill_chunk(
+    url: str | None,
+    chunk: list[uuid.UUID],
+    year: int,
+    month: int,
+    period: str,
+    cat: Catalog,
+    run_id: str | None,
+    lock: str,
+    owner: str,
+) -> RunResult:
+    """Bill one chunk of tenants in one transaction that also renews the run lock."""
+    try:
+        with session_scope(url) as s:
+            part = _chunk(s, chunk, year, month, period, cat, run_id, True)
+            _renew(s, lock, owner)
+    except IntegrityError:
+        # a line billed elsewhere that the cheap check did not look for
+        with session_scope(url) as s:
+            part = _chunk(s, chunk, year, month, period, cat, run_id, True, True)
+            _renew(s, lock, owner)
+    return part
+
+
+def _finish(url: str | None, result: RunResult) -> None:
+    """Record the run's outcome and announce it (``billing.run_finished``)."""
+    assert result.run_id is not None
+    with session_scope(url) as s:
+        br = s.get(BillingRun, uuid.UUID(result.run_id))
+        assert br is not None
+        br.status = "failed" if result.failed else "done"
+        br.tenants, br.invoices = result.tenants, result.invoices
+        br.failed, br.totals = result.failed, result.totals
+        br.finished_at = clock.now()
+        s.add(br)
+        outbox.emit(s, "billing.run_finished", result.as_dict())
 
 
 def _billable_subs(year: int, month: int) -> Any:
@@ -235,8 +266,6 @@ def retry_failed(run_id: str, url: str | None = None) -> RunResult:
     with session_scope(url, write=False) as s:
         br = s.get(BillingRun, uuid.UUID(run_id))
         if br is None:
-            from mno.errors import NotFound
-
             raise NotFound(f"billing run {run_id} not found")
         keys = [f["tenant"] for f in br.failed]
         period = br.period
@@ -329,18 +358,67 @@ def aggregate_usage(
     return usage
 
 
+@dataclass
+class _Loaded:
+    """What rating a chunk of tenants reads from the store, read in a few statements."""
+
+    tenants: Sequence[Any]  # rows: id, key, timezone, country, region
+    subs: dict[uuid.UUID, list[Any]]
+    treatments: dict[uuid.UUID, dict[tuple[str, str], Any]]
+    charges: dict[uuid.UUID, list[Any]]
+    plan_slots: dict[uuid.UUID, list[Slot]]
+    billed: dict[str, Any]
+    usage: UsageMap
+
+
+@dataclass
+class _Rated:
+    """The rows a chunk writes: invoices (with each one's tenant key), lines, and the
+    charges and subscriptions those lines bill."""
+
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    tenant_keys: list[str] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    charges: list[uuid.UUID] = field(default_factory=list)
+    subs: set[uuid.UUID] = field(default_factory=set)
+
+
 def _chunk(
     s: Session,
     ids: list[uuid.UUID],
     year: int,
     month: int,
     period: str,
-    cat: _Catalog,
+    cat: Catalog,
     run_id: str | None,
     write: bool,
     check_all: bool = False,
 ) -> RunResult:
+    """Bill a chunk of tenants: load, rate, write the rows, record their audit and events."""
     result = RunResult(run_id, period, dry_run=not write)
+    loaded = _load(s, ids, year, month, period, cat, check_all)
+    if loaded is None:
+        return result
+    now = clock.now()
+    rated = _rate(loaded, year, month, period, cat, run_id, now, result)
+    if write:
+        invoice_rows.write(s, rated.invoices, rated.lines, rated.charges, rated.subs, now)
+        invoice_rows.record_created(s, rated.invoices, rated.tenant_keys, now)
+    return result
+
+
+def _load(
+    s: Session,
+    ids: list[uuid.UUID],
+    year: int,
+    month: int,
+    period: str,
+    cat: Catalog,
+    check_all: bool,
+) -> _Loaded | None:
+    """The chunk's tenants not yet invoiced for the period, with their subscriptions, tax
+    treatments, periods to bill, lines already billed, usage and submitted charges; None
+    when every tenant of the chunk is invoiced already."""
     invoiced = (
         sa.select(T_INV.c.id)
         .where(T_INV.c.tenant_id == T_TEN.c.id, T_INV.c.period == period, T_INV.c.kind == "period")
@@ -353,7 +431,7 @@ def _chunk(
     ).all()
     todo = [t.id for t in tenants]
     if not todo:
-        return result
+        return None
     subs: dict[uuid.UUID, list[Any]] = defaultdict(list)
     sub_cols = [
         T_SUB.c[c]
@@ -377,8 +455,29 @@ def _chunk(
     treatments: dict[uuid.UUID, dict[tuple[str, str], Any]] = defaultdict(dict)
     for row in s.execute(sa.select(T_TAXT).where(id_in(s, T_TAXT.c.tenant_id, todo))):
         treatments[row.tenant_id][(row.country, row.region or "")] = row
-    # periods to bill, usage windows and the line keys that may already exist
     tz_of = {t.id: t.timezone or "UTC" for t in tenants}
+    plan_slots, windows, maybe = _periods(subs, tz_of, year, month, cat, check_all)
+    billed = existing_lines(s, maybe) if maybe else {}
+    unique, latest = cat.special()
+    usage = aggregate_usage(s, windows, unique, latest, cat.time_metrics())
+    charges: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for row in s.execute(
+        sa.select(T_CHG).where(id_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
+    ):
+        charges[row.tenant_id].append(row)
+    return _Loaded(tenants, subs, treatments, charges, plan_slots, billed, usage)
+
+
+def _periods(
+    subs: dict[uuid.UUID, list[Any]],
+    tz_of: dict[uuid.UUID, str],
+    year: int,
+    month: int,
+    cat: Catalog,
+    check_all: bool,
+) -> tuple[dict[uuid.UUID, list[Slot]], dict[tuple[datetime, datetime], list[Any]], list[str]]:
+    """Periods to bill per subscription, usage windows (tenants per window) and the line
+    keys that may already exist."""
     plan_slots: dict[uuid.UUID, list[Slot]] = {}
     windows: dict[tuple[datetime, datetime], list[Any]] = defaultdict(list)
     maybe: list[str] = []
@@ -403,26 +502,33 @@ def _chunk(
                         maybe.append(line_key(sub.id, idx, slot.prev_start, slot.start))
                     if check:
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
-    billed = existing_lines(s, maybe) if maybe else {}
-    unique, latest = cat.special()
-    usage = aggregate_usage(s, windows, unique, latest, cat.time_metrics())
-    charges: dict[uuid.UUID, list[Any]] = defaultdict(list)
-    for row in s.execute(
-        sa.select(T_CHG).where(id_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
-    ):
-        charges[row.tenant_id].append(row)
+    return plan_slots, windows, maybe
+
+
+def _rate(
+    loaded: _Loaded,
+    year: int,
+    month: int,
+    period: str,
+    cat: Catalog,
+    run_id: str | None,
+    now: datetime,
+    result: RunResult,
+) -> _Rated:
+    """Rate each tenant into invoice and line rows, counting into ``result``. A tenant
+    whose rating fails is recorded in ``result.failed`` and the others carry on."""
+    usage, billed, plan_slots = loaded.usage, loaded.billed, loaded.plan_slots
+    subs, charges, treatments = loaded.subs, loaded.charges, loaded.treatments
     inv_rows: list[dict[str, Any]] = []
     inv_keys: list[str] = []  # the tenant key of each invoice
     line_rows: list[dict[str, Any]] = []
     billed_charges: list[uuid.UUID] = []
     billed_subs: set[uuid.UUID] = set()
-    now = clock.now()
+    write = not result.dry_run
     # time-ordered ids, as text: each insert lands at the right edge of the primary key
     # index instead of a random page, and skips making a UUID object per row
-    from mno.store.bulk import hex_ids
-
-    fresh = iter(hex_ids(len(tenants) * 8))
-    for t in tenants:
+    fresh = iter(hex_ids(len(loaded.tenants) * 8))
+    for t in loaded.tenants:
         try:
             invs = rate_tenant(
                 t,
@@ -436,7 +542,7 @@ def _chunk(
                 slots_of=plan_slots,
                 treatments=treatments.get(t.id),
             )
-        except Exception as exc:  # noqa: BLE001 - recorded per tenant, others carry on
+        except Exception as exc:  # noqa: BLE001 - reported: kept in the run's failed list
             result.failed.append({"tenant": t.key, "reason": str(exc)[:300]})
             continue
         result.tenants += 1
@@ -463,7 +569,4 @@ def _chunk(
             if not write:
                 result.preview.append({"tenant": t.key, "currency": currency, **totals})
     result.lines += len(line_rows)
-    if write:
-        invoice_rows.write(s, inv_rows, line_rows, billed_charges, billed_subs, now)
-        invoice_rows.record_created(s, inv_rows, inv_keys, now)
-    return result
+    return _Rated(inv_rows, inv_keys, line_rows, billed_charges, billed_subs)

@@ -8,15 +8,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.billing import invoice_rows
+from mno.billing.ledger import add_credit
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.billing.tenant_rating import (
-    _catalog,
     coupon_applies,
+    fixed_fields,
     line_key,
+    load_catalog,
     rate_tenant,
     setup_key,
     slots,
@@ -106,7 +108,7 @@ def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) ->
         return None  # nothing is due during a trial: the run after it bills the first period
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
-    cat = _catalog(session)
+    cat = load_catalog(session)
     tz = tenant.timezone or "UTC"
     first = slots(sub, plan, tz, 2000, 1, first_only=True)
     keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
@@ -185,17 +187,15 @@ def credit_unused(
     day in ``tz``: each line keeps what a line prorated up to ``when`` would have cost.
     ``before`` is a cancellation set earlier (already credited down to it). Returns the
     credit in minor units (0 when nothing was billed beyond ``when``)."""
-    from mno.billing.ledger import add_credit
-
     plan = session.get(Plan, sub.plan_id)
     assert plan is not None
     rows = session.exec(
         select(InvoiceLine)
-        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)  # type: ignore[arg-type]
+        .join(Invoice, col(Invoice.id) == col(InvoiceLine.invoice_id))
         .where(
             InvoiceLine.subscription_id == sub.id,
             InvoiceLine.kind == "fixed",
-            InvoiceLine.period_end > when,  # type: ignore[operator]
+            col(InvoiceLine.period_end) > when,
             Invoice.status != "void",
         )
     ).all()
@@ -226,10 +226,8 @@ def credit_unused(
 
 def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
     """A fixed charge for the local days from ``begin`` to ``end`` of a ``days``-day period."""
-    from mno.billing.tenant_rating import _fixed_fields
-
     used = local_days(begin, max(end, begin), tz)
-    return int(_fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
+    return int(fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
 
 
 def cancel(
@@ -341,7 +339,7 @@ def end_trials(session: Session, now: datetime) -> int:
     subs = session.exec(
         select(Subscription).where(
             Subscription.status == "trialing",
-            Subscription.trial_ends_at <= now,  # type: ignore[operator]
+            col(Subscription.trial_ends_at) <= now,
         )
     ).all()
     for sub in subs:
@@ -367,7 +365,7 @@ def end_trials(session: Session, now: datetime) -> int:
 def list_subscriptions(
     session: Session, tenant_key: str | None = None, status: str | None = None
 ) -> list[Subscription]:
-    q = select(Subscription).order_by(Subscription.created_at)  # type: ignore[arg-type]
+    q = select(Subscription).order_by(col(Subscription.created_at))
     if tenant_key:
         q = q.where(Subscription.tenant_id == tenants.get(session, tenant_key).id)
     if status:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -30,7 +30,7 @@ from mno.billing.periods import (
     unit_index,
     unit_start,
 )
-from mno.money import minor_units, to_minor
+from mno.money import minor_units, to_decimal, to_minor
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 
 USAGE_KINDS = ("usage", "time", "bucket")
@@ -73,7 +73,9 @@ class PlanView:
 
 
 @dataclass
-class _Catalog:
+class Catalog:
+    """What rating reads besides the tenant: plans, coupons, tax rates and metrics."""
+
     plans: dict[uuid.UUID, Plan | PlanView]
     coupons: dict[str, Coupon]
     taxes: dict[tuple[str, str | None], TaxRate]
@@ -108,7 +110,8 @@ class _Catalog:
         return unique, latest
 
 
-def _catalog(session: Session) -> _Catalog:
+def load_catalog(session: Session) -> Catalog:
+    """Every plan (as a ``PlanView``), coupon, tax rate and metric, read once per run."""
     plans = {p.id: p for p in session.execute(sa.select(Plan)).scalars()}
     coupons = {c.code: c for c in session.execute(sa.select(Coupon)).scalars()}
     taxes = {(t.country, t.region): t for t in session.execute(sa.select(TaxRate)).scalars()}
@@ -117,7 +120,7 @@ def _catalog(session: Session) -> _Catalog:
         for m in session.execute(sa.select(BillingMetric)).scalars()
     }
     views = {pid: PlanView.of(p) for pid, p in plans.items()}
-    return _Catalog(dict(views), coupons, taxes, metrics)
+    return Catalog(dict(views), coupons, taxes, metrics)
 
 
 # Periods of a subscription ------------------------------------------------------------
@@ -140,7 +143,8 @@ class Slot:
 
 def billing_start(sub: Any) -> datetime:
     """Where billing starts: the end of the trial, if any, else the subscription's start."""
-    return getattr(sub, "trial_ends_at", None) or sub.started_at
+    start: datetime = getattr(sub, "trial_ends_at", None) or sub.started_at
+    return start
 
 
 def slots(
@@ -224,14 +228,12 @@ def has_setup_fee(plan: Plan | PlanView) -> bool:
 
 @lru_cache(maxsize=1024)
 def _positive(amount: str) -> bool:
-    return rating.to_decimal(amount) > 0
+    return to_decimal(amount) > 0
 
 
 @lru_cache(maxsize=16384)
 def _span(start: datetime, end: datetime, tz: str) -> str:
     """A period as local dates, both included: ``2026-11-01 to 2026-11-30``."""
-    from datetime import timedelta
-
     zone = ZoneInfo(tz or "UTC")
     last = end.astimezone(zone).date() - timedelta(days=1)
     return f"{start.astimezone(zone).date().isoformat()} to {last.isoformat()}"
@@ -270,7 +272,7 @@ def rate_tenant(
     charges: list[Any],
     year: int,
     month: int,
-    cat: _Catalog,
+    cat: Catalog,
     *,
     billed: dict[str, dict[str, Any]] | None = None,
     slots_of: dict[Any, list[Slot]] | None = None,
@@ -295,7 +297,7 @@ def rate_tenant(
             # the setup fee goes on the subscription's first invoice, once (unique key)
             key = setup_key(sub.id)
             if key not in billed:
-                ln = rating.fixed(rating.to_decimal(plan.setup_fee), cur)
+                ln = rating.fixed(to_decimal(plan.setup_fee), cur)
                 ln.kind = "setup"
                 sub_lines.append(
                     _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
@@ -308,7 +310,7 @@ def rate_tenant(
             ):
                 base = sum((Decimal(x["amount_minor"]) for x in sub_lines), Decimal(0))
                 sub_total = base.scaleb(-minor_units(cur))
-                off = rating.discount(sub_total, c.kind, rating.to_decimal(c.value), cur)
+                off = rating.discount(sub_total, c.kind, to_decimal(c.value), cur)
                 discounts[cur] += off
                 if off and sub_total:
                     # the share of each line the coupon took, so that a later proration
@@ -363,7 +365,7 @@ def invoice_totals(
         if rate is not None:
             detail.update(rate=rate.code, percent="0", standard_percent=rate.rate)
     elif rate is not None:
-        tx = rating.tax(base, rating.to_decimal(rate.rate), rate.inclusive, cur)
+        tx = rating.tax(base, to_decimal(rate.rate), rate.inclusive, cur)
         tax_minor = to_minor(tx, cur)
         added = 0 if rate.inclusive else tax_minor
         detail = {"rate": rate.code, "percent": rate.rate, "inclusive": rate.inclusive}
@@ -386,7 +388,7 @@ def _sub_lines(
     sl: list[Slot],
     usage: UsageMap,
     billed: dict[str, dict[str, Any]],
-    cat: _Catalog,
+    cat: Catalog,
 ) -> list[dict[str, Any]]:
     cur = plan.currency
     out: list[dict[str, Any]] = []
@@ -404,7 +406,7 @@ def _sub_lines(
             if kind == "fixed":
                 days = local_days(slot.start, slot.end, tz)
                 used = local_days(slot.eff_start, slot.eff_end, tz)
-                fields = _fixed_fields(str(ch["amount"]), cur, min(used, days), days)
+                fields = fixed_fields(str(ch["amount"]), cur, min(used, days), days)
                 out.append(
                     {
                         "line_key": key,
@@ -428,10 +430,10 @@ def _sub_lines(
                     # the minimum and the round-up apply to each time entry
                     ln = rating.time_minutes(
                         agg.get("entries", []),
-                        rating.to_decimal(ch.get("rate", "0")),
+                        to_decimal(ch.get("rate", "0")),
                         cur,
-                        rating.to_decimal(ch.get("minimum", 0)),
-                        rating.to_decimal(ch.get("round_up_to", 1)),
+                        to_decimal(ch.get("minimum", 0)),
+                        to_decimal(ch.get("round_up_to", 1)),
                     )
                 else:
                     rollover_in = Decimal(0)
@@ -443,11 +445,11 @@ def _sub_lines(
                             rollover_in = Decimal(str(billed[prev].get("rollover_out", "0")))
                     ln, carried[key] = rating.bucket(
                         qty,
-                        rating.to_decimal(ch.get("included", 0)),
+                        to_decimal(ch.get("included", 0)),
                         rollover_in,
-                        rating.to_decimal(ch.get("overage_price", 0)),
+                        to_decimal(ch.get("overage_price", 0)),
                         cur,
-                        rating.to_decimal(ch.get("rollover_cap", 0)),
+                        to_decimal(ch.get("rollover_cap", 0)),
                     )
             desc = f"{plan.code} {kind} {_span(slot.start, slot.end, tz)}"
             out.append(_line(ln, key, sub.id, str(idx), slot.start, slot.end, desc))
@@ -455,10 +457,10 @@ def _sub_lines(
 
 
 @lru_cache(maxsize=4096)
-def _fixed_fields(amount: str, cur: str, used: int, days: int) -> dict[str, Any]:
+def fixed_fields(amount: str, cur: str, used: int, days: int) -> dict[str, Any]:
     """A fixed charge's line fields for ``used`` of ``days`` days (pure, so memoised)."""
     factor = Decimal(1) if used >= days else Decimal(used) / Decimal(days)
-    ln = rating.fixed(rating.to_decimal(amount), cur, factor)
+    ln = rating.fixed(to_decimal(amount), cur, factor)
     return {
         "quantity": str(ln.quantity),
         "unit_price": str(ln.unit_price),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mno import clock
 from mno.errors import BadInput, NotFound
@@ -19,7 +20,7 @@ from mno.money import to_decimal
 from mno.store import audit
 from mno.store.models.billing import BillingMetric, UsageEvent
 from mno.store.models.tenancy import Tenant
-from mno.store.types import new_id
+from mno.store.types import new_id, table_of
 from mno.tenancy import tenants
 
 
@@ -107,8 +108,10 @@ def import_file(
     """Validate every row first (line numbers in errors), then insert in one transaction."""
     if not path.exists():
         raise BadInput(f"{path}: no such file")
-    tkeys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())  # type: ignore[arg-type]
-    metrics = set(session.execute(sa.select(BillingMetric.code)).scalars())
+    tkeys: dict[str, uuid.UUID] = dict(
+        session.execute(sa.select(col(Tenant.key), col(Tenant.id))).all()
+    )
+    metrics = set(session.execute(sa.select(col(BillingMetric.code))).scalars())
     seen: dict[tuple[Any, str], int] = {}
     for n, row in _rows(path):
         checked = _check(n, row, tkeys, metrics)
@@ -118,7 +121,7 @@ def import_file(
             if first != n:
                 raise BadInput(f"line {n}: id {key!r} repeats line {first}")
     _refuse_recorded(session, seen)
-    t = UsageEvent.__table__  # type: ignore[attr-defined]
+    t = table_of(UsageEvent)
     now = clock.now()
     buf: list[dict[str, Any]] = []
     done = 0
@@ -149,7 +152,7 @@ def _refuse_recorded(session: Session, ids: dict[tuple[Any, str], int]) -> None:
     by_tenant: dict[Any, list[str]] = {}
     for tenant_id, key in ids:
         by_tenant.setdefault(tenant_id, []).append(key)
-    t = UsageEvent.__table__  # type: ignore[attr-defined]
+    t = table_of(UsageEvent)
     for tenant_id, keys in by_tenant.items():
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]

@@ -18,14 +18,15 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
 
 from mno import clock
 from mno.errors import BadInput, Conflict, MnoError, NotFound
 from mno.money import to_decimal
 from mno.store.models.billing import BillingMetric, UsageEvent
 from mno.store.models.tenancy import Tenant
-from mno.store.types import new_id
+from mno.store.types import new_id, table_of
 from mno.tenancy import tenants
 
 
@@ -43,8 +44,8 @@ Outcome = tuple[UsageEvent, bool] | MnoError
 
 
 def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
-    stmt = sa.select(Tenant.key, Tenant.id).where(Tenant.key.in_(keys))  # type: ignore[attr-defined]
-    found: dict[str, uuid.UUID] = {row[0]: row[1] for row in session.execute(stmt)}
+    stmt = sa.select(col(Tenant.key), col(Tenant.id)).where(col(Tenant.key).in_(keys))
+    found: dict[str, uuid.UUID] = dict(session.execute(stmt).all())
     for key in keys - found.keys():
         try:  # an id instead of a key, as usage.record accepts
             found[key] = tenants.get(session, key).id
@@ -55,17 +56,15 @@ def _tenant_ids(session: Session, keys: set[str]) -> dict[str, uuid.UUID]:
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     """Insert ``rows``, skipping idempotency-key conflicts; the ids actually inserted."""
-    t = UsageEvent.__table__  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    t = table_of(UsageEvent)
+    keys = ["tenant_id", "idempotency_key"]
     # one statement for every batch size: compiled once, sent as a multi-row insert
-    stmt = (
-        insert(t)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-        .returning(t.c.id)
-    )
+    stmt: sa.Insert
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = postgresql.insert(t).on_conflict_do_nothing(index_elements=keys)
+    else:
+        stmt = sqlite.insert(t).on_conflict_do_nothing(index_elements=keys)
+    stmt = stmt.returning(t.c.id)
     return {row[0] for row in session.execute(stmt, rows)}
 
 
@@ -76,17 +75,48 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
     tenant_ids = _tenant_ids(session, {p.tenant for p in posts})
     metrics = set(
         session.execute(
-            sa.select(BillingMetric.code).where(
-                BillingMetric.code.in_({p.metric for p in posts})  # type: ignore[attr-defined]
+            sa.select(col(BillingMetric.code)).where(
+                col(BillingMetric.code).in_({p.metric for p in posts})
             )
         ).scalars()
     )
-    now = clock.now()
+    batch = _rows(posts, tenant_ids, metrics, clock.now())
+    inserted = _insert(session, batch.rows) if batch.rows else set()
+    events = _events(session, batch.rows, inserted)
+    outcomes = batch.outcomes
+    for n, row in enumerate(batch.row_of):
+        if row is not None:
+            outcomes[n] = events[row]
+    for n, row in batch.repeats:
+        outcomes[n] = (events[row][0], False)
+    done = [o for o in outcomes if o is not None]
+    assert len(done) == len(posts)
+    return done
+
+
+@dataclass
+class _Batch:
+    """The rows to insert for a batch of posts, and where each post's outcome comes from."""
+
+    outcomes: list[Outcome | None]  # refusals, known before any write
+    rows: list[dict[str, Any]]
+    row_of: list[int | None]  # per post: index into rows
+    repeats: list[tuple[int, int]]  # (post index, row index of the first post)
+
+
+def _rows(
+    posts: Sequence[UsagePost],
+    tenant_ids: dict[str, uuid.UUID],
+    metrics: set[str],
+    now: datetime,
+) -> _Batch:
+    """Check each post and make its row; a key repeated within the batch points at the
+    row of its first post."""
     outcomes: list[Outcome | None] = [None] * len(posts)
     rows: list[dict[str, Any]] = []
-    row_of: list[int | None] = [None] * len(posts)  # index into rows
+    row_of: list[int | None] = [None] * len(posts)
     first_with: dict[tuple[uuid.UUID, str], int] = {}
-    repeats: list[tuple[int, int]] = []  # (post index, row index of the first post)
+    repeats: list[tuple[int, int]] = []
     for n, post in enumerate(posts):
         tenant_id = tenant_ids.get(post.tenant)
         if tenant_id is None:
@@ -125,7 +155,13 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
                 "properties": dict(post.properties),
             }
         )
-    inserted = _insert(session, rows) if rows else set()
+    return _Batch(outcomes, rows, row_of, repeats)
+
+
+def _events(
+    session: Session, rows: list[dict[str, Any]], inserted: set[uuid.UUID]
+) -> list[tuple[UsageEvent, bool]]:
+    """Per row: the new event, or the one already stored under its idempotency key."""
     skipped = [r for r in rows if r["id"] not in inserted]
     existing: dict[tuple[uuid.UUID, str], UsageEvent] = {}
     if skipped:
@@ -144,11 +180,4 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
             if first is None:  # cannot happen after ON CONFLICT; refuse rather than guess
                 raise Conflict("a usage event with this Idempotency-Key is being written")
             events.append((first, False))
-    for n, row in enumerate(row_of):
-        if row is not None:
-            outcomes[n] = events[row]
-    for n, row in repeats:
-        outcomes[n] = (events[row][0], False)
-    done = [o for o in outcomes if o is not None]
-    assert len(done) == len(posts)
-    return done
+    return events

@@ -4,6 +4,10 @@ A row holds the actor (``MNO_ACTOR``, else the OS user), an action key such as
 ``tenant.create``, the target and a before/after diff of the fields that changed.
 ``record_many`` writes a list of such entries in one statement, and ``record_rows`` the
 prepared rows of a hot path (a billing chunk) through ``store.bulk``.
+
+The CLI renders every ``--output json`` through ``jsonable``, also for commands that
+never open the store, so SQLAlchemy, sqlmodel and the models are imported inside the
+functions that need them, not with this module.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from mno import settings
+from mno import clock, settings
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -127,11 +131,10 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> int:
     """Write many audit rows in one statement; each entry takes ``record()``'s keywords
     plus ``action``. For batched domain writes (e.g. tenants created from documents)."""
     from mno.store.models.core import AuditEntry
+    from mno.store.types import table_of
 
     if not entries:
         return 0
-    from mno import clock
-
     who = settings.actor()
     now = clock.now()
     rows = [
@@ -150,7 +153,7 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> int:
         }
         for e in entries
     ]
-    session.connection().execute(AuditEntry.__table__.insert(), rows)  # type: ignore[attr-defined]
+    session.connection().execute(table_of(AuditEntry).insert(), rows)
     return len(rows)
 
 

@@ -44,11 +44,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 from mno.store.types import UTCDateTime
+
+if TYPE_CHECKING:
+    import psycopg
 
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
@@ -203,10 +207,10 @@ class Rows:
         names = [*columns, *same]
         cols = ", ".join(f'"{c}"' for c in names)
         if self.postgres:
-            raw = self.conn.connection.driver_connection
+            raw = _psycopg(self.conn)
             tail = tuple(same.values())
             with (
-                raw.cursor() as cur,  # type: ignore[union-attr]
+                raw.cursor() as cur,
                 cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy,
             ):
                 write = copy.write_row
@@ -247,9 +251,9 @@ class Rows:
         if same:
             # escaped values hold no line break, so each one ends a row
             text = text.replace("\n", "".join("\t" + copy_value(v) for v in same.values()) + "\n")
-        raw = self.conn.connection.driver_connection
+        raw = _psycopg(self.conn)
         with (
-            raw.cursor() as cur,  # type: ignore[union-attr]
+            raw.cursor() as cur,
             cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy,
         ):
             copy.write(text)
@@ -274,9 +278,9 @@ class Rows:
             cols = list(rows[0])
             js = [isinstance(table.c[c].type, sa.JSON) for c in cols]
             names = ", ".join(f'"{c}"' for c in cols)
-            raw = self.conn.connection.driver_connection
+            raw = _psycopg(self.conn)
             with (
-                raw.cursor() as cur,  # type: ignore[union-attr]
+                raw.cursor() as cur,
                 cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as cp,
             ):
                 for r in rows:
@@ -357,10 +361,8 @@ class Rows:
                 for values in zip(*columns.values(), strict=True)
             ]
             if conflict:
-                from sqlalchemy.dialects.sqlite import insert
-
                 self.conn.execute(
-                    insert(table).on_conflict_do_nothing(index_elements=conflict), rows
+                    sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict), rows
                 )
             else:
                 self.conn.execute(sa.insert(table), rows)
@@ -395,8 +397,8 @@ class Rows:
             sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
         # the driver's own cursor, in the caller's transaction: arrays go in binary format
         # (no text escaping of every body), which SQLAlchemy's parameter style cannot ask for
-        raw = self.conn.connection.driver_connection
-        with raw.cursor() as cur:  # type: ignore[union-attr]
+        raw = _psycopg(self.conn)
+        with raw.cursor() as cur:
             cur.execute(sql, params)
             return int(cur.rowcount) if cur.rowcount >= 0 else n
 
@@ -426,11 +428,11 @@ class Rows:
             sets += [f'"{c}" = %s' for c in same]
             sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = %s::uuid'
             params = [(*row[:-1], *tail, row[-1]) for row in rows] if tail else rows
-            self.conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+            self.conn.exec_driver_sql(sql, params)
             return
         sets = [f'"{c}" = ?' for c in columns] + [f'"{c}" = {_literal(v)}' for c, v in same.items()]
         sql = f'UPDATE "{table.name}" SET {", ".join(sets)} WHERE "id" = ?'
-        self.conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+        self.conn.exec_driver_sql(sql, rows)
 
 
 @lru_cache(maxsize=64)
@@ -444,6 +446,12 @@ def _values_sql(table: str, names: tuple[str, ...], k: int, rows: int) -> str:
     return f'INSERT INTO "{table}" ({cols}) VALUES {", ".join([row] * rows)}'
 
 
+def _psycopg(conn: sa.Connection) -> psycopg.Connection[Any]:
+    """The driver's own connection under ``conn`` on PostgreSQL (psycopg 3), for COPY
+    and binary array parameters."""
+    return cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+
+
 def _pg_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
     """The PostgreSQL type of ``column`` for a CAST (JSON columns are not supported)."""
     if isinstance(column.type, sa.JSON):
@@ -453,9 +461,9 @@ def _pg_type(column: sa.Column[Any], dialect: sa.Dialect) -> str:
 
 def _sqlite_vars(conn: sa.Connection) -> int:
     """How many parameters one SQLite statement may bind."""
-    raw = conn.connection.driver_connection
+    raw = cast(sqlite3.Connection, conn.connection.driver_connection)
     try:
-        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))  # type: ignore[union-attr]
+        return int(raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
     except AttributeError:  # Python < 3.11: the compile-time default of SQLite >= 3.32
         return 32766
 

@@ -28,12 +28,16 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 
 from mno import clock
 from mno.store.models.core import LeaseLock
+from mno.store.types import new_id, table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -73,8 +77,9 @@ def holder_is_dead(owner: str) -> bool:
     return _is_zombie(pid)
 
 
-def _table(model: Any) -> sa.Table:
-    return model if isinstance(model, sa.Table) else model.__table__
+def _rowcount(session: Session, stmt: sa.Executable) -> int:
+    """Rows an UPDATE or DELETE matched (typed as a plain ``Result`` by SQLAlchemy)."""
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0
 
 
 def _status(t: sa.Table) -> Any:
@@ -85,7 +90,7 @@ def _status(t: sa.Table) -> Any:
 
 def claimable(model: Any, ready: Sequence[str] = ("pending",), now: datetime | None = None) -> Any:
     """The WHERE clause for rows that may be claimed now."""
-    t = _table(model)
+    t = table_of(model)
     now = now or clock.now()
     return sa.and_(
         _status(t).in_(list(ready)),
@@ -110,7 +115,7 @@ def claim(
 
     Call it in its own short writing session and commit straight after.
     """
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     cond = claimable(model, ready, now)
     if where is not None:
@@ -131,12 +136,10 @@ def claim(
     return [row[0] for row in rows] if len(returning) == 1 else [tuple(r) for r in rows]
 
 
-def _id_in(session: Session, column: Any, ids: list[Any]) -> Any:
+def id_in(session: Session, column: Any, ids: list[Any]) -> Any:
     """``column IN ids``; on PostgreSQL one array parameter (``= ANY(:ids)``) instead of
     one bound parameter per id, which is much cheaper for large batches."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
         return column == sa.any_(sa.literal(ids, type_=postgresql.ARRAY(column.type)))
     return column.in_(ids)
 
@@ -151,18 +154,18 @@ def complete(
     values: dict[str, Any] | None = None,
 ) -> int:
     """Finish rows this owner holds; returns how many were still ours."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return 0
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(
             {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
         )
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def complete_ids(
@@ -176,13 +179,13 @@ def complete_ids(
 ) -> list[Any]:
     """Like ``complete()`` but returns the ids that were still ours, so side effects can
     be written for exactly those rows in the same transaction."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return []
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(
             {_status(t).name: status, "lease_owner": None, "lease_until": None, **(values or {})}
         )
@@ -235,7 +238,7 @@ def retry(
     status: str = "pending",
 ) -> int:
     """Put a failed row back, due again after ``delay``."""
-    t = _table(model)
+    t = table_of(model)
     stmt = (
         sa.update(t)
         .where(t.c.id == item_id, t.c.lease_owner == owner)
@@ -249,26 +252,26 @@ def retry(
             }
         )
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def release(session: Session, model: Any, ids: Iterable[Any], owner: str) -> int:
     """Give back claimed rows that were not worked on (a warm stop)."""
-    t = _table(model)
+    t = table_of(model)
     ids = list(ids)
     if not ids:
         return 0
     stmt = (
         sa.update(t)
-        .where(_id_in(session, t.c.id, ids), t.c.lease_owner == owner)
+        .where(id_in(session, t.c.id, ids), t.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None, attempts=t.c.attempts - 1)
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
     """Clear leases that have expired (the rows were claimable already; this tidies)."""
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     pick = sa.select(t.c.id).where(t.c.lease_until < now).limit(limit)
     stmt = (
@@ -276,12 +279,12 @@ def take_back_expired(session: Session, model: Any, limit: int = 10_000) -> int:
         .where(t.c.id.in_(pick.scalar_subquery()))
         .values(lease_owner=None, lease_until=None)
     )
-    return session.execute(stmt).rowcount or 0
+    return _rowcount(session, stmt)
 
 
 def depth(session: Session, model: Any, ready: Sequence[str] = ("pending",)) -> tuple[int, int]:
     """(items due now, items leased) for a work table."""
-    t = _table(model)
+    t = table_of(model)
     now = clock.now()
     due = session.execute(
         sa.select(sa.func.count()).select_from(t).where(claimable(model, ready, now))
@@ -310,22 +313,21 @@ def backoff(
 
 def acquire_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
     """Take or renew the lock ``name`` for ``owner``; False when another live owner has it."""
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     now = clock.now()
-    updated = session.execute(
+    updated = _rowcount(
+        session,
         sa.update(t)
         .where(t.c.name == name, sa.or_(t.c.owner == owner, t.c.until < now))
-        .values(owner=owner, until=now + ttl, updated_at=now)
-    ).rowcount
+        .values(owner=owner, until=now + ttl, updated_at=now),
+    )
     if updated:
         return True
-    from sqlalchemy.exc import IntegrityError
-
     try:
         with session.begin_nested():
             session.execute(
                 sa.insert(t).values(
-                    id=LeaseLock().id,
+                    id=new_id(),
                     name=name,
                     owner=owner,
                     until=now + ttl,
@@ -346,23 +348,24 @@ def take_lock(session: Session, name: str, owner: str, ttl: timedelta) -> bool:
     holder = lock_holder(session, name)
     if holder is None or not holder_is_dead(holder[0]):
         return False
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     now = clock.now()
-    taken = session.execute(
+    taken = _rowcount(
+        session,
         sa.update(t)
         .where(t.c.name == name, t.c.owner == holder[0])
-        .values(owner=owner, until=now + ttl, updated_at=now)
-    ).rowcount
+        .values(owner=owner, until=now + ttl, updated_at=now),
+    )
     return bool(taken)
 
 
 def release_lock(session: Session, name: str, owner: str) -> bool:
-    t = _table(LeaseLock)
-    return bool(session.execute(sa.delete(t).where(t.c.name == name, t.c.owner == owner)).rowcount)
+    t = table_of(LeaseLock)
+    return bool(_rowcount(session, sa.delete(t).where(t.c.name == name, t.c.owner == owner)))
 
 
 def lock_holder(session: Session, name: str) -> tuple[str, datetime] | None:
-    t = _table(LeaseLock)
+    t = table_of(LeaseLock)
     row = session.execute(
         sa.select(t.c.owner, t.c.until).where(t.c.name == name, t.c.until >= clock.now())
     ).first()

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import col, select
+
+from mno import clock
 from mno.errors import BadInput
 from mno.events import is_known
 from mno.store.audit import jsonable
@@ -122,8 +125,6 @@ def list_events(
     after_seq: int | None = None,
     limit: int = 100,
 ) -> list[Event]:
-    from sqlmodel import col, select
-
     stmt = select(Event)
     if event_type:
         if "*" in event_type:
@@ -146,8 +147,6 @@ def emit_many(session: Session, events: list[tuple[str, dict[str, Any], uuid.UUI
     """Append many events, in order, in one statement: ``(type, payload, tenant_id)``."""
     if not events:
         return 0
-    from mno import clock
-
     now = clock.now()
     rows = [
         {

@@ -516,7 +516,7 @@ def replay(
     if ids:
         session.execute(
             sa.update(D)
-            .where(leases._id_in(session, D.c.id, list(ids)))
+            .where(leases.id_in(session, D.c.id, list(ids)))
             .values(
                 status="pending",
                 attempts=0,

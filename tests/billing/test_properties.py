@@ -42,7 +42,7 @@ def _catalog(currency: str, tax: str, inclusive: bool, coupon: str | None) -> An
         else {}
     )
     taxes = {("FR", None): TaxRate(code="t", country="FR", rate=tax, inclusive=inclusive)}
-    return billing._Catalog({plan.id: plan}, coupons, taxes), plan
+    return billing.Catalog({plan.id: plan}, coupons, taxes), plan
 
 
 @given(

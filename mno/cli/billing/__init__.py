@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from mno.errors import BadInput
+
 
 def aware_time(value: str | None) -> datetime | None:
     """``--at``/``--start``/``--expires``: an ISO time that must carry its timezone."""
-    from mno.errors import BadInput
-
     if value is None:
         return None
     try:

@@ -1,13 +1,19 @@
-"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete."""
+"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.errors import BadInput
 
 COLUMNS = {
     "Plan": [
@@ -34,7 +40,6 @@ def _row(obj: Any, kind: str) -> dict[str, Any]:
 
 def _apply_file(file: Path, kind: str, output: Format) -> None:
     from mno.billing import documents
-    from mno.errors import BadInput
     from mno.store.db import session_scope
 
     if not file.exists():
@@ -70,8 +75,6 @@ def _doc_from_flags(kind: str, name: str, flags: dict[str, Any]) -> str:
 
 def _apply_flags(kind: str, name: str, flags: dict[str, Any], output: Format) -> None:
     """Create from flags: the same path as ``-f``, through a one-document file."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         fh.write(_doc_from_flags(kind, name, flags))
     try:
@@ -101,8 +104,6 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         output: OutputOpt = Format.table,
     ) -> None:
         """Create (or update) from a YAML file, or from flags for simple cases."""
-        from mno.errors import BadInput
-
         if file is not None:
             _apply_file(file, kind, output)
             return

@@ -1,4 +1,8 @@
-"""mno charge: one-off charges (bills): add, list, show, cancel."""
+"""mno charge: one-off charges (bills): add, list, show, cancel.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.money import to_decimal
 
 app = typer.Typer(help="One-off charges billed by the next run.", no_args_is_help=True)
 COLUMNS = ["id", "tenant", "amount", "currency", "status", "description"]
@@ -38,7 +43,6 @@ def add(
 ) -> None:
     """Submit a one-off charge."""
     from mno.billing import charges
-    from mno.money import to_decimal
     from mno.store.db import session_scope
 
     with session_scope() as s:

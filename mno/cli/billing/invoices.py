@@ -1,4 +1,8 @@
-"""mno invoice: list, show, issue, pay, void, explain, export (json|csv|html)."""
+"""mno invoice: list, show, issue, pay, void, explain, export (json|csv|html).
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.money import to_decimal
 
 app = typer.Typer(help="Invoices: issue, pay, void, explain, export.", no_args_is_help=True)
 COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
@@ -117,8 +122,6 @@ def pay(
     output: OutputOpt = Format.table,
 ) -> None:
     """Record a payment."""
-    from mno.money import to_decimal
-
     paid = to_decimal(amount) if amount is not None else None
     _action("pay", invoice, output, amount=paid, reference=reference)
 

@@ -1,4 +1,8 @@
-"""mno ledger show TENANT: transactions with a running balance per currency."""
+"""mno ledger show TENANT: transactions with a running balance per currency.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render
+from mno.cli.billing import aware_time
+from mno.cli.output import Format, OutputOpt, done, render
+from mno.money import check_currency, to_decimal, to_minor
 
 app = typer.Typer(help="The billing ledger of a tenant.", no_args_is_help=True)
 
@@ -51,9 +57,6 @@ def credit(
 ) -> None:
     """Add prepaid credit; invoices issued later in that currency draw it down after tax."""
     from mno.billing import ledger
-    from mno.cli.billing import aware_time
-    from mno.cli.output import done
-    from mno.money import check_currency, to_decimal, to_minor
     from mno.store.db import session_scope
 
     with session_scope() as s:

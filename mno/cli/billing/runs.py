@@ -1,5 +1,9 @@
 """mno billing: ``run`` bills a period for every tenant (idempotent, resumable, dry-run);
-the catalogue (plan, metric, coupon, tax-rate) and tax treatments hang under it."""
+the catalogue (plan, metric, coupon, tax-rate) and tax treatments hang under it.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success, warn
+from mno.cli.billing.catalogue import make_app
+from mno.cli.billing.tax_treatments import app as treatments
+from mno.cli.output import Format, OutputOpt, err_console, is_tty, render, success, warn
+from mno.errors import BadInput
 
 if TYPE_CHECKING:
     from mno.billing.run import RunResult
@@ -20,8 +27,6 @@ app = typer.Typer(
 def _catalogue() -> None:
     # ``mno plan`` is GitOps' plan command, so plans live here as ``mno billing plan``;
     # metric, coupon and tax-rate are also top-level groups.
-    from mno.cli.billing.catalogue import make_app
-
     for kind, name in (
         ("Plan", "plan"),
         ("Metric", "metric"),
@@ -35,8 +40,6 @@ _catalogue()
 
 
 def _tax_treatments() -> None:
-    from mno.cli.billing.tax_treatments import app as treatments
-
     app.add_typer(treatments, name="tax-treatment")
 
 
@@ -61,7 +64,6 @@ def run_cmd(
     """Bill a month: arrears and usage of the periods that closed in it, plus in-advance
     charges of the periods that start the next month (in each tenant's timezone)."""
     from mno.billing import run as billing
-    from mno.errors import BadInput
 
     if retry_failed:
         result = billing.retry_failed(retry_failed)
@@ -79,13 +81,10 @@ def run_cmd(
 def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:
     """The run, with a progress bar on a TTY."""
     from mno.billing import run as billing
-    from mno.cli.output import is_tty
 
     if not is_tty():
         return billing.run(period, tenant_key=tenant, dry_run=dry_run)
     from rich.progress import Progress
-
-    from mno.cli.output import err_console
 
     with Progress(console=err_console(), transient=True) as bar:
         task = bar.add_task(f"billing {period}", total=None)

@@ -1,4 +1,8 @@
-"""mno subscription: create, list, show, cancel, change-plan."""
+"""mno subscription: create, list, show, cancel, change-plan.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import typer
 
 from mno.cli.billing import aware_time
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.errors import BadInput
 
 app = typer.Typer(help="Subscriptions of tenants to plans.", no_args_is_help=True)
 COLUMNS = ["id", "tenant", "plan", "status", "started_at", "cancel_at"]
@@ -29,8 +34,6 @@ def _row(s: Any, sub: Any) -> dict[str, Any]:
 
 
 def _one_of(now: bool, at_period_end: bool, at: str | None) -> None:
-    from mno.errors import BadInput
-
     if now + at_period_end + (at is not None) > 1:
         raise BadInput("give one of --now, --at-period-end and --at", "they exclude each other")
 

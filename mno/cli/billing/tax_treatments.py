@@ -1,4 +1,8 @@
-"""mno billing tax-treatment: tenants exempt from tax or under reverse charge."""
+"""mno billing tax-treatment: tenants exempt from tax or under reverse charge.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.errors import BadInput
 
 app = typer.Typer(
     help="Tenants exempt from tax or under reverse charge, per country and region.",
@@ -43,7 +48,6 @@ def set_(
 ) -> None:
     """Exempt TENANT from tax, or put it under reverse charge, in a country (or region)."""
     from mno.billing import tax
-    from mno.errors import BadInput
     from mno.store.db import session_scope
 
     if exempt == reverse_charge:

@@ -1,4 +1,8 @@
-"""mno usage: record one event, import a CSV/JSONL file atomically."""
+"""mno usage: record one event, import a CSV/JSONL file atomically.
+
+Domain and store modules are imported inside the commands, so that start-up
+(``mno --help``) does not load SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done
+from mno.cli.billing import aware_time
+from mno.cli.output import Format, OutputOpt, done, progress
+from mno.cli.params import pairs
+from mno.money import to_decimal
 
 app = typer.Typer(help="Usage events for metered charges.", no_args_is_help=True)
 
@@ -24,9 +31,6 @@ def record(
 ) -> None:
     """Record usage; a repeated --id is a no-op."""
     from mno.billing import usage
-    from mno.cli.billing import aware_time
-    from mno.cli.params import pairs
-    from mno.money import to_decimal
     from mno.store.db import session_scope
 
     with session_scope() as s:
@@ -50,7 +54,6 @@ def import_(
 ) -> None:
     """Validate the whole file, then load it in one transaction."""
     from mno.billing import usage
-    from mno.cli.output import progress
     from mno.store.db import session_scope
 
     with progress("importing usage") as advance, session_scope() as s:

@@ -100,6 +100,7 @@ class RunResult:
     seconds: float = 0.0
     dry_run: bool = False
     preview: list[dict[str, Any]] = field(default_factory=list)
+    issued: int | None = None  # drafts issued afterwards (``--issue``), None when not asked
 
     def merge(self, other: RunResult) -> None:
         self.tenants += other.tenants
@@ -111,6 +112,7 @@ class RunResult:
         self.preview.extend(other.preview)
 
     def as_dict(self) -> dict[str, Any]:
+        issued = {} if self.issued is None else {"issued": self.issued}
         return {
             "run": self.run_id,
             "period": self.period,
@@ -121,7 +123,7 @@ class RunResult:
             "errors": self.failed,
             "duration_s": round(self.seconds, 3),
             "dry_run": self.dry_run,
-        }
+        } | issued
 
 
 def _renew(s: Session, lock: str, owner: str) -> None:

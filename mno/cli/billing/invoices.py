@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.errors import BadInput
 from mno.money import to_decimal
 
 app = typer.Typer(help="Invoices: issue, pay, void, explain, export.", no_args_is_help=True)
@@ -108,10 +109,34 @@ def _action(name: str, invoice: str, output: Format, **kw: Any) -> None:
 
 @app.command("issue")
 def issue(
-    invoice: Annotated[str, typer.Argument(help="Invoice id.")], output: OutputOpt = Format.table
+    invoice: Annotated[str | None, typer.Argument(help="Invoice id.")] = None,
+    all_drafts: Annotated[
+        bool, typer.Option("--all-drafts", help="Issue every draft (of --period if given).")
+    ] = False,
+    period: Annotated[
+        str | None, typer.Option(help="With --all-drafts: only this period (YYYY-MM).")
+    ] = None,
+    output: OutputOpt = Format.table,
 ) -> None:
-    """Issue a draft: assigns the next gapless number."""
-    _action("issue", invoice, output)
+    """Issue a draft, or every draft with --all-drafts: assigns the next gapless number.
+
+    Each invoice is issued in its own transaction, so after an interruption the same
+    command issues what is left."""
+    if all_drafts == (invoice is not None):
+        raise BadInput("give an invoice id, or --all-drafts")
+    if period and not all_drafts:
+        raise BadInput("--period goes with --all-drafts")
+    if invoice is not None:
+        _action("issue", invoice, output)
+        return
+    from mno.billing.issuing import issue_drafts
+
+    issued = issue_drafts(period=period)
+    done(
+        {"issued": len(issued), "ids": [str(i) for i in issued]},
+        f"{len(issued)} draft(s) issued",
+        output,
+    )
 
 
 @app.command("pay")

@@ -57,7 +57,14 @@ def run_cmd(
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print.")] = False,
-    issue: Annotated[bool, typer.Option("--issue", help="Issue the drafts created.")] = False,
+    issue: Annotated[
+        bool,
+        typer.Option(
+            "--issue",
+            help="Issue the drafts billing runs wrote for the period (resumable: run the "
+            "same command again after a crash).",
+        ),
+    ] = False,
     retry_failed: Annotated[str | None, typer.Option(help="Redo a run's failed tenants.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
@@ -74,7 +81,10 @@ def run_cmd(
     if issue and not dry_run and result.run_id:
         from mno.billing.issuing import issue_drafts
 
-        issue_drafts(result.run_id)
+        if period:  # every run's drafts of the period, so a rerun finishes a crashed one
+            result.issued = len(issue_drafts(period=period, from_runs_only=True))
+        else:
+            result.issued = len(issue_drafts(result.run_id))
     _render(result, period, dry_run, output)
 
 

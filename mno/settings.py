@@ -81,7 +81,13 @@ def home() -> Path:
         from platformdirs import user_data_dir
 
         path = Path(user_data_dir("mno", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(
+            f"cannot use {path} as the mno home: {exc.strerror or exc}",
+            f"set {ENV_HOME} to a writable directory",
+        ) from exc
     return path
 
 

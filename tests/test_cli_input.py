@@ -45,3 +45,26 @@ def test_a_mistyped_command_gets_did_you_mean(cli: Any, args: list[str], suggest
     result = cli(*args)
     assert result.exit_code == 2
     assert f"Did you mean {suggestion}" in result.stderr
+
+
+def test_bad_store_url_and_home_exit_2_with_the_fix(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    result = cli("--db", "mysql://u@h/db", "tenant", "list")
+    assert result.exit_code == 2 and "unsupported store URL" in result.stderr
+    assert "sqlite:////" in result.stderr  # the fix names a URL that works
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MNO_HOME", str(blocker / "home"))
+    result = cli("tenant", "list")
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "cannot use" in result.stderr and "MNO_HOME" in result.stderr
+
+
+def test_secret_set_reads_a_pipe(cli: Any) -> None:
+    from mno import secrets
+
+    result = cli("secret", "set", "PIPED", input="s3cr3t\n")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert secrets.get("PIPED") == "s3cr3t"
+    assert "s3cr3t" not in result.stdout + result.stderr

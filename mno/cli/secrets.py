@@ -26,10 +26,11 @@ def set_(
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Store a secret (prompts for the value unless --from-stdin)."""
+    """Store a secret: prompts on a terminal, reads standard input when it is a pipe
+    (or with --from-stdin)."""
     from mno import secrets
 
-    if from_stdin:
+    if from_stdin or not sys.stdin.isatty():
         value = sys.stdin.read().rstrip("\r\n")
     else:
         value = typer.prompt(f"Value for {name}", hide_input=True, confirmation_prompt=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mno import settings
-from mno.errors import SchemaMismatch, Unavailable
+from mno.errors import BadInput, SchemaMismatch, Unavailable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -99,7 +99,10 @@ def _create_engine(url: str) -> Engine:
 
         return engine
     if not url.startswith("postgresql"):
-        raise Unavailable(f"unsupported store URL {redact(url)}", "use sqlite:/// or postgresql://")
+        raise BadInput(
+            f"unsupported store URL {redact(url)}",
+            "use sqlite:////path/to/mno.db or postgresql+psycopg://user@host/db",
+        )
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 

@@ -18,7 +18,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mno import clock, crypto, signing
+from sqlmodel import col, select
+
+from mno import clock, crypto, platform, signing
+from mno.nex.provisioning import tier_config
+from mno.settings import parse_duration
+from mno.store import audit
+from mno.store.db import session_scope
+from mno.store.models.nex import ProvisioningRequest
+from mno.store.models.tenancy import Tenant
+from mno.tenancy import tenants
 
 PATH = "/v1/callbacks/provisioning"
 
@@ -41,17 +50,6 @@ def handle(
     db_url: str | None = None,
 ) -> Answer:
     """Verify and apply one callback in one transaction; see the module docstring."""
-    from sqlmodel import select
-
-    from mno import platform
-    from mno.nex.provisioning import tier_config
-    from mno.settings import parse_duration
-    from mno.store import audit
-    from mno.store.db import session_scope
-    from mno.store.models.nex import ProvisioningRequest
-    from mno.store.models.tenancy import Tenant
-    from mno.tenancy import tenants
-
     if not signature or not timestamp:
         return _fail(400, "x-signature and x-timestamp headers are required")
     try:
@@ -72,7 +70,7 @@ def handle(
         requests = s.exec(
             select(ProvisioningRequest)
             .where(ProvisioningRequest.tenant_id == tenant.id)
-            .order_by(ProvisioningRequest.created_at.desc())  # type: ignore[attr-defined]
+            .order_by(col(ProvisioningRequest.created_at).desc())
         ).all()
         if not requests:
             return _fail(404, "no provisioning request is waiting for this tenant")

@@ -291,7 +291,9 @@ class Runtime:
     def create(self, spec: ContainerSpec) -> str:
         """Create a container without starting it (or find the one with its name); its id."""
         import docker
-        from docker.models.containers import _create_container_args
+        from docker.models.containers import (  # type: ignore[attr-defined]  # private SDK helper, absent from the stubs
+            _create_container_args,
+        )
 
         # the SDK's own translation of run()/create() arguments, then the low-level call:
         # containers.create() would inspect the new container once more

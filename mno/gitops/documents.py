@@ -11,14 +11,21 @@ password, token or secret is a problem, and so is a malformed reference.
 
 from __future__ import annotations
 
+import gc
+import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+from pydantic import ValidationError
+
 from mno.errors import BadInput
+from mno.gitops.kinds import REGISTRY
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -157,8 +164,6 @@ def no_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector. Reading documents and the store's state makes
     many small objects that all live on; the collector would only rescan them again and
     again (a third of the time on 10,000 documents). Reference counting still frees."""
-    import gc
-
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -182,8 +187,6 @@ def dotted(path: Path_) -> str:
 
 
 def _loader_class() -> Any:
-    import yaml
-
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -206,8 +209,6 @@ def _walk(
     problems: list[Problem],
     file: str,
 ) -> Any:
-    import yaml
-
     values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -246,8 +247,6 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Problem]]:
     """The documents of one YAML stream, each with its node positions."""
-    import yaml
-
     problems: list[Problem] = []
     raws: list[_Raw] = []
     loader = _loader_class()(text)
@@ -283,8 +282,6 @@ def yaml_files(path: Path) -> list[Path]:
 
 
 def _yaml_file_names(path: Path) -> list[str]:
-    import os
-
     if not path.is_dir():
         return [str(path)]
     found: list[str] = []
@@ -299,8 +296,6 @@ def _yaml_file_names(path: Path) -> list[str]:
 
 
 def _display(path: Path | str) -> str:
-    import os
-
     text = str(path)
     if not os.path.isabs(text):
         return text
@@ -406,8 +401,8 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
             )
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
-        where = ("metadata", "name") if "name" in metadata else ("metadata",)
-        problems.append(doc.problem(where, "metadata.name is required (a string)"))
+        name_at: tuple[str, ...] = ("metadata", "name") if "name" in metadata else ("metadata",)
+        problems.append(doc.problem(name_at, "metadata.name is required (a string)"))
         return None
     doc.name = name
     try:
@@ -464,8 +459,6 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _validate_spec(doc: Document, kind: Kind, problems: list[Problem]) -> None:
-    from pydantic import ValidationError
-
     _check_secrets(doc, doc.spec, ("spec",), problems)
     try:
         doc.model = kind.spec_model.model_validate(doc.spec)
@@ -514,10 +507,6 @@ def load_with_problems(
 def _load(
     paths: Iterable[str | Path], registry: dict[str, Kind] | None
 ) -> tuple[list[Document], list[Problem]]:
-    import sys
-
-    from mno.gitops.kinds import REGISTRY
-
     registry = registry or REGISTRY
     problems: list[Problem] = []
     raws: list[_Raw] = []
@@ -550,8 +539,6 @@ def from_data(
     items: Sequence[dict[str, Any]], *, registry: dict[str, Kind] | None = None
 ) -> list[Document]:
     """Documents from plain data (a saved plan, tests); problems raise ``DocumentErrors``."""
-    from mno.gitops.kinds import REGISTRY
-
     raws = [_Raw(item, "<plan>", i + 1, 1, {}, {}) for i, item in enumerate(items)]
     docs, problems = check(raws, [], registry or REGISTRY)
     if problems:

@@ -200,40 +200,16 @@ def create(
     config: platform.PlatformConfig | None = None,
 ) -> Instance:
     """Record a new instance (``staged``, desired ``running``) for the provisioner."""
-
     tenant = tenants.get(session, tenant_key)
     app = apps.get(session, app_code)
-    if app.stack != "nex":
-        raise BadInput(f"app {app.code} is on stack {app.stack}, not nex", "only nex apps run here")
-    if tenant.status not in TENANT_OK:
-        raise InvalidTransition(f"tenant {tenant.key} is {tenant.status}; it cannot get instances")
-    allowed, why = apps.check_access(session, app, tenant)
-    if not allowed:
-        raise BadInput(f"tenant {tenant.key} may not use {app.code}: {why}")
-    if not app.multi_instantiable and name is None:
-        existing = session.exec(
-            select(Instance).where(
-                Instance.tenant_id == tenant.id,
-                Instance.app_id == app.id,
-                col(Instance.live_name).is_not(None),
-            )
-        ).first()
-        if existing is not None:
-            raise Conflict(
-                f"{tenant.key} already has an instance of {app.code}: {existing.name}",
-                f"{app.code} is not multi-instantiable",
-            )
+    _check_may_create(session, tenant, app, named=name is not None)
     name = (
         validate.dns_label(name, "instance name") if name else _default_name(session, app, tenant)
     )
     if session.exec(select(Instance).where(Instance.live_name == name)).first():
         raise Conflict(f"instance {name} already exists")
     config = config or platform.load()
-    clean_domains = []
-    for d in domains or []:
-        d = _check_domain_free(session, d)
-        if d not in clean_domains:
-            clean_domains.append(d)
+    clean_domains = _free_domains(session, domains or [])
     inst = Instance(
         name=name,
         live_name=name,
@@ -265,6 +241,41 @@ def create(
     outbox.emit(session, "instance.created", payload(inst, tenant.key, app.code), tenant.id)
     session.flush()
     return inst
+
+
+def _check_may_create(session: Session, tenant: Tenant, app: App, *, named: bool) -> None:
+    """Refuse an instance the app's stack, the tenant's status or access rules forbid, or
+    a second unnamed one of an app that is not multi-instantiable."""
+    if app.stack != "nex":
+        raise BadInput(f"app {app.code} is on stack {app.stack}, not nex", "only nex apps run here")
+    if tenant.status not in TENANT_OK:
+        raise InvalidTransition(f"tenant {tenant.key} is {tenant.status}; it cannot get instances")
+    allowed, why = apps.check_access(session, app, tenant)
+    if not allowed:
+        raise BadInput(f"tenant {tenant.key} may not use {app.code}: {why}")
+    if not app.multi_instantiable and not named:
+        existing = session.exec(
+            select(Instance).where(
+                Instance.tenant_id == tenant.id,
+                Instance.app_id == app.id,
+                col(Instance.live_name).is_not(None),
+            )
+        ).first()
+        if existing is not None:
+            raise Conflict(
+                f"{tenant.key} already has an instance of {app.code}: {existing.name}",
+                f"{app.code} is not multi-instantiable",
+            )
+
+
+def _free_domains(session: Session, domains: list[str]) -> list[str]:
+    """The domains checked and deduplicated, each free to route to a new instance."""
+    clean: list[str] = []
+    for d in domains:
+        d = _check_domain_free(session, d)
+        if d not in clean:
+            clean.append(d)
+    return clean
 
 
 def _check_pids(pids: int | None) -> int | None:

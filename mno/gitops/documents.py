@@ -340,31 +340,69 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a document must be a mapping with kind, metadata, spec"))
         return None
-    stem = Path(raw.file).stem if "kind" not in data else ""
-    if stem in FILE_KINDS:
-        # a settings file without an envelope: the whole mapping is the spec
-        if FILE_KINDS[stem] not in registry:
-            return None  # that area has no settings model in this build
-        doc.kind, doc.name, doc.spec = FILE_KINDS[stem], stem, data
-        doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
-        doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
-        return doc
-    folder = Path(raw.file).parent.name if "kind" not in data else ""
-    bare = BARE_DIRS.get(folder)
-    if "kind" not in data and bare in registry and isinstance(data.get("name"), str):
-        doc.kind, doc.name = bare, data["name"]
-        doc.spec = {k: v for k, v in data.items() if k != "name"}
+    if "kind" not in data:
+        stem = Path(raw.file).stem
+        if stem in FILE_KINDS:
+            return _settings_file(raw, doc, registry, stem)
+        bare = BARE_DIRS.get(Path(raw.file).parent.name)
+        if bare in registry and isinstance(data.get("name"), str):
+            return _bare(raw, doc, problems, registry, str(bare))
+    _check_envelope(data, doc, problems)
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        problems.append(doc.problem(("kind",) if "kind" in data else (), "kind is required"))
+        return None
+    if kind not in registry:
+        known = ", ".join(sorted(registry))
+        problems.append(doc.problem(("kind",), f"unknown kind {kind!r} (known: {known})"))
+        return None
+    doc.kind = kind
+    if not _metadata(raw, data, doc, problems, registry[kind]):
+        return None
+    spec = data.get("spec", {})
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        problems.append(doc.problem(("spec",), "spec must be a mapping"))
+        return None
+    doc.spec = spec
+    return doc
 
-        def moved(path: Path_) -> Path_:
-            return ("metadata", "name") if path == ("name",) else ("spec", *path)
 
-        doc.key_marks = {moved(k): v for k, v in raw.key_marks.items()}
-        doc.value_marks = {moved(k): v for k, v in raw.value_marks.items()}
-        try:
-            registry[bare].check_name(doc.name)
-        except (ValueError, BadInput) as exc:
-            problems.append(doc.problem(("metadata", "name"), str(exc)))
-        return doc
+def _settings_file(
+    raw: _Raw, doc: Document, registry: dict[str, Kind], stem: str
+) -> Document | None:
+    """A settings file without an envelope: the whole mapping is the spec."""
+    if FILE_KINDS[stem] not in registry:
+        return None  # that area has no settings model in this build
+    doc.kind, doc.name, doc.spec = FILE_KINDS[stem], stem, raw.data
+    doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
+    doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
+    return doc
+
+
+def _bare(
+    raw: _Raw, doc: Document, problems: list[Problem], registry: dict[str, Kind], kind: str
+) -> Document:
+    """A bare document (``name:`` at the top, the rest is the spec) in its area's folder."""
+    data = raw.data
+    doc.kind, doc.name = kind, data["name"]
+    doc.spec = {k: v for k, v in data.items() if k != "name"}
+
+    def moved(path: Path_) -> Path_:
+        return ("metadata", "name") if path == ("name",) else ("spec", *path)
+
+    doc.key_marks = {moved(k): v for k, v in raw.key_marks.items()}
+    doc.value_marks = {moved(k): v for k, v in raw.value_marks.items()}
+    try:
+        registry[kind].check_name(doc.name)
+    except (ValueError, BadInput) as exc:
+        problems.append(doc.problem(("metadata", "name"), str(exc)))
+    return doc
+
+
+def _check_envelope(data: dict[str, Any], doc: Document, problems: list[Problem]) -> None:
+    """Unknown top-level keys and a wrong ``apiVersion``."""
     for key in data:
         if key not in ENVELOPE_KEYS:
             problems.append(
@@ -376,20 +414,18 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
             )
     if "apiVersion" in data and data["apiVersion"] != API_VERSION:
         problems.append(doc.problem(("apiVersion",), f"expected {API_VERSION}"))
-    kind = data.get("kind")
-    if not isinstance(kind, str) or not kind:
-        problems.append(doc.problem(("kind",) if "kind" in data else (), "kind is required"))
-        return None
-    if kind not in registry:
-        known = ", ".join(sorted(registry))
-        problems.append(doc.problem(("kind",), f"unknown kind {kind!r} (known: {known})"))
-        return None
-    doc.kind = kind
+
+
+def _metadata(
+    raw: _Raw, data: dict[str, Any], doc: Document, problems: list[Problem], kind: Kind
+) -> bool:
+    """Read ``metadata`` (name, labels, annotations) into ``doc``; False when the document
+    has no usable name."""
     metadata = data.get("metadata")
     if not isinstance(metadata, dict):
         where = ("metadata",) if "metadata" in data else ()
         problems.append(doc.problem(where, "metadata with a name is required"))
-        return None
+        return False
     for key in metadata:
         if key not in METADATA_KEYS:
             problems.append(
@@ -403,24 +439,17 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
     if not isinstance(name, str) or not name:
         name_at: tuple[str, ...] = ("metadata", "name") if "name" in metadata else ("metadata",)
         problems.append(doc.problem(name_at, "metadata.name is required (a string)"))
-        return None
+        return False
     doc.name = name
     try:
-        registry[kind].check_name(name)
+        kind.check_name(name)
     except (ValueError, BadInput) as exc:
         problems.append(doc.problem(("metadata", "name"), str(exc)))
     doc.labels = _str_map(raw, metadata.get("labels"), ("metadata", "labels"), problems, doc)
     doc.annotations = _str_map(
         raw, metadata.get("annotations"), ("metadata", "annotations"), problems, doc
     )
-    spec = data.get("spec", {})
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        problems.append(doc.problem(("spec",), "spec must be a mapping"))
-        return None
-    doc.spec = spec
-    return doc
+    return True
 
 
 def _check_secrets(doc: Document, value: Any, path: Path_, problems: list[Problem]) -> None:

@@ -539,7 +539,7 @@ class Runner:
                     release_singleton(s, name, self.owner)
                 t = table_of(Heartbeat)
                 s.execute(sa.delete(t).where(t.c.owner == self.owner))
-        except Exception as exc:  # reported: the leases expire on their own
+        except Exception as exc:  # reported (logged); the leases expire on their own
             log.warning("could not clean up on stop: %s", exc)
 
 

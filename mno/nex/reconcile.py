@@ -85,7 +85,7 @@ def reconcile(
         _run(snap, owner, opts, db_url, should_stop)
     except (HostDown, LeaseLost):
         raise
-    except Exception as exc:
+    except Exception as exc:  # recorded on the instance, re-raised for the retry
         message = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"
         record(
             snap.id,
@@ -232,7 +232,7 @@ def _roll(
             ready = rt.wait_ready(
                 state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
             )
-        except Exception:
+        except Exception:  # cleaned up and re-raised
             rt.remove(new_spec.name)
             rt.start(current.id)  # the old version serves again while we retry
             raise
@@ -242,7 +242,7 @@ def _roll(
             ready = rt.wait_ready(
                 state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
             )
-        except Exception:
+        except Exception:  # cleaned up and re-raised
             rt.remove(new_spec.name)  # the old container keeps serving
             raise
     record(

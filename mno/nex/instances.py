@@ -115,7 +115,6 @@ def payload(
 
 def get(session: Session, ref: str | uuid.UUID) -> Instance:
     """An instance by live name or id (a terminated one only by id)."""
-
     inst = None
     if isinstance(ref, uuid.UUID) or _looks_like_uuid(str(ref)):
         inst = session.get(Instance, uuid.UUID(str(ref)))

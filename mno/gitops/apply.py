@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from mno import clock
 from mno.errors import Conflict
@@ -31,8 +31,6 @@ from mno.store.models.gitops import GitopsResource
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.gitops.kinds.base import Kind
 
 

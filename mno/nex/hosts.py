@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from mno import platform
 from mno.errors import BadInput, Conflict, NotFound, Unavailable
@@ -31,8 +31,6 @@ from mno.store.types import table_of
 from mno.tenancy.apps import memory_bytes, parse_memory
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.platform import HostConfig
     from mno.store.models.tenancy import App
 

@@ -20,7 +20,7 @@ import secrets as pysecrets
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from mno import clock, crypto, platform
 from mno.errors import BadInput
@@ -34,11 +34,7 @@ from mno.store.models.tenancy import App, Tenant
 from mno.tenancy import apps, tenants
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.nex.snapshot import Snapshot
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import Tenant
 
 
 def tier_config(tenant: Tenant, config: platform.PlatformConfig | None = None) -> Any:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from mno import validate
 from mno.errors import BadInput, NotFound
@@ -16,9 +16,6 @@ from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import NotifyRule
 from mno.tenancy import tenants
 from mno.webhooks.endpoints import parse_events
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
 TENANT_PRIMARY = "tenant-primary"
 

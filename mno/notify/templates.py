@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import uuid
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from mno.errors import BadInput, NotFound
 from mno.store import audit
 from mno.store.models.webhooks import NotifyTemplate
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
 BUILTIN = (
     "lead_verification",

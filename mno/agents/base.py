@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from mno.store.db import session_scope
 from mno.store.leases import make_owner
 
 if TYPE_CHECKING:
@@ -47,8 +48,6 @@ class TickContext:
     on_item: Callable[[str, str, float, str | None], None] | None = None
 
     def session(self, write: bool = True) -> AbstractContextManager[Session]:
-        from mno.store.db import session_scope
-
         return session_scope(self.db_url, write=write)
 
     def stopping(self) -> bool:

@@ -22,9 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
+from mno import safeyaml
 from mno.agent_settings import AgentConfig, AgentsFile
+from mno.agents.registry import AGENTS
 from mno.errors import BadInput
 
 __all__ = ["DEFAULT_PATH", "AgentConfig", "AgentsFile", "default_config", "load", "parse"]
@@ -34,8 +37,6 @@ DEFAULT_PATH = Path("configs/agents.yaml")
 
 def default_config() -> AgentsFile:
     """What runs with no file: every registered agent on its default schedule."""
-    from mno.agents.registry import AGENTS
-
     return AgentsFile(agents={name: AgentConfig(name=name) for name in AGENTS})
 
 
@@ -85,10 +86,6 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 def _compose(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Load one YAML document and the line of every key and list item (by dotted path)."""
-    import yaml
-
-    from mno import safeyaml
-
     try:
         node = safeyaml.compose(text, source)
     except yaml.MarkedYAMLError as exc:

@@ -22,9 +22,21 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
+from mno import clock
 from mno.agents.base import TickContext, TickResult
+from mno.agents.queue import work_queue
+from mno.nex import hosts, reconcile, runtime_docker
+from mno.nex.containers import Options
+from mno.nex.drift import detect_drift
+from mno.settings import parse_duration
+from mno.store import leases
+from mno.store.models.nex import Instance
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -52,101 +64,95 @@ _stats_lock = threading.Lock()
 
 
 def queue_depth(session: Session) -> tuple[int, int]:
-    from mno.store import leases
-    from mno.store.models.nex import Instance
-
     return leases.depth(session, Instance)
 
 
 def tick(ctx: TickContext) -> TickResult:
-    import sqlalchemy as sa
-
-    from mno.nex import hosts, reconcile, runtime_docker
-    from mno.nex.containers import Options
-    from mno.nex.drift import detect_drift
-    from mno.settings import parse_duration
-    from mno.store.models.nex import Instance
-
     options = {**DEFAULT_OPTIONS, **ctx.options}
     opts = Options.from_dict(options)
     result = TickResult()
     if options.get("drift", True):
-        drift = detect_drift(ctx.db_url)
-        if drift.repaired:
-            result.details["drift_repairs"] = len(drift.repaired)
-        if drift.reported:
-            result.details["drift_reported"] = len(drift.reported)
-        if drift.hosts_down:
-            result.details["hosts_down"] = sorted(drift.hosts_down)
-            for name, error in drift.hosts_down.items():
-                ctx.log.warning("host %s unreachable: %s", name, error)
-
-    def handle(item: dict[str, Any]) -> None:
-        started, cpu = time.perf_counter(), time.thread_time()
-        docker_before = runtime_docker.docker_seconds()
-        docker_cpu_before = runtime_docker.docker_cpu_seconds()
-        try:
-            reconcile.reconcile(
-                item["id"], ctx.owner, opts, db_url=ctx.db_url, should_stop=ctx.stopping
-            )
-        except runtime_docker.HostDown as exc:
-            if item.get("host"):
-                hosts.mark(str(item["host"]), False, exc.message)
-            item["deferred"] = exc.message
-        finally:
-            with _stats_lock:
-                stats["handled"] += 1
-                stats["handle_s"] += time.perf_counter() - started
-                stats["docker_s"] += runtime_docker.docker_seconds() - docker_before
-                stats["handle_cpu_s"] += time.thread_time() - cpu
-                stats["docker_cpu_s"] += runtime_docker.docker_cpu_seconds() - docker_cpu_before
-
-    def finish(session: Session, items: list[dict[str, Any]]) -> None:
-        t = Instance.__table__  # type: ignore[attr-defined]
-        now = reconcile.clock.now()
-        for item in items:
-            if item.get("deferred"):
-                session.execute(
-                    sa.update(t)
-                    .where(t.c.id == item["id"])
-                    .values(
-                        work="pending",
-                        attempts=sa.func.greatest(t.c.attempts - 1, 0)
-                        if session.get_bind().dialect.name == "postgresql"
-                        else sa.func.max(t.c.attempts - 1, 0),
-                        next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
-                        last_error=str(item["deferred"])[:2000],
-                    )
-                )
-                continue
-            # the spec this pass worked from is applied; a newer one is pending again
-            session.execute(
-                sa.update(t)
-                .where(t.c.id == item["id"])
-                .values(
-                    applied_version=item["spec_version"],
-                    attempts=0,
-                    work=sa.case(
-                        (t.c.spec_version > item["spec_version"], "pending"), else_="idle"
-                    ),
-                )
-            )
-
-    from mno.agents.queue import work_queue
-
+        _detect_drift(ctx, result)
     result.add(
         work_queue(
             ctx,
             Instance,
-            handle,
+            partial(_reconcile_one, ctx, opts),
             returning=("spec_version", "host"),
             done_status="idle",
             failed_status="failed",
             retry_base=parse_duration(str(options["retry_base"])),
             retry_cap=timedelta(minutes=30),
             max_attempts=int(options["max_attempts"]),
-            finish=finish,
+            finish=partial(_settle, opts),
             stream=True,
         )
     )
     return result
+
+
+def _detect_drift(ctx: TickContext, result: TickResult) -> None:
+    """Mark drifted instances for repair; count them and the unreachable hosts."""
+    drift = detect_drift(ctx.db_url)
+    if drift.repaired:
+        result.details["drift_repairs"] = len(drift.repaired)
+    if drift.reported:
+        result.details["drift_reported"] = len(drift.reported)
+    if drift.hosts_down:
+        result.details["hosts_down"] = sorted(drift.hosts_down)
+        for name, error in drift.hosts_down.items():
+            ctx.log.warning("host %s unreachable: %s", name, error)
+
+
+def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> None:
+    """Reconcile one claimed instance; an unreachable host defers it (see ``_settle``)."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    docker_before = runtime_docker.docker_seconds()
+    docker_cpu_before = runtime_docker.docker_cpu_seconds()
+    try:
+        reconcile.reconcile(
+            item["id"], ctx.owner, opts, db_url=ctx.db_url, should_stop=ctx.stopping
+        )
+    except runtime_docker.HostDown as exc:
+        if item.get("host"):
+            hosts.mark(str(item["host"]), False, exc.message)
+        item["deferred"] = exc.message
+    finally:
+        with _stats_lock:
+            stats["handled"] += 1
+            stats["handle_s"] += time.perf_counter() - started
+            stats["docker_s"] += runtime_docker.docker_seconds() - docker_before
+            stats["handle_cpu_s"] += time.thread_time() - cpu
+            stats["docker_cpu_s"] += runtime_docker.docker_cpu_seconds() - docker_cpu_before
+
+
+def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> None:
+    """Put deferred instances back in the queue (the attempt does not count); mark the
+    others' spec applied."""
+    t = table_of(Instance)
+    now = clock.now()
+    for item in items:
+        if item.get("deferred"):
+            session.execute(
+                sa.update(t)
+                .where(t.c.id == item["id"])
+                .values(
+                    work="pending",
+                    attempts=sa.func.greatest(t.c.attempts - 1, 0)
+                    if session.get_bind().dialect.name == "postgresql"
+                    else sa.func.max(t.c.attempts - 1, 0),
+                    next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
+                    last_error=str(item["deferred"])[:2000],
+                )
+            )
+            continue
+        # the spec this pass worked from is applied; a newer one is pending again
+        session.execute(
+            sa.update(t)
+            .where(t.c.id == item["id"])
+            .values(
+                applied_version=item["spec_version"],
+                attempts=0,
+                work=sa.case((t.c.spec_version > item["spec_version"], "pending"), else_="idle"),
+            )
+        )

@@ -100,41 +100,57 @@ def work_queue(
             pool.shutdown(wait=True)
         return result
 
-    rows: list[Any] | None = None  # claimed by the previous batch's settling transaction
     try:
-        while True:
-            if ctx.stopping() or result.claimed >= limit:
-                if rows:  # claimed ahead but not started: give them back
-                    with ctx.session() as s:
-                        ids = [r if len(columns) == 1 else r[0] for r in rows]
-                        leases.release(s, model, ids, ctx.owner)
-                break
-            if rows is None:
-                with ctx.session() as s:
-                    rows = claim(s, min(ctx.batch_size, limit - result.claimed))
-            if not rows:
-                break
-            items = [dict(zip(columns, r if len(columns) > 1 else (r,), strict=True)) for r in rows]
-            result.claimed += len(items)
-
-            def one(item: Item) -> tuple[Any, float]:
-                return _run_one(ctx, handle, item)
-
-            outcomes = list(pool.map(one, items) if pool is not None else map(one, items))
-            remaining = limit - result.claimed
-
-            def claim_next(session: Session, remaining: int = remaining) -> list[Any] | None:
-                if remaining <= 0 or ctx.stopping():
-                    return None
-                return claim(session, min(ctx.batch_size, remaining))
-
-            rows = settle(items, outcomes, result, claim_next=claim_next)
-            if rows == []:
-                break
+        _batches(ctx, model, handle, claim, columns, result, limit, pool, settle)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
     return result
+
+
+def _batches(
+    ctx: TickContext,
+    model: Any,
+    handle: Callable[[Item], Any],
+    claim: Callable[[Session, int], list[Any]],
+    columns: list[str],
+    result: TickResult,
+    limit: int,
+    pool: ThreadPoolExecutor | None,
+    settle: Callable[..., list[Any] | None],
+) -> None:
+    """Claim a batch, handle all its items, settle them (claiming the next batch in the
+    same transaction); until the queue is empty, ``limit`` is reached or a warm stop."""
+    rows: list[Any] | None = None  # claimed by the previous batch's settling transaction
+    while True:
+        if ctx.stopping() or result.claimed >= limit:
+            if rows:  # claimed ahead but not started: give them back
+                with ctx.session() as s:
+                    ids = [r if len(columns) == 1 else r[0] for r in rows]
+                    leases.release(s, model, ids, ctx.owner)
+            break
+        if rows is None:
+            with ctx.session() as s:
+                rows = claim(s, min(ctx.batch_size, limit - result.claimed))
+        if not rows:
+            break
+        items = [dict(zip(columns, r if len(columns) > 1 else (r,), strict=True)) for r in rows]
+        result.claimed += len(items)
+
+        def one(item: Item) -> tuple[Any, float]:
+            return _run_one(ctx, handle, item)
+
+        outcomes = list(pool.map(one, items) if pool is not None else map(one, items))
+        remaining = limit - result.claimed
+
+        def claim_next(session: Session, remaining: int = remaining) -> list[Any] | None:
+            if remaining <= 0 or ctx.stopping():
+                return None
+            return claim(session, min(ctx.batch_size, remaining))
+
+        rows = settle(items, outcomes, result, claim_next=claim_next)
+        if rows == []:
+            break
 
 
 def _stream(
@@ -192,7 +208,7 @@ def _run_one(ctx: TickContext, handle: Callable[[Item], Any], item: Item) -> tup
     started = time.perf_counter()
     try:
         handle(item)
-    except Exception as exc:  # one item's failure never ends the pass
+    except Exception as exc:  # recorded on the item (retry or failed); never ends the pass
         return exc, time.perf_counter() - started
     return None, time.perf_counter() - started
 

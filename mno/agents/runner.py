@@ -12,6 +12,9 @@
 - An exception in a tick is recorded and logged and never kills the process. A store that
   cannot be reached is retried with backoff.
 - ``--metrics-port`` serves Prometheus metrics and ``/healthz`` (see ``mno.agents.http``).
+
+APScheduler is imported only where the daemon builds and stops its scheduler, so a
+single ``mno agents tick`` does not load it.
 """
 
 from __future__ import annotations
@@ -27,15 +30,25 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import SQLAlchemyError
 
 from mno import clock
 from mno.agents import registry
 from mno.agents.base import TickContext, TickResult
 from mno.agents.config import AgentConfig, AgentsFile
-from mno.errors import Conflict, Unavailable
+from mno.agents.http import serve_in_thread
+from mno.agents.metrics import Metrics
+from mno.errors import Conflict, MnoError, Unavailable
 from mno.store import leases
+from mno.store.audit import jsonable
+from mno.store.db import session_scope
 from mno.store.leases import make_owner
+from mno.store.models.agents import AgentTick, Heartbeat
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -85,15 +98,20 @@ class _QuietScheduler(logging.Filter):
         )
 
 
+class RuntimeLogHandler(logging.StreamHandler[TextIO]):
+    """The stderr handler ``setup_logging`` installs (a second call replaces it)."""
+
+
 def setup_logging(fmt: str = "text", level: int | str = logging.INFO) -> None:
     """Send the runtime's logs, and those of APScheduler and uvicorn, to stderr in one
     format (``json``: one object per line)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = RuntimeLogHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_QuietScheduler())
-    handler._mno = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_mno", False)] + [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, RuntimeLogHandler)] + [
+        handler
+    ]
     root.setLevel(logging.WARNING)
     log.handlers[:] = []
     log.setLevel(level)
@@ -182,8 +200,6 @@ def release_singleton(session: Session, name: str, owner: str) -> None:
 def _record(
     ctx: TickContext, started: Any, result: TickResult, outcome: str, error: str | None
 ) -> None:
-    from mno.store.models.agents import AgentTick
-
     try:
         with ctx.session() as s:
             s.add(
@@ -201,14 +217,13 @@ def _record(
                     details=_jsonable(result.details),
                 )
             )
-    except Exception as exc:  # the store may be down; the tick's own outcome stands
+    except Exception as exc:  # reported: the store may be down; the tick's outcome stands
         log.warning("could not record the tick: %s", exc, extra={"agent": ctx.agent})
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    from mno.store.audit import jsonable
-
-    return jsonable(data)
+    safe: dict[str, Any] = jsonable(data)
+    return safe
 
 
 def context_for(
@@ -252,8 +267,6 @@ class Runner:
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        from mno.agents.metrics import Metrics
-
         self.metrics = Metrics()
         self.modules: dict[str, ModuleType] = {}
         self.agent_configs: dict[str, AgentConfig] = {}
@@ -335,12 +348,10 @@ class Runner:
             )
 
     def _hold_singleton(self, name: str) -> bool:
-        from mno.store.db import session_scope
-
         try:
             with session_scope(self.db_url) as s:
                 held = hold_singleton(s, name, self.owner, self._singleton_ttl(name))
-        except Exception as exc:
+        except Exception as exc:  # reported: logged as the store being down, with backoff
             self._store_down(str(exc))
             return False
         with self._lock:
@@ -358,13 +369,12 @@ class Runner:
         depth_fn = getattr(module, "queue_depth", None)
         if depth_fn is None:
             return
-        from mno.store.db import session_scope
 
         try:
             with session_scope(self.db_url, write=False) as s:
                 due, leased = depth_fn(s)
             self.metrics.depth(name, due, leased)
-        except Exception:  # depth is best effort; the tick already reported the store
+        except (SQLAlchemyError, MnoError):  # best effort; the tick reports the store
             pass
 
     # store health ------------------------------------------------------------------
@@ -385,19 +395,17 @@ class Runner:
     # heartbeats --------------------------------------------------------------------
 
     def beat(self) -> None:
-        import sqlalchemy as sa
-
-        from mno.store.db import session_scope
-        from mno.store.models.agents import Heartbeat
-
         now = clock.now()
         try:
             with session_scope(self.db_url) as s:
-                t = Heartbeat.__table__
-                updated = s.execute(
-                    sa.update(t)
-                    .where(t.c.owner == self.owner)
-                    .values(last_beat=now, updated_at=now, agents=sorted(self.modules))
+                t = table_of(Heartbeat)
+                updated = cast(
+                    "CursorResult[Any]",
+                    s.execute(
+                        sa.update(t)
+                        .where(t.c.owner == self.owner)
+                        .values(last_beat=now, updated_at=now, agents=sorted(self.modules))
+                    ),
                 ).rowcount
                 if not updated:
                     s.add(
@@ -418,7 +426,7 @@ class Runner:
                             self._locks.discard(name)
             self.last_beat_ok = time.monotonic()
             self._store_up()
-        except Exception as exc:
+        except Exception as exc:  # reported: logged as the store being down, with backoff
             self._store_down(str(exc))
 
     def healthy(self) -> bool:
@@ -443,9 +451,11 @@ class Runner:
         threading.Thread(target=self._shutdown_scheduler, daemon=True).start()
 
     def _shutdown_scheduler(self) -> None:
+        from apscheduler.schedulers import SchedulerNotRunningError
+
         try:
             self.scheduler.shutdown(wait=True)
-        except Exception:  # already stopped
+        except SchedulerNotRunningError:  # already stopped
             pass
 
     def build_scheduler(self) -> Any:
@@ -509,8 +519,6 @@ class Runner:
             signal.signal(sig, self._on_signal)
         server = None
         if self.metrics_port is not None:
-            from mno.agents.http import serve_in_thread
-
             server = serve_in_thread(self, self.metrics_host, self.metrics_port)
         self.scheduler = self.build_scheduler()
         self.beat()
@@ -525,18 +533,13 @@ class Runner:
         return 0
 
     def _cleanup(self) -> None:
-        import sqlalchemy as sa
-
-        from mno.store.db import session_scope
-        from mno.store.models.agents import Heartbeat
-
         try:
             with session_scope(self.db_url) as s:
                 for name in list(self._locks):
                     release_singleton(s, name, self.owner)
-                t = Heartbeat.__table__
+                t = table_of(Heartbeat)
                 s.execute(sa.delete(t).where(t.c.owner == self.owner))
-        except Exception as exc:
+        except Exception as exc:  # reported (logged); the leases expire on their own
             log.warning("could not clean up on stop: %s", exc)
 
 

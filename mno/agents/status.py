@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from mno import clock
 from mno.agents import registry
@@ -48,7 +49,7 @@ def collect(cfg: AgentsFile, db_url: str | None = None) -> dict[str, Any]:
                     try:  # one agent's broken depth query does not hide the others
                         with s.begin_nested():
                             due, leased = depth_fn(s)
-                    except Exception:  # noqa: BLE001 - shown as unknown depth
+                    except SQLAlchemyError:  # shown as unknown depth
                         due = leased = None
             tick = last.get(name)
             agents.append(

@@ -1,8 +1,14 @@
-"""mno agents: run the agent daemons, tick one agent, show their status, write units."""
+"""mno agents: run the agent daemons, tick one agent, show their status, write units.
+
+The domain modules are imported inside the commands: they load SQLAlchemy, which
+``mno --help`` and the group's own help do not need.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +16,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.params import csv_list
 
 app = typer.Typer(help="Run and inspect the agent daemons.", no_args_is_help=True)
 probe_app = typer.Typer(help="Queue probe work to check a fleet end to end.", no_args_is_help=True)
@@ -52,7 +59,6 @@ def run(
     """Run the agents in the foreground (first signal: warm stop; second: cold stop)."""
     from mno.agents import config
     from mno.agents.runner import Runner, setup_logging
-    from mno.cli.params import csv_list
 
     cfg = config.load(file)
     setup_logging(log_format.value, log_level.value.upper())
@@ -145,8 +151,6 @@ def status(file: FileOpt = None, output: OutputOpt = Format.table) -> None:
 
 def _short_time(value: object) -> object:
     """``2026-01-02 03:04:05`` (UTC) for tables; JSON keeps full ISO 8601."""
-    from datetime import datetime
-
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else value
 
 
@@ -195,8 +199,6 @@ def systemd(
     TimeoutStopSec fits a warm stop: the longest lease of the file's enabled agents (an
     in-flight pass is over by then, or its items are taken back) plus a margin; 90s when
     the file is not readable here."""
-    import shutil
-
     from mno.agents import config
     from mno.agents import systemd as unit
 

@@ -2,18 +2,23 @@
 
 CI runs ``mno validate -f configs`` → ``mno diff -f configs`` (exit 0 no change, 1 changes,
 2 or more an error) → ``mno plan -f configs --out plan.json`` → ``mno apply plan.json``.
+
+The gitops modules are imported inside the commands: they load SQLAlchemy and every kind,
+which ``mno --help`` does not need.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mno.cli.output import Format, OutputOpt, render, success
+from mno.errors import BadInput
 
 if TYPE_CHECKING:
     from mno.gitops.changes import ChangeSet
@@ -43,8 +48,6 @@ OffboardOpt = Annotated[
 
 
 def _files(files: list[Path] | None) -> list[Path]:
-    from mno.errors import BadInput
-
     if not files:
         raise BadInput("no documents given", "use -f FILE or -f DIR")
     return files
@@ -130,8 +133,6 @@ def validate(
     output: OutputOpt = Format.table,
 ) -> None:
     """Check documents; report every problem with file:line:column (exit 2 on any)."""
-    from collections import Counter
-
     from mno.gitops import documents
 
     docs, problems = documents.load_with_problems(_files(filename))
@@ -252,7 +253,6 @@ def apply(
     output: OutputOpt = Format.table,
 ) -> None:
     """Apply documents (-f) or a saved plan in one transaction, dependencies first."""
-    from mno.errors import BadInput
     from mno.gitops import documents
     from mno.gitops import plan as plan_mod
     from mno.gitops.apply import Options, apply_documents

@@ -1,4 +1,8 @@
-"""mno host and mno instance: Docker hosts and the tenants' hosted app instances (Nex)."""
+"""mno host and mno instance: Docker hosts and the tenants' hosted app instances (Nex).
+
+The domain modules are imported inside the commands: they load SQLAlchemy, which
+``mno --help`` and the group's own help do not need.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, spinner, success
+from mno.cli.params import pairs
+from mno.errors import InvalidTransition, MnoError
+from mno.settings import parse_duration
 
 host_app = typer.Typer(help="Docker hosts that run Nex instances.", no_args_is_help=True)
 app = typer.Typer(
@@ -58,8 +65,6 @@ def _host_fields(
     label: list[str] | None,
     timeout: int | None,
 ) -> dict[str, Any]:
-    from mno.cli.params import pairs
-
     fields: dict[str, Any] = {
         "base_url": base_url,
         "publish_address": publish_address,
@@ -144,9 +149,7 @@ def host_remove(
 
 def _wait(name: str, until: tuple[str, ...], timeout: str, output: Format) -> dict[str, Any]:
     """Poll the instance until its status is in ``until``, ``failed``, or time runs out."""
-    from mno.errors import MnoError
     from mno.nex import instances
-    from mno.settings import parse_duration
     from mno.store.db import session_scope
 
     deadline = time.monotonic() + parse_duration(timeout).total_seconds()
@@ -204,7 +207,6 @@ def create(
     output: OutputOpt = Format.table,
 ) -> None:
     """Record a new instance; the provisioner creates it (--wait follows it)."""
-    from mno.cli.params import pairs
     from mno.nex import instances
     from mno.store.db import session_scope
 
@@ -272,7 +274,6 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming.")] = False,
 ) -> None:
     """Print the container's output."""
-    from mno.errors import InvalidTransition
     from mno.nex import hosts, instances, runtime_docker
     from mno.store.db import session_scope
 
@@ -330,7 +331,6 @@ def update(
     output: OutputOpt = Format.table,
 ) -> None:
     """Roll out a new image or env (rolling without a volume, stop-first with one)."""
-    from mno.cli.params import pairs
     from mno.nex import instances
     from mno.store.db import session_scope
 

@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from mno import clock
 from mno.errors import Conflict
 from mno.gitops import diff, documents, prune
+from mno.gitops import kinds as kinds_mod
 from mno.gitops.changes import Change, ChangeSet
 from mno.gitops.diff import DEFAULT_SOURCE
+from mno.gitops.kinds import REGISTRY
+from mno.store import audit, outbox
+from mno.store.db import is_sqlite
+from mno.store.models.gitops import GitopsResource
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.gitops.kinds.base import Kind
 
 
@@ -50,8 +58,6 @@ def apply_path(
 
 def apply_documents(session: Session, docs: list[documents.Document], opts: Options) -> ChangeSet:
     """Compute the change set of ``docs`` and apply it (or only check it, ``dry_run``)."""
-    from mno.gitops.kinds import REGISTRY
-
     serialize(session)
     cs = diff.compute(session, docs, source=opts.source, prune=opts.prune)
     check(cs, opts, REGISTRY)
@@ -75,11 +81,7 @@ def serialize(session: Session) -> None:
     """One apply at a time: the state read for the change set stays true until commit.
     PostgreSQL takes a transaction-scoped advisory lock; SQLite writers already hold the
     database lock (BEGIN IMMEDIATE)."""
-    from mno.store.db import is_sqlite
-
     if not is_sqlite(session.get_bind()):
-        import sqlalchemy as sa
-
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPLY_LOCK})
 
 
@@ -126,9 +128,6 @@ def _topological(
 
 def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
     """Write the change set: domain calls in dependency order, then ownership rows."""
-    from mno.gitops import kinds as kinds_mod
-    from mno.store import audit, outbox
-
     order = kinds_mod.order()
     by_kind: dict[str, list[Change]] = {}
     for change in cs.changes:
@@ -170,11 +169,6 @@ def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
 
 
 def _record_ownership(session: Session, cs: ChangeSet) -> None:
-    import sqlalchemy as sa
-
-    from mno import clock
-    from mno.store.models.gitops import GitopsResource
-
     conflicted = {(c.ref, f.field) for c in cs.changes for f in c.fields}
     inserts: list[dict[str, Any]] = []
     now = clock.now()
@@ -211,22 +205,22 @@ def _record_ownership(session: Session, cs: ChangeSet) -> None:
         elif ref in cs.target_ids:  # the update replaced the row: link the new id
             session.execute(
                 sa.update(GitopsResource)
-                .where(GitopsResource.kind == doc.kind, GitopsResource.name == doc.name)
+                .where(col(GitopsResource.kind) == doc.kind, col(GitopsResource.name) == doc.name)
                 .values(**row, target_id=cs.target_ids[ref], updated_at=now, applied_at=now)
             )
         elif owner.as_dict() != row:
             session.execute(
                 sa.update(GitopsResource)
-                .where(GitopsResource.kind == doc.kind, GitopsResource.name == doc.name)
+                .where(col(GitopsResource.kind) == doc.kind, col(GitopsResource.name) == doc.name)
                 .values(**row, updated_at=now, applied_at=now)
             )
     if inserts:
-        table = GitopsResource.__table__  # type: ignore[attr-defined]
+        table = table_of(GitopsResource)
         session.connection().execute(table.insert(), inserts)
     gone = [(c.kind, c.name) for c in cs.changes if c.action == "delete"] + cs.forget
     for kind, name in gone:
         session.execute(
             sa.delete(GitopsResource).where(
-                GitopsResource.kind == kind, GitopsResource.name == name
+                col(GitopsResource.kind) == kind, col(GitopsResource.name) == name
             )
         )

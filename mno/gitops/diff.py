@@ -11,12 +11,18 @@ become deletes.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
+
 from mno.errors import BadInput
+from mno.gitops import kinds as kinds_mod
 from mno.gitops import prune as prune_mod
 from mno.gitops.changes import Change, ChangeSet, FieldChange, Owner, fingerprint
 from mno.gitops.documents import Document, no_gc
+from mno.store.models.gitops import GitopsResource
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -28,11 +34,7 @@ DEFAULT_SOURCE = "default"
 
 def load_owners(session: Session) -> dict[tuple[str, str], Owner]:
     """Every ownership row, in one query."""
-    import sqlalchemy as sa
-
-    from mno.store.models.gitops import GitopsResource
-
-    t = GitopsResource.__table__.c  # type: ignore[attr-defined]
+    t = table_of(GitopsResource).c
     rows = session.execute(
         sa.select(t.kind, t.name, t.source, t.labels, t.annotations, t.managed, t.target_id)
     ).all()
@@ -51,8 +53,6 @@ def load_owners(session: Session) -> dict[tuple[str, str], Owner]:
 
 
 def check_source(source: str) -> str:
-    import re
-
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$", source or ""):
         raise BadInput(f"invalid source {source!r}", "letters, digits and _.:/- up to 100")
     return source
@@ -81,8 +81,6 @@ def _compute(
     registry: dict[str, Kind] | None,
     fingerprints: bool,
 ) -> ChangeSet:
-    from mno.gitops import kinds as kinds_mod
-
     registry = registry or kinds_mod.REGISTRY
     source = check_source(source)
     cs = ChangeSet(source=source, prune=prune)
@@ -160,8 +158,6 @@ def ensure_fingerprint(
     session: Session, cs: ChangeSet, ref: str, registry: dict[str, Kind] | None = None
 ) -> str:
     """The fingerprint of any resource, loading its kind's state when not yet loaded."""
-    from mno.gitops import kinds as kinds_mod
-
     registry = registry or kinds_mod.REGISTRY
     if ref in cs.fingerprints:
         return cs.fingerprints[ref]

@@ -11,14 +11,22 @@ password, token or secret is a problem, and so is a malformed reference.
 
 from __future__ import annotations
 
+import gc
+import os
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+from pydantic import ValidationError
+
+from mno import safeyaml
 from mno.errors import BadInput
+from mno.gitops.kinds import REGISTRY
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -157,8 +165,6 @@ def no_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector. Reading documents and the store's state makes
     many small objects that all live on; the collector would only rescan them again and
     again (a third of the time on 10,000 documents). Reference counting still frees."""
-    import gc
-
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -182,8 +188,6 @@ def dotted(path: Path_) -> str:
 
 
 def _loader_class() -> Any:
-    from mno import safeyaml
-
     return safeyaml.loader_class()
 
 
@@ -206,8 +210,6 @@ def _walk(
     problems: list[Problem],
     file: str,
 ) -> Any:
-    import yaml
-
     values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
@@ -246,8 +248,6 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 def _aliases_within_budget(node: Any, file: str, problems: list[Problem]) -> bool:
     """False, with a problem, for a document whose aliases expand past the budget."""
-    from mno import safeyaml
-
     refusal = safeyaml.alias_refusal(node)
     if refusal is None:
         return True
@@ -258,8 +258,6 @@ def _aliases_within_budget(node: Any, file: str, problems: list[Problem]) -> boo
 
 def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Problem]]:
     """The documents of one YAML stream, each with its node positions."""
-    import yaml
-
     problems: list[Problem] = []
     raws: list[_Raw] = []
     loader = _loader_class()(text)
@@ -297,8 +295,6 @@ def yaml_files(path: Path) -> list[Path]:
 
 
 def _yaml_file_names(path: Path) -> list[str]:
-    import os
-
     if not path.is_dir():
         return [str(path)]
     found: list[str] = []
@@ -313,8 +309,6 @@ def _yaml_file_names(path: Path) -> list[str]:
 
 
 def _display(path: Path | str) -> str:
-    import os
-
     text = str(path)
     if not os.path.isabs(text):
         return text
@@ -359,31 +353,69 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
     if not isinstance(data, dict):
         problems.append(doc.problem((), "a document must be a mapping with kind, metadata, spec"))
         return None
-    stem = Path(raw.file).stem if "kind" not in data else ""
-    if stem in FILE_KINDS:
-        # a settings file without an envelope: the whole mapping is the spec
-        if FILE_KINDS[stem] not in registry:
-            return None  # that area has no settings model in this build
-        doc.kind, doc.name, doc.spec = FILE_KINDS[stem], stem, data
-        doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
-        doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
-        return doc
-    folder = Path(raw.file).parent.name if "kind" not in data else ""
-    bare = BARE_DIRS.get(folder)
-    if "kind" not in data and bare in registry and isinstance(data.get("name"), str):
-        doc.kind, doc.name = bare, data["name"]
-        doc.spec = {k: v for k, v in data.items() if k != "name"}
+    if "kind" not in data:
+        stem = Path(raw.file).stem
+        if stem in FILE_KINDS:
+            return _settings_file(raw, doc, registry, stem)
+        bare = BARE_DIRS.get(Path(raw.file).parent.name)
+        if bare in registry and isinstance(data.get("name"), str):
+            return _bare(raw, doc, problems, registry, str(bare))
+    _check_envelope(data, doc, problems)
+    kind = data.get("kind")
+    if not isinstance(kind, str) or not kind:
+        problems.append(doc.problem(("kind",) if "kind" in data else (), "kind is required"))
+        return None
+    if kind not in registry:
+        known = ", ".join(sorted(registry))
+        problems.append(doc.problem(("kind",), f"unknown kind {kind!r} (known: {known})"))
+        return None
+    doc.kind = kind
+    if not _metadata(raw, data, doc, problems, registry[kind]):
+        return None
+    spec = data.get("spec", {})
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        problems.append(doc.problem(("spec",), "spec must be a mapping"))
+        return None
+    doc.spec = spec
+    return doc
 
-        def moved(path: Path_) -> Path_:
-            return ("metadata", "name") if path == ("name",) else ("spec", *path)
 
-        doc.key_marks = {moved(k): v for k, v in raw.key_marks.items()}
-        doc.value_marks = {moved(k): v for k, v in raw.value_marks.items()}
-        try:
-            registry[bare].check_name(doc.name)
-        except (ValueError, BadInput) as exc:
-            problems.append(doc.problem(("metadata", "name"), str(exc)))
-        return doc
+def _settings_file(
+    raw: _Raw, doc: Document, registry: dict[str, Kind], stem: str
+) -> Document | None:
+    """A settings file without an envelope: the whole mapping is the spec."""
+    if FILE_KINDS[stem] not in registry:
+        return None  # that area has no settings model in this build
+    doc.kind, doc.name, doc.spec = FILE_KINDS[stem], stem, raw.data
+    doc.key_marks = {("spec", *k): v for k, v in raw.key_marks.items()}
+    doc.value_marks = {("spec", *k): v for k, v in raw.value_marks.items()}
+    return doc
+
+
+def _bare(
+    raw: _Raw, doc: Document, problems: list[Problem], registry: dict[str, Kind], kind: str
+) -> Document:
+    """A bare document (``name:`` at the top, the rest is the spec) in its area's folder."""
+    data = raw.data
+    doc.kind, doc.name = kind, data["name"]
+    doc.spec = {k: v for k, v in data.items() if k != "name"}
+
+    def moved(path: Path_) -> Path_:
+        return ("metadata", "name") if path == ("name",) else ("spec", *path)
+
+    doc.key_marks = {moved(k): v for k, v in raw.key_marks.items()}
+    doc.value_marks = {moved(k): v for k, v in raw.value_marks.items()}
+    try:
+        registry[kind].check_name(doc.name)
+    except (ValueError, BadInput) as exc:
+        problems.append(doc.problem(("metadata", "name"), str(exc)))
+    return doc
+
+
+def _check_envelope(data: dict[str, Any], doc: Document, problems: list[Problem]) -> None:
+    """Unknown top-level keys and a wrong ``apiVersion``."""
     for key in data:
         if key not in ENVELOPE_KEYS:
             problems.append(
@@ -395,20 +427,18 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
             )
     if "apiVersion" in data and data["apiVersion"] != API_VERSION:
         problems.append(doc.problem(("apiVersion",), f"expected {API_VERSION}"))
-    kind = data.get("kind")
-    if not isinstance(kind, str) or not kind:
-        problems.append(doc.problem(("kind",) if "kind" in data else (), "kind is required"))
-        return None
-    if kind not in registry:
-        known = ", ".join(sorted(registry))
-        problems.append(doc.problem(("kind",), f"unknown kind {kind!r} (known: {known})"))
-        return None
-    doc.kind = kind
+
+
+def _metadata(
+    raw: _Raw, data: dict[str, Any], doc: Document, problems: list[Problem], kind: Kind
+) -> bool:
+    """Read ``metadata`` (name, labels, annotations) into ``doc``; False when the document
+    has no usable name."""
     metadata = data.get("metadata")
     if not isinstance(metadata, dict):
         where = ("metadata",) if "metadata" in data else ()
         problems.append(doc.problem(where, "metadata with a name is required"))
-        return None
+        return False
     for key in metadata:
         if key not in METADATA_KEYS:
             problems.append(
@@ -420,26 +450,19 @@ def _document(raw: _Raw, problems: list[Problem], registry: dict[str, Kind]) -> 
             )
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
-        where = ("metadata", "name") if "name" in metadata else ("metadata",)
-        problems.append(doc.problem(where, "metadata.name is required (a string)"))
-        return None
+        name_at: tuple[str, ...] = ("metadata", "name") if "name" in metadata else ("metadata",)
+        problems.append(doc.problem(name_at, "metadata.name is required (a string)"))
+        return False
     doc.name = name
     try:
-        registry[kind].check_name(name)
+        kind.check_name(name)
     except (ValueError, BadInput) as exc:
         problems.append(doc.problem(("metadata", "name"), str(exc)))
     doc.labels = _str_map(raw, metadata.get("labels"), ("metadata", "labels"), problems, doc)
     doc.annotations = _str_map(
         raw, metadata.get("annotations"), ("metadata", "annotations"), problems, doc
     )
-    spec = data.get("spec", {})
-    if spec is None:
-        spec = {}
-    if not isinstance(spec, dict):
-        problems.append(doc.problem(("spec",), "spec must be a mapping"))
-        return None
-    doc.spec = spec
-    return doc
+    return True
 
 
 def _check_secrets(doc: Document, value: Any, path: Path_, problems: list[Problem]) -> None:
@@ -478,8 +501,6 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _validate_spec(doc: Document, kind: Kind, problems: list[Problem]) -> None:
-    from pydantic import ValidationError
-
     _check_secrets(doc, doc.spec, ("spec",), problems)
     try:
         doc.model = kind.spec_model.model_validate(doc.spec)
@@ -528,10 +549,6 @@ def load_with_problems(
 def _load(
     paths: Iterable[str | Path], registry: dict[str, Kind] | None
 ) -> tuple[list[Document], list[Problem]]:
-    import sys
-
-    from mno.gitops.kinds import REGISTRY
-
     registry = registry or REGISTRY
     problems: list[Problem] = []
     raws: list[_Raw] = []
@@ -564,8 +581,6 @@ def from_data(
     items: Sequence[dict[str, Any]], *, registry: dict[str, Kind] | None = None
 ) -> list[Document]:
     """Documents from plain data (a saved plan, tests); problems raise ``DocumentErrors``."""
-    from mno.gitops.kinds import REGISTRY
-
     raws = [_Raw(item, "<plan>", i + 1, 1, {}, {}) for i, item in enumerate(items)]
     docs, problems = check(raws, [], registry or REGISTRY)
     if problems:

@@ -10,15 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
+from mno.gitops import kinds as kinds_mod
+from mno.gitops.diff import load_owners
+
 if TYPE_CHECKING:
     from sqlmodel import Session
 
 
 def export(session: Session, kinds: list[str] | None = None) -> list[dict[str, Any]]:
     """Every resource of ``kinds`` (default: all kinds kept in the store) as documents."""
-    from mno.gitops import kinds as kinds_mod
-    from mno.gitops.diff import load_owners
-
     wanted = [kinds_mod.get(k).kind for k in kinds] if kinds else kinds_mod.store_kinds()
     owners = load_owners(session)
     out: list[dict[str, Any]] = []
@@ -47,8 +49,6 @@ def export(session: Session, kinds: list[str] | None = None) -> list[dict[str, A
 
 def dumps(docs: list[dict[str, Any]]) -> str:
     """A multi-document YAML stream."""
-    import yaml
-
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return "".join(
         "---\n" + yaml.dump(d, Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
@@ -58,8 +58,6 @@ def dumps(docs: list[dict[str, Any]]) -> str:
 
 def write(docs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """One file per resource: ``DIR/<plural>/<name>.yaml``."""
-    from mno.gitops import kinds as kinds_mod
-
     root = Path(out_dir)
     written = []
     for doc in docs:

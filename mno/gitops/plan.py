@@ -19,6 +19,7 @@ from mno.errors import BadInput, Conflict
 from mno.gitops import diff, documents
 from mno.gitops.apply import Options, check, execute, serialize
 from mno.gitops.changes import ChangeSet
+from mno.gitops.kinds import REGISTRY
 from mno.store.audit import jsonable
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ def _digest(body: dict[str, Any]) -> str:
 
 def make(session: Session, docs: list[documents.Document], opts: Options) -> dict[str, Any]:
     """A plan for ``docs``; refused up front when applying it would be refused."""
-    from mno.gitops.kinds import REGISTRY
-
     cs = diff.compute(session, docs, source=opts.source, prune=opts.prune, fingerprints=True)
     check(cs, opts, REGISTRY)
     body = {
@@ -83,8 +82,6 @@ def read(path: str | Path) -> dict[str, Any]:
 
 def apply_plan(session: Session, plan: dict[str, Any], *, dry_run: bool = False) -> ChangeSet:
     """Apply exactly ``plan``; refuse it as stale if any target changed since planning."""
-    from mno.gitops.kinds import REGISTRY
-
     opts = Options(**{k: plan["options"][k] for k in OPTION_KEYS}, dry_run=dry_run)
     docs = documents.from_data(plan["documents"])
     serialize(session)

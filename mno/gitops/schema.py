@@ -7,7 +7,13 @@ kind, choosing the spec schema from the ``kind`` field. Point an editor at it wi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from mno.gitops import kinds
+from mno.gitops.kinds import REGISTRY, order
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -49,19 +55,15 @@ def _envelope(kind: str, spec_ref: dict[str, Any], description: str) -> dict[str
 
 
 def _specs(kind_names: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    from pydantic.json_schema import models_json_schema
-
-    from mno.gitops.kinds import REGISTRY
-
-    models = [(REGISTRY[k].spec_model, "validation") for k in kind_names]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (REGISTRY[k].spec_model, "validation") for k in kind_names
+    ]
     refs, top = models_json_schema(models, ref_template="#/$defs/{model}")
     by_kind = {k: refs[(REGISTRY[k].spec_model, "validation")] for k in kind_names}
     return by_kind, top.get("$defs", {})
 
 
 def for_kind(name: str) -> dict[str, Any]:
-    from mno.gitops import kinds
-
     adapter = kinds.get(name)
     specs, defs = _specs([adapter.kind])
     schema = {"$schema": DIALECT, "title": f"mno {adapter.kind}"}
@@ -70,8 +72,6 @@ def for_kind(name: str) -> dict[str, Any]:
 
 
 def combined() -> dict[str, Any]:
-    from mno.gitops.kinds import REGISTRY, order
-
     names = order()
     specs, defs = _specs(names)
     return {

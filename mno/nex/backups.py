@@ -16,12 +16,19 @@ import posixpath
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from mno import clock, settings
 from mno.errors import BadInput, Conflict, InvalidTransition
-from mno.nex import containers, hosts, runtime_docker, snapshot
+from mno.nex import containers, hosts, instances, runtime_docker, snapshot
 from mno.nex.status import record as record_status
+from mno.store import audit, outbox
+from mno.store.db import session_scope
+from mno.store.models.nex import Instance
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from mno.nex.runtime_docker import Runtime
@@ -80,10 +87,6 @@ def final_backup(rt: Runtime, snap: Snapshot) -> Path:
 
 def backup(ref: str, to: Path | None = None, db_url: str | None = None) -> dict[str, Any]:
     """Write a backup of the instance's volume; returns path, size and checksum."""
-    from mno.nex import instances
-    from mno.store import audit, outbox
-    from mno.store.db import session_scope
-
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
         iid = inst.id
@@ -139,30 +142,23 @@ def verify(path: Path) -> str:
 
 
 def _lease(iid: uuid.UUID, owner: str, db_url: str | None, minutes: int = 15) -> None:
-    import sqlalchemy as sa
-
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     now = clock.now()
-    t = Instance.__table__  # type: ignore[attr-defined]
+    t = table_of(Instance)
     with session_scope(db_url) as s:
-        taken = s.execute(
-            sa.update(t)
-            .where(t.c.id == iid, sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now))
-            .values(lease_owner=owner, lease_until=now + timedelta(minutes=minutes))
+        taken = cast(
+            "CursorResult[Any]",
+            s.execute(
+                sa.update(t)
+                .where(t.c.id == iid, sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now))
+                .values(lease_owner=owner, lease_until=now + timedelta(minutes=minutes))
+            ),
         ).rowcount
     if not taken:
         raise Conflict("the provisioner is working on this instance", "try again in a moment")
 
 
 def _unlease(iid: uuid.UUID, owner: str, db_url: str | None) -> None:
-    import sqlalchemy as sa
-
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
-    t = Instance.__table__  # type: ignore[attr-defined]
+    t = table_of(Instance)
     with session_scope(db_url) as s:
         s.execute(
             sa.update(t)
@@ -175,10 +171,6 @@ def restore(
     ref: str, path: Path, *, db_url: str | None = None, ready_timeout_s: float = 60.0
 ) -> dict[str, Any]:
     """Replace the instance's volume with a backup (see the module docstring)."""
-    from mno.nex import instances
-    from mno.store import audit, outbox
-    from mno.store.db import session_scope
-
     path = Path(path)
     checksum = verify(path)
     with session_scope(db_url, write=False) as s:

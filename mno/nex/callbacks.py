@@ -10,15 +10,26 @@ Answers: 200 applied; 400 malformed; 401 bad signature or timestamp outside the 
 expired. Anything but 200 changes nothing.
 
 (No ``from __future__ import annotations`` here: FastAPI resolves the route's
-annotations at run time.)
+annotations at run time.) FastAPI and anyio are imported by ``build_router()`` only, so
+``handle()`` stays usable without the API's libraries loaded.
 """
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mno import clock, crypto, signing
+from sqlmodel import Session, col, select
+
+from mno import clock, crypto, platform, signing
+from mno.nex.provisioning import tier_config
+from mno.settings import parse_duration
+from mno.store import audit
+from mno.store.db import session_scope
+from mno.store.models.nex import ProvisioningRequest
+from mno.store.models.tenancy import Tenant
+from mno.tenancy import tenants
 
 PATH = "/v1/callbacks/provisioning"
 MAX_BODY_BYTES = 1024 * 1024  # a callback is a small JSON document; larger bodies get 413
@@ -42,28 +53,12 @@ def handle(
     db_url: str | None = None,
 ) -> Answer:
     """Verify and apply one callback in one transaction; see the module docstring."""
-    from sqlmodel import select
-
-    from mno import platform
-    from mno.nex.provisioning import tier_config
-    from mno.settings import parse_duration
-    from mno.store import audit
-    from mno.store.db import session_scope
-    from mno.store.models.nex import ProvisioningRequest
-    from mno.store.models.tenancy import Tenant
-    from mno.tenancy import tenants
-
     if not signature or not timestamp:
         return _fail(400, "x-signature and x-timestamp headers are required")
-    try:
-        body = json.loads(raw)
-        tenant_id = uuid.UUID(str(body["initiatorId"]))
-        data = body.get("data") or {}
-        status = int(data["status"])
-        if status not in (0, 1):
-            raise ValueError("status must be 0 or 1")
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        return _fail(400, f"malformed callback body: {exc}")
+    parsed = _parse(raw)
+    if isinstance(parsed, Answer):
+        return parsed
+    tenant_id, data, status = parsed
     if not timestamp.isdigit():
         return _fail(400, "x-timestamp must be Unix milliseconds")
     with session_scope(db_url) as s:
@@ -73,7 +68,7 @@ def handle(
         requests = s.exec(
             select(ProvisioningRequest)
             .where(ProvisioningRequest.tenant_id == tenant.id)
-            .order_by(ProvisioningRequest.created_at.desc())  # type: ignore[attr-defined]
+            .order_by(col(ProvisioningRequest.created_at).desc())
         ).all()
         if not requests:
             return _fail(404, "no provisioning request is waiting for this tenant")
@@ -82,14 +77,7 @@ def handle(
             * 1000
         )
         now_ms = int(clock.now().timestamp() * 1000)
-        match = None
-        for request in requests:
-            secret = crypto.decrypt(request.secret_enc)
-            if signing.verify_hmac_hex(
-                secret, raw, request.context_id, timestamp, signature, tolerance_ms=None
-            ):
-                match = request
-                break
+        match = _signed_by(requests, raw, timestamp, signature)
         if match is None:
             return _fail(401, "invalid signature")
         if abs(now_ms - int(timestamp)) > window_ms:
@@ -100,31 +88,65 @@ def handle(
             return _fail(410, "the callback secret has expired")
         if tenant.status != "provisioning":
             return _fail(409, f"tenant {tenant.key} is {tenant.status}, not provisioning")
-        match.used_at = clock.now()
-        if status == 1:
-            tenant.resources = {
-                "resources": data.get("resources") or [],
-                "appPlaneUrl": data.get("appPlaneUrl"),
-            }
-            s.add(tenant)
-            tenants.transition(s, tenant, "active")
-            match.outcome = "active"
-        else:
-            reason = str(data.get("reason") or data.get("message") or "the pipeline failed")
-            tenants.transition(s, tenant, "provision_failed", reason[:500])
-            match.outcome = "provision_failed"
-        s.add(match)
-        audit.record(
-            s,
-            "tenant.provisioning_callback",
-            target_type="tenant",
-            target_id=tenant.id,
-            target=tenant.key,
-            after={"status": status, "context_id": match.context_id, "outcome": match.outcome},
-            tenant_id=tenant.id,
-            actor="callback",
-        )
+        _apply(s, tenant, match, status, data)
         return Answer(200, {"tenant": tenant.key, "status": tenant.status})
+
+
+def _parse(raw: bytes) -> tuple[uuid.UUID, dict[str, Any], int] | Answer:
+    """The body's tenant id, ``data`` and status (0 or 1), or the 400 answer."""
+    try:
+        body = json.loads(raw)
+        tenant_id = uuid.UUID(str(body["initiatorId"]))
+        data = body.get("data") or {}
+        status = int(data["status"])
+        if status not in (0, 1):
+            raise ValueError("status must be 0 or 1")
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        return _fail(400, f"malformed callback body: {exc}")
+    return tenant_id, data, status
+
+
+def _signed_by(
+    requests: Sequence[ProvisioningRequest], raw: bytes, timestamp: str, signature: str
+) -> ProvisioningRequest | None:
+    """The request (newest first) whose one-time secret signed this callback."""
+    for request in requests:
+        secret = crypto.decrypt(request.secret_enc)
+        if signing.verify_hmac_hex(
+            secret, raw, request.context_id, timestamp, signature, tolerance_ms=None
+        ):
+            return request
+    return None
+
+
+def _apply(
+    s: Session, tenant: Tenant, match: ProvisioningRequest, status: int, data: dict[str, Any]
+) -> None:
+    """Use up the request and move the tenant to active (1) or provision_failed (0)."""
+    match.used_at = clock.now()
+    if status == 1:
+        tenant.resources = {
+            "resources": data.get("resources") or [],
+            "appPlaneUrl": data.get("appPlaneUrl"),
+        }
+        s.add(tenant)
+        tenants.transition(s, tenant, "active")
+        match.outcome = "active"
+    else:
+        reason = str(data.get("reason") or data.get("message") or "the pipeline failed")
+        tenants.transition(s, tenant, "provision_failed", reason[:500])
+        match.outcome = "provision_failed"
+    s.add(match)
+    audit.record(
+        s,
+        "tenant.provisioning_callback",
+        target_type="tenant",
+        target_id=tenant.id,
+        target=tenant.key,
+        after={"status": status, "context_id": match.context_id, "outcome": match.outcome},
+        tenant_id=tenant.id,
+        actor="callback",
+    )
 
 
 async def read_limited(request: Any, limit: int) -> bytes | None:

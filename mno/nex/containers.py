@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mno import platform
+from mno import platform, secrets
 from mno.nex import runtime_docker
 from mno.nex.runtime_docker import ContainerSpec
+from mno.settings import parse_duration
+from mno.tenancy.apps import memory_bytes
 
 if TYPE_CHECKING:
     from mno.nex.runtime_docker import Runtime
@@ -35,8 +37,6 @@ class Options:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Options:
-        from mno.settings import parse_duration
-
         opts = cls()
         for key in ("ready_timeout", "health_interval", "health_start_period", "host_down_retry"):
             if key in data:
@@ -83,9 +83,6 @@ def labels(snap: Snapshot, deploy: int, apps_domain: str | None = None) -> dict[
 
 
 def spec(snap: Snapshot, host: platform.HostConfig, deploy: int, opts: Options) -> ContainerSpec:
-    from mno import secrets
-    from mno.tenancy.apps import memory_bytes
-
     env = {k: str(secrets.resolve(v)) for k, v in {**snap.app_env, **snap.env}.items()}
     return ContainerSpec(
         name=container_name(snap, deploy),

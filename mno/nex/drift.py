@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+from sqlmodel import col, select
+
 from mno import clock, platform
 from mno.nex import hosts, runtime_docker
 from mno.nex.runtime_docker import HostDown
 from mno.store import audit, outbox
+from mno.store.db import session_scope
+from mno.store.models.nex import Instance
 
 
 @dataclass
@@ -29,21 +34,20 @@ class DriftReport:
 
 def detect_drift(db_url: str | None = None) -> DriftReport:
     """Mark instances whose container vanished or stopped outside mno (see module doc)."""
-    from sqlmodel import select
-
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     report = DriftReport()
     now = clock.now()
     with session_scope(db_url, write=False) as s:
-        rows = s.exec(
-            select(
-                Instance.id, Instance.name, Instance.host, Instance.container_id, Instance.desired
+        rows = s.execute(
+            sa.select(
+                col(Instance.id),
+                col(Instance.name),
+                col(Instance.host),
+                col(Instance.container_id),
+                col(Instance.desired),
             ).where(
-                Instance.status.in_(("running", "stopped")),  # type: ignore[attr-defined]
-                Instance.work == "idle",
-                Instance.host.is_not(None),  # type: ignore[union-attr]
+                col(Instance.status).in_(("running", "stopped")),
+                col(Instance.work) == "idle",
+                col(Instance.host).is_not(None),
             )
         ).all()
         known = hosts.configured(platform.load(), s)
@@ -90,9 +94,6 @@ def _mark_drift(
     now: datetime,
     db_url: str | None,
 ) -> None:
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     with session_scope(db_url) as s:
         for iid, text in repairs + notes:
             inst = s.get(Instance, iid)
@@ -127,11 +128,6 @@ def _mark_drift(
 
 def orphans(config: platform.PlatformConfig | None = None) -> list[dict[str, Any]]:
     """Labelled containers no live instance owns (unknown, terminated, or a stale deploy)."""
-    from sqlmodel import select
-
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     with session_scope(write=False) as s:
         known = {
             str(i): (cid, work, status)

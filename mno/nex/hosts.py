@@ -18,13 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+
 from mno import platform
 from mno.errors import BadInput, Conflict, NotFound, Unavailable
 from mno.nex import runtime_docker
+from mno.store import audit, outbox
+from mno.store.models.nex import DockerHost, Instance
+from mno.store.types import table_of
+from mno.tenancy.apps import memory_bytes, parse_memory
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.platform import HostConfig
     from mno.store.models.tenancy import App
 
@@ -83,21 +89,13 @@ def _as_config(row: Any) -> HostConfig:
 
 def stored(session: Session) -> list[HostConfig]:
     """The hosts kept in the store, by name."""
-    import sqlalchemy as sa
-
-    from mno.store.models.nex import DockerHost
-
-    table = DockerHost.__table__  # type: ignore[attr-defined]
+    table = table_of(DockerHost)
     return [_as_config(r) for r in session.execute(sa.select(table).order_by(table.c.name))]
 
 
 def check(name: str, fields: dict[str, Any]) -> HostConfig:
     """A host's settings checked by the platform YAML's own model (``BadInput`` naming
     the field otherwise)."""
-    from pydantic import ValidationError
-
-    from mno.tenancy.apps import parse_memory
-
     try:
         host = platform.HostConfig.model_validate({"name": name, **fields})
     except ValidationError as exc:
@@ -113,10 +111,6 @@ def check(name: str, fields: dict[str, Any]) -> HostConfig:
 
 
 def _row(session: Session, name: str) -> Any:
-    from sqlmodel import select
-
-    from mno.store.models.nex import DockerHost
-
     row = session.exec(select(DockerHost).where(DockerHost.name == name)).first()
     if row is None:
         listed = {h.name for h in platform.load().hosts}
@@ -133,11 +127,6 @@ def add(
     session: Session, name: str, config: platform.PlatformConfig | None = None, **fields: Any
 ) -> HostConfig:
     """Keep a new Docker host in the store; placement may use it at once."""
-    from sqlmodel import select
-
-    from mno.store import audit, outbox
-    from mno.store.models.nex import DockerHost
-
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
@@ -161,8 +150,6 @@ def add(
 
 def update(session: Session, name: str, **fields: Any) -> HostConfig:
     """Change a stored host's settings (fields not given stay)."""
-    from mno.store import audit, outbox
-
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
@@ -192,17 +179,12 @@ def update(session: Session, name: str, **fields: Any) -> HostConfig:
 
 def remove(session: Session, name: str) -> None:
     """Forget a stored host; refused while live instances are placed on it."""
-    from sqlmodel import select
-
-    from mno.store import audit, outbox
-    from mno.store.models.nex import Instance
-
     row = _row(session, name)
     live = sorted(
         session.exec(
             select(Instance.name).where(
                 Instance.host == name,
-                Instance.live_name.is_not(None),  # type: ignore[union-attr]
+                col(Instance.live_name).is_not(None),
             )
         ).all()
     )
@@ -271,15 +253,10 @@ def mark(host: str, reachable: bool, error: str | None = None) -> None:
 
 def usage(session: Session) -> dict[str, dict[str, int]]:
     """Per host: live instances and the memory their limits reserve (bytes)."""
-    from sqlmodel import select
-
-    from mno.store.models.nex import Instance
-    from mno.tenancy.apps import memory_bytes
-
     rows = session.exec(
         select(Instance.host, Instance.memory).where(
-            Instance.host.is_not(None),  # type: ignore[union-attr]
-            Instance.live_name.is_not(None),  # type: ignore[union-attr]
+            col(Instance.host).is_not(None),
+            col(Instance.live_name).is_not(None),
         )
     ).all()
     out: dict[str, dict[str, int]] = {}
@@ -291,8 +268,6 @@ def usage(session: Session) -> dict[str, dict[str, int]]:
 
 
 def capacity(host: HostConfig) -> int | None:
-    from mno.tenancy.apps import memory_bytes
-
     return memory_bytes(host.memory) if host.memory else None
 
 
@@ -312,8 +287,6 @@ def place(
     Call it in the transaction that records the choice: on PostgreSQL it takes a
     transaction-scoped advisory lock so concurrent placements see each other's choices
     (SQLite writers are serialised already)."""
-    import sqlalchemy as sa
-
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mno.nex.placement'))"))
     hosts = configured(config, session)
@@ -344,7 +317,9 @@ def place(
     return best[2]
 
 
-def host_rows(session: Session, config: platform.PlatformConfig | None = None) -> list[dict]:
+def host_rows(
+    session: Session, config: platform.PlatformConfig | None = None
+) -> list[dict[str, Any]]:
     """What ``mno host list`` shows: where each host is declared, reachability, version,
     instances, used/free memory."""
     config = config or platform.load()

@@ -13,17 +13,16 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mno import clock, platform, validate
+from sqlmodel import Session, col, select
+
+from mno import clock, platform, secrets, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
-
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import App, Tenant
+from mno.store.models.nex import Instance, InstanceDomain
+from mno.store.models.tenancy import App, Tenant
+from mno.tenancy import apps, tenants
 
 STATUSES = (
     "staged",
@@ -56,12 +55,6 @@ WORK_COLUMNS = {
 def audited(inst: Instance) -> dict[str, Any]:
     """The instance's audited fields (without the provisioner's queue bookkeeping)."""
     return {k: v for k, v in audit.snapshot(inst).items() if k not in WORK_COLUMNS}
-
-
-def _models() -> Any:
-    import mno.store.models.nex as m
-
-    return m
 
 
 @dataclass
@@ -103,7 +96,9 @@ class InstanceView:
         }
 
 
-def payload(inst: Instance, tenant_key: str | None = None, app_code: str | None = None) -> dict:
+def payload(
+    inst: Instance, tenant_key: str | None = None, app_code: str | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(inst.id),
         "name": inst.name,
@@ -120,14 +115,11 @@ def payload(inst: Instance, tenant_key: str | None = None, app_code: str | None 
 
 def get(session: Session, ref: str | uuid.UUID) -> Instance:
     """An instance by live name or id (a terminated one only by id)."""
-    from sqlmodel import select
-
-    m = _models()
     inst = None
     if isinstance(ref, uuid.UUID) or _looks_like_uuid(str(ref)):
-        inst = session.get(m.Instance, uuid.UUID(str(ref)))
+        inst = session.get(Instance, uuid.UUID(str(ref)))
     if inst is None:
-        inst = session.exec(select(m.Instance).where(m.Instance.live_name == str(ref))).first()
+        inst = session.exec(select(Instance).where(Instance.live_name == str(ref))).first()
     if inst is None:
         raise NotFound(f"instance {ref} not found", "see `mno instance list`")
     return inst
@@ -142,18 +134,13 @@ def _looks_like_uuid(value: str) -> bool:
 
 
 def domains_of(session: Session, inst: Instance) -> list[str]:
-    from sqlmodel import select
-
-    m = _models()
     rows = session.exec(
-        select(m.InstanceDomain.domain).where(m.InstanceDomain.instance_id == inst.id)
+        select(InstanceDomain.domain).where(InstanceDomain.instance_id == inst.id)
     ).all()
     return sorted(rows)
 
 
 def view(session: Session, inst: Instance) -> InstanceView:
-    from mno.store.models.tenancy import App, Tenant
-
     tenant = session.get(Tenant, inst.tenant_id)
     app = session.get(App, inst.app_id)
     return InstanceView(
@@ -166,16 +153,11 @@ def _label(text: str) -> str:
 
 
 def _default_name(session: Session, app: App, tenant: Tenant) -> str:
-    from sqlmodel import select
-
-    m = _models()
     base = _label(f"{app.code}-{tenant.key}")[:56].strip("-")
     if not app.multi_instantiable:
         return base
     taken = set(
-        session.exec(
-            select(m.Instance.name).where(m.Instance.name.startswith(base + "-"))  # type: ignore[attr-defined]
-        ).all()
+        session.exec(select(Instance.name).where(col(Instance.name).startswith(base + "-"))).all()
     )
     n = 1
     while f"{base}-{n}" in taken:
@@ -184,8 +166,6 @@ def _default_name(session: Session, app: App, tenant: Tenant) -> str:
 
 
 def check_env(env: dict[str, str] | None) -> dict[str, str]:
-    from mno import secrets
-
     out: dict[str, str] = {}
     for key, value in (env or {}).items():
         if not _ENV_NAME.match(key):
@@ -198,11 +178,8 @@ def check_env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 def _check_domain_free(session: Session, domain: str, inst_id: uuid.UUID | None = None) -> str:
-    from sqlmodel import select
-
-    m = _models()
     domain = validate.domain(domain)
-    row = session.exec(select(m.InstanceDomain).where(m.InstanceDomain.domain == domain)).first()
+    row = session.exec(select(InstanceDomain).where(InstanceDomain.domain == domain)).first()
     if row is not None and row.instance_id != inst_id:
         raise Conflict(f"domain {domain} is already routed to another instance")
     return domain
@@ -222,45 +199,17 @@ def create(
     config: platform.PlatformConfig | None = None,
 ) -> Instance:
     """Record a new instance (``staged``, desired ``running``) for the provisioner."""
-    from sqlmodel import select
-
-    from mno.tenancy import apps, tenants
-
-    m = _models()
     tenant = tenants.get(session, tenant_key)
     app = apps.get(session, app_code)
-    if app.stack != "nex":
-        raise BadInput(f"app {app.code} is on stack {app.stack}, not nex", "only nex apps run here")
-    if tenant.status not in TENANT_OK:
-        raise InvalidTransition(f"tenant {tenant.key} is {tenant.status}; it cannot get instances")
-    allowed, why = apps.check_access(session, app, tenant)
-    if not allowed:
-        raise BadInput(f"tenant {tenant.key} may not use {app.code}: {why}")
-    if not app.multi_instantiable and name is None:
-        existing = session.exec(
-            select(m.Instance).where(
-                m.Instance.tenant_id == tenant.id,
-                m.Instance.app_id == app.id,
-                m.Instance.live_name.is_not(None),  # type: ignore[union-attr]
-            )
-        ).first()
-        if existing is not None:
-            raise Conflict(
-                f"{tenant.key} already has an instance of {app.code}: {existing.name}",
-                f"{app.code} is not multi-instantiable",
-            )
+    _check_may_create(session, tenant, app, named=name is not None)
     name = (
         validate.dns_label(name, "instance name") if name else _default_name(session, app, tenant)
     )
-    if session.exec(select(m.Instance).where(m.Instance.live_name == name)).first():
+    if session.exec(select(Instance).where(Instance.live_name == name)).first():
         raise Conflict(f"instance {name} already exists")
     config = config or platform.load()
-    clean_domains = []
-    for d in domains or []:
-        d = _check_domain_free(session, d)
-        if d not in clean_domains:
-            clean_domains.append(d)
-    inst = m.Instance(
+    clean_domains = _free_domains(session, domains or [])
+    inst = Instance(
         name=name,
         live_name=name,
         tenant_id=tenant.id,
@@ -278,7 +227,7 @@ def create(
     session.add(inst)
     session.flush()
     for d in clean_domains:
-        session.add(m.InstanceDomain(instance_id=inst.id, domain=d))
+        session.add(InstanceDomain(instance_id=inst.id, domain=d))
     audit.record(
         session,
         "instance.create",
@@ -291,6 +240,41 @@ def create(
     outbox.emit(session, "instance.created", payload(inst, tenant.key, app.code), tenant.id)
     session.flush()
     return inst
+
+
+def _check_may_create(session: Session, tenant: Tenant, app: App, *, named: bool) -> None:
+    """Refuse an instance the app's stack, the tenant's status or access rules forbid, or
+    a second unnamed one of an app that is not multi-instantiable."""
+    if app.stack != "nex":
+        raise BadInput(f"app {app.code} is on stack {app.stack}, not nex", "only nex apps run here")
+    if tenant.status not in TENANT_OK:
+        raise InvalidTransition(f"tenant {tenant.key} is {tenant.status}; it cannot get instances")
+    allowed, why = apps.check_access(session, app, tenant)
+    if not allowed:
+        raise BadInput(f"tenant {tenant.key} may not use {app.code}: {why}")
+    if not app.multi_instantiable and not named:
+        existing = session.exec(
+            select(Instance).where(
+                Instance.tenant_id == tenant.id,
+                Instance.app_id == app.id,
+                col(Instance.live_name).is_not(None),
+            )
+        ).first()
+        if existing is not None:
+            raise Conflict(
+                f"{tenant.key} already has an instance of {app.code}: {existing.name}",
+                f"{app.code} is not multi-instantiable",
+            )
+
+
+def _free_domains(session: Session, domains: list[str]) -> list[str]:
+    """The domains checked and deduplicated, each free to route to a new instance."""
+    clean: list[str] = []
+    for d in domains:
+        d = _check_domain_free(session, d)
+        if d not in clean:
+            clean.append(d)
+    return clean
 
 
 def _check_pids(pids: int | None) -> int | None:
@@ -419,25 +403,21 @@ def terminate(
 
 
 def add_domain(session: Session, ref: str, domain: str) -> Instance:
-    m = _models()
     inst = get(session, ref)
     domain = _check_domain_free(session, domain, inst.id)
     if domain in domains_of(session, inst):
         return inst
-    session.add(m.InstanceDomain(instance_id=inst.id, domain=domain))
+    session.add(InstanceDomain(instance_id=inst.id, domain=domain))
     session.flush()
     return _change(session, ref, "domain_add", action="update")
 
 
 def remove_domain(session: Session, ref: str, domain: str) -> Instance:
-    from sqlmodel import select
-
-    m = _models()
     inst = get(session, ref)
     domain = validate.domain(domain)
     row = session.exec(
-        select(m.InstanceDomain).where(
-            m.InstanceDomain.instance_id == inst.id, m.InstanceDomain.domain == domain
+        select(InstanceDomain).where(
+            InstanceDomain.instance_id == inst.id, InstanceDomain.domain == domain
         )
     ).first()
     if row is None:
@@ -456,31 +436,25 @@ def list_instances(
     host: str | None = None,
     include_terminated: bool = False,
 ) -> list[InstanceView]:
-    from sqlmodel import select
-
-    from mno.store.models.tenancy import App, Tenant
-    from mno.tenancy import apps, tenants
-
-    m = _models()
-    stmt = select(m.Instance, Tenant.key, App.code).join(Tenant, Tenant.id == m.Instance.tenant_id)
-    stmt = stmt.join(App, App.id == m.Instance.app_id)
+    stmt = select(Instance, Tenant.key, App.code).join(Tenant, col(Tenant.id) == Instance.tenant_id)
+    stmt = stmt.join(App, col(App.id) == Instance.app_id)
     if tenant:
-        stmt = stmt.where(m.Instance.tenant_id == tenants.get(session, tenant).id)
+        stmt = stmt.where(Instance.tenant_id == tenants.get(session, tenant).id)
     if app:
-        stmt = stmt.where(m.Instance.app_id == apps.get(session, app).id)
+        stmt = stmt.where(Instance.app_id == apps.get(session, app).id)
     if host:
-        stmt = stmt.where(m.Instance.host == host)
+        stmt = stmt.where(Instance.host == host)
     if status:
-        stmt = stmt.where(m.Instance.status == validate.one_of(status, STATUSES, "status"))
+        stmt = stmt.where(Instance.status == validate.one_of(status, STATUSES, "status"))
     elif not include_terminated:
-        stmt = stmt.where(m.Instance.status != "terminated")
-    rows = session.exec(stmt.order_by(m.Instance.name)).all()
+        stmt = stmt.where(Instance.status != "terminated")
+    rows = session.exec(stmt.order_by(Instance.name)).all()
     domains: dict[uuid.UUID, list[str]] = {}
     ids = [r[0].id for r in rows]
     if ids:
         for iid, d in session.exec(
-            select(m.InstanceDomain.instance_id, m.InstanceDomain.domain).where(
-                m.InstanceDomain.instance_id.in_(ids)  # type: ignore[attr-defined]
+            select(InstanceDomain.instance_id, InstanceDomain.domain).where(
+                col(InstanceDomain.instance_id).in_(ids)
             )
         ).all():
             domains.setdefault(iid, []).append(d)
@@ -488,14 +462,11 @@ def list_instances(
 
 
 def live_for_tenant(session: Session, tenant_id: uuid.UUID) -> list[Instance]:
-    from sqlmodel import select
-
-    m = _models()
     return list(
         session.exec(
-            select(m.Instance).where(
-                m.Instance.tenant_id == tenant_id,
-                m.Instance.live_name.is_not(None),  # type: ignore[union-attr]
+            select(Instance).where(
+                Instance.tenant_id == tenant_id,
+                col(Instance.live_name).is_not(None),
             )
         ).all()
     )

@@ -20,16 +20,21 @@ import secrets as pysecrets
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from sqlmodel import Session, col, func, select
+
 from mno import clock, crypto, platform
 from mno.errors import BadInput
+from mno.nex import instances
+from mno.settings import parse_duration
 from mno.store import outbox
+from mno.store.db import session_scope
+from mno.store.models.billing import Subscription
+from mno.store.models.nex import Instance, ProvisioningRequest
+from mno.store.models.tenancy import App, Tenant
+from mno.tenancy import apps, tenants
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.nex.snapshot import Snapshot
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import Tenant
 
 
 def tier_config(tenant: Tenant, config: platform.PlatformConfig | None = None) -> Any:
@@ -39,19 +44,13 @@ def tier_config(tenant: Tenant, config: platform.PlatformConfig | None = None) -
 
 def nex_apps_for(session: Session, tenant: Tenant, tier_apps: list[str]) -> list[str]:
     """The Nex apps a tenant gets: its tier's list plus the apps it subscribes to."""
-    from sqlmodel import select
-
-    from mno.store.models.tenancy import App
-
     codes = list(tier_apps)
     try:
-        from mno.store.models.billing import Subscription
-
         subscribed = session.exec(
             select(Subscription.app_code).where(
                 Subscription.tenant_id == tenant.id,
-                Subscription.status.in_(("active", "trialing")),  # type: ignore[attr-defined]
-                Subscription.app_code.is_not(None),  # type: ignore[union-attr]
+                col(Subscription.status).in_(("active", "trialing")),
+                col(Subscription.app_code).is_not(None),
             )
         ).all()
     except ImportError:  # billing not in this build
@@ -71,9 +70,6 @@ def provision(
     session: Session, key: str, config: platform.PlatformConfig | None = None
 ) -> dict[str, Any]:
     """Start provisioning a tenant in its tier's mode; returns what was done."""
-    from mno.nex import instances
-    from mno.tenancy import tenants
-
     config = config or platform.load()
     tenant = tenants.get(session, key)
     tier = tier_config(tenant, config)
@@ -88,7 +84,6 @@ def provision(
     created, kept = [], []
     existing = {(i.app_id, i.name): i for i in instances.live_for_tenant(session, tenant.id)}
     have_apps = {app_id for app_id, _ in existing}
-    from mno.tenancy import apps
 
     for code in codes:
         app = apps.get(session, code)
@@ -115,18 +110,12 @@ def provision(
 
 
 def _all_running(session: Session, tenant_id: uuid.UUID) -> bool:
-    from mno.nex import instances
-
     live = instances.live_for_tenant(session, tenant_id)
     return bool(live) and all(i.status == "running" for i in live)
 
 
 def on_instance(session: Session, inst: Instance) -> None:
     """React to an instance's new status (called in the transaction that records it)."""
-    from mno.nex import instances
-    from mno.store.models.tenancy import Tenant
-    from mno.tenancy import tenants
-
     tenant = session.get(Tenant, inst.tenant_id)
     if tenant is None:
         return
@@ -147,18 +136,13 @@ def on_instance(session: Session, inst: Instance) -> None:
 
 def last_on_host(snap: Snapshot, db_url: str | None = None) -> bool:
     """Whether this instance is the tenant's last live one on its host."""
-    from sqlmodel import func, select
-
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     with session_scope(db_url, write=False) as s:
         others = s.exec(
             select(func.count()).where(
                 Instance.tenant_id == snap.tenant_id,
                 Instance.host == snap.host,
                 Instance.id != snap.id,
-                Instance.live_name.is_not(None),  # type: ignore[union-attr]
+                col(Instance.live_name).is_not(None),
             )
         ).one()
     return int(others) == 0
@@ -169,9 +153,6 @@ def offboard(session: Session, key: str) -> dict[str, Any]:
 
     With no live instance the tenant is offboarded at once; otherwise it stays in
     ``offboarding`` until the provisioner has terminated the last one."""
-    from mno.nex import instances
-    from mno.tenancy import tenants
-
     tenant = tenants.transition(session, key, "offboarding")
     live = instances.live_for_tenant(session, tenant.id)
     for inst in live:
@@ -185,9 +166,6 @@ def offboard(session: Session, key: str) -> dict[str, Any]:
 
 
 def _external_request(session: Session, tenant: Tenant, tier: Any) -> dict[str, Any]:
-    from mno.settings import parse_duration
-    from mno.store.models.nex import ProvisioningRequest
-
     secret = pysecrets.token_hex(32)
     context_id = uuid.uuid4().hex
     expires_at = clock.now() + parse_duration(tier.callback_ttl)

@@ -15,11 +15,15 @@ from typing import Any
 
 from mno import clock, platform
 from mno.errors import MnoError
-from mno.nex import hosts, runtime_docker
+from mno.nex import backups, hosts, provisioning, runtime_docker
 from mno.nex.containers import Options, endpoint, network_name, prepare, spec, volume_name
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
 from mno.nex.status import LeaseLost, apply, record
+from mno.store.db import session_scope
+from mno.store.models.nex import Instance
+from mno.store.models.tenancy import App
+from mno.tenancy.apps import memory_bytes
 
 # -- placement -------------------------------------------------------------------------
 
@@ -29,11 +33,6 @@ def place(
 ) -> platform.HostConfig:
     """Choose a host for an instance that has none and record it, with the new status
     (one transaction)."""
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import App
-    from mno.tenancy.apps import memory_bytes
-
     config = platform.load()
     candidates = snap.hosts or hosts.configured(config)
     probes = hosts.probe(candidates, max_age_s=5.0)
@@ -86,7 +85,7 @@ def reconcile(
         _run(snap, owner, opts, db_url, should_stop)
     except (HostDown, LeaseLost):
         raise
-    except Exception as exc:
+    except Exception as exc:  # recorded on the instance, re-raised for the retry
         message = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"
         record(
             snap.id,
@@ -233,7 +232,7 @@ def _roll(
             ready = rt.wait_ready(
                 state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
             )
-        except Exception:
+        except Exception:  # cleaned up and re-raised
             rt.remove(new_spec.name)
             rt.start(current.id)  # the old version serves again while we retry
             raise
@@ -243,7 +242,7 @@ def _roll(
             ready = rt.wait_ready(
                 state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
             )
-        except Exception:
+        except Exception:  # cleaned up and re-raised
             rt.remove(new_spec.name)  # the old container keeps serving
             raise
     record(
@@ -275,8 +274,6 @@ def _stop(snap: Snapshot, owner: str, opts: Options, db_url: str | None) -> None
 
 
 def _terminate(snap: Snapshot, owner: str, opts: Options, db_url: str | None) -> None:
-    from mno.nex import backups, provisioning
-
     if snap.status != "terminating":
         record(snap.id, owner, status="terminating", db_url=db_url)
     if snap.host:

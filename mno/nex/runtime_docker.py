@@ -9,6 +9,9 @@ use, reused across ticks). Engine failures become two exceptions:
 
 The time spent waiting on the engine is added to a per-thread counter
 (``docker_seconds()``), so the provisioner's own overhead can be measured apart from it.
+
+The docker SDK (and requests under it) is imported on first use, not with the module, so
+importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -217,10 +220,13 @@ class Runtime:
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
+            import docker
+            import requests
+
             try:
                 client.close()
-            except Exception:  # closing a broken client must not raise
-                pass
+            except (OSError, requests.RequestException, docker.errors.DockerException):
+                pass  # closing a broken client must not raise
 
     # -- host ----------------------------------------------------------------------
 
@@ -291,7 +297,9 @@ class Runtime:
     def create(self, spec: ContainerSpec) -> str:
         """Create a container without starting it (or find the one with its name); its id."""
         import docker
-        from docker.models.containers import _create_container_args
+        from docker.models.containers import (  # type: ignore[attr-defined]  # private SDK helper, absent from the stubs
+            _create_container_args,
+        )
 
         # the SDK's own translation of run()/create() arguments, then the low-level call:
         # containers.create() would inspect the new container once more
@@ -373,10 +381,13 @@ class Runtime:
             time.sleep(POLL_S)
 
     def _tail(self, ref: str) -> str:
+        import docker
+        import requests
+
         try:
             out = self.call(self.client.api.logs, ref, tail=5).decode(errors="replace").strip()
-        except Exception:
-            return ""
+        except (MnoError, OSError, requests.RequestException, docker.errors.DockerException):
+            return ""  # the message goes without the output
         return f"; last output: {out[-300:]}" if out else ""
 
     def list_managed(self) -> list[ContainerState]:

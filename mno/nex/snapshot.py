@@ -14,7 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from mno import platform
-from mno.nex import hosts
+from mno.nex import hosts, instances
+from mno.store.db import session_scope
+from mno.store.models.nex import Instance
+from mno.store.models.tenancy import App, Tenant
 
 
 @dataclass
@@ -55,11 +58,6 @@ class Snapshot:
 
 
 def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
-    from mno.nex import instances
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-    from mno.store.models.tenancy import App, Tenant
-
     with session_scope(db_url, write=False) as s:
         inst = s.get(Instance, instance_id)
         if inst is None:

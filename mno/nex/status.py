@@ -12,7 +12,10 @@ import uuid
 from typing import Any
 
 from mno.errors import MnoError
+from mno.nex import provisioning
 from mno.store import audit, outbox
+from mno.store.db import session_scope
+from mno.store.models.nex import Instance
 
 EVENTS = {
     "provisioning": "instance.provisioning",
@@ -36,9 +39,6 @@ def record(
     **fields: Any,
 ) -> None:
     """One status change (and/or field updates) in one transaction, fenced on the lease."""
-    from mno.store.db import session_scope
-    from mno.store.models.nex import Instance
-
     with session_scope(db_url) as s:
         inst = s.get(Instance, instance_id)
         if inst is None:
@@ -52,8 +52,6 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
     """Set fields and the status in the caller's transaction. A status change writes an
     audit row, emits the matching ``instance.*`` event and lets tenant provisioning react
     (``mno.nex.provisioning.on_instance``)."""
-    from mno.nex import provisioning
-
     before = inst.status
     for key, value in fields.items():
         setattr(inst, key, value)

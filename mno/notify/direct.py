@@ -14,6 +14,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mno import crypto, mail
+from mno.notify import templates
+from mno.store.models.tenancy import Tenant
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -24,14 +26,10 @@ CHANNEL = mail.DIRECT_CHANNEL
 def prepare(session: Session, body: str, tenant_id: Any) -> tuple[str, str, str]:
     """(to, subject, text) of one queued email: the sealed values opened, the template
     (the tenant's override, the platform's, or the built-in one) rendered."""
-    from mno.notify import templates
-
     recipe = json.loads(crypto.reveal_json(body))
     context = dict(recipe["context"])
     tenant_view: dict[str, Any] = {}
     if tenant_id is not None:
-        from mno.store.models.tenancy import Tenant
-
         tenant = session.get(Tenant, tenant_id)
         if tenant is not None:
             tenant_view = {"key": tenant.key, "name": tenant.name}

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlmodel import Session, col, select
 
 from mno import validate
 from mno.errors import BadInput, NotFound
+from mno.notify import templates
 from mno.store import audit, outbox
+from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import NotifyRule
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
+from mno.tenancy import tenants
+from mno.webhooks.endpoints import parse_events
 
 TENANT_PRIMARY = "tenant-primary"
 
@@ -25,9 +28,6 @@ def add(
     template: str,
     tenant: str | None = None,
 ) -> NotifyRule:
-    from mno.notify import templates
-    from mno.webhooks.endpoints import parse_events
-
     patterns = parse_events(events)
     if not patterns:
         raise BadInput("--events is required")
@@ -37,8 +37,6 @@ def add(
         raise BadInput(f"no template {template!r}", "one of: " + ", ".join(templates.BUILTIN))
     tenant_id = None
     if tenant:
-        from mno.tenancy import tenants
-
         tenant_id = tenants.get(session, tenant).id
     rule = NotifyRule(events=patterns, email_to=email_to, template=template, tenant_id=tenant_id)
     session.add(rule)
@@ -57,7 +55,7 @@ def add(
 
 
 def view(r: NotifyRule) -> dict[str, Any]:
-    return audit.jsonable(
+    shown: dict[str, Any] = audit.jsonable(
         {
             "id": str(r.id),
             "events": r.events,
@@ -67,11 +65,10 @@ def view(r: NotifyRule) -> dict[str, Any]:
             "enabled": r.enabled,
         }
     )
+    return shown
 
 
 def list_rules(session: Session) -> list[NotifyRule]:
-    from sqlmodel import col, select
-
     return list(session.exec(select(NotifyRule).order_by(col(NotifyRule.created_at))))
 
 
@@ -103,8 +100,6 @@ def delete(session: Session, rule_id: str) -> None:
 
 def prepare(session: Session, rule_id: Any, body: str, tenant_id: Any) -> tuple[str, str, str]:
     """(to, subject, text) for one email delivery; BadInput when no recipient exists."""
-    from mno.notify import templates
-
     rule = session.get(NotifyRule, rule_id)
     if rule is None:
         raise NotFound("the notification rule was deleted")
@@ -112,9 +107,6 @@ def prepare(session: Session, rule_id: Any, body: str, tenant_id: Any) -> tuple[
     to = rule.email_to
     tenant_view: dict[str, Any] = {}
     if tenant_id is not None:
-        from mno.store.models.tenancy import Tenant
-        from mno.tenancy import tenants
-
         tenant = session.get(Tenant, tenant_id)
         if tenant is not None:
             tenant_view = {"key": tenant.key, "name": tenant.name}

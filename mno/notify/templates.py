@@ -3,18 +3,21 @@
 A template's first line is ``Subject: …``; the rest is the plain-text body. Both are
 rendered with ``type``, ``timestamp``, ``data`` (the event payload), ``tenant`` and any
 extra context (e.g. the lead verification ``code``, which never sits in the outbox).
+
+jinja2 is imported only when a template is rendered, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import uuid
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlmodel import Session, select
 
 from mno.errors import BadInput, NotFound
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
+from mno.store import audit
+from mno.store.models.webhooks import NotifyTemplate
 
 BUILTIN = (
     "lead_verification",
@@ -41,10 +44,6 @@ def split(text: str) -> tuple[str, str]:
 def source(session: Session | None, name: str, tenant_id: uuid.UUID | None) -> tuple[str, str]:
     """(subject, body) template source: the tenant's override, the platform's, the default."""
     if session is not None:
-        from sqlmodel import select
-
-        from mno.store.models.webhooks import NotifyTemplate
-
         for tid in ([tenant_id] if tenant_id else []) + [None]:
             row = session.exec(
                 select(NotifyTemplate).where(
@@ -72,17 +71,12 @@ def render(
     try:
         subject = env.from_string(subject_src).render(**context).strip()
         body = env.from_string(body_src).render(**context)
-    except Exception as exc:  # jinja2 errors: a broken override
+    except Exception as exc:  # reported: whatever a broken override raises becomes BadInput
         raise BadInput(f"template {name!r} does not render: {exc}") from exc
     return subject, body
 
 
 def set_override(session: Session, name: str, text: str, tenant_id: uuid.UUID | None) -> None:
-    from sqlmodel import select
-
-    from mno.store import audit
-    from mno.store.models.webhooks import NotifyTemplate
-
     if name not in BUILTIN:
         raise BadInput(f"no template {name!r}", "one of: " + ", ".join(BUILTIN))
     subject, body = split(text)

@@ -29,12 +29,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from mno import clock
 from mno.events import matches
 from mno.store import cursors
+from mno.store.bulk import Rows
 from mno.store.models.core import Event
 from mno.store.models.webhooks import NotifyRule, WebhookDelivery, WebhookEndpoint, WebhookFanout
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -67,15 +71,13 @@ class FanoutResult:
 
 
 def _state(session: Session, name: str) -> Any:
-    t = WebhookFanout.__table__
+    t = table_of(WebhookFanout)
     stmt = sa.select(t).where(t.c.name == name)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
     if row is not None:
         return row
-    from sqlalchemy.exc import IntegrityError
-
     now = clock.now()
     try:
         with session.begin_nested():
@@ -103,11 +105,9 @@ def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert delivery rows (dicts of every column); an (event, target) pair is kept once."""
     if not rows:
         return 0
-    from mno.store.bulk import Rows
-
     names = list(rows[0])
     return Rows(session.connection()).insert_columns(
-        WebhookDelivery.__table__,  # type: ignore[arg-type]
+        table_of(WebhookDelivery),
         {k: [r[k] for r in rows] for k in names},
         conflict=["event_id", "target_id"],
     )
@@ -153,7 +153,7 @@ def fan_out(
     state = _state(session, name)
     high = int(state.high)
     gaps: dict[str, str] = dict(state.gaps or {})
-    et = Event.__table__
+    et = table_of(Event)
     cond = et.c.seq > high
     if gaps:
         cond = sa.or_(cond, et.c.seq.in_([int(g) for g in gaps]))
@@ -166,8 +166,6 @@ def fan_out(
     now = clock.now()
     result = FanoutResult()
     if events:
-        from sqlmodel import select
-
         # a disabled endpoint gets nothing emitted while it is disabled (as Svix does)
         endpoints = list(
             session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True))  # noqa: E712
@@ -230,10 +228,8 @@ def fan_out(
                 body = body or body_for(ev.type, ev.created_at, payload)
                 add("email", r.id, ev, body, False)
         if cols["event_id"]:
-            from mno.store.bulk import Rows
-
             result.deliveries = Rows(session.connection()).insert_columns(
-                WebhookDelivery.__table__,  # type: ignore[arg-type]
+                table_of(WebhookDelivery),
                 cols,
                 {
                     "created_at": now,
@@ -260,7 +256,7 @@ def fan_out(
     # drop gaps older than the grace window
     cutoff = now - gap_grace
     gaps = {s: at for s, at in gaps.items() if datetime.fromisoformat(at) > cutoff}
-    t = WebhookFanout.__table__
+    t = table_of(WebhookFanout)
     session.execute(
         sa.update(t).where(t.c.name == name).values(high=high, gaps=gaps, updated_at=now)
     )

@@ -9,7 +9,7 @@ loads no SQLAlchemy.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -212,7 +212,7 @@ def connection_update(
     from mno.store.db import session_scope
     from mno.sync import connections
 
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}  # only the options given: the others keep their value
     if entities is not None:
         fields["entities"] = csv_list(entities)
     if preemption is not None:
@@ -222,7 +222,7 @@ def connection_update(
     if base_url is not None:
         fields["base_url"] = base_url or None
     with session_scope() as s:
-        row = connections.update(s, name, push=push, pull=pull, **fields)  # type: ignore[arg-type]
+        row = connections.update(s, name, push=push, pull=pull, **fields)
         view = connections.view(s, row)
     if output is Format.table:
         success(f"connection {view['name']} updated")

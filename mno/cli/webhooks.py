@@ -1,7 +1,7 @@
 """mno webhook: endpoints, deliveries, replay, test, a local receiver and a verifier.
 
-The store, the webhooks package and the dispatcher are imported inside each command, so
-that ``--help`` loads no SQLAlchemy.
+The store, the webhooks package, the dispatcher and the signing code are imported inside
+the commands that use them, so that ``--help`` loads neither SQLAlchemy nor hashlib.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from mno import signing
 from mno.cli.output import Format, OutputOpt, done, render, success
 from mno.cli.params import pairs
 from mno.cli.params import since as parse_since
@@ -314,6 +313,8 @@ def verify(
     tolerance: Annotated[str, typer.Option(help="Timestamp tolerance.")] = "5m",
 ) -> None:
     """Check one signature of the body on stdin; exit 0 when valid, 1 when not."""
+    from mno import signing
+
     body = sys.stdin.buffer.read()
     try:
         signing.verify(

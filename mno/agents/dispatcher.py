@@ -13,15 +13,24 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from mno import settings
+from sqlmodel import col, select
+
+from mno import clock, mail, settings
 from mno.agents.base import TickContext, TickResult
+from mno.notify import direct, rules
+from mno.store import leases
+from mno.store.db import session_scope
+from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
+from mno.webhooks import delivery_queue, endpoints, fanout
+from mno.webhooks.delivery_queue import ClaimedDelivery
+from mno.webhooks.http_sender import Job, Outcome, Pending, Sender, sender
+from mno.webhooks.retry import Policy
 
 if TYPE_CHECKING:
     from sqlmodel import Session
-
-    from mno.webhooks.delivery_queue import ClaimedDelivery
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "retry_schedule": ["5s", "5m", "30m", "2h", "5h", "10h", "10h"],
@@ -36,16 +45,11 @@ _mail_pool: ThreadPoolExecutor | None = None
 
 
 def queue_depth(session: Session) -> tuple[int, int]:
-    from mno.store import leases
-    from mno.store.models.webhooks import WebhookDelivery
-
     return leases.depth(session, WebhookDelivery)
 
 
 def fan_out_once(ctx: TickContext) -> tuple[int, bool]:
     """One fan-out chunk in its own transaction: (deliveries made, more events waiting)."""
-    from mno.webhooks import fanout
-
     grace = settings.parse_duration(ctx.option("fanout_gap_grace", "10m"))
     limit = int(ctx.option("fanout_batch", 2000))
     with ctx.session() as s:
@@ -62,11 +66,6 @@ def fan_out_all(ctx: TickContext) -> int:
 
 
 def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
-    from sqlmodel import col, select
-
-    from mno.store.models.webhooks import WebhookEndpoint
-    from mno.webhooks import endpoints
-
     missing = [i for i in ids if i not in cache]
     if not missing:
         return
@@ -75,11 +74,7 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
             cache[e.id] = (e.url, endpoints.active_secrets(e), e.timeout_s, dict(e.headers))
 
 
-def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Any]:
-    from mno import clock, mail
-    from mno.notify import direct, rules
-    from mno.webhooks.http_sender import Outcome
-
+def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]:
     global _mail_pool
     prepared: list[tuple[Outcome, tuple[str, str, str] | None]] = []
     with ctx.session(write=False) as s:
@@ -91,6 +86,7 @@ def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Any]:
                 else:
                     prepared.append((out, rules.prepare(s, row.target_id, row.body, row.tenant_id)))
             except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
+                # reported: the error is recorded as this delivery's failed attempt
                 out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
                 prepared.append((out, None))
     cfg = mail.config()
@@ -107,7 +103,8 @@ def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Any]:
             mail.send(to, subject, text, cfg=cfg)
             out.success = True
             out.response = f"sent to {to}"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
+            # reported: the error is recorded as this delivery's failed attempt
             out.success, out.error_class, out.error = False, type(exc).__name__, str(exc)
         out.latency_ms = (time.perf_counter() - start) * 1000
         return out
@@ -122,10 +119,10 @@ class InFlight:
     """A claimed batch being sent: its rows, the webhook sends and the email outcomes."""
 
     by_id: dict[Any, ClaimedDelivery]
-    pending: Any  # http_sender.Pending
-    outcomes: list[Any]
+    pending: Pending
+    outcomes: list[Outcome]
 
-    def results(self) -> list[Any]:
+    def results(self) -> list[Outcome]:
         return self.outcomes + self.pending.results()
 
 
@@ -133,9 +130,6 @@ def start_batch(
     ctx: TickContext, claimed: list[ClaimedDelivery], cache: dict[Any, Any]
 ) -> InFlight:
     """Start sending one claimed batch (webhooks in the pool, emails now)."""
-    from mno import clock
-    from mno.webhooks.http_sender import Job, Outcome, sender
-
     by_id = {row.id: row for row in claimed}
     hooks = [r for r in claimed if r.channel == "webhook"]
     mails = [r for r in claimed if r.channel in ("email", "direct_email")]
@@ -171,9 +165,6 @@ def tick(ctx: TickContext) -> TickResult:
 
     At most two claimed batches are sent and not yet recorded at any time: the bound on
     what a killed dispatcher sends again once its leases expire."""
-    from mno.webhooks import delivery_queue
-    from mno.webhooks.retry import Policy
-
     started = time.perf_counter()
     policy = Policy.from_options(ctx.options)
     result = TickResult()
@@ -241,14 +232,7 @@ def tick(ctx: TickContext) -> TickResult:
 
 def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
     """Send a ``webhook.ping`` to one endpoint now and return the delivery with its attempt."""
-    from mno import clock
-    from mno.store.db import session_scope
-    from mno.store.leases import make_owner
-    from mno.webhooks import delivery_queue, endpoints, fanout
-    from mno.webhooks.http_sender import Job, Sender
-    from mno.webhooks.retry import Policy
-
-    owner = make_owner()
+    owner = leases.make_owner()
     now = clock.now()
     with session_scope(db_url) as s:
         e = endpoints.get(s, endpoint_id)
@@ -273,7 +257,7 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
             dict(e.headers),
         )
         claimed = {
-            row["id"]: delivery_queue.ClaimedDelivery(
+            row["id"]: ClaimedDelivery(
                 id=row["id"],
                 channel="webhook",
                 target_id=e.id,
@@ -295,7 +279,5 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
         return delivery_queue.show(s, str(row["id"]))
 
 
-def ctx_lease() -> Any:
-    from datetime import timedelta
-
+def ctx_lease() -> timedelta:
     return timedelta(seconds=60)

@@ -63,6 +63,7 @@ class MnoGroup(TyperGroup):
                 matches = get_close_matches(args[0], self.list_commands(ctx))
                 if matches:
                     names = ", ".join(f"{m!r}" for m in matches)
+                    # the vendored UsageError's message, which click prints
                     exc.message = f"{message.rstrip('.')}. Did you mean {names}?"  # type: ignore[attr-defined]
             raise
 

@@ -2,15 +2,20 @@
 
 ``mno sync run CONNECTION`` runs a sync; ``mno sync run show RUN_ID`` shows a run
 (connection names always contain a '/', so ``show`` cannot be one).
+
+The store and the sync package are imported inside each command, so that ``--help``
+loads no SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, progress, render, success
+from mno.cli.params import csv_list, pairs
+from mno.errors import BadInput
 
 connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_is_help=True)
 connection_app = typer.Typer(
@@ -109,7 +114,6 @@ def connection_add(
     output: OutputOpt = Format.table,
 ) -> None:
     """Connect a tenant to a connector."""
-    from mno.cli.params import csv_list, pairs
     from mno.store.db import session_scope
     from mno.sync import connections
 
@@ -205,11 +209,10 @@ def connection_update(
     output: OutputOpt = Format.table,
 ) -> None:
     """Change a connection's entities, directions, preemption, credentials or base URL."""
-    from mno.cli.params import csv_list, pairs
     from mno.store.db import session_scope
     from mno.sync import connections
 
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}  # only the options given: the others keep their value
     if entities is not None:
         fields["entities"] = csv_list(entities)
     if preemption is not None:
@@ -219,7 +222,7 @@ def connection_update(
     if base_url is not None:
         fields["base_url"] = base_url or None
     with session_scope() as s:
-        row = connections.update(s, name, push=push, pull=pull, **fields)  # type: ignore[arg-type]
+        row = connections.update(s, name, push=push, pull=pull, **fields)
         view = connections.view(s, row)
     if output is Format.table:
         success(f"connection {view['name']} updated")
@@ -255,14 +258,11 @@ def sync_run(
     from mno.sync import views
 
     if connection == "show":
-        from mno.errors import BadInput
-
         if not run_id:
             raise BadInput("missing run id", "mno sync run show RUN_ID")
         with session_scope(write=False) as s:
             render(views.run(s, run_id), output)
         return
-    from mno.cli.output import progress
     from mno.sync import engine
 
     with progress(f"syncing {connection}") as advance:

@@ -1,12 +1,21 @@
-"""mno webhook: endpoints, deliveries, replay, test, a local receiver and a verifier."""
+"""mno webhook: endpoints, deliveries, replay, test, a local receiver and a verifier.
+
+The store, the webhooks package, the dispatcher and the signing code are imported inside
+the commands that use them, so that ``--help`` loads neither SQLAlchemy nor hashlib.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.params import pairs
+from mno.cli.params import since as parse_since
+from mno.errors import BadInput
+from mno.settings import parse_duration
 
 app = typer.Typer(
     help="Webhook endpoints, deliveries, replay and local tools.", no_args_is_help=True
@@ -46,7 +55,6 @@ def add(
     output: OutputOpt = Format.table,
 ) -> None:
     """Register an endpoint; it gets its own whsec_ signing secret."""
-    from mno.cli.params import pairs
     from mno.store.db import session_scope
     from mno.webhooks import endpoints
 
@@ -111,7 +119,6 @@ def update(
     output: OutputOpt = Format.table,
 ) -> None:
     """Change an endpoint's settings."""
-    from mno.cli.params import pairs
     from mno.store.db import session_scope
     from mno.webhooks import endpoints
 
@@ -194,7 +201,6 @@ def deliveries_list(
     output: OutputOpt = Format.table,
 ) -> None:
     """List deliveries, newest first."""
-    from mno.cli.params import since as parse_since
     from mno.store.db import session_scope
     from mno.webhooks import delivery_queue
 
@@ -242,7 +248,6 @@ def replay(
     output: OutputOpt = Format.table,
 ) -> None:
     """Re-queue up to 10,000 deliveries of an endpoint; prints the count."""
-    from mno.cli.params import since as parse_since
     from mno.store.db import session_scope
     from mno.webhooks import delivery_queue
 
@@ -285,7 +290,6 @@ def listen(
     ] = None,
 ) -> None:
     """A local receiver: verify, enforce ±5 min, dedup on webhook-id, print or forward."""
-    from mno.errors import BadInput
     from mno.webhooks import listen as listener
 
     if not secret:
@@ -309,10 +313,7 @@ def verify(
     tolerance: Annotated[str, typer.Option(help="Timestamp tolerance.")] = "5m",
 ) -> None:
     """Check one signature of the body on stdin; exit 0 when valid, 1 when not."""
-    import sys
-
     from mno import signing
-    from mno.settings import parse_duration
 
     body = sys.stdin.buffer.read()
     try:

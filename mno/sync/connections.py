@@ -8,10 +8,14 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+from sqlmodel import col, select
+
 from mno import clock, secrets
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit
+from mno.store import audit, outbox
 from mno.store.models.sync import (
+    SyncConflict,
     SyncConnection,
     SyncConnector,
     SyncCursor,
@@ -19,6 +23,9 @@ from mno.store.models.sync import (
     SyncPush,
     SyncRun,
 )
+from mno.store.models.tenancy import Tenant
+from mno.sync import spec as specmod
+from mno.tenancy import apps, tenants
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -28,8 +35,6 @@ FIRST_RUN_SPREAD = timedelta(hours=1)
 
 
 def get_connector(session: Session, name: str) -> SyncConnector:
-    from sqlmodel import select
-
     row = session.exec(select(SyncConnector).where(SyncConnector.name == name)).first()
     if row is None:
         raise NotFound(f"connector {name} not found", "see `mno connector list`")
@@ -37,8 +42,6 @@ def get_connector(session: Session, name: str) -> SyncConnector:
 
 
 def get(session: Session, name_or_id: str | uuid.UUID) -> SyncConnection:
-    from sqlmodel import select
-
     row = None
     if isinstance(name_or_id, uuid.UUID):
         row = session.get(SyncConnection, name_or_id)
@@ -66,9 +69,6 @@ def add(
     credentials: dict[str, str] | None = None,
     base_url: str | None = None,
 ) -> SyncConnection:
-    from mno.sync import spec as specmod
-    from mno.tenancy import apps, tenants
-
     tenant = tenants.get(session, tenant_key)
     connector = get_connector(session, connector_name)
     spec = specmod.of(connector)
@@ -89,8 +89,6 @@ def add(
     if not ok:
         raise Conflict(f"tenant {tenant.key} may not use app {app.code}: {reason}")
     name = f"{tenant.key}/{connector.name}"
-    from sqlmodel import select
-
     if session.exec(select(SyncConnection).where(SyncConnection.name == name)).first():
         raise Conflict(f"connection {name} already exists")
     row = SyncConnection(
@@ -160,15 +158,11 @@ def update(
 
     Dropping an entity drops its cursor too, so adding it back later pulls it in full;
     its id maps stay, so records already linked are not created twice."""
-    import sqlalchemy as sa
-
-    from mno.store import outbox
-    from mno.sync import spec as specmod
-
     row = get(session, name)
     before = audit.jsonable(view(session, row)) | {"base_url": row.base_url}
     if entities is not None:
         connector = session.get(SyncConnector, row.connector_id)
+        assert connector is not None  # a foreign key: the connector outlives its connections
         known = [e.canonical for e in specmod.of(connector).entities]
         for entity in entities:
             if entity not in known:
@@ -179,8 +173,8 @@ def update(
         if dropped:
             session.execute(
                 sa.delete(SyncCursor).where(
-                    SyncCursor.connection_id == row.id,  # type: ignore[arg-type]
-                    SyncCursor.entity.in_(dropped),  # type: ignore[attr-defined]
+                    col(SyncCursor.connection_id) == row.id,
+                    col(SyncCursor.entity).in_(dropped),
                 )
             )
         row.entities = list(entities)
@@ -227,22 +221,18 @@ def update(
 
 
 def remove(session: Session, name: str) -> None:
-    import sqlalchemy as sa
-
-    from mno.store.models.sync import SyncConflict
-
     row = get(session, name)
     # lock the row first: a sync page transaction holds it (``engine.hold_connection``)
     # until it commits, so the deletes below see every id map it wrote, and later pages
     # find the connection gone
     session.execute(
-        sa.select(SyncConnection.id).where(SyncConnection.id == row.id).with_for_update()  # type: ignore[arg-type]
+        sa.select(col(SyncConnection.id)).where(col(SyncConnection.id) == row.id).with_for_update()
     )
     before = audit.jsonable(view(session, row))
     for model in (SyncIdMap, SyncCursor, SyncPush, SyncConflict):
-        session.execute(sa.delete(model).where(model.connection_id == row.id))  # type: ignore[attr-defined]
+        session.execute(sa.delete(model).where(col(model.connection_id) == row.id))
     session.execute(
-        sa.update(SyncRun).where(SyncRun.connection_id == row.id).values(connection_id=None)  # type: ignore[arg-type]
+        sa.update(SyncRun).where(col(SyncRun.connection_id) == row.id).values(connection_id=None)
     )
     session.delete(row)
     audit.record(
@@ -257,8 +247,6 @@ def remove(session: Session, name: str) -> None:
 
 
 def view(session: Session, row: SyncConnection) -> dict[str, Any]:
-    from mno.store.models.tenancy import Tenant
-
     tenant = session.get(Tenant, row.tenant_id)
     connector = session.get(SyncConnector, row.connector_id)
     return {
@@ -279,11 +267,7 @@ def view(session: Session, row: SyncConnection) -> dict[str, Any]:
 
 
 def list_connections(session: Session, tenant_key: str | None = None) -> list[dict[str, Any]]:
-    from sqlmodel import select
-
     stmt = select(SyncConnection).order_by(SyncConnection.name)
     if tenant_key:
-        from mno.tenancy import tenants
-
         stmt = stmt.where(SyncConnection.tenant_id == tenants.get(session, tenant_key).id)
     return [view(session, r) for r in session.exec(stmt)]

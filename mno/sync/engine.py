@@ -16,6 +16,9 @@ Guarantees:
   holder died on this host is taken over at once (``leases.take_lock``).
 - After 3 consecutive failed runs a connection is in recovery mode for 24 h (Maestrano)
   and is skipped unless forced.
+
+The REST client (and with it httpx) is imported when a run starts, not with this module,
+which the daemons and the API load at start-up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
 
 from mno import clock
 from mno.errors import Conflict, MnoError
@@ -39,6 +44,7 @@ from mno.store.models.sync import (
     SyncRecord,
     SyncRun,
 )
+from mno.sync import connections
 from mno.sync.page_writer import checkpoint_wal
 from mno.sync.pages import Ctx, fetch_page, map_page
 from mno.sync.pull import ProgressFn, pull_entity
@@ -100,7 +106,7 @@ def start_run(
     # a run left "running" by a crashed process is closed; its checkpoint stays
     session.execute(
         sa.update(SyncRun)
-        .where(SyncRun.connection_id == connection.id, SyncRun.status == "running")  # type: ignore[arg-type]
+        .where(col(SyncRun.connection_id) == connection.id, col(SyncRun.status) == "running")
         .values(status="error", error="interrupted", finished_at=clock.now())
     )
     run = SyncRun(connection_id=connection.id, entity=entity, full=full, forced=force, owner=owner)
@@ -122,8 +128,7 @@ def run(
     propagate: bool = True,
 ) -> SyncRun:
     """One foreground run of one connection: pull each entity, then push what is queued."""
-    from mno.sync import connections
-    from mno.sync.rest import RestClient
+    from mno.sync.rest import RestClient  # lazy: httpx (see the module docstring)
 
     owner = owner or leases.make_owner()
 
@@ -227,8 +232,6 @@ def finish_run(
 
 
 def due_connections(session: Session, limit: int = 10) -> list[uuid.UUID]:
-    from sqlmodel import col, select
-
     now = clock.now()
     next_run_at = col(SyncConnection.next_run_at)
     rows = session.exec(
@@ -248,7 +251,7 @@ def schedule_next(
     nxt = clock.now() + interval * (1 + random.uniform(0, jitter))
     session.execute(
         sa.update(SyncConnection)
-        .where(SyncConnection.id == connection_id)  # type: ignore[arg-type]
+        .where(col(SyncConnection.id) == connection_id)
         .values(next_run_at=nxt)
     )
 
@@ -257,9 +260,6 @@ def iter_changes(session: Session, record_id: uuid.UUID) -> Iterator[SyncChange]
     """A record's changes in order. A pulled create's compact change row (``after``
     NULL) gets its after-state back: the next change's before-state, or the record's
     data when nothing changed it since."""
-    from sqlalchemy.orm.attributes import set_committed_value
-    from sqlmodel import col, select
-
     rows = list(
         session.exec(
             select(SyncChange)

@@ -6,7 +6,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from json import encoder as json_encoder
+from typing import Any, cast
 
 from mno.sync.spec import Entity, FieldMap
 
@@ -106,14 +107,13 @@ def _compact_encoder(sort_keys: bool) -> Callable[[Any], str]:
     with its C encoder built once rather than on every call (which costs more than
     encoding a small record) and without the check for circular references: the data
     encoded here was parsed from JSON or built from it, never circular."""
-    from json import encoder
-
-    make = encoder.c_make_encoder
+    # the C encoder factory is private to json.encoder (None without the accelerator)
+    make: Callable[..., Any] | None = getattr(json_encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator: the standard encoder
         return json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), default=str).encode
     # markers (None: no circular check), default, string encoder, indent, separators,
     # sort_keys, skipkeys, allow_nan
-    escape = encoder.encode_basestring_ascii
+    escape = json_encoder.encode_basestring_ascii
     encode = make(None, str, escape, None, ":", ",", sort_keys, False, True)
     return lambda value: "".join(encode(value, 0))
 
@@ -234,7 +234,7 @@ def _compile_page_mapper(entity: Entity) -> Callable[..., Any]:
     )
     env["map_one"] = lambda raw: map_record(entity, raw)
     exec(compile(source, f"<mno page mapper: {entity.canonical}>", "exec"), env)  # noqa: S102
-    return env["map_records"]  # type: ignore[no-any-return]
+    return cast("Callable[..., Any]", env["map_records"])
 
 
 def map_record(entity: Entity, raw: Any) -> Mapped | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -30,8 +31,11 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mno import clock
+from sqlmodel import Session
+
+from mno import clock, settings
 from mno.errors import Conflict
+from mno.store.db import get_engine, is_sqlite
 from mno.store.models.core import LeaseLock
 from mno.store.models.sync import SyncCursor, SyncRun
 from mno.store.types import table_of
@@ -39,7 +43,6 @@ from mno.sync.runlock import LOCK_TTL, hold_connection, lock_name
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
-    from sqlmodel import Session
 
     from mno.sync.pages import Ctx, Pulled
 
@@ -205,8 +208,6 @@ class Backfill:
         self.thread.join()
 
     def _loop(self) -> None:
-        import sqlite3
-
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             while True:
@@ -240,8 +241,6 @@ class HeldConnections:
     def scope(self) -> Iterator[Session]:
         """One transaction on this thread's connection: committed on success, rolled
         back on any error."""
-        from sqlmodel import Session
-
         conn = getattr(self.local, "conn", None)
         if conn is None:
             conn = self.local.conn = self.engine.connect()
@@ -370,8 +369,6 @@ def _open_page_sqlite(conn: sa.Connection, ctx: Ctx, now: datetime) -> tuple[int
 def wait_for_flush() -> bool:
     """Whether a page transaction on PostgreSQL waits for its WAL to reach disk
     (``sync.synchronous_commit`` in the profile; off by default, see ``_CLOSE_PAGE_PG``)."""
-    from mno import settings
-
     return bool(settings.profile_value("sync.synchronous_commit", False))
 
 
@@ -390,8 +387,6 @@ def tune_sqlite(session: Session) -> None:
 def checkpoint_wal(db_url: str | None) -> None:
     """SQLite: copy the write-ahead log of a large run back into the database now
     (PASSIVE: it waits for nobody), so the next writer's commit does not pay for it."""
-    from mno.store.db import get_engine, is_sqlite
-
     engine = get_engine(db_url)
     if not is_sqlite(engine):
         return

@@ -10,10 +10,12 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlmodel import col, select
 
 from mno import clock
 from mno.errors import Conflict
@@ -48,7 +50,8 @@ def pull_entity(
     since = cp["since"]
     since_param = None
     if since and ctx.entity.incremental:
-        since_param = mapping.format_time(mapping.parse_time(since), ctx.entity.incremental.format)  # type: ignore[arg-type]
+        since_at = cast(datetime, mapping.parse_time(since))  # a checkpoint's time, never None
+        since_param = mapping.format_time(since_at, ctx.entity.incremental.format)
     cp = pull_pages(scope, client, ctx, cp, engine, since_param, progress)
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
@@ -315,13 +318,11 @@ def _renew(session: Session, ctx: Ctx) -> None:
 
 def _save_counts(session: Session, ctx: Ctx) -> None:
     session.execute(
-        sa.update(SyncRun).where(SyncRun.id == ctx.run_id).values(counts=dict(ctx.counts))  # type: ignore[arg-type]
+        sa.update(SyncRun).where(col(SyncRun.id) == ctx.run_id).values(counts=dict(ctx.counts))
     )
 
 
 def _cursor(session: Session, connection_id: uuid.UUID, entity: str) -> SyncCursor:
-    from sqlmodel import select
-
     row = session.exec(
         select(SyncCursor).where(
             SyncCursor.connection_id == connection_id, SyncCursor.entity == entity

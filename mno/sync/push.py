@@ -1,6 +1,9 @@
 """The push queue and its delivery: every change queues a push to the tenant's other
 connections that push the entity; delivery writes each to its app and keeps the pushed
-hash on the id map, so the change coming back is recognised as an echo."""
+hash on the id map, so the change coming back is recognised as an echo.
+
+The REST client (and with it httpx) is imported when pushes are delivered, not with this
+module, which every sync module and the daemons load."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlmodel import col, select
 
 from mno import clock
 from mno.errors import MnoError
@@ -69,8 +73,6 @@ def queue_pushes(
 
 def push_targets(session: Session, connection: SyncConnection, entity: str) -> list[uuid.UUID]:
     """The tenant's other connections that push this entity."""
-    from sqlmodel import select
-
     out = []
     rows = session.exec(
         select(SyncConnection, SyncConnector)
@@ -90,8 +92,6 @@ def push_targets(session: Session, connection: SyncConnection, entity: str) -> l
 
 def ignored_fields(session: Session, tenant_id: uuid.UUID, entity: str) -> list[str]:
     """The volatile fields the tenant's connectors leave out of this entity's hash."""
-    from sqlmodel import select
-
     out: set[str] = set()
     rows = session.exec(
         select(SyncConnector.spec)
@@ -118,7 +118,7 @@ def deliver(
 
     Returns (pushed, failed). Each write is followed by its id-map update (pushed hash,
     time) so the change is not pulled back as new (echo suppression)."""
-    from mno.sync.rest import RestClient
+    from mno.sync.rest import RestClient  # lazy: httpx (see the module docstring)
 
     pushed = failed = 0
     own_client = client is None
@@ -185,8 +185,6 @@ def push_one(
     push_id: uuid.UUID,
     owner: str,
 ) -> None:
-    from sqlmodel import select
-
     with session_scope(db_url, write=False) as session:
         push = session.get(SyncPush, push_id)
         assert push is not None
@@ -207,7 +205,7 @@ def push_one(
             with session_scope(db_url) as session:
                 session.execute(
                     sa.update(SyncIdMap)
-                    .where(SyncIdMap.id == idmap.id)  # type: ignore[arg-type]
+                    .where(col(SyncIdMap.id) == idmap.id)
                     .values(pushed_hash="deleted", last_pushed_at=clock.now())
                 )
                 leases.complete(session, SyncPush, [push_id], owner)
@@ -247,7 +245,7 @@ def push_one(
         else:
             session.execute(
                 sa.update(SyncIdMap)
-                .where(SyncIdMap.id == idmap.id)  # type: ignore[arg-type]
+                .where(col(SyncIdMap.id) == idmap.id)
                 .values(pushed_hash=record.content_hash, last_pushed_at=now)
             )
         leases.complete(session, SyncPush, [push_id], owner)
@@ -257,8 +255,6 @@ def pending_targets(
     tenant_id: uuid.UUID, *, exclude: uuid.UUID | None = None, db_url: str | None = None
 ) -> list[uuid.UUID]:
     """The tenant's unpaused connections with pending pushes, but ``exclude``."""
-    from sqlmodel import select
-
     with session_scope(db_url, write=False) as session:
         ids = list(
             session.exec(

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from mno import secrets
 from mno.errors import MnoError, Unavailable
 from mno.sync.spec import Auth, ConnectorSpec
 
@@ -61,8 +62,6 @@ def auth_headers(auth: Auth, credentials: dict[str, Any] | None = None) -> dict[
     """Headers for the connector's auth; ``secret:NAME`` values are resolved here only.
 
     A connection may override any auth field with its own secret reference."""
-    from mno import secrets
-
     values = auth.model_dump()
     for key, value in (credentials or {}).items():
         if key in values and value:

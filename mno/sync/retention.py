@@ -17,9 +17,10 @@ rows they deleted, so the caller commits between batches and stops when a batch 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 
 from mno.store.models.sync import SyncChange, SyncConflict, SyncPush, SyncRun
 from mno.store.types import table_of
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
 FINISHED_PUSH = ("done", "skipped", "failed")
+
+
+def _delete(session: Session, stmt: sa.Delete) -> int:
+    """Run a DELETE and return the rows it removed."""
+    # a DML statement's result is a CursorResult, which Session.execute does not declare
+    return cast("CursorResult[Any]", session.execute(stmt)).rowcount or 0
 
 
 def prune_pushes(session: Session, before: datetime, limit: int) -> int:
@@ -39,7 +46,7 @@ def prune_pushes(session: Session, before: datetime, limit: int) -> int:
         .limit(limit)
         .scalar_subquery()
     )
-    return session.execute(sa.delete(p).where(p.c.id.in_(pick))).rowcount or 0
+    return _delete(session, sa.delete(p).where(p.c.id.in_(pick)))
 
 
 def prunable_runs(before: datetime) -> sa.Select[tuple[object]]:
@@ -76,10 +83,8 @@ def prune_runs(session: Session, before: datetime, limit: int) -> int:
     if not runs:
         return 0
     pick = sa.select(c.c.seq).where(c.c.run_id.in_(runs)).limit(limit).scalar_subquery()
-    deleted = session.execute(sa.delete(c).where(c.c.seq.in_(pick))).rowcount or 0
-    deleted += session.execute(sa.delete(f).where(f.c.run_id.in_(runs))).rowcount or 0
+    deleted = _delete(session, sa.delete(c).where(c.c.seq.in_(pick)))
+    deleted += _delete(session, sa.delete(f).where(f.c.run_id.in_(runs)))
     emptied = sa.select(c.c.run_id).where(c.c.run_id.in_(runs)).distinct()
-    deleted += (
-        session.execute(sa.delete(r).where(r.c.id.in_(runs), r.c.id.not_in(emptied))).rowcount or 0
-    )
+    deleted += _delete(session, sa.delete(r).where(r.c.id.in_(runs), r.c.id.not_in(emptied)))
     return deleted

@@ -8,22 +8,28 @@ what ``mno connector apply -f`` and GitOps call.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlmodel import select
 
+from mno import safeyaml
 from mno.errors import BadInput
+from mno.store import audit
+from mno.store.models.sync import SyncConnector
+from mno.tenancy import apps
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.store.models.sync import SyncConnector
-
-TRANSFORMS = ("lower", "upper", "strip", "int", "float", "str", "bool", "iso8601", "epoch")
+Transform = Literal["lower", "upper", "strip", "int", "float", "str", "bool", "iso8601", "epoch"]
+TRANSFORMS: tuple[str, ...] = get_args(Transform)
 
 
 class Model(BaseModel):
@@ -106,7 +112,7 @@ class Deleted(Model):
 
 class FieldMap(Model):
     source: str
-    transform: Literal[TRANSFORMS] | None = None  # type: ignore[valid-type]
+    transform: Transform | None = None
     default: Any = None
 
 
@@ -138,7 +144,8 @@ class Entity(Model):
     updated_at: str | None = None
     deleted: Deleted | None = None
     mapping: dict[str, str | FieldMap]
-    ignore_fields: list[str] = Field(default_factory=list)
+    # ``list`` is a field of this model: the builtin is spelled in full below
+    ignore_fields: builtins.list[str] = Field(default_factory=builtins.list)
     push: Push | None = None
 
     @field_validator("canonical")
@@ -195,8 +202,6 @@ class ConnectorSpec(Model):
 
 
 def _marks(node: Any, prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    import yaml
-
     out.setdefault(prefix, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -224,10 +229,6 @@ def _error(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int])
 
 
 def parse(text: str, source: str = "<string>") -> ConnectorSpec:
-    import yaml
-
-    from mno import safeyaml
-
     try:
         node = safeyaml.compose(text, source)
         data = safeyaml.construct(node)
@@ -264,12 +265,6 @@ def apply(
     session: Session, spec: ConnectorSpec, source: str | None = None
 ) -> tuple[SyncConnector, str]:
     """Create or update the connector; returns (row, "created"|"updated"|"unchanged")."""
-    from sqlmodel import select
-
-    from mno.store import audit
-    from mno.store.models.sync import SyncConnector
-    from mno.tenancy import apps
-
     app = apps.get(session, spec.app)
     if app.stack not in ("connector", "cloud"):
         raise BadInput(

@@ -12,13 +12,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import sqlalchemy as sa
+from sqlmodel import col, select
 
-from mno import clock
+from mno import clock, mail
 from mno.errors import BadInput, NotFound
-from mno.store import audit, leases, outbox
+from mno.store import audit, buckets, leases, outbox
+from mno.store.bulk import Rows
 from mno.store.models.webhooks import (
     NotifyRule,
     WebhookAttempt,
@@ -27,6 +29,7 @@ from mno.store.models.webhooks import (
     WebhookEndpoint,
 )
 from mno.store.types import table_of
+from mno.webhooks import endpoints
 from mno.webhooks.retry import Policy, parse_retry_after
 
 if TYPE_CHECKING:
@@ -140,8 +143,6 @@ def _claim_limited(
 
 def take_tokens(session: Session, endpoint_id: uuid.UUID, rate: float, want: int) -> int:
     """Take up to ``want`` whole tokens from the endpoint's bucket (capacity: 1 s of rate)."""
-    from mno.store import buckets
-
     got, _ = buckets.take(
         session,
         table_of(WebhookBucket),
@@ -183,10 +184,26 @@ def record(
     res = Recorded()
     if not outcomes:
         return res
-    from mno.store.bulk import Rows
+    _log_attempts(session, owner, outcomes, now)
+    ok = [o for o in outcomes if o.ok]
+    bad = [o for o in outcomes if not o.ok]
+    ok_targets, done_ids = _complete_succeeded(session, owner, claimed, ok, now)
+    res.succeeded = len(done_ids)
+    res.lost_lease += len(ok) - res.succeeded
+    exhausted, gone, failed_targets = _retry_failed(session, owner, claimed, bad, policy, now)
+    _scrub_direct(session, claimed, done_ids | {r.id for r in exhausted})
+    res.exhausted = len(exhausted)
+    res.retried = len(bad) - len(exhausted)
+    if exhausted:
+        _emit_exhausted(session, exhausted)
+    res.disabled = _endpoint_health(session, ok_targets, failed_targets, gone, policy, now)
+    return res
 
+
+def _log_attempts(session: Session, owner: str, outcomes: list[Outcome], now: datetime) -> None:
+    """One attempt row per outcome, in one bulk insert."""
     Rows(session.connection()).insert_columns(
-        WebhookAttempt.__table__,  # type: ignore[arg-type]
+        table_of(WebhookAttempt),
         {
             "delivery_id": [o.delivery_id for o in outcomes],
             "at": [o.at for o in outcomes],
@@ -197,8 +214,17 @@ def record(
         },
         {"created_at": now, "updated_at": now, "owner": owner},
     )
-    ok = [o for o in outcomes if o.ok]
-    bad = [o for o in outcomes if not o.ok]
+
+
+def _complete_succeeded(
+    session: Session,
+    owner: str,
+    claimed: dict[Any, ClaimedDelivery],
+    ok: list[Outcome],
+    now: datetime,
+) -> tuple[set[Any], set[Any]]:
+    """Mark the successes done (one statement per status code) while ``owner`` still holds
+    their lease. Returns the targets that got a success and the ids marked done."""
     ok_targets: set[Any] = set()
     done_ids: set[Any] = set()
     by_code: dict[int | None, list[Any]] = {}
@@ -219,10 +245,21 @@ def record(
                 "updated_at": now,
             },
         )
-        res.succeeded += len(done)
         done_ids.update(done)
         ok_targets |= {claimed[i].target_id for i in done}
-    res.lost_lease += len(ok) - res.succeeded
+    return ok_targets, done_ids
+
+
+def _retry_failed(
+    session: Session,
+    owner: str,
+    claimed: dict[Any, ClaimedDelivery],
+    bad: list[Outcome],
+    policy: Policy,
+    now: datetime,
+) -> tuple[list[ClaimedDelivery], set[Any], set[Any]]:
+    """Schedule the failures' next attempt or exhaust them (one executemany). Returns the
+    exhausted deliveries, the endpoints that answered 410 Gone and every failed target."""
     retry_rows: list[dict[str, Any]] = []
     exhausted: list[ClaimedDelivery] = []
     gone: set[Any] = set()
@@ -268,29 +305,41 @@ def record(
             )
         )
         session.connection().execute(stmt, retry_rows)
-    _scrub_direct(session, claimed, done_ids | {r.id for r in exhausted})
-    res.exhausted = len(exhausted)
-    res.retried = len(bad) - len(exhausted)
-    if exhausted:
-        outbox.emit_many(
-            session,
-            [
-                (
-                    "webhook.delivery_exhausted",
-                    {
-                        "delivery_id": str(r.id),
-                        "channel": r.channel,
-                        "endpoint_id": str(r.target_id),
-                        "event_id": str(r.event_id),
-                        "event_type": r.event_type,
-                        "attempts": int(r.attempts),
-                    },
-                    r.tenant_id,
-                )
-                for r in exhausted
-            ],
-        )
-    # endpoint health: a success clears the failing clock, a failure starts it
+    return exhausted, gone, failed_targets
+
+
+def _emit_exhausted(session: Session, exhausted: list[ClaimedDelivery]) -> None:
+    outbox.emit_many(
+        session,
+        [
+            (
+                "webhook.delivery_exhausted",
+                {
+                    "delivery_id": str(r.id),
+                    "channel": r.channel,
+                    "endpoint_id": str(r.target_id),
+                    "event_id": str(r.event_id),
+                    "event_type": r.event_type,
+                    "attempts": int(r.attempts),
+                },
+                r.tenant_id,
+            )
+            for r in exhausted
+        ],
+    )
+
+
+def _endpoint_health(
+    session: Session,
+    ok_targets: set[Any],
+    failed_targets: set[Any],
+    gone: set[Any],
+    policy: Policy,
+    now: datetime,
+) -> int:
+    """A success clears an endpoint's failing clock, a failure starts it; endpoints failing
+    longer than the policy allows, or gone, are disabled. Returns how many were disabled."""
+    disabled = 0
     webhook_ok = [t for t in ok_targets if t not in failed_targets]
     if webhook_ok:
         session.execute(
@@ -316,16 +365,14 @@ def record(
             .all()
         )
         for eid in set(stale) | gone:
-            res.disabled += disable(
+            disabled += disable(
                 session, eid, "410 Gone" if eid in gone else f"failing for {policy.disable_after}"
             )
-    return res
+    return disabled
 
 
 def _scrub_direct(session: Session, claimed: dict[Any, ClaimedDelivery], ids: set[Any]) -> None:
     """Direct emails that are done keep their recipe without the sealed values."""
-    from mno import mail
-
     rows = [
         {"b_id": i, "b_body": mail.scrub_direct(claimed[i].body)}
         for i in ids
@@ -400,8 +447,6 @@ def list_deliveries(
         .limit(limit)
     )
     if endpoint:
-        from mno.webhooks import endpoints
-
         stmt = stmt.where(D.c.target_id == endpoints.get(session, endpoint).id)
     if status:
         if status not in STATUSES:
@@ -444,36 +489,37 @@ def show(session: Session, delivery_id: str) -> dict[str, Any]:
     d = session.get(WebhookDelivery, did)
     if d is None:
         raise NotFound(f"no delivery {delivery_id}")
-    from sqlmodel import col, select
-
     attempts = session.exec(
         select(WebhookAttempt)
         .where(WebhookAttempt.delivery_id == did)
         .order_by(col(WebhookAttempt.at))
     ).all()
-    return audit.jsonable(
-        {
-            "id": str(d.id),
-            "channel": d.channel,
-            "target": str(d.target_id),
-            "event_id": str(d.event_id),
-            "event_type": d.event_type,
-            "status": d.status,
-            "attempts": d.attempts,
-            "next_attempt_at": d.next_attempt_at,
-            "last_error": d.last_error,
-            "body": d.body,
-            "attempt_log": [
-                {
-                    "at": a.at,
-                    "status_code": a.status_code,
-                    "latency_ms": a.latency_ms,
-                    "error_class": a.error_class,
-                    "response": a.response,
-                }
-                for a in attempts
-            ],
-        }
+    return cast(
+        "dict[str, Any]",
+        audit.jsonable(
+            {
+                "id": str(d.id),
+                "channel": d.channel,
+                "target": str(d.target_id),
+                "event_id": str(d.event_id),
+                "event_type": d.event_type,
+                "status": d.status,
+                "attempts": d.attempts,
+                "next_attempt_at": d.next_attempt_at,
+                "last_error": d.last_error,
+                "body": d.body,
+                "attempt_log": [
+                    {
+                        "at": a.at,
+                        "status_code": a.status_code,
+                        "latency_ms": a.latency_ms,
+                        "error_class": a.error_class,
+                        "response": a.response,
+                    }
+                    for a in attempts
+                ],
+            }
+        ),
     )
 
 
@@ -486,8 +532,6 @@ def replay(
     status: str = "exhausted",
 ) -> int:
     """Re-queue up to 10,000 deliveries of one endpoint (attempt count starts over)."""
-    from mno.webhooks import endpoints
-
     if status not in ("exhausted", "failed", "all"):
         raise BadInput(f"bad status {status!r}", "one of: exhausted, failed, all")
     e = endpoints.get(session, endpoint)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlmodel import col, select
 
 from mno import clock, crypto, settings, signing
 from mno.errors import BadInput, NotFound
 from mno.store import audit, outbox
-from mno.store.models.webhooks import WebhookEndpoint
+from mno.store.models.tenancy import Tenant
+from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
+from mno.store.types import table_of
+from mno.tenancy import tenants
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -59,8 +65,6 @@ def get(session: Session, endpoint_id: str | uuid.UUID) -> WebhookEndpoint:
     row = session.get(WebhookEndpoint, eid) if eid else None
     if row is None:
         # allow a unique id prefix
-        from sqlmodel import select
-
         matches = [
             e
             for e in session.exec(select(WebhookEndpoint))
@@ -75,8 +79,6 @@ def get(session: Session, endpoint_id: str | uuid.UUID) -> WebhookEndpoint:
 def _tenant_id(session: Session, key: str | None) -> uuid.UUID | None:
     if not key:
         return None
-    from mno.tenancy import tenants
-
     return tenants.get(session, key).id
 
 
@@ -99,7 +101,7 @@ def view(e: WebhookEndpoint, *, reveal: bool = False) -> dict[str, Any]:
     }
     if reveal:
         out["secret"] = crypto.decrypt(e.secret_enc)
-    return audit.jsonable(out)
+    return cast("dict[str, Any]", audit.jsonable(out))
 
 
 def _snapshot(e: WebhookEndpoint) -> dict[str, Any]:
@@ -150,13 +152,11 @@ def add(
 def add_many(session: Session, items: list[dict[str, Any]]) -> list[WebhookEndpoint]:
     """Register many endpoints at once (``add()``'s keywords per item), with the same
     checks, audit rows and events, in one statement per table."""
-    import sqlalchemy as sa
-
     if not items:
         return []
-    from mno.store.models.tenancy import Tenant
-
-    keys = dict(session.execute(sa.select(Tenant.key, Tenant.id)).all())
+    keys: dict[str, uuid.UUID] = dict(
+        session.execute(sa.select(col(Tenant.key), col(Tenant.id))).tuples().all()
+    )
     rows = []
     for item in items:
         fields = dict(item)
@@ -224,8 +224,6 @@ def _new(
 def list_endpoints(
     session: Session, *, tenant: str | None = None, enabled: bool | None = None
 ) -> list[WebhookEndpoint]:
-    from sqlmodel import col, select
-
     stmt = select(WebhookEndpoint).order_by(col(WebhookEndpoint.created_at))
     if tenant:
         stmt = stmt.where(WebhookEndpoint.tenant_id == _tenant_id(session, tenant))
@@ -307,13 +305,9 @@ def set_enabled(
 
 
 def delete(session: Session, endpoint_id: str) -> None:
-    import sqlalchemy as sa
-
-    from mno.store.models.webhooks import WebhookDelivery
-
     e = get(session, endpoint_id)
     before = _snapshot(e)
-    t = WebhookDelivery.__table__
+    t = table_of(WebhookDelivery)
     session.execute(
         sa.update(t)
         .where(t.c.target_id == e.id, t.c.status == "pending")

@@ -24,17 +24,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from mno import clock
 from mno.events import matches
 from mno.store import cursors
+from mno.store.bulk import Rows
 from mno.store.models.core import Event
 from mno.store.models.webhooks import NotifyRule, WebhookDelivery, WebhookEndpoint, WebhookFanout
+from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -67,15 +72,13 @@ class FanoutResult:
 
 
 def _state(session: Session, name: str) -> Any:
-    t = WebhookFanout.__table__
+    t = table_of(WebhookFanout)
     stmt = sa.select(t).where(t.c.name == name)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
     if row is not None:
         return row
-    from sqlalchemy.exc import IntegrityError
-
     now = clock.now()
     try:
         with session.begin_nested():
@@ -103,11 +106,9 @@ def insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert delivery rows (dicts of every column); an (event, target) pair is kept once."""
     if not rows:
         return 0
-    from mno.store.bulk import Rows
-
     names = list(rows[0])
     return Rows(session.connection()).insert_columns(
-        WebhookDelivery.__table__,  # type: ignore[arg-type]
+        table_of(WebhookDelivery),
         {k: [r[k] for r in rows] for k in names},
         conflict=["event_id", "target_id"],
     )
@@ -153,87 +154,14 @@ def fan_out(
     state = _state(session, name)
     high = int(state.high)
     gaps: dict[str, str] = dict(state.gaps or {})
-    et = Event.__table__
-    cond = et.c.seq > high
-    if gaps:
-        cond = sa.or_(cond, et.c.seq.in_([int(g) for g in gaps]))
-    events = session.execute(
-        sa.select(et.c.id, et.c.seq, et.c.type, et.c.tenant_id, et.c.payload, et.c.created_at)
-        .where(cond)
-        .order_by(et.c.seq)
-        .limit(limit)
-    ).all()
+    events = _unseen_events(session, high, gaps, limit)
     now = clock.now()
     result = FanoutResult()
     if events:
-        from sqlmodel import select
-
-        # a disabled endpoint gets nothing emitted while it is disabled (as Svix does)
-        endpoints = list(
-            session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True))  # noqa: E712
-        )
-        rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
-        cols: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "channel",
-                "target_id",
-                "event_id",
-                "seq",
-                "event_type",
-                "event_at",
-                "tenant_id",
-                "body",
-                "ordered",
-            )
-        }
-
-        def add(channel: str, target: Any, ev: Any, body: str, ordered: bool) -> None:
-            for k, v in (
-                ("channel", channel),
-                ("target_id", target),
-                ("event_id", ev.id),
-                ("seq", ev.seq),
-                ("event_type", ev.type),
-                ("event_at", ev.created_at),
-                ("tenant_id", ev.tenant_id),
-                ("body", body),
-                ("ordered", ordered),
-            ):
-                cols[k].append(v)
-
-        # which endpoints and rules take an event depends on its type and tenant (and,
-        # for the events about an endpoint, on its payload): matched once per pair
-        hooks_for: dict[tuple[str, Any], list[Any]] = {}
-        rules_for: dict[tuple[str, Any], list[Any]] = {}
-        for ev in events:
-            body: str | None = None
-            payload = ev.payload or {}
-            key = (ev.type, ev.tenant_id)
-            hooks = hooks_for.get(key)
-            if hooks is None:
-                hooks = hooks_for[key] = [
-                    e for e in endpoints if endpoint_matches(e, ev.type, ev.tenant_id, {})
-                ]
-                rules_for[key] = [
-                    r
-                    for r in rules
-                    if (r.tenant_id is None or r.tenant_id == ev.tenant_id)
-                    and any(matches(p, ev.type) for p in r.events)
-                ]
-            for e in hooks:
-                if ev.type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id):
-                    continue
-                body = body or body_for(ev.type, ev.created_at, payload)
-                add("webhook", e.id, ev, body, e.ordered)
-            for r in rules_for[key]:
-                body = body or body_for(ev.type, ev.created_at, payload)
-                add("email", r.id, ev, body, False)
+        cols = _delivery_columns(session, events)
         if cols["event_id"]:
-            from mno.store.bulk import Rows
-
             result.deliveries = Rows(session.connection()).insert_columns(
-                WebhookDelivery.__table__,  # type: ignore[arg-type]
+                table_of(WebhookDelivery),
                 cols,
                 {
                     "created_at": now,
@@ -245,27 +173,132 @@ def fan_out(
                 conflict=["event_id", "target_id"],
             )
         result.events = len(events)
-        seen = {int(ev.seq) for ev in events}
-        for s in seen:
-            gaps.pop(str(s), None)
-        top = max(seen)
-        if top > high:
-            stamp = now.isoformat()
-            # a fresh consumer starts at the oldest event still in the outbox
-            start = high + 1 if high > 0 else min(seen)
-            for s in range(start, top):
-                if s not in seen:
-                    gaps[str(s)] = stamp
-            high = top
-    # drop gaps older than the grace window
+        high = _note_gaps(events, high, gaps, now)
+    gaps = _save_state(session, name, high, gaps, now, gap_grace)
+    result.gaps = len(gaps)
+    result.high = high
+    return result
+
+
+def _unseen_events(
+    session: Session, high: int, gaps: dict[str, str], limit: int
+) -> Sequence[sa.Row[Any]]:
+    """Up to ``limit`` events above ``high`` or in ``gaps``, in seq order."""
+    et = table_of(Event)
+    cond = et.c.seq > high
+    if gaps:
+        cond = sa.or_(cond, et.c.seq.in_([int(g) for g in gaps]))
+    return session.execute(
+        sa.select(et.c.id, et.c.seq, et.c.type, et.c.tenant_id, et.c.payload, et.c.created_at)
+        .where(cond)
+        .order_by(et.c.seq)
+        .limit(limit)
+    ).all()
+
+
+def _delivery_columns(session: Session, events: Sequence[sa.Row[Any]]) -> dict[str, list[Any]]:
+    """The deliveries of ``events`` to the enabled endpoints and notify rules that take
+    them, as columns for one bulk insert."""
+    # a disabled endpoint gets nothing emitted while it is disabled (as Svix does)
+    endpoints = list(
+        session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True))  # noqa: E712
+    )
+    rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "channel",
+            "target_id",
+            "event_id",
+            "seq",
+            "event_type",
+            "event_at",
+            "tenant_id",
+            "body",
+            "ordered",
+        )
+    }
+
+    def add(channel: str, target: Any, ev: Any, body: str, ordered: bool) -> None:
+        for k, v in (
+            ("channel", channel),
+            ("target_id", target),
+            ("event_id", ev.id),
+            ("seq", ev.seq),
+            ("event_type", ev.type),
+            ("event_at", ev.created_at),
+            ("tenant_id", ev.tenant_id),
+            ("body", body),
+            ("ordered", ordered),
+        ):
+            cols[k].append(v)
+
+    # which endpoints and rules take an event depends on its type and tenant (and,
+    # for the events about an endpoint, on its payload): matched once per pair
+    hooks_for: dict[tuple[str, Any], list[Any]] = {}
+    rules_for: dict[tuple[str, Any], list[Any]] = {}
+    for ev in events:
+        body: str | None = None
+        payload = ev.payload or {}
+        key = (ev.type, ev.tenant_id)
+        hooks = hooks_for.get(key)
+        if hooks is None:
+            hooks = hooks_for[key] = [
+                e for e in endpoints if endpoint_matches(e, ev.type, ev.tenant_id, {})
+            ]
+            rules_for[key] = [
+                r
+                for r in rules
+                if (r.tenant_id is None or r.tenant_id == ev.tenant_id)
+                and any(matches(p, ev.type) for p in r.events)
+            ]
+        for e in hooks:
+            if ev.type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id):
+                continue
+            body = body or body_for(ev.type, ev.created_at, payload)
+            add("webhook", e.id, ev, body, e.ordered)
+        for r in rules_for[key]:
+            body = body or body_for(ev.type, ev.created_at, payload)
+            add("email", r.id, ev, body, False)
+    return cols
+
+
+def _note_gaps(
+    events: Sequence[sa.Row[Any]], high: int, gaps: dict[str, str], now: datetime
+) -> int:
+    """Close the gaps these events fill and open one for every seq skipped below the new
+    high (in ``gaps``, stamped ``now``). Returns the new high."""
+    seen = {int(ev.seq) for ev in events}
+    for s in seen:
+        gaps.pop(str(s), None)
+    top = max(seen)
+    if top > high:
+        stamp = now.isoformat()
+        # a fresh consumer starts at the oldest event still in the outbox
+        start = high + 1 if high > 0 else min(seen)
+        for s in range(start, top):
+            if s not in seen:
+                gaps[str(s)] = stamp
+        high = top
+    return high
+
+
+def _save_state(
+    session: Session,
+    name: str,
+    high: int,
+    gaps: dict[str, str],
+    now: datetime,
+    gap_grace: timedelta,
+) -> dict[str, str]:
+    """Drop the gaps older than the grace window, then write the state row and advance the
+    consumer cursor to the lowest seq still possibly unread. Returns the gaps kept."""
     cutoff = now - gap_grace
     gaps = {s: at for s, at in gaps.items() if datetime.fromisoformat(at) > cutoff}
-    t = WebhookFanout.__table__
+    t = table_of(WebhookFanout)
     session.execute(
         sa.update(t).where(t.c.name == name).values(high=high, gaps=gaps, updated_at=now)
     )
     low = (min(int(s) for s in gaps) - 1) if gaps else high
     cursors.advance(session, name, low)
-    result.gaps = len(gaps)
-    result.high = high
-    return result
+    return gaps

@@ -15,18 +15,23 @@ header and TLS SNI keep the name, and the certificate is verified against the na
 TLS verification uses the certifi bundle, or the PEM file named by
 ``MNO_WEBHOOKS_CA_BUNDLE`` / ``webhooks.ca_bundle`` (profile, then platform YAML) for
 receivers behind a private CA.
+
+httpcore and certifi are imported when the first request is made, not with this module.
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from mno import __version__, clock, crypto, settings, signing
+from mno import __version__, clock, crypto, platform, settings, signing
+from mno.errors import BadInput
 from mno.webhooks import ssrf
 
 USER_AGENT = f"mno/{__version__}"
@@ -96,22 +101,16 @@ def ca_bundle() -> str | None:
         "webhooks.ca_bundle"
     )
     if not value:
-        from mno import platform
-
         value = platform.load().webhooks.ca_bundle
     return str(value) if value else None
 
 
-def ssl_context(cafile: str | None) -> Any:
-    import ssl
-
+def ssl_context(cafile: str | None) -> ssl.SSLContext:
     if cafile is None:
-        import certifi
+        import certifi  # lazy (see the module docstring)
 
         cafile = certifi.where()
     if not os.path.isfile(cafile):
-        from mno.errors import BadInput
-
         raise BadInput(f"webhooks.ca_bundle: no file {cafile}")
     return ssl.create_default_context(cafile=cafile)
 
@@ -155,8 +154,6 @@ class Sender:
     times faster than one asyncio client with the same number of connections.)"""
 
     def __init__(self, concurrency: int = 32) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.concurrency = max(1, concurrency)
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="webhooks")
         self.local = threading.local()
@@ -288,6 +285,7 @@ class Sender:
         except httpcore.TimeoutException as exc:
             out.error_class, out.error, out.timed_out = "timeout", str(exc) or "timed out", True
         except Exception as exc:  # noqa: BLE001 - network, TLS, protocol: fails only this item
+            # reported: the error is recorded as this attempt's error class and message
             out.error_class, out.error = type(exc).__name__, str(exc) or type(exc).__name__
         out.latency_ms = (time.perf_counter() - start) * 1000
         return out
@@ -316,6 +314,6 @@ def reset() -> None:
         for s in _senders.values():
             try:
                 s.close()
-            except Exception:  # noqa: BLE001
+            except OSError:  # a connection the peer already dropped
                 pass
         _senders.clear()

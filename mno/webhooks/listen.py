@@ -3,6 +3,7 @@
 It verifies each request's signature, refuses timestamps more than 5 minutes off,
 answers duplicates of a ``webhook-id`` already seen with 200 without printing them again,
 then prints one JSON line per event or forwards the body (with its headers) to a URL.
+httpx is imported only when a body is forwarded.
 """
 
 from __future__ import annotations

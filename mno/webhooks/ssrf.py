@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mno import settings
+from mno import platform, settings
 from mno.errors import BadInput
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,8 +65,6 @@ def allow_networks() -> list[IPNetwork]:
     prof: Any = settings.profile_value("webhooks.allow_networks")
     if prof:
         return parse_networks(prof)
-    from mno import platform
-
     return parse_networks(platform.load().webhooks.allow_networks)
 
 

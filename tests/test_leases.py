@@ -85,3 +85,36 @@ def test_take_lock_takes_over_from_a_dead_or_zombie_holder(session) -> None:
         live.kill()
         live.wait()
         zombie.wait()
+
+
+def test_row_and_advisory_locks_hold_until_the_transaction_ends(store_url: str) -> None:
+    """On PostgreSQL a second transaction waits for the first's row lock and advisory
+    lock; on SQLite the statements are left as they are (the writer holds the database)."""
+    import time
+
+    from mno.store.db import session_scope
+
+    with session_scope(store_url) as s:
+        s.execute(sa.select(Tenant.id)).all()  # the schema exists
+        stmt = leases.for_update(s, sa.select(LeaseLock.id))
+        assert ("FOR UPDATE" in str(stmt)) is store_url.startswith("postgresql")
+    if not store_url.startswith("postgresql"):
+        return
+    order: list[str] = []
+    held = threading.Event()
+
+    def first() -> None:
+        with session_scope(store_url) as s:
+            leases.advisory_lock(s, "test.lock")
+            held.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait(5)
+    with session_scope(store_url) as s:
+        leases.advisory_lock(s, "test.lock")
+        order.append("second locked")
+    t.join()
+    assert order == ["first done", "second locked"]

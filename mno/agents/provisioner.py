@@ -34,7 +34,7 @@ from mno.nex import hosts, reconcile, runtime_docker
 from mno.nex.containers import Options
 from mno.nex.drift import detect_drift
 from mno.settings import parse_duration
-from mno.store import leases
+from mno.store import bulk, leases
 from mno.store.models.nex import Instance
 from mno.store.types import table_of
 
@@ -138,9 +138,7 @@ def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> Non
                 .where(t.c.id == item["id"])
                 .values(
                     work="pending",
-                    attempts=sa.func.greatest(t.c.attempts - 1, 0)
-                    if session.get_bind().dialect.name == "postgresql"
-                    else sa.func.max(t.c.attempts - 1, 0),
+                    attempts=bulk.greatest(session, t.c.attempts - 1, 0),
                     next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
                     last_error=str(item["deferred"])[:2000],
                 )

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from mno import platform
 from mno.errors import BadInput, Conflict, NotFound, Unavailable
 from mno.nex import runtime_docker
-from mno.store import audit, outbox
+from mno.store import audit, leases, outbox
 from mno.store.models.nex import DockerHost, Instance
 from mno.store.types import table_of
 from mno.tenancy.apps import memory_bytes, parse_memory
@@ -287,8 +287,7 @@ def place(
     Call it in the transaction that records the choice: on PostgreSQL it takes a
     transaction-scoped advisory lock so concurrent placements see each other's choices
     (SQLite writers are serialised already)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('mno.nex.placement'))"))
+    leases.advisory_lock(session, "mno.nex.placement")
     hosts = configured(config, session)
     used = usage(session)
     best: tuple[int, int, HostConfig] | None = None

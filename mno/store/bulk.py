@@ -479,3 +479,11 @@ def _literal(value: Any) -> str:
     if isinstance(value, str) and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def greatest(session: Any, *values: Any) -> Any:
+    """The SQL expression for the largest of ``values``: ``greatest()`` on PostgreSQL,
+    the multi-argument ``max()`` on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.greatest(*values)
+    return sa.func.max(*values)

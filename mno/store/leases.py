@@ -28,7 +28,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -39,8 +39,11 @@ from mno import clock
 from mno.store.models.core import LeaseLock
 from mno.store.types import new_id, table_of
 
+_Select = TypeVar("_Select", bound="sa.Select[Any] | SelectOfScalar[Any]")
+
 if TYPE_CHECKING:
     from sqlmodel import Session
+    from sqlmodel.sql.expression import SelectOfScalar
 
 
 def make_owner() -> str:
@@ -370,3 +373,30 @@ def lock_holder(session: Session, name: str) -> tuple[str, datetime] | None:
         sa.select(t.c.owner, t.c.until).where(t.c.name == name, t.c.until >= clock.now())
     ).first()
     return (row[0], row[1]) if row else None
+
+
+# -- row and advisory locks -------------------------------------------------------------
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def for_update(session: Session, stmt: _Select) -> _Select:
+    """``stmt`` with ``FOR UPDATE`` on PostgreSQL; on SQLite the writing transaction
+    already holds the database lock (``BEGIN IMMEDIATE``), so it is left as it is."""
+    return cast(_Select, stmt.with_for_update()) if _postgres(session) else stmt
+
+
+def lock_rows(session: Session, stmt: sa.Select[Any]) -> None:
+    """Hold the rows ``stmt`` selects until the transaction ends (PostgreSQL; see
+    ``for_update``), e.g. a tenant's row to serialise writers of its ledger."""
+    if _postgres(session):
+        session.execute(stmt.with_for_update())
+
+
+def advisory_lock(session: Session, name: str) -> None:
+    """A lock on ``name`` held until the transaction ends (PostgreSQL's transaction-scoped
+    advisory lock; SQLite writers are serialised already)."""
+    if _postgres(session):
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})

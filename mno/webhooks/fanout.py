@@ -35,7 +35,7 @@ from sqlmodel import select
 
 from mno import clock
 from mno.events import matches
-from mno.store import cursors
+from mno.store import cursors, leases
 from mno.store.bulk import Rows
 from mno.store.models.core import Event
 from mno.store.models.webhooks import NotifyRule, WebhookDelivery, WebhookEndpoint, WebhookFanout
@@ -73,9 +73,7 @@ class FanoutResult:
 
 def _state(session: Session, name: str) -> Any:
     t = table_of(WebhookFanout)
-    stmt = sa.select(t).where(t.c.name == name)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = leases.for_update(session, sa.select(t).where(t.c.name == name))
     row = session.execute(stmt).first()
     if row is not None:
         return row

@@ -23,7 +23,7 @@ AGENTS: dict[str, str] = {
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener
 HTTP_ROUTERS: list[str] = [
     "mno.api.routes:router",
-    "mno.nex.callbacks:router",
+    "mno.agents.callbacks_http:router",
 ]
 
 

@@ -9,10 +9,11 @@ Answers: 200 applied; 400 malformed; 401 bad signature or timestamp outside the 
 404 unknown tenant or no request waiting; 409 already used (a replay); 410 the secret
 expired. Anything but 200 changes nothing.
 
-(No ``from __future__ import annotations`` here: FastAPI resolves the route's
-annotations at run time.) FastAPI and anyio are imported by ``build_router()`` only, so
-``handle()`` stays usable without the API's libraries loaded.
+``handle()`` is the whole rule; ``mno.agents.callbacks_http`` serves it over HTTP on the
+agents' listener (the body limit is there).
 """
+
+from __future__ import annotations
 
 import json
 import uuid
@@ -32,7 +33,6 @@ from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
 
 PATH = "/v1/callbacks/provisioning"
-MAX_BODY_BYTES = 1024 * 1024  # a callback is a small JSON document; larger bodies get 413
 
 
 @dataclass
@@ -147,53 +147,3 @@ def _apply(
         tenant_id=tenant.id,
         actor="callback",
     )
-
-
-async def read_limited(request: Any, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to be over ``limit`` bytes: from
-    its Content-Length, or while streaming a chunked body, so a huge body is never held in
-    memory."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def build_router() -> Any:
-    from fastapi import APIRouter, Request
-    from fastapi.responses import JSONResponse
-
-    api = APIRouter()
-
-    @api.post(PATH, include_in_schema=True, tags=["callbacks"])
-    async def provisioning_callback(request: Request) -> JSONResponse:
-        import anyio
-
-        raw = await read_limited(request, MAX_BODY_BYTES)
-        if raw is None:
-            return JSONResponse(
-                {"error": f"the body is over the {MAX_BODY_BYTES} byte limit"}, status_code=413
-            )
-        answer = await anyio.to_thread.run_sync(
-            lambda: handle(
-                raw, request.headers.get("x-signature"), request.headers.get("x-timestamp")
-            )
-        )
-        return JSONResponse(answer.body, status_code=answer.status)
-
-    return api
-
-
-def __getattr__(name: str) -> Any:
-    # ``mno.nex.callbacks:router`` for the agents' HTTP listener, built on first use so
-    # importing this module does not import FastAPI
-    if name == "router":
-        return build_router()
-    raise AttributeError(name)

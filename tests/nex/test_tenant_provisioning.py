@@ -172,7 +172,7 @@ def test_callback_listener_refuses_a_huge_body_with_413(listener: str) -> None:
     it streams, before it is read into memory; a small one still reaches the handler."""
     import http.client
 
-    from mno.nex.callbacks import MAX_BODY_BYTES
+    from mno.agents.callbacks_http import MAX_BODY_BYTES
 
     host, port = listener.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)

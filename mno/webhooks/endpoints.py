@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mno import clock, crypto, settings, signing
+from mno import events as catalogue
 from mno.errors import BadInput, NotFound
 from mno.store import audit, outbox
 from mno.store.models.tenancy import Tenant
@@ -37,6 +38,8 @@ def parse_events(value: str | list[str] | None) -> list[str]:
             continue
         if not _PATTERN.match(item):
             raise BadInput(f"bad event filter {item!r}", "dotted lowercase types, * wildcards")
+        if not any(catalogue.matches(item, known) for known in catalogue.CATALOGUE):
+            raise BadInput(f"event filter {item!r} matches no event type", "see `mno events types`")
         out.append(item)
     return out
 

@@ -59,6 +59,8 @@ def test_endpoint_lifecycle(cli: Any, sqlite_url: str, receiver: Receiver) -> No
     [
         ["ftp://x/y"],
         ["http://x/y", "--events", "Bad Type"],
+        ["http://x/y", "--events", "bogus.*"],  # matches nothing in the catalogue
+        ["http://x/y", "--events", "tenant.created,tenant.creatd"],
         ["http://x/y", "--rate-limit", "fast"],
         ["http://x/y", "--header", "nope"],
     ],

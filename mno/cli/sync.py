@@ -273,6 +273,7 @@ def sync_run(
             full=full,
             force=force,
             progress=lambda _entity, n: advance(n),
+            raise_fatal=True,  # unreachable: exit 3; credentials refused: exit 1 + hint
         )
     with session_scope(write=False) as s:
         view = views.run_view(s, run)

@@ -51,6 +51,9 @@ class Auth(Model):
     password: str | None = None
     header: str | None = None
     value: str | None = None
+    # what to tell an operator when the API refuses the credentials (401/403), e.g.
+    # "create a token under Settings > API"; without it the hint names the secrets
+    hint: str | None = None
 
     _secrets = field_validator("token", "password", "value")(_check_secret)
 

@@ -51,6 +51,7 @@ class Api:
         self.blocked_until = 0.0
         self.fail = 0  # answer 500 to this many GETs (negative: all)
         self.delay = 0.0
+        self.refuse = 0  # answer this status (e.g. 401) to every GET
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.deleted_log: list[tuple[str, str]] = []
         self.prefix = name_prefix
@@ -173,6 +174,9 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 fail = api.fail != 0
                 if api.fail > 0:
                     api.fail -= 1
+            if api.refuse:
+                self._send(api.refuse, {"error": "unauthorized"})
+                return True
             if throttle:
                 self._send(429, {"error": "slow down"}, {"Retry-After": throttle})
                 return True

@@ -9,11 +9,12 @@ loads no SQLAlchemy.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, progress, render, success
+from mno.cli.output import Format, OutputOpt, done, progress, render, success
 from mno.cli.params import csv_list, pairs
 from mno.errors import BadInput
 
@@ -272,6 +273,7 @@ def sync_run(
             full=full,
             force=force,
             progress=lambda _entity, n: advance(n),
+            raise_fatal=True,  # unreachable: exit 3; credentials refused: exit 1 + hint
         )
     with session_scope(write=False) as s:
         view = views.run_view(s, run)
@@ -280,6 +282,36 @@ def sync_run(
     render(view, output)
     if run.status == "error":
         raise typer.Exit(1)
+
+
+def _tty() -> bool:
+    return sys.stdin.isatty()
+
+
+@app.command("unlock")
+def sync_unlock(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Release CONNECTION's run lock whoever holds it (a run that died on another host).
+
+    A run still holding it stops at its next page if another run has taken the lock."""
+    from mno.store.db import session_scope
+    from mno.sync import runlock
+
+    if not yes:
+        if not _tty():
+            raise BadInput(f"unlocking {connection} needs a confirmation", "add --yes")
+        typer.confirm(f"Release the run lock of {connection} whoever holds it?", abort=True)
+    with session_scope() as s:
+        result = runlock.unlock(s, connection)
+    message = (
+        f"run lock of {connection} released (held by {result['holder']})"
+        if result["released"]
+        else f"{connection} was not locked"
+    )
+    done(result, message, output)
 
 
 @app.command("runs")

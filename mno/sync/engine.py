@@ -34,7 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from mno import clock
-from mno.errors import Conflict, MnoError
+from mno.errors import Conflict, MnoError, Unavailable
 from mno.store import audit, leases
 from mno.store.db import session_scope
 from mno.store.models.sync import (
@@ -126,9 +126,15 @@ def run(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] | None = None,
     propagate: bool = True,
+    raise_fatal: bool = False,
 ) -> SyncRun:
-    """One foreground run of one connection: pull each entity, then push what is queued."""
-    from mno.sync.rest import RestClient  # lazy: httpx (see the module docstring)
+    """One foreground run of one connection: pull each entity, then push what is queued.
+
+    An API that cannot be reached (``Unavailable``) or that refuses the credentials
+    (``AuthFailed``) ends the run at once, since every entity would fail the same way;
+    the run is recorded as failed, and with ``raise_fatal`` that error is raised after
+    it (the CLI exits 3 or 1 with the connector's auth hint)."""
+    from mno.sync.rest import AuthFailed, RestClient  # lazy: httpx (module docstring)
 
     owner = owner or leases.make_owner()
 
@@ -148,6 +154,7 @@ def run(
     counts: dict[str, int] = {}
     errors: list[str] = []
     ok = 0
+    fatal: MnoError | None = None
     try:
         client_kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
         with RestClient(spec, conn.credentials, conn.base_url, **client_kwargs) as client:
@@ -158,7 +165,7 @@ def run(
                     try:
                         pull_entity(scope, client, ctx, full=full, progress=progress)
                         ok += 1
-                    except Conflict:
+                    except (Conflict, Unavailable, AuthFailed):
                         raise
                     except MnoError as exc:
                         errors.append(f"{name}: {exc}")
@@ -177,11 +184,15 @@ def run(
         # any failure ends the run: recorded on the run row (status, error) below and
         # reported to the caller through it
         errors.append(str(exc) or type(exc).__name__)
+        if isinstance(exc, Unavailable | AuthFailed):
+            fatal = exc
     status = "success" if not errors else ("partial" if ok else "error")
     if counts.get("pages", 0) >= CHECKPOINT_AFTER_PAGES:
         checkpoint_wal(db_url)
     with scope() as session:
         finished = finish_run(session, run_id, conn.id, owner, status, counts, errors)
+    if fatal is not None and raise_fatal:
+        raise fatal
     # propagate: the tenant's other connections with queued pushes run now (pull, then
     # push) when they are idle; those runs do not propagate further
     if propagate and status != "error":

@@ -430,14 +430,14 @@ def classify(ctx: Ctx, page: PageRows, items: list[Pulled], known: dict[str, Kno
         echo = it.digest == row.pushed_hash
         same = it.digest == row.content_hash and row.deleted_at is None
         if same or echo or not app_changed:
-            if same or echo:
-                if row.pulled_hash != it.digest:
-                    map_updates.append((it.digest, now_v, w.uid(row.id)))
-                else:
-                    seen_only.append(row.id)
+            # the app's copy becomes the pulled one when it first comes back; an echo of
+            # a push counts then, once, and as unchanged when it is read again
+            first = it.digest != row.pulled_hash
+            if first and (same or echo):
+                map_updates.append((it.digest, now_v, w.uid(row.id)))
             else:
                 seen_only.append(row.id)
-            ctx.bump("echo" if echo and not same else "unchanged")
+            ctx.bump("echo" if echo and first else "unchanged")
             continue
         platform_changed = row.content_hash not in (row.pulled_hash, row.pushed_hash)
         if platform_changed:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from mno.sync.rest import RestClient
+    from mno.sync.spec import Entity
 
 ProgressFn = Callable[[str, int], None]
 
@@ -192,8 +193,8 @@ def next_state(
 
 
 def finish_pass(scope: Callable[[], Any], ctx: Ctx, cp: dict[str, Any], *, full: bool) -> None:
-    """A complete pass: a full pass deletes what it did not see, the cursor moves to the
-    newest change seen and the checkpoint clears, and the run's counts are saved."""
+    """A complete pass: a full pass deletes what it did not see, the cursor moves forward
+    (``next_cursor``) and the checkpoint clears, and the run's counts are saved."""
     ent = ctx.entity
     with scope() as session:
         _renew(session, ctx)
@@ -201,16 +202,29 @@ def finish_pass(scope: Callable[[], Any], ctx: Ctx, cp: dict[str, Any], *, full:
             gone = sweep_deletes(session, ctx, cp["token"])
             queue_pushes(session, ctx.targets, ent.canonical, gone, ctx.run_id)
         cur = _cursor(session, ctx.connection.id, ent.canonical)
-        newest_s = (cur.checkpoint or cp).get("max_updated")
-        if newest_s:
+        new = next_cursor(ent, cur.checkpoint or cp)
+        if new is not None:
             old = mapping.parse_time(cur.value)
-            new = mapping.parse_time(newest_s)
-            if old is None or (new and new > old):
-                cur.value = newest_s
+            if old is None or new > old:
+                cur.value = mapping.format_time(new, "iso8601")
         cur.checkpoint = None
         cur.touch()
         session.add(cur)
         _save_counts(session, ctx)
+
+
+def next_cursor(ent: Entity, cp: dict[str, Any]) -> datetime | None:
+    """Where the next pass starts: the newest change this pass saw, but no later than the
+    pass's start minus the entity's ``lookback``. The newest change seen alone would skip
+    a record the API changed during the pass on a page already read (a listing in id
+    order, or stamped by a clock behind the newest stamp): its stamp is after the pass
+    started, so the next pass reads it. Records read again unchanged hash the same and
+    count as unchanged."""
+    newest = mapping.parse_time(cp.get("max_updated"))
+    started = mapping.parse_time(cp.get("started_at"))
+    if newest is None or started is None or ent.incremental is None:
+        return newest
+    return min(newest, started - ent.incremental.lookback_delta())
 
 
 def pull_deleted_since(

@@ -30,9 +30,13 @@ class HttpError(MnoError):
 
     exit_code = 1
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, status: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint)
         self.status = status
+
+
+class AuthFailed(HttpError):
+    """The API refused the credentials (401 or 403); the hint says what to check."""
 
 
 class RateLimiter:
@@ -80,6 +84,28 @@ def auth_headers(auth: Auth, credentials: dict[str, Any] | None = None) -> dict[
     return {}
 
 
+def auth_hint(auth: Auth, credentials: dict[str, Any] | None = None) -> str:
+    """What to check when the API refuses the credentials: the connector's own ``hint``,
+    or the secrets its auth reads (a connection's credentials override them)."""
+    if auth.hint:
+        return auth.hint
+    if auth.type == "none":
+        return "the connector sends no credentials: give it an auth section"
+    values = auth.model_dump()
+    for key, value in (credentials or {}).items():
+        if key in values and value:
+            values[key] = value
+    fields = {"bearer": ["token"], "basic": ["username", "password"], "header": ["value"]}
+    refs = [
+        str(values[f]).partition(":")[2] for f in fields[auth.type] if secrets.is_ref(values[f])
+    ]
+    what = f"{auth.type} auth"
+    if not refs:
+        return f"check the connector's {what}"
+    names = ", ".join(refs)
+    return f"check the {what} secret {names} (mno secret set {refs[0]})"
+
+
 def retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -125,6 +151,7 @@ class RestClient:
         self.limiter = RateLimiter(spec.rate_limit.requests, spec.rate_limit.per_seconds)
         self.max_retries = max_retries
         self.sleep = sleep
+        self.auth_hint = auth_hint(spec.auth, credentials)
         self.requests = 0
         self.waited = 0.0
         self.client = httpx.Client(
@@ -181,6 +208,13 @@ class RestClient:
                 self._wait(wait if wait is not None else backoff_seconds(attempt))
                 attempt += 1
                 continue
+            if response.status_code in (401, 403):
+                raise AuthFailed(
+                    f"{method} {_safe(url)} answered {response.status_code}: the credentials "
+                    "were refused",
+                    response.status_code,
+                    self.auth_hint,
+                )
             raise HttpError(
                 f"{method} {_safe(url)} answered {response.status_code}", response.status_code
             )

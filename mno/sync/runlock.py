@@ -1,16 +1,23 @@
 """The run lock of a connection (``sync:<connection id>``), taken by a run and renewed
-in every page transaction, and the once-per-page check of the connection's row."""
+in every page transaction, its release by an operator (``unlock``), and the
+once-per-page check of the connection's row."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from mno.errors import Conflict
+from mno.store import audit
+from mno.store.models.core import LeaseLock
 from mno.store.models.sync import SyncConnection
 from mno.store.types import table_of
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 LOCK_TTL = timedelta(minutes=2)
 
@@ -29,3 +36,32 @@ def hold_connection(conn: sa.Connection, connection: SyncConnection) -> None:
     ).first()
     if held is None:
         raise Conflict(f"connection {connection.name} was removed")
+
+
+def unlock(session: Session, connection_name: str) -> dict[str, Any]:
+    """Release the connection's run lock whoever holds it, for an operator who knows its
+    holder is gone (a holder of another host is otherwise waited out until its lease
+    expires), with an audit row naming the holder. A run still holding it finds the lock
+    gone or taken at its next page. Releasing a free lock changes nothing."""
+    from mno.sync import connections
+
+    conn = connections.get(session, connection_name)
+    t = table_of(LeaseLock)
+    name = lock_name(conn.id)
+    row = session.execute(sa.select(t.c.owner, t.c.until).where(t.c.name == name)).first()
+    result: dict[str, Any] = {"connection": conn.name, "released": False, "holder": None}
+    if row is None:
+        return result
+    session.execute(sa.delete(t).where(t.c.name == name, t.c.owner == row.owner))
+    result.update(released=True, holder=row.owner, until=row.until)
+    audit.record(
+        session,
+        "sync.unlock",
+        target_type="connection",
+        target_id=conn.id,
+        target=conn.name,
+        before={"holder": row.owner, "until": row.until.isoformat()},
+        after={"holder": None, "until": None},
+        tenant_id=conn.tenant_id,
+    )
+    return result

@@ -12,6 +12,7 @@ import builtins
 import hashlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -21,6 +22,7 @@ from sqlmodel import select
 
 from mno import safeyaml
 from mno.errors import BadInput
+from mno.settings import parse_duration
 from mno.store import audit
 from mno.store.models.sync import SyncConnector
 from mno.tenancy import apps
@@ -49,6 +51,9 @@ class Auth(Model):
     password: str | None = None
     header: str | None = None
     value: str | None = None
+    # what to tell an operator when the API refuses the credentials (401/403), e.g.
+    # "create a token under Settings > API"; without it the hint names the secrets
+    hint: str | None = None
 
     _secrets = field_validator("token", "password", "value")(_check_secret)
 
@@ -94,6 +99,22 @@ class Pagination(Model):
 class Incremental(Model):
     param: str
     format: Literal["iso8601", "epoch"] = "iso8601"
+    # how far before a pass's start the next pass reads again (``30s``, ``5m``, ``1h``):
+    # a record the API changed during the pass, or stamped by a clock behind ours, is
+    # pulled by the next pass (re-read records with the same content are unchanged)
+    lookback: str = "5m"
+
+    @field_validator("lookback")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def lookback_delta(self) -> timedelta:
+        return parse_duration(self.lookback)
 
 
 class Deleted(Model):

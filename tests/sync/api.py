@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,8 +22,24 @@ BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Api:
-    def __init__(self, records: int = 0, name_prefix: str = "c") -> None:
+    """``wall_clock`` stamps changes with the real time (as ``mno.clock`` reads it) instead
+    of ticks after ``BASE_TIME``; ``order="id"`` lists in id order, as json-server and
+    datasette do, instead of (updated_at, id); ``on_list`` is called before each listing
+    request is answered, between the pages of a pass."""
+
+    def __init__(
+        self,
+        records: int = 0,
+        name_prefix: str = "c",
+        *,
+        wall_clock: bool = False,
+        order: str = "updated",
+    ) -> None:
         self.lock = threading.RLock()
+        self.wall_clock = wall_clock
+        self.order = order
+        self.last_stamp = datetime.min.replace(tzinfo=UTC)
+        self.on_list: Callable[[], None] | None = None
         self.rows: dict[str, dict[str, Any]] = {}
         self.tick = 0
         self.next_id = 1
@@ -34,6 +51,7 @@ class Api:
         self.blocked_until = 0.0
         self.fail = 0  # answer 500 to this many GETs (negative: all)
         self.delay = 0.0
+        self.refuse = 0  # answer this status (e.g. 401) to every GET
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.deleted_log: list[tuple[str, str]] = []
         self.prefix = name_prefix
@@ -46,6 +64,10 @@ class Api:
     def _stamp(self) -> str:
         self._sorted = None
         self.tick += 1
+        if self.wall_clock:  # strictly increasing, microseconds
+            at = max(datetime.now(UTC), self.last_stamp + timedelta(microseconds=1))
+            self.last_stamp = at
+            return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
         return (BASE_TIME + timedelta(milliseconds=self.tick)).isoformat().replace("+00:00", "Z")
 
     def bulk_create(self, n: int) -> None:
@@ -91,6 +113,9 @@ class Api:
         import bisect
 
         with self.lock:
+            if self.order == "id":
+                rows = sorted(self.rows.values(), key=lambda r: int(r["id"][len(self.prefix) :]))
+                return [r for r in rows if not since or r["updated_at"] >= since]
             if self._sorted is None or len(self._sorted) != len(self.rows):
                 rows = sorted(self.rows.values(), key=lambda r: (r["updated_at"], r["id"]))
                 self._sorted, self._keys = rows, [r["updated_at"] for r in rows]
@@ -149,6 +174,9 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 fail = api.fail != 0
                 if api.fail > 0:
                     api.fail -= 1
+            if api.refuse:
+                self._send(api.refuse, {"error": "unauthorized"})
+                return True
             if throttle:
                 self._send(429, {"error": "slow down"}, {"Retry-After": throttle})
                 return True
@@ -171,6 +199,8 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"deleted": [{"id": i} for i in ids]})
                 return
             style = parts[0]
+            if api.on_list is not None and style != "stats":
+                api.on_list()
             since = q.get("updated_since")
             rows = api.listing(since)
             limit = int(q.get("limit", 100))
@@ -275,6 +305,7 @@ def connector_yaml(
     size: int = 100,
     deleted: str = "flag",
     rate: int = 1000,
+    lookback: str | None = None,
 ) -> str:
     pag = {
         "page": "type: page\n      param: page\n      size_param: limit",
@@ -313,7 +344,7 @@ entities:
       size: {size}
     incremental:
       param: updated_since
-      format: iso8601
+      format: iso8601{f"{chr(10)}      lookback: {lookback}" if lookback else ""}
     id: id
     updated_at: updated_at
     {dele}

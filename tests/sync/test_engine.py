@@ -660,3 +660,42 @@ def test_sqlite_backfill_copies_the_log_into_the_database(tmp_path) -> None:
     backfill.close()
     assert before < 100_000 < path.stat().st_size  # some 2 MB of rows, now in the file
     writer.close()
+
+
+def test_an_echo_counts_once_and_the_counter_settles(world) -> None:
+    a, b = Api(records=4), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm, books = world.connect("crm"), world.connect("books")
+    world.run(crm)  # creates 4 and pushes them to books
+    first = world.run(books)
+    assert first.counts.get("echo") == 4 and not first.counts.get("updated")
+    # read again (a full pass, as a lookback window would): a steady state, no echo
+    for _ in range(2):
+        again = world.run(books, full=True)
+        assert not again.counts.get("echo") and again.counts.get("unchanged") == 4
+    # an edit in crm comes back from books once more, then settles again
+    a.edit("c2", phone="+1 555")
+    world.run(crm)
+    assert world.run(books, full=True).counts.get("echo") == 1
+    assert not world.run(books, full=True).counts.get("echo")
+
+
+def test_an_echo_read_again_is_not_counted_again(world) -> None:
+    """The app keeps a version pushed to it while the record moved on (its connection
+    stopped pushing): every full pass reads that echo again, and counts it once."""
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    a, b = Api(records=2), Api(records=0, name_prefix="b")
+    world.connector("crm", "crm", a)
+    world.connector("books", "books", b)
+    crm, books = world.connect("crm"), world.connect("books")
+    world.run(crm)
+    world.run(books)
+    with session_scope(world.url) as s:
+        connections.update(s, books, push=False)
+    a.edit("c1", name="moved on")
+    world.run(crm)
+    counted = [world.run(books, full=True).counts.get("echo", 0) for _ in range(3)]
+    assert counted == [0, 0, 0]

@@ -66,6 +66,7 @@ from mno.billing.tenant_rating import (  # noqa: F401 - Slot re-exported
     Slot,
     UsageMap,
     billing_start,
+    fee_key,
     has_setup_fee,
     line_key,
     load_catalog,
@@ -597,10 +598,13 @@ def _periods(
                 if slot.arrears and has_usage:
                     windows[(slot.eff_start, slot.eff_end)].append(tid)
                 for idx, ch in enumerate(plan.charges):
-                    if ch.get("kind") == "bucket" and slot.prev_start is not None:
+                    bucket = ch.get("kind") == "bucket"
+                    if bucket and slot.prev_start is not None:
                         maybe.append(line_key(sub.id, idx, slot.prev_start, slot.start))
                     if check:
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
+                        if bucket:
+                            maybe.append(fee_key(sub.id, idx, slot.start, slot.end))
     return plan_slots, windows, maybe
 
 

@@ -16,6 +16,7 @@ from mno.billing.ledger import add_credit
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.billing.tenant_rating import (
     coupon_applies,
+    fee_key,
     fixed_fields,
     line_key,
     load_catalog,
@@ -112,6 +113,7 @@ def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) ->
     tz = tenant.timezone or "UTC"
     first = slots(sub, plan, tz, 2000, 1, first_only=True)
     keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
+    keys += [fee_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
     keys.append(setup_key(sub.id))
     t_taxt = table_of(TaxTreatment)
     treatments = {

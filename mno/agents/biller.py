@@ -12,7 +12,6 @@ nothing new; the run lock refuses a concurrent run of the same period.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,21 +21,18 @@ from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.billing import invoices, ledger, subscriptions
 from mno.billing import run as billing
+from mno.billing.periods import last_closed_period
 from mno.errors import Conflict
 from mno.store.models.billing import BillingRun, Invoice
 
 SINGLETON = True
 DEFAULT_OPTIONS: dict[str, Any] = {}
-# The last timezone (UTC-12) closes a month 12 hours after UTC does.
-LATEST_OFFSET = timedelta(hours=12)
 
 
 def due_period(now: Any, after_hours: int) -> str:
-    """The most recent month that has closed in every timezone (plus the grace hours)."""
-    ref = now - LATEST_OFFSET - timedelta(hours=after_hours)
-    y, m = ref.year, ref.month
-    y, m = (y - 1, 12) if m == 1 else (y, m - 1)
-    return f"{y:04d}-{m:02d}"
+    """The most recent month that has closed in every timezone (plus the grace hours): the
+    same period ``mno billing run`` bills when no ``--period`` is given."""
+    return last_closed_period(now, after_hours)
 
 
 def tick(ctx: TickContext) -> TickResult:

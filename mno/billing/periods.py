@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -34,6 +34,30 @@ def month_bounds(year: int, month: int, tz: str) -> tuple[datetime, datetime]:
     start = datetime(year, month, 1, tzinfo=zone).astimezone(UTC)
     end = datetime(ny, nm, 1, tzinfo=zone).astimezone(UTC)
     return start, end
+
+
+# The last timezone (UTC-12, e.g. Etc/GMT+12) closes a month 12 hours after UTC does.
+LATEST_OFFSET = timedelta(hours=12)
+
+
+def last_closed_period(now: datetime, grace_hours: int = 0) -> str:
+    """The most recent month (YYYY-MM) that has closed in every timezone, ``grace_hours``
+    ago or more: what a billing run bills when no period is given, and what the biller
+    bills on its own."""
+    ref = now - LATEST_OFFSET - timedelta(hours=grace_hours)
+    y, m = ref.year, ref.month
+    y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    return f"{y:04d}-{m:02d}"
+
+
+def closes_at(year: int, month: int, tz: str) -> datetime:
+    """When month ``year-month`` closes in ``tz`` (local midnight on the next 1st), in UTC."""
+    return month_bounds(year, month, tz)[1]
+
+
+def utc_z(at: datetime) -> str:
+    """An instant as ISO 8601 in UTC with ``Z``: ``2026-11-01T00:00:00Z``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @lru_cache(maxsize=65536)

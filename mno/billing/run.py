@@ -12,6 +12,12 @@ A monthly plan thus gets October's arrears and usage and November's in-advance c
 the ``2026-10`` run; a weekly plan gets the weeks that ended in October and the weeks that
 start in November.
 
+Only closed periods are billed: a tenant whose month has not closed yet in its timezone is
+skipped and listed with the moment it closes (``RunResult.not_closed``); a run that can bill
+no tenant for that reason is refused (``RunResult.refused``) and writes nothing. Without a
+period, ``default_period()`` names the last month closed in every timezone (the biller's
+period too).
+
 Idempotent by construction:
 - a named run lock per period refuses a concurrent run; a lock left by a process that died
   on this host (gone, or an unreaped zombie) is taken over (``leases.take_lock``), one left
@@ -43,12 +49,15 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from mno import clock
+from mno import clock, platform
 from mno.billing import invoice_rows
 from mno.billing.invoice_rows import existing_lines, id_in, invoice_row
 from mno.billing.periods import (
+    closes_at,
+    last_closed_period,
     month_bounds,
     parse_period,
+    utc_z,
 )
 from mno.billing.subscriptions import end_trials
 from mno.billing.tenant_rating import (  # noqa: F401 - Slot re-exported
@@ -57,6 +66,7 @@ from mno.billing.tenant_rating import (  # noqa: F401 - Slot re-exported
     Slot,
     UsageMap,
     billing_start,
+    fee_key,
     has_setup_fee,
     line_key,
     load_catalog,
@@ -101,6 +111,9 @@ class RunResult:
     dry_run: bool = False
     preview: list[dict[str, Any]] = field(default_factory=list)
     issued: int | None = None  # drafts issued afterwards (``--issue``), None when not asked
+    # tenants skipped because the period has not closed in their timezone yet
+    not_closed: list[dict[str, str]] = field(default_factory=list)
+    refused: bool = False  # every tenant to bill was skipped: nothing was written
 
     def merge(self, other: RunResult) -> None:
         self.tenants += other.tenants
@@ -123,6 +136,7 @@ class RunResult:
             "errors": self.failed,
             "duration_s": round(self.seconds, 3),
             "dry_run": self.dry_run,
+            "not_closed": self.not_closed,
         } | issued
 
 
@@ -130,6 +144,16 @@ def _renew(s: Session, lock: str, owner: str) -> None:
     """Renew the run lock in the chunk's transaction; a run that lost it stops there."""
     if not leases.take_lock(s, lock, owner, LOCK_TTL):
         raise Conflict("the billing run lost its lock to another run", "run it again")
+
+
+def default_period() -> str:
+    """The period a run bills when none is given: the last month that has closed in every
+    timezone, after the platform's grace (``billing.run_after_hours``), as the biller does."""
+    return last_closed_period(clock.now(), platform.load().billing.run_after_hours)
+
+
+# The first timezone (UTC+14, e.g. Pacific/Kiritimati) closes a month 14 hours before UTC.
+EARLIEST_TZ = "Etc/GMT-14"
 
 
 def run(
@@ -142,18 +166,39 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     crash_after_chunks: int | None = None,
 ) -> RunResult:
-    """Bill ``period`` (YYYY-MM) for every tenant, or one, or a given list (retry)."""
+    """Bill ``period`` (YYYY-MM) for every tenant, or one, or a given list (retry).
+
+    Tenants whose period has not closed yet in their timezone are skipped and listed in
+    ``not_closed``; when no tenant remains, the result is ``refused`` and nothing is
+    written. A period that has not closed in any timezone and has no tenant to bill is
+    refused with ``Conflict``."""
     year, month = parse_period(period)
     started = time.perf_counter()
     owner = leases.make_owner()
     lock = f"billing-run:{period}"
     result = RunResult(None, period, dry_run=dry_run)
+    now = clock.now()
+    with session_scope(url, write=False) as s:
+        open_tz = _open_timezones(s, year, month, now)
+        if open_tz:
+            result.not_closed = _not_closed(s, year, month, open_tz, tenant_key, tenant_keys)
+            closed_left = _candidates(s, year, month, tenant_key, tenant_keys, open_tz).exists()
+            if result.not_closed and not s.execute(sa.select(closed_left)).scalar():
+                result.refused = True
+                result.seconds = time.perf_counter() - started
+                return result
+    if not result.not_closed and now < closes_at(year, month, EARLIEST_TZ):
+        first = utc_z(closes_at(year, month, EARLIEST_TZ))
+        raise Conflict(
+            f"period {period} has not closed in any timezone yet (the first closes at {first})",
+            "bill a closed month, or leave --period out to bill the last closed one",
+        )
     if not dry_run:
         result.run_id = _start(url, period, tenant_key, lock, owner)
     try:
         with session_scope(url, write=False) as s:
             cat = load_catalog(s)
-            ids = _tenants_to_bill(s, year, month, tenant_key, tenant_keys)
+            ids = _tenants_to_bill(s, year, month, tenant_key, tenant_keys, open_tz)
         total = len(ids)
         for n, i in enumerate(range(0, total, CHUNK)):
             chunk = ids[i : i + CHUNK]
@@ -198,23 +243,76 @@ def _start(url: str | None, period: str, tenant_key: str | None, lock: str, owne
         return str(br.id)
 
 
-def _tenants_to_bill(
-    s: Session, year: int, month: int, tenant_key: str | None, tenant_keys: list[str] | None
-) -> list[uuid.UUID]:
-    """Tenants with a billable subscription or a submitted charge, in id order."""
-    q = (
-        sa.select(T_TEN.c.id)
-        .where(
-            T_TEN.c.id.in_(sa.select(T_SUB.c.tenant_id).where(_billable_subs(year, month)))
-            | T_TEN.c.id.in_(sa.select(T_CHG.c.tenant_id).where(T_CHG.c.status == "submitted"))
-        )
-        .order_by(T_TEN.c.id)
+_TZ = sa.func.coalesce(T_TEN.c.timezone, "")
+
+
+def _open_timezones(s: Session, year: int, month: int, now: datetime) -> list[str]:
+    """The tenants' timezones (as stored) in which the month has not closed at ``now``."""
+    return [
+        tz
+        for tz in s.execute(sa.select(_TZ).distinct()).scalars()
+        if closes_at(year, month, tz or "UTC") > now
+    ]
+
+
+def _candidates(
+    s: Session,
+    year: int,
+    month: int,
+    tenant_key: str | None,
+    tenant_keys: list[str] | None,
+    open_tz: list[str],
+    *,
+    cols: Sequence[Any] = (T_TEN.c.id,),
+) -> Any:
+    """Tenants with a billable subscription or a submitted charge whose month has closed
+    (the timezones in ``open_tz`` left out)."""
+    q = sa.select(*cols).where(
+        T_TEN.c.id.in_(sa.select(T_SUB.c.tenant_id).where(_billable_subs(year, month)))
+        | T_TEN.c.id.in_(sa.select(T_CHG.c.tenant_id).where(T_CHG.c.status == "submitted"))
     )
+    if open_tz:
+        q = q.where(_TZ.not_in(open_tz))
     if tenant_key:
         q = q.where(T_TEN.c.key == tenant_key)
     if tenant_keys:
         q = q.where(T_TEN.c.key.in_(tenant_keys))
+    return q
+
+
+def _tenants_to_bill(
+    s: Session,
+    year: int,
+    month: int,
+    tenant_key: str | None,
+    tenant_keys: list[str] | None,
+    open_tz: list[str],
+) -> list[uuid.UUID]:
+    """Tenants with a billable subscription or a submitted charge whose month has closed,
+    in id order."""
+    q = _candidates(s, year, month, tenant_key, tenant_keys, open_tz).order_by(T_TEN.c.id)
     return list(s.execute(q).scalars())
+
+
+def _not_closed(
+    s: Session,
+    year: int,
+    month: int,
+    open_tz: list[str],
+    tenant_key: str | None,
+    tenant_keys: list[str] | None,
+) -> list[dict[str, str]]:
+    """The tenants a run would bill but whose month is still open in their timezone, each
+    with the UTC moment it closes, in key order."""
+    q = (
+        _candidates(s, year, month, tenant_key, tenant_keys, [], cols=(T_TEN.c.key, _TZ))
+        .where(_TZ.in_(open_tz))
+        .order_by(T_TEN.c.key)
+    )
+    return [
+        {"tenant": key, "closes_at": utc_z(closes_at(year, month, tz or "UTC"))}
+        for key, tz in s.execute(q)
+    ]
 
 
 def _bill_chunk(
@@ -500,10 +598,13 @@ def _periods(
                 if slot.arrears and has_usage:
                     windows[(slot.eff_start, slot.eff_end)].append(tid)
                 for idx, ch in enumerate(plan.charges):
-                    if ch.get("kind") == "bucket" and slot.prev_start is not None:
+                    bucket = ch.get("kind") == "bucket"
+                    if bucket and slot.prev_start is not None:
                         maybe.append(line_key(sub.id, idx, slot.prev_start, slot.start))
                     if check:
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
+                        if bucket:
+                            maybe.append(fee_key(sub.id, idx, slot.start, slot.end))
     return plan_slots, windows, maybe
 
 

@@ -16,6 +16,7 @@ from mno.billing.ledger import add_credit
 from mno.billing.periods import local_days, local_midnight, schedule, unit_index
 from mno.billing.tenant_rating import (
     coupon_applies,
+    fee_key,
     fixed_fields,
     line_key,
     load_catalog,
@@ -112,6 +113,7 @@ def invoice_first_period(session: Session, sub: Subscription, tenant: Tenant) ->
     tz = tenant.timezone or "UTC"
     first = slots(sub, plan, tz, 2000, 1, first_only=True)
     keys = [line_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
+    keys += [fee_key(sub.id, i, x.start, x.end) for x in first for i in range(len(plan.charges))]
     keys.append(setup_key(sub.id))
     t_taxt = table_of(TaxTreatment)
     treatments = {
@@ -230,17 +232,72 @@ def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, 
     return int(fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
 
 
+def scheduled_changes(
+    session: Session, sub: Subscription, ends_at: datetime | None, now: datetime
+) -> list[Subscription]:
+    """The plan changes scheduled on ``sub`` that have not started yet: the subscriptions
+    of the same tenant and app that ``change_plan(at_period_end=True)`` (or ``at=``)
+    started at its end, ``ends_at``."""
+    if ends_at is None or ends_at <= now:
+        return []
+    return list(
+        session.exec(
+            select(Subscription).where(
+                Subscription.tenant_id == sub.tenant_id,
+                Subscription.id != sub.id,
+                Subscription.started_at == ends_at,
+                Subscription.app_code == sub.app_code,
+                col(Subscription.status).in_(["active", "trialing"]),
+            )
+        )
+    )
+
+
+def _drop_scheduled(
+    session: Session, sub: Subscription, t: Tenant, now: datetime, credit: bool
+) -> None:
+    """Cancel a scheduled subscription that has not started: it ends where it starts, so
+    no run bills it; what was billed ahead for it (``--invoice-now``) is credited in full
+    unless ``credit`` is off. Its own scheduled changes go with it."""
+    before = audit.snapshot(sub)
+    ends_at = sub.cancel_at
+    sub.cancel_at = sub.ended_at = sub.started_at
+    sub.status = "canceled"
+    sub.touch()
+    session.add(sub)
+    session.flush()
+    if credit:
+        credit_unused(session, sub, t.timezone or "UTC", sub.started_at)
+    audit.record(
+        session,
+        "subscription.cancel",
+        target_type="subscription",
+        target_id=sub.id,
+        target=t.key,
+        before=before,
+        after=audit.snapshot(sub),
+        tenant_id=t.id,
+    )
+    outbox.emit(session, "subscription.canceled", _payload(sub, t.key), t.id)
+    for nxt in scheduled_changes(session, sub, ends_at, now):
+        _drop_scheduled(session, nxt, t, now, credit)
+
+
 def cancel(
     session: Session,
     sub_id: str,
     *,
     at: datetime | None = None,
     at_period_end: bool = False,
+    credit: bool = True,
 ) -> Subscription:
     """Cancel now, at ``at`` or at the end of the current period (no proration then).
 
     Fixed charges not billed yet are prorated by day up to the cancellation by the run;
-    the unused part of those already billed becomes a prepaid credit at once."""
+    the unused part of those already billed (prepaid, in advance) becomes a prepaid
+    credit at once, drawn down by the tenant's next invoice, unless ``credit`` is off.
+    The plan changes scheduled to start at the subscription's end are cancelled with it
+    (also when cancelling at that same end), so nothing of it bills again."""
     sub = get(session, sub_id)
     if sub.status in ("canceled", "expired"):
         raise InvalidTransition(f"subscription {sub.id} is already {sub.status}")
@@ -260,7 +317,8 @@ def cancel(
     else:
         when = at or now
     before_at = sub.cancel_at
-    if before_at is not None and when >= before_at:
+    scheduled = scheduled_changes(session, sub, before_at, now)
+    if before_at is not None and (when > before_at or (when == before_at and not scheduled)):
         raise InvalidTransition(
             f"subscription {sub.id} already ends at {before_at.isoformat()}",
             "a cancellation can only be brought forward",
@@ -272,7 +330,10 @@ def cancel(
     sub.touch()
     session.add(sub)
     session.flush()
-    credit_unused(session, sub, tz, when, before_at)
+    if credit:
+        credit_unused(session, sub, tz, when, before_at)
+    for nxt in scheduled:
+        _drop_scheduled(session, nxt, t, now, credit)
     audit.record(
         session,
         "subscription.cancel",

@@ -3,6 +3,9 @@ discounts, then tax (or an exemption or reverse-charge note), then the total.
 
 Pure given its inputs: the catalogue, the periods to bill (``slots``), the usage aggregated
 in SQL and the lines that exist already (skipped; buckets read their rollover from them).
+A bucket (retainer) charge bills two lines per period: its recurring ``amount`` as a fixed
+line (``fee_key``; in advance or in arrears as its ``timing`` says, prorated by day like a
+fixed charge) and, in arrears, the overage beyond the hours rolled over and included.
 One charge's price (tiers, packages, rounding) is ``rating``'s; writing the drafts is
 ``run``'s; issuing, paying and voiding them is ``invoices``'.
 """
@@ -217,6 +220,11 @@ def line_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
     return f"{sub_id}|{idx}|{_iso(start)}|{_iso(end)}"
 
 
+def fee_key(sub_id: Any, idx: int, start: datetime, end: datetime) -> str:
+    """The line key of a bucket's recurring fee for a period (its overage has ``line_key``)."""
+    return f"{line_key(sub_id, idx, start, end)}|fee"
+
+
 def setup_key(sub_id: Any) -> str:
     """The setup fee's line key: one per subscription, so it is billed once."""
     return f"{sub_id}|setup"
@@ -242,6 +250,14 @@ def _span(start: datetime, end: datetime, tz: str) -> str:
 @lru_cache(maxsize=65536)
 def _iso(at: datetime) -> str:
     return at.isoformat()
+
+
+def _fee_due(ch: dict[str, Any], slot: Slot) -> bool:
+    """Whether this run bills a bucket's recurring fee (its ``amount``) for ``slot``: in
+    advance or in arrears, as the charge's ``timing`` says."""
+    if not _positive(str(ch.get("amount") or "0")):
+        return False
+    return slot.advance if ch.get("timing", "advance") == "advance" else slot.arrears
 
 
 def _wanted(ch: dict[str, Any], slot: Slot) -> bool:
@@ -395,31 +411,21 @@ def _sub_lines(
     carried: dict[str, Decimal] = {}  # bucket rollover out, by line key, within this rating
     for slot in sl:
         for idx, ch in enumerate(plan.charges):
+            kind = ch["kind"]
+            if kind == "bucket" and _fee_due(ch, slot):
+                # the retainer's recurring fee: a fixed line beside the overage
+                fee = fee_key(sub.id, idx, slot.start, slot.end)
+                if fee not in billed:
+                    out.append(_fixed_line(sub.id, plan, tz, slot, idx, ch, fee, "bucket fee"))
             if not _wanted(ch, slot):
                 continue
-            kind = ch["kind"]
             key = line_key(sub.id, idx, slot.start, slot.end)
             if key in billed:
                 if kind == "bucket":
                     carried[key] = Decimal(str(billed[key].get("rollover_out", "0")))
                 continue
             if kind == "fixed":
-                days = local_days(slot.start, slot.end, tz)
-                used = local_days(slot.eff_start, slot.eff_end, tz)
-                fields = fixed_fields(str(ch["amount"]), cur, min(used, days), days)
-                out.append(
-                    {
-                        "line_key": key,
-                        "subscription_id": sub.id,
-                        "charge_ref": str(idx),
-                        "kind": "fixed",
-                        "description": f"{plan.code} fixed {_span(slot.start, slot.end, tz)}",
-                        "period_start": slot.start,
-                        "period_end": slot.end,
-                        **fields,
-                        "detail": {"tiers": []},
-                    }
-                )
+                out.append(_fixed_line(sub.id, plan, tz, slot, idx, ch, key, "fixed"))
                 continue
             else:
                 agg = usage.get((tid, ch["metric"], slot.eff_start, slot.eff_end), {})
@@ -454,6 +460,34 @@ def _sub_lines(
             desc = f"{plan.code} {kind} {_span(slot.start, slot.end, tz)}"
             out.append(_line(ln, key, sub.id, str(idx), slot.start, slot.end, desc))
     return out
+
+
+def _fixed_line(
+    sub_id: Any,
+    plan: Plan | PlanView,
+    tz: str,
+    slot: Slot,
+    idx: int,
+    ch: dict[str, Any],
+    key: str,
+    label: str,
+) -> dict[str, Any]:
+    """A fixed amount (a fixed charge, or a bucket's fee) for the part of ``slot`` the
+    subscription covers, prorated by local day."""
+    days = local_days(slot.start, slot.end, tz)
+    used = local_days(slot.eff_start, slot.eff_end, tz)
+    fields = fixed_fields(str(ch["amount"]), plan.currency, min(used, days), days)
+    return {
+        "line_key": key,
+        "subscription_id": sub_id,
+        "charge_ref": str(idx),
+        "kind": "fixed",
+        "description": f"{plan.code} {label} {_span(slot.start, slot.end, tz)}",
+        "period_start": slot.start,
+        "period_end": slot.end,
+        **fields,
+        "detail": {"tiers": []},
+    }
 
 
 @lru_cache(maxsize=4096)

@@ -36,8 +36,8 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
         ledger.add_credit(s, "cred", 500, "EUR", "goodwill")
         with pytest.raises(BadInput):
             ledger.add_credit(s, "cred", 100, "EUR", expires_at=_at(2026, 1, 1))
-    billing.run("2026-10", url=store_url)
     clock.set_now(_at(2026, 11, 2))
+    billing.run("2026-10", url=store_url)
     with session() as s:
         inv = invoices.issue(s, str(invoices.list_invoices(s, "cred")[0].id))
         # 49.00 + 20% VAT 9.80 = 58.80, paid by 30.00 (expires first) and 28.80 of 50.00
@@ -46,8 +46,8 @@ def test_credits_apply_after_tax_soonest_expiry_first_then_expire(
         left = {g.reference: g.remaining_minor for g in ledger.list_credits(s, "cred")}
         assert left == {"promo": 0, "prepaid": 2120, "goodwill": 500}
         assert ledger.balance(s, inv.tenant_id, "EUR") == -2620
-    billing.run("2026-11", url=store_url)
     clock.set_now(_at(2027, 1, 5))
+    billing.run("2026-11", url=store_url)
     with session() as s:
         inv = invoices.list_invoices(s, "cred", period="2026-11")[0]
         inv = invoices.issue(s, str(inv.id))
@@ -75,6 +75,7 @@ def test_void_gives_back_the_credit_an_invoice_used(
         tenants.create(s, "back", country="FR")
         subscriptions.create(s, "back", "pro", start=_at(2026, 9, 1))
         ledger.add_credit(s, "back", 1000, "EUR")
+    clock.set_now(_at(2026, 11, 2))
     billing.run("2026-10", url=store_url)
     with session() as s:
         inv = invoices.issue(s, str(invoices.list_invoices(s, "back")[0].id))
@@ -118,6 +119,7 @@ spec: {country: US, rate: "5"}
         tax.set_treatment(s, "ny", "US", "exempt", region="CA")
         with pytest.raises(BadInput):
             tax.set_treatment(s, "ny", "US", "zero")
+    clock.set_now(_at(2026, 11, 2))
     billing.run("2026-10", url=store_url)
     with session(write=False) as s:
 
@@ -156,6 +158,7 @@ def test_invoice_now_then_the_run_bills_nothing_twice(
         # VAT 3.794 -> 3.79
         assert (first.subtotal_minor, first.tax_minor, first.total_minor) == (1897, 379, 2276)
     before = counts(store_url)
+    clock.set_now(_at(2026, 11, 2))
     billing.run("2026-10", url=store_url)
     assert billing.run("2026-10", url=store_url).invoices == 0
     with session(write=False) as s:

@@ -175,6 +175,7 @@ def test_weekly_plan_billed_by_monthly_runs(
             (40, datetime(2026, 11, 2, 4, 30, tzinfo=UTC)),
         ):
             usage.record(s, "weekly", "api_calls", Decimal(qty), at=at)
+    clock.set_now(datetime(2026, 11, 3, tzinfo=UTC))
     billing.run("2026-10", url=store_url)
     with session(write=False) as s:
         inv = invoices.list_invoices(s, "weekly")[0]
@@ -185,6 +186,7 @@ def test_weekly_plan_billed_by_monthly_runs(
         assert sorted(ln.amount_minor for ln in lines if ln.kind == "fixed") == [500] + [700] * 7
         assert sorted(ln.amount_minor for ln in lines if ln.kind == "usage") == [100, 200]
     assert billing.run("2026-10", url=store_url).invoices == 0
+    clock.set_now(datetime(2026, 12, 2, tzinfo=UTC))
     billing.run("2026-11", url=store_url)
     with session(write=False) as s:
         nov = invoices.list_invoices(s, "weekly", period="2026-11")[0]
@@ -205,8 +207,11 @@ def test_quarterly_arrears_prorated_across_auckland_dst(
         tenants.create(s, "kiwi", timezone=tz)
         # 2026-08-16 local: the quarter Jul 1 - Oct 1 has 92 days, 46 of them covered
         subscriptions.create(s, "kiwi", "quarterly", start=local_midnight(date(2026, 8, 16), tz))
+    clock.set_now(datetime(2026, 10, 2, tzinfo=UTC))
     billing.run("2026-09", url=store_url)
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
     assert billing.run("2026-10", url=store_url).invoices == 0
+    clock.set_now(datetime(2027, 1, 2, tzinfo=UTC))
     billing.run("2026-12", url=store_url)
     with session(write=False) as s:
         sep = invoices.list_invoices(s, "kiwi", period="2026-09")[0]

@@ -27,6 +27,7 @@ def test_issue_drafts_issues_each_draft_once(
         for key in ("acme", "kiwi"):
             tenants.create(s, key)
             subscriptions.create(s, key, "pro", start=datetime(2026, 9, 1, tzinfo=UTC))
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
     result = billing.run("2026-10", url=store_url)
     assert result.run_id and result.invoices == 2
     issued = issuing.issue_drafts(result.run_id, url=store_url)

@@ -306,17 +306,21 @@ def test_time_minimum_and_round_up_apply_to_each_entry(
 def test_bringing_a_cancellation_forward_credits_each_day_once(
     paris: str, store_url: str, session: Opener
 ) -> None:
-    clock.set_now(datetime(2026, 11, 10, 12, tzinfo=UTC))
+    """December (31 days, 49.00 in advance) cancelled from the 21st (Paris), then now,
+    on the 10th: the first credit is 49.00 - 49.00 * 20/31 (31.61) = 17.39, the second
+    31.61 - 49.00 * 9/31 (14.23) = 17.38; 14.23 + 17.38 + 17.39 = 49.00."""
+    clock.set_now(datetime(2026, 12, 2, tzinfo=UTC))
     billing.run("2026-10", url=store_url)  # November in advance
-    billing.run("2026-11", url=store_url)  # December in advance, early
+    billing.run("2026-11", url=store_url)  # December in advance
+    clock.set_now(datetime(2026, 12, 10, 12, tzinfo=UTC))  # 13:00 on the 10th in Paris
     with session() as s:
-        subscriptions.cancel(s, paris, at_period_end=True)  # December back: 49.00
+        subscriptions.cancel(s, paris, at=datetime(2026, 12, 20, 23, tzinfo=UTC))
         with pytest.raises(InvalidTransition):
-            subscriptions.cancel(s, paris, at=datetime(2026, 12, 15, tzinfo=UTC))
+            subscriptions.cancel(s, paris, at=datetime(2026, 12, 25, tzinfo=UTC))
     with session() as s:
-        subscriptions.cancel(s, paris)  # now: November's 21 unused days, 34.30
+        subscriptions.cancel(s, paris)  # now: December's days 10 to 20 back
     with session(write=False) as s:
-        assert sorted(_credits(s, "acme")) == [3430, 4900]
+        assert sorted(_credits(s, "acme")) == [1738, 1739]
         assert _fixed(s, "acme") == [4900, 4900]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mno import clock
 from mno.billing import run as billing
 from mno.billing.periods import month_bounds
 from mno.store.models.billing import Coupon, Plan, TaxRate
@@ -116,10 +117,11 @@ def test_split_of_usage_bills_the_same_and_rerun_changes_nothing(
         usage.record(
             s, key + "x", "api_calls", Decimal(sum(split)), at=datetime(year, 10, 9, tzinfo=UTC)
         )
-    billing.run(period, url=sqlite_url, tenant_key=key)
-    billing.run(period, url=sqlite_url, tenant_key=key + "x")
-    assert billing.run(period, url=sqlite_url, tenant_key=key).invoices == 0
-    assert billing.run(period, url=sqlite_url, tenant_key=key + "x").invoices == 0
+    with clock.frozen(datetime(year, 11, 2, tzinfo=UTC)):  # October has closed
+        billing.run(period, url=sqlite_url, tenant_key=key)
+        billing.run(period, url=sqlite_url, tenant_key=key + "x")
+        assert billing.run(period, url=sqlite_url, tenant_key=key).invoices == 0
+        assert billing.run(period, url=sqlite_url, tenant_key=key + "x").invoices == 0
     with session_scope(sqlite_url, write=False) as s:
         rows = (
             s.execute(

@@ -57,6 +57,7 @@ def october(store_url: str, session: Opener, catalogue: None) -> str:
             s, "kiwi", "api_calls", Decimal(5000), at=datetime(2026, 10, 31, 12, tzinfo=UTC)
         )
         charges.add(s, "acme", Decimal("10.00"), "EUR", "setup help")
+    clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))  # October has closed everywhere
     yield store_url
     clock.set_now(None)
 
@@ -225,6 +226,7 @@ def test_coupon_once_and_prorated_start(store_url: str, session: Opener, catalog
             subscriptions.create(
                 s, "newco", "pro", coupon="half", start=datetime(2026, 11, 21, 5, tzinfo=UTC)
             )
+        clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
         billing.run("2026-10", url=store_url)
         with session(write=False) as s:
             inv = invoices.list_invoices(s, "newco")[0]
@@ -245,6 +247,7 @@ def test_coupon_and_credit_on_the_same_invoice(
                 s, "cred", "pro", coupon="half", start=datetime(2026, 9, 1, tzinfo=UTC)
             )
             ledger.add_credit(s, "cred", 1000, "EUR")  # 10.00 prepaid
+        clock.set_now(datetime(2026, 11, 2, tzinfo=UTC))
         billing.run("2026-10", url=store_url)
         with session() as s:
             inv = invoices.list_invoices(s, "cred")[0]

@@ -78,6 +78,7 @@ def test_unique_count_and_latest(store_url: str, session: Opener) -> None:
         rec(s, "acme", "requests", Decimal(1), at=_at(10, 6), idempotency_key="r1")
         rec(s, "acme", "requests", Decimal(1), at=_at(10, 7), idempotency_key="r2")
         rec(s, "acme", "requests", Decimal(1), at=_at(10, 8))
+    clock.set_now(_at(11, 2))
     billing.run("2026-10", url=store_url)
     with session(write=False) as s:
         inv = invoices.list_invoices(s, "acme")[0]
@@ -97,7 +98,13 @@ def test_bucket_rollover_carries_between_runs(store_url: str, session: Opener) -
         subscriptions.create(s, "help", "support", start=_at(9, 1, 0))
         for month, hours in ((9, 4), (10, 17), (11, 7), (12, 14)):
             usage.record(s, "help", "support_hours", Decimal(hours), at=_at(month, 10))
-    for period in ("2026-09", "2026-10", "2026-11", "2026-12"):
+    for period, closed in (
+        ("2026-09", _at(10, 2)),
+        ("2026-10", _at(11, 2)),
+        ("2026-11", _at(12, 2)),
+        ("2026-12", datetime(2027, 1, 2, tzinfo=UTC)),
+    ):
+        clock.set_now(closed)
         billing.run(period, url=store_url)
 
     def bucket(period: str) -> tuple[int, dict[str, Any]]:
@@ -149,6 +156,7 @@ def test_imported_properties_feed_unique_count(
         subscriptions.create(s, "acme", "metered", start=_at(9, 1, 0))
         assert usage.import_file(s, csv) == 3
         assert usage.import_file(s, jsonl) == 1
+    clock.set_now(_at(11, 2))
     billing.run("2026-10", url=store_url)
     with session(write=False) as s:
         inv = invoices.list_invoices(s, "acme")[0]

@@ -119,10 +119,10 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         subscriptions.create(s, "usd", "basic", start=_at(2026, 9, 1))
         usage.record(s, "deu", "api_calls", Decimal(5000), at=_at(2026, 10, 5))
         ledger.add_credit(s, "crd", 1000, "EUR")
+    clock.set_now(_at(2026, 11, 2))  # October has closed
     assert billing.run("2026-10", url=store_url).invoices == 5
     assert check(session) == ({}, {})  # drafts count nowhere
 
-    clock.set_now(_at(2026, 11, 2))
     with session() as s:
         ids = {key: invoices.list_invoices(s, key)[0].id for key in ("fra", "deu", "crd", "usd")}
         for inv_id in ids.values():
@@ -152,8 +152,8 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         ledger.add_credit(s, "crd", 99900, "EUR")  # the next invoice is paid by credit
     check(session)
 
+    clock.set_now(_at(2026, 12, 1))  # November has closed
     assert billing.run("2026-11", url=store_url).invoices == 5  # "oops" is billed again
-    clock.set_now(_at(2026, 12, 1))
     with session() as s:
         for inv in invoices.list_invoices(s, status="draft"):
             invoices.issue(s, str(inv.id))

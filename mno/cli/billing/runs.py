@@ -14,7 +14,6 @@ import typer
 from mno.cli.billing.catalogue import make_app
 from mno.cli.billing.tax_treatments import app as treatments
 from mno.cli.output import Format, OutputOpt, err_console, is_tty, render, success, warn
-from mno.errors import BadInput
 
 if TYPE_CHECKING:
     from mno.billing.run import RunResult
@@ -52,7 +51,8 @@ def run_cmd(
         str | None,
         typer.Option(
             help="Month YYYY-MM that closed: bills the periods that close in it and the "
-            "in-advance charges of the periods that start the month after."
+            "in-advance charges of the periods that start the month after. Default: the last "
+            "month closed in every timezone."
         ),
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
@@ -69,14 +69,16 @@ def run_cmd(
     output: OutputOpt = Format.table,
 ) -> None:
     """Bill a month: arrears and usage of the periods that closed in it, plus in-advance
-    charges of the periods that start the next month (in each tenant's timezone)."""
+    charges of the periods that start the next month (in each tenant's timezone).
+
+    Tenants whose month has not closed yet in their timezone are skipped and listed with
+    the moment it closes; exit 1 when no tenant could be billed."""
     from mno.billing import run as billing
 
     if retry_failed:
         result = billing.retry_failed(retry_failed)
     else:
-        if not period:
-            raise BadInput("give --period YYYY-MM or --retry-failed RUN")
+        period = period or billing.default_period()
         result = _bill(period, tenant, dry_run)
     if issue and not dry_run and result.run_id:
         from mno.billing.issuing import issue_drafts
@@ -86,6 +88,8 @@ def run_cmd(
         else:
             result.issued = len(issue_drafts(result.run_id))
     _render(result, period, dry_run, output)
+    if result.refused:
+        raise typer.Exit(1)
 
 
 def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:
@@ -111,6 +115,14 @@ def _render(result: RunResult, period: str | None, dry_run: bool, output: Format
         data["would_invoice"] = result.preview
     if output is not Format.table:
         render(data, output)
+        return
+    if result.not_closed:
+        render(result.not_closed, output, columns=["tenant", "closes_at"], title="Not closed yet")
+    if result.refused:
+        warn(
+            f"{period}: not billed, the period has not closed yet for any tenant to bill "
+            f"({len(result.not_closed)})"
+        )
         return
     if dry_run:
         render(

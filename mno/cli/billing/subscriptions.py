@@ -119,20 +119,34 @@ def cancel(
         bool, typer.Option("--at-period-end", help="Cancel when the current period ends.")
     ] = False,
     at: Annotated[str | None, typer.Option(help="Cancel at this time (ISO, with zone).")] = None,
+    no_credit: Annotated[
+        bool,
+        typer.Option(
+            "--no-credit", help="Keep what was billed in advance: no credit for unused days."
+        ),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Cancel now, at a given time or at the end of the current period.
 
     Now or at a time: fixed charges are prorated by day in the tenant's timezone, and the
-    unused part of those already billed becomes a prepaid credit. At period end: no
-    proration."""
+    unused part of those already billed in advance becomes a prepaid credit on the
+    tenant's ledger, drawn down by the next invoice (``--no-credit``: none). At period
+    end: no proration. Plan changes scheduled at the subscription's end are cancelled too."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
     _one_of(now, at_period_end, at)
     with session_scope() as s:
         data = _row(
-            s, subscriptions.cancel(s, sub_id, at=aware_time(at), at_period_end=at_period_end)
+            s,
+            subscriptions.cancel(
+                s,
+                sub_id,
+                at=aware_time(at),
+                at_period_end=at_period_end,
+                credit=not no_credit,
+            ),
         )
     ends = "canceled" if data["status"] == "canceled" else f"ends at {data['cancel_at']}"
     done(data, f"subscription {sub_id} {ends}", output)

@@ -23,7 +23,7 @@ from mno.tenancy import tenants
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.store.models.billing import Invoice, InvoiceLine
+    from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
 FORMATS = ("json", "csv", "html")
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
@@ -55,6 +55,26 @@ def summary(session: Session, inv: Invoice) -> dict[str, Any]:
         "issued_at": inv.issued_at,
         "due_at": inv.due_at,
         "paid_at": inv.paid_at,
+    }
+
+
+def credit_view(session: Session, note: Invoice, refund: LedgerEntry | None) -> dict[str, Any]:
+    """A credit note's header, the invoice it credits, its reason and its refund."""
+    credited = invoices.get(session, note.credit_note_for) if note.credit_note_for else None
+    return {
+        **summary(session, note),
+        "credit_note_for": credited.number if credited else None,
+        "reason": note.reason,
+        "refund": (
+            {
+                "amount": amount(refund.amount_minor, refund.currency),
+                "currency": refund.currency,
+                "method": refund.method,
+                "reference": refund.reference,
+            }
+            if refund
+            else None
+        ),
     }
 
 

@@ -15,7 +15,9 @@ from mno.cli.output import Format, OutputOpt, done, render
 from mno.errors import BadInput
 from mno.money import to_decimal
 
-app = typer.Typer(help="Invoices: issue, pay, void, explain, export.", no_args_is_help=True)
+app = typer.Typer(
+    help="Invoices: create, issue, pay, credit, void, explain, export.", no_args_is_help=True
+)
 COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
 
 
@@ -97,12 +99,13 @@ def export(
 
 
 def _action(name: str, invoice: str, output: Format, **kw: Any) -> None:
-    from mno.billing import invoices
+    from mno.billing import credit_notes, invoices
     from mno.billing.export import summary
     from mno.store.db import session_scope
 
+    module = credit_notes if name == "void" else invoices
     with session_scope() as s:
-        inv = getattr(invoices, name)(s, invoice, **kw)
+        inv = getattr(module, name)(s, invoice, **kw)
         data = summary(s, inv)
     done(data, f"invoice {data['number'] or data['id']} {data['status']}", output)
 
@@ -159,3 +162,51 @@ def void(
 ) -> None:
     """Void a draft, or an issued unpaid invoice (books a credit note)."""
     _action("void", invoice, output, reason=reason)
+
+
+@app.command("credit")
+def credit(
+    invoice: Annotated[str, typer.Argument(help="Invoice id or number (issued or paid).")],
+    reason: Annotated[str, typer.Option(help="Why the tenant is credited.")],
+    line: Annotated[
+        int | None, typer.Option(min=1, help="Credit this line (as invoice show lists them).")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="Credit this amount before tax (default: all left).")
+    ] = None,
+    refund: Annotated[
+        bool, typer.Option("--refund", help="Return the money (default: to the balance).")
+    ] = False,
+    method: Annotated[
+        str | None, typer.Option(help="With --refund: how, e.g. bank_transfer, card.")
+    ] = None,
+    reference: Annotated[str | None, typer.Option(help="With --refund: its reference.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Book a credit note against an issued or paid invoice, all of it or part of a line
+    or of the invoice; tax is reversed in proportion. The credit goes to the tenant's
+    balance (drawn by the next invoice), or back to the tenant with --refund."""
+    from mno.billing import credit_notes
+    from mno.billing.export import credit_view
+    from mno.store.db import session_scope
+
+    value = to_decimal(amount) if amount is not None else None
+    with session_scope() as s:
+        booked = credit_notes.credit(
+            s,
+            invoice,
+            reason=reason,
+            line=line,
+            amount=value,
+            refund=refund,
+            method=method,
+            reference=reference,
+        )
+        data = credit_view(s, booked.note, booked.refund)
+    way = f"refunded by {data['refund']['method']}" if data["refund"] else "to the tenant's balance"
+    done(
+        data,
+        f"credit note {data['number']} for {data['credit_note_for']}:"
+        f" {data['total']} {data['currency']}, {way}",
+        output,
+    )

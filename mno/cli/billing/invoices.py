@@ -1,4 +1,5 @@
-"""mno invoice: list, show, issue, pay, void, explain, export (json|csv|html).
+"""mno invoice: list, show, create, line add/edit/remove, issue, pay, credit, void,
+explain, export (json|csv|html).
 
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.
@@ -210,3 +211,109 @@ def credit(
         f" {data['total']} {data['currency']}, {way}",
         output,
     )
+
+
+def _show_changed(inv_id: str, message: str, output: Format) -> None:
+    from mno.billing import invoices
+    from mno.billing.export import view
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        data, lines = view(s, invoices.get(s, inv_id))
+    done({**data, "lines": lines}, message.format(**data), output)
+
+
+@app.command("create")
+def create(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    line: Annotated[
+        list[str],
+        typer.Option(
+            "--line",
+            help='A line "description:quantity:unit_price[:tax_code]" (repeat the option).',
+        ),
+    ],
+    currency: Annotated[str | None, typer.Option(help="Currency (default: the tenant's).")] = None,
+    issue: Annotated[bool, typer.Option("--issue", help="Issue it at once.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a manual invoice for one-off work: a draft, or issued with --issue. It is
+    numbered, taxed and rendered like the invoices of a billing run."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    specs = [manual.parse_line(x) for x in line]
+    with session_scope() as s:
+        inv_id = str(manual.create(s, tenant, specs, currency=currency, issue=issue).id)
+    _show_changed(inv_id, "invoice {id} {status}: total {total} {currency}", output)
+
+
+line_app = typer.Typer(help="Change the lines of a draft invoice.", no_args_is_help=True)
+app.add_typer(line_app, name="line")
+
+
+@line_app.command("add")
+def line_add(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help='"description:quantity:unit_price[:tax_code]"; a negative price reduces.'
+        ),
+    ],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Add a line to a draft; its totals and tax are computed again."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    parsed = manual.parse_line(spec, negative=True)
+    with session_scope() as s:
+        inv_id = str(manual.add_line(s, invoice, parsed).id)
+    _show_changed(inv_id, "line added: total {total} {currency}", output)
+
+
+@line_app.command("edit")
+def line_edit(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    n: Annotated[int, typer.Argument(help="Line number, as invoice show lists them.")],
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    quantity: Annotated[str | None, typer.Option(help="New quantity.")] = None,
+    unit_price: Annotated[str | None, typer.Option(help="New unit price.")] = None,
+    tax_code: Annotated[str | None, typer.Option(help="Tax this line at this rate.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a line of a draft: its amount becomes quantity x unit price."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    qty = to_decimal(quantity) if quantity is not None else None
+    price = to_decimal(unit_price) if unit_price is not None else None
+    with session_scope() as s:
+        inv_id = str(
+            manual.edit_line(
+                s,
+                invoice,
+                n,
+                description=description,
+                quantity=qty,
+                unit_price=price,
+                tax_code=tax_code,
+            ).id
+        )
+    _show_changed(inv_id, "line changed: total {total} {currency}", output)
+
+
+@line_app.command("remove")
+def line_remove(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    n: Annotated[int, typer.Argument(help="Line number, as invoice show lists them.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Remove a line of a draft."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inv_id = str(manual.remove_line(s, invoice, n).id)
+    _show_changed(inv_id, "line removed: total {total} {currency}", output)

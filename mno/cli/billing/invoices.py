@@ -220,7 +220,8 @@ def _show_changed(inv_id: str, message: str, output: Format) -> None:
 
     with session_scope(write=False) as s:
         data, lines = view(s, invoices.get(s, inv_id))
-    done({**data, "lines": lines}, message.format(**data), output)
+    label = data["number"] or data["id"]
+    done({**data, "lines": lines}, message.format(label=label, **data), output)
 
 
 @app.command("create")
@@ -245,7 +246,7 @@ def create(
     specs = [manual.parse_line(x) for x in line]
     with session_scope() as s:
         inv_id = str(manual.create(s, tenant, specs, currency=currency, issue=issue).id)
-    _show_changed(inv_id, "invoice {id} {status}: total {total} {currency}", output)
+    _show_changed(inv_id, "invoice {label} {status}: total {total} {currency}", output)
 
 
 line_app = typer.Typer(help="Change the lines of a draft invoice.", no_args_is_help=True)

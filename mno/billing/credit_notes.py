@@ -1,11 +1,14 @@
 """Credit notes and refunds against issued invoices, and voiding.
 
 An issued invoice is never changed: what it billed too much is given back by a credit
-note, an invoice of kind ``credit_note`` whose amounts are negative, numbered in its own
-gapless series (``CN-2026-000001``, ``invoices.next_number``) and linked to the invoice it
-credits (``credit_note_for``). A credit note takes the whole of what remains creditable,
-the rest of one line, or an amount of one line or of the invoice; its lines say which
-line of the invoice each one credits.
+note, an invoice of kind ``credit_note``, numbered in its own gapless series
+(``CN-2026-000001``, ``invoices.next_number``) and linked to the invoice it credits
+(``credit_note_for``). A credit note's amounts and its lines are stored positive, as on
+an invoice, and its kind says they are taken away (as the reports read them, and as
+Stripe and Lago credit notes carry them); only the ledger signs its entries (a credit is
+negative). A credit note takes the whole of what remains creditable, the rest of one
+line, or an amount of one line or of the invoice; its lines say which line of the invoice
+each one credits.
 
 Tax and discount are reversed in proportion to the subtotal credited, rounded once per
 the money rule, on the running sum: after credit notes that together credit ``c`` of the
@@ -21,7 +24,9 @@ refunded yet.
 
 ``void`` cancels a draft (its lines are freed so that the period can be billed again) or
 an issued unpaid invoice without credit notes, which books a credit note for all of it
-through the same path and gives back the prepaid credit the invoice used.
+through the same path and gives back the prepaid credit the invoice used. That credit
+note is void like the invoice it cancels: neither counts as billed revenue, and the ledger
+still shows the invoice and its credit.
 """
 
 from __future__ import annotations
@@ -89,11 +94,11 @@ def remaining(session: Session, inv: Invoice, notes: list[Invoice] | None = None
         for amount_minor, detail in rows:
             ref = (detail or {}).get("credits_line")
             if ref:
-                credited_line[ref] = credited_line.get(ref, 0) - int(amount_minor)
-    credited = -sum(n.subtotal_minor for n in notes)
+                credited_line[ref] = credited_line.get(ref, 0) + int(amount_minor)
+    credited = sum(n.subtotal_minor for n in notes)
     return Remaining(
         inv.subtotal_minor - credited,
-        inv.total_minor + inv.credit_minor + sum(n.total_minor for n in notes),
+        inv.total_minor + inv.credit_minor - sum(n.total_minor for n in notes),
         [
             (ln, ln.amount_minor - credited_line.get(str(ln.id), 0))
             for ln in invoices.lines(session, inv)
@@ -221,15 +226,15 @@ def book(
     picks = _picks(inv, remaining(session, inv, notes), line, amount_minor)
     part = sum(take for _, take in picks)
     whole = inv.subtotal_minor
-    done = -sum(n.subtotal_minor for n in notes)
-    discount = _share(inv.discount_minor, done + part, whole, cur) + sum(
+    done = sum(n.subtotal_minor for n in notes)
+    discount = _share(inv.discount_minor, done + part, whole, cur) - sum(
         n.discount_minor for n in notes
     )
-    tax = _share(inv.tax_minor, done + part, whole, cur) + sum(n.tax_minor for n in notes)
+    tax = _share(inv.tax_minor, done + part, whole, cur) - sum(n.tax_minor for n in notes)
     inclusive = bool((inv.tax_detail or {}).get("inclusive"))
     total = part - discount + (0 if inclusive else tax)
     gross = inv.total_minor + inv.credit_minor
-    before_total = -sum(n.total_minor for n in notes)
+    before_total = sum(n.total_minor for n in notes)
     if total < 0 or (total == 0 and route != "void") or before_total + total > gross:
         raise Conflict(
             f"invoice {inv.number} has {from_minor(gross - before_total, cur)} {cur} left to credit"
@@ -252,12 +257,12 @@ def book(
         period=f"cn-{note_id.hex[:16]}",
         kind="credit_note",
         issuer=inv.issuer,
-        status="issued",
+        status="void" if route == "void" else "issued",
         currency=cur,
-        subtotal_minor=-part,
-        discount_minor=-discount,
-        tax_minor=-tax,
-        total_minor=-total,
+        subtotal_minor=part,
+        discount_minor=discount,
+        tax_minor=tax,
+        total_minor=total,
         tax_detail=dict(inv.tax_detail or {}),
         credit_note_for=inv.id,
         issued_at=now,
@@ -267,7 +272,7 @@ def book(
     session.add(note)
     session.flush()
     for n, (ln, take) in enumerate(picks, 1):
-        unit = str(-from_minor(take, cur))
+        unit = str(from_minor(take, cur))
         session.add(
             InvoiceLine(
                 invoice_id=note.id,
@@ -280,7 +285,7 @@ def book(
                 period_end=ln.period_end if ln else None,
                 quantity="1",
                 unit_price=unit,
-                amount_minor=-take,
+                amount_minor=take,
                 detail={"credits_line": str(ln.id)} if ln else {},
             )
         )

@@ -84,7 +84,7 @@ def test_golden_partial_refund_with_tax_then_the_rest_to_the_balance(
     assert note["number"] == "CN-2026-000001"
     assert note["kind"] == "credit_note"
     assert note["credit_note_for"] == "INV-2026-000001"
-    assert (note["subtotal"], note["tax"], note["total"]) == ("-7.33", "-1.47", "-8.80")
+    assert (note["subtotal"], note["tax"], note["total"]) == ("7.33", "1.47", "8.80")
     assert note["refund"] == {
         "amount": "8.80",
         "currency": "EUR",
@@ -93,7 +93,7 @@ def test_golden_partial_refund_with_tax_then_the_rest_to_the_balance(
     }
     rest = cli.json("invoice", "credit", "INV-2026-000001", "--reason", "goodwill")
     assert rest["number"] == "CN-2026-000002"
-    assert (rest["subtotal"], rest["tax"], rest["total"]) == ("-51.67", "-10.33", "-62.00")
+    assert (rest["subtotal"], rest["tax"], rest["total"]) == ("51.67", "10.33", "62.00")
     assert rest["refund"] is None
     with session(write=False) as s:
         entries = ledger.entries(s, "acme")
@@ -112,7 +112,7 @@ def test_golden_partial_refund_with_tax_then_the_rest_to_the_balance(
         ]
         lines = invoices.lines(s, invoices.get(s, "CN-2026-000002"))
         # the rest of line 1 (49.00 - 7.33) and all of line 2
-        assert [ln.amount_minor for ln in lines] == [-4167, -1000]
+        assert [ln.amount_minor for ln in lines] == [4167, 1000]
     # nothing is left: a third credit note is refused and writes nothing
     before = counts(paid)
     result = cli("invoice", "credit", "INV-2026-000001", "--reason", "again")
@@ -120,8 +120,19 @@ def test_golden_partial_refund_with_tax_then_the_rest_to_the_balance(
     assert counts(paid) == before
     shown = cli("invoice", "show", "CN-2026-000001")
     assert shown.exit_code == 0 and "Credit: " in shown.stdout
+    assert "INV-2026-000001" in shown.stdout and "-7.33" not in shown.stdout
+    as_json = cli.json("invoice", "show", "CN-2026-000002")
+    assert (as_json["kind"], as_json["credit_note_for"], as_json["total"]) == (
+        "credit_note",
+        "INV-2026-000001",
+        "62.00",
+    )
+    assert [ln["amount"] for ln in as_json["lines"]] == ["41.67", "10.00"]
     explained = cli("invoice", "explain", "CN-2026-000002")
-    assert explained.exit_code == 0 and "-62.00" in explained.stdout
+    assert explained.exit_code == 0 and "= total 62.00 EUR" in explained.stdout
+    assert "credit note CN-2026-000002 for INV-2026-000001" in explained.stdout
+    html = cli("invoice", "export", "CN-2026-000002", "--format", "html")
+    assert "Credit note CN-2026-000002" in html.stdout and "INV-2026-000001" in html.stdout
 
 
 def test_events_and_audit(paid: str, session: Opener) -> None:
@@ -134,7 +145,7 @@ def test_events_and_audit(paid: str, session: Opener) -> None:
             refund=True,
             method="card",
         )
-        assert booked.note.total_minor == -1200  # 10.00 + VAT 2.00
+        assert booked.note.total_minor == 1200  # 10.00 + VAT 2.00, stored positive
     import sqlalchemy as sa
 
     from mno.store import db
@@ -207,8 +218,9 @@ def test_void_books_its_credit_note_through_the_same_path(
     paid: str, session: Opener, cli: Any
 ) -> None:
     """Voiding an issued unpaid invoice (49.00 + VAT 9.80 = 58.80) books CN-2026-000001 of
-    -58.80 with the invoice's lines; an invoice that has a credit note already cannot be
-    voided (its credit went to the balance): it is refused and nothing is written."""
+    58.80 (stored positive) with the invoice's lines, void like the invoice it cancels;
+    an invoice that has a credit note already cannot be voided (its credit went to the
+    balance): it is refused and nothing is written."""
     with session() as s:
         for key in ("other", "third"):
             tenants.create(s, key, country="FR")
@@ -222,11 +234,11 @@ def test_void_books_its_credit_note_through_the_same_path(
     assert out["status"] == "void"
     with session(write=False) as s:
         notes = credit_notes.notes_of(s, invoices.get(s, str(other.id)))
-        assert [(n.number, n.total_minor, n.tax_minor) for n in notes] == [
-            ("CN-2026-000001", -5880, -980)
+        assert [(n.number, n.status, n.total_minor, n.tax_minor) for n in notes] == [
+            ("CN-2026-000001", "void", 5880, 980)
         ]
         assert notes[0].reason == "wrong tenant"
-        assert [ln.amount_minor for ln in invoices.lines(s, notes[0])] == [-4900]
+        assert [ln.amount_minor for ln in invoices.lines(s, notes[0])] == [4900]
         assert ledger.balance(s, other.tenant_id, "EUR") == 0
     with session() as s:
         credit_notes.credit(s, str(third.id), reason="late start", amount=Decimal("10.00"))
@@ -308,16 +320,16 @@ def test_credit_notes_never_exceed_the_invoice(
             inv = invoices.get(s, inv_id)
             notes = credit_notes.notes_of(s, inv)
             left = credit_notes.remaining(s, inv, notes)
-            assert -sum(n.total_minor for n in notes) <= gross
-            assert -sum(n.tax_minor for n in notes) <= tax
-            assert -sum(n.subtotal_minor for n in notes) <= subtotal
+            assert sum(n.total_minor for n in notes) <= gross
+            assert sum(n.tax_minor for n in notes) <= tax
+            assert sum(n.subtotal_minor for n in notes) <= subtotal
             assert all(line_left >= 0 for _, line_left in left.lines)
-            assert all(n.total_minor <= 0 for n in notes)
+            assert all(n.total_minor >= 0 for n in notes)
     # after crediting everything that is left, exactly the invoice was given back
     if gross == 0:
         assert notes == []
         return
     assert left.subtotal_minor == 0
-    assert -sum(n.total_minor for n in notes) == gross
-    assert -sum(n.tax_minor for n in notes) == tax
-    assert -sum(n.discount_minor for n in notes) == discount
+    assert sum(n.total_minor for n in notes) == gross
+    assert sum(n.tax_minor for n in notes) == tax
+    assert sum(n.discount_minor for n in notes) == discount

@@ -23,7 +23,7 @@ from mno.tenancy import tenants
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from mno.store.models.billing import Invoice, InvoiceLine
+    from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
 FORMATS = ("json", "csv", "html")
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
@@ -58,6 +58,31 @@ def summary(session: Session, inv: Invoice) -> dict[str, Any]:
     }
 
 
+def credited(session: Session, note: Invoice) -> dict[str, Any]:
+    """What a credit note adds to its header: the invoice it credits and why. Its amounts
+    are positive, like an invoice's; its kind says they are taken away."""
+    of = invoices.get(session, note.credit_note_for) if note.credit_note_for else None
+    return {"credit_note_for": of.number if of else None, "reason": note.reason}
+
+
+def credit_view(session: Session, note: Invoice, refund: LedgerEntry | None) -> dict[str, Any]:
+    """A credit note's header, the invoice it credits, its reason and its refund."""
+    return {
+        **summary(session, note),
+        **credited(session, note),
+        "refund": (
+            {
+                "amount": amount(refund.amount_minor, refund.currency),
+                "currency": refund.currency,
+                "method": refund.method,
+                "reference": refund.reference,
+            }
+            if refund
+            else None
+        ),
+    }
+
+
 def line_views(inv: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
     """Each line with how it was computed: quantity, unit price, proration, tiers."""
     return [
@@ -77,13 +102,22 @@ def line_views(inv: Invoice, lines: list[InvoiceLine]) -> list[dict[str, Any]]:
 
 
 def view(session: Session, inv: Invoice) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(summary, lines)`` of one invoice."""
-    return summary(session, inv), line_views(inv, invoices.lines(session, inv))
+    """``(summary, lines)`` of one invoice; a credit note's summary names the invoice it
+    credits and its reason."""
+    data = summary(session, inv)
+    if inv.kind == "credit_note":
+        data.update(credited(session, inv))
+    return data, line_views(inv, invoices.lines(session, inv))
 
 
 def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]) -> str:
     """Plain-text arithmetic of every line, then subtotal, discounts, tax and total."""
     out = []
+    if inv.kind == "credit_note":
+        out.append(
+            f"credit note {data['number']} for {data['credit_note_for']}"
+            f" ({data['reason']}): these amounts are taken away from it"
+        )
     for ln in lines:
         out.append(
             f"{ln['description']}: {ln['quantity']} x {ln['unit_price']}"

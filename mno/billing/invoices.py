@@ -1,6 +1,7 @@
-"""Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) wrote the drafts:
-issue (gapless number per issuer and year, prepaid credits drawn down), pay, void (credit
-note), flag overdue. Each step posts to the tenant's ``ledger``."""
+"""Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) or an operator
+(``manual``) wrote the drafts: issue (gapless number per issuer, series and year, prepaid
+credits drawn down), pay, flag overdue. Each step posts to the tenant's ``ledger``.
+Credit notes, refunds and voiding are in ``credit_notes``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.money import to_minor
 from mno.store import audit, outbox
-from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine
+from mno.store.models.billing import Invoice, InvoiceCounter, InvoiceLine
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
 from mno.tenancy import tenants
@@ -71,28 +72,30 @@ def list_invoices(
     return list(session.exec(q))
 
 
-def next_number(session: Session, issuer: str, year: int) -> str:
-    """Bump the counter row under its row lock, inside the issuing transaction: the number
-    is used iff the transaction commits, so numbers never gap and never stall."""
+def next_number(session: Session, issuer: str, year: int, series: str = "INV") -> str:
+    """Bump the counter row of ``series`` (``INV`` invoices, ``CN`` credit notes) under
+    its row lock, inside the issuing transaction: the number is used iff the transaction
+    commits, so numbers never gap and never stall."""
     for _ in range(2):
         row = session.execute(
             sa.update(T_CNT)
-            .where(T_CNT.c.issuer == issuer, T_CNT.c.year == year)
+            .where(T_CNT.c.issuer == issuer, T_CNT.c.series == series, T_CNT.c.year == year)
             .values(last=T_CNT.c.last + 1, updated_at=clock.now())
             .returning(T_CNT.c.last)
         ).first()
         if row is not None:
-            return f"INV-{year}-{row[0]:06d}"
+            return f"{series}-{year}-{row[0]:06d}"
         try:
             with session.begin_nested():
-                session.add(InvoiceCounter(issuer=issuer, year=year, last=0))
+                session.add(InvoiceCounter(issuer=issuer, series=series, year=year, last=0))
                 session.flush()
         except IntegrityError:
             pass
     raise RuntimeError("invoice counter unavailable")
 
 
-def _payload(inv: Invoice, key: str) -> dict[str, Any]:
+def payload(inv: Invoice, key: str) -> dict[str, Any]:
+    """The payload of every ``invoice.*`` event."""
     return {
         "id": str(inv.id),
         "tenant": key,
@@ -143,7 +146,7 @@ def issue(session: Session, invoice_id: str, due_days: int = DUE_DAYS) -> Invoic
         after=audit.snapshot(inv),
         tenant_id=inv.tenant_id,
     )
-    outbox.emit(session, "invoice.issued", _payload(inv, t.key), inv.tenant_id)
+    outbox.emit(session, "invoice.issued", payload(inv, t.key), inv.tenant_id)
     return inv
 
 
@@ -188,74 +191,7 @@ def pay(
         tenant_id=inv.tenant_id,
     )
     if inv.status == "paid":
-        outbox.emit(session, "invoice.paid", _payload(inv, t.key), inv.tenant_id)
-    return inv
-
-
-def void(session: Session, invoice_id: str, reason: str | None = None) -> Invoice:
-    """Void a draft, or an issued unpaid invoice (which books a credit note)."""
-    inv = get(session, invoice_id, lock=True)
-    if inv.status not in ("draft", "issued") or inv.paid_minor:
-        raise InvalidTransition(f"invoice {inv.number or inv.id} is {inv.status}; cannot void")
-    before = audit.snapshot(inv)
-    was_issued = inv.status == "issued"
-    inv.status = "void"
-    inv.voided_at = clock.now()
-    inv.void_reason = reason
-    session.add(inv)
-    if was_issued:
-        note = Invoice(
-            tenant_id=inv.tenant_id,
-            period=f"cn-{inv.id.hex[:12]}",
-            kind="credit_note",
-            issuer=inv.issuer,
-            status="issued",
-            currency=inv.currency,
-            subtotal_minor=-inv.subtotal_minor,
-            tax_minor=-inv.tax_minor,
-            total_minor=-inv.total_minor,
-            credit_note_for=inv.id,
-            issued_at=clock.now(),
-        )
-        note.number = next_number(session, inv.issuer, clock.now().year)
-        session.add(note)
-        ledger_add(
-            session,
-            inv.tenant_id,
-            inv.currency,
-            "credit",
-            -(inv.total_minor + inv.credit_minor),
-            note.number,
-            note.id,
-        )
-        if inv.credit_minor:
-            # the prepaid credit this invoice used is given back
-            session.add(
-                CreditGrant(
-                    tenant_id=inv.tenant_id,
-                    currency=inv.currency,
-                    amount_minor=inv.credit_minor,
-                    remaining_minor=inv.credit_minor,
-                    reference=f"given back by {note.number}",
-                )
-            )
-    else:
-        # a voided draft frees its lines so the period can be billed again
-        lines_t = table_of(InvoiceLine)
-        session.execute(sa.delete(lines_t).where(lines_t.c.invoice_id == inv.id))
-        inv.period = f"void-{inv.id.hex[:12]}"
-    t = tenants.get(session, inv.tenant_id)
-    audit.record(
-        session,
-        "invoice.void",
-        target_type="invoice",
-        target_id=inv.id,
-        target=inv.number or str(inv.id),
-        before=before,
-        after=audit.snapshot(inv),
-        tenant_id=inv.tenant_id,
-    )
-    outbox.emit(session, "invoice.voided", _payload(inv, t.key), inv.tenant_id)
+        outbox.emit(session, "invoice.paid", payload(inv, t.key), inv.tenant_id)
     return inv
 
 
@@ -266,7 +202,7 @@ def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -
         select(Invoice).where(
             Invoice.status == "issued",
             col(Invoice.due_at) < cutoff,
-            Invoice.kind == "period",
+            col(Invoice.kind).in_(("period", "manual")),
         )
     ).all()
     flagged = 0
@@ -276,7 +212,7 @@ def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -
             continue
         t.in_arrears = True
         session.add(t)
-        outbox.emit(session, "invoice.overdue", _payload(inv, t.key), t.id)
+        outbox.emit(session, "invoice.overdue", payload(inv, t.key), t.id)
         audit.record(
             session,
             "tenant.in_arrears",

@@ -37,7 +37,8 @@ def ledger_add(
     reference: str | None,
     invoice_id: uuid.UUID | None,
     expires_at: datetime | None = None,
-) -> None:
+    method: str | None = None,
+) -> LedgerEntry:
     """Append with a running balance; the tenant row lock serialises writers."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
@@ -50,19 +51,20 @@ def ledger_add(
         .limit(1)
     ).first()
     seq, bal = (last[0], last[1]) if last else (0, 0)
-    session.add(
-        LedgerEntry(
-            tenant_id=tenant_id,
-            currency=currency,
-            seq=seq + 1,
-            type=type_,
-            amount_minor=amount_minor,
-            balance_minor=bal + amount_minor,
-            reference=reference,
-            invoice_id=invoice_id,
-            expires_at=expires_at,
-        )
+    entry = LedgerEntry(
+        tenant_id=tenant_id,
+        currency=currency,
+        seq=seq + 1,
+        type=type_,
+        amount_minor=amount_minor,
+        balance_minor=bal + amount_minor,
+        reference=reference,
+        invoice_id=invoice_id,
+        expires_at=expires_at,
+        method=method,
     )
+    session.add(entry)
+    return entry
 
 
 def balance(session: Session, tenant_id: uuid.UUID, currency: str, lock: bool = False) -> int:

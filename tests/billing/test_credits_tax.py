@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mno import clock
-from mno.billing import documents, invoices, ledger, subscriptions, tax
+from mno.billing import credit_notes, documents, invoices, ledger, subscriptions, tax
 from mno.billing import run as billing
 from mno.errors import BadInput
 from mno.tenancy import tenants
@@ -80,7 +80,7 @@ def test_void_gives_back_the_credit_an_invoice_used(
     with session() as s:
         inv = invoices.issue(s, str(invoices.list_invoices(s, "back")[0].id))
         assert (inv.credit_minor, inv.total_minor) == (1000, 4880)
-        invoices.void(s, str(inv.id), reason="wrong plan")
+        credit_notes.void(s, str(inv.id), reason="wrong plan")
         assert ledger.balance(s, inv.tenant_id, "EUR") == -1000
         assert sum(g.remaining_minor for g in ledger.list_credits(s, "back")) == 1000
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mno import clock
-from mno.billing import documents, invoices, ledger, subscriptions, usage
+from mno.billing import credit_notes, documents, invoices, ledger, subscriptions, usage
 from mno.billing import run as billing
 from mno.reports import rollup
 from mno.store.models.billing import Invoice, InvoiceLine, Subscription
@@ -128,7 +128,7 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
         for inv_id in ids.values():
             invoices.issue(s, str(inv_id))
         oops = invoices.list_invoices(s, "oops")[0]
-        invoices.void(s, str(oops.id), reason="draft billed by mistake")
+        credit_notes.void(s, str(oops.id), reason="draft billed by mistake")
     issued, revenue = check(session)
     # 49.00 + VAT 9.80; 49.00 + 8.00 usage; 49.00 less 10.00 credit; 10.00 USD
     assert by_issue(issued) == {
@@ -142,10 +142,11 @@ def test_rollups_follow_every_billing_write(store_url: str, session: Opener) -> 
     with session() as s:
         invoices.pay(s, str(ids["deu"]), 2000)  # partly: still issued
         invoices.pay(s, str(ids["usd"]))
-        invoices.void(s, str(ids["fra"]), reason="wrong country")  # books a credit note
+        # books a credit note (positive), void like the invoice: neither is billed
+        credit_notes.void(s, str(ids["fra"]), reason="wrong country")
     issued, _ = check(session)
     assert issued[("2026-11", "EUR", "void", "period", "")] == (1, 5880)
-    assert issued[("2026-11", "EUR", "issued", "credit_note", "")] == (1, -5880)
+    assert issued[("2026-11", "EUR", "void", "credit_note", "")] == (1, 5880)
     assert issued[("2026-11", "USD", "paid", "period", "2026-11")] == (1, 1000)
     with session() as s:
         invoices.pay(s, str(ids["deu"]))  # the rest: paid

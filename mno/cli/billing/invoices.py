@@ -1,4 +1,5 @@
-"""mno invoice: list, show, issue, pay, void, explain, export (json|csv|html).
+"""mno invoice: list, show, create, line add/edit/remove, issue, pay, credit, void,
+explain, export (json|csv|html).
 
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.
@@ -15,7 +16,9 @@ from mno.cli.output import Format, OutputOpt, done, render
 from mno.errors import BadInput
 from mno.money import to_decimal
 
-app = typer.Typer(help="Invoices: issue, pay, void, explain, export.", no_args_is_help=True)
+app = typer.Typer(
+    help="Invoices: create, issue, pay, credit, void, explain, export.", no_args_is_help=True
+)
 COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
 
 
@@ -97,12 +100,13 @@ def export(
 
 
 def _action(name: str, invoice: str, output: Format, **kw: Any) -> None:
-    from mno.billing import invoices
+    from mno.billing import credit_notes, invoices
     from mno.billing.export import summary
     from mno.store.db import session_scope
 
+    module = credit_notes if name == "void" else invoices
     with session_scope() as s:
-        inv = getattr(invoices, name)(s, invoice, **kw)
+        inv = getattr(module, name)(s, invoice, **kw)
         data = summary(s, inv)
     done(data, f"invoice {data['number'] or data['id']} {data['status']}", output)
 
@@ -159,3 +163,158 @@ def void(
 ) -> None:
     """Void a draft, or an issued unpaid invoice (books a credit note)."""
     _action("void", invoice, output, reason=reason)
+
+
+@app.command("credit")
+def credit(
+    invoice: Annotated[str, typer.Argument(help="Invoice id or number (issued or paid).")],
+    reason: Annotated[str, typer.Option(help="Why the tenant is credited.")],
+    line: Annotated[
+        int | None, typer.Option(min=1, help="Credit this line (as invoice show lists them).")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option(help="Credit this amount before tax (default: all left).")
+    ] = None,
+    refund: Annotated[
+        bool, typer.Option("--refund", help="Return the money (default: to the balance).")
+    ] = False,
+    method: Annotated[
+        str | None, typer.Option(help="With --refund: how, e.g. bank_transfer, card.")
+    ] = None,
+    reference: Annotated[str | None, typer.Option(help="With --refund: its reference.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Book a credit note against an issued or paid invoice, all of it or part of a line
+    or of the invoice; tax is reversed in proportion. The credit goes to the tenant's
+    balance (drawn by the next invoice), or back to the tenant with --refund."""
+    from mno.billing import credit_notes
+    from mno.billing.export import credit_view
+    from mno.store.db import session_scope
+
+    value = to_decimal(amount) if amount is not None else None
+    with session_scope() as s:
+        booked = credit_notes.credit(
+            s,
+            invoice,
+            reason=reason,
+            line=line,
+            amount=value,
+            refund=refund,
+            method=method,
+            reference=reference,
+        )
+        data = credit_view(s, booked.note, booked.refund)
+    way = f"refunded by {data['refund']['method']}" if data["refund"] else "to the tenant's balance"
+    done(
+        data,
+        f"credit note {data['number']} for {data['credit_note_for']}:"
+        f" {data['total']} {data['currency']}, {way}",
+        output,
+    )
+
+
+def _show_changed(inv_id: str, message: str, output: Format) -> None:
+    from mno.billing import invoices
+    from mno.billing.export import view
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        data, lines = view(s, invoices.get(s, inv_id))
+    label = data["number"] or data["id"]
+    done({**data, "lines": lines}, message.format(label=label, **data), output)
+
+
+@app.command("create")
+def create(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    line: Annotated[
+        list[str],
+        typer.Option(
+            "--line",
+            help='A line "description:quantity:unit_price[:tax_code]" (repeat the option).',
+        ),
+    ],
+    currency: Annotated[str | None, typer.Option(help="Currency (default: the tenant's).")] = None,
+    issue: Annotated[bool, typer.Option("--issue", help="Issue it at once.")] = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a manual invoice for one-off work: a draft, or issued with --issue. It is
+    numbered, taxed and rendered like the invoices of a billing run."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    specs = [manual.parse_line(x) for x in line]
+    with session_scope() as s:
+        inv_id = str(manual.create(s, tenant, specs, currency=currency, issue=issue).id)
+    _show_changed(inv_id, "invoice {label} {status}: total {total} {currency}", output)
+
+
+line_app = typer.Typer(help="Change the lines of a draft invoice.", no_args_is_help=True)
+app.add_typer(line_app, name="line")
+
+
+@line_app.command("add")
+def line_add(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help='"description:quantity:unit_price[:tax_code]"; a negative price reduces.'
+        ),
+    ],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Add a line to a draft; its totals and tax are computed again."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    parsed = manual.parse_line(spec, negative=True)
+    with session_scope() as s:
+        inv_id = str(manual.add_line(s, invoice, parsed).id)
+    _show_changed(inv_id, "line added: total {total} {currency}", output)
+
+
+@line_app.command("edit")
+def line_edit(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    n: Annotated[int, typer.Argument(help="Line number, as invoice show lists them.")],
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    quantity: Annotated[str | None, typer.Option(help="New quantity.")] = None,
+    unit_price: Annotated[str | None, typer.Option(help="New unit price.")] = None,
+    tax_code: Annotated[str | None, typer.Option(help="Tax this line at this rate.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Change a line of a draft: its amount becomes quantity x unit price."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    qty = to_decimal(quantity) if quantity is not None else None
+    price = to_decimal(unit_price) if unit_price is not None else None
+    with session_scope() as s:
+        inv_id = str(
+            manual.edit_line(
+                s,
+                invoice,
+                n,
+                description=description,
+                quantity=qty,
+                unit_price=price,
+                tax_code=tax_code,
+            ).id
+        )
+    _show_changed(inv_id, "line changed: total {total} {currency}", output)
+
+
+@line_app.command("remove")
+def line_remove(
+    invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
+    n: Annotated[int, typer.Argument(help="Line number, as invoice show lists them.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Remove a line of a draft."""
+    from mno.billing import manual
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inv_id = str(manual.remove_line(s, invoice, n).id)
+    _show_changed(inv_id, "line removed: total {total} {currency}", output)

@@ -164,6 +164,8 @@ class Invoice(Base, table=True):
     voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     void_reason: str | None = Field(default=None, max_length=500)
     credit_note_for: uuid.UUID | None = Field(default=None)
+    # a credit note's reason
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class InvoiceLine(Base, table=True):
@@ -192,12 +194,14 @@ class InvoiceLine(Base, table=True):
 
 
 class InvoiceCounter(Base, table=True):
-    """Next invoice number per issuer and year, bumped under a row lock at issue."""
+    """Next number per issuer, series (``INV`` invoices, ``CN`` credit notes) and year,
+    bumped under a row lock at issue."""
 
     __tablename__ = "billing_invoice_counter"
-    __table_args__ = (sa.UniqueConstraint("issuer", "year", name="uq_billing_counter"),)
+    __table_args__ = (sa.UniqueConstraint("issuer", "series", "year", name="uq_billing_counter"),)
 
     issuer: str = Field(max_length=64)
+    series: str = Field(default="INV", max_length=8, sa_column_kwargs={"server_default": "INV"})
     year: int = Field()
     last: int = Field(default=0)
 
@@ -215,6 +219,8 @@ class LedgerEntry(Base, table=True):
     reference: str | None = Field(default=None, max_length=200)
     invoice_id: uuid.UUID | None = Field(default=None)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # a refund: how the money was returned (bank_transfer, card, ...)
+    method: str | None = Field(default=None, max_length=32)
 
 
 class CreditGrant(Base, table=True):

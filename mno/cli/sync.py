@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, progress, render, success
-from mno.cli.params import csv_list, pairs
+from mno.cli.output import Format, OutputOpt, done, progress, render, success
+from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
 connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_is_help=True)
@@ -231,14 +231,19 @@ def connection_update(
 
 
 @connection_app.command("remove")
-def connection_remove(name: str) -> None:
+def connection_remove(
+    name: Annotated[str, typer.Argument(help="Connection name.")],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """Remove a connection with its id maps and cursors (canonical records stay)."""
     from mno.store.db import session_scope
     from mno.sync import connections
 
+    confirm(f"remove connection {name} with its id maps and cursors", yes)
     with session_scope() as s:
         connections.remove(s, name)
-    success(f"connection {name} removed")
+    done({"connection": name, "removed": True}, f"connection {name} removed", output)
 
 
 # -- sync ---------------------------------------------------------------------------------

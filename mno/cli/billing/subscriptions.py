@@ -119,6 +119,10 @@ def cancel(
         bool, typer.Option("--at-period-end", help="Cancel when the current period ends.")
     ] = False,
     at: Annotated[str | None, typer.Option(help="Cancel at this time (ISO, with zone).")] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Cancel now, at a given time or at the end of the current period.
@@ -127,9 +131,11 @@ def cancel(
     unused part of those already billed becomes a prepaid credit. At period end: no
     proration."""
     from mno.billing import subscriptions
+    from mno.cli.params import confirm
     from mno.store.db import session_scope
 
     _one_of(now, at_period_end, at)
+    confirm(f"cancel subscription {sub_id}", yes)
     with session_scope() as s:
         data = _row(
             s, subscriptions.cancel(s, sub_id, at=aware_time(at), at_period_end=at_period_end)

@@ -321,6 +321,7 @@ def verify(
     timestamp: Annotated[str, typer.Option(help="webhook-timestamp header.")],
     signature: Annotated[str, typer.Option(help="webhook-signature header.")],
     tolerance: Annotated[str, typer.Option(help="Timestamp tolerance.")] = "5m",
+    output: OutputOpt = Format.table,
 ) -> None:
     """Check one signature of the body on stdin; exit 0 when valid, 1 when not."""
     from mno import signing
@@ -336,6 +337,12 @@ def verify(
             tolerance_s=int(parse_duration(tolerance).total_seconds()),
         )
     except signing.VerificationError as exc:
-        typer.echo(f"invalid: {exc}", err=True)
+        if output is not Format.table:
+            render({"valid": False, "reason": str(exc)}, output)
+        else:
+            typer.echo(f"invalid: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo("valid")
+    if output is not Format.table:
+        render({"valid": True}, output)
+    else:
+        typer.echo("valid")

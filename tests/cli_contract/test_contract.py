@@ -39,7 +39,6 @@ NO_OUTPUT_FORMAT = {
     ("serve",): "runs the API server",
     ("instance", "logs"): "streams the container's output",
     ("webhook", "listen"): "runs a local receiver",
-    ("webhook", "verify"): "answers with its exit code",
     ("report", "html"): "writes an HTML file",
     ("agents", "run"): "runs the daemons",
     ("agents", "systemd"): "prints a systemd unit",

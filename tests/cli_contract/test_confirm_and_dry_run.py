@@ -1,5 +1,6 @@
 """Confirmation of destructive commands on a terminal, and --dry-run on bulk mutations:
-each dry run shows what would change and leaves every row of the store as it was."""
+each dry run shows what would change and leaves every row of the store as it was (on SQLite
+and on PostgreSQL, where usage import writes with COPY)."""
 
 from __future__ import annotations
 
@@ -70,40 +71,40 @@ def test_init_master_key_asks_only_with_force(cli: Any, sqlite_url: str) -> None
     assert cli("secret", "init-master-key", "--force", "--yes").exit_code == 0
 
 
-def test_offboard_dry_run_writes_nothing(cli: Any, sqlite_url: str) -> None:
+def test_offboard_dry_run_writes_nothing(cli: Any, store_url: str) -> None:
     assert cli("tenant", "create", "acme").exit_code == 0
     assert cli("tenant", "provision", "acme").exit_code == 0
     assert cli.json("tenant", "show", "acme")["status"] == "active"
-    before = (counts(sqlite_url), _table(sqlite_url, "tenant"))
+    before = (counts(store_url), _table(store_url, "tenant"))
     dry = cli("tenant", "offboard", "acme", "--dry-run")  # no --yes needed: nothing changes
     assert dry.exit_code == 0, dry.stderr
     assert "dry run: tenant acme would be offboarded" in dry.stderr
     assert "nothing was written" in dry.stderr
     data = cli.json("tenant", "offboard", "acme", "--dry-run")
     assert data == {"tenant": "acme", "status": "offboarded", "terminating": [], "dry_run": True}
-    assert (counts(sqlite_url), _table(sqlite_url, "tenant")) == before
+    assert (counts(store_url), _table(store_url, "tenant")) == before
     assert cli.json("tenant", "offboard", "acme", "--yes")["status"] == "offboarded"
 
 
-def test_usage_import_dry_run_writes_nothing(cli: Any, sqlite_url: str, tmp_path: Path) -> None:
+def test_usage_import_dry_run_writes_nothing(cli: Any, store_url: str, tmp_path: Path) -> None:
     metric = tmp_path / "m.yaml"
     metric.write_text(CATALOGUE.split("---")[0])
     assert cli("metric", "create", "-f", metric).exit_code == 0
     assert cli("tenant", "create", "acme").exit_code == 0
     rows = tmp_path / "u.csv"
     rows.write_text("tenant,metric,quantity,at\n" + "acme,api_calls,2,2026-10-01T00:00:00Z\n" * 3)
-    before = (counts(sqlite_url), _table(sqlite_url, "billing_usage_event"))
+    before = (counts(store_url), _table(store_url, "billing_usage_event"))
     dry = cli.json("usage", "import", rows, "--dry-run")
     assert dry == {"imported": 0, "would_import": 3, "dry_run": True}
     table = cli("usage", "import", rows, "--dry-run")
     assert table.stderr.endswith("dry run: 3 usage events would be imported; nothing was written\n")
-    assert (counts(sqlite_url), _table(sqlite_url, "billing_usage_event")) == before
+    assert (counts(store_url), _table(store_url, "billing_usage_event")) == before
     assert cli.json("usage", "import", rows) == {"imported": 3}
-    assert len(_table(sqlite_url, "billing_usage_event")) == 3
+    assert len(_table(store_url, "billing_usage_event")) == 3
 
 
 def test_webhook_replay_dry_run_writes_nothing(
-    cli: Any, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    cli: Any, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cryptography.fernet import Fernet
 
@@ -114,20 +115,20 @@ def test_webhook_replay_dry_run_writes_nothing(
     monkeypatch.setenv("MNO_WEBHOOKS_ALLOW_NETWORKS", "127.0.0.0/8")
     # nothing listens on port 9: every attempt fails and the deliveries wait for a retry
     e = cli.json("webhook", "endpoint", "add", "http://127.0.0.1:9/hook", "--events", "tenant.*")
-    with session_scope(sqlite_url) as s:
+    with session_scope(store_url) as s:
         outbox.emit_many(s, [("tenant.updated", {"i": i}, None) for i in range(2)])
     assert cli("agents", "tick", "dispatcher").exit_code == 0
-    before = (counts(sqlite_url), _table(sqlite_url, "webhook_delivery"))
+    before = (counts(store_url), _table(store_url, "webhook_delivery"))
     assert len(before[1]) == 2
     replay = ("webhook", "replay", "--endpoint", e["id"], "--status", "failed")
     dry = cli(*replay, "--dry-run")
     assert (dry.exit_code, dry.stdout) == (0, "2\n"), dry.stderr
     assert "dry run: 2 deliveries would be re-queued; nothing was written" in dry.stderr
     assert cli.json(*replay, "--dry-run") == {"requeued": 2, "dry_run": True}
-    assert (counts(sqlite_url), _table(sqlite_url, "webhook_delivery")) == before
+    assert (counts(store_url), _table(store_url, "webhook_delivery")) == before
     # the real replay changes the rows the dry run left alone
     assert cli.json(*replay, "--yes") == {"requeued": 2}
-    assert _table(sqlite_url, "webhook_delivery") != before[1]
+    assert _table(store_url, "webhook_delivery") != before[1]
 
 
 def _tenant_doc(key: str) -> str:
@@ -136,18 +137,18 @@ def _tenant_doc(key: str) -> str:
     )
 
 
-def test_gitops_prune_dry_run_writes_nothing(cli: Any, sqlite_url: str, tmp_path: Path) -> None:
+def test_gitops_prune_dry_run_writes_nothing(cli: Any, store_url: str, tmp_path: Path) -> None:
     docs = tmp_path / "tenants.yaml"
     docs.write_text(_tenant_doc("acme") + "---\n" + _tenant_doc("globex"))
     applied = cli("apply", "-f", docs, "--source", "ci")
     assert applied.exit_code == 0, applied.stderr
     docs.write_text(_tenant_doc("acme"))
-    before = (counts(sqlite_url), _table(sqlite_url, "tenant"))
+    before = (counts(store_url), _table(store_url, "tenant"))
     prune = ("apply", "-f", docs, "--source", "ci", "--prune", "--allow-offboard")
     dry = cli(*prune, "--dry-run")
     assert dry.exit_code == 0, dry.stderr
     assert "Tenant/globex" in dry.stdout + dry.stderr
     assert "dry run: nothing was written" in dry.stderr
-    assert (counts(sqlite_url), _table(sqlite_url, "tenant")) == before
+    assert (counts(store_url), _table(store_url, "tenant")) == before
     assert cli(*prune).exit_code == 0
-    assert _table(sqlite_url, "tenant") != before[1]
+    assert _table(store_url, "tenant") != before[1]

@@ -107,5 +107,5 @@ def test_cli_never_prints_values(cli, sqlite_url):
     for path in (store, store + "-wal"):
         if os.path.exists(path):
             assert VALUE.encode() not in open(path, "rb").read()
-    assert cli("secret", "delete", "NOPE").exit_code == 1
+    assert cli("secret", "delete", "NOPE", "--yes").exit_code == 1
     assert cli("secret", "set", "bad name", "--from-stdin", input="x").exit_code == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import traceback
 from typing import Annotated, Any
@@ -236,7 +237,30 @@ def _load_group(name: str) -> Any:
     ]
     if not command.help:
         command.help = help_text
+    _plain_metavars(command)
     return command
+
+
+_GENERIC = re.compile(r"^<(?:list|tuple|set)\[(.+)\]>$")
+_CLASS_NAMES = {"<FileText>": "<file>", "<FileTextWrite>": "<file>", "<FileBinaryRead>": "<file>"}
+
+
+def _plain_metavars(command: Any) -> None:
+    """Help names value types as ``<str>``, never as Python generics (``<list[str]>``) or
+    class names (``<FileText>``): repeatable options show their element type."""
+    ctx = command.context_class(command, info_name=command.name)
+    for param in command.params:
+        if param.metavar is not None or not hasattr(param, "display_type"):
+            continue
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        shown = param.display_type(ctx)
+        generic = _GENERIC.match(shown)
+        plain = f"<{generic.group(1).lower()}>" if generic else _CLASS_NAMES.get(shown, shown)
+        if plain != shown:
+            param.metavar = plain
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub)
 
 
 # Top-level commands, loaded on first use: (name, "module:function", one-line help).
@@ -261,6 +285,7 @@ def _load_command(name: str) -> Any:
     single.command(name)(getattr(importlib.import_module(module), attr))
     command = typer.main.get_command(single)  # one command: typer returns it as is
     command.name = name
+    _plain_metavars(command)
     return command
 
 

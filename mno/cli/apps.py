@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
 
@@ -184,15 +185,14 @@ def disable(
 @app.command("delete")
 def delete(
     code: Annotated[str, typer.Argument(help="App code.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Remove an app from the catalogue (refused while anything still uses it)."""
     from mno.store.db import session_scope
     from mno.tenancy import apps
 
-    if not yes:
-        typer.confirm(f"Delete app {code}?", abort=True)
+    confirm(f"delete app {code}", yes)
     with session_scope() as s:
         apps.delete(s, code)
     done({"app": code, "deleted": True}, f"app {code} deleted", output)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(help="Manage tenant members and their roles.", no_args_is_help=True)
 
@@ -81,12 +82,14 @@ def remove(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     email: Annotated[str, typer.Argument(help="Member email.")],
     as_: AsOpt = None,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Remove a member from a tenant (and its teams)."""
     from mno.access import members
     from mno.store.db import session_scope
 
+    confirm(f"remove member {email} from tenant {tenant}", yes)
     with session_scope() as s:
         members.remove(s, tenant, email, by=as_)
     done(

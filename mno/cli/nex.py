@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, spinner, success
-from mno.cli.params import pairs
+from mno.cli.params import YesOpt, confirm, pairs
 from mno.errors import InvalidTransition, MnoError
 from mno.settings import parse_duration
 
@@ -136,12 +136,14 @@ def host_update(
 @host_app.command("remove")
 def host_remove(
     name: Annotated[str, typer.Argument(help="A host kept in the store.")],
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Forget a stored host; refused while live instances are placed on it."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 
+    confirm(f"remove host {name}", yes)
     with session_scope() as s:
         hosts.remove(s, name)
     done({"name": name, "removed": True}, f"host {name} removed", output)
@@ -345,7 +347,7 @@ def terminate(
     purge_data: Annotated[
         bool, typer.Option("--purge-data", help="Also delete the data volume.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = "5m",
     output: OutputOpt = Format.table,
@@ -354,8 +356,7 @@ def terminate(
     from mno.nex import instances
     from mno.store.db import session_scope
 
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Terminate instance {name}?", abort=True)
+    confirm(f"terminate instance {name}" + (" and delete its data" if purge_data else ""), yes)
     with session_scope() as s:
         inst = instances.terminate(s, name, purge_data=purge_data)
         ref = str(inst.id)
@@ -390,14 +391,13 @@ def backup(
 def restore(
     name: Name,
     file: Annotated[Path, typer.Argument(help="A tar written by `mno instance backup`.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Replace the instance's data volume with a backup (checksum verified first)."""
     from mno.nex import backups
 
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Replace the data of {name} with {file}?", abort=True)
+    confirm(f"replace the data of instance {name} with {file}", yes)
     with spinner(f"restoring {name}"):
         result = backups.restore(name, file)
     done(result, f"restored {name} from {file}", output)
@@ -423,12 +423,14 @@ def domain_add(
 def domain_remove(
     name: Name,
     domain: Annotated[str, typer.Argument(help="The domain to stop routing.")],
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Stop routing a custom domain to the instance."""
     from mno.nex import instances
     from mno.store.db import session_scope
 
+    confirm(f"stop routing {domain} to instance {name}", yes)
     with session_scope() as s:
         inst = instances.remove_domain(s, name, domain)
         view = instances.view(s, inst).as_dict()

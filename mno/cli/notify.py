@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(help="Email notifications: rules and templates.", no_args_is_help=True)
 rule_app = typer.Typer(help="Which events are emailed to whom.", no_args_is_help=True)
@@ -56,12 +57,15 @@ def rule_list(output: OutputOpt = Format.table) -> None:
 
 @rule_app.command("delete")
 def rule_delete(
-    rule_id: Annotated[str, typer.Argument()], output: OutputOpt = Format.table
+    rule_id: Annotated[str, typer.Argument()],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Delete a rule."""
     from mno.notify import rules
     from mno.store.db import session_scope
 
+    confirm(f"delete notification rule {rule_id}", yes)
     with session_scope() as s:
         rules.delete(s, rule_id)
     done({"id": rule_id, "deleted": True}, f"rule {rule_id} deleted", output)
@@ -79,8 +83,10 @@ def template_list(output: OutputOpt = Format.table) -> None:
 def template_show(
     name: Annotated[str, typer.Argument()],
     tenant: Annotated[str | None, typer.Option(help="The template this tenant gets.")] = None,
+    output: OutputOpt = Format.table,
 ) -> None:
-    """Print a template's source (the tenant's override if any)."""
+    """Print a template's source (the tenant's override if any); -o json gives the subject
+    and body apart."""
     from mno.notify import templates
     from mno.store.db import session_scope
 
@@ -91,6 +97,9 @@ def template_show(
 
             tid = tenants.get(s, tenant).id
         subject, body = templates.source(s, name, tid)
+    if output is not Format.table:
+        render({"name": name, "tenant": tenant, "subject": subject, "body": body}, output)
+        return
     typer.echo(f"Subject: {subject}\n{body}", nl=False)
 
 

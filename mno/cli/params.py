@@ -1,14 +1,64 @@
-"""Shared parsing of option values: K=V pairs, comma lists and --since times.
+"""Shared parsing of option values (K=V pairs, comma lists, --since times) and the shared
+options of mutations: ``--yes`` with ``confirm()``, ``--dry-run`` with ``write_session()``.
 
-``mno.clock`` is imported by ``since()`` alone, so a command's help does not load it.
+``mno.clock`` is imported by ``since()`` alone, and the store by ``write_session()`` alone,
+so a command's help loads neither.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
 
-from mno.errors import BadInput
+import typer
+
+from mno.errors import BadInput, MnoError
 from mno.settings import parse_duration
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+YesOpt = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+]
+
+
+def stdin_is_tty() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def confirm(action: str, yes: bool) -> None:
+    """Ask before a destructive ``action`` ("offboard tenant acme").
+
+    ``--yes`` skips the question. On a terminal the operator answers ``[y/N]`` (no: exit 1,
+    nothing done); off a terminal the command refuses without ``--yes`` (exit 2), so a
+    script never destroys anything by accident. Call it before opening a session.
+    """
+    if yes:
+        return
+    if not stdin_is_tty():
+        raise BadInput(f"{action}: not confirmed", "pass --yes to confirm off a terminal")
+    if not typer.confirm(f"{action[:1].upper()}{action[1:]}?", default=False, err=True):
+        raise MnoError(f"{action}: not confirmed, nothing was changed")
+
+
+@contextmanager
+def write_session(dry_run: bool = False) -> Iterator[Session]:
+    """A write transaction; with ``dry_run`` the domain function runs in it as usual and
+    everything it wrote is rolled back at the end, so the result shows what would change."""
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        yield s
+        if dry_run:
+            s.rollback()
 
 
 def pairs(values: list[str] | None, what: str = "value") -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(
     help="Manage secrets (keyring, or a 0600 file on headless hosts).", no_args_is_help=True
@@ -48,11 +49,14 @@ def list_(output: OutputOpt = Format.table) -> None:
 
 @app.command("delete")
 def delete(
-    name: Annotated[str, typer.Argument(help="Secret name.")], output: OutputOpt = Format.table
+    name: Annotated[str, typer.Argument(help="Secret name.")],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Delete a secret."""
     from mno import secrets
 
+    confirm(f"delete secret {name}", yes)
     secrets.delete(name)
     done({"name": name, "deleted": True}, f"secret {name} deleted", output)
 
@@ -70,11 +74,15 @@ def init_master_key(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing key (stored secrets break).")
     ] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Create the master key that encrypts secrets kept in the store."""
+    """Create the master key that encrypts secrets kept in the store (--force replaces
+    it after a confirmation)."""
     from mno import crypto
 
+    if force:
+        confirm("replace the master key (secrets stored with the old key stop working)", yes)
     crypto.init_master_key(force=force)
     done(
         {"name": crypto.MASTER_KEY_NAME, "created": True},

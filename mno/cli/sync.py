@@ -9,13 +9,12 @@ loads no SQLAlchemy.
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, progress, render, success
-from mno.cli.params import csv_list, pairs
+from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
 connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_is_help=True)
@@ -232,14 +231,19 @@ def connection_update(
 
 
 @connection_app.command("remove")
-def connection_remove(name: str) -> None:
+def connection_remove(
+    name: Annotated[str, typer.Argument(help="Connection name.")],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """Remove a connection with its id maps and cursors (canonical records stay)."""
     from mno.store.db import session_scope
     from mno.sync import connections
 
+    confirm(f"remove connection {name} with its id maps and cursors", yes)
     with session_scope() as s:
         connections.remove(s, name)
-    success(f"connection {name} removed")
+    done({"connection": name, "removed": True}, f"connection {name} removed", output)
 
 
 # -- sync ---------------------------------------------------------------------------------
@@ -284,14 +288,10 @@ def sync_run(
         raise typer.Exit(1)
 
 
-def _tty() -> bool:
-    return sys.stdin.isatty()
-
-
 @app.command("unlock")
 def sync_unlock(
     connection: Annotated[str, typer.Argument(help="Connection name.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Release CONNECTION's run lock whoever holds it (a run that died on another host).
@@ -300,10 +300,7 @@ def sync_unlock(
     from mno.store.db import session_scope
     from mno.sync import runlock
 
-    if not yes:
-        if not _tty():
-            raise BadInput(f"unlocking {connection} needs a confirmation", "add --yes")
-        typer.confirm(f"Release the run lock of {connection} whoever holds it?", abort=True)
+    confirm(f"release the run lock of {connection} whoever holds it", yes)
     with session_scope() as s:
         result = runlock.unlock(s, connection)
     message = (

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, spinner, success
+from mno.cli.params import DryRunOpt, YesOpt, confirm, write_session
 from mno.errors import MnoError
 from mno.settings import parse_duration
 
@@ -236,6 +237,8 @@ def offboard(
         bool, typer.Option("--wait", help="Wait until every instance is terminated.")
     ] = False,
     timeout: Annotated[str, typer.Option(help="How long --wait waits.")] = "10m",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Offboard a tenant: terminate its instances (a final backup of each volume is kept
@@ -244,8 +247,19 @@ def offboard(
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
-    with session_scope() as s:
-        provisioning.offboard(s, key)
+    if not dry_run:
+        confirm(f"offboard tenant {key}", yes)
+    with write_session(dry_run) as s:
+        result = provisioning.offboard(s, key)
+    if dry_run:
+        terminating = ", ".join(result["terminating"]) or "none"
+        done(
+            result | {"dry_run": True},
+            f"dry run: tenant {key} would be {result['status']}; "
+            f"instances to terminate: {terminating}; nothing was written",
+            output,
+        )
+        return
     if wait:
         _wait_status(key, "offboarding", timeout)
     with session_scope(write=False) as s:
@@ -258,15 +272,14 @@ def offboard(
 @app.command("delete")
 def delete(
     key: Annotated[str, typer.Argument(help="Tenant key.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Delete an offboarded (or never provisioned) tenant."""
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
-    if not yes:
-        typer.confirm(f"Delete tenant {key}?", abort=True)
+    confirm(f"delete tenant {key}", yes)
     with session_scope() as s:
         tenants.delete(s, key)
     done({"tenant": key, "deleted": True}, f"tenant {key} deleted", output)
@@ -309,12 +322,14 @@ def contact_list(
 def contact_remove(
     key: Annotated[str, typer.Argument(help="Tenant key.")],
     email: Annotated[str, typer.Argument(help="Contact email.")],
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Remove a contact from a tenant."""
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
+    confirm(f"remove contact {email} from tenant {key}", yes)
     with session_scope() as s:
         tenants.remove_contact(s, key, email)
     done({"tenant": key, "email": email, "removed": True}, f"{email} removed from {key}", output)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import pairs
+from mno.cli.params import DryRunOpt, YesOpt, confirm, pairs, write_session
 from mno.cli.params import since as parse_since
 from mno.errors import BadInput
 from mno.settings import parse_duration
@@ -162,11 +162,16 @@ def disable(
 
 
 @endpoint_app.command("delete")
-def delete(endpoint_id: Annotated[str, typer.Argument()], output: OutputOpt = Format.table) -> None:
+def delete(
+    endpoint_id: Annotated[str, typer.Argument()],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """Delete an endpoint; its pending deliveries are cancelled."""
     from mno.store.db import session_scope
     from mno.webhooks import endpoints
 
+    confirm(f"delete endpoint {endpoint_id} and cancel its pending deliveries", yes)
     with session_scope() as s:
         endpoints.delete(s, endpoint_id)
     done({"id": endpoint_id, "deleted": True}, f"endpoint {endpoint_id} deleted", output)
@@ -245,20 +250,25 @@ def replay(
     since: Annotated[str | None, typer.Option(help="24h, 7d or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601 or a duration back.")] = None,
     status: Annotated[str, typer.Option(help="exhausted|failed|all")] = "exhausted",
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Re-queue up to 10,000 deliveries of an endpoint; prints the count."""
-    from mno.store.db import session_scope
+    """Re-queue up to 10,000 deliveries of an endpoint; prints the count (with --dry-run,
+    the count it would re-queue)."""
     from mno.webhooks import delivery_queue
 
-    with session_scope() as s:
-        n = delivery_queue.replay(
-            s, endpoint, since=parse_since(since), until=parse_since(until), status=status
-        )
+    since_at, until_at = parse_since(since), parse_since(until)
+    if not dry_run:
+        confirm(f"replay the {status} deliveries of endpoint {endpoint}", yes)
+    with write_session(dry_run) as s:
+        n = delivery_queue.replay(s, endpoint, since=since_at, until=until_at, status=status)
     if output is Format.table:
         typer.echo(n)
+        if dry_run:
+            success(f"dry run: {n} deliveries would be re-queued; nothing was written")
     else:
-        render({"requeued": n}, output)
+        render({"requeued": n} | ({"dry_run": True} if dry_run else {}), output)
 
 
 @app.command("test")
@@ -311,6 +321,7 @@ def verify(
     timestamp: Annotated[str, typer.Option(help="webhook-timestamp header.")],
     signature: Annotated[str, typer.Option(help="webhook-signature header.")],
     tolerance: Annotated[str, typer.Option(help="Timestamp tolerance.")] = "5m",
+    output: OutputOpt = Format.table,
 ) -> None:
     """Check one signature of the body on stdin; exit 0 when valid, 1 when not."""
     from mno import signing
@@ -326,6 +337,12 @@ def verify(
             tolerance_s=int(parse_duration(tolerance).total_seconds()),
         )
     except signing.VerificationError as exc:
-        typer.echo(f"invalid: {exc}", err=True)
+        if output is not Format.table:
+            render({"valid": False, "reason": str(exc)}, output)
+        else:
+            typer.echo(f"invalid: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo("valid")
+    if output is not Format.table:
+        render({"valid": True}, output)
+    else:
+        typer.echo("valid")

@@ -157,17 +157,21 @@ def test_prune_refuses_a_plan_with_subscriptions_and_writes_nothing(
 def test_catalogue_delete_commands(cli, store_url, write) -> None:
     write("billing.yaml", CATALOGUE)
     assert cli("apply", "-f", write.root).exit_code == 0
-    result = cli("metric", "delete", "api_calls")
+    result = cli("metric", "delete", "api_calls", "--yes")
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         "Error: metric api_calls is charged by plan(s) pro (change or remove those first)"
     )
-    assert cli.json("plan", "delete", "pro") == {"kind": "Plan", "code": "pro", "deleted": 1}
-    result = cli("metric", "delete", "api_calls")
+    assert cli.json("plan", "delete", "pro", "--yes") == {
+        "kind": "Plan",
+        "code": "pro",
+        "deleted": 1,
+    }
+    result = cli("metric", "delete", "api_calls", "--yes")
     assert (result.exit_code, result.stderr) == (0, "✓ metric api_calls deleted\n")
-    assert cli("coupon", "delete", "launch").exit_code == 0
-    assert cli("tax-rate", "delete", "fr-vat").exit_code == 0
-    result = cli("tax-rate", "delete", "fr-vat")
+    assert cli("coupon", "delete", "launch", "--yes").exit_code == 0
+    assert cli("tax-rate", "delete", "fr-vat", "--yes").exit_code == 0
+    result = cli("tax-rate", "delete", "fr-vat", "--yes")
     assert result.exit_code == 1
     assert "tax rate fr-vat not found" in result.stderr
     assert cli.json("plan", "list") == []

@@ -120,7 +120,7 @@ def test_hand_change_is_drift_and_prune_removes_hosts(cli, session, store_url, w
         "host.updated",
         "host.deleted",
     ]
-    result = cli("host", "remove", "docker-2")
+    result = cli("host", "remove", "docker-2", "--yes")
     assert result.exit_code == 1 and "host docker-2 is not kept in the store" in result.stderr
 
 

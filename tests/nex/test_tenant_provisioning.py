@@ -45,7 +45,7 @@ def test_docker_mode_provisions_a_silo_tenant_then_offboards_it(nex: Nex, cli: A
     assert f"mno-tenant-{key}" in container.attrs["NetworkSettings"]["Networks"]
     container.exec_run(["sh", "-c", "echo final > /www/data/last.txt"])
 
-    off = cli.json("tenant", "offboard", key)
+    off = cli.json("tenant", "offboard", key, "--yes")
     assert off["status"] == "offboarding"
     nex.tick()
     assert _tenant_status(nex.url, key)[0] == "offboarded"

@@ -98,7 +98,7 @@ def test_cli_tour(world, cli, tmp_path) -> None:
         assert r.exit_code == 1 and "paused" in r.stderr
         assert cli("connection", "resume", "acme/crm").exit_code == 0
         assert cli("sync", "run", "show", "nope").exit_code == 2
-        assert cli("connection", "remove", "acme/crm").exit_code == 0
+        assert cli("connection", "remove", "acme/crm", "--yes").exit_code == 0
         assert cli.json("connection", "list") == []
     finally:
         os.environ.pop("MNO_SECRET_CRM_TOKEN", None)

@@ -36,7 +36,7 @@ def test_unlock_releases_a_lock_held_elsewhere_with_confirmation(
     assert r.exit_code == 2 and "--yes" in r.stderr
     assert counts(world.url) == before
     # on a terminal, answering no: nothing released
-    monkeypatch.setattr("mno.cli.sync._tty", lambda: True)
+    monkeypatch.setattr("mno.cli.params.stdin_is_tty", lambda: True)
     r = cli("sync", "unlock", name, input="n\n")
     assert r.exit_code == 1
     assert counts(world.url) == before
@@ -59,7 +59,7 @@ def test_unlock_releases_a_lock_held_elsewhere_with_confirmation(
 
     # --yes skips the question; a free lock is reported as such
     _lock_someone_else(world, name)
-    monkeypatch.setattr("mno.cli.sync._tty", lambda: False)
+    monkeypatch.setattr("mno.cli.params.stdin_is_tty", lambda: False)
     assert cli.json("sync", "unlock", name, "--yes")["released"] is True
     assert cli.json("sync", "unlock", name, "--yes")["released"] is False
 

@@ -50,7 +50,7 @@ def test_endpoint_lifecycle(cli: Any, sqlite_url: str, receiver: Receiver) -> No
         cli.json("webhook", "endpoint", "show", e["id"], "--reveal-secret")["secret"]
         != shown["secret"]
     )
-    assert cli("webhook", "endpoint", "delete", e["id"]).exit_code == 0
+    assert cli("webhook", "endpoint", "delete", e["id"], "--yes").exit_code == 0
     assert cli("webhook", "endpoint", "show", e["id"]).exit_code == 1
 
 
@@ -91,7 +91,7 @@ def test_agents_tick_delivers_and_operator_commands(
     assert shown["attempt_log"][0]["status_code"] == 200
     assert shown["attempt_log"][0]["response"] == "ok"
     # replay everything and count
-    result = cli("webhook", "replay", "--endpoint", e["id"], "--status", "all")
+    result = cli("webhook", "replay", "--endpoint", e["id"], "--status", "all", "--yes")
     assert result.exit_code == 0 and result.output.strip() == "2"
     assert cli.json("agents", "tick", "dispatcher")["done"] == 2
     assert len(receiver.requests) == 4

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.params import YesOpt, confirm
 from mno.errors import BadInput
 
 COLUMNS = {
@@ -150,12 +151,15 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
 
     @app.command("delete")
     def delete(
-        name: Annotated[str, typer.Argument(help="Code.")], output: OutputOpt = Format.table
+        name: Annotated[str, typer.Argument(help="Code.")],
+        yes: YesOpt = False,
+        output: OutputOpt = Format.table,
     ) -> None:
         """Delete one (a plan: every version); refused while something still uses it."""
         from mno.billing import catalogue
         from mno.store.db import session_scope
 
+        confirm(f"delete {noun} {name}", yes)
         with session_scope() as s:
             result = catalogue.delete(s, kind, name)
         done(result, f"{noun} {name} deleted", output)

@@ -159,9 +159,16 @@ def pay(
 def void(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Void a draft, or an issued unpaid invoice (books a credit note)."""
+    from mno.cli.params import confirm
+
+    confirm(f"void invoice {invoice}", yes)
     _action("void", invoice, output, reason=reason)
 
 

@@ -125,6 +125,10 @@ def cancel(
             "--no-credit", help="Keep what was billed in advance: no credit for unused days."
         ),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Cancel now, at a given time or at the end of the current period.
@@ -134,9 +138,11 @@ def cancel(
     tenant's ledger, drawn down by the next invoice (``--no-credit``: none). At period
     end: no proration. Plan changes scheduled at the subscription's end are cancelled too."""
     from mno.billing import subscriptions
+    from mno.cli.params import confirm
     from mno.store.db import session_scope
 
     _one_of(now, at_period_end, at)
+    confirm(f"cancel subscription {sub_id}", yes)
     with session_scope() as s:
         data = _row(
             s,

@@ -13,7 +13,7 @@ import typer
 
 from mno.cli.billing import aware_time
 from mno.cli.output import Format, OutputOpt, done, progress
-from mno.cli.params import pairs
+from mno.cli.params import DryRunOpt, pairs, write_session
 from mno.money import to_decimal
 
 app = typer.Typer(help="Usage events for metered charges.", no_args_is_help=True)
@@ -50,13 +50,14 @@ def record(
 @app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help=".csv or .jsonl: tenant,metric,quantity,at,id")],
+    dry_run: DryRunOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Validate the whole file, then load it in one transaction."""
+    """Validate the whole file, then load it in one transaction (--dry-run: validate and
+    count, write nothing)."""
     from mno.billing import usage
-    from mno.store.db import session_scope
 
-    with progress("importing usage") as advance, session_scope() as s:
+    with progress("importing usage") as advance, write_session(dry_run) as s:
         last = [0]
 
         def cb(n: int) -> None:
@@ -64,4 +65,11 @@ def import_(
             last[0] = n
 
         n = usage.import_file(s, file, progress=cb)
+    if dry_run:
+        done(
+            {"imported": 0, "would_import": n, "dry_run": True},
+            f"dry run: {n} usage events would be imported; nothing was written",
+            output,
+        )
+        return
     done({"imported": n}, f"{n} usage events imported", output)

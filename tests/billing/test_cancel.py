@@ -168,6 +168,6 @@ def test_cli_no_credit(cli: Any, sqlite_url: str, tmp_path: Any) -> None:
         "--invoice-now",
     )
     clock.set_now(_at(11, 11))
-    out = cli.json("subscription", "cancel", sub["id"], "--no-credit")
+    out = cli.json("subscription", "cancel", sub["id"], "--no-credit", "--yes")
     assert out["status"] == "canceled"
     assert cli.json("ledger", "credits", "acme") == []

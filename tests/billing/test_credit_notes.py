@@ -230,7 +230,7 @@ def test_void_books_its_credit_note_through_the_same_path(
         other = invoices.issue(s, str(invoices.list_invoices(s, "other")[0].id))
         third = invoices.issue(s, str(invoices.list_invoices(s, "third")[0].id))
         assert other.total_minor == third.total_minor == 5880
-    out = cli.json("invoice", "void", other.number or "", "--reason", "wrong tenant")
+    out = cli.json("invoice", "void", other.number or "", "--reason", "wrong tenant", "--yes")
     assert out["status"] == "void"
     with session(write=False) as s:
         notes = credit_notes.notes_of(s, invoices.get(s, str(other.id)))
@@ -243,7 +243,7 @@ def test_void_books_its_credit_note_through_the_same_path(
     with session() as s:
         credit_notes.credit(s, str(third.id), reason="late start", amount=Decimal("10.00"))
     before = counts(paid)
-    result = cli("invoice", "void", third.number or "")
+    result = cli("invoice", "void", third.number or "", "--yes")
     assert result.exit_code == 1 and "has credit notes" in result.stderr
     assert counts(paid) == before
 

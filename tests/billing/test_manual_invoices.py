@@ -89,7 +89,7 @@ def test_adjusting_a_draft_recomputes_and_audits_each_change(acme: str, cli: Any
     inv = cli.json("invoice", "create", "acme", "--line", "Work:1:100")["id"]
     assert cli.json("invoice", "line", "add", inv, "Extra hours:2:30")["total"] == "192.00"
     assert cli.json("invoice", "line", "edit", inv, "2", "--quantity", "3")["total"] == "228.00"
-    out = cli.json("invoice", "line", "remove", inv, "1")
+    out = cli.json("invoice", "line", "remove", inv, "1", "--yes")
     assert (out["subtotal"], out["tax"], out["total"]) == ("90.00", "18.00", "108.00")
     assert [ln["description"] for ln in out["lines"]] == ["Extra hours"]
     changes = _audit(acme, "invoice.line_")
@@ -142,7 +142,7 @@ def test_a_billing_run_draft_takes_a_reduction(acme: str, session: Opener, cli: 
         (["line", "add", "DRAFT", "Big:1:-500"], 2),  # the subtotal would be negative
         (["line", "edit", "DRAFT", "3", "--quantity", "2"], 2),
         (["line", "edit", "DRAFT", "1"], 2),
-        (["line", "remove", "DRAFT", "0"], 2),
+        (["line", "remove", "DRAFT", "0", "--yes"], 2),
     ],
 )
 def test_refusals_write_nothing(acme: str, cli: Any, args: list[str], code: int) -> None:

@@ -101,7 +101,8 @@ def dummy_args(c: Command) -> list[str]:
     """Values for the required arguments and options, enough to get past parsing."""
     args: list[str] = []
     for p in c.required():
-        value = "nothing-here"
+        # a number where the parameter takes one (a line number), text otherwise
+        value = "1" if p.bare_type() == "int" else "nothing-here"
         if p.param_type_name == "option":
             args += [p.opts[0], value]
         else:

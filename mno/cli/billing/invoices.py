@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.params import YesOpt, confirm
 from mno.errors import BadInput
 from mno.money import to_decimal
 
@@ -159,15 +160,10 @@ def pay(
 def void(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
-    ] = False,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Void a draft, or an issued unpaid invoice (books a credit note)."""
-    from mno.cli.params import confirm
-
     confirm(f"void invoice {invoice}", yes)
     _action("void", invoice, output, reason=reason)
 
@@ -316,12 +312,14 @@ def line_edit(
 def line_remove(
     invoice: Annotated[str, typer.Argument(help="Draft invoice id.")],
     n: Annotated[int, typer.Argument(help="Line number, as invoice show lists them.")],
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Remove a line of a draft."""
     from mno.billing import manual
     from mno.store.db import session_scope
 
+    confirm(f"remove line {n} of invoice {invoice}", yes)
     with session_scope() as s:
         inv_id = str(manual.remove_line(s, invoice, n).id)
     _show_changed(inv_id, "line removed: total {total} {currency}", output)

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from mno.errors import BadInput, Conflict, NotFound
 from mno.money import check_currency, round_money, to_decimal, to_minor
-from mno.store import audit, outbox
+from mno.store import audit, leases, outbox
 from mno.store.models.billing import Charge
 from mno.tenancy import tenants
 
@@ -92,9 +92,7 @@ def get(session: Session, charge_id: str | uuid.UUID) -> Charge:
 def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:
     """Cancel a submitted charge; an invoiced one is refused (Conflict)."""
     charge = get(session, charge_id)
-    if session.get_bind().dialect.name == "postgresql":
-        locked = sa.select(col(Charge.id)).where(col(Charge.id) == charge.id)
-        session.execute(locked.with_for_update())
+    if leases.lock_rows(session, sa.select(col(Charge.id)).where(col(Charge.id) == charge.id)):
         session.refresh(charge)
     if charge.status == "cancelled":
         return charge

@@ -18,7 +18,7 @@ from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.money import to_minor
-from mno.store import audit, outbox
+from mno.store import audit, leases, outbox
 from mno.store.models.billing import Invoice, InvoiceCounter, InvoiceLine
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
@@ -37,8 +37,8 @@ def get(session: Session, invoice_id: str | uuid.UUID, lock: bool = False) -> In
             raise NotFound(f"invoice {invoice_id} not found") from None
         iid = inv.id
     q = select(Invoice).where(Invoice.id == iid)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
+    if lock:
+        q = leases.for_update(session, q)
     inv = session.exec(q).first()
     if inv is None:
         raise NotFound(f"invoice {invoice_id} not found")

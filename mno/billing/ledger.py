@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from mno import clock
 from mno.errors import BadInput
 from mno.money import check_currency
-from mno.store import audit, outbox
+from mno.store import audit, leases, outbox
 from mno.store.models.billing import CreditGrant, LedgerEntry
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
@@ -40,10 +40,7 @@ def ledger_add(
     method: str | None = None,
 ) -> LedgerEntry:
     """Append with a running balance; the tenant row lock serialises writers."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
-        )
+    leases.lock_rows(session, sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id))
     last = session.execute(
         sa.select(T_LED.c.seq, T_LED.c.balance_minor)
         .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
@@ -69,10 +66,8 @@ def ledger_add(
 
 def balance(session: Session, tenant_id: uuid.UUID, currency: str, lock: bool = False) -> int:
     """The running balance (positive: the tenant owes; negative: prepaid credit)."""
-    if lock and session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id).with_for_update()
-        )
+    if lock:
+        leases.lock_rows(session, sa.select(col(Tenant.id)).where(col(Tenant.id) == tenant_id))
     row = session.execute(
         sa.select(T_LED.c.balance_minor)
         .where(T_LED.c.tenant_id == tenant_id, T_LED.c.currency == currency)
@@ -152,9 +147,7 @@ def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:
 
 
 def _grants(session: Session, where: Any, order: Any) -> list[CreditGrant]:
-    q = select(CreditGrant).where(where).order_by(*order)
-    if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
+    q = leases.for_update(session, select(CreditGrant).where(where).order_by(*order))
     return list(session.exec(q))
 
 

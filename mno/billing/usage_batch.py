@@ -18,12 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from mno import clock
 from mno.errors import BadInput, Conflict, MnoError, NotFound
 from mno.money import to_decimal
+from mno.store import bulk
 from mno.store.models.billing import BillingMetric, UsageEvent
 from mno.store.models.tenancy import Tenant
 from mno.store.types import new_id, table_of
@@ -59,12 +59,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
     t = table_of(UsageEvent)
     keys = ["tenant_id", "idempotency_key"]
     # one statement for every batch size: compiled once, sent as a multi-row insert
-    stmt: sa.Insert
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = postgresql.insert(t).on_conflict_do_nothing(index_elements=keys)
-    else:
-        stmt = sqlite.insert(t).on_conflict_do_nothing(index_elements=keys)
-    stmt = stmt.returning(t.c.id)
+    stmt = bulk.insert_ignoring(session, t, keys).returning(t.c.id)
     return {row[0] for row in session.execute(stmt, rows)}
 
 

@@ -487,3 +487,12 @@ def greatest(session: Any, *values: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return sa.func.greatest(*values)
     return sa.func.max(*values)
+
+
+def insert_ignoring(session: Any, table: sa.Table, keys: Sequence[str]) -> sa.Insert:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING`` into ``table``, for the store's dialect:
+    rows that would repeat a unique key are skipped."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))

@@ -388,11 +388,14 @@ def for_update(session: Session, stmt: _Select) -> _Select:
     return cast(_Select, stmt.with_for_update()) if _postgres(session) else stmt
 
 
-def lock_rows(session: Session, stmt: sa.Select[Any]) -> None:
+def lock_rows(session: Session, stmt: sa.Select[Any]) -> bool:
     """Hold the rows ``stmt`` selects until the transaction ends (PostgreSQL; see
-    ``for_update``), e.g. a tenant's row to serialise writers of its ledger."""
+    ``for_update``), e.g. a tenant's row to serialise writers of its ledger. True when a
+    lock was taken (rows read before it may be stale: refresh them)."""
     if _postgres(session):
         session.execute(stmt.with_for_update())
+        return True
+    return False
 
 
 def advisory_lock(session: Session, name: str) -> None:

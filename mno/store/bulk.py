@@ -494,5 +494,6 @@ def insert_ignoring(session: Any, table: sa.Table, keys: Sequence[str]) -> sa.In
     rows that would repeat a unique key are skipped."""
     from sqlalchemy.dialects import postgresql
 
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -268,6 +269,13 @@ def _drop_scheduled(
     session.flush()
     if credit:
         credit_unused(session, sub, t.timezone or "UTC", sub.started_at)
+    _record_cancel(session, sub, t, before)
+    for nxt in scheduled_changes(session, sub, ends_at, now):
+        _drop_scheduled(session, nxt, t, now, credit)
+
+
+def _record_cancel(session: Session, sub: Subscription, t: Tenant, before: dict[str, Any]) -> None:
+    """The audit row and the ``subscription.canceled`` event of a cancellation."""
     audit.record(
         session,
         "subscription.cancel",
@@ -279,8 +287,6 @@ def _drop_scheduled(
         tenant_id=t.id,
     )
     outbox.emit(session, "subscription.canceled", _payload(sub, t.key), t.id)
-    for nxt in scheduled_changes(session, sub, ends_at, now):
-        _drop_scheduled(session, nxt, t, now, credit)
 
 
 def cancel(
@@ -334,17 +340,7 @@ def cancel(
         credit_unused(session, sub, tz, when, before_at)
     for nxt in scheduled:
         _drop_scheduled(session, nxt, t, now, credit)
-    audit.record(
-        session,
-        "subscription.cancel",
-        target_type="subscription",
-        target_id=sub.id,
-        target=t.key,
-        before=before,
-        after=audit.snapshot(sub),
-        tenant_id=t.id,
-    )
-    outbox.emit(session, "subscription.canceled", _payload(sub, t.key), t.id)
+    _record_cancel(session, sub, t, before)
     return sub
 
 

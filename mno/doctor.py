@@ -2,8 +2,9 @@
 
 ``checks()`` looks at each part mno needs and says ``ok``, ``warn`` (works, but not as a
 production platform should) or ``fail`` (something will not work), each with the fix:
-the store (reachable, schema current), the master key, the secret backend, the Docker
-hosts, the agent processes and the SMTP server. ``effective_settings()`` lists the
+the store (reachable, schema current), its last backup (warned when older than a day),
+the master key, the secret backend, the Docker hosts, the agent processes and the SMTP
+server. ``effective_settings()`` lists the
 settings in force and where each came from (flag, environment, profile or default),
 with passwords in URLs hidden.
 
@@ -44,6 +45,7 @@ def checks(*, probe_hosts: bool = True) -> list[Check]:
         out.append(Check("agents", WARN, "not checked: the store is not usable"))
         out.append(Check("docker hosts", WARN, "not checked: the store is not usable"))
     else:
+        out.append(check_backup())
         out.append(check_agents())
         out.extend(check_hosts() if probe_hosts else [])
     out.append(check_smtp())
@@ -75,6 +77,27 @@ def check_store() -> Check:
     if current != heads:
         return Check("store", FAIL, f"{shown} is behind this mno", "run `mno db upgrade`")
     return Check("store", OK, f"{shown}, schema current")
+
+
+def check_backup(max_age: timedelta = timedelta(days=1)) -> Check:
+    from mno.store import backup, db
+
+    try:
+        at = backup.last_backup(db.get_engine())
+    except MnoError as exc:
+        return Check("backup", FAIL, exc.message, exc.hint or "")
+    except Exception as exc:  # any driver error: reported as this check's outcome
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return Check("backup", WARN, f"cannot read the backup history: {reason}")
+    hint = "run `mno db backup --out FILE` (daily, e.g. from cron) and keep the file off this host"
+    if at is None:
+        return Check("backup", WARN, "the store was never backed up", hint)
+    age = clock.now() - at
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if age > max_age:
+        hours = int(age.total_seconds() // 3600)
+        return Check("backup", WARN, f"the last backup is {hours} h old (taken {stamp})", hint)
+    return Check("backup", OK, f"last backup taken {stamp}")
 
 
 def check_master_key() -> Check:

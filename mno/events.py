@@ -102,6 +102,9 @@ CATALOGUE: dict[str, str] = {
     "tax_treatment.set": "A tenant was made exempt from tax or put under reverse charge.",
     "tax_treatment.removed": "A tenant's tax exemption or reverse charge was removed.",
     "credit.expired": "Prepaid credit reached its expiry; its unused part left the balance.",
+    # the store itself
+    "store.backed_up": "A backup of the store was written (payload: path, format, bytes).",
+    "store.restored": "The store's contents were replaced from a backup (payload: source).",
 }
 
 

@@ -217,6 +217,11 @@ def upgrade(engine: Engine | None = None, target: str = "heads") -> None:
     _checked.discard(str(engine.url))
 
 
+def forget_checked(engine: Engine) -> None:
+    """Check the store's schema again on next use (after its contents were replaced)."""
+    _checked.discard(str(engine.url))
+
+
 _UNREACHABLE = (
     "could not connect",
     "connection refused",

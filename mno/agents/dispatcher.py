@@ -71,7 +71,12 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
         return
     with ctx.session(write=False) as s:
         for e in s.exec(select(WebhookEndpoint).where(col(WebhookEndpoint.id).in_(missing))):
-            cache[e.id] = (e.url, endpoints.active_secrets(e), e.timeout_s, dict(e.headers))
+            cache[e.id] = (
+                e.url,
+                endpoints.active_secrets(e),
+                e.timeout_s,
+                endpoints.header_values(e),
+            )
 
 
 def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]:
@@ -254,7 +259,7 @@ def send_test(endpoint_id: str, db_url: str | None = None) -> dict[str, Any]:
             body,
             endpoints.active_secrets(e),
             e.timeout_s,
-            dict(e.headers),
+            endpoints.header_values(e),
         )
         claimed = {
             row["id"]: ClaimedDelivery(

@@ -25,7 +25,7 @@ deliveries_app = typer.Typer(help="Inspect deliveries and their attempts.", no_a
 app.add_typer(endpoint_app, name="endpoint")
 app.add_typer(deliveries_app, name="deliveries")
 
-LIST_COLUMNS = ["id", "url", "events", "enabled", "ordered", "rate_limit", "tenant_id"]
+LIST_COLUMNS = ["id", "url", "status", "events", "ordered", "rate_limit", "last_failure"]
 DELIVERY_COLUMNS = [
     "id",
     "event_type",
@@ -50,16 +50,36 @@ def add(
     ] = None,
     ordered: Annotated[bool, typer.Option("--ordered", help="FIFO delivery.")] = False,
     timeout: Annotated[str, typer.Option(help="Request timeout.")] = "15s",
-    header: Annotated[list[str] | None, typer.Option("--header", help="K=V; repeatable.")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", help="K=V (V may be secret:NAME); repeatable; stored sealed."),
+    ] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create disabled.")] = False,
+    from_event: Annotated[
+        int | None,
+        typer.Option("--from-event", help="Also deliver the backlog from this event seq on."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Also deliver the backlog since then (24h, 7d, ISO 8601).")
+    ] = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Do not try to reach the URL now.")
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Register an endpoint; it gets its own whsec_ signing secret."""
+    """Register an endpoint; it gets its own whsec_ signing secret.
+
+    It receives the events created after it; --from-event or --since queue the earlier
+    ones too. Header values are stored sealed; `secret:NAME` values are read from the
+    secret store when sending. A URL that the SSRF guard refuses or that does not answer
+    is registered with a warning."""
+    from mno.cli.output import warn
     from mno.store.db import session_scope
     from mno.webhooks import endpoints
 
+    since_at = parse_since(since)
     with session_scope() as s:
-        e = endpoints.add(
+        e, backlog = endpoints.add_with_backlog(
             s,
             url,
             tenant=tenant,
@@ -70,9 +90,20 @@ def add(
             timeout=timeout,
             headers=pairs(header, "header"),
             disabled=disabled,
+            from_event=from_event,
+            since=since_at,
         )
-        data = endpoints.view(e)
-    done(data, f"endpoint {data['id']} added (see the secret with `show --reveal-secret`)", output)
+        data = endpoints.view(e) | {"backlog": backlog}
+    problem = None if no_check else endpoints.probe(data["url"])
+    if problem:
+        warn(f"{problem}; deliveries will fail until that is fixed")
+    data["reachable"] = None if no_check else problem is None
+    earlier = f", {backlog} earlier events to deliver" if backlog else ""
+    done(
+        data,
+        f"endpoint {data['id']} added{earlier} (see the secret with `show --reveal-secret`)",
+        output,
+    )
 
 
 @endpoint_app.command("list")
@@ -85,7 +116,9 @@ def list_(
     from mno.webhooks import endpoints
 
     with session_scope(write=False) as s:
-        rows = [endpoints.view(e) for e in endpoints.list_endpoints(s, tenant=tenant)]
+        found = endpoints.list_endpoints(s, tenant=tenant)
+        failures = endpoints.last_failures(s, [e.id for e in found])
+        rows = [endpoints.view(e, last_failure=failures.get(e.id)) for e in found]
     render(rows, output, columns=LIST_COLUMNS, empty="No endpoints.")
 
 
@@ -102,7 +135,9 @@ def show(
     from mno.webhooks import endpoints
 
     with session_scope(write=False) as s:
-        data = endpoints.view(endpoints.get(s, endpoint_id), reveal=reveal_secret)
+        e = endpoints.get(s, endpoint_id)
+        failure = endpoints.last_failures(s, [e.id]).get(e.id)
+        data = endpoints.view(e, reveal=reveal_secret, last_failure=failure)
     render(data, output)
 
 
@@ -249,7 +284,13 @@ def replay(
     endpoint: Annotated[str, typer.Option(help="Endpoint id.")],
     since: Annotated[str | None, typer.Option(help="24h, 7d or ISO 8601.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO 8601 or a duration back.")] = None,
-    status: Annotated[str, typer.Option(help="exhausted|failed|all")] = "exhausted",
+    status: Annotated[
+        str, typer.Option(help="exhausted|failed|all (all: every one not yet delivered)")
+    ] = "exhausted",
+    include_delivered: Annotated[
+        bool,
+        typer.Option("--include-delivered", help="With --status all: resend delivered ones too."),
+    ] = False,
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
     output: OutputOpt = Format.table,
@@ -262,7 +303,14 @@ def replay(
     if not dry_run:
         confirm(f"replay the {status} deliveries of endpoint {endpoint}", yes)
     with write_session(dry_run) as s:
-        n = delivery_queue.replay(s, endpoint, since=since_at, until=until_at, status=status)
+        n = delivery_queue.replay(
+            s,
+            endpoint,
+            since=since_at,
+            until=until_at,
+            status=status,
+            include_delivered=include_delivered,
+        )
     if output is Format.table:
         typer.echo(n)
         if dry_run:

@@ -530,8 +530,12 @@ def replay(
     since: datetime | None = None,
     until: datetime | None = None,
     status: str = "exhausted",
+    include_delivered: bool = False,
 ) -> int:
-    """Re-queue up to 10,000 deliveries of one endpoint (attempt count starts over)."""
+    """Re-queue up to 10,000 deliveries of one endpoint (attempt count starts over).
+
+    ``status="all"`` takes every delivery that was not cancelled, but one already
+    delivered (succeeded) only with ``include_delivered``."""
     if status not in ("exhausted", "failed", "all"):
         raise BadInput(f"bad status {status!r}", "one of: exhausted, failed, all")
     e = endpoints.get(session, endpoint)
@@ -547,6 +551,8 @@ def replay(
         )
     else:
         cond.append(D.c.status != "cancelled")
+        if not include_delivered:
+            cond.append(D.c.status != "succeeded")
     if since:
         cond.append(D.c.created_at >= since)
     if until:
@@ -577,7 +583,7 @@ def replay(
         target_type="webhook_endpoint",
         target_id=str(e.id),
         target=e.url,
-        after={"count": len(ids), "status": status},
+        after={"count": len(ids), "status": status, "include_delivered": include_delivered},
         tenant_id=e.tenant_id,
     )
     outbox.emit(

@@ -90,6 +90,13 @@ def _state(session: Session, name: str) -> Any:
     return session.execute(stmt).first()
 
 
+def fanned_out_high(session: Session, name: str = CONSUMER) -> int:
+    """The highest event seq the fan-out has passed (0 before its first pass)."""
+    t = table_of(WebhookFanout)
+    high = session.execute(sa.select(t.c.high).where(t.c.name == name)).scalar_one_or_none()
+    return int(high or 0)
+
+
 def endpoint_matches(e: Any, event_type: str, tenant_id: Any, payload: dict[str, Any]) -> bool:
     if event_type == "webhook.ping":
         return False
@@ -251,6 +258,8 @@ def _delivery_columns(session: Session, events: Sequence[sa.Row[Any]]) -> dict[s
                 and any(matches(p, ev.type) for p in r.events)
             ]
         for e in hooks:
+            if ev.seq < e.start_seq:  # created before the endpoint (and no backlog asked)
+                continue
             if ev.type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id):
                 continue
             body = body or body_for(ev.type, ev.created_at, payload)

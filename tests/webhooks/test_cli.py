@@ -90,8 +90,13 @@ def test_agents_tick_delivers_and_operator_commands(
     shown = cli.json("webhook", "deliveries", "show", rows[0]["id"])
     assert shown["attempt_log"][0]["status_code"] == 200
     assert shown["attempt_log"][0]["response"] == "ok"
-    # replay everything and count
+    # replay everything: delivered ones only when asked for
     result = cli("webhook", "replay", "--endpoint", e["id"], "--status", "all", "--yes")
+    assert result.exit_code == 0 and result.output.strip() == "0"
+    result = cli(
+        "webhook", "replay", "--endpoint", e["id"], "--status", "all", "--include-delivered",
+        "--yes",
+    )  # fmt: skip
     assert result.exit_code == 0 and result.output.strip() == "2"
     assert cli.json("agents", "tick", "dispatcher")["done"] == 2
     assert len(receiver.requests) == 4

@@ -62,6 +62,17 @@ class WebhookEndpointSpec(Spec):
     def _events(cls, v: list[str]) -> list[str]:
         return rule(_endpoints.parse_events, v)
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if _endpoints.is_sensitive_header(name) and not value.startswith("secret:"):
+                raise ValueError(
+                    f"header {name} carries credentials: write its value as secret:NAME "
+                    "(set it with `mno secret set NAME`)"
+                )
+        return v
+
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, v: Any) -> str:
@@ -102,10 +113,15 @@ class WebhookEndpointKind(KeyedKind):
                 "rate_limit": e.rate_limit,
                 "ordered": bool(e.ordered),
                 "timeout": f"{e.timeout_s:g}s",
-                "headers": dict(e.headers or {}),
+                "headers": _endpoints.comparable_headers(e),
                 "enabled": bool(e.enabled),
             }
         return out
+
+    def export_spec(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Header values are never exported: only ``secret:NAME`` references are kept."""
+        headers = {k: v for k, v in (spec.get("headers") or {}).items() if v.startswith("secret:")}
+        return super().export_spec({**spec, "headers": headers})
 
     def create(self, session: Session, name: str, spec: dict[str, Any]) -> str | None:
         return self.create_many(session, [(name, spec)])[name]

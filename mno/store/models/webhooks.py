@@ -14,7 +14,10 @@ from mno.store.types import UTCDateTime
 
 
 class WebhookEndpoint(Base, table=True):
-    """A receiver URL with its filters, limits and encrypted signing secrets."""
+    """A receiver URL with its filters, limits and encrypted signing secrets.
+
+    ``headers`` maps each custom header to ``secret:NAME`` (resolved when sending) or to
+    its value sealed by ``mno.crypto`` (``sealed:…``); a plain value is never stored."""
 
     __tablename__ = "webhook_endpoint"
 
@@ -32,6 +35,9 @@ class WebhookEndpoint(Base, table=True):
     old_secret_enc: str | None = Field(default=None)
     old_secret_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the endpoint takes events from this outbox seq on: by default the first one after
+    # its creation (Stripe's rule), earlier with --from-event / --since
+    start_seq: int = Field(default=0, sa_type=sa.BigInteger)
 
 
 class NotifyRule(Base, table=True):

@@ -2,8 +2,11 @@
 
 Values are sealed with Fernet (AES-128-CBC + HMAC-SHA256, authenticated) under a master
 key. The master key comes from the secret ``master-key`` (keyring or the fallback file),
-overridden by ``MNO_MASTER_KEY``; ``mno secret init-master-key`` creates it. Every agent
-host sharing a store must have the same master key.
+overridden by ``MNO_MASTER_KEY``. It is created the first time a value is sealed on a
+host that has none, with a notice on stderr (``mno secret init-master-key`` creates it
+ahead of time). Opening a value never creates one: a host without the key is told to copy
+it (``mno secret export-master-key`` on a host that has it, ``mno secret
+import-master-key`` here). Every agent host sharing a store must have the same key.
 
 ``cryptography`` is imported inside the functions that seal or open values, so that
 commands which never touch a secret start without it.
@@ -13,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from mno import secrets, settings
-from mno.errors import Conflict, MnoError, NotFound
+from mno.errors import BadInput, Conflict, MnoError, NotFound
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -25,14 +29,25 @@ MASTER_KEY_NAME = "master-key"
 _cache: dict[str, Fernet] = {}
 
 
-def _fernet() -> Fernet:
+COPY_HINT = (
+    "copy it from a host that has it: `mno secret export-master-key` there, then "
+    f"`mno secret import-master-key` here (or set {settings.ENV_MASTER_KEY})"
+)
+
+
+def _fernet(create: bool = False) -> Fernet:
     from cryptography.fernet import Fernet
 
-    key = os.environ.get(settings.ENV_MASTER_KEY) or secrets.get(MASTER_KEY_NAME)
-    if not key:
-        raise NotFound(
-            "no master key", f"run `mno secret init-master-key` or set {settings.ENV_MASTER_KEY}"
+    key = current_key()
+    if not key and create:
+        key = init_master_key()
+        sys.stderr.write(
+            f"Created the master key that seals stored secrets ({secrets.backend_name()}). "
+            "Other hosts sharing this store need the same key: run `mno secret "
+            "export-master-key` here and `mno secret import-master-key` there.\n"
         )
+    if not key:
+        raise NotFound("no master key on this host: stored secrets cannot be opened", COPY_HINT)
     cached = _cache.get(key)
     if cached is None:
         try:
@@ -46,8 +61,14 @@ def _fernet() -> Fernet:
     return cached
 
 
+def current_key() -> str | None:
+    """The master key in force: ``MNO_MASTER_KEY``, else the stored one (None: none)."""
+    return os.environ.get(settings.ENV_MASTER_KEY) or secrets.get(MASTER_KEY_NAME)
+
+
 def encrypt(plaintext: str) -> str:
-    return _fernet().encrypt(plaintext.encode()).decode()
+    """Seal ``plaintext``; a host without a master key creates one first."""
+    return _fernet(create=True).encrypt(plaintext.encode()).decode()
 
 
 def decrypt(token: str) -> str:
@@ -76,6 +97,36 @@ def init_master_key(force: bool = False) -> str:
     key = generate_key()
     secrets.set(MASTER_KEY_NAME, key)
     return key
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a usable master key (32 url-safe base64 bytes)."""
+    from cryptography.fernet import Fernet
+
+    key = key.strip()
+    try:
+        Fernet(key.encode())
+    except (ValueError, TypeError):
+        raise BadInput(
+            "not a master key", "expected the 44-character key `export-master-key` prints"
+        ) from None
+    return key
+
+
+def import_master_key(key: str, force: bool = False) -> bool:
+    """Store a master key copied from another host. Returns False when this host already
+    had that very key; refuses to replace another one unless forced."""
+    key = check_key(key)
+    existing = secrets.get(MASTER_KEY_NAME)
+    if existing == key:
+        return False
+    if existing and not force:
+        raise Conflict(
+            "this host has another master key", "replacing it makes secrets sealed here unreadable"
+        )
+    secrets.set(MASTER_KEY_NAME, key)
+    _cache.clear()
+    return True
 
 
 def ensure_master_key() -> None:

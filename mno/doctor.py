@@ -113,10 +113,10 @@ def check_master_key() -> Check:
         if not found:
             return Check(
                 "master key",
-                FAIL,
-                "no master key: stored secrets cannot be sealed or read",
-                f"run `mno secret init-master-key`, or set {settings.ENV_MASTER_KEY} "
-                "to the key of the other hosts",
+                WARN,
+                "no master key yet: one is created when a secret is first sealed",
+                "on a host joining a store that already holds sealed secrets, "
+                + crypto.COPY_HINT,
             )
         source = "the secret store"
     try:

@@ -3,8 +3,9 @@
 ``get(NAME)`` looks at ``MNO_SECRET_<NAME>`` first, then the OS keyring (service ``mno``).
 Headless hosts, where servers and CI run, often have no usable keyring backend: mno then
 keeps secrets in ``$MNO_HOME/secrets.json`` with mode 0600 (like gh's plain-text fallback)
-and warns once on stderr. With ``secrets.require_keyring: true`` in the profile it refuses
-instead. Config values may say ``secret:NAME``; ``resolve()`` turns them into the value.
+and warns on stderr once per home (a marker file beside it remembers the warning). With
+``secrets.require_keyring: true`` in the profile it refuses instead. Config values may
+say ``secret:NAME``; ``resolve()`` turns them into the value.
 
 Secret values never reach the store, logs or output: only names are listed.
 
@@ -119,9 +120,17 @@ def _use_file() -> bool:
     global _warned
     if not _warned:
         _warned = True
-        sys.stderr.write(
-            f"Warning: no keyring backend; secrets are kept in {_fallback_path()} (mode 0600)\n"
-        )
+        marker = settings.home() / ".secrets-file-warned"
+        if not marker.exists():
+            sys.stderr.write(
+                f"Warning: no keyring backend; secrets are kept in {_fallback_path()} "
+                "(mode 0600). This is said once on this host; `mno doctor` repeats it.\n"
+            )
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                pass  # an unwritable home: warned again next time
     return True
 
 

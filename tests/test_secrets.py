@@ -79,8 +79,6 @@ def test_bad_names():
 
 
 def test_master_key_encrypts(monkeypatch):
-    with pytest.raises(NotFound, match="init-master-key"):
-        crypto.encrypt("x")
     crypto.init_master_key()
     with pytest.raises(Conflict):
         crypto.init_master_key()
@@ -109,3 +107,53 @@ def test_cli_never_prints_values(cli, sqlite_url):
             assert VALUE.encode() not in open(path, "rb").read()
     assert cli("secret", "delete", "NOPE", "--yes").exit_code == 1
     assert cli("secret", "set", "bad name", "--from-stdin", input="x").exit_code == 2
+
+
+def test_the_keyring_warning_is_said_once_per_host(no_keyring, capfd):
+    """A new process (the module's flag starts over) is not warned again."""
+    secrets.set("A", "1")
+    assert capfd.readouterr().err.count("no keyring backend") == 1
+    secrets._warned = False  # as in the next `mno` command
+    secrets.set("B", "2")
+    assert secrets.get("A") == "1"
+    assert "no keyring backend" not in capfd.readouterr().err
+
+
+def test_the_master_key_is_created_on_first_need(cli, sqlite_url, capfd):
+    """Sealing a value on a fresh host creates the key and says how to copy it; opening a
+    value without the key says how to get it and never makes one."""
+    assert crypto.current_key() is None
+    with pytest.raises(NotFound, match="no master key"):
+        crypto.decrypt("gAAAAAB-not-a-token")
+    assert crypto.current_key() is None  # opening creates nothing
+
+    token = crypto.encrypt(VALUE)
+    err = capfd.readouterr().err
+    assert "Created the master key" in err and "export-master-key" in err
+    key = crypto.current_key()
+    assert key and crypto.decrypt(token) == VALUE
+    crypto.encrypt("again")
+    assert "Created" not in capfd.readouterr().err and crypto.current_key() == key
+
+    # off a terminal export needs --yes; with it, the key alone is printed
+    refused = cli("secret", "export-master-key")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    exported = cli("secret", "export-master-key", "--yes")
+    assert exported.exit_code == 0 and exported.stdout.strip() == key
+
+    # another host: import it from a pipe and open what the first host sealed
+    secrets.delete(crypto.MASTER_KEY_NAME)
+    crypto._cache.clear()
+    with pytest.raises(NotFound, match="import-master-key"):
+        crypto.decrypt(token)
+    assert cli("secret", "import-master-key", input="not a key\n").exit_code == 2
+    imported = cli.json("secret", "import-master-key", input=exported.stdout)
+    assert imported["imported"] is True
+    assert crypto.decrypt(token) == VALUE
+    assert cli.json("secret", "import-master-key", input=key)["imported"] is False
+    other = crypto.generate_key()
+    clash = cli("secret", "import-master-key", input=other)
+    assert clash.exit_code == 1 and "another master key" in clash.stderr
+    assert crypto.current_key() == key
+    replaced = cli("secret", "import-master-key", "--force", "--yes", input=other)
+    assert replaced.exit_code == 0 and crypto.current_key() == other

@@ -77,8 +77,8 @@ def init_master_key(
     yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Create the master key that encrypts secrets kept in the store (--force replaces
-    it after a confirmation)."""
+    """Create the master key that encrypts secrets kept in the store ahead of time (it is
+    also created when a secret is first sealed); --force replaces it after a confirmation."""
     from mno import crypto
 
     if force:
@@ -86,6 +86,46 @@ def init_master_key(
     crypto.init_master_key(force=force)
     done(
         {"name": crypto.MASTER_KEY_NAME, "created": True},
-        "master key created; copy it to every agent host (MNO_MASTER_KEY)",
+        "master key created; copy it to every agent host with `mno secret export-master-key`",
+        output,
+    )
+
+
+@app.command("export-master-key")
+def export_master_key(yes: YesOpt = False) -> None:
+    """Print the master key, to copy it to another host that shares this store
+    (`mno secret export-master-key --yes | ssh HOST mno secret import-master-key`)."""
+    from mno import crypto
+    from mno.errors import NotFound
+
+    confirm("print the master key (anyone who reads it can open every stored secret)", yes)
+    key = crypto.current_key()
+    if not key:
+        raise NotFound("no master key on this host", "it is created when a secret is first sealed")
+    typer.echo(key)
+
+
+@app.command("import-master-key")
+def import_master_key(
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace another key (secrets sealed here break).")
+    ] = False,
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Store the master key copied from another host: reads standard input when it is a
+    pipe, or prompts."""
+    from mno import crypto
+
+    if force:
+        confirm("replace this host's master key (secrets sealed with it stop working)", yes)
+    if not sys.stdin.isatty():
+        key = sys.stdin.read()
+    else:
+        key = typer.prompt("Master key", hide_input=True)
+    changed = crypto.import_master_key(key, force=force)
+    done(
+        {"name": crypto.MASTER_KEY_NAME, "imported": changed},
+        "master key stored" if changed else "this host already had that master key",
         output,
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, progress, render, success
+from mno.cli.output import Format, OutputOpt, done, progress, render, success, warn
 from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
@@ -335,22 +335,59 @@ def sync_rollback(
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Restore the records a run changed to their before-state and push them out."""
+    """Restore the records a run changed to their before-state and push them out.
+
+    The plan (shown by --dry-run, and when the rollback is refused) lists the records to
+    restore, the records later runs changed, field by field, and what --force overwrites."""
     from mno.sync import rollback, views
 
-    result = rollback.rollback_and_push(
-        views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
-    )
-    data = result.as_dict()
-    if output is Format.table:
-        rows = [
-            {"record_id": i["record_id"], "entity": i["entity"], "action": i["restore"]}
-            for i in result.items
-        ]
-        render(rows, output, empty="The run changed no records.")
-        success(("would restore " if dry_run else "restored ") + f"{len(rows)} record(s)")
+    try:
+        result = rollback.rollback_and_push(
+            views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
+        )
+    except rollback.Refused as exc:
+        _render_plan(exc.plan, output)
+        raise
+    _render_plan(result, output)
+    if output is not Format.table:
+        return
+    n, m = len(result.items), len(result.conflicts)
+    over = f", overwriting {m} later change(s)" if m else ""
+    if not dry_run:
+        success(f"restored {n} record(s){over}")
+    elif result.refused:
+        warn(f"would refuse: later runs changed {m} record(s); --force overwrites them")
     else:
-        render(data, output)
+        success(f"would restore {n} record(s){over}")
+
+
+def _render_plan(plan: Any, output: Format) -> None:
+    """A rollback plan: the records to restore, then the later changes it meets."""
+    if output is not Format.table:
+        render(plan.as_dict(), output)
+        return
+    rows = [
+        {"record_id": i["record_id"], "entity": i["entity"], "action": i["restore"]}
+        for i in plan.items
+    ]
+    render(rows, output, empty="The run changed no records.")
+    if not plan.conflicts:
+        return
+    changed = []
+    for c in plan.conflicts:
+        writes = {o["field"]: o["restore"] for o in c["overwrites"]}
+        for ch in c["changes"] or [{"field": "-", "after_run": None, "current": None}]:
+            changed.append(
+                {
+                    "record_id": c["record_id"],
+                    "later_run": c["later_run"],
+                    "field": ch["field"],
+                    "after_run": ch["after_run"],
+                    "now": ch["current"],
+                    "force_writes": writes.get(ch["field"], ch["current"]),
+                }
+            )
+    render(changed, output, title="Changed since the run (--force overwrites)")
 
 
 # -- record -------------------------------------------------------------------------------

@@ -130,8 +130,8 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
                 "conflict": rid in after_run,
             }
         )
-        change = after_run.get(rid)
-        if change is None or now is None:  # now is None only for a record row gone
+        later_change = after_run.get(rid)
+        if later_change is None or now is None:  # now is None only for a record row gone
             continue
         key = (now[0], row.entity)
         if key not in ignored:
@@ -140,12 +140,12 @@ def plan(session: Session, run_id: uuid.UUID) -> Plan:
             {
                 "record_id": str(rid),
                 "entity": row.entity,
-                "later_run": str(change.run_id),
-                "source": change.source,
-                "action": change.action,
+                "later_run": str(later_change.run_id),
+                "source": later_change.source,
+                "action": later_change.action,
                 "changes": [
                     {"field": f, "after_run": a, "current": b}
-                    for f, a, b in _differences(change.before, now[1], ignored[key])
+                    for f, a, b in _differences(later_change.before, now[1], ignored[key])
                 ],
                 "overwrites": [
                     {"field": f, "current": a, "restore": b}

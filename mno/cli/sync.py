@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, progress, render, success, warn
+from mno.cli.output import Format, OutputOpt, done, error, progress, render, success, warn
 from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
@@ -89,6 +89,39 @@ def connector_test(
 
     rows = views.first_page(name, entity=entity, connection=connection)
     render(rows, output, empty="The first page is empty.")
+
+
+@connector_app.command("validate")
+def connector_validate(
+    name_or_file: Annotated[str, typer.Argument(help="A connector's name or YAML file.")],
+    sample: Annotated[
+        str | None,
+        typer.Option("--sample", help="A sample external record (JSON or YAML file)."),
+    ] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Check that each entity's pull and push mappings round-trip: push(pull(x)) == x.
+
+    Exit 1 when a field does not, 2 for an invalid connector or sample file."""
+    from mno.sync import roundtrip
+
+    doc = roundtrip.connector(name_or_file)
+    record = roundtrip.load_sample(sample) if sample else None
+    rows = roundtrip.check(doc, record, entity)
+    failed = [r for r in rows if r["round_trips"] is False]
+    if output is Format.table:
+        if failed:
+            render(failed, output, columns=["entity", "field", "status", "sample", "back"])
+        checked = sum(1 for r in rows if r["round_trips"] is not None)
+        if failed:
+            error(f"{len(failed)} of {checked} pushed field(s) of {doc.name} do not round-trip")
+        else:
+            success(f"{checked} pushed field(s) of {doc.name} round-trip")
+    else:
+        render(rows, output)
+    if failed:
+        raise typer.Exit(1)
 
 
 # -- connection ---------------------------------------------------------------------------

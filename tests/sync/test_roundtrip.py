@@ -81,6 +81,8 @@ def test_bad_files_exit_2(cli, tmp_path) -> None:
     assert r.exit_code == 2 and "invalid sample record" in r.stderr
     r = cli("connector", "validate", good, "--sample", str(tmp_path / "none.json"))
     assert r.exit_code == 2 and "cannot read sample" in r.stderr
+    r = cli("connector", "validate", good, "--entity", "nope")
+    assert r.exit_code == 2 and "has no entity 'nope'" in r.stderr
     listed = _file(tmp_path, "[1, 2]", "list.json")
     assert cli("connector", "validate", good, "--sample", listed).exit_code == 2
     # a sample the transforms cannot read: int of a word

@@ -52,6 +52,9 @@ CATALOGUE: dict[str, str] = {
     "connection.updated": (
         "A connection's entities, directions, preemption, credentials or base URL changed."
     ),
+    "connection.backfilled": (
+        "Existing records were queued to push to a connection (payload: name, entities, records)."
+    ),
     # access
     "user.created": "A user was created.",
     "user.disabled": "A user was disabled.",

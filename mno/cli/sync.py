@@ -289,9 +289,19 @@ def sync_run(
     entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
     full: Annotated[bool, typer.Option("--full", help="No date filter; detect deletes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run even in recovery mode.")] = False,
+    backfill: Annotated[
+        bool,
+        typer.Option("--backfill", help="First queue the tenant's records this connection lacks."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --backfill: count what would be pushed.")
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run."""
+    """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run.
+
+    With --backfill, the tenant's existing records of the connection's entities that it
+    has not pulled or been pushed are queued to it first, and the run pushes them."""
     from mno.store.db import session_scope
     from mno.sync import views
 
@@ -301,7 +311,18 @@ def sync_run(
         with session_scope(write=False) as s:
             render(views.run(s, run_id), output)
         return
+    if dry_run and not backfill:
+        raise BadInput("--dry-run goes with --backfill", "a run itself has no dry run")
     from mno.sync import engine
+
+    queued: dict[str, Any] | None = None
+    if backfill:
+        from mno.sync import backfill as backfills
+
+        queued = backfills.queue(connection, dry_run=dry_run)
+        if dry_run:
+            done(queued, f"would push {queued['records']} record(s) to {connection}", output)
+            return
 
     with progress(f"syncing {connection}") as advance:
         run = engine.run(
@@ -314,7 +335,11 @@ def sync_run(
         )
     with session_scope(write=False) as s:
         view = views.run_view(s, run)
+    if queued is not None:
+        view["backfill"] = queued
     if output is Format.table:
+        if queued is not None:
+            success(f"backfill queued {queued['records']} record(s)")
         success(f"run {view['id']} {view['status']}")
     render(view, output)
     if run.status == "error":

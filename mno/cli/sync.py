@@ -21,8 +21,15 @@ connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_
 connection_app = typer.Typer(
     help="Manage tenants' connections to connectors.", no_args_is_help=True
 )
-app = typer.Typer(help="Run Connec sync, list runs, roll a run back.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run Connec sync, list runs, roll a run back, show cursors, resolve conflicts.",
+    no_args_is_help=True,
+)
 record_app = typer.Typer(help="Read canonical records and their history.", no_args_is_help=True)
+state_app = typer.Typer(help="Show or reset a connection's stream cursors.", no_args_is_help=True)
+conflicts_app = typer.Typer(help="List and resolve sync conflicts.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+app.add_typer(conflicts_app, name="conflicts")
 
 
 # -- connector ----------------------------------------------------------------------------
@@ -446,6 +453,102 @@ def _render_plan(plan: Any, output: Format) -> None:
                 }
             )
     render(changed, output, title="Changed since the run (--force overwrites)")
+
+
+# -- state --------------------------------------------------------------------------------
+
+StreamOpt = Annotated[str | None, typer.Option("--stream", help="Only this stream (entity).")]
+
+
+@state_app.command("show")
+def state_show(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    stream: StreamOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show each stream's cursor, last pass start, lookback and records seen."""
+    from mno.store.db import session_scope
+    from mno.sync import state
+
+    with session_scope(write=False) as s:
+        rows = state.show(s, connection, stream)
+    render(rows, output, columns=state.COLUMNS, empty="No streams.")
+
+
+@state_app.command("reset")
+def state_reset(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    stream: StreamOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Reset stream cursors: the next run pulls every record again (none twice)."""
+    from mno.store.db import session_scope
+    from mno.sync import state
+
+    what = f"stream {stream} of {connection}" if stream else f"every stream of {connection}"
+    confirm(f"reset the cursor of {what}", yes)
+    with session_scope() as s:
+        result = state.reset(s, connection, stream)
+    done(result, f"{what} reset: the next run pulls everything", output)
+
+
+# -- conflicts ----------------------------------------------------------------------------
+
+
+@conflicts_app.command("list")
+def conflicts_list(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    open_only: Annotated[bool, typer.Option("--open", help="Only unresolved ones.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List a connection's conflicts, newest first, with both sides."""
+    from mno.store.db import session_scope
+    from mno.sync import conflicts
+
+    with session_scope(write=False) as s:
+        rows = conflicts.list_conflicts(s, connection, open_only=open_only, limit=limit)
+    if output is Format.table:
+        rows = [_conflict_row(r) for r in rows]
+    render(rows, output, columns=conflicts.COLUMNS, empty="No conflicts.")
+
+
+def _conflict_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A conflict as a table shows it: each side's values of the fields that differ."""
+
+    def side(data: dict[str, Any] | None) -> str:
+        if data is None:
+            return "(deleted)"
+        return ", ".join(f"{k}={data.get(k)}" for k in row["fields"])
+
+    return {
+        **row,
+        "fields": ", ".join(row["fields"]),
+        "platform": side(row["platform"]),
+        "app": side(row["app"]),
+    }
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    conflict_id: Annotated[str, typer.Argument(help="Conflict id.")],
+    keep: Annotated[
+        str, typer.Option("--keep", help="local: the platform's version; remote: the app's.")
+    ],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Resolve a conflict: keep the platform's version (pushed to the app) or the app's."""
+    from mno.sync import conflicts, views
+
+    cid = views.parse_id(conflict_id, "conflict id")
+    if keep not in conflicts.KEEP:
+        raise BadInput(f"invalid --keep {keep!r}", "local or remote")
+    side = "the platform's version" if keep == "local" else "the app's version"
+    confirm(f"resolve conflict {cid} keeping {side}", yes)
+    result = conflicts.resolve_and_push(cid, keep)
+    done(result, f"conflict {cid} resolved: kept {side}", output)
 
 
 # -- record -------------------------------------------------------------------------------

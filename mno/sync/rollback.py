@@ -217,11 +217,11 @@ def rollback(
     restored = 0
     for item in result.items:
         rec = session.get(SyncRecord, uuid.UUID(item["record_id"]))
-        if rec is None or not _restore(session, rec, item["before"], rb.id, source, now):
+        if rec is None or not restore_record(session, rec, item["before"], rb.id, source, now):
             continue
         by_entity.setdefault((rec.tenant_id, rec.entity), []).append(rec.id)
         restored += 1
-    _queue_restored(session, by_entity, rb.id)
+    queue_restored(session, by_entity, rb.id)
     rb.counts = {"restored": restored}
     session.add(rb)
     audit.record(
@@ -255,7 +255,7 @@ def rollback_and_push(
     return result
 
 
-def _restore(
+def restore_record(
     session: Session,
     rec: SyncRecord,
     target: dict[str, Any] | None,
@@ -307,15 +307,18 @@ def _restore(
     return True
 
 
-def _queue_restored(
+def queue_restored(
     session: Session,
     by_entity: dict[tuple[uuid.UUID, str], list[uuid.UUID]],
     rollback_run_id: uuid.UUID,
-) -> None:
+) -> int:
     """Queue the restored state's pushes to every connection of the tenant that pushes
-    the entity, the source connection included."""
+    the entity, the source connection included; returns how many."""
+    queued = 0
     for (tenant_id, entity), ids in by_entity.items():
         anchor = SyncConnection(
             id=uuid.uuid4(), name="", tenant_id=tenant_id, connector_id=uuid.uuid4()
         )
-        queue_pushes(session, push_targets(session, anchor, entity), entity, ids, rollback_run_id)
+        targets = push_targets(session, anchor, entity)
+        queued += queue_pushes(session, targets, entity, ids, rollback_run_id)
+    return queued

@@ -99,3 +99,15 @@ def test_a_stored_connector_by_name(world, cli) -> None:
     assert cli("connector", "validate", "crm").exit_code == 0
     r = cli("connector", "validate", "nope")
     assert r.exit_code == 1 and "nope" in r.stderr
+
+
+def test_a_yaml_sample_per_entity(cli, tmp_path) -> None:
+    path = _file(tmp_path, connector_yaml("crm", "crm", "http://127.0.0.1:9"))
+    sample = _file(tmp_path, "entities:\n  contact:\n    phone: 5551234\n", "s.yaml")
+    r = cli("connector", "validate", path, "--sample", sample, "-o", "json")
+    assert r.exit_code == 0, r.stderr
+    phone = next(x for x in json.loads(r.stdout) if x["field"] == "phone")
+    assert (phone["origin"], phone["sample"], phone["back"]) == ("sample", 5551234, 5551234)
+    other = _file(tmp_path, "entities:\n  invoice:\n    phone: 1\n", "o.yaml")
+    rows = json.loads(cli("connector", "validate", path, "--sample", other, "-o", "json").stdout)
+    assert {x["origin"] for x in rows} == {"generated"}  # nothing given for contact

@@ -536,6 +536,9 @@ def conflicts_resolve(
     keep: Annotated[
         str, typer.Option("--keep", help="local: the platform's version; remote: the app's.")
     ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Even when the record changed since the conflict.")
+    ] = False,
     yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
@@ -547,7 +550,7 @@ def conflicts_resolve(
         raise BadInput(f"invalid --keep {keep!r}", "local or remote")
     side = "the platform's version" if keep == "local" else "the app's version"
     confirm(f"resolve conflict {cid} keeping {side}", yes)
-    result = conflicts.resolve_and_push(cid, keep)
+    result = conflicts.resolve_and_push(cid, keep, force=force)
     done(result, f"conflict {cid} resolved: kept {side}", output)
 
 

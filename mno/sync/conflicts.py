@@ -85,10 +85,13 @@ def list_conflicts(
     return rows
 
 
-def resolve(session: Session, conflict_id: uuid.UUID, keep: str) -> dict[str, Any]:
+def resolve(
+    session: Session, conflict_id: uuid.UUID, keep: str, *, force: bool = False
+) -> dict[str, Any]:
     """Resolve one open conflict keeping ``local`` or ``remote`` (see the module's
-    docstring). Returns the conflict's view with ``changed`` (the record's data changed)
-    and ``queued`` (pushes queued)."""
+    docstring). Refused when the record has changed since the conflict (it holds
+    neither side), unless ``force``. Returns the conflict's view with ``changed`` (the
+    record's data changed) and ``queued`` (pushes queued)."""
     if keep not in KEEP:
         raise BadInput(f"invalid --keep {keep!r}", "local or remote")
     row = session.exec(
@@ -105,6 +108,12 @@ def resolve(session: Session, conflict_id: uuid.UUID, keep: str) -> dict[str, An
     conn = session.get(SyncConnection, row.connection_id)
     assert record is not None and conn is not None  # records are never deleted; FKs
     target = row.platform_data if keep == "local" else row.app_data
+    sides = [d for d in (row.platform_data, row.app_data) if d is not None]
+    if not force and all(_differs(session, record, d) for d in sides):
+        raise Conflict(
+            f"{row.entity} {row.record_id} changed since the conflict",
+            "see `mno record history`; --force sets it to the kept version anyway",
+        )
     now = clock.now()
     changed = False
     queued = 0
@@ -157,12 +166,12 @@ def resolve(session: Session, conflict_id: uuid.UUID, keep: str) -> dict[str, An
 
 
 def resolve_and_push(
-    conflict_id: uuid.UUID, keep: str, *, db_url: str | None = None
+    conflict_id: uuid.UUID, keep: str, *, force: bool = False, db_url: str | None = None
 ) -> dict[str, Any]:
     """``resolve`` in a transaction of its own; then the queued pushes go out at once to
     the tenant's connections that are not running (``push.deliver_tenant``)."""
     with session_scope(db_url) as session:
-        result = resolve(session, conflict_id, keep)
+        result = resolve(session, conflict_id, keep, force=force)
         conflict = session.get(SyncConflict, conflict_id)
         assert conflict is not None
         conn = session.get(SyncConnection, conflict.connection_id)

@@ -159,3 +159,19 @@ def test_resolve_unknown_or_bad_ids(world, cli) -> None:
     assert r.exit_code == 2 and "invalid conflict id 'x'" in r.stderr
     r = cli("sync", "conflicts", "list", "acme/none")
     assert r.exit_code == 1 and "connection acme/none not found" in r.stderr
+
+
+def test_a_record_changed_since_the_conflict_needs_force(world, cli) -> None:
+    a, b, books, twin = _conflict(world, "platform")
+    [c] = cli.json("sync", "conflicts", "list", books, "--open")
+    a.edit("c1", name="later still")
+    world.run("acme/crm")
+    assert _record(world).data["name"] == "later still"
+    before = counts(world.url)
+    r = cli("sync", "conflicts", "resolve", c["id"], "--keep", "remote", "--yes")
+    assert r.exit_code == 1 and "changed since the conflict" in r.stderr
+    assert counts(world.url) == before
+    assert cli.json("sync", "conflicts", "list", books, "--open")[0]["id"] == c["id"]
+    done = cli.json("sync", "conflicts", "resolve", c["id"], "--keep", "remote", "--yes", "--force")
+    assert done["changed"] is True and _record(world).data["name"] == "app side"
+    assert a.rows["c1"]["name"] == "app side" and b.rows[twin]["name"] == "app side"

@@ -52,6 +52,16 @@ CATALOGUE: dict[str, str] = {
     "connection.updated": (
         "A connection's entities, directions, preemption, credentials or base URL changed."
     ),
+    "conflict.resolved": (
+        "An operator resolved a sync conflict (payload: conflict_id, connection, record_id, "
+        "entity, keep local|remote, resolved_by)."
+    ),
+    "connection.state_reset": (
+        "A connection's stream cursors were reset: its next run pulls everything again."
+    ),
+    "connection.backfilled": (
+        "Existing records were queued to push to a connection (payload: name, entities, records)."
+    ),
     # access
     "user.created": "A user was created.",
     "user.disabled": "A user was disabled.",

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, progress, render, success
+from mno.cli.output import Format, OutputOpt, done, error, progress, render, success, warn
 from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
@@ -21,8 +21,15 @@ connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_
 connection_app = typer.Typer(
     help="Manage tenants' connections to connectors.", no_args_is_help=True
 )
-app = typer.Typer(help="Run Connec sync, list runs, roll a run back.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run Connec sync, list runs, roll a run back, show cursors, resolve conflicts.",
+    no_args_is_help=True,
+)
 record_app = typer.Typer(help="Read canonical records and their history.", no_args_is_help=True)
+state_app = typer.Typer(help="Show or reset a connection's stream cursors.", no_args_is_help=True)
+conflicts_app = typer.Typer(help="List and resolve sync conflicts.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+app.add_typer(conflicts_app, name="conflicts")
 
 
 # -- connector ----------------------------------------------------------------------------
@@ -89,6 +96,39 @@ def connector_test(
 
     rows = views.first_page(name, entity=entity, connection=connection)
     render(rows, output, empty="The first page is empty.")
+
+
+@connector_app.command("validate")
+def connector_validate(
+    name_or_file: Annotated[str, typer.Argument(help="A connector's name or YAML file.")],
+    sample: Annotated[
+        str | None,
+        typer.Option("--sample", help="A sample external record (JSON or YAML file)."),
+    ] = None,
+    entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Check that each entity's pull and push mappings round-trip: push(pull(x)) == x.
+
+    Exit 1 when a field does not, 2 for an invalid connector or sample file."""
+    from mno.sync import roundtrip
+
+    doc = roundtrip.connector(name_or_file)
+    record = roundtrip.load_sample(sample) if sample else None
+    rows = roundtrip.check(doc, record, entity)
+    failed = [r for r in rows if r["round_trips"] is False]
+    if output is Format.table:
+        if failed:
+            render(failed, output, columns=["entity", "field", "status", "sample", "back"])
+        checked = sum(1 for r in rows if r["round_trips"] is not None)
+        if failed:
+            error(f"{len(failed)} of {checked} pushed field(s) of {doc.name} do not round-trip")
+        else:
+            success(f"{checked} pushed field(s) of {doc.name} round-trip")
+    else:
+        render(rows, output)
+    if failed:
+        raise typer.Exit(1)
 
 
 # -- connection ---------------------------------------------------------------------------
@@ -256,9 +296,19 @@ def sync_run(
     entity: Annotated[str | None, typer.Option(help="Only this entity.")] = None,
     full: Annotated[bool, typer.Option("--full", help="No date filter; detect deletes.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run even in recovery mode.")] = False,
+    backfill: Annotated[
+        bool,
+        typer.Option("--backfill", help="First queue the tenant's records this connection lacks."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --backfill: count what would be pushed.")
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run."""
+    """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run.
+
+    With --backfill, the tenant's existing records of the connection's entities that it
+    has not pulled or been pushed are queued to it first, and the run pushes them."""
     from mno.store.db import session_scope
     from mno.sync import views
 
@@ -268,7 +318,18 @@ def sync_run(
         with session_scope(write=False) as s:
             render(views.run(s, run_id), output)
         return
+    if dry_run and not backfill:
+        raise BadInput("--dry-run goes with --backfill", "a run itself has no dry run")
     from mno.sync import engine
+
+    queued: dict[str, Any] | None = None
+    if backfill:
+        from mno.sync import backfill as backfills
+
+        queued = backfills.queue(connection, dry_run=dry_run)
+        if dry_run:
+            done(queued, f"would push {queued['records']} record(s) to {connection}", output)
+            return
 
     with progress(f"syncing {connection}") as advance:
         run = engine.run(
@@ -281,7 +342,11 @@ def sync_run(
         )
     with session_scope(write=False) as s:
         view = views.run_view(s, run)
+    if queued is not None:
+        view["backfill"] = queued
     if output is Format.table:
+        if queued is not None:
+            success(f"backfill queued {queued['records']} record(s)")
         success(f"run {view['id']} {view['status']}")
     render(view, output)
     if run.status == "error":
@@ -335,22 +400,158 @@ def sync_rollback(
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Restore the records a run changed to their before-state and push them out."""
+    """Restore the records a run changed to their before-state and push them out.
+
+    The plan (shown by --dry-run, and when the rollback is refused) lists the records to
+    restore, the records later runs changed, field by field, and what --force overwrites."""
     from mno.sync import rollback, views
 
-    result = rollback.rollback_and_push(
-        views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
-    )
-    data = result.as_dict()
-    if output is Format.table:
-        rows = [
-            {"record_id": i["record_id"], "entity": i["entity"], "action": i["restore"]}
-            for i in result.items
-        ]
-        render(rows, output, empty="The run changed no records.")
-        success(("would restore " if dry_run else "restored ") + f"{len(rows)} record(s)")
+    try:
+        result = rollback.rollback_and_push(
+            views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
+        )
+    except rollback.Refused as exc:
+        _render_plan(exc.plan, output)
+        raise
+    _render_plan(result, output)
+    if output is not Format.table:
+        return
+    n, m = len(result.items), len(result.conflicts)
+    over = f", overwriting {m} later change(s)" if m else ""
+    if not dry_run:
+        success(f"restored {n} record(s){over}")
+    elif result.refused:
+        warn(f"would refuse: later runs changed {m} record(s); --force overwrites them")
     else:
-        render(data, output)
+        success(f"would restore {n} record(s){over}")
+
+
+def _render_plan(plan: Any, output: Format) -> None:
+    """A rollback plan: the records to restore, then the later changes it meets."""
+    if output is not Format.table:
+        render(plan.as_dict(), output)
+        return
+    rows = [
+        {"record_id": i["record_id"], "entity": i["entity"], "action": i["restore"]}
+        for i in plan.items
+    ]
+    render(rows, output, empty="The run changed no records.")
+    if not plan.conflicts:
+        return
+    changed = []
+    for c in plan.conflicts:
+        writes = {o["field"]: o["restore"] for o in c["overwrites"]}
+        for ch in c["changes"] or [{"field": "-", "after_run": None, "current": None}]:
+            changed.append(
+                {
+                    "record_id": c["record_id"],
+                    "later_run": c["later_run"],
+                    "field": ch["field"],
+                    "after_run": ch["after_run"],
+                    "now": ch["current"],
+                    "force_writes": writes.get(ch["field"], ch["current"]),
+                }
+            )
+    render(changed, output, title="Changed since the run (--force overwrites)")
+
+
+# -- state --------------------------------------------------------------------------------
+
+StreamOpt = Annotated[str | None, typer.Option("--stream", help="Only this stream (entity).")]
+
+
+@state_app.command("show")
+def state_show(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    stream: StreamOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show each stream's cursor, last pass start, lookback and records seen."""
+    from mno.store.db import session_scope
+    from mno.sync import state
+
+    with session_scope(write=False) as s:
+        rows = state.show(s, connection, stream)
+    render(rows, output, columns=state.COLUMNS, empty="No streams.")
+
+
+@state_app.command("reset")
+def state_reset(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    stream: StreamOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Reset stream cursors: the next run pulls every record again (none twice)."""
+    from mno.store.db import session_scope
+    from mno.sync import state
+
+    what = f"stream {stream} of {connection}" if stream else f"every stream of {connection}"
+    confirm(f"reset the cursor of {what}", yes)
+    with session_scope() as s:
+        result = state.reset(s, connection, stream)
+    done(result, f"{what} reset: the next run pulls everything", output)
+
+
+# -- conflicts ----------------------------------------------------------------------------
+
+
+@conflicts_app.command("list")
+def conflicts_list(
+    connection: Annotated[str, typer.Argument(help="Connection name.")],
+    open_only: Annotated[bool, typer.Option("--open", help="Only unresolved ones.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List a connection's conflicts, newest first, with both sides."""
+    from mno.store.db import session_scope
+    from mno.sync import conflicts
+
+    with session_scope(write=False) as s:
+        rows = conflicts.list_conflicts(s, connection, open_only=open_only, limit=limit)
+    if output is Format.table:
+        rows = [_conflict_row(r) for r in rows]
+    render(rows, output, columns=conflicts.COLUMNS, empty="No conflicts.")
+
+
+def _conflict_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A conflict as a table shows it: each side's values of the fields that differ."""
+
+    def side(data: dict[str, Any] | None) -> str:
+        if data is None:
+            return "(deleted)"
+        return ", ".join(f"{k}={data.get(k)}" for k in row["fields"])
+
+    return {
+        **row,
+        "fields": ", ".join(row["fields"]),
+        "platform": side(row["platform"]),
+        "app": side(row["app"]),
+    }
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    conflict_id: Annotated[str, typer.Argument(help="Conflict id.")],
+    keep: Annotated[
+        str, typer.Option("--keep", help="local: the platform's version; remote: the app's.")
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="Even when the record changed since the conflict.")
+    ] = False,
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Resolve a conflict: keep the platform's version (pushed to the app) or the app's."""
+    from mno.sync import conflicts, views
+
+    cid = views.parse_id(conflict_id, "conflict id")
+    if keep not in conflicts.KEEP:
+        raise BadInput(f"invalid --keep {keep!r}", "local or remote")
+    side = "the platform's version" if keep == "local" else "the app's version"
+    confirm(f"resolve conflict {cid} keeping {side}", yes)
+    result = conflicts.resolve_and_push(cid, keep, force=force)
+    done(result, f"conflict {cid} resolved: kept {side}", output)
 
 
 # -- record -------------------------------------------------------------------------------

@@ -256,15 +256,20 @@ def is_deleted(entity: Entity, raw: dict[str, Any]) -> bool:
     return bool(get_path(raw, entity.deleted.flag))
 
 
+def push_pairs(entity: Entity) -> dict[str, str]:
+    """External path ← canonical field, as the write-back body maps them: the push's
+    ``body``, or else the inverse of the plain (untransformed) mapping but the id and
+    ``updated_at``."""
+    if entity.push and entity.push.body:
+        return dict(entity.push.body)
+    pairs = {fm.source: key for key, fm in entity.fields().items() if fm.transform is None}
+    return {k: v for k, v in pairs.items() if k != entity.id and k != entity.updated_at}
+
+
 def push_body(entity: Entity, data: dict[str, Any]) -> dict[str, Any]:
-    """The write-back body: external field ← canonical field (default: the inverse of a
-    plain mapping)."""
+    """The write-back body: external field ← canonical field (``push_pairs``)."""
     body: dict[str, Any] = {}
-    pairs = entity.push.body if entity.push and entity.push.body else None
-    if pairs is None:
-        pairs = {fm.source: key for key, fm in entity.fields().items() if fm.transform is None}
-        pairs = {k: v for k, v in pairs.items() if k != entity.id and k != entity.updated_at}
-    for external, canon in pairs.items():
+    for external, canon in push_pairs(entity).items():
         if canon in data:
             set_path(body, external, data[canon])
     return body

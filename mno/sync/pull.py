@@ -203,6 +203,7 @@ def finish_pass(scope: Callable[[], Any], ctx: Ctx, cp: dict[str, Any], *, full:
             queue_pushes(session, ctx.targets, ent.canonical, gone, ctx.run_id)
         cur = _cursor(session, ctx.connection.id, ent.canonical)
         new = next_cursor(ent, cur.checkpoint or cp)
+        cur.pass_started_at = mapping.parse_time((cur.checkpoint or cp).get("started_at"))
         if new is not None:
             old = mapping.parse_time(cur.value)
             if old is None or new > old:

@@ -67,6 +67,18 @@ class World:
             rows = list(s.exec(select(SyncRecord)))
         return [r for r in rows if deleted or r.deleted_at is None]
 
+    def audited(self, action: str, event: str) -> tuple[list[Any], list[Any]]:
+        """The audit rows of ``action`` and the outbox events of type ``event``."""
+        from sqlmodel import select
+
+        from mno.store.db import session_scope
+        from mno.store.models.core import AuditEntry, Event
+
+        with session_scope(self.url, write=False) as s:
+            audits = list(s.exec(select(AuditEntry).where(AuditEntry.action == action)))
+            events = list(s.exec(select(Event).where(Event.type == event)))
+        return audits, events
+
     def close(self) -> None:
         for server in self.servers:
             server.__exit__()

@@ -63,6 +63,8 @@ class SyncCursor(Base, table=True):
     entity: str = Field(max_length=64)
     value: str | None = Field(default=None, max_length=64)
     checkpoint: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # when the last complete pass started (the cursor is bound by it minus the lookback)
+    pass_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SyncRecord(Base, table=True):
@@ -154,9 +156,11 @@ class SyncChange(Base, table=True):
 
 
 class SyncConflict(Base, table=True):
-    """A record changed on both sides since the last sync, and who won."""
+    """A record changed on both sides since the last sync, and who won; open until an
+    operator resolves it (``resolution`` local|remote, by whom and when)."""
 
     __tablename__ = "sync_conflict"
+    __table_args__ = (sa.Index("ix_sync_conflict_connection", "connection_id", "resolved_at"),)
 
     run_id: uuid.UUID = Field(foreign_key="sync_run.id", index=True)
     record_id: uuid.UUID = Field(foreign_key="sync_record.id", index=True)
@@ -166,6 +170,9 @@ class SyncConflict(Base, table=True):
     rule: str = Field(max_length=32)
     platform_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     app_data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    resolution: str | None = Field(default=None, max_length=16)
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SyncPush(Base, WorkItem, table=True):

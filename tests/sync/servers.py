@@ -131,13 +131,18 @@ class Datasette(Process):
     def __init__(self, tmp: Path, contacts: list[dict[str, Any]]) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.db = tmp / "crm.db"
-        with self.connect() as conn:
+        conn = self.connect()
+        try:
+            conn.execute("BEGIN")
             conn.execute(f"CREATE TABLE contacts ({self.COLUMNS})")
             conn.executemany(
                 "INSERT INTO contacts (id, name, email, phone, updated_at) "
                 "VALUES (:id, :name, :email, :phone, :updated_at)",
                 contacts,
             )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
         port = free_port()
         argv = [sys.executable, "-m", "datasette", "serve", str(self.db)]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
@@ -147,7 +152,8 @@ class Datasette(Process):
             ("max_returned_rows", "1000"),
         ):
             argv += ["--setting", name, value]
-        super().__init__(argv, f"http://127.0.0.1:{port}", "/crm/contacts.json?_size=1", tmp / "log")
+        url = f"http://127.0.0.1:{port}"
+        super().__init__(argv, url, "/crm/contacts.json?_size=1", tmp / "log")
 
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db, isolation_level=None)

@@ -124,10 +124,12 @@ class Api:
             return rows[bisect.bisect_left(keys, since) :]
         return rows
 
-    def touch_every(self, step: int) -> int:
-        """Edit every ``step``-th record (the bench's 1% change)."""
+    def touch_every(self, step: int, offset: int = 0, wall_clock: bool = False) -> int:
+        """Edit every ``step``-th record from the ``offset``-th (the bench's 1% change);
+        with ``wall_clock``, this and later changes are stamped by the real clock."""
         with self.lock:
-            ids = list(self.rows)[::step]
+            self.wall_clock = self.wall_clock or wall_clock
+            ids = list(self.rows)[offset::step]
             for rid in ids:
                 self.rows[rid]["name"] = self.rows[rid]["name"] + " (edited)"
                 self.rows[rid]["updated_at"] = self._stamp()
@@ -237,7 +239,11 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             body = self._body()
             if self.path.startswith("/admin/touch"):
-                n = api.touch_every(int(body.get("step", 100)))
+                n = api.touch_every(
+                    int(body.get("step", 100)),
+                    int(body.get("offset", 0)),
+                    bool(body.get("wall_clock", False)),
+                )
                 self._send(200, {"touched": n})
                 return
             with api.lock:

@@ -7,11 +7,11 @@ Measures, in one run against the same API (served by a separate process):
   on the server of ``MNO_TEST_PG_URL`` or ``--pg``) or both (``--store``, default both);
 - mno incremental sync after 1% of the records change (time and requests);
 - what the lost-update protection costs: the incremental lookback (default ``5m``) makes
-  each pass read again what changed in the window before the previous pass started. A
-  pass after another 1% change is timed with the default lookback (it reads that 1%
-  and, again, the previous pass's 1%) and with ``lookback: 0s`` (the 1% only). This is
-  the worst case, a poller running again within the lookback window; the changes are
-  stamped by the real clock, the records before them months earlier;
+  each pass read again what changed in the window before the previous pass started.
+  The incremental passes run on a simulated clock one poll interval (1 h, the poller's
+  default) apart, with 1% of the records changed evenly over each interval; passes
+  with ``lookback: 5m`` and with ``lookback: 0s`` are timed in turns (each after an
+  untimed pass with the same lookback, which saves the cursor that lookback gives);
 - dlt's ``rest_api`` source with an incremental cursor, merging into duckdb
   (``pip install "dlt[duckdb]"``; bench only, not a dependency of mno).
 
@@ -43,11 +43,14 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FLOOR_CPU = RUN_CPU = 0.0  # CPU seconds of this process (all threads) in the last one
+LOOKBACK_PAIRS = 3  # timed passes per lookback, per store and round
+POLL_INTERVAL = timedelta(hours=1)  # the poller's default interval per connection
 PG_SERVER = os.environ.get(
     "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -233,15 +236,19 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
-def touch(url: str, offset: int) -> int:
-    """Change 1% of the records (every 100th from ``offset``), stamped by the real clock."""
+def touch(url: str, offset: int, at: datetime) -> int:
+    """Change 1% of the records (every 100th from ``offset``), stamped evenly over the
+    poll interval before ``at``."""
     import httpx
 
-    body = {"step": 100, "offset": offset, "wall_clock": True}
+    span = [(at - POLL_INTERVAL).isoformat(), at.isoformat()]
+    body = {"step": 100, "offset": offset, "between": span}
     return int(httpx.post(f"{url}/admin/touch", json=body).json()["touched"])
 
 
 def mno_bench(url: str, n: int, page: int, db_url: str, label: str) -> dict[str, float]:
+    from mno import clock
+
     name = mno_setup(url, page, db_url)
     i_time, counts = mno_run(name, db_url)
     rate = counts["created"] / i_time
@@ -250,37 +257,63 @@ def mno_bench(url: str, n: int, page: int, db_url: str, label: str) -> dict[str,
         f"({counts['created']} created, {counts['requests']} requests; "
         f"{RUN_CPU:.2f} s CPU in this process)  [{load()}]"
     )
-    touched = touch(url, 0)
-    before = stats(url)
-    inc_time, inc = mno_run(name, db_url)
-    made = stats(url) - before - 1  # the stats call itself
-    print(
-        f"mno incremental [{label}] after {touched} changes ({touched / n:.0%}): "
-        f"{inc_time:.3f} s, {made} requests, {inc.get('updated', 0)} updated, "
-        f"{inc.get('unchanged', 0)} unchanged"
-    )
-    # lookback 5m (the connector's): this pass reads the previous pass's window again
-    touch(url, 1)
-    lb5_time, lb5 = mno_run(name, db_url)
-    # lookback 0s: one pass saves a cursor without the window, then the timed one
-    set_lookback(url, page, db_url, "0s")
-    mno_run(name, db_url)
-    touch(url, 2)
-    lb0_time, lb0 = mno_run(name, db_url)
-    for label_lb, t, c in (("5m", lb5_time, lb5), ("0s", lb0_time, lb0)):
+    # the incremental passes run on a simulated clock, one poll interval apart
+    at = clock.now().replace(microsecond=0) + timedelta(days=1)
+    try:
+        touched = touch(url, 0, at)
+        clock.set_now(at)
+        before = stats(url)
+        inc_time, inc = mno_run(name, db_url)
+        made = stats(url) - before - 1  # the stats call itself
         print(
-            f"mno incremental [{label}] lookback {label_lb}: {t:.3f} s, {c.get('fetched', 0)} "
-            f"read, {c.get('updated', 0)} updated, {c.get('unchanged', 0)} unchanged, "
-            f"{c.get('requests', 0)} requests"
+            f"mno incremental [{label}] after {touched} changes ({touched / n:.0%}): "
+            f"{inc_time:.3f} s, {made} requests, {inc.get('updated', 0)} updated, "
+            f"{inc.get('unchanged', 0)} unchanged"
         )
+        lb = lookback_pairs(url, page, db_url, name, label, at)
+    finally:
+        clock.set_now(None)
     return {
         "initial_s": i_time,
         "rate": rate,
         "incremental_s": inc_time,
         "requests": made,
-        "lookback_5m_s": lb5_time,
-        "lookback_0s_s": lb0_time,
+        "lookback_5m_s": statistics.median(lb["5m"]),
+        "lookback_0s_s": statistics.median(lb["0s"]),
+        "lookback_5m_read": statistics.median(lb["5m_read"]),
+        "lookback_0s_read": statistics.median(lb["0s_read"]),
     }
+
+
+def lookback_pairs(
+    url: str, page: int, db_url: str, name: str, label: str, at: datetime
+) -> dict[str, list[float]]:
+    """Incremental passes with lookback 5m and 0s, in turns, each one poll interval after
+    the one before, with 1% of the records changed over that interval. Before each timed
+    pass, an untimed one with the same lookback saves the cursor that lookback gives, so
+    that the timed 5m pass also reads again the changes of the 5 minutes before it."""
+    from mno import clock
+
+    out: dict[str, list[float]] = {"5m": [], "0s": [], "5m_read": [], "0s_read": []}
+    offset = 1
+    for _ in range(LOOKBACK_PAIRS):
+        for lookback in ("5m", "0s"):
+            set_lookback(url, page, db_url, lookback)
+            for _ in range(2):  # an untimed pass, then the timed one
+                at += POLL_INTERVAL
+                touch(url, offset, at)
+                offset += 1
+                clock.set_now(at)
+                took, c = mno_run(name, db_url)
+            out[lookback].append(took)
+            out[f"{lookback}_read"].append(float(c.get("fetched", 0)))
+            print(
+                f"mno incremental [{label}] lookback {lookback}: {took:.3f} s, "
+                f"{c.get('fetched', 0)} read, {c.get('updated', 0)} updated, "
+                f"{c.get('unchanged', 0)} unchanged, {c.get('requests', 0)} requests"
+            )
+    set_lookback(url, page, db_url, "5m")
+    return out
 
 
 def verdict(ok: bool) -> str:

@@ -124,15 +124,26 @@ class Api:
             return rows[bisect.bisect_left(keys, since) :]
         return rows
 
-    def touch_every(self, step: int, offset: int = 0, wall_clock: bool = False) -> int:
+    def touch_every(
+        self, step: int, offset: int = 0, between: tuple[str, str] | None = None
+    ) -> int:
         """Edit every ``step``-th record from the ``offset``-th (the bench's 1% change);
-        with ``wall_clock``, this and later changes are stamped by the real clock."""
+        with ``between`` (two ISO 8601 times), the edits are stamped evenly over that
+        span, as changes made over a while."""
         with self.lock:
-            self.wall_clock = self.wall_clock or wall_clock
             ids = list(self.rows)[offset::step]
-            for rid in ids:
+            start = end = None
+            if between:
+                start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in between)
+            for i, rid in enumerate(ids):
                 self.rows[rid]["name"] = self.rows[rid]["name"] + " (edited)"
-                self.rows[rid]["updated_at"] = self._stamp()
+                if start is not None and end is not None:
+                    at = start + (end - start) * i / len(ids)
+                    stamp = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+                    self.rows[rid]["updated_at"] = stamp
+                    self._sorted = None
+                else:
+                    self.rows[rid]["updated_at"] = self._stamp()
             # the (updated_at, id) order is brought up to date by the write, as a
             # database index would be, rather than by the next reader
             self.listing(None)
@@ -239,10 +250,11 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             body = self._body()
             if self.path.startswith("/admin/touch"):
+                span = body.get("between")
                 n = api.touch_every(
                     int(body.get("step", 100)),
                     int(body.get("offset", 0)),
-                    bool(body.get("wall_clock", False)),
+                    (str(span[0]), str(span[1])) if span else None,
                 )
                 self._send(200, {"touched": n})
                 return

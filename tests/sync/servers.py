@@ -37,17 +37,19 @@ def json_server_bin() -> Path | str:
     """The json-server executable, installed under ``.cache/node`` if npm can; a string
     saying why not otherwise."""
     binary = NODE_PREFIX / "node_modules" / ".bin" / "json-server"
+    if shutil.which("node") is None:
+        return "needs node, which is not installed (scripts/test installs it with apt)"
     if binary.exists():
         return binary
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return "node and npm are not installed (scripts/test installs them with apt)"
+    if shutil.which("npm") is None:
+        return "is missing and npm is not installed (scripts/test installs it with apt)"
     done = subprocess.run(
         ["npm", "install", "--prefix", str(NODE_PREFIX), f"json-server@{JSON_SERVER_VERSION}"],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0 or not binary.exists():
-        return f"npm could not install json-server: {done.stderr.strip()[-300:]}"
+        return f"could not be installed with npm: {done.stderr.strip()[-300:]}"
     return binary
 
 

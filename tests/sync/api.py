@@ -124,13 +124,26 @@ class Api:
             return rows[bisect.bisect_left(keys, since) :]
         return rows
 
-    def touch_every(self, step: int) -> int:
-        """Edit every ``step``-th record (the bench's 1% change)."""
+    def touch_every(
+        self, step: int, offset: int = 0, between: tuple[str, str] | None = None
+    ) -> int:
+        """Edit every ``step``-th record from the ``offset``-th (the bench's 1% change);
+        with ``between`` (two ISO 8601 times), the edits are stamped evenly over that
+        span, as changes made over a while."""
         with self.lock:
-            ids = list(self.rows)[::step]
-            for rid in ids:
+            ids = list(self.rows)[offset::step]
+            start = end = None
+            if between:
+                start, end = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in between)
+            for i, rid in enumerate(ids):
                 self.rows[rid]["name"] = self.rows[rid]["name"] + " (edited)"
-                self.rows[rid]["updated_at"] = self._stamp()
+                if start is not None and end is not None:
+                    at = start + (end - start) * i / len(ids)
+                    stamp = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+                    self.rows[rid]["updated_at"] = stamp
+                    self._sorted = None
+                else:
+                    self.rows[rid]["updated_at"] = self._stamp()
             # the (updated_at, id) order is brought up to date by the write, as a
             # database index would be, rather than by the next reader
             self.listing(None)
@@ -237,7 +250,12 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             body = self._body()
             if self.path.startswith("/admin/touch"):
-                n = api.touch_every(int(body.get("step", 100)))
+                span = body.get("between")
+                n = api.touch_every(
+                    int(body.get("step", 100)),
+                    int(body.get("offset", 0)),
+                    (str(span[0]), str(span[1])) if span else None,
+                )
                 self._send(200, {"touched": n})
                 return
             with api.lock:

@@ -244,6 +244,7 @@ def effective_settings() -> list[dict[str, Any]]:
         return "default"
 
     platform_path = settings.platform_config_path()
+    agents_path = settings.agents_config_path()
     rows = [
         {
             "setting": "home",
@@ -270,6 +271,11 @@ def effective_settings() -> list[dict[str, Any]]:
             "source": source(over.config, "--config", settings.ENV_CONFIG, None)
             if over.config or os.environ.get(settings.ENV_CONFIG)
             else "default",
+        },
+        {
+            "setting": "agents config",
+            "value": str(agents_path) if agents_path else "(none: every agent on its defaults)",
+            "source": source(None, "--file", settings.ENV_AGENTS_CONFIG, "agents_config"),
         },
         {
             "setting": "actor",

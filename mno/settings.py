@@ -36,6 +36,7 @@ ENV_HOME = "MNO_HOME"
 ENV_DB_URL = "MNO_DB_URL"
 ENV_PROFILE = "MNO_PROFILE"
 ENV_CONFIG = "MNO_CONFIG"
+ENV_AGENTS_CONFIG = "MNO_AGENTS_CONFIG"
 ENV_ACTOR = "MNO_ACTOR"
 ENV_DEBUG = "MNO_DEBUG"
 ENV_MASTER_KEY = "MNO_MASTER_KEY"
@@ -165,6 +166,20 @@ def platform_config_path() -> Path | None:
     if env:
         return Path(env)
     candidate = home() / "platform.yaml"
+    return candidate if candidate.exists() else None
+
+
+def agents_config_path() -> Path | None:
+    """MNO_AGENTS_CONFIG, the profile's ``agents_config``, then $MNO_HOME/agents.yaml;
+    None when none exists. Never the current directory: an agent started from another
+    directory runs the same configuration."""
+    env = os.environ.get(ENV_AGENTS_CONFIG)
+    if env:
+        return Path(env).expanduser()
+    value = profile_value("agents_config")
+    if value:
+        return Path(str(value)).expanduser()
+    candidate = home() / "agents.yaml"
     return candidate if candidate.exists() else None
 
 

@@ -95,6 +95,21 @@ def test_access_explicit_grants(session, store_url):
     assert counts(store_url) == before
 
 
+def test_offboarded_tenants_cannot_be_granted_apps(session, store_url, cli):
+    with session() as s:
+        _tree(s)
+        apps.create(s, "Chosen", owner="reseller", access="explicit")
+        for status in ("provisioning", "active"):
+            tenants.transition(s, "outsider", status)
+        tenants.offboard(s, "outsider")
+    before = counts(store_url)
+    refused = cli("app", "grant", "chosen", "outsider")
+    assert refused.exit_code == 1 and "offboarded" in refused.stderr
+    assert counts(store_url) == before
+    with session(write=False) as s:
+        assert not apps.check_access(s, "chosen", "outsider")[0]
+
+
 def test_disabled_app_denied(session):
     with session() as s:
         _tree(s)

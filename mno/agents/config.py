@@ -25,14 +25,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mno import safeyaml
+from mno import safeyaml, settings
 from mno.agent_settings import AgentConfig, AgentsFile
 from mno.agents.registry import AGENTS
 from mno.errors import BadInput
 
-__all__ = ["DEFAULT_PATH", "AgentConfig", "AgentsFile", "default_config", "load", "parse"]
-
-DEFAULT_PATH = Path("configs/agents.yaml")
+__all__ = ["AgentConfig", "AgentsFile", "default_config", "find", "load", "parse"]
 
 
 def default_config() -> AgentsFile:
@@ -40,12 +38,18 @@ def default_config() -> AgentsFile:
     return AgentsFile(agents={name: AgentConfig(name=name) for name in AGENTS})
 
 
+def find(path: Path | None = None) -> Path | None:
+    """The agents file in force: ``path`` (``--file``), else the one settings name
+    (``MNO_AGENTS_CONFIG``, the profile's ``agents_config``, ``$MNO_HOME/agents.yaml``)."""
+    return path if path is not None else settings.agents_config_path()
+
+
 def load(path: Path | None = None) -> AgentsFile:
-    """Load and validate an agents file; errors name file:line and the dotted key."""
+    """Load and validate an agents file; errors name file:line and the dotted key. With
+    no file anywhere every agent runs on its default schedule."""
+    path = find(path)
     if path is None:
-        if not DEFAULT_PATH.exists():
-            return default_config()
-        path = DEFAULT_PATH
+        return default_config()
     if not path.exists():
         raise BadInput(f"{path}: no such file")
     return parse(path.read_text(), path.name)

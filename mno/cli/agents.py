@@ -24,7 +24,12 @@ app.add_typer(probe_app, name="probe")
 
 FileOpt = Annotated[
     Path | None,
-    typer.Option("--file", "-f", help="agents.yaml (default: configs/agents.yaml if present)."),
+    typer.Option(
+        "--file",
+        "-f",
+        help="agents.yaml (default: MNO_AGENTS_CONFIG, the profile's agents_config, "
+        "then $MNO_HOME/agents.yaml).",
+    ),
 ]
 
 
@@ -179,7 +184,9 @@ def config_cmd(
         for name, a in cfg.agents.items()
     ]
     if check and output is Format.table:
-        success(f"{file or config.DEFAULT_PATH}: {len(rows)} agents, valid")
+        found = config.find(file)
+        where = str(found) if found else "no agents file: defaults"
+        success(f"{where}: {len(rows)} agents, valid")
         return
     render(rows, output)
 

@@ -3,7 +3,7 @@
 ``record()`` opens its own transaction and refuses (``LeaseLost``) when the instance is no
 longer leased to the caller; ``apply()`` works in the caller's transaction. A status change
 writes its audit row, emits the matching ``instance.*`` event and lets tenant provisioning
-react (``mno.nex.provisioning.on_instance``).
+react (``mno.nex.provisioning.on_instance``). A terminated instance releases its domains.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlmodel import select
+
 from mno.errors import MnoError
 from mno.nex import provisioning
 from mno.store import audit, outbox
 from mno.store.db import session_scope
-from mno.store.models.nex import Instance
+from mno.store.models.nex import Instance, InstanceDomain
 
 EVENTS = {
     "provisioning": "instance.provisioning",
@@ -48,6 +50,14 @@ def record(
         apply(s, inst, status, **fields)
 
 
+def release_domains(session: Any, inst: Any) -> list[str]:
+    """Free a terminated instance's domains, so that another instance may take them."""
+    rows = list(session.exec(select(InstanceDomain).where(InstanceDomain.instance_id == inst.id)))
+    for row in rows:
+        session.delete(row)
+    return sorted(r.domain for r in rows)
+
+
 def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
     """Set fields and the status in the caller's transaction. A status change writes an
     audit row, emits the matching ``instance.*`` event and lets tenant provisioning react
@@ -61,6 +71,7 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
     session.add(inst)
     if status is None or status == before:
         return
+    released = release_domains(session, inst) if status == "terminated" else []
     audit.record(
         session,
         "instance.status",
@@ -68,7 +79,11 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
         target_id=inst.id,
         target=inst.name,
         before={"status": before},
-        after={"status": status, **({"error": inst.last_error} if status == "failed" else {})},
+        after={
+            "status": status,
+            **({"error": inst.last_error} if status == "failed" else {}),
+            **({"released_domains": released} if released else {}),
+        },
         tenant_id=inst.tenant_id,
         actor="provisioner",
     )
@@ -84,6 +99,8 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
         }
         if status == "failed":
             data["error"] = inst.last_error
+        if released:
+            data["released_domains"] = released
         outbox.emit(session, event, data, inst.tenant_id)
     session.flush()
     provisioning.on_instance(session, inst)

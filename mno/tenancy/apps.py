@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 
 from mno import validate
-from mno.errors import BadInput, Conflict, NotFound
+from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models import load_all
 from mno.store.models.tenancy import App, AppGrant, Tenant
@@ -442,6 +442,11 @@ def list_apps(
 def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = False) -> AppGrant:
     app = get(session, code)
     tenant = tenants.get(session, tenant_key)
+    if tenant.status in ("offboarding", "offboarded"):
+        raise InvalidTransition(
+            f"tenant {tenant.key} is {tenant.status}: it cannot be granted apps",
+            "grants are for live tenants",
+        )
     existing = session.exec(
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()

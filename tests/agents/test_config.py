@@ -86,3 +86,40 @@ def test_example_config_is_valid():
     cfg = config.load(example)
     assert {"housekeeper", "dispatcher", "provisioner", "biller", "poller"} <= set(cfg.agents)
     assert cfg.agents["dispatcher"].options["retry_schedule"]
+
+
+def test_the_agents_file_is_found_through_settings_never_the_current_directory(
+    tmp_path, monkeypatch, mno_env, cli
+):
+    """A configs/agents.yaml in the working directory is ignored; $MNO_HOME/agents.yaml,
+    the profile's agents_config and MNO_AGENTS_CONFIG are used, in reverse order."""
+    import json
+
+    def dispatcher_enabled() -> bool:
+        result = cli("agents", "config", "-o", "json")
+        assert result.exit_code == 0, result.stderr
+        return {r["agent"]: r["enabled"] for r in json.loads(result.stdout)}["dispatcher"]
+
+    off = "agents:\n  dispatcher: {enabled: false}\n"
+    work = tmp_path / "work"
+    (work / "configs").mkdir(parents=True)
+    (work / "configs" / "agents.yaml").write_text(off)
+    monkeypatch.chdir(work)
+    assert config.find() is None and dispatcher_enabled() is True
+
+    (mno_env / "agents.yaml").write_text(off)
+    assert config.find() == mno_env / "agents.yaml" and dispatcher_enabled() is False
+
+    profile_file = tmp_path / "profile-agents.yaml"
+    profile_file.write_text("agents:\n  dispatcher: {enabled: true}\n")
+    (mno_env / "config.yaml").write_text(
+        f"profiles:\n  default:\n    agents_config: {profile_file}\n"
+    )
+    assert config.find() == profile_file and dispatcher_enabled() is True
+
+    env_file = tmp_path / "env-agents.yaml"
+    env_file.write_text(off)
+    monkeypatch.setenv("MNO_AGENTS_CONFIG", str(env_file))
+    assert config.find() == env_file and dispatcher_enabled() is False
+    checked = cli("agents", "config", "--check")
+    assert checked.exit_code == 0 and str(env_file) in checked.stderr

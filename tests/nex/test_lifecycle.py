@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from mno.errors import Conflict
 from tests.conftest import counts
 from tests.nex.conftest import Nex, get_page
 
@@ -131,8 +132,11 @@ def test_update_with_a_volume_stops_first_and_keeps_data(nex: Nex) -> None:
 def test_terminate_purges_and_frees_the_name(nex: Nex) -> None:
     tenant = nex.tenant()
     nex.app()
-    name = nex.create(tenant, "web")
+    name = nex.create(tenant, "web", domains=["shop.example.com"])
     nex.tick()
+    other = nex.tenant()
+    with pytest.raises(Conflict, match="already routed"):
+        nex.create(other, "web", domains=["shop.example.com"])
     volume = nex.get(name)["volume"]
     nex.change("terminate", name, purge_data=True)
     nex.tick()
@@ -147,9 +151,13 @@ def test_terminate_purges_and_frees_the_name(nex: Nex) -> None:
         iid = str(inst.id)
     assert nex.client.containers.list(all=True, filters={"label": f"mno.instance={iid}"}) == []
     assert nex.client.volumes.list(filters={"name": volume}) == []
-    assert nex.events()[-1][0] == "instance.terminated"
-    # the name can be used again
+    last_type, last = nex.events()[-1]
+    assert last_type == "instance.terminated"
+    assert last["released_domains"] == ["shop.example.com"]
+    # the name and the domain can be used again
     assert nex.create(tenant, "web") == name
+    taken = nex.create(other, "web", domains=["shop.example.com"])
+    assert nex.get(taken)["domains"] == ["shop.example.com"]
 
 
 def test_backup_terminate_restore_keeps_the_files(nex: Nex, cli: Any, tmp_path: Path) -> None:

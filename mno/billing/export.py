@@ -111,25 +111,11 @@ def view(session: Session, inv: Invoice) -> tuple[dict[str, Any], list[dict[str,
 
 
 def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]) -> str:
-    """Plain-text arithmetic of every line, then subtotal, discounts, tax and total."""
-    out = []
-    if inv.kind == "credit_note":
-        out.append(
-            f"credit note {data['number']} for {data['credit_note_for']}"
-            f" ({data['reason']}): these amounts are taken away from it"
-        )
-    for ln in lines:
-        out.append(
-            f"{ln['description']}: {ln['quantity']} x {ln['unit_price']}"
-            f" x proration {ln['proration']} = {ln['amount']} {inv.currency}"
-        )
-        for tier in (ln["detail"] or {}).get("tiers", []):
-            out.append(f"  tier {tier}")
-    out.append(
-        f"subtotal {data['subtotal']} - discounts {data['discount']} + tax {data['tax']}"
-        f" {inv.tax_detail or ''} = total {data['total']} {inv.currency}"
-    )
-    return "\n".join(out)
+    """Plain-text arithmetic of every line, then subtotal, discounts, tax and total
+    (see ``mno.billing.explain``)."""
+    from mno.billing.explain import explain
+
+    return explain(inv.kind, data, lines, inv.tax_detail or {})
 
 
 def export(session: Session, invoice_id: str, fmt: str) -> str:

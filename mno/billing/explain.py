@@ -39,13 +39,20 @@ def _rounded(value: Any, places: int, at_least: int = 0) -> str:
     return mark + plain(q, at_least)
 
 
-def _price(value: Any, cur: str) -> str:
+def price(value: Any, cur: str) -> str:
+    """A unit price: plain, at least the currency's decimals, at most ``PRICE_PLACES``."""
     return _rounded(value, max(PRICE_PLACES, minor_units(cur)), minor_units(cur))
 
 
-def _qty(value: Any) -> str:
+def qty(value: Any) -> str:
+    """A quantity (or a percentage) in plain notation."""
     d = _dec(value)
     return plain(d) if d is not None else str(value)
+
+
+def ratio(value: Any) -> str:
+    """A proration factor, at most ``PRORATION_PLACES`` decimals."""
+    return _rounded(value, PRORATION_PLACES)
 
 
 def _tier_lines(detail: dict[str, Any], cur: str) -> list[str]:
@@ -56,26 +63,26 @@ def _tier_lines(detail: dict[str, Any], cur: str) -> list[str]:
             out.append(f"   tier {n}: {tier}")
             continue
         if "from" in tier:  # graduated: this tier's slice at its own price
-            units, price = _dec(tier.get("units")), _dec(tier.get("unit_price"))
+            units, each = _dec(tier.get("units")), _dec(tier.get("unit_price"))
             part = _dec(tier.get("amount"))
             flat = (
-                part - units * price
-                if part is not None and units is not None and price is not None
+                part - units * each
+                if part is not None and units is not None and each is not None
                 else None
             )
             text = (
-                f"   tier {n}: units {_qty(tier['from'])} to {_qty(tier.get('to'))},"
-                f" {_qty(tier.get('units'))} x {_price(tier.get('unit_price'), cur)}"
+                f"   tier {n}: units {qty(tier['from'])} to {qty(tier.get('to'))},"
+                f" {qty(tier.get('units'))} x {price(tier.get('unit_price'), cur)}"
             )
             if flat:
-                text += f" + flat fee {_price(flat, cur)}"
-            out.append(f"{text} = {_price(tier.get('amount'), cur)}")
+                text += f" + flat fee {price(flat, cur)}"
+            out.append(f"{text} = {price(tier.get('amount'), cur)}")
         else:  # volume: every unit at the price of the tier the quantity lands in
             up = _dec(tier.get("up_to"))
-            where = f"up to {_qty(up)} units" if up is not None else "with no upper limit"
+            where = f"up to {qty(up)} units" if up is not None else "with no upper limit"
             out.append(
-                f"   volume tier {where}: all {_qty(tier.get('units'))} units"
-                f" at {_price(tier.get('unit_price'), cur)}"
+                f"   volume tier {where}: all {qty(tier.get('units'))} units"
+                f" at {price(tier.get('unit_price'), cur)}"
             )
     return out
 
@@ -84,10 +91,10 @@ def _detail_lines(detail: dict[str, Any]) -> list[str]:
     out = []
     if "used" in detail:  # a bucket of included units
         out.append(
-            f"   used {_qty(detail['used'])} of {_qty(detail.get('available'))} available"
-            f" ({_qty(detail.get('included'))} included"
-            f" + {_qty(detail.get('rollover_in'))} rolled over);"
-            f" {_qty(detail.get('rollover_out'))} roll over to the next period"
+            f"   used {qty(detail['used'])} of {qty(detail.get('available'))} available"
+            f" ({qty(detail.get('included'))} included"
+            f" + {qty(detail.get('rollover_in'))} rolled over);"
+            f" {qty(detail.get('rollover_out'))} roll over to the next period"
         )
     if detail.get("tax_code"):
         out.append(f"   taxed at {detail['tax_code']}")
@@ -96,29 +103,43 @@ def _detail_lines(detail: dict[str, Any]) -> list[str]:
     return out
 
 
+def notes(ln: dict[str, Any], cur: str) -> list[str]:
+    """A line's tiers and notes, for a printed invoice (no indentation)."""
+    detail = ln.get("detail") or {}
+    return [x.strip() for x in _tier_lines(detail, cur) + _detail_lines(detail)]
+
+
+def unit_price(ln: dict[str, Any], cur: str) -> str:
+    """A line's unit price as printed: ``tiered`` when its tiers say more than an average."""
+    detail = ln.get("detail") or {}
+    if detail.get("model") == "graduated" and detail.get("tiers"):
+        return "tiered"
+    return price(ln["unit_price"], cur)
+
+
 def line_text(n: int, ln: dict[str, Any], cur: str) -> list[str]:
     """One line's arithmetic, then its tiers and notes."""
     detail = ln.get("detail") or {}
     model = detail.get("model")
-    qty, unit, amount = ln["quantity"], ln["unit_price"], ln["amount"]
+    count, unit, amount = ln["quantity"], ln["unit_price"], ln["amount"]
     head = f"{n}. {ln['description'] or ln['kind']}: "
     if model == "graduated" and detail.get("tiers"):
-        calc = f"{_qty(qty)} units in graduated tiers"
+        calc = f"{qty(count)} units in graduated tiers"
     elif model == "package" and _dec(detail.get("packages")):
         packages = _dec(detail["packages"])
         assert packages is not None
         each = (_dec(amount) or Decimal(0)) / packages
-        calc = f"{_qty(qty)} units in {_qty(packages)} packages x {_price(each, cur)}"
+        calc = f"{qty(count)} units in {qty(packages)} packages x {price(each, cur)}"
     elif model == "time":
         per_hour = (_dec(unit) or Decimal(0)) * 60
-        calc = f"{_qty(qty)} minutes at {_price(per_hour, cur)} per hour"
+        calc = f"{qty(count)} minutes at {price(per_hour, cur)} per hour"
     else:
-        calc = f"{_qty(qty)} x {_price(unit, cur)}"
+        calc = f"{qty(count)} x {price(unit, cur)}"
         if model == "bucket":
             calc += " (overage)"
     proration = _dec(ln.get("proration"))
     if proration is not None and proration != 1:
-        calc += f" x {_rounded(proration, PRORATION_PLACES)} (prorated)"
+        calc += f" x {ratio(proration)} (prorated)"
     out = [f"{head}{calc} = {plain_price(amount, cur)} {cur}"]
     return out + _tier_lines(detail, cur) + _detail_lines(detail)
 
@@ -166,7 +187,8 @@ def explain(
             f" {cur}: these amounts are taken away from it"
         ]
     else:
-        out = [f"invoice {number}, tenant {data['tenant']}, period {data['period']}, {cur}"]
+        period = f", period {data['period']}" if kind == "period" else ""
+        out = [f"invoice {number}, tenant {data['tenant']}{period}, {cur}"]
     for n, ln in enumerate(lines, 1):
         out += line_text(n, ln, cur)
     out.append(f"subtotal {plain_price(data['subtotal'], cur)} {cur}")

@@ -2,8 +2,9 @@
 
 ``view`` turns an invoice and its lines into plain data (amounts as decimal strings in the
 invoice's currency); ``export`` renders that view as JSON, CSV lines or a printable HTML
-page from the ``invoice.html.j2`` template. The CLI and the API call these; nothing here
-prints. jinja2 is imported only when an HTML page is rendered (it is slow to import).
+page (``invoice_pdf``: the built-in ``invoice.html.j2`` template or the tenant's
+override; the same page is what the PDF shows). The CLI and the API call these; nothing
+here prints. jinja2 is imported only when an HTML page is rendered (it is slow to import).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
-FORMATS = ("json", "csv", "html")
+FORMATS = ("json", "csv", "html")  # text; "pdf" is invoice_pdf.pdf()
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
 
 
@@ -121,7 +122,7 @@ def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]
 def export(session: Session, invoice_id: str, fmt: str) -> str:
     """The invoice as ``json``, ``csv`` (one row per line) or ``html`` text."""
     if fmt not in FORMATS:
-        raise BadInput("--format: json, csv or html")
+        raise BadInput("--format: json, csv, html or pdf")
     inv = invoices.get(session, invoice_id)
     data, lines = view(session, inv)
     if fmt == "json":
@@ -142,11 +143,6 @@ def export(session: Session, invoice_id: str, fmt: str) -> str:
                 ]
             )
         return buf.getvalue()
-    import jinja2
+    from mno.billing.invoice_pdf import html
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mno.billing", "templates"), autoescape=True
-    )
-    return env.get_template("invoice.html.j2").render(
-        inv=inv, tenant=tenants.get(session, inv.tenant_id), lines=lines, t=data
-    )
+    return html(session, inv)[0]

@@ -7,10 +7,25 @@ from pathlib import Path
 from textwrap import dedent
 from typing import Any
 
+import pytest
 
-def _invoice(cli: Any) -> dict[str, Any]:
-    """An issued October invoice for acme (the ``catalogue`` fixture): a fixed fee,
-    graduated usage, a one-off charge, 20 % tax."""
+from tests.billing.conftest import CATALOGUE
+
+
+@pytest.fixture
+def catalogue(session: Any) -> None:
+    """The billing tests' catalogue with a round fixed fee: its unit price is stored
+    normalised (``1E+2``), which explain and the PDF must show as ``100.00``."""
+    from mno.billing import documents
+
+    with session() as s:
+        documents.apply_text(s, CATALOGUE.replace('"49.00"', '"100"'))
+
+
+def _invoice(cli: Any, one_off: bool = True) -> dict[str, Any]:
+    """An issued October invoice for acme: a fixed fee from mid-October (prorated) and for
+    November (in advance), graduated usage, a 50 % coupon, 20 % tax and, with ``one_off``,
+    a one-off charge (whose place among the lines depends on ids)."""
     assert (
         cli(
             "tenant",
@@ -42,42 +57,42 @@ def _invoice(cli: Any) -> dict[str, Any]:
         "half",
     )
     cli.json("usage", "record", "acme", "api_calls", "15000", "--at", "2026-10-20T00:00:00Z")
-    cli.json(
-        "charge",
-        "add",
-        "acme",
-        "--amount",
-        "100",
-        "--currency",
-        "EUR",
-        "--description",
-        "Onboarding workshop",
-    )
+    if one_off:
+        cli.json(
+            "charge",
+            "add",
+            "acme",
+            "--amount",
+            "100",
+            "--currency",
+            "EUR",
+            "--description",
+            "Onboarding workshop",
+        )
     cli.json("billing", "run", "--period", "2026-10", "--issue")
     return cli.json("invoice", "list")[0]
 
 
 def test_explain_prints_plain_readable_arithmetic(cli: Any, catalogue: None) -> None:
-    inv = _invoice(cli)
+    inv = _invoice(cli, one_off=False)
     out = cli("invoice", "explain", inv["number"])
     assert out.exit_code == 0, out.stderr
     assert out.stdout == dedent(
         """\
         invoice INV-2026-000001, tenant acme, period 2026-10, EUR
-        1. pro fixed 2026-10-01 to 2026-10-31: 1 x 49.00 x ~0.5161 (prorated) = 25.29 EUR
-        2. pro fixed 2026-11-01 to 2026-11-30: 1 x 49.00 = 49.00 EUR
+        1. pro fixed 2026-10-01 to 2026-10-31: 1 x 100.00 x ~0.5161 (prorated) = 51.61 EUR
+        2. pro fixed 2026-11-01 to 2026-11-30: 1 x 100.00 = 100.00 EUR
         3. pro usage 2026-10-01 to 2026-10-31: 15000 units in graduated tiers = 23.00 EUR
            tier 1: units 0 to 1000, 1000 x 0.00 = 0.00
            tier 2: units 1000 to 10000, 9000 x 0.002 = 18.00
            tier 3: units 10000 to 15000, 5000 x 0.001 = 5.00
-        4. Onboarding workshop: 1 x 100.00 = 100.00 EUR
-        subtotal 197.29 EUR
-        discounts 48.65 EUR
-        tax fr-vat 20% on 148.64 = 29.73 EUR
-        subtotal 197.29 - discounts 48.65 + tax 29.73 = total 178.37 EUR
+        subtotal 174.61 EUR
+        discounts 87.31 EUR
+        tax fr-vat 20% on 87.30 = 17.46 EUR
+        subtotal 174.61 - discounts 87.31 + tax 17.46 = total 104.76 EUR
         """
     )
-    # the one-off charge's unit price is stored normalised ("1E+2"); it is shown plainly
+    # the fixed fee's unit price is stored normalised ("1E+2"); it is shown plainly
     assert "E+" not in out.stdout and "{" not in out.stdout and "Decimal" not in out.stdout
 
 
@@ -153,3 +168,120 @@ def test_plain_numbers() -> None:
         "0.00",
     ]
     assert [plain_price("1E+2", "JPY"), plain_price("1.5", "BHD")] == ["100", "1.500"]
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def test_pdf_invoice_and_credit_note(cli: Any, catalogue: None, tmp_path: Path) -> None:
+    inv = _invoice(cli)
+    pdf = tmp_path / "invoice.pdf"
+    out = cli("invoice", "export", inv["number"], "--format", "pdf", "--out", pdf)
+    assert out.exit_code == 0, out.stderr
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    text = _pdf_text(pdf)
+    shown = cli.json("invoice", "show", inv["number"])
+    due = shown["due_at"][:10]
+    for expected in (
+        "Invoice",
+        "INV-2026-000001",
+        "Acme Corp",
+        "1 rue de la Paix",
+        "75002 Paris",
+        "Period 2026-10",
+        f"Due {due}",
+        "pro fixed 2026-10-01 to 2026-10-31 1 100.00 ~0.5161 51.61",
+        "15000 tiered 23.00",
+        "tier 2: units 1000 to 10000, 9000 x 0.002 = 18.00",
+        "Onboarding workshop 1 100.00 100.00",
+        "Subtotal 274.61 EUR",
+        "Discounts -87.31 EUR",
+        "Tax fr-vat (20%) 37.46 EUR",
+        "Total 224.76 EUR",
+        f"Please pay 224.76 EUR by {due}, quoting INV-2026-000001.",
+    ):
+        assert expected in text, (expected, text)
+    assert "E+" not in text
+    # a credit note is a document of its own, exported by its number
+    note = cli.json(
+        "invoice", "credit", inv["number"], "--reason", "Workshop cancelled", "--line", "4"
+    )
+    assert note["number"] == "CN-2026-000001"
+    cn_pdf = tmp_path / "credit.pdf"
+    out = cli("invoice", "export", note["number"], "--format", "pdf", "--out", cn_pdf)
+    assert out.exit_code == 0, out.stderr
+    text = _pdf_text(cn_pdf)
+    for expected in (
+        "Credit note",
+        "CN-2026-000001",
+        "Acme Corp",
+        "Credit note for invoice INV-2026-000001: Workshop cancelled.",
+        f"Total credited {note['total']} EUR",
+    ):
+        assert expected in text, (expected, text)
+    assert "Please pay" not in text and "Due " not in text
+    # to standard output when it is not a terminal
+    piped = cli("invoice", "export", note["number"], "--format", "pdf")
+    assert piped.exit_code == 0 and piped.stdout_bytes.startswith(b"%PDF-")
+    bad = cli("invoice", "export", inv["number"], "--format", "xml")
+    assert bad.exit_code == 2 and "json, csv, html or pdf" in bad.stderr
+
+
+def test_tenant_template_override_loads_only_its_own_files(
+    cli: Any, catalogue: None, tmp_path: Path, mno_env: Path
+) -> None:
+    """The tenant's invoice.html under MNO_HOME/templates/<key>/ replaces the built-in
+    page; it may use files next to it, never other files or the network."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the handler's protocol
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/css")
+            self.end_headers()
+            self.wfile.write(b'body::after{content:"FROM THE NETWORK"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    inv = _invoice(cli)
+    outside = tmp_path / "outside.css"
+    outside.write_text('body::after{content:"OUTSIDE FILE"}')
+    own = mno_env / "templates" / "acme"
+    own.mkdir(parents=True)
+    (own / "brand.css").write_text('body::before{content:"ACME BRAND"}')
+    (own / "invoice.html").write_text(
+        '<html><head><link rel="stylesheet" href="brand.css">'
+        f'<link rel="stylesheet" href="{outside.as_uri()}">'
+        f'<link rel="stylesheet" href="http://127.0.0.1:{server.server_port}/x.css">'
+        "</head><body><h1>Acme invoice {{ inv.number }}</h1>"
+        "<p>Total due {{ t.total }} {{ inv.currency }} by {{ due }}</p>"
+        "{% for l in lines %}<p>{{ l.description }}: {{ l | unit_price(inv.currency) }}</p>"
+        "{% endfor %}</body></html>"
+    )
+    try:
+        pdf = tmp_path / "custom.pdf"
+        out = cli("invoice", "export", inv["number"], "--format", "pdf", "--out", pdf)
+        assert out.exit_code == 0, out.stderr
+    finally:
+        server.shutdown()
+    text = _pdf_text(pdf)
+    assert "Acme invoice INV-2026-000001" in text and "Total due 224.76 EUR" in text
+    assert "Onboarding workshop: 100.00" in text and "ACME BRAND" in text
+    assert "OUTSIDE FILE" not in text and "FROM THE NETWORK" not in text and hits == []
+    # the HTML export uses the same template; another tenant keeps the built-in one
+    page = cli("invoice", "export", inv["number"], "--format", "html").stdout
+    assert "Acme invoice INV-2026-000001" in page
+    # a broken override is one line of error, exit 2
+    (own / "invoice.html").write_text("{% for %}")
+    broken = cli("invoice", "export", inv["number"], "--format", "pdf", "--out", pdf)
+    assert broken.exit_code == 2 and "invoice.html does not render" in broken.stderr

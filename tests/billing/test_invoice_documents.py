@@ -285,3 +285,45 @@ def test_tenant_template_override_loads_only_its_own_files(
     (own / "invoice.html").write_text("{% for %}")
     broken = cli("invoice", "export", inv["number"], "--format", "pdf", "--out", pdf)
     assert broken.exit_code == 2 and "invoice.html does not render" in broken.stderr
+
+
+def test_invoice_issued_email_has_the_facts_a_link_and_the_pdf(
+    cli: Any, catalogue: None, mno_env: Path, smtp_server: Any, tmp_path: Path
+) -> None:
+    port, received = smtp_server
+    (mno_env / "config.yaml").write_text(
+        "profiles:\n  default:\n"
+        f"    smtp: {{host: 127.0.0.1, port: {port}, from: billing@hub.example.com}}\n"
+        "    hub: {url: https://hub.example.com/}\n"
+    )
+    rule = cli.json(
+        "notify",
+        "rule",
+        "add",
+        "--events",
+        "invoice.issued",
+        "--email-to",
+        "accounts@acme.example",
+        "--template",
+        "invoice_issued",
+    )
+    assert rule["template"] == "invoice_issued"
+    inv = _invoice(cli)
+    due = cli.json("invoice", "show", inv["number"])["due_at"][:10]
+    ticked = cli.json("agents", "tick", "dispatcher")
+    assert ticked["done"] == 1, ticked
+    (message,) = received
+    assert message["To"] == "accounts@acme.example"
+    assert message["Subject"] == f"Invoice INV-2026-000001: 224.76 EUR, due {due}"
+    parts = list(message.walk())
+    (text,) = [p for p in parts if p.get_content_type() == "text/plain"]
+    body = text.get_payload(decode=True).decode()
+    assert "invoice INV-2026-000001 for 224.76 EUR was issued for 2026-10." in body
+    assert f"Please pay it by {due}." in body
+    assert "See it online: https://hub.example.com/invoices/INV-2026-000001" in body
+    (pdf_part,) = [p for p in parts if p.get_content_type() == "application/pdf"]
+    assert pdf_part.get_filename() == "INV-2026-000001.pdf"
+    pdf = tmp_path / "attached.pdf"
+    pdf.write_bytes(pdf_part.get_payload(decode=True))
+    text_of_pdf = _pdf_text(pdf)
+    assert "INV-2026-000001" in text_of_pdf and "Total 224.76 EUR" in text_of_pdf

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mno.billing import invoices
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
-FORMATS = ("json", "csv", "html")  # text; "pdf" is invoice_pdf.pdf()
+FORMATS = ("json", "csv", "html")  # text; a PDF is invoice_pdf.render_pdf(page(...))
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
 
 
@@ -143,6 +144,13 @@ def export(session: Session, invoice_id: str, fmt: str) -> str:
                 ]
             )
         return buf.getvalue()
-    from mno.billing.invoice_pdf import html
+    return page(session, inv)[0]
 
-    return html(session, inv)[0]
+
+def page(session: Session, inv: Invoice) -> tuple[str, Path | None]:
+    """The invoice's printable HTML page, and the directory of the tenant's (or the
+    platform's) template it came from, None for the built-in one (``invoice_pdf``)."""
+    from mno.billing import invoice_pdf
+
+    data, lines = view(session, inv)
+    return invoice_pdf.html(inv, tenants.get(session, inv.tenant_id), data, lines)

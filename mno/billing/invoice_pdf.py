@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mno import settings
-from mno.billing import explain, invoices
-from mno.billing.export import view
+from mno.billing import explain
 from mno.errors import BadInput, Unavailable
-from mno.tenancy import tenants
 
 if TYPE_CHECKING:
-    from sqlmodel import Session
-
     from mno.store.models.billing import Invoice
+    from mno.store.models.tenancy import Tenant
 
 TEMPLATE = "invoice.html.j2"
 OVERRIDE = "invoice.html"
@@ -77,10 +74,11 @@ def _env(directory: Path | None) -> Any:
     return env
 
 
-def html(session: Session, inv: Invoice) -> tuple[str, Path | None]:
-    """The invoice's page and the directory of the override it came from (None: built-in)."""
-    data, lines = view(session, inv)
-    tenant = tenants.get(session, inv.tenant_id)
+def html(
+    inv: Invoice, tenant: Tenant, data: dict[str, Any], lines: list[dict[str, Any]]
+) -> tuple[str, Path | None]:
+    """The invoice's page from its view (``export.page`` gives it) and the directory of
+    the override it came from (None: the built-in template)."""
     directory = override_dir(tenant.key)
     env = _env(directory)
     context = {
@@ -145,10 +143,3 @@ def render_pdf(page: str, directory: Path | None) -> bytes:
     document = HTML(string=page, base_url=base, url_fetcher=_fetcher(directory))
     data: bytes = document.write_pdf()
     return data
-
-
-def pdf(session: Session, invoice_id: str) -> tuple[Invoice, bytes]:
-    """The invoice (or credit note, by id or number) and its PDF."""
-    inv = invoices.get(session, invoice_id)
-    page, directory = html(session, inv)
-    return inv, render_pdf(page, directory)

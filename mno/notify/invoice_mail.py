@@ -2,9 +2,9 @@
 
 Every ``invoice.*`` event's email template gets ``invoice`` in its context:
 ``number``, ``total`` (a decimal string in the currency's minor units), ``currency``,
-``status``, ``period`` (of a period's invoice, else None), ``issued_date`` and ``due_date`` (``YYYY-MM-DD``) and ``url``, the invoice on
-the hub: the profile's ``hub.url`` + ``/invoices/<number>`` (None when ``hub.url`` is not
-set)::
+``status``, ``period`` (of a period's invoice, else None), ``issued_date`` and
+``due_date`` (``YYYY-MM-DD``) and ``url``, the invoice on the hub: the profile's
+``hub.url`` + ``/invoices/<number>`` (None when ``hub.url`` is not set)::
 
     hub:
       url: https://hub.example.com
@@ -78,7 +78,7 @@ def attachments(session: Session, template: str, event: dict[str, Any]) -> list[
     inv = _invoice(session, event)
     if inv is None:
         return []
-    from mno.billing import invoice_pdf
+    from mno.billing import export, invoice_pdf
 
-    page, directory = invoice_pdf.html(session, inv)
+    page, directory = export.page(session, inv)
     return [Attachment(invoice_pdf.filename(inv), invoice_pdf.render_pdf(page, directory))]

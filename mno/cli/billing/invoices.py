@@ -106,13 +106,13 @@ def export(
 def _export_pdf(invoice: str, out: Path | None) -> None:
     import sys
 
-    from mno.billing import invoice_pdf, invoices
+    from mno.billing import export, invoice_pdf, invoices
     from mno.store.db import session_scope
 
     if out is None and sys.stdout.isatty():
         raise BadInput("a PDF is not written to a terminal", "give --out FILE, or redirect")
     with session_scope(write=False) as s:
-        page, directory = invoice_pdf.html(s, invoices.get(s, invoice))
+        page, directory = export.page(s, invoices.get(s, invoice))
     data = invoice_pdf.render_pdf(page, directory)
     if out:
         out.write_bytes(data)

@@ -327,3 +327,32 @@ def test_invoice_issued_email_has_the_facts_a_link_and_the_pdf(
     pdf.write_bytes(pdf_part.get_payload(decode=True))
     text_of_pdf = _pdf_text(pdf)
     assert "INV-2026-000001" in text_of_pdf and "Total 224.76 EUR" in text_of_pdf
+    # the overdue reminder names the same facts and carries no PDF
+    from datetime import timedelta
+
+    from mno import clock
+    from mno.billing import invoices
+    from mno.store.db import session_scope
+
+    cli.json(
+        "notify",
+        "rule",
+        "add",
+        "--events",
+        "invoice.overdue",
+        "--email-to",
+        "accounts@acme.example",
+        "--template",
+        "invoice_overdue",
+    )
+    clock.set_now(clock.now() + timedelta(days=45))
+    with session_scope() as s:
+        assert invoices.flag_overdue(s) == 1
+    assert cli.json("agents", "tick", "dispatcher")["done"] == 1
+    reminder = received[1]
+    assert reminder["Subject"] == "Invoice INV-2026-000001 is overdue"
+    assert [p.get_content_type() for p in reminder.walk()] == ["text/plain"]
+    assert (
+        f"invoice INV-2026-000001 for 224.76 EUR was due on {due} and is not paid yet."
+        in reminder.get_payload(decode=True).decode()
+    )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import smtplib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -81,10 +82,26 @@ def config() -> SmtpConfig | None:
     )
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with a message (e.g. an invoice's PDF)."""
+
+    filename: str
+    content: bytes
+    mime: str = "application/pdf"
+
+
 def send(
-    to: str, subject: str, body: str, *, html: str | None = None, cfg: SmtpConfig | None = None
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    html: str | None = None,
+    cfg: SmtpConfig | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> None:
-    """Send one message; raises Unavailable when the server cannot be reached."""
+    """Send one message, with its attachments; raises Unavailable when the server cannot
+    be reached."""
     cfg = cfg or config()
     if cfg is None:
         raise BadInput("email is not configured", "add an smtp section to the profile")
@@ -95,6 +112,9 @@ def send(
     msg.set_content(body)
     if html:
         msg.add_alternative(html, subtype="html")
+    for a in attachments:
+        maintype, _, subtype = a.mime.partition("/")
+        msg.add_attachment(a.content, maintype=maintype, subtype=subtype, filename=a.filename)
     try:
         with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout) as smtp:
             if cfg.starttls:

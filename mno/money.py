@@ -137,3 +137,22 @@ class Money:
 
     def as_json(self) -> dict[str, str]:
         return {"amount": str(self.amount), "currency": self.currency}
+
+
+def plain(value: str | int | Decimal, places: int = 0) -> str:
+    """A decimal in plain notation (``100``, never ``1E+2``) with at least ``places``
+    decimals and no trailing zeros beyond them: ``plain("0.0020", 2) == "0.002"``,
+    ``plain("49", 2) == "49.00"``. For showing prices and quantities, not for parsing."""
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not d.is_finite():
+        return str(d)
+    d = d.normalize() if d else Decimal(0)
+    exponent = d.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent < places:
+        d = d.quantize(Decimal(1).scaleb(-places))
+    return f"{d:f}"
+
+
+def plain_price(value: str | int | Decimal, currency: str) -> str:
+    """A price or amount in plain notation with at least the currency's decimals."""
+    return plain(value, minor_units(currency))

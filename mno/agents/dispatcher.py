@@ -81,13 +81,13 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
 
 def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]:
     global _mail_pool
-    prepared: list[tuple[Outcome, tuple[str, str, str] | None]] = []
+    prepared: list[tuple[Outcome, tuple[str, str, str, list[mail.Attachment]] | None]] = []
     with ctx.session(write=False) as s:
         for row in rows:
             out = Outcome(delivery_id=row.id, at=clock.now())
             try:
                 if row.channel == direct.CHANNEL:
-                    prepared.append((out, direct.prepare(s, row.body, row.tenant_id)))
+                    prepared.append((out, (*direct.prepare(s, row.body, row.tenant_id), [])))
                 else:
                     prepared.append((out, rules.prepare(s, row.target_id, row.body, row.tenant_id)))
             except Exception as exc:  # noqa: BLE001 - one bad item fails only itself
@@ -96,7 +96,7 @@ def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]
                 prepared.append((out, None))
     cfg = mail.config()
 
-    def send(item: tuple[Outcome, tuple[str, str, str] | None]) -> Outcome:
+    def send(item: tuple[Outcome, tuple[str, str, str, list[mail.Attachment]] | None]) -> Outcome:
         out, msg = item
         if msg is None:
             return out
@@ -104,8 +104,8 @@ def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]
         try:
             if cfg is None:
                 raise RuntimeError("email is not configured (profile smtp section)")
-            to, subject, text = msg
-            mail.send(to, subject, text, cfg=cfg)
+            to, subject, text, files = msg
+            mail.send(to, subject, text, cfg=cfg, attachments=files)
             out.success = True
             out.response = f"sent to {to}"
         except Exception as exc:  # noqa: BLE001 - one bad item fails only itself

@@ -2,8 +2,9 @@
 
 ``view`` turns an invoice and its lines into plain data (amounts as decimal strings in the
 invoice's currency); ``export`` renders that view as JSON, CSV lines or a printable HTML
-page from the ``invoice.html.j2`` template. The CLI and the API call these; nothing here
-prints. jinja2 is imported only when an HTML page is rendered (it is slow to import).
+page (``invoice_pdf``: the built-in ``invoice.html.j2`` template or the tenant's
+override; the same page is what the PDF shows). The CLI and the API call these; nothing
+here prints. jinja2 is imported only when an HTML page is rendered (it is slow to import).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import io
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mno.billing import invoices
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
-FORMATS = ("json", "csv", "html")
+FORMATS = ("json", "csv", "html")  # text; a PDF is invoice_pdf.render_pdf(page(...))
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
 
 
@@ -111,31 +113,17 @@ def view(session: Session, inv: Invoice) -> tuple[dict[str, Any], list[dict[str,
 
 
 def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]) -> str:
-    """Plain-text arithmetic of every line, then subtotal, discounts, tax and total."""
-    out = []
-    if inv.kind == "credit_note":
-        out.append(
-            f"credit note {data['number']} for {data['credit_note_for']}"
-            f" ({data['reason']}): these amounts are taken away from it"
-        )
-    for ln in lines:
-        out.append(
-            f"{ln['description']}: {ln['quantity']} x {ln['unit_price']}"
-            f" x proration {ln['proration']} = {ln['amount']} {inv.currency}"
-        )
-        for tier in (ln["detail"] or {}).get("tiers", []):
-            out.append(f"  tier {tier}")
-    out.append(
-        f"subtotal {data['subtotal']} - discounts {data['discount']} + tax {data['tax']}"
-        f" {inv.tax_detail or ''} = total {data['total']} {inv.currency}"
-    )
-    return "\n".join(out)
+    """Plain-text arithmetic of every line, then subtotal, discounts, tax and total
+    (see ``mno.billing.explain``)."""
+    from mno.billing.explain import explain
+
+    return explain(inv.kind, data, lines, inv.tax_detail or {})
 
 
 def export(session: Session, invoice_id: str, fmt: str) -> str:
     """The invoice as ``json``, ``csv`` (one row per line) or ``html`` text."""
     if fmt not in FORMATS:
-        raise BadInput("--format: json, csv or html")
+        raise BadInput("--format: json, csv, html or pdf")
     inv = invoices.get(session, invoice_id)
     data, lines = view(session, inv)
     if fmt == "json":
@@ -156,11 +144,13 @@ def export(session: Session, invoice_id: str, fmt: str) -> str:
                 ]
             )
         return buf.getvalue()
-    import jinja2
+    return page(session, inv)[0]
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mno.billing", "templates"), autoescape=True
-    )
-    return env.get_template("invoice.html.j2").render(
-        inv=inv, tenant=tenants.get(session, inv.tenant_id), lines=lines, t=data
-    )
+
+def page(session: Session, inv: Invoice) -> tuple[str, Path | None]:
+    """The invoice's printable HTML page, and the directory of the tenant's (or the
+    platform's) template it came from, None for the built-in one (``invoice_pdf``)."""
+    from mno.billing import invoice_pdf
+
+    data, lines = view(session, inv)
+    return invoice_pdf.html(inv, tenants.get(session, inv.tenant_id), data, lines)

@@ -10,7 +10,8 @@ from sqlmodel import Session, col, select
 
 from mno import validate
 from mno.errors import BadInput, NotFound
-from mno.notify import templates
+from mno.mail import Attachment
+from mno.notify import invoice_mail, templates
 from mno.store import audit, outbox
 from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import NotifyRule
@@ -98,8 +99,12 @@ def delete(session: Session, rule_id: str) -> None:
     outbox.emit(session, "notify.rule_deleted", {"rule_id": str(r.id)}, r.tenant_id)
 
 
-def prepare(session: Session, rule_id: Any, body: str, tenant_id: Any) -> tuple[str, str, str]:
-    """(to, subject, text) for one email delivery; BadInput when no recipient exists."""
+def prepare(
+    session: Session, rule_id: Any, body: str, tenant_id: Any
+) -> tuple[str, str, str, list[Attachment]]:
+    """(to, subject, text, attachments) for one email delivery; BadInput when no recipient
+    exists. An invoice event's email gets the invoice in its context, and the
+    ``invoice_issued`` one its PDF (``invoice_mail``)."""
     rule = session.get(NotifyRule, rule_id)
     if rule is None:
         raise NotFound("the notification rule was deleted")
@@ -115,7 +120,8 @@ def prepare(session: Session, rule_id: Any, body: str, tenant_id: Any) -> tuple[
                 to = contact.email if contact else ""
     if to == TENANT_PRIMARY or not to:
         raise BadInput("no recipient: the event's tenant has no primary contact")
+    extra = invoice_mail.context(session, event)
     subject, text = templates.render(
-        session, rule.template, tenant_id, {**event, "tenant": tenant_view}
+        session, rule.template, tenant_id, {**event, "tenant": tenant_view, **extra}
     )
-    return to, subject, text
+    return to, subject, text, invoice_mail.attachments(session, rule.template, event)

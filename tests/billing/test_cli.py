@@ -78,8 +78,8 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
     assert rows[0] == ["description", "quantity", "unit_price", "proration", "amount", "currency"]
     assert [r[4] for r in rows[1:]] == [ln["amount"] for ln in exported["lines"]]
     assert {r[5] for r in rows[1:]} == {"EUR"}
-    bad = cli("invoice", "export", inv["id"], "--format", "pdf")
-    assert bad.exit_code == 2 and "json, csv or html" in bad.stderr
+    bad = cli("invoice", "export", inv["id"], "--format", "xml")
+    assert bad.exit_code == 2 and "json, csv, html or pdf" in bad.stderr
     explain = cli("invoice", "explain", inv["id"])
     assert "tier" in explain.stdout and "total 110.40" in explain.stdout
     assert cli.json("invoice", "pay", inv["id"])["status"] == "paid"

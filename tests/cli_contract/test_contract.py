@@ -42,7 +42,7 @@ NO_OUTPUT_FORMAT = {
     ("report", "html"): "writes an HTML file",
     ("agents", "run"): "runs the daemons",
     ("agents", "systemd"): "prints a systemd unit",
-    ("invoice", "export"): "writes JSON, CSV or HTML chosen by --format",
+    ("invoice", "export"): "writes JSON, CSV, HTML or PDF chosen by --format",
 }
 
 # List commands without --limit yet (each entry is checked to be still missing, so this

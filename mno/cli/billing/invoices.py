@@ -1,5 +1,5 @@
 """mno invoice: list, show, create, line add/edit/remove, issue, pay, credit, void,
-explain, export (json|csv|html).
+explain, export (json|csv|html|pdf).
 
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.
@@ -85,19 +85,40 @@ def explain(
 @app.command("export")
 def export(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
-    fmt: Annotated[str, typer.Option("--format", help="json, csv or html.")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, csv, html or pdf.")] = "json",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to FILE.")] = None,
 ) -> None:
-    """Export an invoice as JSON, CSV lines or a printable HTML page."""
+    """Export an invoice or credit note as JSON, CSV lines, a printable HTML page or a PDF."""
     from mno.billing.export import export as render_invoice
     from mno.store.db import session_scope
 
+    if fmt == "pdf":
+        _export_pdf(invoice, out)
+        return
     with session_scope(write=False) as s:
         text = render_invoice(s, invoice, fmt)
     if out:
         out.write_text(text)
     else:
         typer.echo(text, nl=not text.endswith("\n"))
+
+
+def _export_pdf(invoice: str, out: Path | None) -> None:
+    import sys
+
+    from mno.billing import export, invoice_pdf, invoices
+    from mno.store.db import session_scope
+
+    if out is None and sys.stdout.isatty():
+        raise BadInput("a PDF is not written to a terminal", "give --out FILE, or redirect")
+    with session_scope(write=False) as s:
+        page, directory = export.page(s, invoices.get(s, invoice))
+    data = invoice_pdf.render_pdf(page, directory)
+    if out:
+        out.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
 
 
 def _action(name: str, invoice: str, output: Format, **kw: Any) -> None:

@@ -14,7 +14,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mno.billing import invoices
+from mno.billing import bundle_rating, invoices
 from mno.errors import BadInput
 from mno.money import minor_units
 from mno.store.audit import jsonable
@@ -125,6 +125,7 @@ def explain_text(inv: Invoice, data: dict[str, Any], lines: list[dict[str, Any]]
         )
         for tier in (ln["detail"] or {}).get("tiers", []):
             out.append(f"  tier {tier}")
+        out.extend(bundle_rating.explain(ln["detail"] or {}, inv.currency))
     out.append(
         f"subtotal {data['subtotal']} - discounts {data['discount']} + tax {data['tax']}"
         f" {inv.tax_detail or ''} = total {data['total']} {inv.currency}"

@@ -52,14 +52,12 @@ class BundleView:
 def load(session: Session) -> tuple[dict[Any, uuid.UUID], dict[uuid.UUID, BundleView]]:
     """Part subscription id → its bundle subscription id, and each bundle subscription's
     view; read in two statements."""
-    parts = {
-        sid: bid
-        for sid, bid in session.execute(
-            sa.select(col(Subscription.id), col(Subscription.bundle_subscription_id)).where(
-                col(Subscription.bundle_subscription_id).is_not(None)
-            )
+    rows = session.execute(
+        sa.select(col(Subscription.id), col(Subscription.bundle_subscription_id)).where(
+            col(Subscription.bundle_subscription_id).is_not(None)
         )
-    }
+    ).all()
+    parts = {row[0]: row[1] for row in rows}
     if not parts:
         return {}, {}
     views = {

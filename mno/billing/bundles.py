@@ -23,6 +23,7 @@ to another bundle from the same instant. A part cannot be cancelled or changed a
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -101,7 +102,8 @@ def parse_spec(data: dict[str, Any]) -> BundleSpec:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise BadInput(f"{loc + ': ' if loc else ''}{err['msg']}") from exc
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise BadInput(f"{loc + ': ' if loc else ''}{msg}") from exc
 
 
 def _check_parts(session: Session, code: str, spec: BundleSpec) -> None:
@@ -181,8 +183,6 @@ def apply(session: Session, code: str, spec: BundleSpec) -> tuple[str, Bundle]:
     """Create or update the bundle ``code``: ("created"|"updated"|"unchanged", bundle).
 
     Writes its audit row and its ``bundle.created``/``bundle.updated`` event."""
-    import re
-
     if not re.match(CODE, code):
         raise BadInput(f"invalid bundle code {code!r}", "a-z, 0-9, '_', '.', '-'")
     _check_parts(session, code, spec)
@@ -375,9 +375,9 @@ def subscription_view(session: Session, bs: BundleSubscription) -> dict[str, Any
         "status": bs.status,
         "started_at": bs.started_at,
         "cancel_at": bs.cancel_at,
-        "parts": [{"id": str(p.id), "plan": p.plan_code, "status": p.status} for p in parts(
-            session, bs
-        )],
+        "parts": [
+            {"id": str(p.id), "plan": p.plan_code, "status": p.status} for p in parts(session, bs)
+        ],
         "apps_granted": list(bs.granted_apps or []),
     }
 
@@ -407,12 +407,10 @@ def _credit_unused(
         days = local_days(ln.period_start, ln.period_end, tz)
         begin = max(ln.period_start, bs.started_at)
 
-        def upto(end: datetime, full: str = full, begin: datetime = begin, days: int = days) -> int:
-            used = local_days(begin, max(end, begin), tz)
-            return int(fixed_fields(full, cur, min(used, days), days)["amount_minor"])
-
-        kept = ln.amount_minor if before is None else min(ln.amount_minor, upto(before))
-        credit += max(kept - upto(when), 0)
+        kept = ln.amount_minor
+        if before is not None:
+            kept = min(kept, _prorated(full, cur, begin, before, days, tz))
+        credit += max(kept - _prorated(full, cur, begin, when, days, tz), 0)
         currency = cur
     if credit and currency is not None:
         add_credit(
@@ -423,6 +421,12 @@ def _credit_unused(
             reference=f"proration bundle {bs.id}",
         )
     return credit
+
+
+def _prorated(full: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
+    """A period's amount ``full`` for the local days from ``begin`` to ``end``."""
+    used = local_days(begin, max(end, begin), tz)
+    return int(fixed_fields(full, cur, min(used, days), days)["amount_minor"])
 
 
 def cancel(
@@ -515,3 +519,32 @@ def change(
         t.id,
     )
     return new
+
+
+def parse_documents(text: str, source: str = "<input>") -> list[tuple[str, BundleSpec]]:
+    """``kind: Bundle`` documents of a YAML stream, validated: [(code, spec)]."""
+    import yaml
+
+    from mno import safeyaml
+
+    try:
+        docs = [d for d in safeyaml.safe_load_all(text, source) if d is not None]
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{source}: not YAML ({exc})") from exc
+    out = []
+    for n, raw in enumerate(docs, 1):
+        if not isinstance(raw, dict) or raw.get("kind") != "Bundle":
+            found = raw.get("kind") if isinstance(raw, dict) else type(raw).__name__
+            raise BadInput(f"{source}: document {n}: expected kind Bundle, found {found}")
+        extra = set(raw) - {"apiVersion", "kind", "metadata", "spec"}
+        if extra:
+            raise BadInput(f"{source}: document {n}: unknown field {sorted(extra)[0]}")
+        name = (raw.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not re.match(CODE, name):
+            raise BadInput(f"{source}: document {n}: metadata.name: a bundle code (a-z, 0-9)")
+        try:
+            spec = parse_spec(raw.get("spec") or {})
+        except BadInput as exc:
+            raise BadInput(f"{source}: document {n}: spec.{exc}") from exc
+        out.append((name, spec))
+    return out

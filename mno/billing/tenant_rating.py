@@ -342,8 +342,8 @@ def rate_tenant(
                     share = str((off / sub_total).normalize())
                     for x in sub_lines:
                         x["detail"]["discount_share"] = share
-    for cur, ln in bundled.lines():
-        lines[cur].append(ln)
+    for cur, bundle_line in bundled.lines():
+        lines[cur].append(bundle_line)
     for ch in charges:
         amt = Decimal(ch.amount_minor)
         ln = rating.fixed(amt.scaleb(-minor_units(ch.currency)), ch.currency)

@@ -12,8 +12,7 @@ from mno.billing import bundles
 from mno.errors import BadInput
 from mno.gitops import diff, documents, export
 from mno.gitops import plan as gitops_plan
-from mno.gitops.apply import apply_path
-from mno.gitops.apply import Options
+from mno.gitops.apply import Options, apply_path
 from mno.store.models.billing import Bundle
 from mno.store.models.core import AuditEntry, Event
 from tests.gitops.conftest import empty_store, row_counts

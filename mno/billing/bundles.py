@@ -187,11 +187,15 @@ def get(session: Session, code: str) -> Bundle:
     return b
 
 
-def list_bundles(session: Session, *, archived: bool = False) -> list[Bundle]:
-    """Bundles by code; archived ones only with ``archived``."""
+def list_bundles(
+    session: Session, *, archived: bool = False, limit: int | None = None
+) -> list[Bundle]:
+    """Bundles by code (at most ``limit``); archived ones only with ``archived``."""
     q = select(Bundle).order_by(col(Bundle.code))
     if not archived:
         q = q.where(col(Bundle.archived_at).is_(None))
+    if limit is not None:
+        q = q.limit(limit)
     return list(session.exec(q))
 
 

@@ -85,6 +85,7 @@ def create(
 @app.command("list")
 def list_(
     archived: Annotated[bool, typer.Option("--archived", help="Archived ones too.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, by code.")] = 100,
     output: OutputOpt = Format.table,
 ) -> None:
     """List bundles (on sale; --archived: all)."""
@@ -92,7 +93,7 @@ def list_(
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = [bundles.view(b) for b in bundles.list_bundles(s, archived=archived)]
+        rows = [bundles.view(b) for b in bundles.list_bundles(s, archived=archived, limit=limit)]
     if output is Format.table:
         for row in rows:
             row["plans"], row["apps"] = ", ".join(row["plans"]), ", ".join(row["apps"])

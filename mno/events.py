@@ -102,6 +102,7 @@ CATALOGUE: dict[str, str] = {
     "bundle_subscription.created": "A tenant subscribed to a bundle (its parts with it).",
     "bundle_subscription.canceled": "A bundle subscription and its parts were canceled.",
     "bundle_subscription.changed": "A bundle subscription moved to another bundle.",
+    "bundle_subscription.ended": "A bundle subscription cancelled for later reached its end.",
     "charge.created": "A one-off charge was submitted for a tenant.",
     "charge.cancelled": "A one-off charge was cancelled before it was invoiced.",
     "billing.run_finished": "A billing run finished with its counts and failures.",

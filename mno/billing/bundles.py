@@ -17,7 +17,8 @@ are billed as the part plans say, on lines of their own.
 
 A bundle is cancelled and changed as one: ``cancel`` ends every part with it (the unused
 part of a bundle line already billed becomes a prepaid credit, like a fixed charge's) and
-revokes the grants it made once it has ended; ``change`` ends it and starts a subscription
+revokes the grants it made once it has ended (at once, or by ``end_due``, which the biller
+calls, for a cancellation set for later); ``change`` ends it and starts a subscription
 to another bundle from the same instant. A part cannot be cancelled or changed alone.
 """
 
@@ -56,6 +57,7 @@ __all__ = [
     "archive",
     "cancel",
     "change",
+    "end_due",
     "parse_documents",
     "parse_spec",
     "subscribe",
@@ -445,6 +447,39 @@ def cancel(
     )
     outbox.emit(session, "bundle_subscription.canceled", _sub_payload(bs, t.key), t.id)
     return bs
+
+
+def end_due(session: Session, now: datetime) -> int:
+    """End the bundle subscriptions whose cancellation has come (set for later by
+    ``cancel``): ``canceled``, and the app grants they made revoked. How many."""
+    due = session.exec(
+        select(BundleSubscription).where(
+            col(BundleSubscription.status).not_in(("canceled", "expired")),
+            col(BundleSubscription.cancel_at) <= now,
+        )
+    ).all()
+    for bs in due:
+        assert bs.cancel_at is not None
+        t = tenants.get(session, bs.tenant_id)
+        before = audit.snapshot(bs)
+        bs.status, bs.ended_at = "canceled", bs.cancel_at
+        for a_code in bs.granted_apps or []:
+            _revoke(session, a_code, t.key)
+        bs.touch()
+        session.add(bs)
+        session.flush()
+        audit.record(
+            session,
+            "bundle_subscription.end",
+            target_type="bundle_subscription",
+            target_id=bs.id,
+            target=t.key,
+            before=before,
+            after=audit.snapshot(bs),
+            tenant_id=t.id,
+        )
+        outbox.emit(session, "bundle_subscription.ended", _sub_payload(bs, t.key), t.id)
+    return len(due)
 
 
 def _revoke(session: Session, app_code: str, tenant_key: str) -> None:

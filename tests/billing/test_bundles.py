@@ -234,6 +234,31 @@ def test_apps_are_granted_and_revoked_with_the_bundle(session: Opener) -> None:
         assert apps.check_access(s, "desk", "acme")[0] is False
 
 
+def test_a_cancellation_set_for_later_revokes_the_grants_when_it_comes(session: Opener) -> None:
+    clock.set_now(_at(11, 1))
+    with session() as s:
+        _setup(s)
+        tenants.create(s, "vendor")
+        apps.create(s, "Desk", code="desk", owner="vendor", access="explicit")
+        spec = {"currency": "EUR", "plans": ["crm"], "apps": ["desk"], "price": "35.00"}
+        bundles.apply(s, "with-desk", bundles.parse_spec(spec))
+        bsid = str(bundles.subscribe(s, "acme", "with-desk", start=_at(11, 1)).id)
+    clock.set_now(_at(11, 10))
+    with session() as s:
+        bs = bundles.cancel(s, bsid, at_period_end=True)
+        assert (bs.status, bs.cancel_at) == ("active", _at(12, 1))
+        assert bundles.end_due(s, clock.now()) == 0
+        assert apps.check_access(s, "desk", "acme")[0] is True
+    clock.set_now(_at(12, 1))
+    with session() as s:
+        assert bundles.end_due(s, clock.now()) == 1
+        bs = bundles.get_subscription(s, bsid)
+        assert (bs.status, bs.ended_at) == ("canceled", _at(12, 1))
+        assert apps.check_access(s, "desk", "acme")[0] is False
+        assert bundles.end_due(s, clock.now()) == 0
+        assert _events(s, "bundle_subscription.ended") == ["bundle_subscription.ended"]
+
+
 def test_catalogue_rules(session: Opener) -> None:
     with session() as s:
         documents.apply_text(s, CATALOGUE)

@@ -298,3 +298,56 @@ def test_catalogue_rules(session: Opener) -> None:
         with pytest.raises(Conflict, match="archived"):
             bundles.subscribe(s, "acme", "x")
         assert _events(s, "bundle.") == ["bundle.archived", "bundle.created", "bundle.updated"]
+
+
+def test_cli_bundle_and_bundle_subscription(cli: Any, sqlite_url: str, tmp_path: Any) -> None:
+    """The commands end to end on a SQLite store: create (flags and -f), list, show, subscribe,
+    a part refused alone (exit 1), the bundle cancelled as one, archive with --yes."""
+    from tests.conftest import counts
+
+    docs = CATALOGUE.split("---\n")
+    for kind, text in (("metric", docs[0]), ("plan", "---\n".join(docs[1:4]))):
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(text)
+        assert cli("billing", kind, "create", "-f", path).exit_code == 0
+    assert cli("tenant", "create", "acme").exit_code == 0
+    made = cli.json(
+        "bundle", "create", "suite", "--currency", "EUR", "--plan", "crm", "--plan", "helpdesk",
+        "--percent-off", "10",
+    )  # fmt: skip
+    assert made == [{"code": "suite", "outcome": "created"}]
+    both = cli("bundle", "create", "x", "--currency", "EUR", "--plan", "crm", "--price", "1",
+               "--percent-off", "5")  # fmt: skip
+    assert both.exit_code == 2 and "either price or percent_off" in both.stderr
+    doc = tmp_path / "bundles.yaml"
+    doc.write_text(
+        "kind: Bundle\nmetadata: {name: duo}\n"
+        "spec: {currency: EUR, price: '40.00', plans: [crm, helpdesk]}\n"
+    )
+    assert cli.json("bundle", "create", "-f", doc) == [{"code": "duo", "outcome": "created"}]
+    assert [b["code"] for b in cli.json("billing", "bundle", "list")] == ["duo", "suite"]
+    shown = cli.json("bundle", "show", "suite")
+    assert (shown["pricing"], shown["percent_off"], shown["plans"]) == (
+        "percent_off",
+        "10",
+        ["crm", "helpdesk"],
+    )
+    bs = cli.json("subscription", "create", "acme", "--bundle", "suite")
+    assert [p["plan"] for p in bs["parts"]] == ["crm", "helpdesk"]
+    neither = cli("subscription", "create", "acme", "crm", "--bundle", "suite")
+    assert neither.exit_code == 2
+    before = counts(sqlite_url)
+    part = cli("subscription", "cancel", bs["parts"][0]["id"], "--yes")
+    assert part.exit_code == 1 and "part of bundle subscription" in part.stderr
+    other = cli("subscription", "change-plan", bs["parts"][0]["id"], "crm-plus")
+    assert other.exit_code == 1
+    assert counts(sqlite_url) == before
+    assert cli.json("subscription", "show", bs["id"])["bundle"] == "suite"
+    gone = cli.json("subscription", "cancel", bs["id"], "--yes")
+    assert gone["status"] == "canceled"
+    assert {p["status"] for p in gone["parts"]} == {"canceled"}
+    refused = cli("bundle", "archive", "suite")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert cli.json("bundle", "archive", "suite", "--yes")["archived_at"] is not None
+    assert [b["code"] for b in cli.json("bundle", "list")] == ["duo"]
+    assert cli("bundle", "show", "nope").exit_code == 1

@@ -79,6 +79,13 @@ def bundle_key(bundle_sub_id: Any, start: datetime, end: datetime) -> str:
     return f"bundle|{bundle_sub_id}|{start.isoformat()}|{end.isoformat()}"
 
 
+def maybe_keys(parts: dict[Any, uuid.UUID], sub_id: Any, slots: list[Any]) -> list[str]:
+    """The bundle line keys a part's periods may have been billed under already (a run
+    looks them up, as it does the parts' own line keys)."""
+    bsub = parts.get(sub_id)
+    return [] if bsub is None else [bundle_key(bsub, x.start, x.end) for x in slots]
+
+
 def span(start: datetime, end: datetime, tz: str) -> str:
     zone = ZoneInfo(tz or "UTC")
     last = end.astimezone(zone).date() - timedelta(days=1)

@@ -125,6 +125,31 @@ def test_golden_percent_off_one_line_a_period_plus_usage_and_tax(
         assert inv2.total_minor == 12000
 
 
+def test_a_period_billed_ahead_is_not_billed_again_by_the_run_of_its_month(
+    store_url: str, session: Opener
+) -> None:
+    """Subscribed on 2026-10-20 from 2026-11-01: the 2026-10 run bills November in advance
+    (45.00); the 2026-11 run, whose month covers the start, bills December only."""
+    clock.set_now(_at(10, 20))
+    with session() as s:
+        _setup(s)
+        bundles.subscribe(s, "acme", "suite", start=_at(11, 1))
+    clock.set_now(_at(11, 2))
+    billing.run("2026-10", url=store_url)
+    clock.set_now(_at(12, 2))
+    billing.run("2026-11", url=store_url)
+    with session() as s:
+        starts = []
+        for period in ("2026-10", "2026-11"):
+            (inv,) = invoices.list_invoices(s, "acme", period=period)
+            starts += [
+                (period, ln.period_start, ln.amount_minor)
+                for ln in invoices.lines(s, inv)
+                if ln.kind == "bundle"
+            ]
+        assert starts == [("2026-10", _at(11, 1), 4500), ("2026-11", _at(12, 1), 4500)]
+
+
 def test_fixed_price_is_prorated_from_a_mid_month_start(store_url: str, session: Opener) -> None:
     """Golden: bundle price 40.00 a month, subscribed on 2026-11-16: November is billed for
     15 of 30 days, 40.00 * 15/30 = 20.00, December in full, 40.00; subtotal 60.00, tax

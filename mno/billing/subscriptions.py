@@ -251,6 +251,8 @@ def scheduled_changes(
                 Subscription.started_at == ends_at,
                 Subscription.app_code == sub.app_code,
                 col(Subscription.status).in_(["active", "trialing"]),
+                # a bundle's parts are scheduled and dropped with their bundle only
+                col(Subscription.bundle_subscription_id).is_(None),
             )
         )
     )

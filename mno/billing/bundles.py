@@ -6,7 +6,8 @@ charges. Its parts are plan codes (at least one: the plans carry the periods) an
 codes. Every part plan bills in the bundle's currency and interval, has no trial, and bills
 its fixed charges (and bucket fees) in advance, so that a period's parts are billed
 together. Archiving a bundle stops new subscriptions; those running carry on. A change of
-price applies to the periods billed after it.
+price applies to the periods billed after it; a change of parts to the subscriptions made
+after it.
 
 Subscribing a tenant to a bundle (``subscribe``) writes a bundle subscription, one
 subscription per part plan (pinned to the plan's current version, linked to the bundle

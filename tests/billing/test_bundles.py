@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from mno import clock
-from mno.billing import bundles, documents, invoices, ledger, subscriptions, usage
+from mno.billing import bundles, catalogue, documents, invoices, ledger, subscriptions, usage
 from mno.billing import run as billing
 from mno.billing.export import explain_text, view
 from mno.errors import BadInput, Conflict, InvalidTransition
@@ -318,11 +318,15 @@ def test_catalogue_rules(session: Opener) -> None:
             )[0]
             == "updated"
         )
+        with pytest.raises(Conflict, match="plan crm is a part of bundle"):
+            catalogue.delete(s, "Plan", "crm")
         bundles.archive(s, "x")
         assert [b.code for b in bundles.list_bundles(s)] == []
         with pytest.raises(Conflict, match="archived"):
             bundles.subscribe(s, "acme", "x")
         assert _events(s, "bundle.") == ["bundle.archived", "bundle.created", "bundle.updated"]
+        # archived, the bundle no longer holds its plans
+        assert catalogue.delete(s, "Plan", "crm")["deleted"] == 1
 
 
 def test_cli_bundle_and_bundle_subscription(cli: Any, sqlite_url: str, tmp_path: Any) -> None:

@@ -320,17 +320,6 @@ def get_subscription(session: Session, sub_id: str) -> BundleSubscription:
     return bs
 
 
-def list_subscriptions(
-    session: Session, tenant_key: str | None = None, code: str | None = None
-) -> list[BundleSubscription]:
-    q = select(BundleSubscription).order_by(col(BundleSubscription.created_at))
-    if tenant_key:
-        q = q.where(BundleSubscription.tenant_id == tenants.get(session, tenant_key).id)
-    if code:
-        q = q.where(BundleSubscription.bundle_code == code)
-    return list(session.exec(q))
-
-
 def subscription_view(session: Session, bs: BundleSubscription) -> dict[str, Any]:
     return {
         "id": str(bs.id),
@@ -404,7 +393,7 @@ def cancel(
     """Cancel the bundle subscription and every part with it: now, at ``at`` or at the
     end of the current period. The unused part of a bundle line billed in advance becomes
     a prepaid credit (unless ``credit`` is off); the app grants the bundle made are
-    revoked when the cancellation takes effect now."""
+    revoked when it ends: here when that is now, else by ``end_due``."""
     bs = get_subscription(session, sub_id)
     if bs.status in ("canceled", "expired"):
         raise InvalidTransition(f"bundle subscription {bs.id} is already {bs.status}")

@@ -6,6 +6,8 @@ in SQL and the lines that exist already (skipped; buckets read their rollover fr
 A bucket (retainer) charge bills two lines per period: its recurring ``amount`` as a fixed
 line (``fee_key``; in advance or in arrears as its ``timing`` says, prorated by day like a
 fixed charge) and, in arrears, the overage beyond the hours rolled over and included.
+The fixed lines of a bundle's part plans become one ``bundle`` line per bundle
+subscription and period (``bundle_rating``).
 One charge's price (tiers, packages, rounding) is ``rating``'s; writing the drafts is
 ``run``'s; issuing, paying and voiding them is ``invoices``'.
 """

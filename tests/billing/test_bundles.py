@@ -150,6 +150,34 @@ def test_a_period_billed_ahead_is_not_billed_again_by_the_run_of_its_month(
         assert starts == [("2026-10", _at(11, 1), 4500), ("2026-11", _at(12, 1), 4500)]
 
 
+def test_mrr_counts_a_bundle_line_as_it_counts_a_fixed_charge(
+    store_url: str, session: Opener
+) -> None:
+    """acme takes the bundle (45.00 a month), beta a plan with a 45.00 fixed charge, both
+    from 2026-11-01: each one's 2026-11 invoice bills November and December, 90.00 of
+    recurring lines, so MRR (the recurring lines of the last billed month) is 180.00."""
+    from mno.reports import kpis
+    from mno.reports.model import Window
+
+    clock.set_now(_at(11, 1))
+    with session() as s:
+        _setup(s)
+        flat = "kind: Plan\nmetadata: {name: flat}\nspec:\n  currency: EUR\n  charges:\n"
+        documents.apply_text(s, flat + '    - {kind: fixed, amount: "45.00"}\n')
+        tenants.create(s, "beta")
+        bundles.subscribe(s, "acme", "suite", start=_at(11, 1))
+        subscriptions.create(s, "beta", "flat", start=_at(11, 1))
+    clock.set_now(_at(12, 2))
+    billing.run("2026-11", url=store_url)
+    with session() as s:
+        for key in ("acme", "beta"):
+            (inv,) = invoices.list_invoices(s, key, period="2026-11")
+            invoices.issue(s, str(inv.id))
+    with session(write=False) as s:
+        report = kpis.revenue_report(s, Window.ending("2026-12", 2))
+    assert report.metrics["mrr"] == {"EUR": "180.00"}
+
+
 def test_fixed_price_is_prorated_from_a_mid_month_start(store_url: str, session: Opener) -> None:
     """Golden: bundle price 40.00 a month, subscribed on 2026-11-16: November is billed for
     15 of 30 days, 40.00 * 15/30 = 20.00, December in full, 40.00; subtotal 60.00, tax

@@ -115,8 +115,7 @@ def check_master_key() -> Check:
                 "master key",
                 WARN,
                 "no master key yet: one is created when a secret is first sealed",
-                "on a host joining a store that already holds sealed secrets, "
-                + crypto.COPY_HINT,
+                "on a host joining a store that already holds sealed secrets, " + crypto.COPY_HINT,
             )
         source = "the secret store"
     try:

@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
-from mno.billing import invoices, ledger, subscriptions
+from mno.billing import bundles, invoices, ledger, subscriptions
 from mno.billing import run as billing
 from mno.billing.periods import last_closed_period
 from mno.errors import Conflict
@@ -58,6 +58,7 @@ def tick(ctx: TickContext) -> TickResult:
             result.details["run"] = str(exc)
     with ctx.session() as s:
         result.details["trials_ended"] = subscriptions.end_trials(s, clock.now())
+        result.details["bundles_ended"] = bundles.end_due(s, clock.now())
     if cfg.auto_issue and not ctx.stopping():
         with ctx.session(write=False) as s:
             drafts = list(

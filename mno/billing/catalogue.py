@@ -7,7 +7,8 @@ A delete writes its audit row and its ``<kind>.deleted`` event in the caller's
 transaction. An object something still refers to is not deleted: the refusal names who
 uses it, so the operator can change those first.
 
-- a **plan** (every version) while any subscription, even an ended one, points at it;
+- a **plan** (every version) while any subscription, even an ended one, points at it, or
+  a bundle on sale sells it;
 - a **metric** while a plan version charges for it or usage of it is recorded;
 - a **coupon** while a subscription that is not canceled or expired carries it;
 - a **tax rate** has no references (invoices keep their own tax detail).
@@ -24,6 +25,7 @@ from mno.errors import Conflict, NotFound
 from mno.store import audit, outbox
 from mno.store.models.billing import (
     BillingMetric,
+    Bundle,
     Coupon,
     Plan,
     Subscription,
@@ -87,6 +89,17 @@ def _refusal(kind: str, code: str, session: Session) -> str | None:
         if ids:
             keys = _tenant_keys(session, ids)
             return f"plan {code} has subscriptions of {len(keys)} tenant(s): {_names(keys)}"
+        bundles = [
+            b_code
+            for b_code, plans in session.execute(
+                sa.select(col(Bundle.code), col(Bundle.plans)).where(
+                    col(Bundle.archived_at).is_(None)
+                )
+            )
+            if code in (plans or [])
+        ]
+        if bundles:
+            return f"plan {code} is a part of bundle(s) {_names(bundles)}"
     elif kind == "Metric":
         plans = [
             p_code

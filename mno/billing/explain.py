@@ -87,6 +87,25 @@ def _tier_lines(detail: dict[str, Any], cur: str) -> list[str]:
     return out
 
 
+def _bundle_lines(detail: dict[str, Any], cur: str) -> list[str]:
+    """The parts of a bundle line and how its price was reached."""
+    if not detail.get("bundle"):
+        return []
+    out = [
+        f"   part {p['plan']}: {plain_price(p['amount'], cur)} {cur}"
+        for p in detail.get("parts", [])
+    ]
+    if detail.get("percent_off") is not None:
+        out.append(
+            f"   parts {plain_price(detail.get('parts_total'), cur)} - "
+            f"{_pct(detail['percent_off'])} off = {plain_price(detail.get('full_amount'), cur)}"
+            f" {cur} for the period"
+        )
+    else:
+        out.append(f"   bundle price {plain_price(detail.get('price'), cur)} {cur} for the period")
+    return out
+
+
 def _detail_lines(detail: dict[str, Any]) -> list[str]:
     out = []
     if "used" in detail:  # a bucket of included units
@@ -106,7 +125,10 @@ def _detail_lines(detail: dict[str, Any]) -> list[str]:
 def notes(ln: dict[str, Any], cur: str) -> list[str]:
     """A line's tiers and notes, for a printed invoice (no indentation)."""
     detail = ln.get("detail") or {}
-    return [x.strip() for x in _tier_lines(detail, cur) + _detail_lines(detail)]
+    return [
+        x.strip()
+        for x in _tier_lines(detail, cur) + _bundle_lines(detail, cur) + _detail_lines(detail)
+    ]
 
 
 def unit_price(ln: dict[str, Any], cur: str) -> str:
@@ -141,7 +163,7 @@ def line_text(n: int, ln: dict[str, Any], cur: str) -> list[str]:
     if proration is not None and proration != 1:
         calc += f" x {ratio(proration)} (prorated)"
     out = [f"{head}{calc} = {plain_price(amount, cur)} {cur}"]
-    return out + _tier_lines(detail, cur) + _detail_lines(detail)
+    return out + _tier_lines(detail, cur) + _bundle_lines(detail, cur) + _detail_lines(detail)
 
 
 def _pct(value: Any) -> str:

@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from mno import clock, platform
-from mno.billing import invoice_rows
+from mno.billing import bundle_rating, invoice_rows
 from mno.billing.invoice_rows import existing_lines, id_in, invoice_row
 from mno.billing.periods import (
     closes_at,
@@ -605,6 +605,8 @@ def _periods(
                         maybe.append(line_key(sub.id, idx, slot.start, slot.end))
                         if bucket:
                             maybe.append(fee_key(sub.id, idx, slot.start, slot.end))
+            if check:
+                maybe.extend(bundle_rating.maybe_keys(cat.bundle_parts, sub.id, sl))
     return plan_slots, windows, maybe
 
 

@@ -25,7 +25,7 @@ from mno.billing.tenant_rating import (
     setup_key,
     slots,
 )
-from mno.errors import BadInput, InvalidTransition, NotFound
+from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models.billing import (
     Coupon,
@@ -62,6 +62,7 @@ def create(
     cycle_limit: int | None = None,
     invoice_now: bool = False,
     coupon_periods_used: int = 0,
+    bundle_subscription_id: uuid.UUID | None = None,
 ) -> Subscription:
     """Subscribe; with ``invoice_now`` the first period's in-advance charges are billed at
     once on a draft invoice (the run that covers the start then skips those lines)."""
@@ -81,6 +82,7 @@ def create(
         app_code=app_code,
         coupon_code=coupon,
         coupon_periods_used=coupon_periods_used if coupon else 0,
+        bundle_subscription_id=bundle_subscription_id,
         started_at=at,
         cycle_limit=cycle_limit,
         status="trialing" if plan.trial_days else "active",
@@ -249,6 +251,8 @@ def scheduled_changes(
                 Subscription.started_at == ends_at,
                 Subscription.app_code == sub.app_code,
                 col(Subscription.status).in_(["active", "trialing"]),
+                # a bundle's parts are scheduled and dropped with their bundle only
+                col(Subscription.bundle_subscription_id).is_(None),
             )
         )
     )
@@ -274,6 +278,15 @@ def _drop_scheduled(
         _drop_scheduled(session, nxt, t, now, credit)
 
 
+def _not_a_part(sub: Subscription, verb: str) -> None:
+    """Refuse to act on a bundle's part alone: the bundle is cancelled or changed as one."""
+    if sub.bundle_subscription_id is not None:
+        raise Conflict(
+            f"subscription {sub.id} is part of bundle subscription {sub.bundle_subscription_id}",
+            f"{verb} the bundle subscription instead",
+        )
+
+
 def _record_cancel(session: Session, sub: Subscription, t: Tenant, before: dict[str, Any]) -> None:
     """The audit row and the ``subscription.canceled`` event of a cancellation."""
     audit.record(
@@ -296,6 +309,7 @@ def cancel(
     at: datetime | None = None,
     at_period_end: bool = False,
     credit: bool = True,
+    bundle: bool = False,
 ) -> Subscription:
     """Cancel now, at ``at`` or at the end of the current period (no proration then).
 
@@ -303,8 +317,11 @@ def cancel(
     the unused part of those already billed (prepaid, in advance) becomes a prepaid
     credit at once, drawn down by the tenant's next invoice, unless ``credit`` is off.
     The plan changes scheduled to start at the subscription's end are cancelled with it
-    (also when cancelling at that same end), so nothing of it bills again."""
+    (also when cancelling at that same end), so nothing of it bills again. A bundle's
+    part is cancelled with its bundle only (``bundle``: by ``bundles.cancel``)."""
     sub = get(session, sub_id)
+    if not bundle:
+        _not_a_part(sub, "cancel")
     if sub.status in ("canceled", "expired"):
         raise InvalidTransition(f"subscription {sub.id} is already {sub.status}")
     if at is not None and at_period_end:
@@ -360,6 +377,7 @@ def change_plan(
     ``at_period_end``: the change takes effect when the current period ends, with no
     proration. ``at``: from that instant, prorated by day."""
     old = get(session, sub_id)
+    _not_a_part(old, "change-plan")
     plan_current(session, new_plan)
     t = tenants.get(session, old.tenant_id)
     cancel(session, sub_id, at=at, at_period_end=at_period_end)

@@ -6,6 +6,8 @@ in SQL and the lines that exist already (skipped; buckets read their rollover fr
 A bucket (retainer) charge bills two lines per period: its recurring ``amount`` as a fixed
 line (``fee_key``; in advance or in arrears as its ``timing`` says, prorated by day like a
 fixed charge) and, in arrears, the overage beyond the hours rolled over and included.
+The fixed lines of a bundle's part plans become one ``bundle`` line per bundle
+subscription and period (``bundle_rating``).
 One charge's price (tiers, packages, rounding) is ``rating``'s; writing the drafts is
 ``run``'s; issuing, paying and voiding them is ``invoices``'.
 """
@@ -24,7 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mno.billing import rating
+from mno.billing import bundle_rating, rating
 from mno.billing.periods import (
     local_days,
     local_midnight,
@@ -84,6 +86,9 @@ class Catalog:
     taxes: dict[tuple[str, str | None], TaxRate]
     # metric code -> (aggregation, property for unique_count)
     metrics: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # bundles: part subscription id -> bundle subscription id, and each one's bundle
+    bundle_parts: dict[Any, uuid.UUID] = field(default_factory=dict)
+    bundles: dict[uuid.UUID, bundle_rating.BundleView] = field(default_factory=dict)
 
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
@@ -123,7 +128,8 @@ def load_catalog(session: Session) -> Catalog:
         for m in session.execute(sa.select(BillingMetric)).scalars()
     }
     views = {pid: PlanView.of(p) for pid, p in plans.items()}
-    return Catalog(dict(views), coupons, taxes, metrics)
+    parts, bundles = bundle_rating.load(session)
+    return Catalog(dict(views), coupons, taxes, metrics, parts, bundles)
 
 
 # Periods of a subscription ------------------------------------------------------------
@@ -302,6 +308,7 @@ def rate_tenant(
     billed = billed or {}
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
     discounts: dict[str, Decimal] = defaultdict(Decimal)
+    bundled = bundle_rating.BundleLines(cat.bundle_parts, cat.bundles, tz, billed)
     for sub in subs:
         plan = cat.plans[sub.plan_id]
         cur = plan.currency
@@ -318,6 +325,9 @@ def rate_tenant(
                 sub_lines.append(
                     _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
                 )
+        if bundled.owns(sub.id):
+            # a bundle's part: its fixed charges go into the bundle's one line
+            sub_lines = bundled.take(sub.id, plan.code, sl, sub_lines)
         lines[cur].extend(sub_lines)
         if sub_lines and sub.coupon_code and sub.coupon_code in cat.coupons:
             c = cat.coupons[sub.coupon_code]
@@ -334,6 +344,8 @@ def rate_tenant(
                     share = str((off / sub_total).normalize())
                     for x in sub_lines:
                         x["detail"]["discount_share"] = share
+    for cur, bundle_line in bundled.lines():
+        lines[cur].append(bundle_line)
     for ch in charges:
         amt = Decimal(ch.amount_minor)
         ln = rating.fixed(amt.scaleb(-minor_units(ch.currency)), ch.currency)

@@ -217,6 +217,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("metric", "mno.cli.billing.metrics", "Catalogue: usage metrics and their aggregation."),
     ("coupon", "mno.cli.billing.coupons", "Catalogue: coupons."),
     ("tax-rate", "mno.cli.billing.tax_rates", "Catalogue: tax rates per country and region."),
+    ("bundle", "mno.cli.billing.bundles", "Catalogue: bundles of plans and apps as one product."),
     ("subscription", "mno.cli.billing.subscriptions", "Subscriptions of tenants to plans."),
     ("usage", "mno.cli.billing.usage", "Usage events for metered charges."),
     ("charge", "mno.cli.billing.charges", "One-off charges billed by the next run."),

@@ -275,13 +275,17 @@ def _live_lines(window: Window) -> Any:
     return live
 
 
+# line kinds that recur every period: MRR counts them
+RECURRING = ("fixed", "bundle")
+
+
 def _last_month_lines(
     session: Session, live: Any, currencies: list[str], last_month: dict[str, str | None]
 ) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """MRR, and the lines by plan and by app, of each currency's last billed month.
 
     Read from the monthly rollup of billed lines, by plan, app and line kind: MRR is the
-    fixed ones.
+    recurring ones (fixed charges and bundles).
     """
     rev = revenue_month
     mrr: dict[str, int] = {}
@@ -295,7 +299,7 @@ def _last_month_lines(
             ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
         ):
             units = int(units or 0)
-            if kind == "fixed":
+            if kind in RECURRING:
                 mrr[currency] = mrr.get(currency, 0) + units
             last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
             last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units

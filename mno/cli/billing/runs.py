@@ -45,6 +45,15 @@ def _tax_treatments() -> None:
 _tax_treatments()
 
 
+def _bundles() -> None:
+    from mno.cli.billing.bundles import app as bundles
+
+    app.add_typer(bundles, name="bundle")
+
+
+_bundles()
+
+
 @app.command("run")
 def run_cmd(
     period: Annotated[

@@ -1,5 +1,8 @@
 """mno subscription: create, list, show, cancel, change-plan.
 
+A bundle subscription (``create TENANT --bundle CODE``) is shown, cancelled and changed by
+its own id, as one; its part subscriptions refuse to be cancelled or changed alone.
+
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.
 """
@@ -30,6 +33,9 @@ def _row(s: Any, sub: Any) -> dict[str, Any]:
         "cancel_at": sub.cancel_at,
         "coupon": sub.coupon_code,
         "cycle_limit": sub.cycle_limit,
+        "bundle_subscription": (
+            str(sub.bundle_subscription_id) if sub.bundle_subscription_id else None
+        ),
     }
 
 
@@ -41,7 +47,10 @@ def _one_of(now: bool, at_period_end: bool, at: str | None) -> None:
 @app.command("create")
 def create(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
-    plan: Annotated[str, typer.Argument(help="Plan code.")],
+    plan: Annotated[str | None, typer.Argument(help="Plan code (omit with --bundle).")] = None,
+    bundle: Annotated[
+        str | None, typer.Option("--bundle", help="Subscribe to this bundle instead.")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="Start (ISO time with zone).")] = None,
     app_code: Annotated[str | None, typer.Option("--app", help="App code.")] = None,
     coupon: Annotated[str | None, typer.Option(help="Coupon code.")] = None,
@@ -56,10 +65,15 @@ def create(
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Subscribe TENANT to the current version of PLAN."""
+    """Subscribe TENANT to the current version of PLAN, or to a bundle (--bundle)."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
+    if bundle is not None:
+        _create_bundle(tenant, plan, bundle, start, app_code, coupon, cycles, invoice_now, output)
+        return
+    if plan is None:
+        raise BadInput("give a PLAN or --bundle CODE")
     with session_scope() as s:
         sub = subscriptions.create(
             s,
@@ -82,6 +96,33 @@ def create(
     done(data, message, output)
 
 
+def _create_bundle(
+    tenant: str,
+    plan: str | None,
+    bundle: str,
+    start: str | None,
+    *unsupported: Any,
+) -> None:
+    from mno.billing import bundles
+    from mno.store.db import session_scope
+
+    *flags, output = unsupported
+    if plan is not None:
+        raise BadInput("give a PLAN or --bundle CODE", "not both")
+    if any(flags):
+        raise BadInput("--bundle takes no --app, --coupon, --cycles or --invoice-now")
+    with session_scope() as s:
+        bs = bundles.subscribe(s, tenant, bundle, start=aware_time(start))
+        data = bundles.subscription_view(s, bs)
+    done(data, f"bundle subscription {data['id']} created", output)
+
+
+def _bundle_sub(s: Any, sub_id: str) -> Any:
+    from mno.billing import bundles
+
+    return bundles.find_subscription(s, sub_id)
+
+
 @app.command("list")
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
@@ -102,12 +143,16 @@ def show(
     sub_id: Annotated[str, typer.Argument(help="Subscription id.")],
     output: OutputOpt = Format.table,
 ) -> None:
-    """Show one subscription."""
-    from mno.billing import subscriptions
+    """Show one subscription (a bundle subscription: with its parts)."""
+    from mno.billing import bundles, subscriptions
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        data = _row(s, subscriptions.get(s, sub_id))
+        bs = _bundle_sub(s, sub_id)
+        if bs is not None:
+            data = bundles.subscription_view(s, bs)
+        else:
+            data = _row(s, subscriptions.get(s, sub_id))
     render(data, output)
 
 
@@ -136,14 +181,24 @@ def cancel(
     Now or at a time: fixed charges are prorated by day in the tenant's timezone, and the
     unused part of those already billed in advance becomes a prepaid credit on the
     tenant's ledger, drawn down by the next invoice (``--no-credit``: none). At period
-    end: no proration. Plan changes scheduled at the subscription's end are cancelled too."""
-    from mno.billing import subscriptions
+    end: no proration. Plan changes scheduled at the subscription's end are cancelled too.
+    A bundle subscription is cancelled with all its parts; a part cannot be alone."""
+    from mno.billing import bundles, subscriptions
     from mno.cli.params import confirm
     from mno.store.db import session_scope
 
     _one_of(now, at_period_end, at)
     confirm(f"cancel subscription {sub_id}", yes)
     with session_scope() as s:
+        if _bundle_sub(s, sub_id) is not None:
+            when, is_period_end = aware_time(at), at_period_end
+            bs = bundles.cancel(
+                s, sub_id, at=when, at_period_end=is_period_end, credit=not no_credit
+            )
+            data = bundles.subscription_view(s, bs)
+            ends = "canceled" if bs.status == "canceled" else f"ends at {data['cancel_at']}"
+            done(data, f"bundle subscription {sub_id} {ends}", output)
+            return
         data = _row(
             s,
             subscriptions.cancel(
@@ -174,12 +229,18 @@ def change_plan(
     Now: the unused part of the old plan's fixed charges already billed becomes a prepaid
     credit and the new plan's in-advance charges for the rest of the period are billed at
     once (a draft invoice), prorated by day in the tenant's timezone. At period end: no
-    proration. At a time: both sides prorated by day, billed by the runs."""
-    from mno.billing import subscriptions
+    proration. At a time: both sides prorated by day, billed by the runs. A bundle
+    subscription moves to another bundle (PLAN is then a bundle code), parts and all."""
+    from mno.billing import bundles, subscriptions
     from mno.store.db import session_scope
 
     _one_of(now, at_period_end, at)
     with session_scope() as s:
+        if _bundle_sub(s, sub_id) is not None:
+            bs = bundles.change(s, sub_id, plan, at=aware_time(at), at_period_end=at_period_end)
+            data = bundles.subscription_view(s, bs)
+            done(data, f"bundle subscription {data['id']} on {plan}", output)
+            return
         data = _row(
             s,
             subscriptions.change_plan(

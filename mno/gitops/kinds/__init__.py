@@ -29,6 +29,7 @@ ADAPTERS: list[str] = [
     "mno.gitops.kinds.billing:PlanKind",
     "mno.gitops.kinds.billing:CouponKind",
     "mno.gitops.kinds.billing:TaxRateKind",
+    "mno.gitops.kinds.billing:BundleKind",
     "mno.gitops.kinds.settings:PlatformKind",
 ]
 

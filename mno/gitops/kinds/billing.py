@@ -1,4 +1,4 @@
-"""``kind: Metric | Plan | Coupon | TaxRate``: the billing catalogue.
+"""``kind: Metric | Plan | Coupon | TaxRate | Bundle``: the billing catalogue.
 
 The spec models are the billing area's own (``mno.billing.documents``) and writes go
 through its ``apply`` (a plan whose prices change gets a new version; subscriptions stay
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mno.billing import documents as billing_docs
+from mno.billing.bundle_spec import BundleSpec
 from mno.gitops.kinds.base import Kind
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 from mno.store.types import table_of
@@ -149,3 +150,34 @@ class TaxRateKind(BillingKind):
             "rate": row.rate,
             "inclusive": bool(row.inclusive),
         }
+
+
+class BundleKind(BillingKind):
+    """Bundles: plans and apps sold as one product. Prune archives a bundle (no new
+    subscriptions; those running carry on) instead of deleting it."""
+
+    kind = "Bundle"
+    plural = "bundles"
+    spec_model = BundleSpec
+    description = "A bundle: plans and apps sold as one, at a price or a percentage off."
+    depends_on = ("Plan", "App")
+
+    def refs(self, name: str, spec: dict[str, Any]) -> list[tuple[str, str]]:
+        return [("Plan", p) for p in spec.get("plans") or []] + [
+            ("App", a) for a in spec.get("apps") or []
+        ]
+
+    def current(self, session: Session) -> dict[str, dict[str, Any]]:
+        from mno.billing import bundles
+
+        return {b.code: bundles.spec_of(b) for b in bundles.list_bundles(session)}
+
+    def _apply(self, session: Session, name: str, spec: dict[str, Any]) -> None:
+        from mno.billing import bundles
+
+        bundles.apply(session, name, bundles.parse_spec(spec))
+
+    def delete(self, session: Session, name: str) -> None:
+        from mno.billing import bundles
+
+        bundles.archive(session, name)

@@ -85,6 +85,43 @@ class Subscription(Base, table=True):
     # periods of the coupon used before this subscription began (a plan change carries
     # the coupon over with what is left of it)
     coupon_periods_used: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # a part of a bundle subscription (``billing_bundle_subscription.id``): billed,
+    # cancelled and changed with the bundle
+    bundle_subscription_id: uuid.UUID | None = Field(default=None, index=True)
+
+
+class Bundle(Base, table=True):
+    """Several plans and/or apps sold as one product: a fixed ``price`` per interval, or
+    ``percent_off`` the sum of the part plans' fixed charges. Archived: no new subscribers."""
+
+    __tablename__ = "billing_bundle"
+
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(default="", max_length=200)
+    currency: str = Field(max_length=3)
+    price: str | None = Field(default=None, max_length=40)  # per interval, a decimal string
+    percent_off: str | None = Field(default=None, max_length=20)
+    interval_unit: str = Field(default="month", max_length=16)
+    interval_every: int = Field(default=1)
+    plans: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # plan codes
+    apps: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # app codes
+    archived_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class BundleSubscription(Base, table=True):
+    """A tenant's subscription to a bundle; its plan parts are subscriptions pointing at
+    it, its app parts are grants it made (``granted_apps``: revoked when it ends)."""
+
+    __tablename__ = "billing_bundle_subscription"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    bundle_id: uuid.UUID = Field(foreign_key="billing_bundle.id", index=True)
+    bundle_code: str = Field(max_length=64, index=True)
+    status: str = Field(default="active", max_length=16, index=True)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    cancel_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    granted_apps: list[str] = Field(default_factory=list, sa_type=sa.JSON)
 
 
 class UsageEvent(Base, table=True):

@@ -95,9 +95,7 @@ def closed_periods(
     zones = dict(
         session.execute(
             sa.select(T_TEN.c.id, T_TEN.c.timezone).where(id_in(session, T_TEN.c.id, tids))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     wanted = {(tid, period_of(at, zones.get(tid))) for _, tid, at in timed}
     closed = invoiced(session, wanted)
@@ -291,9 +289,15 @@ def _as_billed(row: dict[str, Any]) -> _Billed:
     return _Billed(row["line_key"], row["quantity"], row["amount_minor"], row["detail"])
 
 
+def _plain(value: Any) -> Decimal:
+    """A quantity read from the store, without the column's trailing zeros."""
+    d = to_decimal(str(value or 0))
+    return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
+
+
 def _quantity(evs: list[Any], agg: str, prop: str | None) -> Decimal:
     """The late events' quantity under the charge's aggregation."""
-    qty = [to_decimal(str(e.quantity)) for e in evs]
+    qty = [_plain(e.quantity) for e in evs]
     if agg == "count":
         return Decimal(len(evs))
     if agg == "max":
@@ -351,7 +355,7 @@ def _late_line(
     billed_minor = sum(int(ln.amount_minor) for ln in before)
     rated_q = _combined(base_q, late_q, agg)
     if kind == "time":
-        entries = [to_decimal(str(e.quantity)) for e in evs]
+        entries = [_plain(e.quantity) for e in evs]
         ln = rating.time_minutes(
             entries,
             to_decimal(ch.get("rate", "0")),

@@ -127,7 +127,7 @@ def import_file(
     metrics = set(session.execute(sa.select(col(BillingMetric.code))).scalars())
     seen: dict[tuple[Any, str], int] = {}
     zones: dict[uuid.UUID, str | None] = dict(
-        session.execute(sa.select(col(Tenant.id), col(Tenant.timezone))).tuples().all()
+        session.execute(sa.select(col(Tenant.id), col(Tenant.timezone))).all()
     )
     months: dict[tuple[uuid.UUID, str], int] = {}  # (tenant, month) -> first line
     for n, row in _rows(path):

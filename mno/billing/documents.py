@@ -1,7 +1,10 @@
 """YAML documents for the catalogue (Metric, Plan, Coupon, TaxRate) and ``apply``.
 
 The shape is ``kind/metadata/spec``; GitOps reuses these models and ``apply`` (create or
-update; a plan whose prices change gets a new version, subscriptions stay pinned).
+update; a plan whose prices change gets a new version, subscriptions stay pinned). Each
+create or update writes its audit row and its ``<kind>.created`` or ``<kind>.updated``
+event (``plan.updated`` for a new version) in the caller's transaction; applying what is
+already there writes nothing.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from mno import platform
+from mno import clock, platform
 from mno.billing import rating
 from mno.billing.invoice_rows import id_in
 from mno.billing.periods import local_midnight, schedule, unit_index
@@ -81,6 +81,14 @@ class Closed:
         )
 
 
+def _horizon(now: datetime) -> datetime:
+    """From here on no time lies in a month that has closed in any timezone (UTC-12 to
+    UTC+14): the month now in UTC+14 is the latest current month anywhere, and it begins
+    at the latest 12 hours after its UTC start (in UTC-12)."""
+    ahead = now.astimezone(UTC) + timedelta(hours=14)
+    return datetime(ahead.year, ahead.month, 1, tzinfo=UTC) + timedelta(hours=12)
+
+
 def closed_periods(
     session: Session, posts: Sequence[tuple[uuid.UUID, datetime | None]]
 ) -> list[Closed | None]:
@@ -88,7 +96,8 @@ def closed_periods(
     late (no time given: now, whose month no run has billed). A few statements for the
     whole list."""
     out: list[Closed | None] = [None] * len(posts)
-    timed = [(n, tid, at) for n, (tid, at) in enumerate(posts) if at is not None]
+    horizon = _horizon(clock.now())
+    timed = [(n, tid, at) for n, (tid, at) in enumerate(posts) if at is not None and at < horizon]
     if not timed:
         return out
     tids = sorted({tid for _, tid, _ in timed})

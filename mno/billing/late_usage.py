@@ -17,7 +17,10 @@ platform's ``billing.late_usage``:
 - ``reject``: the event is refused (``Conflict``: exit 1, HTTP 409) with the number of
   the invoice that closed the period (a draft's id while it has none).
 
-An event that no subscription charges for is not billed, late or not.
+An event that no subscription charges for is not billed, late or not. An event whose
+usage period has no line yet (a quarter still open, a week across the month's end) is
+billed on its own all the same, counted from nothing: that period's own line, billed
+later, leaves it out.
 """
 
 from __future__ import annotations

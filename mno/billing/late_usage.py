@@ -17,6 +17,13 @@ platform's ``billing.late_usage``:
 - ``reject``: the event is refused (``Conflict``: exit 1, HTTP 409) with the number of
   the invoice that closed the period (a draft's id while it has none).
 
+Whether an event is late and whether a run's usage windows hold it are decided one after
+the other, never both missed: a run's chunk holds an exclusive lock on its month
+(``lock_month``) while it reads usage and writes invoices, and a writer of usage that may
+be late holds a shared one on the months it checks, from the check to its commit (only
+times before the latest month begun anywhere are checked: usage of the current month
+takes no lock).
+
 An event that no subscription charges for is not billed, late or not. An event whose
 usage period has no line yet (a quarter still open, a week across the month's end) is
 billed on its own all the same, counted from nothing: that period's own line, billed
@@ -44,6 +51,7 @@ from mno.billing.periods import local_midnight, schedule, unit_index
 from mno.billing.tenant_rating import USAGE_KINDS, Catalog, PlanView, billing_start, line_key
 from mno.errors import Conflict
 from mno.money import minor_units, to_decimal
+from mno.store import leases
 from mno.store.models.billing import Invoice, InvoiceLine, Plan, Subscription, UsageEvent
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
@@ -110,14 +118,20 @@ def closed_periods(
         ).all()
     )
     wanted = {(tid, period_of(at, zones.get(tid))) for _, tid, at in timed}
-    closed = invoiced(session, wanted)
+    closed = invoiced(session, wanted, lock=True)
     for n, tid, at in timed:
         out[n] = closed.get((tid, period_of(at, zones.get(tid))))
     return out
 
 
+def lock_month(session: Session, period: str, *, shared: bool = False) -> None:
+    """Hold month ``period``'s late-usage lock until the transaction ends: exclusive for
+    a run's chunk, shared for writers of usage of that month."""
+    leases.advisory_lock(session, f"billing-usage-month:{period}", shared=shared)
+
+
 def invoiced(
-    session: Session, pairs: Iterable[tuple[uuid.UUID, str]]
+    session: Session, pairs: Iterable[tuple[uuid.UUID, str]], *, lock: bool = False
 ) -> dict[tuple[uuid.UUID, str], Closed]:
     """The (tenant, period) pairs among ``pairs`` that hold a period invoice, with the
     invoice that closed each."""
@@ -125,6 +139,9 @@ def invoiced(
     for tid, period in pairs:
         by_tenant[tid].add(period)
     periods = sorted({p for ps in by_tenant.values() for p in ps})
+    if lock:  # before reading: a run of one of these months waits for the write, or is seen
+        for period in periods:
+            lock_month(session, period, shared=True)
     found: dict[tuple[uuid.UUID, str], Closed] = {}
     tids = sorted(by_tenant)
     for i in range(0, len(tids), 1000):

@@ -505,6 +505,8 @@ def _chunk(
 ) -> RunResult:
     """Bill a chunk of tenants: load, rate, write the rows, record their audit and events."""
     result = RunResult(run_id, period, dry_run=not write)
+    if write:  # usage of the month recorded meanwhile is either read here or found late
+        late_usage.lock_month(s, period)
     loaded = _load(s, ids, year, month, period, cat, check_all)
     if loaded is None:
         return result

@@ -139,7 +139,7 @@ def import_file(
             if first != n:
                 raise BadInput(f"line {n}: id {key!r} repeats line {first}")
     _refuse_recorded(session, seen)
-    late = late_usage.invoiced(session, months)
+    late = late_usage.invoiced(session, months, lock=True)
     if late and late_usage.policy() == late_usage.REJECT:
         pair = min(late, key=lambda p: months[p])
         key = next(k for k, v in tkeys.items() if v == pair[0])

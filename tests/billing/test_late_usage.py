@@ -4,6 +4,7 @@ invoice at the prices in force in that period, or refused (``billing.late_usage`
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -264,3 +265,32 @@ def test_the_setting_is_validated(policy: str, mno_env: Path) -> None:
     assert platform.parse(f"billing:\n  late_usage: {policy}\n").billing.late_usage == policy
     with pytest.raises(Exception, match="late_usage"):
         platform.parse("billing:\n  late_usage: drop\n")
+
+
+def test_usage_written_while_its_month_is_billed_is_not_lost(
+    store_url: str, session: Opener
+) -> None:
+    """A writer of October's usage that has not committed when October's run starts: the
+    run waits for it and bills the usage in October's window (it is not late)."""
+    clock.set_now(_at(2026, 9, 1))
+    with session() as s:
+        documents.apply_text(s, CATALOGUE)
+        tenants.create(s, "acme")
+        subscriptions.create(s, "acme", "pro", start=_at(2026, 9, 1))
+    clock.set_now(_at(2026, 11, 1, 2))
+    results: list[billing.RunResult] = []
+    with session() as s:
+        event, _ = usage.record(s, "acme", "api_calls", 1500, at=OCT_20)
+        runner = threading.Thread(
+            target=lambda: results.append(billing.run("2026-10", url=store_url))
+        )
+        runner.start()
+        runner.join(1.5)
+        assert runner.is_alive()  # the run waits for the writer
+    runner.join(60)
+    assert results and results[0].invoices == 1
+    with session(write=False) as s:
+        _, lines = _invoice(s, "2026-10")
+        (used,) = [ln for ln in lines if ln.kind == "usage"]
+        assert (used.quantity, used.amount_minor) == ("1500", 100)
+        assert s.get(UsageEvent, event.id).late_period is None

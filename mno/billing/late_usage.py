@@ -228,9 +228,12 @@ def load(
                 T_LINE.c.quantity,
                 T_LINE.c.amount_minor,
                 T_LINE.c.detail,
-            ).where(
+            )
+            .join(T_INV, T_INV.c.id == T_LINE.c.invoice_id)
+            .where(
                 id_in(s, T_LINE.c.subscription_id, sub_ids),
                 T_LINE.c.kind.in_(USAGE_KINDS),
+                T_INV.c.status != "void",
             )
         ):
             billed[row.subscription_id].append(row)

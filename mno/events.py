@@ -90,9 +90,20 @@ CATALOGUE: dict[str, str] = {
     "notify.rule_deleted": "An email notification rule was removed.",
     # gitops
     "gitops.applied": "Documents were applied (payload: source, created, updated, deleted).",
+    "metric.created": "A billing metric was added to the catalogue (payload: code, fields).",
+    "metric.updated": "A billing metric's fields changed (payload: code, fields).",
     "metric.deleted": "A billing metric was deleted from the catalogue (payload: code).",
+    "plan.created": "A plan was added to the catalogue (payload: code, version 1).",
+    "plan.updated": (
+        "A plan's prices or terms changed: a new version became current (payload: code, "
+        "version, from_version); subscriptions stay on theirs."
+    ),
     "plan.deleted": "A plan and all its versions were deleted (payload: code, versions).",
+    "coupon.created": "A coupon was added to the catalogue (payload: code, fields).",
+    "coupon.updated": "A coupon's fields changed (payload: code, fields).",
     "coupon.deleted": "A coupon was deleted from the catalogue (payload: code).",
+    "tax_rate.created": "A tax rate was added to the catalogue (payload: code, fields).",
+    "tax_rate.updated": "A tax rate's fields changed (payload: code, fields).",
     "tax_rate.deleted": "A tax rate was deleted from the catalogue (payload: code).",
     "invoice.created": "A draft invoice was created by a billing run or by hand (no number yet).",
     "invoice.updated": "A line of a draft invoice was added, changed or removed (payload: change).",
@@ -118,6 +129,10 @@ CATALOGUE: dict[str, str] = {
     "billing.run_finished": "A billing run finished with its counts and failures.",
     "tax_treatment.set": "A tenant was made exempt from tax or put under reverse charge.",
     "tax_treatment.removed": "A tenant's tax exemption or reverse charge was removed.",
+    "credit.added": (
+        "Prepaid credit was added to a tenant's balance (payload: tenant, credit, "
+        "amount_minor, currency, expires_at, reference)."
+    ),
     "credit.expired": "Prepaid credit reached its expiry; its unused part left the balance.",
     # the store itself
     "store.backed_up": "A backup of the store was written (payload: path, format, bytes).",

@@ -49,6 +49,9 @@ class BillingConfig(Section):
     arrears_after_days: int = Field(default=15, ge=0, le=365)  # after due_at
     suspend_in_arrears: bool = False  # also suspend the tenant
     run_after_hours: int = Field(default=1, ge=0, le=72)  # wait after the period closes
+    # usage that arrives for a period already invoiced: billed on the tenant's next
+    # invoice at the prices of that period, or refused
+    late_usage: Literal["next_invoice", "reject"] = "next_invoice"
 
 
 class HostConfig(Section):

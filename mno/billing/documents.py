@@ -1,7 +1,10 @@
 """YAML documents for the catalogue (Metric, Plan, Coupon, TaxRate) and ``apply``.
 
 The shape is ``kind/metadata/spec``; GitOps reuses these models and ``apply`` (create or
-update; a plan whose prices change gets a new version, subscriptions stay pinned).
+update; a plan whose prices change gets a new version, subscriptions stay pinned). Each
+create or update writes its audit row and its ``<kind>.created`` or ``<kind>.updated``
+event (``plan.updated`` for a new version) in the caller's transaction; applying what is
+already there writes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mno.billing import rating
 from mno.billing.periods import MAX_EVERY
 from mno.errors import BadInput
 from mno.money import check_currency, to_decimal
-from mno.store import audit
+from mno.store import audit, outbox
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 
 
@@ -225,6 +228,7 @@ def apply(session: Session, doc: Document, spec: Any | None = None) -> tuple[str
             target=name,
             after=audit.snapshot(plan),
         )
+        outbox.emit(session, "plan.created", _plan_payload(plan))
         return "created", plan
     if all(getattr(current, k) == v for k, v in values.items()):
         return "unchanged", current
@@ -243,7 +247,18 @@ def apply(session: Session, doc: Document, spec: Any | None = None) -> tuple[str
         before=audit.snapshot(current),
         after=audit.snapshot(plan),
     )
+    outbox.emit(session, "plan.updated", _plan_payload(plan) | {"from_version": current.version})
     return "versioned", plan
+
+
+def _plan_payload(plan: Plan) -> dict[str, Any]:
+    """A plan version as its ``plan.*`` events carry it."""
+    return {
+        "code": plan.code,
+        "version": plan.version,
+        "currency": plan.currency,
+        "interval": {"unit": plan.interval_unit, "every": plan.interval_every},
+    }
 
 
 def _upsert(
@@ -261,6 +276,7 @@ def _upsert(
             target=name,
             after=audit.snapshot(obj),
         )
+        outbox.emit(session, f"{what}.created", {"code": name, **values})
         return "created", obj
     if all(getattr(obj, k) == v for k, v in values.items()):
         return "unchanged", obj
@@ -278,6 +294,7 @@ def _upsert(
         before=before,
         after=audit.snapshot(obj),
     )
+    outbox.emit(session, f"{what}.updated", {"code": name, **values})
     return "updated", obj
 
 

@@ -97,12 +97,14 @@ def _bundle_lines(detail: dict[str, Any], cur: str) -> list[str]:
     ]
     if detail.get("percent_off") is not None:
         out.append(
-            f"   parts {plain_price(detail.get('parts_total'), cur)} - "
-            f"{_pct(detail['percent_off'])} off = {plain_price(detail.get('full_amount'), cur)}"
-            f" {cur} for the period"
+            f"   parts {plain_price(detail.get('parts_total') or 0, cur)} - "
+            f"{_pct(detail['percent_off'])} off = "
+            f"{plain_price(detail.get('full_amount') or 0, cur)} {cur} for the period"
         )
     else:
-        out.append(f"   bundle price {plain_price(detail.get('price'), cur)} {cur} for the period")
+        out.append(
+            f"   bundle price {plain_price(detail.get('price') or 0, cur)} {cur} for the period"
+        )
     return out
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mno import clock
+from mno.billing.periods import utc_z
 from mno.errors import BadInput
 from mno.money import check_currency
 from mno.store import audit, leases, outbox
@@ -119,19 +120,29 @@ def add_credit(
     session.add(grant)
     ledger_add(session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at)
     session.flush()
+    after = {
+        "amount_minor": amount_minor,
+        "currency": cur,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+    }
     audit.record(
         session,
         "ledger.credit",
         target_type="tenant",
         target_id=t.id,
         target=t.key,
-        after={
-            "amount_minor": amount_minor,
-            "currency": cur,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        },
+        after=after,
         tenant_id=t.id,
     )
+    payload = {
+        "tenant": t.key,
+        "credit": str(grant.id),
+        "amount_minor": amount_minor,
+        "currency": cur,
+        "expires_at": utc_z(expires_at) if expires_at else None,
+        "reference": grant.reference,
+    }
+    outbox.emit(session, "credit.added", payload, t.id)
     return entries(session, t.key)[-1]
 
 

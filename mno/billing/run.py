@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from mno import clock, platform
-from mno.billing import bundle_rating, invoice_rows
+from mno.billing import bundle_rating, invoice_rows, late_usage
 from mno.billing.invoice_rows import existing_lines, id_in, invoice_row
 from mno.billing.periods import (
     closes_at,
@@ -114,11 +114,13 @@ class RunResult:
     # tenants skipped because the period has not closed in their timezone yet
     not_closed: list[dict[str, str]] = field(default_factory=list)
     refused: bool = False  # every tenant to bill was skipped: nothing was written
+    late_events: int = 0  # late usage events billed (``mno.billing.late_usage``)
 
     def merge(self, other: RunResult) -> None:
         self.tenants += other.tenants
         self.invoices += other.invoices
         self.lines += other.lines
+        self.late_events += other.late_events
         for cur, v in other.totals.items():
             self.totals[cur] = self.totals.get(cur, 0) + v
         self.failed.extend(other.failed)
@@ -132,6 +134,7 @@ class RunResult:
             "tenants": self.tenants,
             "invoices": self.invoices,
             "lines": self.lines,
+            "late_events": self.late_events,
             "totals": self.totals,
             "errors": self.failed,
             "duration_s": round(self.seconds, 3),
@@ -265,11 +268,13 @@ def _candidates(
     *,
     cols: Sequence[Any] = (T_TEN.c.id,),
 ) -> Any:
-    """Tenants with a billable subscription or a submitted charge whose month has closed
-    (the timezones in ``open_tz`` left out)."""
+    """Tenants with a billable subscription, a submitted charge or late usage to bill
+    whose month has closed (the timezones in ``open_tz`` left out)."""
+    late = late_usage.open_late(f"{year:04d}-{month:02d}")
     q = sa.select(*cols).where(
         T_TEN.c.id.in_(sa.select(T_SUB.c.tenant_id).where(_billable_subs(year, month)))
         | T_TEN.c.id.in_(sa.select(T_CHG.c.tenant_id).where(T_CHG.c.status == "submitted"))
+        | T_TEN.c.id.in_(sa.select(T_USE.c.tenant_id).where(late))
     )
     if open_tz:
         q = q.where(_TZ.not_in(open_tz))
@@ -397,6 +402,8 @@ def aggregate_usage(
 
     for (ws, we), tids in windows.items():
         where = [id_in(s, T_USE.c.tenant_id, tids), T_USE.c.at >= ws, T_USE.c.at < we]
+        # late events are billed on their own line, on a later invoice (late_usage)
+        where.append(T_USE.c.late_period.is_(None))
         q = (
             sa.select(
                 T_USE.c.tenant_id,
@@ -469,6 +476,7 @@ class _Loaded:
     plan_slots: dict[uuid.UUID, list[Slot]]
     billed: dict[str, Any]
     usage: UsageMap
+    late: dict[uuid.UUID, late_usage.LateBill] = field(default_factory=dict)
 
 
 @dataclass
@@ -481,6 +489,7 @@ class _Rated:
     lines: list[dict[str, Any]] = field(default_factory=list)
     charges: list[uuid.UUID] = field(default_factory=list)
     subs: set[uuid.UUID] = field(default_factory=set)
+    late: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # (event, invoice)
 
 
 def _chunk(
@@ -496,6 +505,8 @@ def _chunk(
 ) -> RunResult:
     """Bill a chunk of tenants: load, rate, write the rows, record their audit and events."""
     result = RunResult(run_id, period, dry_run=not write)
+    if write:  # usage of the month recorded meanwhile is either read here or found late
+        late_usage.lock_month(s, period)
     loaded = _load(s, ids, year, month, period, cat, check_all)
     if loaded is None:
         return result
@@ -504,6 +515,7 @@ def _chunk(
     if write:
         invoice_rows.write(s, rated.invoices, rated.lines, rated.charges, rated.subs, now)
         invoice_rows.record_created(s, rated.invoices, rated.tenant_keys, now)
+        late_usage.mark(s, rated.late)
     return result
 
 
@@ -565,7 +577,8 @@ def _load(
         sa.select(T_CHG).where(id_in(s, T_CHG.c.tenant_id, todo), T_CHG.c.status == "submitted")
     ):
         charges[row.tenant_id].append(row)
-    return _Loaded(tenants, subs, treatments, charges, plan_slots, billed, usage)
+    late = late_usage.load(s, todo, tz_of, period, cat)
+    return _Loaded(tenants, subs, treatments, charges, plan_slots, billed, usage, late)
 
 
 def _periods(
@@ -629,6 +642,7 @@ def _rate(
     line_rows: list[dict[str, Any]] = []
     billed_charges: list[uuid.UUID] = []
     billed_subs: set[uuid.UUID] = set()
+    late_billed: list[tuple[uuid.UUID, str]] = []
     write = not result.dry_run
     # time-ordered ids, as text: each insert lands at the right edge of the primary key
     # index instead of a random page, and skips making a UUID object per row
@@ -646,6 +660,7 @@ def _rate(
                 billed=billed,
                 slots_of=plan_slots,
                 treatments=treatments.get(t.id),
+                late=loaded.late[t.id].lines if t.id in loaded.late else None,
             )
         except Exception as exc:  # noqa: BLE001 - reported: kept in the run's failed list
             result.failed.append({"tenant": t.key, "reason": str(exc)[:300]})
@@ -667,11 +682,15 @@ def _rate(
                 line_rows.append(ln)
                 if ln["kind"] == "one_off":
                     billed_charges.append(uuid.UUID(ln["charge_ref"]))
-                elif ln["subscription_id"] is not None:
+                elif ln["subscription_id"] is not None and not ln["detail"].get("late"):
                     billed_subs.add(ln["subscription_id"])
+            if t.id in loaded.late:
+                events = loaded.late[t.id].events.get(currency, [])
+                late_billed.extend((e, inv_id) for e in events)
+                result.late_events += len(events)
             result.invoices += 1
             result.totals[currency] = result.totals.get(currency, 0) + totals["total_minor"]
             if not write:
                 result.preview.append({"tenant": t.key, "currency": currency, **totals})
     result.lines += len(line_rows)
-    return _Rated(inv_rows, inv_keys, line_rows, billed_charges, billed_subs)
+    return _Rated(inv_rows, inv_keys, line_rows, billed_charges, billed_subs, late_billed)

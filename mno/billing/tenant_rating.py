@@ -299,11 +299,14 @@ def rate_tenant(
     billed: dict[str, dict[str, Any]] | None = None,
     slots_of: dict[Any, list[Slot]] | None = None,
     treatments: dict[tuple[str, str], Any] | None = None,
+    late: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, tuple[list[dict[str, Any]], dict[str, Any]]]:
     """Lines, then discounts, then tax, then total, per currency. Pure given its inputs.
 
     ``billed`` holds lines that already exist (skipped; buckets read their rollover from
-    them); ``slots_of`` gives each subscription's periods when they are known already."""
+    them); ``slots_of`` gives each subscription's periods when they are known already;
+    ``late`` adds the lines of late usage (``late_usage``), per currency, which coupons
+    leave alone."""
     tz = t.timezone or "UTC"
     billed = billed or {}
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -353,6 +356,8 @@ def rate_tenant(
         lines[ch.currency].append(
             _line(ln, f"charge|{ch.id}", None, str(ch.id), None, None, ch.description)
         )
+    for cur, late_lines in (late or {}).items():
+        lines[cur].extend(late_lines)
     out: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
     country = t.country or ""
     rate = cat.taxes.get((country, t.region)) or cat.taxes.get((country, None))

@@ -1,4 +1,7 @@
-"""Usage events: record one (idempotent by key) or import a file atomically."""
+"""Usage events: record one (idempotent by key) or import a file atomically.
+
+Usage for a period already invoiced for its tenant is late: it is kept for the tenant's
+next invoice, or refused, as ``billing.late_usage`` says (``mno.billing.late_usage``)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mno import clock
-from mno.errors import BadInput, NotFound
+from mno.billing import late_usage
+from mno.errors import BadInput, Conflict, NotFound
 from mno.money import to_decimal
 from mno.store import audit
 from mno.store.models.billing import BillingMetric, UsageEvent
@@ -41,7 +45,9 @@ def record(
     idempotency_key: str | None = None,
     properties: dict[str, Any] | None = None,
 ) -> tuple[UsageEvent, bool]:
-    """Record usage; a repeated idempotency key returns the first event and False."""
+    """Record usage; a repeated idempotency key returns the first event and False. Usage
+    for a period already invoiced is late (``late_usage``): kept for the next invoice, or
+    refused with ``Conflict``."""
     tenant = tenants.get(session, tenant_key)
     _metric(session, metric_code)
     qty = to_decimal(quantity)
@@ -55,6 +61,9 @@ def record(
         ).first()
         if found is not None:
             return found, False
+    closed = late_usage.closed_periods(session, [(tenant.id, at)])[0]
+    if closed is not None and late_usage.policy() == late_usage.REJECT:
+        raise closed.refusal(tenant.key)
     event = UsageEvent(
         tenant_id=tenant.id,
         metric_code=metric_code,
@@ -62,6 +71,7 @@ def record(
         at=at or clock.now(),
         idempotency_key=idempotency_key,
         properties=properties or {},
+        late_period=closed.period if closed else None,
     )
     session.add(event)
     session.flush()
@@ -105,7 +115,10 @@ def _json_object(n: int, line: str) -> dict[str, Any]:
 def import_file(
     session: Session, path: Path, progress: Callable[[int], None] | None = None, batch: int = 5000
 ) -> int:
-    """Validate every row first (line numbers in errors), then insert in one transaction."""
+    """Validate every row first (line numbers in errors), then insert in one transaction.
+    Rows for a period already invoiced are late (``late_usage``): kept for the tenant's
+    next invoice, or, when late usage is refused, the whole file is (``Conflict`` naming
+    the first such line)."""
     if not path.exists():
         raise BadInput(f"{path}: no such file")
     tkeys: dict[str, uuid.UUID] = dict(
@@ -113,20 +126,33 @@ def import_file(
     )
     metrics = set(session.execute(sa.select(col(BillingMetric.code))).scalars())
     seen: dict[tuple[Any, str], int] = {}
+    zones: dict[uuid.UUID, str | None] = dict(
+        session.execute(sa.select(col(Tenant.id), col(Tenant.timezone))).all()
+    )
+    months: dict[tuple[uuid.UUID, str], int] = {}  # (tenant, month) -> first line
     for n, row in _rows(path):
         checked = _check(n, row, tkeys, metrics)
+        months.setdefault(_month(checked, zones), n)
         key = checked["idempotency_key"]
         if key is not None:
             first = seen.setdefault((checked["tenant_id"], key), n)
             if first != n:
                 raise BadInput(f"line {n}: id {key!r} repeats line {first}")
     _refuse_recorded(session, seen)
+    late = late_usage.invoiced(session, months, lock=True)
+    if late and late_usage.policy() == late_usage.REJECT:
+        pair = min(late, key=lambda p: months[p])
+        key = next(k for k, v in tkeys.items() if v == pair[0])
+        refusal = late[pair].refusal(key)
+        raise Conflict(f"line {months[pair]}: {refusal.message}", refusal.hint)
     t = table_of(UsageEvent)
     now = clock.now()
     buf: list[dict[str, Any]] = []
     done = 0
     for n, row in _rows(path):
         r = _check(n, row, tkeys, metrics)
+        closed_in = late.get(_month(r, zones)) if late else None
+        r["late_period"] = closed_in.period if closed_in else None
         buf.append({"id": new_id(), "created_at": now, "updated_at": now, **r})
         if len(buf) >= batch:
             done += _flush(session, t, buf)
@@ -144,6 +170,11 @@ def import_file(
         after={"events": done},
     )
     return done
+
+
+def _month(row: dict[str, Any], zones: dict[uuid.UUID, str | None]) -> tuple[uuid.UUID, str]:
+    """A checked row's tenant and the month of its time in the tenant's timezone."""
+    return row["tenant_id"], late_usage.period_of(row["at"], zones.get(row["tenant_id"]))
 
 
 def _refuse_recorded(session: Session, ids: dict[tuple[Any, str], int]) -> None:

@@ -6,6 +6,10 @@ not stop the others. Idempotency is exact: a key already in the store, or repeat
 earlier in the same batch, returns the first event and ``created=False``; two writers
 racing with the same key both end with the one row (``ON CONFLICT DO NOTHING`` on the
 ``(tenant_id, idempotency_key)`` unique constraint, then a read of the winner).
+
+A post for a period already invoiced for its tenant is late (``late_usage``): kept for
+the tenant's next invoice, or refused with ``Conflict`` when late usage is (a replay of a
+key already stored still returns its event).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from mno import clock
+from mno.billing import late_usage
+from mno.billing.late_usage import Closed
 from mno.errors import BadInput, Conflict, MnoError, NotFound
 from mno.money import to_decimal
 from mno.store import bulk
@@ -75,7 +81,11 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
             )
         ).scalars()
     )
-    batch = _rows(posts, tenant_ids, metrics, clock.now())
+    closed = _closed(session, posts, tenant_ids)
+    refuse: set[tuple[uuid.UUID, str | None]] | None = None
+    if any(closed) and late_usage.policy() == late_usage.REJECT:
+        refuse = _refused(session, posts, tenant_ids, closed)
+    batch = _rows(posts, tenant_ids, metrics, clock.now(), closed, refuse)
     inserted = _insert(session, batch.rows) if batch.rows else set()
     events = _events(session, batch.rows, inserted)
     outcomes = batch.outcomes
@@ -87,6 +97,47 @@ def record_batch(session: Session, posts: Sequence[UsagePost]) -> list[Outcome]:
     done = [o for o in outcomes if o is not None]
     assert len(done) == len(posts)
     return done
+
+
+_NO_TENANT = uuid.UUID(int=0)
+
+
+def _closed(
+    session: Session, posts: Sequence[UsagePost], tenant_ids: dict[str, uuid.UUID]
+) -> list[Closed | None]:
+    """Per post: the invoiced period its time falls in (None when it is not late)."""
+    probe = [
+        (tenant_ids[p.tenant], p.at)
+        if p.tenant in tenant_ids and p.at is not None and p.at.tzinfo is not None
+        else (_NO_TENANT, None)
+        for p in posts
+    ]
+    return late_usage.closed_periods(session, probe)
+
+
+def _refused(
+    session: Session,
+    posts: Sequence[UsagePost],
+    tenant_ids: dict[str, uuid.UUID],
+    closed: list[Closed | None],
+) -> set[tuple[uuid.UUID, str | None]]:
+    """The late posts to refuse, as (tenant id, idempotency key): all but the replays of
+    a key already stored."""
+    late = {
+        (tenant_ids[p.tenant], p.idempotency_key)
+        for p, c in zip(posts, closed, strict=True)
+        if c is not None
+    }
+    keyed = [(tid, key) for tid, key in late if key]
+    if keyed:
+        t = table_of(UsageEvent)
+        stored = session.execute(
+            sa.select(t.c.tenant_id, t.c.idempotency_key).where(
+                sa.tuple_(t.c.tenant_id, t.c.idempotency_key).in_(keyed)
+            )
+        ).all()
+        late -= {(tid, key) for tid, key in stored}
+    return late
 
 
 @dataclass
@@ -104,6 +155,8 @@ def _rows(
     tenant_ids: dict[str, uuid.UUID],
     metrics: set[str],
     now: datetime,
+    closed: Sequence[Closed | None] | None = None,
+    refuse: set[tuple[uuid.UUID, str | None]] | None = None,
 ) -> _Batch:
     """Check each post and make its row; a key repeated within the batch points at the
     row of its first post."""
@@ -130,6 +183,10 @@ def _rows(
         except BadInput as exc:
             outcomes[n] = exc
             continue
+        late = closed[n] if closed else None
+        if late is not None and refuse and (tenant_id, post.idempotency_key) in refuse:
+            outcomes[n] = late.refusal(post.tenant)
+            continue
         if post.idempotency_key:
             ident = (tenant_id, post.idempotency_key)
             if ident in first_with:
@@ -148,6 +205,7 @@ def _rows(
                 "at": post.at or now,
                 "idempotency_key": post.idempotency_key,
                 "properties": dict(post.properties),
+                "late_period": late.period if late else None,
             }
         )
     return _Batch(outcomes, rows, row_of, repeats)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from mno.errors import BadInput
 from mno.money import from_minor
+from mno.reports import mrr as recurring
 from mno.reports import sql
 from mno.reports.instances import instances_report
 from mno.reports.model import Report, Series, Window, fill, month_bounds
@@ -172,9 +173,12 @@ def _by_value_then_currency(name: str) -> Callable[[dict[str, Any]], tuple[Any, 
 def revenue_report(session: Session, window: Window, detail: bool = True) -> Report:
     """Revenue from issued and paid invoices (credit notes subtract), by month of issue.
 
-    MRR is the recurring (fixed) line amount of the window's last billed month; ARR is
-    12 × MRR. ARPA divides the window's revenue by the tenants billed in it. NRR compares the
-    last month's revenue from tenants billed in the first month with the first month's.
+    MRR is the recurring (fixed) revenue of the window's last month that has any, each
+    line normalised to a month over its service period (``mno.reports.mrr``: an annual
+    1200.00 counts 100.00 in each of its months); ARR is 12 × MRR; the ``mrr`` table
+    gives it per month. ARPA divides the window's revenue by the tenants billed in it. NRR
+    compares the last month's revenue from tenants billed in the first month with the
+    first month's.
     Revenue by plan and by app sums invoice lines over the window; the summary
     (``detail=False``) shows them for the last billed month (``last_month_by_plan`` and
     ``last_month_by_app``). Monthly revenue, MRR and the lines by plan and app are read
@@ -190,7 +194,11 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         c: max((k for k, v in by_month[c].items() if v), default=None) for c in currencies
     }
     live = _live_lines(window)
-    mrr, last_plan, last_app = _last_month_lines(session, live, currencies, last_month)
+    last_plan, last_app = _last_month_lines(session, live, currencies, last_month)
+    mrr_by_month = recurring.normalised(session, window)
+    mrr_currencies = sorted(set(currencies) | set(mrr_by_month))
+    last_mrr = recurring.latest(mrr_by_month)
+    mrr = {c: last_mrr[c][1] if c in last_mrr else 0 for c in mrr_currencies}
     tables: dict[str, list[dict[str, Any]]] = {}
     if detail:
         tables.update(_lines_by_plan_and_app(session, live, months))
@@ -203,6 +211,13 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     nrr = _nrr(session, months, by_month, currencies)
     tables["monthly"] = [
         {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
+        for k in months
+    ]
+    tables["mrr"] = [
+        {
+            "month": k,
+            **{c: str(_major(mrr_by_month.get(c, {}).get(k, 0), c)) for c in mrr_currencies},
+        }
         for k in months
     ]
     return Report(
@@ -223,6 +238,11 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         series=[
             Series(f"revenue {c}", c, [(k, _major(by_month[c].get(k, 0), c)) for k in months])
             for c in currencies
+        ]
+        + [
+            Series(f"mrr {c}", c, [(k, _major(mrr_by_month[c].get(k, 0), c)) for k in months])
+            for c in mrr_currencies
+            if c in mrr_by_month
         ],
     )
 
@@ -275,36 +295,25 @@ def _live_lines(window: Window) -> Any:
     return live
 
 
-# line kinds that recur every period: MRR counts them
-RECURRING = ("fixed", "bundle")
-
-
 def _last_month_lines(
     session: Session, live: Any, currencies: list[str], last_month: dict[str, str | None]
-) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """MRR, and the lines by plan and by app, of each currency's last billed month.
-
-    Read from the monthly rollup of billed lines, by plan, app and line kind: MRR is the
-    recurring ones (fixed charges and bundles).
-    """
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """The lines by plan and by app of each currency's last billed month, read from the
+    monthly rollup of billed lines."""
     rev = revenue_month
-    mrr: dict[str, int] = {}
     last_plan: dict[tuple[str, str], int] = {}
     last_app: dict[tuple[str, str], int] = {}
     for key in sorted({k for k in last_month.values() if k}):
         of_month = [c for c in currencies if last_month[c] == key]
-        for plan, app_code, currency, kind, units in session.execute(
-            sa.select(
-                rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.line_kind, rev.c.amount_minor
-            ).where(live, rev.c.month == key, rev.c.currency.in_(of_month))
+        for plan, app_code, currency, units in session.execute(
+            sa.select(rev.c.plan_code, rev.c.app_code, rev.c.currency, rev.c.amount_minor).where(
+                live, rev.c.month == key, rev.c.currency.in_(of_month)
+            )
         ):
             units = int(units or 0)
-            if kind in RECURRING:
-                mrr[currency] = mrr.get(currency, 0) + units
             last_plan[(plan, currency)] = last_plan.get((plan, currency), 0) + units
             last_app[(app_code, currency)] = last_app.get((app_code, currency), 0) + units
-    mrr = {c: mrr.get(c, 0) for c in currencies if last_month[c] is not None}
-    return mrr, last_plan, last_app
+    return last_plan, last_app
 
 
 def _lines_by_plan_and_app(

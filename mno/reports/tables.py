@@ -58,6 +58,7 @@ tenant = _table(
     _str("tier"),
     _bool("in_arrears"),
     _at("created_at"),
+    _str("timezone"),
 )
 tenant_status_change = _table(
     "tenant_status_change", _id("tenant_id"), _str("from_status"), _str("to_status"), _at("at")
@@ -75,6 +76,22 @@ invoice = _table(
     _at("issued_at"),
     _at("due_at"),
     _at("paid_at"),
+)
+invoice_line = _table(
+    "billing_invoice_line",
+    _id("invoice_id"),
+    _id("subscription_id"),
+    _str("kind"),
+    _at("period_start"),
+    _at("period_end"),
+    _big("amount_minor"),
+)
+subscription = _table(
+    "billing_subscription",
+    _id(),
+    _at("started_at"),
+    _at("trial_ends_at"),
+    _at("cancel_at"),
 )
 invoice_month = _table(
     "report_invoice_month",

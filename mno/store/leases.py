@@ -398,8 +398,10 @@ def lock_rows(session: Session, stmt: sa.Select[Any]) -> bool:
     return False
 
 
-def advisory_lock(session: Session, name: str) -> None:
+def advisory_lock(session: Session, name: str, *, shared: bool = False) -> None:
     """A lock on ``name`` held until the transaction ends (PostgreSQL's transaction-scoped
-    advisory lock; SQLite writers are serialised already)."""
+    advisory lock; SQLite writers are serialised already). ``shared`` locks do not wait
+    for each other, only for the exclusive one."""
     if _postgres(session):
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(sa.text(f"SELECT {fn}(hashtext(:name))"), {"name": name})

@@ -151,9 +151,7 @@ def test_events_and_audit(paid: str, session: Opener) -> None:
     from mno.store import db
 
     with db.get_engine(paid).connect() as conn:
-        types = [
-            r[0] for r in conn.execute(sa.text("SELECT type FROM outbox_event ORDER BY created_at"))
-        ]
+        types = [r[0] for r in conn.execute(sa.text("SELECT type FROM outbox_event ORDER BY seq"))]
         actions = {r[0] for r in conn.execute(sa.text("SELECT action FROM audit_entry"))}
     assert types[-2:] == ["credit_note.issued", "refund.recorded"]
     assert {"credit_note.issue", "refund.record"} <= actions

@@ -150,6 +150,6 @@ def _render(result: RunResult, period: str | None, dry_run: bool, output: Format
         warn(f"{f['tenant']}: {f['reason']}")
     success(
         f"{period or ''} {result.tenants} tenants, {result.invoices} invoices, "
-        f"{result.lines} lines in {result.seconds:.1f}s"
-        + (f"; run {result.run_id}" if result.run_id else " (dry run)")
+        f"{result.lines} lines, {result.late_events} late usage events "
+        f"in {result.seconds:.1f}s" + (f"; run {result.run_id}" if result.run_id else " (dry run)")
     )

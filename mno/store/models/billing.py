@@ -130,6 +130,13 @@ class UsageEvent(Base, table=True):
         sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_billing_usage_idem"),
         sa.Index("ix_billing_usage_tenant_metric_at", "tenant_id", "metric_code", "at"),
         sa.Index("ix_billing_usage_metric_at", "metric_code", "at"),
+        # late usage not billed yet: a run reads it through this small partial index
+        sa.Index(
+            "ix_billing_usage_late_open",
+            "tenant_id",
+            postgresql_where=sa.text("late_period IS NOT NULL AND late_invoice_id IS NULL"),
+            sqlite_where=sa.text("late_period IS NOT NULL AND late_invoice_id IS NULL"),
+        ),
     )
 
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id")
@@ -138,6 +145,10 @@ class UsageEvent(Base, table=True):
     at: datetime = Field(sa_type=UTCDateTime)
     idempotency_key: str | None = Field(default=None, max_length=200)
     properties: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # late usage: the period (YYYY-MM) already invoiced when the event arrived, and the
+    # invoice that billed it afterwards (a later period's)
+    late_period: str | None = Field(default=None, max_length=7)
+    late_invoice_id: uuid.UUID | None = Field(default=None)
 
 
 class Charge(Base, table=True):

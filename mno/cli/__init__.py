@@ -173,6 +173,9 @@ def root(
             show_envvar=True,
         ),
     ] = None,
+    no_headers: Annotated[
+        bool, typer.Option("--no-headers", help="Print tables without their header line.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -184,6 +187,7 @@ def root(
     from mno.cli import output
 
     output.reset()
+    output.set_no_headers(no_headers)
     settings.configure(db_url=db, profile=profile, config=config)
 
 
@@ -212,7 +216,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("events", "mno.cli.events_cmd", "Read platform events (the outbox)."),
     ("report", "mno.cli.reports", "Platform KPIs (Impac): summary, per-area detail, HTML."),
     ("agents", "mno.cli.agents", "Run and inspect the agent daemons."),
-    ("db", "mno.cli.db_cmd", "Manage the store's schema."),
+    ("db", "mno.cli.db_cmd", "Manage the store: its schema, backups and restores."),
     ("config", "mno.cli.doctor:config_app", "Show the settings in force and where they come from."),
     ("metric", "mno.cli.billing.metrics", "Catalogue: usage metrics and their aggregation."),
     ("coupon", "mno.cli.billing.coupons", "Catalogue: coupons."),

@@ -3,6 +3,13 @@
 Commands never print directly; they call ``render()``, ``success()`` or ``progress()``.
 JSON output has stable keys, ISO 8601 UTC timestamps and money as strings.
 
+Tables are drawn for a terminal; when stdout is a pipe or a file they are plain
+tab-separated lines (a header line, then one line per row), as gh and kubectl do, so
+``cut``, ``awk`` and ``sort`` work on them. ``-o wide`` shows every field as a column;
+``mno --no-headers`` leaves the header line out. Cells never carry terminal control
+sequences from user data (escape sequences and control characters are shown escaped),
+and timestamps are shown to the second in UTC.
+
 rich, PyYAML and the store's ``jsonable`` are imported when something is rendered: every
 command module imports this one, and its ``--help`` renders nothing.
 """
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +34,7 @@ if TYPE_CHECKING:
 
 class Format(StrEnum):
     table = "table"
+    wide = "wide"
     json = "json"
     yaml = "yaml"
 
@@ -33,9 +42,20 @@ class Format(StrEnum):
 OutputOpt = Annotated[
     Format,
     typer.Option(
-        "--output", "-o", help="Output format: table, json or yaml.", case_sensitive=False
+        "--output",
+        "-o",
+        help="Output format: table, wide (every column), json or yaml.",
+        case_sensitive=False,
     ),
 ]
+
+_no_headers = False
+
+
+def set_no_headers(value: bool) -> None:
+    global _no_headers
+    _no_headers = value
+
 
 _console: Console | None = None
 _err_console: Console | None = None
@@ -111,12 +131,29 @@ def dumps_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:Z|[+-]00:00)$")
+
+
+def _safe(text: str) -> str:
+    """``text`` without terminal control: ESC, other C0/C1 controls and DEL are shown as
+    escapes (``\x1b``), so user data cannot move the cursor, recolour or retitle."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def cell(value: Any) -> str:
     """A value as a table cell shows it."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str):
+        stamp = _ISO.match(value)
+        if stamp:
+            return f"{stamp.group(1)} {stamp.group(2)}"
+        return _safe(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -147,18 +184,26 @@ def render(
 
         sys.stdout.write(yaml.safe_dump(payload, sort_keys=False, allow_unicode=True))
         return
+    if fmt is Format.wide:
+        columns = None
+    if not sys.stdout.isatty():
+        _render_plain(payload, columns, empty)
+        return
     from rich.table import Table
+    from rich.text import Text
 
     if isinstance(payload, list):
         if not payload:
             console().print(empty)
             return
-        cols = list(columns or payload[0].keys())
-        table = Table(title=title, show_edge=False, header_style="bold")
+        cols = _columns(payload, columns)
+        table = Table(
+            title=title, show_edge=False, header_style="bold", show_header=not _no_headers
+        )
         for col in cols:
             table.add_column(col.upper().replace("_", " "), overflow="fold")
         for row in payload:
-            table.add_row(*(cell(row.get(col)) for col in cols))
+            table.add_row(*(Text(cell(row.get(col))) for col in cols))
         console().print(table)
         return
     if isinstance(payload, dict):
@@ -166,10 +211,43 @@ def render(
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key in columns or payload.keys():
-            table.add_row(key, cell(payload.get(key)))
+            table.add_row(Text(_safe(key)), Text(cell(payload.get(key))))
         console().print(table)
         return
-    console().print(str(payload))
+    console().print(Text(cell(payload)))
+
+
+def _columns(rows: list[Any], columns: Sequence[str] | None) -> list[str]:
+    if columns:
+        return list(columns)
+    seen: dict[str, None] = {}
+    for row in rows[:100]:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def _tsv(values: Sequence[str]) -> str:
+    return "\t".join(v.replace("\t", " ").replace("\n", " ").replace("\r", " ") for v in values)
+
+
+def _render_plain(payload: Any, columns: Sequence[str] | None, empty: str) -> None:
+    """Tab-separated lines for pipes and files: no box drawing, no colour, no wrapping."""
+    out = sys.stdout
+    if isinstance(payload, list):
+        if not payload:
+            err_console().print(empty, highlight=False)
+            return
+        cols = _columns(payload, columns)
+        if not _no_headers:
+            out.write(_tsv([c.upper().replace("_", " ") for c in cols]) + "\n")
+        for row in payload:
+            out.write(_tsv([cell(row.get(c)) for c in cols]) + "\n")
+        return
+    if isinstance(payload, dict):
+        for key in columns or payload.keys():
+            out.write(_tsv([_safe(str(key)), cell(payload.get(key))]) + "\n")
+        return
+    out.write(cell(payload) + "\n")
 
 
 def success(message: str) -> None:
@@ -179,7 +257,7 @@ def success(message: str) -> None:
 
 def done(data: dict[str, Any], message: str, fmt: Format) -> None:
     """Confirm an action: a line on stderr for tables, the result object in json/yaml."""
-    if fmt is Format.table:
+    if fmt in (Format.table, Format.wide):
         success(message)
     else:
         render(data, fmt)

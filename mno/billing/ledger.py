@@ -117,7 +117,9 @@ def add_credit(
         reference=reference or "credit",
     )
     session.add(grant)
-    ledger_add(session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at)
+    entry = ledger_add(
+        session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at
+    )
     session.flush()
     audit.record(
         session,
@@ -132,7 +134,7 @@ def add_credit(
         },
         tenant_id=t.id,
     )
-    return entries(session, t.key)[-1]
+    return entry
 
 
 def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:

@@ -1,0 +1,39 @@
+"""billing: an invoice's idempotency key
+
+A manual invoice or a credit note created through the Developer API keeps the request's
+``Idempotency-Key`` (scoped by the calling app), unique per tenant, so a repeated request
+returns the first result instead of booking twice.
+
+Revision ID: 0406_billing
+Revises: 0403_billing
+Create Date: 2026-12-07 00:15:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision: str = "0406_billing"
+down_revision: str | Sequence[str] | None = "0403_billing"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("billing_invoice") as batch:
+        batch.add_column(
+            sa.Column(
+                "idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True
+            )
+        )
+        batch.create_unique_constraint(
+            "uq_billing_invoice_idem", ["tenant_id", "idempotency_key"]
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("billing_invoice") as batch:
+        batch.drop_constraint("uq_billing_invoice_idem", type_="unique")
+        batch.drop_column("idempotency_key")

@@ -141,7 +141,7 @@ class Invoice(Base, table=True):
         sa.UniqueConstraint(
             "tenant_id", "period", "currency", "kind", name="uq_billing_invoice_period"
         ),
-        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_billing_invoice_idem"),
+        sa.Index("uq_billing_invoice_idem", "tenant_id", "idempotency_key", unique=True),
     )
 
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)

@@ -22,18 +22,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("billing_invoice") as batch:
-        batch.add_column(
-            sa.Column(
-                "idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True
-            )
-        )
-        batch.create_unique_constraint(
-            "uq_billing_invoice_idem", ["tenant_id", "idempotency_key"]
-        )
+    # add_column and a unique index: no table rebuild (the report triggers stay in place)
+    op.add_column(
+        "billing_invoice",
+        sa.Column("idempotency_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    )
+    op.create_index(
+        "uq_billing_invoice_idem",
+        "billing_invoice",
+        ["tenant_id", "idempotency_key"],
+        unique=True,
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("billing_invoice") as batch:
-        batch.drop_constraint("uq_billing_invoice_idem", type_="unique")
-        batch.drop_column("idempotency_key")
+    op.drop_index("uq_billing_invoice_idem", table_name="billing_invoice")
+    op.drop_column("billing_invoice", "idempotency_key")

@@ -153,6 +153,7 @@ class CreditNoteRequest(BaseModel):
 def _view(session: Session, inv: Invoice, refund: LedgerEntry | None = None) -> dict[str, Any]:
     """``invoice show -o json``: the header, a credit note's refund, the lines."""
     data, lines = export.view(session, inv)
+    data = {"credit_note_for": None, "reason": None, **data}
     if inv.kind == "credit_note":
         data["refund"] = export.credit_view(session, inv, refund)["refund"]
     return dict(jsonable({**data, "lines": lines}))

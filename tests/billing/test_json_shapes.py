@@ -13,10 +13,17 @@ from typing import Any
 import pytest
 
 from mno import clock
+from mno.billing import documents
 from mno.tenancy import tenants
 from tests.cli_contract.shapes import money_fields, problems
 
 Opener = Callable[..., AbstractContextManager[Any]]
+
+FIVER = """
+kind: Coupon
+metadata: {name: fiver}
+spec: {kind: fixed, value: "5", currency: EUR, duration: once}
+"""
 
 
 @pytest.fixture
@@ -26,6 +33,7 @@ def billed(store_url: str, session: Opener, catalogue: None, cli: Any) -> dict[s
     clock.set_now(datetime(2026, 10, 20, tzinfo=UTC))
     with session() as s:
         tenants.create(s, "acme", country="FR", currency="EUR")
+        documents.apply_text(s, FIVER)
     cli.json("subscription", "create", "acme", "pro", "--start", "2026-09-01T00:00:00Z")
     cli.json("usage", "record", "acme", "api_calls", "6000", "--at", "2026-10-05T00:00:00Z")
     cli.json("charge", "add", "acme", "--amount", "10.00", "--currency", "EUR",
@@ -83,6 +91,7 @@ COMMANDS: list[tuple[str, ...]] = [
     ("plan", "show", "pro"),
     ("coupon", "list"),
     ("coupon", "show", "half"),
+    ("coupon", "show", "fiver"),
     ("usage", "record", "acme", "api_calls", "5"),
     ("report", "revenue", "--period", "2026-11", "--months", "3"),
     ("report", "invoices", "--period", "2026-11", "--months", "3"),
@@ -107,6 +116,9 @@ def test_every_money_field_has_the_shape_and_every_time_ends_with_z(
     assert problems(exported) == [] and money_fields(exported) == 7 + len(exported["lines"])
     assert exported["issued_at"].endswith("Z")
     assert seen > 50
+    assert cli.json("coupon", "show", "fiver")["value"] == {"amount": "5.00", "currency": "EUR"}
+    assert cli.json("coupon", "show", "half")["value"] == "50"
+    assert cli.json("plan", "show", "pro")["setup_fee"] == {"amount": "0.00", "currency": "EUR"}
 
 
 def test_a_draft_with_more_decimals_than_the_currency_is_rounded_once(

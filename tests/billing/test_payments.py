@@ -83,7 +83,9 @@ def test_partial_payment_then_the_rest(acme: str, cli: Any, session: Opener) -> 
     ]
     assert cli.json("invoice", "list", "--status", "issued") == []
     table = cli("invoice", "list")
-    assert "partially_paid" in table.stdout
+    assert "partially_paid" in table.stdout and "70.00 EUR" in table.stdout
+    shown = cli("invoice", "show", "INV-2026-000001")
+    assert "amount_due" in shown.stdout and "70.00 EUR" in shown.stdout
     rest = cli.json("invoice", "pay", "INV-2026-000001")
     assert (rest["status"], rest["paid"], rest["amount_due"]) == (
         "paid",

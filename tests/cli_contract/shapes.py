@@ -2,11 +2,11 @@
 
 Money: ``{"amount": "83.22", "currency": "EUR"}``, the amount a plain decimal string with
 exactly the currency's decimals. Time: ISO 8601 in UTC ending with ``Z``. A money field
-(one of ``MONEY_KEYS``) holds that shape, ``null``, or a map of currency codes to it
-(a metric per currency such as ``mrr``); an integer there is a count (a report's
-tenants in ``total``, invoices ``paid`` in a month), never money. Unit prices and the tier slices of a line's
-``detail`` are rates at full precision and are not money fields; nothing ends in
-``_minor``.
+(one of ``MONEY_KEYS``) holds that shape, ``null``, or a map of currency codes to it (a
+metric per currency such as ``mrr``); an integer there is a count (a report's tenants in
+``total``, invoices ``paid`` in a month), never money. Unit prices, the tier slices of a
+line's ``detail`` and a plan's ``charges`` are prices at full precision, not money fields.
+Nothing ends in ``_minor``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mno.money import minor_units
 MONEY_KEYS = frozenset(
     "amount subtotal discount tax credit total paid amount_due balance remaining applied"
     " overpaid invoice_total outstanding overdue revenue mrr arr revenue_in_window arpa"
-    " totals".split()
+    " totals setup_fee".split()
 )
 # subtrees that hold pricing inputs or raw tax rules, not amounts of money
 SKIP_KEYS = frozenset({"detail", "tax_detail", "charges", "properties"})

@@ -20,7 +20,7 @@ from mno.money import to_decimal, to_minor
 app = typer.Typer(
     help="Invoices: create, issue, pay, credit, void, explain, export.", no_args_is_help=True
 )
-COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
+COLUMNS = ["id", "number", "tenant", "period", "status", "total", "amount_due"]
 
 
 @app.command("list")

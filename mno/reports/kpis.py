@@ -202,8 +202,7 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
             ]
     nrr = _nrr(session, months, by_month, currencies)
     tables["monthly"] = [
-        {"month": k, **{c: _money(by_month[c].get(k, 0), c) for c in currencies}}
-        for k in months
+        {"month": k, **{c: _money(by_month[c].get(k, 0), c) for c in currencies}} for k in months
     ]
     return Report(
         area="revenue",

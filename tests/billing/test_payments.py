@@ -41,9 +41,7 @@ def _issue(cli: Any, line: str) -> dict[str, Any]:
 def _events(url: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     with db.get_engine(url).connect() as conn:
         rows = conn.execute(
-            sa.text(
-                "SELECT type, payload FROM outbox_event WHERE type LIKE :p ORDER BY seq"
-            ),
+            sa.text("SELECT type, payload FROM outbox_event WHERE type LIKE :p ORDER BY seq"),
             {"p": prefix + "%"},
         ).all()
     return [(t, p if isinstance(p, dict) else json.loads(p)) for t, p in rows]

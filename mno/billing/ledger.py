@@ -130,7 +130,7 @@ def add_credit(
         after={
             "amount_minor": amount_minor,
             "currency": cur,
-            "expires_at": expires_at.isoformat() if expires_at else None,
+            "expires_at": audit.utc_text(expires_at) if expires_at else None,
         },
         tenant_id=t.id,
     )
@@ -190,7 +190,7 @@ def expire_credits(
             "credit": str(grant.id),
             "currency": grant.currency,
             "expired_minor": lapsed,
-            "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+            "expires_at": audit.utc_text(grant.expires_at) if grant.expires_at else None,
         }
         audit.record(
             session,

@@ -56,8 +56,9 @@ def jsonable(value: Any) -> Any:
 
 def utc_text(stamp: datetime) -> str:
     """ISO 8601 in UTC with ``Z``; a naive time is taken as UTC (how SQLite keeps it)."""
-    utc = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-    return utc.replace(tzinfo=None).isoformat() + "Z"
+    if stamp.tzinfo is not UTC:  # the store hands back UTC; others are converted
+        stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    return stamp.replace(tzinfo=None).isoformat() + "Z"
 
 
 def snapshot(obj: Any) -> dict[str, Any]:

@@ -164,7 +164,8 @@ def test_refusals_answer_with_statuses_and_write_nothing(api, h, session, store_
     for path, body, status, code in cases:
         r = _post(api, path, body, h, "k-refused")
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), (path, r.text)
-        assert r.headers["content-type"].startswith("application/json")
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert (r.json()["status"], r.json()["detail"]) == (status, r.json()["error"]["message"])
     assert counts(store_url) == before
     assert httpx.get(f"{api}/v1/dev/invoices/{other_id}", headers=h).status_code == 404
     listed = httpx.get(f"{api}/v1/dev/invoices", params={"tenant": "globex"}, headers=h)
@@ -199,6 +200,7 @@ def test_openapi_lists_the_invoice_routes_with_their_statuses(api):
     ):
         assert codes <= set(paths[path][method]["responses"]), (path, method)
     post = paths["/v1/dev/invoices/{invoice_id}/credit-notes"]["post"]
+    assert "application/problem+json" in post["responses"]["409"]["content"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     money = spec["components"]["schemas"]["Money"]
     assert set(money["properties"]) == {"amount", "currency"}

@@ -1,6 +1,7 @@
 """Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) or an operator
 (``manual``) wrote the drafts: issue (gapless number per issuer, series and year, prepaid
-credits drawn down), pay, flag overdue. Each step posts to the tenant's ``ledger``.
+credits drawn down), pay (in part, in full, or beyond: the excess becomes prepaid
+credit), flag overdue. Each step posts to the tenant's ``ledger``.
 Credit notes, refunds and voiding are in ``credit_notes``."""
 
 from __future__ import annotations
@@ -188,6 +189,17 @@ def amount_due(inv: Invoice) -> int:
     return max(inv.total_minor - inv.paid_minor, 0)
 
 
+# what the audit row of a payment keeps of it
+_PAYMENT_KEYS = (
+    "payment",
+    "amount_minor",
+    "applied_minor",
+    "overpaid_minor",
+    "method",
+    "reference",
+)
+
+
 def record_payment(
     session: Session,
     invoice_id: str,
@@ -275,16 +287,6 @@ def record_payment(
     if inv.status == "paid":
         outbox.emit(session, "invoice.paid", payload(inv, t.key), inv.tenant_id)
     return Payment(inv, entry, applied, overpaid)
-
-
-_PAYMENT_KEYS = (
-    "payment",
-    "amount_minor",
-    "applied_minor",
-    "overpaid_minor",
-    "method",
-    "reference",
-)
 
 
 def pay(

@@ -4,7 +4,10 @@ and PostgreSQL (the rules are in ``tests/cli_contract/shapes.py``)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -119,6 +122,10 @@ def test_every_money_field_has_the_shape_and_every_time_ends_with_z(
     assert cli.json("coupon", "show", "fiver")["value"] == {"amount": "5.00", "currency": "EUR"}
     assert cli.json("coupon", "show", "half")["value"] == "50"
     assert cli.json("plan", "show", "pro")["setup_fee"] == {"amount": "0.00", "currency": "EUR"}
+    csv_text = cli("report", "revenue", "--period", "2026-11", "--months", "3", "-o", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert [r["month"] for r in rows] == ["2026-09", "2026-10", "2026-11"]
+    assert all(re.fullmatch(r"-?\d+\.\d{2}", r["EUR"]) for r in rows), rows
 
 
 def test_a_draft_with_more_decimals_than_the_currency_is_rounded_once(

@@ -150,11 +150,16 @@ class CreditNoteRequest(BaseModel):
 # -- reads ----------------------------------------------------------------------------
 
 
-def _view(session: Session, inv: Invoice, refund: LedgerEntry | None = None) -> dict[str, Any]:
+def _view(session: Session, inv: Invoice) -> dict[str, Any]:
     """``invoice show -o json``: the header, a credit note's refund, the lines."""
     data, lines = export.view(session, inv)
     data = {"credit_note_for": None, "reason": None, **data}
     if inv.kind == "credit_note":
+        refund = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.invoice_id == inv.id, LedgerEntry.type == "refund"
+            )
+        ).first()
         data["refund"] = export.credit_view(session, inv, refund)["refund"]
     return dict(jsonable({**data, "lines": lines}))
 
@@ -208,15 +213,7 @@ def _page(
 
 def _one(caller: Caller, invoice_id: str, kind: str) -> dict[str, Any]:
     with session_scope(write=False) as s:
-        inv = _invoice_of(s, caller, invoice_id, kind)
-        refund = None
-        if kind == "credit_note":
-            refund = s.exec(
-                select(LedgerEntry).where(
-                    LedgerEntry.invoice_id == inv.id, LedgerEntry.type == "refund"
-                )
-            ).first()
-        return _view(s, inv, refund)
+        return _view(s, _invoice_of(s, caller, invoice_id, kind))
 
 
 TenantQuery = Query(..., min_length=1, max_length=40, description="A customer's tenant key.")
@@ -277,9 +274,7 @@ async def get_credit_note(note_id: str, caller: Caller = Depends(app_caller)) ->
 # -- writes ---------------------------------------------------------------------------
 
 
-def _replay(
-    caller: Caller, tenant_id: uuid.UUID, idem: str | None, matches: Any
-) -> dict[str, Any] | None:
+def _replay(tenant_id: uuid.UUID, idem: str | None, matches: Any) -> dict[str, Any] | None:
     """The first result of a repeated key (in a fresh read), or None when it is new."""
     if not idem:
         return None
@@ -298,14 +293,14 @@ def _idempotent(caller: Caller, key: str | None, write: Any, tenant_of: Any, mat
     idem = scoped_key(caller, key)
     with session_scope(write=False) as s:
         tenant_id = tenant_of(s)
-    before = _replay(caller, tenant_id, idem, matches)
+    before = _replay(tenant_id, idem, matches)
     if before is not None:
         return before, 200
     try:
         with session_scope() as s:
             data = write(s, idem)
     except IntegrityError:
-        again = _replay(caller, tenant_id, idem, matches)
+        again = _replay(tenant_id, idem, matches)
         if again is None:
             raise
         return again, 200
@@ -383,7 +378,7 @@ def _create_credit_note(
             idempotency_key=idem,
         )
         s.flush()
-        return _view(s, booked.note, booked.refund)
+        return _view(s, booked.note)
 
     result: tuple[dict[str, Any], int] = _idempotent(
         caller,

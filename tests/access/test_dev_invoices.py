@@ -40,7 +40,7 @@ def _post(api, path, body, h, key=None):
     return httpx.post(f"{api}{path}", json=body, headers=headers)
 
 
-def test_manual_invoice_then_credit_notes_with_idempotency(api, h):
+def test_manual_invoice_then_credit_notes_with_idempotency(api, h, session):
     """3 x 120.00 + 45.50 = 405.50 (acme has no tax address: no tax); a credit note of
     10.00 of line 2 gives back 10.00."""
     first = _post(api, "/v1/dev/invoices", MANUAL, h, "inv-1")
@@ -93,6 +93,20 @@ def test_manual_invoice_then_credit_notes_with_idempotency(api, h):
     refund = {"reason": "x", "amount": "1.00", "refund": True, "method": "card"}
     refused = _post(api, path, refund, h)
     assert refused.status_code == 409 and "refunded" in refused.json()["error"]["message"]
+    # paid, it may be refunded; a replay shows the same refund
+    from mno.billing import invoices
+
+    with session() as s:
+        invoices.pay(s, inv["id"])
+    refunded = _post(api, path, refund, h, "rf-1")
+    assert refunded.status_code == 201, refunded.text
+    assert refunded.json()["refund"] == {
+        "amount": eur("1.00"),
+        "method": "card",
+        "reference": None,
+    }
+    again = _post(api, path, refund, h, "rf-1")
+    assert again.status_code == 200 and again.json() == refunded.json()
     # more than is left on the line: 409
     too_much = _post(api, path, {"reason": "x", "line": 2, "amount": "40.00"}, h)
     assert too_much.status_code == 409, too_much.text

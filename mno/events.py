@@ -108,6 +108,10 @@ CATALOGUE: dict[str, str] = {
     "invoice.created": "A draft invoice was created by a billing run or by hand (no number yet).",
     "invoice.updated": "A line of a draft invoice was added, changed or removed (payload: change).",
     "invoice.issued": "An invoice was issued with its number (billing).",
+    "invoice.payment_recorded": (
+        "A payment was recorded on an invoice, in part, in full or beyond (payload: amount,"
+        " applied, overpaid to credit, amount due, method, reference)."
+    ),
     "invoice.paid": "An invoice was paid in full (billing).",
     "invoice.voided": "An invoice was voided; a credit note was created if it was issued.",
     "invoice.overdue": "An issued invoice is unpaid past its due date plus grace.",

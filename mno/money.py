@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Any
 
 from mno.errors import BadInput
 
@@ -135,8 +136,40 @@ class Money:
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
 
-    def as_json(self) -> dict[str, str]:
-        return {"amount": str(self.amount), "currency": self.currency}
+    def as_json(self) -> MoneyJson:
+        return MoneyJson(amount=str(self.amount), currency=self.currency)
+
+
+class MoneyJson(dict[str, str]):
+    """The one JSON shape of an amount: ``{"amount": "83.22", "currency": "EUR"}``, the
+    amount a plain decimal string with the currency's decimals.
+
+    It is a plain ``dict`` to JSON and YAML encoders; written as text (an f-string, a
+    template, a CSV cell) it is the amount alone, ``83.22``, which those place next to
+    their currency themselves."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return self["amount"]
+
+    def __format__(self, spec: str) -> str:
+        return format(self["amount"], spec)
+
+
+def money_json(minor: int, currency: str) -> MoneyJson:
+    """Integer minor units as the one JSON money shape (every ``-o json`` and API answer)."""
+    return Money.from_minor(int(minor), currency).as_json()
+
+
+def money_fields(data: dict[str, Any], currency: str) -> dict[str, Any]:
+    """``data`` with every ``<name>_minor`` integer as ``<name>`` in the one money shape."""
+    return {
+        (key[: -len("_minor")] if key.endswith("_minor") else key): (
+            money_json(value, currency) if key.endswith("_minor") else value
+        )
+        for key, value in data.items()
+    }
 
 
 def plain(value: str | int | Decimal, places: int = 0) -> str:

@@ -173,10 +173,17 @@ class BillRequest(BaseModel):
     description: str = Field(min_length=1, max_length=500)
 
 
+class Money(BaseModel):
+    """Every amount of money the API answers: ``{"amount": "83.22", "currency": "EUR"}``."""
+
+    amount: str = Field(description="A plain decimal with the currency's decimals, e.g. 83.22.")
+    currency: str = Field(description="ISO 4217 code.")
+
+
 class Bill(BaseModel):
     id: str
     tenant: str
-    amount: str
+    amount: Money
     currency: str
     description: str
     status: str
@@ -186,13 +193,10 @@ class Bill(BaseModel):
 
 def _bill_dict(session: Any, charge: Any) -> dict[str, Any]:
     tenant = session.get(Tenant, charge.tenant_id) if hasattr(charge, "tenant_id") else None
-    amount = getattr(charge, "amount", None)
-    if amount is None and hasattr(charge, "amount_minor"):
-        amount = money.from_minor(charge.amount_minor, charge.currency)
     return {
         "id": str(charge.id),
         "tenant": tenant.key if tenant else str(getattr(charge, "tenant_id", "")),
-        "amount": str(amount),
+        "amount": dict(money.money_json(charge.amount_minor, charge.currency)),
         "currency": charge.currency,
         "description": getattr(charge, "description", "") or "",
         "status": str(getattr(charge, "status", "")),

@@ -1,4 +1,6 @@
-"""One error shape for every API answer: ``{"error": {"code": ..., "message": ...}}``.
+"""One error shape for every API answer: ``application/problem+json`` (RFC 9457) with
+``type``, ``title``, ``status`` and ``detail`` (the CLI's message), and the same code and
+message as ``{"error": {"code": ..., "message": ...}}``.
 
 ``ApiRoute`` is the route class of the API router: it enforces the body size limit and
 turns domain errors and validation errors into that shape with the proper status, so
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request, Response
@@ -27,7 +30,14 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
     error: ErrorDetail
+
+
+PROBLEM = "application/problem+json"
 
 
 class ApiError(Exception):
@@ -44,8 +54,23 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": _title(status),
+            "status": status,
+            "detail": message,
+            "error": {"code": code, "message": message},
+        }
+    )
+    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def from_exception(exc: Exception) -> Response | None:
@@ -109,7 +134,11 @@ class ApiRoute(APIRoute):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
+    code: {
+        "model": ErrorBody,
+        "description": text,
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
     for code, text in (
         (400, "Malformed request"),
         (401, "Missing or bad app credentials"),

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from mno.api import auth, config, dev, idm
-from mno.api.errors import ApiError, from_exception
+from mno.api.errors import PROBLEM, ApiError, from_exception
 from mno.api.routes import billing_available
 
 AUTHORIZE = "/v1/idm/authorize"
@@ -118,7 +118,7 @@ async def _error(send: Any, exc: Exception) -> None:
         for k, v in response.headers.items()
         if k.lower() not in ("content-length", "content-type")
     ]
-    await _send(send, response.status_code, bytes(response.body), headers)
+    await _send(send, response.status_code, bytes(response.body), headers, PROBLEM)
 
 
 def _replay(messages: list[dict[str, Any]]) -> Any:
@@ -130,9 +130,15 @@ def _replay(messages: list[dict[str, Any]]) -> Any:
     return receive
 
 
-async def _send(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+async def _send(
+    send: Any,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]],
+    content_type: str = "application/json",
+) -> None:
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
         *extra,
     ]

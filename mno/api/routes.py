@@ -1,4 +1,5 @@
-"""The API router: IDM always; the Developer API; bills and usage when billing is installed."""
+"""The API router: IDM always; the Developer API; bills, usage, invoices and credit notes
+when billing is installed."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import dev, idm
+from mno.api import dev, dev_invoices, idm
 from mno.api.errors import ApiRoute
 
 
@@ -29,6 +30,8 @@ def build_router() -> APIRouter:
         if path.startswith(("/v1/dev/bills", "/v1/dev/usage")) and not billing:
             continue
         r.routes.append(route)
+    if billing:
+        r.routes.extend(dev_invoices.router.routes)
     return r
 
 

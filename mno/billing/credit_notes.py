@@ -164,6 +164,7 @@ def credit(
     refund: bool = False,
     method: str | None = None,
     reference: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Credited:
     """Book a credit note against an issued or paid invoice: all that remains creditable,
     the rest of ``line`` (1-based, as ``invoice show`` lists them), or ``amount`` (before
@@ -205,6 +206,7 @@ def credit(
         route="refund" if refund else "balance",
         method=how or None,
         reference=reference,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -218,6 +220,7 @@ def book(
     route: Route = "balance",
     method: str | None = None,
     reference: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Credited:
     """Write the credit note, its lines, ledger entries, audit rows and events; the
     caller has checked the invoice may be credited."""
@@ -268,6 +271,7 @@ def book(
         issued_at=now,
         reason=reason,
         number=invoices.next_number(session, inv.issuer, now.year, SERIES),
+        idempotency_key=idempotency_key,
     )
     session.add(note)
     session.flush()

@@ -12,28 +12,29 @@ from __future__ import annotations
 import csv
 import io
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mno.billing import invoices
 from mno.errors import BadInput
-from mno.money import minor_units
+from mno.money import MoneyJson, money_json
 from mno.store.audit import jsonable
 from mno.tenancy import tenants
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from mno.billing.invoices import Payment
     from mno.store.models.billing import Invoice, InvoiceLine, LedgerEntry
 
 FORMATS = ("json", "csv", "html")  # text; a PDF is invoice_pdf.render_pdf(page(...))
 CSV_COLUMNS = ("description", "quantity", "unit_price", "proration", "amount", "currency")
 
 
-def amount(minor: int, currency: str) -> str:
-    """Integer minor units as a decimal string with the currency's exponent."""
-    return str(Decimal(minor).scaleb(-minor_units(currency)))
+def amount(minor: int, currency: str) -> MoneyJson:
+    """Integer minor units as the one money shape, ``{"amount": "83.22", "currency":
+    "EUR"}`` (as text, the amount alone: ``83.22``)."""
+    return money_json(minor, currency)
 
 
 def summary(session: Session, inv: Invoice) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def summary(session: Session, inv: Invoice) -> dict[str, Any]:
         "tenant": tenants.get(session, inv.tenant_id).key,
         "period": inv.period,
         "kind": inv.kind,
-        "status": inv.status,
+        "status": invoices.status_of(inv),
         "currency": cur,
         "subtotal": amount(inv.subtotal_minor, cur),
         "discount": amount(inv.discount_minor, cur),
@@ -54,6 +55,7 @@ def summary(session: Session, inv: Invoice) -> dict[str, Any]:
         "total": amount(inv.total_minor, cur),
         "tax_note": (inv.tax_detail or {}).get("note"),
         "paid": amount(inv.paid_minor, cur),
+        "amount_due": amount(invoices.amount_due(inv), cur),
         "issued_at": inv.issued_at,
         "due_at": inv.due_at,
         "paid_at": inv.paid_at,
@@ -75,13 +77,30 @@ def credit_view(session: Session, note: Invoice, refund: LedgerEntry | None) -> 
         "refund": (
             {
                 "amount": amount(refund.amount_minor, refund.currency),
-                "currency": refund.currency,
                 "method": refund.method,
                 "reference": refund.reference,
             }
             if refund
             else None
         ),
+    }
+
+
+def payment_view(session: Session, payment: Payment) -> dict[str, Any]:
+    """An invoice's header after a payment, and the payment: received, applied to the
+    invoice, and what went beyond it to the tenant's credit balance."""
+    cur = payment.invoice.currency
+    return {
+        **summary(session, payment.invoice),
+        "payment": {
+            "id": str(payment.entry.id),
+            "amount": amount(payment.applied_minor + payment.overpaid_minor, cur),
+            "applied": amount(payment.applied_minor, cur),
+            "overpaid": amount(payment.overpaid_minor, cur),
+            "method": payment.entry.method,
+            "reference": payment.entry.reference,
+            "created_at": payment.entry.created_at,
+        },
     }
 
 

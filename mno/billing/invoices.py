@@ -1,11 +1,13 @@
 """Invoice lifecycle once a run (``run``, rated by ``tenant_rating``) or an operator
 (``manual``) wrote the drafts: issue (gapless number per issuer, series and year, prepaid
-credits drawn down), pay, flag overdue. Each step posts to the tenant's ``ledger``.
+credits drawn down), pay (in part, in full, or beyond: the excess becomes prepaid
+credit), flag overdue. Each step posts to the tenant's ``ledger``.
 Credit notes, refunds and voiding are in ``credit_notes``."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,9 +19,9 @@ from sqlmodel import Session, col, select
 from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
-from mno.money import to_minor
+from mno.money import from_minor, to_minor
 from mno.store import audit, leases, outbox
-from mno.store.models.billing import Invoice, InvoiceCounter, InvoiceLine
+from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine, LedgerEntry
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
 from mno.tenancy import tenants
@@ -45,6 +47,13 @@ def get(session: Session, invoice_id: str | uuid.UUID, lock: bool = False) -> In
     return inv
 
 
+def by_idempotency_key(session: Session, tenant_id: uuid.UUID, key: str) -> Invoice | None:
+    """The invoice or credit note created with ``key`` for the tenant, if any."""
+    return session.exec(
+        select(Invoice).where(Invoice.tenant_id == tenant_id, Invoice.idempotency_key == key)
+    ).first()
+
+
 def lines(session: Session, inv: Invoice) -> list[InvoiceLine]:
     return list(
         session.exec(
@@ -65,7 +74,11 @@ def list_invoices(
     q = select(Invoice).order_by(col(Invoice.created_at).desc()).limit(limit)
     if tenant_key:
         q = q.where(Invoice.tenant_id == tenants.get(session, tenant_key).id)
-    if status:
+    if status == "partially_paid":  # as status_of shows it
+        q = q.where(Invoice.status == "issued", col(Invoice.paid_minor) > 0)
+    elif status == "issued":
+        q = q.where(Invoice.status == "issued", col(Invoice.paid_minor) == 0)
+    elif status:
         q = q.where(Invoice.status == status)
     if period:
         q = q.where(Invoice.period == period)
@@ -100,7 +113,7 @@ def payload(inv: Invoice, key: str) -> dict[str, Any]:
         "id": str(inv.id),
         "tenant": key,
         "number": inv.number,
-        "status": inv.status,
+        "status": status_of(inv),
         "currency": inv.currency,
         "total_minor": inv.total_minor,
         "period": inv.period,
@@ -150,6 +163,132 @@ def issue(session: Session, invoice_id: str, due_days: int = DUE_DAYS) -> Invoic
     return inv
 
 
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A payment recorded: the invoice after it, its ledger entry, what it paid of the
+    invoice and what went beyond it to the tenant's credit balance."""
+
+    invoice: Invoice
+    entry: LedgerEntry
+    applied_minor: int
+    overpaid_minor: int
+
+
+def status_of(inv: Invoice) -> str:
+    """The status shown: ``partially_paid`` for an issued invoice paid in part (the store
+    keeps ``issued`` until it is paid in full, as the reports read it)."""
+    if inv.status == "issued" and inv.kind != "credit_note" and 0 < inv.paid_minor:
+        return "partially_paid"
+    return inv.status
+
+
+def amount_due(inv: Invoice) -> int:
+    """What is left to pay, in minor units (0 unless issued and not paid in full)."""
+    if inv.status != "issued" or inv.kind == "credit_note":
+        return 0
+    return max(inv.total_minor - inv.paid_minor, 0)
+
+
+# what the audit row of a payment keeps of it
+_PAYMENT_KEYS = (
+    "payment",
+    "amount_minor",
+    "applied_minor",
+    "overpaid_minor",
+    "method",
+    "reference",
+)
+
+
+def record_payment(
+    session: Session,
+    invoice_id: str,
+    amount_minor: int | None = None,
+    *,
+    method: str | None = None,
+    reference: str | None = None,
+) -> Payment:
+    """Record a payment of ``amount_minor`` (default: what is due) on an issued invoice.
+
+    Less than is due leaves the invoice partially paid; the rest pays it. More than is due
+    pays it, and the excess becomes prepaid credit in its currency (a credit grant) that
+    the next invoices issued draw down, as a credit note's does. The payment is one ledger
+    entry (minus all that was received), one audit row, an ``invoice.payment_recorded``
+    event, and ``invoice.paid`` when it completes the invoice."""
+    how = (method or "").strip() or None
+    if len(how or "") > 32 or len(reference or "") > 200:
+        raise BadInput("--method is at most 32 characters, --reference 200")
+    inv = get(session, invoice_id, lock=True)
+    label = inv.number or str(inv.id)
+    if inv.kind == "credit_note":
+        raise InvalidTransition(f"{label} is a credit note; it is not paid")
+    if inv.status != "issued":
+        hint = "issue it first: mno invoice issue" if inv.status == "draft" else None
+        raise InvalidTransition(
+            f"invoice {label} is {inv.status}; only issued invoices are paid", hint
+        )
+    due = amount_due(inv)
+    paying = due if amount_minor is None else amount_minor
+    if paying <= 0:
+        raise BadInput(
+            f"payment of {from_minor(paying, inv.currency)} {inv.currency}: give a positive amount"
+        )
+    applied, overpaid = min(paying, due), max(paying - due, 0)
+    before = audit.snapshot(inv)
+    now = clock.now()
+    inv.paid_minor += applied
+    if inv.paid_minor >= inv.total_minor:
+        inv.status, inv.paid_at = "paid", now
+    inv.touch()
+    session.add(inv)
+    entry = ledger_add(
+        session,
+        inv.tenant_id,
+        inv.currency,
+        "payment",
+        -paying,
+        reference or inv.number,
+        inv.id,
+        method=how,
+    )
+    if overpaid:
+        session.add(
+            CreditGrant(
+                tenant_id=inv.tenant_id,
+                currency=inv.currency,
+                amount_minor=overpaid,
+                remaining_minor=overpaid,
+                reference=f"overpayment of {label}"[:200],
+            )
+        )
+    session.flush()
+    t = tenants.get(session, inv.tenant_id)
+    event = {
+        **payload(inv, t.key),
+        "payment": str(entry.id),
+        "amount_minor": paying,
+        "applied_minor": applied,
+        "overpaid_minor": overpaid,
+        "amount_due_minor": amount_due(inv),
+        "method": how,
+        "reference": reference,
+    }
+    audit.record(
+        session,
+        "invoice.pay",
+        target_type="invoice",
+        target_id=inv.id,
+        target=label,
+        before=before,
+        after={**audit.snapshot(inv), "payment": {k: event[k] for k in _PAYMENT_KEYS}},
+        tenant_id=inv.tenant_id,
+    )
+    outbox.emit(session, "invoice.payment_recorded", event, inv.tenant_id)
+    if inv.status == "paid":
+        outbox.emit(session, "invoice.paid", payload(inv, t.key), inv.tenant_id)
+    return Payment(inv, entry, applied, overpaid)
+
+
 def pay(
     session: Session,
     invoice_id: str,
@@ -157,42 +296,15 @@ def pay(
     reference: str | None = None,
     *,
     amount: Decimal | None = None,
+    method: str | None = None,
 ) -> Invoice:
     """Record a payment of ``amount_minor``, or of ``amount`` in the invoice's currency
-    (default: what is due)."""
-    inv = get(session, invoice_id, lock=True)
+    (default: what is due); see ``record_payment``."""
     if amount is not None:
-        amount_minor = to_minor(amount, inv.currency)
-    if inv.status != "issued":
-        raise InvalidTransition(f"invoice {inv.number or inv.id} is {inv.status}, not issued")
-    due = inv.total_minor - inv.paid_minor
-    paying = due if amount_minor is None else amount_minor
-    if paying <= 0 or paying > due:
-        raise BadInput(f"amount must be between 1 and {due} minor units")
-    before = audit.snapshot(inv)
-    inv.paid_minor += paying
-    if inv.paid_minor == inv.total_minor:
-        inv.status = "paid"
-        inv.paid_at = clock.now()
-    inv.touch()
-    session.add(inv)
-    ledger_add(
-        session, inv.tenant_id, inv.currency, "payment", -paying, reference or inv.number, inv.id
-    )
-    t = tenants.get(session, inv.tenant_id)
-    audit.record(
-        session,
-        "invoice.pay",
-        target_type="invoice",
-        target_id=inv.id,
-        target=inv.number or "",
-        before=before,
-        after=audit.snapshot(inv),
-        tenant_id=inv.tenant_id,
-    )
-    if inv.status == "paid":
-        outbox.emit(session, "invoice.paid", payload(inv, t.key), inv.tenant_id)
-    return inv
+        amount_minor = to_minor(amount, get(session, invoice_id).currency)
+    return record_payment(
+        session, invoice_id, amount_minor, method=method, reference=reference
+    ).invoice
 
 
 def flag_overdue(session: Session, grace_days: int = 0, suspend: bool = False) -> int:

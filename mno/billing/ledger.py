@@ -118,7 +118,9 @@ def add_credit(
         reference=reference or "credit",
     )
     session.add(grant)
-    ledger_add(session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at)
+    entry = ledger_add(
+        session, t.id, cur, "credit", -amount_minor, reference or "credit", None, expires_at
+    )
     session.flush()
     after = {
         "amount_minor": amount_minor,
@@ -143,7 +145,7 @@ def add_credit(
         "reference": grant.reference,
     }
     outbox.emit(session, "credit.added", payload, t.id)
-    return entries(session, t.key)[-1]
+    return entry
 
 
 def list_credits(session: Session, tenant_key: str) -> list[CreditGrant]:
@@ -199,7 +201,7 @@ def expire_credits(
             "credit": str(grant.id),
             "currency": grant.currency,
             "expired_minor": lapsed,
-            "expires_at": grant.expires_at.isoformat() if grant.expires_at else None,
+            "expires_at": audit.utc_text(grant.expires_at) if grant.expires_at else None,
         }
         audit.record(
             session,

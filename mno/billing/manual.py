@@ -212,8 +212,10 @@ def create(
     *,
     currency: str | None = None,
     issue: bool = False,
+    idempotency_key: str | None = None,
 ) -> Invoice:
-    """A manual invoice for one-off work: a draft, or issued at once with ``issue``."""
+    """A manual invoice for one-off work: a draft, or issued at once with ``issue``;
+    ``idempotency_key`` is kept on it (see ``invoices.by_idempotency_key``)."""
     if not lines:
         raise BadInput("a manual invoice needs at least one line", '--line "work:1:100.00"')
     t = tenants.get(session, tenant_key)
@@ -231,6 +233,7 @@ def create(
         kind="manual",
         status="draft",
         currency=cur,
+        idempotency_key=idempotency_key,
     )
     session.add(inv)
     session.flush()

@@ -202,7 +202,16 @@ def _write_csv(report: Report, table: str | None) -> None:
     if rows:
         writer.writerow(rows[0].keys())
         for row in rows:
-            writer.writerow(_metric_text(v) if isinstance(v, dict) else v for v in row.values())
+            writer.writerow(_csv_cell(k, v) for k, v in row.items())
+
+
+def _csv_cell(key: str, value: Any) -> Any:
+    """A cell: money under its own currency's column is the amount alone (``150.00``)."""
+    if isinstance(value, dict):
+        if value.get("currency") == key and set(value) == {"amount", "currency"}:
+            return value["amount"]
+        return _metric_text(value)
+    return value
 
 
 for _area, _doc in {

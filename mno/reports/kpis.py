@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from mno.errors import BadInput
-from mno.money import from_minor
+from mno.money import MoneyJson, from_minor, money_json
 from mno.reports import mrr as recurring
 from mno.reports import sql
 from mno.reports.instances import instances_report
@@ -158,8 +158,8 @@ def paid_months(session: Session, window: Window) -> dict[str, int]:
     }
 
 
-def _money(units: int, currency: str) -> dict[str, str]:
-    return {"amount": str(from_minor(int(units), currency)), "currency": currency}
+def _money(units: int, currency: str) -> MoneyJson:
+    return money_json(int(units), currency)
 
 
 def _major(units: int, currency: str) -> Any:
@@ -210,13 +210,12 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
             ]
     nrr = _nrr(session, months, by_month, currencies)
     tables["monthly"] = [
-        {"month": k, **{c: str(_major(by_month[c].get(k, 0), c)) for c in currencies}}
-        for k in months
+        {"month": k, **{c: _money(by_month[c].get(k, 0), c) for c in currencies}} for k in months
     ]
     tables["mrr"] = [
         {
             "month": k,
-            **{c: str(_major(mrr_by_month.get(c, {}).get(k, 0), c)) for c in mrr_currencies},
+            **{c: _money(mrr_by_month.get(c, {}).get(k, 0), c) for c in mrr_currencies},
         }
         for k in months
     ]
@@ -225,11 +224,11 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
         title="Revenue",
         window=window,
         metrics={
-            "mrr": {c: str(_major(v, c)) for c, v in mrr.items()},
-            "arr": {c: str(_major(v * 12, c)) for c, v in mrr.items()},
-            "revenue_in_window": {c: str(_major(v, c)) for c, v in totals.items()},
+            "mrr": {c: _money(v, c) for c, v in mrr.items()},
+            "arr": {c: _money(v * 12, c) for c, v in mrr.items()},
+            "revenue_in_window": {c: _money(v, c) for c, v in totals.items()},
             "arpa": {
-                c: str(_major(totals[c] // max(1, int(tenants_billed.get(c, 0) or 0)), c))
+                c: _money(totals[c] // max(1, int(tenants_billed.get(c, 0) or 0)), c)
                 for c in currencies
             },
             "nrr_pct": nrr,
@@ -456,8 +455,8 @@ def invoices_report(session: Session, window: Window) -> Report:
         metrics={
             "outstanding_count": sum(r["outstanding_count"] for r in per_currency),
             "overdue_count": sum(r["overdue_count"] for r in per_currency),
-            "outstanding": {r["currency"]: r["outstanding"]["amount"] for r in per_currency},
-            "overdue": {r["currency"]: r["overdue"]["amount"] for r in per_currency},
+            "outstanding": {r["currency"]: r["outstanding"] for r in per_currency},
+            "overdue": {r["currency"]: r["overdue"] for r in per_currency},
             "dso_days": {r["currency"]: r["dso_days"] for r in per_currency},
         },
         tables={

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return utc_text(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -52,6 +52,13 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+def utc_text(stamp: datetime) -> str:
+    """ISO 8601 in UTC with ``Z``; a naive time is taken as UTC (how SQLite keeps it)."""
+    if stamp.tzinfo is not UTC:  # the store hands back UTC; others are converted
+        stamp = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+    return stamp.replace(tzinfo=None).isoformat() + "Z"
 
 
 def snapshot(obj: Any) -> dict[str, Any]:

@@ -56,11 +56,16 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
         "charge", "add", "acme", "--amount", "10.00", "--currency", "EUR", "--description", "setup"
     )
     dry = cli.json("billing", "run", "--period", "2026-10", "--dry-run")
-    assert dry["invoices"] == 1 and dry["would_invoice"][0]["total_minor"] == 11040
+    assert dry["invoices"] == 1 and dry["would_invoice"][0]["total"] == {
+        "amount": "110.40",
+        "currency": "EUR",
+    }
     out = cli.json("billing", "run", "--period", "2026-10", "--issue")
-    assert out["invoices"] == 1 and out["totals"] == {"EUR": 11040}
+    assert out["invoices"] == 1 and out["totals"] == {
+        "EUR": {"amount": "110.40", "currency": "EUR"}
+    }
     inv = cli.json("invoice", "list")[0]
-    assert inv["number"] == "INV-2026-000001" and inv["total"] == "110.40"
+    assert inv["number"] == "INV-2026-000001" and inv["total"]["amount"] == "110.40"
     assert cli("charge", "cancel", ch["id"]).exit_code == 1
     again = cli.json("billing", "run", "--period", "2026-10")
     assert again["invoices"] == 0
@@ -70,13 +75,18 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
     as_json = tmp_path / "inv.json"
     assert cli("invoice", "export", inv["id"], "--format", "json", "-o", as_json).exit_code == 0
     exported = json.loads(as_json.read_text())
-    assert exported["number"] == "INV-2026-000001" and exported["total"] == "110.40"
-    assert sum(Decimal(ln["amount"]) for ln in exported["lines"]) == Decimal(exported["subtotal"])
+    assert exported["number"] == "INV-2026-000001" and exported["total"] == {
+        "amount": "110.40",
+        "currency": "EUR",
+    }
+    assert sum(Decimal(ln["amount"]["amount"]) for ln in exported["lines"]) == Decimal(
+        exported["subtotal"]["amount"]
+    )
     rows = list(
         csv.reader(io.StringIO(cli("invoice", "export", inv["id"], "--format", "csv").stdout))
     )
     assert rows[0] == ["description", "quantity", "unit_price", "proration", "amount", "currency"]
-    assert [r[4] for r in rows[1:]] == [ln["amount"] for ln in exported["lines"]]
+    assert [r[4] for r in rows[1:]] == [ln["amount"]["amount"] for ln in exported["lines"]]
     assert {r[5] for r in rows[1:]} == {"EUR"}
     bad = cli("invoice", "export", inv["id"], "--format", "xml")
     assert bad.exit_code == 2 and "json, csv, html or pdf" in bad.stderr
@@ -84,7 +94,7 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
     assert "tier" in explain.stdout and "total 110.40" in explain.stdout
     assert cli.json("invoice", "pay", inv["id"])["status"] == "paid"
     ledger = cli.json("ledger", "show", "acme")
-    assert [e["balance"] for e in ledger] == ["110.40", "0.00"]
+    assert [e["balance"]["amount"] for e in ledger] == ["110.40", "0.00"]
 
 
 def test_bad_input_writes_nothing(cli: Any, sqlite_url: str, tmp_path: Path) -> None:
@@ -160,9 +170,9 @@ def test_invoice_now_tax_treatment_and_expiring_credit(
         "--invoice-now",
     )
     # all of October (in UTC) in advance, reverse charged: 49.00 and no tax
-    assert sub["invoice"] and sub["invoice_total_minor"] == 4900
+    assert sub["invoice"] and sub["invoice_total"] == {"amount": "49.00", "currency": "EUR"}
     shown = cli.json("invoice", "show", sub["invoice"])
-    assert shown["tax"] == "0.00" and "FR40303265045" in shown["tax_note"]
+    assert shown["tax"]["amount"] == "0.00" and "FR40303265045" in shown["tax_note"]
     r = cli(
         "ledger",
         "credit",
@@ -186,8 +196,8 @@ def test_invoice_now_tax_treatment_and_expiring_credit(
         "--expires",
         "2026-11-01T00:00:00Z",
     )
-    assert credit["balance_minor"] == -500
+    assert credit["balance"] == {"amount": "-5.00", "currency": "EUR"}
     (grant,) = cli.json("ledger", "credits", "acme")
-    assert (grant["remaining"], grant["status"]) == ("5.00", "open")
+    assert (grant["remaining"]["amount"], grant["status"]) == ("5.00", "open")
     assert cli("billing", "tax-treatment", "remove", "acme", "--country", "FR").exit_code == 0
     assert cli("billing", "tax-treatment", "remove", "acme", "--country", "FR").exit_code == 1

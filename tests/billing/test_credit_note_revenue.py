@@ -98,10 +98,10 @@ def _november(session: Opener) -> dict[str, Any]:
 
 # November as computed by hand in the docstring below
 NOVEMBER = {
-    "monthly": [{"month": "2026-11", "EUR": "72.00"}],
-    "revenue": {"EUR": "72.00"},
-    "mrr": {"EUR": "100.00"},
-    "arr": {"EUR": "1200.00"},
+    "monthly": [{"month": "2026-11", "EUR": {"amount": "72.00", "currency": "EUR"}}],
+    "revenue": {"EUR": {"amount": "72.00", "currency": "EUR"}},
+    "mrr": {"EUR": {"amount": "100.00", "currency": "EUR"}},
+    "arr": {"EUR": {"amount": "1200.00", "currency": "EUR"}},
     "by_plan": [{"plan": "biz", "revenue": {"amount": "60.00", "currency": "EUR"}}],
 }
 
@@ -141,7 +141,7 @@ def test_migration_turns_old_negative_credit_notes_positive(billed: str, session
             )
         )
     check(session)
-    assert _november(session)["revenue"] == {"EUR": "288.00"}
+    assert _november(session)["revenue"] == {"EUR": {"amount": "288.00", "currency": "EUR"}}
     with db.get_engine(billed).begin() as conn:
         for statement in MIGRATION.POSITIVE_CREDIT_NOTES:
             conn.execute(sa.text(statement))

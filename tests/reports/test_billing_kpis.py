@@ -103,15 +103,35 @@ def test_revenue_by_hand(session):
     with session(write=False) as s:
         report = kpis.revenue_report(s, Window.ending("2026-11", 2))
     assert report.metrics == {
-        "mrr": {"EUR": "80.00", "USD": "10.00"},
-        "arr": {"EUR": "960.00", "USD": "120.00"},
-        "revenue_in_window": {"EUR": "260.00", "USD": "10.00"},  # 150 + (120 - 10)
-        "arpa": {"EUR": "130.00", "USD": "10.00"},
+        "mrr": {
+            "EUR": {"amount": "80.00", "currency": "EUR"},
+            "USD": {"amount": "10.00", "currency": "USD"},
+        },
+        "arr": {
+            "EUR": {"amount": "960.00", "currency": "EUR"},
+            "USD": {"amount": "120.00", "currency": "USD"},
+        },
+        "revenue_in_window": {
+            "EUR": {"amount": "260.00", "currency": "EUR"},
+            "USD": {"amount": "10.00", "currency": "USD"},
+        },  # 150 + (120 - 10)
+        "arpa": {
+            "EUR": {"amount": "130.00", "currency": "EUR"},
+            "USD": {"amount": "10.00", "currency": "USD"},
+        },
         "nrr_pct": {"EUR": 73.3, "USD": None},  # 110 of 150 from October's tenants
     }
     assert report.tables["monthly"] == [
-        {"month": "2026-10", "EUR": "150.00", "USD": "0.00"},
-        {"month": "2026-11", "EUR": "110.00", "USD": "10.00"},
+        {
+            "month": "2026-10",
+            "EUR": {"amount": "150.00", "currency": "EUR"},
+            "USD": {"amount": "0.00", "currency": "USD"},
+        },
+        {
+            "month": "2026-11",
+            "EUR": {"amount": "110.00", "currency": "EUR"},
+            "USD": {"amount": "10.00", "currency": "USD"},
+        },
     ]
     assert report.tables["by_plan"] == [
         {"plan": "basic", "revenue": {"amount": "10.00", "currency": "USD"}},

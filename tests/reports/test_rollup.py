@@ -260,7 +260,10 @@ def test_rebuild_command_recomputes_stale_rollups(session: Opener, cli: Any) -> 
         "report_invoice_month": 5,
         "report_revenue_month": 6,
     }
-    assert cli.json(*args)["metrics"]["revenue_in_window"] == {"EUR": "260.00", "USD": "10.00"}
+    assert cli.json(*args)["metrics"]["revenue_in_window"] == {
+        "EUR": {"amount": "260.00", "currency": "EUR"},
+        "USD": {"amount": "10.00", "currency": "USD"},
+    }
     assert [e["action"] for e in cli.json("audit", "list", "--action", "report.*")] == [
         "report.rebuild"
     ]

@@ -36,7 +36,19 @@ def _row(obj: Any, kind: str) -> dict[str, Any]:
     row = {c: getattr(obj, c) for c in COLUMNS[kind]}
     if kind == "Plan":
         row["charges"] = obj.charges if not isinstance(obj.charges, list) else len(obj.charges)
-    return row
+    return _with_money(row, kind)
+
+
+def _with_money(data: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A plan's setup fee and a fixed coupon's value in the one money shape; a plan's
+    charges stay as its document writes them (prices at full precision)."""
+    from mno.money import Money
+
+    if kind == "Plan" and data.get("setup_fee") is not None:
+        data["setup_fee"] = Money.of(data["setup_fee"], data["currency"]).as_json()
+    if kind == "Coupon" and data.get("kind") == "fixed" and data.get("currency"):
+        data["value"] = Money.of(data["value"], data["currency"]).as_json()
+    return data
 
 
 def _apply_file(file: Path, kind: str, output: Format) -> None:
@@ -146,7 +158,7 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         from mno.store.db import session_scope
 
         with session_scope(write=False) as s:
-            data = audit.snapshot(catalogue.get(s, kind, name))
+            data = _with_money(audit.snapshot(catalogue.get(s, kind, name)), kind)
         render(data, output)
 
     @app.command("delete")

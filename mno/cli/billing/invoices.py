@@ -15,12 +15,12 @@ import typer
 from mno.cli.output import Format, OutputOpt, done, render
 from mno.cli.params import YesOpt, confirm
 from mno.errors import BadInput
-from mno.money import to_decimal
+from mno.money import to_decimal, to_minor
 
 app = typer.Typer(
     help="Invoices: create, issue, pay, credit, void, explain, export.", no_args_is_help=True
 )
-COLUMNS = ["id", "number", "tenant", "period", "status", "currency", "total"]
+COLUMNS = ["id", "number", "tenant", "period", "status", "total", "amount_due"]
 
 
 @app.command("list")
@@ -168,13 +168,33 @@ def issue(
 @app.command("pay")
 def pay(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
-    amount: Annotated[str | None, typer.Option(help="Amount (default: what is due).")] = None,
+    amount: Annotated[
+        str | None,
+        typer.Option(help="Amount received (default: what is due); beyond it becomes credit."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="How it was paid, e.g. bank_transfer, card.")
+    ] = None,
     reference: Annotated[str | None, typer.Option(help="Payment reference.")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Record a payment."""
-    paid = to_decimal(amount) if amount is not None else None
-    _action("pay", invoice, output, amount=paid, reference=reference)
+    """Record a payment: in part (the invoice is then partially_paid), in full, or more
+    (the excess goes to the tenant's credit balance, drawn by the next invoice)."""
+    from mno.billing import invoices
+    from mno.billing.export import payment_view
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        inv = invoices.get(s, invoice)
+        paid = to_minor(to_decimal(amount), inv.currency) if amount is not None else None
+        payment = invoices.record_payment(s, invoice, paid, method=method, reference=reference)
+        data = payment_view(s, payment)
+    message = f"invoice {data['number'] or data['id']} {data['status'].replace('_', ' ')}"
+    if data["status"] != "paid":
+        message += f"; {data['amount_due']} {data['currency']} due"
+    if payment.overpaid_minor:
+        message += f"; {data['payment']['overpaid']} {data['currency']} to the tenant's credit"
+    done(data, message, output)
 
 
 @app.command("void")

@@ -49,14 +49,18 @@ def credit(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     amount: Annotated[str, typer.Option(help="Amount, e.g. 20.00.")],
     currency: Annotated[str, typer.Option(help="ISO 4217 currency.")],
-    reference: Annotated[str | None, typer.Option(help="Reference.")] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reason", "--reference", help="Why (kept as its reference).")
+    ] = None,
     expires: Annotated[
         str | None, typer.Option(help="Expiry (ISO time with zone); unused credit lapses.")
     ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Add prepaid credit; invoices issued later in that currency draw it down after tax."""
+    """Add prepaid credit; invoices issued later in that currency draw it down after tax.
+    With -o json/yaml: the ledger entry written."""
     from mno.billing import ledger
+    from mno.billing.export import amount as _amt
     from mno.store.db import session_scope
 
     with session_scope() as s:
@@ -68,8 +72,19 @@ def credit(
             reference,
             expires_at=aware_time(expires),
         )
-        data = {"seq": e.seq, "amount_minor": e.amount_minor, "balance_minor": e.balance_minor}
-    done(data, f"credit added; balance {data['balance_minor']} minor units", output)
+        data = {
+            "id": str(e.id),
+            "tenant": tenant,
+            "seq": e.seq,
+            "type": e.type,
+            "amount": _amt(e.amount_minor, e.currency),
+            "balance": _amt(e.balance_minor, e.currency),
+            "reason": e.reference,
+            "expires_at": e.expires_at,
+            "created_at": e.created_at,
+        }
+    message = f"credit of {_amt(-e.amount_minor, e.currency)} {e.currency} added"
+    done(data, f"{message}; balance {data['balance']}", output)
 
 
 @app.command("credits")

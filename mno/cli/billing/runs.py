@@ -119,9 +119,13 @@ def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:
 
 
 def _render(result: RunResult, period: str | None, dry_run: bool, output: Format) -> None:
+    from mno.money import money_fields, money_json
+
     data = result.as_dict()
+    data["totals"] = {cur: money_json(v, cur) for cur, v in result.totals.items()}
+    preview = [money_fields(row, row["currency"]) for row in result.preview]
     if dry_run:
-        data["would_invoice"] = result.preview
+        data["would_invoice"] = preview
     if output is not Format.table:
         render(data, output)
         return
@@ -134,18 +138,7 @@ def _render(result: RunResult, period: str | None, dry_run: bool, output: Format
         )
         return
     if dry_run:
-        render(
-            result.preview,
-            output,
-            columns=[
-                "tenant",
-                "currency",
-                "subtotal_minor",
-                "discount_minor",
-                "tax_minor",
-                "total_minor",
-            ],
-        )
+        render(preview, output, columns=["tenant", "subtotal", "discount", "tax", "total"])
     for f in result.failed:
         warn(f"{f['tenant']}: {f['reason']}")
     success(

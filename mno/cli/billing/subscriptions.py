@@ -16,6 +16,7 @@ import typer
 from mno.cli.billing import aware_time
 from mno.cli.output import Format, OutputOpt, done, render
 from mno.errors import BadInput
+from mno.money import money_json
 
 app = typer.Typer(help="Subscriptions of tenants to plans.", no_args_is_help=True)
 COLUMNS = ["id", "tenant", "plan", "status", "started_at", "cancel_at"]
@@ -89,7 +90,7 @@ def create(
         inv = subscriptions.first_invoice(s, sub) if invoice_now else None
         if invoice_now:
             data["invoice"] = str(inv.id) if inv else None
-            data["invoice_total_minor"] = inv.total_minor if inv else 0
+            data["invoice_total"] = money_json(inv.total_minor, inv.currency) if inv else None
     message = f"subscription {data['id']} created"
     if invoice_now:
         message += f"; invoice {data['invoice']}" if data["invoice"] else "; nothing to invoice"

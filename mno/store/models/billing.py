@@ -189,6 +189,7 @@ class Invoice(Base, table=True):
         sa.UniqueConstraint(
             "tenant_id", "period", "currency", "kind", name="uq_billing_invoice_period"
         ),
+        sa.Index("uq_billing_invoice_idem", "tenant_id", "idempotency_key", unique=True),
     )
 
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
@@ -214,6 +215,8 @@ class Invoice(Base, table=True):
     credit_note_for: uuid.UUID | None = Field(default=None)
     # a credit note's reason
     reason: str | None = Field(default=None, max_length=500)
+    # a Developer API request's Idempotency-Key (scoped by app): a repeat returns this one
+    idempotency_key: str | None = Field(default=None, max_length=200)
 
 
 class InvoiceLine(Base, table=True):

@@ -5,7 +5,7 @@ charges. A tenant's bundle subscription owns the subscriptions of its plans
 (``billing_subscription.bundle_subscription_id``) and the app grants it made.
 
 Revision ID: 0405_billing
-Revises: 0403_billing
+Revises: 0404_billing
 Create Date: 2026-12-06 23:55:00.000000
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import mno.store.types
 
 revision: str = "0405_billing"
-down_revision: str | Sequence[str] | None = "0403_billing"
+down_revision: str | Sequence[str] | None = "0404_billing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -92,7 +92,7 @@ def init_master_key(
 
 
 @app.command("export-master-key")
-def export_master_key(yes: YesOpt = False) -> None:
+def export_master_key(yes: YesOpt = False, output: OutputOpt = Format.table) -> None:
     """Print the master key, to copy it to another host that shares this store
     (`mno secret export-master-key --yes | ssh HOST mno secret import-master-key`)."""
     from mno import crypto
@@ -102,7 +102,10 @@ def export_master_key(yes: YesOpt = False) -> None:
     key = crypto.current_key()
     if not key:
         raise NotFound("no master key on this host", "it is created when a secret is first sealed")
-    typer.echo(key)
+    if output in (Format.json, Format.yaml):
+        render({"name": crypto.MASTER_KEY_NAME, "key": key}, output)
+    else:
+        typer.echo(key)
 
 
 @app.command("import-master-key")

@@ -175,7 +175,7 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
 
     MRR is the recurring (fixed) revenue of the window's last month that has any, each
     line normalised to a month over its service period (``mno.reports.mrr``: an annual
-    1200.00 counts 100.00 in each of its months); ARR is 12 × MRR; the ``mrr`` table
+    1200.00 counts 100.00 in each of its months); ARR is 12 × MRR; the ``mrr_monthly`` table
     gives it per month. ARPA divides the window's revenue by the tenants billed in it. NRR
     compares the last month's revenue from tenants billed in the first month with the
     first month's.
@@ -212,7 +212,7 @@ def revenue_report(session: Session, window: Window, detail: bool = True) -> Rep
     tables["monthly"] = [
         {"month": k, **{c: _money(by_month[c].get(k, 0), c) for c in currencies}} for k in months
     ]
-    tables["mrr"] = [
+    tables["mrr_monthly"] = [
         {
             "month": k,
             **{c: _money(mrr_by_month.get(c, {}).get(k, 0), c) for c in mrr_currencies},

@@ -154,8 +154,9 @@ def test_mrr_counts_a_bundle_line_as_it_counts_a_fixed_charge(
     store_url: str, session: Opener
 ) -> None:
     """acme takes the bundle (45.00 a month), beta a plan with a 45.00 fixed charge, both
-    from 2026-11-01: each one's 2026-11 invoice bills November and December, 90.00 of
-    recurring lines, so MRR (the recurring lines of the last billed month) is 180.00."""
+    from 2026-11-01: each one's 2026-11 invoice bills November and December. MRR is
+    normalised to a month over each line's service period: December's share of each, 45.00
+    + 45.00 = 90.00 (45.00 if the bundle line were not counted as recurring)."""
     from mno.reports import kpis
     from mno.reports.model import Window
 
@@ -175,7 +176,7 @@ def test_mrr_counts_a_bundle_line_as_it_counts_a_fixed_charge(
             invoices.issue(s, str(inv.id))
     with session(write=False) as s:
         report = kpis.revenue_report(s, Window.ending("2026-12", 2))
-    assert report.metrics["mrr"] == {"EUR": "180.00"}
+    assert report.metrics["mrr"] == {"EUR": {"amount": "90.00", "currency": "EUR"}}
 
 
 def test_fixed_price_is_prorated_from_a_mid_month_start(store_url: str, session: Opener) -> None:

@@ -219,7 +219,7 @@ def test_pdf_invoice_and_credit_note(cli: Any, catalogue: None, tmp_path: Path) 
         "CN-2026-000001",
         "Acme Corp",
         "Credit note for invoice INV-2026-000001: Workshop cancelled.",
-        f"Total credited {note['total']} EUR",
+        f"Total credited {note['total']['amount']} EUR",
     ):
         assert expected in text, (expected, text)
     assert "Please pay" not in text and "Due " not in text

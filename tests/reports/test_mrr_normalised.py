@@ -56,6 +56,11 @@ spec:
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def eur(amount: str) -> dict[str, str]:
+    """An amount in the one money shape of JSON and reports."""
+    return {"amount": amount, "currency": "EUR"}
+
+
 def _bill_and_issue(url: str, period: str, now: datetime, session: Opener) -> None:
     clock.set_now(now)
     billing.run(period, url=url)
@@ -106,28 +111,28 @@ def test_mrr_is_normalised_over_the_service_period(
     with session(write=False) as s:
         report = kpis.revenue_report(s, window)
         summary = next(r for r in kpis.summary(s, window) if r.area == "revenue")
-    assert report.metrics["mrr"] == {"EUR": "249.00"}
-    assert report.metrics["arr"] == {"EUR": "2988.00"}
-    assert report.tables["mrr"] == [
-        {"month": m, "EUR": "249.00"} for m in ("2026-01", "2026-02", "2026-03", "2026-04")
+    assert report.metrics["mrr"] == {"EUR": eur("249.00")}
+    assert report.metrics["arr"] == {"EUR": eur("2988.00")}
+    assert report.tables["mrr_monthly"] == [
+        {"month": m, "EUR": eur("249.00")} for m in ("2026-01", "2026-02", "2026-03", "2026-04")
     ]
     assert report.tables["monthly"] == [
-        {"month": "2026-01", "EUR": "0.00"},
-        {"month": "2026-02", "EUR": "1608.00"},
-        {"month": "2026-03", "EUR": "49.00"},
-        {"month": "2026-04", "EUR": "349.00"},
+        {"month": "2026-01", "EUR": eur("0.00")},
+        {"month": "2026-02", "EUR": eur("1608.00")},
+        {"month": "2026-03", "EUR": eur("49.00")},
+        {"month": "2026-04", "EUR": eur("349.00")},
     ]
     # a window that ends in February: the annual invoice still counts a twelfth
     with session(write=False) as s:
         february = kpis.revenue_report(s, Window.ending("2026-02", 1))
-    assert february.metrics["mrr"] == {"EUR": "249.00"}
+    assert february.metrics["mrr"] == {"EUR": eur("249.00")}
     # the summary and `mno report` agree with the report
     assert summary.metrics == report.metrics
-    assert summary.tables["mrr"] == report.tables["mrr"]
+    assert summary.tables["mrr_monthly"] == report.tables["mrr_monthly"]
     args = ("--period", "2026-04", "--months", "4")
     shown = cli.json("report", "revenue", *args)
     assert shown["metrics"] == report.as_dict()["metrics"]
-    assert shown["tables"]["mrr"] == report.tables["mrr"]
+    assert shown["tables"]["mrr_monthly"] == report.tables["mrr_monthly"]
     whole = cli.json("report", "summary", *args)
     (revenue,) = [r for r in whole["reports"] if r["area"] == "revenue"]
     assert revenue["metrics"] == report.as_dict()["metrics"]
@@ -149,10 +154,10 @@ def test_a_prorated_first_year_spreads_over_the_months_it_covers(
         (inv,) = invoices.list_invoices(s, "late")
         assert inv.total_minor == 60493
         report = kpis.revenue_report(s, Window.ending("2026-12", 12))
-    by_month = {row["month"]: row["EUR"] for row in report.tables["mrr"]}
-    assert [by_month[f"2026-{m:02d}"] for m in range(1, 7)] == ["0.00"] * 6
-    assert [by_month[f"2026-{m:02d}"] for m in range(7, 13)] == ["100.82"] * 6
-    assert report.metrics["mrr"] == {"EUR": "100.82"}
+    by_month = {row["month"]: row["EUR"] for row in report.tables["mrr_monthly"]}
+    assert [by_month[f"2026-{m:02d}"] for m in range(1, 7)] == [eur("0.00")] * 6
+    assert [by_month[f"2026-{m:02d}"] for m in range(7, 13)] == [eur("100.82")] * 6
+    assert report.metrics["mrr"] == {"EUR": eur("100.82")}
 
 
 @pytest.mark.parametrize(

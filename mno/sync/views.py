@@ -66,14 +66,14 @@ def first_page(
     """The first page of an entity (default: the connector's first), fetched from the
     app and mapped, as ``mno connector test`` shows it; with ``connection``, with that
     connection's credentials and base URL. Nothing is written."""
-    creds, base = None, None
+    creds, base, owner = None, None, None
     with session_scope(db_url, write=False) as s:
         doc = spec.of(connections.get_connector(s, connector_name))
         if connection:
             c = connections.get(s, connection)
-            creds, base = c.credentials, c.base_url
+            creds, base, owner = c.credentials, c.base_url, c.name
     ent = doc.entity(entity) if entity else doc.entities[0]
-    with RestClient(doc, creds, base) as client:
+    with RestClient(doc, creds, base, owner=owner) as client:
         raws, _ = fetch_page(client, ent, None, {})
     return [
         {"external_id": p.external_id, "deleted": p.deleted, "updated_at": p.updated_at, **p.data}

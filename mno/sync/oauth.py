@@ -151,13 +151,32 @@ def make_client(auth: Auth, values: dict[str, Any], owner: str, **httpx_kwargs: 
     return TokenClient(auth, values, token_prefix(auth, owner), **httpx_kwargs)
 
 
-def authorization_url(auth: Auth, values: dict[str, Any], owner: str) -> str:
-    """Where an operator consents (the ``authorization_code`` grant's first step)."""
-    if auth.type != "oauth2" or auth.grant != "authorization_code" or not auth.authorize_url:
+def _connection_auth(session: Session, connection: str) -> tuple[Any, Auth, dict[str, Any], Any]:
+    """(connection row, its connector's auth, the auth's values, the connector)."""
+    from mno.store.models.sync import SyncConnector
+    from mno.sync import connections
+    from mno.sync import spec as specmod
+    from mno.sync.rest import auth_values
+
+    conn = connections.get(session, connection)
+    row = session.get(SyncConnector, conn.connector_id)
+    assert row is not None  # a connector with connections cannot be removed
+    doc = specmod.of(row)
+    if doc.auth.type != "oauth2" or doc.auth.grant != "authorization_code":
         raise BadInput(
-            "the connector's auth is no oauth2 authorization_code grant with an authorize_url"
+            f"connector {doc.name} does not use the oauth2 authorization_code grant",
+            "only that grant is authorised by an operator",
         )
-    with make_client(auth, values, owner) as client:
+    return conn, doc.auth, auth_values(doc.auth, conn.credentials), doc
+
+
+def consent_url(session: Session, connection: str) -> str:
+    """Where an operator consents for ``connection`` (the first step of the
+    authorization_code grant); the API then redirects with the code to exchange."""
+    conn, auth, values, _ = _connection_auth(session, connection)
+    if not auth.authorize_url:
+        raise BadInput(f"connection {conn.name}: the connector's auth has no authorize_url")
+    with make_client(auth, values, conn.name) as client:
         url, _state = client.create_authorization_url(auth.authorize_url)
     return str(url)
 
@@ -171,24 +190,11 @@ def exchange_code(
 ) -> dict[str, Any]:
     """Trade an authorization code for the connection's tokens, stored as secrets;
     returns what was stored (secret names and expiry, never the tokens)."""
-    from mno.store.models.sync import SyncConnector
-    from mno.sync import connections
-    from mno.sync import spec as specmod
-    from mno.sync.rest import auth_values, tls_context
+    from mno.sync.rest import tls_context
 
-    conn = connections.get(session, connection)
-    row = session.get(SyncConnector, conn.connector_id)
-    assert row is not None  # a connection's connector cannot be removed before it
-    doc = specmod.of(row)
-    auth = doc.auth
-    if auth.type != "oauth2" or auth.grant != "authorization_code":
-        raise BadInput(
-            f"connector {doc.name} does not use the oauth2 authorization_code grant",
-            "only that grant exchanges a code",
-        )
     if not code.strip():
         raise BadInput("the authorization code is empty")
-    values = auth_values(auth, conn.credentials)
+    conn, auth, values, doc = _connection_auth(session, connection)
     if redirect_uri:
         values["redirect_uri"] = redirect_uri
     with make_client(

@@ -18,11 +18,18 @@ from __future__ import annotations
 import re
 import threading
 import time
+import warnings
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
+import authlib.deprecate  # noqa: F401  (it installs its warning filter on import)
+
+with warnings.catch_warnings():
+    # authlib 1.9 prefers an ``httpx2`` package and warns when it falls back to httpx,
+    # which is what sync's REST client uses
+    warnings.simplefilter("ignore")
+    from authlib.integrations.base_client import OAuthError
+    from authlib.integrations.httpx_client import OAuth2Client
 
 from mno import secrets
 from mno.errors import BadInput, MnoError

@@ -101,8 +101,9 @@ def fetch_page(
     elif pg.type == "cursor" and position.get("cursor"):
         params[param] = position["cursor"]
     elif pg.type in ("link", "next_url") and position.get("url"):
-        # the API's next URL carries every parameter it needs
-        path, params = position["url"], {}
+        # the API's next URL carries its paging parameters; the list's static params are
+        # merged in (an API may leave its filters out of the next URL)
+        path, params = position["url"], dict(entity.list.params)
     body, response = client.get_json(path, params or None)
     records = mapping.get_path(body, entity.records) or []
     if not isinstance(records, list):

@@ -255,8 +255,13 @@ class RestClient:
         url = self.url(path)
         attempt = 0
         renewed = False
-        if self.params:
-            params = {**(params or {}), **self.params}
+        query: httpx.QueryParams | None = None
+        if self.params or params:
+            # httpx replaces a URL's query with ``params``: a next-page URL keeps its own
+            # (page, cursor) and gets the list's params and an API key in the query added
+            target = httpx.URL(url)
+            query = target.params.merge(params or {}).merge(self.params)
+            url = str(target.copy_with(query=None))
         while True:
             self._wait_quota()
             self.limiter.acquire()
@@ -266,7 +271,7 @@ class RestClient:
                 response = self.client.request(
                     method,
                     url,
-                    params=params,
+                    params=query,
                     content=None if body is None else json.dumps(body),
                     headers={"Content-Type": "application/json"} if body is not None else None,
                 )

@@ -163,9 +163,11 @@ def run(
             client_kwargs["sleep"] = sleep
         with RestClient(spec, conn.credentials, conn.base_url, **client_kwargs) as client:
             try:
+                listed: dict[str, set[str]] = {}
                 for name in names if conn.pull_enabled else []:
                     ent = spec.entity(name)
                     ctx = Ctx(run_id, conn, spec, ent, owner, source=conn.name)
+                    ctx.listed = listed
                     try:
                         pull_entity(scope, client, ctx, full=full, progress=progress)
                         ok += 1

@@ -54,6 +54,9 @@ class Ctx:
     # mapped (an initial sync): a page holding none of them needs no lookup (see
     # take_fresh); None when lookups are needed
     fresh: set[str] | None = None
+    # the external ids each entity's pass listed in this run, shared by the run's
+    # entities; a parent entity's are what its child streams list children of
+    listed: dict[str, set[str]] | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n

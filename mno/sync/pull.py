@@ -140,11 +140,18 @@ def pull_pages(
 
     ahead = pool.submit(fetch, position) if position is not None else None
     writer = page_writer.PageWriter(scope, engine)
+    parent_of_some = ctx.listed is not None and any(
+        e.parent is not None and e.parent.entity == ent.canonical for e in ctx.spec.entities
+    )
     try:
         with writer.writing():
             while ahead is not None:
                 items, nxt, invalid = ahead.result()
                 ahead = pool.submit(fetch, nxt) if nxt is not None else None
+                if parent_of_some:  # its child streams list the children of these
+                    cast("dict[str, set[str]]", ctx.listed).setdefault(ent.canonical, set()).update(
+                        it.external_id for it in items
+                    )
                 fresh = ctx.take_fresh(items)
                 state = next_state(cp, items, nxt)
                 commit = partial(
@@ -180,8 +187,8 @@ def pull_children(
     full: bool,
 ) -> dict[str, Any]:
     """A child stream's pass: its list is fetched for each parent record (every live
-    parent on a full pass or while no child is mapped yet, else the parents this run
-    created or changed), up to the connector's ``concurrency`` parents at a time, each
+    parent on a full pass or while no child is mapped yet, else the parents that the
+    parent's pass listed in this run), up to the connector's ``concurrency`` parents at a time, each
     child keeping its parent's external id in the field ``parent.key``. The children
     are written in pages of ``pagination.size`` records. An interrupted pass starts its
     parents again (replays are no-ops)."""
@@ -240,7 +247,8 @@ def pull_children(
 
 def parent_ids(session: Session, ctx: Ctx, *, changed_only: bool) -> list[str]:
     """The external ids of a child stream's live parent records; with ``changed_only``
-    only those this run created or updated."""
+    only those the parent's pass listed in this run (on an incremental pass, the
+    parents changed since the last one)."""
     parent = cast("Parent", ctx.entity.parent)
     m, r = table_of(SyncIdMap), table_of(SyncRecord)
     q = (
@@ -249,15 +257,15 @@ def parent_ids(session: Session, ctx: Ctx, *, changed_only: bool) -> list[str]:
         .where(m.c.connection_id == ctx.connection.id, m.c.entity == parent.entity)
         .where(r.c.deleted_at.is_(None))
     )
-    if changed_only:
-        c = table_of(SyncChange)
-        changed = sa.select(c.c.record_id).where(
-            c.c.run_id == ctx.run_id,
-            c.c.entity == parent.entity,
-            c.c.action.in_(("create", "update")),
-        )
-        q = q.where(m.c.record_id.in_(changed))
-    return [row[0] for row in session.connection().execute(q.order_by(m.c.external_id))]
+    conn = session.connection()
+    if not changed_only:
+        return [row[0] for row in conn.execute(q.order_by(m.c.external_id))]
+    listed = sorted((ctx.listed or {}).get(parent.entity, set()))
+    out: list[str] = []
+    for i in range(0, len(listed), 1000):
+        chunk = listed[i : i + 1000]
+        out += [row[0] for row in conn.execute(q.where(m.c.external_id.in_(chunk)))]
+    return sorted(out)
 
 
 def missing_ids(session: Session, ctx: Ctx, token: str) -> list[str]:

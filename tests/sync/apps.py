@@ -203,7 +203,8 @@ class Listing:
     reset_style: str = "epoch"  # or "delta"
     blocked_until: float = 0.0
     too_early: int = 0
-    retry_date_once: float = 0.0  # answer the first request 429 with an HTTP-date
+    retry_once: str = ""  # "seconds" or "date": the first request gets 429 + Retry-After
+    retry_after: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -215,12 +216,19 @@ def listing_app(listing: Listing) -> Starlette:
             if now < listing.blocked_until:
                 listing.too_early += 1
                 return JSONResponse({"error": "quota"}, 429), {}
-            if listing.retry_date_once:
-                until = math.ceil(now + listing.retry_date_once)
-                listing.retry_date_once = 0.0
-                listing.blocked_until = until
-                date = formatdate(until, usegmt=True)
-                return JSONResponse({"error": "slow down"}, 429, {"Retry-After": date}), {}
+            if listing.retry_once:
+                # an HTTP date has whole seconds: the block ends on the second it names
+                until = math.ceil(now + listing.retry_after)
+                value = (
+                    formatdate(until, usegmt=True)
+                    if listing.retry_once == "date"
+                    else str(listing.retry_after)
+                )
+                listing.blocked_until = (
+                    until if listing.retry_once == "date" else now + listing.retry_after
+                )
+                listing.retry_once = ""
+                return JSONResponse({"error": "slow down"}, 429, {"Retry-After": value}), {}
             headers: dict[str, str] = {}
             if listing.quota_every and len(listing.calls) % listing.quota_every == 0:
                 listing.blocked_until = now + listing.quota_reset

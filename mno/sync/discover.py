@@ -140,13 +140,15 @@ def guess_id(records: list[dict[str, Any]]) -> str:
 
 
 def guess_pagination(
-    body: Any, headers: dict[str, str], next_url: str | None, n: int
+    body: Any, headers: dict[str, str], next_url: str | None, n: int, params: dict[str, str]
 ) -> tuple[dict[str, Any], list[str]]:
+    """The pagination of a listing from its first page; ``params`` are the query the
+    page was asked with (a page size among them is the size parameter)."""
     notes: list[str] = []
     pag: dict[str, Any] = {}
     total_header = next((h for h in headers if h.lower() == "x-total-count"), None)
     total_path = next((p for p in TOTAL_PATHS if isinstance(mapping.get_path(body, p), int)), None)
-    query = dict(parse_qsl(urlsplit(next_url).query)) if next_url else {}
+    query = {**params, **(dict(parse_qsl(urlsplit(next_url).query)) if next_url else {})}
     if next_url:
         pag = {"type": "link"}
     else:
@@ -157,7 +159,7 @@ def guess_pagination(
             value = str(mapping.get_path(body, nxt_path))
             if value.startswith(("http://", "https://", "/")):
                 pag = {"type": "next_url", "next_url_path": nxt_path}
-                query = dict(parse_qsl(urlsplit(value).query))
+                query.update(parse_qsl(urlsplit(value).query))
             else:
                 pag = {"type": "cursor", "param": "cursor", "next_path": nxt_path}
                 notes.append("pagination.param 'cursor' is a guess: the API's cursor parameter")
@@ -233,12 +235,13 @@ def discover(
     required = [
         _snake(k) for k in keys if k != id_key and all(r.get(k) is not None for r in records)
     ]
-    entity: dict[str, Any] = {"canonical": canonical, "list": {"path": list_path}}
-    if params:
-        entity["list"]["params"] = params
-    entity["records"] = records_path
-    pag, more = guess_pagination(body, dict(response.headers), nxt, len(records))
+    pag, more = guess_pagination(body, dict(response.headers), nxt, len(records), params)
     notes += more
+    static = {k: v for k, v in params.items() if k not in (pag.get("size_param"), pag.get("param"))}
+    entity: dict[str, Any] = {"canonical": canonical, "list": {"path": list_path}}
+    if static:
+        entity["list"]["params"] = static
+    entity["records"] = records_path
     if pag:
         entity["pagination"] = pag
     entity["id"] = id_key

@@ -163,7 +163,6 @@ def _connection_auth(session: Session, connection: str) -> tuple[Any, Auth, dict
     from mno.store.models.sync import SyncConnector
     from mno.sync import connections
     from mno.sync import spec as specmod
-    from mno.sync.rest import auth_values
 
     conn = connections.get(session, connection)
     row = session.get(SyncConnector, conn.connector_id)
@@ -174,7 +173,7 @@ def _connection_auth(session: Session, connection: str) -> tuple[Any, Auth, dict
             f"connector {doc.name} does not use the oauth2 authorization_code grant",
             "only that grant is authorised by an operator",
         )
-    return conn, doc.auth, auth_values(doc.auth, conn.credentials), doc
+    return conn, doc.auth, doc.auth.values(conn.credentials), doc
 
 
 def consent_url(session: Session, connection: str) -> str:
@@ -197,16 +196,12 @@ def exchange_code(
 ) -> dict[str, Any]:
     """Trade an authorization code for the connection's tokens, stored as secrets;
     returns what was stored (secret names and expiry, never the tokens)."""
-    from mno.sync.rest import tls_context
-
     if not code.strip():
         raise BadInput("the authorization code is empty")
     conn, auth, values, doc = _connection_auth(session, connection)
     if redirect_uri:
         values["redirect_uri"] = redirect_uri
-    with make_client(
-        auth, values, conn.name, verify=tls_context(), timeout=doc.timeout_seconds
-    ) as client:
+    with make_client(auth, values, conn.name, timeout=doc.timeout_seconds) as client:
         try:
             token = client.fetch_token(
                 values["token_url"],

@@ -70,11 +70,7 @@ class RateLimiter:
 
 def auth_values(auth: Auth, credentials: dict[str, Any] | None = None) -> dict[str, Any]:
     """The auth's fields, a connection's credentials overriding them."""
-    values = auth.model_dump()
-    for key, value in (credentials or {}).items():
-        if key in values and value:
-            values[key] = value
-    return values
+    return auth.values(credentials)
 
 
 def auth_headers(auth: Auth, credentials: dict[str, Any] | None = None) -> dict[str, str]:

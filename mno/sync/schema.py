@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-if TYPE_CHECKING:
-    from mno.sync.pages import Pulled
-    from mno.sync.spec import Entity
+
+class Typed(Protocol):
+    """An entity (``spec.Entity``): its optional schema."""
+
+    @property
+    def json_schema(self) -> dict[str, Any] | None: ...
+
+
+class Record(Protocol):
+    """A pulled record (``pages.Pulled``)."""
+
+    external_id: str
+    data: dict[str, Any]
+    deleted: bool
+
+
+R = TypeVar("R", bound=Record)
 
 MAX_MESSAGE = 500
 
@@ -36,7 +50,7 @@ def _validator(blob: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(blob))
 
 
-def validator(entity: Entity) -> Draft202012Validator | None:
+def validator(entity: Typed) -> Draft202012Validator | None:
     if entity.json_schema is None:
         return None
     return _validator(json.dumps(entity.json_schema, sort_keys=True))
@@ -53,15 +67,13 @@ def problem(check: Draft202012Validator, data: dict[str, Any]) -> str | None:
     return text[:MAX_MESSAGE]
 
 
-def split_invalid(
-    entity: Entity, items: list[Pulled]
-) -> tuple[list[Pulled], list[tuple[str, str]]]:
+def split_invalid(entity: Typed, items: list[R]) -> tuple[list[R], list[tuple[str, str]]]:
     """A page's records that satisfy the entity's schema, and (external id, message) of
     those that do not. Deleted records are not checked: their data is never stored."""
     check = validator(entity)
     if check is None:
         return items, []
-    valid: list[Pulled] = []
+    valid: list[R] = []
     invalid: list[tuple[str, str]] = []
     for it in items:
         why = None if it.deleted else problem(check, it.data)

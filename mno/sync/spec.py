@@ -68,6 +68,14 @@ class Auth(Model):
 
     _secrets = field_validator("token", "password", "value", "client_secret")(_check_secret)
 
+    def values(self, credentials: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The auth's fields, a connection's credentials overriding them."""
+        values = self.model_dump()
+        for key, value in (credentials or {}).items():
+            if key in values and value:
+                values[key] = value
+        return values
+
     @model_validator(mode="after")
     def _complete(self) -> Auth:
         need = {

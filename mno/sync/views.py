@@ -15,6 +15,7 @@ from mno.store.models.sync import (
     SyncConnector,
     SyncIdMap,
     SyncRecord,
+    SyncRecordError,
     SyncRun,
 )
 from mno.sync import connections, spec
@@ -109,7 +110,20 @@ def run(session: Session, run_id: str | uuid.UUID) -> dict[str, Any]:
     row = session.get(SyncRun, parse_id(run_id, "run id"))
     if row is None:
         raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
-    return run_view(session, row)
+    view = run_view(session, row)
+    view["record_errors"] = record_errors(session, row.id)
+    return view
+
+
+def record_errors(session: Session, run_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The run's records that failed their entity's schema (the first ``limit``)."""
+    rows = session.exec(
+        select(SyncRecordError)
+        .where(SyncRecordError.run_id == run_id)
+        .order_by(col(SyncRecordError.entity), col(SyncRecordError.external_id))
+        .limit(limit)
+    )
+    return [{"entity": e.entity, "external_id": e.external_id, "message": e.message} for e in rows]
 
 
 def runs(session: Session, connection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

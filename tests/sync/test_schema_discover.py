@@ -43,7 +43,7 @@ def apply(world: Any, text: str) -> None:
         spec.apply(s, spec.load_file(path), str(path))
 
 
-def test_schema_failures_are_record_errors_not_a_failed_run(world: Any) -> None:
+def test_schema_failures_are_record_errors_not_a_failed_run(world: Any, cli: Any) -> None:
     api = Api()
     for i in range(1, 7):
         api.create(name=f"n{i}", email=f"u{i}@x.test", phone=f"+1 555 {i}")
@@ -62,6 +62,9 @@ def test_schema_failures_are_record_errors_not_a_failed_run(world: Any) -> None:
     assert [e[0] for e in errs] == ["c2", "c5"]
     assert "phone" in errs[0][1] and "None is not of type 'string'" in errs[0][1]
     assert "phone" in errs[1][1] and "does not match" in errs[1][1]
+    shown = cli.json("sync", "run", "show", str(run.id))
+    assert shown["counts"]["invalid"] == 2
+    assert [(e["external_id"], e["message"]) for e in shown["record_errors"]] == errs
     # a known record that stops validating is an error, and a full pass keeps it
     api.edit("c3", phone="?")
     run = world.run(name, full=True)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from mno.sync.spec import Entity, Parent
 
 ProgressFn = Callable[[str, int], None]
+# a full pass re-checks up to this many missing records one GET each; more are looked
+# for in a second listing (see recheck_missing)
+RECHECK_GETS = 200
 
 
 def pull_entity(
@@ -288,9 +291,9 @@ def recheck_missing(
     see, look for them again: a record inserted, removed or moved (by a change to the
     sort key) before the current offset shifts the listing under the pass, and the
     record that slid over the page boundary was never listed. With the entity's ``get``
-    each missing record is fetched by id (404 or 410: gone); otherwise the listing is
-    read a second time. Records found are written as the pass's own (seen, updated when
-    changed); only the rest are deleted by the sweep."""
+    each missing record is fetched by id (404 or 410: gone), up to ``RECHECK_GETS`` of
+    them; otherwise the listing is read a second time. Records found are written as the
+    pass's own (seen, updated when changed); only the rest are deleted by the sweep."""
     ent = ctx.entity
     positional = ent.pagination.type in ("page", "offset") and ent.parent is None
     if ent.pagination.verify_deletes == "none" or not (ent.get or positional):
@@ -301,7 +304,7 @@ def recheck_missing(
         return
     ctx.bump("rechecked", len(missing))
     raws: list[Any] = []
-    if ent.get is not None:
+    if ent.get is not None and (len(missing) <= RECHECK_GETS or not positional):
         from mno.sync.rest import HttpError
 
         for ext in sorted(missing):

@@ -111,7 +111,9 @@ def run(session: Session, run_id: str | uuid.UUID) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
     view = run_view(session, row)
-    view["record_errors"] = record_errors(session, row.id)
+    errors = record_errors(session, row.id)
+    if errors:  # records that failed their entity's schema (mno.sync.schema)
+        view["record_errors"] = errors
     return view
 
 

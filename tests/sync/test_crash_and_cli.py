@@ -264,7 +264,7 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
     ]
     assert list(cli.json("sync", "run", "show", str(first.id))) == [
         "id", "connection", "kind", "status", "entity", "full", "forced",
-        "started_at", "finished_at", "counts", "error", "record_errors",
+        "started_at", "finished_at", "counts", "error",
     ]  # fmt: skip
     runs = cli("sync", "runs")
     assert runs.stdout.split("\n")[0].split("┃") == [

@@ -52,6 +52,9 @@ CATALOGUE: dict[str, str] = {
     "connection.updated": (
         "A connection's entities, directions, preemption, credentials or base URL changed."
     ),
+    "connection.authorized": (
+        "A connection's OAuth tokens were stored from an authorization code (secret names only)."
+    ),
     # access
     "user.created": "A user was created.",
     "user.disabled": "A user was disabled.",

@@ -33,7 +33,7 @@ with warnings.catch_warnings():
 
 from mno import secrets
 from mno.errors import BadInput, MnoError
-from mno.store import audit
+from mno.store import audit, outbox
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -227,6 +227,9 @@ def exchange_code(
         target=conn.name,
         after={"secrets": stored},
         tenant_id=conn.tenant_id,
+    )
+    outbox.emit(
+        session, "connection.authorized", {"name": conn.name, "secrets": stored}, conn.tenant_id
     )
     expires = (load_token(prefix) or {}).get("expires_at")
     at = datetime.fromtimestamp(expires, UTC) if expires else None

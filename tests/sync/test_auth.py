@@ -4,6 +4,7 @@ once after a refresh; API keys in a header or a query parameter."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,12 @@ def test_authorization_code_exchange_refresh_and_401_retry(
     assert secrets.get(f"{PREFIX}.access_token") == "at-1"
     assert secrets.get(f"{PREFIX}.refresh_token") == "rt-1"
     assert state.grants == ["authorization_code", "authorization_code"]  # wrong, good
+    assert json.loads(ok.stdout)["secrets"] == [
+        f"{PREFIX}.access_token",
+        f"{PREFIX}.refresh_token",
+        f"{PREFIX}.expires_at",
+    ]
+    assert "connection.authorized" in store_text(world.url)  # its event, names only
     state.grants.clear()
     run = world.run(name)
     assert run.status == "success", run.error

@@ -62,6 +62,9 @@ CATALOGUE: dict[str, str] = {
     "connection.backfilled": (
         "Existing records were queued to push to a connection (payload: name, entities, records)."
     ),
+    "connection.authorized": (
+        "A connection's OAuth tokens were stored from an authorization code (secret names only)."
+    ),
     # access
     "user.created": "A user was created.",
     "user.disabled": "A user was disabled.",

@@ -13,7 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, error, progress, render, success, warn
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    err_console,
+    error,
+    progress,
+    render,
+    success,
+    warn,
+)
 from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
@@ -129,6 +139,57 @@ def connector_validate(
         render(rows, output)
     if failed:
         raise typer.Exit(1)
+
+
+@connector_app.command("discover")
+def connector_discover(
+    url: Annotated[str, typer.Option("--url", help="The API's base URL (or the list's URL).")],
+    path: Annotated[
+        str | None, typer.Option("--path", help="The list's path, with any query.")
+    ] = None,
+    auth: Annotated[
+        list[str] | None,
+        typer.Option("--auth", help="Auth field K=V (type=bearer, token=secret:NAME); repeatable."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The connector's name.")] = None,
+    app: Annotated[str, typer.Option(help="The app's code.")] = "CHANGE_ME",
+    output: OutputOpt = Format.yaml,
+) -> None:
+    """Sample an endpoint's first page and print a proposed connector document."""
+    from mno.sync import discover
+
+    proposal = discover.discover(url, path, pairs(auth, "auth field"), name=name, app=app)
+    if output is Format.json:
+        render({"document": proposal.document, "notes": proposal.notes}, output)
+        return
+    render(proposal.document, Format.yaml)
+    for note in proposal.notes:
+        err_console().print(f"# check: {note}", markup=False, highlight=False)
+
+
+@connector_app.command("auth")
+def connector_auth(
+    connection: str,
+    code: Annotated[
+        str | None, typer.Option("--code", help="The authorization code to exchange once.")
+    ] = None,
+    redirect_uri: Annotated[
+        str | None, typer.Option(help="The redirect URI the code was issued for.")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Authorise a connection (OAuth2): print the consent URL, or exchange --code."""
+    from mno.store.db import session_scope
+    from mno.sync import oauth
+
+    with session_scope() as s:
+        if code is None:
+            result = {"connection": connection, "authorize_url": oauth.consent_url(s, connection)}
+        else:
+            result = oauth.exchange_code(s, connection, code, redirect_uri=redirect_uri)
+    if output is Format.table and code is not None:
+        success(f"connection {connection} authorised; tokens stored as secrets")
+    render(result, output)
 
 
 # -- connection ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from mno.store.models.sync import (
     SyncCursor,
     SyncIdMap,
     SyncPush,
+    SyncRecordError,
     SyncRun,
 )
 from mno.store.models.tenancy import Tenant
@@ -229,7 +230,7 @@ def remove(session: Session, name: str) -> None:
         sa.select(col(SyncConnection.id)).where(col(SyncConnection.id) == row.id).with_for_update()
     )
     before = audit.jsonable(view(session, row))
-    for model in (SyncIdMap, SyncCursor, SyncPush, SyncConflict):
+    for model in (SyncIdMap, SyncCursor, SyncPush, SyncConflict, SyncRecordError):
         session.execute(sa.delete(model).where(col(model.connection_id) == row.id))
     session.execute(
         sa.update(SyncRun).where(col(SyncRun.connection_id) == row.id).values(connection_id=None)

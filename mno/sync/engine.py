@@ -149,6 +149,8 @@ def run(
         names = [entity] if entity else list(conn.entities)
         for name in names:
             spec.entity(name)
+        # child streams after their parents: a child is listed per parent pulled
+        names.sort(key=lambda n: spec.entity(n).parent is not None)
         sync_run = start_run(session, conn, owner, entity=entity, full=full, force=force)
         run_id = sync_run.id
     counts: dict[str, int] = {}
@@ -156,12 +158,16 @@ def run(
     ok = 0
     fatal: MnoError | None = None
     try:
-        client_kwargs: dict[str, Any] = {"sleep": sleep} if sleep else {}
+        client_kwargs: dict[str, Any] = {"owner": conn.name}
+        if sleep:
+            client_kwargs["sleep"] = sleep
         with RestClient(spec, conn.credentials, conn.base_url, **client_kwargs) as client:
             try:
+                listed: dict[str, set[str]] = {}
                 for name in names if conn.pull_enabled else []:
                     ent = spec.entity(name)
                     ctx = Ctx(run_id, conn, spec, ent, owner, source=conn.name)
+                    ctx.listed = listed
                     try:
                         pull_entity(scope, client, ctx, full=full, progress=progress)
                         ok += 1

@@ -29,6 +29,7 @@ from mno.sync.push import queue_pushes, row_stamp
 from mno.sync.spec import ConnectorSpec, Entity
 
 if TYPE_CHECKING:
+    import httpx
     from sqlmodel import Session
 
     from mno.sync.rest import RestClient
@@ -53,6 +54,9 @@ class Ctx:
     # mapped (an initial sync): a page holding none of them needs no lookup (see
     # take_fresh); None when lookups are needed
     fresh: set[str] | None = None
+    # the external ids each entity's pass listed in this run, shared by the run's
+    # entities; a parent entity's are what its child streams list children of
+    listed: dict[str, set[str]] | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -75,16 +79,22 @@ class Ctx:
 
 
 def fetch_page(
-    client: RestClient, entity: Entity, since: str | None, position: dict[str, Any]
+    client: RestClient,
+    entity: Entity,
+    since: str | None,
+    position: dict[str, Any],
+    *,
+    path: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """One page: (raw records, next position or None when the stop condition holds)."""
+    """One page: (raw records, next position or None when the stop condition holds).
+    ``path`` replaces the entity's list path (a child stream's, per parent)."""
     pg = entity.pagination
     params: dict[str, Any] = dict(entity.list.params)
     if since and entity.incremental:
         params[entity.incremental.param] = since
     if pg.size_param:
         params[pg.size_param] = pg.size
-    path = entity.list.path
+    path = path or entity.list.path
     # the spec's validator requires a param for page, offset and cursor pagination
     param = cast(str, pg.param)
     if pg.type == "page":
@@ -93,8 +103,10 @@ def fetch_page(
         params[param] = position.get("offset", 0)
     elif pg.type == "cursor" and position.get("cursor"):
         params[param] = position["cursor"]
-    elif pg.type == "link" and position.get("url"):
-        path, params = position["url"], {}
+    elif pg.type in ("link", "next_url") and position.get("url"):
+        # the API's next URL carries its paging parameters; the list's static params are
+        # merged in (an API may leave its filters out of the next URL)
+        path, params = position["url"], dict(entity.list.params)
     body, response = client.get_json(path, params or None)
     records = mapping.get_path(body, entity.records) or []
     if not isinstance(records, list):
@@ -110,19 +122,33 @@ def fetch_page(
         nxt = {"cursor": token} if token else None
     elif pg.type == "link":
         url = response.links.get("next", {}).get("url")
-        nxt = {"url": url} if url else None
+        nxt = {"url": _absolute(response, url)} if url else None
+    elif pg.type == "next_url":
+        url = mapping.get_path(body, pg.next_url_path or "")
+        nxt = {"url": _absolute(response, str(url))} if url else None
     if nxt is not None and n == 0:
         nxt = None
     if nxt is not None and pg.stop == "short" and pg.type in ("page", "offset") and n < pg.size:
         nxt = None
     if nxt is not None and pg.stop == "total":
-        total = mapping.get_path(body, pg.total_path or "")
-        done = (
-            nxt.get("offset") if pg.type == "offset" else (nxt.get("page", 1) - pg.start) * pg.size
+        total = (
+            response.headers.get(pg.total_header)
+            if pg.total_header
+            else mapping.get_path(body, pg.total_path or "")
         )
-        if total is not None and done is not None and int(done) >= int(total):
+        done = position.get("seen", 0) + n
+        if total is not None and done >= int(total):
             nxt = None
+        elif nxt is not None:
+            nxt["seen"] = done
     return records, nxt
+
+
+def _absolute(response: httpx.Response, url: str) -> str:
+    """A next URL as given, or made absolute against the request's URL (``/x?page=2``)."""
+    if url.startswith(("http://", "https://")):
+        return url
+    return str(response.request.url.join(url))
 
 
 @dataclass(slots=True)

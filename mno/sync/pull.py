@@ -1,8 +1,14 @@
-"""Pulling one entity, the algorithm: page after page, fetch → map → diff → write →
-checkpoint, each page committed in one transaction with the cursor checkpoint (the next
-page is prefetched and mapped meanwhile); then the pass's deletes and the cursor's move.
-How the pages reach the database fast (threads, held connections, interpreter and
-SQLite tuning) is ``page_writer``'s business; one page's diff and write is ``pages``'."""
+"""Pulling one entity, the algorithm: page after page, fetch → map → validate → diff →
+write → checkpoint, each page committed in one transaction with the cursor checkpoint
+(the next page is prefetched and mapped meanwhile); then the pass's deletes and the
+cursor's move. How the pages reach the database fast (threads, held connections,
+interpreter and SQLite tuning) is ``page_writer``'s business; one page's diff and write
+is ``pages``'.
+
+A child stream (an entity with ``parent``) is listed per parent record instead, up to
+the connector's ``concurrency`` parents at a time (``pull_children``). A full pass over a
+page or offset listing re-checks the records it did not see before it deletes them
+(``recheck_missing``): the listing may have shifted under the pass."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -20,9 +27,16 @@ from sqlmodel import col, select
 from mno import clock
 from mno.errors import Conflict
 from mno.store import leases, outbox
-from mno.store.models.sync import SyncChange, SyncCursor, SyncIdMap, SyncRecord, SyncRun
+from mno.store.models.sync import (
+    SyncChange,
+    SyncCursor,
+    SyncIdMap,
+    SyncRecord,
+    SyncRecordError,
+    SyncRun,
+)
 from mno.store.types import table_of
-from mno.sync import mapping, page_writer
+from mno.sync import mapping, page_writer, schema
 from mno.sync.pages import Ctx, NewRows, Pulled, apply_page, fetch_page, map_page
 from mno.sync.push import push_targets, queue_pushes, row_stamp
 from mno.sync.runlock import LOCK_TTL, lock_name
@@ -31,9 +45,12 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from mno.sync.rest import RestClient
-    from mno.sync.spec import Entity
+    from mno.sync.spec import Entity, Parent
 
 ProgressFn = Callable[[str, int], None]
+# a full pass re-checks up to this many missing records one GET each; more are looked
+# for in a second listing (see recheck_missing)
+RECHECK_GETS = 200
 
 
 def pull_entity(
@@ -53,9 +70,14 @@ def pull_entity(
     if since and ctx.entity.incremental:
         since_at = cast(datetime, mapping.parse_time(since))  # a checkpoint's time, never None
         since_param = mapping.format_time(since_at, ctx.entity.incremental.format)
-    cp = pull_pages(scope, client, ctx, cp, engine, since_param, progress)
+    if ctx.entity.parent is not None:
+        cp = pull_children(scope, client, ctx, cp, engine, since_param, progress, full=full)
+    else:
+        cp = pull_pages(scope, client, ctx, cp, engine, since_param, progress)
     # the pass is complete: deletes, then the cursor moves and the checkpoint clears
     pull_deleted_since(scope, client, ctx, since_param)
+    if full and cp.get("token"):
+        recheck_missing(scope, client, ctx, cp)
     finish_pass(scope, ctx, cp, full=full)
 
 
@@ -112,17 +134,27 @@ def pull_pages(
 
     new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
 
-    def fetch(pos: dict[str, Any]) -> tuple[list[Pulled], dict[str, Any] | None]:
+    def fetch(
+        pos: dict[str, Any],
+    ) -> tuple[list[Pulled], dict[str, Any] | None, list[tuple[str, str]]]:
         raws, nxt = fetch_page(client, ent, since, pos)
-        return map_page(ent, raws, new), nxt
+        items, invalid = schema.split_invalid(ent, map_page(ent, raws, new))
+        return items, nxt, invalid
 
     ahead = pool.submit(fetch, position) if position is not None else None
     writer = page_writer.PageWriter(scope, engine)
+    parent_of_some = ctx.listed is not None and any(
+        e.parent is not None and e.parent.entity == ent.canonical for e in ctx.spec.entities
+    )
     try:
         with writer.writing():
             while ahead is not None:
-                items, nxt = ahead.result()
+                items, nxt, invalid = ahead.result()
                 ahead = pool.submit(fetch, nxt) if nxt is not None else None
+                if parent_of_some:  # its child streams list the children of these
+                    cast("dict[str, set[str]]", ctx.listed).setdefault(ent.canonical, set()).update(
+                        it.external_id for it in items
+                    )
                 fresh = ctx.take_fresh(items)
                 state = next_state(cp, items, nxt)
                 commit = partial(
@@ -133,6 +165,7 @@ def pull_pages(
                     token=cp["token"],
                     progress=progress,
                     fresh=fresh,
+                    invalid=invalid,
                 )
                 writer.write(items, commit)
                 cp = state
@@ -145,6 +178,167 @@ def pull_pages(
     return cp
 
 
+def pull_children(
+    scope: Callable[[], Any],
+    client: RestClient,
+    ctx: Ctx,
+    cp: dict[str, Any],
+    engine: Any,
+    since: str | None,
+    progress: ProgressFn | None,
+    *,
+    full: bool,
+) -> dict[str, Any]:
+    """A child stream's pass: its list is fetched for each parent record (every live
+    parent on a full pass or while no child is mapped yet, else the parents that the
+    parent's pass listed in this run), up to the connector's ``concurrency`` parents at a time, each
+    child keeping its parent's external id in the field ``parent.key``. The children
+    are written in pages of ``pagination.size`` records. An interrupted pass starts its
+    parents again (replays are no-ops)."""
+    ent = ctx.entity
+    parent = cast("Parent", ent.parent)
+    with scope() as session:
+        parents = parent_ids(session, ctx, changed_only=not full and ctx.fresh is None)
+    if not parents:
+        return cp
+    new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
+
+    def fetch(pid: str) -> list[dict[str, Any]]:
+        path = parent.path.replace("{id}", quote(pid, safe=""))
+        raws: list[dict[str, Any]] = []
+        pos: dict[str, Any] | None = {}
+        while pos is not None:
+            page, pos = fetch_page(client, ent, since, pos, path=path)
+            raws.extend({**r, parent.key: pid} for r in page if isinstance(r, dict))
+        return raws
+
+    pool = ThreadPoolExecutor(ctx.spec.concurrency, thread_name_prefix="mno-sync-child")
+    writer = page_writer.PageWriter(scope, engine)
+
+    def write(raws: list[dict[str, Any]], last: bool) -> None:
+        nonlocal cp
+        items, invalid = schema.split_invalid(ent, map_page(ent, raws, new))
+        state = next_state(cp, items, None if last else {})
+        commit = partial(
+            commit_page,
+            ctx=ctx,
+            items=items,
+            state=state,
+            token=cp["token"],
+            progress=progress,
+            fresh=ctx.take_fresh(items),
+            invalid=invalid,
+        )
+        writer.write(items, commit)
+        cp = state
+
+    try:
+        with writer.writing():
+            batch: list[dict[str, Any]] = []
+            for raws in pool.map(fetch, parents):
+                batch.extend(raws)
+                if len(batch) >= ent.pagination.size:
+                    write(batch, last=False)
+                    batch = []
+            write(batch, last=True)
+            writer.wait()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    return cp
+
+
+def parent_ids(session: Session, ctx: Ctx, *, changed_only: bool) -> list[str]:
+    """The external ids of a child stream's live parent records; with ``changed_only``
+    only those the parent's pass listed in this run (on an incremental pass, the
+    parents changed since the last one)."""
+    parent = cast("Parent", ctx.entity.parent)
+    m, r = table_of(SyncIdMap), table_of(SyncRecord)
+    q = (
+        sa.select(m.c.external_id)
+        .join(r, r.c.id == m.c.record_id)
+        .where(m.c.connection_id == ctx.connection.id, m.c.entity == parent.entity)
+        .where(r.c.deleted_at.is_(None))
+    )
+    conn = session.connection()
+    if not changed_only:
+        return [row[0] for row in conn.execute(q.order_by(m.c.external_id))]
+    listed = sorted((ctx.listed or {}).get(parent.entity, set()))
+    out: list[str] = []
+    for i in range(0, len(listed), 1000):
+        chunk = listed[i : i + 1000]
+        out += [row[0] for row in conn.execute(q.where(m.c.external_id.in_(chunk)))]
+    return sorted(out)
+
+
+def missing_ids(session: Session, ctx: Ctx, token: str) -> list[str]:
+    """The external ids of live mapped records that the full pass ``token`` did not see."""
+    m, r = table_of(SyncIdMap), table_of(SyncRecord)
+    q = (
+        sa.select(m.c.external_id)
+        .join(r, r.c.id == m.c.record_id)
+        .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+        .where(sa.or_(m.c.seen_token.is_(None), m.c.seen_token != token))
+        .where(r.c.deleted_at.is_(None))
+    )
+    return [row[0] for row in session.connection().execute(q)]
+
+
+def recheck_missing(
+    scope: Callable[[], Any], client: RestClient, ctx: Ctx, cp: dict[str, Any]
+) -> None:
+    """Before a full pass over a page or offset listing deletes the records it did not
+    see, look for them again: a record inserted, removed or moved (by a change to the
+    sort key) before the current offset shifts the listing under the pass, and the
+    record that slid over the page boundary was never listed. With the entity's ``get``
+    each missing record is fetched by id (404 or 410: gone), up to ``RECHECK_GETS`` of
+    them; otherwise the listing is read a second time. Records found are written as the
+    pass's own (seen, updated when changed); only the rest are deleted by the sweep."""
+    ent = ctx.entity
+    positional = ent.pagination.type in ("page", "offset") and ent.parent is None
+    if ent.pagination.verify_deletes == "none" or not (ent.get or positional):
+        return
+    with scope() as session:
+        missing = set(missing_ids(session, ctx, cp["token"]))
+    if not missing:
+        return
+    ctx.bump("rechecked", len(missing))
+    raws: list[Any] = []
+    if ent.get is not None and (len(missing) <= RECHECK_GETS or not positional):
+        from mno.sync.rest import HttpError
+
+        for ext in sorted(missing):
+            try:
+                body, _ = client.get_json(ent.get.path.replace("{id}", quote(ext, safe="")))
+            except HttpError as exc:
+                if exc.status in (404, 410):
+                    continue
+                raise
+            raw = mapping.get_path(body, ent.get.records)
+            if isinstance(raw, dict):
+                raws.append(raw)
+        found = [it for it in map_page(ent, raws) if it.external_id in missing]
+    else:
+        found, pos = [], cast("dict[str, Any] | None", {})
+        while pos is not None:
+            page, pos = fetch_page(client, ent, None, pos)
+            found.extend(it for it in map_page(ent, page) if it.external_id in missing)
+    if not found:
+        return
+    items, invalid = schema.split_invalid(ent, found)
+    commit_page(
+        scope,
+        lambda: None,
+        ctx=ctx,
+        items=items,
+        state=cp,
+        token=cp["token"],
+        progress=None,
+        fresh=False,
+        invalid=invalid,
+    )
+
+
 def commit_page(
     scope: page_writer.Scope,
     wait_turn: Callable[[], object],
@@ -155,6 +349,7 @@ def commit_page(
     token: str | None,
     progress: ProgressFn | None,
     fresh: bool,
+    invalid: list[tuple[str, str]] | None = None,
 ) -> None:
     """One transaction: the page's records, id maps, changes, events, pushes and the
     checkpoint ``state``, with the run lock renewed and the connection's row held
@@ -169,6 +364,8 @@ def commit_page(
     with scope() as session:
         now = page_writer.open_page(session, ctx)
         apply_page(session, page, items, token, fresh=fresh)
+        if invalid:
+            record_errors(session, page, invalid, token, now)
         wait_turn()
         counts = dict(ctx.counts)
         for key, n in [*page.counts.items(), ("pages", 1)]:
@@ -177,6 +374,42 @@ def commit_page(
     ctx.counts = counts  # committed: the pages in flight after this one count from here
     if progress:
         progress(ctx.entity.canonical, len(items))
+
+
+def record_errors(
+    session: Session,
+    ctx: Ctx,
+    invalid: list[tuple[str, str]],
+    token: str | None,
+    now: datetime,
+) -> None:
+    """The page's records that failed the entity's schema: one record error each, in
+    the page's transaction, counted as ``invalid``. A full pass counts them as seen, so
+    the sweep does not delete a known record because it stopped validating."""
+    conn = session.connection()
+    conn.execute(
+        table_of(SyncRecordError).insert(),
+        [
+            {
+                **row_stamp(now),
+                "run_id": ctx.run_id,
+                "connection_id": ctx.connection.id,
+                "entity": ctx.entity.canonical,
+                "external_id": ext[:200],
+                "message": message,
+            }
+            for ext, message in invalid
+        ],
+    )
+    if token:
+        m = table_of(SyncIdMap)
+        conn.execute(
+            m.update()
+            .where(m.c.connection_id == ctx.connection.id, m.c.entity == ctx.entity.canonical)
+            .where(m.c.external_id.in_([ext for ext, _ in invalid]))
+            .values(seen_token=token)
+        )
+    ctx.bump("invalid", len(invalid))
 
 
 def next_state(

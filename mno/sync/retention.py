@@ -2,13 +2,13 @@
 
 - ``prune_pushes`` deletes pushes that reached an end (``done``, ``skipped``, ``failed``)
   before the cutoff. A pending push, leased or not, is never deleted.
-- ``prune_runs`` deletes runs that finished before the cutoff, with their change rows and
-  conflicts. A run that is still running, that a pending push was queued by, or that is
-  its connection's latest run or latest successful run is kept, so the reports' "last
-  success" and every retained run's rollback keep what they read. Rollback of a run
-  reads only that run's change rows and later ones, and runs go oldest first, so pruning
-  never takes a row a retained run's rollback needs; a pruned run can no longer be
-  rolled back.
+- ``prune_runs`` deletes runs that finished before the cutoff, with their change rows,
+  conflicts and record errors. A run that is still running, that a pending push was
+  queued by, or that is its connection's latest run or latest successful run is kept,
+  so the reports' "last success" and every retained run's rollback keep what they read.
+  Rollback of a run reads only that run's change rows and later ones, and runs go
+  oldest first, so pruning never takes a row a retained run's rollback needs; a pruned
+  run can no longer be rolled back.
 
 Both work in batches of ``limit`` rows in the caller's transaction and return how many
 rows they deleted, so the caller commits between batches and stops when a batch is short.
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 
-from mno.store.models.sync import SyncChange, SyncConflict, SyncPush, SyncRun
+from mno.store.models.sync import SyncChange, SyncConflict, SyncPush, SyncRecordError, SyncRun
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
@@ -85,6 +85,8 @@ def prune_runs(session: Session, before: datetime, limit: int) -> int:
     pick = sa.select(c.c.seq).where(c.c.run_id.in_(runs)).limit(limit).scalar_subquery()
     deleted = _delete(session, sa.delete(c).where(c.c.seq.in_(pick)))
     deleted += _delete(session, sa.delete(f).where(f.c.run_id.in_(runs)))
+    e = table_of(SyncRecordError)
+    deleted += _delete(session, sa.delete(e).where(e.c.run_id.in_(runs)))
     emptied = sa.select(c.c.run_id).where(c.c.run_id.in_(runs)).distinct()
     deleted += _delete(session, sa.delete(r).where(r.c.id.in_(runs), r.c.id.not_in(emptied)))
     return deleted

@@ -45,17 +45,36 @@ def _check_secret(value: str | None) -> str | None:
 
 
 class Auth(Model):
-    type: Literal["bearer", "basic", "header", "none"] = "none"
+    type: Literal["bearer", "basic", "header", "api_key", "oauth2", "none"] = "none"
     token: str | None = None
     username: str | None = None
     password: str | None = None
-    header: str | None = None
+    header: str | None = None  # header: the header's name; api_key: in this header
+    query: str | None = None  # api_key: in this query parameter
     value: str | None = None
+    # oauth2 (see mno.sync.oauth): the grant, the token endpoint, the client's credentials
+    grant: Literal["client_credentials", "authorization_code"] = "client_credentials"
+    token_url: str | None = None
+    authorize_url: str | None = None  # authorization_code: where an operator consents
+    redirect_uri: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = None
+    # the secrets' name prefix for the tokens (default: oauth.<connection>)
+    token_secret: str | None = None
     # what to tell an operator when the API refuses the credentials (401/403), e.g.
     # "create a token under Settings > API"; without it the hint names the secrets
     hint: str | None = None
 
-    _secrets = field_validator("token", "password", "value")(_check_secret)
+    _secrets = field_validator("token", "password", "value", "client_secret")(_check_secret)
+
+    def values(self, credentials: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The auth's fields, a connection's credentials overriding them."""
+        values = self.model_dump()
+        for key, value in (credentials or {}).items():
+            if key in values and value:
+                values[key] = value
+        return values
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
@@ -63,10 +82,14 @@ class Auth(Model):
             "bearer": ["token"],
             "basic": ["username", "password"],
             "header": ["header", "value"],
+            "api_key": ["value"],
+            "oauth2": ["token_url", "client_id", "client_secret"],
         }
         for name in need.get(self.type, []):
             if getattr(self, name) is None:
                 raise ValueError(f"auth type {self.type} needs {name}")
+        if self.type == "api_key" and bool(self.header) == bool(self.query):
+            raise ValueError("auth type api_key needs exactly one of header or query")
         return self
 
 
@@ -76,14 +99,23 @@ class RateLimit(Model):
 
 
 class Pagination(Model):
-    type: Literal["none", "page", "offset", "cursor", "link"] = "none"
+    # page: ?page=N; offset: ?offset=N; cursor: a token from the body (next_path) sent back
+    # as ?param=TOKEN; link: the RFC 8288 Link header's rel="next"; next_url: a URL in the
+    # body (next_url_path)
+    type: Literal["none", "page", "offset", "cursor", "link", "next_url"] = "none"
     param: str | None = None  # page / offset / cursor query parameter
     size_param: str | None = None
     size: int = Field(default=100, gt=0)
     start: int = 1  # first page number (page)
     next_path: str | None = None  # cursor: path to the next token in the body
+    next_url_path: str | None = None  # next_url: path to the next page's URL in the body
     stop: Literal["empty", "short", "no_next", "total"] = "short"
-    total_path: str | None = None
+    total_path: str | None = None  # stop: total, the total in the body
+    total_header: str | None = None  # stop: total, the total in a header (X-Total-Count)
+    # a full pass over a page or offset listing re-checks the records it did not see before
+    # deleting them (the listing may have shifted during the pass): with the entity's
+    # ``get`` one GET per record, otherwise a second listing; "none" deletes at once
+    verify_deletes: Literal["auto", "none"] = "auto"
 
     @model_validator(mode="after")
     def _complete(self) -> Pagination:
@@ -91,8 +123,10 @@ class Pagination(Model):
             raise ValueError(f"pagination {self.type} needs param")
         if self.type == "cursor" and not self.next_path:
             raise ValueError("pagination cursor needs next_path")
-        if self.stop == "total" and not self.total_path:
-            raise ValueError("stop: total needs total_path")
+        if self.type == "next_url" and not self.next_url_path:
+            raise ValueError("pagination next_url needs next_url_path")
+        if self.stop == "total" and not (self.total_path or self.total_header):
+            raise ValueError("stop: total needs total_path or total_header")
         return self
 
 
@@ -142,6 +176,37 @@ class ListSpec(Model):
     params: dict[str, str] = Field(default_factory=dict)
 
 
+class GetSpec(Model):
+    """One record by id (``/contacts/{id}``): a full pass re-checks a record it did not
+    see with it before deleting it."""
+
+    path: str
+    records: str = ""  # path to the record in the body
+
+    @field_validator("path")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if "{id}" not in value:
+            raise ValueError("must contain {id}")
+        return value
+
+
+class Parent(Model):
+    """A child stream: listed per parent record at ``path`` (``{id}`` is the parent's
+    external id), the parent's id kept in the child's field ``key``."""
+
+    entity: str
+    path: str
+    key: str
+
+    @field_validator("path")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if "{id}" not in value:
+            raise ValueError("must contain {id}")
+        return value
+
+
 class PushOp(Model):
     method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
     path: str
@@ -156,8 +221,12 @@ class Push(Model):
 
 
 class Entity(Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     canonical: str
     list: ListSpec
+    get: GetSpec | None = None
+    parent: Parent | None = None
     records: str = ""
     pagination: Pagination = Field(default_factory=Pagination)
     incremental: Incremental | None = None
@@ -168,6 +237,18 @@ class Entity(Model):
     # ``list`` is a field of this model: the builtin is spelled in full below
     ignore_fields: builtins.list[str] = Field(default_factory=builtins.list)
     push: Push | None = None
+    # a JSON Schema that canonical records must satisfy (mno.sync.schema); a record that
+    # does not is recorded as a record error of the run and not stored
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from mno.sync.schema import check_schema
+
+            check_schema(value)
+        return value
 
     @field_validator("canonical")
     @classmethod
@@ -177,9 +258,12 @@ class Entity(Model):
         return value
 
     def fields(self) -> dict[str, FieldMap]:
-        return {
+        out = {
             k: (FieldMap(source=v) if isinstance(v, str) else v) for k, v in self.mapping.items()
         }
+        if self.parent is not None and self.parent.key not in out:
+            out[self.parent.key] = FieldMap(source=self.parent.key)
+        return out
 
 
 class ConnectorSpec(Model):
@@ -188,6 +272,9 @@ class ConnectorSpec(Model):
     base_url: str
     auth: Auth = Field(default_factory=Auth)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+    # the most requests in flight at once (child streams list their parents' children
+    # side by side)
+    concurrency: int = Field(default=1, ge=1, le=32)
     timeout_seconds: float = 30.0
     entities: list[Entity] = Field(min_length=1)
 
@@ -210,6 +297,12 @@ class ConnectorSpec(Model):
         seen = [e.canonical for e in self.entities]
         if len(seen) != len(set(seen)):
             raise ValueError("each canonical entity may appear once")
+        for e in self.entities:
+            if e.parent is not None:
+                if e.parent.entity not in seen or e.parent.entity == e.canonical:
+                    raise ValueError(f"{e.canonical}: parent {e.parent.entity} is no other entity")
+                if self.entity(e.parent.entity).parent is not None:
+                    raise ValueError(f"{e.canonical}: a parent may not itself be a child")
         return self
 
     def entity(self, name: str) -> Entity:
@@ -278,7 +371,9 @@ def load_file(path: str | Path) -> ConnectorSpec:
 
 
 def spec_hash(spec: ConnectorSpec) -> str:
-    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(
+        spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -293,7 +388,7 @@ def apply(
         )
     digest = spec_hash(spec)
     row = session.exec(select(SyncConnector).where(SyncConnector.name == spec.name)).first()
-    data = spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json", by_alias=True)
     if row is None:
         row = SyncConnector(
             name=spec.name, app_id=app.id, spec=data, spec_hash=digest, source=source

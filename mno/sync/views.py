@@ -15,6 +15,7 @@ from mno.store.models.sync import (
     SyncConnector,
     SyncIdMap,
     SyncRecord,
+    SyncRecordError,
     SyncRun,
 )
 from mno.sync import connections, spec
@@ -66,14 +67,14 @@ def first_page(
     """The first page of an entity (default: the connector's first), fetched from the
     app and mapped, as ``mno connector test`` shows it; with ``connection``, with that
     connection's credentials and base URL. Nothing is written."""
-    creds, base = None, None
+    creds, base, owner = None, None, None
     with session_scope(db_url, write=False) as s:
         doc = spec.of(connections.get_connector(s, connector_name))
         if connection:
             c = connections.get(s, connection)
-            creds, base = c.credentials, c.base_url
+            creds, base, owner = c.credentials, c.base_url, c.name
     ent = doc.entity(entity) if entity else doc.entities[0]
-    with RestClient(doc, creds, base) as client:
+    with RestClient(doc, creds, base, owner=owner) as client:
         raws, _ = fetch_page(client, ent, None, {})
     return [
         {"external_id": p.external_id, "deleted": p.deleted, "updated_at": p.updated_at, **p.data}
@@ -109,7 +110,22 @@ def run(session: Session, run_id: str | uuid.UUID) -> dict[str, Any]:
     row = session.get(SyncRun, parse_id(run_id, "run id"))
     if row is None:
         raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
-    return run_view(session, row)
+    view = run_view(session, row)
+    errors = record_errors(session, row.id)
+    if errors:  # records that failed their entity's schema (mno.sync.schema)
+        view["record_errors"] = errors
+    return view
+
+
+def record_errors(session: Session, run_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The run's records that failed their entity's schema (the first ``limit``)."""
+    rows = session.exec(
+        select(SyncRecordError)
+        .where(SyncRecordError.run_id == run_id)
+        .order_by(col(SyncRecordError.entity), col(SyncRecordError.external_id))
+        .limit(limit)
+    )
+    return [{"entity": e.entity, "external_id": e.external_id, "message": e.message} for e in rows]
 
 
 def runs(session: Session, connection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

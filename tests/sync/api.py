@@ -2,9 +2,10 @@
 
 Collections of records under ``/<style>/contacts`` where style is page, offset, cursor or
 link; ``updated_since`` filtering (ISO 8601), soft deletes (``is_deleted``), a
-``/deleted`` endpoint, POST/PUT for write-back, and rate limiting: with ``throttle_every``
-set, every N-th request gets 429 with ``Retry-After``; requests that arrive before the
-announced time are counted in ``too_early``.
+``/deleted`` endpoint, one record by id (``/<style>/contacts/<id>``), POST/PUT for
+write-back, and rate limiting: with ``throttle_every`` set, every N-th request gets 429
+with ``Retry-After``; requests that arrive before the announced time are counted in
+``too_early``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Api:
         self.refuse = 0  # answer this status (e.g. 401) to every GET
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.deleted_log: list[tuple[str, str]] = []
+        self.gets: list[str] = []  # ids read one by one (GET /<style>/contacts/<id>)
         self.prefix = name_prefix
         self._sorted: list[dict[str, Any]] | None = None
         self._keys: list[str] = []
@@ -210,6 +212,13 @@ def make_handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 since = q.get("since")
                 ids = [rid for rid, at in api.deleted_log if not since or at >= since]
                 self._send(200, {"deleted": [{"id": i} for i in ids]})
+                return
+            if len(parts) == 3:  # one record by id: /<style>/contacts/<id>
+                with api.lock:
+                    api.gets.append(parts[2])
+                    row = api.rows.get(parts[2])
+                    found = dict(row) if row is not None else None
+                self._send(404 if found is None else 200, found or {"error": "not found"})
                 return
             style = parts[0]
             if api.on_list is not None and style != "stats":

@@ -1,5 +1,6 @@
 """Connec sync tables: connectors, connections, cursors, canonical records, id maps,
-runs, record changes (the per-record audit trail), conflicts and the push queue."""
+runs, record changes (the per-record audit trail), record errors, conflicts and the push
+queue."""
 
 from __future__ import annotations
 
@@ -153,6 +154,18 @@ class SyncChange(Base, table=True):
     source: str = Field(max_length=200)
     before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class SyncRecordError(Base, table=True):
+    """A pulled record that failed its entity's JSON Schema in a run, and why."""
+
+    __tablename__ = "sync_record_error"
+
+    run_id: uuid.UUID = Field(index=True)  # no foreign key: written in the page transaction
+    connection_id: uuid.UUID = Field(foreign_key="sync_connection.id", index=True)
+    entity: str = Field(max_length=64)
+    external_id: str = Field(max_length=200)
+    message: str = Field(max_length=500)
 
 
 class SyncConflict(Base, table=True):

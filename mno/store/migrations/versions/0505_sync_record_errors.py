@@ -1,7 +1,7 @@
 """sync: record errors (pulled records that failed their entity's JSON Schema)
 
 Revision ID: 0505_sync
-Revises: 0503_sync
+Revises: 0504_sync
 Create Date: 2026-12-07 00:00:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import mno.store.types
 
 revision: str = "0505_sync"
-down_revision: str | Sequence[str] | None = "0503_sync"
+down_revision: str | Sequence[str] | None = "0504_sync"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

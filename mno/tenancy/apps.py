@@ -218,7 +218,8 @@ def view(session: Session, app: App) -> AppView:
 
 
 def _package_names(session: Session) -> dict[uuid.UUID, str]:
-    return dict(session.execute(sa.select(col(AppPackage.id), col(AppPackage.name))).tuples())
+    rows = session.execute(sa.select(col(AppPackage.id), col(AppPackage.name))).all()
+    return {row[0]: row[1] for row in rows}
 
 
 def _grant_dict(g: AppGrant, tenant_key: str | None, names: dict[uuid.UUID, str]) -> dict[str, Any]:

@@ -395,6 +395,7 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[App]:
 def update(
     session: Session,
     code: str,
+    /,
     *,
     owner: str | None = None,
     by: str | None = None,
@@ -590,8 +591,6 @@ def grant(
             f"tenant {tenant.key} is {tenant.status}: it cannot be granted apps",
             "grants are for live tenants",
         )
-    if tenant.id == app.owner_id:
-        raise BadInput(f"{tenant.key} owns {app.code}", "the owner needs no grant")
     existing = session.exec(
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()

@@ -595,7 +595,8 @@ def grant(
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()
     if existing is not None:
-        if package_id is not None and existing.package_id not in (package_id, replaces):
+        held = existing.package_id
+        if package_id is not None and (held is None or held not in (package_id, replaces)):
             return existing  # already held directly or from another package
         same = (existing.can_edit, existing.granted_by, existing.package_id)
         if same == (can_edit, granted_by, package_id):

@@ -128,9 +128,7 @@ class AppPackageApp(Base, table=True):
 
 class AppPackageGrant(Base, table=True):
     __tablename__ = "app_package_grant"
-    __table_args__ = (
-        sa.UniqueConstraint("package_id", "tenant_id", name="uq_app_package_grant"),
-    )
+    __table_args__ = (sa.UniqueConstraint("package_id", "tenant_id", name="uq_app_package_grant"),)
 
     package_id: uuid.UUID = Field(foreign_key="app_package.id", index=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)

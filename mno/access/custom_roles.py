@@ -92,6 +92,15 @@ def permissions(session: Session, role: str, tenant: Tenant) -> tuple[str, ...]:
     return tuple(row.permissions) if row else ()
 
 
+def allows(session: Session, role: str | None, tenant: Tenant, action: str) -> bool:
+    """Whether ``role`` (built-in or custom) may do ``action`` in ``tenant``."""
+    if role is None:
+        return False
+    if role in roles.ROLES:
+        return roles.allows(role, action)
+    return action in permissions(session, role, tenant)
+
+
 def as_dict(session: Session, row: Role) -> dict[str, Any]:
     tenant = session.get(Tenant, row.tenant_id) if row.tenant_id else None
     held = session.exec(select(func.count()).select_from(Membership).where(*_holders(row))).one()

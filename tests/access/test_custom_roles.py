@@ -116,3 +116,24 @@ def test_tenant_roles_and_acting_with_a_custom_role(session, store_url, acme):
     with session(write=False) as s:
         names = [r["name"] for r in custom_roles.list_roles(s, tenant_key="globex")]
         assert names.count("hr") == 1
+
+
+def test_custom_roles_in_invites_and_teams(session, store_url, acme):
+    from mno.access import invites, teams
+
+    with session() as s:
+        custom_roles.create(s, "recruiter", ["read", "invite"])
+        custom_roles.create(s, "lead", ["read", "manage_teams"])
+        members.add(s, "acme", "rec@acme.io", "recruiter")
+        members.add(s, "acme", "lead@acme.io", "lead")
+        # an invite may carry a custom role; a recruiter may invite, but not admins
+        invites.create(s, "acme", "new@acme.io", "lead", by="rec@acme.io")
+        with pytest.raises(members.Forbidden, match="cannot invite admins"):
+            invites.create(s, "acme", "boss@acme.io", "admin", by="rec@acme.io")
+        teams.create(s, "acme", "sales", by="lead@acme.io")
+    with pytest.raises(members.Forbidden, match="cannot manage teams"), session() as s:
+        teams.create(s, "acme", "ops", by="rec@acme.io")
+    with pytest.raises(members.Forbidden, match="cannot invite"), session() as s:
+        invites.create(s, "acme", "x@acme.io", "member", by="lead@acme.io")
+    with pytest.raises(BadInput, match="unknown role"), session() as s:
+        invites.create(s, "acme", "y@acme.io", "ghost")

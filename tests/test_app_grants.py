@@ -111,8 +111,13 @@ def test_read_and_edit_grants(session, store_url, cli):
         assert apps.check_access(s, "shared", "client")[0]
         allowed, why = apps.check_access(s, "shared", "client", need="edit")
         assert not allowed and "no edit grant" in why
+        # a tenant outside the owner's tree is denied by access: any, until granted
+        assert not apps.check_access(s, "shared", "globex")[0]
         with pytest.raises(BadInput):
             apps.check_access(s, "shared", "client", need="write")
+    with session() as s:
+        apps.grant(s, "shared", "globex", by="acme")
+        assert apps.check_access(s, "shared", "globex")[1] == "granted by owner acme (read)"
     edit = cli("app", "access", "private", "globex", "--need", "edit", "-o", "json")
     assert edit.exit_code == 1 and json.loads(edit.stdout)["need"] == "edit"
 

@@ -128,3 +128,27 @@ def test_package_rules(session, store_url, cli):
         packages.revoke(s, "mine", "globex", by="acme")
         apps.delete(s, "crm")
         assert packages.app_codes(s, packages.get(s, "mine")) == []
+
+
+def test_gitops_leaves_package_grants_alone(session, store_url, cli, tmp_path):
+    doc = tmp_path / "apps.yaml"
+    doc.write_text(
+        "kind: Tenant\nmetadata: {name: acme}\nspec: {}\n---\n"
+        "kind: Tenant\nmetadata: {name: globex}\nspec: {}\n---\n"
+        "kind: App\nmetadata: {name: wiki}\n"
+        "spec:\n  name: Wiki\n  access: explicit\n  grants: [{tenant: acme}]\n"
+    )
+    assert cli("apply", "-f", str(doc)).exit_code == 0
+    with session() as s:
+        packages.create(s, "docs", ["wiki"])
+        packages.grant(s, "docs", "globex")
+    # the package's grant is not the document's: nothing to diff, and apply keeps it
+    assert cli("diff", "-f", str(doc)).exit_code == 0
+    assert cli("apply", "-f", str(doc)).exit_code == 0
+    with session(write=False) as s:
+        assert _grants(s, "wiki") == {"acme": (False, None), "globex": (False, "docs")}
+        # access: explicit, any or own: a grant opens the app to a tenant outside the rule
+        assert apps.check_access(s, "wiki", "globex") == (
+            True,
+            "granted by system via package docs (read)",
+        )

@@ -32,6 +32,10 @@ class InvalidTransition(MnoError):
     """A status change the state machine does not allow."""
 
 
+class Forbidden(MnoError):
+    """The actor may not make this change (exit 1)."""
+
+
 class BadInput(MnoError):
     """Input that fails validation (exit 2)."""
 

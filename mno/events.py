@@ -43,8 +43,16 @@ CATALOGUE: dict[str, str] = {
     "app.deleted": "An app was removed from the catalogue.",
     "app.enabled": "An app was enabled.",
     "app.disabled": "An app was disabled.",
-    "app.access_granted": "A tenant was granted explicit access to an app.",
-    "app.access_revoked": "A tenant's explicit access to an app was revoked.",
+    "app.access_granted": (
+        "A tenant was granted read or edit access to an app (payload: tenant, can_edit, "
+        "granted_by: owner key or system, package when it came from one)."
+    ),
+    "app.access_revoked": "A tenant's grant on an app was revoked (payload: tenant, revoked_by).",
+    "app_package.created": "A package of apps was created (payload: name, apps).",
+    "app_package.updated": "A package's apps changed (payload: name, added, removed).",
+    "app_package.deleted": "A package of apps was deleted.",
+    "app_package.granted": "A package was granted to a tenant; each app is granted with it.",
+    "app_package.revoked": "A package was revoked from a tenant, with the grants it gave.",
     # sync
     "record.created": "A sync created a canonical record (payload: record_id, entity, data).",
     "record.updated": "A canonical record changed (payload: record_id, entity, version, data).",
@@ -74,6 +82,8 @@ CATALOGUE: dict[str, str] = {
     "member.added": "A user joined a tenant with a role.",
     "member.role_changed": "A member's role changed (payload: from, to).",
     "member.removed": "A user left a tenant.",
+    "role.created": "A custom role was defined (payload: name, tenant or null, permissions).",
+    "role.deleted": "A custom role was deleted.",
     "team.created": "A team was created in a tenant.",
     "team.member_added": "A member was added to a team.",
     "team.instance_added": "An app instance was added to a team.",

@@ -83,7 +83,7 @@ def test_access_explicit_grants(session, store_url):
         assert apps.check_access(s, "chosen", "outsider")[0]
         assert not apps.check_access(s, "chosen", "client")[0]
         assert apps.view(s, apps.get(s, "chosen")).grants == [
-            {"tenant": "outsider", "can_edit": True}
+            {"tenant": "outsider", "can_edit": True, "granted_by": "system", "package": None}
         ]
     with session() as s:
         apps.revoke(s, "chosen", "outsider")

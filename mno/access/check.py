@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from mno.access import members, roles, teams, users
+from mno.access import custom_roles, members, roles, teams, users
 from mno.errors import BadInput, NotFound
 from mno.store.models.access import Team, TeamInstance, TeamMember, User
 from mno.store.models.tenancy import Tenant
@@ -56,7 +56,15 @@ def evaluate(
         return False, f"{tenant.key} is {tenant.status}", role
     if role is None:
         return False, f"{user.email} is not a member of {tenant.key}", role
-    if not roles.allows(role, action):
+    if role not in roles.ROLES:
+        if action not in custom_roles.permissions(session, role, tenant):
+            return (
+                False,
+                f"{action} is not a permission of the custom role {role} "
+                f"of {user.email} in {tenant.key}",
+                role,
+            )
+    elif not roles.allows(role, action):
         need = " or ".join(roles.ACTIONS[action])
         return False, f"{action} needs {need}; {user.email} is {role} in {tenant.key}", role
     if action != "open":

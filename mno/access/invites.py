@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from mno import clock, mail, settings, validate
-from mno.access import members, revocation, roles, secrets, users
+from mno.access import custom_roles, members, revocation, roles, secrets, users
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models.access import Invite, Membership, Team, TeamMember, User
@@ -88,12 +88,16 @@ def create(
 ) -> Issued:
     """Create an invite; unless ``stage``, send it at once (pending, with a token)."""
     email = validate.email(email).lower()
-    role = validate.one_of(role, roles.ROLES, "role")
     tenant = tenants.get(session, tenant_key)
+    role = custom_roles.check_role(session, role, tenant)
     actor_role = members._actor_role(session, tenant, by)
-    if actor_role is not None and not roles.allows(actor_role, "invite"):
+    if actor_role is not None and not custom_roles.allows(session, actor_role, tenant, "invite"):
         raise members.Forbidden(f"a {actor_role} cannot invite")
-    why = roles.may_grant(actor_role, role, None)
+    if actor_role is not None and actor_role not in roles.ROLES:
+        # a custom role that may invite still never brings in admins
+        why = f"a {actor_role} cannot invite admins" if role in roles.ADMINS else None
+    else:
+        why = roles.may_grant(actor_role, role, None)
     if why:
         raise members.Forbidden(why)
     team_row = None

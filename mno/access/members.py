@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, delete, func, select
 
-from mno import validate
-from mno.access import revocation, roles, users
-from mno.errors import Conflict, MnoError, NotFound
+from mno.access import custom_roles, revocation, roles, users
+from mno.errors import Conflict, Forbidden, NotFound
 from mno.store import audit, outbox
 from mno.store.models.access import Membership, Team, TeamMember, User
 from mno.store.models.tenancy import Tenant
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
 
-class Forbidden(MnoError):
-    """The acting user's role does not allow the change (exit 1)."""
+__all__ = ["Forbidden"]
 
 
 def as_dict(m: Membership, user: User, tenant: Tenant) -> dict[str, Any]:
@@ -59,6 +57,21 @@ def _actor_role(session: Session, tenant: Tenant, by: str | None) -> str | None:
     return role
 
 
+def _may_grant(
+    session: Session, tenant: Tenant, by: str | None, target: str, current: str | None
+) -> str | None:
+    """``roles.may_grant``, where an actor holding a custom role with ``manage_members``
+    counts as an admin that may not touch admins."""
+    actor = _actor_role(session, tenant, by)
+    if actor is not None and actor not in roles.ROLES:
+        if "manage_members" not in custom_roles.permissions(session, actor, tenant):
+            return f"a {actor} cannot manage members"
+        if target in roles.ADMINS or current in roles.ADMINS:
+            return f"a {actor} cannot grant or change admin roles"
+        return None
+    return roles.may_grant(actor, target, current)
+
+
 def _super_admins(session: Session, tenant: Tenant) -> int:
     return int(
         session.exec(
@@ -80,9 +93,9 @@ def add(
     name: str = "",
 ) -> tuple[Membership, bool]:
     """Add a user (created when unknown) to a tenant with ``role``."""
-    role = validate.one_of(role, roles.ROLES, "role")
     tenant = tenants.get(session, tenant_key)
-    why = roles.may_grant(_actor_role(session, tenant, by), role, None)
+    role = custom_roles.check_role(session, role, tenant)
+    why = _may_grant(session, tenant, by, role, None)
     if why:
         raise Forbidden(why)
     user, _ = users.create(session, email, name=name, if_not_exists=True)
@@ -119,13 +132,13 @@ def add(
 def set_role(
     session: Session, tenant_key: str, email: str, role: str, *, by: str | None = None
 ) -> Membership:
-    role = validate.one_of(role, roles.ROLES, "role")
     tenant = tenants.get(session, tenant_key)
+    role = custom_roles.check_role(session, role, tenant)
     user = users.get(session, email)
     m = find(session, user, tenant)
     if m is None:
         raise NotFound(f"{user.email} is not a member of {tenant.key}")
-    why = roles.may_grant(_actor_role(session, tenant, by), role, m.role)
+    why = _may_grant(session, tenant, by, role, m.role)
     if why:
         raise Forbidden(why)
     if m.role == role:
@@ -165,7 +178,7 @@ def remove(session: Session, tenant_key: str, email: str, *, by: str | None = No
     m = find(session, user, tenant)
     if m is None:
         raise NotFound(f"{user.email} is not a member of {tenant.key}")
-    why = roles.may_grant(_actor_role(session, tenant, by), "member", m.role)
+    why = _may_grant(session, tenant, by, "member", m.role)
     if why:
         raise Forbidden(why)
     if m.role == "super_admin" and _super_admins(session, tenant) <= 1:

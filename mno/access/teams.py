@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import SQLModel, select
 
-from mno.access import members, revocation, roles, users
+from mno.access import custom_roles, members, revocation, users
 from mno.errors import BadInput, Conflict, NotFound
 from mno.store import audit, outbox
 from mno.store.models import load_all
@@ -29,7 +29,7 @@ def _check_actor(session: Session, tenant: Tenant, by: str | None) -> None:
         return
 
     role = members._actor_role(session, tenant, by)
-    if not roles.allows(role or "", "manage_teams"):
+    if not custom_roles.allows(session, role, tenant, "manage_teams"):
         raise members.Forbidden(f"a {role} cannot manage teams")
 
 

@@ -1,4 +1,5 @@
-"""The Developer API: an app lists its customers and submits bills and usage.
+"""The Developer API: an app lists its customers and submits bills and usage, and
+changes its own listing (name, thumbnail, metadata) on behalf of a tenant with edit access.
 
 Bills and usage go through ``mno.billing`` (charges and usage events); both honour an
 ``Idempotency-Key`` header. An app sees only the bills it created: another app's bill
@@ -125,6 +126,62 @@ def may_bill(session: Any, caller: Caller, tenant_key: str) -> Any:
     if not allowed:
         raise ApiError(403, "forbidden", f"{tenant_key} is not a customer of {caller.app_code}")
     return tenant
+
+
+class AppChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant: str = Field(
+        min_length=1, max_length=40, description="Tenant acting: it needs edit access."
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    thumbnail: str | None = Field(
+        default=None, max_length=500, description="An https URL; empty clears it."
+    )
+    metadata: dict[str, Any] | None = Field(default=None, description="A JSON object, 4 KB.")
+
+
+class AppListing(BaseModel):
+    code: str
+    name: str
+    access: str
+    owner: str
+    thumbnail: str | None
+    metadata: dict[str, Any]
+    updated_at: str = Field(description="UTC, ending with Z.")
+
+
+def _change_app(caller: Caller, body: AppChange) -> dict[str, Any]:
+    with session_scope() as s:
+        try:
+            tenant = tenants.get(s, body.tenant)
+        except NotFound as exc:
+            raise ApiError(404, "not_found", f"tenant {body.tenant} not found") from exc
+        allowed, why = apps.check_access(s, apps.get(s, caller.app_id), tenant, need="edit")
+        if not allowed:
+            raise ApiError(
+                403, "forbidden", f"{tenant.key} may not change {caller.app_code}: {why}"
+            )
+        row = apps.update(
+            s,
+            caller.app_code,
+            by=tenant.key,
+            name=body.name,
+            thumbnail=body.thumbnail,
+            metadata=body.metadata,
+        )
+        view = apps.view(s, row).as_dict()
+    return {k: view[k] for k in AppListing.model_fields}
+
+
+@router.patch(
+    "/v1/dev/app",
+    response_model=AppListing,
+    responses=ERRORS,
+    summary="Change the calling app's name, thumbnail or metadata for a tenant with edit access",
+)
+async def change_app(body: AppChange, caller: Caller = Depends(app_caller)) -> Any:
+    return await threads.run(_change_app, caller, body)
 
 
 def scoped_key(caller: Caller, key: str | None) -> str | None:

@@ -21,7 +21,15 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mno.api import config
-from mno.errors import BadInput, Conflict, InvalidTransition, MnoError, NotFound, Unavailable
+from mno.errors import (
+    BadInput,
+    Conflict,
+    Forbidden,
+    InvalidTransition,
+    MnoError,
+    NotFound,
+    Unavailable,
+)
 
 
 class ErrorDetail(BaseModel):
@@ -96,6 +104,8 @@ def from_exception(exc: Exception) -> Response | None:
         return error_response(422, "invalid", "a value is not acceptable to the store")
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", exc.message)
+    if isinstance(exc, Forbidden):
+        return error_response(403, "forbidden", exc.message)
     if isinstance(exc, Conflict | InvalidTransition):
         return error_response(409, "conflict", exc.message)
     if isinstance(exc, BadInput):

@@ -204,6 +204,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("record", "mno.cli.sync:record_app", "Read canonical records and their history."),
     ("user", "mno.cli.users", "Manage users and their personal tokens."),
     ("member", "mno.cli.members", "Manage tenant members and their roles."),
+    ("role", "mno.cli.roles", "Custom roles and the permissions they grant."),
     ("team", "mno.cli.teams", "Manage teams and the app instances they open."),
     ("invite", "mno.cli.invites", "Invite users into a tenant."),
     ("access", "mno.cli.access", "Check what a member may do in a tenant."),

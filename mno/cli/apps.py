@@ -15,7 +15,31 @@ from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
 
-LIST_COLUMNS = ["code", "name", "stack", "type", "access", "owner", "enabled", "image"]
+LIST_COLUMNS = [
+    "code",
+    "name",
+    "stack",
+    "type",
+    "access",
+    "owner",
+    "enabled",
+    "image",
+    "thumbnail",
+]
+
+ThumbnailOpt = Annotated[
+    str | None, typer.Option(help="Thumbnail image URL (https); '' clears it on update.")
+]
+MetadataOpt = Annotated[
+    str | None, typer.Option(help="Free metadata, a JSON object (4 KB at most), e.g. '{\"a\": 1}'.")
+]
+AsTenantOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Act on behalf of this tenant (default: the platform operator, as system).",
+    ),
+]
 
 
 @app.command("create")
@@ -42,6 +66,8 @@ def create(
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
     label: Annotated[list[str] | None, typer.Option(help="Placement label K=V.")] = None,
+    thumbnail: ThumbnailOpt = None,
+    metadata: MetadataOpt = None,
     if_not_exists: Annotated[
         bool, typer.Option("--if-not-exists", help="Succeed if the code already exists.")
     ] = False,
@@ -71,6 +97,8 @@ def create(
             cpus=cpus,
             volume_path=volume_path,
             labels=pairs(label, "label"),
+            thumbnail=thumbnail,
+            metadata=metadata,
             if_not_exists=if_not_exists,
         )
         view = apps.view(s, row)
@@ -115,7 +143,9 @@ def update(
     name: Annotated[str | None, typer.Option(help="App name.")] = None,
     type: Annotated[str | None, typer.Option("--type", help="app or site.")] = None,
     access: Annotated[str | None, typer.Option(help="own, any or explicit.")] = None,
-    owner: Annotated[str | None, typer.Option(help="Owner tenant.")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Owner tenant: fixed at creation, a change is refused.")
+    ] = None,
     multi_instantiable: Annotated[
         bool | None,
         typer.Option("--multi-instantiable/--single-instance", help="Several instances or one."),
@@ -127,9 +157,12 @@ def update(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
+    thumbnail: ThumbnailOpt = None,
+    metadata: MetadataOpt = None,
+    as_: AsTenantOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Change an app's fields."""
+    """Change an app's fields (the owner and code are fixed; a tenant needs edit access)."""
     from mno.cli.params import pairs
     from mno.store.db import session_scope
     from mno.tenancy import apps
@@ -150,6 +183,9 @@ def update(
             memory=memory,
             cpus=cpus,
             volume_path=volume_path,
+            thumbnail=thumbnail,
+            metadata=metadata,
+            by=as_,
         )
         view = apps.view(s, row)
     render(view, output)
@@ -203,29 +239,37 @@ def grant(
     code: Annotated[str, typer.Argument(help="App code.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     can_edit: Annotated[bool, typer.Option("--can-edit", help="Also allow editing.")] = False,
+    as_: AsTenantOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Grant a tenant explicit access to an app."""
+    """Grant a tenant read (or edit) access to an app; only its owner or system may."""
     from mno.store.db import session_scope
     from mno.tenancy import apps
 
     with session_scope() as s:
-        apps.grant(s, code, tenant, can_edit=can_edit)
-    done({"app": code, "tenant": tenant, "can_edit": can_edit}, f"{tenant} may use {code}", output)
+        row = apps.grant(s, code, tenant, can_edit=can_edit, by=as_)
+        granted_by = row.granted_by
+    level = "edit" if can_edit else "use"
+    done(
+        {"app": code, "tenant": tenant, "can_edit": can_edit, "granted_by": granted_by},
+        f"{tenant} may {level} {code} (granted by {granted_by})",
+        output,
+    )
 
 
 @app.command("revoke")
 def revoke(
     code: Annotated[str, typer.Argument(help="App code.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    as_: AsTenantOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Revoke a tenant's explicit access to an app."""
+    """Revoke a tenant's grant on an app; only its owner or system may."""
     from mno.store.db import session_scope
     from mno.tenancy import apps
 
     with session_scope() as s:
-        apps.revoke(s, code, tenant)
+        apps.revoke(s, code, tenant, by=as_)
     done(
         {"app": code, "tenant": tenant, "revoked": True},
         f"{tenant} no longer has a grant on {code}",
@@ -237,15 +281,19 @@ def revoke(
 def access(
     code: Annotated[str, typer.Argument(help="App code.")],
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    need: Annotated[str, typer.Option(help="read (use the app) or edit (change it).")] = "read",
     output: OutputOpt = Format.table,
 ) -> None:
-    """Answer whether a tenant may use an app, and why (exit 1 when denied)."""
+    """Answer whether a tenant may use (or edit) an app, and why (exit 1 when denied)."""
     from mno.store.db import session_scope
     from mno.tenancy import apps
 
     with session_scope(write=False) as s:
-        allowed, reason = apps.check_access(s, code, tenant)
-    render({"app": code, "tenant": tenant, "allowed": allowed, "reason": reason}, output)
+        allowed, reason = apps.check_access(s, code, tenant, need=need)
+    render(
+        {"app": code, "tenant": tenant, "need": need, "allowed": allowed, "reason": reason},
+        output,
+    )
     if not allowed:
         raise typer.Exit(1)
 
@@ -286,3 +334,115 @@ def keys_list(
     with session_scope(write=False) as s:
         rows = keys.list_keys(s, code)
     render(rows, output, columns=["key_id", "status", "expires_at", "created_at"])
+
+
+package_app = typer.Typer(
+    help="Packages: named sets of apps granted together.", no_args_is_help=True
+)
+app.add_typer(package_app, name="package")
+
+
+@package_app.command("create")
+def package_create(
+    name: Annotated[str, typer.Argument(help="Package name (a-z, 0-9, '-').")],
+    app_: Annotated[list[str], typer.Option("--app", help="App code, repeatable.")],
+    description: Annotated[str, typer.Option(help="What the package is for.")] = "",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Create a package of apps."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    with session_scope() as s:
+        data = packages.as_dict(s, packages.create(s, name, app_, description=description))
+    if output is Format.table:
+        success(f"package {name} created with {len(data['apps'])} app(s)")
+    render(data, output)
+
+
+@package_app.command("list")
+def package_list(
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """List packages with their apps."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    with session_scope(write=False) as s:
+        rows = packages.list_packages(s)[:limit]
+    render(
+        rows, output, columns=["name", "apps", "description", "created_at"], empty="No packages."
+    )
+
+
+@package_app.command("show")
+def package_show(
+    name: Annotated[str, typer.Argument(help="Package name.")],
+    output: OutputOpt = Format.table,
+) -> None:
+    """Show a package: its apps and the tenants it is granted to."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    with session_scope(write=False) as s:
+        data = packages.as_dict(s, packages.get(s, name))
+    render(data, output)
+
+
+@package_app.command("delete")
+def package_delete(
+    name: Annotated[str, typer.Argument(help="Package name.")],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Delete a package (refused while it is granted)."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    confirm(f"delete package {name}", yes)
+    with session_scope() as s:
+        packages.delete(s, name)
+    done({"package": name, "deleted": True}, f"package {name} deleted", output)
+
+
+@package_app.command("grant")
+def package_grant(
+    name: Annotated[str, typer.Argument(help="Package name.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    can_edit: Annotated[bool, typer.Option("--can-edit", help="Also allow editing.")] = False,
+    as_: AsTenantOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Grant every app of a package to a tenant."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    with session_scope() as s:
+        packages.grant(s, name, tenant, can_edit=can_edit, by=as_)
+        codes = packages.app_codes(s, packages.get(s, name))
+    done(
+        {"package": name, "tenant": tenant, "can_edit": can_edit, "apps": codes},
+        f"{tenant} was granted package {name}: {', '.join(codes)}",
+        output,
+    )
+
+
+@package_app.command("revoke")
+def package_revoke(
+    name: Annotated[str, typer.Argument(help="Package name.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    as_: AsTenantOpt = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Revoke a package from a tenant, with the grants it gave (direct grants stay)."""
+    from mno.store.db import session_scope
+    from mno.tenancy import packages
+
+    with session_scope() as s:
+        removed = packages.revoke(s, name, tenant, by=as_)
+    done(
+        {"package": name, "tenant": tenant, "revoked": True, "apps": removed},
+        f"package {name} revoked from {tenant}; grants removed: {', '.join(removed) or 'none'}",
+        output,
+    )

@@ -15,6 +15,7 @@ from mno.cli.params import YesOpt, confirm
 
 app = typer.Typer(help="Manage tenant members and their roles.", no_args_is_help=True)
 
+ROLE_HELP = "member, power_user, admin, super_admin or a custom role."
 AsOpt = Annotated[
     str | None,
     typer.Option("--as", help="Act as this member (their role decides); default: operator."),
@@ -25,7 +26,7 @@ AsOpt = Annotated[
 def add(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     email: Annotated[str, typer.Argument(help="User email (created when unknown).")],
-    role: Annotated[str, typer.Option(help="member, power_user, admin or super_admin.")] = "member",
+    role: Annotated[str, typer.Option(help=ROLE_HELP)] = "member",
     name: Annotated[str, typer.Option(help="Name for a new user.")] = "",
     as_: AsOpt = None,
     if_not_exists: Annotated[
@@ -63,7 +64,7 @@ def list_(
 def set_role(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
     email: Annotated[str, typer.Argument(help="Member email.")],
-    role: Annotated[str, typer.Argument(help="member, power_user, admin or super_admin.")],
+    role: Annotated[str, typer.Argument(help=ROLE_HELP)],
     as_: AsOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:

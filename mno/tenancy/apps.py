@@ -7,25 +7,39 @@ Docker, ``connector`` for data connectors), a ``type`` and an access rule:
 - ``own``: only the owner tenant and ``system``;
 - ``any``: the owner and every tenant it manages, directly or below;
 - ``explicit``: only tenants granted access, plus the owner and ``system``.
+
+A grant gives one tenant ``read`` (use the app) or ``edit`` (``can_edit``: also change
+the app) whatever the access rule, ``own`` included. Only the owner or ``system`` may
+grant (``by``: the tenant acting, ``None`` for the platform operator, who acts as
+``system``); the grant records who gave it. Grants that came from a package
+(``mno.tenancy.packages``) name it and go when the package is revoked.
+
+``check_access(..., need="edit")`` asks for the right to change the app: the owner,
+``system`` and tenants with an edit grant have it; ``any`` alone gives only ``read``.
+
+The owner and the code never change after creation. An app may carry a thumbnail
+(an https URL) and a small JSON ``metadata`` object, shown to the tenants that see it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel, col, select
 
 from mno import validate
-from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
+from mno.errors import BadInput, Conflict, Forbidden, InvalidTransition, NotFound
 from mno.store import audit, outbox
 from mno.store.models import load_all
-from mno.store.models.tenancy import App, AppGrant, Tenant
+from mno.store.models.tenancy import App, AppGrant, AppPackage, AppPackageApp, Tenant
 from mno.tenancy import tenants
 
 if TYPE_CHECKING:
@@ -34,6 +48,9 @@ if TYPE_CHECKING:
 STACKS = ("cloud", "nex", "connector")
 TYPES = ("app", "site")
 ACCESS = ("own", "any", "explicit")
+NEEDS = ("read", "edit")
+THUMBNAIL_MAX = 500
+METADATA_MAX = 4096  # bytes of compact JSON
 _CODE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _MEMORY = re.compile(r"^\d+(?:\.\d+)?[bkmg]?$", re.I)
 NEX_FIELDS = ("image", "port", "env", "health_path", "memory", "cpus", "volume_path")
@@ -43,8 +60,11 @@ UPDATABLE = (
     "access",
     "multi_instantiable",
     "labels",
+    "thumbnail",
+    "metadata",
     *NEX_FIELDS,
 )
+IMMUTABLE = ("owner", "code", "stack")
 
 
 @dataclass
@@ -73,6 +93,8 @@ class AppView:
             "cpus": a.cpus,
             "volume_path": a.volume_path,
             "labels": a.labels,
+            "thumbnail": a.thumbnail,
+            "metadata": a.meta or {},
             "grants": self.grants,
             "created_at": audit.jsonable(a.created_at),
             "updated_at": audit.jsonable(a.updated_at),
@@ -81,6 +103,42 @@ class AppView:
 
 def _payload(app: App) -> dict[str, Any]:
     return {"id": str(app.id), "code": app.code, "name": app.name, "stack": app.stack}
+
+
+def check_thumbnail(value: str | None) -> str | None:
+    """An https URL with a host, at most 500 characters; blank clears it."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > THUMBNAIL_MAX:
+        raise BadInput("thumbnail URL is too long", f"at most {THUMBNAIL_MAX} characters")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in value):
+        raise BadInput(f"invalid thumbnail URL {value!r}", "an https:// URL")
+    return value
+
+
+def check_metadata(value: Any) -> dict[str, Any]:
+    """A JSON object of at most 4096 bytes (compact); ``None`` is the empty object."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise BadInput(f"invalid metadata: {exc}", "a JSON object") from exc
+    if not isinstance(value, dict):
+        raise BadInput("invalid metadata: not a JSON object", 'e.g. {"category": "crm"}')
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"invalid metadata: {exc}", "plain JSON values only") from exc
+    if len(text.encode()) > METADATA_MAX:
+        raise BadInput("metadata is too large", f"at most {METADATA_MAX} bytes of JSON")
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def check_code(code: str) -> str:
@@ -154,8 +212,23 @@ def view(session: Session, app: App) -> AppView:
         .where(AppGrant.app_id == app.id, AppGrant.tenant_id == Tenant.id)
         .order_by(Tenant.key)
     ).all()
-    grants = [{"tenant": t.key, "can_edit": g.can_edit} for g, t in rows]
+    names = _package_names(session)
+    grants = [_grant_dict(g, t.key, names) for g, t in rows]
     return AppView(app, owner.key if owner else "?", grants)
+
+
+def _package_names(session: Session) -> dict[uuid.UUID, str]:
+    rows = session.execute(sa.select(col(AppPackage.id), col(AppPackage.name))).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def _grant_dict(g: AppGrant, tenant_key: str | None, names: dict[uuid.UUID, str]) -> dict[str, Any]:
+    return {
+        "tenant": tenant_key,
+        "can_edit": bool(g.can_edit),
+        "granted_by": g.granted_by,
+        "package": names.get(g.package_id) if g.package_id else None,
+    }
 
 
 def create(
@@ -177,6 +250,8 @@ def create(
     cpus: str | None = None,
     volume_path: str | None = None,
     labels: dict[str, str] | None = None,
+    thumbnail: str | None = None,
+    metadata: dict[str, Any] | str | None = None,
     if_not_exists: bool = False,
 ) -> tuple[App, bool]:
     """Add an app to the catalogue; returns (app, created)."""
@@ -207,6 +282,8 @@ def create(
         cpus=cpus,
         volume_path=volume_path,
         labels=labels,
+        thumbnail=thumbnail,
+        metadata=metadata,
     )
     session.add(app)
     session.flush()
@@ -240,6 +317,8 @@ def _build(
     cpus: str | None = None,
     volume_path: str | None = None,
     labels: dict[str, str] | None = None,
+    thumbnail: str | None = None,
+    metadata: dict[str, Any] | str | None = None,
 ) -> App:
     """A checked, unsaved app row."""
     app = App(
@@ -259,6 +338,8 @@ def _build(
         cpus=parse_cpus(cpus),
         volume_path=volume_path,
         labels=dict(labels or {}),
+        thumbnail=check_thumbnail(thumbnail),
+        meta=check_metadata(metadata),
     )
     _check_nex(app)
     return app
@@ -311,11 +392,40 @@ def create_many(session: Session, items: Sequence[dict[str, Any]]) -> list[App]:
     return [app for app, _ in apps]
 
 
-def update(session: Session, code: str, *, owner: str | None = None, **fields: Any) -> App:
+def update(
+    session: Session,
+    code: str,
+    /,
+    *,
+    owner: str | None = None,
+    by: str | None = None,
+    **fields: Any,
+) -> App:
+    """Change an app's fields. The owner, code and stack are fixed at creation (exit 2).
+
+    ``by`` is the tenant acting (``None``: the platform operator); it needs ``edit``
+    access to the app."""
     app = get(session, code)
+    fixed = [name for name in IMMUTABLE if fields.get(name) is not None]
+    if owner is not None:
+        current = session.get(Tenant, app.owner_id)
+        if current is None or current.key != owner:
+            fixed.insert(0, "owner")
+    for name in fixed:
+        if name != "owner" and fields[name] == getattr(app, name):
+            continue
+        raise BadInput(
+            f"app {app.code}: {name} cannot change after creation", "create a new app instead"
+        )
+    for name in IMMUTABLE:
+        fields.pop(name, None)
     unknown = set(fields) - set(UPDATABLE)
     if unknown:
         raise BadInput(f"unknown app field(s): {', '.join(sorted(unknown))}")
+    if by is not None:
+        allowed, why = check_access(session, app, by, need="edit")
+        if not allowed:
+            raise Forbidden(f"{by} may not change app {app.code}: {why}")
     before = audit.snapshot(app)
     for name, value in fields.items():
         if value is None:
@@ -334,9 +444,12 @@ def update(session: Session, code: str, *, owner: str | None = None, **fields: A
                 raise BadInput("app name must not be empty")
         elif name in ("env", "labels"):
             value = dict(value)
+        elif name == "thumbnail":
+            value = check_thumbnail(value)
+        elif name == "metadata":
+            app.meta = check_metadata(value)
+            continue
         setattr(app, name, value)
-    if owner is not None:
-        app.owner_id = tenants.get(session, owner).id
     _check_nex(app)
     after = audit.snapshot(app)
     if after == before:
@@ -379,7 +492,7 @@ def set_enabled(session: Session, code: str, enabled: bool) -> App:
 
 
 def delete(session: Session, code: str) -> None:
-    """Remove an app from the catalogue, with its grants.
+    """Remove an app from the catalogue, with its grants (and from its packages).
 
     Refused while anything else still points at it (connectors, API keys, instances, ...):
     every table with a foreign key to ``app`` is checked.
@@ -387,7 +500,7 @@ def delete(session: Session, code: str) -> None:
     app = get(session, code)
     load_all()
     for table in SQLModel.metadata.sorted_tables:
-        if table.name in ("app", "app_grant"):
+        if table.name in ("app", "app_grant", "app_package_app"):
             continue
         for fk in table.foreign_keys:
             if fk.column.table.name == "app":
@@ -402,6 +515,8 @@ def delete(session: Session, code: str) -> None:
     before = audit.snapshot(app)
     for grant_row in session.exec(select(AppGrant).where(AppGrant.app_id == app.id)):
         session.delete(grant_row)
+    for member in session.exec(select(AppPackageApp).where(AppPackageApp.app_id == app.id)):
+        session.delete(member)
     session.flush()
     session.delete(app)
     audit.record(
@@ -426,11 +541,10 @@ def list_apps(
         stmt = stmt.where(App.enabled == enabled)
     apps = list(session.exec(stmt))
     keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
+    names = _package_names(session)
     grants: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for app_id, tenant_id, can_edit in session.execute(
-        sa.select(col(AppGrant.app_id), col(AppGrant.tenant_id), col(AppGrant.can_edit))
-    ):
-        grants.setdefault(app_id, []).append({"tenant": keys.get(tenant_id), "can_edit": can_edit})
+    for g in session.exec(select(AppGrant)):
+        grants.setdefault(g.app_id, []).append(_grant_dict(g, keys.get(g.tenant_id), names))
     return [
         AppView(
             a, keys.get(a.owner_id, "?"), sorted(grants.get(a.id, []), key=lambda g: g["tenant"])
@@ -439,8 +553,38 @@ def list_apps(
     ]
 
 
-def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = False) -> AppGrant:
+def granter(session: Session, app: App, by: str | None) -> str:
+    """Who grants on ``app`` when ``by`` acts: the owner's key or ``system``; anyone
+    else is refused (exit 1)."""
+    if by is None or by == tenants.SYSTEM_KEY:
+        return tenants.SYSTEM_KEY
+    actor = tenants.get(session, by)
+    if actor.id == app.owner_id:
+        return actor.key
+    owner = session.get(Tenant, app.owner_id)
+    raise Forbidden(
+        f"{actor.key} may not grant app {app.code}",
+        f"only its owner {owner.key if owner else '?'} or system may",
+    )
+
+
+def grant(
+    session: Session,
+    code: str,
+    tenant_key: str,
+    *,
+    can_edit: bool = False,
+    by: str | None = None,
+    package_id: uuid.UUID | None = None,
+    replaces: uuid.UUID | None = None,
+) -> AppGrant:
+    """Give ``tenant_key`` read (or, with ``can_edit``, edit) access to an app.
+
+    A direct grant on top of a package's grant makes it direct (revoking the package
+    then leaves it); a package's grant never changes a direct one, nor another package's
+    unless that package is ``replaces`` (one being revoked)."""
     app = get(session, code)
+    granted_by = granter(session, app, by)
     tenant = tenants.get(session, tenant_key)
     if tenant.status in ("offboarding", "offboarded"):
         raise InvalidTransition(
@@ -451,16 +595,36 @@ def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = Fals
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()
     if existing is not None:
-        if existing.can_edit == can_edit:
+        held = existing.package_id
+        if package_id is not None and (held is None or held not in (package_id, replaces)):
+            return existing  # already held directly or from another package
+        same = (existing.can_edit, existing.granted_by, existing.package_id)
+        if same == (can_edit, granted_by, package_id):
             return existing
-        before = {"can_edit": existing.can_edit}
+        before = {
+            "can_edit": existing.can_edit,
+            "granted_by": existing.granted_by,
+            "package_id": str(existing.package_id) if existing.package_id else None,
+        }
         existing.can_edit = can_edit
+        existing.granted_by = granted_by
+        existing.package_id = package_id
         existing.touch()
         row = existing
     else:
         before = {}
-        row = AppGrant(app_id=app.id, tenant_id=tenant.id, can_edit=can_edit)
+        row = AppGrant(
+            app_id=app.id,
+            tenant_id=tenant.id,
+            can_edit=can_edit,
+            granted_by=granted_by,
+            package_id=package_id,
+        )
     session.add(row)
+    after = {"tenant": tenant.key, "can_edit": can_edit, "granted_by": granted_by}
+    if package_id is not None:
+        package = session.get(AppPackage, package_id)
+        after["package"] = package.name if package else str(package_id)
     audit.record(
         session,
         "app.grant",
@@ -468,27 +632,30 @@ def grant(session: Session, code: str, tenant_key: str, *, can_edit: bool = Fals
         target_id=app.id,
         target=app.code,
         before=before,
-        after={"tenant": tenant.key, "can_edit": can_edit},
+        after=after,
         tenant_id=tenant.id,
     )
-    outbox.emit(
-        session,
-        "app.access_granted",
-        _payload(app) | {"tenant": tenant.key, "can_edit": can_edit},
-        tenant.id,
-    )
+    outbox.emit(session, "app.access_granted", _payload(app) | after, tenant.id)
     session.flush()
     return row
 
 
-def revoke(session: Session, code: str, tenant_key: str) -> None:
+def revoke(session: Session, code: str, tenant_key: str, *, by: str | None = None) -> None:
     app = get(session, code)
+    revoked_by = granter(session, app, by)
     tenant = tenants.get(session, tenant_key)
     row = session.exec(
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()
     if row is None:
         raise NotFound(f"{tenant.key} has no grant on app {app.code}")
+    remove_grant(session, app, tenant, row, revoked_by)
+
+
+def remove_grant(
+    session: Session, app: App, tenant: Tenant, row: AppGrant, revoked_by: str
+) -> None:
+    """Delete one grant row with its audit row and event."""
     session.delete(row)
     audit.record(
         session,
@@ -496,14 +663,25 @@ def revoke(session: Session, code: str, tenant_key: str) -> None:
         target_type="app",
         target_id=app.id,
         target=app.code,
-        before={"tenant": tenant.key, "can_edit": row.can_edit},
+        before={"tenant": tenant.key, "can_edit": row.can_edit, "granted_by": row.granted_by},
+        after={"revoked_by": revoked_by},
         tenant_id=tenant.id,
     )
-    outbox.emit(session, "app.access_revoked", _payload(app) | {"tenant": tenant.key}, tenant.id)
+    outbox.emit(
+        session,
+        "app.access_revoked",
+        _payload(app) | {"tenant": tenant.key, "revoked_by": revoked_by},
+        tenant.id,
+    )
+    session.flush()
 
 
-def check_access(session: Session, app: App | str, tenant: Tenant | str) -> tuple[bool, str]:
-    """Whether ``tenant`` may use ``app``, and why."""
+def check_access(
+    session: Session, app: App | str, tenant: Tenant | str, *, need: str = "read"
+) -> tuple[bool, str]:
+    """Whether ``tenant`` may use (``need="read"``) or change (``need="edit"``) ``app``,
+    and why."""
+    need = validate.one_of(need, NEEDS, "need")
     app = get(session, app) if isinstance(app, str) else app
     tenant = tenants.get(session, tenant) if isinstance(tenant, str) else tenant
     owner = session.get(Tenant, app.owner_id)
@@ -514,15 +692,30 @@ def check_access(session: Session, app: App | str, tenant: Tenant | str) -> tupl
         return True, f"{tenant.key} owns {app.code}"
     if tenant.key == tenants.SYSTEM_KEY:
         return True, "the system tenant may use every app"
-    if app.access == "own":
-        return False, f"{app.code} is private to its owner {owner_key} (access: own)"
-    if app.access == "any":
-        if tenant.id in tenants.descendant_ids(session, app.owner_id):
-            return True, f"{tenant.key} is managed by the owner {owner_key} (access: any)"
-        return False, f"{tenant.key} is not managed by the owner {owner_key} (access: any)"
     granted = session.exec(
         select(AppGrant).where(AppGrant.app_id == app.id, AppGrant.tenant_id == tenant.id)
     ).first()
     if granted is not None:
-        return True, f"{tenant.key} was granted {app.code} (access: explicit)"
+        level = "edit" if granted.can_edit else "read"
+        who = (
+            "system" if granted.granted_by == tenants.SYSTEM_KEY else f"owner {granted.granted_by}"
+        )
+        via = ""
+        if granted.package_id is not None:
+            package = session.get(AppPackage, granted.package_id)
+            via = f" via package {package.name if package else granted.package_id}"
+        if need == "read" or granted.can_edit:
+            return True, f"granted by {who}{via} ({level})"
+        return False, f"{tenant.key} has a read-only grant on {app.code} (granted by {who}{via})"
+    if app.access == "any" and tenant.id in tenants.descendant_ids(session, app.owner_id):
+        if need == "read":
+            return True, f"{tenant.key} is managed by the owner {owner_key} (access: any)"
+        return (
+            False,
+            f"{tenant.key} may use {app.code} but not change it (access: any, no edit grant)",
+        )
+    if app.access == "own":
+        return False, f"{app.code} is private to its owner {owner_key} (access: own)"
+    if app.access == "any":
+        return False, f"{tenant.key} is not managed by the owner {owner_key} (access: any)"
     return False, f"{tenant.key} has no grant on {app.code} (access: explicit)"

@@ -41,8 +41,8 @@ def test_apply_creates_in_dependency_order_and_records_audit(session, store_url,
         portal = apps.view(s, apps.get(s, "portal"))
         assert portal.owner_key == "acme" and portal.app.enabled is False
         assert portal.grants == [
-            {"tenant": "acme-shop", "can_edit": False},
-            {"tenant": "globex", "can_edit": True},
+            {"tenant": "acme-shop", "can_edit": False, "granted_by": "system", "package": None},
+            {"tenant": "globex", "can_edit": True, "granted_by": "system", "package": None},
         ]
         assert apps.get(s, "wiki").env == {"DB_PASSWORD": "secret:WIKI_DB"}
         ok, _ = apps.check_access(s, "portal", "globex")

@@ -1,6 +1,8 @@
 """``kind: App``: an app of the catalogue with its access rule and explicit grants.
 
-``metadata.name`` is the app code. The stack cannot change once created.
+``metadata.name`` is the app code. The stack and the owner cannot change once created.
+``grants`` are the app's direct grants (made by system); grants that came from a
+package are left to the package.
 
 Store models and domain modules are imported inside the methods that use them: the registry
 imports every adapter, and a command that touches one kind should not build every area's
@@ -24,7 +26,7 @@ from mno.store.types import table_of
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-TEXT_FIELDS = ("image", "health_path", "memory", "cpus", "volume_path")
+TEXT_FIELDS = ("image", "health_path", "memory", "cpus", "volume_path", "thumbnail")
 
 
 class AppGrantSpec(Spec):
@@ -57,6 +59,10 @@ class AppSpec(Spec):
     cpus: str | None = Field(default=None, description="CPU limit, e.g. 0.5.")
     volume_path: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    thumbnail: str | None = Field(default=None, description="Thumbnail image URL (https).")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free metadata shown with the app (4 KB at most)."
+    )
     grants: list[AppGrantSpec] = Field(default_factory=list)
 
     @field_validator("name")
@@ -95,6 +101,22 @@ class AppSpec(Spec):
             raise ValueError("must start with /")
         return v
 
+    @field_validator("thumbnail", mode="before")
+    @classmethod
+    def _thumbnail(cls, v: Any) -> str | None:
+        from mno.tenancy.apps import check_thumbnail
+
+        return rule(check_thumbnail, None if v is None else str(v))
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata(cls, v: Any) -> dict[str, Any]:
+        from mno.tenancy.apps import check_metadata
+
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("must be a mapping")
+        return rule(check_metadata, v)
+
     @field_validator("image")
     @classmethod
     def _image(cls, v: str | None) -> str | None:
@@ -117,7 +139,7 @@ class AppKind(Kind):
     spec_model = AppSpec
     description = "An app of the catalogue with its access rule and grants; name = app code."
     depends_on = ("Tenant",)
-    immutable = ("stack",)
+    immutable = ("stack", "owner")
 
     def check_name(self, name: str) -> None:
         from mno.tenancy.apps import check_code
@@ -134,7 +156,9 @@ class AppKind(Kind):
         keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
         grants: dict[Any, list[dict[str, Any]]] = {}
         for app_id, tenant_id, can_edit in session.execute(
-            sa.select(col(AppGrant.app_id), col(AppGrant.tenant_id), col(AppGrant.can_edit))
+            sa.select(col(AppGrant.app_id), col(AppGrant.tenant_id), col(AppGrant.can_edit)).where(
+                col(AppGrant.package_id).is_(None)
+            )
         ):
             grants.setdefault(app_id, []).append(
                 {"tenant": keys.get(tenant_id), "can_edit": bool(can_edit)}
@@ -158,6 +182,8 @@ class AppKind(Kind):
                 "cpus": a.cpus or None,
                 "volume_path": a.volume_path or None,
                 "labels": dict(a.labels or {}),
+                "thumbnail": a.thumbnail or None,
+                "metadata": dict(a.meta or {}),
                 "grants": sorted(grants.get(a.id, []), key=lambda g: g["tenant"] or ""),
             }
         return out
@@ -190,20 +216,16 @@ class AppKind(Kind):
         fields = dict(changes)
         for key in self.immutable:
             if key in fields:
-                raise Conflict(f"App/{name}: {key} cannot change", "create a new app instead")
+                raise BadInput(f"App/{name}: spec.{key} cannot change", "create a new app instead")
         grants = fields.pop("grants", None)
         enabled = fields.pop("enabled", None)
-        owner_changed = "owner" in fields
-        owner = fields.pop("owner", None)
         for key in TEXT_FIELDS:
             if key in fields and fields[key] is None:
                 fields[key] = ""  # the domain skips None; "" clears the field
         if "port" in fields and fields["port"] is None:
             raise BadInput(f"App/{name}: the port cannot be cleared", "give a port")
-        if fields or owner_changed:
-            apps.update(
-                session, name, owner=(owner or "system") if owner_changed else None, **fields
-            )
+        if fields:
+            apps.update(session, name, **fields)
         if enabled is not None:
             apps.set_enabled(session, name, enabled)
         if grants is not None:
@@ -221,7 +243,9 @@ class AppKind(Kind):
         from mno.tenancy import apps
 
         return {
-            g["tenant"]: g["can_edit"] for g in apps.view(session, apps.get(session, code)).grants
+            g["tenant"]: g["can_edit"]
+            for g in apps.view(session, apps.get(session, code)).grants
+            if g["package"] is None
         }
 
     def delete(self, session: Session, name: str) -> None:

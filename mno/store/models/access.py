@@ -35,6 +35,17 @@ class Membership(Base, table=True):
     role: str = Field(default="member", max_length=16)
 
 
+class Role(Base, table=True):
+    """A custom role: a name and the actions it allows, for every tenant or for one."""
+
+    __tablename__ = "access_role"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_access_role"),)
+
+    name: str = Field(max_length=16, index=True)
+    tenant_id: uuid.UUID | None = Field(default=None, foreign_key="tenant.id", index=True)
+    permissions: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+
+
 class Team(Base, table=True):
     __tablename__ = "access_team"
     __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_access_team"),)

@@ -92,6 +92,8 @@ class App(Base, table=True):
     cpus: str | None = Field(default=None, max_length=16)
     volume_path: str | None = Field(default=None, max_length=200)
     labels: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    thumbnail: str | None = Field(default=None, max_length=500)
+    meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
 
 
 class AppGrant(Base, table=True):
@@ -101,6 +103,37 @@ class AppGrant(Base, table=True):
     app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     can_edit: bool = Field(default=False)
+    # who granted it: the owner's tenant key or "system"
+    granted_by: str = Field(default="system", max_length=40)
+    # set when the grant came from a package (revoking the package removes it)
+    package_id: uuid.UUID | None = Field(default=None, foreign_key="app_package.id", index=True)
+
+
+class AppPackage(Base, table=True):
+    """A named set of apps granted together."""
+
+    __tablename__ = "app_package"
+
+    name: str = Field(max_length=64, unique=True, index=True)
+    description: str = Field(default="", max_length=500)
+
+
+class AppPackageApp(Base, table=True):
+    __tablename__ = "app_package_app"
+    __table_args__ = (sa.UniqueConstraint("package_id", "app_id", name="uq_app_package_app"),)
+
+    package_id: uuid.UUID = Field(foreign_key="app_package.id", index=True)
+    app_id: uuid.UUID = Field(foreign_key="app.id", index=True)
+
+
+class AppPackageGrant(Base, table=True):
+    __tablename__ = "app_package_grant"
+    __table_args__ = (sa.UniqueConstraint("package_id", "tenant_id", name="uq_app_package_grant"),)
+
+    package_id: uuid.UUID = Field(foreign_key="app_package.id", index=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
+    can_edit: bool = Field(default=False)
+    granted_by: str = Field(default="system", max_length=40)
 
 
 class TenantStatusChange(Base, table=True):

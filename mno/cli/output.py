@@ -8,7 +8,9 @@ tab-separated lines (a header line, then one line per row), as gh and kubectl do
 ``cut``, ``awk`` and ``sort`` work on them. ``-o wide`` shows every field as a column;
 ``mno --no-headers`` leaves the header line out. Cells never carry terminal control
 sequences from user data (escape sequences and control characters are shown escaped),
-and timestamps are shown to the second in UTC.
+and timestamps are shown to the second in UTC. In list tables the UUIDs of ``id`` and
+``…_id`` columns are shown by their first 8 hex digits, as git shows a short hash; every
+command that takes an id takes that prefix too. ``-o wide``, JSON and YAML show them whole.
 
 rich, PyYAML and the store's ``jsonable`` are imported when something is rendered: every
 command module imports this one, and its ``--help`` renders nothing.
@@ -165,6 +167,23 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SHORT_ID = 8
+
+
+def id_column(name: str) -> bool:
+    """``id`` and ``…_id`` columns hold ids, shown short in tables."""
+    return name == "id" or name.endswith("_id")
+
+
+def short_cell(column: str, value: Any) -> str:
+    """A list table's cell: in an id column a UUID shows its first 8 hex digits, as git
+    shows a short hash (every command that takes the id takes the short form too)."""
+    if id_column(column) and isinstance(value, str) and _UUID.match(value):
+        return value[:SHORT_ID]
+    return cell(value)
+
+
 def render(
     data: Any,
     fmt: Format | str = Format.table,
@@ -186,8 +205,9 @@ def render(
         return
     if fmt is Format.wide:
         columns = None
+    short = fmt is Format.table
     if not sys.stdout.isatty():
-        _render_plain(payload, columns, empty)
+        _render_plain(payload, columns, empty, short)
         return
     from rich.table import Table
     from rich.text import Text
@@ -203,7 +223,8 @@ def render(
         for col in cols:
             table.add_column(col.upper().replace("_", " "), overflow="fold")
         for row in payload:
-            table.add_row(*(Text(cell(row.get(col))) for col in cols))
+            show = short_cell if short else _plain_cell
+            table.add_row(*(Text(show(col, row.get(col))) for col in cols))
         console().print(table)
         return
     if isinstance(payload, dict):
@@ -230,7 +251,13 @@ def _tsv(values: Sequence[str]) -> str:
     return "\t".join(v.replace("\t", " ").replace("\n", " ").replace("\r", " ") for v in values)
 
 
-def _render_plain(payload: Any, columns: Sequence[str] | None, empty: str) -> None:
+def _plain_cell(column: str, value: Any) -> str:
+    return cell(value)
+
+
+def _render_plain(
+    payload: Any, columns: Sequence[str] | None, empty: str, short: bool = False
+) -> None:
     """Tab-separated lines for pipes and files: no box drawing, no colour, no wrapping."""
     out = sys.stdout
     if isinstance(payload, list):
@@ -240,8 +267,9 @@ def _render_plain(payload: Any, columns: Sequence[str] | None, empty: str) -> No
         cols = _columns(payload, columns)
         if not _no_headers:
             out.write(_tsv([c.upper().replace("_", " ") for c in cols]) + "\n")
+        show = short_cell if short else _plain_cell
         for row in payload:
-            out.write(_tsv([cell(row.get(c)) for c in cols]) + "\n")
+            out.write(_tsv([show(c, row.get(c)) for c in cols]) + "\n")
         return
     if isinstance(payload, dict):
         for key in columns or payload.keys():

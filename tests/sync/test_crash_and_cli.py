@@ -12,6 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from mno.store.lookup import PREFIX_HINT
 from tests.conftest import counts
 from tests.sync.api import Api, connector_yaml
 
@@ -306,17 +307,29 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
     missing = "00000000-0000-0000-0000-000000000000"
     for args, code, message in [
         (("sync", "run", "show"), 2, "Error: missing run id (mno sync run show RUN_ID)\n"),
-        (("sync", "run", "show", "nope"), 2, "Error: invalid run id 'nope' (a UUID)\n"),
+        (
+            ("sync", "run", "show", "nope"),
+            2,
+            f"Error: invalid sync run id 'nope' ({PREFIX_HINT})\n",
+        ),
         (
             ("sync", "run", "show", missing),
             1,
             f"Error: sync run {missing} not found (see `mno sync runs`)\n",
         ),
-        (("sync", "rollback", "bad"), 2, "Error: invalid run id 'bad' (a UUID)\n"),
-        (("record", "show", "contact", "bad"), 2, "Error: invalid record id 'bad' (a UUID)\n"),
+        (("sync", "rollback", "bad"), 2, f"Error: invalid sync run id 'bad' ({PREFIX_HINT})\n"),
+        (
+            ("record", "show", "contact", "bad"),
+            2,
+            f"Error: invalid record id 'bad' ({PREFIX_HINT})\n",
+        ),
         (("record", "show", "contact", missing), 1, f"Error: contact {missing} not found\n"),
         (("record", "show", "other", c1["id"]), 1, f"Error: other {c1['id']} not found\n"),
-        (("record", "history", "contact", "x"), 2, "Error: invalid record id 'x' (a UUID)\n"),
+        (
+            ("record", "history", "contact", "x"),
+            2,
+            f"Error: invalid record id 'x' ({PREFIX_HINT})\n",
+        ),
     ]:
         r = cli(*args)
         assert (r.exit_code, r.stderr) == (code, message), args
@@ -325,7 +338,8 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
     dry = cli("sync", "rollback", bad, "--dry-run")
     assert dry.exit_code == 0
     assert dry.stdout.split("\n")[0].split("\t")[:3] == ["RECORD ID", "ENTITY", "ACTION"]
-    assert dry.stdout.split("\n")[1].split("\t")[:3] == [c1["id"], "contact", "restore"]
+    # ids are shown short in tables
+    assert dry.stdout.split("\n")[1].split("\t")[:3] == [c1["id"][:8], "contact", "restore"]
     assert dry.stderr == "✓ would restore 1 record(s)\n"
     done = cli("sync", "rollback", bad)
     assert done.exit_code == 0 and done.stderr == "✓ restored 1 record(s)\n"

@@ -1,4 +1,4 @@
-"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete.
+"""mno billing plan, mno [billing] metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete.
 
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.

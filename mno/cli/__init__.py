@@ -39,7 +39,8 @@ class MnoGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         names = list(super().list_commands(ctx))
         lazy = [name for name, _, _ in COMMANDS] + [name for name, _, _ in GROUPS]
-        return names + [name for name in lazy if name not in names]
+        every = names + [name for name in lazy if name not in names]
+        return sorted(every, key=lambda name: _ORDER.get(name, len(_ORDER)))
 
     def get_command(self, ctx: Any, name: str) -> Any:
         command = super().get_command(ctx, name)
@@ -86,8 +87,6 @@ class MnoGroup(TyperGroup):
             if command is not None and not command.hidden:
                 rows.append((name, command.get_short_help_str(limit=width)))
         for panel, rows in sections.items():
-            order = PANELS.get(panel, ())
-            rows.sort(key=lambda row: order.index(row[0]) if row[0] in order else len(order))
             if rows:
                 with formatter.section(panel):
                     formatter.write_dl(rows)
@@ -290,9 +289,9 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 _COMMAND_INDEX = {name: (ref, help) for name, ref, help in COMMANDS}
 
-# The panels of `mno --help`, in order, and the commands and groups each one lists (a name
-# in no panel is listed under "Other commands"). Loaded groups carry their panel as
-# ``rich_help_panel`` too, for TYPER_USE_RICH=1.
+# The panels of `mno --help`, in order, and the commands and groups each one lists in that
+# order (a name in no panel is listed last, under "Other commands"). Loaded groups carry
+# their panel as ``rich_help_panel`` too, for TYPER_USE_RICH=1.
 PANELS: dict[str, tuple[str, ...]] = {
     "Platform": (
         "quickstart",
@@ -337,6 +336,7 @@ PANELS: dict[str, tuple[str, ...]] = {
 }
 _OTHER_PANEL = "Other commands"
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+_ORDER = {name: n for n, name in enumerate(_PANEL_OF)}
 
 
 def _load_command(name: str) -> Any:

@@ -343,13 +343,14 @@ def _load_command(name: str) -> Any:
     ref, _ = _COMMAND_INDEX[name]
     module, _, attr = ref.partition(":")
     single = typer.Typer()
-    single.command(name)(getattr(importlib.import_module(module), attr))
+    single.command(name, rich_help_panel=_PANEL_OF.get(name))(
+        getattr(importlib.import_module(module), attr)
+    )
     command = typer.main.get_command(single)  # one command: typer returns it as is
     command.name = name
     command.params = [
         p for p in command.params if p.name not in ("install_completion", "show_completion")
     ]
-    command.rich_help_panel = _PANEL_OF.get(name)
     _plain_metavars(command)
     return command
 

@@ -157,3 +157,24 @@ def test_plan_is_gitops_only(store_url: str, cli: Any, tmp_path: Path) -> None:
     result = cli("plan", "-f", docs, "--out", out, "-o", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(out.read_text())["changes"]
+
+
+def test_every_kind_of_id_takes_its_short_form(store_url: str, cli: Any) -> None:
+    """Create one object of each kind, then name it by the 8 digits a table shows."""
+    assert cli("tenant", "create", "acme", "--country", "FR").exit_code == 0
+    assert (
+        cli("billing", "plan", "create", "basic", "--currency", "EUR", "--amount", "9.99")
+    ).exit_code == 0
+    user = cli.json("user", "create", "ann@example.com")
+    assert cli.json("user", "show", user["id"][:8])["email"] == "ann@example.com"
+    invite = cli.json("invite", "create", "acme", "bob@example.com", "--stage")
+    sent = cli.json("invite", "send", invite["id"][:8])
+    assert sent["id"] == invite["id"] and sent["status"] == "pending"
+    sub = cli.json("subscription", "create", "acme", "basic", "--start", "2026-09-01T00:00:00Z")
+    assert cli.json("subscription", "show", sub["id"][:8])["id"] == sub["id"]
+    inv = cli.json("invoice", "create", "acme", "--line", "work:1:100.00")
+    assert cli.json("invoice", "show", inv["id"][:8])["id"] == inv["id"]
+    listed = _table(cli("invoice", "list"))
+    assert [r["ID"] for r in listed] == [inv["id"][:8]]
+    tenant_id = cli.json("tenant", "show", "acme")["id"]
+    assert cli.json("tenant", "show", tenant_id[:8])["key"] == "acme"

@@ -67,7 +67,7 @@ def find(
         ids = [str(getattr(r, column)) for r in rows[:SHOWN]]
         more = " and more" if len(rows) > SHOWN else ""
         raise BadInput(
-            f"{what} id {str(ref)!r} is ambiguous: it starts {', '.join(ids)}{more}",
+            f"ambiguous {what} id {str(ref)!r}: it could be {', '.join(ids)}{more}",
             "give more of the id",
         )
     return rows[0] if rows else None

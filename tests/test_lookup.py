@@ -48,7 +48,7 @@ def test_an_ambiguous_prefix_is_bad_input_naming_the_candidates(session) -> None
         lookup.by_id_or_prefix(s, Tenant, "abcd", "tenant")
     assert err.value.exit_code == 2
     assert str(err.value) == (
-        f"tenant id 'abcd' is ambiguous: it starts {IDS['t1']}, {IDS['t2']} (give more of the id)"
+        f"ambiguous tenant id 'abcd': it could be {IDS['t1']}, {IDS['t2']} (give more of the id)"
     )
 
 

@@ -73,8 +73,7 @@ def test_prefixes_ambiguous_and_unknown(store_url: str, cli: Any) -> None:
     ambiguous = cli("tenant", "show", "abcd")
     assert ambiguous.exit_code == 2
     assert ambiguous.stderr == (
-        f"Error: tenant id 'abcd' is ambiguous: it starts {ids[0]}, {ids[1]} "
-        "(give more of the id)\n"
+        f"Error: ambiguous tenant id 'abcd': it could be {ids[0]}, {ids[1]} (give more of the id)\n"
     )
     unknown = cli("charge", "show", "0123")
     assert unknown.exit_code == 1

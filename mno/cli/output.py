@@ -9,8 +9,9 @@ tab-separated lines (a header line, then one line per row), as gh and kubectl do
 ``mno --no-headers`` leaves the header line out. Cells never carry terminal control
 sequences from user data (escape sequences and control characters are shown escaped),
 and timestamps are shown to the second in UTC. In list tables the UUIDs of ``id`` and
-``…_id`` columns are shown by their first 8 hex digits, as git shows a short hash; every
-command that takes an id takes that prefix too. ``-o wide``, JSON and YAML show them whole.
+``…_id`` columns are shown by their first 8 hex digits (more when two ids shown share
+them), as git shows a short hash; every command that takes an id takes that prefix too.
+``-o wide``, JSON and YAML show them whole.
 
 rich, PyYAML and the store's ``jsonable`` are imported when something is rendered: every
 command module imports this one, and its ``--help`` renders nothing.
@@ -176,12 +177,31 @@ def id_column(name: str) -> bool:
     return name == "id" or name.endswith("_id")
 
 
-def short_cell(column: str, value: Any) -> str:
-    """A list table's cell: in an id column a UUID shows its first 8 hex digits, as git
-    shows a short hash (every command that takes the id takes the short form too)."""
+def short_cell(column: str, value: Any, width: int = SHORT_ID) -> str:
+    """A list table's cell: in an id column a UUID shows its first ``width`` characters
+    (8 hex digits at least), as git shows a short hash; every command that takes the id
+    takes the short form too."""
     if id_column(column) and isinstance(value, str) and _UUID.match(value):
-        return value[:SHORT_ID]
+        return value[:width]
     return cell(value)
+
+
+def short_widths(rows: Sequence[Any], columns: Sequence[str]) -> dict[str, int]:
+    """Per id column, how much of each UUID the table shows: 8 characters, or more when
+    two different ids of the column share their first 8 (time-ordered ids made in the
+    same second do), until every id shown is told apart."""
+    widths: dict[str, int] = {}
+    for column in columns:
+        if not id_column(column):
+            continue
+        ids = {v for row in rows if isinstance(v := row.get(column), str) and _UUID.match(v)}
+        width = SHORT_ID
+        while width < 36 and len({v[:width] for v in ids}) < len(ids):
+            width += 1
+        if width < 36 and any(v[width - 1] == "-" for v in ids):
+            width += 1  # never end on a dash
+        widths[column] = width
+    return widths
 
 
 def render(
@@ -222,9 +242,9 @@ def render(
         )
         for col in cols:
             table.add_column(col.upper().replace("_", " "), overflow="fold")
+        widths = short_widths(payload, cols) if short else {}
         for row in payload:
-            show = short_cell if short else _plain_cell
-            table.add_row(*(Text(show(col, row.get(col))) for col in cols))
+            table.add_row(*(Text(_cell_in(widths, col, row.get(col))) for col in cols))
         console().print(table)
         return
     if isinstance(payload, dict):
@@ -251,8 +271,10 @@ def _tsv(values: Sequence[str]) -> str:
     return "\t".join(v.replace("\t", " ").replace("\n", " ").replace("\r", " ") for v in values)
 
 
-def _plain_cell(column: str, value: Any) -> str:
-    return cell(value)
+def _cell_in(widths: dict[str, int], column: str, value: Any) -> str:
+    """A list table's cell; ``widths`` (from ``short_widths``) shortens id columns."""
+    width = widths.get(column)
+    return cell(value) if width is None else short_cell(column, value, width)
 
 
 def _render_plain(
@@ -267,9 +289,9 @@ def _render_plain(
         cols = _columns(payload, columns)
         if not _no_headers:
             out.write(_tsv([c.upper().replace("_", " ") for c in cols]) + "\n")
-        show = short_cell if short else _plain_cell
+        widths = short_widths(payload, cols) if short else {}
         for row in payload:
-            out.write(_tsv([show(c, row.get(c)) for c in cols]) + "\n")
+            out.write(_tsv([_cell_in(widths, c, row.get(c)) for c in cols]) + "\n")
         return
     if isinstance(payload, dict):
         for key in columns or payload.keys():

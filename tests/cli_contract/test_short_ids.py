@@ -62,6 +62,23 @@ def test_ids_in_other_id_columns_are_short_too(store_url: str, cli: Any) -> None
     assert output.short_cell("id", None) == "-"
 
 
+def test_time_ordered_ids_made_together_are_shown_long_enough_to_tell_apart() -> None:
+    from mno.cli import output
+    from mno.store.bulk import uuids
+
+    ids = [str(u) for u in uuids(3)]  # one millisecond: the first 12 digits are the same
+    assert len({i[:8] for i in ids}) == 1
+    rows = [{"id": i, "tenant_id": ids[0], "name": "x"} for i in ids]
+    widths = output.short_widths(rows, ["id", "tenant_id", "name"])
+    assert widths["tenant_id"] == 8  # one id, however often it repeats
+    shown = [output.short_cell("id", i, widths["id"]) for i in ids]
+    assert len(set(shown)) == 3 and not shown[0].endswith("-")
+    assert all(i.startswith(s) for i, s in zip(ids, shown, strict=True))
+    assert widths["id"] < 36
+    apart = [{"id": "abcd1234-0000-4000-8000-000000000001"}, {"id": "abce1234-0000-4000-8000-0"}]
+    assert output.short_widths(apart, ["id"]) == {"id": 8}
+
+
 def test_prefixes_ambiguous_and_unknown(store_url: str, cli: Any) -> None:
     from mno.store.db import session_scope
 

@@ -81,9 +81,16 @@ def test_cli_tour(world, cli, tmp_path) -> None:
         assert ran["status"] == "success" and ran["counts"]["created"] == 12
         shown = cli.json("sync", "run", "show", ran["id"])
         assert shown["id"] == ran["id"]
+        assert cli.json("sync", "run", "show", ran["id"][:8]) == shown  # a short id
         assert cli.json("sync", "runs", "--connection", "acme/crm")[0]["id"] == ran["id"]
         recs = cli.json("record", "list", "contact", "--tenant", "acme")
         assert len(recs) == 12
+        # made in one run, the ids share their first digits: the table shows enough of each
+        table = cli("record", "list", "contact", "--tenant", "acme").stdout.splitlines()[1:]
+        shown = [line.split("\t")[0] for line in table]
+        assert len(set(shown)) == 12 and all(len(s) < 36 for s in shown)
+        for short in shown[:3]:
+            assert cli.json("record", "show", "contact", short)["id"].startswith(short)
         one = cli.json("record", "show", "contact", recs[0]["id"])
         assert one["links"][0]["connection"] == "acme/crm"
         hist = cli.json("record", "history", "contact", recs[0]["id"])
@@ -295,7 +302,10 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
             "last_pushed_at": None,
         }
     ]
+    # time-ordered ids made together share their first digits: a prefix long enough works
+    assert cli.json("record", "show", "contact", c1["id"][:24]) == one
     history = cli.json("record", "history", "contact", c1["id"])
+    assert cli.json("record", "history", "contact", c1["id"][:24]) == history
     assert [list(h) for h in history] == [
         ["seq", "at", "run_id", "source", "action", "before", "after"]
     ] * 2

@@ -183,6 +183,9 @@ def test_every_kind_of_id_takes_its_short_form(store_url: str, cli: Any) -> None
     ).exit_code == 0
     user = cli.json("user", "create", "ann@example.com")
     assert cli.json("user", "show", user["id"][:8])["email"] == "ann@example.com"
+    token = cli.json("user", "token", "create", "ann@example.com")
+    revoked = cli.json("user", "token", "revoke", token["id"][:8])
+    assert revoked["id"] == token["id"] and revoked["status"] == "revoked"
     invite = cli.json("invite", "create", "acme", "bob@example.com", "--stage")
     sent = cli.json("invite", "send", invite["id"][:8])
     assert sent["id"] == invite["id"] and sent["status"] == "pending"

@@ -36,6 +36,12 @@ class MnoGroup(TyperGroup):
     - Domain errors raised anywhere below become ``Error: …`` and an exit code.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # the root's flags: no <bool> in help
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+
     def list_commands(self, ctx: Any) -> list[str]:
         names = list(super().list_commands(ctx))
         lazy = [name for name, _, _ in COMMANDS] + [name for name, _, _ in GROUPS]
@@ -258,12 +264,14 @@ _CLASS_NAMES = {"<FileText>": "<file>", "<FileTextWrite>": "<file>", "<FileBinar
 
 def _plain_metavars(command: Any) -> None:
     """Help names value types as ``<str>``, never as Python generics (``<list[str]>``) or
-    class names (``<FileText>``): repeatable options show their element type."""
+    class names (``<FileText>``): repeatable options show their element type, and flags
+    show none (not ``<bool>``)."""
     ctx = command.context_class(command, info_name=command.name)
     for param in command.params:
         if param.metavar is not None or not hasattr(param, "display_type"):
             continue
         if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""  # a flag takes no value: no <bool> after it
             continue
         shown = param.display_type(ctx)
         generic = _GENERIC.match(shown)

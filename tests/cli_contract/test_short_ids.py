@@ -197,3 +197,11 @@ def test_every_kind_of_id_takes_its_short_form(store_url: str, cli: Any) -> None
     assert [r["ID"] for r in listed] == [inv["id"][:8]]
     tenant_id = cli.json("tenant", "show", "acme")["id"]
     assert cli.json("tenant", "show", tenant_id[:8])["key"] == "acme"
+
+
+def test_flags_show_no_python_type(cli: Any) -> None:
+    for args in (("--help",), ("tenant", "create", "--help"), ("billing", "plan", "create", "-h")):
+        out = cli(*args).stdout
+        flags = [line for line in out.splitlines() if "--no-headers" in line or "--if-not" in line]
+        flags += [line for line in out.splitlines() if "--inclusive" in line]
+        assert flags and not any("<bool>" in line for line in flags), args

@@ -9,7 +9,6 @@ The token is returned once, to the caller, and can be mailed directly through
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from sqlmodel import col, select
 from mno import clock, mail, settings, validate
 from mno.access import custom_roles, members, revocation, roles, secrets, users
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.access import Invite, Membership, Team, TeamMember, User
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
@@ -66,14 +65,7 @@ class Issued:
 
 
 def get(session: Session, invite_id: str) -> Invite:
-    try:
-        key = uuid.UUID(str(invite_id))
-    except ValueError as exc:
-        raise BadInput(f"invalid invite id {invite_id!r}") from exc
-    invite = session.get(Invite, key)
-    if invite is None:
-        raise NotFound(f"invite {invite_id} not found", "see `mno invite list`")
-    return invite
+    return lookup.by_id_or_prefix(session, Invite, invite_id, "invite", "see `mno invite list`")
 
 
 def create(

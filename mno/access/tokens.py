@@ -6,7 +6,6 @@ be revoked at once; the IDM answers ``allowed: false`` for it from then on.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,8 @@ from sqlmodel import col, select
 
 from mno import clock, settings
 from mno.access import revocation, secrets, users
-from mno.errors import BadInput, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.errors import BadInput, InvalidTransition
+from mno.store import audit, lookup, outbox
 from mno.store.models.access import User, UserToken
 
 if TYPE_CHECKING:
@@ -80,13 +79,7 @@ def create(session: Session, email: str, *, ttl: str | None = None, name: str = 
 
 
 def revoke(session: Session, token_id: str) -> dict[str, Any]:
-    try:
-        key = uuid.UUID(str(token_id))
-    except ValueError as exc:
-        raise BadInput(f"invalid token id {token_id!r}", "see `mno user show`") from exc
-    token = session.get(UserToken, key)
-    if token is None:
-        raise NotFound(f"token {token_id} not found")
+    token = lookup.by_id_or_prefix(session, UserToken, token_id, "token", "see `mno user show`")
     user = session.get(User, token.user_id)
     assert user is not None
     if token.revoked_at is None:

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from mno import validate
 from mno.access import revocation
 from mno.errors import Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.access import Membership, User
 from mno.store.models.tenancy import Tenant
 
@@ -36,10 +36,7 @@ def get(session: Session, email_or_id: str | uuid.UUID) -> User:
     else:
         user = session.exec(select(User).where(User.email == email_or_id.strip().lower())).first()
         if user is None:
-            try:
-                user = session.get(User, uuid.UUID(email_or_id))
-            except ValueError:
-                user = None
+            user = lookup.find(session, User, email_or_id, "user")
     if user is None:
         raise NotFound(f"user {email_or_id} not found", "see `mno user list`")
     return user

@@ -26,7 +26,6 @@ to another bundle from the same instant. A part cannot be cancelled or changed a
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +39,7 @@ from mno.billing.periods import local_days
 from mno.billing.tenant_rating import fixed_fields
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import to_decimal
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.billing import (
     Bundle,
     BundleSubscription,
@@ -306,11 +305,9 @@ def subscribe(
 
 def find_subscription(session: Session, sub_id: str) -> BundleSubscription | None:
     """The bundle subscription ``sub_id``, or None when it is no bundle subscription's."""
-    try:
-        key = uuid.UUID(str(sub_id))
-    except ValueError as exc:
-        raise BadInput(f"not a subscription id: {sub_id!r}") from exc
-    return session.get(BundleSubscription, key)
+    if not lookup.looks_like_id(sub_id):
+        raise BadInput(f"invalid subscription id {sub_id!r}", lookup.PREFIX_HINT)
+    return lookup.find(session, BundleSubscription, sub_id, "bundle subscription")
 
 
 def get_subscription(session: Session, sub_id: str) -> BundleSubscription:

@@ -163,7 +163,9 @@ def delete(session: Session, kind: str, code: str) -> dict[str, Any]:
 
 
 def _cli(kind: str) -> str:
-    return {"TaxRate": "tax-rate"}.get(kind, kind.lower())
+    """The command group of a kind (plans live under ``mno billing plan``: ``mno plan`` is
+    the GitOps planner)."""
+    return {"TaxRate": "tax-rate", "Plan": "billing plan"}.get(kind, kind.lower())
 
 
 def delete_metric(session: Session, code: str) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from mno.errors import BadInput, Conflict, NotFound
+from mno.errors import BadInput, Conflict
 from mno.money import check_currency, round_money, to_decimal, to_minor
-from mno.store import audit, leases, outbox
+from mno.store import audit, leases, lookup, outbox
 from mno.store.models.billing import Charge
 from mno.tenancy import tenants
 
@@ -79,14 +79,7 @@ def add(
 
 
 def get(session: Session, charge_id: str | uuid.UUID) -> Charge:
-    try:
-        cid = charge_id if isinstance(charge_id, uuid.UUID) else uuid.UUID(str(charge_id))
-    except ValueError as exc:
-        raise BadInput(f"not a charge id: {charge_id!r}") from exc
-    charge = session.get(Charge, cid)
-    if charge is None:
-        raise NotFound(f"charge {charge_id} not found")
-    return charge
+    return lookup.by_id_or_prefix(session, Charge, charge_id, "charge", "see `mno charge list`")
 
 
 def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:

@@ -20,7 +20,7 @@ from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.money import from_minor, to_minor
-from mno.store import audit, leases, outbox
+from mno.store import audit, leases, lookup, outbox
 from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine, LedgerEntry
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
@@ -31,12 +31,15 @@ DUE_DAYS = 30
 
 
 def get(session: Session, invoice_id: str | uuid.UUID, lock: bool = False) -> Invoice:
-    try:
-        iid = invoice_id if isinstance(invoice_id, uuid.UUID) else uuid.UUID(str(invoice_id))
-    except ValueError:
+    """An invoice by id, unique id prefix or number."""
+    if isinstance(invoice_id, uuid.UUID):
+        iid = invoice_id
+    else:
         inv = session.exec(select(Invoice).where(Invoice.number == str(invoice_id))).first()
         if inv is None:
-            raise NotFound(f"invoice {invoice_id} not found") from None
+            inv = lookup.find(session, Invoice, invoice_id, "invoice")
+        if inv is None:
+            raise NotFound(f"invoice {invoice_id} not found", "see `mno invoice list`")
         iid = inv.id
     q = select(Invoice).where(Invoice.id == iid)
     if lock:

@@ -26,7 +26,7 @@ from mno.billing.tenant_rating import (
     slots,
 )
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.billing import (
     Coupon,
     Invoice,
@@ -165,13 +165,9 @@ def first_invoice(session: Session, sub: Subscription) -> Invoice | None:
 
 
 def get(session: Session, sub_id: str) -> Subscription:
-    try:
-        sub = session.get(Subscription, uuid.UUID(str(sub_id)))
-    except ValueError as exc:
-        raise BadInput(f"not a subscription id: {sub_id!r}") from exc
-    if sub is None:
-        raise NotFound(f"subscription {sub_id} not found")
-    return sub
+    return lookup.by_id_or_prefix(
+        session, Subscription, sub_id, "subscription", "see `mno subscription list`"
+    )
 
 
 def period_at(sub: Subscription, plan: Plan, tz: str, at: datetime) -> tuple[datetime, datetime]:

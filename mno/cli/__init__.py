@@ -36,10 +36,17 @@ class MnoGroup(TyperGroup):
     - Domain errors raised anywhere below become ``Error: …`` and an exit code.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # the root's flags: no <bool> in help
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+
     def list_commands(self, ctx: Any) -> list[str]:
         names = list(super().list_commands(ctx))
         lazy = [name for name, _, _ in COMMANDS] + [name for name, _, _ in GROUPS]
-        return names + [name for name in lazy if name not in names]
+        every = names + [name for name in lazy if name not in names]
+        return sorted(every, key=lambda name: _ORDER.get(name, len(_ORDER)))
 
     def get_command(self, ctx: Any, name: str) -> Any:
         command = super().get_command(ctx, name)
@@ -69,9 +76,13 @@ class MnoGroup(TyperGroup):
             raise
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = []
+        """One section per panel (``PANELS``), in panel order, from the one-line helps in
+        ``GROUPS`` and ``COMMANDS``: nothing is imported to list them."""
+        sections: dict[str, list[tuple[str, str]]] = {panel: [] for panel in PANELS}
         width = formatter.width - 6 - max((len(n) for n in self.list_commands(ctx)), default=0)
         for name in self.list_commands(ctx):
+            panel = _PANEL_OF.get(name, _OTHER_PANEL)
+            rows = sections.setdefault(panel, [])
             if name in _GROUP_INDEX and name not in self.commands:
                 rows.append((name, _GROUP_INDEX[name][1]))
                 continue
@@ -81,9 +92,10 @@ class MnoGroup(TyperGroup):
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
                 rows.append((name, command.get_short_help_str(limit=width)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        for panel, rows in sections.items():
+            if rows:
+                with formatter.section(panel):
+                    formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -197,7 +209,6 @@ GROUPS: list[tuple[str, str, str]] = [
     ("tenant", "mno.cli.tenants", "Manage tenants (customers) and their contacts."),
     ("lead", "mno.cli.leads", "Manage leads: create, verify and convert them into tenants."),
     ("app", "mno.cli.apps", "Manage the apps catalogue and who may use each app."),
-    ("plan", "mno.cli.gitops:plan_app", "GitOps plans (-f PATH --out FILE) and billing plans."),
     ("connector", "mno.cli.sync:connector_app", "Manage declarative REST connectors."),
     ("connection", "mno.cli.sync:connection_app", "Manage tenants' connections to connectors."),
     ("sync", "mno.cli.sync", "Run Connec sync, list runs, roll a run back."),
@@ -243,6 +254,7 @@ def _load_group(name: str) -> Any:
     ]
     if not command.help:
         command.help = help_text
+    command.rich_help_panel = _PANEL_OF.get(name)
     _plain_metavars(command)
     return command
 
@@ -253,12 +265,14 @@ _CLASS_NAMES = {"<FileText>": "<file>", "<FileTextWrite>": "<file>", "<FileBinar
 
 def _plain_metavars(command: Any) -> None:
     """Help names value types as ``<str>``, never as Python generics (``<list[str]>``) or
-    class names (``<FileText>``): repeatable options show their element type."""
+    class names (``<FileText>``): repeatable options show their element type, and flags
+    show none (not ``<bool>``)."""
     ctx = command.context_class(command, info_name=command.name)
     for param in command.params:
         if param.metavar is not None or not hasattr(param, "display_type"):
             continue
         if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""  # a flag takes no value: no <bool> after it
             continue
         shown = param.display_type(ctx)
         generic = _GENERIC.match(shown)
@@ -274,6 +288,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("quickstart", "mno.cli.quickstart:quickstart", "Create an example platform (safe to rerun)."),
     ("validate", "mno.cli.gitops:validate", "Check documents; report every problem at once."),
     ("diff", "mno.cli.gitops:diff", "Show what apply would change (exit 0 none, 1 changes)."),
+    ("plan", "mno.cli.gitops:plan", "Save a plan of the changes (-f PATH --out FILE)."),
     ("apply", "mno.cli.gitops:apply", "Apply documents (-f) or a saved plan in one transaction."),
     ("export", "mno.cli.gitops:export", "Write the store as documents."),
     ("schema", "mno.cli.gitops:schema", "Print the JSON Schema of the documents."),
@@ -283,14 +298,68 @@ COMMANDS: list[tuple[str, str, str]] = [
 ]
 _COMMAND_INDEX = {name: (ref, help) for name, ref, help in COMMANDS}
 
+# The panels of `mno --help`, in order, and the commands and groups each one lists in that
+# order (a name in no panel is listed last, under "Other commands"). Loaded groups carry
+# their panel as ``rich_help_panel`` too, for TYPER_USE_RICH=1.
+PANELS: dict[str, tuple[str, ...]] = {
+    "Platform": (
+        "quickstart",
+        "tenant",
+        "lead",
+        "app",
+        "validate",
+        "diff",
+        "plan",
+        "apply",
+        "export",
+        "schema",
+    ),
+    "Billing": (
+        "billing",
+        "subscription",
+        "usage",
+        "charge",
+        "invoice",
+        "ledger",
+        "metric",
+        "coupon",
+        "tax-rate",
+        "bundle",
+    ),
+    "Nex": ("host", "instance"),
+    "Data": ("connector", "connection", "sync", "record", "report"),
+    "Access": ("user", "member", "team", "invite", "access"),
+    "Operations": (
+        "serve",
+        "agents",
+        "webhook",
+        "notify",
+        "audit",
+        "events",
+        "secret",
+        "db",
+        "config",
+        "doctor",
+        "version",
+    ),
+}
+_OTHER_PANEL = "Other commands"
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+_ORDER = {name: n for n, name in enumerate(_PANEL_OF)}
+
 
 def _load_command(name: str) -> Any:
     ref, _ = _COMMAND_INDEX[name]
     module, _, attr = ref.partition(":")
     single = typer.Typer()
-    single.command(name)(getattr(importlib.import_module(module), attr))
+    single.command(name, rich_help_panel=_PANEL_OF.get(name))(
+        getattr(importlib.import_module(module), attr)
+    )
     command = typer.main.get_command(single)  # one command: typer returns it as is
     command.name = name
+    command.params = [
+        p for p in command.params if p.name not in ("install_completion", "show_completion")
+    ]
     _plain_metavars(command)
     return command
 

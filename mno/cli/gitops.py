@@ -324,39 +324,3 @@ def schema(
     else:
         out.write_text(text)
         success(f"schema written to {out}")
-
-
-def plan_group(
-    ctx: typer.Context,
-    filename: FilesOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the plan (JSON).")] = Path(
-        "plan.json"
-    ),
-    prune: PruneOpt = False,
-    source: SourceOpt = "default",
-    force_conflicts: ForceOpt = False,
-    allow_empty: EmptyOpt = False,
-    allow_offboard: OffboardOpt = False,
-    output: OutputOpt = Format.table,
-) -> None:
-    """Save a GitOps plan (`mno plan -f PATH --out plan.json`), or manage billing plans
-    (`mno plan create|list|show|update`)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    plan(filename, out, prune, source, force_conflicts, allow_empty, allow_offboard, output)
-
-
-def _plan_app() -> typer.Typer:
-    """`mno plan` is both the GitOps planner (options only) and the billing plan catalogue
-    (subcommands), so `mno plan -f configs --out plan.json` and `mno plan create` both work."""
-    group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
-    group.callback()(plan_group)
-    try:
-        from mno.cli.billing.plans import app as billing_plans
-    except ImportError:  # pragma: no cover - billing not in this build
-        return group
-    group.registered_commands.extend(billing_plans.registered_commands)
-    return group
-
-
-plan_app = _plan_app()

@@ -8,7 +8,10 @@ tab-separated lines (a header line, then one line per row), as gh and kubectl do
 ``cut``, ``awk`` and ``sort`` work on them. ``-o wide`` shows every field as a column;
 ``mno --no-headers`` leaves the header line out. Cells never carry terminal control
 sequences from user data (escape sequences and control characters are shown escaped),
-and timestamps are shown to the second in UTC.
+and timestamps are shown to the second in UTC. In list tables the UUIDs of ``id`` and
+``…_id`` columns are shown by their first 8 hex digits (more when two ids shown share
+them), as git shows a short hash; every command that takes an id takes that prefix too.
+``-o wide``, JSON and YAML show them whole.
 
 rich, PyYAML and the store's ``jsonable`` are imported when something is rendered: every
 command module imports this one, and its ``--help`` renders nothing.
@@ -165,6 +168,42 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SHORT_ID = 8
+
+
+def id_column(name: str) -> bool:
+    """``id`` and ``…_id`` columns hold ids, shown short in tables."""
+    return name == "id" or name.endswith("_id")
+
+
+def short_cell(column: str, value: Any, width: int = SHORT_ID) -> str:
+    """A list table's cell: in an id column a UUID shows its first ``width`` characters
+    (8 hex digits at least), as git shows a short hash; every command that takes the id
+    takes the short form too."""
+    if id_column(column) and isinstance(value, str) and _UUID.match(value):
+        return value[:width]
+    return cell(value)
+
+
+def short_widths(rows: Sequence[Any], columns: Sequence[str]) -> dict[str, int]:
+    """Per id column, how much of each UUID the table shows: 8 characters, or more when
+    two different ids of the column share their first 8 (time-ordered ids made in the
+    same second do), until every id shown is told apart."""
+    widths: dict[str, int] = {}
+    for column in columns:
+        if not id_column(column):
+            continue
+        ids = {v for row in rows if isinstance(v := row.get(column), str) and _UUID.match(v)}
+        width = SHORT_ID
+        while width < 36 and len({v[:width] for v in ids}) < len(ids):
+            width += 1
+        if width < 36 and any(v[width - 1] == "-" for v in ids):
+            width += 1  # never end on a dash
+        widths[column] = width
+    return widths
+
+
 def render(
     data: Any,
     fmt: Format | str = Format.table,
@@ -186,8 +225,9 @@ def render(
         return
     if fmt is Format.wide:
         columns = None
+    short = fmt is Format.table
     if not sys.stdout.isatty():
-        _render_plain(payload, columns, empty)
+        _render_plain(payload, columns, empty, short)
         return
     from rich.table import Table
     from rich.text import Text
@@ -202,8 +242,9 @@ def render(
         )
         for col in cols:
             table.add_column(col.upper().replace("_", " "), overflow="fold")
+        widths = short_widths(payload, cols) if short else {}
         for row in payload:
-            table.add_row(*(Text(cell(row.get(col))) for col in cols))
+            table.add_row(*(Text(_cell_in(widths, col, row.get(col))) for col in cols))
         console().print(table)
         return
     if isinstance(payload, dict):
@@ -230,7 +271,15 @@ def _tsv(values: Sequence[str]) -> str:
     return "\t".join(v.replace("\t", " ").replace("\n", " ").replace("\r", " ") for v in values)
 
 
-def _render_plain(payload: Any, columns: Sequence[str] | None, empty: str) -> None:
+def _cell_in(widths: dict[str, int], column: str, value: Any) -> str:
+    """A list table's cell; ``widths`` (from ``short_widths``) shortens id columns."""
+    width = widths.get(column)
+    return cell(value) if width is None else short_cell(column, value, width)
+
+
+def _render_plain(
+    payload: Any, columns: Sequence[str] | None, empty: str, short: bool = False
+) -> None:
     """Tab-separated lines for pipes and files: no box drawing, no colour, no wrapping."""
     out = sys.stdout
     if isinstance(payload, list):
@@ -240,8 +289,9 @@ def _render_plain(payload: Any, columns: Sequence[str] | None, empty: str) -> No
         cols = _columns(payload, columns)
         if not _no_headers:
             out.write(_tsv([c.upper().replace("_", " ") for c in cols]) + "\n")
+        widths = short_widths(payload, cols) if short else {}
         for row in payload:
-            out.write(_tsv([cell(row.get(c)) for c in cols]) + "\n")
+            out.write(_tsv([_cell_in(widths, c, row.get(c)) for c in cols]) + "\n")
         return
     if isinstance(payload, dict):
         for key in columns or payload.keys():

@@ -465,12 +465,13 @@ def sync_rollback(
 
     The plan (shown by --dry-run, and when the rollback is refused) lists the records to
     restore, the records later runs changed, field by field, and what --force overwrites."""
+    from mno.store.db import session_scope
     from mno.sync import rollback, views
 
+    with session_scope(write=False) as s:
+        rid = views.run_id(s, run_id)
     try:
-        result = rollback.rollback_and_push(
-            views.parse_id(run_id, "run id"), dry_run=dry_run, force=force
-        )
+        result = rollback.rollback_and_push(rid, dry_run=dry_run, force=force)
     except rollback.Refused as exc:
         _render_plan(exc.plan, output)
         raise
@@ -604,11 +605,13 @@ def conflicts_resolve(
     output: OutputOpt = Format.table,
 ) -> None:
     """Resolve a conflict: keep the platform's version (pushed to the app) or the app's."""
+    from mno.store.db import session_scope
     from mno.sync import conflicts, views
 
-    cid = views.parse_id(conflict_id, "conflict id")
     if keep not in conflicts.KEEP:
         raise BadInput(f"invalid --keep {keep!r}", "local or remote")
+    with session_scope(write=False) as s:
+        cid = views.conflict_id(s, conflict_id)
     side = "the platform's version" if keep == "local" else "the app's version"
     confirm(f"resolve conflict {cid} keeping {side}", yes)
     result = conflicts.resolve_and_push(cid, keep, force=force)

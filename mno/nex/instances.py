@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 
 from mno import clock, platform, secrets, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.nex import Instance, InstanceDomain
 from mno.store.models.tenancy import App, Tenant
 from mno.tenancy import apps, tenants
@@ -116,21 +116,15 @@ def payload(
 def get(session: Session, ref: str | uuid.UUID) -> Instance:
     """An instance by live name or id (a terminated one only by id)."""
     inst = None
-    if isinstance(ref, uuid.UUID) or _looks_like_uuid(str(ref)):
-        inst = session.get(Instance, uuid.UUID(str(ref)))
-    if inst is None:
+    if isinstance(ref, uuid.UUID):
+        inst = session.get(Instance, ref)
+    else:
         inst = session.exec(select(Instance).where(Instance.live_name == str(ref))).first()
+        if inst is None:
+            inst = lookup.find(session, Instance, ref, "instance")
     if inst is None:
         raise NotFound(f"instance {ref} not found", "see `mno instance list`")
     return inst
-
-
-def _looks_like_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def domains_of(session: Session, inst: Instance) -> list[str]:

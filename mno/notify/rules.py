@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -12,7 +11,7 @@ from mno import validate
 from mno.errors import BadInput, NotFound
 from mno.mail import Attachment
 from mno.notify import invoice_mail, templates
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import NotifyRule
 from mno.tenancy import tenants
@@ -74,13 +73,7 @@ def list_rules(session: Session) -> list[NotifyRule]:
 
 
 def get(session: Session, rule_id: str) -> NotifyRule:
-    try:
-        row = session.get(NotifyRule, uuid.UUID(rule_id))
-    except ValueError:
-        row = None
-    if row is None:
-        raise NotFound(f"no notification rule {rule_id}")
-    return row
+    return lookup.by_id_or_prefix(session, NotifyRule, rule_id, "notification rule")
 
 
 def delete(session: Session, rule_id: str) -> None:

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from mno import clock, secrets
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.sync import (
     SyncConflict,
     SyncConnection,
@@ -49,10 +49,7 @@ def get(session: Session, name_or_id: str | uuid.UUID) -> SyncConnection:
     else:
         row = session.exec(select(SyncConnection).where(SyncConnection.name == name_or_id)).first()
         if row is None:
-            try:
-                row = session.get(SyncConnection, uuid.UUID(name_or_id))
-            except ValueError:
-                row = None
+            row = lookup.find(session, SyncConnection, name_or_id, "connection")
     if row is None:
         raise NotFound(f"connection {name_or_id} not found", "see `mno connection list`")
     return row

@@ -9,8 +9,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from mno.errors import BadInput, NotFound
+from mno.store import lookup
 from mno.store.db import session_scope
 from mno.store.models.sync import (
+    SyncConflict,
     SyncConnection,
     SyncConnector,
     SyncIdMap,
@@ -25,14 +27,14 @@ from mno.sync.rest import RestClient
 from mno.tenancy import tenants
 
 
-def parse_id(value: str | uuid.UUID, what: str) -> uuid.UUID:
-    """An id typed by a user; BadInput naming ``what`` when it is not a UUID."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadInput(f"invalid {what} {value!r}", "a UUID") from None
+def run_id(session: Session, ref: str | uuid.UUID) -> uuid.UUID:
+    """The id of the run ``ref`` names (a UUID or a unique prefix of one)."""
+    return lookup.resolve_id(session, SyncRun, ref, "sync run", "see `mno sync runs`")
+
+
+def conflict_id(session: Session, ref: str | uuid.UUID) -> uuid.UUID:
+    """The id of the conflict ``ref`` names (a UUID or a unique prefix of one)."""
+    return lookup.resolve_id(session, SyncConflict, ref, "conflict")
 
 
 # -- connectors ---------------------------------------------------------------------------
@@ -107,9 +109,7 @@ def run_view(session: Session, run: SyncRun) -> dict[str, Any]:
 
 def run(session: Session, run_id: str | uuid.UUID) -> dict[str, Any]:
     """One run (``run_view``); NotFound when there is none."""
-    row = session.get(SyncRun, parse_id(run_id, "run id"))
-    if row is None:
-        raise NotFound(f"sync run {run_id} not found", "see `mno sync runs`")
+    row = lookup.by_id_or_prefix(session, SyncRun, run_id, "sync run", "see `mno sync runs`")
     view = run_view(session, row)
     errors = record_errors(session, row.id)
     if errors:  # records that failed their entity's schema (mno.sync.schema)
@@ -172,7 +172,9 @@ def records(
 def record(session: Session, entity: str, record_id: str | uuid.UUID) -> dict[str, Any]:
     """One canonical record with its links: the connections that map it, by external
     id, with when it was last pulled and pushed. NotFound unless it is of ``entity``."""
-    rec = session.get(SyncRecord, parse_id(record_id, "record id"))
+    if not lookup.looks_like_id(record_id):
+        raise BadInput(f"invalid record id {str(record_id)!r}", lookup.PREFIX_HINT)
+    rec = lookup.find(session, SyncRecord, record_id, "record")
     if rec is None or rec.entity != entity:
         raise NotFound(f"{entity} {record_id} not found")
     view = record_view(rec)
@@ -197,6 +199,11 @@ def record_history(
 ) -> list[dict[str, Any]]:
     """A record's audit trail: every change in order, with its run, source, before and
     after (none when the record is not of ``entity``)."""
+    if not lookup.looks_like_id(record_id):
+        raise BadInput(f"invalid record id {str(record_id)!r}", lookup.PREFIX_HINT)
+    rec = lookup.find(session, SyncRecord, record_id, "record")
+    if rec is None:
+        return []
     return [
         {
             "seq": c.seq,
@@ -207,6 +214,6 @@ def record_history(
             "before": c.before,
             "after": c.after,
         }
-        for c in iter_changes(session, parse_id(record_id, "record id"))
+        for c in iter_changes(session, rec.id)
         if c.entity == entity
     ]

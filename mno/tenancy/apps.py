@@ -37,7 +37,7 @@ from sqlmodel import SQLModel, col, select
 
 from mno import validate
 from mno.errors import BadInput, Conflict, Forbidden, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models import load_all
 from mno.store.models.tenancy import App, AppGrant, AppPackage, AppPackageApp, Tenant
 from mno.tenancy import tenants
@@ -196,10 +196,13 @@ def _check_nex(app: App) -> None:
 
 
 def get(session: Session, code: str | uuid.UUID) -> App:
+    """An app by code, id or unique id prefix."""
     if isinstance(code, uuid.UUID):
         app = session.get(App, code)
     else:
         app = session.exec(select(App).where(App.code == code)).first()
+        if app is None:
+            app = lookup.find(session, App, code, "app")
     if app is None:
         raise NotFound(f"app {code} not found", "see `mno app list`")
     return app

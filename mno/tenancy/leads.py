@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from mno import clock, mail, settings, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.tenancy import Lead, Tenant
 from mno.tenancy import tenants
 
@@ -81,10 +81,7 @@ def get(session: Session, lead_id: str | uuid.UUID, *, for_update: bool = False)
     """The lead ``lead_id``; with ``for_update`` its row stays locked until the
     transaction ends (``SELECT … FOR UPDATE`` on PostgreSQL, read afresh; SQLite's writing
     transaction already holds the database lock)."""
-    try:
-        key = lead_id if isinstance(lead_id, uuid.UUID) else uuid.UUID(str(lead_id))
-    except ValueError as exc:
-        raise BadInput(f"invalid lead id {lead_id!r}") from exc
+    key = lookup.resolve_id(session, Lead, lead_id, "lead", "see `mno lead list`")
     lead = session.get(Lead, key, with_for_update=for_update, populate_existing=for_update)
     if lead is None:
         raise NotFound(f"lead {lead_id} not found", "see `mno lead list`")

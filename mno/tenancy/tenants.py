@@ -28,7 +28,7 @@ from sqlmodel import col, select
 from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
@@ -127,19 +127,11 @@ def get(session: Session, key_or_id: str | uuid.UUID) -> Tenant:
         tenant = session.get(Tenant, key_or_id)
     else:
         tenant = session.exec(select(Tenant).where(Tenant.key == key_or_id)).first()
-        if tenant is None and _looks_like_uuid(key_or_id):
-            tenant = session.get(Tenant, uuid.UUID(key_or_id))
+        if tenant is None:
+            tenant = lookup.find(session, Tenant, key_or_id, "tenant")
     if tenant is None:
         raise NotFound(f"tenant {key_or_id!s} not found", "see `mno tenant list`")
     return tenant
-
-
-def _looks_like_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def ancestors(session: Session, tenant: Tenant) -> list[Tenant]:

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mno import clock, mail
-from mno.errors import BadInput, NotFound
-from mno.store import audit, buckets, leases, outbox
+from mno.errors import BadInput
+from mno.store import audit, buckets, leases, lookup, outbox
 from mno.store.bulk import Rows
 from mno.store.models.webhooks import (
     NotifyRule,
@@ -482,13 +482,8 @@ def list_deliveries(
 
 
 def show(session: Session, delivery_id: str) -> dict[str, Any]:
-    try:
-        did = uuid.UUID(delivery_id)
-    except ValueError as exc:
-        raise BadInput(f"bad delivery id {delivery_id!r}") from exc
-    d = session.get(WebhookDelivery, did)
-    if d is None:
-        raise NotFound(f"no delivery {delivery_id}")
+    d = lookup.by_id_or_prefix(session, WebhookDelivery, delivery_id, "delivery")
+    did = d.id
     attempts = session.exec(
         select(WebhookAttempt)
         .where(WebhookAttempt.delivery_id == did)

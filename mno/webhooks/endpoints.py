@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from mno import clock, crypto, secrets, settings, signing
 from mno import events as catalogue
 from mno.errors import BadInput, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, lookup, outbox
 from mno.store.models.core import Event
 from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -213,22 +213,10 @@ def check_url(url: str) -> str:
 
 
 def get(session: Session, endpoint_id: str | uuid.UUID) -> WebhookEndpoint:
-    try:
-        eid = endpoint_id if isinstance(endpoint_id, uuid.UUID) else uuid.UUID(str(endpoint_id))
-    except ValueError:
-        eid = None
-    row = session.get(WebhookEndpoint, eid) if eid else None
-    if row is None:
-        # allow a unique id prefix
-        matches = [
-            e
-            for e in session.exec(select(WebhookEndpoint))
-            if str(e.id).startswith(str(endpoint_id)) and len(str(endpoint_id)) >= 4
-        ]
-        if len(matches) == 1:
-            return matches[0]
-        raise NotFound(f"no webhook endpoint {endpoint_id}", "see `mno webhook endpoint list`")
-    return row
+    """The endpoint ``endpoint_id`` (a UUID or a unique prefix of one)."""
+    return lookup.by_id_or_prefix(
+        session, WebhookEndpoint, endpoint_id, "webhook endpoint", "see `mno webhook endpoint list`"
+    )
 
 
 def _tenant_id(session: Session, key: str | None) -> uuid.UUID | None:

@@ -51,7 +51,6 @@ LIMIT_MISSING = {
     ("tenant", "contact", "list"),
     ("app", "list"),
     ("app", "keys", "list"),
-    ("plan", "list"),
     ("connector", "list"),
     ("connection", "list"),
     ("user", "list"),

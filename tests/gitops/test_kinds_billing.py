@@ -162,7 +162,7 @@ def test_catalogue_delete_commands(cli, store_url, write) -> None:
     assert result.stderr.strip() == (
         "Error: metric api_calls is charged by plan(s) pro (change or remove those first)"
     )
-    assert cli.json("plan", "delete", "pro", "--yes") == {
+    assert cli.json("billing", "plan", "delete", "pro", "--yes") == {
         "kind": "Plan",
         "code": "pro",
         "deleted": 1,
@@ -174,4 +174,4 @@ def test_catalogue_delete_commands(cli, store_url, write) -> None:
     result = cli("tax-rate", "delete", "fr-vat", "--yes")
     assert result.exit_code == 1
     assert "tax rate fr-vat not found" in result.stderr
-    assert cli.json("plan", "list") == []
+    assert cli.json("billing", "plan", "list") == []

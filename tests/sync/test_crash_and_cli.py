@@ -12,6 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from mno.store.lookup import PREFIX_HINT
 from tests.conftest import counts
 from tests.sync.api import Api, connector_yaml
 
@@ -80,9 +81,16 @@ def test_cli_tour(world, cli, tmp_path) -> None:
         assert ran["status"] == "success" and ran["counts"]["created"] == 12
         shown = cli.json("sync", "run", "show", ran["id"])
         assert shown["id"] == ran["id"]
+        assert cli.json("sync", "run", "show", ran["id"][:8]) == shown  # a short id
         assert cli.json("sync", "runs", "--connection", "acme/crm")[0]["id"] == ran["id"]
         recs = cli.json("record", "list", "contact", "--tenant", "acme")
         assert len(recs) == 12
+        # made in one run, the ids share their first digits: the table shows enough of each
+        table = cli("record", "list", "contact", "--tenant", "acme").stdout.splitlines()[1:]
+        shown = [line.split("\t")[0] for line in table]
+        assert len(set(shown)) == 12 and all(len(s) < 36 for s in shown)
+        for short in shown[:3]:
+            assert cli.json("record", "show", "contact", short)["id"].startswith(short)
         one = cli.json("record", "show", "contact", recs[0]["id"])
         assert one["links"][0]["connection"] == "acme/crm"
         hist = cli.json("record", "history", "contact", recs[0]["id"])
@@ -294,7 +302,10 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
             "last_pushed_at": None,
         }
     ]
+    # time-ordered ids made together share their first digits: a prefix long enough works
+    assert cli.json("record", "show", "contact", c1["id"][:24]) == one
     history = cli.json("record", "history", "contact", c1["id"])
+    assert cli.json("record", "history", "contact", c1["id"][:24]) == history
     assert [list(h) for h in history] == [
         ["seq", "at", "run_id", "source", "action", "before", "after"]
     ] * 2
@@ -306,17 +317,29 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
     missing = "00000000-0000-0000-0000-000000000000"
     for args, code, message in [
         (("sync", "run", "show"), 2, "Error: missing run id (mno sync run show RUN_ID)\n"),
-        (("sync", "run", "show", "nope"), 2, "Error: invalid run id 'nope' (a UUID)\n"),
+        (
+            ("sync", "run", "show", "nope"),
+            2,
+            f"Error: invalid sync run id 'nope' ({PREFIX_HINT})\n",
+        ),
         (
             ("sync", "run", "show", missing),
             1,
             f"Error: sync run {missing} not found (see `mno sync runs`)\n",
         ),
-        (("sync", "rollback", "bad"), 2, "Error: invalid run id 'bad' (a UUID)\n"),
-        (("record", "show", "contact", "bad"), 2, "Error: invalid record id 'bad' (a UUID)\n"),
+        (("sync", "rollback", "bad"), 2, f"Error: invalid sync run id 'bad' ({PREFIX_HINT})\n"),
+        (
+            ("record", "show", "contact", "bad"),
+            2,
+            f"Error: invalid record id 'bad' ({PREFIX_HINT})\n",
+        ),
         (("record", "show", "contact", missing), 1, f"Error: contact {missing} not found\n"),
         (("record", "show", "other", c1["id"]), 1, f"Error: other {c1['id']} not found\n"),
-        (("record", "history", "contact", "x"), 2, "Error: invalid record id 'x' (a UUID)\n"),
+        (
+            ("record", "history", "contact", "x"),
+            2,
+            f"Error: invalid record id 'x' ({PREFIX_HINT})\n",
+        ),
     ]:
         r = cli(*args)
         assert (r.exit_code, r.stderr) == (code, message), args
@@ -325,7 +348,8 @@ def test_cli_tables_keys_and_errors(world, cli) -> None:
     dry = cli("sync", "rollback", bad, "--dry-run")
     assert dry.exit_code == 0
     assert dry.stdout.split("\n")[0].split("\t")[:3] == ["RECORD ID", "ENTITY", "ACTION"]
-    assert dry.stdout.split("\n")[1].split("\t")[:3] == [c1["id"], "contact", "restore"]
+    # ids are shown short in tables
+    assert dry.stdout.split("\n")[1].split("\t")[:3] == [c1["id"][:8], "contact", "restore"]
     assert dry.stderr == "✓ would restore 1 record(s)\n"
     done = cli("sync", "rollback", bad)
     assert done.exit_code == 0 and done.stderr == "✓ restored 1 record(s)\n"

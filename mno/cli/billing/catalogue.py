@@ -1,4 +1,5 @@
-"""mno plan|metric|coupon|tax-rate: create (-f YAML or flags), list, show, update, delete.
+"""mno billing plan and mno [billing] metric|coupon|tax-rate: create, list, show, update,
+delete (create and update take -f YAML; create takes flags for simple cases).
 
 Domain and store modules are imported inside the commands, so that start-up
 (``mno --help``) does not load SQLAlchemy.

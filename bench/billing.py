@@ -93,6 +93,7 @@ RSS_FLAT = 1.25
 def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_000) -> None:
     """Fill an upgraded, empty store: tenants, one subscription each, usage in October."""
     import sqlalchemy as sa
+    from sqlmodel import col
 
     from mno.billing import documents
     from mno.store import db
@@ -102,7 +103,7 @@ def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_00
     db.upgrade(db.get_engine(url))
     with db.session_scope(url) as s:
         documents.apply_text(s, PLAN)
-        plan_id = s.execute(sa.select(Plan.id).where(Plan.code == "bench")).scalar_one()
+        plan_id = s.execute(sa.select(col(Plan.id)).where(col(Plan.code) == "bench")).scalar_one()
     now = datetime(2026, 9, 15, tzinfo=UTC)
     start = datetime(2026, 9, 1, tzinfo=UTC)
     t_ten = Tenant.__table__  # type: ignore[attr-defined]
@@ -581,7 +582,7 @@ def clone(url: str, to: str) -> None:
         shutil.copyfile(src, to.split("///", 1)[1])
         return
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    src, dst = sa.engine.make_url(url).database, sa.engine.make_url(to).database
+    src, dst = (str(sa.engine.make_url(u).database) for u in (url, to))
     with admin.connect() as c:
         c.exec_driver_sql(f'DROP DATABASE "{dst}"')
         c.exec_driver_sql(f'CREATE DATABASE "{dst}" TEMPLATE "{src}"')

@@ -476,7 +476,8 @@ def _fixed_line(
     subscription covers, prorated by local day."""
     days = local_days(slot.start, slot.end, tz)
     used = local_days(slot.eff_start, slot.eff_end, tz)
-    fields = fixed_fields(str(ch["amount"]), plan.currency, min(used, days), days)
+    before = local_days(slot.start, slot.eff_start, tz)
+    fields = fixed_fields(str(ch["amount"]), plan.currency, min(used, days), days, before)
     return {
         "line_key": key,
         "subscription_id": sub_id,
@@ -491,16 +492,33 @@ def _fixed_line(
 
 
 @lru_cache(maxsize=4096)
-def fixed_fields(amount: str, cur: str, used: int, days: int) -> dict[str, Any]:
-    """A fixed charge's line fields for ``used`` of ``days`` days (pure, so memoised)."""
+def fixed_fields(amount: str, cur: str, used: int, days: int, before: int = 0) -> dict[str, Any]:
+    """A fixed charge's line fields for ``used`` of ``days`` days, the first ``before``
+    days of the period not covered (pure, so memoised).
+
+    A part that starts into the period costs the charge up to its end less the charge up
+    to its start, each rounded once: the parts of any split of a period (plan changes, a
+    cancellation's credit) then add up to exactly the charge for the whole period, where
+    rounding each part on its own drifts by up to half a minor unit per part."""
     factor = Decimal(1) if used >= days else Decimal(used) / Decimal(days)
     ln = rating.fixed(to_decimal(amount), cur, factor)
+    minor = ln.amount_minor
+    if before > 0 and factor < 1:
+        end = min(before + used, days)
+        minor = _prorated_minor(amount, cur, end, days) - _prorated_minor(amount, cur, before, days)
     return {
         "quantity": str(ln.quantity),
         "unit_price": str(ln.unit_price),
         "proration": str(ln.proration),
-        "amount_minor": ln.amount_minor,
+        "amount_minor": minor,
     }
+
+
+def _prorated_minor(amount: str, cur: str, used: int, days: int) -> int:
+    """The charge for the first ``used`` of ``days`` days, rounded once."""
+    if used >= days:
+        return rating.fixed(to_decimal(amount), cur).amount_minor
+    return rating.fixed(to_decimal(amount), cur, Decimal(used) / Decimal(days)).amount_minor
 
 
 def _line(

@@ -97,6 +97,7 @@ def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_00
 
     from mno.billing import documents
     from mno.store import db
+    from mno.store.bulk import Rows
     from mno.store.models.billing import Plan, Subscription, UsageEvent
     from mno.store.models.tenancy import Tenant
 
@@ -114,8 +115,9 @@ def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_00
         hi = min(lo + batch, tenants)
         ids = [uuid.uuid4() for _ in range(lo, hi)]
         with engine.begin() as c:
-            c.execute(
-                t_ten.insert(),
+            rows_of = Rows(c)  # COPY on PostgreSQL, multi-row INSERTs on SQLite
+            rows_of.insert_dicts(
+                t_ten,
                 [
                     {
                         "id": tid,
@@ -135,8 +137,8 @@ def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_00
                     for n, tid in zip(range(lo, hi), ids, strict=True)
                 ],
             )
-            c.execute(
-                t_sub.insert(),
+            rows_of.insert_dicts(
+                t_sub,
                 [
                     {
                         "id": uuid.uuid4(),
@@ -167,7 +169,7 @@ def seed(url: str, tenants: int, events_per_tenant: int = 10, batch: int = 20_00
                             "properties": {},
                         }
                     )
-            c.execute(t_use.insert(), rows)
+            rows_of.insert_dicts(t_use, rows)
 
 
 # The floor -------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from mno.money import minor_units, to_decimal, to_minor
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 
 USAGE_KINDS = ("usage", "time", "bucket")
+RATED_MAX = 100_000  # usage lines a run keeps rated (see Catalog.rate_usage)
 NOTES = {
     "exempt": "Exempt from tax",
     "reverse_charge": "Reverse charge: the customer accounts for the tax",
@@ -84,6 +85,20 @@ class Catalog:
     taxes: dict[tuple[str, str | None], TaxRate]
     # metric code -> (aggregation, property for unique_count)
     metrics: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # usage lines rated during this run: (plan, charge index, quantity) -> line
+    rated: dict[tuple[Any, int, str], rating.Line] = field(default_factory=dict)
+
+    def rate_usage(self, plan: Plan | PlanView, idx: int, qty: Decimal) -> rating.Line:
+        """``rating.rate_usage`` of charge ``idx`` of ``plan``, once per quantity in a run
+        (the catalogue is read once per run, so its plans do not change meanwhile). The
+        line is shared by every tenant with that quantity: callers copy, never change it."""
+        key = (plan.id, idx, str(qty))
+        ln = self.rated.get(key)
+        if ln is None:
+            if len(self.rated) >= RATED_MAX:
+                self.rated.clear()  # memory stays flat however many quantities there are
+            ln = self.rated[key] = rating.rate_usage(plan.charges[idx], qty, plan.currency)
+        return ln
 
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
@@ -431,7 +446,7 @@ def _sub_lines(
                 agg = usage.get((tid, ch["metric"], slot.eff_start, slot.eff_end), {})
                 qty = agg.get(cat.aggregation(ch), Decimal(0))
                 if kind == "usage":
-                    ln = rating.rate_usage(ch, qty, cur)
+                    ln = cat.rate_usage(plan, idx, qty)
                 elif kind == "time":
                     # the minimum and the round-up apply to each time entry
                     ln = rating.time_minutes(

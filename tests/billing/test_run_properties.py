@@ -7,7 +7,8 @@ and usage.
   the money rule computes it on the subtotal after discount, total = subtotal - discount +
   tax (when not inclusive) - the credits applied, which are what the credit covered.
 - Running a closed period again changes nothing: no invoice, line, ledger entry, credit,
-  audit row or event of the tenant is added or changed.
+  audit row or event of the tenant is added or changed, and no table grows but by the
+  rerun's own run row and its ``billing.run_finished`` event.
 - Credit notes booked on such an invoice (with credits applied) never give back more than
   it billed, and crediting all of it gives back exactly its subtotal, tax and total.
 """
@@ -198,6 +199,20 @@ def _rows(url: str, key: str) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
+def _sizes(url: str) -> dict[str, int]:
+    """The number of rows of every table."""
+    from sqlmodel import SQLModel
+
+    from mno.store.models import load_all
+
+    load_all()
+    with session_scope(url, write=False) as s:
+        return {
+            t.name: int(s.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+            for t in SQLModel.metadata.sorted_tables
+        }
+
+
 def _round(amount: Decimal, cur: str) -> int:
     q = Decimal(1).scaleb(-minor_units(cur))
     return int(amount.quantize(q, rounding=ROUND_HALF_UP).scaleb(minor_units(cur)))
@@ -232,12 +247,15 @@ def _bill_and_check(url: str, c: dict[str, Any]) -> str:
         first = billing.run(PERIOD, url=url, tenant_key=key)
         assert not first.failed
         issue_drafts(period=PERIOD, url=url)
-        before = _rows(url, key)
+        before, sizes = _rows(url, key), _sizes(url)
         assert len(before["invoices"]) == first.invoices
         again = billing.run(PERIOD, url=url, tenant_key=key)
         issue_drafts(period=PERIOD, url=url)
     assert (again.invoices, again.lines, again.failed) == (0, 0, [])
     assert _rows(url, key) == before
+    # the rerun only records itself: its run row and its billing.run_finished event
+    grown = {t: n - sizes[t] for t, n in _sizes(url).items() if n != sizes[t]}
+    assert grown == {"billing_run": 1, "outbox_event": 1}
     with session_scope(url, write=False) as s:
         applied = 0
         for inv in invoices.list_invoices(s, key, period=PERIOD):

@@ -23,13 +23,14 @@ For SQLite and PostgreSQL (skipped if unreachable), in one invocation:
 
 Goal: the run takes at most 1.5x the floor on each store.
 
-``--rss`` instead measures the engine's peak RSS on PostgreSQL for growing numbers of tenants
-(``--rss-tenants 100000,1000000``), each on a fresh store; goals: at most 1 GiB, and flat
-(the largest size at most 1.25x the smallest).
+``--rss`` instead bills ``--rss-tenants`` (1,000,000) on PostgreSQL and prints the run's peak
+RSS (``VmHWM``) every ``--rss-every`` (100,000) tenants billed and at the end; goals: at most
+1 GiB, and flat (the end at most 1.25x the first mark).
 
 Usage: ``python bench/billing.py [--tenants N] [--events-per-tenant 10] [--only sqlite]
 [--repeat N]``,
-``python bench/billing.py --rss [--rss-tenants 100000,1000000] [--events-per-tenant 10]``.
+``python bench/billing.py --rss [--rss-tenants 1000000] [--rss-every 100000]
+[--events-per-tenant 10]``.
 """
 
 from __future__ import annotations
@@ -690,40 +691,87 @@ def one_store(name: str, urls: tuple[str, str, str], tenants: int, per: int, rep
     return ok
 
 
-def rss_runs(sizes: list[int], per: int) -> None:
-    """Peak RSS of the run on PostgreSQL for each number of tenants, on fresh stores."""
-    peaks: list[tuple[int, float]] = []
-    for n in sizes:
-        with pg_database("rss") as url:
-            t0 = time.perf_counter()
-            seed(url, n, per)
-            vacuum(url)
-            from mno.store import db
+def _hwm_mib(pid: int) -> float:
+    """The peak RSS so far (``VmHWM``) of a running process, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(x for x in f if x.startswith("VmHWM:")).split()[1]) / 1024
 
-            db.dispose_all()
-            print(
-                f"[postgres rss] seeded {n:,} tenants, {n * per:,} usage events "
-                f"in {time.perf_counter() - t0:.1f} s",
-                flush=True,
+
+def _invoices(url: str) -> int:
+    import psycopg
+    import sqlalchemy as sa
+
+    conninfo = sa.engine.make_url(url).set(drivername="postgresql")
+    with psycopg.connect(conninfo.render_as_string(hide_password=False)) as c:
+        row = c.execute("SELECT count(*) FROM billing_invoice").fetchone()
+        return int(row[0]) if row else 0
+
+
+def rss_run(n: int, per: int, every: int) -> None:
+    """Bill ``n`` tenants on a fresh PostgreSQL store in a child process; print its peak RSS
+    each time another ``every`` tenants are billed and at the end."""
+    with pg_database("rss") as url:
+        t0 = time.perf_counter()
+        seed(url, n, per)
+        vacuum(url)
+        from mno.store import db
+
+        db.dispose_all()
+        print(
+            f"[postgres rss] seeded {n:,} tenants, {n * per:,} usage events "
+            f"in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
+        env = {**os.environ, "MNO_DB_URL": url, "NO_COLOR": "1"}
+        with tempfile.TemporaryDirectory() as tmp:
+            hwm = Path(tmp) / "hwm"
+            cmd = [sys.executable, "-c", _HWM, "mno", "billing", "run", "--period", PERIOD]
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [*cmd, "-o", "json"],
+                env={**env, "BENCH_HWM": str(hwm)},
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
-            r_s, r_rss, res = engine_run(url)
-            print(
-                f"[postgres rss] {n:,} tenants: run {r_s:.2f} s wall, {res['invoices']:,} "
-                f"invoices, errors {len(res['errors'])}, peak RSS {r_rss:.0f} MiB",
-                flush=True,
-            )
-            peaks.append((n, r_rss))
-    top = max(rss for _, rss in peaks)
+            marks: list[tuple[int, float]] = []
+            nxt = every
+            while proc.poll() is None:
+                time.sleep(5)
+                try:
+                    billed, peak = _invoices(url), _hwm_mib(proc.pid)
+                except (OSError, StopIteration):
+                    break  # the run has just ended
+                if billed >= nxt:
+                    marks.append((billed, peak))
+                    print(
+                        f"[postgres rss] {billed:,} of {n:,} tenants billed after "
+                        f"{time.perf_counter() - t0:.0f} s: peak RSS so far {peak:.0f} MiB",
+                        flush=True,
+                    )
+                    nxt = (billed // every + 1) * every
+            out, err = proc.communicate()
+            seconds = time.perf_counter() - t0
+            if proc.returncode:
+                raise SystemExit(f"billing run failed: {err.strip()[-2000:]}")
+            res = json.loads(out)
+            peak = int(hwm.read_text()) / 1024
     print(
-        f"[postgres rss] peak RSS {top:.0f} MiB; goal <= {RSS_GOAL_MIB} MiB: "
-        f"{verdict(top <= RSS_GOAL_MIB)}",
+        f"[postgres rss] {n:,} tenants: run {seconds:.2f} s wall, {res['invoices']:,} invoices, "
+        f"errors {len(res['errors'])}, peak RSS {peak:.0f} MiB",
         flush=True,
     )
-    if len(peaks) > 1:
-        (n0, lo), (n1, hi) = peaks[0], peaks[-1]
+    print(
+        f"[postgres rss] peak RSS {peak:.0f} MiB; goal <= {RSS_GOAL_MIB} MiB: "
+        f"{verdict(peak <= RSS_GOAL_MIB)}",
+        flush=True,
+    )
+    if marks:
+        first, lo = marks[0]
         print(
-            f"[postgres rss] {n1:,} vs {n0:,} tenants: {hi / lo:.2f}x the memory; goal flat "
-            f"(<= {RSS_FLAT}x): {verdict(hi / lo <= RSS_FLAT)}",
+            f"[postgres rss] at {n:,} tenants {peak / lo:.2f}x the peak at {first:,}; goal flat "
+            f"(<= {RSS_FLAT}x): {verdict(peak / lo <= RSS_FLAT)}",
             flush=True,
         )
 
@@ -735,7 +783,8 @@ def main() -> None:
     p.add_argument("--only", choices=["sqlite", "postgres"], default=None)
     p.add_argument("--repeat", type=int, default=1, help="floor and run N times each: best")
     p.add_argument("--rss", action="store_true", help="measure peak RSS on PostgreSQL")
-    p.add_argument("--rss-tenants", default="100000,1000000")
+    p.add_argument("--rss-tenants", type=int, default=1_000_000)
+    p.add_argument("--rss-every", type=int, default=100_000, help="print the RSS every N billed")
     p.add_argument("--floor-only", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.floor_only:
@@ -744,13 +793,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MNO_HOME"] = tmp
         if a.rss:
-            sizes = [int(n) for n in a.rss_tenants.split(",")]
             print(
-                f"billing bench, peak RSS on PostgreSQL: {', '.join(f'{n:,}' for n in sizes)} "
-                f"tenants x 3 charges, {a.events_per_tenant} usage events each",
+                f"billing bench, peak RSS on PostgreSQL: {a.rss_tenants:,} tenants x 3 "
+                f"charges, {a.events_per_tenant} usage events each",
                 flush=True,
             )
-            rss_runs(sizes, a.events_per_tenant)
+            rss_run(a.rss_tenants, a.events_per_tenant, a.rss_every)
             return
         print(
             f"billing bench: {a.tenants:,} tenants x (1 fixed + 2 usage charges), "

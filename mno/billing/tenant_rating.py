@@ -37,7 +37,7 @@ from mno.money import minor_units, to_decimal, to_minor
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 
 USAGE_KINDS = ("usage", "time", "bucket")
-RATED_MAX = 100_000  # usage lines a run keeps rated (see Catalog.rate_usage)
+RATED_MAX = 20_000  # usage lines a run keeps rated (see Catalog.rate_usage)
 NOTES = {
     "exempt": "Exempt from tax",
     "reverse_charge": "Reverse charge: the customer accounts for the tax",

@@ -209,8 +209,8 @@ def credit_unused(
         cur = plan.currency
         kept = ln.amount_minor
         if before is not None:
-            kept = min(kept, _prorated(amount, cur, begin, before, days, tz))
-        unused = max(kept - _prorated(amount, cur, begin, when, days, tz), 0)
+            kept = min(kept, _prorated(amount, cur, ln.period_start, begin, before, days, tz))
+        unused = max(kept - _prorated(amount, cur, ln.period_start, begin, when, days, tz), 0)
         # what a coupon took off the line was never paid: only the rest is credited
         share = Decimal(str((ln.detail or {}).get("discount_share", "0")))
         credit += int((unused * (1 - share)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
@@ -225,10 +225,20 @@ def credit_unused(
     return credit
 
 
-def _prorated(amount: str, cur: str, begin: datetime, end: datetime, days: int, tz: str) -> int:
-    """A fixed charge for the local days from ``begin`` to ``end`` of a ``days``-day period."""
+def _prorated(
+    amount: str,
+    cur: str,
+    period_start: datetime,
+    begin: datetime,
+    end: datetime,
+    days: int,
+    tz: str,
+) -> int:
+    """A fixed charge for the local days from ``begin`` to ``end`` of the ``days``-day
+    period that starts at ``period_start``, as the run bills that part of it."""
     used = local_days(begin, max(end, begin), tz)
-    return int(fixed_fields(amount, cur, min(used, days), days)["amount_minor"])
+    before = local_days(period_start, begin, tz)
+    return int(fixed_fields(amount, cur, min(used, days), days, before)["amount_minor"])
 
 
 def scheduled_changes(

@@ -39,6 +39,7 @@ from mno.money import minor_units, to_decimal, to_minor
 from mno.store.models.billing import BillingMetric, Coupon, Plan, TaxRate
 
 USAGE_KINDS = ("usage", "time", "bucket")
+RATED_MAX = 20_000  # usage lines a run keeps rated (see Catalog.rate_usage)
 NOTES = {
     "exempt": "Exempt from tax",
     "reverse_charge": "Reverse charge: the customer accounts for the tax",
@@ -89,6 +90,20 @@ class Catalog:
     # bundles: part subscription id -> bundle subscription id, and each one's bundle
     bundle_parts: dict[Any, uuid.UUID] = field(default_factory=dict)
     bundles: dict[uuid.UUID, bundle_rating.BundleView] = field(default_factory=dict)
+    # usage lines rated during this run: (plan, charge index, quantity) -> line
+    rated: dict[tuple[Any, int, str], rating.Line] = field(default_factory=dict)
+
+    def rate_usage(self, plan: Plan | PlanView, idx: int, qty: Decimal) -> rating.Line:
+        """``rating.rate_usage`` of charge ``idx`` of ``plan``, once per quantity in a run
+        (the catalogue is read once per run, so its plans do not change meanwhile). The
+        line is shared by every tenant with that quantity: callers copy, never change it."""
+        key = (plan.id, idx, str(qty))
+        ln = self.rated.get(key)
+        if ln is None:
+            if len(self.rated) >= RATED_MAX:
+                self.rated.clear()  # memory stays flat however many quantities there are
+            ln = self.rated[key] = rating.rate_usage(plan.charges[idx], qty, plan.currency)
+        return ln
 
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
@@ -448,7 +463,7 @@ def _sub_lines(
                 agg = usage.get((tid, ch["metric"], slot.eff_start, slot.eff_end), {})
                 qty = agg.get(cat.aggregation(ch), Decimal(0))
                 if kind == "usage":
-                    ln = rating.rate_usage(ch, qty, cur)
+                    ln = cat.rate_usage(plan, idx, qty)
                 elif kind == "time":
                     # the minimum and the round-up apply to each time entry
                     ln = rating.time_minutes(
@@ -493,7 +508,8 @@ def _fixed_line(
     subscription covers, prorated by local day."""
     days = local_days(slot.start, slot.end, tz)
     used = local_days(slot.eff_start, slot.eff_end, tz)
-    fields = fixed_fields(str(ch["amount"]), plan.currency, min(used, days), days)
+    before = local_days(slot.start, slot.eff_start, tz)
+    fields = fixed_fields(str(ch["amount"]), plan.currency, min(used, days), days, before)
     return {
         "line_key": key,
         "subscription_id": sub_id,
@@ -508,16 +524,33 @@ def _fixed_line(
 
 
 @lru_cache(maxsize=4096)
-def fixed_fields(amount: str, cur: str, used: int, days: int) -> dict[str, Any]:
-    """A fixed charge's line fields for ``used`` of ``days`` days (pure, so memoised)."""
+def fixed_fields(amount: str, cur: str, used: int, days: int, before: int = 0) -> dict[str, Any]:
+    """A fixed charge's line fields for ``used`` of ``days`` days, the first ``before``
+    days of the period not covered (pure, so memoised).
+
+    A part that starts into the period costs the charge up to its end less the charge up
+    to its start, each rounded once: the parts of any split of a period (plan changes, a
+    cancellation's credit) then add up to exactly the charge for the whole period, where
+    rounding each part on its own drifts by up to half a minor unit per part."""
     factor = Decimal(1) if used >= days else Decimal(used) / Decimal(days)
     ln = rating.fixed(to_decimal(amount), cur, factor)
+    minor = ln.amount_minor
+    if before > 0 and factor < 1:
+        end = min(before + used, days)
+        minor = _prorated_minor(amount, cur, end, days) - _prorated_minor(amount, cur, before, days)
     return {
         "quantity": str(ln.quantity),
         "unit_price": str(ln.unit_price),
         "proration": str(ln.proration),
-        "amount_minor": ln.amount_minor,
+        "amount_minor": minor,
     }
+
+
+def _prorated_minor(amount: str, cur: str, used: int, days: int) -> int:
+    """The charge for the first ``used`` of ``days`` days, rounded once."""
+    if used >= days:
+        return rating.fixed(to_decimal(amount), cur).amount_minor
+    return rating.fixed(to_decimal(amount), cur, Decimal(used) / Decimal(days)).amount_minor
 
 
 def _line(

@@ -5,8 +5,10 @@ uvicorn is imported when a server starts, not with this module.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +19,7 @@ from mno import __version__
 from mno.api.errors import error_response
 from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
+from mno.errors import Unavailable
 
 
 def build_app() -> FastAPI:
@@ -57,10 +60,39 @@ def config(host: str, port: int, **kwargs: Any) -> Any:
     )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8080, on_listen: Callable[[str], None] | None = None
+) -> None:
+    """Serve until stopped; ``on_listen(url)`` is called once the socket accepts
+    connections (the bound port, when ``port`` is 0)."""
     import uvicorn
 
-    uvicorn.Server(config(host, port)).run()
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    if on_listen is not None:
+        on_listen(url_of(sock))
+    uvicorn.Server(config(host, port)).run(sockets=[sock])
 
 
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:

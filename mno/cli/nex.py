@@ -374,13 +374,17 @@ def orphans(output: OutputOpt = Format.table) -> None:
 @app.command("backup")
 def backup(
     name: Name,
-    to: Annotated[
-        Path | None, typer.Option(help="Tar file (default under $MNO_HOME/backups/).")
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Tar file (default under $MNO_HOME/backups/).")
     ] = None,
     output: OutputOpt = Format.table,
+    legacy_to: Annotated[Path | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
     """Write a tar of the instance's data volume, with FILE.sha256 beside it."""
+    from mno.cli.params import deprecated_out
     from mno.nex import backups
+
+    to = deprecated_out(out, legacy_to, "--to")
 
     with spinner(f"backing up {name}"):
         result = backups.backup(name, to)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -97,3 +98,15 @@ def since(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise BadInput(f"invalid time {value!r}", "use 24h, 7d or an ISO 8601 time") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def deprecated_out(out: Path | None, legacy: Path | None, flag: str) -> Path | None:
+    """``--out FILE`` names the file a command writes; ``-o`` is the output format
+    everywhere. A hidden ``flag`` (``-o`` or ``--to``) still names the file for old
+    scripts, with a warning; given both, ``--out`` wins."""
+    if legacy is None:
+        return out
+    from mno.cli.output import warn
+
+    warn(f"{flag} FILE is deprecated, use --out FILE")
+    return out if out is not None else legacy

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, spinner, success
-from mno.cli.params import YesOpt, confirm, pairs
+from mno.cli.params import IntervalOpt, WatchOpt, YesOpt, confirm, pairs, render_or_watch
 from mno.errors import InvalidTransition, MnoError
 from mno.settings import parse_duration
 
@@ -259,14 +259,22 @@ def list_(
 
 
 @app.command("show")
-def show(name: Name, output: OutputOpt = Format.table) -> None:
-    """Show one instance."""
+def show(
+    name: Name,
+    output: OutputOpt = Format.table,
+    watch: WatchOpt = False,
+    every: IntervalOpt = "2s",
+) -> None:
+    """Show one instance (--watch: again every --interval until Ctrl-C)."""
     from mno.nex import instances
     from mno.store.db import session_scope
 
-    with session_scope(write=False) as s:
-        view = instances.view(s, instances.get(s, name)).as_dict()
-    render(view, output)
+    def show_once() -> None:
+        with session_scope(write=False) as s:
+            view = instances.view(s, instances.get(s, name)).as_dict()
+        render(view, output)
+
+    render_or_watch(show_once, watch, every, output)
 
 
 @app.command("logs")

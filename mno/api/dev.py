@@ -25,7 +25,7 @@ from mno import money
 from mno.access import customers as app_customers
 from mno.api import config, threads
 from mno.api.auth import Caller, app_caller
-from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.errors import ERRORS, READ, ApiError, ApiRoute
 from mno.api.group_commit import GroupCommit
 from mno.billing import charges, usage_batch
 from mno.billing.usage_batch import UsagePost
@@ -80,7 +80,7 @@ def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
 @router.get(
     "/v1/dev/customers",
     response_model=CustomerPage,
-    responses=ERRORS,
+    responses=READ,
     summary="Tenants with an instance of, or a subscription to, the calling app",
 )
 async def customers(
@@ -270,7 +270,7 @@ def _get_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
 @router.get(
     "/v1/dev/bills/{bill_id}",
     response_model=Bill,
-    responses=ERRORS,
+    responses=READ,
     summary="A bill the calling app created",
 )
 async def get_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
@@ -287,7 +287,7 @@ def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
 @router.delete(
     "/v1/dev/bills/{bill_id}",
     response_model=Bill,
-    responses=ERRORS,
+    responses=READ,
     summary="Cancel a bill that is not invoiced yet",
 )
 async def cancel_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:

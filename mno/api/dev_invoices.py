@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from mno.api import threads
 from mno.api.auth import Caller, app_caller
 from mno.api.dev import IdempotencyKey, Money, may_bill, scoped_key
-from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.errors import ERRORS, READ, ApiError, ApiRoute
 from mno.billing import credit_notes, export, invoices, manual
 from mno.errors import NotFound
 from mno.money import to_decimal
@@ -224,7 +224,7 @@ AfterQuery = Query(None, max_length=64, description="The `next` of the previous 
 @router.get(
     "/v1/dev/invoices",
     response_model=InvoicePage,
-    responses=ERRORS,
+    responses=READ,
     summary="A customer's invoices (billing runs' and manual), newest first",
 )
 async def list_invoices(
@@ -239,7 +239,7 @@ async def list_invoices(
 @router.get(
     "/v1/dev/invoices/{invoice_id}",
     response_model=InvoiceOut,
-    responses=ERRORS,
+    responses=READ,
     summary="An invoice of a customer, with its lines (by id or number)",
 )
 async def get_invoice(invoice_id: str, caller: Caller = Depends(app_caller)) -> Any:
@@ -249,7 +249,7 @@ async def get_invoice(invoice_id: str, caller: Caller = Depends(app_caller)) -> 
 @router.get(
     "/v1/dev/credit-notes",
     response_model=CreditNotePage,
-    responses=ERRORS,
+    responses=READ,
     summary="A customer's credit notes, newest first",
 )
 async def list_credit_notes(
@@ -264,7 +264,7 @@ async def list_credit_notes(
 @router.get(
     "/v1/dev/credit-notes/{note_id}",
     response_model=CreditNoteOut,
-    responses=ERRORS,
+    responses=READ,
     summary="A credit note of a customer, with its lines and refund (by id or number)",
 )
 async def get_credit_note(note_id: str, caller: Caller = Depends(app_caller)) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from mno import __version__
 from mno.api.errors import error_response
@@ -30,9 +31,12 @@ def build_app() -> FastAPI:
     )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Any:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return error_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Any:
@@ -44,6 +48,24 @@ def build_app() -> FastAPI:
 
     app.include_router(build_router())
     return app
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route serves on the request's path (Starlette's own 405 names
+    only the first route that matches the path). Each method is tried against the
+    routes, included routers too."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(
+            isinstance(route, BaseRoute) and route.matches(probe)[0] is Match.FULL
+            for route in app.router.routes
+        ):
+            allowed.append(method)
+    return allowed
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def config(host: str, port: int, **kwargs: Any) -> Any:

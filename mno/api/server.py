@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
 from mno import __version__
-from mno.api.errors import error_response
+from mno.api.errors import PROBLEM, error_response
 from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
 from mno.errors import Unavailable
@@ -47,7 +47,25 @@ def build_app() -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(build_router())
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            problem_only(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def problem_only(spec: dict[str, Any]) -> None:
+    """Error answers are ``application/problem+json`` only: drop the ``application/json``
+    that FastAPI adds beside it for a response model."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if PROBLEM in content:
+                    content.pop("application/json", None)
 
 
 def allowed_methods(app: FastAPI, scope: Any) -> list[str]:

@@ -16,12 +16,13 @@ from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from mno.api import config
 from mno.errors import BadInput, Conflict, InvalidTransition, MnoError, NotFound, Unavailable
@@ -190,3 +191,39 @@ def errors(
 
 ERRORS = errors()
 READ = errors(READ_ERRORS)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Errors outside the routes in the same shape: unknown paths (404), methods a path
+    does not serve (405, with ``Allow`` naming every method it does serve) and requests
+    that fail validation before a route runs."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, "invalid", "invalid request")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route serves on the request's path (Starlette's own 405 names
+    only the first route that matches the path). Each method is tried against the
+    routes, included routers too."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(
+            isinstance(route, BaseRoute) and route.matches(probe)[0] is Match.FULL
+            for route in app.router.routes
+        ):
+            allowed.append(method)
+    return allowed

@@ -11,13 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match
+from fastapi import FastAPI
 
 from mno import __version__
-from mno.api.errors import PROBLEM, error_response
+from mno.api.errors import PROBLEM, install_error_handlers
 from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
 from mno.errors import Unavailable
@@ -30,17 +27,7 @@ def build_app() -> FastAPI:
         description="Developer API (HTTP Basic with an app key) and IDM.",
     )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
-        return error_response(exc.status_code, code, str(exc.detail), headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> Any:
-        return error_response(422, "invalid", "invalid request")
+    install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -66,24 +53,6 @@ def problem_only(spec: dict[str, Any]) -> None:
                 content = response.get("content", {})
                 if PROBLEM in content:
                     content.pop("application/json", None)
-
-
-def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
-    """Every method some route serves on the request's path (Starlette's own 405 names
-    only the first route that matches the path). Each method is tried against the
-    routes, included routers too."""
-    allowed = []
-    for method in _METHODS:
-        probe = {**scope, "method": method}
-        if any(
-            isinstance(route, BaseRoute) and route.matches(probe)[0] is Match.FULL
-            for route in app.router.routes
-        ):
-            allowed.append(method)
-    return allowed
-
-
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def config(host: str, port: int, **kwargs: Any) -> Any:

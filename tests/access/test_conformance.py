@@ -93,3 +93,19 @@ def test_the_documented_422s_are_answered(api, app_key, acme) -> None:
     )
     assert nul.status_code == 422
     assert nul.json()["detail"] == "NUL characters are not allowed"
+
+
+def test_the_agents_listener_answers_405_and_404_the_same_way(api) -> None:
+    from mno.agents import http
+
+    srv = http.serve_in_thread(None, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{srv.servers[0].sockets[0].getsockname()[1]}"
+        r = httpx.put(f"{base}/v1/dev/bills/b1")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, DELETE"
+        assert r.headers["content-type"] == PROBLEM
+        assert httpx.post(f"{base}/metrics").headers["allow"] == "GET"
+        missing = httpx.get(f"{base}/nowhere")
+        assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    finally:
+        srv.should_exit = True

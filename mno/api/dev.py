@@ -320,6 +320,15 @@ class UsageRequest(BaseModel):
     at: datetime | None = None
     properties: dict[str, Any] | None = None
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _time_text(cls, value: Any) -> Any:
+        """A time is an ISO 8601 string, as the schema says; a number is not read as
+        seconds since 1970."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("give an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+        return value
+
     @field_validator("properties")
     @classmethod
     def _finite(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:

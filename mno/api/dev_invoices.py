@@ -123,7 +123,7 @@ class ManualInvoiceRequest(BaseModel):
     tenant: str = Field(min_length=1, max_length=40)
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
-    issue: bool = Field(False, description="Issue it at once (else it stays a draft).")
+    issue: bool = Field(False, strict=True, description="Issue it at once (else it stays a draft).")
 
 
 class CreditNoteRequest(BaseModel):
@@ -138,11 +138,15 @@ class CreditNoteRequest(BaseModel):
     )
 
     reason: str = Field(min_length=1, max_length=500)
-    line: int | None = Field(None, ge=1, le=10_000, description="Credit this line (1-based).")
+    line: int | None = Field(
+        None, strict=True, ge=1, le=10_000, description="Credit this line (1-based)."
+    )
     amount: str | None = Field(
         None, max_length=40, pattern=POSITIVE, description="Amount before tax (default: all)."
     )
-    refund: bool = Field(False, description="Return the money (default: to the balance).")
+    refund: bool = Field(
+        False, strict=True, description="Return the money (default: to the balance)."
+    )
     method: str | None = Field(None, min_length=1, max_length=32)
     reference: str | None = Field(None, max_length=200)
 

@@ -109,3 +109,17 @@ def test_the_agents_listener_answers_405_and_404_the_same_way(api) -> None:
         assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
     finally:
         srv.should_exit = True
+
+
+def test_values_of_the_wrong_json_type_are_refused(api, app_key, acme) -> None:
+    h = basic(app_key["key_id"], app_key["secret"])
+    usage = {"tenant": "acme", "metric": "api_calls", "quantity": "1", "at": 0}
+    r = httpx.post(f"{api}/v1/dev/usage", headers=h, json=usage)
+    assert r.status_code == 422 and r.json()["detail"].startswith("at: "), r.text
+    line = {"description": "Work", "quantity": "1", "unit_price": "10.00"}
+    invoice = {"tenant": "acme", "lines": [line], "issue": "yes"}
+    r = httpx.post(f"{api}/v1/dev/invoices", headers=h, json=invoice)
+    assert r.status_code == 422 and r.json()["detail"].startswith("issue: "), r.text
+    note = {"reason": "outage", "line": "1"}
+    r = httpx.post(f"{api}/v1/dev/invoices/{uuid.uuid4()}/credit-notes", headers=h, json=note)
+    assert r.status_code == 422 and r.json()["detail"].startswith("line: "), r.text

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 def build_app(runner: Runner | None = None) -> FastAPI:
     from fastapi import FastAPI, Response
 
+    from mno.api.errors import install_error_handlers
+
     app = FastAPI(title="mno agents", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

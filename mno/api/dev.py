@@ -26,7 +26,7 @@ from mno import money
 from mno.access import customers as app_customers
 from mno.api import config, threads
 from mno.api.auth import Caller, app_caller
-from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.errors import ERRORS, READ, ApiError, ApiRoute
 from mno.api.group_commit import GroupCommit
 from mno.billing import charges, usage_batch
 from mno.billing.usage_batch import UsagePost
@@ -81,7 +81,7 @@ def _customers(caller: Caller, limit: int, after: str | None) -> dict[str, Any]:
 @router.get(
     "/v1/dev/customers",
     response_model=CustomerPage,
-    responses=ERRORS,
+    responses=READ,
     summary="Tenants with an instance of, or a subscription to, the calling app",
 )
 async def customers(
@@ -327,7 +327,7 @@ def _get_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
 @router.get(
     "/v1/dev/bills/{bill_id}",
     response_model=Bill,
-    responses=ERRORS,
+    responses=READ,
     summary="A bill the calling app created",
 )
 async def get_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
@@ -344,7 +344,7 @@ def _cancel_bill(caller: Caller, bill_id: str) -> dict[str, Any]:
 @router.delete(
     "/v1/dev/bills/{bill_id}",
     response_model=Bill,
-    responses=ERRORS,
+    responses=READ,
     summary="Cancel a bill that is not invoiced yet",
 )
 async def cancel_bill(bill_id: str, caller: Caller = Depends(app_caller)) -> Any:
@@ -376,6 +376,15 @@ class UsageRequest(BaseModel):
     quantity: str = Field(min_length=1, max_length=40, pattern=r"^-?\d{1,15}(\.\d{1,8})?$")
     at: datetime | None = None
     properties: dict[str, Any] | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _time_text(cls, value: Any) -> Any:
+        """A time is an ISO 8601 string, as the schema says; a number is not read as
+        seconds since 1970."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("give an ISO 8601 time, e.g. 2026-01-31T12:00:00Z")
+        return value
 
     @field_validator("properties")
     @classmethod

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 from mno.api import threads
 from mno.api.auth import Caller, app_caller
 from mno.api.dev import IdempotencyKey, Money, may_bill, scoped_key
-from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.errors import ERRORS, READ, ApiError, ApiRoute
 from mno.billing import credit_notes, export, invoices, manual
 from mno.errors import NotFound
 from mno.money import to_decimal
@@ -123,7 +123,7 @@ class ManualInvoiceRequest(BaseModel):
     tenant: str = Field(min_length=1, max_length=40)
     currency: str | None = Field(None, pattern=r"^[A-Za-z]{3}$")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
-    issue: bool = Field(False, description="Issue it at once (else it stays a draft).")
+    issue: bool = Field(False, strict=True, description="Issue it at once (else it stays a draft).")
 
 
 class CreditNoteRequest(BaseModel):
@@ -138,11 +138,15 @@ class CreditNoteRequest(BaseModel):
     )
 
     reason: str = Field(min_length=1, max_length=500)
-    line: int | None = Field(None, ge=1, le=10_000, description="Credit this line (1-based).")
+    line: int | None = Field(
+        None, strict=True, ge=1, le=10_000, description="Credit this line (1-based)."
+    )
     amount: str | None = Field(
         None, max_length=40, pattern=POSITIVE, description="Amount before tax (default: all)."
     )
-    refund: bool = Field(False, description="Return the money (default: to the balance).")
+    refund: bool = Field(
+        False, strict=True, description="Return the money (default: to the balance)."
+    )
     method: str | None = Field(None, min_length=1, max_length=32)
     reference: str | None = Field(None, max_length=200)
 
@@ -224,7 +228,7 @@ AfterQuery = Query(None, max_length=64, description="The `next` of the previous 
 @router.get(
     "/v1/dev/invoices",
     response_model=InvoicePage,
-    responses=ERRORS,
+    responses=READ,
     summary="A customer's invoices (billing runs' and manual), newest first",
 )
 async def list_invoices(
@@ -239,7 +243,7 @@ async def list_invoices(
 @router.get(
     "/v1/dev/invoices/{invoice_id}",
     response_model=InvoiceOut,
-    responses=ERRORS,
+    responses=READ,
     summary="An invoice of a customer, with its lines (by id or number)",
 )
 async def get_invoice(invoice_id: str, caller: Caller = Depends(app_caller)) -> Any:
@@ -249,7 +253,7 @@ async def get_invoice(invoice_id: str, caller: Caller = Depends(app_caller)) -> 
 @router.get(
     "/v1/dev/credit-notes",
     response_model=CreditNotePage,
-    responses=ERRORS,
+    responses=READ,
     summary="A customer's credit notes, newest first",
 )
 async def list_credit_notes(
@@ -264,7 +268,7 @@ async def list_credit_notes(
 @router.get(
     "/v1/dev/credit-notes/{note_id}",
     response_model=CreditNoteOut,
-    responses=ERRORS,
+    responses=READ,
     summary="A credit note of a customer, with its lines and refund (by id or number)",
 )
 async def get_credit_note(note_id: str, caller: Caller = Depends(app_caller)) -> Any:

@@ -2,9 +2,11 @@
 ``type``, ``title``, ``status`` and ``detail`` (the CLI's message), and the same code and
 message as ``{"error": {"code": ..., "message": ...}}``.
 
-``ApiRoute`` is the route class of the API router: it enforces the body size limit and
+``ApiRoute`` is the route class of the API router: it refuses query parameters the
+route does not declare (422, naming the parameter), enforces the body size limit and
 turns domain errors and validation errors into that shape with the proper status, so
-the behaviour is the same on ``mno serve`` and on the agents' listener.
+the behaviour is the same on ``mno serve`` and on the agents' listener. ``errors()``
+documents those statuses in each route's OpenAPI ``responses``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from mno.api import config
 from mno.errors import (
@@ -117,11 +121,26 @@ def from_exception(exc: Exception) -> Response | None:
     return None
 
 
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(field.alias for field in current.query_params)
+        stack.extend(current.dependencies)
+    return names
+
+
 class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        known = _query_names(self.dependant)
 
         async def route(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in known]
+            if unknown:
+                return error_response(422, "invalid", f"unknown query parameter {unknown[0]!r}")
             if request.method in ("POST", "PUT", "PATCH"):
                 limit = config.get().max_body
                 length = request.headers.get("content-length")
@@ -143,20 +162,78 @@ class ApiRoute(APIRoute):
         return route
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {
-        "model": ErrorBody,
-        "description": text,
-        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-    }
-    for code, text in (
-        (400, "Malformed request"),
-        (401, "Missing or bad app credentials"),
-        (403, "The app may not act on this tenant"),
-        (404, "Not found"),
-        (409, "Conflict with the current state"),
-        (413, "Body too large"),
-        (422, "Invalid input"),
-        (429, "Rate limited; see Retry-After"),
-    )
+_DESCRIPTIONS = {
+    400: "Malformed request: the body is not valid JSON",
+    401: "Missing or bad app credentials",
+    403: "The app may not act on this tenant",
+    404: "Not found (or not visible to this app)",
+    409: "Conflict with the current state, or an Idempotency-Key used for another request",
+    413: "Body too large",
+    422: (
+        "Invalid input: a field, header or query parameter fails validation, a query "
+        "parameter is unknown, or the body holds NUL characters"
+    ),
+    429: "Rate limited; see Retry-After",
 }
+WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429)
+"""What a route that takes a JSON body can answer besides its successes."""
+READ_ERRORS = (401, 403, 404, 409, 422, 429)
+"""What a route without a body can answer (no 400: nothing to parse; no 413)."""
+
+
+def errors(
+    codes: tuple[int, ...] = WRITE_ERRORS, notes: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route: each status in ``codes`` as problem+json, its
+    description followed by the route's own ``notes`` (what else leads to it)."""
+    notes = notes or {}
+    return {
+        code: {
+            "model": ErrorBody,
+            "description": f"{_DESCRIPTIONS[code]}; {notes[code]}"
+            if code in notes
+            else _DESCRIPTIONS[code],
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for code in codes
+    }
+
+
+ERRORS = errors()
+READ = errors(READ_ERRORS)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Errors outside the routes in the same shape: unknown paths (404), methods a path
+    does not serve (405, with ``Allow`` naming every method it does serve) and requests
+    that fail validation before a route runs."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, "invalid", "invalid request")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route serves on the request's path (Starlette's own 405 names
+    only the first route that matches the path). Each method is tried against the
+    routes, included routers too."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(
+            isinstance(route, BaseRoute) and route.matches(probe)[0] is Match.FULL
+            for route in app.router.routes
+        ):
+            allowed.append(method)
+    return allowed

@@ -6,7 +6,8 @@
 
 Errors are rendered by the same mapping the routes use (``mno.api.errors``). Anything
 else, and any request that does not fit the fast path (no credentials, no length, a
-body over the limit, not JSON, NUL characters), goes to the app unchanged.
+body over the limit, not JSON, NUL characters, a query string), goes to the app
+unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class FastPath:
             elif name == b"idempotency-key":
                 idem = value.decode("latin-1")
         limit = 2048 if path == AUTHORIZE else config.get().max_body
-        if not header or length < 0 or length > limit:
+        if not header or length < 0 or length > limit or scope.get("query_string"):
             await self.app(scope, receive, send)
             return
         chunks = []

@@ -27,7 +27,7 @@ from mno import clock
 from mno.access import customers, revocation, roles, secrets, tokens
 from mno.access.check import evaluate
 from mno.api import auth, config, threads
-from mno.api.errors import ERRORS, ApiError, ApiRoute
+from mno.api.errors import WRITE_ERRORS, ApiError, ApiRoute, errors
 from mno.errors import BadInput, NotFound
 from mno.store.db import session_scope
 from mno.tenancy import tenants
@@ -120,7 +120,13 @@ _raw: dict[tuple[str, bytes], _Hit] = {}
 @router.post(
     "/v1/idm/authorize",
     response_model=Authorization,
-    responses=ERRORS,
+    responses=errors(
+        tuple(c for c in WRITE_ERRORS if c not in (404, 409)),
+        {
+            403: "an unknown tenant is answered the same way",
+            422: "also the open action without an instance, or an instance for another action",
+        },
+    ),
     summary="Whether a user token may act on a tenant",
     openapi_extra={
         "requestBody": {

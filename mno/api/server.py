@@ -5,18 +5,19 @@ uvicorn is imported when a server starts, not with this module.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from mno import __version__
-from mno.api.errors import error_response
+from mno.api.errors import PROBLEM, install_error_handlers
 from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
+from mno.errors import Unavailable
 
 
 def build_app() -> FastAPI:
@@ -26,21 +27,32 @@ def build_app() -> FastAPI:
         description="Developer API (HTTP Basic with an app key) and IDM.",
     )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> Any:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> Any:
-        return error_response(422, "invalid", "invalid request")
+    install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(build_router())
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            problem_only(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def problem_only(spec: dict[str, Any]) -> None:
+    """Error answers are ``application/problem+json`` only: drop the ``application/json``
+    that FastAPI adds beside it for a response model."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if PROBLEM in content:
+                    content.pop("application/json", None)
 
 
 def config(host: str, port: int, **kwargs: Any) -> Any:
@@ -57,10 +69,39 @@ def config(host: str, port: int, **kwargs: Any) -> Any:
     )
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8080, on_listen: Callable[[str], None] | None = None
+) -> None:
+    """Serve until stopped; ``on_listen(url)`` is called once the socket accepts
+    connections (the bound port, when ``port`` is 0)."""
     import uvicorn
 
-    uvicorn.Server(config(host, port)).run()
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    if on_listen is not None:
+        on_listen(url_of(sock))
+    uvicorn.Server(config(host, port)).run(sockets=[sock])
 
 
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:

@@ -103,6 +103,9 @@ class MnoGroup(TyperGroup):
         except Exception as exc:  # noqa: BLE001 - the single handler
             if _is_click_control(exc):
                 raise
+            if isinstance(exc, BrokenPipeError):
+                _quiet_stdout()
+                ctx.exit(0)
             code = handle_error(exc)
             ctx.exit(code)
 
@@ -364,6 +367,27 @@ def _load_command(name: str) -> Any:
     return command
 
 
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``mno tenant list | head -1``): point stdout at
+    devnull so that nothing left in its buffer fails again at exit, as the Python
+    documentation recommends for SIGPIPE."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (an in-memory stream)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A closed pipe on stdout ends the command quietly
+    with exit 0, like ``yes | head -1``."""
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(0)

@@ -11,12 +11,12 @@ import sys
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import csv_list
+from mno.cli.params import IntervalOpt, WatchOpt, csv_list, render_or_watch
 
 app = typer.Typer(help="Run and inspect the agent daemons.", no_args_is_help=True)
 probe_app = typer.Typer(help="Queue probe work to check a fleet end to end.", no_args_is_help=True)
@@ -110,12 +110,23 @@ def tick(
 
 
 @app.command("status")
-def status(file: FileOpt = None, output: OutputOpt = Format.table) -> None:
-    """Show each agent: schedule, live processes, last tick and queue depth."""
+def status(
+    file: FileOpt = None,
+    output: OutputOpt = Format.table,
+    watch: WatchOpt = False,
+    every: IntervalOpt = "2s",
+) -> None:
+    """Show each agent: schedule, live processes, last tick and queue depth (--watch:
+    again every --interval until Ctrl-C)."""
     from mno.agents import config
-    from mno.agents import status as status_mod
 
     cfg = config.load(file)
+    render_or_watch(lambda: _status_once(cfg, output), watch, every, output)
+
+
+def _status_once(cfg: Any, output: Format) -> None:
+    from mno.agents import status as status_mod
+
     data = status_mod.collect(cfg)
     if output is not Format.table:
         render(data, output)

@@ -294,13 +294,16 @@ def export(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write DIR/<kind>/<name>.yaml instead of stdout."),
+        typer.Option("--out", help="Write DIR/<kind>/<name>.yaml instead of stdout."),
     ] = None,
+    legacy_out: Annotated[Path | None, typer.Option("-o", hidden=True)] = None,
 ) -> None:
     """Write the store as documents (deterministic: export → apply → export is identical)."""
+    from mno.cli.params import deprecated_out
     from mno.gitops import export as export_mod
     from mno.store.db import session_scope
 
+    out = deprecated_out(out, legacy_out, "-o")
     with session_scope(write=False) as s:
         docs = export_mod.export(s, kind)
     if out is None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, spinner, success
-from mno.cli.params import YesOpt, confirm, pairs
+from mno.cli.params import IntervalOpt, WatchOpt, YesOpt, confirm, pairs, render_or_watch
 from mno.errors import InvalidTransition, MnoError
 from mno.settings import parse_duration
 
@@ -259,14 +259,22 @@ def list_(
 
 
 @app.command("show")
-def show(name: Name, output: OutputOpt = Format.table) -> None:
-    """Show one instance."""
+def show(
+    name: Name,
+    output: OutputOpt = Format.table,
+    watch: WatchOpt = False,
+    every: IntervalOpt = "2s",
+) -> None:
+    """Show one instance (--watch: again every --interval until Ctrl-C)."""
     from mno.nex import instances
     from mno.store.db import session_scope
 
-    with session_scope(write=False) as s:
-        view = instances.view(s, instances.get(s, name)).as_dict()
-    render(view, output)
+    def show_once() -> None:
+        with session_scope(write=False) as s:
+            view = instances.view(s, instances.get(s, name)).as_dict()
+        render(view, output)
+
+    render_or_watch(show_once, watch, every, output)
 
 
 @app.command("logs")
@@ -374,13 +382,17 @@ def orphans(output: OutputOpt = Format.table) -> None:
 @app.command("backup")
 def backup(
     name: Name,
-    to: Annotated[
-        Path | None, typer.Option(help="Tar file (default under $MNO_HOME/backups/).")
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Tar file (default under $MNO_HOME/backups/).")
     ] = None,
     output: OutputOpt = Format.table,
+    legacy_to: Annotated[Path | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
     """Write a tar of the instance's data volume, with FILE.sha256 beside it."""
+    from mno.cli.params import deprecated_out
     from mno.nex import backups
+
+    to = deprecated_out(out, legacy_to, "--to")
 
     with spinner(f"backing up {name}"):
         result = backups.backup(name, to)

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -53,6 +53,7 @@ OutputOpt = Annotated[
 ]
 
 _no_headers = False
+_one_line_json = False  # --watch -o json: one document per line (NDJSON)
 
 
 def set_no_headers(value: bool) -> None:
@@ -129,7 +130,7 @@ def dumps_json(data: Any) -> str:
     """
     if isinstance(data, list):
         data = [_json_default(item) if hasattr(item, "as_dict") else item for item in data]
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() and not _one_line_json:
         return json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
@@ -349,3 +350,42 @@ def spinner(description: str) -> Iterator[None]:
         return
     with err_console().status(description):
         yield
+
+
+def watch(render_fn: Callable[[], None], interval: float, fmt: Format | str) -> None:
+    """``--watch``: call ``render_fn`` now and every ``interval`` seconds until Ctrl-C,
+    which ends the command with exit 0.
+
+    On a terminal the screen is cleared before each table; off a terminal each render
+    follows the previous one after a blank line (``---`` between YAML documents). With
+    ``-o json`` every render is one JSON document on one line (NDJSON).
+    ``MNO_WATCH_COUNT=N`` stops after N renders.
+    """
+    import time
+
+    from mno import settings
+
+    global _one_line_json
+    fmt = Format(fmt)
+    limit = int(os.environ.get(settings.ENV_WATCH_COUNT) or 0)
+    clear = fmt in (Format.table, Format.wide) and sys.stdout.isatty()
+    renders = 0
+    _one_line_json = True
+    try:
+        while True:
+            if clear:
+                console().clear()
+            elif renders and fmt is Format.yaml:
+                sys.stdout.write("---\n")
+            elif renders and fmt is not Format.json:
+                sys.stdout.write("\n")
+            render_fn()
+            sys.stdout.flush()
+            renders += 1
+            if limit and renders >= limit:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        _one_line_json = False

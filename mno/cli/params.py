@@ -8,9 +8,10 @@ so a command's help loads neither.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 YesOpt = Annotated[
     bool,
     typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+]
+WatchOpt = Annotated[
+    bool, typer.Option("--watch", "-w", help="Show again every --interval until Ctrl-C.")
+]
+IntervalOpt = Annotated[
+    str, typer.Option("--interval", help="Time between renders with --watch (2s, 1m).")
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
@@ -97,3 +104,33 @@ def since(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise BadInput(f"invalid time {value!r}", "use 24h, 7d or an ISO 8601 time") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def deprecated_out(out: Path | None, legacy: Path | None, flag: str) -> Path | None:
+    """``--out FILE`` names the file a command writes; ``-o`` is the output format
+    everywhere. A hidden ``flag`` (``-o`` or ``--to``) still names the file for old
+    scripts, with a warning; given both, ``--out`` wins."""
+    if legacy is None:
+        return out
+    from mno.cli.output import warn
+
+    warn(f"{flag} FILE is deprecated, use --out FILE")
+    return out if out is not None else legacy
+
+
+def interval(value: str) -> float:
+    """``--interval``: a positive duration (``2s``, ``500ms``, ``1m``)."""
+    seconds = parse_duration(value).total_seconds()
+    if seconds <= 0:
+        raise BadInput(f"--interval {value}: must be more than 0s")
+    return seconds
+
+
+def render_or_watch(render_fn: Callable[[], None], watch: bool, every: str, fmt: str) -> None:
+    """Render once, or with ``--watch`` again every ``--interval`` until Ctrl-C."""
+    if not watch:
+        render_fn()
+        return
+    from mno.cli import output
+
+    output.watch(render_fn, interval(every), fmt)

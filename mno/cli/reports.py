@@ -227,12 +227,18 @@ for _area, _doc in {
 
 @app.command("html")
 def html_report(
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("report.html"),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default report.html).")
+    ] = None,
     period: PeriodOpt = None,
     months: MonthsOpt = 12,
     currency: CurrencyOpt = None,
+    legacy_out: Annotated[Path | None, typer.Option("-o", hidden=True)] = None,
 ) -> None:
     """Write a self-contained HTML dashboard (inline SVG, no scripts, no network)."""
+    from mno.cli.params import deprecated_out
+
+    out = deprecated_out(out, legacy_out, "-o") or Path("report.html")
     from mno import clock
     from mno.reports import html, kpis
     from mno.store.db import get_engine, redact, session_scope

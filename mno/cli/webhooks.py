@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import DryRunOpt, YesOpt, confirm, pairs, write_session
+from mno.cli.params import (
+    DryRunOpt,
+    IntervalOpt,
+    WatchOpt,
+    YesOpt,
+    confirm,
+    pairs,
+    render_or_watch,
+    write_session,
+)
 from mno.cli.params import since as parse_since
 from mno.errors import BadInput
 from mno.settings import parse_duration
@@ -239,21 +248,26 @@ def deliveries_list(
     since: Annotated[str | None, typer.Option(help="24h, 7d or ISO 8601.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     output: OutputOpt = Format.table,
+    watch: WatchOpt = False,
+    every: IntervalOpt = "2s",
 ) -> None:
-    """List deliveries, newest first."""
+    """List deliveries, newest first (--watch: again every --interval until Ctrl-C)."""
     from mno.store.db import session_scope
     from mno.webhooks import delivery_queue
 
-    with session_scope(write=False) as s:
-        rows = delivery_queue.list_deliveries(
-            s,
-            endpoint=endpoint,
-            status=status,
-            event_type=event_type,
-            since=parse_since(since),
-            limit=limit,
-        )
-    render(rows, output, columns=DELIVERY_COLUMNS, empty="No deliveries.")
+    def list_once() -> None:
+        with session_scope(write=False) as s:
+            rows = delivery_queue.list_deliveries(
+                s,
+                endpoint=endpoint,
+                status=status,
+                event_type=event_type,
+                since=parse_since(since),
+                limit=limit,
+            )
+        render(rows, output, columns=DELIVERY_COLUMNS, empty="No deliveries.")
+
+    render_or_watch(list_once, watch, every, output)
 
 
 @deliveries_app.command("show")

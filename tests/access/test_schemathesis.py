@@ -1,5 +1,12 @@
 """Schemathesis against /openapi.json: no 5xx and no response that breaks the schema.
 
+Beyond the body schemas, every status a route answers must be one its OpenAPI entry
+documents (``status_code_conformance``), a method a path does not serve gets 405 with an
+``Allow`` header naming every method it does serve (``unsupported_method``,
+``allow_header_conformance``), and a request the schema does not allow (a number for a
+time, a string for a boolean) or without a required header is refused with a 4xx
+(``negative_data_rejection``, ``missing_required_header``).
+
 The run is bounded: each response must come within ``MAX_RESPONSE`` seconds (a slow or
 stuck request is reported as a failure naming it), the first failure ends the run, and
 the whole run is killed after ``RUN_TIMEOUT`` seconds. When it fails or is killed, the
@@ -26,6 +33,10 @@ CHECKS = ",".join(
         "content_type_conformance",
         "response_schema_conformance",
         "response_headers_conformance",
+        "unsupported_method",
+        "allow_header_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
     ]
 )
 MAX_RESPONSE = 10  # seconds for one response

@@ -74,7 +74,7 @@ def test_catalogue_run_issue_pay_export(cli: Any, sqlite_url: str, tmp_path: Pat
     assert cli("invoice", "export", inv["number"], "--format", "html", "--out", html).exit_code == 0
     assert "INV-2026-000001" in html.read_text() and "110.40" in html.read_text()
     as_json = tmp_path / "inv.json"
-    assert cli("invoice", "export", inv["id"], "--format", "json", "-o", as_json).exit_code == 0
+    assert cli("invoice", "export", inv["id"], "--format", "json", "--out", as_json).exit_code == 0
     exported = json.loads(as_json.read_text())
     assert exported["number"] == "INV-2026-000001" and exported["total"] == {
         "amount": "110.40",

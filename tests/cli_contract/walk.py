@@ -31,7 +31,7 @@ class Command:
         return [p for p in self.command.params if p.required]
 
     def output_is_format(self) -> bool:
-        """``-o``/``--output`` chooses table, json or yaml (``report html -o`` is a file)."""
+        """``-o``/``--output`` chooses table, json or yaml (a file is ``--out``)."""
         return any(p.name == "output" and "--output" in p.opts for p in self.command.params)
 
 

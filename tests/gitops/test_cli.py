@@ -141,7 +141,7 @@ def test_dry_run_and_prune_flags(cli, docs, store_url) -> None:
 def test_export_to_directory_and_stdout(cli, docs, tmp_path) -> None:
     assert cli("apply", "-f", docs).exit_code == 0
     out = tmp_path / "export"
-    result = cli("export", "-o", out)
+    result = cli("export", "--out", out)
     assert result.exit_code == 0, result.stderr
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml")) == [
         "apps/crm.yaml",

@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def _write_report(cli, tmp_path: Path) -> Path:
     out = tmp_path / "site" / "report.html"
     out.parent.mkdir()
-    result = cli("report", "html", "-o", str(out), "--period", "2026-11", "--months", "6")
+    result = cli("report", "html", "--out", str(out), "--period", "2026-11", "--months", "6")
     assert result.exit_code == 0, result.stderr
     return out
 

@@ -227,7 +227,7 @@ def test_instance_report_commands(cli, session):
 def test_instance_panel_in_html(cli, session, tmp_path):
     seed(session)
     out = tmp_path / "report.html"
-    result = cli("report", "html", "-o", str(out), "--period", "2026-11", "--months", "2")
+    result = cli("report", "html", "--out", str(out), "--period", "2026-11", "--months", "2")
     assert result.exit_code == 0, result.stderr
     page = out.read_text()
     section = page[page.index('<section id="instances">') :]

@@ -85,10 +85,16 @@ def explain(
 @app.command("export")
 def export(
     invoice: Annotated[str, typer.Argument(help="Invoice id or number.")],
-    fmt: Annotated[str, typer.Option("--format", help="json, csv, html or pdf.")] = "json",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to FILE.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "--output", "-o", help="json, csv, html or pdf.")
+    ] = "json",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE.")] = None,
 ) -> None:
     """Export an invoice or credit note as JSON, CSV lines, a printable HTML page or a PDF."""
+    if "." in fmt or "/" in fmt:
+        raise BadInput(
+            f"-o {fmt}: -o is the format (json, csv, html or pdf)", "write to FILE with --out FILE"
+        )
     from mno.billing.export import export as render_invoice
     from mno.store.db import session_scope
 

@@ -97,3 +97,27 @@ def since(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise BadInput(f"invalid time {value!r}", "use 24h, 7d or an ISO 8601 time") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# -- lists: the page size, the cursor and --all ------------------------------------------
+
+LimitOpt = Annotated[
+    int,
+    typer.Option(
+        "--limit",
+        min=1,
+        help="Show at most N rows (default 100); when more exist, a line on stderr gives "
+        "the cursor of the rest.",
+    ),
+]
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after",
+        metavar="CURSOR",
+        help="Start after this cursor (printed on stderr when more rows exist).",
+    ),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Every row, streamed as it is read (ignores --limit).")
+]

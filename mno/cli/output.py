@@ -434,7 +434,7 @@ def render_page(
 
 def render_list(
     rows: Sequence[Any],
-    key: str,
+    key: str | tuple[str, ...],
     fmt: Format | str,
     *,
     limit: int,
@@ -444,10 +444,11 @@ def render_list(
     empty: str = "Nothing to show.",
 ) -> None:
     """The list contract over a short list read whole (a catalogue): ordered by the
-    unique field ``key``, one page after ``after``, or every row with ``all_``."""
+    unique field ``key`` (or fields), one page after ``after``, or every row with ``all_``."""
     from mno.store.paging import field, page_list
 
-    page = page_list(rows, field(key), after, None if all_ else limit)
+    names = (key,) if isinstance(key, str) else key
+    page = page_list(rows, field(*names), after, None if all_ else limit)
     if all_:
         render_stream(page.rows, fmt, columns=columns, empty=empty)
     else:

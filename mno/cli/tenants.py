@@ -16,6 +16,7 @@ from mno.cli.output import (
     OutputOpt,
     done,
     render,
+    render_list,
     render_page,
     render_stream,
     spinner,
@@ -331,7 +332,11 @@ def contact_add(
 
 @contact_app.command("list")
 def contact_list(
-    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """List a tenant's contacts."""
     from mno.store.db import session_scope
@@ -339,7 +344,16 @@ def contact_list(
 
     with session_scope(write=False) as s:
         contacts = tenants.list_contacts(s, key)
-    render(contacts, output, columns=["name", "email", "type", "primary"], empty="No contacts.")
+    render_list(
+        contacts,
+        "email",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["name", "email", "type", "primary"],
+        empty="No contacts.",
+    )
 
 
 @contact_app.command("remove")

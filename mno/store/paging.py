@@ -89,11 +89,15 @@ def _typed(value: Any, column: Any) -> Any:
             return uuid.UUID(value)
         return kind(value)
     except (TypeError, ValueError) as exc:
-        raise BadInput(f"--after: {value!r} does not fit this list", "copy it from the hint") from exc
+        hint = "copy it from the hint"
+        raise BadInput(f"--after: {value!r} does not fit this list", hint) from exc
 
 
 def _after(stmt: Any, order_cols: Sequence[Any], values: Sequence[Any]) -> Any:
-    keys = [sa.bindparam(None, _typed(v, c), type_=c.type) for v, c in zip(values, order_cols)]
+    keys = [
+        sa.bindparam(None, _typed(v, c), type_=c.type)
+        for v, c in zip(values, order_cols, strict=True)
+    ]
     if len(order_cols) == 1:
         return stmt.where(order_cols[0] > keys[0])
     return stmt.where(sa.tuple_(*order_cols) > sa.tuple_(*keys))
@@ -162,15 +166,21 @@ def page_list(
     after: str | None,
     limit: int | None,
 ) -> Page[T]:
-    """The keyset contract over rows in memory: ordered by ``key`` (unique per row), the
-    rows after the cursor, at most ``limit`` of them (None: all)."""
-    ordered = sorted(rows, key=lambda r: _sortable(key(r)))
-    if after is not None:
-        (start,) = decode(after, 1)
-        ordered = [r for r in ordered if _sortable(key(r)) > _sortable(start)]
+    """The keyset contract over rows in memory: ordered by ``key`` (unique per row; a
+    tuple for a key of several fields), the rows after the cursor, at most ``limit`` of
+    them (None: all)."""
+
+    def values(row: T) -> tuple[str, ...]:
+        k = key(row)
+        return tuple(_sortable(v) for v in (k if isinstance(k, tuple) else (k,)))
+
+    ordered = sorted(rows, key=values)
+    if after is not None and ordered:
+        start = tuple(str(v) for v in decode(after, len(values(ordered[0]))))
+        ordered = [r for r in ordered if values(r) > start]
     if limit is None or len(ordered) <= limit:
         return Page(ordered, None)
-    return Page(ordered[:limit], encode([_text(key(ordered[limit - 1]))]))
+    return Page(ordered[:limit], encode(values(ordered[limit - 1])))
 
 
 def _text(value: Any) -> str:
@@ -181,14 +191,19 @@ def _sortable(value: Any) -> str:
     return "" if value is None else _text(value)
 
 
-def field(name: str) -> Callable[[Any], Any]:
-    """A key for ``page_list``: the named field of a mapping, a view or a model."""
+def field(*names: str) -> Callable[[Any], Any]:
+    """A key for ``page_list``: the named field(s) of a mapping, a view or a model."""
+
+    def one(row: Any, name: str) -> Any:
+        if isinstance(row, Mapping):
+            return row[name]
+        if hasattr(row, "as_dict"):
+            return row.as_dict()[name]
+        return getattr(row, name)
 
     def get(row: Any) -> Any:
-        if isinstance(row, Mapping):
-            return row.get(name)
-        if hasattr(row, "as_dict"):
-            return row.as_dict().get(name)
-        return getattr(row, name)
+        if len(names) == 1:
+            return one(row, names[0])
+        return tuple(one(row, n) for n in names)
 
     return get

@@ -76,9 +76,15 @@ def decode(cursor: str, count: int) -> list[Any]:
 
 def _typed(value: Any, column: Any) -> Any:
     """A cursor value as the column's Python type (times and UUIDs travel as text)."""
-    try:
-        kind = column.type.python_type
-    except (AttributeError, NotImplementedError):
+    kind: Any = None
+    for t in (column.type, getattr(column.type, "impl_instance", None)):
+        try:
+            kind = t.python_type
+        except (AttributeError, NotImplementedError):
+            continue
+        if kind is not object:
+            break
+    if kind in (None, object):
         return value
     if value is None or isinstance(value, kind):
         return value

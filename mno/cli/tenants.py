@@ -106,13 +106,14 @@ def list_(
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
-    filters = {"status": status, "tier": tier, "parent": parent}
     with session_scope(write=False) as s:
         if all_:
-            rows = tenants.stream_tenants(s, **filters, after=after)
+            rows = tenants.stream_tenants(s, status=status, tier=tier, parent=parent, after=after)
             render_stream(rows, output, columns=LIST_COLUMNS, empty="No tenants.")
             return
-        page = tenants.page_tenants(s, **filters, after=after, limit=limit)
+        page = tenants.page_tenants(
+            s, status=status, tier=tier, parent=parent, after=after, limit=limit
+        )
     render_page(page.rows, page.next, output, columns=LIST_COLUMNS, empty="No tenants.")
 
 

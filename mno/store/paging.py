@@ -77,7 +77,7 @@ def decode(cursor: str, count: int) -> list[Any]:
 def _typed(value: Any, column: Any) -> Any:
     """A cursor value as the column's Python type (times and UUIDs travel as text)."""
     kind: Any = None
-    for t in (column.type, getattr(column.type, "impl_instance", None)):
+    for t in (column.type, getattr(column.type, "impl_instance", column.type)):
         try:
             kind = t.python_type
         except (AttributeError, NotImplementedError):

@@ -6,6 +6,9 @@ after the cursor, so paging never skips or repeats a row while others are writte
 each page costs the same whatever its depth (no OFFSET). ``stream()`` walks the same
 order ``chunk`` rows at a time, each chunk its own query: memory stays constant.
 
+Statements select columns, not entities: they run on the session's connection and give
+plain rows (building ORM instances costs more than the query on long lists).
+
 Cursors are the last row's order values: a single readable value as it is
 (``acme-0042``), otherwise ``~`` and URL-safe base64 of a JSON array.
 
@@ -113,10 +116,12 @@ def _values(row: Any, order_cols: Sequence[Any]) -> list[Any]:
     mapping = row._mapping
     out = []
     for c in order_cols:
-        try:
+        if c in mapping:
             out.append(mapping[c])
-        except KeyError:  # a select of an entity: its attribute
-            out.append(getattr(row[0], c.key))
+        elif c.key in mapping:
+            out.append(mapping[c.key])
+        else:
+            raise ValueError(f"the order column {c.key} is not among the selected columns")
     return out
 
 
@@ -126,7 +131,7 @@ def _chunk(
     stmt = stmt.order_by(None).order_by(*order_cols)
     if after is not None:
         stmt = _after(stmt, order_cols, after)
-    return list(session.execute(stmt.limit(n)))
+    return list(session.connection().execute(stmt.limit(n)))
 
 
 def page(

@@ -504,7 +504,8 @@ def _list_stmt(
     columns = [name for name in Tenant.model_fields if name != "resources"]
     up = aliased(Tenant)
     stmt = select(  # type: ignore[call-overload]
-        *(getattr(Tenant, name) for name in columns), col(up.key).label("parent_key")
+        *(col(getattr(Tenant, name)).label(name) for name in columns),
+        col(up.key).label("parent_key"),
     ).outerjoin(up, col(up.id) == col(Tenant.parent_id))
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))

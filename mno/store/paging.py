@@ -6,8 +6,10 @@ after the cursor, so paging never skips or repeats a row while others are writte
 each page costs the same whatever its depth (no OFFSET). ``stream()`` walks the same
 order ``chunk`` rows at a time, each chunk its own query: memory stays constant.
 
-Statements select columns, not entities: they run on the session's connection and give
-plain rows (building ORM instances costs more than the query on long lists).
+A statement selecting columns runs on the session's connection and gives plain rows
+(building ORM instances costs more than the query on long lists); one selecting a single
+entity (``select(Lead)``) gives the instances. ``descending`` walks the order backwards
+(newest first on ``(created_at, id)``).
 
 Cursors are the last row's order values: a single readable value as it is
 (``acme-0042``), otherwise ``~`` and URL-safe base64 of a JSON array.
@@ -102,17 +104,24 @@ def _typed(value: Any, column: Any) -> Any:
         raise BadInput(f"--after: {value!r} does not fit this list", hint) from exc
 
 
-def _after(stmt: Any, order_cols: Sequence[Any], values: Sequence[Any]) -> Any:
+def _after(stmt: Any, order_cols: Sequence[Any], values: Sequence[Any], desc: bool) -> Any:
     keys = [
         sa.bindparam(None, _typed(v, c), type_=c.type)
         for v, c in zip(values, order_cols, strict=True)
     ]
-    if len(order_cols) == 1:
-        return stmt.where(order_cols[0] > keys[0])
-    return stmt.where(sa.tuple_(*order_cols) > sa.tuple_(*keys))
+    left = order_cols[0] if len(order_cols) == 1 else sa.tuple_(*order_cols)
+    right = keys[0] if len(order_cols) == 1 else sa.tuple_(*keys)
+    return stmt.where(left < right if desc else left > right)
+
+
+def _is_entity(stmt: Any) -> bool:
+    described = stmt.column_descriptions
+    return len(described) == 1 and described[0].get("expr") is described[0].get("entity")
 
 
 def _values(row: Any, order_cols: Sequence[Any]) -> list[Any]:
+    if not hasattr(row, "_mapping"):  # an instance
+        return [getattr(row, c.key) for c in order_cols]
     mapping = row._mapping
     out = []
     for c in order_cols:
@@ -126,12 +135,20 @@ def _values(row: Any, order_cols: Sequence[Any]) -> list[Any]:
 
 
 def _chunk(
-    session: Session, stmt: Any, order_cols: Sequence[Any], after: Sequence[Any] | None, n: int
+    session: Session,
+    stmt: Any,
+    order_cols: Sequence[Any],
+    after: Sequence[Any] | None,
+    n: int,
+    desc: bool = False,
 ) -> list[Any]:
-    stmt = stmt.order_by(None).order_by(*order_cols)
+    stmt = stmt.order_by(None).order_by(*(c.desc() if desc else c for c in order_cols))
     if after is not None:
-        stmt = _after(stmt, order_cols, after)
-    return list(session.connection().execute(stmt.limit(n)))
+        stmt = _after(stmt, order_cols, after, desc)
+    stmt = stmt.limit(n)
+    if _is_entity(stmt):
+        return list(session.execute(stmt).scalars())
+    return list(session.connection().execute(stmt))
 
 
 def page(
@@ -140,13 +157,15 @@ def page(
     order_cols: Sequence[Any],
     after: str | None,
     limit: int = DEFAULT_LIMIT,
+    *,
+    descending: bool = False,
 ) -> tuple[list[Any], str | None]:
     """The first ``limit`` rows of ``stmt`` after ``after`` in ``order_cols`` order (the
     columns must be unique together), and the cursor of the next page or None."""
     if limit < 1:
         raise BadInput("--limit must be at least 1")
     start = decode(after, len(order_cols)) if after is not None else None
-    rows = _chunk(session, stmt, order_cols, start, limit + 1)
+    rows = _chunk(session, stmt, order_cols, start, limit + 1, descending)
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]
@@ -159,16 +178,45 @@ def stream(
     order_cols: Sequence[Any],
     after: str | None = None,
     chunk: int = CHUNK,
+    *,
+    descending: bool = False,
 ) -> Iterator[list[Any]]:
     """Every row of ``stmt`` after ``after``, ``chunk`` at a time, one query per chunk."""
     start = decode(after, len(order_cols)) if after is not None else None
     while True:
-        rows = _chunk(session, stmt, order_cols, start, chunk)
+        rows = _chunk(session, stmt, order_cols, start, chunk, descending)
         if rows:
             yield rows
         if len(rows) < chunk:
             return
         start = _values(rows[-1], order_cols)
+
+
+def page_of(
+    session: Session,
+    stmt: Any,
+    order_cols: Sequence[Any],
+    after: str | None,
+    limit: int = DEFAULT_LIMIT,
+    *,
+    descending: bool = False,
+) -> Page[Any]:
+    """``page()`` as a ``Page``."""
+    rows, next_cursor = page(session, stmt, order_cols, after, limit, descending=descending)
+    return Page(rows, next_cursor)
+
+
+def each(
+    session: Session,
+    stmt: Any,
+    order_cols: Sequence[Any],
+    after: str | None = None,
+    *,
+    descending: bool = False,
+) -> Iterator[Any]:
+    """``stream()`` row by row."""
+    for rows in stream(session, stmt, order_cols, after, descending=descending):
+        yield from rows
 
 
 def page_list(

@@ -56,6 +56,32 @@ def test_paging_helper_visits_each_row_once(
     assert seen == ordered == streamed
 
 
+def test_paging_entities_newest_first(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """A select of an entity gives instances; ``descending`` walks (created_at, id) back."""
+    _fill(session)
+    order = [col(Tenant.created_at), col(Tenant.id)]
+    stmt = select(Tenant).where(Tenant.key != "system")
+    seen: list[Tenant] = []
+    after: str | None = None
+    with session(write=False) as s:
+        while True:
+            page = paging.page_of(s, stmt, order, after, 100, descending=True)
+            assert all(isinstance(t, Tenant) for t in page.rows)
+            seen += page.rows
+            if page.next is None:
+                break
+            after = page.next
+        streamed = [t.key for t in paging.each(s, stmt, order, descending=True)]
+        keys = [t.key for t in seen]
+    assert sorted(keys) == KEYS and len(set(keys)) == 250
+    assert [(t.created_at, t.id) for t in seen] == sorted(
+        ((t.created_at, t.id) for t in seen), reverse=True
+    )
+    assert streamed == keys
+
+
 def test_tenant_pages_by_key_on_both_stores(
     session: Callable[..., AbstractContextManager[Any]],
 ) -> None:

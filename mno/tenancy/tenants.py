@@ -30,7 +30,6 @@ from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, outbox, paging
-from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
 
@@ -470,6 +469,8 @@ def delete(session: Session, key: str) -> None:
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
     # synced records have no foreign key to their tenant (it costs a lookup per record)
+    from mno.store.models.sync import SyncRecord
+
     if session.exec(
         select(SyncRecord.id).where(SyncRecord.tenant_id == tenant.id).limit(1)
     ).first():

@@ -202,3 +202,30 @@ def test_a_catalogue_list_pages_the_same_way(cli: Any, sqlite_url: str) -> None:
         assert found.group(1).endswith("notify template list --limit 2 --output json")
         args = ["--limit", "2", "--after", found.group(2)]
     assert seen == names
+
+
+def test_pages_carry_each_tenants_domains(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    items = [
+        {"key": "d-1", "domains": ["one.example.com", "a.example.com"]},
+        {"key": "d-2", "domains": ["two.example.com"]},
+        {"key": "d-3"},
+        {"key": "d-4", "domains": ["four.example.com"], "tier": "silo"},
+    ]
+    want = {
+        "d-1": ["a.example.com", "one.example.com"],
+        "d-2": ["two.example.com"],
+        "d-3": [],
+        "d-4": ["four.example.com"],
+    }
+    with session() as s:
+        tenants.create_many(s, items)
+    with session(write=False) as s:
+        first = tenants.page_tenants(s, limit=3)
+        second = tenants.page_tenants(s, limit=3, after=first.next)
+        streamed = list(tenants.stream_tenants(s, chunk=2))
+        pooled = list(tenants.stream_tenants(s, tier="pooled", chunk=1))
+    paged = {v.tenant.key: v.domains for v in [*first.rows, *second.rows]}
+    assert paged == want == {v.tenant.key: v.domains for v in streamed}
+    assert {v.tenant.key: v.domains for v in pooled} == {k: want[k] for k in ("d-1", "d-2", "d-3")}

@@ -12,7 +12,7 @@ entity (``select(Lead)``) gives the instances. ``descending`` walks the order ba
 (newest first on ``(created_at, id)``).
 
 Cursors are the last row's order values: a single readable value as it is
-(``acme-0042``), otherwise ``~`` and URL-safe base64 of a JSON array.
+(``acme-0042``), otherwise ``%`` and URL-safe base64 of a JSON array.
 
 ``page_list()`` applies the same contract to a short list already in memory (catalogues
 read from files or the keyring), ordered by a key of its rows.
@@ -59,13 +59,13 @@ def encode(values: Sequence[Any]) -> str:
         for v in values
     ]
     raw = json.dumps(plain, separators=(",", ":"), ensure_ascii=False).encode()
-    return "~" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return "%" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 def decode(cursor: str, count: int) -> list[Any]:
     """The order values a cursor carries; BadInput when it is not one of this list's."""
     bad = BadInput(f"--after {cursor!r} is not a cursor of this list", "copy it from the hint")
-    if not cursor.startswith("~"):
+    if not cursor.startswith("%"):
         if count != 1 or not cursor:
             raise bad
         return [cursor]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -51,7 +52,8 @@ def test_paging_helper_visits_each_row_once(
             cursors.append(after)
         streamed = [r.key for rows in paging.stream(s, stmt, order, chunk=100) for r in rows]
         ordered = [r.key for r in s.execute(stmt.order_by(*order))]
-    assert len(cursors) == 2 and all(c.startswith("~") for c in cursors)
+    assert len(cursors) == 2 and all(c.startswith("%") for c in cursors)
+    assert all(shlex.quote(c) == c for c in cursors)  # copied from the hint as it is
     assert sorted(seen) == KEYS and len(set(seen)) == 250
     assert seen == ordered == streamed
 
@@ -149,7 +151,7 @@ def test_hint_only_when_more_rows_exist(cli: Any, sqlite_url: str) -> None:
     assert table.stderr.strip().endswith(
         "tenant list --status pending_provision --limit 10 --after t-009 (or --all)"
     )
-    bad = cli("tenant", "list", "--after", "~not-a-cursor")
+    bad = cli("tenant", "list", "--after", "%not-a-cursor")
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: ") and bad.stdout == ""
     assert cli("tenant", "list", "--limit", "0").exit_code == 2
 
@@ -229,3 +231,21 @@ def test_pages_carry_each_tenants_domains(
     paged = {v.tenant.key: v.domains for v in [*first.rows, *second.rows]}
     assert paged == want == {v.tenant.key: v.domains for v in streamed}
     assert {v.tenant.key: v.domains for v in pooled} == {k: want[k] for k in ("d-1", "d-2", "d-3")}
+
+
+def test_audit_pages_newest_first_with_the_printed_cursor(cli: Any, sqlite_url: str) -> None:
+    assert cli("quickstart").exit_code == 0
+    everything = cli.json("audit", "list", "--all")
+    assert len(everything) >= 5
+    stamps = [e["at"] for e in everything]
+    assert stamps == sorted(stamps, reverse=True)
+    seen: list[str] = []
+    args = ["--limit", "2"]
+    while True:
+        result = cli("audit", "list", *args, "-o", "json")
+        seen += [e["id"] for e in json.loads(result.stdout)]
+        found = HINT.match(result.stderr.strip()) if "more results" in result.stderr else None
+        if found is None:
+            break
+        args = ["--limit", "2", "--after", found.group(2)]
+    assert seen == [e["id"] for e in everything]

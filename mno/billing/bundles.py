@@ -26,6 +26,7 @@ to another bundle from the same instant. A part cannot be cancelled or changed a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ from mno.billing.periods import local_days
 from mno.billing.tenant_rating import fixed_fields
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import to_decimal
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.billing import (
     Bundle,
     BundleSubscription,
@@ -193,12 +194,35 @@ def list_bundles(
     session: Session, *, archived: bool = False, limit: int | None = None
 ) -> list[Bundle]:
     """Bundles by code (at most ``limit``); archived ones only with ``archived``."""
-    q = select(Bundle).order_by(col(Bundle.code))
-    if not archived:
-        q = q.where(col(Bundle.archived_at).is_(None))
+    q = _bundles(archived).order_by(col(Bundle.code))
     if limit is not None:
         q = q.limit(limit)
     return list(session.exec(q))
+
+
+def _bundles(archived: bool) -> Any:
+    q = select(Bundle)
+    if not archived:
+        q = q.where(col(Bundle.archived_at).is_(None))
+    return q
+
+
+def page_bundles(
+    session: Session,
+    *,
+    archived: bool = False,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[Bundle]:
+    """One page of bundles by code, after the cursor ``after`` (a code)."""
+    return paging.page_of(session, _bundles(archived), [col(Bundle.code)], after, limit)
+
+
+def stream_bundles(
+    session: Session, *, archived: bool = False, after: str | None = None
+) -> Iterator[Bundle]:
+    """Every bundle by code, read a chunk at a time."""
+    return paging.each(session, _bundles(archived), [col(Bundle.code)], after)
 
 
 def archive(session: Session, code: str) -> Bundle:

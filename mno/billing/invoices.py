@@ -7,6 +7,7 @@ Credit notes, refunds and voiding are in ``credit_notes``."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from mno import clock
 from mno.billing.ledger import apply_credits, expire_credits, ledger_add
 from mno.errors import BadInput, InvalidTransition, NotFound
 from mno.money import from_minor, to_minor
-from mno.store import audit, leases, lookup, outbox
+from mno.store import audit, leases, lookup, outbox, paging
 from mno.store.models.billing import CreditGrant, Invoice, InvoiceCounter, InvoiceLine, LedgerEntry
 from mno.store.models.tenancy import Tenant
 from mno.store.types import table_of
@@ -74,7 +75,17 @@ def list_invoices(
     period: str | None = None,
     limit: int = 100,
 ) -> list[Invoice]:
-    q = select(Invoice).order_by(col(Invoice.created_at).desc()).limit(limit)
+    q = _invoices(session, tenant_key, status, period)
+    return list(session.exec(q.order_by(col(Invoice.created_at).desc()).limit(limit)))
+
+
+_INVOICE_ORDER = [col(Invoice.created_at), col(Invoice.id)]
+
+
+def _invoices(
+    session: Session, tenant_key: str | None, status: str | None, period: str | None
+) -> Any:
+    q = select(Invoice)
     if tenant_key:
         q = q.where(Invoice.tenant_id == tenants.get(session, tenant_key).id)
     if status == "partially_paid":  # as status_of shows it
@@ -85,7 +96,34 @@ def list_invoices(
         q = q.where(Invoice.status == status)
     if period:
         q = q.where(Invoice.period == period)
-    return list(session.exec(q))
+    return q
+
+
+def page_invoices(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[Invoice]:
+    """One page of invoices, newest first, after the cursor ``after``."""
+    q = _invoices(session, tenant_key, status, period)
+    return paging.page_of(session, q, _INVOICE_ORDER, after, limit, descending=True)
+
+
+def stream_invoices(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    period: str | None = None,
+    *,
+    after: str | None = None,
+) -> Iterator[Invoice]:
+    """Every invoice, newest first, read a chunk at a time."""
+    q = _invoices(session, tenant_key, status, period)
+    return paging.each(session, q, _INVOICE_ORDER, after, descending=True)
 
 
 def next_number(session: Session, issuer: str, year: int, series: str = "INV") -> str:

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
 
@@ -113,6 +113,9 @@ def list_(
     enabled: Annotated[
         bool | None, typer.Option("--enabled/--disabled", help="Only enabled or disabled apps.")
     ] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List apps."""
@@ -121,7 +124,16 @@ def list_(
 
     with session_scope(write=False) as s:
         views = apps.list_apps(s, stack=stack, enabled=enabled)
-    render(views, output, columns=LIST_COLUMNS, empty="No apps.")
+    render_list(
+        views,
+        "code",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=LIST_COLUMNS,
+        empty="No apps.",
+    )
 
 
 @app.command("show")
@@ -325,6 +337,9 @@ def keys_rotate(
 @keys_app.command("list")
 def keys_list(
     code: Annotated[str, typer.Argument(help="App code.")],
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List an app's API keys (ids and status, never secrets)."""
@@ -333,7 +348,15 @@ def keys_list(
 
     with session_scope(write=False) as s:
         rows = keys.list_keys(s, code)
-    render(rows, output, columns=["key_id", "status", "expires_at", "created_at"])
+    render_list(
+        rows,
+        "key_id",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["key_id", "status", "expires_at", "created_at"],
+    )
 
 
 package_app = typer.Typer(

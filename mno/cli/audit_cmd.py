@@ -1,16 +1,17 @@
 """mno audit: read the audit trail.
 
-The store and ``mno.cli.params`` are imported inside the command: `mno audit --help`
-then starts without SQLAlchemy.
+The store is imported inside the command: `mno audit --help` then starts without
+SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render
+from mno.cli.output import Format, OutputOpt, render_page, render_stream
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(help="Read the audit trail of every mutation.", no_args_is_help=True)
 
@@ -22,7 +23,9 @@ def list_(
         str | None, typer.Option(help="Action key, e.g. tenant.create or tenant.*")
     ] = None,
     since: Annotated[str | None, typer.Option(help="24h, 7d or an ISO 8601 time.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List audit entries, newest first."""
@@ -30,21 +33,27 @@ def list_(
     from mno.store import audit
     from mno.store.db import session_scope
 
+    def row(r: Any) -> dict[str, Any]:
+        return {
+            "id": r.id,
+            "at": r.at,
+            "actor": r.actor,
+            "action": r.action,
+            "target_type": r.target_type,
+            "target": r.target,
+            "target_id": r.target_id,
+            "diff": r.diff,
+        }
+
+    columns = ["at", "actor", "action", "target", "diff"]
+    start = parse_since(since)
     with session_scope(write=False) as s:
-        rows = audit.list_entries(
-            s, target=target, action=action, since=parse_since(since), limit=limit
+        if all_:
+            found = audit.stream_entries(s, target=target, action=action, since=start, after=after)
+            render_stream((row(r) for r in found), output, columns=columns, empty="No entries.")
+            return
+        page = audit.page_entries(
+            s, target=target, action=action, since=start, after=after, limit=limit
         )
-        data = [
-            {
-                "id": r.id,
-                "at": r.at,
-                "actor": r.actor,
-                "action": r.action,
-                "target_type": r.target_type,
-                "target": r.target,
-                "target_id": r.target_id,
-                "diff": r.diff,
-            }
-            for r in rows
-        ]
-    render(data, output, columns=["at", "actor", "action", "target", "diff"], empty="No entries.")
+        data = [row(r) for r in page.rows]
+    render_page(data, page.next, output, columns=columns, empty="No entries.")

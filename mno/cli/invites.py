@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from mno.cli.members import AsOpt
-from mno.cli.output import Format, OutputOpt, done, render, success, warn
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success, warn
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(help="Invite users into a tenant.", no_args_is_help=True)
 
@@ -74,6 +75,9 @@ def list_(
     status: Annotated[
         str | None, typer.Option(help="staged, pending, expired, accepted or revoked.")
     ] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List invites."""
@@ -82,7 +86,15 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = invites.list_invites(s, tenant, status=status)
-    render(rows, output, columns=["id", "tenant", "email", "role", "team", "status", "expires_at"])
+    render_list(
+        rows,
+        "id",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["id", "tenant", "email", "role", "team", "status", "expires_at"],
+    )
 
 
 @app.command("accept")

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, info, render, success
+from mno.cli.output import Format, OutputOpt, info, render, render_page, render_stream, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(
     help="Manage leads: create, verify and convert them into tenants.", no_args_is_help=True
@@ -123,7 +124,9 @@ def list_(
     status: Annotated[
         str | None, typer.Option(help="pending, verified, locked or converted.")
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List leads, newest first."""
@@ -131,8 +134,14 @@ def list_(
     from mno.tenancy import leads
 
     with session_scope(write=False) as s:
-        rows = [leads.view(lead) for lead in leads.list_leads(s, status=status, limit=limit)]
-    render(rows, output, columns=COLUMNS, empty="No leads.")
+        if all_:
+            found = leads.stream_leads(s, status=status, after=after)
+            rows = (leads.view(lead) for lead in found)
+            render_stream(rows, output, columns=COLUMNS, empty="No leads.")
+            return
+        page = leads.page_leads(s, status=status, after=after, limit=limit)
+        views = [leads.view(lead) for lead in page.rows]
+    render_page(views, page.next, output, columns=COLUMNS, empty="No leads.")
 
 
 @app.command("show")

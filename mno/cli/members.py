@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Manage tenant members and their roles.", no_args_is_help=True)
 
@@ -49,6 +49,9 @@ def add(
 @app.command("list")
 def list_(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List a tenant's members."""
@@ -57,7 +60,15 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = members.list_members(s, tenant)
-    render(rows, output, columns=["email", "name", "role", "status", "since"])
+    render_list(
+        rows,
+        "email",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["email", "name", "role", "status", "since"],
+    )
 
 
 @app.command("set-role")

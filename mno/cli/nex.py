@@ -13,8 +13,18 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, spinner, success
-from mno.cli.params import IntervalOpt, WatchOpt, YesOpt, confirm, pairs, render_or_watch
+from mno.cli.output import Format, OutputOpt, done, render, render_list, spinner, success
+from mno.cli.params import (
+    AfterOpt,
+    AllOpt,
+    IntervalOpt,
+    LimitOpt,
+    WatchOpt,
+    YesOpt,
+    confirm,
+    pairs,
+    render_or_watch,
+)
 from mno.errors import InvalidTransition, MnoError
 from mno.settings import parse_duration
 
@@ -47,14 +57,28 @@ TimeoutOpt = Annotated[str, typer.Option(help="How long --wait waits, e.g. 5m.")
 
 
 @host_app.command("list")
-def host_list(output: OutputOpt = Format.table) -> None:
+def host_list(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """Each host's reachability, Docker version, instances and used/free capacity."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         rows = hosts.host_rows(s)
-    render(rows, output, columns=HOST_COLUMNS, empty="No hosts.")
+    render_list(
+        rows,
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=HOST_COLUMNS,
+        empty="No hosts.",
+    )
 
 
 def _host_fields(
@@ -244,7 +268,14 @@ def list_(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     app_code: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
     host: Annotated[str | None, typer.Option(help="Only this host.")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Include terminated instances.")] = False,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every instance, terminated ones included, streamed (ignores --limit)."
+        ),
+    ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List instances (terminated ones with --all or --status terminated)."""
@@ -255,7 +286,16 @@ def list_(
         views = instances.list_instances(
             s, tenant=tenant, status=status, app=app_code, host=host, include_terminated=all_
         )
-    render([v.as_dict() for v in views], output, columns=LIST_COLUMNS, empty="No instances.")
+    render_list(
+        [v.as_dict() for v in views],
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=LIST_COLUMNS,
+        empty="No instances.",
+    )
 
 
 @app.command("show")

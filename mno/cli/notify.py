@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Email notifications: rules and templates.", no_args_is_help=True)
 rule_app = typer.Typer(help="Which events are emailed to whom.", no_args_is_help=True)
@@ -40,16 +40,25 @@ def rule_add(
 
 
 @rule_app.command("list")
-def rule_list(output: OutputOpt = Format.table) -> None:
+def rule_list(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """List rules."""
     from mno.notify import rules
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         rows = [rules.view(r) for r in rules.list_rules(s)]
-    render(
+    render_list(
         rows,
+        "id",
         output,
+        limit=limit,
+        after=after,
+        all_=all_,
         columns=["id", "events", "email_to", "template", "tenant_id"],
         empty="No rules.",
     )
@@ -72,11 +81,23 @@ def rule_delete(
 
 
 @template_app.command("list")
-def template_list(output: OutputOpt = Format.table) -> None:
+def template_list(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """The built-in templates."""
     from mno.notify import templates
 
-    render([{"name": n} for n in templates.BUILTIN], output)
+    render_list(
+        [{"name": n} for n in templates.BUILTIN],
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+    )
 
 
 @template_app.command("show")

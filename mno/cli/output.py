@@ -23,7 +23,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -389,3 +389,157 @@ def watch(render_fn: Callable[[], None], interval: float, fmt: Format | str) -> 
         return
     finally:
         _one_line_json = False
+
+
+# -- lists: one page with a hint for the rest, or every row streamed -------------------------
+
+_BATCH = 1000
+
+
+def _batches(rows: Iterable[Any], size: int = _BATCH) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def render_stream(
+    rows: Iterable[Any],
+    fmt: Format | str = Format.table,
+    *,
+    columns: Sequence[str] | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """Write rows as they come, a batch at a time, in constant memory: a JSON array built
+    incrementally (``[``, rows separated by ``,``, ``]``), a YAML sequence, or table lines
+    (tab-separated off a terminal; on a terminal a table per batch, one header)."""
+    fmt = Format(fmt)
+    out = sys.stdout
+    if fmt is Format.json:
+        indent = 2 if out.isatty() else None
+        seps = (", ", ": ") if indent else (",", ":")
+        out.write("[")
+        first = True
+        for batch in _batches(rows):
+            items = [_json_default(r) if hasattr(r, "as_dict") else r for r in batch]
+            text = json.dumps(
+                items, indent=indent, ensure_ascii=False, separators=seps, default=_json_default
+            )
+            out.write(("" if first else ",") + text[1:-1])
+            first = False
+        out.write("]\n")
+        return
+    if fmt is Format.yaml:
+        import yaml
+
+        wrote = False
+        for batch in _batches(rows):
+            out.write(yaml.safe_dump(to_jsonable(batch), sort_keys=False, allow_unicode=True))
+            wrote = True
+        if not wrote:
+            out.write("[]\n")
+        return
+    if fmt is Format.wide:
+        columns = None
+    cols: list[str] | None = None
+    for batch in _batches(rows):
+        payload = to_jsonable(batch)
+        if not out.isatty():
+            if cols is None:
+                cols = _columns(payload, columns)
+                if not _no_headers:
+                    out.write(_tsv([c.upper().replace("_", " ") for c in cols]) + "\n")
+            for row in payload:
+                out.write(_tsv([cell(row.get(c)) for c in cols]) + "\n")
+            out.flush()
+            continue
+        from rich.table import Table
+        from rich.text import Text
+
+        show_header = cols is None and not _no_headers
+        cols = cols or _columns(payload, columns)
+        table = Table(show_edge=False, header_style="bold", show_header=show_header)
+        for col in cols:
+            table.add_column(col.upper().replace("_", " "), overflow="fold")
+        for row in payload:
+            table.add_row(*(Text(cell(row.get(col))) for col in cols))
+        console().print(table)
+    if cols is None:
+        err_console().print(empty, highlight=False)
+
+
+def more_hint(cursor: str) -> None:
+    """One line on stderr: the command that shows the rest (never on stdout)."""
+    import shlex
+
+    # typer carries its own copy of click: its context, not the click package's
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    words: list[str] = []
+    if ctx is not None:
+        words.append(ctx.command_path)
+        for p in ctx.command.params:
+            if p.name in (None, "after", "all") or p.expose_value is False:
+                continue
+            value = ctx.params.get(p.name)
+            if p.param_type_name == "argument":
+                values = value if isinstance(value, list | tuple) else [value]
+                words += [shlex.quote(str(v)) for v in values if v is not None]
+                continue
+            source = ctx.get_parameter_source(p.name)
+            if source not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+                continue
+            opt = p.opts[-1] if p.opts[-1].startswith("--") else p.opts[0]
+            if getattr(p, "is_flag", False):
+                words.append(opt if value else (p.secondary_opts or [opt])[0])
+                continue
+            for v in value if isinstance(value, list | tuple) else [value]:
+                if v is not None:
+                    words += [opt, shlex.quote(str(getattr(v, "value", v)))]
+    else:
+        words.append("mno")
+    command = " ".join(words)
+    sys.stderr.write(f"… more results: {command} --after {shlex.quote(cursor)} (or --all)\n")
+
+
+def render_page(
+    rows: Any,
+    next_cursor: str | None,
+    fmt: Format | str = Format.table,
+    *,
+    columns: Sequence[str] | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """One page of a list; when more rows exist, the hint with their cursor on stderr."""
+    render(list(rows), fmt, columns=columns, empty=empty)
+    if next_cursor is not None:
+        more_hint(next_cursor)
+
+
+def render_list(
+    rows: Sequence[Any],
+    key: str | tuple[str, ...],
+    fmt: Format | str,
+    *,
+    limit: int,
+    after: str | None,
+    all_: bool,
+    columns: Sequence[str] | None = None,
+    empty: str = "Nothing to show.",
+) -> None:
+    """The list contract over a short list read whole (a catalogue): ordered by the
+    unique field ``key`` (or fields), one page after ``after``, or every row with ``all_``."""
+    from mno.store.paging import field, page_list
+
+    names = (key,) if isinstance(key, str) else key
+    page = page_list(rows, field(*names), after, None if all_ else limit)
+    if all_:
+        render_stream(page.rows, fmt, columns=columns, empty=empty)
+    else:
+        render_page(page.rows, page.next, fmt, columns=columns, empty=empty)

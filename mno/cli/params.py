@@ -134,3 +134,27 @@ def render_or_watch(render_fn: Callable[[], None], watch: bool, every: str, fmt:
     from mno.cli import output
 
     output.watch(render_fn, interval(every), fmt)
+
+
+# -- lists: the page size, the cursor and --all ------------------------------------------
+
+LimitOpt = Annotated[
+    int,
+    typer.Option(
+        "--limit",
+        min=1,
+        help="Show at most N rows (default 100); when more exist, a line on stderr gives "
+        "the cursor of the rest.",
+    ),
+]
+AfterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--after",
+        metavar="CURSOR",
+        help="Start after this cursor (printed on stderr when more rows exist).",
+    ),
+]
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Every row, streamed as it is read (ignores --limit).")
+]

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(
     help="Manage secrets (keyring, or a 0600 file on headless hosts).", no_args_is_help=True
@@ -40,11 +40,25 @@ def set_(
 
 
 @app.command("list")
-def list_(output: OutputOpt = Format.table) -> None:
+def list_(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """List secret names and where they come from (never values)."""
     from mno import secrets
 
-    render(secrets.list_names(), output, columns=["name", "source"], empty="No secrets.")
+    render_list(
+        secrets.list_names(),
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["name", "source"],
+        empty="No secrets.",
+    )
 
 
 @app.command("delete")

@@ -21,10 +21,11 @@ from mno.cli.output import (
     error,
     progress,
     render,
+    render_list,
     success,
     warn,
 )
-from mno.cli.params import YesOpt, confirm, csv_list, pairs
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
 connector_app = typer.Typer(help="Manage declarative REST connectors.", no_args_is_help=True)
@@ -68,14 +69,19 @@ def connector_apply(
 
 
 @connector_app.command("list")
-def connector_list(output: OutputOpt = Format.table) -> None:
+def connector_list(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """List connectors."""
     from mno.store.db import session_scope
     from mno.sync import views
 
     with session_scope(write=False) as s:
         rows = views.connectors(s)
-    render(rows, output, empty="No connectors.")
+    render_list(rows, "name", output, limit=limit, after=after, all_=all_, empty="No connectors.")
 
 
 @connector_app.command("show")
@@ -239,6 +245,9 @@ def connection_add(
 @connection_app.command("list")
 def connection_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List connections."""
@@ -248,7 +257,16 @@ def connection_list(
     with session_scope(write=False) as s:
         rows = connections.list_connections(s, tenant)
     cols = ["name", "entities", "pull", "push", "paused", "consecutive_failures", "last_run_at"]
-    render(rows, output, columns=cols, empty="No connections.")
+    render_list(
+        rows,
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=cols,
+        empty="No connections.",
+    )
 
 
 @connection_app.command("show")

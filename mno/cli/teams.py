@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from mno.cli.members import AsOpt
-from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.output import Format, OutputOpt, done, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(help="Manage teams and the instances they open.", no_args_is_help=True)
 
@@ -39,6 +40,9 @@ def create(
 @app.command("list")
 def list_(
     tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List a tenant's teams."""
@@ -47,7 +51,15 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = teams.list_teams(s, tenant)
-    render(rows, output, columns=["name", "members", "instances"])
+    render_list(
+        rows,
+        "name",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["name", "members", "instances"],
+    )
 
 
 @app.command("add-member")

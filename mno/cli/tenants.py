@@ -11,8 +11,26 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, spinner, success
-from mno.cli.params import DryRunOpt, YesOpt, confirm, write_session
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    render,
+    render_list,
+    render_page,
+    render_stream,
+    spinner,
+    success,
+)
+from mno.cli.params import (
+    AfterOpt,
+    AllOpt,
+    DryRunOpt,
+    LimitOpt,
+    YesOpt,
+    confirm,
+    write_session,
+)
 from mno.errors import MnoError
 from mno.settings import parse_duration
 
@@ -79,16 +97,24 @@ def list_(
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     tier: Annotated[str | None, typer.Option(help="Only this tier.")] = None,
     parent: Annotated[str | None, typer.Option(help="Only tenants managed by this key.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List tenants."""
+    """List tenants, by key."""
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
     with session_scope(write=False) as s:
-        views = tenants.list_tenants(s, status=status, tier=tier, parent=parent, limit=limit)
-    render(views, output, columns=LIST_COLUMNS, empty="No tenants.")
+        if all_:
+            rows = tenants.stream_tenants(s, status=status, tier=tier, parent=parent, after=after)
+            render_stream(rows, output, columns=LIST_COLUMNS, empty="No tenants.")
+            return
+        page = tenants.page_tenants(
+            s, status=status, tier=tier, parent=parent, after=after, limit=limit
+        )
+    render_page(page.rows, page.next, output, columns=LIST_COLUMNS, empty="No tenants.")
 
 
 @app.command("show")
@@ -307,7 +333,11 @@ def contact_add(
 
 @contact_app.command("list")
 def contact_list(
-    key: Annotated[str, typer.Argument(help="Tenant key.")], output: OutputOpt = Format.table
+    key: Annotated[str, typer.Argument(help="Tenant key.")],
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
 ) -> None:
     """List a tenant's contacts."""
     from mno.store.db import session_scope
@@ -315,7 +345,16 @@ def contact_list(
 
     with session_scope(write=False) as s:
         contacts = tenants.list_contacts(s, key)
-    render(contacts, output, columns=["name", "email", "type", "primary"], empty="No contacts.")
+    render_list(
+        contacts,
+        "email",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["name", "email", "type", "primary"],
+        empty="No contacts.",
+    )
 
 
 @contact_app.command("remove")

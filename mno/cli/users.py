@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(help="Manage users and their personal tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Issue and revoke a user's personal tokens.", no_args_is_help=True)
@@ -42,6 +43,9 @@ def create(
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Only members of this tenant.")] = None,
     status: Annotated[str | None, typer.Option(help="active or disabled.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List users."""
@@ -50,7 +54,15 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = [users.as_dict(u) for u in users.list_users(s, tenant=tenant, status=status)]
-    render(rows, output, columns=["email", "name", "status", "created_at"])
+    render_list(
+        rows,
+        "email",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["email", "name", "status", "created_at"],
+    )
 
 
 @app.command("show")

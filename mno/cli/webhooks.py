@@ -11,10 +11,13 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
 from mno.cli.params import (
+    AfterOpt,
+    AllOpt,
     DryRunOpt,
     IntervalOpt,
+    LimitOpt,
     WatchOpt,
     YesOpt,
     confirm,
@@ -118,6 +121,9 @@ def add(
 @endpoint_app.command("list")
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's endpoints.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List endpoints."""
@@ -128,7 +134,16 @@ def list_(
         found = endpoints.list_endpoints(s, tenant=tenant)
         failures = endpoints.last_failures(s, [e.id for e in found])
         rows = [endpoints.view(e, last_failure=failures.get(e.id)) for e in found]
-    render(rows, output, columns=LIST_COLUMNS, empty="No endpoints.")
+    render_list(
+        rows,
+        "id",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=LIST_COLUMNS,
+        empty="No endpoints.",
+    )
 
 
 @endpoint_app.command("show")

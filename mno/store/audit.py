@@ -13,7 +13,7 @@ functions that need them, not with this module.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from mno.store.bulk import Rows
     from mno.store.models.core import AuditEntry
+    from mno.store.paging import Page
 
 _SKIP = {"created_at", "updated_at"}
 
@@ -116,6 +117,16 @@ def list_entries(
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[AuditEntry]:
+    from sqlmodel import col
+
+    from mno.store.models.core import AuditEntry
+
+    stmt = _entries(target, action, since)
+    stmt = stmt.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id)).limit(limit)
+    return list(session.exec(stmt))
+
+
+def _entries(target: str | None, action: str | None, since: datetime | None) -> Any:
     from sqlmodel import col, or_, select
 
     from mno.store.models.core import AuditEntry
@@ -130,8 +141,46 @@ def list_entries(
             stmt = stmt.where(AuditEntry.action == action)
     if since:
         stmt = stmt.where(AuditEntry.at >= since)
-    stmt = stmt.order_by(col(AuditEntry.at).desc(), col(AuditEntry.id)).limit(limit)
-    return list(session.exec(stmt))
+    return stmt
+
+
+def _entry_order() -> list[Any]:
+    from sqlmodel import col
+
+    from mno.store.models.core import AuditEntry
+
+    return [col(AuditEntry.at), col(AuditEntry.id)]
+
+
+def page_entries(
+    session: Session,
+    *,
+    target: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> Page[AuditEntry]:
+    """One page of entries, newest first, after the cursor ``after``."""
+    from mno.store import paging
+
+    stmt = _entries(target, action, since)
+    return paging.page_of(session, stmt, _entry_order(), after, limit, descending=True)
+
+
+def stream_entries(
+    session: Session,
+    *,
+    target: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+) -> Iterator[AuditEntry]:
+    """Every entry, newest first, read a chunk at a time."""
+    from mno.store import paging
+
+    stmt = _entries(target, action, since)
+    return paging.each(session, stmt, _entry_order(), after, descending=True)
 
 
 def record_many(session: Session, entries: list[dict[str, Any]]) -> int:

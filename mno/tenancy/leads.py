@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets as pysecrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from sqlmodel import col, select
 
 from mno import clock, mail, settings, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.tenancy import Lead, Tenant
 from mno.tenancy import tenants
 
@@ -292,9 +292,35 @@ def convert(
 def list_leads(
     session: Session, *, status: str | None = None, limit: int | None = None
 ) -> list[Lead]:
-    stmt = select(Lead).order_by(col(Lead.created_at).desc())
-    if status:
-        stmt = stmt.where(Lead.status == status)
+    stmt = _leads(status).order_by(col(Lead.created_at).desc())
     if limit:
         stmt = stmt.limit(limit)
     return list(session.exec(stmt))
+
+
+_LEAD_ORDER = [col(Lead.created_at), col(Lead.id)]
+
+
+def _leads(status: str | None) -> Any:
+    stmt = select(Lead)
+    if status:
+        stmt = stmt.where(Lead.status == status)
+    return stmt
+
+
+def page_leads(
+    session: Session,
+    *,
+    status: str | None = None,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[Lead]:
+    """One page of leads, newest first, after the cursor ``after``."""
+    return paging.page_of(session, _leads(status), _LEAD_ORDER, after, limit, descending=True)
+
+
+def stream_leads(
+    session: Session, *, status: str | None = None, after: str | None = None
+) -> Iterator[Lead]:
+    """Every lead, newest first, read a chunk at a time."""
+    return paging.each(session, _leads(status), _LEAD_ORDER, after, descending=True)

@@ -18,17 +18,18 @@ tenant commands, and only a deletion needs them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from mno import clock, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
@@ -461,6 +462,7 @@ def delete(session: Session, key: str) -> None:
             f"tenant {key} is {tenant.status}", "offboard it before deleting it"
         )
     # synced records have no foreign key to their tenant (it costs a lookup per record)
+
     if session.exec(
         select(SyncRecord.id).where(SyncRecord.tenant_id == tenant.id).limit(1)
     ).first():
@@ -487,6 +489,78 @@ def delete(session: Session, key: str) -> None:
 # -- listing ------------------------------------------------------------------------
 
 
+def _list_stmt(
+    session: Session, status: str | None, tier: str | None, parent: str | None, include_system: bool
+) -> Any:
+    # Plain rows, not ORM instances: building 10,000 models costs more than the query.
+    # The parent's key comes from an outer self-join, so a page needs no map of all keys.
+    columns = [name for name in Tenant.model_fields if name != "resources"]
+    up = aliased(Tenant)
+    stmt = select(  # type: ignore[call-overload]
+        *(col(getattr(Tenant, name)).label(name) for name in columns),
+        col(up.key).label("parent_key"),
+    ).outerjoin(up, col(up.id) == col(Tenant.parent_id))
+    if status:
+        stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
+    if tier:
+        stmt = stmt.where(Tenant.tier == validate.one_of(tier, TIERS, "tier"))
+    if parent:
+        stmt = stmt.where(Tenant.parent_id == get(session, parent).id)
+    if not include_system:
+        stmt = stmt.where(Tenant.key != SYSTEM_KEY)
+    return stmt
+
+
+def _views(session: Session, rows: Sequence[Row[Any]]) -> list[TenantView]:
+    """Views of one page or chunk of rows: their domains in one more query."""
+    domains: dict[uuid.UUID, list[str]] = {}
+    if rows:
+        # the domains of the tenants whose keys span the rows' (an index range, not a
+        # thousand bound ids); those of tenants left out by a filter are not looked up
+        keys = [r.key for r in rows]
+        for tid, d in session.execute(
+            sa.select(col(TenantDomain.tenant_id), col(TenantDomain.domain))
+            .join(Tenant, col(Tenant.id) == col(TenantDomain.tenant_id))
+            .where(col(Tenant.key).between(min(keys), max(keys)))
+            .order_by(TenantDomain.domain)
+        ):
+            domains.setdefault(tid, []).append(d)
+    return [TenantView(r, r.parent_key, domains.get(r.id, [])) for r in rows]
+
+
+def page_tenants(
+    session: Session,
+    *,
+    status: str | None = None,
+    tier: str | None = None,
+    parent: str | None = None,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+    include_system: bool = False,
+) -> paging.Page[TenantView]:
+    """One page of tenants by key, after the cursor ``after`` (a tenant key), in two
+    queries whatever the count; ``next`` is the cursor of the following page."""
+    stmt = _list_stmt(session, status, tier, parent, include_system)
+    rows, next_cursor = paging.page(session, stmt, [col(Tenant.key)], after, limit)
+    return paging.Page(_views(session, rows), next_cursor)
+
+
+def stream_tenants(
+    session: Session,
+    *,
+    status: str | None = None,
+    tier: str | None = None,
+    parent: str | None = None,
+    after: str | None = None,
+    include_system: bool = False,
+    chunk: int = paging.CHUNK,
+) -> Iterator[TenantView]:
+    """Every tenant by key, read ``chunk`` at a time (constant memory)."""
+    stmt = _list_stmt(session, status, tier, parent, include_system)
+    for rows in paging.stream(session, stmt, [col(Tenant.key)], after, chunk):
+        yield from _views(session, rows)
+
+
 def list_tenants(
     session: Session,
     *,
@@ -496,34 +570,21 @@ def list_tenants(
     limit: int | None = None,
     include_system: bool = False,
 ) -> list[TenantView]:
-    """Tenants with their parent keys and domains, in three queries whatever the count."""
-    # Plain rows, not ORM instances: building 10,000 models costs more than the query.
-    columns = [name for name in Tenant.model_fields if name != "resources"]
-    stmt = select(*(getattr(Tenant, name) for name in columns))
-    if status:
-        stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
-    if tier:
-        stmt = stmt.where(Tenant.tier == validate.one_of(tier, TIERS, "tier"))
-    if parent:
-        stmt = stmt.where(Tenant.parent_id == get(session, parent).id)
-    if not include_system:
-        stmt = stmt.where(Tenant.key != SYSTEM_KEY)
-    stmt = stmt.order_by(col(Tenant.key))
-    if limit:
-        stmt = stmt.limit(limit)
-    tenants = list(session.execute(stmt))
-    keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
-    domains: dict[uuid.UUID, list[str]] = {}
-    for tid, d in session.execute(
-        sa.select(col(TenantDomain.tenant_id), col(TenantDomain.domain)).order_by(
-            TenantDomain.domain
+    """Tenants by key (all of them without ``limit``)."""
+    if limit is not None:
+        return page_tenants(
+            session,
+            status=status,
+            tier=tier,
+            parent=parent,
+            limit=limit,
+            include_system=include_system,
+        ).rows
+    return list(
+        stream_tenants(
+            session, status=status, tier=tier, parent=parent, include_system=include_system
         )
-    ):
-        domains.setdefault(tid, []).append(d)
-    return [
-        TenantView(t, keys.get(t.parent_id) if t.parent_id else None, domains.get(t.id, []))
-        for t in tenants
-    ]
+    )
 
 
 # -- contacts -------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 from mno.errors import BadInput
 
 app = typer.Typer(
@@ -85,19 +85,29 @@ def create(
 @app.command("list")
 def list_(
     archived: Annotated[bool, typer.Option("--archived", help="Archived ones too.")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, by code.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List bundles (on sale; --archived: all)."""
+    """List bundles by code (on sale; --archived: all)."""
     from mno.billing import bundles
     from mno.store.db import session_scope
 
-    with session_scope(write=False) as s:
-        rows = [bundles.view(b) for b in bundles.list_bundles(s, archived=archived, limit=limit)]
-    if output is Format.table:
-        for row in rows:
+    def shown(b: Any) -> dict[str, Any]:
+        row = bundles.view(b)
+        if output is Format.table:
             row["plans"], row["apps"] = ", ".join(row["plans"]), ", ".join(row["apps"])
-    render(rows, output, columns=COLUMNS)
+        return row
+
+    with session_scope(write=False) as s:
+        if all_:
+            found = bundles.stream_bundles(s, archived=archived, after=after)
+            render_stream((shown(b) for b in found), output, columns=COLUMNS)
+            return
+        page = bundles.page_bundles(s, archived=archived, after=after, limit=limit)
+        rows = [shown(b) for b in page.rows]
+    render_page(rows, page.next, output, columns=COLUMNS)
 
 
 @app.command("show")

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 from mno.errors import BadInput
 
 COLUMNS = {
@@ -140,14 +140,21 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         _apply_file(file, kind, output)
 
     @app.command("list")
-    def list_(output: OutputOpt = Format.table) -> None:
+    def list_(
+        limit: LimitOpt = 100,
+        after: AfterOpt = None,
+        all_: AllOpt = False,
+        output: OutputOpt = Format.table,
+    ) -> None:
         """List them."""
         from mno.billing import catalogue
         from mno.store.db import session_scope
 
         with session_scope(write=False) as s:
             rows = [_row(o, kind) for o in catalogue.list_objects(s, kind)]
-        render(rows, output, columns=COLUMNS[kind])
+        render_list(
+            rows, "code", output, limit=limit, after=after, all_=all_, columns=COLUMNS[kind]
+        )
 
     @app.command("show")
     def show(

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 from mno.money import to_decimal
 
 app = typer.Typer(help="One-off charges billed by the next run.", no_args_is_help=True)
@@ -57,6 +58,9 @@ def add(
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
     status: Annotated[str | None, typer.Option(help="Status.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List charges."""
@@ -65,7 +69,7 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = [_row(s, c) for c in charges.list_charges(s, tenant, status)]
-    render(rows, output, columns=COLUMNS)
+    render_list(rows, "id", output, limit=limit, after=after, all_=all_, columns=COLUMNS)
 
 
 @app.command("show")

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 from mno.errors import BadInput
 from mno.money import to_decimal, to_minor
 
@@ -28,7 +28,9 @@ def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
     status: Annotated[str | None, typer.Option(help="Status.")] = None,
     period: Annotated[str | None, typer.Option(help="Period YYYY-MM.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List invoices, newest first."""
@@ -37,8 +39,13 @@ def list_(
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = [summary(s, i) for i in invoices.list_invoices(s, tenant, status, period, limit)]
-    render(rows, output, columns=COLUMNS)
+        if all_:
+            found = invoices.stream_invoices(s, tenant, status, period, after=after)
+            render_stream((summary(s, i) for i in found), output, columns=COLUMNS)
+            return
+        page = invoices.page_invoices(s, tenant, status, period, after=after, limit=limit)
+        rows = [summary(s, i) for i in page.rows]
+    render_page(rows, page.next, output, columns=COLUMNS)
 
 
 @app.command("show")

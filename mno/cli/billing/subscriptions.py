@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.billing import aware_time
-from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 from mno.errors import BadInput
 from mno.money import money_json
 
@@ -128,6 +129,9 @@ def _bundle_sub(s: Any, sub_id: str) -> Any:
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
     status: Annotated[str | None, typer.Option(help="Status.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List subscriptions."""
@@ -136,7 +140,7 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = [_row(s, x) for x in subscriptions.list_subscriptions(s, tenant, status)]
-    render(rows, output, columns=COLUMNS)
+    render_list(rows, "id", output, limit=limit, after=after, all_=all_, columns=COLUMNS)
 
 
 @app.command("show")

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render
+from mno.cli.output import Format, OutputOpt, done, render_list
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 from mno.errors import BadInput
 
 app = typer.Typer(
@@ -80,6 +81,9 @@ def remove(
 @app.command("list")
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Tenant key.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List tax treatments."""
@@ -88,4 +92,12 @@ def list_(
 
     with session_scope(write=False) as s:
         rows = [_row(s, r) for r in tax.list_treatments(s, tenant)]
-    render(rows, output, columns=COLUMNS)
+    render_list(
+        rows,
+        ("tenant", "country", "region"),
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=COLUMNS,
+    )

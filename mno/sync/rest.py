@@ -254,9 +254,11 @@ class RestClient:
         query: httpx.QueryParams | None = None
         if self.params or params:
             # httpx replaces a URL's query with ``params``: a next-page URL keeps its own
-            # (page, cursor) and gets the list's params and an API key in the query added
+            # (page, cursor), which win over the list's params of the same name (a
+            # json-server ``_page=1`` must not send every next link back to page 1), and
+            # gets an API key in the query added
             target = httpx.URL(url)
-            query = target.params.merge(params or {}).merge(self.params)
+            query = httpx.QueryParams(params or {}).merge(target.params).merge(self.params)
             url = str(target.copy_with(query=None))
         while True:
             self._wait_quota()

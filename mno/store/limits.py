@@ -46,9 +46,7 @@ def check(obj: Any) -> None:
         if not isinstance(value, str):
             continue
         if length is not None and len(value) > length:
-            raise BadInput(
-                f"{table}.{name} is {len(value):,} characters long", f"at most {length}"
-            )
+            raise BadInput(f"{table}.{name} is {len(value):,} characters long", f"at most {length}")
         if "\x00" in value:
             raise BadInput(f"{table}.{name} contains a NUL character")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, error, progress, render, success, warn
+from mno.cli.output import Format, OutputOpt, counter, done, error, render, success, warn
 from mno.cli.params import YesOpt, confirm, csv_list, pairs
 from mno.errors import BadInput
 
@@ -331,13 +331,13 @@ def sync_run(
             done(queued, f"would push {queued['records']} record(s) to {connection}", output)
             return
 
-    with progress(f"syncing {connection}") as advance:
+    with counter(f"syncing {connection}") as on_progress:
         run = engine.run(
             connection,
             entity=entity,
             full=full,
             force=force,
-            progress=lambda _entity, n: advance(n),
+            on_progress=on_progress,
             raise_fatal=True,  # unreachable: exit 3; credentials refused: exit 1 + hint
         )
     with session_scope(write=False) as s:

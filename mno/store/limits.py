@@ -27,7 +27,7 @@ def _columns(cls: type) -> list[tuple[str, str, int | None]]:
     found = _limits.get(cls)
     if found is None:
         found = []
-        mapper = sa.inspect(cls)
+        mapper: Any = sa.inspect(cls)
         for attr in mapper.column_attrs:
             column = attr.columns[0]
             kind = column.type

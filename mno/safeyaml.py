@@ -78,12 +78,18 @@ HINT = "write the repeated parts out, or use fewer anchors"
 
 
 def too_deep(node: yaml.Node) -> yaml.Node | None:
-    """The first node nested deeper than ``MAX_DEPTH`` collections, or None."""
+    """The first node nested deeper than ``MAX_DEPTH`` collections, or None. A node met
+    again through an alias is walked again only when met deeper than before, so a
+    recursive alias or a wide fan of aliases costs no more than the nesting."""
     stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    deepest: dict[int, int] = {}
     while stack:
         current, depth = stack.pop()
         if depth > MAX_DEPTH:
             return current
+        if deepest.get(id(current), 0) >= depth:
+            continue
+        deepest[id(current)] = depth
         if isinstance(current, yaml.MappingNode):
             for key, value in current.value:
                 stack.append((key, depth + 1))
@@ -136,9 +142,9 @@ def _nodes(text: str, source: str) -> list[yaml.Node]:
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
-                check_depth(node, source)
                 if "&" in text:
                     check_node(node, source)
+                check_depth(node, source)
                 nodes.append(node)
         return nodes
     finally:
@@ -152,9 +158,9 @@ def compose(text: str, source: str) -> yaml.Node | None:
         node: yaml.Node | None = loader.get_single_node()
     finally:
         loader.dispose()
-    check_depth(node, source)
     if node is not None and "&" in text:
         check_node(node, source)
+    check_depth(node, source)
     return node
 
 

@@ -9,7 +9,10 @@ profile, billing catalogues, connector specs) goes through this module, which re
 document whose aliases would add more than ``MAX_ALIAS_NODES`` nodes, and any recursive
 alias, with ``BadInput`` (exit 2) before the data is built.
 
-Documents without anchors (no ``&`` in the text) skip the check.
+Documents without anchors (no ``&`` in the text) skip the alias check. Every document is
+also refused when it nests deeper than ``MAX_DEPTH`` collections (``[[[[…]]]]``): the
+constructors and every later walk of the data recurse, and would hit Python's recursion
+limit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import yaml
 from mno.errors import BadInput
 
 MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 100
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -73,6 +77,40 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 HINT = "write the repeated parts out, or use fewer anchors"
 
 
+def too_deep(node: yaml.Node) -> yaml.Node | None:
+    """The first node nested deeper than ``MAX_DEPTH`` collections, or None. A node met
+    again through an alias is walked again only when met deeper than before, so a
+    recursive alias or a wide fan of aliases costs no more than the nesting."""
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    deepest: dict[int, int] = {}
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return current
+        if deepest.get(id(current), 0) >= depth:
+            continue
+        deepest[id(current)] = depth
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+    return None
+
+
+def check_depth(node: yaml.Node | None, source: str) -> None:
+    """Refuse (``BadInput``) a composed document nested deeper than ``MAX_DEPTH``."""
+    if node is None:
+        return
+    deep = too_deep(node)
+    if deep is not None:
+        raise BadInput(
+            f"{source}:{deep.start_mark.line + 1}: YAML nested deeper than {MAX_DEPTH} levels",
+            "flatten the document",
+        )
+
+
 def alias_refusal(node: yaml.Node) -> str | None:
     """Why a composed document is refused (its aliases expand past the budget, or one
     is recursive), or None when it is accepted."""
@@ -106,6 +144,7 @@ def _nodes(text: str, source: str) -> list[yaml.Node]:
             if node is not None:
                 if "&" in text:
                     check_node(node, source)
+                check_depth(node, source)
                 nodes.append(node)
         return nodes
     finally:
@@ -121,6 +160,7 @@ def compose(text: str, source: str) -> yaml.Node | None:
         loader.dispose()
     if node is not None and "&" in text:
         check_node(node, source)
+    check_depth(node, source)
     return node
 
 

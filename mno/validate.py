@@ -64,12 +64,31 @@ def timezone(value: str) -> str:
 
 
 def country(value: str | None) -> str | None:
+    """An ISO 3166-1 alpha-2 code (``fr`` → ``FR``) that names a country; "" is none."""
     if value is None or value == "":
         return None
     code = value.strip().upper()
-    if not _COUNTRY.match(code):
+    if not _COUNTRY.match(code) or not _is_country(code):
         raise BadInput(f"invalid country {value!r}", "use an ISO 3166-1 alpha-2 code such as FR")
     return code
+
+
+def _is_country(code: str) -> bool:
+    import pycountry  # loads its database: only when a country is given
+
+    return pycountry.countries.get(alpha_2=code) is not None
+
+
+def text(value: str | None, what: str, max_length: int) -> str | None:
+    """A free-text value (a name, a description) that fits its column: at most
+    ``max_length`` characters and no NUL (which PostgreSQL cannot store)."""
+    if value is None:
+        return None
+    if len(value) > max_length:
+        raise BadInput(f"{what} is {len(value):,} characters long", f"at most {max_length}")
+    if "\x00" in value:
+        raise BadInput(f"{what} contains a NUL character")
+    return value
 
 
 def slug(value: str) -> str:

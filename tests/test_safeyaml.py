@@ -88,3 +88,17 @@ def test_modest_anchors_and_merge_keys_still_load() -> None:
     assert data["c"] == [data["defaults"], data["defaults"]]
     docs = safeyaml.safe_load_all("---\nx: &x 1\ny: *x\n---\nz: 2\n", "two.yaml")
     assert docs == [{"x": 1, "y": 1}, {"z": 2}]
+
+
+def test_deep_nesting_is_refused_before_it_is_built() -> None:
+    import pytest
+
+    from mno import safeyaml
+    from mno.errors import BadInput
+
+    deep = "[" * 5000 + "]" * 5000
+    with pytest.raises(BadInput, match="nested deeper than 100 levels"):
+        safeyaml.safe_load(deep, "deep.yaml")
+    with pytest.raises(BadInput, match="nested deeper"):
+        safeyaml.safe_load_all("a: 1\n---\n" + deep, "deep.yaml")
+    assert safeyaml.safe_load("[" * 100 + "]" * 100, "ok.yaml") is not None

@@ -23,7 +23,7 @@ from pydantic import (
 )
 from sqlmodel import Session, select
 
-from mno import safeyaml
+from mno import safeyaml, validate
 from mno.billing import rating
 from mno.billing.periods import MAX_EVERY
 from mno.errors import BadInput
@@ -121,6 +121,15 @@ class TaxRateSpec(_Strict):
     region: str | None = None
     rate: Decimal = Field(ge=0, le=100)
     inclusive: bool = False
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        try:
+            code = validate.country(v)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+        return code or v
 
 
 SPECS: dict[str, type[BaseModel]] = {

@@ -166,7 +166,7 @@ def run(
     tenant_key: str | None = None,
     dry_run: bool = False,
     tenant_keys: list[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     crash_after_chunks: int | None = None,
 ) -> RunResult:
     """Bill ``period`` (YYYY-MM) for every tenant, or one, or a given list (retry).
@@ -211,8 +211,8 @@ def run(
             else:
                 part = _bill_chunk(url, chunk, year, month, period, cat, result.run_id, lock, owner)
             result.merge(part)
-            if progress:
-                progress(min(i + CHUNK, total), total)
+            if on_progress:
+                on_progress(min(i + CHUNK, total), total)
             if crash_after_chunks is not None and n + 1 >= crash_after_chunks:
                 raise RuntimeError("simulated crash")
         result.seconds = time.perf_counter() - started

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from mno import validate
 from mno.errors import BadInput, NotFound
 from mno.store import audit, outbox
 from mno.store.models.billing import TaxTreatment
@@ -22,9 +23,9 @@ TREATMENTS = ("exempt", "reverse_charge")
 
 
 def _country(value: str) -> str:
-    code = (value or "").strip().upper()
-    if len(code) != 2 or not code.isalpha():
-        raise BadInput(f"country {value!r}: give an ISO 3166 code such as FR")
+    code = validate.country(value)
+    if code is None:
+        raise BadInput("a country is required", "use an ISO 3166-1 alpha-2 code such as FR")
     return code
 
 

@@ -113,9 +113,13 @@ def _json_object(n: int, line: str) -> dict[str, Any]:
 
 
 def import_file(
-    session: Session, path: Path, progress: Callable[[int], None] | None = None, batch: int = 5000
+    session: Session,
+    path: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+    batch: int = 5000,
 ) -> int:
-    """Validate every row first (line numbers in errors), then insert in one transaction.
+    """Validate every row first (line numbers in errors), then insert in one transaction;
+    ``on_progress(done, total)`` hears of the rows inserted after each batch.
     Rows for a period already invoiced are late (``late_usage``): kept for the tenant's
     next invoice, or, when late usage is refused, the whole file is (``Conflict`` naming
     the first such line)."""
@@ -130,7 +134,9 @@ def import_file(
         session.execute(sa.select(col(Tenant.id), col(Tenant.timezone))).all()
     )
     months: dict[tuple[uuid.UUID, str], int] = {}  # (tenant, month) -> first line
+    total = 0
     for n, row in _rows(path):
+        total += 1
         checked = _check(n, row, tkeys, metrics)
         months.setdefault(_month(checked, zones), n)
         key = checked["idempotency_key"]
@@ -156,11 +162,11 @@ def import_file(
         buf.append({"id": new_id(), "created_at": now, "updated_at": now, **r})
         if len(buf) >= batch:
             done += _flush(session, t, buf)
-            if progress:
-                progress(done)
+            if on_progress:
+                on_progress(done, total)
     done += _flush(session, t, buf)
-    if progress:
-        progress(done)
+    if on_progress:
+        on_progress(done, total)
     audit.record(
         session,
         "usage.import",

@@ -97,6 +97,22 @@ class MnoGroup(TyperGroup):
                 with formatter.section(panel):
                     formatter.write_dl(rows)
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Refuse an argument that is not valid UTF-8 (bytes the OS hands over as lone
+        surrogates) or holds a NUL: no store, file name or output could hold it."""
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+                problem = "contains a NUL character" if "\x00" in arg else ""
+            except UnicodeEncodeError:
+                problem = "is not valid UTF-8"
+            if problem:
+                from mno.cli import output
+
+                output.error(f"argument {arg!r} {problem}")
+                ctx.exit(2)
+        return list(super().parse_args(ctx, args))
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -132,6 +148,10 @@ def handle_error(exc: BaseException) -> int:
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             output.error(f"the store cannot be reached: {detail}")
             return Unavailable.exit_code
+        if isinstance(exc, sa_exc.DataError):  # a value the store cannot hold: bad input
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            output.error(f"the store refused a value: {detail}")
+            return 2
         if isinstance(exc, sa_exc.IntegrityError):
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             output.error(f"conflict in the store: {detail}")

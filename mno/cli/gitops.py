@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, render, success
+from mno.cli.output import Format, OutputOpt, counter, render, success
 from mno.errors import BadInput
 
 if TYPE_CHECKING:
@@ -262,8 +262,8 @@ def apply(
         raise BadInput("give either a plan file or -f, not both")
     if plan_file is not None:
         saved = plan_mod.read(plan_file)
-        with session_scope() as s:
-            cs = plan_mod.apply_plan(s, saved, dry_run=dry_run)
+        with counter("applying") as on_progress, session_scope() as s:
+            cs = plan_mod.apply_plan(s, saved, dry_run=dry_run, on_progress=on_progress)
     else:
         try:
             docs = documents.load(_files(filename))
@@ -278,8 +278,8 @@ def apply(
             allow_empty=allow_empty,
             allow_offboard=allow_offboard,
         )
-        with session_scope() as s:
-            cs = apply_documents(s, docs, opts)
+        with counter("applying") as on_progress, session_scope() as s:
+            cs = apply_documents(s, docs, opts, on_progress)
     if output is not Format.table:
         render(cs.as_dict() | {"dry_run": dry_run}, output)
         return

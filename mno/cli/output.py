@@ -344,6 +344,42 @@ def progress(description: str, total: int | None = None) -> Iterator[Any]:
 
 
 @contextmanager
+def counter(description: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar with counts and a rate on a TTY; elsewhere a no-op. Yields the
+    ``on_progress(done, total)`` callback domain functions take (``total`` None: unknown)."""
+    if not is_tty():
+
+        def ignore(done: int, total: int | None = None) -> None:
+            return None
+
+        yield ignore
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate())
+    with Progress(*columns, TimeElapsedColumn(), console=err_console(), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int | None = None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
 def spinner(description: str) -> Iterator[None]:
     if not is_tty():
         yield

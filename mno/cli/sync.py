@@ -16,10 +16,10 @@ import typer
 from mno.cli.output import (
     Format,
     OutputOpt,
+    counter,
     done,
     err_console,
     error,
-    progress,
     render,
     render_list,
     success,
@@ -410,13 +410,13 @@ def sync_run(
             done(queued, f"would push {queued['records']} record(s) to {connection}", output)
             return
 
-    with progress(f"syncing {connection}") as advance:
+    with counter(f"syncing {connection}") as on_progress:
         run = engine.run(
             connection,
             entity=entity,
             full=full,
             force=force,
-            progress=lambda _entity, n: advance(n),
+            on_progress=on_progress,
             raise_fatal=True,  # unreachable: exit 3; credentials refused: exit 1 + hint
         )
     with session_scope(write=False) as s:

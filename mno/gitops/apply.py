@@ -10,7 +10,7 @@ apply inside a savepoint and rolls it back, so domain rules are checked too.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,8 @@ from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from mno.gitops.kinds.base import Kind
+
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -56,21 +58,27 @@ def apply_path(
     return apply_documents(session, docs, Options(source=source, **options))
 
 
-def apply_documents(session: Session, docs: list[documents.Document], opts: Options) -> ChangeSet:
-    """Compute the change set of ``docs`` and apply it (or only check it, ``dry_run``)."""
+def apply_documents(
+    session: Session,
+    docs: list[documents.Document],
+    opts: Options,
+    on_progress: ProgressFn | None = None,
+) -> ChangeSet:
+    """Compute the change set of ``docs`` and apply it (or only check it, ``dry_run``).
+    ``on_progress(done, total)`` hears of the changes written as they go."""
     serialize(session)
     cs = diff.compute(session, docs, source=opts.source, prune=opts.prune)
     check(cs, opts, REGISTRY)
     if opts.dry_run:
         savepoint = session.begin_nested()
         try:
-            execute(session, cs, REGISTRY)
+            execute(session, cs, REGISTRY, on_progress)
             session.flush()
         finally:
             savepoint.rollback()
         return cs
     with documents.no_gc():
-        execute(session, cs, REGISTRY)
+        execute(session, cs, REGISTRY, on_progress)
     return cs
 
 
@@ -126,12 +134,32 @@ def _topological(
     return out
 
 
-def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
-    """Write the change set: domain calls in dependency order, then ownership rows."""
+def execute(
+    session: Session,
+    cs: ChangeSet,
+    registry: dict[str, Kind],
+    on_progress: ProgressFn | None = None,
+) -> None:
+    """Write the change set: domain calls in dependency order, then ownership rows.
+    ``on_progress(done, total)`` is called after each batch of creates and each update or
+    delete, with the count of changes written so far."""
     order = kinds_mod.order()
     by_kind: dict[str, list[Change]] = {}
     for change in cs.changes:
         by_kind.setdefault(change.kind, []).append(change)
+    total = sum(
+        1
+        for c in cs.changes
+        if c.action in ("create", "delete") or (c.action == "update" and c.spec_changes())
+    )
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, total)
+
     for kind_name in order:
         adapter = registry[kind_name]
         changes = by_kind.get(kind_name, [])
@@ -141,12 +169,14 @@ def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
         if creates:
             ids = adapter.create_many(session, _topological(creates, adapter)) or {}
             cs.target_ids.update({f"{kind_name}/{name}": str(t) for name, t in ids.items()})
+            advance(len(creates))
         updates = {c.name: c for c in changes if c.action == "update" and c.spec_changes()}
         items = [(name, cs.documents[c.ref].full_spec()) for name, c in updates.items()]
         for name, spec in _topological(items, adapter):
             replaced = adapter.update(session, name, updates[name].spec_changes(), spec)
             if replaced is not None:
                 cs.target_ids[f"{kind_name}/{name}"] = str(replaced)
+            advance(1)
     for kind_name in reversed(order):
         adapter = registry[kind_name]
         deletes = [c for c in by_kind.get(kind_name, []) if c.action == "delete"]
@@ -154,6 +184,7 @@ def execute(session: Session, cs: ChangeSet, registry: dict[str, Kind]) -> None:
         items = [(c.name, current.get(c.name) or {}) for c in deletes]
         for name, _ in reversed(_topological(items, adapter)):
             adapter.delete(session, name)
+            advance(1)
     _record_ownership(session, cs)
     summary = cs.summary()
     if cs.has_changes:

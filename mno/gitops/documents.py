@@ -268,6 +268,12 @@ def parse_text(text: str, file: str = "<stdin>") -> tuple[list[_Raw], list[Probl
                 continue
             if "&" in text and not _aliases_within_budget(node, file, problems):
                 continue
+            deep = safeyaml.too_deep(node)
+            if deep is not None:
+                mark = deep.start_mark
+                message = f"YAML nested deeper than {safeyaml.MAX_DEPTH} levels"
+                problems.append(Problem(file, mark.line + 1, mark.column + 1, "", message))
+                continue
             keys: dict[Path_, tuple[int, int]] = {}
             values: dict[Path_, tuple[int, int]] = {}
             data = _walk(loader, node, (), keys, values, problems, file)

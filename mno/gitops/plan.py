@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,8 +81,15 @@ def read(path: str | Path) -> dict[str, Any]:
     return plan
 
 
-def apply_plan(session: Session, plan: dict[str, Any], *, dry_run: bool = False) -> ChangeSet:
-    """Apply exactly ``plan``; refuse it as stale if any target changed since planning."""
+def apply_plan(
+    session: Session,
+    plan: dict[str, Any],
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ChangeSet:
+    """Apply exactly ``plan``; refuse it as stale if any target changed since planning.
+    ``on_progress(done, total)`` hears of the changes written as they go."""
     opts = Options(**{k: plan["options"][k] for k in OPTION_KEYS}, dry_run=dry_run)
     docs = documents.from_data(plan["documents"])
     serialize(session)
@@ -105,9 +113,9 @@ def apply_plan(session: Session, plan: dict[str, Any], *, dry_run: bool = False)
     if dry_run:
         savepoint = session.begin_nested()
         try:
-            execute(session, cs, REGISTRY)
+            execute(session, cs, REGISTRY, on_progress)
         finally:
             savepoint.rollback()
         return cs
-    execute(session, cs, REGISTRY)
+    execute(session, cs, REGISTRY, on_progress)
     return cs

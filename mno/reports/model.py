@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -23,10 +24,10 @@ class Window:
         if period is None:
             now = clock.now()
             period = f"{now.year:04d}-{now.month:02d}"
-        try:
-            datetime.strptime(period, "%Y-%m")
-        except ValueError as exc:
-            raise BadInput(f"invalid period {period!r}", "use YYYY-MM, e.g. 2026-10") from exc
+        if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", period) or not (
+            1900 <= int(period[:4]) <= 9998  # the window's months stay in datetime's range
+        ):
+            raise BadInput(f"invalid period {period!r}", "use YYYY-MM, e.g. 2026-10")
         if not 1 <= months <= 120:
             raise BadInput("--months must be between 1 and 120")
         return cls(period, months, currency.upper() if currency else None)

@@ -65,6 +65,9 @@ def get_engine(url: str | None = None) -> Engine:
     url = normalize_url(url or settings.db_url())
     engine = _engines.get(url)
     if engine is None:
+        from mno.store import limits
+
+        limits.install()
         engine = _create_engine(url)
         _engines[url] = engine
     return engine

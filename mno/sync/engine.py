@@ -115,6 +115,22 @@ def start_run(
     return run
 
 
+def _counting(
+    inner: ProgressFn | None, on_progress: Callable[[int, int | None], None]
+) -> ProgressFn:
+    """A per-page ``progress`` that also reports the running count to ``on_progress``."""
+    done = 0
+
+    def page(entity: str, n: int) -> None:
+        nonlocal done
+        done += n
+        if inner is not None:
+            inner(entity, n)
+        on_progress(done, None)
+
+    return page
+
+
 def run(
     connection_name: str | uuid.UUID,
     *,
@@ -127,8 +143,11 @@ def run(
     sleep: Callable[[float], None] | None = None,
     propagate: bool = True,
     raise_fatal: bool = False,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> SyncRun:
     """One foreground run of one connection: pull each entity, then push what is queued.
+    ``progress(entity, n)`` hears of each page of ``n`` records; ``on_progress(done,
+    None)`` of the records pulled so far (the total is not known ahead).
 
     An API that cannot be reached (``Unavailable``) or that refuses the credentials
     (``AuthFailed``) ends the run at once, since every entity would fail the same way;
@@ -137,6 +156,8 @@ def run(
     from mno.sync.rest import AuthFailed, RestClient  # lazy: httpx (module docstring)
 
     owner = owner or leases.make_owner()
+    if on_progress is not None:
+        progress = _counting(progress, on_progress)
 
     def scope() -> Any:
         return session_scope(db_url)

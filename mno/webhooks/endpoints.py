@@ -116,8 +116,9 @@ def comparable_headers(e: Any) -> dict[str, str]:
     headers that carry no credentials opened, the others ``(sealed)``."""
     out: dict[str, str] = {}
     for name, value in sorted((e.headers or {}).items()):
-        if value.startswith(SEALED):
-            out[name] = "(sealed)" if is_sensitive_header(name) else header_values(e)[name]
+        if value.startswith(SEALED):  # opens this value alone: no reference is resolved
+            opened = "(sealed)" if is_sensitive_header(name) else None
+            out[name] = opened or crypto.decrypt(value[len(SEALED) :])
         else:
             out[name] = value
     return out

@@ -38,7 +38,7 @@ def progress(done, total):
         print(f"chunk {done}/{total}", flush=True)
         sys.stdin.readline()
         sys.stdin = open(__import__("os").devnull)
-billing.run("2026-10", url=sys.argv[1], progress=progress)
+billing.run("2026-10", url=sys.argv[1], on_progress=progress)
 print("finished", flush=True)
 """
 

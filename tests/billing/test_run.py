@@ -305,7 +305,7 @@ def test_a_run_that_loses_its_lock_stops(october: str, session: Opener) -> None:
     billing.CHUNK, old = 1, billing.CHUNK
     try:
         with pytest.raises(Conflict, match="lost its lock"):
-            billing.run("2026-10", url=october, progress=steal)
+            billing.run("2026-10", url=october, on_progress=steal)
     finally:
         billing.CHUNK = old
     # the first chunk committed; the second was rolled back with the failed renewal

@@ -699,3 +699,14 @@ def test_an_echo_read_again_is_not_counted_again(world) -> None:
     world.run(crm)
     counted = [world.run(books, full=True).counts.get("echo", 0) for _ in range(3)]
     assert counted == [0, 0, 0]
+
+
+def test_on_progress_counts_the_records_pulled(world) -> None:
+    """``on_progress(done, None)`` hears of each page with the running count."""
+    api = Api(records=5)
+    world.connector("crm", "crm", api, size=2)
+    name = world.connect("crm", push=False)
+    calls: list[tuple[int, int | None]] = []
+    run = world.run(name, on_progress=lambda done, total: calls.append((done, total)))
+    assert run.status == "success", run.error
+    assert calls == [(2, None), (4, None), (5, None)]

@@ -13,7 +13,7 @@ import typer
 
 from mno.cli.billing.catalogue import make_app
 from mno.cli.billing.tax_treatments import app as treatments
-from mno.cli.output import Format, OutputOpt, err_console, is_tty, render, success, warn
+from mno.cli.output import Format, OutputOpt, counter, render, success, warn
 
 if TYPE_CHECKING:
     from mno.billing.run import RunResult
@@ -102,20 +102,11 @@ def run_cmd(
 
 
 def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:
-    """The run, with a progress bar on a TTY."""
+    """The run, with a progress bar (tenants billed, rate) on a TTY."""
     from mno.billing import run as billing
 
-    if not is_tty():
-        return billing.run(period, tenant_key=tenant, dry_run=dry_run)
-    from rich.progress import Progress
-
-    with Progress(console=err_console(), transient=True) as bar:
-        task = bar.add_task(f"billing {period}", total=None)
-
-        def cb(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return billing.run(period, tenant_key=tenant, dry_run=dry_run, progress=cb)
+    with counter(f"billing {period}") as on_progress:
+        return billing.run(period, tenant_key=tenant, dry_run=dry_run, on_progress=on_progress)
 
 
 def _render(result: RunResult, period: str | None, dry_run: bool, output: Format) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.billing import aware_time
-from mno.cli.output import Format, OutputOpt, done, progress
+from mno.cli.output import Format, OutputOpt, counter, done
 from mno.cli.params import DryRunOpt, pairs, write_session
 from mno.money import to_decimal
 
@@ -57,14 +57,8 @@ def import_(
     count, write nothing)."""
     from mno.billing import usage
 
-    with progress("importing usage") as advance, write_session(dry_run) as s:
-        last = [0]
-
-        def cb(n: int) -> None:
-            advance(n - last[0])
-            last[0] = n
-
-        n = usage.import_file(s, file, progress=cb)
+    with counter("importing usage") as on_progress, write_session(dry_run) as s:
+        n = usage.import_file(s, file, on_progress=on_progress)
     if dry_run:
         done(
             {"imported": 0, "would_import": n, "dry_run": True},

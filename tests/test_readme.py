@@ -32,7 +32,7 @@ SKIP: list[tuple[str, str]] = [
     (r"> /etc/", "writes into /etc"),
     (r"^mno secret set \w+\s*$", "prompts for the value"),
     (
-        r"^mno (connector test|sync|record history|connection (add|pause|resume|remove))",
+        r"^mno (connector (test|discover|auth)|sync|record history|connection (add|pause|resume|remove))",
         "needs the connector's API running",
     ),
     (r"^mno webhook test ", "sends to the example receiver, which does not exist"),
@@ -71,6 +71,7 @@ def test_readme_commands_run(tmp_path: Path, cli: Cli, monkeypatch: pytest.Monke
     work.mkdir()
     (work / "configs").symlink_to(ROOT / "configs")
     monkeypatch.chdir(work)
+    monkeypatch.setenv("MNO_WATCH_COUNT", "1")  # `--watch` renders once, then returns
     first = cli("quickstart")
     assert first.exit_code == 0, first.stderr
     found: dict[str, str] = {}

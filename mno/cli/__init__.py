@@ -351,7 +351,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     ),
     "Nex": ("host", "instance"),
     "Data": ("connector", "connection", "sync", "record", "report"),
-    "Access": ("user", "member", "team", "invite", "access"),
+    "Access": ("user", "member", "role", "team", "invite", "access"),
     "Operations": (
         "serve",
         "agents",

@@ -228,7 +228,7 @@ def render(
         columns = None
     short = fmt is Format.table
     if not sys.stdout.isatty():
-        _render_plain(payload, columns, empty, short)
+        _render_plain(payload, columns, empty, short, title)
         return
     from rich.table import Table
     from rich.text import Text
@@ -279,10 +279,17 @@ def _cell_in(widths: dict[str, int], column: str, value: Any) -> str:
 
 
 def _render_plain(
-    payload: Any, columns: Sequence[str] | None, empty: str, short: bool = False
+    payload: Any,
+    columns: Sequence[str] | None,
+    empty: str,
+    short: bool = False,
+    title: str | None = None,
 ) -> None:
-    """Tab-separated lines for pipes and files: no box drawing, no colour, no wrapping."""
+    """Tab-separated lines for pipes and files: no box drawing, no colour, no wrapping.
+    A table's title goes to stderr, so stdout holds only rows."""
     out = sys.stdout
+    if title:
+        err_console().print(f"{title}:", highlight=False)
     if isinstance(payload, list):
         if not payload:
             err_console().print(empty, highlight=False)

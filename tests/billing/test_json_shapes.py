@@ -90,8 +90,8 @@ COMMANDS: list[tuple[str, ...]] = [
         "2026-11-01T00:00:00Z",
         "--invoice-now",
     ),  # fmt: skip
-    ("plan", "list"),
-    ("plan", "show", "pro"),
+    ("billing", "plan", "list"),
+    ("billing", "plan", "show", "pro"),
     ("coupon", "list"),
     ("coupon", "show", "half"),
     ("coupon", "show", "fiver"),
@@ -121,7 +121,10 @@ def test_every_money_field_has_the_shape_and_every_time_ends_with_z(
     assert seen > 50
     assert cli.json("coupon", "show", "fiver")["value"] == {"amount": "5.00", "currency": "EUR"}
     assert cli.json("coupon", "show", "half")["value"] == "50"
-    assert cli.json("plan", "show", "pro")["setup_fee"] == {"amount": "0.00", "currency": "EUR"}
+    assert cli.json("billing", "plan", "show", "pro")["setup_fee"] == {
+        "amount": "0.00",
+        "currency": "EUR",
+    }
     csv_text = cli("report", "revenue", "--period", "2026-11", "--months", "3", "-o", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(csv_text)))
     assert [r["month"] for r in rows] == ["2026-09", "2026-10", "2026-11"]

@@ -21,7 +21,7 @@ def test_state_show_and_reset_pull_everything_again_without_duplicates(world, cl
     assert row["last_pass_started_at"].endswith("Z") and row["records_seen"] == 3
     assert row["unfinished"] is False
     table = cli("sync", "state", "show", name)
-    assert table.exit_code == 0 and "2026-01-01T00:00:00.003000Z" in table.stdout
+    assert table.exit_code == 0 and "2026-01-01 00:00:00" in table.stdout  # to the second
     # an incremental run reads from the cursor on: only the newest record
     incremental = world.run(name).counts
     assert (incremental["fetched"], incremental["unchanged"]) == (1, 1)

@@ -32,7 +32,8 @@ SKIP: list[tuple[str, str]] = [
     (r"> /etc/", "writes into /etc"),
     (r"^mno secret set \w+\s*$", "prompts for the value"),
     (
-        r"^mno (connector (test|discover|auth)|sync|record history|connection (add|pause|resume|remove))",
+        r"^mno (connector (test|discover|auth)|sync|record history"
+        r"|connection (add|pause|resume|remove))",
         "needs the connector's API running",
     ),
     (r"^mno webhook test ", "sends to the example receiver, which does not exist"),

@@ -234,22 +234,30 @@ def status(e: WebhookEndpoint) -> str:
 
 
 def last_failures(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The last failed attempt's reason per endpoint, e.g. ``HTTP 500 at 2026-11-02T…Z``."""
+    """The last failed attempt's reason per endpoint, e.g. ``HTTP 500 at 2026-11-02T…Z``,
+    in one query for every endpoint listed."""
+    if not ids:
+        return {}
     t = table_of(WebhookDelivery)
+    failed = sa.and_(t.c.target_id.in_(ids), t.c.last_status == "failed")
+    newest = (
+        sa.select(t.c.target_id, sa.func.max(t.c.updated_at).label("at"))
+        .where(failed)
+        .group_by(t.c.target_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(t.c.target_id, t.c.last_code, t.c.last_error, t.c.updated_at)
+        .join(newest, sa.and_(t.c.target_id == newest.c.target_id, t.c.updated_at == newest.c.at))
+        .where(failed)
+    )
     out: dict[uuid.UUID, str] = {}
-    for endpoint_id in ids:
-        row = session.execute(
-            sa.select(t.c.last_code, t.c.last_error, t.c.updated_at)
-            .where(t.c.target_id == endpoint_id, t.c.last_status == "failed")
-            .order_by(t.c.updated_at.desc())
-            .limit(1)
-        ).first()
-        if row is not None:
-            what = f"HTTP {row.last_code}" if row.last_code else (row.last_error or "failed")
-            if row.last_code and row.last_error:
-                what = f"{what}: {row.last_error}"
-            when = row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-            out[endpoint_id] = f"{what[:200]} at {when}"
+    for row in rows:
+        what = f"HTTP {row.last_code}" if row.last_code else (row.last_error or "failed")
+        if row.last_code and row.last_error:
+            what = f"{what}: {row.last_error}"
+        when = row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        out[row.target_id] = f"{what[:200]} at {when}"
     return out
 
 

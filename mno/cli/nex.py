@@ -47,6 +47,7 @@ HOST_COLUMNS = [
     "memory_used",
     "memory_free",
     "labels",
+    "namespace",
     "error",
 ]
 Name = Annotated[str, typer.Argument(help="Instance name (or id).")]

@@ -1,20 +1,27 @@
 """The container an instance runs as: its name, labels, volume, network and spec.
 
-Names are deterministic (``mno-<name>-<deploy>``, ``mno-<name>-<id8>-data``,
-``mno-tenant-<key>`` for a silo tenant's network), so a pass that crashed finds its work
-again by looking names up. ``Options`` holds the provisioner's settings for running
+Names are deterministic and carry the store's namespace (``mno-<ns>-<name>-<deploy>``,
+``mno-<ns>-<name>-<id8>-data``, ``mno-<ns>-tenant-<key>`` for a silo tenant's network,
+see ``mno.nex.namespace``), so a pass that crashed finds its work again by looking names
+up, and two stores on one engine never pick the same name. Labels carry the namespace
+and the instance id; a container found under an instance's name is reused only when both
+match (``runtime_docker.Runtime.create``). ``Options`` holds the provisioner's settings for running
 containers (health checks, timeouts, restart policy, default pids limit).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mno import platform, secrets
-from mno.nex import runtime_docker
+from mno.nex import namespace, runtime_docker
 from mno.nex.runtime_docker import ContainerSpec
 from mno.settings import parse_duration
+from mno.store import leases
+from mno.store.db import session_scope
 from mno.tenancy.apps import memory_bytes
 
 if TYPE_CHECKING:
@@ -47,18 +54,35 @@ class Options:
         return opts
 
 
+def _prefix(snap: Snapshot) -> str:
+    return f"mno-{snap.namespace}-" if snap.namespace else "mno-"
+
+
 def container_name(snap: Snapshot, deploy: int) -> str:
-    return f"mno-{snap.name}-{deploy}"
+    return f"{_prefix(snap)}{snap.name}-{deploy}"
 
 
 def volume_name(snap: Snapshot) -> str | None:
+    """The instance's data volume: the one recorded at placement (an instance placed
+    before namespaces keeps its old name), else a new name."""
     if not snap.volume_path:
         return None
-    return snap.volume or f"mno-{snap.name}-{str(snap.id)[:8]}-data"
+    return snap.volume or f"{_prefix(snap)}{snap.name}-{str(snap.id)[:8]}-data"
 
 
 def network_name(snap: Snapshot) -> str | None:
-    return f"mno-tenant-{snap.tenant_key}" if snap.tenant_tier == "silo" else None
+    """A silo tenant's network (the one recorded at placement, else a new name)."""
+    if snap.tenant_tier != "silo":
+        return None
+    return snap.network or f"{_prefix(snap)}tenant-{snap.tenant_key}"
+
+
+def base_labels(snap: Snapshot) -> dict[str, str]:
+    """The labels every Docker object of the instance's tenant carries."""
+    out = {runtime_docker.MANAGED: "true", "mno.tenant": snap.tenant_key}
+    if snap.namespace:
+        out[namespace.LABEL] = snap.namespace
+    return out
 
 
 def labels(snap: Snapshot, deploy: int, apps_domain: str | None = None) -> dict[str, str]:
@@ -66,9 +90,8 @@ def labels(snap: Snapshot, deploy: int, apps_domain: str | None = None) -> dict[
     names = [snap.url.split("://", 1)[-1].split("/", 1)[0], *snap.domains]
     rule = " || ".join(f"Host(`{n}`)" for n in names)
     out = {
-        runtime_docker.MANAGED: "true",
+        **base_labels(snap),
         "mno.instance": str(snap.id),
-        "mno.tenant": snap.tenant_key,
         "mno.app": snap.app_code,
         "mno.deploy": str(deploy),
         "traefik.enable": "true",
@@ -116,12 +139,23 @@ def endpoint(host: platform.HostConfig, port: int | None) -> str | None:
     return f"http://{address}:{port}"
 
 
-def prepare(snap: Snapshot, rt: Runtime) -> None:
-    """Create the tenant network and the instance's volume when they are missing."""
-    base = {runtime_docker.MANAGED: "true", "mno.tenant": snap.tenant_key}
+def prepare(snap: Snapshot, rt: Runtime, db_url: str | None = None) -> str | None:
+    """Create the tenant network and the instance's volume when they are missing; the
+    network's id (None without one). The network is created under the tenant's lock,
+    held in the store, so provisioners of several processes create it once."""
+    base = base_labels(snap)
     network = network_name(snap)
+    network_id = None
     if network:
-        rt.ensure_network(network, base)
+
+        @contextmanager
+        def tenant_lock() -> Iterator[None]:
+            with session_scope(db_url) as s:  # SQLite: its writers are serialised already
+                leases.advisory_lock(s, f"mno.nex.network:{snap.namespace}:{snap.tenant_key}")
+                yield
+
+        network_id = rt.ensure_network(network, base, guard=tenant_lock)
     volume = volume_name(snap)
     if volume:
         rt.ensure_volume(volume, base | {"mno.instance": str(snap.id)})
+    return network_id

@@ -4,7 +4,11 @@
 instances the store expects there. An instance that should run and whose container was
 removed or stopped is marked for repair (the provisioner recreates or restarts it); a
 stopped instance whose container vanished or runs again is only reported. ``orphans()``
-lists labelled containers that no live instance owns.
+lists labelled containers of this store that no live instance owns.
+
+Only the store's own containers count: labelled with its namespace and one of its
+instance ids (``mno.nex.namespace``). Another store's containers on the same engine are
+neither repaired nor listed as orphans.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mno import clock, platform
-from mno.nex import hosts, runtime_docker
+from mno.nex import hosts, namespace, runtime_docker
 from mno.nex.runtime_docker import HostDown
 from mno.store import audit, outbox
 from mno.store.db import session_scope
@@ -51,6 +55,7 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
             )
         ).all()
         known = hosts.configured(platform.load(), s)
+        ns = namespace.get(s)
     by_host: dict[str, list[Any]] = {}
     for row in rows:
         by_host.setdefault(str(row[2]), []).append(row)
@@ -69,6 +74,8 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
         notes: list[tuple[uuid.UUID, str]] = []
         for iid, name, _, cid, desired in expected:
             c = containers.get(cid) if cid else None
+            if c is not None and not namespace.owns(ns, str(iid), c.labels):
+                c = None
             if desired == "running":
                 if c is None:
                     repairs.append((iid, "container removed outside mno; recreated"))
@@ -127,8 +134,11 @@ def _mark_drift(
 
 
 def orphans(config: platform.PlatformConfig | None = None) -> list[dict[str, Any]]:
-    """Labelled containers no live instance owns (unknown, terminated, or a stale deploy)."""
+    """This store's labelled containers no live instance owns (unknown, terminated, or a
+    stale deploy). A container without a namespace label (made before namespaces) is
+    listed only when its instance id is one of this store's."""
     with session_scope(write=False) as s:
+        ns = namespace.get(s)
         known = {
             str(i): (cid, work, status)
             for i, cid, work, status in s.exec(
@@ -145,6 +155,9 @@ def orphans(config: platform.PlatformConfig | None = None) -> list[dict[str, Any
         for c in containers:
             iid = c.labels.get("mno.instance", "")
             entry = known.get(iid)
+            theirs = c.labels.get(namespace.LABEL)
+            if theirs != ns and (theirs is not None or entry is None):
+                continue  # another store's (or unknown to this one's)
             if entry is None:
                 why = "no instance has this id"
             elif entry[2] == "terminated":

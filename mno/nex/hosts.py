@@ -4,9 +4,18 @@ Hosts come from two places: the ``hosts`` of the platform YAML (read by each pro
 from its own file) and the hosts kept in the store (``mno host add`` or ``DockerHost``
 documents applied by GitOps), which every agent sharing the store sees at once. A name
 may be in only one of them. With no host anywhere, Nex uses the local engine
-(``DOCKER_HOST`` or the default unix socket) under the name ``local``. Placement picks
-the reachable host with the most free memory whose labels satisfy the app's labels,
-skipping hosts at their instance limit.
+(``DOCKER_HOST`` or the default unix socket) under the name ``local``.
+
+No host change orphans a placed instance: adding the first host to the store while
+``local`` is the implicit host keeps the local engine as a stored host named ``local``
+(removable like any other); a platform YAML that stops listing ``local`` keeps it as a
+host for the instances still placed there (new ones are not placed on it); removing a
+host that still has live instances is refused. One engine is one host: adding a host
+whose engine (``docker info`` ID) is already a host is refused, so its capacity is not
+counted twice.
+
+Placement picks the reachable host with the most free memory whose labels satisfy the
+app's labels, skipping hosts at their instance limit.
 """
 
 from __future__ import annotations
@@ -49,10 +58,31 @@ def configured(
     if session is not None:
         listed = {h.name for h in hosts}
         hosts += [h for h in stored(session) if h.name not in listed]
-    if hosts:
-        return hosts
+    if not hosts:
+        return [implicit_local()]
+    if session is not None and LOCAL not in {h.name for h in hosts} and _placed_on_local(session):
+        hosts.append(implicit_local())  # kept for the instances still placed there
+    return hosts
+
+
+def implicit_local() -> HostConfig:
+    """The local engine as Nex uses it when no host is declared."""
     base_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    return [platform.HostConfig(name=LOCAL, base_url=base_url)]
+    return platform.HostConfig(name=LOCAL, base_url=base_url)
+
+
+def _placed_on_local(session: Session) -> bool:
+    query = (
+        select(Instance.id)
+        .where(Instance.host == LOCAL, col(Instance.live_name).is_not(None))
+        .limit(1)
+    )
+    return session.exec(query).first() is not None
+
+
+def _declared(config: platform.PlatformConfig, session: Session) -> set[str]:
+    """The names of the hosts the YAML or the store declare (not the implicit one)."""
+    return {h.name for h in config.hosts} | {h.name for h in stored(session)}
 
 
 def find(name: str, candidates: list[HostConfig]) -> HostConfig:
@@ -131,21 +161,75 @@ def add(
     if unknown:
         raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
     host = check(name, fields)
-    if name in {h.name for h in (config or platform.load()).hosts}:
+    config = config or platform.load()
+    if name in {h.name for h in config.hosts}:
         raise Conflict(
             f"host {name} is listed in the platform YAML", "keep each host in one place only"
         )
     if session.exec(select(DockerHost).where(DockerHost.name == name)).first() is not None:
         raise Conflict(f"host {name} already exists")
+    others = [h for h in configured(config, session) if h.name != name]
+    implicit = name != LOCAL and not _declared(config, session)
+    try:
+        same_engine(host, others)
+    except Conflict:
+        if implicit and not _placed_on_local(session):
+            return _insert(session, host)  # names the implicit local engine: nothing to keep
+        raise
+    if implicit:
+        _keep_local(session)  # local was the implicit host: it stays one
+    return _insert(session, host)
+
+
+def _keep_local(session: Session) -> None:
+    """Keep the implicit local host in the store as a real host."""
+    _insert(session, implicit_local(), note="kept as a host when others were declared")
+
+
+def _insert(session: Session, host: HostConfig, note: str | None = None) -> HostConfig:
+    name = host.name
     row = DockerHost(**host.model_dump())
     session.add(row)
     session.flush()
     after = _snapshot(row)
     audit.record(
-        session, "host.create", target_type="host", target_id=row.id, target=name, after=after
+        session,
+        "host.create",
+        target_type="host",
+        target_id=row.id,
+        target=name,
+        after=after | ({"note": note} if note else {}),
     )
     outbox.emit(session, "host.created", after)
     return host
+
+
+def engine_ids(hosts: list[HostConfig]) -> dict[str, str]:
+    """Each reachable host's engine id (``docker info`` ID), asked in parallel."""
+
+    def one(host: HostConfig) -> tuple[str, str | None]:
+        try:
+            return host.name, runtime_docker.runtime(host).engine_id() or None
+        except (runtime_docker.HostDown, runtime_docker.DockerFailure):
+            return host.name, None
+
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(min(8, len(hosts))) as pool:
+        return {name: eid for name, eid in pool.map(one, hosts) if eid}
+
+
+def same_engine(host: HostConfig, others: list[HostConfig]) -> None:
+    """``Conflict`` when ``host`` reaches the engine of one of ``others`` (another URL of
+    one engine would count its capacity twice). An unreachable host is not checked."""
+    ids = engine_ids([host, *others])
+    mine = ids.pop(host.name, None)
+    for other, eid in ids.items():
+        if mine and eid == mine:
+            raise Conflict(
+                f"host {host.name} is the Docker engine of host {other} (engine id {mine[:12]})",
+                f"one engine is one host: change host {other} instead",
+            )
 
 
 def update(session: Session, name: str, **fields: Any) -> HostConfig:
@@ -153,9 +237,13 @@ def update(session: Session, name: str, **fields: Any) -> HostConfig:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise BadInput(f"unknown host field(s): {', '.join(sorted(unknown))}")
+    if name == LOCAL and name not in _declared(platform.load(), session):
+        _keep_local(session)  # the implicit local host is changed as a stored one
     row = _row(session, name)
     before = _snapshot(row)
     host = check(name, {k: v for k, v in before.items() if k != "name"} | fields)
+    if host.base_url != before["base_url"]:
+        same_engine(host, [h for h in configured(None, session) if h.name != name])
     for key in FIELDS:
         setattr(row, key, getattr(host, key))
     after = _snapshot(row)
@@ -192,7 +280,7 @@ def remove(session: Session, name: str) -> None:
         shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
         raise Conflict(
             f"host {name} still has {len(live)} live instance(s): {shown}",
-            "terminate them first",
+            "terminate them first (`mno instance terminate NAME`)",
         )
     before = _snapshot(row)
     session.delete(row)
@@ -288,13 +376,18 @@ def place(
     transaction-scoped advisory lock so concurrent placements see each other's choices
     (SQLite writers are serialised already)."""
     leases.advisory_lock(session, "mno.nex.placement")
+    config = config or platform.load()
     hosts = configured(config, session)
+    declared = _declared(config, session)
     used = usage(session)
     best: tuple[int, int, HostConfig] | None = None
     reasons = []
     for index, host in enumerate(hosts):
         if host.name not in reachable:
             reasons.append(f"{host.name}: unreachable")
+            continue
+        if declared and host.name not in declared:
+            reasons.append(f"{host.name}: no longer declared, kept for its instances")
             continue
         if not fits(host, app.labels):
             reasons.append(f"{host.name}: labels do not match {app.labels}")
@@ -321,12 +414,15 @@ def host_rows(
 ) -> list[dict[str, Any]]:
     """What ``mno host list`` shows: where each host is declared, reachability, version,
     instances, used/free memory."""
+    from mno.nex import namespace
+
     config = config or platform.load()
     hosts = configured(config, session)
     listed = {h.name for h in config.hosts}
     kept = {h.name for h in stored(session)}
     probes = probe(hosts)
     used = usage(session)
+    ns = namespace.get(session)
     rows = []
     for host in hosts:
         p = probes[host.name]
@@ -347,6 +443,7 @@ def host_rows(
                 "memory_capacity": cap,
                 "memory_free": (cap - taken["memory"]) if cap is not None else None,
                 "labels": dict(host.labels),
+                "namespace": ns,
                 "error": p.error,
             }
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from mno import clock, platform
 from mno.errors import MnoError
-from mno.nex import backups, hosts, provisioning, runtime_docker
+from mno.nex import backups, hosts, namespace, provisioning, runtime_docker
 from mno.nex.containers import Options, endpoint, network_name, prepare, spec, volume_name
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
@@ -103,6 +103,8 @@ def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_s
     host = place(snap, owner, db_url, status="provisioning") if placed_now else host_of(snap)
     rt = runtime_docker.runtime(host)
     current = rt.inspect(snap.container_id, snap.port) if snap.container_id else None
+    if current is not None and not namespace.owns(snap.namespace, str(snap.id), current.labels):
+        current = None  # not this instance's container: never touched, a new one is made
     if snap.action == "update" and current is not None and current.status == "running":
         _roll(snap, host, rt, current, owner, opts, db_url, should_stop)
         return
@@ -186,7 +188,7 @@ def _deploy(
     db_url: str | None,
     should_stop: Any,
 ) -> None:
-    prepare(snap, rt)
+    prepare(snap, rt, db_url)
     container_spec = spec(snap, host, deploy, opts)
     state = rt.run(container_spec)
     snap.pending = {
@@ -281,8 +283,8 @@ def _terminate(snap: Snapshot, owner: str, opts: Options, db_url: str | None) ->
         volume = volume_name(snap)
         if snap.backup_on_terminate and volume:
             backups.final_backup(rt, snap)
-        for c in rt.list_managed():
-            if c.labels.get("mno.instance") == str(snap.id):
+        for c in rt.list_managed(instance=str(snap.id)):
+            if namespace.owns(snap.namespace, str(snap.id), c.labels):
                 rt.remove(c.id)
         if volume and (snap.purge_data or snap.backup_on_terminate):
             rt.remove_volume(volume)

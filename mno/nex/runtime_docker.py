@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from mno.platform import HostConfig
 
 MANAGED = "mno.managed"
+NAMESPACE = "mno.namespace"  # see mno.nex.namespace
 POLL_S = 0.1
 
 
@@ -37,6 +39,10 @@ class HostDown(Unavailable):
 
 class DockerFailure(MnoError):
     """The Docker engine refused or failed a request."""
+
+
+class NameClash(DockerFailure):
+    """A container with the name exists and belongs to another store or to nobody."""
 
 
 class Unhealthy(MnoError):
@@ -239,17 +245,82 @@ class Runtime:
 
     # -- networks and volumes --------------------------------------------------------
 
-    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+    def engine_id(self) -> str:
+        """The engine's own id (``docker info``): the same engine reached through two
+        URLs answers with one id."""
+        return str(self.call(lambda: self.client.info()).get("ID") or "")
+
+    def networks(self, name: str) -> list[dict[str, Any]]:
+        """The networks called exactly ``name`` (Docker allows several), oldest first."""
+        rows = self.call(self.client.api.networks, filters={"name": name})
+        return sorted(
+            (r for r in rows if r.get("Name") == name), key=lambda r: str(r.get("Created"))
+        )
+
+    def ensure_network(
+        self,
+        name: str,
+        labels: dict[str, str],
+        *,
+        lock: str | None = None,
+        guard: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> str:
+        """The id of the bridge network ``name`` whose labels match ``labels``, created
+        when missing. Creation runs under a lock (``lock`` names it within this process,
+        ``guard`` adds one shared with other processes), so concurrent passes create one
+        network; duplicates left by an earlier race are merged into the oldest one.
+        A network of that name with other labels is not ours: ``DockerFailure``."""
+        found = self.networks(name)
+        if len(found) == 1 and _ours(found[0], labels):
+            return str(found[0]["Id"])
+        with _named_lock(f"{self.base_url}|{lock or name}"), guard() if guard else nullcontext():
+            found = self.networks(name)
+            foreign = [n for n in found if not _ours(n, labels)]
+            if foreign:
+                raise DockerFailure(
+                    f"host {self.name}: network {name} exists and is not this platform's "
+                    f"(labels {_shown(foreign[0].get('Labels'))})",
+                    "rename or remove that network",
+                )
+            if not found:
+                try:
+                    made = self.call(
+                        self.client.api.create_network,
+                        name,
+                        driver="bridge",
+                        labels=labels,
+                        check_duplicate=True,
+                    )
+                except DockerFailure as exc:
+                    if "already exists" not in str(exc):
+                        raise
+                    found = self.networks(name)
+                else:
+                    return str(made["Id"])
+            keep, *extra = found
+            for dup in extra:
+                self._merge_network(dup["Id"], keep["Id"])
+            return str(keep["Id"])
+
+    def _merge_network(self, dup: str, keep: str) -> None:
+        """Move the containers of a duplicate network to ``keep``, then remove it."""
         import docker
 
         try:
-            self.call(self.client.api.inspect_network, name)
+            attrs = self.call(self.client.api.inspect_network, dup)
         except docker.errors.NotFound:
+            return
+        for cid in attrs.get("Containers") or {}:
             try:
-                self.call(self.client.api.create_network, name, driver="bridge", labels=labels)
+                self.call(self.client.api.connect_container_to_network, cid, keep)
             except DockerFailure as exc:
                 if "already exists" not in str(exc):
                     raise
+            self.call(self.client.api.disconnect_container_from_network, cid, dup, force=True)
+        try:
+            self.call(self.client.api.remove_network, dup)
+        except docker.errors.NotFound:
+            pass
 
     def remove_network(self, name: str) -> bool:
         import docker
@@ -314,6 +385,13 @@ class Runtime:
         current = self.inspect(spec.name, spec.port)
         if current is None:
             raise DockerFailure(f"container {spec.name} exists but cannot be inspected")
+        if not _same_owner(spec.labels, current.labels):
+            raise NameClash(
+                f"host {self.name}: container {spec.name} exists and is not this instance's "
+                f"(namespace {current.labels.get(NAMESPACE) or 'none'}, instance "
+                f"{current.labels.get('mno.instance') or 'none'}); it was left alone",
+                "remove or rename that container, or give the instance another name",
+            )
         return current.id
 
     def start(self, ref: str) -> None:
@@ -390,9 +468,11 @@ class Runtime:
             return ""  # the message goes without the output
         return f"; last output: {out[-300:]}" if out else ""
 
-    def list_managed(self) -> list[ContainerState]:
-        """Every container (running or not) labelled ``mno.managed=true``."""
-        rows = self.call(self.client.api.containers, all=True, filters={"label": f"{MANAGED}=true"})
+    def list_managed(self, **match: str) -> list[ContainerState]:
+        """Every container (running or not) labelled ``mno.managed=true`` and, for each
+        ``match`` item, ``mno.<key>=<value>`` (e.g. ``instance=…``, ``namespace=…``)."""
+        labels = [f"{MANAGED}=true", *(f"mno.{k}={v}" for k, v in match.items())]
+        rows = self.call(self.client.api.containers, all=True, filters={"label": labels})
         out = []
         for row in rows:
             out.append(
@@ -420,6 +500,38 @@ class Runtime:
     def put_archive(self, ref: str, path: str, data: bytes) -> None:
         if not self.call(self.client.api.put_archive, ref, path, data):
             raise DockerFailure(f"could not write the archive into {ref[:12]}:{path}")
+
+
+def _same_owner(wanted: dict[str, str], found: dict[str, str]) -> bool:
+    """Whether a container labelled ``found`` is the one a spec labelled ``wanted`` would
+    create: the same instance, and the same namespace (or none: made before namespaces
+    existed; the instance id alone is the store's own then)."""
+    if found.get("mno.instance") != wanted.get("mno.instance"):
+        return False
+    return found.get(NAMESPACE) in (None, wanted.get(NAMESPACE))
+
+
+def _ours(network: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a network is the one ``labels`` describe (one made before namespaces
+    existed matches without the namespace label)."""
+    found = network.get("Labels") or {}
+    return all(found.get(k) == v for k, v in labels.items() if k != NAMESPACE) and found.get(
+        NAMESPACE
+    ) in (None, labels.get(NAMESPACE))
+
+
+def _shown(labels: dict[str, str] | None) -> str:
+    mno = {k: v for k, v in (labels or {}).items() if k.startswith("mno.")}
+    return ", ".join(f"{k}={v}" for k, v in sorted(mno.items())) or "none of mno's"
+
+
+_named_locks: dict[str, threading.Lock] = {}
+_named_locks_guard = threading.Lock()
+
+
+def _named_lock(name: str) -> threading.Lock:
+    with _named_locks_guard:
+        return _named_locks.setdefault(name, threading.Lock())
 
 
 def _create_kwargs(spec: ContainerSpec) -> dict[str, Any]:

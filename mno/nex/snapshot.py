@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mno import platform
-from mno.nex import hosts, instances
+from mno.nex import hosts, instances, namespace
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
 from mno.store.models.tenancy import App, Tenant
@@ -55,6 +55,8 @@ class Snapshot:
     pending: dict[str, Any] = field(default_factory=dict)
     # the Docker hosts known when the snapshot was read (platform YAML and store)
     hosts: list[platform.HostConfig] = field(default_factory=list)
+    # the store's namespace (mno.nex.namespace); empty only in snapshots made by hand
+    namespace: str = ""
 
 
 def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
@@ -96,6 +98,7 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             started_at=inst.started_at,
             domains=instances.domains_of(s, inst),
             hosts=hosts.configured(platform.load(), s),
+            namespace=namespace.get(s),
         )
 
 

@@ -160,7 +160,7 @@ class Nex:
                     v.remove(force=True)
                 except Exception:
                     pass
-            for n in self.client.networks.list(names=[f"mno-tenant-{key}"]):
+            for n in self.client.networks.list(filters={"label": f"mno.tenant={key}"}):
                 try:
                     n.remove()
                 except Exception:

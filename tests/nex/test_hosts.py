@@ -106,10 +106,22 @@ def test_orphans_lists_labelled_containers_nobody_owns(nex: Nex, cli: Any) -> No
     nex.app()
     name = nex.create(tenant, "web")
     nex.tick()
+    namespace = cli.json("host", "list")[0]["namespace"]
     stray = nex.client.containers.create(
         "mno-test/web:1",
-        labels={"mno.managed": "true", "mno.instance": "nope", "mno.tenant": tenant},
+        labels={
+            "mno.managed": "true",
+            "mno.namespace": namespace,
+            "mno.instance": "nope",
+            "mno.tenant": tenant,
+        },
     )
+    # another store's container, and one unknown to this store made before namespaces
+    for labels in ({"mno.namespace": "other"}, {}):
+        nex.client.containers.create(
+            "mno-test/web:1",
+            labels={"mno.managed": "true", "mno.instance": "nope", "mno.tenant": tenant} | labels,
+        )
     # (the engine may hold other stores' containers: look at this test's tenant only)
     rows = [r for r in cli.json("instance", "orphans") if r["tenant"] == tenant]
     assert [r["container"] for r in rows] == [stray.id[:12]]
@@ -122,14 +134,13 @@ def test_hosts_kept_in_the_store_are_placed_on_with_the_yaml_hosts(
 ) -> None:
     """A DockerHost document applied to the store is a placement target at once, next to
     the hosts of the platform YAML; an Instance document is run there by the provisioner;
-    a host with live instances cannot be removed."""
+    a host with live instances cannot be removed. (The YAML's host is down: the one
+    engine may be only one host.)"""
     from mno.errors import Conflict
     from mno.gitops.apply import apply_path
     from mno.store.db import session_scope
 
-    nex.configure(
-        f"apps_domain: apps.test\nhosts:\n  - {{name: alpha, base_url: 'unix://{SOCKET}'}}\n"
-    )
+    nex.configure("apps_domain: apps.test\nhosts:\n  - {name: alpha, base_url: 'tcp://127.0.0.1:9'}\n")
     docs = tmp_path / "hosts.yaml"
     docs.write_text(
         "kind: DockerHost\nmetadata: {name: beta}\n"

@@ -40,16 +40,17 @@ def test_docker_mode_provisions_a_silo_tenant_then_offboards_it(nex: Nex, cli: A
     assert _tenant_status(nex.url, key)[0] == "active"
     name = f"web-{key}"
     view = nex.get(name)
-    assert view["status"] == "running" and view["network"] == f"mno-tenant-{key}"
+    namespace = cli.json("host", "list")[0]["namespace"]
+    assert view["status"] == "running" and view["network"] == f"mno-{namespace}-tenant-{key}"
     (container,) = nex.containers(name)
-    assert f"mno-tenant-{key}" in container.attrs["NetworkSettings"]["Networks"]
+    assert view["network"] in container.attrs["NetworkSettings"]["Networks"]
     container.exec_run(["sh", "-c", "echo final > /www/data/last.txt"])
 
     off = cli.json("tenant", "offboard", key, "--yes")
     assert off["status"] == "offboarding"
     nex.tick()
     assert _tenant_status(nex.url, key)[0] == "offboarded"
-    assert nex.client.networks.list(names=[f"mno-tenant-{key}"]) == []
+    assert nex.client.networks.list(filters={"label": f"mno.tenant={key}"}) == []
     left = nex.client.containers.list(all=True, filters={"label": f"mno.instance={view['id']}"})
     assert left == []
     backups = list((nex.home / "backups").glob(f"{name}-*.tar"))

@@ -105,3 +105,13 @@ class DockerHost(Base, table=True):
     max_instances: int | None = Field(default=None)
     labels: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     timeout: int = Field(default=30)
+
+
+class NexSetting(Base, table=True):
+    """Nex settings every process sharing the store reads, one row per key: the platform
+    ``namespace`` that Docker names and labels carry (``mno.nex.namespace``)."""
+
+    __tablename__ = "nex_setting"
+
+    key: str = Field(max_length=63, unique=True, index=True)
+    value: str = Field(max_length=500)

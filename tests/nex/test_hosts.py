@@ -140,7 +140,9 @@ def test_hosts_kept_in_the_store_are_placed_on_with_the_yaml_hosts(
     from mno.gitops.apply import apply_path
     from mno.store.db import session_scope
 
-    nex.configure("apps_domain: apps.test\nhosts:\n  - {name: alpha, base_url: 'tcp://127.0.0.1:9'}\n")
+    nex.configure(
+        "apps_domain: apps.test\nhosts:\n  - {name: alpha, base_url: 'tcp://127.0.0.1:9'}\n"
+    )
     docs = tmp_path / "hosts.yaml"
     docs.write_text(
         "kind: DockerHost\nmetadata: {name: beta}\n"

@@ -81,15 +81,16 @@ def test_two_stores_on_one_engine_leave_each_others_containers_alone(
             assert get_page(view["endpoint"])[0] == 200
         recorded = {store.get(n)["container_id"] for n in names}
         assert recorded == mine
-    # each store's namespace is in the names and labels of its own containers only
-    namespaces = set()
-    for store, ids in ((nex, a_ids), (other, b_ids)):
+    # each store's namespace is in the names and labels of its own containers
+    namespaces = []
+    for ids in (a_ids, b_ids):
+        found = set()
         for iid in ids.values():
             (c,) = nex.client.containers.list(all=True, filters={"label": f"mno.instance={iid}"})
-            ns = c.labels["mno.namespace"]
-            assert c.name.startswith(f"mno-{ns}-")
-            namespaces.add(ns)
-    assert len(namespaces) == 2
+            found.add(c.labels["mno.namespace"])
+            assert c.name.startswith(f"mno-{c.labels['mno.namespace']}-")
+        namespaces.append(found)
+    assert len(namespaces[0]) == len(namespaces[1]) == 1 and namespaces[0] != namespaces[1]
 
 
 @pytest.mark.parametrize("foreign", ["unlabelled", "other-namespace"])

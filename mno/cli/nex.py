@@ -64,7 +64,8 @@ def host_list(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Each host's reachability, Docker version, instances and used/free capacity."""
+    """Each host's reachability, Docker version, instances and used/free capacity, and the
+    store's namespace (the prefix and mno.namespace label of its Docker objects)."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 
@@ -127,7 +128,10 @@ def host_add(
     timeout: HostTimeoutOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Keep a Docker host in the store; every agent sharing the store may place on it."""
+    """Keep a Docker host in the store; every agent sharing the store may place on it.
+
+    Refused when its engine (docker info ID) is already a host. Adding the first host
+    keeps the implicit local host as a stored host named local."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 
@@ -148,7 +152,8 @@ def host_update(
     timeout: HostTimeoutOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Change a stored host's settings (--label replaces the labels)."""
+    """Change a stored host's settings (--label replaces the labels; a --base-url that
+    reaches another host's engine is refused)."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 

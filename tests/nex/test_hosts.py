@@ -171,3 +171,74 @@ def test_hosts_kept_in_the_store_are_placed_on_with_the_yaml_hosts(
     with pytest.raises(Conflict, match=f"host beta still has 1 live instance\\(s\\): {name}"):
         with session_scope(nex.url) as s:
             apply_path(s, docs, source="hosts", prune=True, allow_empty=True)
+
+
+def test_adding_a_host_keeps_the_implicit_local_host_and_its_instances(nex: Nex, cli: Any) -> None:
+    """With no host declared, instances run on the implicit ``local`` host. Adding a host
+    to the store keeps ``local`` as a stored host: its instance stays known, drift repair
+    still reaches it, and ``local`` cannot be removed while the instance lives."""
+    tenant = nex.tenant()
+    nex.app(volume=False)
+    name = nex.create(tenant, "web")
+    nex.tick()
+    assert (nex.get(name)["host"], nex.get(name)["status"]) == ("local", "running")
+
+    out = cli.json("host", "add", "far", "--base-url", "tcp://127.0.0.1:9")
+    assert out["name"] == "far"
+    rows = {r["name"]: r for r in cli.json("host", "list")}
+    assert set(rows) == {"local", "far"}
+    assert (rows["local"]["source"], rows["local"]["instances"]) == ("store", 1)
+    assert rows["local"]["namespace"] == rows["far"]["namespace"]
+
+    # the container is removed outside mno: the provisioner still finds the host and
+    # repairs the instance there
+    (container,) = nex.containers(name)
+    container.remove(force=True)
+    nex.tick()
+    view = nex.get(name)
+    assert (view["host"], view["status"]) == ("local", "running"), view
+    assert view["container_id"] != container.id
+    assert get_page(view["endpoint"])[0] == 200
+
+    refused = cli("host", "remove", "local", "--yes")
+    assert refused.exit_code == 1
+    assert f"host local still has 1 live instance(s): {name}" in refused.stderr
+    assert "mno instance terminate" in refused.stderr
+
+
+def test_a_yaml_that_stops_listing_local_keeps_it_for_its_instances(nex: Nex, cli: Any) -> None:
+    tenant = nex.tenant()
+    nex.app(volume=False, multi_instantiable=True)
+    name = nex.create(tenant, "web")
+    nex.tick()
+    nex.configure(
+        "apps_domain: apps.test\nhosts:\n  - {name: far, base_url: 'tcp://127.0.0.1:9'}\n"
+    )
+    rows = {r["name"]: r for r in cli.json("host", "list")}
+    assert set(rows) == {"far", "local"} and rows["local"]["source"] == "default"
+    (container,) = nex.containers(name)
+    container.stop(timeout=1)
+    nex.tick()
+    assert nex.get(name)["status"] == "running"
+    assert nex.client.containers.get(container.id).status == "running"
+    # no new instance is placed on a host kept only for its instances
+    newer = nex.create(tenant, "web")
+    nex.tick()
+    assert nex.get(newer)["host"] is None
+
+
+def test_one_engine_is_one_host(nex: Nex, cli: Any, tcp_engine: int) -> None:
+    """The local engine added under a name, then again through its socket and through a
+    TCP forwarder: the engine's id gives both away, and both are refused."""
+    first = cli("host", "add", "main", "--base-url", f"unix://{SOCKET}")
+    assert first.exit_code == 0, first.stderr
+    for url in (f"unix://{SOCKET}", f"tcp://127.0.0.1:{tcp_engine}"):
+        again = cli("host", "add", "twin", "--base-url", url)
+        assert again.exit_code == 1, again.stdout
+        assert "host twin is the Docker engine of host main" in again.stderr
+        assert len(again.stderr.strip().splitlines()) <= 2  # the error and its hint
+    assert [r["name"] for r in cli.json("host", "list")] == ["main"]
+    # moving a host onto an engine that is a host already is refused too
+    cli("host", "add", "far", "--base-url", "tcp://127.0.0.1:9")
+    moved = cli("host", "update", "far", "--base-url", f"tcp://127.0.0.1:{tcp_engine}")
+    assert moved.exit_code == 1 and "is the Docker engine of host main" in moved.stderr

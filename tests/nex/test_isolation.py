@@ -163,7 +163,7 @@ def test_concurrent_passes_create_a_tenant_network_once(nex: Nex) -> None:
     def one() -> None:
         gate.wait()
         try:
-            ids.append(containers.prepare(snap, rt, nex.url))
+            ids.append(containers.prepare(snap, rt))
         except BaseException as exc:  # shown by the assertion below
             errors.append(exc)
 

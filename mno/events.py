@@ -34,7 +34,11 @@ CATALOGUE: dict[str, str] = {
     "instance.terminated": "An instance was terminated and its container removed.",
     "instance.drift_detected": "An instance's container was changed outside mno.",
     "instance.backed_up": "A backup of an instance's data volume was written.",
-    "instance.restored": "An instance's data volume was restored from a backup.",
+    "instance.restored": (
+        "An instance's data volume was restored from a backup, on a fresh volume (payload: "
+        "volume, previous_volume: the replaced volume, kept for retention.previous_volumes)."
+    ),
+    "instance.previous_volume_removed": "The data volume a restore replaced was removed.",
     "host.created": "A Docker host was added to the store (payload: its settings).",
     "host.updated": "A stored Docker host's settings changed.",
     "host.deleted": "A stored Docker host was removed.",

@@ -30,6 +30,7 @@ class RetentionConfig(Section):
     ticks: str = "7d"
     sync_runs: str = "90d"  # finished sync runs, with their change rows and conflicts
     sync_pushes: str = "7d"  # sync pushes that reached an end (done, skipped, failed)
+    previous_volumes: str = "7d"  # the data volume a Nex restore replaced
 
 
 class WebhooksConfig(Section):

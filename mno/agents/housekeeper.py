@@ -12,6 +12,8 @@ Each pass:
   their change rows and conflicts, and sync pushes that ended more than
   ``retention.sync_pushes`` ago (default 7d), keeping what rollback and pending pushes
   need (``mno.sync.retention``);
+- removes the data volumes Nex restores replaced once ``retention.previous_volumes`` has
+  passed since the restore (default 7d; ``mno.nex.backups.remove_expired_previous``);
 - takes back expired leases on every work table (any table with ``lease_until``).
 
 Retention comes from the platform YAML (``retention:``); ``options`` in agents.yaml may
@@ -127,6 +129,12 @@ def tick(ctx: TickContext) -> TickResult:
         result.details[name] = total
         result.done += total
 
+    from mno.nex import backups
+
+    volumes = backups.remove_expired_previous(ctx.db_url, ctx.batch_size)
+    result.details["previous_volumes"] = len(volumes)
+    result.done += len(volumes)
+
     taken = 0
     with ctx.session() as s:
         for table in work_tables():
@@ -135,8 +143,8 @@ def tick(ctx: TickContext) -> TickResult:
     if any(result.details.values()):
         ctx.log.info(
             "pruned %(events)s events, %(audit)s audit rows, %(heartbeats)s heartbeats, "
-            "%(ticks)s ticks, %(sync_runs)s sync run rows, %(sync_pushes)s sync pushes; "
-            "took back %(leases)s expired leases",
+            "%(ticks)s ticks, %(sync_runs)s sync run rows, %(sync_pushes)s sync pushes, "
+            "%(previous_volumes)s previous volumes; took back %(leases)s expired leases",
             {
                 k: result.details.get(k, 0)
                 for k in (
@@ -146,6 +154,7 @@ def tick(ctx: TickContext) -> TickResult:
                     "ticks",
                     "sync_runs",
                     "sync_pushes",
+                    "previous_volumes",
                     "leases",
                 )
             },

@@ -448,17 +448,33 @@ def backup(
 @app.command("restore")
 def restore(
     name: Name,
-    file: Annotated[Path, typer.Argument(help="A tar written by `mno instance backup`.")],
+    file: Annotated[
+        Path, typer.Argument(help="A tar written by `mno instance backup`, FILE.sha256 beside it.")
+    ],
+    keep_previous: Annotated[
+        bool,
+        typer.Option(
+            "--keep-previous/--no-keep-previous",
+            help="Keep the replaced volume for retention.previous_volumes (default 7d), or "
+            "remove it once the instance is healthy on the restored data.",
+        ),
+    ] = True,
     yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Replace the instance's data volume with a backup (checksum verified first)."""
+    """Restore the instance's data from a backup onto a fresh volume (verified first).
+
+    The checksum and the whole tar are checked before anything changes; the instance
+    switches to the fresh volume only once healthy on it, else it runs on its previous data
+    again (exit 1)."""
     from mno.nex import backups
 
     confirm(f"replace the data of instance {name} with {file}", yes)
     with spinner(f"restoring {name}"):
-        result = backups.restore(name, file)
-    done(result, f"restored {name} from {file}", output)
+        result = backups.restore(name, file, keep_previous=keep_previous)
+    kept = result["previous_volume"]
+    note = f"; previous volume {kept} kept until {result['previous_volume_until']}" if kept else ""
+    done(result, f"restored {name} from {file} onto volume {result['volume']}{note}", output)
 
 
 @domain_app.command("add")

@@ -85,6 +85,8 @@ class InstanceView:
             "cpus": i.cpus,
             "pids": i.pids,
             "volume": i.volume,
+            "previous_volume": i.previous_volume,
+            "previous_volume_until": audit.jsonable(i.previous_volume_until),
             "network": i.network,
             "started_at": audit.jsonable(i.started_at),
             "stopped_at": audit.jsonable(i.stopped_at),

@@ -74,6 +74,8 @@ def reconcile(
     snap = load(instance_id, db_url)
     if snap is None:
         return
+    if snap.restore_volume and snap.host:
+        _clear_restore(snap, owner, db_url)
     if snap.desired == "terminated":
         if snap.status != "terminated":
             _terminate(snap, owner, opts, db_url)
@@ -96,6 +98,16 @@ def reconcile(
             **snap.pending,
         )
         raise
+
+
+def _clear_restore(snap: Snapshot, owner: str, db_url: str | None) -> None:
+    """A restore died before its swap (its lease expired): the store still names the
+    previous container and volume; remove what the restore left, so that nothing else
+    mounts its volume or takes its container's name (see ``mno.nex.backups``)."""
+    rt = runtime_docker.runtime(host_of(snap))
+    if backups.clear_restore(rt, snap):
+        record(snap.id, owner, restore_volume=None, db_url=db_url)
+        snap.restore_volume = None
 
 
 def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_stop: Any) -> None:
@@ -288,6 +300,8 @@ def _terminate(snap: Snapshot, owner: str, opts: Options, db_url: str | None) ->
                 rt.remove(c.id)
         if volume and (snap.purge_data or snap.backup_on_terminate):
             rt.remove_volume(volume)
+            if snap.previous_volume:  # the data a restore replaced goes too
+                rt.remove_volume(snap.previous_volume)
         network = network_name(snap)
         if network and provisioning.last_on_host(snap, db_url):
             rt.remove_network(network)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mno.errors import MnoError, Unavailable
 
@@ -334,6 +334,20 @@ class Runtime:
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         self.call(self.client.api.create_volume, name, labels=labels)  # idempotent
 
+    def volume_exists(self, name: str) -> bool:
+        import docker
+
+        try:
+            self.call(self.client.api.inspect_volume, name)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    def volume_users(self, name: str) -> list[str]:
+        """The ids of the containers (running or not) that mount the volume."""
+        rows = self.call(self.client.api.containers, all=True, filters={"volume": name})
+        return [str(row["Id"]) for row in rows]
+
     def remove_volume(self, name: str) -> bool:
         import docker
 
@@ -497,7 +511,9 @@ class Runtime:
         stream, _ = self.call(self.client.api.get_archive, ref, path)
         yield from stream
 
-    def put_archive(self, ref: str, path: str, data: bytes) -> None:
+    def put_archive(self, ref: str, path: str, data: bytes | BinaryIO) -> None:
+        """Extract a tar into the container at ``path``. A file object is streamed in
+        blocks (its size sent as the length), so memory stays flat for any size."""
         if not self.call(self.client.api.put_archive, ref, path, data):
             raise DockerFailure(f"could not write the archive into {ref[:12]}:{path}")
 

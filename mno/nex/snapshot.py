@@ -43,6 +43,8 @@ class Snapshot:
     health_path: str | None
     volume_path: str | None
     volume: str | None
+    previous_volume: str | None
+    restore_volume: str | None
     network: str | None
     url: str
     env: dict[str, Any]
@@ -89,6 +91,8 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             health_path=inst.health_path,
             volume_path=inst.volume_path,
             volume=inst.volume,
+            previous_volume=inst.previous_volume,
+            restore_volume=inst.restore_volume,
             network=inst.network,
             url=inst.url,
             env=dict(inst.env or {}),

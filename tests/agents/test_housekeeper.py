@@ -52,6 +52,7 @@ def test_prunes_by_retention(session):
         "ticks": 1,
         "sync_pushes": 0,
         "sync_runs": 0,
+        "previous_volumes": 0,
         "leases": 3,
     }
     with session(write=False) as s:

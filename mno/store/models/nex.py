@@ -46,6 +46,11 @@ class Instance(Base, table=True):
     health_path: str | None = Field(default=None, max_length=200)
     volume_path: str | None = Field(default=None, max_length=200)
     volume: str | None = Field(default=None, max_length=128)
+    # the volume a restore replaced, kept until previous_volume_until (the housekeeper
+    # removes it then), and the fresh volume of a restore in progress (see mno.nex.backups)
+    previous_volume: str | None = Field(default=None, max_length=128)
+    previous_volume_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    restore_volume: str | None = Field(default=None, max_length=128)
     network: str | None = Field(default=None, max_length=128)
     url: str = Field(max_length=300)
     endpoint: str | None = Field(default=None, max_length=300)

@@ -9,6 +9,14 @@ An agent is a module listed in ``mno.agents.registry.AGENTS`` with:
 - ``queue_depth(session) -> tuple[int, int]`` (optional): items due now, items leased.
 - ``SINGLETON = True`` (optional): only one process in the fleet runs it at a time.
 - ``DEFAULT_OPTIONS: dict`` (optional): agent-specific options and their defaults.
+- ``WAKE_ON: tuple[str, ...]`` (optional): wake-up channels (``mno.store.wake``). The
+  runner starts a pass at once when a writer notifies one, and a pass already running
+  sees ``ctx.wake`` set (``work_queue`` then claims the new work in a free slot); the
+  interval stays as the safety net.
+- ``SIDE_JOBS: dict[str, Callable[[TickContext], TickResult]]`` (optional): passes the
+  runner schedules apart from ``tick`` (every ``<name>_interval`` option, else the
+  agent's interval), so that a slow ``tick`` never delays them. ``tick`` skips the jobs
+  named in ``ctx.apart`` and runs the others itself (``mno agents tick`` runs them all).
 
 Most queue agents can write ``tick`` as one call to ``mno.agents.queue.work_queue(ctx,
 Model, handle)``: claim in batches, handle on ``ctx.concurrency`` threads, retry failures
@@ -46,6 +54,16 @@ class TickContext:
     stop_event: threading.Event = field(default_factory=threading.Event)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mno.agents"))
     on_item: Callable[[str, str, float, str | None], None] | None = None
+    wake: threading.Event | None = None  # set when a writer woke the agent mid-pass
+    interval_s: float | None = None  # the agent's interval: a long pass looks again this often
+    apart: frozenset[str] = frozenset()  # side jobs the runner schedules apart from tick
+
+    def woken(self) -> bool:
+        """True (once) when a wake-up arrived since the last call."""
+        if self.wake is None or not self.wake.is_set():
+            return False
+        self.wake.clear()
+        return True
 
     def session(self, write: bool = True) -> AbstractContextManager[Session]:
         return session_scope(self.db_url, write=write)

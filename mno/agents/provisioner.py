@@ -1,6 +1,6 @@
 """The provisioner: reconciles Nex instances' desired and actual state on Docker hosts.
 
-Each tick:
+Each tick (the runner wakes it at once when an instance changes, see ``WAKE_ON``):
 
 1. drift: lists the labelled containers on every host that should hold instances and marks
    instances whose container was removed or stopped outside mno for repair (or reports
@@ -11,16 +11,23 @@ Each tick:
    goes on until nothing is due (at most ``batch_size`` leased at a time). A failure
    marks the instance ``failed`` and retries it with backoff up to ``max_attempts``; an
    unreachable host leaves the instance as it is and retries after ``host_down_retry``.
+   Each instance holds one of ``concurrency`` slots, so a slow pull, start or health
+   wait delays no other instance.
+
+Under ``mno agents run`` the drift scan is a side job on its own schedule
+(``drift_interval``), so a repair is never queued behind a slow reconcile.
 
 Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
 ``health_start_period`` (30s: failed checks while the app boots do not count),
-``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true).
+``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true),
+``drift_interval`` (2s).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,7 @@ from mno.agents.queue import work_queue
 from mno.nex import hosts, reconcile, runtime_docker
 from mno.nex.containers import Options
 from mno.nex.drift import detect_drift
+from mno.nex.instances import WAKE
 from mno.settings import parse_duration
 from mno.store import bulk, leases
 from mno.store.models.nex import Instance
@@ -50,7 +58,9 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "retry_base": "10s",
     "host_down_retry": "30s",
     "drift": True,
+    "drift_interval": "2s",
 }
+WAKE_ON = (WAKE,)  # instances.enqueue and drift repairs wake the provisioner at once
 
 # seconds spent outside Docker calls while reconciling (store, events, leases), for the bench
 stats: dict[str, float] = {
@@ -69,26 +79,48 @@ def queue_depth(session: Session) -> tuple[int, int]:
 
 def tick(ctx: TickContext) -> TickResult:
     options = {**DEFAULT_OPTIONS, **ctx.options}
-    opts = Options.from_dict(options)
     result = TickResult()
-    if options.get("drift", True):
-        _detect_drift(ctx, result)
-    result.add(
-        work_queue(
-            ctx,
-            Instance,
-            partial(_reconcile_one, ctx, opts),
-            returning=("spec_version", "host"),
-            done_status="idle",
-            failed_status="failed",
-            retry_base=parse_duration(str(options["retry_base"])),
-            retry_cap=timedelta(minutes=30),
-            max_attempts=int(options["max_attempts"]),
-            finish=partial(_settle, opts),
-            stream=True,
-        )
-    )
+    if "drift" not in ctx.apart:
+        result.add(drift(ctx))
+    result.add(_work(ctx, options))
     return result
+
+
+def drift(ctx: TickContext) -> TickResult:
+    """The drift scan alone (the runner runs it every ``drift_interval``)."""
+    result = TickResult()
+    if {**DEFAULT_OPTIONS, **ctx.options}.get("drift", True):
+        _detect_drift(ctx, result)
+    return result
+
+
+SIDE_JOBS = {"drift": drift}
+
+
+def reconcile_now(ctx: TickContext, instance_id: uuid.UUID) -> TickResult:
+    """Reconcile one instance in this process, under the provisioner's lease, exactly as
+    a pass would (retries, failure and settling included); nothing is claimed when
+    another process holds it or it is not due (``mno instance … --wait --inline``)."""
+    options = {**DEFAULT_OPTIONS, **ctx.options}
+    return _work(ctx, options, where=table_of(Instance).c.id == instance_id)
+
+
+def _work(ctx: TickContext, options: dict[str, Any], where: Any = None) -> TickResult:
+    opts = Options.from_dict(options)
+    return work_queue(
+        ctx,
+        Instance,
+        partial(_reconcile_one, ctx, opts),
+        returning=("spec_version", "host"),
+        where=where,
+        done_status="idle",
+        failed_status="failed",
+        retry_base=parse_duration(str(options["retry_base"])),
+        retry_cap=timedelta(minutes=30),
+        max_attempts=int(options["max_attempts"]),
+        finish=partial(_settle, opts),
+        stream=True,
+    )
 
 
 def _detect_drift(ctx: TickContext, result: TickResult) -> None:

@@ -17,8 +17,11 @@
 With ``stream=True`` (for slow items, such as the provisioner's Docker work) there is no
 barrier between batches: each item is settled as soon as it finishes, and the settling
 transaction claims more so that the threads never wait for the slowest item of a batch.
-``batch_size`` then bounds the items claimed at once, and the pass goes on until nothing
-is due, or ``ctx.max_items`` (else 100 batches) were claimed.
+At most ``min(batch_size, concurrency)`` items are claimed at once, each on its own
+thread, so a slow item holds one slot and nothing queues behind it. While items run, a
+wake-up (``ctx.wake``) or the agent's interval passing makes the pass claim newly due
+work into the free slots. The pass goes on until nothing is due and nothing runs, or
+``ctx.max_items`` (else 100 batches) were claimed.
 
 Each item is reported through ``ctx.item_done`` (logs and metrics).
 """
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 Item = dict[str, Any]
 _NOT_STARTED = object()
+_LOOK_EVERY_S = 0.2  # how often a streaming pass checks for a wake-up while items run
 
 
 def work_queue(
@@ -168,6 +172,8 @@ def _stream(
     transaction."""
     inflight: dict[Future[tuple[Any, float]], Item] = {}
     exhausted = False
+    slots = max(1, min(ctx.batch_size, ctx.concurrency))
+    looked = time.monotonic()
 
     def submit(rows: list[Any]) -> None:
         for r in rows:
@@ -176,7 +182,14 @@ def _stream(
             inflight[pool.submit(_run_one, ctx, handle, item)] = item
 
     def room() -> int:
-        return min(ctx.batch_size - len(inflight), limit - result.claimed)
+        return min(slots - len(inflight), limit - result.claimed)
+
+    def look_again() -> bool:
+        """New work may be due: a wake-up arrived, or an interval passed since the last
+        look (retries coming due while a slow item runs)."""
+        if ctx.woken():
+            return True
+        return ctx.interval_s is not None and time.monotonic() - looked >= ctx.interval_s
 
     with ctx.session() as s:
         want = room()
@@ -184,12 +197,26 @@ def _stream(
     exhausted = len(first) < want
     submit(first)
     while inflight:
-        finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+        finished, _ = wait(list(inflight), timeout=_LOOK_EVERY_S, return_when=FIRST_COMPLETED)
+        if exhausted and room() > 0 and not ctx.stopping() and look_again():
+            exhausted = False
+        if not finished:
+            if exhausted or room() <= 0 or ctx.stopping():
+                continue
+            with ctx.session() as s:  # a free slot and new work: start it now
+                want = room()
+                rows = claim(s, want)
+            looked = time.monotonic()
+            exhausted = len(rows) < want
+            submit(rows)
+            continue
         items = [inflight.pop(f) for f in finished]
         outcomes = [f.result() for f in finished]
         want = room()
         if exhausted or ctx.stopping():
             want = 0
+        elif want > 0:
+            looked = time.monotonic()
 
         def claim_next(session: Session, want: int = want) -> list[Any] | None:
             return claim(session, want) if want > 0 and not ctx.stopping() else None

@@ -12,6 +12,11 @@
 - An exception in a tick is recorded and logged and never kills the process. A store that
   cannot be reached is retried with backoff.
 - ``--metrics-port`` serves Prometheus metrics and ``/healthz`` (see ``mno.agents.http``).
+- Wake-ups: one ``mno.store.wake.Listener`` per process listens on the channels of the
+  agents' ``WAKE_ON``; a wake-up starts a pass at once, or, when one is running, makes it
+  look for the new work (``ctx.wake``) and run again when it ends. Only one pass of an
+  agent runs at a time in a process. ``SIDE_JOBS`` (e.g. the provisioner's drift scan)
+  run on their own schedule, so a slow pass never delays them.
 
 APScheduler is imported only where the daemon builds and stops its scheduler, so a
 single ``mno agents tick`` does not load it.
@@ -19,6 +24,7 @@ single ``mno agents tick`` does not load it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,7 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import sqlalchemy as sa
@@ -43,7 +49,8 @@ from mno.agents.config import AgentConfig, AgentsFile
 from mno.agents.http import serve_in_thread
 from mno.agents.metrics import Metrics
 from mno.errors import Conflict, MnoError, Unavailable
-from mno.store import leases
+from mno.settings import parse_duration
+from mno.store import leases, wake
 from mno.store.audit import jsonable
 from mno.store.db import session_scope
 from mno.store.leases import make_owner
@@ -235,6 +242,8 @@ def context_for(
     stop_event: threading.Event | None = None,
     max_items: int | None = None,
     on_item: Any = None,
+    wake: threading.Event | None = None,
+    apart: frozenset[str] = frozenset(),
 ) -> TickContext:
     module = registry.load(name)
     options = dict(getattr(module, "DEFAULT_OPTIONS", {})) | cfg.options
@@ -250,7 +259,24 @@ def context_for(
         stop_event=stop_event or threading.Event(),
         log=log,
         on_item=on_item,
+        wake=wake,
+        interval_s=cfg.interval.total_seconds() if cfg.interval else None,
+        apart=apart,
     )
+
+
+def side_jobs(module: ModuleType) -> dict[str, Any]:
+    """The passes an agent has the runner schedule apart from its ``tick``."""
+    return dict(getattr(module, "SIDE_JOBS", {}))
+
+
+def side_interval(module: ModuleType, cfg: AgentConfig, job: str) -> timedelta:
+    """``<job>_interval`` from the agent's options, else the agent's own interval."""
+    options = dict(getattr(module, "DEFAULT_OPTIONS", {})) | cfg.options
+    value = options.get(f"{job}_interval")
+    if value:
+        return parse_duration(str(value))
+    return cfg.interval or timedelta(seconds=10)
 
 
 # -- the long-running process -----------------------------------------------------------
@@ -276,6 +302,10 @@ class Runner:
         self._store_failures = 0
         self._locks: set[str] = set()
         self._lock = threading.Lock()
+        self._passes: dict[str, threading.Lock] = {}  # one pass of an agent at a time
+        self._wakes: dict[str, threading.Event] = {}
+        self._kicks: Any = None  # the executor of passes started by wake-ups
+        self.listener: wake.Listener | None = None
 
     # agents ------------------------------------------------------------------------
 
@@ -290,6 +320,82 @@ class Runner:
             self.agent_configs[name] = cfg
 
     def tick(self, name: str) -> None:
+        """Run a pass of ``name`` unless one is running (which then sees the wake-up); run
+        again while wake-ups arrived during the pass."""
+        pass_lock = self._passes.setdefault(name, threading.Lock())
+        woke = self._wakes.setdefault(name, threading.Event())
+        if not pass_lock.acquire(blocking=False):
+            return
+        try:
+            while not self.stop_event.is_set():
+                woke.clear()
+                self._pass(name, woke)
+                if not woke.is_set():
+                    break
+        finally:
+            pass_lock.release()
+        if woke.is_set():  # arrived between the last look and the release
+            self._kick(name)
+
+    def wake(self, name: str) -> None:
+        """A writer notified one of the agent's channels: run a pass now."""
+        self._wakes.setdefault(name, threading.Event()).set()
+        self._kick(name)
+
+    def _kick(self, name: str) -> None:
+        if self.stop_event.is_set() or self._kicks is None:
+            return
+        lock = self._passes.get(name)
+        if lock is not None and lock.locked():
+            return  # the running pass sees the wake-up
+        try:
+            self._kicks.submit(self.tick, name)
+        except RuntimeError:  # shut down: stopping
+            pass
+
+    def start_listener(self) -> None:
+        """Listen on the wake-up channels of the selected agents (one connection)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._kicks = ThreadPoolExecutor(max(1, len(self.modules)), thread_name_prefix="wake")
+        channels = {
+            name: tuple(getattr(module, "WAKE_ON", ()))
+            for name, module in self.modules.items()
+            if getattr(module, "WAKE_ON", ())
+        }
+        if not channels:
+            return
+        from mno import settings
+        from mno.store.db import normalize_url
+
+        url = normalize_url(self.db_url or settings.db_url())
+        self.listener = wake.Listener(url, name=f"mno-agents {self.owner}"[:63])
+        for name, names in channels.items():
+            for channel in names:
+                self.listener.subscribe(channel, functools.partial(self.wake, name))
+        self.listener.start()
+
+    def stop_listener(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        if self._kicks is not None:
+            self._kicks.shutdown(wait=True)
+
+    def side(self, name: str, job: str) -> None:
+        """One pass of an agent's side job (see ``SIDE_JOBS``)."""
+        if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
+            return
+        module, cfg = self.modules[name], self.agent_configs[name]
+        if is_singleton(module) and name not in self._locks:
+            return
+        ctx = context_for(
+            name, cfg, owner=self.owner, db_url=self.db_url, stop_event=self.stop_event
+        )
+        fn = side_jobs(module)[job]
+        outcome = run_tick(SimpleNamespace(tick=fn), ctx, record=False)  # type: ignore[arg-type]
+        self.metrics.tick(f"{name}.{job}", outcome.outcome, outcome.result.duration_ms / 1000)
+
+    def _pass(self, name: str, woke: threading.Event) -> None:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
             return
         module, cfg = self.modules[name], self.agent_configs[name]
@@ -302,6 +408,8 @@ class Runner:
             db_url=self.db_url,
             stop_event=self.stop_event,
             on_item=self._on_item,
+            wake=woke,
+            apart=frozenset(side_jobs(module)),
         )
         outcome = run_tick(module, ctx)
         r = outcome.result
@@ -467,9 +575,10 @@ class Runner:
         grace = max(
             (c.misfire_grace for c in self.agent_configs.values()), default=timedelta(seconds=30)
         )
+        sides = sum(len(side_jobs(m)) for m in self.modules.values())
         scheduler = BlockingScheduler(
             timezone="UTC",
-            executors={"default": ThreadPoolExecutor(max(2, len(self.modules) + 1))},
+            executors={"default": ThreadPoolExecutor(max(2, len(self.modules) + sides + 1))},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -502,6 +611,17 @@ class Runner:
                     next_run_time=clock.now(),
                     misfire_grace_time=grace_s,
                 )
+        for name, module in self.modules.items():
+            for job in side_jobs(module):
+                every = side_interval(module, self.agent_configs[name], job)
+                scheduler.add_job(
+                    self.side,
+                    IntervalTrigger(seconds=every.total_seconds()),
+                    args=[name, job],
+                    id=f"{name}.{job}",
+                    name=f"{name}.{job}",
+                    next_run_time=clock.now(),
+                )
         scheduler.add_job(
             self.beat,
             IntervalTrigger(seconds=self.config.heartbeat.total_seconds()),
@@ -522,10 +642,15 @@ class Runner:
             server = serve_in_thread(self, self.metrics_host, self.metrics_port)
         self.scheduler = self.build_scheduler()
         self.beat()
+        try:
+            self.start_listener()
+        except Exception as exc:  # reported: the interval still runs every agent
+            log.warning("no wake-ups (%s); agents run on their intervals", exc)
         log.info("agents %s running as %s", ", ".join(sorted(self.modules)), self.owner)
         try:
             self.scheduler.start()
         finally:
+            self.stop_listener()
             self._cleanup()
             if server is not None:
                 server.should_exit = True

@@ -99,3 +99,17 @@ def probe_counts(session: Session) -> dict[str, Any]:
         "effects": int(total),
         "distinct_items_done": int(distinct),
     }
+
+
+def live(session: Session, agent: str) -> bool:
+    """True when a process that runs ``agent`` beat within its last few heartbeats."""
+    now = clock.now()
+    for b in session.execute(sa.select(table_of(Heartbeat))).mappings():
+        if agent not in (b["agents"] or []):
+            continue
+        last = b["last_beat"]
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=now.tzinfo)
+        if (now - last).total_seconds() <= MISSED_BEATS * b["interval_s"]:
+            return True
+    return False

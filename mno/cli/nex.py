@@ -25,7 +25,7 @@ from mno.cli.params import (
     pairs,
     render_or_watch,
 )
-from mno.errors import InvalidTransition, MnoError
+from mno.errors import InvalidTransition, MnoError, Unavailable
 from mno.settings import parse_duration
 
 host_app = typer.Typer(help="Docker hosts that run Nex instances.", no_args_is_help=True)
@@ -52,7 +52,20 @@ HOST_COLUMNS = [
 ]
 Name = Annotated[str, typer.Argument(help="Instance name (or id).")]
 WaitOpt = Annotated[
-    bool, typer.Option("--wait", help="Follow the provisioner until the change is done.")
+    bool,
+    typer.Option(
+        "--wait",
+        help="Follow this change until the provisioner finished it (exit 3 at once when no "
+        "provisioner runs, unless --inline).",
+    ),
+]
+InlineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--inline",
+        help="With --wait: do the provisioner's work on this instance in this process "
+        "(when no `mno agents run` is running).",
+    ),
 ]
 TimeoutOpt = Annotated[str, typer.Option(help="How long --wait waits, e.g. 5m.")]
 
@@ -179,42 +192,95 @@ def host_remove(
     done({"name": name, "removed": True}, f"host {name} removed", output)
 
 
-def _wait(name: str, until: tuple[str, ...], timeout: str, output: Format) -> dict[str, Any]:
-    """Poll the instance until its status is in ``until``, ``failed``, or time runs out."""
+def _check_provisioner(wait: bool, inline: bool) -> None:
+    """``--wait`` needs a live provisioner (or ``--inline``): refuse before writing."""
+    if wait and not inline and not _provisioner_live():
+        raise Unavailable(
+            "no provisioner is running, so --wait would never end",
+            "start one with `mno agents run`, or add --inline to do the work here",
+        )
+
+
+def _provisioner_live() -> bool:
+    from mno.agents import status
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        return status.live(s, "provisioner")
+
+
+def _inline(instance_id: Any) -> int:
+    """Do the provisioner's work on one instance in this process (under its lease)."""
+    from mno.agents import config, provisioner
+    from mno.agents.config import AgentConfig
+    from mno.agents.runner import context_for
+
+    cfg = config.load(None)
+    agent_cfg = cfg.agents.get("provisioner") or AgentConfig(name="provisioner")
+    ctx = context_for("provisioner", agent_cfg, max_items=1)
+    return provisioner.reconcile_now(ctx, instance_id).claimed
+
+
+def _wait(
+    name: str, until: tuple[str, ...], timeout: str, version: int, inline: bool = False
+) -> dict[str, Any]:
+    """Follow the request that made spec ``version`` until its outcome: the provisioner
+    applied it (or a later one) and the status is in ``until``, or its attempt failed.
+    An earlier failure does not count. With ``inline`` the work is done here."""
     from mno.nex import instances
     from mno.store.db import session_scope
 
     deadline = time.monotonic() + parse_duration(timeout).total_seconds()
+    checked = time.monotonic()
     with spinner(f"waiting for {name}"):
         while True:
             with session_scope(write=False) as s:
                 inst = instances.get(s, name)
                 view = instances.view(s, inst).as_dict()
-                settled = inst.work in ("idle", "failed")
-            if settled and view["status"] in until:
-                return view
-            if view["status"] == "failed":
+                outcome = instances.outcome(inst, version)
+            if outcome == "done":
+                if view["status"] in until:
+                    return view
+                raise MnoError(
+                    f"instance {name} is {view['status']}", "a later change overrode this one"
+                )
+            if outcome == "failed":
                 raise MnoError(
                     f"instance {name} failed: {view['last_error']}",
                     "the provisioner retries it with backoff; see `mno instance show`",
                 )
+            if inline and _inline(inst.id):
+                continue
             if time.monotonic() >= deadline:
                 raise MnoError(
                     f"instance {name} is still {view['status']} after {timeout}",
-                    "is a provisioner running? see `mno agents status`, "
-                    "or run `mno agents tick provisioner` once",
+                    "see `mno agents status`",
                 )
-            time.sleep(0.25)
+            if not inline and time.monotonic() - checked > 5:
+                checked = time.monotonic()
+                if not _provisioner_live():
+                    raise Unavailable(
+                        f"no provisioner is running; the change to {name} is recorded",
+                        "start one with `mno agents run`, or wait with --wait --inline",
+                    )
+            time.sleep(0.05)
 
 
 def _finish(
-    name: str, verb: str, wait: bool, until: tuple[str, ...], timeout: str, output: Format
+    name: str,
+    verb: str,
+    wait: bool,
+    until: tuple[str, ...],
+    timeout: str,
+    output: Format,
+    version: int,
+    inline: bool = False,
 ) -> None:
     from mno.nex import instances
     from mno.store.db import session_scope
 
     if wait:
-        view = _wait(name, until, timeout, output)
+        view = _wait(name, until, timeout, version, inline)
         done(view, f"instance {name} {view['status']}", output)
         return
     with session_scope(write=False) as s:
@@ -235,6 +301,7 @@ def create(
     cpus: Annotated[str | None, typer.Option(help="CPU limit (default: the app's).")] = None,
     pids: Annotated[int | None, typer.Option(help="Process limit.")] = None,
     wait: WaitOpt = False,
+    inline: InlineOpt = False,
     timeout: TimeoutOpt = "5m",
     output: OutputOpt = Format.table,
 ) -> None:
@@ -242,6 +309,7 @@ def create(
     from mno.nex import instances
     from mno.store.db import session_scope
 
+    _check_provisioner(wait, inline)
     with session_scope() as s:
         inst = instances.create(
             s,
@@ -254,9 +322,9 @@ def create(
             cpus=cpus,
             pids=pids,
         )
-        created = inst.name
+        created, version = inst.name, inst.spec_version
     if wait:
-        view = _wait(created, ("running",), timeout, output)
+        view = _wait(created, ("running",), timeout, version, inline)
         done(view, f"instance {created} running at {view['endpoint']}", output)
         return
     with session_scope(write=False) as s:
@@ -353,15 +421,17 @@ def _simple(verb: str, fn_name: str, until: tuple[str, ...]) -> Any:
     def command(
         name: Name,
         wait: WaitOpt = False,
+        inline: InlineOpt = False,
         timeout: TimeoutOpt = "5m",
         output: OutputOpt = Format.table,
     ) -> None:
         from mno.nex import instances
         from mno.store.db import session_scope
 
+        _check_provisioner(wait, inline)
         with session_scope() as s:
-            getattr(instances, fn_name)(s, name)
-        _finish(name, verb, wait, until, timeout, output)
+            version = getattr(instances, fn_name)(s, name).spec_version
+        _finish(name, verb, wait, until, timeout, output, version, inline)
 
     command.__doc__ = {
         "start": "Start a stopped instance.",
@@ -383,6 +453,7 @@ def update(
     env: Annotated[list[str] | None, typer.Option(help="Set K=V, repeatable.")] = None,
     unset_env: Annotated[list[str] | None, typer.Option(help="Remove env K, repeatable.")] = None,
     wait: WaitOpt = False,
+    inline: InlineOpt = False,
     timeout: TimeoutOpt = "5m",
     output: OutputOpt = Format.table,
 ) -> None:
@@ -390,9 +461,11 @@ def update(
     from mno.nex import instances
     from mno.store.db import session_scope
 
+    _check_provisioner(wait, inline)
     with session_scope() as s:
-        instances.update(s, name, image=image, env=pairs(env, "env"), unset_env=unset_env)
-    _finish(name, "update", wait, ("running",), timeout, output)
+        inst = instances.update(s, name, image=image, env=pairs(env, "env"), unset_env=unset_env)
+        version = inst.spec_version
+    _finish(name, "update", wait, ("running",), timeout, output, version, inline)
 
 
 @app.command("terminate")
@@ -403,6 +476,7 @@ def terminate(
     ] = False,
     yes: YesOpt = False,
     wait: WaitOpt = False,
+    inline: InlineOpt = False,
     timeout: TimeoutOpt = "5m",
     output: OutputOpt = Format.table,
 ) -> None:
@@ -411,10 +485,11 @@ def terminate(
     from mno.store.db import session_scope
 
     confirm(f"terminate instance {name}" + (" and delete its data" if purge_data else ""), yes)
+    _check_provisioner(wait, inline)
     with session_scope() as s:
         inst = instances.terminate(s, name, purge_data=purge_data)
-        ref = str(inst.id)
-    _finish(ref, "terminate", wait, ("terminated",), timeout, output)
+        ref, version = str(inst.id), inst.spec_version
+    _finish(ref, "terminate", wait, ("terminated",), timeout, output, version, inline)
 
 
 @app.command("orphans")

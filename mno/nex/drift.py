@@ -23,8 +23,9 @@ from sqlmodel import col, select
 
 from mno import clock, platform
 from mno.nex import hosts, namespace, runtime_docker
+from mno.nex.instances import WAKE
 from mno.nex.runtime_docker import HostDown
-from mno.store import audit, outbox
+from mno.store import audit, outbox, wake
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
 
@@ -113,6 +114,7 @@ def _mark_drift(
                 inst.attempts = 0
                 inst.next_attempt_at = now
                 inst.spec_version += 1
+                wake.notify(s, WAKE)
             inst.touch()
             s.add(inst)
             audit.record(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy.orm import object_session
 from sqlmodel import Session, col, select
 
 from mno import clock, platform, secrets, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, wake
 from mno.store.models.nex import Instance, InstanceDomain
 from mno.store.models.tenancy import App, Tenant
 from mno.tenancy import apps, tenants
@@ -39,6 +40,7 @@ STATUSES = (
 DESIRED = ("running", "stopped", "terminated")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TENANT_OK = ("pending_provision", "provisioning", "provision_failed", "active")
+WAKE = "nex_instance"  # the wake-up channel of the provisioner (mno.store.wake)
 
 
 WORK_COLUMNS = {
@@ -234,6 +236,7 @@ def create(
         tenant_id=tenant.id,
     )
     outbox.emit(session, "instance.created", payload(inst, tenant.key, app.code), tenant.id)
+    wake.notify(session, WAKE)
     session.flush()
     return inst
 
@@ -282,12 +285,32 @@ def _check_pids(pids: int | None) -> int | None:
 
 
 def enqueue(inst: Instance) -> None:
-    """Mark an instance for the provisioner: its desired state changed."""
+    """Mark an instance for the provisioner: its desired state changed. The provisioner
+    is woken when the transaction commits (``mno.store.wake``)."""
     inst.spec_version += 1
     inst.work = "pending"
     inst.attempts = 0
     inst.next_attempt_at = clock.now()
     inst.touch()
+    session = object_session(inst)
+    if session is not None:
+        wake.notify(cast("Session", session), WAKE)
+
+
+def outcome(inst: Instance, version: int) -> str:
+    """How the change that made spec ``version`` went: ``done`` (it, or a later change, is
+    applied), ``failed`` (an attempt at it failed; a retry may follow) or ``pending``.
+    A failure recorded before that change does not count."""
+    if inst.applied_version >= version and inst.work != "pending":
+        return "done"
+    if inst.applied_version >= version and inst.status != "failed" and inst.lease_owner is None:
+        return "done"  # applied; a later change (e.g. a drift repair) is queued
+    if inst.work == "failed":
+        return "failed"
+    tried = inst.attempts >= 1 and inst.lease_owner is None
+    if inst.work == "pending" and tried and inst.status == "failed":
+        return "failed"
+    return "pending"
 
 
 def _change(

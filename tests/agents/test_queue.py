@@ -169,5 +169,6 @@ def test_stream_keeps_threads_busy_and_handles_each_item_once(session, store_url
     ctx = TickContext(agent="t", db_url=store_url, batch_size=8, concurrency=2, stop_event=stop)
     result = work_queue(ctx, ProbeItem, stop_after_three, finish=_finish, stream=True)
     assert result.done == len(handled) and 3 <= len(handled) <= 4
-    assert result.details["released"] == result.claimed - result.done
+    # a streaming pass claims only as many as it has threads: little or nothing to give back
+    assert result.details.get("released", 0) == result.claimed - result.done
     assert _status(session) == {"done": 40 + result.done, "pending": 20 - result.done}

@@ -3,7 +3,8 @@
 ``mno-test/web:<tag>`` is ``FROM scratch`` with busybox, a page at ``/`` that says the
 tag, a health file at ``/health`` (missing from the ``broken`` tag, so its health check
 fails) and ``httpd`` on port 8080 serving ``/www``. A volume mounted at ``/www/data`` is
-served at ``/data/``.
+served at ``/data/``. The ``slow`` tag waits ``SLOW_START_S`` seconds before it serves
+(a slow-starting app).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 REPO = "mno-test/web"
 PORT = 8080
-TAGS = ("1", "2", "broken")
+TAGS = ("1", "2", "broken", "slow")
+SLOW_START_S = 20
 
 
 def busybox_path() -> Path:
@@ -35,7 +37,12 @@ def _context(tag: str) -> bytes:
             'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
             "COPY www /www",
             f"EXPOSE {PORT}",
-            f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]',
+            (
+                f'CMD ["/bin/sh", "-c", "sleep {SLOW_START_S}; '
+                f'exec /bin/httpd -f -v -p {PORT} -h /www"]'
+                if tag == "slow"
+                else f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]'
+            ),
             "",
         ]
     )

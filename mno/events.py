@@ -33,7 +33,11 @@ CATALOGUE: dict[str, str] = {
     "instance.stopped": "An instance was stopped.",
     "instance.terminated": "An instance was terminated and its container removed.",
     "instance.drift_detected": "An instance's container was changed outside mno.",
-    "instance.backed_up": "A backup of an instance's data volume was written.",
+    "instance.backed_up": (
+        "A backup of an instance's data volume was written (a tar export, or a restic "
+        "snapshot: payload snapshot, bytes, trigger)."
+    ),
+    "instance.backup_failed": "A restic backup of an instance's data volume failed (error).",
     "instance.restored": (
         "An instance's data volume was restored from a backup, on a fresh volume (payload: "
         "volume, previous_volume: the replaced volume, kept for retention.previous_volumes)."

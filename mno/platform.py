@@ -1,4 +1,5 @@
-"""Platform settings from the platform YAML: Docker hosts, tiers, webhooks, retention, billing.
+"""Platform settings from the platform YAML: Docker hosts, tiers, webhooks, retention, billing,
+backups.
 
 The file is found at ``--config FILE``, then ``MNO_CONFIG``, then ``$MNO_HOME/platform.yaml``;
 ``configs/platform.yaml`` is the example. With none present the defaults below apply.
@@ -11,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mno import safeyaml, settings
 from mno.errors import BadInput
@@ -67,6 +75,60 @@ class HostConfig(Section):
     timeout: int = Field(default=30, ge=1, le=600)  # seconds per Docker API call
 
 
+class BackupSchedule(Section):
+    """How often an instance's data volume is backed up to the restic repository."""
+
+    every: str = Field(pattern=r"^[0-9]+(ms|s|m|h|d|w)$")  # e.g. 6h, 1d
+
+
+RESTIC_BACKENDS = ("local", "sftp", "rest", "s3", "b2", "azure", "gs", "swift", "rclone")
+
+
+class BackupsConfig(Section):
+    """Scheduled, encrypted backups of instances' data volumes with restic.
+
+    ``repository`` is where snapshots go: a local path, ``sftp:user@host:/path`` or
+    ``rest:https://host:8000/``; ``password`` must be a ``secret:NAME`` reference (the
+    repository's encryption key, never written in plain text). ``every`` is the schedule of
+    instances whose app and tier set none (none: only those that do are backed up).
+    Retention (``keep_*``) is applied with ``restic forget --prune`` after each backup."""
+
+    repository: str | None = None
+    password: str | None = None
+    sftp_command: str | None = None  # e.g. "ssh -i KEY -p 2222 backup@host -s sftp"
+    host: str = Field(default="mno", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    every: str | None = Field(default=None, pattern=r"^[0-9]+(ms|s|m|h|d|w)$")
+    grace: str = Field(default="1h", pattern=r"^[0-9]+(ms|s|m|h|d|w)$")  # late, not overdue
+    retry: str = Field(default="15m", pattern=r"^[0-9]+(ms|s|m|h|d|w)$")  # after a failure
+    keep_last: int | None = Field(default=None, ge=1)
+    keep_hourly: int | None = Field(default=None, ge=1)
+    keep_daily: int | None = Field(default=None, ge=1)
+    keep_weekly: int | None = Field(default=None, ge=1)
+    keep_monthly: int | None = Field(default=None, ge=1)
+    keep_yearly: int | None = Field(default=None, ge=1)
+
+    @field_validator("password")
+    @classmethod
+    def _secret_ref(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("secret:"):
+            raise ValueError("must be a secret reference (secret:NAME), not a value")
+        return value
+
+    @model_validator(mode="after")
+    def _checked(self) -> BackupsConfig:
+        if self.repository is not None:
+            if not self.repository.strip():
+                raise ValueError("repository must not be empty")
+            if self.password is None:
+                raise ValueError("a repository needs password: secret:NAME")
+            scheme = self.repository.split(":", 1)[0] if ":" in self.repository else ""
+            if scheme and scheme not in RESTIC_BACKENDS:
+                raise ValueError(
+                    f"unsupported repository {scheme}: (a path, sftp:user@host:/path or rest:URL)"
+                )
+        return self
+
+
 class TierConfig(Section):
     """How ``mno tenant provision`` provisions a tier's tenants.
 
@@ -78,6 +140,7 @@ class TierConfig(Section):
     apps: list[str] = Field(default_factory=list)  # Nex apps every tenant of the tier gets
     callback_ttl: str = "20m"  # how long the one-time callback secret is valid
     callback_window: str = "5m"  # accepted clock skew of x-timestamp
+    backup: BackupSchedule | None = None  # the tier's instances' backup schedule
 
 
 class PlatformConfig(Section):
@@ -87,6 +150,7 @@ class PlatformConfig(Section):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
+    backups: BackupsConfig = Field(default_factory=BackupsConfig)
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> PlatformConfig:

@@ -65,6 +65,9 @@ def create(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
+    backup_every: Annotated[
+        str | None, typer.Option(help="Back up the data volume every (e.g. 6h, 1d).")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option(help="Placement label K=V.")] = None,
     thumbnail: ThumbnailOpt = None,
     metadata: MetadataOpt = None,
@@ -96,6 +99,7 @@ def create(
             memory=memory,
             cpus=cpus,
             volume_path=volume_path,
+            backup_every=backup_every,
             labels=pairs(label, "label"),
             thumbnail=thumbnail,
             metadata=metadata,
@@ -169,6 +173,9 @@ def update(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
+    backup_every: Annotated[
+        str | None, typer.Option(help="Back up the data volume every (e.g. 6h, 1d).")
+    ] = None,
     thumbnail: ThumbnailOpt = None,
     metadata: MetadataOpt = None,
     as_: AsTenantOpt = None,
@@ -195,6 +202,7 @@ def update(
             memory=memory,
             cpus=cpus,
             volume_path=volume_path,
+            backup_every=backup_every,
             thumbnail=thumbnail,
             metadata=metadata,
             by=as_,

@@ -35,6 +35,12 @@ app = typer.Typer(
 )
 domain_app = typer.Typer(help="Custom domains routed to an instance.", no_args_is_help=True)
 app.add_typer(domain_app, name="domain")
+backup_app = typer.Typer(
+    help="Encrypted restic snapshots of an instance's data volume (platform YAML backups:).",
+    no_args_is_help=True,
+)
+app.add_typer(backup_app, name="backup")
+BACKUP_COLUMNS = ["id", "time", "bytes", "host", "instance"]
 
 LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
 HOST_COLUMNS = [
@@ -500,8 +506,8 @@ def orphans(output: OutputOpt = Format.table) -> None:
     render(drift.orphans(), output, empty="No orphaned containers.")
 
 
-@app.command("backup")
-def backup(
+@app.command("export")
+def export(
     name: Name,
     out: Annotated[
         Path | None, typer.Option("--out", help="Tar file (default under $MNO_HOME/backups/).")
@@ -509,22 +515,64 @@ def backup(
     output: OutputOpt = Format.table,
     legacy_to: Annotated[Path | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
-    """Write a tar of the instance's data volume, with FILE.sha256 beside it."""
+    """Write a tar of the instance's data volume, with FILE.sha256 beside it (a one-off
+    export; `mno instance backup` keeps scheduled snapshots)."""
     from mno.cli.params import deprecated_out
     from mno.nex import backups
 
     to = deprecated_out(out, legacy_to, "--to")
 
-    with spinner(f"backing up {name}"):
+    with spinner(f"exporting {name}"):
         result = backups.backup(name, to)
-    done(result, f"backup of {name}: {result['file']} (sha256 {result['sha256'][:12]}…)", output)
+    done(result, f"export of {name}: {result['file']} (sha256 {result['sha256'][:12]}…)", output)
+
+
+@backup_app.command("create")
+def backup_create(name: Name, output: OutputOpt = Format.table) -> None:
+    """Back up the instance's data volume to the restic repository now."""
+    from mno.nex import offsite_backups
+
+    with spinner(f"backing up {name}"):
+        result = offsite_backups.create(name)
+    message = f"backup of {name}: snapshot {result['snapshot']} ({result['bytes']} bytes)"
+    done(result, message, output)
+
+
+@backup_app.command("list")
+def backup_list(name: Name, output: OutputOpt = Format.table) -> None:
+    """The instance's snapshots in the restic repository, oldest first."""
+    from mno.nex import offsite_backups
+
+    rows = offsite_backups.list_snapshots(name)
+    render(
+        rows,
+        output,
+        columns=BACKUP_COLUMNS,
+        empty=f"No snapshots of {name} (mno instance backup create {name}).",
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    name: Name,
+    snapshot_id: Annotated[str, typer.Argument(help="Snapshot id (or a unique prefix).")],
+    yes: YesOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Replace the instance's data volume with a snapshot (checksum verified first)."""
+    from mno.nex import offsite_backups
+
+    confirm(f"replace the data of instance {name} with snapshot {snapshot_id}", yes)
+    with spinner(f"restoring {name} from {snapshot_id}"):
+        result = offsite_backups.restore(name, snapshot_id)
+    done(result, f"restored {name} from snapshot {result['snapshot']}", output)
 
 
 @app.command("restore")
 def restore(
     name: Name,
     file: Annotated[
-        Path, typer.Argument(help="A tar written by `mno instance backup`, FILE.sha256 beside it.")
+        Path, typer.Argument(help="A tar written by `mno instance export`, FILE.sha256 beside it.")
     ],
     keep_previous: Annotated[
         bool,

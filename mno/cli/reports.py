@@ -219,6 +219,7 @@ for _area, _doc in {
     "tenants": "Tenants: by status and tier, new/churned/reactivated per month, arrears.",
     "invoices": "Invoices: outstanding and overdue amounts and counts, DSO.",
     "instances": "Nex instances: by status and host, provisioning p50/p95, failures.",
+    "backups": "Nex backups: last successful backup per instance, overdue instances.",
     "webhooks": "Webhooks: success rate, latency p50/p95, exhausted, disabled endpoints.",
     "sync": "Sync: connections by health, last success age, changes per day, conflicts.",
 }.items():

@@ -12,6 +12,7 @@ from mno.errors import BadInput
 from mno.money import MoneyJson, from_minor, money_json
 from mno.reports import mrr as recurring
 from mno.reports import sql
+from mno.reports.backups import backups_report
 from mno.reports.instances import instances_report
 from mno.reports.model import Report, Series, Window, fill, month_bounds
 from mno.reports.tables import (
@@ -679,6 +680,7 @@ AREAS: dict[str, Callable[[Session, Window], Report]] = {
     "tenants": tenants_report,
     "invoices": invoices_report,
     "instances": instances_report,
+    "backups": backups_report,
     "webhooks": webhooks_report,
     "sync": sync_report,
 }

@@ -53,7 +53,16 @@ THUMBNAIL_MAX = 500
 METADATA_MAX = 4096  # bytes of compact JSON
 _CODE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _MEMORY = re.compile(r"^\d+(?:\.\d+)?[bkmg]?$", re.I)
-NEX_FIELDS = ("image", "port", "env", "health_path", "memory", "cpus", "volume_path")
+NEX_FIELDS = (
+    "image",
+    "port",
+    "env",
+    "health_path",
+    "memory",
+    "cpus",
+    "volume_path",
+    "backup_every",
+)
 UPDATABLE = (
     "name",
     "type",
@@ -92,6 +101,7 @@ class AppView:
             "memory": a.memory,
             "cpus": a.cpus,
             "volume_path": a.volume_path,
+            "backup_every": a.backup_every,
             "labels": a.labels,
             "thumbnail": a.thumbnail,
             "metadata": a.meta or {},
@@ -178,6 +188,16 @@ def parse_cpus(value: str | float | None) -> str | None:
     return str(number)
 
 
+def check_every(value: str | None) -> str | None:
+    """A backup interval such as 6h or 1d (at least a minute); blank clears it."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    if not re.fullmatch(r"[0-9]+(m|h|d|w)", value) or int(value[:-1]) == 0:
+        raise BadInput(f"invalid backup interval {value!r}", "e.g. 6h, 1d or 1w")
+    return value
+
+
 def _check_nex(app: App) -> None:
     if app.stack == "nex":
         if not app.image:
@@ -252,6 +272,7 @@ def create(
     memory: str | None = None,
     cpus: str | None = None,
     volume_path: str | None = None,
+    backup_every: str | None = None,
     labels: dict[str, str] | None = None,
     thumbnail: str | None = None,
     metadata: dict[str, Any] | str | None = None,
@@ -284,6 +305,7 @@ def create(
         memory=memory,
         cpus=cpus,
         volume_path=volume_path,
+        backup_every=backup_every,
         labels=labels,
         thumbnail=thumbnail,
         metadata=metadata,
@@ -319,6 +341,7 @@ def _build(
     memory: str | None = None,
     cpus: str | None = None,
     volume_path: str | None = None,
+    backup_every: str | None = None,
     labels: dict[str, str] | None = None,
     thumbnail: str | None = None,
     metadata: dict[str, Any] | str | None = None,
@@ -340,6 +363,7 @@ def _build(
         memory=parse_memory(memory),
         cpus=parse_cpus(cpus),
         volume_path=volume_path,
+        backup_every=check_every(backup_every),
         labels=dict(labels or {}),
         thumbnail=check_thumbnail(thumbnail),
         meta=check_metadata(metadata),
@@ -449,6 +473,8 @@ def update(
             value = dict(value)
         elif name == "thumbnail":
             value = check_thumbnail(value)
+        elif name == "backup_every":
+            value = check_every(value)
         elif name == "metadata":
             app.meta = check_metadata(value)
             continue

@@ -1,6 +1,6 @@
 """Commands that write a file name it with ``--out FILE``; ``-o`` is the output format
 everywhere. Old scripts' ``-o FILE`` (``mno export``, ``mno report html``) and ``--to FILE``
-(``mno instance backup``) still work, hidden from help, with a warning."""
+(``mno instance export``) still work, hidden from help, with a warning."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_no_visible_o_option_names_a_file() -> None:
 
 @pytest.mark.parametrize(
     ("path", "hidden"),
-    [(("export",), "-o"), (("report", "html"), "-o"), (("instance", "backup"), "--to")],
+    [(("export",), "-o"), (("report", "html"), "-o"), (("instance", "export"), "--to")],
 )
 def test_old_file_flags_are_hidden_from_help(cli: Any, path: tuple[str, ...], hidden: str) -> None:
     result = cli(*path, "-h")

@@ -168,7 +168,7 @@ def test_backup_terminate_restore_keeps_the_files(nex: Nex, cli: Any, tmp_path: 
     (container,) = nex.containers(name)
     container.exec_run(["sh", "-c", "echo 'precious data' > /www/data/file.txt"])
     backup = tmp_path / "web.tar"
-    result = cli.json("instance", "backup", name, "--out", str(backup))
+    result = cli.json("instance", "export", name, "--out", str(backup))
     assert backup.is_file() and Path(f"{backup}.sha256").read_text().startswith(result["sha256"])
 
     nex.change("terminate", name, purge_data=True)

@@ -218,7 +218,15 @@ def test_instance_report_commands(cli, session):
     assert [(r["host"], r["instances"]) for r in rows] == [("h1", "4"), ("h2", "3"), ("-", "1")]
     summary = cli.json("report", "summary", "--period", "2026-11", "--months", "1")
     areas = [r["area"] for r in summary["reports"]]
-    assert areas == ["revenue", "tenants", "invoices", "instances", "webhooks", "sync"]
+    assert areas == [
+        "revenue",
+        "tenants",
+        "invoices",
+        "instances",
+        "backups",
+        "webhooks",
+        "sync",
+    ]
     table = cli("report", "summary", "--period", "2026-11", "--months", "1")
     assert table.exit_code == 0, table.stderr
     assert "Nex instances" in table.stdout and "provisioning s p95" in table.stdout

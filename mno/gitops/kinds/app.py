@@ -39,6 +39,20 @@ class AppGrantSpec(Spec):
         return rule(validate.tenant_key, v)
 
 
+class AppBackupSpec(Spec):
+    every: str = Field(description="Backup interval of the app's instances, e.g. 6h or 1d.")
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> str:
+        from mno.tenancy.apps import check_every
+
+        value = rule(check_every, None if v is None else str(v))
+        if value is None:
+            raise ValueError("must not be empty")
+        return value
+
+
 class AppSpec(Spec):
     """An app. Omitted fields are not managed by the document."""
 
@@ -58,6 +72,9 @@ class AppSpec(Spec):
     memory: str | None = Field(default=None, description="Memory limit, e.g. 256m.")
     cpus: str | None = Field(default=None, description="CPU limit, e.g. 0.5.")
     volume_path: str | None = None
+    backup: AppBackupSpec | None = Field(
+        default=None, description="Scheduled restic backups of the data volume (nex apps)."
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     thumbnail: str | None = Field(default=None, description="Thumbnail image URL (https).")
     metadata: dict[str, Any] = Field(
@@ -181,6 +198,7 @@ class AppKind(Kind):
                 "memory": a.memory or None,
                 "cpus": a.cpus or None,
                 "volume_path": a.volume_path or None,
+                "backup": {"every": a.backup_every} if a.backup_every else None,
                 "labels": dict(a.labels or {}),
                 "thumbnail": a.thumbnail or None,
                 "metadata": dict(a.meta or {}),
@@ -199,7 +217,8 @@ class AppKind(Kind):
         apps.create_many(
             session,
             [
-                {k: v for k, v in spec.items() if k != "grants"} | {"code": name}
+                {k: v for k, v in spec.items() if k not in ("grants", "backup")}
+                | {"code": name, "backup_every": (spec.get("backup") or {}).get("every")}
                 for name, spec in items
             ],
         )
@@ -219,6 +238,8 @@ class AppKind(Kind):
                 raise BadInput(f"App/{name}: spec.{key} cannot change", "create a new app instead")
         grants = fields.pop("grants", None)
         enabled = fields.pop("enabled", None)
+        if "backup" in fields:
+            fields["backup_every"] = (fields.pop("backup") or {}).get("every") or ""
         for key in TEXT_FIELDS:
             if key in fields and fields[key] is None:
                 fields[key] = ""  # the domain skips None; "" clears the field

@@ -120,3 +120,23 @@ class NexSetting(Base, table=True):
 
     key: str = Field(max_length=63, unique=True, index=True)
     value: str = Field(max_length=500)
+
+
+class InstanceBackup(Base, table=True):
+    """One run of a restic backup of an instance's data volume (``mno.nex.restic``):
+    ``running`` while it streams, then ``succeeded`` with the snapshot id or ``failed``
+    with the error. The latest success per instance decides when the next one is due."""
+
+    __tablename__ = "nex_backup"
+    __table_args__ = (sa.Index("ix_nex_backup_instance_started", "instance_id", "started_at"),)
+
+    instance_id: uuid.UUID = Field(foreign_key="nex_instance.id", index=True)
+    status: str = Field(default="running", max_length=16)  # running|succeeded|failed
+    trigger: str = Field(default="schedule", max_length=16)  # schedule|manual
+    repository: str = Field(max_length=500)  # where the snapshot went (no password)
+    snapshot_id: str | None = Field(default=None, max_length=64)
+    bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    owner: str | None = Field(default=None, max_length=200)
+    started_at: datetime = Field(sa_type=UTCDateTime, sa_column_kwargs={"nullable": False})
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None)

@@ -91,6 +91,7 @@ class App(Base, table=True):
     memory: str | None = Field(default=None, max_length=16)
     cpus: str | None = Field(default=None, max_length=16)
     volume_path: str | None = Field(default=None, max_length=200)
+    backup_every: str | None = Field(default=None, max_length=16)  # nex: backup schedule, e.g. 6h
     labels: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     thumbnail: str | None = Field(default=None, max_length=500)
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

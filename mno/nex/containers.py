@@ -58,7 +58,8 @@ def volume_name(snap: Snapshot) -> str | None:
 
 
 def network_name(snap: Snapshot) -> str | None:
-    return f"mno-tenant-{snap.tenant_key}" if snap.tenant_tier == "silo" else None
+    silo = platform.load().tier(snap.tenant_tier).isolation == "silo"
+    return f"mno-tenant-{snap.tenant_key}" if silo else None
 
 
 def labels(snap: Snapshot, deploy: int, apps_domain: str | None = None) -> dict[str, str]:

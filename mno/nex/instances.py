@@ -218,7 +218,7 @@ def create(
         env=check_env(env),
         # a flag wins over the tier's limits, which win over the app's own
         memory=apps.parse_memory(memory) or apps.parse_memory(tier.memory) or app.memory,
-        cpus=apps.parse_cpus(cpus) or apps.parse_cpus(tier.cpus) or app.cpus,
+        cpus=apps.parse_cpus(cpus) or (str(tier.cpus) if tier.cpus else None) or app.cpus,
         pids=_check_pids(pids) or tier.pids,
     )
     session.add(inst)

@@ -8,18 +8,13 @@ Each section is a typed model; unknown keys are errors that name the dotted key.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mno import safeyaml, settings
 from mno.errors import BadInput
@@ -127,17 +122,32 @@ class BackupsConfig(Section):
                     f"unsupported repository {scheme}: (a path, sftp:user@host:/path or rest:URL)"
                 )
         return self
+BUILTIN_TIERS = ("pooled", "silo")
+TIER_NAME = r"^[a-z][a-z0-9-]{0,9}$"  # stored on the tenant (10 characters at most)
+MEMORY = r"^[0-9]+[bkmgBKMG]?$"
 
 
 class TierConfig(Section):
-    """How ``mno tenant provision`` provisions a tier's tenants.
+    """A tier: how ``mno tenant provision`` provisions its tenants and what their Nex
+    instances get.
 
-    ``none`` only moves the status; ``docker`` creates the tenant's Nex instances (and a
-    network for silo tenants); ``external`` asks a pipeline elsewhere through the
-    ``tenant.provisioning_requested`` event and waits for its signed callback."""
+    ``mode``: ``none`` only moves the status; ``docker`` creates the tenant's Nex instances
+    (and, with ``isolation: silo``, a network of the tenant's own); ``external`` asks a
+    pipeline elsewhere through the ``tenant.provisioning_requested`` event and waits for
+    its signed callback. ``isolation`` defaults to the tier's name for ``pooled`` and
+    ``silo`` and to ``pooled`` for any other name. ``memory``/``cpus``/``pids`` are the
+    limits of the tier's instances (over the app's own; a flag of ``instance create``
+    still wins), ``max_instances`` caps the live instances of each tenant, and
+    ``labels`` are host labels the tier's instances must be placed on (with the app's)."""
 
+    isolation: Literal["pooled", "silo"] | None = None
     mode: Literal["none", "docker", "external"] = "none"
     apps: list[str] = Field(default_factory=list)  # Nex apps every tenant of the tier gets
+    memory: str | None = Field(default=None, pattern=MEMORY)  # e.g. 512m, 2g
+    cpus: Decimal | None = Field(default=None, gt=0, le=512)
+    pids: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_instances: int | None = Field(default=None, ge=0)  # live instances per tenant
+    labels: dict[str, str] = Field(default_factory=dict)  # hosts' labels to match
     callback_ttl: str = "20m"  # how long the one-time callback secret is valid
     callback_window: str = "5m"  # accepted clock skew of x-timestamp
     backup: BackupSchedule | None = None  # the tier's instances' backup schedule
@@ -152,16 +162,37 @@ class PlatformConfig(Section):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
 
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, tiers: dict[str, TierConfig]) -> dict[str, TierConfig]:
+        for name, tier in tiers.items():
+            if not re.match(TIER_NAME, name):
+                raise ValueError(
+                    f"tier name {name!r}: lowercase letters, digits and '-', 10 at most"
+                )
+            if tier.isolation is None:
+                tier.isolation = name if name in BUILTIN_TIERS else "pooled"  # type: ignore[assignment]
+        return tiers
+
     @model_validator(mode="after")
     def _unique_hosts(self) -> PlatformConfig:
         names = [h.name for h in self.hosts]
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"host {name!r} is listed twice")
-        for tier in self.tiers:
-            if tier not in ("pooled", "silo"):
-                raise ValueError(f"unknown tier {tier!r} (pooled or silo)")
         return self
+
+    def tier_names(self) -> list[str]:
+        """The tiers a tenant may be in: ``pooled``, ``silo`` and every declared one."""
+        return list(dict.fromkeys([*BUILTIN_TIERS, *self.tiers]))
+
+    def tier(self, name: str) -> TierConfig:
+        """The settings of tier ``name`` (``pooled`` and ``silo`` have defaults when not
+        declared; another undeclared name gets the defaults of ``pooled``)."""
+        declared = self.tiers.get(name)
+        if declared is not None:
+            return declared
+        return TierConfig(isolation="silo" if name == "silo" else "pooled")
 
 
 _cache: dict[str, PlatformConfig] = {}

@@ -26,6 +26,7 @@ from mno.billing.tenant_rating import (
     slots,
 )
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
+from mno.nex import provisioning
 from mno.store import audit, lookup, outbox
 from mno.store.models.billing import (
     Coupon,
@@ -63,9 +64,13 @@ def create(
     invoice_now: bool = False,
     coupon_periods_used: int = 0,
     bundle_subscription_id: uuid.UUID | None = None,
+    nex: bool = True,
 ) -> Subscription:
     """Subscribe; with ``invoice_now`` the first period's in-advance charges are billed at
-    once on a draft invoice (the run that covers the start then skips those lines)."""
+    once on a draft invoice (the run that covers the start then skips those lines).
+
+    A subscription to a Nex app of a provisioned tenant gets its instance in the same
+    transaction (``mno.nex.provisioning.subscription_changed``; ``nex`` off skips that)."""
     t = tenants.get(session, tenant_key)
     plan = plan_current(session, plan_code)
     if coupon and session.exec(select(Coupon).where(Coupon.code == coupon)).first() is None:
@@ -102,6 +107,8 @@ def create(
     outbox.emit(session, "subscription.created", _payload(sub, t.key), t.id)
     if invoice_now:
         invoice_first_period(session, sub, t)
+    if nex:
+        provisioning.subscription_changed(session, t.id, app_code)
     return sub
 
 
@@ -316,6 +323,7 @@ def cancel(
     at_period_end: bool = False,
     credit: bool = True,
     bundle: bool = False,
+    nex: bool = True,
 ) -> Subscription:
     """Cancel now, at ``at`` or at the end of the current period (no proration then).
 
@@ -324,7 +332,11 @@ def cancel(
     credit at once, drawn down by the tenant's next invoice, unless ``credit`` is off.
     The plan changes scheduled to start at the subscription's end are cancelled with it
     (also when cancelling at that same end), so nothing of it bills again. A bundle's
-    part is cancelled with its bundle only (``bundle``: by ``bundles.cancel``)."""
+    part is cancelled with its bundle only (``bundle``: by ``bundles.cancel``).
+
+    Ended now, a subscription to a Nex app stops the tenant's instances of the app (in the
+    same transaction) unless another subscription or the tier keeps the app; their data
+    stays until the operator terminates them. ``nex`` off skips that."""
     sub = get(session, sub_id)
     if not bundle:
         _not_a_part(sub, "cancel")
@@ -364,6 +376,8 @@ def cancel(
     for nxt in scheduled:
         _drop_scheduled(session, nxt, t, now, credit)
     _record_cancel(session, sub, t, before)
+    if nex and sub.status == "canceled":
+        provisioning.subscription_changed(session, t.id, sub.app_code)
     return sub
 
 
@@ -386,7 +400,7 @@ def change_plan(
     _not_a_part(old, "change-plan")
     plan_current(session, new_plan)
     t = tenants.get(session, old.tenant_id)
-    cancel(session, sub_id, at=at, at_period_end=at_period_end)
+    cancel(session, sub_id, at=at, at_period_end=at_period_end, nex=False)
     assert old.cancel_at is not None
     when = old.cancel_at
     # the coupon goes on with what is left of it: a once coupon already used stays used
@@ -405,7 +419,9 @@ def change_plan(
         coupon=coupon,
         coupon_periods_used=used,
         invoice_now=at is None and not at_period_end,
+        nex=False,
     )
+    provisioning.subscription_changed(session, t.id, old.app_code)  # the app stays wanted
     outbox.emit(
         session,
         "subscription.plan_changed",

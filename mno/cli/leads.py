@@ -88,7 +88,7 @@ def convert(
     key: Annotated[str, typer.Option(help="The new tenant's key.")],
     domain: Annotated[list[str], typer.Option(help="A tenant domain; repeat for more.")],
     name: Annotated[str | None, typer.Option(help="Tenant name (default: the company).")] = None,
-    tier: Annotated[str, typer.Option(help="pooled or silo.")] = "pooled",
+    tier: Annotated[str, typer.Option(help="pooled, silo or a declared tier.")] = "pooled",
     currency: Annotated[str, typer.Option(help="Billing currency.")] = "USD",
     timezone: Annotated[str, typer.Option(help="IANA timezone.")] = "UTC",
     skip_domain_check: Annotated[

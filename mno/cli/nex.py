@@ -25,7 +25,7 @@ from mno.cli.params import (
     pairs,
     render_or_watch,
 )
-from mno.errors import InvalidTransition, MnoError, Unavailable
+from mno.errors import BadInput, InvalidTransition, MnoError, Unavailable
 from mno.settings import parse_duration
 
 host_app = typer.Typer(help="Docker hosts that run Nex instances.", no_args_is_help=True)
@@ -303,9 +303,13 @@ def create(
     ] = None,
     domain: Annotated[list[str] | None, typer.Option(help="Custom domain, repeatable.")] = None,
     env: Annotated[list[str] | None, typer.Option(help="K=V or K=secret:NAME, repeatable.")] = None,
-    memory: Annotated[str | None, typer.Option(help="Memory limit (default: the app's).")] = None,
-    cpus: Annotated[str | None, typer.Option(help="CPU limit (default: the app's).")] = None,
-    pids: Annotated[int | None, typer.Option(help="Process limit.")] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit (default: the tier's, else the app's).")
+    ] = None,
+    cpus: Annotated[
+        str | None, typer.Option(help="CPU limit (default: the tier's, else the app's).")
+    ] = None,
+    pids: Annotated[int | None, typer.Option(help="Process limit (default: the tier's).")] = None,
     wait: WaitOpt = False,
     inline: InlineOpt = False,
     timeout: TimeoutOpt = "5m",
@@ -401,26 +405,80 @@ def show(
 def logs(
     name: Name,
     tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only output newer than this: a duration (10m, 2h) or an ISO time."),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep streaming until the container stops or Ctrl-C (exit 0)."
+        ),
+    ] = False,
 ) -> None:
-    """Print the container's output."""
-    from mno.nex import hosts, instances, runtime_docker
-    from mno.store.db import session_scope
+    """Print the container's output (stdout and stderr, as the engine interleaves them)."""
+    from mno import clock
+    from mno.nex import attach
 
-    with session_scope(write=False) as s:
-        inst = instances.get(s, name)
-        host, cid = inst.host, inst.container_id
-        if not host or not cid:
-            raise InvalidTransition(f"instance {name} has no container yet")
-        config = hosts.get(host, session=s)
-    rt = runtime_docker.runtime(config)
+    after = None
+    if since is not None:
+        after = _since(since, clock.now())
     out = sys.stdout.buffer
     try:
-        for chunk in rt.logs(cid, tail=tail, follow=follow):
+        for chunk in attach.logs(name, tail=tail, follow=follow, since=after):
             out.write(chunk)
             out.flush()
     except KeyboardInterrupt:
         pass
+
+
+def _since(value: str, now: Any) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        return now - parse_duration(value)
+    except MnoError:
+        pass
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"invalid --since {value!r}", "a duration like 10m or an ISO time") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@app.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False},
+)
+def exec_(
+    name: Name,
+    cmd: Annotated[
+        list[str], typer.Argument(metavar="-- CMD [ARG]...", help="The command and its arguments.")
+    ],
+) -> None:
+    """Run a command in the instance's container (no TTY, no stdin).
+
+    Its stdout and stderr go to mno's, and its exit code becomes mno's (126/127 when it
+    cannot be run or is not found). mno's own errors: 1 when the instance is not running
+    or not found, 3 when its host cannot be reached. Example:
+    mno instance exec web-acme -- sh -c 'ls /data'."""
+    from mno.nex import attach
+
+    def write(stream: Any) -> Any:
+        def put(data: bytes) -> None:
+            stream.write(data)
+            stream.flush()
+
+        return put
+
+    args = list(cmd)
+    if args[:1] == ["--"]:  # options stop at NAME already: a -- after it is only a marker
+        args = args[1:]
+    try:
+        code = attach.run(name, args, write(sys.stdout.buffer), write(sys.stderr.buffer))
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
 
 
 def _simple(verb: str, fn_name: str, until: tuple[str, ...]) -> Any:

@@ -45,7 +45,7 @@ LIST_COLUMNS = ["key", "name", "tier", "status", "parent", "currency", "domains"
 def create(
     key: Annotated[str, typer.Argument(help="Tenant key: a DNS label, 2-40 chars [a-z0-9-].")],
     name: Annotated[str | None, typer.Option(help="Display name (default: the key).")] = None,
-    tier: Annotated[str, typer.Option(help="pooled or silo.")] = "pooled",
+    tier: Annotated[str, typer.Option(help="pooled, silo or a declared tier.")] = "pooled",
     parent: Annotated[str | None, typer.Option(help="Managing tenant's key.")] = None,
     domain: Annotated[list[str] | None, typer.Option(help="A domain; repeat for more.")] = None,
     currency: Annotated[str, typer.Option(help="Billing currency (ISO 4217).")] = "USD",
@@ -135,7 +135,7 @@ def show(
 def update(
     key: Annotated[str, typer.Argument(help="Tenant key.")],
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    tier: Annotated[str | None, typer.Option(help="pooled or silo.")] = None,
+    tier: Annotated[str | None, typer.Option(help="pooled, silo or a declared tier.")] = None,
     parent: Annotated[str | None, typer.Option(help="New managing tenant.")] = None,
     domain: Annotated[
         list[str] | None, typer.Option(help="Replace the domains; repeat for more.")

@@ -72,7 +72,7 @@ def volume_name(snap: Snapshot) -> str | None:
 
 def network_name(snap: Snapshot) -> str | None:
     """A silo tenant's network (the one recorded at placement, else a new name)."""
-    if snap.tenant_tier != "silo":
+    if platform.load().tier(snap.tenant_tier).isolation != "silo":
         return None
     return snap.network or f"{_prefix(snap)}tenant-{snap.tenant_key}"
 

@@ -15,7 +15,8 @@ whose engine (``docker info`` ID) is already a host is refused, so its capacity 
 counted twice.
 
 Placement picks the reachable host with the most free memory whose labels satisfy the
-app's labels, skipping hosts at their instance limit.
+app's labels and
+those of the tenant's tier, skipping hosts at their instance limit.
 """
 
 from __future__ import annotations
@@ -369,8 +370,10 @@ def place(
     memory: int | None,
     reachable: set[str],
     config: platform.PlatformConfig | None = None,
+    labels: dict[str, str] | None = None,
 ) -> HostConfig:
-    """The host for a new instance; ``Unavailable`` when none can take it.
+    """The host for a new instance; ``Unavailable`` when none can take it. The host's
+    labels must satisfy the app's and ``labels`` (those of the tenant's tier).
 
     Call it in the transaction that records the choice: on PostgreSQL it takes a
     transaction-scoped advisory lock so concurrent placements see each other's choices
@@ -391,6 +394,9 @@ def place(
             continue
         if not fits(host, app.labels):
             reasons.append(f"{host.name}: labels do not match {app.labels}")
+            continue
+        if not fits(host, labels or {}):
+            reasons.append(f"{host.name}: labels do not match the tier's {labels}")
             continue
         taken = used.get(host.name, {"instances": 0, "memory": 0})
         if host.max_instances is not None and taken["instances"] >= host.max_instances:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy.orm import object_session
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from mno import clock, platform, secrets, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
@@ -199,13 +199,15 @@ def create(
     """Record a new instance (``staged``, desired ``running``) for the provisioner."""
     tenant = tenants.get(session, tenant_key)
     app = apps.get(session, app_code)
+    config = config or platform.load()
+    tier = config.tier(tenant.tier)
     _check_may_create(session, tenant, app, named=name is not None)
+    _check_tier_room(session, tenant, tier)
     name = (
         validate.dns_label(name, "instance name") if name else _default_name(session, app, tenant)
     )
     if session.exec(select(Instance).where(Instance.live_name == name)).first():
         raise Conflict(f"instance {name} already exists")
-    config = config or platform.load()
     clean_domains = _free_domains(session, domains or [])
     inst = Instance(
         name=name,
@@ -218,9 +220,10 @@ def create(
         volume_path=app.volume_path,
         url=f"http://{name}.{config.apps_domain}",
         env=check_env(env),
-        memory=apps.parse_memory(memory) or app.memory,
-        cpus=apps.parse_cpus(cpus) or app.cpus,
-        pids=_check_pids(pids),
+        # a flag wins over the tier's limits, which win over the app's own
+        memory=apps.parse_memory(memory) or apps.parse_memory(tier.memory) or app.memory,
+        cpus=apps.parse_cpus(cpus) or (str(tier.cpus) if tier.cpus else None) or app.cpus,
+        pids=_check_pids(pids) or tier.pids,
     )
     session.add(inst)
     session.flush()
@@ -264,6 +267,22 @@ def _check_may_create(session: Session, tenant: Tenant, app: App, *, named: bool
                 f"{tenant.key} already has an instance of {app.code}: {existing.name}",
                 f"{app.code} is not multi-instantiable",
             )
+
+
+def _check_tier_room(session: Session, tenant: Tenant, tier: platform.TierConfig) -> None:
+    """Refuse an instance beyond the ``max_instances`` of the tenant's tier."""
+    if tier.max_instances is None:
+        return
+    live = session.exec(
+        select(func.count()).where(
+            Instance.tenant_id == tenant.id, col(Instance.live_name).is_not(None)
+        )
+    ).one()
+    if int(live) >= tier.max_instances:
+        raise Conflict(
+            f"tenant {tenant.key} has {live} instances, the limit of tier {tenant.tier}",
+            "terminate one, or raise max_instances of the tier in the platform YAML",
+        )
 
 
 def _free_domains(session: Session, domains: list[str]) -> list[str]:

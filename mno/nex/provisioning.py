@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from mno.nex.snapshot import Snapshot
 
 
-def tier_config(tenant: Tenant, config: platform.PlatformConfig | None = None) -> Any:
-    config = config or platform.load()
-    return config.tiers.get(tenant.tier) or platform.TierConfig()
+def tier_config(
+    tenant: Tenant, config: platform.PlatformConfig | None = None
+) -> platform.TierConfig:
+    """The settings of the tenant's tier (``PlatformConfig.tier``)."""
+    return (config or platform.load()).tier(tenant.tier)
 
 
 def nex_apps_for(session: Session, tenant: Tenant, tier_apps: list[str]) -> list[str]:
@@ -49,7 +51,7 @@ def nex_apps_for(session: Session, tenant: Tenant, tier_apps: list[str]) -> list
         subscribed = session.exec(
             select(Subscription.app_code).where(
                 Subscription.tenant_id == tenant.id,
-                col(Subscription.status).in_(("active", "trialing")),
+                col(Subscription.status).in_(SUBSCRIBED),
                 col(Subscription.app_code).is_not(None),
             )
         ).all()
@@ -107,6 +109,47 @@ def provision(
         "instances_created": created,
         "instances_kept": kept,
     }
+
+
+SUBSCRIBED = ("active", "trialing")
+
+
+def subscription_changed(
+    session: Session,
+    tenant_id: uuid.UUID,
+    app_code: str | None,
+    config: platform.PlatformConfig | None = None,
+) -> list[str]:
+    """Follow a subscription to ``app_code`` that started or ended, in the transaction
+    that records it; returns the instances created, started or stopped.
+
+    Only a Nex app of a tenant whose tier is in ``docker`` mode and that is being or has
+    been provisioned (``provisioning``, ``active``) is concerned; a tenant not provisioned
+    yet gets its instances from ``provision``. When the app is wanted (the tier lists it
+    or a subscription is active or trialing) the tenant gets an instance when it has none
+    and a stopped one is started; the tenant's status does not change. When it is no
+    longer wanted its instances are stopped: the containers, volumes and data stay until
+    the operator terminates them (``mno instance terminate``)."""
+    if not app_code:
+        return []
+    config = config or platform.load()
+    tenant = session.get(Tenant, tenant_id)
+    app = session.exec(select(App).where(App.code == app_code)).first()
+    if tenant is None or app is None or app.stack != "nex":
+        return []
+    tier = config.tier(tenant.tier)
+    if tier.mode != "docker" or tenant.status not in ("provisioning", "active"):
+        return []
+    mine = [i for i in instances.live_for_tenant(session, tenant.id) if i.app_id == app.id]
+    if app_code in nex_apps_for(session, tenant, tier.apps):
+        if not mine:
+            return [instances.create(session, tenant.key, app_code, config=config).name]
+        return [
+            instances.start(session, str(i.id)).name
+            for i in mine
+            if i.desired == "stopped" and i.status != "terminating"
+        ]
+    return [instances.stop(session, str(i.id)).name for i in mine if i.desired == "running"]
 
 
 def _all_running(session: Session, tenant_id: uuid.UUID) -> bool:

@@ -50,7 +50,8 @@ def place(
             raise HostDown(f"no Docker host is reachable ({errors})")
         app = s.get(App, inst.app_id)
         assert app is not None
-        host = hosts.place(s, app, memory_bytes(inst.memory), reachable, config)
+        labels = config.tier(snap.tenant_tier).labels
+        host = hosts.place(s, app, memory_bytes(inst.memory), reachable, config, labels)
         apply(s, inst, status, host=host.name, volume=volume_name(snap), network=network_name(snap))
     snap.host = host.name
     snap.volume = volume_name(snap)

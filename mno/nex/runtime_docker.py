@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from mno.errors import MnoError, Unavailable
@@ -500,12 +501,66 @@ class Runtime:
             )
         return out
 
-    def logs(self, ref: str, tail: int | None = None, follow: bool = False) -> Iterator[bytes]:
+    def _streaming(self) -> Any:
+        """A low-level client without a read timeout, for output that may stay quiet for
+        longer than the host's timeout (a followed log, a long command)."""
+        import docker
+
+        try:
+            return docker.APIClient(
+                base_url=self.base_url,
+                timeout=None,  # type: ignore[arg-type]  # requests: no read timeout
+                version=self.client.api.api_version,
+                use_ssh_client=self.base_url.startswith("ssh://"),
+            )
+        except docker.errors.DockerException as exc:
+            raise HostDown(f"host {self.name}: {_reason(exc)}") from exc
+
+    def logs(
+        self,
+        ref: str,
+        tail: int | None = None,
+        follow: bool = False,
+        since: datetime | None = None,
+    ) -> Iterator[bytes]:
+        """The container's output (stdout and stderr as the engine interleaves them);
+        ``follow`` goes on until the container stops or the caller stops reading."""
         kwargs: dict[str, Any] = {"stream": True, "follow": follow}
         if tail is not None:
             kwargs["tail"] = tail
-        stream = self.call(self.client.api.logs, ref, **kwargs)
-        yield from stream
+        if since is not None:
+            kwargs["since"] = since
+        api = self._streaming() if follow else self.client.api
+        try:
+            yield from self.call(api.logs, ref, **kwargs)
+        finally:
+            if follow:
+                api.close()
+
+    def exec(
+        self,
+        ref: str,
+        cmd: list[str],
+        out: Callable[[bytes], None],
+        err: Callable[[bytes], None],
+    ) -> int:
+        """Run ``cmd`` in the running container (no TTY, no stdin), passing its output to
+        ``out`` and ``err`` as it comes; returns its exit code."""
+        api = self._streaming()
+        try:
+            created = self.call(
+                api.exec_create, ref, cmd, stdout=True, stderr=True, stdin=False, tty=False
+            )
+            stream = self.call(api.exec_start, created["Id"], stream=True, demux=True)
+            for stdout, stderr in stream:
+                if stdout:
+                    out(stdout)
+                if stderr:
+                    err(stderr)
+            code = self.call(api.exec_inspect, created["Id"]).get("ExitCode")
+        finally:
+            api.close()
+        return int(code) if code is not None else 1
 
     def get_archive(self, ref: str, path: str) -> Iterator[bytes]:
         stream, _ = self.call(self.client.api.get_archive, ref, path)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from mno import clock, validate
+from mno import clock, platform, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
 from mno.store import audit, lookup, outbox, paging
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 SYSTEM_KEY = "system"
 MAX_MANAGING_LEVELS = 4
-TIERS = ("pooled", "silo")
 STATUSES = (
     "pending_provision",
     "provisioning",
@@ -98,6 +97,17 @@ class TenantView:
 
 def _event_payload(t: Tenant) -> dict[str, Any]:
     return {"id": str(t.id), "key": t.key, "name": t.name, "tier": t.tier, "status": t.status}
+
+
+def check_tier(tier: str) -> str:
+    """``tier`` when the platform YAML declares it (``pooled`` and ``silo`` always exist)."""
+    names = platform.load().tier_names()
+    if tier not in names:
+        raise BadInput(
+            f"unknown tier {tier!r}",
+            f"declared tiers: {', '.join(names)}; declare it under tiers: in the platform YAML",
+        )
+    return tier
 
 
 # -- lookups --------------------------------------------------------------------------
@@ -239,7 +249,7 @@ def create(
         if if_not_exists:
             return existing, False
         raise Conflict(f"tenant {key} already exists", "use --if-not-exists to accept that")
-    validate.one_of(tier, TIERS, "tier")
+    check_tier(tier)
     validate.one_of(status, STATUSES, "status")
     clean_domains = _check_domains(session, domains, None)
     tenant = Tenant(
@@ -321,7 +331,7 @@ def update(
         if value is None:
             continue
         if name == "tier":
-            value = validate.one_of(value, TIERS, "tier")
+            value = check_tier(value)
         elif name == "currency":
             value = check_currency(value)
         elif name == "timezone":
@@ -503,7 +513,7 @@ def _list_stmt(
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
     if tier:
-        stmt = stmt.where(Tenant.tier == validate.one_of(tier, TIERS, "tier"))
+        stmt = stmt.where(Tenant.tier == check_tier(tier))
     if parent:
         stmt = stmt.where(Tenant.parent_id == get(session, parent).id)
     if not include_system:
@@ -747,7 +757,7 @@ def _checked_items(
             "id": uuid.uuid4(),
             "key": key,
             "name": name,
-            "tier": validate.one_of(item.get("tier") or "pooled", TIERS, "tier"),
+            "tier": check_tier(item.get("tier") or "pooled"),
             "status": validate.one_of(
                 item.get("status") or "pending_provision", STATUSES, "status"
             ),

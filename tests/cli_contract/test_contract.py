@@ -38,6 +38,7 @@ NO_OUTPUT_FORMAT = {
     ("schema",): "prints a JSON Schema",
     ("serve",): "runs the API server",
     ("instance", "logs"): "streams the container's output",
+    ("instance", "exec"): "passes the command's own output through",
     ("webhook", "listen"): "runs a local receiver",
     ("report", "html"): "writes an HTML file",
     ("agents", "run"): "runs the daemons",

@@ -35,6 +35,11 @@ CATALOGUE: dict[str, str] = {
     "instance.drift_detected": "An instance's container was changed outside mno.",
     "instance.backed_up": "A backup of an instance's data volume was written.",
     "instance.restored": "An instance's data volume was restored from a backup.",
+    "certificate.set": (
+        "An operator-supplied TLS certificate was set or rotated for a domain (payload: "
+        "domain, names, fingerprint, not_after, rotated; never the key)."
+    ),
+    "certificate.removed": "An operator-supplied TLS certificate was removed from a domain.",
     "host.created": "A Docker host was added to the store (payload: its settings).",
     "host.updated": "A stored Docker host's settings changed.",
     "host.deleted": "A stored Docker host was removed.",

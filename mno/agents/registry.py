@@ -18,6 +18,7 @@ AGENTS: dict[str, str] = {
     "dispatcher": "mno.agents.dispatcher",
     "biller": "mno.agents.biller",
     "provisioner": "mno.agents.provisioner",
+    "edge": "mno.agents.edge",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mno.cli.edge import cert_app
 from mno.cli.output import Format, OutputOpt, done, render, render_list, spinner, success
 from mno.cli.params import (
     AfterOpt,
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 domain_app = typer.Typer(help="Custom domains routed to an instance.", no_args_is_help=True)
 app.add_typer(domain_app, name="domain")
+domain_app.add_typer(cert_app, name="cert")
 
 LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
 HOST_COLUMNS = [

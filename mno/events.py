@@ -43,6 +43,11 @@ CATALOGUE: dict[str, str] = {
         "volume, previous_volume: the replaced volume, kept for retention.previous_volumes)."
     ),
     "instance.previous_volume_removed": "The data volume a restore replaced was removed.",
+    "certificate.set": (
+        "An operator-supplied TLS certificate was set or rotated for a domain (payload: "
+        "domain, names, fingerprint, not_after, rotated; never the key)."
+    ),
+    "certificate.removed": "An operator-supplied TLS certificate was removed from a domain.",
     "host.created": "A Docker host was added to the store (payload: its settings).",
     "host.updated": "A stored Docker host's settings changed.",
     "host.deleted": "A stored Docker host was removed.",

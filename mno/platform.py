@@ -1,5 +1,5 @@
 """Platform settings from the platform YAML: Docker hosts, tiers, webhooks, retention, billing,
-backups.
+backups, the HTTPS edge.
 
 The file is found at ``--config FILE``, then ``MNO_CONFIG``, then ``$MNO_HOME/platform.yaml``;
 ``configs/platform.yaml`` is the example. With none present the defaults below apply.
@@ -153,6 +153,27 @@ class TierConfig(Section):
     backup: BackupSchedule | None = None  # the tier's instances' backup schedule
 
 
+class EdgeConfig(Section):
+    """The HTTPS edge: a Caddy server mno configures through its admin API (``mno edge``).
+
+    ``tls`` says where certificates of domains without an operator-supplied one
+    (``mno instance domain cert set``) come from: ``acme`` (automatic HTTPS, e.g. Let's
+    Encrypt; needs ports 80/443 reachable from the internet), ``internal`` (Caddy's own
+    CA, for networks ACME cannot reach) or ``manual`` (none: only operator certificates)."""
+
+    admin: str = Field(default="http://127.0.0.1:2019", pattern=r"^http://[^/\s]+:[0-9]+/?$")
+    listen: str = ""  # address the HTTPS and HTTP servers bind ("" = every interface)
+    https_port: int = Field(default=443, ge=1, le=65535)
+    http_port: int = Field(default=80, ge=1, le=65535)
+    redirect_http: bool = True  # answer http:// with a redirect to https://
+    tls: Literal["acme", "internal", "manual"] = "acme"
+    acme_email: str | None = None
+    acme_ca: str | None = None  # ACME directory URL (default: Let's Encrypt)
+    data_dir: str | None = None  # Caddy's storage (certificates, internal CA); $MNO_HOME/edge
+    caddy: str = "caddy"  # the binary `mno edge run` starts
+    timeout: float = Field(default=10.0, gt=0, le=300)  # seconds per admin API call
+
+
 class PlatformConfig(Section):
     apps_domain: str = Field(default="apps.localhost", pattern=r"^[a-z0-9.-]+$")
     hosts: list[HostConfig] = Field(default_factory=list)
@@ -161,6 +182,7 @@ class PlatformConfig(Section):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
+    edge: EdgeConfig | None = None  # none: no HTTPS edge (the edge agent idles)
 
     @field_validator("tiers")
     @classmethod

@@ -28,6 +28,7 @@ SKIP: list[tuple[str, str]] = [
     (r"\[-|\w ?\| ?\w|…|<\w+>", "a synopsis (a|b alternatives, [optional] parts, …)"),
     (r"^mno (instance|host) ", "needs a Docker engine"),
     (r"^mno agents run ", "a daemon that runs until stopped"),
+    (r"^mno edge ", "needs a running Caddy and an edge section in the platform YAML"),
     (r"^mno webhook listen ", "a server that runs until stopped"),
     (r"> /etc/", "writes into /etc"),
     (r"^mno secret set \w+\s*$", "prompts for the value"),

@@ -19,6 +19,7 @@ AGENTS: dict[str, str] = {
     "biller": "mno.agents.biller",
     "provisioner": "mno.agents.provisioner",
     "backup": "mno.agents.backup",
+    "edge": "mno.agents.edge",
 }
 
 # "module:attribute" of fastapi.APIRouter objects mounted on the agents' HTTP listener

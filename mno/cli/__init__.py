@@ -244,6 +244,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("access", "mno.cli.access", "Check what a member may do in a tenant."),
     ("host", "mno.cli.nex:host_app", "Docker hosts that run Nex instances."),
     ("instance", "mno.cli.nex", "Hosted app instances (Nex): create, update, back up, terminate."),
+    ("edge", "mno.cli.edge", "The HTTPS edge (Caddy) routing every instance's domains."),
     ("secret", "mno.cli.secrets", "Manage secrets (keyring, or a 0600 file on headless hosts)."),
     ("webhook", "mno.cli.webhooks", "Webhook endpoints, deliveries, replay and local tools."),
     ("notify", "mno.cli.notify", "Email notifications: rules and templates."),
@@ -349,7 +350,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "tax-rate",
         "bundle",
     ),
-    "Nex": ("host", "instance"),
+    "Nex": ("host", "instance", "edge"),
     "Data": ("connector", "connection", "sync", "record", "report"),
     "Access": ("user", "member", "role", "team", "invite", "access"),
     "Operations": (

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mno.cli.edge import cert_app
 from mno.cli.output import Format, OutputOpt, done, render, render_list, spinner, success
 from mno.cli.params import (
     AfterOpt,
@@ -41,6 +42,7 @@ backup_app = typer.Typer(
 )
 app.add_typer(backup_app, name="backup")
 BACKUP_COLUMNS = ["id", "time", "bytes", "host", "instance"]
+domain_app.add_typer(cert_app, name="cert")
 
 LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
 HOST_COLUMNS = [

@@ -42,6 +42,7 @@ NO_OUTPUT_FORMAT = {
     ("webhook", "listen"): "runs a local receiver",
     ("report", "html"): "writes an HTML file",
     ("agents", "run"): "runs the daemons",
+    ("edge", "run"): "runs Caddy in the foreground",
     ("agents", "systemd"): "prints a systemd unit",
     ("invoice", "export"): "writes JSON, CSV, HTML or PDF chosen by --format",
 }

@@ -10,7 +10,16 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    render,
+    render_list,
+    render_page,
+    render_stream,
+    success,
+)
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
@@ -393,18 +402,23 @@ def package_create(
 
 @package_app.command("list")
 def package_list(
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List packages with their apps."""
+    """List packages with their apps, by name."""
     from mno.store.db import session_scope
     from mno.tenancy import packages
 
+    columns, empty = ["name", "apps", "description", "created_at"], "No packages."
     with session_scope(write=False) as s:
-        rows = packages.list_packages(s)[:limit]
-    render(
-        rows, output, columns=["name", "apps", "description", "created_at"], empty="No packages."
-    )
+        if all_:
+            found = packages.stream_packages(s, after=after)
+            render_stream(found, output, columns=columns, empty=empty)
+            return
+        page = packages.page_packages(s, after=after, limit=limit)
+    render_page(page.rows, page.next, output, columns=columns, empty=empty)
 
 
 @package_app.command("show")

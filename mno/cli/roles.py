@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
-from mno.cli.params import YesOpt, confirm
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Custom roles and the permissions they grant.", no_args_is_help=True)
 
@@ -49,16 +49,27 @@ def create(
 @app.command("list")
 def list_(
     tenant: Annotated[str | None, typer.Option(help="Only the roles this tenant sees.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List the built-in and custom roles with their permissions."""
+    """List the built-in and custom roles with their permissions, by name."""
     from mno.access import custom_roles
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = custom_roles.list_roles(s, tenant_key=tenant)[:limit]
-    render(rows, output, columns=["name", "tenant", "builtin", "permissions"], empty="No roles.")
+        rows = custom_roles.list_roles(s, tenant_key=tenant)
+    render_list(
+        rows,
+        ("name", "tenant"),
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=["name", "tenant", "builtin", "permissions"],
+        empty="No roles.",
+    )
 
 
 @app.command("show")

@@ -22,6 +22,8 @@ from mno.cli.output import (
     error,
     render,
     render_list,
+    render_page,
+    render_stream,
     success,
     warn,
 )
@@ -458,16 +460,23 @@ def sync_unlock(
 @app.command("runs")
 def sync_runs(
     connection: Annotated[str | None, typer.Option(help="Only this connection.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List sync runs, newest first."""
     from mno.store.db import session_scope
     from mno.sync import views
 
+    columns, empty = views.RUN_COLUMNS, "No runs."
     with session_scope(write=False) as s:
-        rows = views.runs(s, connection, limit)
-    render(rows, output, columns=views.RUN_COLUMNS, empty="No runs.")
+        if all_:
+            found = views.stream_runs(s, connection, after=after)
+            render_stream(found, output, columns=columns, empty=empty)
+            return
+        page = views.page_runs(s, connection, after=after, limit=limit)
+    render_page(page.rows, page.next, output, columns=columns, empty=empty)
 
 
 @app.command("rollback")
@@ -580,18 +589,28 @@ def state_reset(
 def conflicts_list(
     connection: Annotated[str, typer.Argument(help="Connection name.")],
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved ones.")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """List a connection's conflicts, newest first, with both sides."""
     from mno.store.db import session_scope
     from mno.sync import conflicts
 
+    def shown(row: dict[str, Any]) -> dict[str, Any]:
+        return _conflict_row(row) if output is Format.table else row
+
+    columns, empty = conflicts.COLUMNS, "No conflicts."
     with session_scope(write=False) as s:
-        rows = conflicts.list_conflicts(s, connection, open_only=open_only, limit=limit)
-    if output is Format.table:
-        rows = [_conflict_row(r) for r in rows]
-    render(rows, output, columns=conflicts.COLUMNS, empty="No conflicts.")
+        if all_:
+            found = conflicts.stream_conflicts(s, connection, open_only=open_only, after=after)
+            render_stream((shown(r) for r in found), output, columns=columns, empty=empty)
+            return
+        page = conflicts.page_conflicts(
+            s, connection, open_only=open_only, after=after, limit=limit
+        )
+    render_page([shown(r) for r in page.rows], page.next, output, columns=columns, empty=empty)
 
 
 def _conflict_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -644,16 +663,24 @@ def record_list(
     entity: str,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted records.")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List canonical records of an entity."""
+    """List canonical records of an entity, oldest first."""
     from mno.store.db import session_scope
     from mno.sync import views
 
     with session_scope(write=False) as s:
-        rows = views.records(s, entity, tenant=tenant, deleted=deleted, limit=limit)
-    render(rows, output, empty="No records.")
+        if all_:
+            found = views.stream_records(s, entity, tenant=tenant, deleted=deleted, after=after)
+            render_stream(found, output, empty="No records.")
+            return
+        page = views.page_records(
+            s, entity, tenant=tenant, deleted=deleted, after=after, limit=limit
+        )
+    render_page(page.rows, page.next, output, empty="No records.")
 
 
 @record_app.command("show")

@@ -7,11 +7,20 @@ the commands that use them, so that ``--help`` loads neither SQLAlchemy nor hash
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    render,
+    render_list,
+    render_page,
+    render_stream,
+    success,
+)
 from mno.cli.params import (
     AfterOpt,
     AllOpt,
@@ -261,7 +270,9 @@ def deliveries_list(
         str | None, typer.Option("--event-type", help="Type, * wildcards.")
     ] = None,
     since: Annotated[str | None, typer.Option(help="24h, 7d or ISO 8601.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
     watch: WatchOpt = False,
     every: IntervalOpt = "2s",
@@ -270,17 +281,23 @@ def deliveries_list(
     from mno.store.db import session_scope
     from mno.webhooks import delivery_queue
 
+    columns, empty = DELIVERY_COLUMNS, "No deliveries."
+
     def list_once() -> None:
+        filters: dict[str, Any] = {
+            "endpoint": endpoint,
+            "status": status,
+            "event_type": event_type,
+            "since": parse_since(since),
+            "after": after,
+        }
         with session_scope(write=False) as s:
-            rows = delivery_queue.list_deliveries(
-                s,
-                endpoint=endpoint,
-                status=status,
-                event_type=event_type,
-                since=parse_since(since),
-                limit=limit,
-            )
-        render(rows, output, columns=DELIVERY_COLUMNS, empty="No deliveries.")
+            if all_:
+                found = delivery_queue.stream_deliveries(s, **filters)
+                render_stream(found, output, columns=columns, empty=empty)
+                return
+            page = delivery_queue.page_deliveries(s, **filters, limit=limit)
+        render_page(page.rows, page.next, output, columns=columns, empty=empty)
 
     render_or_watch(list_once, watch, every, output)
 

@@ -13,8 +13,9 @@ catalogue and every payload against ``MAX_PAYLOAD_BYTES``.
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from mno.store.bulk import Rows
+    from mno.store.paging import Page
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -116,15 +118,7 @@ def emit_rows(
     return len(rows)
 
 
-def list_events(
-    session: Session,
-    *,
-    event_type: str | None = None,
-    tenant_id: uuid.UUID | None = None,
-    since: datetime | None = None,
-    after_seq: int | None = None,
-    limit: int = 100,
-) -> list[Event]:
+def _events(event_type: str | None, tenant_id: uuid.UUID | None, since: datetime | None) -> Any:
     stmt = select(Event)
     if event_type:
         if "*" in event_type:
@@ -135,6 +129,76 @@ def list_events(
         stmt = stmt.where(Event.tenant_id == tenant_id)
     if since:
         stmt = stmt.where(Event.created_at >= since)
+    return stmt
+
+
+_SEQ = re.compile(r"[0-9]{1,19}")
+
+
+def _walk(after: str | None) -> tuple[bool, str | None]:
+    """How a list of events walks from the cursor ``after``: (oldest first, cursor).
+
+    No cursor: newest first. A sequence number: the events after it, oldest first (to
+    follow the outbox). The ``%…`` cursor printed after a newest-first page: that walk,
+    continued."""
+    if after is None or after.startswith("%"):
+        return False, after
+    if not _SEQ.fullmatch(after) or int(after) >= 2**63:
+        raise BadInput(
+            f"--after {after!r} is not a cursor of this list",
+            "give a sequence number or the cursor printed after a page",
+        )
+    return True, str(int(after))
+
+
+def page_events(
+    session: Session,
+    *,
+    event_type: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> Page[Event]:
+    """One page of events: newest first, or oldest first after a sequence number
+    (``_walk``); ``next`` continues the same walk."""
+    from mno.store import paging
+
+    oldest_first, cursor = _walk(after)
+    stmt = _events(event_type, tenant_id, since)
+    order = [col(Event.seq)]
+    rows, nxt = paging.page(session, stmt, order, cursor, limit, descending=not oldest_first)
+    if nxt is not None and oldest_first:
+        nxt = str(rows[-1].seq)  # a plain sequence number keeps walking oldest first
+    return paging.Page(rows, nxt)
+
+
+def stream_events(
+    session: Session,
+    *,
+    event_type: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+) -> Iterator[Event]:
+    """Every event of ``page_events``' walk, read a chunk at a time."""
+    from mno.store import paging
+
+    oldest_first, cursor = _walk(after)
+    stmt = _events(event_type, tenant_id, since)
+    return paging.each(session, stmt, [col(Event.seq)], cursor, descending=not oldest_first)
+
+
+def list_events(
+    session: Session,
+    *,
+    event_type: str | None = None,
+    tenant_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    after_seq: int | None = None,
+    limit: int = 100,
+) -> list[Event]:
+    stmt = _events(event_type, tenant_id, since)
     if after_seq is not None:
         stmt = stmt.where(col(Event.seq) > after_seq)
         stmt = stmt.order_by(col(Event.seq)).limit(limit)

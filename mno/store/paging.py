@@ -91,17 +91,20 @@ def _typed(value: Any, column: Any) -> Any:
             break
     if kind in (None, object):
         return value
-    if value is None or isinstance(value, kind):
+    if value is None or (isinstance(value, kind) and kind is not int):
         return value
+    hint = "copy it from the hint"
     try:
         if kind is datetime:
             return datetime.fromisoformat(value)
         if kind is uuid.UUID:
             return uuid.UUID(value)
-        return kind(value)
-    except (TypeError, ValueError) as exc:
-        hint = "copy it from the hint"
+        typed = kind(value)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BadInput(f"--after: {value!r} does not fit this list", hint) from exc
+    if kind is int and not -(2**63) <= typed < 2**63:  # a 64-bit column holds no more
+        raise BadInput(f"--after: {value!r} is out of range", hint)
+    return typed
 
 
 def _after(stmt: Any, order_cols: Sequence[Any], values: Sequence[Any], desc: bool) -> Any:

@@ -17,13 +17,14 @@ with an audit row ``sync.conflict_resolve`` and the event ``conflict.resolved``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
 from mno import clock, settings
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, outbox, paging
 from mno.store.db import session_scope
 from mno.store.models.sync import (
     SyncConflict,
@@ -67,22 +68,60 @@ def view(row: SyncConflict, ignore: list[str] | tuple[str, ...] = ()) -> dict[st
     }
 
 
-def list_conflicts(
-    session: Session, connection_name: str, *, open_only: bool = False, limit: int = 100
-) -> list[dict[str, Any]]:
-    """The connection's conflicts, newest first (``view``)."""
-    conn = connections.get(session, connection_name)
+def _conflicts_stmt(conn: SyncConnection, open_only: bool) -> Any:
     stmt = select(SyncConflict).where(SyncConflict.connection_id == conn.id)
     if open_only:
         stmt = stmt.where(col(SyncConflict.resolved_at).is_(None))
-    stmt = stmt.order_by(col(SyncConflict.created_at).desc(), col(SyncConflict.id)).limit(limit)
-    ignored: dict[str, list[str]] = {}
-    rows = []
-    for row in session.exec(stmt):
-        if row.entity not in ignored:
-            ignored[row.entity] = ignored_fields(session, conn.tenant_id, row.entity)
-        rows.append(view(row, ignored[row.entity]))
-    return rows
+    return stmt
+
+
+_ORDER = [col(SyncConflict.created_at), col(SyncConflict.id)]
+
+
+class _Views:
+    """Views of conflicts, each entity's ignored fields read once."""
+
+    def __init__(self, session: Session, conn: SyncConnection) -> None:
+        self.session, self.conn = session, conn
+        self.ignored: dict[str, list[str]] = {}
+
+    def __call__(self, row: SyncConflict) -> dict[str, Any]:
+        if row.entity not in self.ignored:
+            self.ignored[row.entity] = ignored_fields(self.session, self.conn.tenant_id, row.entity)
+        return view(row, self.ignored[row.entity])
+
+
+def page_conflicts(
+    session: Session,
+    connection_name: str,
+    *,
+    open_only: bool = False,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[dict[str, Any]]:
+    """One page of the connection's conflicts, newest first (``view``), after the cursor
+    ``after``."""
+    conn = connections.get(session, connection_name)
+    stmt = _conflicts_stmt(conn, open_only)
+    rows, nxt = paging.page(session, stmt, _ORDER, after, limit, descending=True)
+    shown = _Views(session, conn)
+    return paging.Page([shown(r) for r in rows], nxt)
+
+
+def stream_conflicts(
+    session: Session,
+    connection_name: str,
+    *,
+    open_only: bool = False,
+    after: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every conflict of ``page_conflicts``, read a chunk at a time."""
+    conn = connections.get(session, connection_name)
+    shown = _Views(session, conn)
+    for row in paging.each(
+        session, _conflicts_stmt(conn, open_only), _ORDER, after, descending=True
+    ):
+        yield shown(row)
 
 
 def resolve(

@@ -4,12 +4,13 @@ their history, as plain dicts with stable keys (times as datetimes, ids as strin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from mno.errors import BadInput, NotFound
-from mno.store import lookup
+from mno.store import lookup, paging
 from mno.store.db import session_scope
 from mno.store.models.sync import (
     SyncConflict,
@@ -92,9 +93,13 @@ RUN_COLUMNS = ["id", "connection", "kind", "status", "started_at", "finished_at"
 def run_view(session: Session, run: SyncRun) -> dict[str, Any]:
     """A run with its connection's name (None once the connection is removed)."""
     conn = session.get(SyncConnection, run.connection_id) if run.connection_id else None
+    return _run_view(run, conn.name if conn else None)
+
+
+def _run_view(run: SyncRun, connection: str | None) -> dict[str, Any]:
     return {
         "id": str(run.id),
-        "connection": conn.name if conn else None,
+        "connection": connection,
         "kind": run.kind,
         "status": run.status,
         "entity": run.entity,
@@ -128,12 +133,50 @@ def record_errors(session: Session, run_id: uuid.UUID, limit: int = 100) -> list
     return [{"entity": e.entity, "external_id": e.external_id, "message": e.message} for e in rows]
 
 
-def runs(session: Session, connection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Runs newest first, of one connection or of all."""
-    stmt = select(SyncRun).order_by(col(SyncRun.started_at).desc()).limit(limit)
+def _runs_stmt(session: Session, connection: str | None) -> Any:
+    stmt = select(SyncRun)
     if connection:
         stmt = stmt.where(SyncRun.connection_id == connections.get(session, connection).id)
-    return [run_view(session, r) for r in session.exec(stmt)]
+    return stmt
+
+
+_RUN_ORDER = [col(SyncRun.started_at), col(SyncRun.id)]
+
+
+def _run_views(session: Session, rows: list[SyncRun]) -> list[dict[str, Any]]:
+    """Views of a page or chunk of runs: their connections' names in one more query."""
+    ids = {r.connection_id for r in rows if r.connection_id}
+    names = dict(
+        session.execute(
+            select(SyncConnection.id, SyncConnection.name).where(col(SyncConnection.id).in_(ids))
+        ).all()
+        if ids
+        else []
+    )
+    return [_run_view(r, names.get(r.connection_id)) for r in rows]
+
+
+def page_runs(
+    session: Session,
+    connection: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[dict[str, Any]]:
+    """One page of runs newest first, of one connection or of all, after the cursor
+    ``after``."""
+    stmt = _runs_stmt(session, connection)
+    rows, nxt = paging.page(session, stmt, _RUN_ORDER, after, limit, descending=True)
+    return paging.Page(_run_views(session, rows), nxt)
+
+
+def stream_runs(
+    session: Session, connection: str | None = None, *, after: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every run newest first, read a chunk at a time."""
+    stmt = _runs_stmt(session, connection)
+    for rows in paging.stream(session, stmt, _RUN_ORDER, after, descending=True):
+        yield from _run_views(session, rows)
 
 
 # -- records ------------------------------------------------------------------------------
@@ -150,23 +193,46 @@ def record_view(record: SyncRecord) -> dict[str, Any]:
     }
 
 
-def records(
-    session: Session,
-    entity: str,
-    *,
-    tenant: str | None = None,
-    deleted: bool = False,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Canonical records of an entity, oldest first: of one tenant or of all, the
-    deleted ones too with ``deleted``."""
+def _records_stmt(session: Session, entity: str, tenant: str | None, deleted: bool) -> Any:
     stmt = select(SyncRecord).where(SyncRecord.entity == entity)
     if tenant:
         stmt = stmt.where(SyncRecord.tenant_id == tenants.get(session, tenant).id)
     if not deleted:
         stmt = stmt.where(col(SyncRecord.deleted_at).is_(None))
-    stmt = stmt.order_by(col(SyncRecord.created_at), col(SyncRecord.id)).limit(limit)
-    return [record_view(r) for r in session.exec(stmt)]
+    return stmt
+
+
+_RECORD_ORDER = [col(SyncRecord.created_at), col(SyncRecord.id)]
+
+
+def page_records(
+    session: Session,
+    entity: str,
+    *,
+    tenant: str | None = None,
+    deleted: bool = False,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[dict[str, Any]]:
+    """One page of an entity's canonical records, oldest first, after the cursor
+    ``after``: of one tenant or of all, the deleted ones too with ``deleted``."""
+    stmt = _records_stmt(session, entity, tenant, deleted)
+    rows, nxt = paging.page(session, stmt, _RECORD_ORDER, after, limit)
+    return paging.Page([record_view(r) for r in rows], nxt)
+
+
+def stream_records(
+    session: Session,
+    entity: str,
+    *,
+    tenant: str | None = None,
+    deleted: bool = False,
+    after: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every canonical record of ``page_records``, read a chunk at a time."""
+    stmt = _records_stmt(session, entity, tenant, deleted)
+    for r in paging.each(session, stmt, _RECORD_ORDER, after):
+        yield record_view(r)
 
 
 def record(session: Session, entity: str, record_id: str | uuid.UUID) -> dict[str, Any]:

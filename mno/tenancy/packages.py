@@ -9,12 +9,13 @@ tenant also holds an app, that app's grant moves to it instead of going.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, outbox, paging
 from mno.store.models.tenancy import (
     App,
     AppGrant,
@@ -72,9 +73,19 @@ def as_dict(session: Session, package: AppPackage) -> dict[str, Any]:
     }
 
 
-def list_packages(session: Session) -> list[dict[str, Any]]:
-    rows = session.exec(select(AppPackage).order_by(col(AppPackage.name)))
-    return [as_dict(session, p) for p in rows]
+def page_packages(
+    session: Session, *, after: str | None = None, limit: int = paging.DEFAULT_LIMIT
+) -> paging.Page[dict[str, Any]]:
+    """One page of packages by name, after the cursor ``after`` (a name)."""
+    order = [col(AppPackage.name)]
+    rows, nxt = paging.page(session, select(AppPackage), order, after, limit)
+    return paging.Page([as_dict(session, p) for p in rows], nxt)
+
+
+def stream_packages(session: Session, *, after: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every package by name, read a chunk at a time."""
+    for p in paging.each(session, select(AppPackage), [col(AppPackage.name)], after):
+        yield as_dict(session, p)
 
 
 def create(

@@ -10,6 +10,7 @@ replay deliveries through the functions at the end.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 
 from mno import clock, mail
 from mno.errors import BadInput
-from mno.store import audit, buckets, leases, lookup, outbox
+from mno.store import audit, buckets, leases, lookup, outbox, paging
 from mno.store.bulk import Rows
 from mno.store.models.webhooks import (
     NotifyRule,
@@ -419,32 +420,27 @@ def disable(session: Session, endpoint_id: Any, reason: str) -> int:
 # -- operator queries ------------------------------------------------------------------
 
 
-def list_deliveries(
+def _deliveries(
     session: Session,
-    *,
-    endpoint: str | None = None,
-    status: str | None = None,
-    event_type: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    stmt = (
-        sa.select(
-            D.c.id,
-            D.c.channel,
-            D.c.target_id,
-            D.c.event_id,
-            D.c.event_type,
-            D.c.status,
-            D.c.last_status,
-            D.c.attempts,
-            D.c.last_code,
-            D.c.next_attempt_at,
-            D.c.created_at,
-            D.c.last_error,
-        )
-        .order_by(D.c.created_at.desc(), D.c.seq.desc())
-        .limit(limit)
+    endpoint: str | None,
+    status: str | None,
+    event_type: str | None,
+    since: datetime | None,
+) -> Any:
+    stmt = sa.select(
+        D.c.id,
+        D.c.channel,
+        D.c.target_id,
+        D.c.event_id,
+        D.c.seq,
+        D.c.event_type,
+        D.c.status,
+        D.c.last_status,
+        D.c.attempts,
+        D.c.last_code,
+        D.c.next_attempt_at,
+        D.c.created_at,
+        D.c.last_error,
     )
     if endpoint:
         stmt = stmt.where(D.c.target_id == endpoints.get(session, endpoint).id)
@@ -459,26 +455,60 @@ def list_deliveries(
         stmt = stmt.where(D.c.event_type.like(event_type.replace("*", "%")))
     if since:
         stmt = stmt.where(D.c.created_at >= since)
-    return [
-        audit.jsonable(
-            {
-                "id": str(r.id),
-                "channel": r.channel,
-                "target": str(r.target_id),
-                "event_id": str(r.event_id),
-                "event_type": r.event_type,
-                "status": "failed"
-                if r.status == "pending" and r.last_status == "failed"
-                else r.status,
-                "attempts": r.attempts,
-                "last_code": r.last_code,
-                "next_attempt_at": r.next_attempt_at if r.status == "pending" else None,
-                "created_at": r.created_at,
-                "last_error": r.last_error,
-            }
-        )
-        for r in session.execute(stmt)
-    ]
+    return stmt
+
+
+# newest first; the event's seq orders deliveries made together, the id breaks ties
+_ORDER = [D.c.created_at, D.c.seq, D.c.id]
+
+
+def _delivery_view(r: Any) -> dict[str, Any]:
+    return audit.jsonable(
+        {
+            "id": str(r.id),
+            "channel": r.channel,
+            "target": str(r.target_id),
+            "event_id": str(r.event_id),
+            "event_type": r.event_type,
+            "status": "failed" if r.status == "pending" and r.last_status == "failed" else r.status,
+            "attempts": r.attempts,
+            "last_code": r.last_code,
+            "next_attempt_at": r.next_attempt_at if r.status == "pending" else None,
+            "created_at": r.created_at,
+            "last_error": r.last_error,
+        }
+    )
+
+
+def page_deliveries(
+    session: Session,
+    *,
+    endpoint: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> paging.Page[dict[str, Any]]:
+    """One page of deliveries, newest first, after the cursor ``after``."""
+    stmt = _deliveries(session, endpoint, status, event_type, since)
+    rows, nxt = paging.page(session, stmt, _ORDER, after, limit, descending=True)
+    return paging.Page([_delivery_view(r) for r in rows], nxt)
+
+
+def stream_deliveries(
+    session: Session,
+    *,
+    endpoint: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    after: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every delivery of ``page_deliveries``, read a chunk at a time."""
+    stmt = _deliveries(session, endpoint, status, event_type, since)
+    for r in paging.each(session, stmt, _ORDER, after, descending=True):
+        yield _delivery_view(r)
 
 
 def show(session: Session, delivery_id: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@
   arguments print valid JSON with ``-o json``, on a fresh store and on a populated one.
 - Every destructive command takes ``--yes`` and, off a terminal without it, refuses with
   exit 2 and a hint, writing nothing.
-- Every list command takes ``--limit``.
+- Every list command takes ``--limit`` (default 100), ``--after CURSOR`` and ``--all``.
 
 Each test prints how many commands it checked (``pytest -s`` shows the lines).
 """
@@ -46,10 +46,6 @@ NO_OUTPUT_FORMAT = {
     ("agents", "systemd"): "prints a systemd unit",
     ("invoice", "export"): "writes JSON, CSV, HTML or PDF chosen by --format",
 }
-
-# List commands without --limit yet (each entry is checked to be still missing, so this
-# list shrinks as --limit is added and cannot go stale).
-LIMIT_MISSING: set[tuple[str, ...]] = set()
 
 
 def test_help_works_everywhere_without_python_types(cli: Any) -> None:
@@ -157,13 +153,71 @@ def test_destructive_commands_refuse_off_a_terminal_without_yes(cli: Any, sqlite
     assert len(destructive) >= 25
 
 
-def test_list_commands_take_limit() -> None:
+LIST_OPTIONS = ("--limit", "--after", "--all")
+
+
+def test_list_commands_take_limit_after_and_all() -> None:
+    """Every list command pages: ``--limit``, ``--after CURSOR`` and ``--all``."""
     lists = [c for c in leaves() if is_list(c)]
-    with_limit = [c for c in lists if "--limit" in c.options]
-    without = {c.path for c in lists if "--limit" not in c.options}
-    assert without <= LIMIT_MISSING, f"list commands without --limit: {without - LIMIT_MISSING}"
-    assert LIMIT_MISSING <= without, f"take --limit now, drop them: {LIMIT_MISSING - without}"
+    lacking = {
+        c.name: [o for o in LIST_OPTIONS if o not in c.options]
+        for c in lists
+        if not all(o in c.options for o in LIST_OPTIONS)
+    }
+    assert not lacking, f"list commands without {', '.join(LIST_OPTIONS)}: {lacking}"
+    limits = {c.name: c.command.params for c in lists}
+    for name, params in limits.items():
+        (limit,) = [p for p in params if "--limit" in p.opts]
+        assert limit.default == 100, (name, limit.default)
     print(
-        f"\n--limit: {len(lists)} list commands; {len(with_limit)} take --limit "
-        f"({', '.join(c.name for c in with_limit)}); {len(without)} do not yet"
+        f"\n--limit/--after/--all: {len(lists)} list commands take all three, default "
+        f"--limit 100 ({', '.join(c.name for c in lists)})"
     )
+
+
+HINT = re.compile(r"^… more results: .+ --after (\S+) \(or --all\)$")
+
+
+def _walk_pages(cli: Any, c: Command) -> list[Any]:
+    """Every row of ``c`` one at a time (``--limit 1``), after the cursor each page prints."""
+    rows: list[Any] = []
+    args: list[str] = []
+    while True:
+        result = cli(*c.path, "--limit", "1", *args, "-o", "json")
+        assert result.exit_code == 0, (c.name, result.stderr)
+        page = json.loads(result.stdout)  # the hint is never on stdout
+        assert isinstance(page, list) and len(page) <= 1, (c.name, page)
+        rows += page
+        hints = [line for line in result.stderr.splitlines() if "more results" in line]
+        if not hints:
+            return rows
+        found = HINT.match(hints[0])
+        assert found and page, (c.name, hints)
+        args = ["--after", found.group(1)]
+        assert len(rows) < 1000, c.name
+
+
+def test_list_commands_page_with_the_printed_cursor(cli: Any, sqlite_url: str) -> None:
+    """On a populated store, each list command that needs no argument: ``--all -o json``
+    is one JSON array, and walking it a row at a time with the printed cursors visits the
+    same rows in the same order."""
+    assert cli("quickstart").exit_code == 0
+    walked, short = [], []
+    for c in leaves():
+        if not is_list(c) or c.required():
+            continue
+        result = cli(*c.path, "--all", "-o", "json")
+        assert result.exit_code == 0, (c.name, result.stderr)
+        everything = json.loads(result.stdout)
+        assert isinstance(everything, list), c.name
+        assert "more results" not in result.stderr, c.name
+        if len(everything) < 2:
+            short.append(c.name)
+            continue
+        assert _walk_pages(cli, c) == everything, c.name
+        walked.append(f"{c.name} ({len(everything)})")
+    print(
+        f"\n--after: {len(walked)} list commands walked row by row with the printed cursor "
+        f"equal their --all: {', '.join(walked)}; {len(short)} had fewer than 2 rows"
+    )
+    assert {"events list", "audit list", "tenant list"} <= {w.split(" (")[0] for w in walked}

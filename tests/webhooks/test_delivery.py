@@ -151,7 +151,7 @@ def test_attempt_keeps_4kb_of_the_response(sqlite_url: str, receiver: Receiver) 
     emit(sqlite_url, 1)
     tick(sqlite_url)
     with session_scope(sqlite_url, write=False) as s:
-        (row,) = delivery_queue.list_deliveries(s, status="failed")
+        (row,) = delivery_queue.page_deliveries(s, status="failed").rows
         shown = delivery_queue.show(s, row["id"])
     (attempt,) = shown["attempt_log"]
     assert attempt["status_code"] == 500 and attempt["error_class"] == "http_500"

@@ -122,6 +122,8 @@ class BackupsConfig(Section):
                     f"unsupported repository {scheme}: (a path, sftp:user@host:/path or rest:URL)"
                 )
         return self
+
+
 BUILTIN_TIERS = ("pooled", "silo")
 TIER_NAME = r"^[a-z][a-z0-9-]{0,9}$"  # stored on the tenant (10 characters at most)
 MEMORY = r"^[0-9]+[bkmgBKMG]?$"

@@ -26,7 +26,7 @@ from mno.cli.params import (
     pairs,
     render_or_watch,
 )
-from mno.errors import BadInput, InvalidTransition, MnoError, Unavailable
+from mno.errors import BadInput, MnoError, Unavailable
 from mno.settings import parse_duration
 
 host_app = typer.Typer(help="Docker hosts that run Nex instances.", no_args_is_help=True)

@@ -43,7 +43,7 @@ class Edge:
     proc: Any
     https_port: int
     data_dir: Path
-    yaml: str
+    config: Any
 
     def root_ca(self) -> str:
         return (self.data_dir / "pki/authorities/local/root.crt").read_text()
@@ -79,7 +79,7 @@ def edge_proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Edge]
     try:
         edge.wait_admin(config, proc=proc)
         assert config.edge is not None
-        yield Edge(proc, config.edge.https_port, data_dir, text)
+        yield Edge(proc, config.edge.https_port, data_dir, config)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -241,6 +241,12 @@ def test_https_routes_generated_and_custom_domains_until_removed(
 
     status = edge.status(sqlite_url)
     assert status.reachable and status.in_sync
+    # a Caddy that lost its config (restarted empty) is filled again by the next sync
+    assert edge_proc.config.edge is not None
+    edge.Admin(edge_proc.config.edge).load(edge.build_config(edge_proc.config.edge, [], []))
+    assert edge.status(sqlite_url).in_sync is False
+    assert edge.sync(sqlite_url).changed and edge.status(sqlite_url).in_sync
+    assert https_get(port, "crm.acme.example", edge_proc.root_ca())[0] == 200
     assert status.routes == [
         {
             "instance": name,
@@ -308,6 +314,9 @@ def test_manual_certificate_is_served_and_rotated_without_restart(
     # the same Caddy process serves the new certificate: no restart
     assert edge_proc.proc.poll() is None and edge_proc.proc.pid == pid
 
+    shown = cli("edge", "status", "-o", "json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["in_sync"] is True
+    assert "PRIVATE KEY" not in shown.stdout + shown.stderr
     listed = cli.json("instance", "domain", "cert", "list")
     assert [(c["domain"], c["fingerprint"]) for c in listed] == [("shop.acme.example", fp2)]
 

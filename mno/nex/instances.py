@@ -212,7 +212,7 @@ def create(
         port=int(app.port or 0),
         health_path=app.health_path,
         volume_path=app.volume_path,
-        url=f"http://{name}.{config.apps_domain}",
+        url=f"{'https' if config.edge else 'http'}://{name}.{config.apps_domain}",
         env=check_env(env),
         memory=apps.parse_memory(memory) or app.memory,
         cpus=apps.parse_cpus(cpus) or app.cpus,

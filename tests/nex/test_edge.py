@@ -444,6 +444,7 @@ def test_real_instance_over_https_follows_its_endpoint(nex: Nex, tmp_path: Path)
         name = nex.create(tenant, "web", domains=[f"{tenant}.customer.example"])
         nex.tick()
         assert nex.get(name)["status"] == "running"
+        assert nex.get(name)["url"] == f"https://{name}.apps.test"  # the edge serves HTTPS
 
         def edge_tick() -> Any:
             return edge_agent.tick(TickContext(agent="edge", db_url=nex.url))
@@ -473,3 +474,51 @@ def test_real_instance_over_https_follows_its_endpoint(nex: Nex, tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_edge_run_starts_caddy_loads_routes_and_stops_it(
+    tmp_path: Path, sqlite_url: str, local_app: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mno edge run` as an operator starts it: Caddy comes up with the store's routes,
+    and a SIGTERM stops both."""
+    import subprocess
+    import sys
+
+    from mno import platform
+    from mno.nex import edge
+
+    config_path = tmp_path / "platform.yaml"
+    config_path.write_text(edge_yaml(tmp_path / "edge"))
+    monkeypatch.setenv("MNO_CONFIG", str(config_path))
+    platform.clear_cache()
+    name = recorded_instance(sqlite_url, f"http://127.0.0.1:{local_app}", [])
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mno", "edge", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = wait_for(lambda: (st := edge.status(sqlite_url)).in_sync and st, timeout=30)
+        assert [r["instance"] for r in ready.routes] == [name]
+        ca = (tmp_path / "edge/pki/authorities/local/root.crt").read_text
+        got = wait_for(lambda: answer(ready_port(config_path), f"{name}.apps.test", ca()))
+        assert got[0] == 200
+        initial = json.loads((tmp_path / "edge/caddy-initial.json").read_text())
+        assert initial["apps"]["http"]["servers"]["mno"]["routes"][0]["@id"] == "mno-not-found"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"Caddy is running" in err
+    assert edge.status(sqlite_url).reachable is False  # Caddy stopped with it
+
+
+def ready_port(config_path: Path) -> int:
+    from mno import platform
+
+    config = platform.parse(config_path.read_text())
+    assert config.edge is not None
+    return config.edge.https_port

@@ -332,7 +332,7 @@ def launch(
         "XDG_DATA_HOME": str(root / "xdg-data"),
         "XDG_CONFIG_HOME": str(root / "xdg-config"),
     }
-    out = open(log, "ab") if log else None  # noqa: SIM115 - handed to the child
+    out = open(log, "ab") if log else None  # handed to the child, closed below
     try:
         return subprocess.Popen(
             [edge.caddy, "run", "--config", str(first)],

@@ -218,7 +218,7 @@ def create(
         port=int(app.port or 0),
         health_path=app.health_path,
         volume_path=app.volume_path,
-        url=f"http://{name}.{config.apps_domain}",
+        url=f"{'https' if config.edge else 'http'}://{name}.{config.apps_domain}",
         env=check_env(env),
         # a flag wins over the tier's limits, which win over the app's own
         memory=apps.parse_memory(memory) or apps.parse_memory(tier.memory) or app.memory,

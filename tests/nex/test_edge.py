@@ -43,7 +43,7 @@ class Edge:
     proc: Any
     https_port: int
     data_dir: Path
-    yaml: str
+    config: Any
 
     def root_ca(self) -> str:
         return (self.data_dir / "pki/authorities/local/root.crt").read_text()
@@ -79,7 +79,7 @@ def edge_proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Edge]
     try:
         edge.wait_admin(config, proc=proc)
         assert config.edge is not None
-        yield Edge(proc, config.edge.https_port, data_dir, text)
+        yield Edge(proc, config.edge.https_port, data_dir, config)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -241,6 +241,12 @@ def test_https_routes_generated_and_custom_domains_until_removed(
 
     status = edge.status(sqlite_url)
     assert status.reachable and status.in_sync
+    # a Caddy that lost its config (restarted empty) is filled again by the next sync
+    assert edge_proc.config.edge is not None
+    edge.Admin(edge_proc.config.edge).load(edge.build_config(edge_proc.config.edge, [], []))
+    assert edge.status(sqlite_url).in_sync is False
+    assert edge.sync(sqlite_url).changed and edge.status(sqlite_url).in_sync
+    assert https_get(port, "crm.acme.example", edge_proc.root_ca())[0] == 200
     assert status.routes == [
         {
             "instance": name,
@@ -308,6 +314,9 @@ def test_manual_certificate_is_served_and_rotated_without_restart(
     # the same Caddy process serves the new certificate: no restart
     assert edge_proc.proc.poll() is None and edge_proc.proc.pid == pid
 
+    shown = cli("edge", "status", "-o", "json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["in_sync"] is True
+    assert "PRIVATE KEY" not in shown.stdout + shown.stderr
     listed = cli.json("instance", "domain", "cert", "list")
     assert [(c["domain"], c["fingerprint"]) for c in listed] == [("shop.acme.example", fp2)]
 
@@ -435,6 +444,7 @@ def test_real_instance_over_https_follows_its_endpoint(nex: Nex, tmp_path: Path)
         name = nex.create(tenant, "web", domains=[f"{tenant}.customer.example"])
         nex.tick()
         assert nex.get(name)["status"] == "running"
+        assert nex.get(name)["url"] == f"https://{name}.apps.test"  # the edge serves HTTPS
 
         def edge_tick() -> Any:
             return edge_agent.tick(TickContext(agent="edge", db_url=nex.url))
@@ -464,3 +474,51 @@ def test_real_instance_over_https_follows_its_endpoint(nex: Nex, tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_edge_run_starts_caddy_loads_routes_and_stops_it(
+    tmp_path: Path, sqlite_url: str, local_app: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mno edge run` as an operator starts it: Caddy comes up with the store's routes,
+    and a SIGTERM stops both."""
+    import subprocess
+    import sys
+
+    from mno import platform
+    from mno.nex import edge
+
+    config_path = tmp_path / "platform.yaml"
+    config_path.write_text(edge_yaml(tmp_path / "edge"))
+    monkeypatch.setenv("MNO_CONFIG", str(config_path))
+    platform.clear_cache()
+    name = recorded_instance(sqlite_url, f"http://127.0.0.1:{local_app}", [])
+    root = Path(__file__).resolve().parents[2]
+    env = os.environ | {"PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mno", "edge", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = wait_for(lambda: (st := edge.status(sqlite_url)).in_sync and st, timeout=30)
+        assert [r["instance"] for r in ready.routes] == [name]
+        ca = (tmp_path / "edge/pki/authorities/local/root.crt").read_text
+        got = wait_for(lambda: answer(ready_port(config_path), f"{name}.apps.test", ca()))
+        assert got[0] == 200
+        initial = json.loads((tmp_path / "edge/caddy-initial.json").read_text())
+        assert initial["apps"]["http"]["servers"]["mno"]["routes"][0]["@id"] == "mno-not-found"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"Caddy is running" in err
+    assert edge.status(sqlite_url).reachable is False  # Caddy stopped with it
+
+
+def ready_port(config_path: Path) -> int:
+    from mno import platform
+
+    config = platform.parse(config_path.read_text())
+    assert config.edge is not None
+    return config.edge.https_port

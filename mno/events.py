@@ -33,6 +33,14 @@ CATALOGUE: dict[str, str] = {
     "instance.stopped": "An instance was stopped.",
     "instance.terminated": "An instance was terminated and its container removed.",
     "instance.drift_detected": "An instance's container was changed outside mno.",
+    "instance.endpoint_changed": (
+        "An instance's container answers on a new address (payload: endpoint, previous), "
+        "e.g. after a restart outside mno."
+    ),
+    "instance.update_failed": (
+        "An update failed its health gate; the previous container serves again "
+        "(payload: image, error, rolled_back_to)."
+    ),
     "instance.backed_up": "A backup of an instance's data volume was written.",
     "instance.restored": "An instance's data volume was restored from a backup.",
     "host.created": "A Docker host was added to the store (payload: its settings).",

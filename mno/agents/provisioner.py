@@ -12,8 +12,11 @@ Each tick:
    marks the instance ``failed`` and retries it with backoff up to ``max_attempts``; an
    unreachable host leaves the instance as it is and retries after ``host_down_retry``.
 
-Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
-``health_start_period`` (30s: failed checks while the app boots do not count),
+Options: ``ready_timeout`` (60s), ``health_interval`` (10s: Docker's checks of a running
+container, unless its app sets ``health_interval``), ``health_start_interval`` (1s: checks
+while a container starts, by Docker where the engine has ``StartInterval``, else by mno
+while it waits), ``health_retries`` (3), ``health_start_period`` (30s: failed checks while
+the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true).
 """
 
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "ready_timeout": "60s",
-    "health_interval": "1s",
+    "health_interval": "10s",
+    "health_start_interval": "1s",
     "health_retries": 3,
     "health_start_period": "30s",
     "max_attempts": 5,
@@ -98,6 +102,8 @@ def _detect_drift(ctx: TickContext, result: TickResult) -> None:
         result.details["drift_repairs"] = len(drift.repaired)
     if drift.reported:
         result.details["drift_reported"] = len(drift.reported)
+    if drift.endpoints:
+        result.details["endpoints_changed"] = len(drift.endpoints)
     if drift.hosts_down:
         result.details["hosts_down"] = sorted(drift.hosts_down)
         for name, error in drift.hosts_down.items():

@@ -3,12 +3,14 @@
 ``mno-test/web:<tag>`` is ``FROM scratch`` with busybox, a page at ``/`` that says the
 tag, a health file at ``/health`` (missing from the ``broken`` tag, so its health check
 fails) and ``httpd`` on port 8080 serving ``/www``. A volume mounted at ``/www/data`` is
-served at ``/data/``.
+served at ``/data/``. Two tags do not serve at all: ``crash`` prints a few lines and exits
+with code 3 after a second; ``oom`` fills more memory than a 64m limit allows.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -16,7 +18,15 @@ from typing import Any
 
 REPO = "mno-test/web"
 PORT = 8080
-TAGS = ("1", "2", "broken")
+TAGS = ("1", "2", "broken", "crash", "oom")
+COMMANDS = {
+    "crash": [
+        "/bin/sh",
+        "-c",
+        "echo booting; sleep 1; echo 'fatal: cannot open database /www/data/db' >&2; exit 3",
+    ],
+    "oom": ["/bin/sh", "-c", "echo filling memory; x=$(head -c 400000000 /dev/zero | tr '\\0' a)"],
+}
 
 
 def busybox_path() -> Path:
@@ -35,7 +45,9 @@ def _context(tag: str) -> bytes:
             'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
             "COPY www /www",
             f"EXPOSE {PORT}",
-            f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]',
+            f"CMD {json.dumps(COMMANDS[tag])}"
+            if tag in COMMANDS
+            else f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]',
             "",
         ]
     )

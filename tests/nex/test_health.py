@@ -194,3 +194,35 @@ def test_default_health_interval_is_ten_seconds() -> None:
 
     assert Options.from_dict(DEFAULT_OPTIONS).health_interval_s == 10.0
     assert Options.from_dict(DEFAULT_OPTIONS).health_start_interval_s == 1.0
+
+
+def test_start_interval_is_sent_where_the_engine_has_it(nex: Nex, monkeypatch: Any) -> None:
+    """On an engine with StartInterval (API 1.44) the container is created with it; an
+    older engine ignores the field, and mno's own checks still make it ready."""
+    from mno.nex import runtime_docker
+
+    sent: list[dict[str, Any]] = []
+    create = runtime_docker.Runtime._create_with_start_interval
+
+    def spy(self: Any, args: dict[str, Any], spec: Any) -> Any:
+        out = create(self, args, spec)
+        sent.append(self.client.api.inspect_container(out["Id"])["Config"])
+        return out
+
+    monkeypatch.setattr(runtime_docker.Runtime, "has_start_interval", lambda self: True)
+    monkeypatch.setattr(runtime_docker.Runtime, "_create_with_start_interval", spy)
+    tenant = nex.tenant()
+    nex.app(volume=False, health_interval="1h", env={"GREETING": "hi"})
+    name = nex.create(tenant, "web")
+    result = nex.tick(health_start_interval="500ms")
+    assert result.done == 1
+    view = nex.get(name)
+    assert view["status"] == "running" and get_page(view["endpoint"])[0] == 200
+    (config,) = sent
+    assert config["Healthcheck"]["Interval"] == 3600 * 10**9
+    assert "/health" in " ".join(config["Healthcheck"]["Test"])
+    assert "GREETING=hi" in config["Env"]
+    assert config["Labels"]["mno.instance"] == view["id"]
+    engine_api = nex.client.version()["ApiVersion"]
+    if runtime_docker._api_at_least(engine_api, runtime_docker.START_INTERVAL_API):
+        assert config["Healthcheck"]["StartInterval"] == 5 * 10**8

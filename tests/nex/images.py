@@ -96,7 +96,6 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
     Only containers of ``mno-test/web`` images older than ``older_than_s`` are touched,
     so a test run going on beside this one keeps its own."""
     import time
-    from datetime import datetime
 
     import docker
 
@@ -106,17 +105,18 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
             client.images.get(f"{REPO}:{tag}")
         except docker.errors.ImageNotFound:
             continue
-        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
-            created = container.attrs.get("Created", "")[:19]
-            try:
-                age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()
-            except ValueError:
-                continue
-            if age < older_than_s:
+        # the plain list (no inspect of each container): another run may remove one of
+        # them between the list and an inspect
+        rows = client.api.containers(all=True, filters={"ancestor": f"{REPO}:{tag}"})
+        for row in rows:
+            if time.time() - float(row.get("Created") or 0) < older_than_s:
                 continue
             try:
-                container.remove(force=True)
+                client.api.remove_container(row["Id"], force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:  # already being removed by another run
+                if "in progress" not in str(exc):
+                    raise
     return removed

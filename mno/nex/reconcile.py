@@ -10,6 +10,7 @@ created). Drift detection lives in ``mno.nex.drift``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -250,15 +251,15 @@ def _roll(
     record(snap.id, owner, status="updating", db_url=db_url)
     deploy = snap.deploy + 1
     new_spec = spec(snap, host, deploy, opts)
-    stopped = False
+    stopped = bool(snap.volume_path)
+    if stopped:
+        rt.stop(current.id, opts.stop_timeout_s)
     try:
-        if snap.volume_path:
-            rt.stop(current.id, opts.stop_timeout_s)
-            stopped = True
         state = rt.run(new_spec)
         ready = _ready(rt, state.id, snap, opts, should_stop)
     except (HostDown, LeaseLost, runtime_docker.Interrupted):
-        _put_back(rt, new_spec.name, current.id, stopped)
+        with contextlib.suppress(HostDown):  # an unreachable host is repaired later
+            _put_back(rt, new_spec.name, current.id, stopped)
         raise
     except (runtime_docker.Unhealthy, runtime_docker.DockerFailure) as exc:
         _put_back(rt, new_spec.name, current.id, stopped)

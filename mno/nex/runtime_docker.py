@@ -540,10 +540,15 @@ class Runtime:
             cmd = ["/bin/sh", "-c", " ".join(test[1:])]
         else:
             cmd = list(test[1:])
+        import docker
+
         api = self.client.api
-        exec_id = self.call(api.exec_create, ref, cmd, stdout=True, stderr=True)["Id"]
-        out = self.call(api.exec_start, exec_id)
-        code = self.call(api.exec_inspect, exec_id).get("ExitCode")
+        try:
+            exec_id = self.call(api.exec_create, ref, cmd, stdout=True, stderr=True)["Id"]
+            out = self.call(api.exec_start, exec_id)
+            code = self.call(api.exec_inspect, exec_id).get("ExitCode")
+        except docker.errors.NotFound:
+            return 1, "the container is gone"
         text = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out)
         return (1 if code is None else int(code)), text
 

@@ -48,6 +48,14 @@ CATALOGUE: dict[str, str] = {
         "domain, names, fingerprint, not_after, rotated; never the key)."
     ),
     "certificate.removed": "An operator-supplied TLS certificate was removed from a domain.",
+    "instance.endpoint_changed": (
+        "An instance's container answers on a new address (payload: endpoint, previous), "
+        "e.g. after a restart outside mno."
+    ),
+    "instance.update_failed": (
+        "An update failed its health gate; the previous container serves again "
+        "(payload: image, error, rolled_back_to)."
+    ),
     "host.created": "A Docker host was added to the store (payload: its settings).",
     "host.updated": "A stored Docker host's settings changed.",
     "host.deleted": "A stored Docker host was removed.",

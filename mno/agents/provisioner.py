@@ -17,8 +17,11 @@ Each tick (the runner wakes it at once when an instance changes, see ``WAKE_ON``
 Under ``mno agents run`` the drift scan is a side job on its own schedule
 (``drift_interval``), so a repair is never queued behind a slow reconcile.
 
-Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
-``health_start_period`` (30s: failed checks while the app boots do not count),
+Options: ``ready_timeout`` (60s), ``health_interval`` (10s: Docker's checks of a running
+container, unless its app sets ``health_interval``), ``health_start_interval`` (1s: checks
+while a container starts, by Docker where the engine has ``StartInterval``, else by mno
+while it waits), ``health_retries`` (3), ``health_start_period`` (30s: failed checks while
+the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true),
 ``drift_interval`` (2s).
 """
@@ -51,7 +54,8 @@ if TYPE_CHECKING:
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "ready_timeout": "60s",
-    "health_interval": "1s",
+    "health_interval": "10s",
+    "health_start_interval": "1s",
     "health_retries": 3,
     "health_start_period": "30s",
     "max_attempts": 5,
@@ -130,6 +134,8 @@ def _detect_drift(ctx: TickContext, result: TickResult) -> None:
         result.details["drift_repairs"] = len(drift.repaired)
     if drift.reported:
         result.details["drift_reported"] = len(drift.reported)
+    if drift.endpoints:
+        result.details["endpoints_changed"] = len(drift.endpoints)
     if drift.hosts_down:
         result.details["hosts_down"] = sorted(drift.hosts_down)
         for name, error in drift.hosts_down.items():

@@ -71,6 +71,10 @@ def create(
     health_path: Annotated[
         str | None, typer.Option(help="Health-check path, e.g. /health.")
     ] = None,
+    health_interval: Annotated[
+        str | None,
+        typer.Option(help="Seconds between health checks once running, e.g. 10s (1s to 1h)."),
+    ] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
@@ -105,6 +109,7 @@ def create(
             port=port,
             env=pairs(env, "env"),
             health_path=health_path,
+            health_interval=health_interval,
             memory=memory,
             cpus=cpus,
             volume_path=volume_path,
@@ -179,6 +184,10 @@ def update(
     port: Annotated[int | None, typer.Option(help="Container port.")] = None,
     env: Annotated[list[str] | None, typer.Option(help="Replace env: K=V, repeatable.")] = None,
     health_path: Annotated[str | None, typer.Option(help="Health-check path.")] = None,
+    health_interval: Annotated[
+        str | None,
+        typer.Option(help="Seconds between health checks once running, e.g. 10s; '' clears it."),
+    ] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpus: Annotated[str | None, typer.Option(help="CPU limit, e.g. 0.5.")] = None,
     volume_path: Annotated[str | None, typer.Option(help="Data volume mount path.")] = None,
@@ -208,6 +217,7 @@ def update(
             port=port,
             env=pairs(env, "env") if env is not None else None,
             health_path=health_path,
+            health_interval=health_interval,
             memory=memory,
             cpus=cpus,
             volume_path=volume_path,

@@ -34,7 +34,8 @@ class Options:
     """How the provisioner runs containers (``options`` of the provisioner agent)."""
 
     ready_timeout_s: float = 60.0
-    health_interval_s: float = 1.0
+    health_interval_s: float = 10.0  # Docker's checks once healthy, unless the app sets it
+    health_start_interval_s: float = 1.0  # checks while a container starts
     health_retries: int = 3
     health_start_period_s: float = 30.0
     stop_timeout_s: int = 10
@@ -45,7 +46,13 @@ class Options:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Options:
         opts = cls()
-        for key in ("ready_timeout", "health_interval", "health_start_period", "host_down_retry"):
+        for key in (
+            "ready_timeout",
+            "health_interval",
+            "health_start_interval",
+            "health_start_period",
+            "host_down_retry",
+        ):
             if key in data:
                 setattr(opts, f"{key}_s", parse_duration(data[key]).total_seconds())
         for key in ("health_retries", "stop_timeout_s", "restart_retries", "pids_default"):
@@ -117,7 +124,8 @@ def spec(snap: Snapshot, host: platform.HostConfig, deploy: int, opts: Options) 
         health_cmd=runtime_docker.health_command(snap.port, snap.health_path)
         if snap.health_path
         else None,
-        health_interval_s=opts.health_interval_s,
+        health_interval_s=health_interval_s(snap, opts),
+        health_start_interval_s=min(opts.health_start_interval_s, health_interval_s(snap, opts)),
         health_retries=opts.health_retries,
         health_start_period_s=opts.health_start_period_s,
         memory=memory_bytes(snap.memory),
@@ -128,6 +136,14 @@ def spec(snap: Snapshot, host: platform.HostConfig, deploy: int, opts: Options) 
         network=network_name(snap),
         restart_retries=opts.restart_retries,
     )
+
+
+def health_interval_s(snap: Snapshot, opts: Options) -> float:
+    """Seconds between Docker's health checks of a running container: the app's
+    ``health_interval``, else the provisioner's ``health_interval`` option."""
+    if snap.health_interval:
+        return parse_duration(snap.health_interval).total_seconds()
+    return opts.health_interval_s
 
 
 def endpoint(host: platform.HostConfig, port: int | None) -> str | None:

@@ -3,8 +3,11 @@
 ``detect_drift()`` compares the labelled containers on every reachable host with the
 instances the store expects there. An instance that should run and whose container was
 removed or stopped is marked for repair (the provisioner recreates or restarts it); a
-stopped instance whose container vanished or runs again is only reported. ``orphans()``
-lists labelled containers of this store that no live instance owns.
+stopped instance whose container vanished or runs again is only reported. A running
+container restarted outside mno (``docker restart``, the engine's restart) publishes its
+port on a new random host port: the instance's ``endpoint`` is re-read from the same
+container list and updated, with an ``instance.endpoint_changed`` event that routers
+follow. ``orphans()`` lists labelled containers of this store that no live instance owns.
 
 Only the store's own containers count: labelled with its namespace and one of its
 instance ids (``mno.nex.namespace``). Another store's containers on the same engine are
@@ -23,8 +26,10 @@ from sqlmodel import col, select
 
 from mno import clock, platform
 from mno.nex import hosts, namespace, runtime_docker
+from mno.nex.containers import endpoint
 from mno.nex.instances import WAKE
 from mno.nex.runtime_docker import HostDown
+from mno.nex.status import endpoint_changed
 from mno.store import audit, outbox, wake
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
@@ -35,6 +40,7 @@ class DriftReport:
     hosts_down: dict[str, str] = field(default_factory=dict)
     repaired: list[str] = field(default_factory=list)
     reported: list[str] = field(default_factory=list)
+    endpoints: list[str] = field(default_factory=list)  # instances whose endpoint moved
 
 
 def detect_drift(db_url: str | None = None) -> DriftReport:
@@ -49,6 +55,8 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
                 col(Instance.host),
                 col(Instance.container_id),
                 col(Instance.desired),
+                col(Instance.port),
+                col(Instance.endpoint),
             ).where(
                 col(Instance.status).in_(("running", "stopped")),
                 col(Instance.work) == "idle",
@@ -73,11 +81,17 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
             continue
         repairs: list[tuple[uuid.UUID, str]] = []
         notes: list[tuple[uuid.UUID, str]] = []
-        for iid, name, _, cid, desired in expected:
+        moved: list[tuple[uuid.UUID, str, str]] = []
+        for iid, name, _, cid, desired, port, current_endpoint in expected:
             c = containers.get(cid) if cid else None
             if c is not None and not namespace.owns(ns, str(iid), c.labels):
                 c = None
             if desired == "running":
+                if c is not None and c.status == "running" and port in c.published:
+                    now_at = endpoint(host, c.published[port])
+                    if now_at and now_at != current_endpoint:
+                        moved.append((iid, str(cid), now_at))
+                        report.endpoints.append(name)
                 if c is None:
                     repairs.append((iid, "container removed outside mno; recreated"))
                     report.repaired.append(name)
@@ -93,7 +107,26 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
                     report.reported.append(name)
         if repairs or notes:
             _mark_drift(repairs, notes, now, db_url)
+        if moved:
+            _move_endpoints(moved, db_url)
     return report
+
+
+def _move_endpoints(moved: list[tuple[uuid.UUID, str, str]], db_url: str | None) -> None:
+    """Record the new endpoints of running containers (idle instances whose container is
+    still the one listed), each with its audit row and event, in one transaction."""
+    with session_scope(db_url) as s:
+        for iid, cid, new in moved:
+            inst = s.get(Instance, iid)
+            if inst is None or inst.work != "idle" or inst.status != "running":
+                continue
+            if inst.container_id != cid or inst.endpoint == new:
+                continue
+            before = inst.endpoint
+            inst.endpoint = new
+            inst.touch()
+            s.add(inst)
+            endpoint_changed(s, inst, before)
 
 
 def _mark_drift(

@@ -78,6 +78,7 @@ class InstanceView:
             "action": i.action,
             "host": i.host,
             "container_id": i.container_id,
+            "deploy": i.deploy,
             "url": i.url,
             "endpoint": i.endpoint,
             "domains": self.domains,

@@ -10,6 +10,7 @@ created). Drift detection lives in ``mno.nex.drift``.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from mno.nex.containers import Options, endpoint, network_name, prepare, spec, v
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
 from mno.nex.status import LeaseLost, apply, record
+from mno.store import audit, outbox
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
 from mno.store.models.tenancy import App
@@ -111,6 +113,23 @@ def _clear_restore(snap: Snapshot, owner: str, db_url: str | None) -> None:
         snap.restore_volume = None
 
 
+def _ready(
+    rt: Runtime, ref: str, snap: Snapshot, opts: Options, should_stop: Any
+) -> runtime_docker.ContainerState:
+    return rt.wait_ready(
+        ref,
+        snap.port,
+        opts.ready_timeout_s,
+        start_interval_s=opts.health_start_interval_s,
+        should_stop=should_stop,
+    )
+
+
+def _deployed(snap: Snapshot) -> dict[str, Any]:
+    """What a new container is created from, kept for a later rollback."""
+    return {"image": snap.image, "env": dict(snap.env)}
+
+
 def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_stop: Any) -> None:
     placed_now = not snap.host  # a first deploy: placement records "provisioning" too
     host = place(snap, owner, db_url, status="provisioning") if placed_now else host_of(snap)
@@ -121,28 +140,28 @@ def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_s
     if snap.action == "update" and current is not None and current.status == "running":
         _roll(snap, host, rt, current, owner, opts, db_url, should_stop)
         return
-    healthy = (
+    if (
         current is not None
         and current.status == "running"
-        and current.health
-        in (
-            None,
-            "healthy",
-        )
-    )
-    if healthy and snap.action != "restart":
-        assert current is not None
+        and current.health != "unhealthy"
+        and snap.action != "restart"
+    ):
+        if current.health == "starting":  # Docker has not checked it yet: mno does
+            current = _ready(rt, current.id, snap, opts, should_stop)
+        ep = endpoint(host, current.host_port)
         if snap.status != "running" or snap.action:
             record(
                 snap.id,
                 owner,
                 status="running",
-                endpoint=endpoint(host, current.host_port),
+                endpoint=ep,
                 action=None,
                 drift=None,
                 last_error=None,
                 db_url=db_url,
             )
+        elif ep != snap.endpoint:  # restarted outside mno: a new host port
+            record(snap.id, owner, endpoint=ep, db_url=db_url)
         return
     if current is not None and snap.action is None and snap.status != "failed":
         if current.status in ("created", "exited", "running"):
@@ -152,9 +171,7 @@ def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_s
                 rt.restart(current.id, opts.stop_timeout_s)
             else:
                 rt.start(current.id)
-            ready = rt.wait_ready(
-                current.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
-            )
+            ready = _ready(rt, current.id, snap, opts, should_stop)
             record(
                 snap.id,
                 owner,
@@ -169,7 +186,7 @@ def _run(snap: Snapshot, owner: str, opts: Options, db_url: str | None, should_s
     if current is not None and snap.action == "restart" and current.status == "running":
         record(snap.id, owner, status="starting", db_url=db_url)
         rt.restart(current.id, opts.stop_timeout_s)
-        ready = rt.wait_ready(current.id, snap.port, opts.ready_timeout_s, should_stop=should_stop)
+        ready = _ready(rt, current.id, snap, opts, should_stop)
         record(
             snap.id,
             owner,
@@ -210,7 +227,7 @@ def _deploy(
         "deploy": deploy,
         "endpoint": endpoint(host, state.host_port),
     }
-    ready = rt.wait_ready(state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop)
+    ready = _ready(rt, state.id, snap, opts, should_stop)
     record(
         snap.id,
         owner,
@@ -219,6 +236,7 @@ def _deploy(
         action=None,
         drift=None,
         last_error=None,
+        deployed=_deployed(snap),
         db_url=db_url,
         **(snap.pending | {"endpoint": endpoint(host, ready.host_port)}),
     )
@@ -236,30 +254,36 @@ def _roll(
 ) -> None:
     """Update a running instance: rolling without a volume (new container healthy, then
     the route switches, then the old one stops); stop-first with a volume, so two
-    containers never write to one volume."""
+    containers never write to one volume (the old one is only stopped, and removed once
+    the new one is healthy).
+
+    A new container that fails its health gate (or cannot be created) is removed and the
+    old one serves again at once; the instance's spec goes back to what the old one runs
+    and the reason is kept in ``last_error``. The pass ends without an
+    error, so the work item is settled and the same update is not retried; a new update
+    is a new request. An interrupted wait (the agent stops) puts the old container back
+    and leaves the update pending."""
     record(snap.id, owner, status="updating", db_url=db_url)
     deploy = snap.deploy + 1
     new_spec = spec(snap, host, deploy, opts)
-    if snap.volume_path:
+    stopped = bool(snap.volume_path)
+    if stopped:
         rt.stop(current.id, opts.stop_timeout_s)
-        try:
-            state = rt.run(new_spec)
-            ready = rt.wait_ready(
-                state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
-            )
-        except Exception:  # cleaned up and re-raised
-            rt.remove(new_spec.name)
-            rt.start(current.id)  # the old version serves again while we retry
-            raise
-    else:
-        try:
-            state = rt.run(new_spec)
-            ready = rt.wait_ready(
-                state.id, snap.port, opts.ready_timeout_s, should_stop=should_stop
-            )
-        except Exception:  # cleaned up and re-raised
-            rt.remove(new_spec.name)  # the old container keeps serving
-            raise
+    try:
+        state = rt.run(new_spec)
+        ready = _ready(rt, state.id, snap, opts, should_stop)
+    except (HostDown, LeaseLost, runtime_docker.Interrupted):
+        with contextlib.suppress(HostDown):  # an unreachable host is repaired later
+            _put_back(rt, new_spec.name, current.id, stopped)
+        raise
+    except (runtime_docker.Unhealthy, runtime_docker.DockerFailure) as exc:
+        _put_back(rt, new_spec.name, current.id, stopped)
+        old = _ready(rt, current.id, snap, opts, should_stop) if stopped else current
+        rolled_back(snap, owner, host, old, exc, db_url)
+        return
+    except Exception:  # cleaned up and re-raised
+        _put_back(rt, new_spec.name, current.id, stopped)
+        raise
     record(
         snap.id,
         owner,
@@ -270,10 +294,79 @@ def _roll(
         endpoint=endpoint(host, ready.host_port),
         action=None,
         last_error=None,
+        deployed=_deployed(snap),
         db_url=db_url,
     )
     rt.stop(current.id, opts.stop_timeout_s)
     rt.remove(current.id)
+
+
+def _put_back(rt: Runtime, new_name: str, old_id: str, stopped: bool) -> None:
+    """Remove the new container; start the old one again when it was stopped."""
+    rt.remove(new_name)
+    if stopped:
+        rt.start(old_id)
+
+
+def rolled_back(
+    snap: Snapshot,
+    owner: str,
+    host: platform.HostConfig,
+    old: runtime_docker.ContainerState,
+    exc: MnoError,
+    db_url: str | None,
+) -> None:
+    """Record a failed update: the old container serves, the desired spec is the one it
+    runs (unless a newer change came meanwhile), why is in ``last_error``; with its audit
+    row and an ``instance.update_failed`` event (one transaction)."""
+    reason = exc.message
+    gate = "failed its health check"
+    if reason.startswith("health check failed: "):
+        reason = reason.removeprefix("health check failed: ")
+    elif isinstance(exc, runtime_docker.DockerFailure):
+        gate = "could not start"
+    elif not reason.startswith("not healthy"):
+        gate = "failed"
+    message = f"update to {snap.image} {gate}; rolled back to deploy {snap.deploy}: {reason}"
+    with session_scope(db_url) as s:
+        inst = s.get(Instance, snap.id)
+        if inst is None or inst.lease_owner != owner:
+            raise LeaseLost(f"instance {snap.name} is no longer leased to this process")
+        before = {"image": inst.image, "env": dict(inst.env or {}), "deploy": snap.deploy + 1}
+        fields: dict[str, Any] = {
+            "endpoint": endpoint(host, old.host_port),
+            "action": None,
+            "last_error": message[:2000],
+        }
+        if inst.spec_version == snap.spec_version:  # no newer change to keep
+            previous = snap.deployed or {"image": old.image or inst.image, "env": inst.env}
+            fields["image"] = previous["image"]
+            fields["env"] = dict(previous.get("env") or {})
+        apply(s, inst, "running", **fields)
+        audit.record(
+            s,
+            "instance.rollback",
+            target_type="instance",
+            target_id=inst.id,
+            target=inst.name,
+            before=before,
+            after={"image": inst.image, "env": dict(inst.env or {}), "deploy": inst.deploy},
+            tenant_id=inst.tenant_id,
+            actor="provisioner",
+        )
+        outbox.emit(
+            s,
+            "instance.update_failed",
+            {
+                "id": str(inst.id),
+                "name": inst.name,
+                "image": snap.image,
+                "error": message[:2000],
+                "rolled_back_to": inst.deploy,
+                "endpoint": inst.endpoint,
+            },
+            inst.tenant_id,
+        )
 
 
 def _stop(snap: Snapshot, owner: str, opts: Options, db_url: str | None) -> None:

@@ -50,6 +50,10 @@ class Unhealthy(MnoError):
     """A container did not become healthy."""
 
 
+class Interrupted(Unhealthy):
+    """The wait for a container was cut short (the agent is shutting down)."""
+
+
 _clock = threading.local()
 
 
@@ -72,7 +76,10 @@ class ContainerSpec:
     publish_address: str = "127.0.0.1"
     env: dict[str, str] = field(default_factory=dict)
     health_cmd: list[str] | None = None
-    health_interval_s: float = 1.0
+    health_interval_s: float = 10.0  # once healthy
+    # checks while the app starts: Docker's StartInterval where the engine has it (API
+    # 1.44), else mno's own probe while it waits for readiness (``Runtime.wait_ready``)
+    health_start_interval_s: float = 1.0
     health_timeout_s: float = 5.0
     health_retries: int = 3
     health_start_period_s: float = 0.0  # failures while the app boots do not count
@@ -95,6 +102,25 @@ class ContainerState:
     host_port: int | None = None
     exit_code: int | None = None
     health_log: str | None = None
+    oom_killed: bool = False
+    restart_count: int = 0
+    error: str | None = None  # the engine's reason when a start failed
+    # the container's health check as created (Docker's Healthcheck config)
+    healthcheck: dict[str, Any] | None = None
+    # published ports: container port -> host port (from a container list)
+    published: dict[int, int] = field(default_factory=dict)
+    image: str | None = None  # the image reference it was created from
+
+    def crash(self) -> str:
+        """How the container ended: exit code, OOM kill, engine error."""
+        text = f"container exited with code {self.exit_code}"
+        if self.oom_killed:
+            text += " (OOM-killed: it ran out of memory)"
+        if self.error:
+            text += f" ({self.error})"
+        if self.restart_count:
+            text += f", restarted {self.restart_count} time(s)"
+        return text
 
 
 def health_command(port: int, path: str) -> list[str]:
@@ -121,10 +147,10 @@ def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     if spec.health_cmd:
         kwargs["healthcheck"] = {
             "test": spec.health_cmd,
-            "interval": int(spec.health_interval_s * 1e9),
-            "timeout": int(spec.health_timeout_s * 1e9),
+            "interval": _ns(spec.health_interval_s),
+            "timeout": _ns(spec.health_timeout_s),
             "retries": spec.health_retries,
-            "start_period": int(spec.health_start_period_s * 1e9),
+            "start_period": _ns(spec.health_start_period_s),
         }
     if spec.memory:
         kwargs["mem_limit"] = spec.memory
@@ -137,6 +163,21 @@ def run_kwargs(spec: ContainerSpec) -> dict[str, Any]:
     if spec.network:
         kwargs["network"] = spec.network
     return kwargs
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _api_at_least(version: str, wanted: tuple[int, int]) -> bool:
+    try:
+        major, minor = (int(x) for x in str(version).split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= wanted
+
+
+START_INTERVAL_API = (1, 44)  # the first engine API with a health check StartInterval
 
 
 def _state(attrs: dict[str, Any], port: int | None = None) -> ContainerState:
@@ -160,7 +201,61 @@ def _state(attrs: dict[str, Any], port: int | None = None) -> ContainerState:
         host_port=host_port,
         exit_code=st.get("ExitCode"),
         health_log=log,
+        oom_killed=bool(st.get("OOMKilled")),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        error=st.get("Error") or None,
+        healthcheck=(attrs.get("Config") or {}).get("Healthcheck") or None,
+        image=(attrs.get("Config") or {}).get("Image"),
     )
+
+
+@dataclass
+class _Probe:
+    """mno's own health checks while a container starts, on an engine that cannot check
+    faster in that phase: Docker's rules (failures in the start period do not count,
+    ``retries`` failures in a row fail) at ``interval_s``."""
+
+    test: list[str]
+    interval_s: float
+    retries: int
+    start_period_s: float
+    began: float = field(default_factory=time.monotonic)
+    next_at: float = 0.0
+    failures: int = 0
+
+    @classmethod
+    def of(cls, state: ContainerState, interval_s: float, engine_fast: bool) -> _Probe | None:
+        check = state.healthcheck or {}
+        test = check.get("Test") or []
+        if not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2:
+            return None
+        interval = (check.get("Interval") or 30e9) / 1e9
+        if (engine_fast and check.get("StartInterval")) or interval <= interval_s:
+            return None  # Docker's own checks are as fast
+        return cls(
+            test=list(test),
+            interval_s=interval_s,
+            retries=int(check.get("Retries") or 3),
+            start_period_s=(check.get("StartPeriod") or 0) / 1e9,
+        )
+
+    def run(self, rt: Runtime, ref: str) -> bool | str | None:
+        """True when healthy, the failure when it failed for good, None: not yet."""
+        now = time.monotonic()
+        if now < self.next_at:
+            return None
+        self.next_at = now + self.interval_s
+        try:
+            code, out = rt.exec_probe(ref, self.test)
+        except DockerFailure as exc:  # e.g. the container stopped meanwhile
+            code, out = 1, exc.message
+        if code == 0:
+            return True
+        if now - self.began >= self.start_period_s:
+            self.failures += 1
+        if self.failures >= self.retries:
+            return f"exit {code}: {out[:300]}"
+        return None
 
 
 class Runtime:
@@ -389,10 +484,13 @@ class Runtime:
 
         # the SDK's own translation of run()/create() arguments, then the low-level call:
         # containers.create() would inspect the new container once more
-        kwargs = _create_kwargs(spec) | {"command": None, "version": self.client.api._version}
+        api = self.client.api
+        kwargs = _create_kwargs(spec) | {"command": None, "version": api._version}
         try:
             args = _create_container_args(kwargs)
-            return str(self.call(self.client.api.create_container, **args)["Id"])
+            if spec.health_cmd and self.has_start_interval():
+                return str(self.call(self._create_with_start_interval, args, spec)["Id"])
+            return str(self.call(api.create_container, **args)["Id"])
         except DockerFailure as exc:
             cause = exc.__cause__
             if not (isinstance(cause, docker.errors.APIError) and cause.status_code == 409):
@@ -408,6 +506,27 @@ class Runtime:
                 "remove or rename that container, or give the instance another name",
             )
         return current.id
+
+    def has_start_interval(self) -> bool:
+        """Whether the engine runs health checks at a faster interval while a container
+        starts (``StartInterval``, engine API 1.44)."""
+        return _api_at_least(self.client.api._version, START_INTERVAL_API)
+
+    def _create_with_start_interval(self, args: dict[str, Any], spec: ContainerSpec) -> Any:
+        """``create_container`` with ``Healthcheck.StartInterval``, which the SDK's
+        config type drops."""
+        from docker.utils import format_environment
+
+        api = self.client.api
+        args = dict(args)
+        name = args.pop("name", None)
+        platform = args.pop("platform", None)
+        args.pop("use_config_proxy", None)
+        if isinstance(args.get("environment"), dict):
+            args["environment"] = format_environment(args["environment"])
+        config = api.create_container_config(**args)
+        config["Healthcheck"]["StartInterval"] = _ns(spec.health_start_interval_s)
+        return api.create_container_from_config(config, name, platform)
 
     def start(self, ref: str) -> None:
         self.call(self.client.api.start, ref)
@@ -439,49 +558,104 @@ class Runtime:
         port: int,
         timeout_s: float,
         *,
+        start_interval_s: float = 1.0,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ContainerState:
         """Wait until the container is healthy (or running, without a health check).
 
+        A container that exits, or that its restart policy restarts, fails at once with
+        its exit code, OOM flag and last log lines. While Docker's own verdict is still
+        "starting" and the engine cannot check faster while a container starts (no
+        ``StartInterval``), mno runs the container's health command itself every
+        ``start_interval_s`` (as Docker would: failures in the start period do not count,
+        ``Retries`` failures in a row are a failure); the slower Docker check then only
+        watches the running app.
+
         The whole wait counts as time spent on Docker (``docker_seconds``)."""
         before, started = docker_seconds(), time.perf_counter()
         try:
-            return self._wait_ready(ref, port, timeout_s, should_stop)
+            return self._wait_ready(ref, port, timeout_s, start_interval_s, should_stop)
         finally:
             _clock.seconds = before + time.perf_counter() - started
 
     def _wait_ready(
-        self, ref: str, port: int, timeout_s: float, should_stop: Callable[[], bool]
+        self,
+        ref: str,
+        port: int,
+        timeout_s: float,
+        start_interval_s: float,
+        should_stop: Callable[[], bool],
     ) -> ContainerState:
-        deadline = time.monotonic() + timeout_s
+        now = time.monotonic()
+        deadline = now + timeout_s
+        restarts: int | None = None  # the restart count when the wait began
+        probe: _Probe | None = None
         while True:
             state = self.inspect(ref, port)
             if state is None:
                 raise Unhealthy(f"container {ref[:12]} disappeared")
-            if state.status in ("exited", "dead"):
-                raise Unhealthy(f"container exited with code {state.exit_code}{self._tail(ref)}")
+            if restarts is None:
+                restarts = state.restart_count
+                probe = _Probe.of(state, start_interval_s, self.has_start_interval())
+            if state.status in ("exited", "dead", "restarting") or (
+                state.status == "created" and state.error
+            ):
+                raise Unhealthy(f"{state.crash()}{self._tail(ref)}")
+            crashed = state.restart_count > restarts  # restarted by its restart policy
             if state.status == "running" and state.health in (None, "healthy"):
                 return state
             if state.health == "unhealthy":
-                raise Unhealthy(f"health check failed ({state.health_log})")
+                raise Unhealthy(
+                    f"health check failed: {state.health_log or 'no check output'}{self._tail(ref)}"
+                )
+            if probe is not None and state.status == "running":
+                verdict = probe.run(self, ref)
+                if verdict is True:
+                    return state
+                if isinstance(verdict, str):
+                    raise Unhealthy(f"health check failed: {verdict}{self._tail(ref)}")
             if time.monotonic() >= deadline:
+                if crashed:
+                    raise Unhealthy(f"{state.crash()}{self._tail(ref)}")
                 raise Unhealthy(
                     f"not healthy after {timeout_s:g}s (status {state.status}, "
                     f"health {state.health}; {state.health_log or 'no check ran yet'})"
+                    f"{self._tail(ref)}"
                 )
             if should_stop():
-                raise Unhealthy("stopped waiting: the agent is shutting down")
+                raise Interrupted("stopped waiting: the agent is shutting down")
             time.sleep(POLL_S)
 
-    def _tail(self, ref: str) -> str:
+    def exec_probe(self, ref: str, test: list[str]) -> tuple[int, str]:
+        """Run a Docker-style health test (``CMD``/``CMD-SHELL``) in the container; its
+        exit code and output."""
+        if test[0] == "CMD-SHELL":
+            cmd = ["/bin/sh", "-c", " ".join(test[1:])]
+        else:
+            cmd = list(test[1:])
+        import docker
+
+        api = self.client.api
+        try:
+            exec_id = self.call(api.exec_create, ref, cmd, stdout=True, stderr=True)["Id"]
+            out = self.call(api.exec_start, exec_id)
+            code = self.call(api.exec_inspect, exec_id).get("ExitCode")
+        except docker.errors.NotFound:
+            return 1, "the container is gone"
+        text = out.decode(errors="replace").strip() if isinstance(out, bytes) else str(out)
+        return (1 if code is None else int(code)), text
+
+    def _tail(self, ref: str, lines: int = 20) -> str:
+        """The container's last log lines, for an error message ("" when unavailable)."""
         import docker
         import requests
 
         try:
-            out = self.call(self.client.api.logs, ref, tail=5).decode(errors="replace").strip()
+            raw = self.call(self.client.api.logs, ref, tail=lines)
         except (MnoError, OSError, requests.RequestException, docker.errors.DockerException):
             return ""  # the message goes without the output
-        return f"; last output: {out[-300:]}" if out else ""
+        out = raw.decode(errors="replace").strip()
+        return f"; last log lines:\n{out[-1500:]}" if out else "; no log output"
 
     def list_managed(self, **match: str) -> list[ContainerState]:
         """Every container (running or not) labelled ``mno.managed=true`` and, for each
@@ -497,6 +671,11 @@ class Runtime:
                     status=row.get("State", "unknown"),
                     health=None,
                     labels=row.get("Labels") or {},
+                    published={
+                        int(p["PrivatePort"]): int(p["PublicPort"])
+                        for p in row.get("Ports") or []
+                        if p.get("PublicPort") and p.get("Type", "tcp") == "tcp"
+                    },
                 )
             )
         return out

@@ -41,6 +41,7 @@ class Snapshot:
     image: str
     port: int
     health_path: str | None
+    health_interval: str | None  # the app's, e.g. "10s" (None: the provisioner's default)
     volume_path: str | None
     volume: str | None
     previous_volume: str | None
@@ -52,6 +53,10 @@ class Snapshot:
     cpus: str | None
     pids: int | None
     started_at: datetime | None
+    endpoint: str | None = None
+    spec_version: int = 0
+    # what the current container was created from (image, env), for a rollback
+    deployed: dict[str, Any] | None = None
     domains: list[str] = field(default_factory=list)
     # container fields learnt during a pass, recorded with its outcome (even a failure)
     pending: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +94,7 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             image=inst.image,
             port=inst.port,
             health_path=inst.health_path,
+            health_interval=app.health_interval,
             volume_path=inst.volume_path,
             volume=inst.volume,
             previous_volume=inst.previous_volume,
@@ -100,6 +106,9 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             cpus=inst.cpus,
             pids=inst.pids,
             started_at=inst.started_at,
+            endpoint=inst.endpoint,
+            spec_version=inst.spec_version,
+            deployed=dict(inst.deployed) if inst.deployed else None,
             domains=instances.domains_of(s, inst),
             hosts=hosts.configured(platform.load(), s),
             namespace=namespace.get(s),

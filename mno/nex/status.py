@@ -58,11 +58,42 @@ def release_domains(session: Any, inst: Any) -> list[str]:
     return sorted(r.domain for r in rows)
 
 
+def endpoint_changed(session: Any, inst: Any, before: str | None) -> None:
+    """The audit row and ``instance.endpoint_changed`` event of a running instance whose
+    container now answers on another address (a restart outside mno publishes a new host
+    port); routers follow the event or re-read ``endpoint``."""
+    audit.record(
+        session,
+        "instance.endpoint_changed",
+        target_type="instance",
+        target_id=inst.id,
+        target=inst.name,
+        before={"endpoint": before},
+        after={"endpoint": inst.endpoint},
+        tenant_id=inst.tenant_id,
+        actor="provisioner",
+    )
+    outbox.emit(
+        session,
+        "instance.endpoint_changed",
+        {
+            "id": str(inst.id),
+            "name": inst.name,
+            "host": inst.host,
+            "url": inst.url,
+            "endpoint": inst.endpoint,
+            "previous": before,
+        },
+        inst.tenant_id,
+    )
+
+
 def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
     """Set fields and the status in the caller's transaction. A status change writes an
     audit row, emits the matching ``instance.*`` event and lets tenant provisioning react
     (``mno.nex.provisioning.on_instance``)."""
     before = inst.status
+    before_endpoint = inst.endpoint
     for key, value in fields.items():
         setattr(inst, key, value)
     if status is not None:
@@ -70,6 +101,8 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
     inst.touch()
     session.add(inst)
     if status is None or status == before:
+        if inst.endpoint != before_endpoint and inst.status == "running":
+            endpoint_changed(session, inst, before_endpoint)
         return
     released = release_domains(session, inst) if status == "terminated" else []
     audit.record(

@@ -58,11 +58,13 @@ NEX_FIELDS = (
     "port",
     "env",
     "health_path",
+    "health_interval",
     "memory",
     "cpus",
     "volume_path",
     "backup_every",
 )
+HEALTH_INTERVAL_RANGE = (1.0, 3600.0)  # seconds
 UPDATABLE = (
     "name",
     "type",
@@ -98,6 +100,7 @@ class AppView:
             "port": a.port,
             "env": a.env,
             "health_path": a.health_path,
+            "health_interval": a.health_interval,
             "memory": a.memory,
             "cpus": a.cpus,
             "volume_path": a.volume_path,
@@ -174,6 +177,21 @@ def memory_bytes(value: str | None) -> int | None:
     unit = text[-1] if text[-1] in units else "b"
     number = text[:-1] if text[-1] in units else text
     return int(Decimal(number) * units[unit])
+
+
+def parse_health_interval(value: str | int | float | None) -> str | None:
+    """Seconds between health checks of a running instance: ``10s``, ``1m``, … (1 s to
+    1 h); blank is None (the provisioner's default)."""
+    from mno.settings import parse_duration
+
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip().lower()
+    seconds = parse_duration(text).total_seconds()
+    low, high = HEALTH_INTERVAL_RANGE
+    if not low <= seconds <= high:
+        raise BadInput(f"invalid health interval {value!r}", "1s to 1h, e.g. 10s or 1m")
+    return text if not text.replace(".", "", 1).isdigit() else f"{text}s"
 
 
 def parse_cpus(value: str | float | None) -> str | None:
@@ -269,6 +287,7 @@ def create(
     port: int | None = None,
     env: dict[str, str] | None = None,
     health_path: str | None = None,
+    health_interval: str | None = None,
     memory: str | None = None,
     cpus: str | None = None,
     volume_path: str | None = None,
@@ -302,6 +321,7 @@ def create(
         port=port,
         env=env,
         health_path=health_path,
+        health_interval=health_interval,
         memory=memory,
         cpus=cpus,
         volume_path=volume_path,
@@ -338,6 +358,7 @@ def _build(
     port: int | None = None,
     env: dict[str, str] | None = None,
     health_path: str | None = None,
+    health_interval: str | None = None,
     memory: str | None = None,
     cpus: str | None = None,
     volume_path: str | None = None,
@@ -360,6 +381,7 @@ def _build(
         port=port,
         env=dict(env or {}),
         health_path=health_path,
+        health_interval=parse_health_interval(health_interval),
         memory=parse_memory(memory),
         cpus=parse_cpus(cpus),
         volume_path=volume_path,
@@ -465,6 +487,8 @@ def update(
             value = parse_memory(value)
         elif name == "cpus":
             value = parse_cpus(value)
+        elif name == "health_interval":
+            value = parse_health_interval(value)
         elif name == "name":
             value = value.strip()
             if not value:

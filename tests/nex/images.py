@@ -4,12 +4,14 @@
 tag, a health file at ``/health`` (missing from the ``broken`` tag, so its health check
 fails) and ``httpd`` on port 8080 serving ``/www``. A volume mounted at ``/www/data`` is
 served at ``/data/``. The ``slow`` tag waits ``SLOW_START_S`` seconds before it serves
-(a slow-starting app).
+(a slow-starting app). Two tags do not serve at all: ``crash`` prints a few lines and exits
+with code 3 after a second; ``oom`` fills more memory than a 64m limit allows.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -17,8 +19,17 @@ from typing import Any
 
 REPO = "mno-test/web"
 PORT = 8080
-TAGS = ("1", "2", "broken", "slow")
+TAGS = ("1", "2", "broken", "slow", "crash", "oom")
 SLOW_START_S = 20
+COMMANDS = {
+    "slow": ["/bin/sh", "-c", f"sleep {SLOW_START_S}; exec /bin/httpd -f -v -p {PORT} -h /www"],
+    "crash": [
+        "/bin/sh",
+        "-c",
+        "echo booting; sleep 1; echo 'fatal: cannot open database /www/data/db' >&2; exit 3",
+    ],
+    "oom": ["/bin/sh", "-c", "echo filling memory; x=$(head -c 400000000 /dev/zero | tr '\\0' a)"],
+}
 
 
 def busybox_path() -> Path:
@@ -37,12 +48,9 @@ def _context(tag: str) -> bytes:
             'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
             "COPY www /www",
             f"EXPOSE {PORT}",
-            (
-                f'CMD ["/bin/sh", "-c", "sleep {SLOW_START_S}; '
-                f'exec /bin/httpd -f -v -p {PORT} -h /www"]'
-                if tag == "slow"
-                else f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]'
-            ),
+            f"CMD {json.dumps(COMMANDS[tag])}"
+            if tag in COMMANDS
+            else f'CMD ["/bin/httpd", "-f", "-v", "-p", "{PORT}", "-h", "/www"]',
             "",
         ]
     )
@@ -91,7 +99,6 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
     Only containers of ``mno-test/web`` images older than ``older_than_s`` are touched,
     so a test run going on beside this one keeps its own."""
     import time
-    from datetime import datetime
 
     import docker
 
@@ -101,17 +108,18 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
             client.images.get(f"{REPO}:{tag}")
         except docker.errors.ImageNotFound:
             continue
-        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
-            created = container.attrs.get("Created", "")[:19]
-            try:
-                age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()
-            except ValueError:
-                continue
-            if age < older_than_s:
+        # the plain list (no inspect of each container): another run may remove one of
+        # them between the list and an inspect
+        rows = client.api.containers(all=True, filters={"ancestor": f"{REPO}:{tag}"})
+        for row in rows:
+            if time.time() - float(row.get("Created") or 0) < older_than_s:
                 continue
             try:
-                container.remove(force=True)
+                client.api.remove_container(row["Id"], force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as exc:  # already being removed by another run
+                if "in progress" not in str(exc):
+                    raise
     return removed

@@ -26,7 +26,15 @@ from mno.store.types import table_of
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-TEXT_FIELDS = ("image", "health_path", "memory", "cpus", "volume_path", "thumbnail")
+TEXT_FIELDS = (
+    "image",
+    "health_path",
+    "health_interval",
+    "memory",
+    "cpus",
+    "volume_path",
+    "thumbnail",
+)
 
 
 class AppGrantSpec(Spec):
@@ -69,6 +77,11 @@ class AppSpec(Spec):
         default_factory=dict, description="Environment; secrets as secret:NAME."
     )
     health_path: str | None = None
+    health_interval: str | None = Field(
+        default=None,
+        description="Seconds between health checks of a running instance, e.g. 10s (1s to 1h; "
+        "default: the provisioner's health_interval).",
+    )
     memory: str | None = Field(default=None, description="Memory limit, e.g. 256m.")
     cpus: str | None = Field(default=None, description="CPU limit, e.g. 0.5.")
     volume_path: str | None = None
@@ -102,6 +115,13 @@ class AppSpec(Spec):
         from mno.tenancy.apps import parse_memory
 
         return rule(parse_memory, None if v is None else str(v))
+
+    @field_validator("health_interval", mode="before")
+    @classmethod
+    def _health_interval(cls, v: Any) -> str | None:
+        from mno.tenancy.apps import parse_health_interval
+
+        return rule(parse_health_interval, v)
 
     @field_validator("cpus", mode="before")
     @classmethod
@@ -195,6 +215,7 @@ class AppKind(Kind):
                 "port": a.port,
                 "env": dict(a.env or {}),
                 "health_path": a.health_path or None,
+                "health_interval": a.health_interval or None,
                 "memory": a.memory or None,
                 "cpus": a.cpus or None,
                 "volume_path": a.volume_path or None,

@@ -54,6 +54,9 @@ class Instance(Base, table=True):
     network: str | None = Field(default=None, max_length=128)
     url: str = Field(max_length=300)
     endpoint: str | None = Field(default=None, max_length=300)
+    # what the current container was created from ({"image", "env"}): a failed update
+    # rolls the desired spec back to it
+    deployed: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     env: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     memory: str | None = Field(default=None, max_length=16)
     cpus: str | None = Field(default=None, max_length=16)

@@ -88,6 +88,9 @@ class App(Base, table=True):
     port: int | None = Field(default=None)
     env: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     health_path: str | None = Field(default=None, max_length=200)
+    # seconds between health checks of a running instance, e.g. "10s" (nex apps; None:
+    # the provisioner's default)
+    health_interval: str | None = Field(default=None, max_length=16)
     memory: str | None = Field(default=None, max_length=16)
     cpus: str | None = Field(default=None, max_length=16)
     volume_path: str | None = Field(default=None, max_length=200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
@@ -10,7 +11,7 @@ from sqlmodel import col, select
 from mno import validate
 from mno.access import revocation
 from mno.errors import Conflict, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.access import Membership, User
 from mno.store.models.tenancy import Tenant
 
@@ -96,6 +97,33 @@ def set_status(session: Session, email: str, status: str) -> User:
 def list_users(
     session: Session, *, tenant: str | None = None, status: str | None = None
 ) -> list[User]:
+    return list(session.exec(_users(tenant, status).order_by(User.email)))
+
+
+def page_users(
+    session: Session,
+    *,
+    tenant: str | None = None,
+    status: str | None = None,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[User]:
+    """One page of users by email, after the cursor ``after`` (an email)."""
+    return paging.page_of(session, _users(tenant, status), [col(User.email)], after, limit)
+
+
+def stream_users(
+    session: Session,
+    *,
+    tenant: str | None = None,
+    status: str | None = None,
+    after: str | None = None,
+) -> Iterator[User]:
+    """Every user by email, read a chunk at a time."""
+    return paging.each(session, _users(tenant, status), [col(User.email)], after)
+
+
+def _users(tenant: str | None, status: str | None) -> Any:
     stmt = select(User)
     if tenant:
         stmt = (
@@ -105,7 +133,7 @@ def list_users(
         )
     if status:
         stmt = stmt.where(User.status == validate.one_of(status, STATUSES, "status"))
-    return list(session.exec(stmt.order_by(User.email)))
+    return stmt
 
 
 def memberships(session: Session, user: User) -> list[dict[str, Any]]:

@@ -16,13 +16,14 @@ uses it, so the operator can change those first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from mno.errors import Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, outbox, paging
 from mno.store.models.billing import (
     BillingMetric,
     Bundle,
@@ -51,6 +52,28 @@ def list_objects(session: Session, kind: str) -> list[Any]:
     if kind == "Plan":
         q = q.where(model.current == True)  # noqa: E712
     return list(session.execute(q).scalars())
+
+
+def _objects(kind: str) -> tuple[Any, list[Any]]:
+    model = model_of(kind)
+    q = sa.select(model)
+    if kind == "Plan":
+        q = q.where(model.current == True)  # noqa: E712
+    return q, [model.code]
+
+
+def page_objects(
+    session: Session, kind: str, *, after: str | None = None, limit: int = paging.DEFAULT_LIMIT
+) -> paging.Page[Any]:
+    """One page of ``kind`` by code after the cursor ``after`` (plans: current versions)."""
+    q, order = _objects(kind)
+    return paging.page_of(session, q, order, after, limit)
+
+
+def stream_objects(session: Session, kind: str, *, after: str | None = None) -> Iterator[Any]:
+    """Every object of ``kind`` by code, read a chunk at a time."""
+    q, order = _objects(kind)
+    return paging.each(session, q, order, after)
 
 
 def get(session: Session, kind: str, code: str) -> Any:

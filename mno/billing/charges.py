@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from mno.errors import BadInput, Conflict
 from mno.money import check_currency, round_money, to_decimal, to_minor
-from mno.store import audit, leases, lookup, outbox
+from mno.store import audit, leases, lookup, outbox, paging
 from mno.store.models.billing import Charge
 from mno.tenancy import tenants
 
@@ -110,6 +112,43 @@ def cancel(session: Session, charge_id: str | uuid.UUID) -> Charge:
     )
     outbox.emit(session, "charge.cancelled", _payload(charge, tenant.key), charge.tenant_id)
     return charge
+
+
+def _charges(session: Session, tenant_key: str | None, status: str | None) -> Any:
+    q = select(Charge)
+    if tenant_key:
+        q = q.where(Charge.tenant_id == tenants.get(session, tenant_key).id)
+    if status:
+        q = q.where(Charge.status == status)
+    return q
+
+
+_CHARGE_ORDER = [col(Charge.created_at), col(Charge.id)]
+
+
+def page_charges(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[Charge]:
+    """One page of charges, newest first, after the cursor ``after``."""
+    q = _charges(session, tenant_key, status)
+    return paging.page_of(session, q, _CHARGE_ORDER, after, limit, descending=True)
+
+
+def stream_charges(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    *,
+    after: str | None = None,
+) -> Iterator[Charge]:
+    """Every charge, newest first, read a chunk at a time."""
+    q = _charges(session, tenant_key, status)
+    return paging.each(session, q, _CHARGE_ORDER, after, descending=True)
 
 
 def list_charges(

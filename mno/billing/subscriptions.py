@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -27,7 +28,7 @@ from mno.billing.tenant_rating import (
 )
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.nex import provisioning
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.billing import (
     Coupon,
     Invoice,
@@ -457,6 +458,43 @@ def end_trials(session: Session, now: datetime) -> int:
         )
         outbox.emit(session, "subscription.activated", _payload(sub, t.key), t.id)
     return len(subs)
+
+
+def _subscriptions(session: Session, tenant_key: str | None, status: str | None) -> Any:
+    q = select(Subscription)
+    if tenant_key:
+        q = q.where(Subscription.tenant_id == tenants.get(session, tenant_key).id)
+    if status:
+        q = q.where(Subscription.status == status)
+    return q
+
+
+_SUBSCRIPTION_ORDER = [col(Subscription.created_at), col(Subscription.id)]
+
+
+def page_subscriptions(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[Subscription]:
+    """One page of subscriptions, oldest first, after the cursor ``after``."""
+    q = _subscriptions(session, tenant_key, status)
+    return paging.page_of(session, q, _SUBSCRIPTION_ORDER, after, limit)
+
+
+def stream_subscriptions(
+    session: Session,
+    tenant_key: str | None = None,
+    status: str | None = None,
+    *,
+    after: str | None = None,
+) -> Iterator[Subscription]:
+    """Every subscription, oldest first, read a chunk at a time."""
+    q = _subscriptions(session, tenant_key, status)
+    return paging.each(session, q, _SUBSCRIPTION_ORDER, after)
 
 
 def list_subscriptions(

@@ -136,22 +136,17 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List apps."""
+    """List apps, by code."""
     from mno.store.db import session_scope
     from mno.tenancy import apps
 
     with session_scope(write=False) as s:
-        views = apps.list_apps(s, stack=stack, enabled=enabled)
-    render_list(
-        views,
-        "code",
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=LIST_COLUMNS,
-        empty="No apps.",
-    )
+        if all_:
+            found = apps.stream_apps(s, stack=stack, enabled=enabled, after=after)
+            render_stream(found, output, columns=LIST_COLUMNS, empty="No apps.")
+            return
+        page = apps.page_apps(s, stack=stack, enabled=enabled, after=after, limit=limit)
+    render_page(page.rows, page.next, output, columns=LIST_COLUMNS, empty="No apps.")
 
 
 @app.command("show")

@@ -6,11 +6,11 @@ Domain modules and the store are imported inside the commands that use them:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream, success
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="Custom roles and the permissions they grant.", no_args_is_help=True)
@@ -54,22 +54,24 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List the built-in and custom roles with their permissions, by name."""
-    from mno.access import custom_roles
+    """List the built-in roles (least to most powerful), then custom ones by name."""
+    from mno.access import custom_roles, roles
     from mno.store.db import session_scope
+    from mno.store.paging import page_list
+
+    def order(role: dict[str, Any]) -> tuple[str, str, str]:
+        if role["builtin"]:  # fixed, in rank order
+            return ("0", str(roles.RANK[role["name"]]), "")
+        return ("1", role["name"], role["tenant"] or "")
 
     with session_scope(write=False) as s:
         rows = custom_roles.list_roles(s, tenant_key=tenant)
-    render_list(
-        rows,
-        ("name", "tenant"),
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=["name", "tenant", "builtin", "permissions"],
-        empty="No roles.",
-    )
+    page = page_list(rows, order, after, None if all_ else limit)
+    columns, empty = ["name", "tenant", "builtin", "permissions"], "No roles."
+    if all_:
+        render_stream(page.rows, output, columns=columns, empty=empty)
+    else:
+        render_page(page.rows, page.next, output, columns=columns, empty=empty)
 
 
 @app.command("show")

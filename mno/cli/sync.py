@@ -21,7 +21,6 @@ from mno.cli.output import (
     err_console,
     error,
     render,
-    render_list,
     render_page,
     render_stream,
     success,
@@ -77,13 +76,16 @@ def connector_list(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List connectors."""
+    """List connectors, by name."""
     from mno.store.db import session_scope
     from mno.sync import views
 
     with session_scope(write=False) as s:
-        rows = views.connectors(s)
-    render_list(rows, "name", output, limit=limit, after=after, all_=all_, empty="No connectors.")
+        if all_:
+            render_stream(views.stream_connectors(s, after=after), output, empty="No connectors.")
+            return
+        page = views.page_connectors(s, after=after, limit=limit)
+    render_page(page.rows, page.next, output, empty="No connectors.")
 
 
 @connector_app.command("show")
@@ -252,23 +254,19 @@ def connection_list(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List connections."""
+    """List connections, by name."""
     from mno.store.db import session_scope
     from mno.sync import connections
 
-    with session_scope(write=False) as s:
-        rows = connections.list_connections(s, tenant)
     cols = ["name", "entities", "pull", "push", "paused", "consecutive_failures", "last_run_at"]
-    render_list(
-        rows,
-        "name",
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=cols,
-        empty="No connections.",
-    )
+    empty = "No connections."
+    with session_scope(write=False) as s:
+        if all_:
+            found = connections.stream_connections(s, tenant, after=after)
+            render_stream(found, output, columns=cols, empty=empty)
+            return
+        page = connections.page_connections(s, tenant, after=after, limit=limit)
+    render_page(page.rows, page.next, output, columns=cols, empty=empty)
 
 
 @connection_app.command("show")

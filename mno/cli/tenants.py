@@ -108,7 +108,9 @@ def list_(
 
     with session_scope(write=False) as s:
         if all_:
-            rows = tenants.stream_tenants(s, status=status, tier=tier, parent=parent, after=after)
+            rows = tenants.stream_tenant_dicts(
+                s, status=status, tier=tier, parent=parent, after=after
+            )
             render_stream(rows, output, columns=LIST_COLUMNS, empty="No tenants.")
             return
         page = tenants.page_tenants(

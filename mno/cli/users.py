@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream, success
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 
 app = typer.Typer(help="Manage users and their personal tokens.", no_args_is_help=True)
@@ -48,21 +48,19 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List users."""
+    """List users, by email."""
     from mno.access import users
     from mno.store.db import session_scope
 
+    columns = ["email", "name", "status", "created_at"]
     with session_scope(write=False) as s:
-        rows = [users.as_dict(u) for u in users.list_users(s, tenant=tenant, status=status)]
-    render_list(
-        rows,
-        "email",
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=["email", "name", "status", "created_at"],
-    )
+        if all_:
+            found = users.stream_users(s, tenant=tenant, status=status, after=after)
+            render_stream((users.as_dict(u) for u in found), output, columns=columns)
+            return
+        page = users.page_users(s, tenant=tenant, status=status, after=after, limit=limit)
+        rows = [users.as_dict(u) for u in page.rows]
+    render_page(rows, page.next, output, columns=columns)
 
 
 @app.command("show")

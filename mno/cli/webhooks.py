@@ -16,7 +16,6 @@ from mno.cli.output import (
     OutputOpt,
     done,
     render,
-    render_list,
     render_page,
     render_stream,
     success,
@@ -135,24 +134,17 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List endpoints."""
+    """List endpoints, oldest first."""
     from mno.store.db import session_scope
     from mno.webhooks import endpoints
 
     with session_scope(write=False) as s:
-        found = endpoints.list_endpoints(s, tenant=tenant)
-        failures = endpoints.last_failures(s, [e.id for e in found])
-        rows = [endpoints.view(e, last_failure=failures.get(e.id)) for e in found]
-    render_list(
-        rows,
-        "id",
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=LIST_COLUMNS,
-        empty="No endpoints.",
-    )
+        if all_:
+            found = endpoints.stream_views(s, tenant=tenant, after=after)
+            render_stream(found, output, columns=LIST_COLUMNS, empty="No endpoints.")
+            return
+        page = endpoints.page_views(s, tenant=tenant, after=after, limit=limit)
+    render_page(page.rows, page.next, output, columns=LIST_COLUMNS, empty="No endpoints.")
 
 
 @endpoint_app.command("show")

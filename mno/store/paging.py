@@ -150,8 +150,8 @@ def _chunk(
         stmt = _after(stmt, order_cols, after, desc)
     stmt = stmt.limit(n)
     if _is_entity(stmt):
-        return list(session.execute(stmt).scalars())
-    return list(session.connection().execute(stmt))
+        return list(session.execute(stmt).scalars().all())
+    return list(session.connection().execute(stmt).all())
 
 
 def page(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from sqlmodel import col, select
 
 from mno import clock, secrets
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.sync import (
     SyncConflict,
     SyncConnection,
@@ -264,8 +265,30 @@ def view(session: Session, row: SyncConnection) -> dict[str, Any]:
     }
 
 
-def list_connections(session: Session, tenant_key: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(SyncConnection).order_by(SyncConnection.name)
+def _connections(session: Session, tenant_key: str | None) -> Any:
+    stmt = select(SyncConnection)
     if tenant_key:
         stmt = stmt.where(SyncConnection.tenant_id == tenants.get(session, tenant_key).id)
-    return [view(session, r) for r in session.exec(stmt)]
+    return stmt
+
+
+def page_connections(
+    session: Session,
+    tenant_key: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[dict[str, Any]]:
+    """One page of connection views by name, after the cursor ``after`` (a name)."""
+    order = [col(SyncConnection.name)]
+    rows, nxt = paging.page(session, _connections(session, tenant_key), order, after, limit)
+    return paging.Page([view(session, r) for r in rows], nxt)
+
+
+def stream_connections(
+    session: Session, tenant_key: str | None = None, *, after: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every connection view by name, read a chunk at a time."""
+    order = [col(SyncConnection.name)]
+    for r in paging.each(session, _connections(session, tenant_key), order, after):
+        yield view(session, r)

@@ -41,17 +41,28 @@ def conflict_id(session: Session, ref: str | uuid.UUID) -> uuid.UUID:
 # -- connectors ---------------------------------------------------------------------------
 
 
-def connectors(session: Session) -> list[dict[str, Any]]:
-    """Every connector by name, with its base URL and entities."""
-    return [
-        {
-            "name": c.name,
-            "base_url": c.spec.get("base_url"),
-            "entities": [e["canonical"] for e in c.spec.get("entities", [])],
-            "updated_at": c.updated_at,
-        }
-        for c in session.exec(select(SyncConnector).order_by(SyncConnector.name))
-    ]
+def _connector_view(c: SyncConnector) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "base_url": c.spec.get("base_url"),
+        "entities": [e["canonical"] for e in c.spec.get("entities", [])],
+        "updated_at": c.updated_at,
+    }
+
+
+def page_connectors(
+    session: Session, *, after: str | None = None, limit: int = paging.DEFAULT_LIMIT
+) -> paging.Page[dict[str, Any]]:
+    """One page of connectors by name (with base URL and entities) after ``after``."""
+    order = [col(SyncConnector.name)]
+    rows, nxt = paging.page(session, select(SyncConnector), order, after, limit)
+    return paging.Page([_connector_view(c) for c in rows], nxt)
+
+
+def stream_connectors(session: Session, *, after: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every connector by name, read a chunk at a time."""
+    for c in paging.each(session, select(SyncConnector), [col(SyncConnector.name)], after):
+        yield _connector_view(c)
 
 
 def connector(session: Session, name: str) -> dict[str, Any]:

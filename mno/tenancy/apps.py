@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from sqlmodel import SQLModel, col, select
 
 from mno import validate
 from mno.errors import BadInput, Conflict, Forbidden, InvalidTransition, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models import load_all
 from mno.store.models.tenancy import App, AppGrant, AppPackage, AppPackageApp, Tenant
 from mno.tenancy import tenants
@@ -584,19 +584,42 @@ def delete(session: Session, code: str) -> None:
     session.flush()
 
 
-def list_apps(
-    session: Session, *, stack: str | None = None, enabled: bool | None = None
-) -> list[AppView]:
-    stmt = select(App).order_by(col(App.code))
+def _apps_stmt(stack: str | None, enabled: bool | None) -> Any:
+    stmt = select(App)
     if stack:
         stmt = stmt.where(App.stack == validate.one_of(stack, STACKS, "stack"))
     if enabled is not None:
         stmt = stmt.where(App.enabled == enabled)
-    apps = list(session.exec(stmt))
-    keys = dict(session.execute(sa.select(col(Tenant.id), col(Tenant.key))).all())
-    names = _package_names(session)
+    return stmt
+
+
+def _app_views(session: Session, apps: Sequence[App]) -> list[AppView]:
+    """Views of a page or chunk of apps: their owners' keys and their grants in a few
+    queries whatever the count."""
+    if not apps:
+        return []
+    ids = [a.id for a in apps]
+    found = session.exec(select(AppGrant).where(col(AppGrant.app_id).in_(ids))).all()
+    tenant_ids = {a.owner_id for a in apps} | {g.tenant_id for g in found}
+    keys = dict(
+        session.execute(
+            sa.select(col(Tenant.id), col(Tenant.key)).where(col(Tenant.id).in_(tenant_ids))
+        ).all()
+    )
+    package_ids = {g.package_id for g in found if g.package_id}
+    names = (
+        dict(
+            session.execute(
+                sa.select(col(AppPackage.id), col(AppPackage.name)).where(
+                    col(AppPackage.id).in_(package_ids)
+                )
+            ).all()
+        )
+        if package_ids
+        else {}
+    )
     grants: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for g in session.exec(select(AppGrant)):
+    for g in found:
         grants.setdefault(g.app_id, []).append(_grant_dict(g, keys.get(g.tenant_id), names))
     return [
         AppView(
@@ -604,6 +627,31 @@ def list_apps(
         )
         for a in apps
     ]
+
+
+def page_apps(
+    session: Session,
+    *,
+    stack: str | None = None,
+    enabled: bool | None = None,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[AppView]:
+    """One page of apps by code, after the cursor ``after`` (an app code)."""
+    rows, nxt = paging.page(session, _apps_stmt(stack, enabled), [col(App.code)], after, limit)
+    return paging.Page(_app_views(session, rows), nxt)
+
+
+def stream_apps(
+    session: Session,
+    *,
+    stack: str | None = None,
+    enabled: bool | None = None,
+    after: str | None = None,
+) -> Iterator[AppView]:
+    """Every app by code, read a chunk at a time."""
+    for rows in paging.stream(session, _apps_stmt(stack, enabled), [col(App.code)], after):
+        yield from _app_views(session, rows)
 
 
 def granter(session: Session, app: App, by: str | None) -> str:

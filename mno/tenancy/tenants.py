@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from mno import clock, platform, validate
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 from mno.money import check_currency
-from mno.store import audit, lookup, outbox, paging
+from mno.store import audit, lookup, outbox, paging, plain
 from mno.store.models.sync import SyncRecord
 from mno.store.models.tenancy import Tenant, TenantContact, TenantDomain, TenantStatusChange
 from mno.store.types import table_of
@@ -510,6 +510,17 @@ def _list_stmt(
         *(col(getattr(Tenant, name)).label(name) for name in columns),
         col(up.key).label("parent_key"),
     ).outerjoin(up, col(up.id) == col(Tenant.parent_id))
+    return _filtered(session, stmt, status, tier, parent, include_system)
+
+
+def _filtered(
+    session: Session,
+    stmt: Any,
+    status: str | None,
+    tier: str | None,
+    parent: str | None,
+    include_system: bool,
+) -> Any:
     if status:
         stmt = stmt.where(Tenant.status == validate.one_of(status, STATUSES, "status"))
     if tier:
@@ -569,6 +580,121 @@ def stream_tenants(
     stmt = _list_stmt(session, status, tier, parent, include_system)
     for rows in paging.stream(session, stmt, [col(Tenant.key)], after, chunk):
         yield from _views(session, rows)
+
+
+_PLAIN_COLUMNS = (
+    "id",
+    "key",
+    "name",
+    "tier",
+    "status",
+    "status_reason",
+    "currency",
+    "timezone",
+    "address",
+    "city",
+    "zip",
+    "region",
+    "country",
+    "in_arrears",
+    "meta",
+    "created_at",
+    "updated_at",
+)
+
+
+def _plain_stmt(
+    session: Session, status: str | None, tier: str | None, parent: str | None, include_system: bool
+) -> Any:
+    """``_list_stmt`` with the columns ``TenantView.as_dict`` shows, read raw."""
+    up = aliased(Tenant)
+    raw_columns = ("id", "in_arrears", "meta", "created_at", "updated_at")
+    stmt = sa.select(
+        *(
+            plain.raw(col(getattr(Tenant, n)), n)
+            if n in raw_columns
+            else col(getattr(Tenant, n)).label(n)
+            for n in _PLAIN_COLUMNS
+        ),
+        col(up.key).label("parent_key"),
+    ).outerjoin(up, col(up.id) == col(Tenant.parent_id))
+    return _filtered(session, stmt, status, tier, parent, include_system)
+
+
+def _plain_dicts(session: Session, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """``TenantView.as_dict`` of each row, built from raw values; domains as ``_views``."""
+    domains: dict[Any, list[str]] = {}
+    if rows:
+        keys = [r.key for r in rows]
+        for tid, d in session.execute(
+            sa.select(plain.raw(col(TenantDomain.tenant_id)), col(TenantDomain.domain))
+            .join(Tenant, col(Tenant.id) == col(TenantDomain.tenant_id))
+            .where(col(Tenant.key).between(min(keys), max(keys)))
+            .order_by(TenantDomain.domain)
+        ):
+            domains.setdefault(tid, []).append(d)
+    uuid_text, time_text, document = plain.uuid_text, plain.time_text, plain.document
+    # rows unpacked in _PLAIN_COLUMNS order (a Row's attributes cost more than its items)
+    return [
+        {
+            "id": uuid_text(tid),
+            "key": key,
+            "name": name,
+            "tier": tier,
+            "status": status,
+            "status_reason": reason,
+            "parent": parent_key,
+            "domains": domains.get(tid, []),
+            "currency": currency,
+            "timezone": timezone,
+            "address": address,
+            "city": city,
+            "zip": zip_code,
+            "region": region,
+            "country": country,
+            "in_arrears": bool(arrears),
+            "metadata": document(meta),
+            "created_at": time_text(created),
+            "updated_at": time_text(updated),
+        }
+        for (
+            tid,
+            key,
+            name,
+            tier,
+            status,
+            reason,
+            currency,
+            timezone,
+            address,
+            city,
+            zip_code,
+            region,
+            country,
+            arrears,
+            meta,
+            created,
+            updated,
+            parent_key,
+        ) in rows
+    ]
+
+
+def stream_tenant_dicts(
+    session: Session,
+    *,
+    status: str | None = None,
+    tier: str | None = None,
+    parent: str | None = None,
+    after: str | None = None,
+    include_system: bool = False,
+    chunk: int = paging.CHUNK,
+) -> Iterator[dict[str, Any]]:
+    """``stream_tenants`` as ``TenantView.as_dict()`` of each: the same values, read from
+    raw columns (no ORM type conversion), for long lists streamed as JSON."""
+    stmt = _plain_stmt(session, status, tier, parent, include_system)
+    for rows in paging.stream(session, stmt, [col(Tenant.key)], after, chunk):
+        yield from _plain_dicts(session, rows)
 
 
 def list_tenants(

@@ -463,7 +463,7 @@ _ORDER = [D.c.created_at, D.c.seq, D.c.id]
 
 
 def _delivery_view(r: Any) -> dict[str, Any]:
-    return audit.jsonable(
+    view: dict[str, Any] = audit.jsonable(
         {
             "id": str(r.id),
             "channel": r.channel,
@@ -478,6 +478,7 @@ def _delivery_view(r: Any) -> dict[str, Any]:
             "last_error": r.last_error,
         }
     )
+    return view
 
 
 def page_deliveries(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from sqlmodel import col, select
 from mno import clock, crypto, secrets, settings, signing
 from mno import events as catalogue
 from mno.errors import BadInput, NotFound
-from mno.store import audit, lookup, outbox
+from mno.store import audit, lookup, outbox, paging
 from mno.store.models.core import Event
 from mno.store.models.tenancy import Tenant
 from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
@@ -427,12 +428,46 @@ def _new(
 def list_endpoints(
     session: Session, *, tenant: str | None = None, enabled: bool | None = None
 ) -> list[WebhookEndpoint]:
-    stmt = select(WebhookEndpoint).order_by(col(WebhookEndpoint.created_at))
+    stmt = _endpoints(session, tenant, enabled).order_by(col(WebhookEndpoint.created_at))
+    return list(session.exec(stmt))
+
+
+def _endpoints(session: Session, tenant: str | None, enabled: bool | None) -> Any:
+    stmt = select(WebhookEndpoint)
     if tenant:
         stmt = stmt.where(WebhookEndpoint.tenant_id == _tenant_id(session, tenant))
     if enabled is not None:
         stmt = stmt.where(WebhookEndpoint.enabled == enabled)
-    return list(session.exec(stmt))
+    return stmt
+
+
+_ORDER = [col(WebhookEndpoint.created_at), col(WebhookEndpoint.id)]
+
+
+def _views(session: Session, rows: list[WebhookEndpoint]) -> list[dict[str, Any]]:
+    failures = last_failures(session, [e.id for e in rows])
+    return [view(e, last_failure=failures.get(e.id)) for e in rows]
+
+
+def page_views(
+    session: Session,
+    *,
+    tenant: str | None = None,
+    after: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+) -> paging.Page[dict[str, Any]]:
+    """One page of endpoint views (with their last failures), oldest first, after the
+    cursor ``after``."""
+    rows, nxt = paging.page(session, _endpoints(session, tenant, None), _ORDER, after, limit)
+    return paging.Page(_views(session, rows), nxt)
+
+
+def stream_views(
+    session: Session, *, tenant: str | None = None, after: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every endpoint view, oldest first, read a chunk at a time."""
+    for rows in paging.stream(session, _endpoints(session, tenant, None), _ORDER, after):
+        yield from _views(session, rows)
 
 
 def _changed(session: Session, e: WebhookEndpoint, before: dict[str, Any], action: str) -> None:

@@ -202,6 +202,23 @@ def test_list_commands_page_with_the_printed_cursor(cli: Any, sqlite_url: str) -
     is one JSON array, and walking it a row at a time with the printed cursors visits the
     same rows in the same order."""
     assert cli("quickstart").exit_code == 0
+    more = [
+        *(["metric", "create", f"m-{n}", "--aggregation", "sum"] for n in range(3)),
+        *(["coupon", "create", f"c-{n}", "--value", "10"] for n in range(3)),
+        *(["tax-rate", "create", f"t-{n}", "--country", "FR", "--rate", "20"] for n in range(3)),
+        *(["user", "create", f"u{n}@example.com"] for n in range(3)),
+        *(
+            ["charge", "add", "example-co", "--amount", "1.00", "--currency", "EUR"]
+            + ["--description", f"setup {n}"]
+            for n in range(3)
+        ),
+        *(
+            ["subscription", "create", "example-co", p["code"]]
+            for p in cli.json("billing", "plan", "list")
+        ),
+    ]
+    for args in more:
+        assert cli(*args).exit_code == 0, args
     walked, short = [], []
     for c in leaves():
         if not is_list(c) or c.required():
@@ -220,4 +237,14 @@ def test_list_commands_page_with_the_printed_cursor(cli: Any, sqlite_url: str) -
         f"\n--after: {len(walked)} list commands walked row by row with the printed cursor "
         f"equal their --all: {', '.join(walked)}; {len(short)} had fewer than 2 rows"
     )
-    assert {"events list", "audit list", "tenant list"} <= {w.split(" (")[0] for w in walked}
+    assert {
+        "events list",
+        "audit list",
+        "tenant list",
+        "app list",
+        "metric list",
+        "coupon list",
+        "tax-rate list",
+        "user list",
+        "charge list",
+    } <= {w.split(" (")[0] for w in walked}

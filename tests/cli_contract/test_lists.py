@@ -249,3 +249,41 @@ def test_audit_pages_newest_first_with_the_printed_cursor(cli: Any, sqlite_url: 
             break
         args = ["--limit", "2", "--after", found.group(2)]
     assert seen == [e["id"] for e in everything]
+
+
+def test_streamed_dicts_are_the_views_as_dicts(
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    """``--all`` reads raw columns: every value equals the typed view's, on both stores
+    (ids, times with and without microseconds, metadata, flags, parents, domains)."""
+    from datetime import UTC, datetime
+
+    from mno import clock
+
+    clock.set_now(datetime(2026, 3, 1, 9, 30, tzinfo=UTC))  # zero microseconds
+    with session() as s:
+        tenants.create_many(
+            s,
+            [
+                {"key": "p-1", "domains": ["b.example.com", "a.example.com"]},
+                {"key": "p-2", "parent": "p-1", "metadata": {"plan": "gold", "n": "1"}},
+            ],
+        )
+    clock.set_now(datetime(2026, 3, 1, 9, 30, 0, 123456, tzinfo=UTC))
+    with session() as s:
+        tenants.create_many(s, [{"key": f"q-{n}", "country": "FR"} for n in range(5)])
+        t = s.exec(select(Tenant).where(Tenant.key == "q-3")).one()
+        t.in_arrears, t.status_reason, t.meta = True, "late ✓", {"nested": {"a": [1, None]}}
+    clock.set_now(None)
+    with session(write=False) as s:
+        views = [v.as_dict() for v in tenants.stream_tenants(s, chunk=3)]
+        plain = list(tenants.stream_tenant_dicts(s, chunk=3))
+        after = list(tenants.stream_tenant_dicts(s, after="p-2", status="pending_provision"))
+    assert plain == views and len(plain) == 7
+    assert json.dumps(plain) == json.dumps(views)  # the same key order too
+    assert plain[0]["created_at"] == "2026-03-01T09:30:00Z"
+    assert plain[2]["created_at"] == "2026-03-01T09:30:00.123456Z"
+    assert plain[0]["domains"] == ["a.example.com", "b.example.com"]
+    assert plain[1]["parent"] == "p-1" and plain[1]["metadata"] == {"plan": "gold", "n": "1"}
+    assert [v for v in plain if v["key"] == "q-3"][0]["in_arrears"] is True
+    assert [v["key"] for v in after] == [f"q-{n}" for n in range(5)]

@@ -140,7 +140,7 @@ def test_connection_pause_update_and_prune(session, write) -> None:
     cs = _apply(session, write.root, source="s", prune=True)
     assert [(c.ref, c.action) for c in cs.changes] == [("Connection/acme/crm-sync", "delete")]
     with session(write=False) as s:
-        assert connections.list_connections(s) == []
+        assert connections.page_connections(s).rows == []
 
 
 def test_connector_spec_errors_have_positions(write) -> None:

@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    render,
+    render_page,
+    render_stream,
+    success,
+)
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 from mno.errors import BadInput
 
@@ -146,15 +154,19 @@ def make_app(kind: str, help_text: str) -> typer.Typer:
         all_: AllOpt = False,
         output: OutputOpt = Format.table,
     ) -> None:
-        """List them."""
+        """List them, by code."""
         from mno.billing import catalogue
         from mno.store.db import session_scope
 
+        columns = COLUMNS[kind]
         with session_scope(write=False) as s:
-            rows = [_row(o, kind) for o in catalogue.list_objects(s, kind)]
-        render_list(
-            rows, "code", output, limit=limit, after=after, all_=all_, columns=COLUMNS[kind]
-        )
+            if all_:
+                found = catalogue.stream_objects(s, kind, after=after)
+                render_stream((_row(o, kind) for o in found), output, columns=columns)
+                return
+            page = catalogue.page_objects(s, kind, after=after, limit=limit)
+            rows = [_row(o, kind) for o in page.rows]
+        render_page(rows, page.next, output, columns=columns)
 
     @app.command("show")
     def show(

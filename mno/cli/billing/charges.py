@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 from mno.money import to_decimal
 
@@ -63,13 +63,18 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List charges."""
+    """List charges, newest first."""
     from mno.billing import charges
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = [_row(s, c) for c in charges.list_charges(s, tenant, status)]
-    render_list(rows, "id", output, limit=limit, after=after, all_=all_, columns=COLUMNS)
+        if all_:
+            found = charges.stream_charges(s, tenant, status, after=after)
+            render_stream((_row(s, c) for c in found), output, columns=COLUMNS)
+            return
+        page = charges.page_charges(s, tenant, status, after=after, limit=limit)
+        rows = [_row(s, c) for c in page.rows]
+    render_page(rows, page.next, output, columns=COLUMNS)
 
 
 @app.command("show")

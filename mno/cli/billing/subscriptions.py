@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.billing import aware_time
-from mno.cli.output import Format, OutputOpt, done, render, render_list
+from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt
 from mno.errors import BadInput
 from mno.money import money_json
@@ -134,13 +134,18 @@ def list_(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """List subscriptions."""
+    """List subscriptions, oldest first."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
-        rows = [_row(s, x) for x in subscriptions.list_subscriptions(s, tenant, status)]
-    render_list(rows, "id", output, limit=limit, after=after, all_=all_, columns=COLUMNS)
+        if all_:
+            found = subscriptions.stream_subscriptions(s, tenant, status, after=after)
+            render_stream((_row(s, x) for x in found), output, columns=COLUMNS)
+            return
+        page = subscriptions.page_subscriptions(s, tenant, status, after=after, limit=limit)
+        rows = [_row(s, x) for x in page.rows]
+    render_page(rows, page.next, output, columns=COLUMNS)
 
 
 @app.command("show")

@@ -212,10 +212,11 @@ class _Lease:
             raise LeaseLost("the restore lost its lease on the instance", "nothing was swapped")
         self.renewed = time.monotonic()
 
-    def release(self, *, cleared: bool, **fields: Any) -> None:
+    def release(self, *, cleared: bool, why: str | None = None, **fields: Any) -> None:
         """Give the instance back after a restore that did not swap. ``work`` stays
         pending, so the provisioner checks the instance runs; ``restore_volume`` is kept
-        when the fresh volume could not be removed (the provisioner removes it)."""
+        when the fresh volume could not be removed (the provisioner removes it). With
+        ``why``, the undone restore is audited."""
         t = table_of(Instance)
         values: dict[str, Any] = {"lease_owner": None, "lease_until": None, **fields}
         if cleared:
@@ -226,6 +227,17 @@ class _Lease:
                 .where(t.c.id == self.iid, t.c.lease_owner == self.owner)
                 .values(**values)
             )
+            inst = s.get(Instance, self.iid) if why else None
+            if inst is not None and why:
+                audit.record(
+                    s,
+                    "instance.restore_undone",
+                    target_type="instance",
+                    target_id=inst.id,
+                    target=inst.name,
+                    after={"error": why[:2000], "volume": inst.volume},
+                    tenant_id=inst.tenant_id,
+                )
 
 
 class _Upload:
@@ -358,7 +370,7 @@ def restore(
         )
     except BaseException as exc:  # undone, then re-raised (or reported as RestoreFailed)
         why = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"
-        _undo(rt, snap, old if was_running else None, new_id, new_volume, lease, opts)
+        _undo(rt, snap, old if was_running else None, new_id, new_volume, lease, opts, why)
         if isinstance(exc, runtime_docker.Unhealthy):
             raise RestoreFailed(
                 f"restore of {snap.name} undone: the instance did not become healthy on the "
@@ -437,6 +449,7 @@ def _undo(
     new_volume: str,
     lease: _Lease,
     opts: containers.Options,
+    why: str,
 ) -> None:
     """Put the instance back on its previous container and volume, as far as possible;
     what is left is for the provisioner (``work`` stays pending)."""
@@ -454,7 +467,7 @@ def _undo(
     except (MnoError, OSError):
         pass  # the provisioner finishes the repair once the lease is released
     finally:
-        lease.release(cleared=cleared, **fields)
+        lease.release(cleared=cleared, why=why, **fields)
 
 
 def _swap(

@@ -13,7 +13,7 @@ Each pass:
   ``retention.sync_pushes`` ago (default 7d), keeping what rollback and pending pushes
   need (``mno.sync.retention``);
 - removes the data volumes Nex restores replaced once ``retention.previous_volumes`` has
-  passed since the restore (default 7d; ``mno.nex.backups.remove_expired_previous``);
+  passed since the restore (default 7d; ``mno.nex.restores.remove_expired_previous``);
 - takes back expired leases on every work table (any table with ``lease_until``).
 
 Retention comes from the platform YAML (``retention:``); ``options`` in agents.yaml may
@@ -129,9 +129,9 @@ def tick(ctx: TickContext) -> TickResult:
         result.details[name] = total
         result.done += total
 
-    from mno.nex import backups
+    from mno.nex import restores
 
-    volumes = backups.remove_expired_previous(ctx.db_url, ctx.batch_size)
+    volumes = restores.remove_expired_previous(ctx.db_url, ctx.batch_size)
     result.details["previous_volumes"] = len(volumes)
     result.done += len(volumes)
 

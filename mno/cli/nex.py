@@ -650,11 +650,16 @@ def restore(
     The checksum and the whole tar are checked before anything changes; the instance
     switches to the fresh volume only once healthy on it, else it runs on its previous data
     again (exit 1)."""
+    from mno.agents import config, provisioner
     from mno.nex import backups
+    from mno.nex.containers import Options
 
     confirm(f"replace the data of instance {name} with {file}", yes)
+    # the new container gets the health settings the provisioner gives containers
+    agent = config.load().agents.get("provisioner")
+    opts = Options.from_dict({**provisioner.DEFAULT_OPTIONS, **(agent.options if agent else {})})
     with spinner(f"restoring {name}"):
-        result = backups.restore(name, file, keep_previous=keep_previous)
+        result = backups.restore(name, file, keep_previous=keep_previous, opts=opts)
     kept = result["previous_volume"]
     note = f"; previous volume {kept} kept until {result['previous_volume_until']}" if kept else ""
     done(result, f"restored {name} from {file} onto volume {result['volume']}{note}", output)

@@ -16,7 +16,7 @@ from typing import Any
 
 from mno import clock, platform
 from mno.errors import MnoError
-from mno.nex import backups, hosts, namespace, provisioning, runtime_docker
+from mno.nex import backups, hosts, namespace, provisioning, restores, runtime_docker
 from mno.nex.containers import Options, endpoint, network_name, prepare, spec, volume_name
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
@@ -106,9 +106,9 @@ def reconcile(
 def _clear_restore(snap: Snapshot, owner: str, db_url: str | None) -> None:
     """A restore died before its swap (its lease expired): the store still names the
     previous container and volume; remove what the restore left, so that nothing else
-    mounts its volume or takes its container's name (see ``mno.nex.backups``)."""
+    mounts its volume or takes its container's name (see ``mno.nex.restores``)."""
     rt = runtime_docker.runtime(host_of(snap))
-    if backups.clear_restore(rt, snap):
+    if restores.clear_restore(rt, snap):
         record(snap.id, owner, restore_volume=None, db_url=db_url)
         snap.restore_volume = None
 

@@ -208,7 +208,7 @@ def test_a_bad_archive_is_refused_and_changes_nothing(
 def test_a_restore_that_does_not_become_healthy_is_undone(
     nex: Nex, cli: Any, tmp_path: Path
 ) -> None:
-    from mno.nex import backups
+    from mno.nex import backups, restores
     from mno.nex.containers import Options
 
     name, backup = _running(nex, cli, tmp_path)
@@ -224,7 +224,7 @@ def test_a_restore_that_does_not_become_healthy_is_undone(
     before = nex.get(name)
     volumes = _volumes(nex, name)
 
-    with pytest.raises(backups.RestoreFailed) as failed:
+    with pytest.raises(restores.RestoreFailed) as failed:
         backups.restore(name, backup, db_url=nex.url, opts=Options.from_dict(FAST))
 
     assert "did not become healthy" in failed.value.message
@@ -237,6 +237,13 @@ def test_a_restore_that_does_not_become_healthy_is_undone(
     assert _read(nex, name) == (200, CURRENT)
     row = _row(nex, name)
     assert row["restore_volume"] is None and row["lease_owner"] is None
+    from mno.store import db as store_db
+
+    with store_db.get_engine(nex.url).connect() as conn:
+        action, diff = conn.execute(
+            sa.text("SELECT action, diff FROM audit_entry ORDER BY at DESC LIMIT 1")
+        ).one()
+    assert action == "instance.restore_undone" and "health check failed" in str(diff)
 
 
 def _restore_until(nex: Nex, name: str, backup: Path, stage: str) -> subprocess.Popen[bytes]:

@@ -84,7 +84,6 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
     Only containers of ``mno-test/web`` images older than ``older_than_s`` are touched,
     so a test run going on beside this one keeps its own."""
     import time
-    from datetime import datetime
 
     import docker
 
@@ -94,16 +93,14 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
             client.images.get(f"{REPO}:{tag}")
         except docker.errors.ImageNotFound:
             continue
-        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
-            created = container.attrs.get("Created", "")[:19]
-            try:
-                age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()
-            except ValueError:
-                continue
-            if age < older_than_s:
+        # the low-level list: the high-level one inspects each container, which fails
+        # when a run going on beside this one removes it in between
+        rows = client.api.containers(all=True, filters={"ancestor": f"{REPO}:{tag}"})
+        for row in rows:
+            if time.time() - float(row.get("Created") or 0) < older_than_s:
                 continue
             try:
-                container.remove(force=True)
+                client.api.remove_container(row["Id"], force=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass

@@ -152,7 +152,7 @@ def host_add(
     """Keep a Docker host in the store; every agent sharing the store may place on it.
 
     Refused when its engine (docker info ID) is already a host. Adding the first host
-    keeps the implicit local host as a stored host named local."""
+    while instances run on the implicit local host keeps it as a stored host named local."""
     from mno.nex import hosts
     from mno.store.db import session_scope
 

@@ -5,8 +5,8 @@ Names are deterministic and carry the store's namespace (``mno-<ns>-<name>-<depl
 see ``mno.nex.namespace``), so a pass that crashed finds its work again by looking names
 up, and two stores on one engine never pick the same name. Labels carry the namespace
 and the instance id; a container found under an instance's name is reused only when both
-match (``runtime_docker.Runtime.create``). ``Options`` holds the provisioner's settings for running
-containers (health checks, timeouts, restart policy, default pids limit).
+match (``runtime_docker.Runtime.create``). ``Options`` holds the provisioner's settings
+for running containers (health checks, timeouts, restart policy, default pids limit).
 """
 
 from __future__ import annotations

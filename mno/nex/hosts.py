@@ -7,12 +7,12 @@ may be in only one of them. With no host anywhere, Nex uses the local engine
 (``DOCKER_HOST`` or the default unix socket) under the name ``local``.
 
 No host change orphans a placed instance: adding the first host to the store while
-``local`` is the implicit host keeps the local engine as a stored host named ``local``
-(removable like any other); a platform YAML that stops listing ``local`` keeps it as a
-host for the instances still placed there (new ones are not placed on it); removing a
-host that still has live instances is refused. One engine is one host: adding a host
-whose engine (``docker info`` ID) is already a host is refused, so its capacity is not
-counted twice.
+instances run on the implicit ``local`` host keeps the local engine as a stored host
+named ``local`` (removable like any other once they are gone); a platform YAML that
+stops listing ``local`` keeps it as a host for the instances still placed there (new
+ones are not placed on it); removing a host that still has live instances is refused.
+One engine is one host: adding a host whose engine (``docker info`` ID) is already a
+host is refused, so its capacity is not counted twice.
 
 Placement picks the reachable host with the most free memory whose labels satisfy the
 app's labels and
@@ -169,16 +169,15 @@ def add(
         )
     if session.exec(select(DockerHost).where(DockerHost.name == name)).first() is not None:
         raise Conflict(f"host {name} already exists")
+    declared = _declared(config, session)
+    # local is the implicit host and instances run there: it stays a host, in the store
+    keep_local = name != LOCAL and not declared and _placed_on_local(session)
     others = [h for h in configured(config, session) if h.name != name]
-    implicit = name != LOCAL and not _declared(config, session)
-    try:
-        same_engine(host, others)
-    except Conflict:
-        if implicit and not _placed_on_local(session):
-            return _insert(session, host)  # names the implicit local engine: nothing to keep
-        raise
-    if implicit:
-        _keep_local(session)  # local was the implicit host: it stays one
+    if not keep_local:  # an implicit local host with nothing on it is not kept
+        others = [h for h in others if h.name in declared]
+    same_engine(host, others)
+    if keep_local:
+        _keep_local(session)
     return _insert(session, host)
 
 

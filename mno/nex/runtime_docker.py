@@ -358,18 +358,17 @@ class Runtime:
         name: str,
         labels: dict[str, str],
         *,
-        lock: str | None = None,
         guard: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> str:
         """The id of the bridge network ``name`` whose labels match ``labels``, created
-        when missing. Creation runs under a lock (``lock`` names it within this process,
-        ``guard`` adds one shared with other processes), so concurrent passes create one
-        network; duplicates left by an earlier race are merged into the oldest one.
+        when missing. Creation runs under a lock of this process and ``guard`` (a lock
+        shared with other processes), so concurrent passes create one network; duplicates
+        left by an earlier race are merged into the oldest one.
         A network of that name with other labels is not ours: ``DockerFailure``."""
         found = self.networks(name)
         if len(found) == 1 and _ours(found[0], labels):
             return str(found[0]["Id"])
-        with _named_lock(f"{self.base_url}|{lock or name}"), guard() if guard else nullcontext():
+        with _named_lock(f"{self.base_url}|{name}"), guard() if guard else nullcontext():
             found = self.networks(name)
             foreign = [n for n in found if not _ours(n, labels)]
             if foreign:
@@ -419,13 +418,17 @@ class Runtime:
             pass
 
     def remove_network(self, name: str) -> bool:
+        """Remove the network(s) called ``name`` (a duplicate pair included)."""
         import docker
 
-        try:
-            self.call(self.client.api.remove_network, name)
-        except docker.errors.NotFound:
-            return False
-        return True
+        removed = False
+        for network in self.networks(name):
+            try:
+                self.call(self.client.api.remove_network, network["Id"])
+            except docker.errors.NotFound:
+                continue
+            removed = True
+        return removed
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         self.call(self.client.api.create_volume, name, labels=labels)  # idempotent

@@ -147,8 +147,9 @@ def test_a_silo_tenants_apps_provisioned_at_once_share_one_network(nex: Nex, cli
         assert tenants.get(s, key).status == "active"
 
 
-def test_concurrent_passes_create_a_tenant_network_once(nex: Nex) -> None:
-    """Eight threads prepare the same silo tenant's network at the same moment."""
+def test_concurrent_passes_create_a_tenant_network_once(nex: Nex, store_url: str) -> None:
+    """Eight threads prepare the same silo tenant's network at the same moment (under the
+    tenant's lock in the store: PostgreSQL's advisory lock, SQLite's writer lock)."""
     from mno.nex import containers, hosts, runtime_docker, snapshot
 
     key = nex.tenant(tier="silo")
@@ -199,3 +200,66 @@ def test_a_duplicate_network_left_by_an_earlier_race_is_merged(nex: Nex) -> None
     assert left.name == network == view["network"]
     left.reload()
     assert view["container_id"] in left.attrs["Containers"]
+
+
+def test_containers_made_before_namespaces_stay_the_stores_own(nex: Nex, cli: Any) -> None:
+    """An instance whose container, volume and names date from before namespaces (no
+    ``mno.namespace`` label, ``mno-<name>-<deploy>``): drift leaves it alone while it runs,
+    restarts it when it is stopped outside mno, orphans does not list it, and an update
+    keeps its data volume under the old name."""
+    import sqlalchemy as sa
+
+    from mno.store.db import session_scope
+    from mno.store.models.nex import Instance
+    from tests.nex import images
+
+    tenant = nex.tenant()
+    nex.app()
+    name = nex.create(tenant, "web")
+    nex.tick()
+    view = nex.get(name)
+    (current,) = nex.containers(name)
+    # the same instance as an older mno made it
+    volume = f"mno-{name}-{view['id'][:8]}-data"
+    nex.client.volumes.create(volume, labels={"mno.managed": "true", "mno.tenant": tenant})
+    labels = {k: v for k, v in current.labels.items() if k != "mno.namespace"}
+    legacy = nex.client.containers.run(
+        "mno-test/web:1",
+        name=f"mno-{name}-7",
+        labels=labels | {"mno.deploy": "7"},
+        ports={f"{images.PORT}/tcp": ("127.0.0.1", None)},
+        volumes={volume: {"bind": "/www/data", "mode": "rw"}},
+        detach=True,
+    )
+    legacy.exec_run(["sh", "-c", "echo old > /www/data/note.txt"])
+    current.remove(force=True)
+    with session_scope(nex.url) as s:
+        s.execute(
+            sa.update(Instance)
+            .where(Instance.name == name)
+            .values(container_id=legacy.id, container_name=legacy.name, deploy=7, volume=volume)
+        )
+    legacy.reload()
+    started = legacy.attrs["State"]["StartedAt"]
+    for _ in range(2):
+        nex.tick()
+    legacy.reload()
+    assert (legacy.status, legacy.attrs["State"]["StartedAt"]) == ("running", started)
+    assert nex.get(name)["drift"] is None
+    assert [r for r in cli.json("instance", "orphans") if r["tenant"] == tenant] == []
+
+    legacy.stop(timeout=1)
+    nex.tick()
+    legacy.reload()
+    assert legacy.status == "running" and nex.get(name)["status"] == "running"
+    assert nex.get(name)["container_id"] == legacy.id
+
+    nex.change("update", name, image="mno-test/web:2")
+    nex.tick()
+    view = nex.get(name)
+    assert view["status"] == "running" and view["volume"] == volume, view
+    assert get_page(view["endpoint"], "/data/note.txt") == (200, "old\n")
+    (new,) = nex.containers(name)
+    assert new.labels["mno.namespace"] and new.name.startswith(
+        f"mno-{new.labels['mno.namespace']}-"
+    )

@@ -87,10 +87,18 @@ def tick(ctx: TickContext) -> TickResult:
 
 
 def drift(ctx: TickContext) -> TickResult:
-    """The drift scan alone (the runner runs it every ``drift_interval``)."""
+    """The drift scan on its own (the runner runs it every ``drift_interval``). It also
+    repairs what it found, on its own threads, so a repair never waits for a free slot
+    behind slow reconciles (a pass with a free slot may take it first: either way once)."""
+    options = {**DEFAULT_OPTIONS, **ctx.options}
     result = TickResult()
-    if {**DEFAULT_OPTIONS, **ctx.options}.get("drift", True):
-        _detect_drift(ctx, result)
+    if not options.get("drift", True):
+        return result
+    marked = _detect_drift(ctx, result)
+    if marked and "drift" in ctx.apart:
+        t = table_of(Instance)
+        repaired = _work(ctx, options, where=t.c.id.in_(marked))
+        result.add(repaired)
     return result
 
 
@@ -123,8 +131,9 @@ def _work(ctx: TickContext, options: dict[str, Any], where: Any = None) -> TickR
     )
 
 
-def _detect_drift(ctx: TickContext, result: TickResult) -> None:
-    """Mark drifted instances for repair; count them and the unreachable hosts."""
+def _detect_drift(ctx: TickContext, result: TickResult) -> list[uuid.UUID]:
+    """Mark drifted instances for repair; count them and the unreachable hosts. Returns
+    the instances marked for repair."""
     drift = detect_drift(ctx.db_url)
     if drift.repaired:
         result.details["drift_repairs"] = len(drift.repaired)
@@ -134,6 +143,7 @@ def _detect_drift(ctx: TickContext, result: TickResult) -> None:
         result.details["hosts_down"] = sorted(drift.hosts_down)
         for name, error in drift.hosts_down.items():
             ctx.log.warning("host %s unreachable: %s", name, error)
+    return drift.repair_ids
 
 
 def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> None:

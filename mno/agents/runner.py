@@ -389,7 +389,13 @@ class Runner:
         if is_singleton(module) and name not in self._locks:
             return
         ctx = context_for(
-            name, cfg, owner=self.owner, db_url=self.db_url, stop_event=self.stop_event
+            name,
+            cfg,
+            owner=self.owner,
+            db_url=self.db_url,
+            stop_event=self.stop_event,
+            on_item=self._on_item,
+            apart=frozenset(side_jobs(module)),
         )
         fn = side_jobs(module)[job]
         outcome = run_tick(SimpleNamespace(tick=fn), ctx, record=False)  # type: ignore[arg-type]

@@ -399,7 +399,21 @@ class Runner:
         )
         fn = side_jobs(module)[job]
         outcome = run_tick(SimpleNamespace(tick=fn), ctx, record=False)  # type: ignore[arg-type]
-        self.metrics.tick(f"{name}.{job}", outcome.outcome, outcome.result.duration_ms / 1000)
+        r = outcome.result
+        self.metrics.tick(f"{name}.{job}", outcome.outcome, r.duration_ms / 1000)
+        if r.claimed or r.details:
+            log.info(
+                "%s %s: %s; claimed %d, done %d, failed %d, retried %d in %.0f ms",
+                job,
+                outcome.outcome,
+                json.dumps(_jsonable(r.details), separators=(",", ":")),
+                r.claimed,
+                r.done,
+                r.failed,
+                r.retried,
+                r.duration_ms,
+                extra={"agent": name, "outcome": outcome.outcome},
+            )
 
     def _pass(self, name: str, woke: threading.Event) -> None:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:

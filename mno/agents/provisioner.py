@@ -15,7 +15,9 @@ Each tick (the runner wakes it at once when an instance changes, see ``WAKE_ON``
    wait delays no other instance.
 
 Under ``mno agents run`` the drift scan is a side job on its own schedule
-(``drift_interval``), so a repair is never queued behind a slow reconcile.
+(``drift_interval``), run at once when a Docker host reports that a managed container
+stopped or was removed (``TRIGGERS``), and it repairs what it finds on its own threads,
+so a repair is never queued behind a slow reconcile.
 
 Options: ``ready_timeout`` (60s), ``health_interval`` (1s), ``health_retries`` (3),
 ``health_start_period`` (30s: failed checks while the app boots do not count),
@@ -28,13 +30,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from mno import clock
+from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.agents.queue import work_queue
 from mno.nex import hosts, reconcile, runtime_docker
@@ -103,6 +106,36 @@ def drift(ctx: TickContext) -> TickResult:
 
 
 SIDE_JOBS = {"drift": drift}
+
+
+def watch_containers(ctx: TickContext, fire: Callable[[], None]) -> None:
+    """Run the drift scan at once when a managed container stops, dies or is removed on
+    any host (the engines' event streams), instead of at the next ``drift_interval``.
+    Returns when the agent stops; the runner restarts it with backoff after an error."""
+    threads: dict[str, threading.Thread] = {}
+    while not ctx.stopping():
+        with ctx.session(write=False) as s:
+            known = hosts.configured(platform.load(), s)
+        for host in known:
+            thread = threads.get(host.name)
+            if thread is None or not thread.is_alive():
+                threads[host.name] = thread = threading.Thread(
+                    target=_watch_host, args=(ctx, host, fire), daemon=True
+                )
+                thread.start()
+        ctx.stop_event.wait(30)
+
+
+def _watch_host(ctx: TickContext, host: Any, fire: Callable[[], None]) -> None:
+    while not ctx.stopping():
+        try:
+            for _ in runtime_docker.runtime(host).managed_changes(30):
+                fire()
+        except Exception:  # an unreachable host: the scan on its interval reports it
+            ctx.stop_event.wait(5)
+
+
+TRIGGERS = {"drift": watch_containers}
 
 
 def reconcile_now(ctx: TickContext, instance_id: uuid.UUID) -> TickResult:

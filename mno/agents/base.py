@@ -17,6 +17,9 @@ An agent is a module listed in ``mno.agents.registry.AGENTS`` with:
   runner schedules apart from ``tick`` (every ``<name>_interval`` option, else the
   agent's interval), so that a slow ``tick`` never delays them. ``tick`` skips the jobs
   named in ``ctx.apart`` and runs the others itself (``mno agents tick`` runs them all).
+- ``TRIGGERS: dict[str, Callable[[TickContext, Callable[[], None]], None]]`` (optional):
+  for a side job, a watcher the runner runs on its own thread (restarted with backoff);
+  it calls ``fire()`` to run that side job at once (e.g. on a Docker event).
 
 Most queue agents can write ``tick`` as one call to ``mno.agents.queue.work_queue(ctx,
 Model, handle)``: claim in batches, handle on ``ctx.concurrency`` threads, retry failures

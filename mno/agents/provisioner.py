@@ -15,7 +15,9 @@ Each tick (the runner wakes it at once when an instance changes, see ``WAKE_ON``
    wait delays no other instance.
 
 Under ``mno agents run`` the drift scan is a side job on its own schedule
-(``drift_interval``), so a repair is never queued behind a slow reconcile.
+(``drift_interval``), run at once when a Docker host reports that a managed container
+stopped or was removed (``TRIGGERS``), and it repairs what it finds on its own threads,
+so a repair is never queued behind a slow reconcile.
 
 Options: ``ready_timeout`` (60s), ``health_interval`` (10s: Docker's checks of a running
 container, unless its app sets ``health_interval``), ``health_start_interval`` (1s: checks
@@ -31,13 +33,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from mno import clock
+from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.agents.queue import work_queue
 from mno.nex import hosts, reconcile, runtime_docker
@@ -91,14 +94,52 @@ def tick(ctx: TickContext) -> TickResult:
 
 
 def drift(ctx: TickContext) -> TickResult:
-    """The drift scan alone (the runner runs it every ``drift_interval``)."""
+    """The drift scan on its own (the runner runs it every ``drift_interval``). It also
+    repairs what it found, on its own threads, so a repair never waits for a free slot
+    behind slow reconciles (a pass with a free slot may take it first: either way once)."""
+    options = {**DEFAULT_OPTIONS, **ctx.options}
     result = TickResult()
-    if {**DEFAULT_OPTIONS, **ctx.options}.get("drift", True):
-        _detect_drift(ctx, result)
+    if not options.get("drift", True):
+        return result
+    marked = _detect_drift(ctx, result)
+    if marked and "drift" in ctx.apart:
+        t = table_of(Instance)
+        repaired = _work(ctx, options, where=t.c.id.in_(marked))
+        result.add(repaired)
     return result
 
 
 SIDE_JOBS = {"drift": drift}
+
+
+def watch_containers(ctx: TickContext, fire: Callable[[], None]) -> None:
+    """Run the drift scan at once when a managed container stops, dies or is removed on
+    any host (the engines' event streams), instead of at the next ``drift_interval``.
+    Returns when the agent stops; the runner restarts it with backoff after an error."""
+    threads: dict[str, threading.Thread] = {}
+    while not ctx.stopping():
+        with ctx.session(write=False) as s:
+            known = hosts.configured(platform.load(), s)
+        for host in known:
+            thread = threads.get(host.name)
+            if thread is None or not thread.is_alive():
+                threads[host.name] = thread = threading.Thread(
+                    target=_watch_host, args=(ctx, host, fire), daemon=True
+                )
+                thread.start()
+        ctx.stop_event.wait(30)
+
+
+def _watch_host(ctx: TickContext, host: Any, fire: Callable[[], None]) -> None:
+    while not ctx.stopping():
+        try:
+            for _ in runtime_docker.runtime(host).managed_changes(30):
+                fire()
+        except Exception:  # an unreachable host: the scan on its interval reports it
+            ctx.stop_event.wait(5)
+
+
+TRIGGERS = {"drift": watch_containers}
 
 
 def reconcile_now(ctx: TickContext, instance_id: uuid.UUID) -> TickResult:
@@ -127,8 +168,9 @@ def _work(ctx: TickContext, options: dict[str, Any], where: Any = None) -> TickR
     )
 
 
-def _detect_drift(ctx: TickContext, result: TickResult) -> None:
-    """Mark drifted instances for repair; count them and the unreachable hosts."""
+def _detect_drift(ctx: TickContext, result: TickResult) -> list[uuid.UUID]:
+    """Mark drifted instances for repair; count them and the unreachable hosts. Returns
+    the instances marked for repair."""
     drift = detect_drift(ctx.db_url)
     if drift.repaired:
         result.details["drift_repairs"] = len(drift.repaired)
@@ -140,6 +182,7 @@ def _detect_drift(ctx: TickContext, result: TickResult) -> None:
         result.details["hosts_down"] = sorted(drift.hosts_down)
         for name, error in drift.hosts_down.items():
             ctx.log.warning("host %s unreachable: %s", name, error)
+    return drift.repair_ids
 
 
 def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> None:

@@ -304,6 +304,7 @@ class Runner:
         self._lock = threading.Lock()
         self._passes: dict[str, threading.Lock] = {}  # one pass of an agent at a time
         self._wakes: dict[str, threading.Event] = {}
+        self._side_again: dict[str, threading.Event] = {}  # a trigger fired mid-pass
         self._kicks: Any = None  # the executor of passes started by wake-ups
         self.listener: wake.Listener | None = None
 
@@ -375,6 +376,47 @@ class Runner:
                 self.listener.subscribe(channel, functools.partial(self.wake, name))
         self.listener.start()
 
+    def start_triggers(self) -> None:
+        """Run each agent's ``TRIGGERS`` watchers on daemon threads (see ``base``)."""
+        for name, module in self.modules.items():
+            for job, watch in dict(getattr(module, "TRIGGERS", {})).items():
+                if job not in side_jobs(module):
+                    continue
+                thread = threading.Thread(
+                    target=self._watch,
+                    args=(name, job, watch),
+                    name=f"{name}.{job}.trigger",
+                    daemon=True,
+                )
+                thread.start()
+
+    def _watch(self, name: str, job: str, watch: Any) -> None:
+        failures = 0
+        ctx = context_for(
+            name,
+            self.agent_configs[name],
+            owner=self.owner,
+            db_url=self.db_url,
+            stop_event=self.stop_event,
+        )
+        while not self.stop_event.is_set():
+            try:
+                watch(ctx, functools.partial(self._run_side_now, name, job))
+                failures = 0
+            except Exception as exc:  # logged; restarted with backoff
+                failures += 1
+                log.warning("%s trigger failed: %s", job, exc, extra={"agent": name})
+            self.stop_event.wait(min(60.0, 0.5 * 2 ** min(failures, 7)))
+
+    def _run_side_now(self, name: str, job: str) -> None:
+        if self.stop_event.is_set():
+            return
+        self._side_again.setdefault(f"{name}.{job}", threading.Event()).set()
+        try:
+            self.scheduler.modify_job(f"{name}.{job}", next_run_time=clock.now())
+        except Exception:  # the scheduler is stopping; the interval covers it
+            log.debug("could not run %s now", job, extra={"agent": name})
+
     def stop_listener(self) -> None:
         if self.listener is not None:
             self.listener.stop()
@@ -382,18 +424,47 @@ class Runner:
             self._kicks.shutdown(wait=True)
 
     def side(self, name: str, job: str) -> None:
-        """One pass of an agent's side job (see ``SIDE_JOBS``)."""
+        """Passes of an agent's side job (see ``SIDE_JOBS``): one, and another while a
+        trigger fired during the last."""
+        again = self._side_again.setdefault(f"{name}.{job}", threading.Event())
+        for _ in range(10):
+            again.clear()
+            self._side_once(name, job)
+            if not again.is_set() or self.stop_event.is_set():
+                break
+
+    def _side_once(self, name: str, job: str) -> None:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
             return
         module, cfg = self.modules[name], self.agent_configs[name]
         if is_singleton(module) and name not in self._locks:
             return
         ctx = context_for(
-            name, cfg, owner=self.owner, db_url=self.db_url, stop_event=self.stop_event
+            name,
+            cfg,
+            owner=self.owner,
+            db_url=self.db_url,
+            stop_event=self.stop_event,
+            on_item=self._on_item,
+            apart=frozenset(side_jobs(module)),
         )
         fn = side_jobs(module)[job]
         outcome = run_tick(SimpleNamespace(tick=fn), ctx, record=False)  # type: ignore[arg-type]
-        self.metrics.tick(f"{name}.{job}", outcome.outcome, outcome.result.duration_ms / 1000)
+        r = outcome.result
+        self.metrics.tick(f"{name}.{job}", outcome.outcome, r.duration_ms / 1000)
+        if r.claimed or r.details:
+            log.info(
+                "%s %s: %s; claimed %d, done %d, failed %d, retried %d in %.0f ms",
+                job,
+                outcome.outcome,
+                json.dumps(_jsonable(r.details), separators=(",", ":")),
+                r.claimed,
+                r.done,
+                r.failed,
+                r.retried,
+                r.duration_ms,
+                extra={"agent": name, "outcome": outcome.outcome},
+            )
 
     def _pass(self, name: str, woke: threading.Event) -> None:
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
@@ -646,6 +717,7 @@ class Runner:
             self.start_listener()
         except Exception as exc:  # reported: the interval still runs every agent
             log.warning("no wake-ups (%s); agents run on their intervals", exc)
+        self.start_triggers()
         log.info("agents %s running as %s", ", ".join(sorted(self.modules)), self.owner)
         try:
             self.scheduler.start()

@@ -41,6 +41,7 @@ class DriftReport:
     repaired: list[str] = field(default_factory=list)
     reported: list[str] = field(default_factory=list)
     endpoints: list[str] = field(default_factory=list)  # instances whose endpoint moved
+    repair_ids: list[uuid.UUID] = field(default_factory=list)  # marked for repair now
 
 
 def detect_drift(db_url: str | None = None) -> DriftReport:
@@ -106,7 +107,7 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
                     notes.append((iid, "container running outside mno although stopped"))
                     report.reported.append(name)
         if repairs or notes:
-            _mark_drift(repairs, notes, now, db_url)
+            report.repair_ids += _mark_drift(repairs, notes, now, db_url)
         if moved:
             _move_endpoints(moved, db_url)
     return report
@@ -134,7 +135,9 @@ def _mark_drift(
     notes: list[tuple[uuid.UUID, str]],
     now: datetime,
     db_url: str | None,
-) -> None:
+) -> list[uuid.UUID]:
+    """Record the drift; returns the instances marked for repair."""
+    marked: list[uuid.UUID] = []
     with session_scope(db_url) as s:
         for iid, text in repairs + notes:
             inst = s.get(Instance, iid)
@@ -148,6 +151,7 @@ def _mark_drift(
                 inst.next_attempt_at = now
                 inst.spec_version += 1
                 wake.notify(s, WAKE)
+                marked.append(iid)
             inst.touch()
             s.add(inst)
             audit.record(
@@ -166,6 +170,7 @@ def _mark_drift(
                 {"id": str(inst.id), "name": inst.name, "drift": text, "repair": repair},
                 inst.tenant_id,
             )
+    return marked
 
 
 def orphans(config: platform.PlatformConfig | None = None) -> list[dict[str, Any]]:

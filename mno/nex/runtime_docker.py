@@ -683,6 +683,23 @@ class Runtime:
             )
         return out
 
+    def managed_changes(self, seconds: float) -> Iterator[str]:
+        """The ids of managed containers that stop, die or are removed during the next
+        ``seconds`` (the engine's event stream; the iterator ends after that time)."""
+        until = int(time.time() + seconds)
+        stream = self.call(
+            self.client.api.events,
+            until=until,
+            decode=True,
+            filters={
+                "type": "container",
+                "label": f"{MANAGED}=true",
+                "event": ["die", "stop", "kill", "destroy", "oom"],
+            },
+        )
+        for event in stream:
+            yield str(event.get("id") or event.get("Actor", {}).get("ID", ""))
+
     def _streaming(self) -> Any:
         """A low-level client without a read timeout, for output that may stay quiet for
         longer than the host's timeout (a followed log, a long command)."""

@@ -60,31 +60,37 @@ def check_channel(channel: str) -> str:
 
 
 def notify(session: Session, channel: str) -> None:
-    """Wake the listeners of ``channel`` once this transaction commits."""
+    """Wake the listeners of ``channel`` once this transaction commits (once per channel
+    and transaction, however often it is called)."""
     check_channel(channel)
     bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_notify(PREFIX + channel, "")))
-        return
-    url = bind.engine.url if isinstance(bind, sa.Connection) else bind.url
-    directory = wake_dir(url.render_as_string(hide_password=False))
-    if directory is None:
-        return
+    postgres = bind.dialect.name == "postgresql"
+    directory = None
+    if not postgres:
+        url = bind.engine.url if isinstance(bind, sa.Connection) else bind.url
+        directory = wake_dir(url.render_as_string(hide_password=False))
+        if directory is None:
+            return
     pending: set[str] | None = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = set()
 
         def after_commit(_session: Any) -> None:
             channels = session.info.pop(_PENDING, set())
-            for name in sorted(channels):
-                send_local(directory, name)
+            if directory is not None:
+                for name in sorted(channels):
+                    send_local(directory, name)
 
         def after_rollback(*_: Any) -> None:
             session.info.pop(_PENDING, None)
 
         event.listen(session, "after_commit", after_commit, once=True)
         event.listen(session, "after_rollback", after_rollback, once=True)
+    if channel in pending:
+        return
     pending.add(channel)
+    if postgres:
+        session.execute(sa.select(sa.func.pg_notify(PREFIX + channel, "")))
 
 
 def wake_dir(db_url: str) -> Path | None:

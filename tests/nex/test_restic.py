@@ -426,3 +426,33 @@ def test_off_host_over_sftp_to_a_loopback_sshd(
     assert _page(nex, name) == (200, "remote copy three\n")
     text = _store_text(nex.url) + restored.stdout + restored.stderr + caplog.text
     assert repository in _store_text(nex.url) and password not in text
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_an_apps_backup_schedule_from_the_cli_and_a_document(
+    cli: Any, store_url: str, tmp_path: Path
+) -> None:
+    created = cli.json(
+        "app", "create", "Blog", "--code", "blog", "--stack", "nex", "--image", "x:1",
+        "--port", "80", "--volume-path", "/data", "--backup-every", "6h",
+    )  # fmt: skip
+    assert created["backup_every"] == "6h"
+    bad = cli("app", "update", "blog", "--backup-every", "often")
+    assert bad.exit_code == 2 and "invalid backup interval 'often'" in bad.stderr
+    assert cli.json("app", "update", "blog", "--backup-every", "")["backup_every"] is None
+
+    doc = tmp_path / "apps.yaml"
+    doc.write_text(
+        "kind: App\nmetadata: {name: blog}\nspec:\n  name: Blog\n  stack: nex\n"
+        "  image: x:1\n  port: 80\n  volume_path: /data\n  backup: {every: 1d}\n"
+    )
+    applied = cli("apply", "-f", doc)
+    assert applied.exit_code == 0, applied.stderr
+    assert cli.json("app", "show", "blog")["backup_every"] == "1d"
+    assert cli("diff", "-f", doc).exit_code == 0  # no change left
+    doc.write_text(doc.read_text().replace("{every: 1d}", "{every: soon}"))
+    refused = cli("diff", "-f", doc)
+    assert refused.exit_code == 2 and "spec.backup.every" in refused.stderr
+    doc.write_text(doc.read_text().replace("  backup: {every: soon}\n", "  backup: null\n"))
+    assert cli("apply", "-f", doc).exit_code == 0
+    assert cli.json("app", "show", "blog")["backup_every"] is None

@@ -599,11 +599,17 @@ def backup_create(name: Name, output: OutputOpt = Format.table) -> None:
 
 
 @backup_app.command("list")
-def backup_list(name: Name, output: OutputOpt = Format.table) -> None:
+def backup_list(
+    name: Name,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Show the newest N snapshots (default 100).")
+    ] = 100,
+    output: OutputOpt = Format.table,
+) -> None:
     """The instance's snapshots in the restic repository, oldest first."""
     from mno.nex import offsite_backups
 
-    rows = offsite_backups.list_snapshots(name)
+    rows = offsite_backups.list_snapshots(name)[-limit:]
     render(
         rows,
         output,

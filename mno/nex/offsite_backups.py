@@ -232,7 +232,21 @@ def ensure_repository(repo: restic.Repository, owner: str, db_url: str | None = 
 
 
 def _start(iid: uuid.UUID, repo_url: str, trigger: str, owner: str, db_url: str | None) -> Any:
+    """Record a running backup. The caller holds the instance's lock, so a row still
+    running belongs to a process that stopped mid-backup: it is marked failed."""
+    bk = table_of(InstanceBackup)
     with session_scope(db_url) as s:
+        now = clock.now()
+        s.execute(
+            sa.update(bk)
+            .where(bk.c.instance_id == iid, bk.c.status == "running")
+            .values(
+                status="failed",
+                finished_at=now,
+                updated_at=now,
+                error="interrupted: the process stopped during the backup",
+            )
+        )
         row = InstanceBackup(
             instance_id=iid,
             status="running",

@@ -187,13 +187,28 @@ def test_a_failed_backup_is_recorded_without_the_password(
     nex.tick()
     assert cli("instance", "backup", "create", name).exit_code == 0
 
+    # a process killed mid-backup left its row running; the next backup closes it
+    from mno import clock
+    from mno.store.db import session_scope
+    from mno.store.models.nex import InstanceBackup
+
+    with session_scope(nex.url) as s:
+        s.add(
+            InstanceBackup(
+                instance_id=uuid.UUID(nex.get(name)["id"]),
+                repository=str(repo),
+                owner="host:1:dead",
+                started_at=clock.now(),
+            )
+        )
     wrong = f"wrong-{uuid.uuid4().hex}"
     monkeypatch.setenv("MNO_SECRET_RESTIC_PASSWORD", wrong)
     failed = cli("instance", "backup", "create", name)
-    assert failed.exit_code == 3, failed.stderr
+    assert failed.exit_code == 3, (failed.stdout, failed.stderr)
     assert failed.stderr.startswith("Error: restic") and "wrong password" in failed.stderr
     rows = _backups(nex.url, name)
-    assert [r["status"] for r in rows] == ["succeeded", "failed"]
+    assert [r["status"] for r in rows] == ["succeeded", "failed", "failed"]
+    assert rows[1]["error"].startswith("interrupted")
     assert "wrong password" in rows[-1]["error"]
     kind, payload = nex.events()[-1]
     assert kind == "instance.backup_failed" and payload["name"] == name
@@ -426,3 +441,53 @@ def test_off_host_over_sftp_to_a_loopback_sshd(
     assert _page(nex, name) == (200, "remote copy three\n")
     text = _store_text(nex.url) + restored.stdout + restored.stderr + caplog.text
     assert repository in _store_text(nex.url) and password not in text
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_an_apps_backup_schedule_from_the_cli_and_a_document(
+    cli: Any, store_url: str, tmp_path: Path
+) -> None:
+    created = cli.json(
+        "app", "create", "Blog", "--code", "blog", "--stack", "nex", "--image", "x:1",
+        "--port", "80", "--volume-path", "/data", "--backup-every", "6h",
+    )  # fmt: skip
+    assert created["backup_every"] == "6h"
+    bad = cli("app", "update", "blog", "--backup-every", "often")
+    assert bad.exit_code == 2 and "invalid backup interval 'often'" in bad.stderr
+    assert cli.json("app", "update", "blog", "--backup-every", "")["backup_every"] is None
+
+    doc = tmp_path / "apps.yaml"
+    doc.write_text(
+        "kind: App\nmetadata: {name: blog}\nspec:\n  name: Blog\n  stack: nex\n"
+        "  image: x:1\n  port: 80\n  volume_path: /data\n  backup: {every: 1d}\n"
+    )
+    applied = cli("apply", "-f", doc)
+    assert applied.exit_code == 0, applied.stderr
+    assert cli.json("app", "show", "blog")["backup_every"] == "1d"
+    assert cli("diff", "-f", doc).exit_code == 0  # no change left
+    doc.write_text(doc.read_text().replace("{every: 1d}", "{every: soon}"))
+    refused = cli("diff", "-f", doc)
+    assert refused.exit_code == 2 and "spec.backup.every" in refused.stderr
+    doc.write_text(doc.read_text().replace("  backup: {every: soon}\n", "  backup: null\n"))
+    assert cli("apply", "-f", doc).exit_code == 0
+    assert cli.json("app", "show", "blog")["backup_every"] is None
+
+
+def test_a_stream_that_fails_midway_leaves_no_snapshot(tmp_path: Path) -> None:
+    from mno.nex import restic
+
+    repo = restic.Repository(url=str(tmp_path / "repo"), password=f"pw-{uuid.uuid4().hex}")
+    assert repo.init() and not repo.init()
+
+    def broken() -> Iterator[bytes]:
+        yield b"x" * 100_000
+        raise OSError("the engine went away")
+
+    with pytest.raises(OSError, match="went away"):
+        repo.backup(broken(), "a.tar", ["mno", "instance=a"], datetime.now(UTC))
+    assert repo.snapshots(["mno"]) == []
+    ok = repo.backup(iter([b"whole\n"]), "a.tar", ["mno", "instance=a"], datetime.now(UTC))
+    assert [s.short_id for s in repo.snapshots(["instance=a"])] == [ok.snapshot_id]
+    out = tmp_path / "a.tar"
+    repo.dump(ok.snapshot_id, "a.tar", out)
+    assert out.read_bytes() == b"whole\n"

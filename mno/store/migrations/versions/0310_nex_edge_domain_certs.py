@@ -1,7 +1,7 @@
 """nex: operator-supplied TLS certificates for instance domains (the HTTPS edge)
 
 Revision ID: 0310_nex_edge
-Revises: 0300
+Revises: 0310_nex_restic
 Create Date: 2026-12-07 03:00:00.000000
 """
 
@@ -15,7 +15,7 @@ import mno.store.types
 
 
 revision: str = '0310_nex_edge'
-down_revision: str | Sequence[str] | None = '0300'
+down_revision: str | Sequence[str] | None = "0310_nex_restic"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """nex: per-app health-check interval, the spec an instance's container runs
 
 Revision ID: 0310_nex_health
-Revises: 0300
+Revises: 0310_nex_restore
 Create Date: 2026-12-07 03:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '0310_nex_health'
-down_revision: str | Sequence[str] | None = '0300'
+down_revision: str | Sequence[str] | None = "0310_nex_restore"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

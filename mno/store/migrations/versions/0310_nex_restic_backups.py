@@ -1,7 +1,7 @@
 """nex: restic backup runs (nex_backup) and an app's backup schedule (app.backup_every)
 
 Revision ID: 0310_nex_restic
-Revises: 0300
+Revises: 0310_nex_health
 Create Date: 2026-12-07 02:50:00.000000
 """
 
@@ -15,7 +15,7 @@ import mno.store.types
 
 
 revision: str = '0310_nex_restic'
-down_revision: str | Sequence[str] | None = '0300'
+down_revision: str | Sequence[str] | None = "0310_nex_health"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

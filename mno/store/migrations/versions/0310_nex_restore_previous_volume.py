@@ -6,7 +6,7 @@ A restore fills a fresh volume and swaps it in only once the instance is healthy
 restore is in progress, so that the provisioner can clear what an interrupted restore left.
 
 Revision ID: 0310_nex_restore
-Revises: 0300
+Revises: 0310_nex_iso
 Create Date: 2026-12-07 03:00:00.000000
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import mno.store.types
 
 revision: str = "0310_nex_restore"
-down_revision: str | Sequence[str] | None = "0300"
+down_revision: str | Sequence[str] | None = "0310_nex_iso"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from mno.store.models.tenancy import App
 
 LOCAL = "local"
+ENGINE_ID_S = 5  # seconds a host add waits for an engine's id
 LIVE = ("staged", "provisioning", "starting", "running", "stopping", "stopped", "updating")
 LIVE_ALL = (*LIVE, "terminating", "failed")
 
@@ -208,10 +209,14 @@ def engine_ids(hosts: list[HostConfig]) -> dict[str, str]:
     """Each reachable host's engine id (``docker info`` ID), asked in parallel."""
 
     def one(host: HostConfig) -> tuple[str, str | None]:
+        # a short timeout of its own: an engine that does not answer is not checked
+        rt = runtime_docker.Runtime(host.name, host.base_url, min(host.timeout, ENGINE_ID_S))
         try:
-            return host.name, runtime_docker.runtime(host).engine_id() or None
+            return host.name, rt.engine_id() or None
         except (runtime_docker.HostDown, runtime_docker.DockerFailure):
             return host.name, None
+        finally:
+            rt.close()
 
     if not hosts:
         return {}

@@ -90,7 +90,8 @@ def states(draw: Any) -> list[dict[str, Any]]:
     hosts = []
     for name in draw(st.lists(st.sampled_from(["h1", "h2", "h3"]), unique=True)):
         spec = {}
-        if draw(st.booleans()):
+        # one engine is one host: only h1 may be the local engine (the default base_url)
+        if name != "h1" or draw(st.booleans()):
             spec["base_url"] = draw(st.sampled_from(["tcp://10.0.0.1:2375", "ssh://ops@h"]))
         if draw(st.booleans()):
             spec["memory"] = draw(st.sampled_from(["8g", "512m", None]))

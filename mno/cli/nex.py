@@ -450,19 +450,19 @@ def _since(value: str, now: Any) -> Any:
 
 @app.command(
     "exec",
-    context_settings={"allow_interspersed_args": False},
+    context_settings={
+        "allow_interspersed_args": False,
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+    },
 )
-def exec_(
-    name: Name,
-    cmd: Annotated[
-        list[str], typer.Argument(metavar="-- CMD [ARG]...", help="The command and its arguments.")
-    ],
-) -> None:
-    """Run a command in the instance's container (no TTY, no stdin).
+def exec_(ctx: typer.Context, name: Name) -> None:
+    """Run a command in the instance's container: NAME -- CMD [ARG]... (no TTY, no stdin).
 
-    Its stdout and stderr go to mno's, and its exit code becomes mno's (126/127 when it
-    cannot be run or is not found). mno's own errors: 1 when the instance is not running
-    or not found, 3 when its host cannot be reached. Example:
+    Everything after NAME is the command's (the -- is optional). Its stdout and stderr
+    go to mno's, and its exit code becomes mno's (126/127 when it cannot be run or is not
+    found). mno's own errors: 1 when the instance is not found, has no container or is
+    not running, 3 when its host cannot be reached. Example:
     mno instance exec web-acme -- sh -c 'ls /data'."""
     from mno.nex import attach
 
@@ -473,7 +473,7 @@ def exec_(
 
         return put
 
-    args = list(cmd)
+    args = list(ctx.args)
     if args[:1] == ["--"]:  # options stop at NAME already: a -- after it is only a marker
         args = args[1:]
     try:

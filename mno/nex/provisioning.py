@@ -1,10 +1,13 @@
-"""Tenant provisioning and offboarding, per tier mode (``tiers`` in the platform YAML).
+"""Tenant provisioning and offboarding, per tier mode (``tiers`` in the platform YAML,
+``PlatformConfig.tier``).
 
 - ``none``: the status moves to ``active`` at once (nothing is hosted for the tier);
 - ``docker``: the tenant gets an instance of every Nex app it subscribes to or its tier
-  lists; the provisioner creates them (and the network of a silo tenant). When all are
-  running the tenant becomes ``active``; a failure makes it ``provision_failed`` with the
-  reason, and a later success of every instance activates it after all;
+  lists; the provisioner creates them (and the network of a tenant whose tier has
+  ``isolation: silo``). When all are running the tenant becomes ``active``; a failure
+  makes it ``provision_failed`` with the reason, and a later success of every instance
+  activates it after all. A subscription to a Nex app that starts or ends later is
+  followed by ``subscription_changed``;
 - ``external``: ``tenant.provisioning_requested`` carries a one-time callback secret
   (encrypted in the event, revealed only in the webhook body) and a context id; a
   pipeline elsewhere answers with a signed ``POST /v1/callbacks/provisioning``

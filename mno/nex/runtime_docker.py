@@ -700,21 +700,6 @@ class Runtime:
         for event in stream:
             yield str(event.get("id") or event.get("Actor", {}).get("ID", ""))
 
-    def _streaming(self) -> Any:
-        """A low-level client without a read timeout, for output that may stay quiet for
-        longer than the host's timeout (a followed log, a long command)."""
-        import docker
-
-        try:
-            return docker.APIClient(
-                base_url=self.base_url,
-                timeout=None,  # type: ignore[arg-type]  # requests: no read timeout
-                version=self.client.api.api_version,
-                use_ssh_client=self.base_url.startswith("ssh://"),
-            )
-        except docker.errors.DockerException as exc:
-            raise HostDown(f"host {self.name}: {_reason(exc)}") from exc
-
     def logs(
         self,
         ref: str,
@@ -729,12 +714,8 @@ class Runtime:
             kwargs["tail"] = tail
         if since is not None:
             kwargs["since"] = since
-        api = self._streaming() if follow else self.client.api
-        try:
-            yield from self.call(api.logs, ref, **kwargs)
-        finally:
-            if follow:
-                api.close()
+        # the SDK reads a stream without the client's timeout: a quiet one stays open
+        yield from self.call(self.client.api.logs, ref, **kwargs)
 
     def exec(
         self,
@@ -745,20 +726,16 @@ class Runtime:
     ) -> int:
         """Run ``cmd`` in the running container (no TTY, no stdin), passing its output to
         ``out`` and ``err`` as it comes; returns its exit code."""
-        api = self._streaming()
-        try:
-            created = self.call(
-                api.exec_create, ref, cmd, stdout=True, stderr=True, stdin=False, tty=False
-            )
-            stream = self.call(api.exec_start, created["Id"], stream=True, demux=True)
-            for stdout, stderr in stream:
-                if stdout:
-                    out(stdout)
-                if stderr:
-                    err(stderr)
-            code = self.call(api.exec_inspect, created["Id"]).get("ExitCode")
-        finally:
-            api.close()
+        api = self.client.api
+        created = self.call(
+            api.exec_create, ref, cmd, stdout=True, stderr=True, stdin=False, tty=False
+        )
+        for stdout, stderr in self.call(api.exec_start, created["Id"], stream=True, demux=True):
+            if stdout:
+                out(stdout)
+            if stderr:
+                err(stderr)
+        code = self.call(api.exec_inspect, created["Id"]).get("ExitCode")
         return int(code) if code is not None else 1
 
     def get_archive(self, ref: str, path: str) -> Iterator[bytes]:

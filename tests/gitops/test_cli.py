@@ -170,7 +170,7 @@ def test_schema_command() -> None:
     tenant = json.loads(CliRunner().invoke(app, ["schema", "Tenant"]).stdout)
     spec = tenant["properties"]["spec"]
     target = tenant["$defs"][spec["$ref"].split("/")[-1]] if "$ref" in spec else spec
-    assert target["properties"]["tier"]["enum"] == ["pooled", "silo"]
+    assert target["properties"]["tier"]["pattern"] == "^[a-z][a-z0-9-]{0,9}$"  # a tier's name
     assert target["additionalProperties"] is False
     assert CliRunner().invoke(app, ["schema", "Gadget"]).exit_code == 2
 

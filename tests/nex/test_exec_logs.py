@@ -13,6 +13,7 @@ import uuid
 from typing import IO, Any
 
 from tests.nex.conftest import Nex, wait_for
+from tests.nex.images import PORT
 
 
 def _running(nex: Nex, volume: bool = True) -> str:
@@ -86,6 +87,17 @@ def test_exec_exit_code_of_the_process(nex: Nex) -> None:
     assert out == b"to-out\n" and err == b"to-err\n"
 
 
+def test_exec_outlives_the_engine_timeout(nex: Nex, cli: Any) -> None:
+    name = _running(nex, volume=False)
+    # the same local host with a 1 s engine timeout: a command quiet for longer still ends
+    nex.configure(
+        "apps_domain: apps.test\nhosts:\n"
+        "  - {name: local, base_url: 'unix:///var/run/docker.sock', timeout: 1}\n"
+    )
+    result = cli("instance", "exec", name, "--", "sh", "-c", "sleep 3; echo done; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "done\n", "")
+
+
 def test_exec_refusals_are_one_line_with_mno_exit_codes(nex: Nex, cli: Any) -> None:
     name = _running(nex, volume=False)
     nex.change("stop", name)
@@ -115,8 +127,18 @@ def test_logs_tail_and_since(nex: Nex, cli: Any) -> None:
         _say(nex, name, mark)
     every = cli("instance", "logs", name)
     assert every.exit_code == 0 and all(m in every.stdout for m in marks)
-    last = cli("instance", "logs", name, "--tail", "1")
-    assert last.exit_code == 0 and marks[-1] in last.stdout and marks[0] not in last.stdout
+
+    # the health checks log too: compare --tail with the whole output around it unchanged
+    def tail_matches() -> bool:
+        whole = cli("instance", "logs", name).stdout
+        last = cli("instance", "logs", name, "--tail", "2")
+        assert last.exit_code == 0 and len(last.stdout.splitlines()) == 2
+        if cli("instance", "logs", name).stdout != whole:
+            return False  # a line came in between: try again
+        assert last.stdout.splitlines() == whole.splitlines()[-2:]
+        return True
+
+    wait_for(tail_matches, timeout=30)
     future = cli("instance", "logs", name, "--since", "2999-01-01T00:00:00Z")
     assert future.exit_code == 0 and future.stdout == ""
     recent = cli("instance", "logs", name, "--since", "1h")
@@ -126,7 +148,16 @@ def test_logs_tail_and_since(nex: Nex, cli: Any) -> None:
 
 
 def test_logs_follow_streams_until_the_container_stops(nex: Nex) -> None:
-    name = _running(nex, volume=False)
+    from mno.store.db import session_scope
+    from mno.tenancy import apps
+
+    with session_scope(nex.url) as s:  # no health check: nothing is logged unless said
+        apps.create(
+            s, "Quiet", code="quiet", stack="nex", access="any", image="mno-test/web:1", port=PORT
+        )
+    name = nex.create(nex.tenant(), "quiet")
+    nex.tick()
+    assert nex.get(name)["status"] == "running"
     # the same local host with a 1 s engine timeout: a quiet followed stream outlives it
     nex.configure(
         "apps_domain: apps.test\nhosts:\n"
@@ -135,6 +166,9 @@ def test_logs_follow_streams_until_the_container_stops(nex: Nex) -> None:
     proc = _mno("instance", "logs", name, "--follow", "--tail", "0")
     out = Reader(proc.stdout)  # type: ignore[arg-type]
     try:
+        # --tail 0: only lines after it is attached, which a slow start delays
+        ready = f"ready-{uuid.uuid4().hex[:8]}"
+        wait_for(lambda: out.has(ready) or _say(nex, name, ready), timeout=60, every=1)
         time.sleep(2.5)  # quiet for longer than the engine timeout
         assert proc.poll() is None
         mark = f"late-{uuid.uuid4().hex[:8]}"

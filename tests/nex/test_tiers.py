@@ -277,3 +277,20 @@ def test_subscriptions_before_provisioning_or_outside_docker_mode(nex: Nex, cli:
     plain = nex.tenant(tier="pooled")  # mode none: nothing is hosted for the tier
     cli.json("subscription", "create", plain, plan, "--app", "web")
     assert cli.json("instance", "list", "--tenant", plain) == []
+
+
+def test_tenant_documents_take_a_declared_tier(
+    nex: Nex, cli: Any, tmp_path: Path, store_url: str
+) -> None:
+    nex.configure("apps_domain: apps.test\ntiers:\n  premium: {isolation: silo}\n")
+    nex.tenant()  # the store exists
+    key = _key(nex)
+    doc = tmp_path / "t.yaml"
+    doc.write_text(f"kind: Tenant\nmetadata: {{name: {key}}}\nspec: {{tier: premium}}\n")
+    assert cli("apply", "-f", doc).exit_code == 0
+    assert _tenant(nex.url, key) == ("pending_provision", "premium")
+    before = counts(nex.url)
+    doc.write_text(f"kind: Tenant\nmetadata: {{name: {key}}}\nspec: {{tier: gold}}\n")
+    refused = cli("apply", "-f", doc)
+    assert refused.exit_code == 2 and "unknown tier 'gold'" in refused.stderr
+    assert counts(nex.url) == before

@@ -67,7 +67,10 @@ def create(
     ] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Subscribe TENANT to the current version of PLAN, or to a bundle (--bundle)."""
+    """Subscribe TENANT to the current version of PLAN, or to a bundle (--bundle).
+
+    With --app naming a Nex app, a tenant already provisioned in a docker-mode tier gets
+    the app's instance in the same transaction (or its stopped one started again)."""
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
@@ -192,7 +195,10 @@ def cancel(
     unused part of those already billed in advance becomes a prepaid credit on the
     tenant's ledger, drawn down by the next invoice (``--no-credit``: none). At period
     end: no proration. Plan changes scheduled at the subscription's end are cancelled too.
-    A bundle subscription is cancelled with all its parts; a part cannot be alone."""
+    A bundle subscription is cancelled with all its parts; a part cannot be alone.
+    Ended now, a subscription to a Nex app stops the tenant's instances of the app unless
+    its tier or another subscription keeps it; their data stays until `mno instance
+    terminate`."""
     from mno.billing import bundles, subscriptions
     from mno.cli.params import confirm
     from mno.store.db import session_scope

@@ -21,6 +21,7 @@ from mno import validate
 from mno.errors import Conflict
 from mno.gitops.kinds.base import Kind, Spec, blank_to_none, rule
 from mno.money import check_currency
+from mno.platform import TIER_NAME
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
@@ -55,7 +56,11 @@ class TenantSpec(Spec):
     """A tenant. Omitted fields are not managed by the document."""
 
     name: str | None = Field(default=None, description="Display name (default: the key).")
-    tier: Literal["pooled", "silo"] = Field(default="pooled", description="pooled or silo.")
+    tier: str = Field(
+        default="pooled",
+        pattern=TIER_NAME,
+        description="pooled, silo or a tier the platform YAML declares.",
+    )
     parent: str | None = Field(
         default=None, description="Key of the managing tenant (default: system)."
     )

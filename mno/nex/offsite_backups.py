@@ -168,22 +168,34 @@ def states(session: Session, ids: list[uuid.UUID] | None = None) -> list[BackupS
     found = [r[0] for r in rows]
     success: dict[uuid.UUID, datetime] = {}
     failure: dict[uuid.UUID, datetime] = {}
+    last: dict[uuid.UUID, tuple[str | None, str | None]] = {}
     if found:
-        for iid, status, at in session.execute(
-            sa.select(bk.c.instance_id, bk.c.status, sa.func.max(bk.c.started_at))
+        # the latest succeeded and the latest failed run of each instance, in one query
+        latest = (
+            sa.select(bk.c.instance_id, bk.c.status, sa.func.max(bk.c.started_at).label("at"))
             .where(bk.c.instance_id.in_(found), bk.c.status.in_(("succeeded", "failed")))
             .group_by(bk.c.instance_id, bk.c.status)
-        ):
-            (success if status == "succeeded" else failure)[iid] = at
-    last: dict[uuid.UUID, tuple[str | None, str | None]] = {}
-    wanted = [*success.items(), *failure.items()]
-    if wanted:
-        pairs = sa.or_(*(sa.and_(bk.c.instance_id == i, bk.c.started_at == at) for i, at in wanted))
-        for iid, status, snap, error in session.execute(
-            sa.select(bk.c.instance_id, bk.c.status, bk.c.snapshot_id, bk.c.error).where(pairs)
+            .subquery()
+        )
+        for iid, status, at, snap, error in session.execute(
+            sa.select(
+                bk.c.instance_id, bk.c.status, bk.c.started_at, bk.c.snapshot_id, bk.c.error
+            ).join(
+                latest,
+                sa.and_(
+                    bk.c.instance_id == latest.c.instance_id,
+                    bk.c.status == latest.c.status,
+                    bk.c.started_at == latest.c.at,
+                ),
+            )
         ):
             prev = last.get(iid, (None, None))
-            last[iid] = (snap, prev[1]) if status == "succeeded" else (prev[0], error)
+            if status == "succeeded":
+                success[iid] = at
+                last[iid] = (snap, prev[1])
+            else:
+                failure[iid] = at
+                last[iid] = (prev[0], error)
     return [
         BackupState(
             id=r[0],

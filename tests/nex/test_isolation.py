@@ -263,3 +263,22 @@ def test_containers_made_before_namespaces_stay_the_stores_own(nex: Nex, cli: An
     assert new.labels["mno.namespace"] and new.name.startswith(
         f"mno-{new.labels['mno.namespace']}-"
     )
+
+
+def test_a_foreign_network_with_the_tenants_name_is_left_alone(nex: Nex) -> None:
+    from mno.nex import containers, snapshot
+
+    key = nex.tenant(tier="silo")
+    nex.app(volume=False)
+    name = nex.create(key, "web")
+    snap = snapshot.load(uuid.UUID(nex.get(name)["id"]), nex.url)
+    assert snap is not None
+    network = containers.network_name(snap)
+    assert network
+    foreign = nex.client.networks.create(network, driver="bridge", labels={"mno.tenant": key})
+    nex.tick()
+    view = nex.get(name)
+    assert view["status"] == "failed", view
+    assert f"network {network} exists and is not this platform's" in view["last_error"]
+    (left,) = _networks(nex, key)
+    assert left.id == foreign.id

@@ -94,7 +94,11 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
             client.images.get(f"{REPO}:{tag}")
         except docker.errors.ImageNotFound:
             continue
-        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
+        # another run may remove its containers while they are listed: skip those
+        listed = client.containers.list(
+            all=True, filters={"ancestor": f"{REPO}:{tag}"}, ignore_removed=True
+        )
+        for container in listed:
             created = container.attrs.get("Created", "")[:19]
             try:
                 age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()

@@ -601,18 +601,21 @@ def backup_create(name: Name, output: OutputOpt = Format.table) -> None:
 @backup_app.command("list")
 def backup_list(
     name: Name,
-    limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Show the newest N snapshots (default 100).")
-    ] = 100,
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """The instance's snapshots in the restic repository, oldest first."""
     from mno.nex import offsite_backups
 
-    rows = offsite_backups.list_snapshots(name)[-limit:]
-    render(
-        rows,
+    render_list(
+        offsite_backups.list_snapshots(name),
+        ("time", "id"),
         output,
+        limit=limit,
+        after=after,
+        all_=all_,
         columns=BACKUP_COLUMNS,
         empty=f"No snapshots of {name} (mno instance backup create {name}).",
     )

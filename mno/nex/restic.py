@@ -191,9 +191,15 @@ class Repository:
                 for chunk in chunks:
                     proc.stdin.write(chunk)
                 proc.stdin.close()
+            except BrokenPipeError:
+                # restic stopped reading (e.g. a wrong password): its stderr says why
+                proc.wait()
+                _close_quietly(proc.stdin)
+                raise self._fail("backup", _read(err) or "it stopped reading") from None
             except BaseException:
                 proc.kill()  # a failed stream must not become a snapshot
                 proc.wait()
+                _close_quietly(proc.stdin)
                 raise
             code = proc.wait()
             stdout, stderr = _read(out), _read(err)
@@ -256,6 +262,13 @@ class Repository:
             if keep.get(name):
                 args += ["--" + name.replace("_", "-"), str(keep[name])]
         self.run(*args, what="forget")
+
+
+def _close_quietly(fh: IO[bytes]) -> None:
+    try:
+        fh.close()
+    except OSError:
+        pass  # the reader is gone already
 
 
 def _read(fh: IO[bytes]) -> str:

@@ -204,7 +204,7 @@ def test_a_failed_backup_is_recorded_without_the_password(
     wrong = f"wrong-{uuid.uuid4().hex}"
     monkeypatch.setenv("MNO_SECRET_RESTIC_PASSWORD", wrong)
     failed = cli("instance", "backup", "create", name)
-    assert failed.exit_code == 3, (failed.stdout, failed.stderr)
+    assert failed.exit_code == 3, (failed.stderr, _backups(nex.url))
     assert failed.stderr.startswith("Error: restic") and "wrong password" in failed.stderr
     rows = _backups(nex.url, name)
     assert [r["status"] for r in rows] == ["succeeded", "failed", "failed"]

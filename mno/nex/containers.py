@@ -93,7 +93,8 @@ def base_labels(snap: Snapshot) -> dict[str, str]:
 
 
 def labels(snap: Snapshot, deploy: int, apps_domain: str | None = None) -> dict[str, str]:
-    router = snap.name
+    # the namespace keeps two stores' routers apart on one Traefik
+    router = f"{snap.namespace}-{snap.name}" if snap.namespace else snap.name
     names = [snap.url.split("://", 1)[-1].split("/", 1)[0], *snap.domains]
     rule = " || ".join(f"Host(`{n}`)" for n in names)
     out = {

@@ -36,10 +36,11 @@ def test_create_runs_healthy_with_labels_limits_and_events(nex: Nex, store_url: 
     labels = attrs["Config"]["Labels"]
     assert labels["mno.managed"] == "true"
     assert labels["mno.tenant"] == tenant and labels["mno.app"] == "web"
-    assert labels[f"traefik.http.routers.{name}.rule"] == (
+    router = f"{labels['mno.namespace']}-{name}"  # two stores' routers never share a name
+    assert labels[f"traefik.http.routers.{router}.rule"] == (
         f"Host(`{name}.apps.test`) || Host(`crm.acme.example`)"
     )
-    assert labels[f"traefik.http.services.{name}.loadbalancer.server.port"] == "8080"
+    assert labels[f"traefik.http.services.{router}.loadbalancer.server.port"] == "8080"
     host_config = attrs["HostConfig"]
     assert host_config["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 5}
     assert host_config["Memory"] == 64 * 1024 * 1024

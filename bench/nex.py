@@ -268,6 +268,7 @@ def run(args: argparse.Namespace, client: Any, url: str) -> None:
     n, c = args.instances, args.concurrency
     store = "PostgreSQL" if args.pg else "SQLite"
     print(f"{n} instances of {IMAGE}, concurrency {c}, batch {args.batch}, store {store}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not args.skip_sequential:
         seq = plain(client, n, 1)
         print(f"plain loop, sequential      {seq:7.2f} s  ({seq / n * 1000:.0f} ms/instance)")
@@ -450,6 +451,7 @@ def run_drift(args: argparse.Namespace, client: Any, url: str) -> None:
         f"drift repair of one removed container among 50 with every slot busy: worst "
         f"{max(times):.2f} s, median {statistics.median(times):.2f} s (goal <= 6 s)"
     )
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,11 @@ def remove_leftovers(client: Any, older_than_s: float = 900) -> int:
             client.images.get(f"{REPO}:{tag}")
         except docker.errors.ImageNotFound:
             continue
-        for container in client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"}):
+        try:
+            found = client.containers.list(all=True, filters={"ancestor": f"{REPO}:{tag}"})
+        except docker.errors.NotFound:  # one was removed while listed, by a run beside this
+            continue
+        for container in found:
             created = container.attrs.get("Created", "")[:19]
             try:
                 age = time.time() - datetime.fromisoformat(created + "+00:00").timestamp()

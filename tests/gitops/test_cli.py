@@ -201,7 +201,7 @@ def test_example_configs_validate_apply_and_match_the_schema(session, tmp_path) 
                 assert not list(validator.iter_errors(data)), path
                 checked += 1
     assert checked >= 6
-    bad = {"kind": "Tenant", "metadata": {"name": "x"}, "spec": {"tier": "gold"}}
+    bad = {"kind": "Tenant", "metadata": {"name": "x"}, "spec": {"tier": "Gold tier"}}
     assert list(validator.iter_errors(bad))
     documents.load([root])
     with session() as s:

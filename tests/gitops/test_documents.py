@@ -41,7 +41,7 @@ def test_every_error_is_reported_with_line_column_and_dotted_key(write) -> None:
     )
     found = _problems(path)
     assert found == [
-        (5, 9, "spec.tier", "Input should be 'pooled' or 'silo'"),
+        (5, 9, "spec.tier", "unknown tier 'gold' (one of: pooled, silo)"),
         (6, 13, "spec.currency", found[1][3]),
         (7, 29, "spec.domains[1]", found[2][3]),
         (8, 3, "spec.colour", "unknown field"),
@@ -150,7 +150,7 @@ def test_cli_validate_reports_and_exits_2(cli, write) -> None:
     write("bad.yaml", "kind: Tenant\nmetadata: {name: beta}\nspec:\n  tier: gold\n")
     result = cli("validate", "-f", write.root)  # type: ignore[attr-defined]
     assert result.exit_code == 2
-    assert "bad.yaml:4:9: spec.tier: Input should be 'pooled' or 'silo'" in result.stderr
+    assert "bad.yaml:4:9: spec.tier: unknown tier 'gold' (one of: pooled, silo)" in result.stderr
     result = cli("validate", "-f", write.root, "-o", "json")  # type: ignore[attr-defined]
     assert result.exit_code == 2
     import json

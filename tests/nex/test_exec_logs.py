@@ -89,12 +89,12 @@ def test_exec_exit_code_of_the_process(nex: Nex) -> None:
 
 def test_exec_outlives_the_engine_timeout(nex: Nex, cli: Any) -> None:
     name = _running(nex, volume=False)
-    # the same local host with a 1 s engine timeout: a command quiet for longer still ends
+    # the same local host with a 3 s engine timeout: a command quiet for longer still ends
     nex.configure(
         "apps_domain: apps.test\nhosts:\n"
-        "  - {name: local, base_url: 'unix:///var/run/docker.sock', timeout: 1}\n"
+        "  - {name: local, base_url: 'unix:///var/run/docker.sock', timeout: 3}\n"
     )
-    result = cli("instance", "exec", name, "--", "sh", "-c", "sleep 3; echo done; exit 3")
+    result = cli("instance", "exec", name, "--", "sh", "-c", "sleep 7; echo done; exit 3")
     assert (result.exit_code, result.stdout, result.stderr) == (3, "done\n", "")
 
 

@@ -17,11 +17,10 @@ import sqlalchemy as sa
 from pydantic import AfterValidator, Field, field_validator
 from sqlmodel import col
 
-from mno import validate
+from mno import platform, validate
 from mno.errors import Conflict
 from mno.gitops.kinds.base import Kind, Spec, blank_to_none, rule
 from mno.money import check_currency
-from mno.platform import TIER_NAME
 from mno.store.types import table_of
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ class TenantSpec(Spec):
     name: str | None = Field(default=None, description="Display name (default: the key).")
     tier: str = Field(
         default="pooled",
-        pattern=TIER_NAME,
+        pattern=platform.TIER_NAME,
         description="pooled, silo or a tier the platform YAML declares.",
     )
     parent: str | None = Field(
@@ -74,6 +73,14 @@ class TenantSpec(Spec):
     country: str | None = Field(default=None, description="ISO 3166-1 alpha-2 country.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form metadata.")
     contacts: list[ContactSpec] = Field(default_factory=list, description="Contacts (by email).")
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str) -> str:
+        names = platform.load().tier_names()  # the platform YAML in effect
+        if v not in names:
+            raise ValueError(f"unknown tier {v!r} (one of: {', '.join(names)})")
+        return v
 
     @field_validator("contacts")
     @classmethod

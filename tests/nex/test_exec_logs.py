@@ -158,10 +158,10 @@ def test_logs_follow_streams_until_the_container_stops(nex: Nex) -> None:
     name = nex.create(nex.tenant(), "quiet")
     nex.tick()
     assert nex.get(name)["status"] == "running"
-    # the same local host with a 1 s engine timeout: a quiet followed stream outlives it
+    # the same local host with a 2 s engine timeout: a quiet followed stream outlives it
     nex.configure(
         "apps_domain: apps.test\nhosts:\n"
-        "  - {name: local, base_url: 'unix:///var/run/docker.sock', timeout: 1}\n"
+        "  - {name: local, base_url: 'unix:///var/run/docker.sock', timeout: 2}\n"
     )
     proc = _mno("instance", "logs", name, "--follow", "--tail", "0")
     out = Reader(proc.stdout)  # type: ignore[arg-type]
@@ -169,7 +169,7 @@ def test_logs_follow_streams_until_the_container_stops(nex: Nex) -> None:
         # --tail 0: only lines after it is attached, which a slow start delays
         ready = f"ready-{uuid.uuid4().hex[:8]}"
         wait_for(lambda: out.has(ready) or _say(nex, name, ready), timeout=60, every=1)
-        time.sleep(2.5)  # quiet for longer than the engine timeout
+        time.sleep(4)  # quiet for longer than the engine timeout
         assert proc.poll() is None
         mark = f"late-{uuid.uuid4().hex[:8]}"
         _say(nex, name, mark)

@@ -145,7 +145,7 @@ TRIGGERS = {"drift": watch_containers}
 def reconcile_now(ctx: TickContext, instance_id: uuid.UUID) -> TickResult:
     """Reconcile one instance in this process, under the provisioner's lease, exactly as
     a pass would (retries, failure and settling included); nothing is claimed when
-    another process holds it or it is not due (``mno instance … --wait --inline``)."""
+    another process holds it or it is not due (``mno instance create … --wait --inline``)."""
     options = {**DEFAULT_OPTIONS, **ctx.options}
     return _work(ctx, options, where=table_of(Instance).c.id == instance_id)
 

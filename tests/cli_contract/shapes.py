@@ -61,6 +61,9 @@ def problems(data: Any, path: str = "$") -> list[str]:
             found.append(f"{where}: minor units instead of the money shape")
         if key in MONEY_KEYS and isinstance(value, int):
             continue  # a count (tenants in total, invoices paid in a month), not money
+        if key in MONEY_KEYS and isinstance(value, list):
+            found += problems(value, where)  # a table of rows (report backups: overdue)
+            continue
         if key in MONEY_KEYS and value is not None and not is_money(value):
             per_currency = isinstance(value, dict) and all(
                 _CURRENCY.match(k) and is_money(v) and v["currency"] == k for k, v in value.items()

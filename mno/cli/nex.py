@@ -14,7 +14,16 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.edge import cert_app
-from mno.cli.output import Format, OutputOpt, done, render, render_list, spinner, success
+from mno.cli.output import (
+    Format,
+    OutputOpt,
+    done,
+    render,
+    render_list,
+    render_page,
+    spinner,
+    success,
+)
 from mno.cli.params import (
     AfterOpt,
     AllOpt,
@@ -289,6 +298,13 @@ def _finish(
 
     if wait:
         view = _wait(name, until, timeout, version, inline)
+        error = view.get("last_error") or ""
+        if verb == "update" and " rolled back to deploy " in error:
+            # the update failed its gate: the previous container serves again
+            raise MnoError(
+                f"instance {name} failed: {error.splitlines()[0]}",
+                "the previous container serves; see `mno instance show`",
+            )
         done(view, f"instance {name} {view['status']}", output)
         return
     with session_scope(write=False) as s:
@@ -606,19 +622,21 @@ def backup_list(
     all_: AllOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """The instance's snapshots in the restic repository, oldest first."""
+    """The instance's snapshots in the restic repository, oldest first (the cursor is a
+    snapshot id)."""
     from mno.nex import offsite_backups
 
-    render_list(
-        offsite_backups.list_snapshots(name),
-        ("time", "id"),
-        output,
-        limit=limit,
-        after=after,
-        all_=all_,
-        columns=BACKUP_COLUMNS,
-        empty=f"No snapshots of {name} (mno instance backup create {name}).",
-    )
+    rows = offsite_backups.list_snapshots(name)
+    if after is not None:
+        at = [n for n, r in enumerate(rows) if after in (r["id"], r["snapshot"])]
+        if not at:
+            raise BadInput(f"--after {after}: no snapshot of {name} has that id")
+        rows = rows[at[0] + 1 :]
+    empty = f"No snapshots of {name} (mno instance backup create {name})."
+    if all_ or len(rows) <= limit:
+        render(rows, output, columns=BACKUP_COLUMNS, empty=empty)
+        return
+    render_page(rows[:limit], rows[limit - 1]["id"], output, columns=BACKUP_COLUMNS, empty=empty)
 
 
 @backup_app.command("restore")

@@ -51,7 +51,7 @@ def _running(nex: Nex, cli: Any, tmp_path: Path) -> tuple[str, Path]:
     assert nex.get(name)["status"] == "running"
     _write(nex, name, BACKUP)
     backup = tmp_path / "web.tar"
-    cli.json("instance", "backup", name, "--out", str(backup))
+    cli.json("instance", "export", name, "--out", str(backup))
     _write(nex, name, CURRENT)
     assert _read(nex, name) == (200, CURRENT)
     return name, backup

@@ -81,9 +81,10 @@ def test_the_readme_tiers_parse_and_provision(nex: Nex, cli: Any) -> None:
     for key in (silo, premium):
         assert _tenant(nex.url, key) == ("active", "silo" if key == silo else "premium")
         view = nex.get(f"crm-{key}")
-        assert view["status"] == "running" and view["network"] == f"mno-tenant-{key}"
+        network = f"mno-{_namespace(nex.url)}-tenant-{key}"
+        assert view["status"] == "running" and view["network"] == network
         (container,) = nex.containers(f"crm-{key}")
-        assert f"mno-tenant-{key}" in container.attrs["NetworkSettings"]["Networks"]
+        assert network in container.attrs["NetworkSettings"]["Networks"]
 
     # the premium tier's limits over the app's 64m
     view = nex.get(f"crm-{premium}")
@@ -218,7 +219,7 @@ def test_subscribing_after_provisioning_creates_the_instance(
 
     nex.tick()
     assert nex.get(name)["status"] == "running"
-    assert nex.get(name)["network"] == f"mno-tenant-{key}"
+    assert nex.get(name)["network"] == f"mno-{_namespace(nex.url)}-tenant-{key}"
     assert _tenant(nex.url, key) == ("active", "gold")
     assert cli("instance", "exec", name, "--", "sh", "-c", "echo mine > /www/data/a").exit_code == 0
 
@@ -294,3 +295,12 @@ def test_tenant_documents_take_a_declared_tier(
     refused = cli("apply", "-f", doc)
     assert refused.exit_code == 2 and "unknown tier 'gold'" in refused.stderr
     assert counts(nex.url) == before
+
+
+def _namespace(url: str) -> str:
+    """The store's namespace, which its Docker names carry."""
+    from mno.nex import namespace
+    from mno.store.db import session_scope
+
+    with session_scope(url, write=False) as s:
+        return namespace.get(s)

@@ -395,18 +395,25 @@ def list_snapshots(ref: str, *, db_url: str | None = None) -> list[dict[str, Any
         return []
     snaps = repo.snapshots(tags(iid))
     sizes: dict[str, int | None] = {}
+    started: dict[str, datetime] = {}
     if snaps:
         bk = table_of(InstanceBackup)
         with session_scope(db_url, write=False) as s:
-            for snap_id, size in s.execute(
-                sa.select(bk.c.snapshot_id, bk.c.bytes).where(
+            for snap_id, size, at in s.execute(
+                sa.select(bk.c.snapshot_id, bk.c.bytes, bk.c.started_at).where(
                     bk.c.instance_id == iid, bk.c.status == "succeeded"
                 )
             ):
                 sizes[snap_id] = size
+                started[snap_id] = at
+
+    def order(sn: Any) -> tuple[datetime, datetime]:
+        # snapshots taken within one second share restic's time: the store's start decides
+        return (sn.time, started.get(sn.short_id, started.get(sn.id, sn.time)))
+
     return [
         {"instance": name} | sn.as_dict() | {"bytes": sizes.get(sn.short_id, sizes.get(sn.id))}
-        for sn in snaps
+        for sn in sorted(snaps, key=order)
     ]
 
 

@@ -100,6 +100,9 @@ CATALOGUE: dict[str, str] = {
     "user.active": "A disabled user was enabled again.",
     "user.token_created": "A personal token was issued to a user (never the token itself).",
     "user.token_revoked": "A user's personal token was revoked.",
+    # sso (the hub's sign-in)
+    "sso.signed_in": "A user signed in at the hub (payload: user, session, mfa).",
+    "sso.signed_out": "A hub session ended (sign-out, or every session of a user).",
     "member.added": "A user joined a tenant with a role.",
     "member.role_changed": "A member's role changed (payload: from, to).",
     "member.removed": "A user left a tenant.",

@@ -250,3 +250,134 @@ def html_report(
     page = html.render(reports, clock.now(), redact(str(get_engine().url)))
     out.write_text(page, encoding="utf-8")
     success(f"wrote {out} ({len(page):,} bytes)")
+
+
+# -- mno report tenant: KPIs on one tenant's business data (mno.impac) ------------------
+
+
+def _impac_table(widget: dict[str, Any]) -> Any:
+    """One widget as a rich table: monthly series with a sparkline and their sum (money)
+    or last value (counts); other series with a column per label."""
+    from decimal import Decimal
+
+    from rich.table import Table
+
+    group = widget.get("group_by")
+    title = widget["widget"] + (f" by {group}" if group else "")
+    series = widget["series"]
+    monthly = group == "month"
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("series")
+    table.add_column("currency")
+    labels: list[str] = []
+    if monthly:
+        table.add_column("trend")
+        table.add_column("first", justify="right")
+        table.add_column("last", justify="right")
+        table.add_column("sum" if any(s["currency"] for s in series) else "", justify="right")
+    else:
+        for s in series:
+            for p in s["points"][:12]:
+                if p["x"] not in labels:
+                    labels.append(p["x"])
+        for label in labels:
+            table.add_column(label, justify="right")
+    for s in series:
+        ys = [p["y"] for p in s["points"]]
+        if monthly:
+            spark = sparkline([float(Decimal(str(y))) if y is not None else 0.0 for y in ys])
+            total = (
+                str(sum((Decimal(str(y)) for y in ys if y is not None), Decimal(0)))
+                if s["currency"]
+                else ""
+            )
+            table.add_row(
+                s["name"], s["currency"] or "-", spark, cell(ys[0] if ys else None),
+                cell(ys[-1] if ys else None), total,
+            )  # fmt: skip
+        else:
+            found = {p["x"]: p["y"] for p in s["points"]}
+            table.add_row(s["name"], s["currency"] or "-", *(cell(found.get(x)) for x in labels))
+    return table
+
+
+def _impac_totals(totals: dict[str, Any]) -> str:
+    parts = []
+    for key, value in totals.items():
+        if isinstance(value, dict):
+            shown = ", ".join(f"{v if v is not None else '-'} {cur}" for cur, v in value.items())
+            parts.append(f"{key.replace('_', ' ')}: {shown or '-'}")
+        else:
+            parts.append(f"{key.replace('_', ' ')}: {cell(value)}")
+    return " · ".join(parts)
+
+
+@app.command("tenant")
+def tenant_report(
+    tenant: Annotated[str, typer.Argument(help="Tenant key.")],
+    html_out: Annotated[
+        Path | None, typer.Option("--html", help="Write the dashboard page to this file.")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: 11 months back).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: today).")
+    ] = None,
+    currency: Annotated[
+        str | None,
+        typer.Option("--currency", help="Only this currency, or convert into it with rates."),
+    ] = None,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option("--rate", help="A conversion rate SOURCE:TARGET=RATE (repeatable)."),
+    ] = None,
+    rates_file: Annotated[
+        Path | None, typer.Option("--rates", help="A YAML rate table (rates: {EUR:USD: ...}).")
+    ] = None,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Print a tenant's business KPIs: finance, sales and HR (or write them as HTML)."""
+    from mno import clock
+    from mno.impac import currency as currencies
+    from mno.impac import dashboard, widgets
+    from mno.impac.model import Query, Window
+    from mno.store.db import session_scope
+
+    rates = currencies.parse_rates(rate or [])
+    if rates_file is not None:
+        rates = currencies.load_rates(rates_file).merged(rates)
+    query = Query(Window.of(start, end), currencies.View.of(currency, rates))
+    with session_scope(write=False) as s:
+        body = widgets.report(s, tenant, query)
+    if html_out is not None:
+        page = dashboard.render(body, clock.now())
+        html_out.write_text(page, encoding="utf-8")
+        success(f"wrote {html_out} ({len(page):,} bytes)")
+        return
+    if output is not Format.table:
+        render(body, output)
+        return
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    window = body["window"]
+    head = f"{body['name']} ({body['tenant']}) · {window['from']} to {window['to']}"
+    if body.get("rates"):
+        head += " · rates: " + ", ".join(f"{k}={v}" for k, v in body["rates"].items())
+    out = console()
+    out.print(Text(head, style="bold"))
+    for area, names in (
+        ("Finance", ("revenue", "receivables", "dso", "cash")),
+        ("Sales", ("pipeline", "win-rate")),
+        ("HR", ("headcount",)),
+    ):
+        parts: list[Any] = []
+        for widget in body["widgets"]:
+            if widget["widget"] not in names:
+                continue
+            if widget["series"] and widget["widget"] != "dso":
+                parts.append(_impac_table(widget))
+            parts.append(Text(_impac_totals(widget["totals"]), style="dim"))
+        out.print(Panel(Group(*parts), title=area, border_style="blue"))

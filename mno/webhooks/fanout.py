@@ -209,6 +209,8 @@ def _delivery_columns(session: Session, events: Sequence[sa.Row[Any]]) -> dict[s
         session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled == True))  # noqa: E712
     )
     rules = list(session.exec(select(NotifyRule).where(NotifyRule.enabled == True)))  # noqa: E712
+    # an endpoint an app subscribed through Connec never gets the changes that app wrote
+    owners = connec_owners(session)
     cols: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -262,12 +264,25 @@ def _delivery_columns(session: Session, events: Sequence[sa.Row[Any]]) -> dict[s
                 continue
             if ev.type in _SELF_EVENTS and payload.get("endpoint_id") == str(e.id):
                 continue
+            if owners and owners.get(e.id) == payload.get("source_app_id", False):
+                continue
             body = body or body_for(ev.type, ev.created_at, payload)
             add("webhook", e.id, ev, body, e.ordered)
         for r in rules_for[key]:
             body = body or body_for(ev.type, ev.created_at, payload)
             add("email", r.id, ev, body, False)
     return cols
+
+
+def connec_owners(session: Session) -> dict[uuid.UUID, str]:
+    """Endpoint id → the id (text) of the app that subscribed it through Connec."""
+    from mno.store.models.connec import ConnecSubscription
+
+    t = table_of(ConnecSubscription)
+    return {
+        row.endpoint_id: str(row.app_id)
+        for row in session.execute(sa.select(t.c.endpoint_id, t.c.app_id))
+    }
 
 
 def _note_gaps(

@@ -1,0 +1,400 @@
+"""The Connec API: apps share a tenant's business data (``/v1/connec/{tenant}/...``).
+
+Each request authenticates as an app (HTTP Basic with its key); the app acts for the
+tenant when the IDM would answer it about that tenant (``mno.connec.access``), and any
+other tenant is 404. The routes parse, call one domain function of ``mno.connec`` in a
+store transaction, and render; a record that fails its schema is answered 422 with an
+``errors`` list of ``{field, message}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mno.api import threads
+from mno.api.auth import Caller, app_caller
+from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute
+from mno.connec import access, entities, queries, writes
+from mno.connec.entities import Invalid
+from mno.connec.writes import Op, Writer
+from mno.store.db import session_scope
+from mno.sync.rollback import Refused
+
+router = APIRouter(route_class=ApiRoute, tags=["connec"])
+T = TypeVar("T")
+
+TenantKey = Path(max_length=40, pattern=r"^[a-z0-9-]+$", description="Tenant key.")
+EntityName = Path(max_length=63, pattern=r"^[a-z][a-z0-9_]*$", description="Entity (plural).")
+IfMatch = Header(
+    default=None,
+    alias="If-Match",
+    max_length=40,
+    description="The record's version (its ETag): refused with 412 when it moved on.",
+)
+
+
+def _invalid(exc: Invalid) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": "about:blank",
+            "title": "Unprocessable Content",
+            "status": 422,
+            "detail": exc.message,
+            "error": {"code": "invalid", "message": exc.message},
+            "errors": exc.errors,
+        },
+        status_code=422,
+        media_type=PROBLEM,
+    )
+
+
+def _in_store(write: bool, caller: Caller, tenant: str, fn: Callable[..., T], *args: Any) -> T:
+    with session_scope(write=write) as s:
+        writer = access.writer_for(s, caller.app, tenant)
+        return fn(s, writer, *args)
+
+
+async def _run(
+    caller: Caller, tenant: str, fn: Callable[..., T], *args: Any, write: bool = False
+) -> T:
+    return await threads.run(_in_store, write, caller, tenant, fn, *args)
+
+
+def _version(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r'\s*(?:W/)?"?(\d{1,18})"?\s*', value)
+    if m is None:
+        raise ApiError(422, "invalid", 'If-Match must be a record version, e.g. "3"')
+    return int(m.group(1))
+
+
+def _written(outcome: writes.Outcome, entity: str) -> Response:
+    result = outcome.results[0]
+    if result.errors:
+        return _invalid(Invalid(entity, result.errors))
+    if not result.ok:
+        code = {404: "not_found", 409: "conflict", 412: "precondition_failed"}.get(
+            result.status, "invalid"
+        )
+        raise ApiError(result.status, code, result.error or "refused")
+    body = dict(result.record or {})
+    body["transaction_id"] = str(outcome.transaction_id) if outcome.transaction_id else None
+    return JSONResponse(
+        body, status_code=result.status, headers={"ETag": f'"{body.get("version")}"'}
+    )
+
+
+async def _write(caller: Caller, tenant: str, op: Op) -> Response:
+    def work(s: Any, writer: Writer) -> writes.Outcome:
+        return writes.apply(s, writer, [op])
+
+    return _written(await _run(caller, tenant, work, write=True), op.entity)
+
+
+# -- tenant-level routes (before /{entity}) ---------------------------------------------
+
+
+class EntityInfo(BaseModel):
+    name: str
+    description: str
+    custom: bool
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+@router.get(
+    "/v1/connec/{tenant}/entities",
+    responses=READ,
+    summary="The entities of Connec with their JSON Schemas",
+)
+async def list_entities(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+    def work(_s: Any, _w: Writer) -> list[dict[str, Any]]:
+        return [
+            {"name": e.name, "description": e.description, "custom": e.custom, "schema": e.schema}
+            for e in entities.all_entities().values()
+        ]
+
+    return {"entities": await _run(caller, tenant, work)}
+
+
+class BatchOp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    op: str = Field(description="create, update (replace), patch or delete")
+    entity: str = Field(max_length=63)
+    id: str | None = Field(default=None, max_length=64, description="Canonical record id.")
+    app_id: str | None = Field(
+        default=None, max_length=200, description="The app's own id (create: mapped to the record)."
+    )
+    version: int | None = Field(default=None, description="Like If-Match: 412 when stale.")
+    data: dict[str, Any] | None = None
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operations: list[BatchOp] = Field(max_length=writes.MAX_BATCH)
+
+
+@router.post(
+    "/v1/connec/{tenant}/batch",
+    responses=ERRORS,
+    summary="Write up to 1,000 records in one transaction, each result reported separately",
+)
+async def batch(
+    body: BatchRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+) -> Any:
+    ops = [
+        Op(o.op, o.entity, o.data, id=o.id, app_id=o.app_id, version=o.version)
+        for o in body.operations
+    ]
+
+    def work(s: Any, writer: Writer) -> writes.Outcome:
+        return writes.apply(s, writer, ops)
+
+    outcome = await _run(caller, tenant, work, write=True)
+    return {
+        "transaction_id": str(outcome.transaction_id) if outcome.transaction_id else None,
+        "results": [r.as_dict() for r in outcome.results],
+    }
+
+
+@router.post(
+    "/v1/connec/{tenant}/transactions/{transaction_id}/rollback",
+    responses=ERRORS,
+    summary="Roll back a transaction (same conflict rules as `mno sync rollback`)",
+)
+async def rollback(
+    tenant: str = TenantKey,
+    transaction_id: str = Path(max_length=64),
+    dry_run: bool = Query(False, description="Only show the plan."),
+    force: bool = Query(False, description="Restore records changed later as well."),
+    caller: Caller = Depends(app_caller),
+) -> Any:
+    def work(s: Any, writer: Writer) -> dict[str, Any]:
+        return queries.rollback(s, writer, transaction_id, dry_run=dry_run, force=force).as_dict()
+
+    try:
+        return await _run(caller, tenant, work, write=True)
+    except Refused as exc:
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Conflict",
+                "status": 409,
+                "detail": str(exc),
+                "error": {"code": "conflict", "message": exc.message},
+                "plan": exc.plan.as_dict(),
+            },
+            status_code=409,
+            media_type=PROBLEM,
+        )
+
+
+class SubscriptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2000, description="Where the changes are delivered.")
+    entities: list[str] = Field(min_length=1, max_length=100)
+
+
+@router.post(
+    "/v1/connec/{tenant}/subscriptions",
+    status_code=201,
+    responses=ERRORS,
+    summary="Receive the other apps' changes of some entities by webhook",
+)
+async def subscribe(
+    body: SubscriptionRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+) -> Any:
+    def work(s: Any, writer: Writer) -> dict[str, Any]:
+        sub, secret = access.subscribe(s, writer, body.url, body.entities)
+        return {**sub, "secret": secret}
+
+    return JSONResponse(await _run(caller, tenant, work, write=True), status_code=201)
+
+
+@router.get("/v1/connec/{tenant}/subscriptions", responses=READ, summary="The app's subscriptions")
+async def subscriptions(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+    return {"subscriptions": await _run(caller, tenant, access.list_subscriptions)}
+
+
+@router.delete(
+    "/v1/connec/{tenant}/subscriptions/{subscription_id}",
+    status_code=204,
+    responses=READ,
+    summary="Remove a subscription and its webhook endpoint",
+)
+async def unsubscribe(
+    tenant: str = TenantKey,
+    subscription_id: str = Path(max_length=64),
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    await _run(caller, tenant, access.unsubscribe, subscription_id, write=True)
+    return Response(status_code=204)
+
+
+# -- records ----------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/connec/{tenant}/{entity}",
+    responses=READ,
+    summary="A page of records: $filter, $orderby, $select, updated_since, cursor",
+)
+async def list_records(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    filter_: str | None = Query(None, alias="$filter", max_length=4000),
+    orderby: str | None = Query(None, alias="$orderby", max_length=500),
+    select: str | None = Query(None, alias="$select", max_length=1000),
+    updated_since: datetime | None = Query(None, description="ISO 8601 time."),
+    limit: int = Query(100, ge=1, le=queries.MAX_LIMIT),
+    cursor: str | None = Query(None, max_length=1000, description="`next` of the last page."),
+    caller: Caller = Depends(app_caller),
+) -> Any:
+    def work(s: Any, writer: Writer) -> queries.Page:
+        return queries.list_records(
+            s,
+            writer,
+            entity,
+            filter=filter_,
+            orderby=orderby,
+            select=select,
+            updated_since=updated_since,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    page = await _run(caller, tenant, work)
+    headers = {}
+    if page.next:
+        headers["Link"] = f'</v1/connec/{tenant}/{entity}?cursor={page.next}>; rel="next"'
+    return JSONResponse({"records": page.records, "next": page.next}, headers=headers)
+
+
+@router.post(
+    "/v1/connec/{tenant}/{entity}",
+    status_code=201,
+    responses=ERRORS,
+    summary="Create a record (an `id` in the body is the app's own id for it)",
+)
+async def create(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    body: dict[str, Any] = Body(...),
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    data = dict(body)
+    own = data.pop("id", None)
+    if own is not None and not isinstance(own, str | int):
+        raise ApiError(422, "invalid", "id (the app's own id) must be a string")
+    return await _write(caller, tenant, Op("create", entity, data, app_id=_own(own)))
+
+
+def _own(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if not 1 <= len(text) <= 200:
+        raise ApiError(422, "invalid", "id (the app's own id) must be 1 to 200 characters")
+    return text
+
+
+@router.get(
+    "/v1/connec/{tenant}/{entity}/by-app-id/{app_id}",
+    responses=READ,
+    summary="The record the calling app knows by its own id",
+)
+async def get_by_app_id(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    app_id: str = Path(max_length=200),
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    rec = await _run(caller, tenant, queries.get_by_app_id, entity, app_id)
+    return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
+
+
+@router.get("/v1/connec/{tenant}/{entity}/{record_id}", responses=READ, summary="One record")
+async def get_record(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    record_id: str = Path(max_length=64),
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    rec = await _run(caller, tenant, queries.get, entity, record_id)
+    return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
+
+
+@router.get(
+    "/v1/connec/{tenant}/{entity}/{record_id}/history",
+    responses=READ,
+    summary="Every change of a record, oldest first",
+)
+async def history(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    record_id: str = Path(max_length=64),
+    caller: Caller = Depends(app_caller),
+) -> Any:
+    return {"changes": await _run(caller, tenant, queries.history, entity, record_id)}
+
+
+@router.put(
+    "/v1/connec/{tenant}/{entity}/{record_id}",
+    responses=ERRORS,
+    summary="Replace a record's data (If-Match: its version)",
+)
+async def replace(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    record_id: str = Path(max_length=64),
+    body: dict[str, Any] = Body(...),
+    if_match: str | None = IfMatch,
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    data = {k: v for k, v in body.items() if k != "id"}
+    op = Op("update", entity, data, id=record_id, version=_version(if_match))
+    return await _write(caller, tenant, op)
+
+
+@router.patch(
+    "/v1/connec/{tenant}/{entity}/{record_id}",
+    responses=ERRORS,
+    summary="Change some fields of a record (null removes one; If-Match: its version)",
+)
+async def patch(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    record_id: str = Path(max_length=64),
+    body: dict[str, Any] = Body(...),
+    if_match: str | None = IfMatch,
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    data = {k: v for k, v in body.items() if k != "id"}
+    op = Op("patch", entity, data, id=record_id, version=_version(if_match))
+    return await _write(caller, tenant, op)
+
+
+@router.delete(
+    "/v1/connec/{tenant}/{entity}/{record_id}",
+    responses=READ,
+    summary="Delete a record (its tombstone is kept; If-Match: its version)",
+)
+async def delete(
+    tenant: str = TenantKey,
+    entity: str = EntityName,
+    record_id: str = Path(max_length=64),
+    if_match: str | None = IfMatch,
+    caller: Caller = Depends(app_caller),
+) -> Response:
+    op = Op("delete", entity, None, id=record_id, version=_version(if_match))
+    return await _write(caller, tenant, op)

@@ -1,0 +1,1 @@
+"""Connec: apps share a tenant's business data (canonical records of the sync engine)."""

@@ -6,6 +6,7 @@ be revoked at once; the IDM answers ``allowed: false`` for it from then on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ def as_dict(token: UserToken, user: User) -> dict[str, Any]:
         "status": status,
         "expires_at": audit.jsonable(token.expires_at),
         "revoked_at": audit.jsonable(token.revoked_at),
+        "scopes": list(token.scopes) if token.scopes is not None else None,
     }
 
 
@@ -44,10 +46,22 @@ class Issued:
     view: dict[str, Any]
 
 
-def create(session: Session, email: str, *, ttl: str | None = None, name: str = "") -> Issued:
+def create(
+    session: Session,
+    email: str,
+    *,
+    ttl: str | None = None,
+    name: str = "",
+    scopes: Sequence[str] | None = None,
+) -> Issued:
+    """Issue a token; ``scopes`` limit what it may do over the API (default: every
+    scope the user's roles allow, see ``mno.access.scopes``)."""
+    from mno.access import scopes as scope_rules
+
     user = users.get(session, email)
     if user.status != "active":
         raise InvalidTransition(f"{user.email} is {user.status}")
+    granted = scope_rules.for_new_token(session, user, scopes)
     period = settings.parse_duration(
         ttl if ttl is not None else settings.profile_value("access.token_ttl", DEFAULT_TTL)
     )
@@ -59,6 +73,7 @@ def create(session: Session, email: str, *, ttl: str | None = None, name: str = 
         name=(name or "")[:100],
         token_hash=secrets.digest(secret),
         expires_at=clock.now() + period,
+        scopes=granted,
     )
     session.add(token)
     session.flush()
@@ -68,7 +83,11 @@ def create(session: Session, email: str, *, ttl: str | None = None, name: str = 
         target_type="user_token",
         target_id=token.id,
         target=user.email,
-        after={"name": token.name, "expires_at": audit.jsonable(token.expires_at)},
+        after={
+            "name": token.name,
+            "expires_at": audit.jsonable(token.expires_at),
+            "scopes": granted,
+        },
     )
     outbox.emit(
         session,
@@ -109,6 +128,12 @@ def list_tokens(session: Session, email: str) -> list[dict[str, Any]]:
 
 def resolve(session: Session, secret: str) -> User | None:
     """The user behind a live token; None for unknown, expired or revoked tokens."""
+    found = resolve_token(session, secret)
+    return found[1] if found else None
+
+
+def resolve_token(session: Session, secret: str) -> tuple[UserToken, User] | None:
+    """The live token and its user; None for unknown, expired or revoked tokens."""
     if not secret or not secret.startswith(PREFIX + "_"):
         return None
     row = session.exec(
@@ -121,4 +146,4 @@ def resolve(session: Session, secret: str) -> User | None:
     token, user = row
     if token.revoked_at is not None or token.expires_at <= clock.now():
         return None
-    return user
+    return token, user

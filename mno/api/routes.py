@@ -7,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import connec, dev, dev_invoices, idm, impac
+from mno.api import connec, dev, dev_invoices, hub, idm, impac
 from mno.api.errors import ApiRoute
 
 
@@ -26,6 +26,7 @@ def build_router() -> APIRouter:
     r.include_router(idm.router)
     r.include_router(impac.router)
     r.include_router(connec.router)
+    r.include_router(hub.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

@@ -113,6 +113,13 @@ def token_create(
     email: Annotated[str, typer.Argument(help="The user's email.")],
     ttl: Annotated[str | None, typer.Option(help="Lifetime, e.g. 1h or 30d.")] = None,
     name: Annotated[str, typer.Option(help="A label for the token.")] = "",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="An API scope, e.g. tenants:read (repeatable; default: all the roles reach).",
+        ),
+    ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Issue a personal token; it is printed once and only its hash is kept."""
@@ -120,7 +127,7 @@ def token_create(
     from mno.store.db import session_scope
 
     with session_scope() as s:
-        issued = tokens.create(s, email, ttl=ttl, name=name)
+        issued = tokens.create(s, email, ttl=ttl, name=name, scopes=scope)
     data = {**issued.view, "token": issued.secret}
     if output is Format.table:
         success(f"token {data['id']} issued; it is shown only this once")

@@ -104,6 +104,8 @@ class UserToken(Base, table=True):
     token_hash: str = Field(max_length=64, unique=True, index=True)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the API scopes the token carries (``mno.access.scopes``); None: every scope
+    scopes: list[str] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class RateBucket(Base, table=True):

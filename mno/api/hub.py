@@ -1,0 +1,432 @@
+"""Hub API: tenants (list, show, create, update, status, children) and events.
+
+Every route authenticates a principal (``mno.api.bearer``), calls one domain function
+and renders a typed model. Visibility and rights are decided by ``mno.access.scopes``
+with the CLI's access checks: a tenant the caller may not see is 404, a visible one
+the credential's scope or role does not reach is 403.
+
+Lists page by cursor (``?limit=&cursor=``) with a ``Link: <...>; rel="next"`` header;
+POSTs honour ``Idempotency-Key`` (``mno.api.idempotency``); a tenant carries an
+``ETag`` and ``PATCH`` with a stale ``If-Match`` is refused 412.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from mno.access import members, scopes
+from mno.access.scopes import Principal
+from mno.api import idempotency, threads
+from mno.api.bearer import hub_principal
+from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute, ErrorBody
+from mno.store import audit
+from mno.store.db import session_scope
+from mno.tenancy import tenants
+
+router = APIRouter(route_class=ApiRoute, tags=["hub"])
+
+KEY = Path(max_length=64, description="The tenant's key")
+MAX_LIMIT = 500
+
+
+def _with(codes: dict[int | str, dict[str, Any]], extra: dict[int, str]) -> dict[int | str, Any]:
+    out = dict(codes)
+    for status, text in extra.items():
+        out[status] = {
+            "model": ErrorBody,
+            "description": text,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+    return out
+
+
+POST_ERRORS = _with(ERRORS, {})
+PATCH_ERRORS = _with(ERRORS, {412: "If-Match names another version of the tenant"})
+
+
+class Tenant(BaseModel):
+    id: str
+    key: str
+    name: str
+    tier: str
+    status: str
+    status_reason: str | None
+    parent: str | None
+    domains: list[str]
+    currency: str
+    timezone: str
+    address: str | None
+    city: str | None
+    zip: str | None
+    region: str | None
+    country: str | None
+    in_arrears: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0193a1c2-0000-7000-8000-000000000001",
+                    "key": "acme",
+                    "name": "Acme",
+                    "tier": "pooled",
+                    "status": "active",
+                    "status_reason": None,
+                    "parent": "system",
+                    "domains": ["acme.example"],
+                    "currency": "USD",
+                    "timezone": "UTC",
+                    "address": None,
+                    "city": None,
+                    "zip": None,
+                    "region": None,
+                    "country": None,
+                    "in_arrears": False,
+                    "metadata": {},
+                    "created_at": "2026-12-07T12:00:00Z",
+                    "updated_at": "2026-12-07T12:00:00Z",
+                }
+            ]
+        }
+    )
+
+
+class TenantPage(BaseModel):
+    tenants: list[Tenant]
+    next: str | None = Field(description="Pass as `cursor` for the next page (also in `Link`).")
+
+
+class TenantCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"key": "acme", "name": "Acme", "tier": "pooled"}]},
+    )
+
+    key: str = Field(max_length=40)
+    name: str | None = Field(None, max_length=200)
+    tier: str = Field("pooled", max_length=10)
+    parent: str | None = Field(None, max_length=40, description="Managing tenant's key")
+    domains: list[str] = Field(default_factory=list, max_length=50)
+    currency: str = Field("USD", max_length=3)
+    timezone: str = Field("UTC", max_length=64)
+    address: str | None = Field(None, max_length=200)
+    city: str | None = Field(None, max_length=100)
+    zip: str | None = Field(None, max_length=20)
+    region: str | None = Field(None, max_length=100)
+    country: str | None = Field(None, max_length=2)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TenantUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Acme Corp"}]}
+    )
+
+    name: str | None = Field(None, max_length=200)
+    tier: str | None = Field(None, max_length=10)
+    parent: str | None = Field(None, max_length=40)
+    domains: list[str] | None = Field(None, max_length=50)
+    currency: str | None = Field(None, max_length=3)
+    timezone: str | None = Field(None, max_length=64)
+    address: str | None = Field(None, max_length=200)
+    city: str | None = Field(None, max_length=100)
+    zip: str | None = Field(None, max_length=20)
+    region: str | None = Field(None, max_length=100)
+    country: str | None = Field(None, max_length=2)
+    metadata: dict[str, Any] | None = None
+
+
+class SuspendBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "arrears"}]}
+    )
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Event(BaseModel):
+    seq: int
+    id: str
+    type: str
+    tenant_id: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next: str = Field(description="Pass as `after` to read the events that follow.")
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def etag_of(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return '"' + hashlib.sha256(raw.encode()).hexdigest()[:32] + '"'
+
+
+def _matches(if_match: str, etag: str) -> bool:
+    tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+def _tenant_data(session: Any, tenant: Any) -> dict[str, Any]:
+    return tenants.view(session, tenant).as_dict()
+
+
+def _link(request: Request, cursor_name: str, cursor: str | None) -> dict[str, str]:
+    if cursor is None:
+        return {}
+    url = request.url.include_query_params(**{cursor_name: cursor})
+    return {"Link": f'<{url}>; rel="next"'}
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+# -- tenants ------------------------------------------------------------------------------
+
+
+Sort = Literal["key", "-key", "created_at", "-created_at", "name", "-name"]
+
+
+@router.get(
+    "/v1/hub/tenants",
+    response_model=TenantPage,
+    responses=READ,
+    summary="Tenants the caller can see, a page at a time",
+)
+async def list_tenants(
+    request: Request,
+    principal: Principal = Depends(hub_principal),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    cursor: str | None = Query(None, max_length=500, description="From `next` or `Link`"),
+    status: str | None = Query(None, max_length=32),
+    name_prefix: str | None = Query(None, max_length=200),
+    parent: str | None = Query(None, max_length=40),
+    sort: Sort = Query("key", description="A column, `-` first for descending"),
+) -> Response:
+    def work() -> TenantPage:
+        with session_scope(write=False) as s:
+            page = scopes.page_tenants(
+                s,
+                principal,
+                status=status,
+                name_prefix=name_prefix,
+                parent=parent,
+                sort=sort,
+                after=cursor,
+                limit=limit,
+            )
+            return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
+
+    page = await threads.run(work)
+    return _json(page, headers=_link(request, "cursor", page.next))
+
+
+@router.get(
+    "/v1/hub/tenants/{key}",
+    response_model=Tenant,
+    responses=READ,
+    summary="One tenant, with its ETag",
+)
+async def get_tenant(key: str = KEY, principal: Principal = Depends(hub_principal)) -> Response:
+    def work() -> dict[str, Any]:
+        with session_scope(write=False) as s:
+            tenant = scopes.authorize(s, principal, key, "read", "tenants:read")
+            return _tenant_data(s, tenant)
+
+    data = await threads.run(work)
+    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+
+
+@router.get(
+    "/v1/hub/tenants/{key}/children",
+    response_model=TenantPage,
+    responses=READ,
+    summary="The tenants a tenant manages (those the caller can see)",
+)
+async def tenant_children(
+    request: Request,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    cursor: str | None = Query(None, max_length=500),
+) -> Response:
+    def work() -> TenantPage:
+        with session_scope(write=False) as s:
+            scopes.authorize(s, principal, key, "read", "tenants:read")
+            page = scopes.page_tenants(s, principal, parent=key, after=cursor, limit=limit)
+            return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
+
+    page = await threads.run(work)
+    return _json(page, headers=_link(request, "cursor", page.next))
+
+
+@router.post(
+    "/v1/hub/tenants",
+    status_code=201,
+    response_model=Tenant,
+    responses=POST_ERRORS,
+    summary="Create a tenant (top level: an operator; under a parent: its super_admin)",
+)
+async def create_tenant(
+    body: TenantCreate,
+    request: Request,
+    principal: Principal = Depends(hub_principal),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
+    def work(s: Any) -> tuple[BaseModel, str | None]:
+        scopes.require_scope(principal, "tenants:write")
+        if body.parent:
+            scopes.authorize(s, principal, body.parent, "update_tenant", "tenants:write")
+        else:
+            scopes.require_operator(principal, "update_tenant")
+        fields = body.model_dump()
+        tenant, _ = tenants.create(s, fields.pop("key"), **fields)
+        if principal.operator_role is None and principal.user is not None:
+            # the creator manages what they created: a super_admin of the new tenant
+            members.add(s, tenant.key, principal.user.email, "super_admin")
+        return Tenant(**_tenant_data(s, tenant)), f"/v1/hub/tenants/{tenant.key}"
+
+    return await idempotency.run(request, principal, idempotency_key, 201, work)
+
+
+@router.patch(
+    "/v1/hub/tenants/{key}",
+    response_model=Tenant,
+    responses=PATCH_ERRORS,
+    summary="Change a tenant's fields; `If-Match` refuses a lost update (412)",
+)
+async def update_tenant(
+    body: TenantUpdate,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    if_match: str | None = Header(None, alias="If-Match", max_length=500),
+) -> Response:
+    def work() -> dict[str, Any]:
+        with session_scope() as s:
+            tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
+            s.refresh(tenant, with_for_update=True)  # a concurrent PATCH waits here
+            if if_match is not None and not _matches(if_match, etag_of(_tenant_data(s, tenant))):
+                raise ApiError(
+                    412,
+                    "precondition_failed",
+                    f"tenant {tenant.key} changed since that ETag; read it again",
+                )
+            fields = body.model_dump(exclude_unset=True)
+            if fields.get("parent"):
+                scopes.authorize(s, principal, fields["parent"], "update_tenant", "tenants:write")
+            tenants.update(s, tenant.key, **fields)
+            return _tenant_data(s, tenant)
+
+    data = await threads.run(work)
+    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+
+
+def _transition(action: str, run: Any) -> Any:
+    async def route(
+        request: Request,
+        key: str = KEY,
+        principal: Principal = Depends(hub_principal),
+        idempotency_key: str | None = idempotency.IdempotencyHeader,
+    ) -> Response:
+        body = await request.body()
+        reason = None
+        if action == "suspend":
+            try:
+                reason = SuspendBody.model_validate_json(body or b"{}").reason
+            except ValueError:
+                raise ApiError(422, "invalid", "reason: a suspension needs a reason") from None
+
+        def work(s: Any) -> tuple[BaseModel, str | None]:
+            scopes.require_scope(principal, "tenants:write")
+            tenant = scopes.find(s, principal, key)
+            scopes.require_operator(principal, "update_tenant")
+            changed = run(s, tenant.key, reason)
+            return Tenant(**_tenant_data(s, changed)), None
+
+        return await idempotency.run(request, principal, idempotency_key, 200, work)
+
+    route.__name__ = f"{action}_tenant"
+    return route
+
+
+_TRANSITIONS = {
+    "provision": (lambda s, k, _r: tenants.provision(s, k), "Provision a tenant (to active)"),
+    "suspend": (lambda s, k, r: tenants.suspend(s, k, r or ""), "Suspend a tenant (body: reason)"),
+    "resume": (lambda s, k, _r: tenants.resume(s, k), "Resume a suspended tenant"),
+    "archive": (lambda s, k, _r: tenants.offboard(s, k), "Offboard a tenant (final)"),
+}
+
+for _action, (_run, _summary) in _TRANSITIONS.items():
+    router.add_api_route(
+        f"/v1/hub/tenants/{{key}}/{_action}",
+        _transition(_action, _run),
+        methods=["POST"],
+        response_model=Tenant,
+        responses=POST_ERRORS,
+        summary=_summary,
+        openapi_extra={
+            "requestBody": {
+                "required": _action == "suspend",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/SuspendBody"}
+                        if _action == "suspend"
+                        else {"type": "object"}
+                    }
+                },
+            }
+        },
+    )
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/v1/hub/events",
+    response_model=EventPage,
+    responses=READ,
+    summary="Outbox events after a cursor, oldest first, of the tenants the caller sees",
+)
+async def list_events(
+    request: Request,
+    principal: Principal = Depends(hub_principal),
+    after: int | None = Query(None, ge=0, lt=2**63, description="A sequence number (`next`)"),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+) -> Response:
+    def work() -> EventPage:
+        with session_scope(write=False) as s:
+            rows = scopes.page_events(s, principal, after=after, limit=limit)
+        events = [
+            Event(
+                seq=int(e.seq or 0),
+                id=str(e.id),
+                type=e.type,
+                tenant_id=str(e.tenant_id) if e.tenant_id else None,
+                payload=audit.jsonable(e.payload) or {},
+                created_at=e.created_at,
+            )
+            for e in rows
+        ]
+        nxt = str(events[-1].seq) if events else str(after or 0)
+        return EventPage(events=events, next=nxt)
+
+    page = await threads.run(work)
+    full = len(page.events) == limit
+    return _json(page, headers=_link(request, "after", page.next if full else None))

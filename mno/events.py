@@ -20,6 +20,8 @@ CATALOGUE: dict[str, str] = {
     "lead.verified": "A lead confirmed its email address.",
     "lead.locked": "A lead was locked after too many wrong codes.",
     "lead.converted": "A verified lead became a tenant.",
+    "frontend.created": "A frontend (sign-up site with its own credentials) was created.",
+    "frontend.deleted": "A frontend was deleted.",
     "tenant.provisioning_requested": (
         "External provisioning was requested (payload: tenantId, contextId, the one-time "
         "callbackSecret, expiresAt); answer with a signed POST /v1/callbacks/provisioning."

@@ -136,11 +136,13 @@ def queue_direct(
     template: str,
     context: dict[str, Any],
     sealed: dict[str, str] | None = None,
+    sender: str | None = None,
 ) -> uuid.UUID:
     """Queue one email rendered from ``template`` with ``context`` (+ ``sealed`` values,
-    stored encrypted) for the dispatcher; returns the delivery id (see the module doc)."""
+    stored encrypted) for the dispatcher; returns the delivery id (see the module doc).
+    ``sender`` replaces the profile's from-address for this message."""
     session.flush()  # the event's id and seq
-    recipe = {
+    recipe: dict[str, Any] = {
         "to": to,
         "template": template,
         "context": {
@@ -150,6 +152,8 @@ def queue_direct(
             **{k: crypto.sealed(v) for k, v in (sealed or {}).items()},
         },
     }
+    if sender:
+        recipe["from"] = sender
     body = json.dumps(recipe, separators=(",", ":"), ensure_ascii=False, default=str)
     if event.seq is None:  # the database assigns seq when the event is flushed
         session.flush()

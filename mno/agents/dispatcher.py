@@ -9,6 +9,7 @@ due, ``max_items`` is reached or a warm stop is asked. Options (``agents.yaml``)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -82,11 +83,14 @@ def _targets(ctx: TickContext, ids: set[Any], cache: dict[Any, Any]) -> None:
 def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]:
     global _mail_pool
     prepared: list[tuple[Outcome, tuple[str, str, str, list[mail.Attachment]] | None]] = []
+    senders: dict[Any, str] = {}  # a direct email's own from-address (a frontend's)
     with ctx.session(write=False) as s:
         for row in rows:
             out = Outcome(delivery_id=row.id, at=clock.now())
             try:
                 if row.channel == direct.CHANNEL:
+                    if (own := direct.sender(row.body)) is not None:
+                        senders[row.id] = own
                     prepared.append((out, (*direct.prepare(s, row.body, row.tenant_id), [])))
                 else:
                     prepared.append((out, rules.prepare(s, row.target_id, row.body, row.tenant_id)))
@@ -105,7 +109,9 @@ def _send_emails(ctx: TickContext, rows: list[ClaimedDelivery]) -> list[Outcome]
             if cfg is None:
                 raise RuntimeError("email is not configured (profile smtp section)")
             to, subject, text, files = msg
-            mail.send(to, subject, text, cfg=cfg, attachments=files)
+            own = senders.get(out.delivery_id)
+            use = cfg if own is None else dataclasses.replace(cfg, sender=own)
+            mail.send(to, subject, text, cfg=use, attachments=files)
             out.success = True
             out.response = f"sent to {to}"
         except Exception as exc:  # noqa: BLE001 - one bad item fails only itself

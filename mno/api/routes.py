@@ -7,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import connec, dev, dev_invoices, hub, idm, impac
+from mno.api import connec, dev, dev_invoices, hub, idm, impac, onboarding as onboarding_api
 from mno.api.errors import ApiRoute
 
 
@@ -27,6 +27,7 @@ def build_router() -> APIRouter:
     r.include_router(impac.router)
     r.include_router(connec.router)
     r.include_router(hub.router)
+    r.include_router(onboarding_api.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

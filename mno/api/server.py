@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mno import __version__
+from mno.api import cors, ops
 from mno.api.errors import PROBLEM, install_error_handlers
 from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
@@ -34,6 +35,8 @@ def build_app() -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(build_router())
+    app.include_router(ops.router)  # /readyz, /metrics
+    app.add_middleware(cors.FrontendCors)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -55,16 +58,28 @@ def problem_only(spec: dict[str, Any]) -> None:
                     content.pop("application/json", None)
 
 
-def config(host: str, port: int, **kwargs: Any) -> Any:
+def asgi() -> Any:
+    """The served ASGI app: metrics around the fast path around FastAPI (a factory, so
+    that each worker process builds its own)."""
+    return ops.Metrics(FastPath(build_app()))
+
+
+GRACEFUL_S = 30  # on SIGTERM/SIGINT: stop accepting, let requests in flight finish
+
+
+def config(host: str, port: int, workers: int = 1, **kwargs: Any) -> Any:
     import uvicorn
 
     return uvicorn.Config(
-        FastPath(build_app()),
+        "mno.api.server:asgi" if workers > 1 else asgi(),
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
         access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_S,
         **kwargs,
     )
 
@@ -89,10 +104,14 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = 8080, on_listen: Callable[[str], None] | None = None
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    on_listen: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> None:
     """Serve until stopped; ``on_listen(url)`` is called once the socket accepts
-    connections (the bound port, when ``port`` is 0)."""
+    connections (the bound port, when ``port`` is 0). With ``workers`` > 1, that many
+    processes share the socket (uvicorn's supervisor restarts one that dies)."""
     import uvicorn
 
     try:
@@ -101,6 +120,12 @@ def serve(
         raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     if on_listen is not None:
         on_listen(url_of(sock))
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        cfg = config(host, port, workers)
+        Multiprocess(cfg, sockets=[sock]).run()
+        return
     uvicorn.Server(config(host, port)).run(sockets=[sock])
 
 

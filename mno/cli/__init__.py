@@ -231,6 +231,7 @@ def root(
 GROUPS: list[tuple[str, str, str]] = [
     ("tenant", "mno.cli.tenants", "Manage tenants (customers) and their contacts."),
     ("lead", "mno.cli.leads", "Manage leads: create, verify and convert them into tenants."),
+    ("frontend", "mno.cli.frontends", "Frontends: sign-up sites, their credentials and origins."),
     ("app", "mno.cli.apps", "Manage the apps catalogue and who may use each app."),
     ("connector", "mno.cli.sync:connector_app", "Manage declarative REST connectors."),
     ("connection", "mno.cli.sync:connection_app", "Manage tenants' connections to connectors."),

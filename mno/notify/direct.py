@@ -36,3 +36,12 @@ def prepare(session: Session, body: str, tenant_id: Any) -> tuple[str, str, str]
     context.setdefault("tenant", tenant_view)
     subject, text = templates.render(session, recipe["template"], tenant_id, context)
     return recipe["to"], subject, text
+
+
+def sender(body: str) -> str | None:
+    """The from-address a queued email asks for (a frontend's branding), if any."""
+    try:
+        value = json.loads(body).get("from")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None

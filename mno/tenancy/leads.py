@@ -100,9 +100,12 @@ def create(
     zip: str | None = None,
     address: str | None = None,
     send_email: bool = True,
+    sender: str | None = None,
+    brand: dict[str, Any] | None = None,
 ) -> CreatedLead:
     """Record a lead and issue its verification code (queued for email when SMTP is
-    configured, else returned once)."""
+    configured, else returned once). ``sender`` and ``brand`` (name, logo_url) are a
+    frontend's branding for the email."""
     email = validate.email(email)
     for label, value in (
         ("first name", first_name),
@@ -151,8 +154,10 @@ def create(
             context={
                 "data": _payload(lead) | {"first_name": lead.first_name},
                 "ttl_hours": int(ttl.total_seconds() // 3600),
+                "brand": brand or {},
             },
             sealed={"code": code},
+            sender=sender,
         )
         return CreatedLead(lead, None, True)
     return CreatedLead(lead, code, False)

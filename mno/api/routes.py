@@ -8,6 +8,7 @@ import importlib.util
 from fastapi import APIRouter
 
 from mno.api import dev, dev_invoices, idm
+from mno.api import oidc as oidc_api
 from mno.api.errors import ApiRoute
 
 
@@ -24,6 +25,7 @@ def billing_available() -> bool:
 def build_router() -> APIRouter:
     r = APIRouter(route_class=ApiRoute)
     r.include_router(idm.router)
+    r.include_router(oidc_api.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

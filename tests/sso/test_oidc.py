@@ -381,3 +381,26 @@ def test_idm_accepts_oidc_access_tokens(hub, world):
     client.revoke_token(f"{hub}/revoke", token=token["access_token"])
     r = httpx.post(f"{hub}/v1/idm/authorize", json=body, auth=app_auth)
     assert r.json()["allowed"] is False and r.json()["user"] is None
+
+
+def test_consent_form_needs_its_csrf_token(hub, world):
+    from mno.store.db import session_scope
+    from mno.store.models.oidc import OidcConsent
+
+    client = _client(world)
+    cookie = world["cookies"]["bob@acme.io"]
+    url, _ = client.create_authorization_url(f"{hub}/authorize", code_verifier=generate_token(48))
+    page = httpx.get(url, cookies={"mno_sid": cookie})
+    assert page.status_code == 200 and "csrf_token" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text))
+    fields = {k: html.unescape(v) for k, v in fields.items()}
+    forged = {**fields, "csrf_token": "0" * 64, "consent": "allow"}
+    r = httpx.post(f"{hub}/authorize", data=forged, cookies={"mno_sid": cookie})
+    assert r.status_code == 400 and "CSRF" in r.text
+    denied = httpx.post(
+        f"{hub}/authorize", data={**fields, "consent": "deny"}, cookies={"mno_sid": cookie}
+    )
+    assert denied.status_code == 302 and "error=access_denied" in denied.headers["location"]
+    with session_scope(write=False) as s:
+        assert list(s.exec(select(OidcConsent))) == []

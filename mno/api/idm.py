@@ -29,6 +29,7 @@ from mno.access.check import evaluate
 from mno.api import auth, config, threads
 from mno.api.errors import WRITE_ERRORS, ApiError, ApiRoute, errors
 from mno.errors import BadInput, NotFound
+from mno.sso import oidc_tokens
 from mno.store.db import session_scope
 from mno.tenancy import tenants
 
@@ -57,7 +58,11 @@ MAX_ENTRIES = 100_000
 class AuthorizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=1, max_length=512, description="A user's personal token.")
+    token: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="A user's personal token, or an OIDC access token the hub issued.",
+    )
     tenant: str = Field(min_length=1, max_length=40, description="Tenant key.")
     action: Action = Field(description="What the user wants to do; open needs an instance.")
     instance: uuid.UUID | None = Field(default=None, description="Instance id (for open).")
@@ -95,6 +100,8 @@ def _decide(caller: auth.Caller, body: AuthorizeRequest) -> dict[str, Any]:
         if tenant is None or not customers.may_ask(s, caller.app, tenant)[0]:
             raise ApiError(403, "forbidden", customers.not_a_customer(caller.app, body.tenant))
         user = tokens.resolve(s, body.token)
+        if user is None and body.token.count(".") == 2:
+            user = oidc_tokens.bearer_user(s, body.token)
         if user is None:
             return {
                 "allowed": False,

@@ -242,6 +242,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("role", "mno.cli.roles", "Custom roles and the permissions they grant."),
     ("team", "mno.cli.teams", "Manage teams and the app instances they open."),
     ("invite", "mno.cli.invites", "Invite users into a tenant."),
+    ("sso", "mno.cli.sso", "The hub's single sign-on: OIDC signing keys."),
     ("access", "mno.cli.access", "Check what a member may do in a tenant."),
     ("host", "mno.cli.nex:host_app", "Docker hosts that run Nex instances."),
     ("instance", "mno.cli.nex", "Hosted app instances (Nex): create, update, back up, terminate."),

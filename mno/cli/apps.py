@@ -21,6 +21,7 @@ from mno.cli.output import (
     success,
 )
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
+from mno.cli.sso import client_app as sso_client_app
 
 app = typer.Typer(help="Manage the apps catalogue and who may use each app.", no_args_is_help=True)
 
@@ -334,6 +335,7 @@ def access(
 
 keys_app = typer.Typer(help="Manage an app's API keys (Developer API, IDM).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(sso_client_app, name="sso")
 
 
 @keys_app.command("rotate")

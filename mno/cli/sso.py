@@ -1,0 +1,134 @@
+"""mno sso: the OpenID Connect provider's signing keys; mno app sso: apps as OIDC clients."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mno.cli.output import Format, OutputOpt, done, render, success
+
+app = typer.Typer(help="The hub's single sign-on: OIDC signing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="OIDC signing keys (RS256, ES256).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+client_app = typer.Typer(
+    help="Let an app sign its users in through the hub (OpenID Connect).", no_args_is_help=True
+)
+
+KEY_COLUMNS = ["kid", "alg", "status", "created_at", "retired_at", "publish_until"]
+
+
+@keys_app.command("list")
+def keys_list(output: OutputOpt = Format.table) -> None:
+    """List signing keys: active ones sign, retired ones stay published until pruned."""
+    from mno.sso import keys
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        rows = keys.list_keys(s)
+    render(rows, output, columns=KEY_COLUMNS, empty="No signing keys yet (made on first use).")
+
+
+@keys_app.command("rotate")
+def keys_rotate(output: OutputOpt = Format.table) -> None:
+    """Make new active keys; old ones stay in JWKS until their tokens have expired."""
+    from mno.sso import keys
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        rows = [keys.as_dict(r) for r in keys.rotate(s)]
+    if output is Format.table:
+        success("new signing keys are active; retired keys stay published until they expire")
+    render(rows, output, columns=KEY_COLUMNS)
+
+
+@keys_app.command("prune")
+def keys_prune(output: OutputOpt = Format.table) -> None:
+    """Remove retired keys whose tokens have all expired (the housekeeper does it too)."""
+    from mno.sso import keys
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        count = keys.prune(s)
+    done({"pruned": count}, f"{count} retired key(s) removed", output)
+
+
+RedirectOpt = Annotated[
+    list[str],
+    typer.Option("--redirect-uri", help="Redirect URI (exact match; repeatable)."),
+]
+
+
+@client_app.command("enable")
+def enable(
+    code: Annotated[str, typer.Argument(help="App code.")],
+    redirect_uri: RedirectOpt,
+    logout_uri: Annotated[
+        list[str] | None,
+        typer.Option("--post-logout-uri", help="Where logout may return (repeatable)."),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="A public client: no secret, PKCE S256 required.")
+    ] = False,
+    id_token_alg: Annotated[str, typer.Option(help="RS256 or ES256.")] = "RS256",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Make an app an OIDC client; prints the client id and secret (shown once)."""
+    from mno.sso import clients
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        issued = clients.enable(
+            s, code, redirect_uri, public=public, logout_uris=logout_uri,
+            id_token_alg=id_token_alg,
+        )  # fmt: skip
+        data = clients.as_dict(issued.client, issued.app)
+    data["client_secret"] = issued.secret
+    if output is Format.table:
+        shown = "; the secret is shown only this once" if issued.secret else ""
+        success(f"{code} signs users in through the hub{shown}")
+    render(data, output)
+
+
+@client_app.command("show")
+def show(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Show an app's client id, type and redirect URIs (never the secret)."""
+    from mno.sso import clients
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        row, found = clients.of_app(s, code)
+        data = clients.as_dict(row, found)
+    render(data, output)
+
+
+@client_app.command("disable")
+def disable(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Stop an app signing users in through the hub (its secret is forgotten)."""
+    from mno.sso import clients
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        row = clients.disable(s, code)
+    done({"app": code, "client_id": row.client_id, "enabled": False}, f"{code}: SSO off", output)
+
+
+@client_app.command("rotate-secret")
+def rotate_secret(
+    code: Annotated[str, typer.Argument(help="App code.")], output: OutputOpt = Format.table
+) -> None:
+    """Issue a new client secret (printed once); the old one stops working at once."""
+    from mno.sso import clients
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        issued = clients.rotate_secret(s, code)
+    data = {"app": code, "client_id": issued.client.client_id, "client_secret": issued.secret}
+    if output is Format.table:
+        success(f"new client secret for {code}; it is shown only this once")
+    render(data, output)

@@ -7,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import dev, dev_invoices, idm
+from mno.api import dev, dev_invoices, idm, signin
 from mno.api.errors import ApiRoute
 
 
@@ -24,6 +24,7 @@ def billing_available() -> bool:
 def build_router() -> APIRouter:
     r = APIRouter(route_class=ApiRoute)
     r.include_router(idm.router)
+    r.include_router(signin.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

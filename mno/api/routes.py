@@ -7,7 +7,9 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import connec, dev, dev_invoices, hub, idm, impac, oidc as oidc_api, onboarding as onboarding_api
+from mno.api import connec, dev, dev_invoices, hub, idm, impac, signin
+from mno.api import oidc as oidc_api
+from mno.api import onboarding as onboarding_api
 from mno.api.errors import ApiRoute
 
 
@@ -29,6 +31,7 @@ def build_router() -> APIRouter:
     r.include_router(hub.router)
     r.include_router(onboarding_api.router)
     r.include_router(oidc_api.router)
+    r.include_router(signin.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

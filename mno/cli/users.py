@@ -12,10 +12,13 @@ import typer
 
 from mno.cli.output import Format, OutputOpt, done, render, render_page, render_stream, success
 from mno.cli.params import AfterOpt, AllOpt, LimitOpt
+from mno.cli.user_signin import mfa_app, password_app
 
 app = typer.Typer(help="Manage users and their personal tokens.", no_args_is_help=True)
 token_app = typer.Typer(help="Issue and revoke a user's personal tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(password_app, name="password")
+app.add_typer(mfa_app, name="mfa")
 
 
 @app.command("create")

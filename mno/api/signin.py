@@ -350,6 +350,26 @@ def _do_accept(token: str, form: dict[str, str], agent: str) -> sessions.Started
         )
 
 
+def _note_failure(email: str) -> None:
+    with session_scope() as s:
+        signin.record_failure(s, email)
+
+
+def _invite_error(
+    request: Request, token: str, view: signin.InviteView, status: int, message: str
+) -> HTMLResponse:
+    return _page(
+        request,
+        "invite.html",
+        status,
+        title="Invitation",
+        invite=view,
+        token=token,
+        min_length=passwords.MIN_LENGTH,
+        errors=[("password", message[:1].upper() + message[1:])],
+    )
+
+
 @router.post("/invites/{token}")
 async def invite_post(request: Request, token: str) -> Response:
     form = await _form(request)
@@ -359,22 +379,18 @@ async def invite_post(request: Request, token: str) -> Response:
         started = await _run(_do_accept, token, form, _user_agent(request))
     except NotFound:
         return _missing_invite(request)
+    except signin.WrongPassword as exc:
+        view = await _run(_invite_view, token)
+        if view is None:
+            return _missing_invite(request)
+        await _run(_note_failure, view.email)
+        return _invite_error(request, token, view, 403, str(exc))
     except MnoError as exc:
         view = await _run(_invite_view, token)
         if view is None:
             return _missing_invite(request)
         status = 400 if isinstance(exc, BadInput) else 403 if isinstance(exc, Forbidden) else 409
-        message = str(exc)
-        return _page(
-            request,
-            "invite.html",
-            status,
-            title="Invitation",
-            invite=view,
-            token=token,
-            min_length=passwords.MIN_LENGTH,
-            errors=[("password", message[:1].upper() + message[1:])],
-        )
+        return _invite_error(request, token, view, status, str(exc))
     response = _redirect("/launcher")
     max_age = int(sessions.ttl().total_seconds())
     _set_cookie(request, response, sessions.COOKIE, started.token, max_age=max_age)

@@ -259,6 +259,23 @@ def _clear_failures(session: Session, row: UserCredential) -> None:
 # -- invitations -------------------------------------------------------------------------
 
 
+class WrongPassword(Forbidden):
+    """The invitee's existing password was wrong; the caller records the failure with
+    ``record_failure`` in a transaction of its own (the acceptance rolls back)."""
+
+
+def record_failure(session: Session, email: str) -> Status:
+    """Count a refused password of ``email`` outside a sign-in (the invitation page)."""
+    user = _find_user(session, (email or "").strip().lower())
+    row = passwords.credential(session, user) if user is not None else None
+    if user is None or row is None:
+        return "invalid"
+    if _count_failure(session, user, row):
+        return "locked"
+    _refused(session, user.email, user, "invalid")
+    return "invalid"
+
+
 @dataclass(frozen=True)
 class InviteView:
     email: str
@@ -311,9 +328,12 @@ def accept_invite(
     view = invite_view(session, token)
     user = _find_user(session, view.email)
     if view.has_password and user is not None:
+        if locked(passwords.credential(session, user)):
+            raise Forbidden("too many failed sign-ins: this account is locked for a while")
         checked = passwords.verify_user(session, view.email, password or "")
         if not checked.ok or checked.credential is None:
-            raise Forbidden("the password is not right for this account")
+            raise WrongPassword("the password is not right for this account")
+        _clear_failures(session, checked.credential)
         if mfa.enabled(checked.credential):
             raise Forbidden(
                 "this account has a second factor",

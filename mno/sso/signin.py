@@ -43,7 +43,7 @@ DEFAULT_NEXT = "/launcher"
 CHALLENGE_PREFIX = "mnomfa"
 CHALLENGE_TTL = timedelta(minutes=5)
 CHALLENGE_ATTEMPTS = 5
-MAX_NEXT = 500
+MAX_NEXT = 2048
 
 
 @dataclass

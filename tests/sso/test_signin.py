@@ -17,6 +17,16 @@ from mno.store.models.core import AuditEntry, Event
 from mno.store.models.signin import UserCredential
 from tests.sso.signin_support import PASSWORD, estate, light_argon2, person
 
+# an /authorize URL as an OpenID Connect provider sends it: long, with an encoded URI
+AUTHORIZE = "/authorize?response_type=code&client_id=crm&redirect_uri=" + (
+    "https%3A%2F%2Fcrm.example.com%2Foidc%2Fcallback&scope=openid%20profile%20email&state="
+    + "s" * 300
+    + "&nonce="
+    + "n" * 300
+    + "&code_challenge_method=S256&code_challenge="
+    + "c" * 43
+)
+
 
 @pytest.fixture(autouse=True)
 def _light(mno_env):
@@ -118,7 +128,7 @@ def test_totp_second_step_and_replay_refused(session):
     with session() as s, pytest.raises(Conflict):
         mfa.enable(s, "ada@example.com")
     with session() as s:
-        first = signin.sign_in(s, "ada@example.com", PASSWORD, next_url="/authorize?x=1")
+        first = signin.sign_in(s, "ada@example.com", PASSWORD, next_url=AUTHORIZE)
     assert first.status == "mfa" and first.started is None and first.challenge
     with session() as s:
         wrong = signin.second_factor(s, first.challenge, "000000")
@@ -128,7 +138,7 @@ def test_totp_second_step_and_replay_refused(session):
         return
     with session() as s:
         done = signin.second_factor(s, first.challenge, code)
-    assert done.status == "signed_in" and done.next_url == "/authorize?x=1"
+    assert done.status == "signed_in" and done.next_url == AUTHORIZE
     with session(write=False) as s:
         row = sessions.find(s, done.started.token)
         assert row is not None and row.mfa_at is not None
@@ -163,7 +173,7 @@ def test_totp_second_step_and_replay_refused(session):
         "evil.com",
         "",
         None,
-        "/" + "a" * 600,
+        "/" + "a" * 2100,
     ],
 )
 def test_next_must_be_a_path_on_this_hub(value):

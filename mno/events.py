@@ -103,7 +103,7 @@ CATALOGUE: dict[str, str] = {
     # sso (the hub's sign-in)
     "sso.signed_in": "A user signed in at the hub (payload: user, session, mfa).",
     "sso.signed_out": "A hub session ended (sign-out, or every session of a user).",
-    "sso.signin_failed": "A sign-in at the hub was refused (payload: email, reason).",
+    "sso.signin_failed": "A sign-in at the hub was refused (payload: email or null, reason).",
     "sso.locked_out": "A user's sign-in is locked after repeated failures (payload: user, until).",
     "user.password_set": "A user's password was set or changed (never the password).",
     "user.mfa_enabled": "A user's TOTP second factor was enabled (never the secret).",

@@ -187,17 +187,28 @@ def _challenge(session: Session, token: str | None) -> MfaChallenge | None:
     return row
 
 
+UNKNOWN = "(unknown user)"
+
+
 def _refused(session: Session, email: str, user: User | None, reason: str) -> None:
+    """Record a refusal. What was typed is kept only when it is a user's email: people
+    sometimes type their password into the email field, and it must not land in the
+    audit log or in events fanned out to webhooks."""
+    who = user.email if user is not None else UNKNOWN
     audit.record(
         session,
         "sso.signin_failed",
         target_type="user",
         target_id=user.id if user is not None else "",
-        target=email or "-",
+        target=who,
         after={"reason": reason},
-        actor=email or "-",
+        actor=who,
     )
-    outbox.emit(session, "sso.signin_failed", {"email": email, "reason": reason})
+    outbox.emit(
+        session,
+        "sso.signin_failed",
+        {"email": user.email if user is not None else None, "reason": reason},
+    )
 
 
 def _count_failure(session: Session, user: User, row: UserCredential) -> bool:

@@ -157,9 +157,13 @@ async def signin_page(request: Request) -> Response:
     return _page(request, "signin.html", title="Sign in", next=target, email="")
 
 
-def _do_signin(email: str, password: str, target: str, agent: str) -> signin.Outcome:
+def _do_signin(
+    email: str, password: str, target: str, agent: str, previous: str | None
+) -> signin.Outcome:
     with session_scope() as s:
-        return signin.sign_in(s, email, password, next_url=target, user_agent=agent)
+        return signin.sign_in(
+            s, email, password, next_url=target, user_agent=agent, previous=previous
+        )
 
 
 def _finish(request: Request, outcome: signin.Outcome) -> Response:
@@ -191,7 +195,14 @@ async def signin_post(request: Request) -> Response:
         return _page(
             request, "signin.html", 400, title="Sign in", next=target, email=email, errors=errors
         )
-    outcome = await _run(_do_signin, email, form["password"], target, _user_agent(request))
+    outcome = await _run(
+        _do_signin,
+        email,
+        form["password"],
+        target,
+        _user_agent(request),
+        request.cookies.get(sessions.COOKIE),
+    )
     if outcome.status == "signed_in":
         return _finish(request, outcome)
     if outcome.status == "mfa":
@@ -223,9 +234,9 @@ async def mfa_page(request: Request) -> Response:
     return _page(request, "mfa.html", title="Two-step verification")
 
 
-def _do_mfa(token: str | None, code: str, agent: str) -> signin.Outcome:
+def _do_mfa(token: str | None, code: str, agent: str, previous: str | None) -> signin.Outcome:
     with session_scope() as s:
-        return signin.second_factor(s, token, code, user_agent=agent)
+        return signin.second_factor(s, token, code, user_agent=agent, previous=previous)
 
 
 @router.post("/signin/mfa")
@@ -234,7 +245,11 @@ async def mfa_post(request: Request) -> Response:
     if form is None:
         return _forbidden(request)
     outcome = await _run(
-        _do_mfa, request.cookies.get(MFA_COOKIE), form.get("code", ""), _user_agent(request)
+        _do_mfa,
+        request.cookies.get(MFA_COOKIE),
+        form.get("code", ""),
+        _user_agent(request),
+        request.cookies.get(sessions.COOKIE),
     )
     if outcome.status == "signed_in":
         return _finish(request, outcome)

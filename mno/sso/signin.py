@@ -94,8 +94,10 @@ def sign_in(
     *,
     next_url: str | None = None,
     user_agent: str = "",
+    previous: str | None = None,
 ) -> Outcome:
-    """Check ``email`` and ``password``; start a session or ask for the second factor."""
+    """Check ``email`` and ``password``; start a session or ask for the second factor.
+    A new session ends the browser's ``previous`` one (no session outlives a sign-in)."""
     email = (email or "").strip().lower()[:254]
     target = safe_next(next_url)
     user = _find_user(session, email)
@@ -123,12 +125,18 @@ def sign_in(
         )
         return Outcome("mfa", target, challenge=token, email=user.email)
     _clear_failures(session, row)
+    sessions.end(session, previous)
     started = sessions.start(session, user, mfa=False, user_agent=user_agent)
     return Outcome("signed_in", target, started=started, email=user.email)
 
 
 def second_factor(
-    session: Session, challenge: str | None, code: str, *, user_agent: str = ""
+    session: Session,
+    challenge: str | None,
+    code: str,
+    *,
+    user_agent: str = "",
+    previous: str | None = None,
 ) -> Outcome:
     """Finish a sign-in with a TOTP code for the challenge ``sign_in`` returned."""
     found = _challenge(session, challenge)
@@ -148,6 +156,7 @@ def second_factor(
         found.touch()
         session.add(found)
         _clear_failures(session, row)
+        sessions.end(session, previous)
         started = sessions.start(session, user, mfa=True, user_agent=user_agent)
         return Outcome("signed_in", found.next_url, started=started, email=user.email)
     found.attempts += 1

@@ -117,6 +117,18 @@ def test_sign_in_sets_session_cookie_and_sign_out_ends_it(hub):
         assert again.status_code == 303 and again.headers["location"] == "/launcher?tenant=acme"
         launcher = c.get("/launcher")
         assert launcher.status_code == 200 and "ada@example.com" in launcher.text
+        # signing in again (say, as another user) ends the browser's previous session
+        first = token
+        again = c.post(
+            "/signin",
+            data={"csrf": _csrf(launcher.text), "email": "ada@example.com", "password": PASSWORD},
+        )
+        assert again.status_code == 303
+        token = c.cookies[sessions.COOKIE]
+        assert token != first
+        with _store() as s:
+            assert sessions.user_for(s, first) is None
+            assert sessions.user_for(s, token) is not None
         # sign-out needs the CSRF token too
         assert c.post("/signout", data={}).status_code == 403
         out = c.post("/signout", data={"csrf": _csrf(launcher.text)})

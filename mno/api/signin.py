@@ -160,9 +160,17 @@ async def signin_page(request: Request) -> Response:
 def _do_signin(
     email: str, password: str, target: str, agent: str, previous: str | None
 ) -> signin.Outcome:
+    with session_scope(write=False) as s:
+        checked = passwords.check(s, email.strip().lower(), password[: passwords.MAX_LENGTH])
     with session_scope() as s:
         return signin.sign_in(
-            s, email, password, next_url=target, user_agent=agent, previous=previous
+            s,
+            email,
+            password,
+            next_url=target,
+            user_agent=agent,
+            previous=previous,
+            checked=checked,
         )
 
 

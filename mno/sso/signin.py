@@ -95,9 +95,14 @@ def sign_in(
     next_url: str | None = None,
     user_agent: str = "",
     previous: str | None = None,
+    checked: passwords.Checked | None = None,
 ) -> Outcome:
     """Check ``email`` and ``password``; start a session or ask for the second factor.
-    A new session ends the browser's ``previous`` one (no session outlives a sign-in)."""
+    A new session ends the browser's ``previous`` one (no session outlives a sign-in).
+
+    ``checked``: the result of ``passwords.check`` run beforehand in a read-only
+    transaction, so that the argon2 work does not hold the write lock (SQLite has one
+    writer); it is used only while the store still holds what it saw."""
     email = (email or "").strip().lower()[:254]
     target = safe_next(next_url)
     user = _find_user(session, email)
@@ -105,14 +110,19 @@ def sign_in(
     if user is not None and locked(row):
         _refused(session, email, user, "locked")
         return Outcome("locked", target, email=email)
-    checked = passwords.verify_user(session, email, (password or "")[: passwords.MAX_LENGTH])
+    if checked is None or not checked.still_current(session):
+        checked = passwords.check(session, email, (password or "")[: passwords.MAX_LENGTH])
+    passwords.store_rehash(session, checked)
     if not checked.ok or checked.user is None or checked.credential is None:
         if checked.user is not None and checked.credential is not None:
             if _count_failure(session, checked.user, checked.credential):
                 return Outcome("locked", target, email=email)
         _refused(session, email, checked.user, "invalid")
         return Outcome("invalid", target, email=email)
-    user, row = checked.user, checked.credential
+    user = session.get(User, checked.user.id)
+    row = passwords.credential(session, user) if user is not None else None
+    if user is None or row is None:  # pragma: no cover - still_current saw both
+        return Outcome("invalid", target, email=email)
     if mfa.enabled(row):
         token = secrets.new_token(CHALLENGE_PREFIX)
         session.add(

@@ -283,3 +283,21 @@ def test_no_password_or_secret_in_clear_in_any_table(session, store_url):
     assert "ada@example.com" in blob  # the dump did read the tables
     for needle in needles:
         assert needle not in blob
+
+
+def test_a_check_made_before_a_password_change_is_not_trusted(session):
+    with session() as s:
+        person(s)
+    with session(write=False) as s:
+        checked = passwords.check(s, "ada@example.com", PASSWORD)
+        assert checked.ok
+    with session() as s:
+        passwords.set_password(s, "ada@example.com", "a brand new password")
+    with session() as s:
+        out = signin.sign_in(s, "ada@example.com", PASSWORD, checked=checked)
+    assert out.status == "invalid"
+    with session(write=False) as s:
+        fresh = passwords.check(s, "ada@example.com", "a brand new password")
+    with session() as s:
+        out = signin.sign_in(s, "ada@example.com", "a brand new password", checked=fresh)
+    assert out.status == "signed_in"

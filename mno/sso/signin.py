@@ -10,7 +10,7 @@ Lockout: ``sso.lockout_failures`` failures (default 5) within ``sso.lockout_wind
 moves by one SQL ``UPDATE`` per failure (``failures = failures + 1``), so concurrent
 failures on PostgreSQL are all counted, and the lock is taken by a conditional update
 that one transaction alone wins (one ``sso.locked_out`` event). A locked user is refused
-without checking the password; a successful sign-in clears the counter.
+whatever the password; a successful sign-in clears the counter.
 
 Refusals are written (audit row + ``sso.signin_failed`` event) and returned, not raised,
 so that the caller's transaction commits them.

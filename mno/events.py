@@ -113,7 +113,7 @@ CATALOGUE: dict[str, str] = {
     "sso.token_revoked": "An app revoked a token (RFC 7009), or the hub revoked a grant.",
     "sso.refresh_reuse_detected": "A rotated refresh token was used again: its family is revoked.",
     "sso.code_reuse_detected": "An authorization code was used twice: its tokens are revoked.",
-    "sso.signin_failed": "A sign-in at the hub was refused (payload: email, reason).",
+    "sso.signin_failed": "A sign-in at the hub was refused (payload: email or null, reason).",
     "sso.locked_out": "A user's sign-in is locked after repeated failures (payload: user, until).",
     "user.password_set": "A user's password was set or changed (never the password).",
     "user.mfa_enabled": "A user's TOTP second factor was enabled (never the secret).",

@@ -157,9 +157,21 @@ async def signin_page(request: Request) -> Response:
     return _page(request, "signin.html", title="Sign in", next=target, email="")
 
 
-def _do_signin(email: str, password: str, target: str, agent: str) -> signin.Outcome:
+def _do_signin(
+    email: str, password: str, target: str, agent: str, previous: str | None
+) -> signin.Outcome:
+    with session_scope(write=False) as s:
+        checked = passwords.check(s, email.strip().lower(), password[: passwords.MAX_LENGTH])
     with session_scope() as s:
-        return signin.sign_in(s, email, password, next_url=target, user_agent=agent)
+        return signin.sign_in(
+            s,
+            email,
+            password,
+            next_url=target,
+            user_agent=agent,
+            previous=previous,
+            checked=checked,
+        )
 
 
 def _finish(request: Request, outcome: signin.Outcome) -> Response:
@@ -191,7 +203,14 @@ async def signin_post(request: Request) -> Response:
         return _page(
             request, "signin.html", 400, title="Sign in", next=target, email=email, errors=errors
         )
-    outcome = await _run(_do_signin, email, form["password"], target, _user_agent(request))
+    outcome = await _run(
+        _do_signin,
+        email,
+        form["password"],
+        target,
+        _user_agent(request),
+        request.cookies.get(sessions.COOKIE),
+    )
     if outcome.status == "signed_in":
         return _finish(request, outcome)
     if outcome.status == "mfa":
@@ -223,9 +242,9 @@ async def mfa_page(request: Request) -> Response:
     return _page(request, "mfa.html", title="Two-step verification")
 
 
-def _do_mfa(token: str | None, code: str, agent: str) -> signin.Outcome:
+def _do_mfa(token: str | None, code: str, agent: str, previous: str | None) -> signin.Outcome:
     with session_scope() as s:
-        return signin.second_factor(s, token, code, user_agent=agent)
+        return signin.second_factor(s, token, code, user_agent=agent, previous=previous)
 
 
 @router.post("/signin/mfa")
@@ -234,7 +253,11 @@ async def mfa_post(request: Request) -> Response:
     if form is None:
         return _forbidden(request)
     outcome = await _run(
-        _do_mfa, request.cookies.get(MFA_COOKIE), form.get("code", ""), _user_agent(request)
+        _do_mfa,
+        request.cookies.get(MFA_COOKIE),
+        form.get("code", ""),
+        _user_agent(request),
+        request.cookies.get(sessions.COOKIE),
     )
     if outcome.status == "signed_in":
         return _finish(request, outcome)
@@ -350,6 +373,26 @@ def _do_accept(token: str, form: dict[str, str], agent: str) -> sessions.Started
         )
 
 
+def _note_failure(email: str) -> None:
+    with session_scope() as s:
+        signin.record_failure(s, email)
+
+
+def _invite_error(
+    request: Request, token: str, view: signin.InviteView, status: int, message: str
+) -> HTMLResponse:
+    return _page(
+        request,
+        "invite.html",
+        status,
+        title="Invitation",
+        invite=view,
+        token=token,
+        min_length=passwords.MIN_LENGTH,
+        errors=[("password", message[:1].upper() + message[1:])],
+    )
+
+
 @router.post("/invites/{token}")
 async def invite_post(request: Request, token: str) -> Response:
     form = await _form(request)
@@ -359,22 +402,18 @@ async def invite_post(request: Request, token: str) -> Response:
         started = await _run(_do_accept, token, form, _user_agent(request))
     except NotFound:
         return _missing_invite(request)
+    except signin.WrongPassword as exc:
+        view = await _run(_invite_view, token)
+        if view is None:
+            return _missing_invite(request)
+        await _run(_note_failure, view.email)
+        return _invite_error(request, token, view, 403, str(exc))
     except MnoError as exc:
         view = await _run(_invite_view, token)
         if view is None:
             return _missing_invite(request)
         status = 400 if isinstance(exc, BadInput) else 403 if isinstance(exc, Forbidden) else 409
-        message = str(exc)
-        return _page(
-            request,
-            "invite.html",
-            status,
-            title="Invitation",
-            invite=view,
-            token=token,
-            min_length=passwords.MIN_LENGTH,
-            errors=[("password", message[:1].upper() + message[1:])],
-        )
+        return _invite_error(request, token, view, status, str(exc))
     response = _redirect("/launcher")
     max_age = int(sessions.ttl().total_seconds())
     _set_cookie(request, response, sessions.COOKIE, started.token, max_age=max_age)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mno.cli.output import Format, OutputOpt, console, done, render, success
+from mno.cli.params import YesOpt, confirm
 
 password_app = typer.Typer(help="Set a user's hub sign-in password.", no_args_is_help=True)
 mfa_app = typer.Typer(help="Enable or disable a user's TOTP second factor.", no_args_is_help=True)
@@ -75,9 +76,11 @@ def _qr(uri: str) -> str:
 @mfa_app.command("disable")
 def mfa_disable(
     email: Annotated[str, typer.Argument(help="The user's email.")],
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Remove a user's second factor: they sign in with their password alone."""
+    confirm(f"remove the second factor of {email}", yes)
     from mno.access import users
     from mno.sso import mfa
     from mno.store.db import session_scope

@@ -142,36 +142,68 @@ def has_password(session: Session, user: User) -> bool:
 
 @dataclass(frozen=True)
 class Checked:
-    """What a password check found: ``ok`` only for an active user's right password."""
+    """What a password check found: ``ok`` only for an active user's right password.
+
+    ``stored`` is the hash the password was checked against and ``rehash`` a new hash
+    under the current parameters when ``stored`` was made with others (not yet written)."""
 
     ok: bool
     user: User | None
     credential: UserCredential | None
+    stored: str | None = None
+    rehash: str | None = None
+
+    def still_current(self, session: Session) -> bool:
+        """Whether the store still holds what this check saw (same user, same hash)."""
+        user = users.find(session, self.user.email) if self.user is not None else None
+        if (user is None) != (self.user is None):
+            return False
+        if user is None or self.user is None:
+            return True
+        row = credential(session, user)
+        return user.id == self.user.id and (row.password_hash if row else None) == self.stored
 
 
-def verify_user(session: Session, email: str, password: str) -> Checked:
-    """Check ``password`` for ``email`` with the same work whether the user exists or not;
-    a right password under old parameters is hashed again with the current ones."""
+def check(session: Session, email: str, password: str) -> Checked:
+    """Check ``password`` for ``email`` with the same work whether the user exists or not,
+    writing nothing: the argon2 work can run in a read-only transaction."""
     user = users.find(session, email) if email and len(email) <= 254 else None
     row = credential(session, user) if user is not None else None
     stored = row.password_hash if row is not None else None
     ok = verify_hash(stored, password)
     if not ok or user is None or row is None or stored is None or user.status != "active":
-        return Checked(False, user, row)
-    if hasher().check_needs_rehash(stored):
-        row.password_hash = hasher().hash(password)
-        row.touch()
-        session.add(row)
-        audit.record(
-            session,
-            "user.password_rehash",
-            target_type="user",
-            target_id=user.id,
-            target=user.email,
-            after={"argon2": _describe(params())},
-            actor=user.email,
-        )
-    return Checked(True, user, row)
+        return Checked(False, user, row, stored)
+    rehash = hasher().hash(password) if hasher().check_needs_rehash(stored) else None
+    return Checked(True, user, row, stored, rehash)
+
+
+def store_rehash(session: Session, checked: Checked) -> None:
+    """Write the new hash of a right password checked under old parameters."""
+    if not checked.ok or checked.rehash is None or checked.user is None:
+        return
+    user = checked.user
+    row = credential(session, user)
+    if row is None or row.password_hash != checked.stored:
+        return
+    row.password_hash = checked.rehash
+    row.touch()
+    session.add(row)
+    audit.record(
+        session,
+        "user.password_rehash",
+        target_type="user",
+        target_id=user.id,
+        target=user.email,
+        after={"argon2": _describe(params())},
+        actor=user.email,
+    )
+
+
+def verify_user(session: Session, email: str, password: str) -> Checked:
+    """``check`` then ``store_rehash``, in the caller's transaction."""
+    checked = check(session, email, password)
+    store_rehash(session, checked)
+    return checked
 
 
 def _describe(p: Params) -> str:

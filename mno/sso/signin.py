@@ -10,7 +10,7 @@ Lockout: ``sso.lockout_failures`` failures (default 5) within ``sso.lockout_wind
 moves by one SQL ``UPDATE`` per failure (``failures = failures + 1``), so concurrent
 failures on PostgreSQL are all counted, and the lock is taken by a conditional update
 that one transaction alone wins (one ``sso.locked_out`` event). A locked user is refused
-without checking the password; a successful sign-in clears the counter.
+whatever the password; a successful sign-in clears the counter.
 
 Refusals are written (audit row + ``sso.signin_failed`` event) and returned, not raised,
 so that the caller's transaction commits them.
@@ -43,7 +43,7 @@ DEFAULT_NEXT = "/launcher"
 CHALLENGE_PREFIX = "mnomfa"
 CHALLENGE_TTL = timedelta(minutes=5)
 CHALLENGE_ATTEMPTS = 5
-MAX_NEXT = 500
+MAX_NEXT = 2048
 
 
 @dataclass
@@ -94,8 +94,15 @@ def sign_in(
     *,
     next_url: str | None = None,
     user_agent: str = "",
+    previous: str | None = None,
+    checked: passwords.Checked | None = None,
 ) -> Outcome:
-    """Check ``email`` and ``password``; start a session or ask for the second factor."""
+    """Check ``email`` and ``password``; start a session or ask for the second factor.
+    A new session ends the browser's ``previous`` one (no session outlives a sign-in).
+
+    ``checked``: the result of ``passwords.check`` run beforehand in a read-only
+    transaction, so that the argon2 work does not hold the write lock (SQLite has one
+    writer); it is used only while the store still holds what it saw."""
     email = (email or "").strip().lower()[:254]
     target = safe_next(next_url)
     user = _find_user(session, email)
@@ -103,14 +110,19 @@ def sign_in(
     if user is not None and locked(row):
         _refused(session, email, user, "locked")
         return Outcome("locked", target, email=email)
-    checked = passwords.verify_user(session, email, (password or "")[: passwords.MAX_LENGTH])
+    if checked is None or not checked.still_current(session):
+        checked = passwords.check(session, email, (password or "")[: passwords.MAX_LENGTH])
+    passwords.store_rehash(session, checked)
     if not checked.ok or checked.user is None or checked.credential is None:
         if checked.user is not None and checked.credential is not None:
             if _count_failure(session, checked.user, checked.credential):
                 return Outcome("locked", target, email=email)
         _refused(session, email, checked.user, "invalid")
         return Outcome("invalid", target, email=email)
-    user, row = checked.user, checked.credential
+    user = session.get(User, checked.user.id)
+    row = passwords.credential(session, user) if user is not None else None
+    if user is None or row is None:  # pragma: no cover - still_current saw both
+        return Outcome("invalid", target, email=email)
     if mfa.enabled(row):
         token = secrets.new_token(CHALLENGE_PREFIX)
         session.add(
@@ -123,12 +135,18 @@ def sign_in(
         )
         return Outcome("mfa", target, challenge=token, email=user.email)
     _clear_failures(session, row)
+    sessions.end(session, previous)
     started = sessions.start(session, user, mfa=False, user_agent=user_agent)
     return Outcome("signed_in", target, started=started, email=user.email)
 
 
 def second_factor(
-    session: Session, challenge: str | None, code: str, *, user_agent: str = ""
+    session: Session,
+    challenge: str | None,
+    code: str,
+    *,
+    user_agent: str = "",
+    previous: str | None = None,
 ) -> Outcome:
     """Finish a sign-in with a TOTP code for the challenge ``sign_in`` returned."""
     found = _challenge(session, challenge)
@@ -148,6 +166,7 @@ def second_factor(
         found.touch()
         session.add(found)
         _clear_failures(session, row)
+        sessions.end(session, previous)
         started = sessions.start(session, user, mfa=True, user_agent=user_agent)
         return Outcome("signed_in", found.next_url, started=started, email=user.email)
     found.attempts += 1
@@ -187,17 +206,28 @@ def _challenge(session: Session, token: str | None) -> MfaChallenge | None:
     return row
 
 
+UNKNOWN = "(unknown user)"
+
+
 def _refused(session: Session, email: str, user: User | None, reason: str) -> None:
+    """Record a refusal. What was typed is kept only when it is a user's email: people
+    sometimes type their password into the email field, and it must not land in the
+    audit log or in events fanned out to webhooks."""
+    who = user.email if user is not None else UNKNOWN
     audit.record(
         session,
         "sso.signin_failed",
         target_type="user",
         target_id=user.id if user is not None else "",
-        target=email or "-",
+        target=who,
         after={"reason": reason},
-        actor=email or "-",
+        actor=who,
     )
-    outbox.emit(session, "sso.signin_failed", {"email": email, "reason": reason})
+    outbox.emit(
+        session,
+        "sso.signin_failed",
+        {"email": user.email if user is not None else None, "reason": reason},
+    )
 
 
 def _count_failure(session: Session, user: User, row: UserCredential) -> bool:
@@ -259,6 +289,23 @@ def _clear_failures(session: Session, row: UserCredential) -> None:
 # -- invitations -------------------------------------------------------------------------
 
 
+class WrongPassword(Forbidden):
+    """The invitee's existing password was wrong; the caller records the failure with
+    ``record_failure`` in a transaction of its own (the acceptance rolls back)."""
+
+
+def record_failure(session: Session, email: str) -> Status:
+    """Count a refused password of ``email`` outside a sign-in (the invitation page)."""
+    user = _find_user(session, (email or "").strip().lower())
+    row = passwords.credential(session, user) if user is not None else None
+    if user is None or row is None:
+        return "invalid"
+    if _count_failure(session, user, row):
+        return "locked"
+    _refused(session, user.email, user, "invalid")
+    return "invalid"
+
+
 @dataclass(frozen=True)
 class InviteView:
     email: str
@@ -311,9 +358,12 @@ def accept_invite(
     view = invite_view(session, token)
     user = _find_user(session, view.email)
     if view.has_password and user is not None:
+        if locked(passwords.credential(session, user)):
+            raise Forbidden("too many failed sign-ins: this account is locked for a while")
         checked = passwords.verify_user(session, view.email, password or "")
         if not checked.ok or checked.credential is None:
-            raise Forbidden("the password is not right for this account")
+            raise WrongPassword("the password is not right for this account")
+        _clear_failures(session, checked.credential)
         if mfa.enabled(checked.credential):
             raise Forbidden(
                 "this account has a second factor",

@@ -17,6 +17,16 @@ from mno.store.models.core import AuditEntry, Event
 from mno.store.models.signin import UserCredential
 from tests.sso.signin_support import PASSWORD, estate, light_argon2, person
 
+# an /authorize URL as an OpenID Connect provider sends it: long, with an encoded URI
+AUTHORIZE = "/authorize?response_type=code&client_id=crm&redirect_uri=" + (
+    "https%3A%2F%2Fcrm.example.com%2Foidc%2Fcallback&scope=openid%20profile%20email&state="
+    + "s" * 300
+    + "&nonce="
+    + "n" * 300
+    + "&code_challenge_method=S256&code_challenge="
+    + "c" * 43
+)
+
 
 @pytest.fixture(autouse=True)
 def _light(mno_env):
@@ -71,7 +81,17 @@ def test_same_answer_for_unknown_user_wrong_password_and_disabled(session):
     with session(write=False) as s:
         failed = [e.payload for e in s.exec(select(Event)).all() if e.type == "sso.signin_failed"]
         assert [f["reason"] for f in failed] == ["invalid"] * 3
-        assert all("password" not in str(f) for f in failed)
+        assert [f["email"] for f in failed] == [None, "ada@example.com", "bob@example.com"]
+
+
+def test_what_is_typed_as_an_unknown_email_is_not_recorded(session):
+    with session() as s:
+        signin.sign_in(s, "my secret password", "whatever it is")
+    with session(write=False) as s:
+        entries = s.exec(select(AuditEntry)).all()
+        events = s.exec(select(Event)).all()
+        assert "my secret password" not in str([e.model_dump() for e in [*entries, *events]])
+        assert [e.target for e in entries] == ["(unknown user)"]
 
 
 def test_lockout_after_five_failures_then_unlocks(session):
@@ -118,7 +138,7 @@ def test_totp_second_step_and_replay_refused(session):
     with session() as s, pytest.raises(Conflict):
         mfa.enable(s, "ada@example.com")
     with session() as s:
-        first = signin.sign_in(s, "ada@example.com", PASSWORD, next_url="/authorize?x=1")
+        first = signin.sign_in(s, "ada@example.com", PASSWORD, next_url=AUTHORIZE)
     assert first.status == "mfa" and first.started is None and first.challenge
     with session() as s:
         wrong = signin.second_factor(s, first.challenge, "000000")
@@ -128,7 +148,7 @@ def test_totp_second_step_and_replay_refused(session):
         return
     with session() as s:
         done = signin.second_factor(s, first.challenge, code)
-    assert done.status == "signed_in" and done.next_url == "/authorize?x=1"
+    assert done.status == "signed_in" and done.next_url == AUTHORIZE
     with session(write=False) as s:
         row = sessions.find(s, done.started.token)
         assert row is not None and row.mfa_at is not None
@@ -163,7 +183,7 @@ def test_totp_second_step_and_replay_refused(session):
         "evil.com",
         "",
         None,
-        "/" + "a" * 600,
+        "/" + "a" * 2100,
     ],
 )
 def test_next_must_be_a_path_on_this_hub(value):
@@ -263,3 +283,21 @@ def test_no_password_or_secret_in_clear_in_any_table(session, store_url):
     assert "ada@example.com" in blob  # the dump did read the tables
     for needle in needles:
         assert needle not in blob
+
+
+def test_a_check_made_before_a_password_change_is_not_trusted(session):
+    with session() as s:
+        person(s)
+    with session(write=False) as s:
+        checked = passwords.check(s, "ada@example.com", PASSWORD)
+        assert checked.ok
+    with session() as s:
+        passwords.set_password(s, "ada@example.com", "a brand new password")
+    with session() as s:
+        out = signin.sign_in(s, "ada@example.com", PASSWORD, checked=checked)
+    assert out.status == "invalid"
+    with session(write=False) as s:
+        fresh = passwords.check(s, "ada@example.com", "a brand new password")
+    with session() as s:
+        out = signin.sign_in(s, "ada@example.com", "a brand new password", checked=fresh)
+    assert out.status == "signed_in"

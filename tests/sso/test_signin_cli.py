@@ -58,6 +58,8 @@ def test_mfa_enable_shows_uri_and_qr_once_and_disable(cli, sqlite_url):
     assert again.exit_code == 1 and "already has a second factor" in again.stderr
     show = cli("user", "show", "ada@example.com", "-o", "json")
     assert secret not in show.stdout
-    assert cli("user", "mfa", "disable", "ada@example.com").exit_code == 0
+    refused = cli("user", "mfa", "disable", "ada@example.com")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert cli("user", "mfa", "disable", "ada@example.com", "--yes").exit_code == 0
     data = cli.json("user", "mfa", "enable", "ada@example.com")
     assert data["otpauth_uri"].startswith("otpauth://totp/") and secret not in data["otpauth_uri"]

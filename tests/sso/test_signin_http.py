@@ -117,6 +117,18 @@ def test_sign_in_sets_session_cookie_and_sign_out_ends_it(hub):
         assert again.status_code == 303 and again.headers["location"] == "/launcher?tenant=acme"
         launcher = c.get("/launcher")
         assert launcher.status_code == 200 and "ada@example.com" in launcher.text
+        # signing in again (say, as another user) ends the browser's previous session
+        first = token
+        again = c.post(
+            "/signin",
+            data={"csrf": _csrf(launcher.text), "email": "ada@example.com", "password": PASSWORD},
+        )
+        assert again.status_code == 303
+        token = c.cookies[sessions.COOKIE]
+        assert token != first
+        with _store() as s:
+            assert sessions.user_for(s, first) is None
+            assert sessions.user_for(s, token) is not None
         # sign-out needs the CSRF token too
         assert c.post("/signout", data={}).status_code == 403
         out = c.post("/signout", data={"csrf": _csrf(launcher.text)})
@@ -286,3 +298,26 @@ def test_invite_page_sets_password_and_lands_in_launcher(hub):
         assert "accepted" in used.text
     with _client(hub) as fresh:
         assert _sign_in(fresh, "nia@example.com", PASSWORD).status_code == 303
+
+
+def test_invite_for_a_user_with_a_password_asks_for_it_and_counts_failures(hub):
+    from mno.tenancy import tenants
+
+    with _store() as s:
+        person(s)
+        tenants.create(s, "acme", name="Acme Corp")
+        token = invites.create(s, "acme", "ada@example.com", "member").token
+    with _client(hub) as c:
+        page = c.get(f"/invites/{token}")
+        assert 'autocomplete="current-password"' in page.text and "confirm" not in page.text
+        wrong = c.post(f"/invites/{token}", data={"csrf": _csrf(page.text), "password": "nope"})
+        assert wrong.status_code == 403 and "not right" in wrong.text
+        with _store() as s:
+            assert passwords.credential(s, users.get(s, "ada@example.com")).failures == 1
+            assert users.memberships(s, users.get(s, "ada@example.com")) == []
+        done = c.post(f"/invites/{token}", data={"csrf": _csrf(page.text), "password": PASSWORD})
+        assert done.status_code == 303 and done.headers["location"] == "/launcher"
+    with _store() as s:
+        assert users.memberships(s, users.get(s, "ada@example.com")) == [
+            {"tenant": "acme", "role": "member"}
+        ]

@@ -45,4 +45,4 @@ class MfaChallenge(Base, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = Field(default=0)
-    next_url: str = Field(default="/launcher", max_length=500)
+    next_url: str = Field(default="/launcher", max_length=2048)

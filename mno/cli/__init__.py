@@ -331,6 +331,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "quickstart",
         "tenant",
         "lead",
+        "frontend",
         "app",
         "validate",
         "diff",

@@ -124,3 +124,40 @@ def test_serve_with_workers_answers_and_stops_gracefully(
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_concurrent_conversions_make_one_tenant(hub_at: Any, pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    from mno.store import db
+
+    hub: Hub = hub_at(pg_url)
+    creds = hub.frontend("shop", "isolated")
+    lead = hub.call("POST", "/v1/onboarding/leads", json=LEAD, headers=creds).json()
+    code = hub.code_for(LEAD["email"])
+    token = hub.call(
+        "POST", f"/v1/onboarding/leads/{lead['id']}/verify", json={"code": code}, headers=creds
+    ).json()["token"]
+    path = f"{hub.url}/v1/onboarding/leads/{lead['id']}/tenants"
+
+    async def convert_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        path,
+                        json={"key": f"analytical-{i}", "domains": ["analytical.io"]},
+                        headers=creds | {"X-Lead-Token": token},
+                    )
+                    for i in range(10)
+                )
+            )
+
+    answers = asyncio.run(convert_all())
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {201: 1, 403: 9}, [a.text for a in answers]
+    with db.get_engine(pg_url).connect() as conn:
+        tenants = conn.execute(
+            sa.text("SELECT count(*) FROM tenant WHERE key LIKE 'analytical-%'")
+        ).scalar_one()
+    assert tenants == 1

@@ -139,6 +139,8 @@ def test_frontend_cli(cli: Any, sqlite_url: str) -> None:
         "https://Shop.Example.com/",
         "--origin",
         "http://localhost:3000",
+        "--origin",
+        "https://shop.example.com:443",
         "--brand-name",
         "Shop",
         "--from",

@@ -10,12 +10,14 @@
 Callers authenticate with HTTP Basic: a frontend's key id and secret, or an app key.
 A frontend's credentials are refused from a browser origin it does not allow. Lead
 creation is rate limited per client (``onboarding.lead_limit`` per
-``onboarding.lead_window`` in the profile, default 10 per minute).
+``onboarding.lead_window`` in the profile, default 10 per minute), the webhook per source
+address (``onboarding.webhook_limit`` per ``onboarding.webhook_window``, 60 a minute).
 
 (No ``from __future__ import annotations`` here: FastAPI resolves the route's
 annotations at run time.)
 """
 
+import hashlib
 import math
 from typing import Any
 
@@ -67,15 +69,25 @@ async def onboarding_client(
     return Client("app", caller.app_id, caller.app_code)
 
 
-def _take_lead_token(client: Client) -> float:
-    """Spend one of the client's lead creations; the seconds to wait when none is left."""
-    limit = float(settings.profile_value("onboarding.lead_limit", 10))
+def _short(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _take(bucket: str, setting: str, default: int) -> float:
+    """Spend one token of ``bucket`` (``onboarding.<setting>`` per
+    ``onboarding.<setting with window>``, default ``default`` a minute); the seconds to
+    wait when none is left, else 0."""
+    limit = float(settings.profile_value(f"onboarding.{setting}", default))
     window = settings.parse_duration(
-        settings.profile_value("onboarding.lead_window", "1m")
+        settings.profile_value(f"onboarding.{setting.replace('limit', 'window')}", "1m")
     ).total_seconds()
     with session_scope() as s:
-        taken = ratelimit.take(s, f"onb:{client.id.hex}", limit / window, limit, 1)
+        taken = ratelimit.take(s, bucket, limit / window, limit, 1)
     return 0.0 if taken.tokens else taken.retry_after
+
+
+def _limited(message: str, wait: float) -> ApiError:
+    return ApiError(429, "rate_limited", message, {"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 # -- models -------------------------------------------------------------------------------
@@ -220,14 +232,9 @@ def _create_lead(client: Client, body: LeadIn) -> dict[str, Any]:
     summary="Sign a lead up; its verification code is emailed, never returned",
 )
 async def create_lead(body: LeadIn, client: Client = Depends(onboarding_client)) -> Any:
-    wait = await threads.run(_take_lead_token, client)
+    wait = await threads.run(_take, f"onb:{client.id.hex}", "lead_limit", 10)
     if wait:
-        raise ApiError(
-            429,
-            "rate_limited",
-            "too many leads from this client",
-            {"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+        raise _limited("too many leads from this client", wait)
     return JSONResponse(await threads.run(_create_lead, client, body), status_code=201)
 
 
@@ -324,11 +331,12 @@ class CallbackOut(BaseModel):
 
 _CALLBACK_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 409: "conflict"}
 _CALLBACK_ERRORS = errors(
-    (400, 401, 404, 409, 413),
+    (400, 401, 404, 409, 413, 422, 429),
     {
         401: "bad signature, or x-timestamp outside the window",
         404: "unknown tenant, or no provisioning request waiting",
         409: "already applied, or the tenant is not provisioning",
+        429: "too many callbacks from this address",
     },
 )
 _CALLBACK_ERRORS[410] = {**_CALLBACK_ERRORS[404], "description": "The callback secret expired"}
@@ -341,6 +349,10 @@ _CALLBACK_ERRORS[410] = {**_CALLBACK_ERRORS[404], "description": "The callback s
     summary="The signed provisioning callback (x-signature, x-timestamp)",
 )
 async def provisioning_webhook(request: Request) -> Any:
+    source = request.client.host if request.client else "unknown"
+    wait = await threads.run(_take, f"cbk:{_short(source)}", "webhook_limit", 60)
+    if wait:
+        raise _limited("too many callbacks from this address", wait)
     raw = await request.body()
     signature, timestamp = request.headers.get("x-signature"), request.headers.get("x-timestamp")
     answer = await threads.run(callbacks.handle, raw, signature, timestamp)

@@ -332,6 +332,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "quickstart",
         "tenant",
         "lead",
+        "frontend",
         "app",
         "validate",
         "diff",

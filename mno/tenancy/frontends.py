@@ -74,6 +74,8 @@ def origin(value: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise BadInput(f"invalid origin {value!r}", "bad port") from exc
+    if port == {"https": 443, "http": 80}[parts.scheme]:
+        port = None  # browsers leave the default port out of Origin
     netloc = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{netloc}" + (f":{port}" if port else "")
 

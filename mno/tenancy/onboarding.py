@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select
 
 from mno import clock, mail, settings
-from mno.errors import Forbidden, NotFound, Unavailable
+from mno.errors import Forbidden, MnoError, NotFound, Unavailable
 from mno.store import audit
 from mno.store.models.nex import ProvisioningRequest
 from mno.store.models.onboarding import Frontend, OnboardingLead
@@ -108,7 +108,9 @@ def _owns(client: Client, row: OnboardingLead) -> bool:
 def create_lead(session: Session, client: Client, **fields: Any) -> Lead:
     """Record a lead signed up by ``client`` and queue its branded verification email."""
     if mail.config() is None:
-        raise Unavailable("email is not configured", "add an smtp section to the profile")
+        raise MnoError(
+            "leads cannot sign up: email is not configured", "add an smtp section to the profile"
+        )
     brand = {"name": client.brand_name, "logo_url": client.logo_url}
     created = leads.create(
         session,

@@ -353,7 +353,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     ),
     "Nex": ("host", "instance", "edge"),
     "Data": ("connector", "connection", "sync", "record", "report"),
-    "Access": ("user", "member", "role", "team", "invite", "access"),
+    "Access": ("user", "member", "role", "team", "invite", "access", "sso"),
     "Operations": (
         "serve",
         "agents",

@@ -106,4 +106,5 @@ def test_cli_app_sso_commands(sqlite_url, cli):
     keys = cli.json("sso", "keys", "list")
     assert keys == []
     assert {k["alg"] for k in cli.json("sso", "keys", "rotate")} == {"RS256", "ES256"}
-    assert cli.json("sso", "keys", "prune") == {"pruned": 0}
+    assert cli("sso", "keys", "prune").exit_code == 2  # off a terminal: --yes needed
+    assert cli.json("sso", "keys", "prune", "--yes") == {"pruned": 0}

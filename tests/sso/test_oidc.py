@@ -404,3 +404,31 @@ def test_consent_form_needs_its_csrf_token(hub, world):
     assert denied.status_code == 302 and "error=access_denied" in denied.headers["location"]
     with session_scope(write=False) as s:
         assert list(s.exec(select(OidcConsent))) == []
+
+
+def test_expired_tokens_are_pruned_and_tenant_can_be_chosen(hub, world):
+    from mno.access import members
+    from mno.sso import keys, oidc_tokens
+    from mno.store.db import session_scope
+    from mno.store.models.oidc import OidcToken
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        apps.grant(s, "crm", "globex")
+        members.add(s, "globex", "bob@acme.io", "admin")
+    client = _client(world)
+    r, verifier, _ = _authorize(hub, client, world["cookies"]["bob@acme.io"], tenant="globex")
+    token = client.fetch_token(
+        f"{hub}/token", authorization_response=r.headers["location"], code_verifier=verifier
+    )
+    claims = _verify_id_token(hub, token["id_token"])
+    assert claims["tenant"] == "globex" and claims["tenants"] == ["acme", "globex"]
+    assert claims["roles"] == ["admin"]
+    r, _, _ = _authorize(hub, _client(world), world["cookies"]["bob@acme.io"], tenant="initech")
+    assert "error=access_denied" in r.headers["location"]
+    with session_scope() as s:
+        assert oidc_tokens.prune_expired(s) == 0
+    clock.set_now(clock.now() + keys.lifetime("refresh_token_ttl") + timedelta(days=1))
+    with session_scope() as s:
+        assert oidc_tokens.prune_expired(s) == 3  # access + refresh token, and the code
+        assert list(s.exec(select(OidcToken))) == []

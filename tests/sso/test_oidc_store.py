@@ -108,3 +108,22 @@ def test_cli_app_sso_commands(sqlite_url, cli):
     assert {k["alg"] for k in cli.json("sso", "keys", "rotate")} == {"RS256", "ES256"}
     assert cli("sso", "keys", "prune").exit_code == 2  # off a terminal: --yes needed
     assert cli.json("sso", "keys", "prune", "--yes") == {"pruned": 0}
+
+
+def test_housekeeper_prunes_retired_keys_and_expired_tokens(session):
+    from mno.agents import housekeeper
+    from mno.agents.base import TickContext
+    from mno.sso import keys
+
+    clock.set_now(clock.now())
+    with session() as s:
+        keys.ensure(s)
+    with session() as s:
+        keys.rotate(s)
+    first = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=50))
+    assert "sso" not in first.details  # the retired keys may still verify live tokens
+    clock.advance(keys.publish_after_retire() + timedelta(seconds=1))
+    later = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=50))
+    assert later.details["sso"] == 2
+    with session(write=False) as s:
+        assert {r["status"] for r in keys.list_keys(s)} == {"active"}

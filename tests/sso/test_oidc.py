@@ -223,6 +223,11 @@ def test_revocation_and_introspection(hub, world):
     assert client.get(f"{hub}/userinfo").status_code == 401
     # unknown tokens are answered 200 too
     assert client.revoke_token(f"{hub}/revoke", token="unknown").status_code == 200
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        assert [e.type for e in s.exec(select(Event))].count("sso.token_revoked") == 1
+        assert "sso.token_revoked" in [a.action for a in s.exec(select(AuditEntry))]
 
 
 def test_denied_user_gets_access_denied(hub, world):
@@ -432,3 +437,23 @@ def test_expired_tokens_are_pruned_and_tenant_can_be_chosen(hub, world):
     with session_scope() as s:
         assert oidc_tokens.prune_expired(s) == 3  # access + refresh token, and the code
         assert list(s.exec(select(OidcToken))) == []
+
+
+def test_prompt_none_and_logout_without_hint(hub, world):
+    from mno.sso import sessions
+    from mno.store.db import session_scope
+
+    client = _client(world)
+    url, _ = client.create_authorization_url(
+        f"{hub}/authorize", code_verifier=generate_token(48), prompt="none"
+    )
+    r = httpx.get(url)
+    assert r.status_code == 302 and "error=login_required" in r.headers["location"]
+    cookie = world["cookies"]["bob@acme.io"]
+    r = httpx.get(url, cookies={"mno_sid": cookie})  # no consent yet
+    assert r.status_code == 302 and "error=consent_required" in r.headers["location"]
+    r = httpx.get(f"{hub}/logout", cookies={"mno_sid": cookie})
+    assert r.status_code == 200 and "Signed out" in r.text
+    assert "mno_sid" in r.headers["set-cookie"]
+    with session_scope(write=False) as s:
+        assert sessions.user_for(s, cookie) is None

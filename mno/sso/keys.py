@@ -228,7 +228,8 @@ def published(session: Session) -> tuple[KeySet, dict[str, Any]]:
             if r.status == "active" or r.publish_until is None or r.publish_until > now
         ]
     }
-    keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    # no key yet (none made before the first token): a key set that verifies nothing
+    keyset = KeySet.import_key_set(jwks) if jwks["keys"] else KeySet([])  # type: ignore[arg-type]
     with _lock:
         _published = (time.monotonic() + CACHE_SECONDS, keyset, jwks)
     return keyset, jwks

@@ -457,3 +457,37 @@ def test_prompt_none_and_logout_without_hint(hub, world):
     assert "mno_sid" in r.headers["set-cookie"]
     with session_scope(write=False) as s:
         assert sessions.user_for(s, cookie) is None
+
+
+def test_hostile_input_is_refused_not_a_500(hub, world):
+    cookie = {"mno_sid": world["cookies"]["bob@acme.io"]}
+    auth = (world["client_id"], world["secret"])
+    base = {"client_id": world["client_id"], "redirect_uri": REDIRECT, "response_type": "code"}
+    for extra in ({"client_id": "a\x00"}, {"redirect_uri": "é"}, {"scope": "openid\x00"}):
+        r = httpx.get(f"{hub}/authorize", params={**base, **extra}, cookies=cookie)
+        assert r.status_code == 400 and "location" not in r.headers
+    r = httpx.get(
+        f"{hub}/authorize",
+        params={**base, "scope": "openid", "code_challenge": "é" * 43,
+                "code_challenge_method": "S256"},
+        cookies=cookie,
+    )  # fmt: skip
+    assert r.status_code in (200, 302)
+    page = httpx.post(
+        f"{hub}/authorize", data={**base, "scope": "openid", "csrf_token": "é", "consent": "allow"},
+        cookies=cookie,
+    )  # fmt: skip
+    assert page.status_code == 400
+    for data in (
+        {"grant_type": "authorization_code", "code": "x\x00", "redirect_uri": REDIRECT},
+        {"grant_type": "refresh_token", "refresh_token": "é"},
+        {"grant_type": "password"},
+    ):
+        r = httpx.post(f"{hub}/token", data=data, auth=auth)
+        assert r.status_code == 400 and r.json()["error"], r.text
+    for token in ("a.b.c", "é", "x" * 9000):
+        header = f"Bearer {token}".encode()
+        r = httpx.get(f"{hub}/userinfo", headers={"Authorization": header})
+        assert r.status_code == 401
+        r = httpx.post(f"{hub}/introspect", data={"token": token}, auth=auth)
+        assert r.json() == {"active": False}

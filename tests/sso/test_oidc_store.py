@@ -127,3 +127,31 @@ def test_housekeeper_prunes_retired_keys_and_expired_tokens(session):
     assert later.details["sso"] == 2
     with session(write=False) as s:
         assert {r["status"] for r in keys.list_keys(s)} == {"active"}
+
+
+def test_nex_app_instances_get_issuer_client_id_and_secret(session, mno_env):
+    import yaml
+
+    from mno import secrets as stored
+    from mno import settings
+    from mno.sso import clients
+    from mno.tenancy import apps, tenants
+
+    (mno_env / "config.yaml").write_text(
+        yaml.safe_dump({"profiles": {"default": {"sso": {"issuer": "https://hub.example.com/"}}}})
+    )
+    settings.configure()
+    with session() as s:
+        tenants.create(s, "acme", name="Acme")
+        apps.create(s, "Wiki", code="wiki", owner="acme", stack="nex", image="wiki:1", port=80)
+        issued = clients.enable(s, "wiki", [REDIRECT])
+    with session(write=False) as s:
+        env = apps.get(s, "wiki").env
+    assert env["OIDC_ISSUER"] == "https://hub.example.com"
+    assert env["OIDC_CLIENT_ID"] == issued.client.client_id
+    assert env["OIDC_CLIENT_SECRET"] == "secret:oidc-client-wiki"
+    assert stored.resolve(env["OIDC_CLIENT_SECRET"]) == issued.secret
+    with session() as s:
+        clients.disable(s, "wiki")
+    with session(write=False) as s:
+        assert not set(apps.get(s, "wiki").env) & set(clients.NEX_ENV)

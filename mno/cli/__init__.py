@@ -353,7 +353,7 @@ PANELS: dict[str, tuple[str, ...]] = {
     ),
     "Nex": ("host", "instance", "edge"),
     "Data": ("connector", "connection", "sync", "record", "report"),
-    "Access": ("user", "member", "role", "team", "invite", "access", "sso"),
+    "Access": ("user", "member", "role", "team", "invite", "access"),
     "Operations": (
         "serve",
         "agents",
@@ -362,6 +362,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "audit",
         "events",
         "secret",
+        "sso",
         "db",
         "config",
         "doctor",

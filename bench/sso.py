@@ -178,18 +178,21 @@ def signing(url: str, count: int) -> dict[str, float]:
     from mno.store import db
 
     claims = {"iss": "http://hub", "sub": str(uuid.uuid4()), "aud": "crm", "nonce": "n"}
+    provider = bare = 0.0
     with db.session_scope(url, write=False) as s:
         signer = keys.signer(s, "RS256")
         oidc_tokens._sign(s, claims)  # warm the key cache
-        started = time.perf_counter()
-        for i in range(count):
-            oidc_tokens._sign(s, {**claims, "iat": i, "exp": i + 600})
-        provider = count / (time.perf_counter() - started)
-    header = {"alg": "RS256", "kid": signer.kid, "typ": "JWT"}
-    started = time.perf_counter()
-    for i in range(count):
-        jwt.encode(header, {**claims, "iat": i, "exp": i + 600}, signer.key)
-    bare = count / (time.perf_counter() - started)
+        header = {"alg": "RS256", "kid": signer.kid, "typ": "JWT"}
+        # alternate the two loops and keep each one's best round: the machine is shared
+        for _ in range(3):
+            started = time.perf_counter()
+            for i in range(count):
+                oidc_tokens._sign(s, {**claims, "iat": i, "exp": i + 600})
+            provider = max(provider, count / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for i in range(count):
+                jwt.encode(header, {**claims, "iat": i, "exp": i + 600}, signer.key)
+            bare = max(bare, count / (time.perf_counter() - started))
     db.dispose_all()
     return {"provider": provider, "bare": bare}
 

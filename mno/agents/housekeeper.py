@@ -14,6 +14,8 @@ Each pass:
   need (``mno.sync.retention``);
 - removes the data volumes Nex restores replaced once ``retention.previous_volumes`` has
   passed since the restore (default 7d; ``mno.nex.restores.remove_expired_previous``);
+- removes retired OIDC signing keys once their tokens have expired, and expired OIDC
+  tokens and codes (``mno.sso.keys.prune``, ``mno.sso.oidc_tokens.prune_expired``);
 - takes back expired leases on every work table (any table with ``lease_until``).
 
 Retention comes from the platform YAML (``retention:``); ``options`` in agents.yaml may
@@ -134,6 +136,15 @@ def tick(ctx: TickContext) -> TickResult:
     volumes = restores.remove_expired_previous(ctx.db_url, ctx.batch_size)
     result.details["previous_volumes"] = len(volumes)
     result.done += len(volumes)
+
+    from mno.sso import keys as sso_keys
+    from mno.sso import oidc_tokens
+
+    with ctx.session() as s:  # retired signing keys past their tokens, expired tokens
+        tidied = sso_keys.prune(s) + oidc_tokens.prune_expired(s, ctx.batch_size)
+    if tidied:
+        result.details["sso"] = tidied
+        result.done += tidied
 
     taken = 0
     with ctx.session() as s:

@@ -38,6 +38,8 @@ async def _form(request: Request) -> dict[str, str]:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadInput("the body is not a form") from exc
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        raise BadInput("the form holds a NUL character")
     return dict(pairs)
 
 
@@ -210,7 +212,7 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
         except (ValueError, UnicodeDecodeError):
             return None
         client_id, sep, secret = raw.partition(":")
-        if not sep:
+        if not sep or "\x00" in raw:
             return None
         return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
     if "client_id" in form:
@@ -263,8 +265,8 @@ async def token(request: Request) -> Any:
 def _bearer(request: Request, form: dict[str, str] | None = None) -> str | None:
     header = request.headers.get("authorization") or ""
     if header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return (form or {}).get("access_token")
+        return header[7:].strip() or None
+    return (form or {}).get("access_token") or None
 
 
 async def _userinfo(request: Request, form: dict[str, str] | None) -> Any:

@@ -364,6 +364,7 @@ PANELS: dict[str, tuple[str, ...]] = {
         "audit",
         "events",
         "secret",
+        "sso",
         "db",
         "config",
         "doctor",

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mno.cli.output import Format, OutputOpt, done, render, success
+from mno.cli.output import Format, OutputOpt, done, render, render_list, success
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 
 app = typer.Typer(help="The hub's single sign-on: OIDC signing keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="OIDC signing keys (RS256, ES256).", no_args_is_help=True)
@@ -20,14 +21,28 @@ KEY_COLUMNS = ["kid", "alg", "status", "created_at", "retired_at", "publish_unti
 
 
 @keys_app.command("list")
-def keys_list(output: OutputOpt = Format.table) -> None:
+def keys_list(
+    limit: LimitOpt = 100,
+    after: AfterOpt = None,
+    all_: AllOpt = False,
+    output: OutputOpt = Format.table,
+) -> None:
     """List signing keys: active ones sign, retired ones stay published until pruned."""
     from mno.sso import keys
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         rows = keys.list_keys(s)
-    render(rows, output, columns=KEY_COLUMNS, empty="No signing keys yet (made on first use).")
+    render_list(
+        rows,
+        "kid",
+        output,
+        limit=limit,
+        after=after,
+        all_=all_,
+        columns=KEY_COLUMNS,
+        empty="No signing keys yet (made on first use).",
+    )
 
 
 @keys_app.command("rotate")
@@ -44,11 +59,12 @@ def keys_rotate(output: OutputOpt = Format.table) -> None:
 
 
 @keys_app.command("prune")
-def keys_prune(output: OutputOpt = Format.table) -> None:
-    """Remove retired keys whose tokens have all expired (the housekeeper does it too)."""
+def keys_prune(yes: YesOpt = False, output: OutputOpt = Format.table) -> None:
+    """Remove retired keys whose tokens have all expired from the store and JWKS."""
     from mno.sso import keys
     from mno.store.db import session_scope
 
+    confirm("remove retired signing keys past their tokens' lifetime", yes)
     with session_scope() as s:
         count = keys.prune(s)
     done({"pruned": count}, f"{count} retired key(s) removed", output)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from sqlmodel import select
 
+from mno import secrets as stored_secrets
+from mno import settings
 from mno.access import secrets
 from mno.errors import BadInput, Conflict, NotFound
 from mno.store import audit, outbox
@@ -27,6 +29,31 @@ if TYPE_CHECKING:
 
 SECRET_PREFIX = "mnocs"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+NEX_ENV = ("OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET")
+
+
+def secret_name(app: App) -> str:
+    """The secret that holds a Nex app's client secret for its instances."""
+    return f"oidc-client-{app.code}"
+
+
+def _nex_env(session: Session, app: App, client: OidcClient, secret: str | None) -> None:
+    """A Nex app's instances get the issuer, client id and client secret (a ``secret:``
+    reference, resolved when the container is made) in their environment."""
+    if app.stack != "nex":
+        return
+    env = {k: v for k, v in (app.env or {}).items() if k not in NEX_ENV}
+    if client.enabled:
+        issuer = settings.profile_value("sso.issuer")
+        if issuer:
+            env["OIDC_ISSUER"] = str(issuer).rstrip("/")
+        env["OIDC_CLIENT_ID"] = client.client_id
+        if secret:
+            stored_secrets.set(secret_name(app), secret)
+            env["OIDC_CLIENT_SECRET"] = f"secret:{secret_name(app)}"
+    app.env = env
+    app.touch()
+    session.add(app)
 
 
 @dataclass(frozen=True)
@@ -113,6 +140,7 @@ def enable(
     row.touch()
     session.add(row)
     session.flush()
+    _nex_env(session, app, row, secret)
     audit.record(
         session,
         "sso.client_enabled",
@@ -139,6 +167,7 @@ def disable(session: Session, code: str) -> OidcClient:
     row.secret_hash = None
     row.touch()
     session.add(row)
+    _nex_env(session, app, row, None)
     audit.record(
         session,
         "sso.client_disabled",
@@ -164,6 +193,7 @@ def rotate_secret(session: Session, code: str) -> Issued:
     row.secret_hash = secrets.digest(secret)
     row.touch()
     session.add(row)
+    _nex_env(session, app, row, secret)
     audit.record(
         session,
         "sso.client_secret_rotated",

@@ -54,15 +54,19 @@ class Signer:
 
 _lock = threading.Lock()
 _private: dict[str, RSAKey | ECKey] = {}
-_active: tuple[float, dict[str, Signer]] | None = None
-_published: tuple[float, KeySet, dict[str, Any]] | None = None
+# per store (its URL): (monotonic expiry, ...)
+_active: dict[str, tuple[float, dict[str, Signer]]] = {}
+_published: dict[str, tuple[float, KeySet, dict[str, Any]]] = {}
 
 
 def clear_cache() -> None:
-    global _active, _published
     with _lock:
-        _active = None
-        _published = None
+        _active.clear()
+        _published.clear()
+
+
+def _store(session: Session) -> str:
+    return str(session.get_bind().engine.url)
 
 
 def _generate(alg: str) -> tuple[str, RSAKey | ECKey]:
@@ -196,17 +200,18 @@ def _open(row: OidcKey) -> RSAKey | ECKey:
 
 def signer(session: Session, alg: str = "RS256") -> Signer:
     """The active key that signs with ``alg`` (created on first use)."""
-    global _active
     if alg not in ALGS:
         raise BadInput(f"unsupported signing algorithm {alg!r}", f"one of: {', '.join(ALGS)}")
-    cached = _active
+    store = _store(session)
+    cached = _active.get(store)
     if cached is None or cached[0] <= time.monotonic() or alg not in cached[1]:
         rows = list(session.exec(select(OidcKey).where(OidcKey.status == "active")))
         if {r.alg for r in rows} != set(ALGS):
             rows = [*rows, *ensure(session)]
         signers = {r.alg: Signer(r.kid, r.alg, _open(r)) for r in rows}
+        cached = (time.monotonic() + CACHE_SECONDS, signers)
         with _lock:
-            _active = cached = (time.monotonic() + CACHE_SECONDS, signers)
+            _active[store] = cached
     return cached[1][alg]
 
 
@@ -215,8 +220,8 @@ def published(session: Session) -> tuple[KeySet, dict[str, Any]]:
     ``KeySet`` of public keys, and as the JWKS document."""
     from joserfc.jwk import KeySet
 
-    global _published
-    cached = _published
+    store = _store(session)
+    cached = _published.get(store)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1], cached[2]
     rows = list(session.exec(select(OidcKey).order_by(col(OidcKey.created_at).desc())))
@@ -228,7 +233,8 @@ def published(session: Session) -> tuple[KeySet, dict[str, Any]]:
             if r.status == "active" or r.publish_until is None or r.publish_until > now
         ]
     }
-    keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    # no key yet (none made before the first token): a key set that verifies nothing
+    keyset = KeySet.import_key_set(jwks) if jwks["keys"] else KeySet([])  # type: ignore[arg-type]
     with _lock:
-        _published = (time.monotonic() + CACHE_SECONDS, keyset, jwks)
+        _published[store] = (time.monotonic() + CACHE_SECONDS, keyset, jwks)
     return keyset, jwks

@@ -99,11 +99,13 @@ class AuthRequest:
 def parse(session: Session, params: Mapping[str, str]) -> AuthRequest:
     """Check an authorization request; raises ``BadInput`` (show an error page) or
     ``Redirect`` (an OAuth error for the client)."""
+    if any("\x00" in k or "\x00" in v for k, v in params.items()):
+        raise BadInput("the request holds a NUL character")
     client = clients.find(session, params.get("client_id", ""))
     if client is None:
         raise BadInput("unknown or disabled client_id")
     redirect_uri = params.get("redirect_uri", "")
-    if not any(secrets.same(redirect_uri, u) for u in client.redirect_uris):
+    if redirect_uri not in client.redirect_uris:  # exact match, nothing looser
         raise BadInput("redirect_uri is not registered for this client")
     app = session.get(App, client.app_id)
     if app is None:  # pragma: no cover - a foreign key
@@ -259,7 +261,7 @@ def csrf_token(cookie: str) -> str:
 
 
 def csrf_ok(cookie: str, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(csrf_token(cookie), token or "")
+    return bool(token) and hmac.compare_digest(csrf_token(cookie).encode(), (token or "").encode())
 
 
 def issue_code(
@@ -298,7 +300,7 @@ def pkce_ok(challenge: str | None, verifier: str | None) -> bool:
         return verifier is None
     if verifier is None or not 43 <= len(verifier) <= 128:
         return False
-    return hmac.compare_digest(s256(verifier), challenge)
+    return hmac.compare_digest(s256(verifier).encode(), challenge.encode())
 
 
 def epoch(at: datetime) -> int:

@@ -517,3 +517,23 @@ def bearer_user(session: Session, token: str) -> User | None:
     user token), or None. The issuer is not checked here: the signature is the hub's."""
     found = bearer(session, token, None)
     return found.user if found is not None else None
+
+
+def prune_expired(session: Session, limit: int = 1000) -> int:
+    """Delete up to ``limit`` expired token rows and codes past the refresh lifetime (a
+    code is kept that long so a late reuse still revokes what it issued)."""
+    from sqlmodel import delete
+
+    now = clock.now()
+    tokens = list(
+        session.exec(select(OidcToken.id).where(col(OidcToken.expires_at) <= now).limit(limit))
+    )
+    if tokens:
+        session.exec(delete(OidcToken).where(col(OidcToken.id).in_(tokens)))
+    horizon = now - keys.lifetime("refresh_token_ttl")
+    codes = list(
+        session.exec(select(OidcCode.id).where(col(OidcCode.expires_at) <= horizon).limit(limit))
+    )
+    if codes:
+        session.exec(delete(OidcCode).where(col(OidcCode.id).in_(codes)))
+    return len(tokens) + len(codes)

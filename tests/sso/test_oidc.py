@@ -223,6 +223,11 @@ def test_revocation_and_introspection(hub, world):
     assert client.get(f"{hub}/userinfo").status_code == 401
     # unknown tokens are answered 200 too
     assert client.revoke_token(f"{hub}/revoke", token="unknown").status_code == 200
+    from mno.store.db import session_scope
+
+    with session_scope(write=False) as s:
+        assert [e.type for e in s.exec(select(Event))].count("sso.token_revoked") == 1
+        assert "sso.token_revoked" in [a.action for a in s.exec(select(AuditEntry))]
 
 
 def test_denied_user_gets_access_denied(hub, world):
@@ -404,3 +409,85 @@ def test_consent_form_needs_its_csrf_token(hub, world):
     assert denied.status_code == 302 and "error=access_denied" in denied.headers["location"]
     with session_scope(write=False) as s:
         assert list(s.exec(select(OidcConsent))) == []
+
+
+def test_expired_tokens_are_pruned_and_tenant_can_be_chosen(hub, world):
+    from mno.access import members
+    from mno.sso import keys, oidc_tokens
+    from mno.store.db import session_scope
+    from mno.store.models.oidc import OidcToken
+    from mno.tenancy import apps
+
+    with session_scope() as s:
+        apps.grant(s, "crm", "globex")
+        members.add(s, "globex", "bob@acme.io", "admin")
+    client = _client(world)
+    r, verifier, _ = _authorize(hub, client, world["cookies"]["bob@acme.io"], tenant="globex")
+    token = client.fetch_token(
+        f"{hub}/token", authorization_response=r.headers["location"], code_verifier=verifier
+    )
+    claims = _verify_id_token(hub, token["id_token"])
+    assert claims["tenant"] == "globex" and claims["tenants"] == ["acme", "globex"]
+    assert claims["roles"] == ["admin"]
+    r, _, _ = _authorize(hub, _client(world), world["cookies"]["bob@acme.io"], tenant="initech")
+    assert "error=access_denied" in r.headers["location"]
+    with session_scope() as s:
+        assert oidc_tokens.prune_expired(s) == 0
+    clock.set_now(clock.now() + keys.lifetime("refresh_token_ttl") + timedelta(days=1))
+    with session_scope() as s:
+        assert oidc_tokens.prune_expired(s) == 3  # access + refresh token, and the code
+        assert list(s.exec(select(OidcToken))) == []
+
+
+def test_prompt_none_and_logout_without_hint(hub, world):
+    from mno.sso import sessions
+    from mno.store.db import session_scope
+
+    client = _client(world)
+    url, _ = client.create_authorization_url(
+        f"{hub}/authorize", code_verifier=generate_token(48), prompt="none"
+    )
+    r = httpx.get(url)
+    assert r.status_code == 302 and "error=login_required" in r.headers["location"]
+    cookie = world["cookies"]["bob@acme.io"]
+    r = httpx.get(url, cookies={"mno_sid": cookie})  # no consent yet
+    assert r.status_code == 302 and "error=consent_required" in r.headers["location"]
+    r = httpx.get(f"{hub}/logout", cookies={"mno_sid": cookie})
+    assert r.status_code == 200 and "Signed out" in r.text
+    assert "mno_sid" in r.headers["set-cookie"]
+    with session_scope(write=False) as s:
+        assert sessions.user_for(s, cookie) is None
+
+
+def test_hostile_input_is_refused_not_a_500(hub, world):
+    cookie = {"mno_sid": world["cookies"]["bob@acme.io"]}
+    auth = (world["client_id"], world["secret"])
+    base = {"client_id": world["client_id"], "redirect_uri": REDIRECT, "response_type": "code"}
+    for extra in ({"client_id": "a\x00"}, {"redirect_uri": "é"}, {"scope": "openid\x00"}):
+        r = httpx.get(f"{hub}/authorize", params={**base, **extra}, cookies=cookie)
+        assert r.status_code == 400 and "location" not in r.headers
+    r = httpx.get(
+        f"{hub}/authorize",
+        params={**base, "scope": "openid", "code_challenge": "é" * 43,
+                "code_challenge_method": "S256"},
+        cookies=cookie,
+    )  # fmt: skip
+    assert r.status_code in (200, 302)
+    page = httpx.post(
+        f"{hub}/authorize", data={**base, "scope": "openid", "csrf_token": "é", "consent": "allow"},
+        cookies=cookie,
+    )  # fmt: skip
+    assert page.status_code == 400
+    for data in (
+        {"grant_type": "authorization_code", "code": "x\x00", "redirect_uri": REDIRECT},
+        {"grant_type": "refresh_token", "refresh_token": "é"},
+        {"grant_type": "password"},
+    ):
+        r = httpx.post(f"{hub}/token", data=data, auth=auth)
+        assert r.status_code == 400 and r.json()["error"], r.text
+    for token in ("a.b.c", "é", "x" * 9000):
+        header = f"Bearer {token}".encode()
+        r = httpx.get(f"{hub}/userinfo", headers={"Authorization": header})
+        assert r.status_code == 401
+        r = httpx.post(f"{hub}/introspect", data={"token": token}, auth=auth)
+        assert r.json() == {"active": False}

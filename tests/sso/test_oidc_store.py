@@ -106,4 +106,52 @@ def test_cli_app_sso_commands(sqlite_url, cli):
     keys = cli.json("sso", "keys", "list")
     assert keys == []
     assert {k["alg"] for k in cli.json("sso", "keys", "rotate")} == {"RS256", "ES256"}
-    assert cli.json("sso", "keys", "prune") == {"pruned": 0}
+    assert cli("sso", "keys", "prune").exit_code == 2  # off a terminal: --yes needed
+    assert cli.json("sso", "keys", "prune", "--yes") == {"pruned": 0}
+
+
+def test_housekeeper_prunes_retired_keys_and_expired_tokens(session):
+    from mno.agents import housekeeper
+    from mno.agents.base import TickContext
+    from mno.sso import keys
+
+    clock.set_now(clock.now())
+    with session() as s:
+        keys.ensure(s)
+    with session() as s:
+        keys.rotate(s)
+    first = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=50))
+    assert "sso" not in first.details  # the retired keys may still verify live tokens
+    clock.advance(keys.publish_after_retire() + timedelta(seconds=1))
+    later = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=50))
+    assert later.details["sso"] == 2
+    with session(write=False) as s:
+        assert {r["status"] for r in keys.list_keys(s)} == {"active"}
+
+
+def test_nex_app_instances_get_issuer_client_id_and_secret(session, mno_env):
+    import yaml
+
+    from mno import secrets as stored
+    from mno import settings
+    from mno.sso import clients
+    from mno.tenancy import apps, tenants
+
+    (mno_env / "config.yaml").write_text(
+        yaml.safe_dump({"profiles": {"default": {"sso": {"issuer": "https://hub.example.com/"}}}})
+    )
+    settings.configure()
+    with session() as s:
+        tenants.create(s, "acme", name="Acme")
+        apps.create(s, "Wiki", code="wiki", owner="acme", stack="nex", image="wiki:1", port=80)
+        issued = clients.enable(s, "wiki", [REDIRECT])
+    with session(write=False) as s:
+        env = apps.get(s, "wiki").env
+    assert env["OIDC_ISSUER"] == "https://hub.example.com"
+    assert env["OIDC_CLIENT_ID"] == issued.client.client_id
+    assert env["OIDC_CLIENT_SECRET"] == "secret:oidc-client-wiki"
+    assert stored.resolve(env["OIDC_CLIENT_SECRET"]) == issued.secret
+    with session() as s:
+        clients.disable(s, "wiki")
+    with session(write=False) as s:
+        assert not set(apps.get(s, "wiki").env) & set(clients.NEX_ENV)

@@ -111,6 +111,10 @@ def _inv(
 @pytest.fixture
 def books(session: Callable[..., AbstractContextManager[Any]]) -> dict[str, uuid.UUID]:
     """Tenants ``acme`` (the books above) and ``other``; returns acme's record ids."""
+    return load_books(session)
+
+
+def load_books(session: Callable[..., AbstractContextManager[Any]]) -> dict[str, uuid.UUID]:
     from mno.tenancy import tenants
 
     with session() as s:

@@ -1,10 +1,19 @@
-"""``mno report tenant``: rich tables, the API's JSON, the HTML page and bad input."""
+"""``mno report tenant``: rich tables, the API's JSON, the HTML page and bad input (the
+CLI is a thin face over the KPIs, which test_kpis checks on both stores: SQLite here)."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def store_url(sqlite_url: str) -> str:
+    return sqlite_url
+
 
 WINDOW = ["--from", "2026-01-01", "--to", "2026-06-30"]
 

@@ -88,7 +88,7 @@ def records(d: Dialect, fields: Mapping[str, str]) -> str:
     """The inner select: ``alias -> JSON field`` of the tenant's live rows of ``:entity``.
 
     PostgreSQL parses each document once (``json_to_record``) rather than once per field;
-    SQLite keeps recently parsed documents for the ``json_extract`` calls of a row."""
+    SQLite extracts each field once per row."""
     where = "s.tenant_id = :tenant AND s.entity = :entity AND s.deleted_at IS NULL"
     if d.pg:
         wanted = sorted(set(fields.values()))
@@ -99,7 +99,9 @@ def records(d: Dialect, fields: Mapping[str, str]) -> str:
             f"CROSS JOIN LATERAL json_to_record(s.data) AS j({record}) WHERE {where}"
         )
     columns = ", ".join(f"{d.field(name)} AS {alias}" for alias, name in fields.items())
-    return f"SELECT s.id, {columns} FROM sync_record s WHERE {where}"
+    # LIMIT -1 (no limit) keeps SQLite from flattening this select into the aggregate
+    # around it: each field is extracted once per row, not once per use of its alias
+    return f"SELECT s.id, {columns} FROM sync_record s WHERE {where} LIMIT -1"
 
 
 def run(

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from mno.reports.model import Report
 
 app = typer.Typer(
-    help="Platform KPIs (Impac): summary, per-area detail, HTML.", no_args_is_help=True
+    help="Platform KPIs (summary, per-area detail, HTML) and a tenant's business KPIs.",
+    no_args_is_help=True,
 )
 
 _BLOCKS = "▁▂▃▄▅▆▇█"

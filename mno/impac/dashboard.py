@@ -109,7 +109,7 @@ def view(body: dict[str, Any]) -> dict[str, Any]:
             ("Won", _money(wins["totals"], "won_amount")),
         ],
         "charts": _charts(pipeline, "Open pipeline by stage")
-        + ([_chart("Open opportunities by stage", counts)] if counts else [])
+        + ([_chart("Open opportunities by stage", counts, colors=("#0d9488",))] if counts else [])
         + [
             _chart("Won by month", s, colors=("#16a34a",))
             for s in wins["series"]

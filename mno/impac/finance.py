@@ -137,7 +137,7 @@ def aging(session: Session, tenant_id: uuid.UUID, q: Query) -> dict[tuple[str, s
         "WHEN due >= :d90 THEN '61-90' ELSE '90+' END AS bucket, cur, "
         f"SUM(balance) AS total FROM (SELECT COALESCE(due, d) AS due, cur, {balance} AS balance "
         f"FROM ({sql.records(d, _INVOICE)}) i "
-        f"WHERE {_CUSTOMER} AND COALESCE(st, 'authorised') = 'authorised' AND d <= :as_of) r "
+        f"WHERE COALESCE(st, 'authorised') = 'authorised' AND {_CUSTOMER} AND d <= :as_of) r "
         "WHERE balance <> 0 GROUP BY bucket, cur",
         tenant_id,
         "invoices",

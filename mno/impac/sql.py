@@ -48,20 +48,39 @@ class Dialect:
         return f"json_extract(data, '$.{name}')"
 
     def amount(self, column: str) -> str:
-        """An amount column (decimal text) as an exactly summable number."""
+        """An amount column (decimal text) as an exactly summable number; NULL when it is
+        not a plain decimal (such a value is left out of sums on both stores)."""
         if self.pg:
-            return f"CAST({column} AS NUMERIC)"
+            return (
+                f"CASE WHEN {column} ~ '^[[:space:]]*[+-]?[0-9]+([.][0-9]+)?[[:space:]]*$' "
+                f"THEN CAST({column} AS NUMERIC) END"
+            )
         # sign, then integer digits * 10^6 + the first six fractional digits
+        plain = (
+            f"trim({column}) <> '' AND ltrim(trim({column}), '+-') <> '' "
+            f"AND NOT ltrim(trim({column}), '+-') GLOB '*[^0-9.]*' "
+            f"AND ltrim(trim({column}), '+-') NOT GLOB '*.*.*' "
+            f"AND ltrim(trim({column}), '+-') NOT GLOB '.*' "
+            f"AND ltrim(trim({column}), '+-') NOT GLOB '*.'"
+        )
         a = f"ltrim(trim({column}), '+-')"
         dot = f"instr({a}, '.')"
         whole = f"CASE WHEN {dot} > 0 THEN substr({a}, 1, {dot} - 1) ELSE {a} END"
         digits = f"substr(substr({a}, {dot} + 1) || '000000', 1, 6)"
         frac = f"CASE WHEN {dot} > 0 THEN {digits} ELSE '0' END"
         sign = f"CASE WHEN substr(trim({column}), 1, 1) = '-' THEN -1 ELSE 1 END"
-        return f"({sign} * (CAST({whole} AS INTEGER) * {SCALE} + CAST({frac} AS INTEGER)))"
+        value = f"({sign} * (CAST({whole} AS INTEGER) * {SCALE} + CAST({frac} AS INTEGER)))"
+        return f"(CASE WHEN {plain} THEN {value} END)"
 
     def integer(self, column: str) -> str:
-        return f"CAST({column} AS INTEGER)"
+        """A whole-number column (NULL when it is not one)."""
+        if self.pg:
+            whole = f"{column} ~ '^[[:space:]]*[0-9]+[[:space:]]*$'"
+            return f"CASE WHEN {whole} THEN CAST({column} AS INTEGER) END"
+        return (
+            f"CASE WHEN trim({column}) <> '' AND NOT trim({column}) GLOB '*[^0-9]*' "
+            f"THEN CAST({column} AS INTEGER) END"
+        )
 
     def value(self, raw: Any, scale: int = 1) -> Decimal:
         """A summed amount back as ``Decimal`` (``scale``: extra factor summed in, e.g. 100
@@ -85,12 +104,23 @@ def dialect(session: Session) -> Dialect:
 
 
 def records(d: Dialect, fields: Mapping[str, str]) -> str:
-    """The inner select: ``alias -> JSON field`` of the tenant's live rows of ``:entity``."""
+    """The inner select: ``alias -> JSON field`` of the tenant's live rows of ``:entity``.
+
+    PostgreSQL parses each document once (``json_to_record``) rather than once per field;
+    SQLite extracts each field once per row."""
+    where = "s.tenant_id = :tenant AND s.entity = :entity AND s.deleted_at IS NULL"
+    if d.pg:
+        wanted = sorted(set(fields.values()))
+        record = ", ".join(f'"{name}" text' for name in wanted)
+        columns = ", ".join(f'j."{name}" AS {alias}' for alias, name in fields.items())
+        return (
+            f"SELECT s.id, {columns} FROM sync_record s "
+            f"CROSS JOIN LATERAL json_to_record(s.data) AS j({record}) WHERE {where}"
+        )
     columns = ", ".join(f"{d.field(name)} AS {alias}" for alias, name in fields.items())
-    return (
-        f"SELECT id, {columns} FROM sync_record "
-        "WHERE tenant_id = :tenant AND entity = :entity AND deleted_at IS NULL"
-    )
+    # LIMIT -1 (no limit) keeps SQLite from flattening this select into the aggregate
+    # around it: each field is extracted once per row, not once per use of its alias
+    return f"SELECT s.id, {columns} FROM sync_record s WHERE {where} LIMIT -1"
 
 
 def run(

@@ -9,7 +9,11 @@ from html import escape
 PALETTE = ("#2563eb", "#0d9488", "#d97706", "#dc2626", "#7c3aed", "#64748b")
 
 
-def _nice_max(value: float) -> float:
+def _nice_max(value: float, whole: bool = False) -> float:
+    """A round top for the axis (for whole numbers: a multiple of 4, so that the four
+    steps are whole too)."""
+    if whole:
+        return float(max(4, math.ceil(value / 4) * 4)) if value <= 40 else _nice_max(value)
     if value <= 0:
         return 1.0
     base = 10.0 ** math.floor(math.log10(value))
@@ -34,19 +38,20 @@ def bars(
     *,
     unit: str = "",
     colors: Sequence[str] | None = None,
-    width: int = 440,
-    height: int = 190,
+    width: int = 400,
+    height: int = 200,
 ) -> str:
-    """A vertical bar chart: one bar per label, a y axis with four steps, the unit."""
-    left, right, top, bottom = 52, 8, 16, 34
+    """A vertical bar chart: its title, one bar per label, a y axis with four steps."""
+    left, right, top, bottom = 52, 8, 30, 30
     nums = [float(v) if v is not None else 0.0 for v in values]
-    peak = _nice_max(max(nums, default=0.0))
+    peak = _nice_max(max(nums, default=0.0), all(n == int(n) for n in nums))
     plot_w, plot_h = width - left - right, height - top - bottom
     slot = plot_w / max(len(nums), 1)
     out = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
+        f'<text x="4" y="14" class="caption">{escape(title)}</text>',
     ]
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
@@ -58,8 +63,6 @@ def bars(
             f'<text x="{left - 6}" y="{y + 3.5:.1f}" text-anchor="end" class="axis">'
             f"{escape(_label(peak * i / 4))}</text>"
         )
-    if unit:
-        out.append(f'<text x="4" y="10" class="axis">{escape(unit)}</text>')
     every = max(1, math.ceil(len(labels) / max(1, plot_w // 46)))
     for i, (label, value) in enumerate(zip(labels, nums, strict=True)):
         h = plot_h * max(value, 0.0) / peak

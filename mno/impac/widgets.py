@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from mno.errors import BadInput, NotFound
 from mno.impac import finance, hr, sales
+from mno.impac.currency import View
 from mno.impac.model import Query, Result, answer
 from mno.store.models.tenancy import Tenant
 from mno.tenancy import tenants
@@ -133,8 +134,11 @@ def report(session: Session, tenant: Tenant | str, query: Query) -> dict[str, An
         if widget.name == "revenue":
             groups = ("month", "customer")
         for group in groups:
-            q = Query(query.window, query.view, group)
+            # each widget states the rates it used; the report, all of them
+            view = View(query.view.currency, query.view.rates)
+            q = Query(query.window, view, group)
             out.append(answer(widget.name, row.key, q, widget.compute(session, row.id, q)))
+            query.view.used.update(view.used)
     body: dict[str, Any] = {
         "tenant": row.key,
         "name": row.name,

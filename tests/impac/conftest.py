@@ -32,15 +32,49 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 WINDOW = {"start": "2026-01-01", "end": "2026-06-30"}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An upgraded empty SQLite store, made once; each test starts from a copy."""
+    from mno.store import db
+
+    path = tmp_path_factory.mktemp("impac-template") / "store.db"
+    url = f"sqlite:///{path}"
+    db.upgrade(db.get_engine(url))
+    engine = db._engines.pop(db.normalize_url(url), None)
+    if engine is not None:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_template: Path
+) -> Iterator[str]:
+    """An empty SQLite store file (a copy of the upgraded template), via MNO_DB_URL."""
+    from mno.store import db
+
+    path = tmp_path / "store.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("MNO_DB_URL", url)
+    yield url
+    engine = db._engines.pop(db.normalize_url(url), None)
+    if engine is not None:
+        engine.dispose()
+    db._checked.discard(url)
 
 
 def insert_records(
@@ -111,6 +145,10 @@ def _inv(
 @pytest.fixture
 def books(session: Callable[..., AbstractContextManager[Any]]) -> dict[str, uuid.UUID]:
     """Tenants ``acme`` (the books above) and ``other``; returns acme's record ids."""
+    return load_books(session)
+
+
+def load_books(session: Callable[..., AbstractContextManager[Any]]) -> dict[str, uuid.UUID]:
     from mno.tenancy import tenants
 
     with session() as s:

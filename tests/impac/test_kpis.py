@@ -222,3 +222,26 @@ def test_bad_queries_are_refused(session, books):
         Window.of("2026-02-30", None)
     with pytest.raises(BadInput):
         currency.parse_rate("EUR-USD=1")
+
+
+def test_values_that_are_not_plain_decimals_are_left_out(session, books):
+    """A record synced with a malformed amount (``12,50``, ``abc``, ``1.2.3``) or
+    probability (``high``) is left out of the sums on both stores, never an error:
+    USD revenue stays 2180.84 while the invoice count grows by 3; the pipeline adds the
+    well-formed 10.00 of o10 with no weight (its probability is not a number)."""
+    from tests.impac.conftest import insert_records
+
+    bad = [
+        ("invoices", {"type": "customer", "transaction_date": "2026-03-01", "currency": "USD",
+                      "total_amount": amount, "balance": amount, "status": "authorised"})
+        for amount in ("12,50", "abc", "1.2.3")
+    ]  # fmt: skip
+    bad.append(("opportunities", {"name": "o10", "stage": "proposal", "amount": "10.00",
+                                  "currency": "USD", "probability": "high"}))  # fmt: skip
+    insert_records(session, "acme", bad)
+    body = widget(session, "revenue")
+    assert body["totals"] == {"revenue": {"EUR": "2000.00", "USD": "2180.84"}, "invoices": 11}
+    assert widget(session, "receivables")["totals"]["receivables"]["USD"] == "1040.84"
+    pipeline = widget(session, "pipeline")["totals"]
+    assert pipeline["pipeline"]["USD"] == "3843.83"
+    assert pipeline["weighted_pipeline"]["USD"] == "1350.20"

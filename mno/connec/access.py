@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from mno import crypto
+from mno import crypto, settings
 from mno.access import customers
 from mno.connec import entities
 from mno.connec.writes import Writer
@@ -27,7 +27,7 @@ from mno.errors import BadInput, NotFound
 from mno.store import audit
 from mno.store.models.connec import ConnecSubscription
 from mno.store.models.tenancy import Tenant
-from mno.tenancy import tenants
+from mno.tenancy import apps, tenants
 from mno.webhooks import endpoints
 
 if TYPE_CHECKING:
@@ -46,6 +46,20 @@ def writer_for(session: Session, app: customers.App, tenant_key: str) -> Writer:
     if tenant.status in CLOSED or not customers.may_ask(session, app, tenant)[0]:
         raise refusal
     return Writer(tenant.id, app.id, app.code)
+
+
+OPERATOR = uuid.UUID(int=0)  # the "app" of an operator's writes: it subscribes nowhere
+
+
+def operator_writer(session: Session, tenant_key: str, app_code: str | None = None) -> Writer:
+    """The writer of an operator (the CLI) on a tenant: acting as ``app_code`` (its id
+    map, its source) or, without one, as the operator (source ``operator:<actor>``,
+    delivered to every subscribed app)."""
+    tenant = tenants.get(session, tenant_key)
+    if app_code is None:
+        return Writer(tenant.id, OPERATOR, "operator", f"operator:{settings.actor()}")
+    found = apps.get(session, app_code)
+    return Writer(tenant.id, found.id, found.code)
 
 
 def subscribe(

@@ -54,10 +54,11 @@ class Writer:
     tenant_id: uuid.UUID
     app_id: uuid.UUID
     app_code: str
+    label: str | None = None  # the source of an operator's writes (no app)
 
     @property
     def source(self) -> str:
-        return f"app:{self.app_code}"
+        return self.label or f"app:{self.app_code}"
 
     @property
     def map_id(self) -> uuid.UUID:

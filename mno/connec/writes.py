@@ -17,6 +17,7 @@ tenant's connections that push the entity, and one audit row for the transaction
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,7 +62,7 @@ class Writer:
     def source(self) -> str:
         return self.label or f"app:{self.app_code}"
 
-    @property
+    @functools.cached_property
     def map_id(self) -> uuid.UUID:
         return map_id(self.tenant_id, self.app_id)
 

@@ -1,8 +1,9 @@
 """The Connec API: apps share a tenant's business data (``/v1/connec/{tenant}/...``).
 
-Each request authenticates as an app (HTTP Basic with its key); the app acts for the
-tenant when the IDM would answer it about that tenant (``mno.connec.access``), and any
-other tenant is 404. The routes parse, call one domain function of ``mno.connec`` in a
+Each request authenticates as an app (HTTP Basic with its key), acting for the tenant
+when the IDM would answer it about that tenant, or as a user (``Authorization: Bearer``
+with a personal token), allowed by the IDM's access check; any other tenant is 404
+(``mno.connec.access``). The routes parse, call one domain function of ``mno.connec`` in a
 store transaction, and render; a record that fails its schema is answered 422 with an
 ``errors`` list of ``{field, message}``.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from mno.api import threads
-from mno.api.auth import Caller, app_caller
+from mno.access.secrets import digest
+from mno.api import auth, threads
+from mno.api.auth import Caller, basic
 from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute
 from mno.connec import access, entities, queries, writes
 from mno.connec.entities import Invalid
@@ -28,6 +32,7 @@ from mno.store.db import session_scope
 from mno.sync.rollback import Refused
 
 router = APIRouter(route_class=ApiRoute, tags=["connec"])
+bearer = HTTPBearer(auto_error=False, description="A user's personal token")
 T = TypeVar("T")
 
 TenantKey = Path(max_length=40, pattern=r"^[a-z0-9-]+$", description="Tenant key.")
@@ -55,14 +60,46 @@ def _invalid(exc: Invalid) -> JSONResponse:
     )
 
 
-def _in_store(write: bool, caller: Caller, tenant: str, fn: Callable[..., T], *args: Any) -> T:
+@dataclass(frozen=True)
+class Actor:
+    """Who calls: an app (HTTP Basic with its key) or a user (a Bearer personal token)."""
+
+    app: Caller | None = None
+    token: str | None = None
+
+
+async def connec_actor(
+    request: Request,
+    _basic: HTTPBasicCredentials | None = Security(basic),
+    _bearer: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Actor:
+    """The app of an ``Authorization: Basic`` header or the user token of a ``Bearer``
+    one (rate limited per token); 401 without either."""
+    header = request.headers.get("authorization") or ""
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        if not token:
+            raise ApiError(401, "unauthorized", "an empty bearer token")
+        await auth.rate("token:" + digest(token)[:24])
+        return Actor(token=token)
+    return Actor(app=await auth.authenticate(header))
+
+
+def _in_store(write: bool, actor: Actor, tenant: str, fn: Callable[..., T], *args: Any) -> T:
     with session_scope(write=write) as s:
-        writer = access.writer_for(s, caller.app, tenant)
+        if actor.app is not None:
+            writer = access.writer_for(s, actor.app.app, tenant)
+        else:
+            assert actor.token is not None
+            found = access.user_writer(s, actor.token, tenant, "sync" if write else "read")
+            if found is None:
+                raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
+            writer = found
         return fn(s, writer, *args)
 
 
 async def _run(
-    caller: Caller, tenant: str, fn: Callable[..., T], *args: Any, write: bool = False
+    caller: Actor, tenant: str, fn: Callable[..., T], *args: Any, write: bool = False
 ) -> T:
     return await threads.run(_in_store, write, caller, tenant, fn, *args)
 
@@ -92,7 +129,7 @@ def _written(outcome: writes.Outcome, entity: str) -> Response:
     )
 
 
-async def _write(caller: Caller, tenant: str, op: Op) -> Response:
+async def _write(caller: Actor, tenant: str, op: Op) -> Response:
     def work(s: Any, writer: Writer) -> writes.Outcome:
         return writes.apply(s, writer, [op])
 
@@ -114,7 +151,7 @@ class EntityInfo(BaseModel):
     responses=READ,
     summary="The entities of Connec with their JSON Schemas",
 )
-async def list_entities(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+async def list_entities(tenant: str = TenantKey, caller: Actor = Depends(connec_actor)) -> Any:
     def work(_s: Any, _w: Writer) -> list[dict[str, Any]]:
         return [
             {"name": e.name, "description": e.description, "custom": e.custom, "schema": e.schema}
@@ -149,7 +186,7 @@ class BatchRequest(BaseModel):
     summary="Write up to 1,000 records in one transaction, each result reported separately",
 )
 async def batch(
-    body: BatchRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+    body: BatchRequest, tenant: str = TenantKey, caller: Actor = Depends(connec_actor)
 ) -> Any:
     ops = [
         Op(o.op, o.entity, o.data, id=o.id, app_id=o.app_id, version=o.version)
@@ -176,7 +213,7 @@ async def rollback(
     transaction_id: str = Path(max_length=64),
     dry_run: bool = Query(False, description="Only show the plan."),
     force: bool = Query(False, description="Restore records changed later as well."),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
     def work(s: Any, writer: Writer) -> dict[str, Any]:
         return queries.rollback(s, writer, transaction_id, dry_run=dry_run, force=force).as_dict()
@@ -212,7 +249,7 @@ class SubscriptionRequest(BaseModel):
     summary="Receive the other apps' changes of some entities by webhook",
 )
 async def subscribe(
-    body: SubscriptionRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+    body: SubscriptionRequest, tenant: str = TenantKey, caller: Actor = Depends(connec_actor)
 ) -> Any:
     def work(s: Any, writer: Writer) -> dict[str, Any]:
         sub, secret = access.subscribe(s, writer, body.url, body.entities)
@@ -222,7 +259,7 @@ async def subscribe(
 
 
 @router.get("/v1/connec/{tenant}/subscriptions", responses=READ, summary="The app's subscriptions")
-async def subscriptions(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+async def subscriptions(tenant: str = TenantKey, caller: Actor = Depends(connec_actor)) -> Any:
     return {"subscriptions": await _run(caller, tenant, access.list_subscriptions)}
 
 
@@ -235,7 +272,7 @@ async def subscriptions(tenant: str = TenantKey, caller: Caller = Depends(app_ca
 async def unsubscribe(
     tenant: str = TenantKey,
     subscription_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     await _run(caller, tenant, access.unsubscribe, subscription_id, write=True)
     return Response(status_code=204)
@@ -258,7 +295,7 @@ async def list_records(
     updated_since: datetime | None = Query(None, description="ISO 8601 time."),
     limit: int = Query(100, ge=1, le=queries.MAX_LIMIT),
     cursor: str | None = Query(None, max_length=1000, description="`next` of the last page."),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
     def work(s: Any, writer: Writer) -> queries.Page:
         return queries.list_records(
@@ -290,7 +327,7 @@ async def create(
     tenant: str = TenantKey,
     entity: str = EntityName,
     body: dict[str, Any] = Body(...),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = dict(body)
     own = data.pop("id", None)
@@ -317,7 +354,7 @@ async def get_by_app_id(
     tenant: str = TenantKey,
     entity: str = EntityName,
     app_id: str = Path(max_length=200),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     rec = await _run(caller, tenant, queries.get_by_app_id, entity, app_id)
     return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
@@ -328,7 +365,7 @@ async def get_record(
     tenant: str = TenantKey,
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     rec = await _run(caller, tenant, queries.get, entity, record_id)
     return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
@@ -343,7 +380,7 @@ async def history(
     tenant: str = TenantKey,
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
     return {"changes": await _run(caller, tenant, queries.history, entity, record_id)}
 
@@ -359,7 +396,7 @@ async def replace(
     record_id: str = Path(max_length=64),
     body: dict[str, Any] = Body(...),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = {k: v for k, v in body.items() if k != "id"}
     op = Op("update", entity, data, id=record_id, version=_version(if_match))
@@ -377,7 +414,7 @@ async def patch(
     record_id: str = Path(max_length=64),
     body: dict[str, Any] = Body(...),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = {k: v for k, v in body.items() if k != "id"}
     op = Op("patch", entity, data, id=record_id, version=_version(if_match))
@@ -394,7 +431,7 @@ async def delete(
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     op = Op("delete", entity, None, id=record_id, version=_version(if_match))
     return await _write(caller, tenant, op)

@@ -246,3 +246,33 @@ def test_rollback_with_the_sync_conflict_rules(crm, books):
     assert crm("POST", "/transactions/not-a-uuid/rollback").status_code == 404
     sources = [c["source"] for c in crm("GET", f"/organizations/{rid}/history").json()["changes"]]
     assert sources[-1] == f"rollback:{first['transaction_id']}"
+
+
+def test_user_tokens_go_through_the_idm_check(api, crm, session):
+    from mno.access import members, tokens, users
+
+    with session() as s:
+        members.add(s, "acme", "bob@acme.io", "member")
+        members.add(s, "globex", "eve@globex.io", "member")
+        bob = tokens.create(s, "bob@acme.io", ttl="1h").secret
+        eve = tokens.create(s, "eve@globex.io", ttl="1h").secret
+
+    def as_user(token: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.request(method, f"{api}/v1/connec{path}", headers=headers, **kw)
+
+    made = create(crm, "items", {"name": "Widget"})
+    r = as_user(bob, "GET", "/acme/items")
+    assert r.status_code == 200 and [x["id"] for x in r.json()["records"]] == [made["id"]]
+    r = as_user(bob, "PATCH", f"/acme/items/{made['id']}", json={"code": "W-1"})
+    assert r.status_code == 200
+    history = crm("GET", f"/items/{made['id']}/history").json()["changes"]
+    assert history[-1]["source"] == "user:bob@acme.io"
+    # eve is no member of acme: acme does not exist for her
+    assert as_user(eve, "GET", "/acme/items").status_code == 404
+    assert as_user(eve, "GET", f"/acme/items/{made['id']}").status_code == 404
+    assert as_user(eve, "GET", "/globex/items").json()["records"] == []
+    assert as_user("mnopt_nope", "GET", "/acme/items").status_code == 401
+    with session() as s:
+        users.set_status(s, "bob@acme.io", "disabled")
+    assert as_user(bob, "GET", "/acme/items").status_code == 404

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from mno.access.secrets import digest
 from mno.api import auth, threads
 from mno.api.auth import Caller, basic
-from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute
+from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute, ErrorBody
 from mno.connec import access, entities, queries, writes
 from mno.connec.entities import Invalid
 from mno.connec.writes import Op, Writer
@@ -43,6 +44,32 @@ IfMatch = Header(
     max_length=40,
     description="The record's version (its ETag): refused with 412 when it moved on.",
 )
+
+
+STALE: dict[int | str, dict[str, Any]] = {
+    412: {
+        "model": ErrorBody,
+        "description": "If-Match names a version the record has moved past",
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+}
+
+
+class EntityConvertor(Convertor[str]):
+    """An entity name in a record path, never one of the tenant-level paths (``batch``,
+    ``entities``, ``subscriptions``, ``transactions``): those paths answer only their own
+    methods (405 with ``Allow`` for the others), as every path does."""
+
+    regex = r"(?!(?:batch|entities|subscriptions|transactions)(?:/|$))[a-z][a-z0-9_]{0,62}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("connec_entity", EntityConvertor())
 
 
 def _invalid(exc: Invalid) -> JSONResponse:
@@ -282,7 +309,7 @@ async def unsubscribe(
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}",
+    "/v1/connec/{tenant}/{entity:connec_entity}",
     responses=READ,
     summary="A page of records: $filter, $orderby, $select, updated_since, cursor",
 )
@@ -297,6 +324,7 @@ async def list_records(
     cursor: str | None = Query(None, max_length=1000, description="`next` of the last page."),
     caller: Actor = Depends(connec_actor),
 ) -> Any:
+
     def work(s: Any, writer: Writer) -> queries.Page:
         return queries.list_records(
             s,
@@ -318,7 +346,7 @@ async def list_records(
 
 
 @router.post(
-    "/v1/connec/{tenant}/{entity}",
+    "/v1/connec/{tenant}/{entity:connec_entity}",
     status_code=201,
     responses=ERRORS,
     summary="Create a record (an `id` in the body is the app's own id for it)",
@@ -346,7 +374,7 @@ def _own(value: Any) -> str | None:
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}/by-app-id/{app_id}",
+    "/v1/connec/{tenant}/{entity:connec_entity}/by-app-id/{app_id}",
     responses=READ,
     summary="The record the calling app knows by its own id",
 )
@@ -360,7 +388,9 @@ async def get_by_app_id(
     return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
 
 
-@router.get("/v1/connec/{tenant}/{entity}/{record_id}", responses=READ, summary="One record")
+@router.get(
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}", responses=READ, summary="One record"
+)
 async def get_record(
     tenant: str = TenantKey,
     entity: str = EntityName,
@@ -372,7 +402,7 @@ async def get_record(
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}/{record_id}/history",
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}/history",
     responses=READ,
     summary="Every change of a record, oldest first",
 )
@@ -386,8 +416,8 @@ async def history(
 
 
 @router.put(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=ERRORS,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**ERRORS, **STALE},
     summary="Replace a record's data (If-Match: its version)",
 )
 async def replace(
@@ -404,8 +434,8 @@ async def replace(
 
 
 @router.patch(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=ERRORS,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**ERRORS, **STALE},
     summary="Change some fields of a record (null removes one; If-Match: its version)",
 )
 async def patch(
@@ -422,8 +452,8 @@ async def patch(
 
 
 @router.delete(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=READ,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**READ, **STALE},
     summary="Delete a record (its tombstone is kept; If-Match: its version)",
 )
 async def delete(

@@ -130,6 +130,10 @@ def test_other_tenants_are_unreachable(api, apps_keys, crm, payroll):
     # and crm's record in acme cannot be reached through globex either
     assert crm.for_tenant("globex")("GET", "/organizations").status_code == 404
     assert crm("GET", f"/organizations/{rec['id']}").json()["data"] == ACME_ORG
+    # the tenant-level paths are no entities: other methods are 405 naming theirs
+    r = crm("GET", "/batch")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert crm("POST", "/subscriptions/x").headers["allow"] == "DELETE"
     # bad credentials are 401
     r = httpx.get(f"{api}/v1/connec/acme/organizations", headers=basic("mnoak_x", "y"))
     assert r.status_code == 401

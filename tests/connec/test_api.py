@@ -219,6 +219,8 @@ def test_pages_filters_select_and_updated_since(crm):
         crm("GET", "/items", params={"updated_since": "2999-01-01T00:00:00Z"}).json()["records"]
         == []
     )
+    naive = crm("GET", "/items", params={"updated_since": "2000-01-01T00:00:00"})
+    assert naive.status_code == 200 and len(naive.json()["records"]) == 25
     r = crm("GET", "/items", params={"$filter": "unit_price gt 'x'"})
     assert r.status_code == 422 and "does not compare" in r.json()["detail"]
     assert crm("GET", "/items", params={"$orderby": "nope"}).status_code == 422

@@ -1,8 +1,9 @@
 """The Connec API: apps share a tenant's business data (``/v1/connec/{tenant}/...``).
 
-Each request authenticates as an app (HTTP Basic with its key); the app acts for the
-tenant when the IDM would answer it about that tenant (``mno.connec.access``), and any
-other tenant is 404. The routes parse, call one domain function of ``mno.connec`` in a
+Each request authenticates as an app (HTTP Basic with its key), acting for the tenant
+when the IDM would answer it about that tenant, or as a user (``Authorization: Bearer``
+with a personal token), allowed by the IDM's access check; any other tenant is 404
+(``mno.connec.access``). The routes parse, call one domain function of ``mno.connec`` in a
 store transaction, and render; a record that fails its schema is answered 422 with an
 ``errors`` list of ``{field, message}``.
 """
@@ -11,16 +12,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
-from mno.api import threads
-from mno.api.auth import Caller, app_caller
-from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute
+from mno.access.secrets import digest
+from mno.api import auth, threads
+from mno.api.auth import Caller, basic
+from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute, ErrorBody
 from mno.connec import access, entities, queries, writes
 from mno.connec.entities import Invalid
 from mno.connec.writes import Op, Writer
@@ -28,6 +33,7 @@ from mno.store.db import session_scope
 from mno.sync.rollback import Refused
 
 router = APIRouter(route_class=ApiRoute, tags=["connec"])
+bearer = HTTPBearer(auto_error=False, description="A user's personal token")
 T = TypeVar("T")
 
 TenantKey = Path(max_length=40, pattern=r"^[a-z0-9-]+$", description="Tenant key.")
@@ -38,6 +44,32 @@ IfMatch = Header(
     max_length=40,
     description="The record's version (its ETag): refused with 412 when it moved on.",
 )
+
+
+STALE: dict[int | str, dict[str, Any]] = {
+    412: {
+        "model": ErrorBody,
+        "description": "If-Match names a version the record has moved past",
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+}
+
+
+class EntityConvertor(Convertor[str]):
+    """An entity name in a record path, never one of the tenant-level paths (``batch``,
+    ``entities``, ``subscriptions``, ``transactions``): those paths answer only their own
+    methods (405 with ``Allow`` for the others), as every path does."""
+
+    regex = r"(?!(?:batch|entities|subscriptions|transactions)(?:/|$))[a-z][a-z0-9_]{0,62}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("connec_entity", EntityConvertor())
 
 
 def _invalid(exc: Invalid) -> JSONResponse:
@@ -55,14 +87,46 @@ def _invalid(exc: Invalid) -> JSONResponse:
     )
 
 
-def _in_store(write: bool, caller: Caller, tenant: str, fn: Callable[..., T], *args: Any) -> T:
+@dataclass(frozen=True)
+class Actor:
+    """Who calls: an app (HTTP Basic with its key) or a user (a Bearer personal token)."""
+
+    app: Caller | None = None
+    token: str | None = None
+
+
+async def connec_actor(
+    request: Request,
+    _basic: HTTPBasicCredentials | None = Security(basic),
+    _bearer: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Actor:
+    """The app of an ``Authorization: Basic`` header or the user token of a ``Bearer``
+    one (rate limited per token); 401 without either."""
+    header = request.headers.get("authorization") or ""
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        if not token:
+            raise ApiError(401, "unauthorized", "an empty bearer token")
+        await auth.rate("token:" + digest(token)[:24])
+        return Actor(token=token)
+    return Actor(app=await auth.authenticate(header))
+
+
+def _in_store(write: bool, actor: Actor, tenant: str, fn: Callable[..., T], *args: Any) -> T:
     with session_scope(write=write) as s:
-        writer = access.writer_for(s, caller.app, tenant)
+        if actor.app is not None:
+            writer = access.writer_for(s, actor.app.app, tenant)
+        else:
+            assert actor.token is not None
+            found = access.user_writer(s, actor.token, tenant, "sync" if write else "read")
+            if found is None:
+                raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
+            writer = found
         return fn(s, writer, *args)
 
 
 async def _run(
-    caller: Caller, tenant: str, fn: Callable[..., T], *args: Any, write: bool = False
+    caller: Actor, tenant: str, fn: Callable[..., T], *args: Any, write: bool = False
 ) -> T:
     return await threads.run(_in_store, write, caller, tenant, fn, *args)
 
@@ -92,7 +156,7 @@ def _written(outcome: writes.Outcome, entity: str) -> Response:
     )
 
 
-async def _write(caller: Caller, tenant: str, op: Op) -> Response:
+async def _write(caller: Actor, tenant: str, op: Op) -> Response:
     def work(s: Any, writer: Writer) -> writes.Outcome:
         return writes.apply(s, writer, [op])
 
@@ -114,7 +178,7 @@ class EntityInfo(BaseModel):
     responses=READ,
     summary="The entities of Connec with their JSON Schemas",
 )
-async def list_entities(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+async def list_entities(tenant: str = TenantKey, caller: Actor = Depends(connec_actor)) -> Any:
     def work(_s: Any, _w: Writer) -> list[dict[str, Any]]:
         return [
             {"name": e.name, "description": e.description, "custom": e.custom, "schema": e.schema}
@@ -149,7 +213,7 @@ class BatchRequest(BaseModel):
     summary="Write up to 1,000 records in one transaction, each result reported separately",
 )
 async def batch(
-    body: BatchRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+    body: BatchRequest, tenant: str = TenantKey, caller: Actor = Depends(connec_actor)
 ) -> Any:
     ops = [
         Op(o.op, o.entity, o.data, id=o.id, app_id=o.app_id, version=o.version)
@@ -176,7 +240,7 @@ async def rollback(
     transaction_id: str = Path(max_length=64),
     dry_run: bool = Query(False, description="Only show the plan."),
     force: bool = Query(False, description="Restore records changed later as well."),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
     def work(s: Any, writer: Writer) -> dict[str, Any]:
         return queries.rollback(s, writer, transaction_id, dry_run=dry_run, force=force).as_dict()
@@ -212,7 +276,7 @@ class SubscriptionRequest(BaseModel):
     summary="Receive the other apps' changes of some entities by webhook",
 )
 async def subscribe(
-    body: SubscriptionRequest, tenant: str = TenantKey, caller: Caller = Depends(app_caller)
+    body: SubscriptionRequest, tenant: str = TenantKey, caller: Actor = Depends(connec_actor)
 ) -> Any:
     def work(s: Any, writer: Writer) -> dict[str, Any]:
         sub, secret = access.subscribe(s, writer, body.url, body.entities)
@@ -222,7 +286,7 @@ async def subscribe(
 
 
 @router.get("/v1/connec/{tenant}/subscriptions", responses=READ, summary="The app's subscriptions")
-async def subscriptions(tenant: str = TenantKey, caller: Caller = Depends(app_caller)) -> Any:
+async def subscriptions(tenant: str = TenantKey, caller: Actor = Depends(connec_actor)) -> Any:
     return {"subscriptions": await _run(caller, tenant, access.list_subscriptions)}
 
 
@@ -235,7 +299,7 @@ async def subscriptions(tenant: str = TenantKey, caller: Caller = Depends(app_ca
 async def unsubscribe(
     tenant: str = TenantKey,
     subscription_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     await _run(caller, tenant, access.unsubscribe, subscription_id, write=True)
     return Response(status_code=204)
@@ -245,7 +309,7 @@ async def unsubscribe(
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}",
+    "/v1/connec/{tenant}/{entity:connec_entity}",
     responses=READ,
     summary="A page of records: $filter, $orderby, $select, updated_since, cursor",
 )
@@ -258,8 +322,9 @@ async def list_records(
     updated_since: datetime | None = Query(None, description="ISO 8601 time."),
     limit: int = Query(100, ge=1, le=queries.MAX_LIMIT),
     cursor: str | None = Query(None, max_length=1000, description="`next` of the last page."),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
+
     def work(s: Any, writer: Writer) -> queries.Page:
         return queries.list_records(
             s,
@@ -281,7 +346,7 @@ async def list_records(
 
 
 @router.post(
-    "/v1/connec/{tenant}/{entity}",
+    "/v1/connec/{tenant}/{entity:connec_entity}",
     status_code=201,
     responses=ERRORS,
     summary="Create a record (an `id` in the body is the app's own id for it)",
@@ -290,7 +355,7 @@ async def create(
     tenant: str = TenantKey,
     entity: str = EntityName,
     body: dict[str, Any] = Body(...),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = dict(body)
     own = data.pop("id", None)
@@ -309,7 +374,7 @@ def _own(value: Any) -> str | None:
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}/by-app-id/{app_id}",
+    "/v1/connec/{tenant}/{entity:connec_entity}/by-app-id/{app_id}",
     responses=READ,
     summary="The record the calling app knows by its own id",
 )
@@ -317,25 +382,27 @@ async def get_by_app_id(
     tenant: str = TenantKey,
     entity: str = EntityName,
     app_id: str = Path(max_length=200),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     rec = await _run(caller, tenant, queries.get_by_app_id, entity, app_id)
     return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
 
 
-@router.get("/v1/connec/{tenant}/{entity}/{record_id}", responses=READ, summary="One record")
+@router.get(
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}", responses=READ, summary="One record"
+)
 async def get_record(
     tenant: str = TenantKey,
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     rec = await _run(caller, tenant, queries.get, entity, record_id)
     return JSONResponse(rec, headers={"ETag": f'"{rec["version"]}"'})
 
 
 @router.get(
-    "/v1/connec/{tenant}/{entity}/{record_id}/history",
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}/history",
     responses=READ,
     summary="Every change of a record, oldest first",
 )
@@ -343,14 +410,14 @@ async def history(
     tenant: str = TenantKey,
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Any:
     return {"changes": await _run(caller, tenant, queries.history, entity, record_id)}
 
 
 @router.put(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=ERRORS,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**ERRORS, **STALE},
     summary="Replace a record's data (If-Match: its version)",
 )
 async def replace(
@@ -359,7 +426,7 @@ async def replace(
     record_id: str = Path(max_length=64),
     body: dict[str, Any] = Body(...),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = {k: v for k, v in body.items() if k != "id"}
     op = Op("update", entity, data, id=record_id, version=_version(if_match))
@@ -367,8 +434,8 @@ async def replace(
 
 
 @router.patch(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=ERRORS,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**ERRORS, **STALE},
     summary="Change some fields of a record (null removes one; If-Match: its version)",
 )
 async def patch(
@@ -377,7 +444,7 @@ async def patch(
     record_id: str = Path(max_length=64),
     body: dict[str, Any] = Body(...),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     data = {k: v for k, v in body.items() if k != "id"}
     op = Op("patch", entity, data, id=record_id, version=_version(if_match))
@@ -385,8 +452,8 @@ async def patch(
 
 
 @router.delete(
-    "/v1/connec/{tenant}/{entity}/{record_id}",
-    responses=READ,
+    "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
+    responses={**READ, **STALE},
     summary="Delete a record (its tombstone is kept; If-Match: its version)",
 )
 async def delete(
@@ -394,7 +461,7 @@ async def delete(
     entity: str = EntityName,
     record_id: str = Path(max_length=64),
     if_match: str | None = IfMatch,
-    caller: Caller = Depends(app_caller),
+    caller: Actor = Depends(connec_actor),
 ) -> Response:
     op = Op("delete", entity, None, id=record_id, version=_version(if_match))
     return await _write(caller, tenant, op)

@@ -236,7 +236,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("connector", "mno.cli.sync:connector_app", "Manage declarative REST connectors."),
     ("connection", "mno.cli.sync:connection_app", "Manage tenants' connections to connectors."),
     ("sync", "mno.cli.sync", "Run Connec sync, list runs, roll a run back."),
-    ("record", "mno.cli.sync:record_app", "Read canonical records and their history."),
+    ("record", "mno.cli.records:app", "Read, filter and write canonical records; history."),
     ("user", "mno.cli.users", "Manage users and their personal tokens."),
     ("member", "mno.cli.members", "Manage tenant members and their roles."),
     ("role", "mno.cli.roles", "Custom roles and the permissions they grant."),

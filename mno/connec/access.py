@@ -2,9 +2,10 @@
 
 An app acts for a tenant when the IDM would answer it about that tenant
 (``mno.access.customers.may_ask``: the tenant owns the app, or has a live instance of
-or subscription to it) and the tenant is live. Any other tenant, an unknown one
-included, is answered "not found" with the same words, so an app cannot learn which
-tenants exist or what they hold.
+or subscription to it) and the tenant is live. A user's personal token acts for a tenant
+when ``mno.access.check`` allows the user ``read`` (queries) or ``sync`` (writes) there.
+Any other tenant, an unknown one included, is answered "not found" with the same words,
+so a caller cannot learn which tenants exist or what they hold.
 
 A subscription registers a webhook endpoint of the tenant for ``connec.<entity>.*``
 events, owned by the app (``connec_subscription``): the dispatcher delivers every change
@@ -19,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from mno import crypto
-from mno.access import customers
+from mno import crypto, settings
+from mno.access import customers, tokens
+from mno.access.check import evaluate
 from mno.connec import entities
 from mno.connec.writes import Writer
 from mno.errors import BadInput, NotFound
 from mno.store import audit
 from mno.store.models.connec import ConnecSubscription
 from mno.store.models.tenancy import Tenant
-from mno.tenancy import tenants
+from mno.tenancy import apps, tenants
 from mno.webhooks import endpoints
 
 if TYPE_CHECKING:
@@ -46,6 +48,37 @@ def writer_for(session: Session, app: customers.App, tenant_key: str) -> Writer:
     if tenant.status in CLOSED or not customers.may_ask(session, app, tenant)[0]:
         raise refusal
     return Writer(tenant.id, app.id, app.code)
+
+
+OPERATOR = uuid.UUID(int=0)  # the "app" of an operator's writes: it subscribes nowhere
+
+
+def operator_writer(session: Session, tenant_key: str, app_code: str | None = None) -> Writer:
+    """The writer of an operator (the CLI) on a tenant: acting as ``app_code`` (its id
+    map, its source) or, without one, as the operator (source ``operator:<actor>``,
+    delivered to every subscribed app)."""
+    tenant = tenants.get(session, tenant_key)
+    if app_code is None:
+        return Writer(tenant.id, OPERATOR, "operator", f"operator:{settings.actor()}")
+    found = apps.get(session, app_code)
+    return Writer(tenant.id, found.id, found.code)
+
+
+def user_writer(session: Session, token: str, tenant_key: str, action: str) -> Writer | None:
+    """The writer for a user's personal token on ``tenant_key``: None when the token is
+    unknown, expired or revoked; ``NotFound`` when the IDM's check (``mno.access.check``,
+    as ``POST /v1/idm/authorize`` answers it) refuses ``action`` (read or sync)."""
+    user = tokens.resolve(session, token)
+    if user is None:
+        return None
+    try:
+        tenant = tenants.get(session, tenant_key)
+    except NotFound:
+        raise NotFound(f"no tenant {tenant_key}") from None
+    allowed, _reason, _role = evaluate(session, user, tenant, action)
+    if not allowed:
+        raise NotFound(f"no tenant {tenant_key}")
+    return Writer(tenant.id, OPERATOR, "user", f"user:{user.email}")
 
 
 def subscribe(

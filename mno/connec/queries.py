@@ -13,7 +13,7 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -113,6 +113,8 @@ def list_records(
     if clause is not None:
         stmt = stmt.where(clause)
     if updated_since is not None:
+        if updated_since.tzinfo is None:  # a time without an offset is UTC
+            updated_since = updated_since.replace(tzinfo=UTC)
         stmt = stmt.where(r.c.updated_at >= updated_since)
     fields = _fields(select, ent)
     order = filters.order_by(orderby, ent)

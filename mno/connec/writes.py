@@ -17,6 +17,7 @@ tenant's connections that push the entity, and one audit row for the transaction
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,8 +28,9 @@ import sqlalchemy as sa
 from mno import clock
 from mno.connec import entities
 from mno.connec.entities import Invalid
-from mno.errors import BadInput, NotFound
+from mno.errors import BadInput
 from mno.store import audit, leases, outbox
+from mno.store.bulk import Rows, dumps
 from mno.store.models.sync import SyncChange, SyncConnection, SyncIdMap, SyncRecord, SyncRun
 from mno.store.types import table_of
 from mno.sync import mapping
@@ -54,12 +56,13 @@ class Writer:
     tenant_id: uuid.UUID
     app_id: uuid.UUID
     app_code: str
+    label: str | None = None  # the source of an operator's writes (no app)
 
     @property
     def source(self) -> str:
-        return f"app:{self.app_code}"
+        return self.label or f"app:{self.app_code}"
 
-    @property
+    @functools.cached_property
     def map_id(self) -> uuid.UUID:
         return map_id(self.tenant_id, self.app_id)
 
@@ -183,14 +186,14 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
         raise BadInput(f"a batch takes at most {MAX_BATCH} operations, not {len(ops)}")
     results: list[Result | None] = [None] * len(ops)
     checked: dict[int, dict[str, Any]] = {}
+    known = entities.all_entities()
     for i, op in enumerate(ops):
         if op.kind not in KINDS:
             results[i] = Result(422, error=f"unknown operation {op.kind!r}")
             continue
-        try:
-            ent = entities.get(op.entity)
-        except NotFound as exc:
-            results[i] = Result(404, error=exc.message)
+        ent = known.get(op.entity)
+        if ent is None:
+            results[i] = Result(404, error=f"no entity {op.entity!r}")
             continue
         if op.kind != "create" and not op.id and not op.app_id:
             results[i] = Result(422, error=f"{op.kind} needs the record's id or app id")
@@ -323,7 +326,7 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
                 merged = {**before, **(op.data or {})}
                 merged = {k: v for k, v in merged.items() if v is not None}
                 try:
-                    data = entities.get(op.entity).validate(merged)
+                    data = known[op.entity].validate(merged)
                 except Invalid as exc:
                     results[i] = Result(422, error=exc.message, errors=exc.errors)
                     continue
@@ -410,36 +413,37 @@ def _write(
             }
         ],
     )
+    w = Rows(conn)
     if records:
-        conn.execute(table_of(SyncRecord).insert(), records)
+        w.insert_dicts(table_of(SyncRecord), records, same=("tenant_id", "entity", "version"))
     if updates:
-        r = table_of(SyncRecord)
-        conn.execute(
-            r.update()
-            .where(r.c.id == sa.bindparam("b_id"))
-            .values(
-                data=sa.bindparam("b_data"),
-                version=sa.bindparam("b_version"),
-                deleted_at=sa.bindparam("b_deleted_at"),
-                content_hash=sa.bindparam("b_hash"),
-                source_updated_at=now,
-                updated_at=now,
-            ),
+        stamp = w.time(now)
+        w.update(
+            table_of(SyncRecord),
+            ("data", "content_hash", "version", "deleted_at", "source_updated_at", "updated_at"),
             [
-                {
-                    "b_id": u["id"],
-                    "b_data": u["data"],
-                    "b_version": u["version"],
-                    "b_deleted_at": u["deleted_at"],
-                    "b_hash": u["content_hash"],
-                }
+                (
+                    dumps(u["data"]),
+                    u["content_hash"],
+                    u["version"],
+                    w.time(u["deleted_at"]),
+                    stamp,
+                    stamp,
+                    w.uid(u["id"]),
+                )
                 for u in updates
             ],
         )
     if id_maps:
-        conn.execute(table_of(SyncIdMap).insert(), id_maps)
-    conn.execute(table_of(SyncChange).insert(), changes)
-    outbox.emit_many(session, events)
+        w.insert_dicts(table_of(SyncIdMap), id_maps, same=("connection_id", "entity"))
+    w.insert_dicts(table_of(SyncChange), changes, same=("run_id", "tenant_id", "source"))
+    stamp = w.time(now)
+    outbox.emit_rows(
+        w,
+        ("id", "type", "payload"),
+        [(uuid.uuid4().hex, kind, dumps(audit.jsonable(payload))) for kind, payload, _ in events],
+        {"created_at": stamp, "updated_at": stamp, "tenant_id": w.uid(writer.tenant_id)},
+    )
     for entity, ids in touched.items():
         anchor = SyncConnection(
             id=uuid.uuid4(), name="", tenant_id=writer.tenant_id, connector_id=uuid.uuid4()

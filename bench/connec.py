@@ -1,0 +1,288 @@
+"""Connec: batch ingest and filtered queries over one tenant's invoices.
+
+Measures, per store (SQLite, PostgreSQL or both, ``--store``):
+
+- ingest: ``N`` invoices written through ``mno.connec.writes.apply`` in batches of 1,000
+  operations, one transaction each (records, id maps, change rows, one
+  ``connec.invoices.created`` event per record, the audit row), as the batch endpoint
+  writes them; records/s;
+- floor: the same record rows inserted into ``sync_record`` of a fresh store with a bare
+  ``executemany`` per 1,000 rows (no validation, id maps, history or events); the ratio
+  ingest/floor is printed (goal: at most 3x); and a second floor that also writes the
+  same id map, change and event rows bare (``floor_every_table``);
+- query: ``--queries`` filtered pages (``total_amount gt X and status eq 'paid'``, a date
+  range, ``contains``), 100 records each, in one tenant's records; p50 and p95 in ms
+  (goal: p95 at most 50 ms).
+
+Usage: ``python bench/connec.py [--records 20000] [--store sqlite|postgres|both]
+[--queries 200]``. PostgreSQL: a fresh database on the server of ``MNO_TEST_PG_URL``
+(default ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG_SERVER = os.environ.get(
+    "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BATCH = 1000
+STATUSES = ["draft", "authorised", "paid", "void"]
+
+
+def fresh_pg(server: str) -> str:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"mno_bench_connec_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg(server: str, url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from mno.store import db
+
+    db.dispose_all()
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def invoices(n: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "number": f"INV-{i:07d}",
+            "transaction_date": f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            "currency": rng.choice(["USD", "EUR"]),
+            "total_amount": f"{rng.randint(1, 100000)}.{rng.randint(0, 99):02d}",
+            "balance": f"{rng.randint(0, 1000)}.00",
+            "status": rng.choice(STATUSES),
+            "organization_id": str(uuid.UUID(int=rng.randint(1, 5000))),
+        }
+        for i in range(n)
+    ]
+
+
+def prepare(url: str) -> Any:
+    from mno.connec import access
+    from mno.store import db
+    from mno.store.db import session_scope
+    from mno.tenancy import apps, tenants
+
+    if not db.is_sqlite(url):
+        db.upgrade(db.get_engine(url))
+    with session_scope(url) as s:
+        tenants.create(s, "acme", name="Acme")
+        tenants.create(s, "other", name="Other")
+        apps.create(s, "Bench", code="bench", owner="acme")
+        return access.writer_for(s, apps.get(s, "bench"), "acme")
+
+
+def ingest(url: str, writer: Any, rows: list[dict[str, Any]], offset: int = 0) -> float:
+    from mno.connec.writes import Op, apply
+    from mno.store.db import session_scope
+
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), BATCH):
+        ops = [
+            Op("create", "invoices", d, app_id=f"b{offset + start + i}")
+            for i, d in enumerate(rows[start : start + BATCH])
+        ]
+        with session_scope(url) as s:
+            out = apply(s, writer, ops)
+        assert out.results[-1].status == 201, out.results[-1]
+    return time.perf_counter() - t0
+
+
+def floor(url: str, rows: list[dict[str, Any]], every_table: bool = False) -> float:
+    """The same record rows, bare: one executemany per 1,000 rows into sync_record; with
+    ``every_table`` also the id map, change and event rows (one executemany each)."""
+    from mno import clock
+    from mno.store import db
+    from mno.store.models.core import Event
+    from mno.store.models.sync import SyncChange, SyncIdMap, SyncRecord
+    from mno.store.types import table_of
+
+    engine = db.get_engine(url)
+    table = table_of(SyncRecord)
+    tenant = uuid.uuid4()
+    now = clock.now()
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), BATCH):
+        chunk = [
+            {
+                "id": uuid.uuid4(),
+                "created_at": now,
+                "updated_at": now,
+                "tenant_id": tenant,
+                "entity": "invoices",
+                "data": d,
+                "content_hash": "0" * 32,
+                "version": 1,
+            }
+            for d in rows[start : start + BATCH]
+        ]
+        with engine.begin() as conn:
+            conn.execute(table.insert(), chunk)
+            if every_table:
+                run = uuid.uuid4()
+                conn.execute(
+                    table_of(SyncIdMap).insert(),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "created_at": now,
+                            "updated_at": now,
+                            "connection_id": run,
+                            "entity": "invoices",
+                            "external_id": str(r["id"]),
+                            "record_id": r["id"],
+                        }
+                        for r in chunk
+                    ],
+                )
+                conn.execute(
+                    table_of(SyncChange).insert(),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "created_at": now,
+                            "updated_at": now,
+                            "run_id": run,
+                            "record_id": r["id"],
+                            "tenant_id": tenant,
+                            "entity": "invoices",
+                            "action": "create",
+                            "source": "bench",
+                            "after": r["data"],
+                        }
+                        for r in chunk
+                    ],
+                )
+                conn.execute(
+                    table_of(Event).insert(),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "created_at": now,
+                            "updated_at": now,
+                            "type": "connec.invoices.created",
+                            "tenant_id": tenant,
+                            "payload": {"record_id": str(r["id"]), "data": r["data"]},
+                        }
+                        for r in chunk
+                    ],
+                )
+    return time.perf_counter() - t0
+
+
+def query_p95(url: str, writer: Any, n: int) -> tuple[float, float, int]:
+    from mno.connec import queries
+    from mno.store.db import session_scope
+
+    rng = random.Random(3)
+    took: list[float] = []
+    returned = 0
+    for i in range(n):
+        kind = i % 3
+        if kind == 0:
+            text = f"total_amount gt {rng.randint(1, 99000)} and status eq 'paid'"
+        elif kind == 1:
+            month = rng.randint(1, 11)
+            text = (
+                f"transaction_date ge 2024-{month:02d}-01 and transaction_date lt "
+                f"2024-{month + 1:02d}-01 and currency eq 'EUR'"
+            )
+        else:
+            text = f"contains(number, '{rng.randint(0, 999):03d}')"
+        t0 = time.perf_counter()
+        with session_scope(url, write=False) as s:
+            page = queries.list_records(s, writer, "invoices", filter=text, limit=100)
+        took.append((time.perf_counter() - t0) * 1000)
+        returned += len(page.records)
+    took.sort()
+    p95 = took[max(0, int(len(took) * 0.95) - 1)]
+    return statistics.median(took), p95, returned
+
+
+def run(store: str, records: int, n_queries: int) -> None:
+    from mno.store import db
+
+    rows = invoices(records)
+    urls: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="mno-bench-connec-"))
+    os.environ["MNO_HOME"] = str(tmp / "home")
+    try:
+        for _ in range(2):
+            if store == "sqlite":
+                urls.append(f"sqlite:///{tmp / f'{uuid.uuid4().hex[:6]}.db'}")
+            else:
+                urls.append(fresh_pg(PG_SERVER))
+        main_url, floor_url = urls
+        writer = prepare(main_url)
+        prepare(floor_url)
+        spent = ingest(main_url, writer, rows)
+        bare = floor(floor_url, rows)
+        bare_all = floor(floor_url, rows, every_table=True)
+        p50, p95, returned = query_p95(main_url, writer, n_queries)
+        ratio = spent / bare if bare else float("inf")
+        print(
+            json.dumps(
+                {
+                    "store": store,
+                    "records": records,
+                    "ingest_s": round(spent, 2),
+                    "ingest_records_per_s": round(records / spent),
+                    "floor_s": round(bare, 2),
+                    "ingest_vs_floor": round(ratio, 2),
+                    "ingest_vs_floor_goal_3x": "PASS" if ratio <= 3 else "MISS",
+                    "floor_every_table_s": round(bare_all, 2),
+                    "ingest_vs_floor_every_table": round(spent / bare_all, 2),
+                    "queries": n_queries,
+                    "query_p50_ms": round(p50, 2),
+                    "query_p95_ms": round(p95, 2),
+                    "query_p95_goal_50ms": "PASS" if p95 <= 50 else "MISS",
+                    "rows_returned": returned,
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
+                }
+            )
+        )
+    finally:
+        db.dispose_all()
+        if store == "postgres":
+            for url in urls:
+                drop_pg(PG_SERVER, url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    for store in ("sqlite", "postgres") if args.store == "both" else (args.store,):
+        run(store, args.records, args.queries)
+
+
+if __name__ == "__main__":
+    main()

@@ -184,14 +184,16 @@ def _tenant_data(session: Any, tenant: Any) -> dict[str, Any]:
     return tenants.view(session, tenant).as_dict()
 
 
-def _link(request: Request, cursor_name: str, cursor: str | None) -> dict[str, str]:
+def next_link(request: Request, cursor_name: str, cursor: str | None) -> dict[str, str]:
     if cursor is None:
         return {}
     url = request.url.include_query_params(**{cursor_name: cursor})
     return {"Link": f'<{url}>; rel="next"'}
 
 
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
     )
@@ -234,7 +236,7 @@ async def list_tenants(
             return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
 
     page = await threads.run(work)
-    return _json(page, headers=_link(request, "cursor", page.next))
+    return json_response(page, headers=next_link(request, "cursor", page.next))
 
 
 @router.get(
@@ -250,7 +252,7 @@ async def get_tenant(key: str = KEY, principal: Principal = Depends(hub_principa
             return _tenant_data(s, tenant)
 
     data = await threads.run(work)
-    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+    return json_response(Tenant(**data), headers={"ETag": etag_of(data)})
 
 
 @router.get(
@@ -273,7 +275,7 @@ async def tenant_children(
             return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
 
     page = await threads.run(work)
-    return _json(page, headers=_link(request, "cursor", page.next))
+    return json_response(page, headers=next_link(request, "cursor", page.next))
 
 
 @router.post(
@@ -334,7 +336,7 @@ async def update_tenant(
             return _tenant_data(s, tenant)
 
     data = await threads.run(work)
-    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+    return json_response(Tenant(**data), headers={"ETag": etag_of(data)})
 
 
 def _transition(action: str, run: Any) -> Any:
@@ -429,4 +431,4 @@ async def list_events(
 
     page = await threads.run(work)
     full = len(page.events) == limit
-    return _json(page, headers=_link(request, "after", page.next if full else None))
+    return json_response(page, headers=next_link(request, "after", page.next if full else None))

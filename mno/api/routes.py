@@ -7,7 +7,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import dev, dev_invoices, hub, idm
+from mno.api import dev, dev_invoices, hub_router, idm
 from mno.api.errors import ApiRoute
 
 
@@ -24,7 +24,7 @@ def billing_available() -> bool:
 def build_router() -> APIRouter:
     r = APIRouter(route_class=ApiRoute)
     r.include_router(idm.router)
-    r.include_router(hub.router)
+    r.include_router(hub_router.router)
     billing = billing_available()
     for route in dev.router.routes:
         path = getattr(route, "path", "")

@@ -10,7 +10,7 @@ from mno.access import keys, tokens
 from mno.errors import BadInput
 from mno.tenancy import apps
 from tests.access.conftest import basic
-from tests.api_hub.conftest import bearer
+from tests.api_hub.conftest import bearer, both_stores
 
 
 def test_missing_or_bad_credentials_are_401_with_a_challenge(hub, world, session):
@@ -33,6 +33,7 @@ def test_missing_or_bad_credentials_are_401_with_a_challenge(hub, world, session
     assert r.status_code == 401
 
 
+@both_stores
 def test_a_member_sees_their_tenant_and_not_another(hub, world):
     bob = hub.as_(world["bob"])
     r = bob.get("/v1/hub/tenants/acme")
@@ -133,6 +134,7 @@ def test_token_create_takes_scopes_on_the_cli(cli, world):
     assert "beyond the roles" in r.output
 
 
+@both_stores
 def test_an_app_key_reads_its_owner_and_customers_only(hub, world, session):
     with session() as s:
         apps.create(s, "CRM", code="crm", owner="acme", if_not_exists=True)

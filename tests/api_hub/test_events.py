@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.api_hub.conftest import both_stores
+
 
 def _all(client, after: str = "0", limit: int = 3) -> tuple[list[dict], str]:
     events: list[dict] = []
@@ -31,6 +33,7 @@ def test_events_follow_by_cursor(hub, world):
     assert new[0]["seq"] > int(cursor)
 
 
+@both_stores
 def test_a_member_reads_only_their_tenants_events(hub, world, session):
     from mno.tenancy import tenants
 

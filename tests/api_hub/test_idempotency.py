@@ -8,6 +8,7 @@ from sqlmodel import func, select
 
 from mno.store.models.core import Event
 from mno.store.models.tenancy import Tenant
+from tests.api_hub.conftest import both_stores
 
 
 def _count_tenants(session, key: str) -> int:
@@ -22,6 +23,7 @@ def _created_events(session) -> int:
         ).one()
 
 
+@both_stores
 def test_a_retry_replays_the_first_response(hub, world, session):
     op = hub.as_(world["op"])
     before = _created_events(session)
@@ -92,6 +94,7 @@ def test_transitions_replay_too(hub, world):
     assert again.json() == first.json()
 
 
+@both_stores
 def test_concurrent_requests_with_one_key_make_one_tenant(hub, world, session):
     before = _created_events(session)
 

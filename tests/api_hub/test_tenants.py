@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.api_hub.conftest import both_stores
+
 
 def test_the_operator_creates_a_tenant(hub, world, session):
     op = hub.as_(world["op"])
@@ -51,6 +53,7 @@ def test_a_super_admin_creates_a_child_and_manages_it(hub, world):
     assert carol.get("/v1/hub/tenants/acme-eu").status_code == 404
 
 
+@both_stores
 def test_patch_with_a_stale_etag_is_refused(hub, world):
     owner = hub.as_(world["owner"])
     first = owner.get("/v1/hub/tenants/acme")
@@ -113,6 +116,7 @@ def _keys(client: httpx.Client, url: str) -> list[str]:
     return seen
 
 
+@both_stores
 def test_pages_follow_link_and_stay_stable_under_inserts(hub, world, session):
     from mno.tenancy import tenants
 
@@ -138,6 +142,7 @@ def test_pages_follow_link_and_stay_stable_under_inserts(hub, world, session):
     assert len(everything) == 11
 
 
+@both_stores
 def test_lists_filter_and_sort(hub, world, session):
     from mno.tenancy import tenants
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mno.api import hub, hub_access
+from mno.api import hub, hub_access, hub_billing
 from mno.api.errors import ApiRoute
 
 router = APIRouter(route_class=ApiRoute)
-for module in (hub, hub_access):
+for module in (hub, hub_access, hub_billing):
     router.include_router(module.router)

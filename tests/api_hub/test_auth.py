@@ -149,3 +149,16 @@ def test_an_app_key_reads_its_owner_and_customers_only(hub, world, session):
     assert r.status_code == 403
     bad = basic(issued.key.key_id, "bad")
     assert hub.client.get("/v1/hub/tenants/acme", headers=bad).status_code == 401
+
+
+def test_a_token_has_its_own_rate_limit(hub, world, api_profile):
+    api_profile(api={"rate_limit": 1, "rate_burst": 2})
+    bob = hub.as_(world["bob"])
+    answers = [bob.get("/v1/hub/tenants/acme") for _ in range(6)]
+    assert [r.status_code for r in answers[:2]] == [200, 200]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["error"]["code"] == "rate_limited"
+    # another token's bucket is its own
+    assert hub.as_(world["owner"]).get("/v1/hub/tenants/acme").status_code == 200

@@ -5,10 +5,8 @@ from __future__ import annotations
 from sqlmodel import select
 
 from mno.store.models.access import Invite
-from tests.api_hub.conftest import both_stores
 
 
-@both_stores
 def test_members_list_add_change_remove(hub, world):
     admin = hub.as_(world["admin"])
     r = admin.get("/v1/hub/tenants/acme/members", params={"limit": 2})

@@ -134,7 +134,6 @@ def test_token_create_takes_scopes_on_the_cli(cli, world):
     assert "beyond the roles" in r.output
 
 
-@both_stores
 def test_an_app_key_reads_its_owner_and_customers_only(hub, world, session):
     with session() as s:
         apps.create(s, "CRM", code="crm", owner="acme", if_not_exists=True)

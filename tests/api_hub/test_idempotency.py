@@ -23,7 +23,6 @@ def _created_events(session) -> int:
         ).one()
 
 
-@both_stores
 def test_a_retry_replays_the_first_response(hub, world, session):
     op = hub.as_(world["op"])
     before = _created_events(session)

@@ -142,7 +142,6 @@ def test_pages_follow_link_and_stay_stable_under_inserts(hub, world, session):
     assert len(everything) == 11
 
 
-@both_stores
 def test_lists_filter_and_sort(hub, world, session):
     from mno.tenancy import tenants
 

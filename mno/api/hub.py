@@ -397,6 +397,89 @@ for _action, (_run, _summary) in _TRANSITIONS.items():
     )
 
 
+# -- contacts -----------------------------------------------------------------------------
+
+
+class Contact(BaseModel):
+    name: str
+    email: str
+    type: str
+    primary: bool
+
+
+class ContactList(BaseModel):
+    contacts: list[Contact]
+
+
+class ContactAdd(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Ann", "email": "ann@acme.example", "type": "billing"}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=254)
+    type: str = Field("admin", max_length=20, description="admin, billing, technical or other")
+    primary: bool = False
+
+
+def _contact(c: Any) -> Contact:
+    return Contact(name=c.name, email=c.email, type=c.type, primary=c.primary)
+
+
+@router.get("/v1/hub/tenants/{key}/contacts", response_model=ContactList, responses=READ)
+async def list_contacts(key: str = KEY, principal: Principal = Depends(hub_principal)) -> Response:
+    """A tenant's contacts."""
+
+    def work() -> ContactList:
+        with session_scope(write=False) as s:
+            tenant = scopes.authorize(s, principal, key, "read", "tenants:read")
+            return ContactList(contacts=[_contact(c) for c in tenants.list_contacts(s, tenant.key)])
+
+    return json_response(await threads.run(work))
+
+
+@router.post(
+    "/v1/hub/tenants/{key}/contacts", status_code=201, response_model=Contact, responses=POST_ERRORS
+)
+async def add_contact(
+    body: ContactAdd,
+    request: Request,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
+    """Add a contact (the rules of `mno tenant contact add`)."""
+
+    def work(s: Any) -> tuple[BaseModel, str | None]:
+        tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
+        contact = tenants.add_contact(
+            s, tenant.key, name=body.name, email=body.email, type=body.type, primary=body.primary
+        )
+        return _contact(contact), None
+
+    return await idempotency.run(request, principal, idempotency_key, 201, work)
+
+
+@router.delete("/v1/hub/tenants/{key}/contacts/{email}", status_code=204, responses=READ)
+async def remove_contact(
+    key: str = KEY,
+    email: str = Path(max_length=254),
+    principal: Principal = Depends(hub_principal),
+) -> Response:
+    """Remove a contact."""
+
+    def work() -> None:
+        with session_scope() as s:
+            tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
+            tenants.remove_contact(s, tenant.key, email)
+
+    await threads.run(work)
+    return Response(status_code=204)
+
+
 # -- events -------------------------------------------------------------------------------
 
 
@@ -411,10 +494,13 @@ async def list_events(
     principal: Principal = Depends(hub_principal),
     after: int | None = Query(None, ge=0, lt=2**63, description="A sequence number (`next`)"),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    type: str | None = Query(
+        None, max_length=100, description="An event type; `*` matches any part (`tenant.*`)"
+    ),
 ) -> Response:
     def work() -> EventPage:
         with session_scope(write=False) as s:
-            rows = scopes.page_events(s, principal, after=after, limit=limit)
+            rows = scopes.page_events(s, principal, after=after, limit=limit, event_type=type)
         events = [
             Event(
                 seq=int(e.seq or 0),

@@ -159,3 +159,21 @@ def test_lists_filter_and_sort(hub, world, session):
     assert op.get("/v1/hub/tenants?sort=bogus").status_code == 422
     assert op.get("/v1/hub/tenants?cursor=%25zz").status_code == 422
     assert op.get("/v1/hub/tenants?whatever=1").status_code == 422
+
+
+def test_contacts(hub, world):
+    owner = hub.as_(world["owner"])
+    body = {"name": "Ann", "email": "ann@acme.example", "type": "billing"}
+    r = owner.post("/v1/hub/tenants/acme/contacts", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json() == body | {"primary": r.json()["primary"]}
+    bob = hub.as_(world["bob"])
+    assert [c["email"] for c in bob.get("/v1/hub/tenants/acme/contacts").json()["contacts"]] == [
+        "ann@acme.example"
+    ]
+    assert bob.post("/v1/hub/tenants/acme/contacts", json=body).status_code == 403
+    r = owner.post("/v1/hub/tenants/acme/contacts", json=body | {"type": "boss"})
+    assert r.status_code == 422
+    assert hub.as_(world["carol"]).get("/v1/hub/tenants/acme/contacts").status_code == 404
+    assert owner.delete("/v1/hub/tenants/acme/contacts/ann@acme.example").status_code == 204
+    assert bob.get("/v1/hub/tenants/acme/contacts").json()["contacts"] == []

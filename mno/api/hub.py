@@ -339,6 +339,16 @@ async def update_tenant(
     return json_response(Tenant(**data), headers={"ETag": etag_of(data)})
 
 
+def _transition_work(principal: Principal, key: str, run: Any) -> Any:
+    def work(s: Any) -> tuple[BaseModel, str | None]:
+        scopes.require_scope(principal, "tenants:write")
+        tenant = scopes.find(s, principal, key)
+        scopes.require_operator(principal, "update_tenant")
+        return Tenant(**_tenant_data(s, run(s, tenant.key))), None
+
+    return work
+
+
 def _transition(action: str, run: Any) -> Any:
     async def route(
         request: Request,
@@ -346,21 +356,7 @@ def _transition(action: str, run: Any) -> Any:
         principal: Principal = Depends(hub_principal),
         idempotency_key: str | None = idempotency.IdempotencyHeader,
     ) -> Response:
-        body = await request.body()
-        reason = None
-        if action == "suspend":
-            try:
-                reason = SuspendBody.model_validate_json(body or b"{}").reason
-            except ValueError:
-                raise ApiError(422, "invalid", "reason: a suspension needs a reason") from None
-
-        def work(s: Any) -> tuple[BaseModel, str | None]:
-            scopes.require_scope(principal, "tenants:write")
-            tenant = scopes.find(s, principal, key)
-            scopes.require_operator(principal, "update_tenant")
-            changed = run(s, tenant.key, reason)
-            return Tenant(**_tenant_data(s, changed)), None
-
+        work = _transition_work(principal, key, run)
         return await idempotency.run(request, principal, idempotency_key, 200, work)
 
     route.__name__ = f"{action}_tenant"
@@ -368,10 +364,9 @@ def _transition(action: str, run: Any) -> Any:
 
 
 _TRANSITIONS = {
-    "provision": (lambda s, k, _r: tenants.provision(s, k), "Provision a tenant (to active)"),
-    "suspend": (lambda s, k, r: tenants.suspend(s, k, r or ""), "Suspend a tenant (body: reason)"),
-    "resume": (lambda s, k, _r: tenants.resume(s, k), "Resume a suspended tenant"),
-    "archive": (lambda s, k, _r: tenants.offboard(s, k), "Offboard a tenant (final)"),
+    "provision": (tenants.provision, "Provision a tenant (to active; an operator)"),
+    "resume": (tenants.resume, "Resume a suspended tenant (an operator)"),
+    "archive": (tenants.offboard, "Offboard a tenant, final (an operator)"),
 }
 
 for _action, (_run, _summary) in _TRANSITIONS.items():
@@ -382,19 +377,24 @@ for _action, (_run, _summary) in _TRANSITIONS.items():
         response_model=Tenant,
         responses=POST_ERRORS,
         summary=_summary,
-        openapi_extra={
-            "requestBody": {
-                "required": _action == "suspend",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/SuspendBody"}
-                        if _action == "suspend"
-                        else {"type": "object"}
-                    }
-                },
-            }
-        },
     )
+
+
+@router.post(
+    "/v1/hub/tenants/{key}/suspend",
+    response_model=Tenant,
+    responses=POST_ERRORS,
+    summary="Suspend a tenant with a reason (an operator)",
+)
+async def suspend_tenant(
+    body: SuspendBody,
+    request: Request,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
+    work = _transition_work(principal, key, lambda s, k: tenants.suspend(s, k, body.reason))
+    return await idempotency.run(request, principal, idempotency_key, 200, work)
 
 
 # -- contacts -----------------------------------------------------------------------------

@@ -180,6 +180,17 @@ def _matches(if_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def check_if_match(if_match: str | None, data: dict[str, Any], what: str) -> None:
+    """412 when ``If-Match`` names another version than ``data``'s ETag."""
+    if if_match is not None and not _matches(if_match, etag_of(data)):
+        raise ApiError(412, "precondition_failed", f"{what} changed since that ETag; read it again")
+
+
+IfMatch = Header(
+    None, alias="If-Match", max_length=500, description="The ETag read: 412 when it is stale"
+)
+
+
 def _tenant_data(session: Any, tenant: Any) -> dict[str, Any]:
     return tenants.view(session, tenant).as_dict()
 
@@ -317,18 +328,13 @@ async def update_tenant(
     body: TenantUpdate,
     key: str = KEY,
     principal: Principal = Depends(hub_principal),
-    if_match: str | None = Header(None, alias="If-Match", max_length=500),
+    if_match: str | None = IfMatch,
 ) -> Response:
     def work() -> dict[str, Any]:
         with session_scope() as s:
             tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
             s.refresh(tenant, with_for_update=True)  # a concurrent PATCH waits here
-            if if_match is not None and not _matches(if_match, etag_of(_tenant_data(s, tenant))):
-                raise ApiError(
-                    412,
-                    "precondition_failed",
-                    f"tenant {tenant.key} changed since that ETag; read it again",
-                )
+            check_if_match(if_match, _tenant_data(s, tenant), f"tenant {tenant.key}")
             fields = body.model_dump(exclude_unset=True)
             if fields.get("parent"):
                 scopes.authorize(s, principal, fields["parent"], "update_tenant", "tenants:write")

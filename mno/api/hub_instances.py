@@ -20,7 +20,16 @@ from mno.access.scopes import Principal
 from mno.api import idempotency, threads
 from mno.api.bearer import hub_principal
 from mno.api.errors import ERRORS, READ, ApiRoute
-from mno.api.hub import KEY, MAX_LIMIT, json_response, next_link
+from mno.api.hub import (
+    KEY,
+    MAX_LIMIT,
+    PATCH_ERRORS,
+    IfMatch,
+    check_if_match,
+    etag_of,
+    json_response,
+    next_link,
+)
 from mno.errors import NotFound
 from mno.nex import instances
 from mno.store import paging
@@ -178,24 +187,33 @@ async def get_instance(ref: str = REF, principal: Principal = Depends(hub_princi
             found = _instance_of(s, principal, ref, "read", "instances:read")
             return _view(s, instances.get(s, found))
 
-    return json_response(await threads.run(work))
+    view = await threads.run(work)
+    return json_response(view, headers={"ETag": etag_of(view.model_dump(mode="json"))})
 
 
-@router.patch("/v1/hub/instances/{ref}", response_model=Instance, responses=ERRORS)
+@router.patch("/v1/hub/instances/{ref}", response_model=Instance, responses=PATCH_ERRORS)
 async def update_instance(
-    body: InstanceUpdate, ref: str = REF, principal: Principal = Depends(hub_principal)
+    body: InstanceUpdate,
+    ref: str = REF,
+    principal: Principal = Depends(hub_principal),
+    if_match: str | None = IfMatch,
 ) -> Response:
-    """A new image and/or environment, rolled out by the provisioner."""
+    """A new image and/or environment, rolled out by the provisioner; `If-Match` with a
+    stale ETag is refused 412."""
 
     def work() -> Instance:
         with session_scope() as s:
             found = _instance_of(s, principal, ref, "manage_instances", "instances:write")
+            current = instances.get(s, found)
+            s.refresh(current, with_for_update=True)  # a concurrent PATCH waits here
+            check_if_match(if_match, _view(s, current).model_dump(mode="json"), f"instance {ref}")
             inst = instances.update(
                 s, found, image=body.image, env=body.env, unset_env=body.unset_env
             )
             return _view(s, inst)
 
-    return json_response(await threads.run(work))
+    view = await threads.run(work)
+    return json_response(view, headers={"ETag": etag_of(view.model_dump(mode="json"))})
 
 
 def _verb(verb: str) -> Any:

@@ -47,9 +47,20 @@ def test_create_then_start_stop_update_terminate(hub, world, wiki, session):
     assert r.json()["desired"] == "stopped"
     assert _row(session, "acme-wiki").spec_version > row.spec_version
     assert admin.post("/v1/hub/instances/acme-wiki/start").json()["desired"] == "running"
-    r = admin.patch("/v1/hub/instances/acme-wiki", json={"image": "wiki:2", "env": {"A": "1"}})
+    etag = admin.get("/v1/hub/instances/acme-wiki").headers["etag"]
+    r = admin.patch(
+        "/v1/hub/instances/acme-wiki",
+        json={"image": "wiki:2", "env": {"A": "1"}},
+        headers={"If-Match": etag},
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["image"], r.json()["env"]) == ("wiki:2", {"A": "1"})
+    assert r.headers["etag"] != etag
+    r = admin.patch(
+        "/v1/hub/instances/acme-wiki", json={"image": "wiki:3"}, headers={"If-Match": etag}
+    )
+    assert r.status_code == 412  # a lost update refused
+    assert admin.get("/v1/hub/instances/acme-wiki").json()["image"] == "wiki:2"
     r = admin.post("/v1/hub/instances/acme-wiki/terminate", json={"purge_data": False})
     assert r.status_code == 200
     assert r.json()["desired"] == "terminated"

@@ -177,3 +177,21 @@ def test_contacts(hub, world):
     assert hub.as_(world["carol"]).get("/v1/hub/tenants/acme/contacts").status_code == 404
     assert owner.delete("/v1/hub/tenants/acme/contacts/ann@acme.example").status_code == 204
     assert bob.get("/v1/hub/tenants/acme/contacts").json()["contacts"] == []
+
+
+@both_stores
+def test_concurrent_patches_with_one_etag_make_one_change(hub, world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    etag = hub.as_(world["owner"]).get("/v1/hub/tenants/acme").headers["etag"]
+
+    def patch(i: int) -> int:
+        with hub.as_(world["owner"]) as c:
+            r = c.patch(
+                "/v1/hub/tenants/acme", json={"name": f"Acme {i}"}, headers={"If-Match": etag}
+            )
+            return r.status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(patch, range(6)))
+    assert codes == [200, 412, 412, 412, 412, 412]

@@ -320,7 +320,12 @@ def page_tenants(
 
 
 def page_events(
-    session: Session, principal: Principal, *, after: int | None, limit: int
+    session: Session,
+    principal: Principal,
+    *,
+    after: int | None,
+    limit: int,
+    event_type: str | None = None,
 ) -> list[Any]:
     """Outbox events after the sequence number ``after``, oldest first, of the tenants
     the caller sees (an operator sees every event, platform events included)."""
@@ -331,6 +336,12 @@ def page_events(
     ids = visible_tenant_ids(session, principal)
     if ids is not None:
         stmt = stmt.where(col(Event.tenant_id).in_(ids))
+    if event_type:
+        if "*" in event_type:
+            escaped = event_type.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(col(Event.type).like(escaped.replace("*", "%"), escape="\\"))
+        else:
+            stmt = stmt.where(Event.type == event_type)
     if after is not None:
         stmt = stmt.where(col(Event.seq) > after)
     return list(session.exec(stmt.order_by(col(Event.seq)).limit(limit)))

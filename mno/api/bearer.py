@@ -1,6 +1,10 @@
 """Hub API credentials: ``Authorization: Bearer <personal token>`` for users, and the
 app keys of the Developer API (HTTP Basic with the key id and secret) for apps.
 
+Each personal token has a rate limit bucket of its own, as each app key does
+(``api.rate_limit`` and ``api.rate_burst`` in the profile); an empty bucket is answered
+429 with ``Retry-After``.
+
 Either becomes a ``mno.access.scopes.Principal``: who calls, with which scopes. A
 missing or bad credential is answered 401 with ``WWW-Authenticate``; what the principal
 may then see and do is decided by the domain (``mno.access.scopes``), as for the CLI.
@@ -55,6 +59,8 @@ async def principal_of(header: str | None) -> scopes.Principal:
         found = await threads.run(_user_principal, value.strip())
         if found is None:
             raise unauthorized("the bearer token is unknown, expired or revoked")
+        # the same store-backed token bucket as app keys (api.rate_limit): 429 + Retry-After
+        await auth.rate("ut_" + found.credential.replace("-", "")[:32])
         return found
     if kind.lower() == "basic":
         try:

@@ -180,18 +180,31 @@ def _matches(if_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def check_if_match(if_match: str | None, data: dict[str, Any], what: str) -> None:
+    """412 when ``If-Match`` names another version than ``data``'s ETag."""
+    if if_match is not None and not _matches(if_match, etag_of(data)):
+        raise ApiError(412, "precondition_failed", f"{what} changed since that ETag; read it again")
+
+
+IfMatch = Header(
+    None, alias="If-Match", max_length=500, description="The ETag read: 412 when it is stale"
+)
+
+
 def _tenant_data(session: Any, tenant: Any) -> dict[str, Any]:
     return tenants.view(session, tenant).as_dict()
 
 
-def _link(request: Request, cursor_name: str, cursor: str | None) -> dict[str, str]:
+def next_link(request: Request, cursor_name: str, cursor: str | None) -> dict[str, str]:
     if cursor is None:
         return {}
     url = request.url.include_query_params(**{cursor_name: cursor})
     return {"Link": f'<{url}>; rel="next"'}
 
 
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
     )
@@ -234,7 +247,7 @@ async def list_tenants(
             return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
 
     page = await threads.run(work)
-    return _json(page, headers=_link(request, "cursor", page.next))
+    return json_response(page, headers=next_link(request, "cursor", page.next))
 
 
 @router.get(
@@ -250,7 +263,7 @@ async def get_tenant(key: str = KEY, principal: Principal = Depends(hub_principa
             return _tenant_data(s, tenant)
 
     data = await threads.run(work)
-    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+    return json_response(Tenant(**data), headers={"ETag": etag_of(data)})
 
 
 @router.get(
@@ -273,7 +286,7 @@ async def tenant_children(
             return TenantPage(tenants=[Tenant(**v.as_dict()) for v in page.rows], next=page.next)
 
     page = await threads.run(work)
-    return _json(page, headers=_link(request, "cursor", page.next))
+    return json_response(page, headers=next_link(request, "cursor", page.next))
 
 
 @router.post(
@@ -315,18 +328,13 @@ async def update_tenant(
     body: TenantUpdate,
     key: str = KEY,
     principal: Principal = Depends(hub_principal),
-    if_match: str | None = Header(None, alias="If-Match", max_length=500),
+    if_match: str | None = IfMatch,
 ) -> Response:
     def work() -> dict[str, Any]:
         with session_scope() as s:
             tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
             s.refresh(tenant, with_for_update=True)  # a concurrent PATCH waits here
-            if if_match is not None and not _matches(if_match, etag_of(_tenant_data(s, tenant))):
-                raise ApiError(
-                    412,
-                    "precondition_failed",
-                    f"tenant {tenant.key} changed since that ETag; read it again",
-                )
+            check_if_match(if_match, _tenant_data(s, tenant), f"tenant {tenant.key}")
             fields = body.model_dump(exclude_unset=True)
             if fields.get("parent"):
                 scopes.authorize(s, principal, fields["parent"], "update_tenant", "tenants:write")
@@ -334,7 +342,17 @@ async def update_tenant(
             return _tenant_data(s, tenant)
 
     data = await threads.run(work)
-    return _json(Tenant(**data), headers={"ETag": etag_of(data)})
+    return json_response(Tenant(**data), headers={"ETag": etag_of(data)})
+
+
+def _transition_work(principal: Principal, key: str, run: Any) -> Any:
+    def work(s: Any) -> tuple[BaseModel, str | None]:
+        scopes.require_scope(principal, "tenants:write")
+        tenant = scopes.find(s, principal, key)
+        scopes.require_operator(principal, "update_tenant")
+        return Tenant(**_tenant_data(s, run(s, tenant.key))), None
+
+    return work
 
 
 def _transition(action: str, run: Any) -> Any:
@@ -344,21 +362,7 @@ def _transition(action: str, run: Any) -> Any:
         principal: Principal = Depends(hub_principal),
         idempotency_key: str | None = idempotency.IdempotencyHeader,
     ) -> Response:
-        body = await request.body()
-        reason = None
-        if action == "suspend":
-            try:
-                reason = SuspendBody.model_validate_json(body or b"{}").reason
-            except ValueError:
-                raise ApiError(422, "invalid", "reason: a suspension needs a reason") from None
-
-        def work(s: Any) -> tuple[BaseModel, str | None]:
-            scopes.require_scope(principal, "tenants:write")
-            tenant = scopes.find(s, principal, key)
-            scopes.require_operator(principal, "update_tenant")
-            changed = run(s, tenant.key, reason)
-            return Tenant(**_tenant_data(s, changed)), None
-
+        work = _transition_work(principal, key, run)
         return await idempotency.run(request, principal, idempotency_key, 200, work)
 
     route.__name__ = f"{action}_tenant"
@@ -366,10 +370,9 @@ def _transition(action: str, run: Any) -> Any:
 
 
 _TRANSITIONS = {
-    "provision": (lambda s, k, _r: tenants.provision(s, k), "Provision a tenant (to active)"),
-    "suspend": (lambda s, k, r: tenants.suspend(s, k, r or ""), "Suspend a tenant (body: reason)"),
-    "resume": (lambda s, k, _r: tenants.resume(s, k), "Resume a suspended tenant"),
-    "archive": (lambda s, k, _r: tenants.offboard(s, k), "Offboard a tenant (final)"),
+    "provision": (tenants.provision, "Provision a tenant (to active; an operator)"),
+    "resume": (tenants.resume, "Resume a suspended tenant (an operator)"),
+    "archive": (tenants.offboard, "Offboard a tenant, final (an operator)"),
 }
 
 for _action, (_run, _summary) in _TRANSITIONS.items():
@@ -380,19 +383,107 @@ for _action, (_run, _summary) in _TRANSITIONS.items():
         response_model=Tenant,
         responses=POST_ERRORS,
         summary=_summary,
-        openapi_extra={
-            "requestBody": {
-                "required": _action == "suspend",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/SuspendBody"}
-                        if _action == "suspend"
-                        else {"type": "object"}
-                    }
-                },
-            }
+    )
+
+
+@router.post(
+    "/v1/hub/tenants/{key}/suspend",
+    response_model=Tenant,
+    responses=POST_ERRORS,
+    summary="Suspend a tenant with a reason (an operator)",
+)
+async def suspend_tenant(
+    body: SuspendBody,
+    request: Request,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
+    work = _transition_work(principal, key, lambda s, k: tenants.suspend(s, k, body.reason))
+    return await idempotency.run(request, principal, idempotency_key, 200, work)
+
+
+# -- contacts -----------------------------------------------------------------------------
+
+
+class Contact(BaseModel):
+    name: str
+    email: str
+    type: str
+    primary: bool
+
+
+class ContactList(BaseModel):
+    contacts: list[Contact]
+
+
+class ContactAdd(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Ann", "email": "ann@acme.example", "type": "billing"}]
         },
     )
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=254)
+    type: str = Field("admin", max_length=20, description="admin, billing, technical or other")
+    primary: bool = False
+
+
+def _contact(c: Any) -> Contact:
+    return Contact(name=c.name, email=c.email, type=c.type, primary=c.primary)
+
+
+@router.get("/v1/hub/tenants/{key}/contacts", response_model=ContactList, responses=READ)
+async def list_contacts(key: str = KEY, principal: Principal = Depends(hub_principal)) -> Response:
+    """A tenant's contacts."""
+
+    def work() -> ContactList:
+        with session_scope(write=False) as s:
+            tenant = scopes.authorize(s, principal, key, "read", "tenants:read")
+            return ContactList(contacts=[_contact(c) for c in tenants.list_contacts(s, tenant.key)])
+
+    return json_response(await threads.run(work))
+
+
+@router.post(
+    "/v1/hub/tenants/{key}/contacts", status_code=201, response_model=Contact, responses=POST_ERRORS
+)
+async def add_contact(
+    body: ContactAdd,
+    request: Request,
+    key: str = KEY,
+    principal: Principal = Depends(hub_principal),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
+    """Add a contact (the rules of `mno tenant contact add`)."""
+
+    def work(s: Any) -> tuple[BaseModel, str | None]:
+        tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
+        contact = tenants.add_contact(
+            s, tenant.key, name=body.name, email=body.email, type=body.type, primary=body.primary
+        )
+        return _contact(contact), None
+
+    return await idempotency.run(request, principal, idempotency_key, 201, work)
+
+
+@router.delete("/v1/hub/tenants/{key}/contacts/{email}", status_code=204, responses=READ)
+async def remove_contact(
+    key: str = KEY,
+    email: str = Path(max_length=254),
+    principal: Principal = Depends(hub_principal),
+) -> Response:
+    """Remove a contact."""
+
+    def work() -> None:
+        with session_scope() as s:
+            tenant = scopes.authorize(s, principal, key, "update_tenant", "tenants:write")
+            tenants.remove_contact(s, tenant.key, email)
+
+    await threads.run(work)
+    return Response(status_code=204)
 
 
 # -- events -------------------------------------------------------------------------------
@@ -409,10 +500,13 @@ async def list_events(
     principal: Principal = Depends(hub_principal),
     after: int | None = Query(None, ge=0, lt=2**63, description="A sequence number (`next`)"),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
+    type: str | None = Query(
+        None, max_length=100, description="An event type; `*` matches any part (`tenant.*`)"
+    ),
 ) -> Response:
     def work() -> EventPage:
         with session_scope(write=False) as s:
-            rows = scopes.page_events(s, principal, after=after, limit=limit)
+            rows = scopes.page_events(s, principal, after=after, limit=limit, event_type=type)
         events = [
             Event(
                 seq=int(e.seq or 0),
@@ -429,4 +523,4 @@ async def list_events(
 
     page = await threads.run(work)
     full = len(page.events) == limit
-    return _json(page, headers=_link(request, "after", page.next if full else None))
+    return json_response(page, headers=next_link(request, "after", page.next if full else None))

@@ -11,7 +11,9 @@ write the request makes, and the first response is stored on it before the commi
 - a request the domain refuses (4xx) rolls back with its write, key row included, so a
   corrected retry with the same key may still succeed.
 
-Keys are scoped to the credential (a personal token or an app key), never shared.
+Keys are scoped to the credential (a personal token or an app key), never shared. A
+secret shown once (an invite's token) is not kept with the stored answer: its replay
+carries ``null`` in that field.
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def _dump(model: BaseModel) -> str:
     return model.model_dump_json()
 
 
+def _kept(model: BaseModel, secret_fields: tuple[str, ...]) -> str:
+    """The answer to store: ``model`` with its once-shown secrets emptied."""
+    if not secret_fields:
+        return _dump(model)
+    return model.model_copy(update=dict.fromkeys(secret_fields)).model_dump_json()
+
+
 def _stored(credential: str, key: str) -> IdempotencyKey | None:
     with session_scope(write=False) as s:
         return s.exec(
@@ -104,7 +113,12 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Answer:
 
 
 def execute(
-    principal: Principal, key: str | None, fingerprint: str, status: int, work: Work
+    credential: str,
+    key: str | None,
+    fingerprint: str,
+    status: int,
+    work: Work,
+    secret_fields: tuple[str, ...] = (),
 ) -> Answer:
     """Run ``work`` in one transaction, under ``key`` when given (see the module)."""
     if key is None:
@@ -112,22 +126,20 @@ def execute(
             model, location = work(s)
             return Answer(status, _dump(model), location)
     for attempt in range(ATTEMPTS):
-        row = _stored(principal.credential, key)
+        row = _stored(credential, key)
         if row is not None:
             return _replay(row, fingerprint)
         try:
             with session_scope() as s:
-                mine = IdempotencyKey(
-                    credential=principal.credential, key=key, request_hash=fingerprint
-                )
+                mine = IdempotencyKey(credential=credential, key=key, request_hash=fingerprint)
                 s.add(mine)
                 s.flush()  # a concurrent twin waits here (PostgreSQL) or fails at commit
                 model, location = work(s)
                 mine.status = status
-                mine.body = _dump(model)
+                mine.body = _kept(model, secret_fields)
                 mine.location = location
                 s.add(mine)
-                return Answer(status, mine.body, location)
+                return Answer(status, _dump(model), location)
         except sa_exc.IntegrityError:
             if attempt == ATTEMPTS - 1:
                 raise
@@ -136,16 +148,19 @@ def execute(
 
 async def run(
     request: Request,
-    principal: Principal,
+    principal: Principal | str,
     key: str | None,
     status: int,
     work: Work,
     headers: dict[str, str] | None = None,
+    secret_fields: tuple[str, ...] = (),
 ) -> Response:
-    """``execute`` on a store thread; the response, replayed or first."""
+    """``execute`` on a store thread; the response, replayed or first. ``principal`` may
+    be the credential itself (a route without a principal names what keys its keys)."""
     body = await request.body()
     fingerprint = request_hash(request.method, request.url.path, request.url.query, body)
-    answer = await threads.run(execute, principal, key, fingerprint, status, work)
+    credential = principal if isinstance(principal, str) else principal.credential
+    answer = await threads.run(execute, credential, key, fingerprint, status, work, secret_fields)
     return answer.response(headers)
 
 

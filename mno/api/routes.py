@@ -1,5 +1,6 @@
-"""The API router: IDM always; the Developer API; bills, usage, invoices and credit notes
-when billing is installed."""
+"""The API router: the IDM, the Hub API (/v1/hub), the onboarding API, Connec and Impac,
+the OpenID Connect provider and the sign-in pages; the Developer API; bills, usage,
+invoices and credit notes when billing is installed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib.util
 
 from fastapi import APIRouter
 
-from mno.api import connec, dev, dev_invoices, hub, idm, impac, signin
+from mno.api import connec, dev, dev_invoices, hub_router, idm, impac, signin
 from mno.api import oidc as oidc_api
 from mno.api import onboarding as onboarding_api
 from mno.api.errors import ApiRoute
@@ -28,7 +29,7 @@ def build_router() -> APIRouter:
     r.include_router(idm.router)
     r.include_router(impac.router)
     r.include_router(connec.router)
-    r.include_router(hub.router)
+    r.include_router(hub_router.router)
     r.include_router(onboarding_api.router)
     r.include_router(oidc_api.router)
     r.include_router(signin.router)

@@ -10,7 +10,7 @@ from mno.access import keys, tokens
 from mno.errors import BadInput
 from mno.tenancy import apps
 from tests.access.conftest import basic
-from tests.api_hub.conftest import bearer
+from tests.api_hub.conftest import bearer, both_stores
 
 
 def test_missing_or_bad_credentials_are_401_with_a_challenge(hub, world, session):
@@ -33,6 +33,7 @@ def test_missing_or_bad_credentials_are_401_with_a_challenge(hub, world, session
     assert r.status_code == 401
 
 
+@both_stores
 def test_a_member_sees_their_tenant_and_not_another(hub, world):
     bob = hub.as_(world["bob"])
     r = bob.get("/v1/hub/tenants/acme")
@@ -147,3 +148,16 @@ def test_an_app_key_reads_its_owner_and_customers_only(hub, world, session):
     assert r.status_code == 403
     bad = basic(issued.key.key_id, "bad")
     assert hub.client.get("/v1/hub/tenants/acme", headers=bad).status_code == 401
+
+
+def test_a_token_has_its_own_rate_limit(hub, world, api_profile):
+    api_profile(api={"rate_limit": 1, "rate_burst": 2})
+    bob = hub.as_(world["bob"])
+    answers = [bob.get("/v1/hub/tenants/acme") for _ in range(6)]
+    assert [r.status_code for r in answers[:2]] == [200, 200]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["error"]["code"] == "rate_limited"
+    # another token's bucket is its own
+    assert hub.as_(world["owner"]).get("/v1/hub/tenants/acme").status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.api_hub.conftest import both_stores
+
 
 def _all(client, after: str = "0", limit: int = 3) -> tuple[list[dict], str]:
     events: list[dict] = []
@@ -31,6 +33,7 @@ def test_events_follow_by_cursor(hub, world):
     assert new[0]["seq"] > int(cursor)
 
 
+@both_stores
 def test_a_member_reads_only_their_tenants_events(hub, world, session):
     from mno.tenancy import tenants
 
@@ -53,3 +56,15 @@ def test_events_need_their_scope(hub, world, token):
     assert hub.client.get("/v1/hub/events").status_code == 401
     r = hub.as_(world["op"]).get("/v1/hub/events", params={"after": "x"})
     assert r.status_code == 422
+
+
+def test_events_filter_by_type(hub, world):
+    op = hub.as_(world["op"])
+    op.post("/v1/hub/tenants/acme/suspend", json={"reason": "arrears"})
+    events, _ = _all(op, limit=50)
+    assert len({e["type"] for e in events}) > 1
+    r = op.get("/v1/hub/events", params={"type": "tenant.status_changed", "limit": 50})
+    assert [e["type"] for e in r.json()["events"]] == ["tenant.status_changed"]
+    r = op.get("/v1/hub/events", params={"type": "tenant.*", "limit": 50})
+    types = {e["type"] for e in r.json()["events"]}
+    assert types == {"tenant.created", "tenant.status_changed"}

@@ -8,6 +8,7 @@ from sqlmodel import func, select
 
 from mno.store.models.core import Event
 from mno.store.models.tenancy import Tenant
+from tests.api_hub.conftest import both_stores
 
 
 def _count_tenants(session, key: str) -> int:
@@ -92,6 +93,7 @@ def test_transitions_replay_too(hub, world):
     assert again.json() == first.json()
 
 
+@both_stores
 def test_concurrent_requests_with_one_key_make_one_tenant(hub, world, session):
     before = _created_events(session)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from tests.api_hub.conftest import both_stores
+
 
 def test_the_operator_creates_a_tenant(hub, world, session):
     op = hub.as_(world["op"])
@@ -51,6 +53,7 @@ def test_a_super_admin_creates_a_child_and_manages_it(hub, world):
     assert carol.get("/v1/hub/tenants/acme-eu").status_code == 404
 
 
+@both_stores
 def test_patch_with_a_stale_etag_is_refused(hub, world):
     owner = hub.as_(world["owner"])
     first = owner.get("/v1/hub/tenants/acme")
@@ -113,6 +116,7 @@ def _keys(client: httpx.Client, url: str) -> list[str]:
     return seen
 
 
+@both_stores
 def test_pages_follow_link_and_stay_stable_under_inserts(hub, world, session):
     from mno.tenancy import tenants
 
@@ -155,3 +159,39 @@ def test_lists_filter_and_sort(hub, world, session):
     assert op.get("/v1/hub/tenants?sort=bogus").status_code == 422
     assert op.get("/v1/hub/tenants?cursor=%25zz").status_code == 422
     assert op.get("/v1/hub/tenants?whatever=1").status_code == 422
+
+
+def test_contacts(hub, world):
+    owner = hub.as_(world["owner"])
+    body = {"name": "Ann", "email": "ann@acme.example", "type": "billing"}
+    r = owner.post("/v1/hub/tenants/acme/contacts", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json() == body | {"primary": r.json()["primary"]}
+    bob = hub.as_(world["bob"])
+    assert [c["email"] for c in bob.get("/v1/hub/tenants/acme/contacts").json()["contacts"]] == [
+        "ann@acme.example"
+    ]
+    assert bob.post("/v1/hub/tenants/acme/contacts", json=body).status_code == 403
+    r = owner.post("/v1/hub/tenants/acme/contacts", json=body | {"type": "boss"})
+    assert r.status_code == 422
+    assert hub.as_(world["carol"]).get("/v1/hub/tenants/acme/contacts").status_code == 404
+    assert owner.delete("/v1/hub/tenants/acme/contacts/ann@acme.example").status_code == 204
+    assert bob.get("/v1/hub/tenants/acme/contacts").json()["contacts"] == []
+
+
+@both_stores
+def test_concurrent_patches_with_one_etag_make_one_change(hub, world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    etag = hub.as_(world["owner"]).get("/v1/hub/tenants/acme").headers["etag"]
+
+    def patch(i: int) -> int:
+        with hub.as_(world["owner"]) as c:
+            r = c.patch(
+                "/v1/hub/tenants/acme", json={"name": f"Acme {i}"}, headers={"If-Match": etag}
+            )
+            return r.status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(patch, range(6)))
+    assert codes == [200, 412, 412, 412, 412, 412]

@@ -24,7 +24,7 @@ from tests.sso.signin_support import PASSWORD, light_argon2, person
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"no Chromium at {CHROMIUM} (scripts/test installs it: apt-get install chromium)",
 )
@@ -156,6 +156,7 @@ def rp() -> Iterator[RelyingParty]:
         party.stop()
 
 
+@needs_chromium
 def test_sign_in_at_the_hub_and_open_an_oidc_app_from_the_launcher(
     hub: str, rp: RelyingParty, cli: Any
 ) -> None:
@@ -259,3 +260,50 @@ def test_sign_in_at_the_hub_and_open_an_oidc_app_from_the_launcher(
         finally:
             browser.close()
     assert not [m for m in console if "Content Security Policy" in m], console
+
+
+def _form_action(response: Any) -> str:
+    csp = response.headers["content-security-policy"]
+    return next(d.strip() for d in csp.split(";") if d.strip().startswith("form-action"))
+
+
+def test_forms_may_redirect_to_a_registered_client_only(hub: str) -> None:
+    """The sign-in and consent pages let their form's redirects end at the origin of a
+    registered redirect URI of an enabled client, and nowhere else."""
+    import httpx
+
+    from mno.access import members
+    from mno.sso import clients, sessions
+    from mno.store.db import session_scope
+    from mno.tenancy import apps, tenants
+
+    callback = "https://notes.example.com:8443/callback"
+    with session_scope() as s:
+        ada = person(s, password=None)
+        tenants.create(s, "acme")
+        members.add(s, "acme", "ada@example.com", "member")
+        apps.create(s, "Notes", code="notes", owner="acme", access="own")
+        client_id = clients.enable(s, "notes", [callback]).client.client_id
+        cookie = sessions.start(s, ada).token
+
+    def signin_page(next_url: str) -> Any:
+        return httpx.get(f"{hub}/signin", params={"next": next_url})
+
+    query = httpx.QueryParams(
+        client_id=client_id, redirect_uri=callback, response_type="code", scope="openid"
+    )
+    allowed = signin_page(f"/authorize?{query}")
+    assert allowed.status_code == 200
+    assert _form_action(allowed) == "form-action 'self' https://notes.example.com:8443"
+    for other in (
+        f"/authorize?{query.set('redirect_uri', 'https://evil.example.com/callback')}",
+        f"/authorize?{query.set('client_id', 'nobody')}",
+        f"/launcher?{query}",
+        f"https://evil.example.com/authorize?{query}",
+    ):
+        assert _form_action(signin_page(other)) == "form-action 'self'", other
+
+    consent = httpx.get(f"{hub}/authorize?{query}", cookies={"mno_sid": cookie})
+    assert consent.status_code == 200 and "Allow" in consent.text
+    assert _form_action(consent) == "form-action 'self' https://notes.example.com:8443"
+    assert _form_action(httpx.get(f"{hub}/signin")) == "form-action 'self'"

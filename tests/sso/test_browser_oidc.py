@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pyotp
 import pytest
@@ -161,9 +162,11 @@ def test_sign_in_at_the_hub_and_open_an_oidc_app_from_the_launcher(
     hub: str, rp: RelyingParty, cli: Any
 ) -> None:
     from playwright.sync_api import sync_playwright
+    from sqlmodel import select
 
     from mno.access import members
     from mno.store.db import session_scope
+    from mno.store.models.oidc import OidcCode
     from mno.tenancy import apps, tenants
 
     with session_scope() as s:
@@ -199,6 +202,9 @@ def test_sign_in_at_the_hub_and_open_an_oidc_app_from_the_launcher(
             page.get_by_role("link", name="Notes").click()
             # the app sent the browser to the hub, which asks once before signing ada in
             page.wait_for_url(f"{hub}/authorize?*")
+            asked = dict(parse_qsl(urlsplit(page.url).query))
+            assert asked["code_challenge_method"] == "S256" and len(asked["code_challenge"]) == 43
+            assert asked["state"] and asked["nonce"] and asked["client_id"] == issued["client_id"]
             assert page.get_by_role("heading", name="Sign in to Notes?").is_visible()
             assert "ada@example.com" in page.inner_text("main")
             assert "Acme Corp" in page.inner_text("main")
@@ -257,6 +263,9 @@ def test_sign_in_at_the_hub_and_open_an_oidc_app_from_the_launcher(
             fresh.wait_for_url(f"{rp.url}/")
             assert fresh.inner_text("main") == "signed in as ada@example.com in tenant acme"
             assert len(rp.claims) == 3
+            with session_scope() as s:
+                codes = s.exec(select(OidcCode)).all()
+                assert len(codes) == 3 and all(c.code_challenge for c in codes)
         finally:
             browser.close()
     assert not [m for m in console if "Content Security Policy" in m], console

@@ -4,7 +4,8 @@ A staged invite has no token yet. Sending it issues a random token, keeps only i
 SHA-256 hash, sets the expiry (``access.invite_ttl`` in the profile, default 3 days)
 and emits ``invite.created`` (no token in the payload) for the notification channel.
 The token is returned once, to the caller, and can be mailed directly through
-``deliver()`` when SMTP is configured. Accepting consumes the token: it is single use.
+``deliver()`` when SMTP is configured; the mail links to the hub's ``/invites/<token>`` page
+(``page_url``). Accepting consumes the token: it is single use.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlmodel import col, select
 
@@ -261,6 +263,14 @@ def list_invites(
     return [r for r in rows if status is None or r["status"] == status]
 
 
+def page_url(token: str) -> str:
+    """The hub's page of an invitation: absolute when the profile names the hub
+    (``hub.url``, else ``sso.issuer``), else the path on the hub."""
+    path = f"/invites/{quote(token, safe='')}"
+    base = settings.profile_value("hub.url") or settings.profile_value("sso.issuer")
+    return f"{str(base).rstrip('/')}{path}" if base else path
+
+
 def deliver(view: dict[str, Any], token: str | None) -> bool:
     """Mail the token to the invitee when SMTP is configured; False when it is not."""
     cfg = mail.config()
@@ -268,7 +278,8 @@ def deliver(view: dict[str, Any], token: str | None) -> bool:
         return False
     body = (
         f"You are invited to join {view['tenant']} as {view['role']}.\n\n"
-        f"Accept with:  mno invite accept {token}\n\n"
+        f"Open {page_url(token)} to set your password and sign in,\n"
+        f"or accept with the command line:  mno invite accept {token}\n\n"
         f"This invitation expires at {view['expires_at']} and works once.\n"
     )
     mail.send(view["email"], f"Invitation to {view['tenant']}", body, cfg=cfg)

@@ -52,7 +52,7 @@ def _oauth_error(error: str, description: str, status: int = 400) -> JSONRespons
     )
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def _page(title: str, body: str, status: int = 200, form_action: str = "") -> HTMLResponse:
     text = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -62,7 +62,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         **NO_STORE,
         "X-Frame-Options": "DENY",
         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-        "form-action 'self'; frame-ancestors 'none'",
+        f"form-action 'self'{' ' + form_action if form_action else ''}; frame-ancestors 'none'",
         "Referrer-Policy": "no-referrer",
     }
     return HTMLResponse(text, status_code=status, headers=headers)
@@ -97,7 +97,7 @@ def _consent_page(outcome: oidc.Outcome, csrf: str) -> HTMLResponse:
         '<button type="submit" name="consent" value="deny">Deny</button>'
         "</form>"
     )
-    return _page("Allow sign-in", body)
+    return _page("Allow sign-in", body, form_action=clients.redirect_origin(req.redirect_uri))
 
 
 def _authorize_answer(

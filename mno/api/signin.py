@@ -89,6 +89,7 @@ def _page(
     status: int = 200,
     *,
     csrf: str | None = None,
+    form_action: str = "",
     **context: Any,
 ) -> HTMLResponse:
     token = csrf or _csrf_of(request)
@@ -96,7 +97,13 @@ def _page(
     context.setdefault("signed_in", None)
     context.setdefault("wide", False)
     html = _env().get_template(template).render(csrf=token, **context)
-    response = HTMLResponse(html, status_code=status, headers=HEADERS)
+    headers = HEADERS
+    if form_action:  # the form's redirects may end at this client (see next_origin)
+        csp = HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {form_action}"
+        )
+        headers = {**HEADERS, "Content-Security-Policy": csp}
+    response = HTMLResponse(html, status_code=status, headers=headers)
     if request.cookies.get(CSRF_COOKIE) != token:
         _set_cookie(request, response, CSRF_COOKIE, token)
     return response
@@ -149,12 +156,25 @@ def _signed_in_email(token: str | None) -> str | None:
         return user.email if user is not None else None
 
 
+def _next_origin(target: str | None) -> str:
+    with session_scope(write=False) as s:
+        return signin.next_origin(s, target)
+
+
+def _challenge_origin(token: str | None) -> str | None:
+    """None when the challenge is not live, else the origin of where it continues."""
+    with session_scope(write=False) as s:
+        target = signin.challenge_next(s, token)
+        return None if target is None else signin.next_origin(s, target)
+
+
 @router.get("/signin")
 async def signin_page(request: Request) -> Response:
     target = signin.safe_next(request.query_params.get("next"))
     if await _run(_signed_in_email, request.cookies.get(sessions.COOKIE)):
         return _redirect(target)
-    return _page(request, "signin.html", title="Sign in", next=target, email="")
+    origin = await _run(_next_origin, target)
+    return _page(request, "signin.html", title="Sign in", next=target, email="", form_action=origin)
 
 
 def _do_signin(
@@ -201,8 +221,9 @@ async def signin_post(request: Request) -> Response:
         if not form.get("password"):
             errors.append(("password", "Enter your password."))
         return _page(
-            request, "signin.html", 400, title="Sign in", next=target, email=email, errors=errors
-        )
+            request, "signin.html", 400, title="Sign in", next=target, email=email,
+            errors=errors, form_action=await _run(_next_origin, target),
+        )  # fmt: skip
     outcome = await _run(
         _do_signin,
         email,
@@ -227,19 +248,16 @@ async def signin_post(request: Request) -> Response:
         next=target,
         email=email,
         errors=[("email", message)],
+        form_action=await _run(_next_origin, target),
     )
-
-
-def _challenge_live(token: str | None) -> bool:
-    with session_scope(write=False) as s:
-        return signin.challenge_live(s, token)
 
 
 @router.get("/signin/mfa")
 async def mfa_page(request: Request) -> Response:
-    if not await _run(_challenge_live, request.cookies.get(MFA_COOKIE)):
+    origin = await _run(_challenge_origin, request.cookies.get(MFA_COOKIE))
+    if origin is None:
         return _redirect("/signin")
-    return _page(request, "mfa.html", title="Two-step verification")
+    return _page(request, "mfa.html", title="Two-step verification", form_action=origin)
 
 
 def _do_mfa(token: str | None, code: str, agent: str, previous: str | None) -> signin.Outcome:
@@ -268,6 +286,7 @@ async def mfa_post(request: Request) -> Response:
             401,
             title="Two-step verification",
             errors=[("code", "The code is not right, or it was used already.")],
+            form_action=await _run(_next_origin, outcome.next_url),
         )
     response = _page(
         request,
@@ -277,6 +296,7 @@ async def mfa_post(request: Request) -> Response:
         next=outcome.next_url,
         email=outcome.email,
         errors=[("email", LOCKED if outcome.status == "locked" else "Sign in again.")],
+        form_action=await _run(_next_origin, outcome.next_url),
     )
     response.delete_cookie(MFA_COOKIE, path="/")
     return response

@@ -71,13 +71,16 @@ def show(
     email: Annotated[str, typer.Argument(help="Email or id.")],
     output: OutputOpt = Format.table,
 ) -> None:
-    """Show a user, their memberships and tokens (never the token values)."""
+    """Show a user, whether they have a password and a second factor, their memberships
+    and tokens (never the token values)."""
     from mno.access import tokens, users
+    from mno.sso import passwords
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         user = users.get(s, email)
         data = users.as_dict(user)
+        data.update(passwords.factors(s, user))
         data["memberships"] = users.memberships(s, user)
         data["tokens"] = tokens.list_tokens(s, user.email)
     render(data, output)

@@ -8,6 +8,7 @@ app) has no secret and must use PKCE with S256.
 
 from __future__ import annotations
 
+import re
 import secrets as _secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,20 @@ def check_uri(uri: str, what: str = "redirect URI") -> str:
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK):
         raise BadInput(f"{what} {uri!r} must use https", "http is allowed on loopback only")
     return uri
+
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+def redirect_origin(uri: str) -> str:
+    """The origin of a redirect URI as a Content-Security-Policy source, or "" when it is
+    not a plain ``http(s)://host[:port]`` one. A hub form answered with a redirect that
+    ends at the client must allow it in ``form-action``: browsers check every redirect."""
+    parts = urlsplit(uri)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if _ORIGIN.fullmatch(origin) else ""
 
 
 def as_dict(client: OidcClient, app: App) -> dict[str, Any]:

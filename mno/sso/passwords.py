@@ -140,6 +140,15 @@ def has_password(session: Session, user: User) -> bool:
     return row is not None and row.password_hash is not None
 
 
+def factors(session: Session, user: User) -> dict[str, bool]:
+    """Whether ``user`` has a password and a second factor (TOTP), and nothing else."""
+    row = credential(session, user)
+    return {
+        "password": row is not None and row.password_hash is not None,
+        "mfa": row is not None and row.totp_secret_enc is not None,
+    }
+
+
 @dataclass(frozen=True)
 class Checked:
     """What a password check found: ``ok`` only for an active user's right password.

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from sqlmodel import case, col, or_, select, update
 
@@ -183,6 +183,30 @@ def second_factor(
 
 def challenge_live(session: Session, challenge: str | None) -> bool:
     return _challenge(session, challenge) is not None
+
+
+def challenge_next(session: Session, challenge: str | None) -> str | None:
+    """Where a live second-factor challenge continues after the code (None if not live)."""
+    row = _challenge(session, challenge)
+    return safe_next(row.next_url) if row is not None else None
+
+
+def next_origin(session: Session, next_url: str | None) -> str:
+    """The origin at which signing in may end besides the hub, as a CSP source ("" for
+    none): when ``next`` is the authorization endpoint of an enabled client with one of
+    its registered redirect URIs, the browser is redirected on to that client, and
+    browsers check ``form-action`` on every redirect that follows a form."""
+    from mno.sso import clients
+
+    parts = urlsplit(safe_next(next_url))
+    if parts.path != "/authorize":
+        return ""
+    query = dict(parse_qsl(parts.query, max_num_fields=20))
+    client = clients.find(session, query.get("client_id", ""))
+    uri = query.get("redirect_uri", "")
+    if client is None or uri not in client.redirect_uris:
+        return ""
+    return clients.redirect_origin(uri)
 
 
 def sign_out(session: Session, token: str | None) -> bool:

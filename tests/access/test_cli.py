@@ -84,14 +84,21 @@ def test_tokens_and_app_keys_are_shown_once(cli, sqlite_url):
 
 def test_invite_token_is_mailed_but_never_in_events(cli, sqlite_url, mno_env, smtp_server):
     port, received = smtp_server
-    (mno_env / "config.yaml").write_text(
-        f"profiles:\n  default:\n    smtp: {{host: 127.0.0.1, port: {port}}}\n"
-    )
+    smtp = f"profiles:\n  default:\n    smtp: {{host: 127.0.0.1, port: {port}}}\n"
+    (mno_env / "config.yaml").write_text(smtp + "    hub: {url: 'https://hub.example.com/'}\n")
     cli("tenant", "create", "acme")
     issued = cli.json("invite", "create", "acme", "new@acme.io")
     assert issued["mailed"] is True
     assert len(received) == 1 and received[0]["To"] == "new@acme.io"
-    assert issued["token"] in received[0].get_payload(decode=True).decode()
+    body = received[0].get_payload(decode=True).decode()
+    # the hub's page of the invitation, at the hub's public URL, and the CLI alternative
+    assert f"Open https://hub.example.com/invites/{issued['token']} to set your password" in body
+    assert f"mno invite accept {issued['token']}" in body
+    (mno_env / "config.yaml").write_text(smtp)  # no public URL: the path on the hub
+    other = cli.json("invite", "create", "acme", "other@acme.io")
+    relative = received[1].get_payload(decode=True).decode()
+    assert f"Open /invites/{other['token']} to set" in relative
+    assert "https://" not in relative
     events = cli("events", "list", "-o", "json").stdout
     assert "invite.created" in events and "new@acme.io" in events
     assert issued["token"] not in events

@@ -28,6 +28,11 @@ def test_password_set_from_stdin_then_sign_in(cli, sqlite_url):
         assert signin.sign_in(s, "ada@example.com", PASSWORD).status == "signed_in"
     data = cli.json("user", "password", "set", "ada@example.com", input=PASSWORD + "2\n")
     assert data == {"email": "ada@example.com", "password": "set"}
+    shown = cli.json("user", "show", "ada@example.com")
+    assert shown["password"] is True and shown["mfa"] is False
+    assert "password_hash" not in str(shown) and "$argon2" not in str(shown)
+    table = cli("user", "show", "ada@example.com").stdout
+    assert "password" in table and "mfa" in table
 
 
 def test_bad_password_exits_2_and_writes_nothing(cli, sqlite_url):
@@ -43,6 +48,8 @@ def test_bad_password_exits_2_and_writes_nothing(cli, sqlite_url):
 
 def test_mfa_enable_shows_uri_and_qr_once_and_disable(cli, sqlite_url):
     cli("user", "create", "ada@example.com")
+    fresh = cli.json("user", "show", "ada@example.com")
+    assert fresh["password"] is False and fresh["mfa"] is False
     result = cli("user", "mfa", "enable", "ada@example.com")
     assert result.exit_code == 0, result.stderr
     uri = result.stdout.strip().splitlines()[-1]
@@ -58,6 +65,8 @@ def test_mfa_enable_shows_uri_and_qr_once_and_disable(cli, sqlite_url):
     assert again.exit_code == 1 and "already has a second factor" in again.stderr
     show = cli("user", "show", "ada@example.com", "-o", "json")
     assert secret not in show.stdout
+    shown = cli.json("user", "show", "ada@example.com")
+    assert shown["password"] is False and shown["mfa"] is True
     refused = cli("user", "mfa", "disable", "ada@example.com")
     assert refused.exit_code == 2 and "--yes" in refused.stderr
     assert cli("user", "mfa", "disable", "ada@example.com", "--yes").exit_code == 0

@@ -123,6 +123,13 @@ class HubClient:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, json=body)
 
+    def page(
+        self, path: str, key: str, *, limit: int, after: str | None = None, **params: Any
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a cursor-paged list and the cursor of the next one."""
+        body = self.get(path, **params, limit=limit, cursor=after)
+        return list(body[key]), body.get("next")
+
     def pages(self, path: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every row of a cursor-paged list (``{key: [...], "next": cursor}``)."""
         cursor = params.pop("cursor", None)

@@ -19,22 +19,42 @@ if TYPE_CHECKING:
 TOKEN_SECRET = "hub-token"
 REFUSED = "not available with --server (this command needs a local store)"
 
+_server: str | None = None
+_token: str | None = None
 _hub: HubClient | None = None
 _reset_token: object | None = None
 
 
 def configure(server: str | None, token: str | None) -> None:
-    """Record this invocation's hub (``server`` None: the local store)."""
-    global _hub, _reset_token
+    """Record this invocation's hub (``server`` None: the local store). The token is
+    resolved when a command first asks for the client: `mno secret set hub-token` works
+    with ``MNO_SERVER`` set."""
+    global _server, _token, _reset_token
     reset()
     if not server:
         return
-    from mno import secrets
-    from mno.errors import BadInput, MnoError
-    from mno.remote.client import HubClient
     from mno.store import db
 
+    _server, _token = server, token
     _reset_token = db.local_refused.set(REFUSED)
+
+
+def hub() -> HubClient | None:
+    """The hub of this invocation, or None for the local store."""
+    global _hub
+    if _server is None:
+        return None
+    if _hub is None:
+        from mno.remote.client import HubClient
+
+        _hub = HubClient(_server, _resolve_token(_token))
+    return _hub
+
+
+def _resolve_token(token: str | None) -> str:
+    from mno import secrets
+    from mno.errors import BadInput, MnoError
+
     if token and secrets.is_ref(token):
         token = secrets.require(secrets.ref_name(token))
     if not token:
@@ -47,19 +67,14 @@ def configure(server: str | None, token: str | None) -> None:
             "--server needs a token",
             f"pass --token, set MNO_TOKEN or store it with `mno secret set {TOKEN_SECRET}`",
         )
-    _hub = HubClient(server, token)
-
-
-def hub() -> HubClient | None:
-    """The hub of this invocation, or None for the local store."""
-    return _hub
+    return token
 
 
 def reset() -> None:
-    global _hub, _reset_token
+    global _hub, _server, _token, _reset_token
     if _hub is not None:
         _hub.close()
-    _hub = None
+    _hub = _server = _token = None
     if _reset_token is not None:
         from mno.store import db
 

@@ -26,6 +26,7 @@ from mno.errors import BadInput, Conflict, Forbidden, MnoError, NotFound, Unavai
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_RETRIES = 2
 DEFAULT_TIMEOUT = 30.0
+MAX_PAGE = 500  # the Hub API's largest page
 
 
 def segment(value: str) -> str:
@@ -127,7 +128,7 @@ class HubClient:
         self, path: str, key: str, *, limit: int, after: str | None = None, **params: Any
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a cursor-paged list and the cursor of the next one."""
-        body = self.get(path, **params, limit=limit, cursor=after)
+        body = self.get(path, **params, limit=min(limit, MAX_PAGE), cursor=after)
         return list(body[key]), body.get("next")
 
     def pages(self, path: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:

@@ -18,8 +18,9 @@ def page(
     limit: int = 100,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of the tenants the token sees, and the cursor of the next one."""
-    body = hub.get("/v1/hub/tenants", status=status, parent=parent, cursor=after, limit=limit)
-    return body["tenants"], body.get("next")
+    return hub.page(
+        "/v1/hub/tenants", "tenants", limit=limit, after=after, status=status, parent=parent
+    )
 
 
 def stream(

@@ -3,6 +3,7 @@ command over HTTP compared with the same command on the hub's store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -114,8 +115,33 @@ def test_access_check_over_http(cli: Cli, api: str, world: dict[str, str]) -> No
     assert hidden.exit_code == 1
 
 
-def test_leads_and_apps_have_no_remote_form(cli: Cli, api: str, world: dict[str, str]) -> None:
-    for args in (["lead", "list"], ["app", "list"]):
+def test_app_list_is_an_operators(
+    cli: Cli,
+    api: str,
+    world: dict[str, str],
+    wiki: str,
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    from mno.tenancy import apps
+
+    with session() as s:
+        apps.create(s, "CRM", code="crm", owner="acme")
+        apps.grant(s, "crm", "globex")
+    local = cli.json("app", "list")
+    assert [a["code"] for a in local] == ["crm", "wiki"]
+    assert remote_json(cli, api, world["op"], "app", "list") == local
+    assert remote_json(cli, api, world["op"], "app", "list", "--all") == local
+    first = remote(cli, api, world["op"], "app", "list", "--limit", "1", "-o", "json")
+    assert [a["code"] for a in json.loads(first.stdout)] == ["crm"] and "--after" in first.stderr
+    nex = remote_json(cli, api, world["op"], "app", "list", "--stack", "nex")
+    assert [a["code"] for a in nex] == ["wiki"]
+    assert remote(cli, api, world["op"], "app", "list").stdout == cli("app", "list").stdout
+    refused = remote(cli, api, world["admin"], "app", "list")
+    assert refused.exit_code == 1 and "needs an operator" in refused.stderr
+
+
+def test_leads_have_no_remote_form(cli: Cli, api: str, world: dict[str, str]) -> None:
+    for args in (["lead", "list"], ["lead", "show", "x"], ["app", "show", "wiki"]):
         result = remote(cli, api, world["op"], *args)
         assert result.exit_code == 2, args
         assert "not available with --server" in result.stderr

@@ -7,6 +7,7 @@ local and the remote answers are compared on the same store.
 from __future__ import annotations
 
 import json
+import shlex
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,12 @@ def test_tenant_reads_are_identical_local_and_remote(
     listed = same(cli, api, world["op"], ["tenant", "list"])
     assert [t["key"] for t in listed] == ["acme", "globex"]
     assert same(cli, api, world["op"], ["tenant", "list", "--all"]) == listed
+    first = remote(cli, api, world["op"], "tenant", "list", "--limit", "1", "-o", "json")
+    assert [t["key"] for t in json.loads(first.stdout)] == ["acme"]
+    cursor = shlex.split(first.stderr.split("--after", 1)[1])[0]  # the hint names the rest
+    assert world["op"] not in first.stderr
+    rest = remote_json(cli, api, world["op"], "tenant", "list", "--after", cursor)
+    assert [t["key"] for t in rest] == ["globex"]
     yaml_local = cli("tenant", "list", "-o", "yaml")
     yaml_far = remote(cli, api, world["op"], "tenant", "list", "-o", "yaml")
     assert yaml_far.exit_code == 0 and yaml_far.stdout == yaml_local.stdout

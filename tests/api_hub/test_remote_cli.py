@@ -156,3 +156,17 @@ def test_commands_without_a_remote_form_exit_2(
     assert tier.exit_code == 2 and "--tier is not available with --server" in tier.stderr
     assert counts(store_url) == before
     assert cli("tenant", "show", "acme").exit_code == 0  # the local store again
+
+
+def test_the_hub_replays_a_post_retried_with_its_key(
+    api: str, world: dict[str, str], store_url: str
+) -> None:
+    from mno.remote.client import HubClient
+
+    with HubClient(api, world["op"]) as hub:
+        key = {"Idempotency-Key": "create-initech-1"}
+        body = {"key": "initech", "name": "Initech"}
+        first = hub.request("POST", "/v1/hub/tenants", json=body, headers=key)
+        before = counts(store_url)
+        again = hub.request("POST", "/v1/hub/tenants", json=body, headers=key)  # a retry
+        assert again == first and counts(store_url) == before

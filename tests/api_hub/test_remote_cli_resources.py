@@ -79,6 +79,8 @@ def test_subscriptions_and_invoices_over_http(
     assert common >= {"id", "tenant", "plan", "status", "started_at", "cancel_at", "coupon"}
     assert [{k: x[k] for k in common} for x in listed] == [{k: x[k] for k in common} for x in local]
     assert [x["id"] for x in listed] == [sub["id"]]
+    assert remote_json(cli, api, bob, "subscription", "show", sub["id"]) == listed[0]
+    assert remote(cli, api, carol, "subscription", "show", sub["id"]).exit_code == 1
     refused = remote(cli, api, bob, "subscription", "create", "acme", "pro")
     assert refused.exit_code == 1
     with session() as s:

@@ -194,6 +194,13 @@ def show(
     output: OutputOpt = Format.table,
 ) -> None:
     """Show one subscription (a bundle subscription: with its parts)."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import billing as remote
+
+        render(remote.get_subscription(client, sub_id), output)
+        return
     from mno.billing import bundles, subscriptions
     from mno.store.db import session_scope
 

@@ -124,6 +124,10 @@ class MnoGroup(TyperGroup):
                 ctx.exit(0)
             code = handle_error(exc)
             ctx.exit(code)
+        finally:
+            from mno.cli import remote
+
+            remote.reset()
 
 
 def _is_click_control(exc: BaseException) -> bool:
@@ -217,6 +221,24 @@ def root(
             "--version", help="Print the version and exit.", callback=_version, is_eager=True
         ),
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Send the command to this hub over HTTP instead of a local store.",
+            envvar=settings.ENV_SERVER,
+            show_envvar=True,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="The hub's bearer token (or secret:NAME; default: the secret hub-token).",
+            envvar=settings.ENV_TOKEN,
+            show_envvar=False,
+        ),
+    ] = None,
 ) -> None:
     """mno: the control plane for multi-tenant SaaS platforms."""
     from mno.cli import output
@@ -224,6 +246,10 @@ def root(
     output.reset()
     output.set_no_headers(no_headers)
     settings.configure(db_url=db, profile=profile, config=config)
+    if server:
+        from mno.cli import remote
+
+        remote.configure(server, token)
 
 
 # Command groups, loaded on first use: (name, "module[:attribute]" of a typer app (default

@@ -31,11 +31,18 @@ def check(
     output: OutputOpt = Format.table,
 ) -> None:
     """Answer allowed or denied, with the reason (exit 0 either way)."""
-    from mno.access.check import check as run
-    from mno.store.db import session_scope
+    from mno.cli.remote import hub
 
-    with session_scope(write=False) as s:
-        allowed, reason = run(s, user, tenant, action, instance)
+    if (client := hub()) is not None:
+        body = {"user": user, "tenant": tenant, "action": action, "instance": instance}
+        answer = client.post("/v1/hub/access/check", body)
+        allowed, reason = bool(answer["allowed"]), str(answer["reason"])
+    else:
+        from mno.access.check import check as run
+        from mno.store.db import session_scope
+
+        with session_scope(write=False) as s:
+            allowed, reason = run(s, user, tenant, action, instance)
     data = {
         "user": user,
         "tenant": tenant,

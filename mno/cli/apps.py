@@ -6,7 +6,7 @@ use them: `mno app --help` then starts without SQLAlchemy.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -138,6 +138,19 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List apps, by code."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        params: dict[str, Any] = {"stack": stack}
+        if enabled is not None:
+            params["enabled"] = "true" if enabled else "false"
+        if all_:
+            every = client.pages("/v1/hub/apps", "apps", **params, cursor=after, limit=500)
+            render_stream(every, output, columns=LIST_COLUMNS, empty="No apps.")
+            return
+        rows_, cursor = client.page("/v1/hub/apps", "apps", limit=limit, after=after, **params)
+        render_page(rows_, cursor, output, columns=LIST_COLUMNS, empty="No apps.")
+        return
     from mno.store.db import session_scope
     from mno.tenancy import apps
 

@@ -334,6 +334,28 @@ def create(
     output: OutputOpt = Format.table,
 ) -> None:
     """Record a new instance; the provisioner creates it (--wait follows it)."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.cli.remote import unsupported
+        from mno.remote import instances as remote
+
+        for flag, value in (("--pids", pids), ("--wait", wait), ("--inline", inline)):
+            if value:
+                unsupported(flag)
+        fields = {
+            "app": app_code,
+            "name": name,
+            "domains": domain or [],
+            "env": pairs(env, "env"),
+            "memory": memory,
+            "cpus": cpus,
+        }
+        data = remote.create(client, tenant, fields)
+        if output is Format.table:
+            success(f"instance {data['name']} staged; the provisioner will start it")
+        render(data, output)
+        return
     from mno.nex import instances
     from mno.store.db import session_scope
 
@@ -381,6 +403,20 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List instances (terminated ones with --all or --status terminated)."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.cli.remote import unsupported
+        from mno.remote import instances as remote
+
+        if tenant is None:
+            raise BadInput("--tenant is required with --server")
+        for flag, value in (("--app", app_code), ("--host", host), ("--all", all_)):
+            if value:
+                unsupported(flag)
+        found, cursor = remote.page(client, tenant, limit=limit, after=after, status=status)
+        render_page(found, cursor, output, columns=LIST_COLUMNS, empty="No instances.")
+        return
     from mno.nex import instances
     from mno.store.db import session_scope
 
@@ -412,6 +448,13 @@ def show(
     from mno.store.db import session_scope
 
     def show_once() -> None:
+        from mno.cli.remote import hub
+
+        if (client := hub()) is not None:
+            from mno.remote import instances as remote
+
+            render(remote.get(client, name), output)
+            return
         with session_scope(write=False) as s:
             view = instances.view(s, instances.get(s, name)).as_dict()
         render(view, output)
@@ -507,6 +550,16 @@ def _simple(verb: str, fn_name: str, until: tuple[str, ...]) -> Any:
         timeout: TimeoutOpt = "5m",
         output: OutputOpt = Format.table,
     ) -> None:
+        from mno.cli.remote import hub
+
+        if (client := hub()) is not None:
+            from mno.cli.remote import unsupported
+            from mno.remote import instances as remote
+
+            if wait or inline:
+                unsupported("--wait" if wait else "--inline")
+            done(remote.act(client, name, verb), f"instance {name}: {verb} requested", output)
+            return
         from mno.nex import instances
         from mno.store.db import session_scope
 

@@ -65,6 +65,32 @@ def create(
 ) -> None:
     """Create a tenant in pending_provision."""
     from mno.cli.params import pairs
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import tenants as remote
+
+        fields = {
+            "key": key,
+            "name": name,
+            "tier": tier,
+            "parent": parent,
+            "domains": domain or [],
+            "currency": currency,
+            "timezone": timezone,
+            "address": address,
+            "city": city,
+            "zip": zip,
+            "region": region,
+            "country": country,
+            "metadata": pairs(metadata, "metadata"),
+        }
+        data, created = remote.create(client, fields, if_not_exists=if_not_exists)
+        if output is Format.table:
+            success(f"tenant {key} {'created' if created else 'already exists'}")
+        render(data, output)
+        return
+
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -103,6 +129,21 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List tenants, by key."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.cli.remote import unsupported
+        from mno.remote import tenants as remote
+
+        if tier is not None:
+            unsupported("--tier")
+        if all_:
+            rows = remote.stream(client, status=status, parent=parent, after=after)
+            render_stream(rows, output, columns=LIST_COLUMNS, empty="No tenants.")
+            return
+        found, cursor = remote.page(client, status=status, parent=parent, after=after, limit=limit)
+        render_page(found, cursor, output, columns=LIST_COLUMNS, empty="No tenants.")
+        return
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -125,6 +166,13 @@ def show(
     output: OutputOpt = Format.table,
 ) -> None:
     """Show one tenant."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import tenants as remote
+
+        render(remote.get(client, key), output)
+        return
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -156,6 +204,27 @@ def update(
 ) -> None:
     """Change a tenant's fields."""
     from mno.cli.params import pairs
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import tenants as remote
+
+        fields = {
+            "name": name,
+            "tier": tier,
+            "parent": parent,
+            "domains": domain,
+            "currency": currency,
+            "timezone": timezone,
+            "address": address,
+            "city": city,
+            "zip": zip,
+            "region": region,
+            "country": country,
+            "metadata": pairs(metadata, "metadata") if metadata is not None else None,
+        }
+        render(remote.update(client, key, fields), output)
+        return
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 
@@ -181,6 +250,16 @@ def update(
 
 
 def _transition(key: str, action: str, output: Format, **kwargs: str) -> None:
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import tenants as remote
+
+        data = remote.transition(client, key, action, **kwargs)
+        if output is Format.table:
+            success(f"tenant {key} is {data['status']}")
+        render(data, output)
+        return
     from mno.store.db import session_scope
     from mno.tenancy import tenants
 

@@ -23,6 +23,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +61,16 @@ def is_sqlite(url_or_engine: Any) -> bool:
     return str(url_or_engine).startswith("sqlite")
 
 
+# When set (in this thread or task), opening the store is refused with this message
+# (exit 2): the CLI sets it for a command sent to a hub over HTTP (``--server``).
+local_refused: ContextVar[str | None] = ContextVar("mno_local_refused", default=None)
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: the configured store)."""
+    refused = local_refused.get()
+    if refused is not None:
+        raise BadInput(refused)
     url = normalize_url(url or settings.db_url())
     engine = _engines.get(url)
     if engine is None:

@@ -34,6 +34,22 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List invoices, newest first."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import billing as remote
+
+        if tenant is None:
+            raise BadInput("--tenant is required with --server")
+        if all_:
+            every = remote.invoices(client, tenant, status=status, period=period)
+            render_stream(every, output, columns=COLUMNS)
+            return
+        page_rows, cursor = remote.invoice_page(
+            client, tenant, limit=limit, after=after, status=status, period=period
+        )
+        render_page(page_rows, cursor, output, columns=COLUMNS)
+        return
     from mno.billing import invoices
     from mno.billing.export import summary
     from mno.store.db import session_scope
@@ -54,12 +70,20 @@ def show(
     output: OutputOpt = Format.table,
 ) -> None:
     """Show an invoice and its lines."""
-    from mno.billing import invoices
-    from mno.billing.export import view
-    from mno.store.db import session_scope
+    from mno.cli.remote import hub
 
-    with session_scope(write=False) as s:
-        data, lines = view(s, invoices.get(s, invoice))
+    if (client := hub()) is not None:
+        from mno.remote import billing as remote
+
+        data = remote.invoice(client, invoice)
+        lines = data.pop("lines", [])
+    else:
+        from mno.billing import invoices
+        from mno.billing.export import view
+        from mno.store.db import session_scope
+
+        with session_scope(write=False) as s:
+            data, lines = view(s, invoices.get(s, invoice))
     if output is Format.table:
         render(data, output)
         render(

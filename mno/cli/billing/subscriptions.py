@@ -71,6 +71,26 @@ def create(
 
     With --app naming a Nex app, a tenant already provisioned in a docker-mode tier gets
     the app's instance in the same transaction (or its stopped one started again)."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.cli.remote import unsupported
+        from mno.remote import billing as remote
+
+        if bundle is not None or start is not None:
+            unsupported("--bundle" if bundle is not None else "--start")
+        if plan is None:
+            raise BadInput("give a PLAN")
+        fields = {
+            "plan": plan,
+            "app": app_code,
+            "coupon": coupon,
+            "cycle_limit": cycles,
+            "invoice_now": invoice_now,
+        }
+        made = remote.subscribe(client, tenant, fields)
+        done(made, f"subscription {made['id']} created", output)
+        return
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
@@ -138,6 +158,23 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List subscriptions, oldest first."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import billing as remote
+
+        if tenant is None:
+            raise BadInput("--tenant is required with --server")
+        if all_:
+            render_stream(
+                remote.subscriptions(client, tenant, status=status), output, columns=COLUMNS
+            )
+            return
+        subs, cursor = remote.subscription_page(
+            client, tenant, limit=limit, after=after, status=status
+        )
+        render_page(subs, cursor, output, columns=COLUMNS)
+        return
     from mno.billing import subscriptions
     from mno.store.db import session_scope
 
@@ -157,6 +194,13 @@ def show(
     output: OutputOpt = Format.table,
 ) -> None:
     """Show one subscription (a bundle subscription: with its parts)."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import billing as remote
+
+        render(remote.get_subscription(client, sub_id), output)
+        return
     from mno.billing import bundles, subscriptions
     from mno.store.db import session_scope
 
@@ -199,12 +243,24 @@ def cancel(
     Ended now, a subscription to a Nex app stops the tenant's instances of the app unless
     its tier or another subscription keeps it; their data stays until `mno instance
     terminate`."""
-    from mno.billing import bundles, subscriptions
     from mno.cli.params import confirm
-    from mno.store.db import session_scope
+    from mno.cli.remote import hub
 
     _one_of(now, at_period_end, at)
     confirm(f"cancel subscription {sub_id}", yes)
+    if (client := hub()) is not None:
+        from mno.cli.remote import unsupported
+        from mno.remote import billing as remote
+
+        if at is not None:
+            unsupported("--at")
+        data = remote.cancel(client, sub_id, at_period_end=at_period_end, credit=not no_credit)
+        ends = "canceled" if data["status"] == "canceled" else f"ends at {data.get('cancel_at')}"
+        done(data, f"subscription {sub_id} {ends}", output)
+        return
+    from mno.billing import bundles, subscriptions
+    from mno.store.db import session_scope
+
     with session_scope() as s:
         if _bundle_sub(s, sub_id) is not None:
             when, is_period_end = aware_time(at), at_period_end

@@ -5,6 +5,11 @@ Each pass: fan out new events (one transaction per chunk, cursor included), then
 claim → send concurrently → record outcomes in one transaction per batch, until nothing is
 due, ``max_items`` is reached or a warm stop is asked. Options (``agents.yaml``):
 ``retry_schedule``, ``jitter``, ``disable_after``, ``fanout_gap_grace``, ``fanout_batch``.
+
+A committed event wakes the dispatcher at once (``WAKE_ON``: every outbox write notifies
+``outbox.WAKE`` in its transaction, and so does every write that queues or re-queues a
+delivery, since each emits its event); a pass that is running fans the new events out
+at its next look. The interval stays as the safety net.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlmodel import col, select
 from mno import clock, mail, settings
 from mno.agents.base import TickContext, TickResult
 from mno.notify import direct, rules
-from mno.store import leases
+from mno.store import leases, outbox
 from mno.store.db import session_scope
 from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
 from mno.webhooks import delivery_queue, endpoints, fanout
@@ -42,6 +47,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 FANOUT_EVERY_S = 0.5
+WAKE_ON = (outbox.WAKE,)
 _mail_pool: ThreadPoolExecutor | None = None
 
 
@@ -230,7 +236,7 @@ def tick(ctx: TickContext) -> TickResult:
                 if claimed:
                     continue
             break
-        if more or time.monotonic() - last_fanout > FANOUT_EVERY_S:
+        if more or ctx.woken() or time.monotonic() - last_fanout > FANOUT_EVERY_S:
             n, more = fan_out_once(ctx)
             details["fanned_out"] += n
             last_fanout = time.monotonic()

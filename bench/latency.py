@@ -319,6 +319,36 @@ def pickup_latency(url: str, creates: int) -> dict[str, Any]:
     return {"creates": creates, "picked_up": len(lat), "missed": missed, **percentiles(lat)}
 
 
+# what an event or an instance waits for without wake-ups: the shipped intervals
+BASELINES = {"webhook": ("dispatcher interval (1s)", 1000.0), "provisioner": ("5s", 5000.0)}
+GOALS = {"webhook_200.p50": 50.0, "webhook_200.p99": 250.0, "provisioner_pickup.p50": 100.0}
+
+
+def figures_of(stores: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat figures for ``scripts/bench``: each with its baseline (the shipped interval
+    the work would otherwise wait for) and the ratio to it (lower is better)."""
+    out = []
+    for store, figures in stores.items():
+        for name, r in figures.items():
+            base_name, base = BASELINES["provisioner" if name.startswith("prov") else "webhook"]
+            for q in ("p50", "p95", "p99"):
+                value = r.get(q)
+                goal = GOALS.get(f"{name}.{q}") if store == "postgresql" else None
+                out.append(
+                    {
+                        "name": f"latency.{store}.{name}.{q}",
+                        "value": value,
+                        "unit": "ms",
+                        "better": "lower",
+                        "baseline": base,
+                        "baseline_name": f"polling: {base_name}",
+                        "ratio": None if value is None else round(value / base, 4),
+                        "goal": goal,
+                    }
+                )
+    return out
+
+
 def loadavg() -> str:
     try:
         one, five, fifteen = os.getloadavg()
@@ -403,6 +433,7 @@ def main() -> None:
             if store == "postgresql":
                 drop_pg(args.pg, url)
     results["load_end"] = loadavg()
+    results["figures"] = figures_of(results["stores"])
     print(f"load average at the end: {results['load_end']}")
     rproc.terminate()
     if args.json:

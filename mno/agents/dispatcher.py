@@ -64,6 +64,17 @@ def fan_out_once(ctx: TickContext) -> tuple[int, bool]:
     return res.deliveries, res.events >= limit
 
 
+def fan_out_and_claim(ctx: TickContext, want: int) -> tuple[int, bool, list[ClaimedDelivery]]:
+    """A pass's first fan-out chunk and claim in one transaction: (deliveries made, more
+    events waiting, claimed). A woken pass puts a new event on the wire after one commit."""
+    grace = settings.parse_duration(ctx.option("fanout_gap_grace", "10m"))
+    limit = int(ctx.option("fanout_batch", 2000))
+    with ctx.session() as s:
+        res = fanout.fan_out(s, limit=limit, gap_grace=grace)
+        got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for) if want else []
+    return res.deliveries, res.events >= limit, got
+
+
 def fan_out_all(ctx: TickContext) -> int:
     total, more = fan_out_once(ctx)
     while more and not ctx.stopping():
@@ -185,7 +196,9 @@ def tick(ctx: TickContext) -> TickResult:
     started = time.perf_counter()
     policy = Policy.from_options(ctx.options)
     result = TickResult()
-    fanned, more = fan_out_once(ctx)
+    limit = ctx.batch_size if ctx.max_items is None else min(ctx.batch_size, ctx.max_items)
+    fanned, more, claimed = fan_out_and_claim(ctx, 0 if ctx.stopping() else max(0, limit))
+    result.claimed += len(claimed)
     last_fanout = time.monotonic()
     cache: dict[Any, Any] = {}
     details = {"fanned_out": fanned, "succeeded": 0, "exhausted": 0, "disabled": 0}
@@ -224,7 +237,6 @@ def tick(ctx: TickContext) -> TickResult:
         return got
 
     flying: InFlight | None = None
-    claimed = claim()
     while True:
         nxt = start_batch(ctx, claimed, cache) if claimed else None
         if flying is None and nxt is None:

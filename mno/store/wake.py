@@ -12,6 +12,10 @@ if it commits:
   directory under the temporary directory when that path is too long for a socket name).
   It reaches the processes of one host; an in-memory database has no wake-ups.
 
+``notify(..., at_commit=True)`` defers the ``pg_notify`` to just before the commit (the
+outbox's hot path); ``notify_connection(conn, channel)`` does the same job for a writer
+that holds a Core connection (``store.bulk.Rows``).
+
 ``Listener(db_url)`` is one per agent process: ``subscribe(channel, callback)`` then
 ``start()`` runs a daemon thread that calls the channel's callbacks on every wake-up.
 On PostgreSQL it holds one connection (``LISTEN``), pings it when idle and reconnects

@@ -5,6 +5,11 @@ Each pass: fan out new events (one transaction per chunk, cursor included), then
 claim → send concurrently → record outcomes in one transaction per batch, until nothing is
 due, ``max_items`` is reached or a warm stop is asked. Options (``agents.yaml``):
 ``retry_schedule``, ``jitter``, ``disable_after``, ``fanout_gap_grace``, ``fanout_batch``.
+
+A committed event wakes the dispatcher at once (``WAKE_ON``: every outbox write notifies
+``outbox.WAKE`` in its transaction, and so does every write that queues or re-queues a
+delivery, since each emits its event); a pass that is running fans the new events out
+at its next look. The interval stays as the safety net.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlmodel import col, select
 from mno import clock, mail, settings
 from mno.agents.base import TickContext, TickResult
 from mno.notify import direct, rules
-from mno.store import leases
+from mno.store import leases, outbox
 from mno.store.db import session_scope
 from mno.store.models.webhooks import WebhookDelivery, WebhookEndpoint
 from mno.webhooks import delivery_queue, endpoints, fanout
@@ -42,6 +47,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 FANOUT_EVERY_S = 0.5
+WAKE_ON = (outbox.WAKE,)
 _mail_pool: ThreadPoolExecutor | None = None
 
 
@@ -56,6 +62,17 @@ def fan_out_once(ctx: TickContext) -> tuple[int, bool]:
     with ctx.session() as s:
         res = fanout.fan_out(s, limit=limit, gap_grace=grace)
     return res.deliveries, res.events >= limit
+
+
+def fan_out_and_claim(ctx: TickContext, want: int) -> tuple[int, bool, list[ClaimedDelivery]]:
+    """A pass's first fan-out chunk and claim in one transaction: (deliveries made, more
+    events waiting, claimed). A woken pass puts a new event on the wire after one commit."""
+    grace = settings.parse_duration(ctx.option("fanout_gap_grace", "10m"))
+    limit = int(ctx.option("fanout_batch", 2000))
+    with ctx.session() as s:
+        res = fanout.fan_out(s, limit=limit, gap_grace=grace)
+        got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for) if want else []
+    return res.deliveries, res.events >= limit, got
 
 
 def fan_out_all(ctx: TickContext) -> int:
@@ -179,7 +196,9 @@ def tick(ctx: TickContext) -> TickResult:
     started = time.perf_counter()
     policy = Policy.from_options(ctx.options)
     result = TickResult()
-    fanned, more = fan_out_once(ctx)
+    limit = ctx.batch_size if ctx.max_items is None else min(ctx.batch_size, ctx.max_items)
+    fanned, more, claimed = fan_out_and_claim(ctx, 0 if ctx.stopping() else max(0, limit))
+    result.claimed += len(claimed)
     last_fanout = time.monotonic()
     cache: dict[Any, Any] = {}
     details = {"fanned_out": fanned, "succeeded": 0, "exhausted": 0, "disabled": 0}
@@ -218,7 +237,6 @@ def tick(ctx: TickContext) -> TickResult:
         return got
 
     flying: InFlight | None = None
-    claimed = claim()
     while True:
         nxt = start_batch(ctx, claimed, cache) if claimed else None
         if flying is None and nxt is None:
@@ -230,7 +248,7 @@ def tick(ctx: TickContext) -> TickResult:
                 if claimed:
                     continue
             break
-        if more or time.monotonic() - last_fanout > FANOUT_EVERY_S:
+        if more or ctx.woken() or time.monotonic() - last_fanout > FANOUT_EVERY_S:
             n, more = fan_out_once(ctx)
             details["fanned_out"] += n
             last_fanout = time.monotonic()

@@ -8,6 +8,10 @@ This module is the one door for events: ``emit`` writes one, ``emit_many`` a lis
 ``(type, payload, tenant)``, and ``emit_rows`` the prepared rows of a hot path (a sync
 page, a billing chunk) through ``store.bulk``. Each checks every type against the
 catalogue and every payload against ``MAX_PAYLOAD_BYTES``.
+
+Each wakes the outbox's consumers (the dispatcher) when its transaction commits: one
+wake-up on the ``outbox`` channel per transaction, however many events it wrote (see
+``mno.store.wake``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlmodel import col, select
 from mno import clock
 from mno.errors import BadInput
 from mno.events import is_known
+from mno.store import wake
 from mno.store.audit import jsonable
 from mno.store.models.core import Event
 from mno.store.types import table_of
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from mno.store.paging import Page
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+WAKE = "outbox"  # the wake-up channel of new events (mno.store.wake)
 
 
 def _check_type(event_type: str) -> None:
@@ -65,6 +71,7 @@ def emit(
     """Append one event in the session's transaction."""
     event = Event(type=event_type, payload=_checked(event_type, payload), tenant_id=tenant_id)
     session.add(event)
+    wake.notify(session, WAKE, at_commit=True)
     return event
 
 
@@ -115,6 +122,7 @@ def emit_rows(
         rows_writer.copy(table, cols, [str(line) for line in rows], same)
     else:
         rows_writer.insert(table, cols, [r for r in rows if not isinstance(r, str)], same)
+    wake.notify_connection(rows_writer.conn, WAKE)
     return len(rows)
 
 
@@ -224,4 +232,5 @@ def emit_many(session: Session, events: list[tuple[str, dict[str, Any], uuid.UUI
         for event_type, payload, tenant_id in events
     ]
     session.connection().execute(table_of(Event).insert(), rows)
+    wake.notify(session, WAKE, at_commit=True)
     return len(rows)

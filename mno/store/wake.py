@@ -12,6 +12,10 @@ if it commits:
   directory under the temporary directory when that path is too long for a socket name).
   It reaches the processes of one host; an in-memory database has no wake-ups.
 
+``notify(..., at_commit=True)`` defers the ``pg_notify`` to just before the commit (the
+outbox's hot path); ``notify_connection(conn, channel)`` does the same job for a writer
+that holds a Core connection (``store.bulk.Rows``).
+
 ``Listener(db_url)`` is one per agent process: ``subscribe(channel, callback)`` then
 ``start()`` runs a daemon thread that calls the channel's callbacks on every wake-up.
 On PostgreSQL it holds one connection (``LISTEN``), pings it when idle and reconnects
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +53,7 @@ PREFIX = "mno_wake_"
 _CHANNEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SOCKET_MAX = 100  # sun_path holds 108 bytes; leave room for the file name's growth
 _PENDING = "mno_wake_pending"
+_AT_COMMIT = "mno_wake_at_commit"
 
 
 def check_channel(channel: str) -> str:
@@ -59,9 +65,13 @@ def check_channel(channel: str) -> str:
 # -- writers ----------------------------------------------------------------------------
 
 
-def notify(session: Session, channel: str) -> None:
+def notify(session: Session, channel: str, *, at_commit: bool = False) -> None:
     """Wake the listeners of ``channel`` once this transaction commits (once per channel
-    and transaction, however often it is called)."""
+    and transaction, however often it is called).
+
+    With ``at_commit`` the PostgreSQL ``pg_notify`` runs just before the commit instead
+    of now, so a caller on a hot path (``outbox.emit``) adds no statement and no early
+    flush to the transaction's body."""
     check_channel(channel)
     bind = session.get_bind()
     postgres = bind.dialect.name == "postgresql"
@@ -83,14 +93,72 @@ def notify(session: Session, channel: str) -> None:
 
         def after_rollback(*_: Any) -> None:
             session.info.pop(_PENDING, None)
+            session.info.pop(_AT_COMMIT, None)
 
         event.listen(session, "after_commit", after_commit, once=True)
         event.listen(session, "after_rollback", after_rollback, once=True)
     if channel in pending:
         return
     pending.add(channel)
-    if postgres:
+    if not postgres:
+        return
+    if not at_commit:
         session.execute(sa.select(sa.func.pg_notify(PREFIX + channel, "")))
+        return
+    later: set[str] | None = session.info.get(_AT_COMMIT)
+    if later is None:
+        later = session.info[_AT_COMMIT] = set()
+
+        def before_commit(_session: Any) -> None:
+            for name in sorted(session.info.pop(_AT_COMMIT, set())):
+                session.execute(sa.select(sa.func.pg_notify(PREFIX + name, "")))
+
+        event.listen(session, "before_commit", before_commit, once=True)
+    later.add(channel)
+
+
+_conn_pending: weakref.WeakKeyDictionary[sa.Connection, set[str]] = weakref.WeakKeyDictionary()
+
+
+def notify_connection(conn: sa.Connection, channel: str) -> None:
+    """``notify`` for a writer that holds a Core connection (``store.bulk.Rows``): on
+    PostgreSQL one ``pg_notify`` in its transaction (the server folds repeats into one
+    notification); on SQLite one datagram per channel when the connection commits."""
+    check_channel(channel)
+    if conn.dialect.name == "postgresql":
+        pending = _conn_pending.setdefault(conn, set())
+        if channel not in pending:  # cleared at commit/rollback below
+            pending.add(channel)
+            _on_end(conn, None)
+            conn.execute(sa.select(sa.func.pg_notify(PREFIX + channel, "")))
+        return
+    directory = wake_dir(conn.engine.url.render_as_string(hide_password=False))
+    if directory is None:
+        return
+    pending = _conn_pending.setdefault(conn, set())
+    if channel not in pending:
+        pending.add(channel)
+        _on_end(conn, directory)
+
+
+def _on_end(conn: sa.Connection, directory: Path | None) -> None:
+    """At the connection's commit send the pending channels (SQLite); at its end forget
+    them."""
+    if getattr(conn, "_mno_wake_hooked", False):
+        return
+    conn._mno_wake_hooked = True  # type: ignore[attr-defined]
+
+    def on_commit(c: sa.Connection) -> None:
+        channels = _conn_pending.pop(c, set())
+        if directory is not None:
+            for name in sorted(channels):
+                send_local(directory, name)
+
+    def on_rollback(c: sa.Connection) -> None:
+        _conn_pending.pop(c, None)
+
+    event.listen(conn, "commit", on_commit)
+    event.listen(conn, "rollback", on_rollback)
 
 
 def wake_dir(db_url: str) -> Path | None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -119,3 +121,67 @@ def test_a_killed_postgres_listener_reconnects_and_wakes_again(pg_url):
         assert seen.events["t_one"].wait(20)
     finally:
         listener.stop()
+
+
+# -- the outbox wakes its consumers ------------------------------------------------------
+
+
+def test_an_outbox_write_wakes_once_per_transaction_and_a_rollback_never(store_url):
+    """``emit``/``emit_many`` (deferred to the commit) and ``emit_rows`` (a Core
+    connection) each notify the ``outbox`` channel; a rolled-back write wakes nobody."""
+    from mno.store import bulk, outbox
+
+    seen = Seen()
+    listener = _listener(store_url, seen, outbox.WAKE)
+    try:
+        with pytest.raises(RuntimeError), session_scope(store_url) as s:
+            outbox.emit(s, "tenant.updated", {"i": 0})
+            raise RuntimeError("rolled back")
+        with session_scope(store_url) as s:  # a write with no event: no wake-up
+            wake.notify(s, "t_other")
+        with session_scope(store_url) as s:
+            # many events in one transaction: one statement each, one wake-up at commit
+            for i in range(50):
+                outbox.emit(s, "tenant.updated", {"i": i})
+            outbox.emit_many(s, [("tenant.updated", {"i": 99}, None)])
+        assert seen.events[outbox.WAKE].wait(20)
+        seen.events[outbox.WAKE].clear()
+        with session_scope(store_url) as s:
+            w = bulk.Rows(s.connection())
+            stamp = w.time(datetime.now(UTC))
+            outbox.emit_rows(
+                w,
+                ("id", "type", "payload"),
+                [(uuid.uuid4().hex, "tenant.updated", '{"i":1}')],
+                {"created_at": stamp, "updated_at": stamp},
+            )
+        assert seen.events[outbox.WAKE].wait(20)
+        with session_scope(store_url, write=False) as s:
+            events = s.execute(sa.text("SELECT count(*) FROM outbox_event")).scalar_one()
+        assert events == 52  # the rolled-back event was never written
+    finally:
+        listener.stop()
+    # one wake-up per committed transaction: the 51-event one and the bulk one (two
+    # datagrams on SQLite; on PostgreSQL the server may fold nothing across transactions)
+    assert seen.count[outbox.WAKE] == 2
+
+
+def test_emit_defers_its_notify_to_the_commit(pg_url):
+    """On PostgreSQL ``emit`` adds no statement to the transaction's body: the
+    ``pg_notify`` runs once, just before the commit."""
+    from mno.store import outbox
+
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    with session_scope(pg_url) as s:
+        engine = s.connection().engine
+        sa.event.listen(engine, "before_cursor_execute", record)
+        outbox.emit(s, "tenant.updated", {"i": 1})
+        outbox.emit(s, "tenant.updated", {"i": 2})
+        s.flush()
+        assert not any("pg_notify" in q for q in statements)
+    sa.event.remove(engine, "before_cursor_execute", record)
+    assert sum("pg_notify" in q for q in statements) == 1

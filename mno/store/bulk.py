@@ -415,8 +415,10 @@ class Rows:
             return
         same = same or {}
         if self.postgres:
+            dialect = self.conn.dialect
             casts = {
-                name: "::json"
+                # json or jsonb, as the column is on PostgreSQL
+                name: "::" + table.c[name].type.compile(dialect=dialect).lower()
                 if isinstance(table.c[name].type, sa.JSON)
                 else "::uuid"
                 if isinstance(table.c[name].type, sa.Uuid)

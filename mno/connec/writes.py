@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from mno import clock
 from mno.connec import entities
@@ -132,12 +131,22 @@ def app_ids_of(session: Session, writer: Writer, ids: list[uuid.UUID]) -> dict[u
     """Record id → the app's own id, for the records the app has mapped."""
     if not ids:
         return {}
-    m = table_of(SyncIdMap)
-    rows = session.execute(
-        sa.select(m.c.record_id, m.c.external_id).where(
-            m.c.connection_id == writer.map_id, m.c.record_id.in_(ids)
+    rows: Any
+    if session.get_bind().dialect.name == "postgresql":
+        # one probe of the index (record, connection) per record (see ``_targets``)
+        rows = session.connection().exec_driver_sql(
+            "SELECT m.record_id, m.external_id FROM unnest(%(r)s::uuid[]) AS u(r) "
+            "CROSS JOIN LATERAL (SELECT record_id, external_id FROM sync_id_map "
+            "WHERE record_id = u.r AND connection_id = %(c)s LIMIT 1) AS m",
+            {"r": list(ids), "c": writer.map_id},
         )
-    )
+    else:
+        m = table_of(SyncIdMap)
+        rows = session.execute(
+            sa.select(m.c.record_id, m.c.external_id).where(
+                m.c.connection_id == writer.map_id, m.c.record_id.in_(ids)
+            )
+        )
     return {row.record_id: row.external_id for row in rows}
 
 
@@ -157,21 +166,29 @@ def _targets(
     wanted_app_ids = {(op.entity, op.app_id) for op in ops if op.app_id}
     mapped: dict[tuple[str, str], uuid.UUID] = {}
     if wanted_app_ids:
-        names = sorted({a for _, a in wanted_app_ids})
-        # the entities too, so that the unique index (connection, entity, external id)
-        # is searched for each id rather than read through for the whole connection
-        known_ids: Any = (
-            m.c.external_id == sa.any_(sa.cast(sa.bindparam(None, names), ARRAY(sa.String)))
-            if session.get_bind().dialect.name == "postgresql"
-            else m.c.external_id.in_(names)  # PostgreSQL: one array, not a bind per id
-        )
-        rows = session.execute(
-            sa.select(m.c.entity, m.c.external_id, m.c.record_id).where(
-                m.c.connection_id == writer.map_id,
-                m.c.entity.in_(sorted({e for e, _ in wanted_app_ids})),
-                known_ids,
+        pairs = sorted(wanted_app_ids)
+        rows: Any
+        if session.get_bind().dialect.name == "postgresql":
+            # one index probe per (entity, app id): the unique index (connection,
+            # entity, external id) is searched for each pair, whatever the planner
+            # believes of the table's size (a plain ``= ANY(…)`` can become a filter
+            # over every id the app has mapped, which grows with the tenant's records)
+            rows = session.connection().exec_driver_sql(
+                "SELECT m.entity, m.external_id, m.record_id "
+                "FROM unnest(%(e)s::varchar[], %(x)s::varchar[]) AS u(e, x) "
+                "CROSS JOIN LATERAL (SELECT entity, external_id, record_id "
+                "FROM sync_id_map WHERE connection_id = %(c)s AND entity = u.e "
+                "AND external_id = u.x LIMIT 1) AS m",
+                {"e": [e for e, _ in pairs], "x": [a for _, a in pairs], "c": writer.map_id},
             )
-        )
+        else:
+            rows = session.execute(
+                sa.select(m.c.entity, m.c.external_id, m.c.record_id).where(
+                    m.c.connection_id == writer.map_id,
+                    m.c.entity.in_(sorted({e for e, _ in pairs})),
+                    m.c.external_id.in_(sorted({a for _, a in pairs})),
+                )
+            )
         mapped = {(r.entity, r.external_id): r.record_id for r in rows}
     ids: dict[int, uuid.UUID] = {}
     for i, op in enumerate(ops):

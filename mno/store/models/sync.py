@@ -78,7 +78,9 @@ class SyncRecord(Base, table=True):
 
     __tablename__ = "sync_record"
     __table_args__ = (
-        sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),
+        # (tenant, entity) lookups read the prefix of Connec's page index (tenant,
+        # entity, updated_at, id) in models/connec.py; migration 0511_connec dropped the
+        # index of those two columns alone, which every record written had to update
         # PostgreSQL: the documents' keys and values, for containment (``data @> …``),
         # which Connec's equality filters compile to (migration 0511_connec). SQLite
         # keeps no such index: there it is an empty partial index (``WHERE 0``).

@@ -1,5 +1,6 @@
 """``$filter`` and ``$orderby``: a small OData-like language compiled to SQL over the
-records' JSON, the same on SQLite and PostgreSQL.
+records' JSON, with the same results on SQLite and PostgreSQL (where ``eq`` on a text,
+date or boolean field is a ``jsonb`` containment test the GIN index answers, ``to_sql``).
 
 Grammar (keywords are case-insensitive)::
 

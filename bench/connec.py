@@ -199,6 +199,8 @@ def floor(url: str, rows: list[dict[str, Any]], every_table: bool = False) -> fl
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
+            if not postgres:  # the store's connections begin their transactions themselves
+                cur.execute("BEGIN")
             for name, cols, make in tables:
                 names = ", ".join(f'"{c}"' for c in cols)
                 values = [make(r) for r in chunk]

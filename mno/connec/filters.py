@@ -1,5 +1,6 @@
 """``$filter`` and ``$orderby``: a small OData-like language compiled to SQL over the
-records' JSON, the same on SQLite and PostgreSQL.
+records' JSON, with the same results on SQLite and PostgreSQL (where ``eq`` on a text,
+date or boolean field is a ``jsonb`` containment test the GIN index answers, ``to_sql``).
 
 Grammar (keywords are case-insensitive)::
 
@@ -35,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 from mno.connec.entities import Entity
 from mno.errors import BadInput
@@ -289,13 +291,23 @@ def _value(kind: str, name: str, value: Any) -> Any:
     raise wrong
 
 
-def to_sql(node: Node, table: sa.Table, entity: Entity) -> Any:
-    """The WHERE clause of a tree, over ``table`` (``sync_record``)."""
+# the field types whose ``eq`` is exactly JSON containment: a record's value is the JSON
+# string or boolean the literal becomes (numbers compare as numbers, "1.50" eq 1.5)
+_CONTAINED = ("string", "date", "boolean")
+
+
+def to_sql(node: Node, table: sa.Table, entity: Entity, *, postgres: bool = False) -> Any:
+    """The WHERE clause of a tree, over ``table`` (``sync_record``).
+
+    On PostgreSQL (``postgres``), ``eq`` on a text, date or boolean field is
+    ``data @> '{"field": value}'``, which the GIN index ``ix_sync_record_data`` answers;
+    the other comparisons read ``data->>'field'`` with the field type's cast."""
     if isinstance(node, BoolOp):
-        parts = [to_sql(n, table, entity) for n in node.nodes]
+        parts = [to_sql(n, table, entity, postgres=postgres) for n in node.nodes]
         return sa.and_(*parts) if node.op == "and" else sa.or_(*parts)
     if isinstance(node, Not):
-        return sa.not_(sa.func.coalesce(to_sql(node.node, table, entity), False))
+        inner = to_sql(node.node, table, entity, postgres=postgres)
+        return sa.not_(sa.func.coalesce(inner, False))
     if isinstance(node, Contains):
         expr, kind = column(table, entity, node.field)
         if kind not in ("string", "date"):
@@ -312,6 +324,9 @@ def to_sql(node: Node, table: sa.Table, entity: Entity) -> Any:
             return sa.false() if node.op != "ne" else sa.true()
         return _compare(expr, node.op, value)
     value = _value("version" if node.field == "version" else kind, node.field, node.value)
+    if postgres and node.op == "eq" and value is not None and kind in _CONTAINED:
+        if node.field not in ("id", "version", "created_at", "updated_at"):
+            return _contains(table, node.field, value)
     if value is None:
         if node.op == "eq":
             return expr.is_(None)
@@ -319,6 +334,12 @@ def to_sql(node: Node, table: sa.Table, entity: Entity) -> Any:
             return expr.is_not(None)
         raise BadInput(f"$filter: null compares with eq and ne only ({node.field} {node.op})")
     return _compare(expr, node.op, value)
+
+
+def _contains(table: sa.Table, name: str, value: Any) -> Any:
+    """PostgreSQL: ``data @> '{"name": value}'::jsonb`` (the document bound as JSON)."""
+    doc = sa.cast(sa.bindparam(None, {name: value}, type_=JSONB()), JSONB())
+    return table.c.data.op("@>", is_comparison=True)(doc)
 
 
 def _compare(expr: Any, op: str, value: Any) -> Any:
@@ -336,11 +357,12 @@ def _compare(expr: Any, op: str, value: Any) -> Any:
     return expr <= bound
 
 
-def where(text: str | None, table: sa.Table, entity: Entity) -> Any:
-    """The WHERE clause of a ``$filter`` text (None: no filter)."""
+def where(text: str | None, table: sa.Table, entity: Entity, *, postgres: bool = False) -> Any:
+    """The WHERE clause of a ``$filter`` text (None: no filter); ``postgres``: for a
+    PostgreSQL store (see ``to_sql``)."""
     if not text or not text.strip():
         return None
-    return to_sql(parse(text), table, entity)
+    return to_sql(parse(text), table, entity, postgres=postgres)
 
 
 def order_by(text: str | None, entity: Entity) -> list[tuple[str, bool]]:

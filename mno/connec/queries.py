@@ -109,7 +109,8 @@ def list_records(
     stmt = sa.select(r).where(r.c.tenant_id == writer.tenant_id, r.c.entity == entity)
     if not deleted:
         stmt = stmt.where(r.c.deleted_at.is_(None))
-    clause = filters.where(filter, r, ent)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    clause = filters.where(filter, r, ent, postgres=postgres)
     if clause is not None:
         stmt = stmt.where(clause)
     if updated_since is not None:

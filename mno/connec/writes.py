@@ -30,7 +30,7 @@ from mno.connec import entities
 from mno.connec.entities import Invalid
 from mno.errors import BadInput
 from mno.store import audit, leases, outbox
-from mno.store.bulk import Rows, dumps
+from mno.store.bulk import Rows, copy_json, dumps, hex_ids
 from mno.store.models.sync import SyncChange, SyncConnection, SyncIdMap, SyncRecord, SyncRun
 from mno.store.types import table_of
 from mno.sync import mapping
@@ -131,12 +131,22 @@ def app_ids_of(session: Session, writer: Writer, ids: list[uuid.UUID]) -> dict[u
     """Record id → the app's own id, for the records the app has mapped."""
     if not ids:
         return {}
-    m = table_of(SyncIdMap)
-    rows = session.execute(
-        sa.select(m.c.record_id, m.c.external_id).where(
-            m.c.connection_id == writer.map_id, m.c.record_id.in_(ids)
+    rows: Any
+    if session.get_bind().dialect.name == "postgresql":
+        # one probe of the index (record, connection) per record (see ``_targets``)
+        rows = session.connection().exec_driver_sql(
+            "SELECT m.record_id, m.external_id FROM unnest(%(r)s::uuid[]) AS u(r) "
+            "CROSS JOIN LATERAL (SELECT record_id, external_id FROM sync_id_map "
+            "WHERE record_id = u.r AND connection_id = %(c)s LIMIT 1) AS m",
+            {"r": list(ids), "c": writer.map_id},
         )
-    )
+    else:
+        m = table_of(SyncIdMap)
+        rows = session.execute(
+            sa.select(m.c.record_id, m.c.external_id).where(
+                m.c.connection_id == writer.map_id, m.c.record_id.in_(ids)
+            )
+        )
     return {row.record_id: row.external_id for row in rows}
 
 
@@ -156,12 +166,29 @@ def _targets(
     wanted_app_ids = {(op.entity, op.app_id) for op in ops if op.app_id}
     mapped: dict[tuple[str, str], uuid.UUID] = {}
     if wanted_app_ids:
-        rows = session.execute(
-            sa.select(m.c.entity, m.c.external_id, m.c.record_id).where(
-                m.c.connection_id == writer.map_id,
-                m.c.external_id.in_(sorted({a for _, a in wanted_app_ids})),
+        pairs = sorted(wanted_app_ids)
+        rows: Any
+        if session.get_bind().dialect.name == "postgresql":
+            # one index probe per (entity, app id): the unique index (connection,
+            # entity, external id) is searched for each pair, whatever the planner
+            # believes of the table's size (a plain ``= ANY(…)`` can become a filter
+            # over every id the app has mapped, which grows with the tenant's records)
+            rows = session.connection().exec_driver_sql(
+                "SELECT m.entity, m.external_id, m.record_id "
+                "FROM unnest(%(e)s::varchar[], %(x)s::varchar[]) AS u(e, x) "
+                "CROSS JOIN LATERAL (SELECT entity, external_id, record_id "
+                "FROM sync_id_map WHERE connection_id = %(c)s AND entity = u.e "
+                "AND external_id = u.x LIMIT 1) AS m",
+                {"e": [e for e, _ in pairs], "x": [a for _, a in pairs], "c": writer.map_id},
             )
-        )
+        else:
+            rows = session.execute(
+                sa.select(m.c.entity, m.c.external_id, m.c.record_id).where(
+                    m.c.connection_id == writer.map_id,
+                    m.c.entity.in_(sorted({e for e, _ in pairs})),
+                    m.c.external_id.in_(sorted({a for _, a in pairs})),
+                )
+            )
         mapped = {(r.entity, r.external_id): r.record_id for r in rows}
     ids: dict[int, uuid.UUID] = {}
     for i, op in enumerate(ops):
@@ -205,54 +232,42 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
                 results[i] = Result(422, error=exc.message, errors=exc.errors)
     targets, mapped = _targets(session, writer, ops)
     now = clock.now()
+    now_text = audit.utc_text(now)
     run_id = uuid.uuid4()
-    records: list[dict[str, Any]] = []  # new rows
+    # every id this batch may need (a record, its id map, change row and event), made
+    # at once: time-ordered, as 32 hex digits (see store.bulk.hex_ids)
+    fresh = iter(hex_ids(4 * len(ops)))
+    records: list[tuple[str, str, str, str]] = []  # id, entity, data, hash
     updates: list[dict[str, Any]] = []  # changed rows
-    changes: list[dict[str, Any]] = []
-    id_maps: list[dict[str, Any]] = []
-    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
+    # id, record id, entity, action, before, after (JSON text)
+    changes: list[tuple[str, str, str, str, str | None, str | None]] = []
+    id_maps: list[tuple[str, str, str, str, str]] = []  # id, entity, app id, record, hash
+    events: list[tuple[str, str, str]] = []  # id, type, payload (JSON text)
     touched: dict[str, list[uuid.UUID]] = {}
     new_app_ids: set[tuple[str, str]] = set()
     ignore_cache: dict[str, list[str]] = {}
+    source_json = dumps(writer.source)
+    app_json = dumps(str(writer.app_id))
 
     def ignored(entity: str) -> list[str]:
         if entity not in ignore_cache:
             ignore_cache[entity] = ignored_fields(session, writer.tenant_id, entity)
         return ignore_cache[entity]
 
-    def change(rid: uuid.UUID, entity: str, action: str, before: Any, after: Any) -> None:
-        changes.append(
-            {
-                "id": uuid.uuid4(),
-                "created_at": now,
-                "updated_at": now,
-                "run_id": run_id,
-                "record_id": rid,
-                "tenant_id": writer.tenant_id,
-                "entity": entity,
-                "action": action,
-                "source": writer.source,
-                "before": before,
-                "after": after,
-            }
-        )
+    def change(
+        rid: uuid.UUID, entity: str, action: str, before: str | None, after: str | None
+    ) -> None:
+        changes.append((next(fresh), rid.hex, entity, action, before, after))
         touched.setdefault(entity, []).append(rid)
 
-    def event(entity: str, verb: str, rid: uuid.UUID, version: int, data: Any) -> None:
-        events.append(
-            (
-                f"connec.{entity}.{verb}",
-                {
-                    "record_id": str(rid),
-                    "entity": entity,
-                    "version": version,
-                    "source": writer.source,
-                    "source_app_id": str(writer.app_id),
-                    "data": data,
-                },
-                writer.tenant_id,
-            )
+    def event(entity: str, verb: str, rid: uuid.UUID, version: int, data: str | None) -> None:
+        # the payload's JSON, built around the record's JSON text (encoded once)
+        payload = (
+            f'{{"record_id":"{rid}","entity":{dumps(entity)},"version":{version},'
+            f'"source":{source_json},"source_app_id":{app_json},'
+            f'"data":{"null" if data is None else data}}}'
         )
+        events.append((next(fresh), f"connec.{entity}.{verb}", payload))
 
     seen_targets: set[uuid.UUID] = set()
     for i, op in enumerate(ops):
@@ -266,38 +281,28 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
                 )
                 continue
             data = checked[i]
-            rid = uuid.uuid4()
-            row = {
-                "id": rid,
-                "created_at": now,
-                "updated_at": now,
-                "tenant_id": writer.tenant_id,
-                "entity": op.entity,
-                "data": data,
-                "content_hash": mapping.content_hash(data, ignored(op.entity)),
-                "version": 1,
-                "source_updated_at": now,
-                "deleted_at": None,
-            }
-            records.append(row)
+            hex_id = next(fresh)
+            rid = uuid.UUID(hex=hex_id)
+            digest, text = mapping.hash_and_json(data, ignored(op.entity))
+            records.append((hex_id, op.entity, text, digest))
             if op.app_id:
                 new_app_ids.add(key)
-                id_maps.append(
-                    {
-                        "id": uuid.uuid4(),
-                        "created_at": now,
-                        "updated_at": now,
-                        "connection_id": writer.map_id,
-                        "entity": op.entity,
-                        "external_id": op.app_id,
-                        "record_id": rid,
-                        "pulled_hash": row["content_hash"],
-                        "last_pulled_at": now,
-                    }
-                )
-            change(rid, op.entity, "create", None, data)
-            event(op.entity, "created", rid, 1, data)
-            results[i] = Result(201, record=_row_view(row, op.app_id))
+                id_maps.append((next(fresh), op.entity, op.app_id, hex_id, digest))
+            change(rid, op.entity, "create", None, text)
+            event(op.entity, "created", rid, 1, text)
+            results[i] = Result(
+                201,
+                record={
+                    "id": str(rid),
+                    "entity": op.entity,
+                    "version": 1,
+                    "created_at": now_text,
+                    "updated_at": now_text,
+                    "deleted_at": None,
+                    "data": data,
+                    "app_id": op.app_id,
+                },
+            )
             continue
         rec = targets.get(i)
         if rec is None or rec.entity != op.entity:
@@ -316,10 +321,11 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
             )
             continue
         before = dict(rec.data or {})
+        before_text = dumps(before)
         version = rec.version + 1
         if op.kind == "delete":
             upd = {"id": rec.id, "data": before, "version": version, "deleted_at": now}
-            change(rec.id, op.entity, "delete", before, None)
+            change(rec.id, op.entity, "delete", before_text, None)
             event(op.entity, "deleted", rec.id, version, None)
         else:
             if op.kind == "patch":
@@ -333,8 +339,9 @@ def apply(session: Session, writer: Writer, ops: list[Op]) -> Outcome:
             else:
                 data = checked[i]
             upd = {"id": rec.id, "data": data, "version": version, "deleted_at": None}
-            change(rec.id, op.entity, "update", before, data)
-            event(op.entity, "updated", rec.id, version, data)
+            after_text = dumps(data)
+            change(rec.id, op.entity, "update", before_text, after_text)
+            event(op.entity, "updated", rec.id, version, after_text)
         seen_targets.add(rec.id)
         upd["content_hash"] = mapping.content_hash(upd["data"], ignored(op.entity))
         updates.append(upd)
@@ -379,18 +386,18 @@ def _write(
     writer: Writer,
     now: datetime,
     run_id: uuid.UUID,
-    records: list[dict[str, Any]],
+    records: list[tuple[str, str, str, str]],
     updates: list[dict[str, Any]],
-    changes: list[dict[str, Any]],
-    id_maps: list[dict[str, Any]],
-    events: list[tuple[str, dict[str, Any], uuid.UUID | None]],
+    changes: list[tuple[str, str, str, str, str | None, str | None]],
+    id_maps: list[tuple[str, str, str, str, str]],
+    events: list[tuple[str, str, str]],
     touched: dict[str, list[uuid.UUID]],
 ) -> None:
     conn = session.connection()
     counts = {
         "created": len(records),
-        "updated": sum(1 for c in changes if c["action"] == "update"),
-        "deleted": sum(1 for c in changes if c["action"] == "delete"),
+        "updated": sum(1 for c in changes if c[3] == "update"),
+        "deleted": sum(1 for c in changes if c[3] == "delete"),
     }
     ents = sorted(touched)
     conn.execute(
@@ -414,10 +421,22 @@ def _write(
         ],
     )
     w = Rows(conn)
+    stamp = w.time(now)
+    tenant = w.uid(writer.tenant_id)
     if records:
-        w.insert_dicts(table_of(SyncRecord), records, same=("tenant_id", "entity", "version"))
+        w.insert_plain(
+            table_of(SyncRecord),
+            ("id", "entity", "data", "content_hash"),
+            records,
+            {
+                "created_at": stamp,
+                "updated_at": stamp,
+                "tenant_id": tenant,
+                "version": 1,
+                "source_updated_at": stamp,
+            },
+        )
     if updates:
-        stamp = w.time(now)
         w.update(
             table_of(SyncRecord),
             ("data", "content_hash", "version", "deleted_at", "source_updated_at", "updated_at"),
@@ -435,15 +454,35 @@ def _write(
             ],
         )
     if id_maps:
-        w.insert_dicts(table_of(SyncIdMap), id_maps, same=("connection_id", "entity"))
-    w.insert_dicts(table_of(SyncChange), changes, same=("run_id", "tenant_id", "source"))
-    stamp = w.time(now)
-    outbox.emit_rows(
-        w,
-        ("id", "type", "payload"),
-        [(uuid.uuid4().hex, kind, dumps(audit.jsonable(payload))) for kind, payload, _ in events],
-        {"created_at": stamp, "updated_at": stamp, "tenant_id": w.uid(writer.tenant_id)},
+        w.insert_plain(
+            table_of(SyncIdMap),
+            ("id", "entity", "external_id", "record_id", "pulled_hash"),
+            id_maps,
+            {
+                "created_at": stamp,
+                "updated_at": stamp,
+                "connection_id": w.uid(writer.map_id),
+                "last_pulled_at": stamp,
+            },
+        )
+    w.insert_plain(
+        table_of(SyncChange),
+        ("id", "record_id", "entity", "action", "before", "after"),
+        changes,
+        {
+            "created_at": stamp,
+            "updated_at": stamp,
+            "run_id": w.uid(run_id),
+            "tenant_id": tenant,
+            "source": writer.source,
+        },
     )
+    same = {"created_at": stamp, "updated_at": stamp, "tenant_id": tenant}
+    if w.postgres:
+        lines = [f"{i}\t{kind}\t{copy_json(payload)}\n" for i, kind, payload in events]
+        outbox.emit_rows(w, ("id", "type", "payload"), lines, same, copy_lines=True)
+    else:
+        outbox.emit_rows(w, ("id", "type", "payload"), events, same)
     for entity, ids in touched.items():
         anchor = SyncConnection(
             id=uuid.uuid4(), name="", tenant_id=writer.tenant_id, connector_id=uuid.uuid4()

@@ -106,7 +106,7 @@ def dialect(session: Session) -> Dialect:
 def records(d: Dialect, fields: Mapping[str, str]) -> str:
     """The inner select: ``alias -> JSON field`` of the tenant's live rows of ``:entity``.
 
-    PostgreSQL parses each document once (``json_to_record``) rather than once per field;
+    PostgreSQL reads each document once (``jsonb_to_record``) rather than once per field;
     SQLite extracts each field once per row."""
     where = "s.tenant_id = :tenant AND s.entity = :entity AND s.deleted_at IS NULL"
     if d.pg:
@@ -115,7 +115,7 @@ def records(d: Dialect, fields: Mapping[str, str]) -> str:
         columns = ", ".join(f'j."{name}" AS {alias}' for alias, name in fields.items())
         return (
             f"SELECT s.id, {columns} FROM sync_record s "
-            f"CROSS JOIN LATERAL json_to_record(s.data) AS j({record}) WHERE {where}"
+            f"CROSS JOIN LATERAL jsonb_to_record(s.data) AS j({record}) WHERE {where}"
         )
     columns = ", ".join(f"{d.field(name)} AS {alias}" for alias, name in fields.items())
     # LIMIT -1 (no limit) keeps SQLite from flattening this select into the aggregate

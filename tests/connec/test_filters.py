@@ -253,3 +253,22 @@ def test_orderby_select_and_cursor_pages(session: Any, invoices: Any):
             queries.list_records(s, writer, "invoices", cursor="!!!")
         other = Writer(uuid.uuid4(), writer.app_id, "crm")
         assert queries.list_records(s, other, "invoices").records == []
+
+
+def test_equality_on_postgres_is_a_containment_test():
+    """On PostgreSQL ``eq`` on a text or date field compiles to ``data @> …`` (what the GIN
+    index on the records' jsonb answers); numbers keep their cast; SQLite keeps
+    ``json_extract``."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from mno.connec import entities
+    from mno.store.models.sync import SyncRecord
+    from mno.store.types import table_of
+
+    text = "status eq 'paid' and transaction_date eq 2024-01-31 and total_amount eq 5"
+    ent, table = entities.get("invoices"), table_of(SyncRecord)
+    pg = str(filters.where(text, table, ent, postgres=True).compile(dialect=postgresql.dialect()))
+    assert pg.count("@>") == 2
+    assert "AS NUMERIC(38, 10)" in pg
+    lite = str(filters.where(text, table, ent).compile(dialect=sqlite.dialect()))
+    assert "@>" not in lite and "JSON_EXTRACT" in lite.upper()

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 import mno.store.models.tenancy  # noqa: F401  (tables its foreign keys point at)
@@ -17,6 +18,7 @@ from mno.store.models.base import Base, WorkItem
 from mno.store.types import UTCDateTime, new_id
 
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+RECORD_JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 class SyncConnector(Base, table=True):
@@ -75,12 +77,28 @@ class SyncRecord(Base, table=True):
     change rows reference it without a foreign key (migration 0503_sync)."""
 
     __tablename__ = "sync_record"
-    __table_args__ = (sa.Index("ix_sync_record_tenant_entity", "tenant_id", "entity"),)
+    __table_args__ = (
+        # (tenant, entity) lookups read the prefix of Connec's page index (tenant,
+        # entity, updated_at, id) in models/connec.py; migration 0511_connec dropped the
+        # index of those two columns alone, which every record written had to update
+        # PostgreSQL: the documents' keys and values, for containment (``data @> …``),
+        # which Connec's equality filters compile to (migration 0511_connec). SQLite
+        # keeps no such index: there it is an empty partial index (``WHERE 0``).
+        sa.Index(
+            "ix_sync_record_data",
+            "data",
+            postgresql_using="gin",
+            postgresql_ops={"data": "jsonb_path_ops"},
+            sqlite_where=sa.text("0"),
+        ),
+    )
 
     # no foreign key: checked once per page by the sync engine (migration 0502_sync)
     tenant_id: uuid.UUID
     entity: str = Field(max_length=64)
-    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # jsonb on PostgreSQL: stored parsed, so a filter reads a field without parsing
+    # the whole document again for every row it looks at (migration 0511_connec)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=RECORD_JSON)
     content_hash: str = Field(max_length=32)
     version: int = Field(default=1)
     source_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

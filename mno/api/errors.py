@@ -144,7 +144,11 @@ class ApiRoute(APIRoute):
         known = _query_names(self.dependant)
 
         async def route(request: Request) -> Response:
-            unknown = [name for name in request.query_params if name not in known]
+            unknown = (
+                [name for name in request.query_params if name not in known]
+                if request.scope.get("query_string")
+                else []
+            )
             if unknown:
                 return error_response(422, "invalid", f"unknown query parameter {unknown[0]!r}")
             if request.method in ("POST", "PUT", "PATCH"):

@@ -53,8 +53,10 @@ def serve_in_thread(runner: Runner | None, host: str, port: int) -> Any:
     """Start uvicorn in a daemon thread; returns the server (set ``should_exit`` to stop)."""
     import uvicorn
 
+    from mno.api.context import RequestContext
+
     config = uvicorn.Config(
-        build_app(runner),
+        RequestContext(build_app(runner)),  # request ids, as on mno serve
         host=host,
         port=port,
         log_level="warning",

@@ -4,6 +4,7 @@ Verified keys are cached in-process for the authorize-cache TTL; the cache is dr
 whenever the host's access stamp moves (a rotation, a revocation), so a retired key is
 refused at once on this host. Each key has a token bucket in the store, shared by every
 API process (``mno.access.ratelimit``); an empty bucket answers 429 with ``Retry-After``.
+Each answer carries the bucket's state in ``RateLimit-*`` headers (``mno.api.context``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from mno import clock
 from mno.access import keys, ratelimit, revocation, secrets
-from mno.api import config, threads
+from mno.api import config, context, threads
 from mno.api.errors import ApiError
 from mno.store.db import session_scope
 
@@ -61,7 +62,17 @@ class _Entry:
 class _Bucket:
     """Tokens this process took from the key's store bucket and has not spent yet."""
 
-    __slots__ = ("tokens", "until", "empty_until", "lock", "refilling", "inflight", "waiting")
+    __slots__ = (
+        "tokens",
+        "until",
+        "empty_until",
+        "lock",
+        "refilling",
+        "inflight",
+        "waiting",
+        "left",
+        "taken_at",
+    )
 
     def __init__(self) -> None:
         self.tokens = 0
@@ -71,6 +82,8 @@ class _Bucket:
         self.refilling = threading.Lock()  # one store round trip per key at a time
         self.inflight: asyncio.Task[None] | None = None  # the refill requests wait on
         self.waiting = 0  # requests waiting for it: the chunk covers them all
+        self.left = 0.0  # tokens the store bucket held after the last chunk was taken
+        self.taken_at = 0.0  # when (monotonic)
 
 
 CHUNK_SECONDS = 0.05  # a chunk is this many seconds of the rate (at least one token)
@@ -120,6 +133,8 @@ def _lookup(key_id: str, secret: str) -> _Entry | None:
 
 def _limited(retry_after: float) -> ApiError:
     wait = max(1, math.ceil(retry_after))
+    cfg = config.get()
+    context.set_rate(cfg.rate_burst, 0, cfg.rate_burst / cfg.rate_limit)
     return ApiError(
         429, "rate_limited", "too many requests for this key", {"Retry-After": str(wait)}
     )
@@ -159,8 +174,21 @@ def _refill(key_id: str, bucket: _Bucket) -> None:
         now = time.monotonic()
         with bucket.lock:
             bucket.tokens = taken.tokens
+            bucket.left = taken.left
+            bucket.taken_at = now
             bucket.until = now + CHUNK_TTL
             bucket.empty_until = now + taken.retry_after if taken.tokens == 0 else 0.0
+
+
+def _report(bucket: _Bucket, now: float) -> None:
+    """The key's bucket for the answer's ``RateLimit-*`` headers: the tokens this
+    process holds plus what the store bucket held after the last chunk, refilled since
+    (other processes' spending since then is not seen)."""
+    cfg = config.get()
+    held = bucket.tokens
+    store = min(cfg.rate_burst - held, bucket.left + cfg.rate_limit * (now - bucket.taken_at))
+    remaining = math.floor(max(0.0, store) + held)
+    context.set_rate(cfg.rate_burst, remaining, (cfg.rate_burst - remaining) / cfg.rate_limit)
 
 
 async def rate(key_id: str) -> None:
@@ -171,7 +199,10 @@ async def rate(key_id: str) -> None:
     bucket = _bucket(key_id)
     loop = asyncio.get_running_loop()
     for _ in range(100):  # each round takes tokens from the store or learns it is empty
-        if _spend(bucket, time.monotonic()):
+        now = time.monotonic()
+        if _spend(bucket, now):
+            if context.current() is not None:
+                _report(bucket, now)
             return
         task = bucket.inflight
         if task is None or task.done() or task.get_loop() is not loop:

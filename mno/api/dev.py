@@ -17,7 +17,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
@@ -446,7 +447,7 @@ async def record_usage(
     idempotency_key: str | None = IdempotencyKey,
 ) -> Any:
     data, status = await post_usage(caller, body, idempotency_key)
-    return JSONResponse(data, status_code=status)
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 async def post_usage(

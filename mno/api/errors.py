@@ -1,6 +1,7 @@
 """One error shape for every API answer: ``application/problem+json`` (RFC 9457) with
-``type``, ``title``, ``status`` and ``detail`` (the CLI's message), and the same code and
-message as ``{"error": {"code": ..., "message": ...}}``.
+``type``, ``title``, ``status`` and ``detail`` (the CLI's message), the same code and
+message as ``{"error": {"code": ..., "message": ...}}``, and the request's id
+(``request_id``, see ``mno.api.context``).
 
 ``ApiRoute`` is the route class of the API router: it refuses query parameters the
 route does not declare (422, naming the parameter), enforces the body size limit and
@@ -20,11 +21,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
-from mno.api import config
+from mno.api import config, context
 from mno.errors import (
     BadInput,
     Conflict,
@@ -47,6 +48,9 @@ class ErrorBody(BaseModel):
     status: int
     detail: str
     error: ErrorDetail
+    request_id: str | None = Field(
+        default=None, description="The request's id, as in the X-Request-Id header."
+    )
 
 
 PROBLEM = "application/problem+json"
@@ -66,15 +70,17 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": _title(status),
-            "status": status,
-            "detail": message,
-            "error": {"code": code, "message": message},
-        }
-    )
+    problem: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": message,
+        "error": {"code": code, "message": message},
+    }
+    request_id = context.request_id()
+    if request_id is not None:
+        problem["request_id"] = request_id
+    body = json.dumps(problem)
     return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -86,7 +92,7 @@ def _title(status: int) -> str:
 
 
 def from_exception(exc: Exception) -> Response | None:
-    """The error answer for ``exc`` (routes and the fast path map alike); None: re-raise."""
+    """The error answer for ``exc`` (as the routes map it); None: re-raise."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
     if isinstance(exc, StarletteHTTPException):
@@ -138,7 +144,11 @@ class ApiRoute(APIRoute):
         known = _query_names(self.dependant)
 
         async def route(request: Request) -> Response:
-            unknown = [name for name in request.query_params if name not in known]
+            unknown = (
+                [name for name in request.query_params if name not in known]
+                if request.scope.get("query_string")
+                else []
+            )
             if unknown:
                 return error_response(422, "invalid", f"unknown query parameter {unknown[0]!r}")
             if request.method in ("POST", "PUT", "PATCH"):
@@ -173,7 +183,7 @@ _DESCRIPTIONS = {
         "Invalid input: a field, header or query parameter fails validation, a query "
         "parameter is unknown, or the body holds NUL characters"
     ),
-    429: "Rate limited; see Retry-After",
+    429: "Rate limited; see Retry-After and the RateLimit-* headers",
 }
 WRITE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429)
 """What a route that takes a JSON body can answer besides its successes."""

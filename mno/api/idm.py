@@ -151,11 +151,11 @@ async def authorize(request: Request) -> Any:
     through full authentication, validation and the store."""
     header = request.headers.get("authorization") or ""
     raw_body = await request.body()
-    stamp = revocation.current()
     hit = cached_answer(header, raw_body)
     if hit is not None:
         await auth.rate(hit.key_id)
         return Response(hit.body, media_type="application/json")
+    stamp = revocation.current()  # before the answer is computed: kept only if unchanged
     now = time.monotonic()
     caller = await auth.authenticate(header)
     try:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mno import settings
 from mno.access import ratelimit
-from mno.api import auth, threads
+from mno.api import auth, context, threads
 from mno.api.errors import READ, ApiError, ApiRoute, error_response, errors
 from mno.nex import callbacks, provisioning
 from mno.store.db import session_scope
@@ -83,6 +83,7 @@ def _take(bucket: str, setting: str, default: int) -> float:
     ).total_seconds()
     with session_scope() as s:
         taken = ratelimit.take(s, bucket, limit / window, limit, 1)
+    context.set_rate(limit, taken.left, (limit - taken.left) * window / limit)
     return 0.0 if taken.tokens else taken.retry_after
 
 

@@ -4,7 +4,7 @@
 - ``/metrics``: Prometheus text format (``prometheus_client``): requests by method,
   route template and status (``mno_http_requests_total``) and their latency
   (``mno_http_request_duration_seconds``), recorded by ``Metrics`` around the whole app
-  (the fast path included). With several workers each process counts its own requests
+  With several workers each process counts its own requests
   unless ``PROMETHEUS_MULTIPROC_DIR`` is set (prometheus_client's multiprocess mode).
 """
 
@@ -39,7 +39,6 @@ LATENCY = Histogram(
     ("method", "route"),
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-_KNOWN_PATHS = ("/v1/idm/authorize", "/v1/dev/usage")
 
 
 def _ping() -> None:
@@ -74,8 +73,6 @@ def _route(scope: Any) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    if scope.get("path") in _KNOWN_PATHS:
-        return str(scope["path"])
     return "unmatched"
 
 

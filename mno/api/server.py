@@ -5,18 +5,19 @@ uvicorn is imported when a server starts, not with this module.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from starlette.routing import BaseRoute
 
-from mno import __version__
-from mno.api import cors, ops
+from mno import __version__, settings
+from mno.api import context, cors, ops
 from mno.api.errors import PROBLEM, install_error_handlers
-from mno.api.fastpath import FastPath
 from mno.api.routes import build_router
 from mno.errors import Unavailable
 
@@ -34,17 +35,41 @@ def build_app() -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(build_router())
+    routes = flat_routes(build_router().routes)
+    # the hot calls first: a request is matched against the routes in order
+    app.router.routes.extend(sorted(routes, key=lambda r: getattr(r, "path", "") not in HOT))
     app.include_router(ops.router)  # /readyz, /metrics
     app.add_middleware(cors.FrontendCors)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            problem_only(FastAPI.openapi(app))
+            spec = FastAPI.openapi(app)
+            problem_only(spec)
+            context.document(spec)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+HOT = ("/v1/idm/authorize", "/v1/dev/usage")
+
+
+def flat_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes of included routers, in order, as one list.
+
+    FastAPI keeps an included router as a node that is searched (and its route versions
+    checked) on every request; the API's routers are included with no prefix,
+    dependency or other setting, so their routes are the same objects served directly,
+    and the app matches a request against one list."""
+    out: list[BaseRoute] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if isinstance(included, APIRouter):
+            out.extend(flat_routes(included.routes))
+        else:
+            out.append(route)
+    return out
 
 
 def problem_only(spec: dict[str, Any]) -> None:
@@ -59,9 +84,9 @@ def problem_only(spec: dict[str, Any]) -> None:
 
 
 def asgi() -> Any:
-    """The served ASGI app: metrics around the fast path around FastAPI (a factory, so
-    that each worker process builds its own)."""
-    return ops.Metrics(FastPath(build_app()))
+    """The served ASGI app: metrics and request ids around FastAPI (a factory, so that
+    each worker process builds its own)."""
+    return ops.Metrics(context.RequestContext(build_app()))
 
 
 GRACEFUL_S = 30  # on SIGTERM/SIGINT: stop accepting, let requests in flight finish
@@ -103,6 +128,19 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def log_to_stderr() -> None:
+    """The API's log lines (logger ``mno.api``, each with its request id) on stderr, at
+    the profile's ``api.log_level`` (default warning: errors only; info: one line per
+    request)."""
+    logger = logging.getLogger("mno.api")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(str(settings.profile_value("api.log_level", "warning")).upper())
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -114,6 +152,7 @@ def serve(
     processes share the socket (uvicorn's supervisor restarts one that dies)."""
     import uvicorn
 
+    log_to_stderr()
     try:
         sock = listen(host, port)
     except OSError as exc:

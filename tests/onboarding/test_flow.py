@@ -179,4 +179,6 @@ def test_lead_creation_is_rate_limited_per_client(hub_sqlite: Hub) -> None:
     limited = post(a, 2)
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["RateLimit-Limit"] == "2"
+    assert limited.headers["RateLimit-Remaining"] == "0"
     assert post(b, 3).status_code == 409  # another client has its own budget

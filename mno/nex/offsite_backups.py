@@ -37,7 +37,9 @@ import sqlalchemy as sa
 
 from mno import clock, platform, secrets, settings
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.nex import backups, hosts, instances, restic, runtime_docker, snapshot
+
+# the container stack (backups, hosts, …) loads where used: ``overview`` needs none of it
+from mno.nex import restic
 from mno.settings import parse_duration
 from mno.store import audit, leases, outbox
 from mno.store.db import session_scope
@@ -47,6 +49,8 @@ from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+    from mno.nex import snapshot
 
 LOCK_TTL = timedelta(hours=2)  # longer than any backup; a dead holder's lock is taken over
 
@@ -310,6 +314,8 @@ def _finish(
 
 
 def _load(ref: str | uuid.UUID, db_url: str | None) -> snapshot.Snapshot:
+    from mno.nex import instances, snapshot
+
     with session_scope(db_url, write=False) as s:
         iid = instances.get(s, ref).id if not isinstance(ref, uuid.UUID) else ref
     snap = snapshot.load(iid, db_url)
@@ -329,6 +335,8 @@ def _run(
     owner: str,
     db_url: str | None,
 ) -> dict[str, Any]:
+    from mno.nex import backups, hosts, runtime_docker
+
     row_id = _start(snap.id, repo.url, trigger, owner, db_url)
     try:
         ensure_repository(repo, owner, db_url)
@@ -387,6 +395,8 @@ def create(
 
 def list_snapshots(ref: str, *, db_url: str | None = None) -> list[dict[str, Any]]:
     """The instance's snapshots in the repository, oldest first, with their sizes."""
+    from mno.nex import instances
+
     repo = repository()
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
@@ -425,6 +435,8 @@ def restore(
 ) -> dict[str, Any]:
     """Replace the instance's data with a snapshot: dump it to a temporary tar with its
     ``.sha256`` beside it, then ``mno.nex.backups.restore`` (checked, then swapped)."""
+    from mno.nex import backups, instances
+
     repo = repository()
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)

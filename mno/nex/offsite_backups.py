@@ -41,16 +41,45 @@ from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
 # the container stack (backups, hosts, …) loads where used: ``overview`` needs none of it
 from mno.nex import restic
 from mno.settings import parse_duration
-from mno.store import audit, leases, outbox
+from mno.store import audit
 from mno.store.db import session_scope
-from mno.store.models.nex import Instance, InstanceBackup
-from mno.store.models.tenancy import App, Tenant
-from mno.store.types import table_of
+from mno.store.types import UTCDateTime, table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
     from mno.nex import snapshot
+
+# the columns ``states`` reads, as plain tables: ``mno report`` loads no ORM model for them
+_META = sa.MetaData()
+_INSTANCE = sa.Table(
+    "nex_instance",
+    _META,
+    *(sa.Column(c, sa.Uuid()) for c in ("id", "app_id", "tenant_id")),
+    *(sa.Column(c, sa.String()) for c in ("name", "status", "desired", "volume_path", "host")),
+    sa.Column("created_at", UTCDateTime()),
+)
+_APP = sa.Table(
+    "app",
+    _META,
+    sa.Column("id", sa.Uuid()),
+    sa.Column("code", sa.String()),
+    sa.Column("backup_every", sa.String()),
+)
+_TENANT = sa.Table(
+    "tenant",
+    _META,
+    sa.Column("id", sa.Uuid()),
+    sa.Column("key", sa.String()),
+    sa.Column("tier", sa.String()),
+)
+_BACKUP = sa.Table(
+    "nex_backup",
+    _META,
+    sa.Column("instance_id", sa.Uuid()),
+    *(sa.Column(c, sa.String()) for c in ("status", "snapshot_id", "error")),
+    sa.Column("started_at", UTCDateTime()),
+)
 
 LOCK_TTL = timedelta(hours=2)  # longer than any backup; a dead holder's lock is taken over
 
@@ -145,7 +174,7 @@ def states(session: Session, ids: list[uuid.UUID] | None = None) -> list[BackupS
     """Every live, provisioned instance with a data volume and its last backups (a fixed
     number of queries whatever the number of instances)."""
     cfg = platform.load()
-    inst, app, tenant, bk = (table_of(m) for m in (Instance, App, Tenant, InstanceBackup))
+    inst, app, tenant, bk = _INSTANCE, _APP, _TENANT, _BACKUP
     where = [
         inst.c.status != "terminated",
         inst.c.desired != "terminated",
@@ -225,6 +254,8 @@ _ready: set[str] = set()  # repositories this process has seen initialised
 def ensure_repository(repo: restic.Repository, owner: str, db_url: str | None = None) -> None:
     """Create the repository on first use, once: two ``restic init`` at the same time would
     each write a key, and one process would then hold a key the repository lacks."""
+    from mno.store import leases
+
     if repo.url in _ready:
         return
     deadline = time.monotonic() + 120
@@ -250,6 +281,8 @@ def ensure_repository(repo: restic.Repository, owner: str, db_url: str | None = 
 def _start(iid: uuid.UUID, repo_url: str, trigger: str, owner: str, db_url: str | None) -> Any:
     """Record a running backup. The caller holds the instance's lock, so a row still
     running belongs to a process that stopped mid-backup: it is marked failed."""
+    from mno.store.models.nex import InstanceBackup
+
     bk = table_of(InstanceBackup)
     with session_scope(db_url) as s:
         now = clock.now()
@@ -283,6 +316,9 @@ def _finish(
     error: str | None,
     db_url: str | None,
 ) -> None:
+    from mno.store import outbox
+    from mno.store.models.nex import InstanceBackup
+
     with session_scope(db_url) as s:
         row = s.get(InstanceBackup, row_id)
         assert row is not None
@@ -380,6 +416,8 @@ def create(
     ref: str, *, db_url: str | None = None, owner: str | None = None, trigger: str = "manual"
 ) -> dict[str, Any]:
     """Back up the instance now (whatever its schedule) into the platform's repository."""
+    from mno.store import leases
+
     repo = repository()
     snap = _load(ref, db_url)
     owner = owner or leases.make_owner()
@@ -396,6 +434,7 @@ def create(
 def list_snapshots(ref: str, *, db_url: str | None = None) -> list[dict[str, Any]]:
     """The instance's snapshots in the repository, oldest first, with their sizes."""
     from mno.nex import instances
+    from mno.store.models.nex import InstanceBackup
 
     repo = repository()
     with session_scope(db_url, write=False) as s:
@@ -501,6 +540,8 @@ def run_due(
 ) -> Pass:
     """Back up every instance whose backup is due, once across all owners, then apply
     retention to it. Returns what the pass did."""
+    from mno.store import leases
+
     out = Pass(errors={})
     cfg = config()
     if not cfg.repository:

@@ -156,6 +156,20 @@ def rebuild(output: OutputOpt = Format.table) -> None:
         render(counts, output)
 
 
+@app.command("rebuild-mrr")
+def rebuild_mrr(output: OutputOpt = Format.table) -> None:
+    """Recompute the normalised-MRR rollup from the invoices and their lines."""
+    from mno.reports import mrr_rollup
+    from mno.store.db import session_scope
+
+    with session_scope() as s:
+        rows = mrr_rollup.rebuild(s)
+    if output is Format.table:
+        success(f"MRR rollup rebuilt: {rows} rows")
+    else:
+        render({mrr_rollup.TABLE: rows}, output)
+
+
 def _area_command(area: str, doc: str) -> None:
     def command(
         period: PeriodOpt = None,

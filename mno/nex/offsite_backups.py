@@ -37,16 +37,49 @@ import sqlalchemy as sa
 
 from mno import clock, platform, secrets, settings
 from mno.errors import BadInput, Conflict, InvalidTransition, NotFound
-from mno.nex import backups, hosts, instances, restic, runtime_docker, snapshot
+
+# the container stack (backups, hosts, …) loads where used: ``overview`` needs none of it
+from mno.nex import restic
 from mno.settings import parse_duration
-from mno.store import audit, leases, outbox
+from mno.store import audit
 from mno.store.db import session_scope
-from mno.store.models.nex import Instance, InstanceBackup
-from mno.store.models.tenancy import App, Tenant
-from mno.store.types import table_of
+from mno.store.types import UTCDateTime, table_of
 
 if TYPE_CHECKING:
     from sqlmodel import Session
+
+    from mno.nex import snapshot
+
+# the columns ``states`` reads, as plain tables: ``mno report`` loads no ORM model for them
+_META = sa.MetaData()
+_INSTANCE = sa.Table(
+    "nex_instance",
+    _META,
+    *(sa.Column(c, sa.Uuid()) for c in ("id", "app_id", "tenant_id")),
+    *(sa.Column(c, sa.String()) for c in ("name", "status", "desired", "volume_path", "host")),
+    sa.Column("created_at", UTCDateTime()),
+)
+_APP = sa.Table(
+    "app",
+    _META,
+    sa.Column("id", sa.Uuid()),
+    sa.Column("code", sa.String()),
+    sa.Column("backup_every", sa.String()),
+)
+_TENANT = sa.Table(
+    "tenant",
+    _META,
+    sa.Column("id", sa.Uuid()),
+    sa.Column("key", sa.String()),
+    sa.Column("tier", sa.String()),
+)
+_BACKUP = sa.Table(
+    "nex_backup",
+    _META,
+    sa.Column("instance_id", sa.Uuid()),
+    *(sa.Column(c, sa.String()) for c in ("status", "snapshot_id", "error")),
+    sa.Column("started_at", UTCDateTime()),
+)
 
 LOCK_TTL = timedelta(hours=2)  # longer than any backup; a dead holder's lock is taken over
 
@@ -141,7 +174,7 @@ def states(session: Session, ids: list[uuid.UUID] | None = None) -> list[BackupS
     """Every live, provisioned instance with a data volume and its last backups (a fixed
     number of queries whatever the number of instances)."""
     cfg = platform.load()
-    inst, app, tenant, bk = (table_of(m) for m in (Instance, App, Tenant, InstanceBackup))
+    inst, app, tenant, bk = _INSTANCE, _APP, _TENANT, _BACKUP
     where = [
         inst.c.status != "terminated",
         inst.c.desired != "terminated",
@@ -221,6 +254,8 @@ _ready: set[str] = set()  # repositories this process has seen initialised
 def ensure_repository(repo: restic.Repository, owner: str, db_url: str | None = None) -> None:
     """Create the repository on first use, once: two ``restic init`` at the same time would
     each write a key, and one process would then hold a key the repository lacks."""
+    from mno.store import leases
+
     if repo.url in _ready:
         return
     deadline = time.monotonic() + 120
@@ -246,6 +281,8 @@ def ensure_repository(repo: restic.Repository, owner: str, db_url: str | None = 
 def _start(iid: uuid.UUID, repo_url: str, trigger: str, owner: str, db_url: str | None) -> Any:
     """Record a running backup. The caller holds the instance's lock, so a row still
     running belongs to a process that stopped mid-backup: it is marked failed."""
+    from mno.store.models.nex import InstanceBackup
+
     bk = table_of(InstanceBackup)
     with session_scope(db_url) as s:
         now = clock.now()
@@ -279,6 +316,9 @@ def _finish(
     error: str | None,
     db_url: str | None,
 ) -> None:
+    from mno.store import outbox
+    from mno.store.models.nex import InstanceBackup
+
     with session_scope(db_url) as s:
         row = s.get(InstanceBackup, row_id)
         assert row is not None
@@ -310,6 +350,8 @@ def _finish(
 
 
 def _load(ref: str | uuid.UUID, db_url: str | None) -> snapshot.Snapshot:
+    from mno.nex import instances, snapshot
+
     with session_scope(db_url, write=False) as s:
         iid = instances.get(s, ref).id if not isinstance(ref, uuid.UUID) else ref
     snap = snapshot.load(iid, db_url)
@@ -329,6 +371,8 @@ def _run(
     owner: str,
     db_url: str | None,
 ) -> dict[str, Any]:
+    from mno.nex import backups, hosts, runtime_docker
+
     row_id = _start(snap.id, repo.url, trigger, owner, db_url)
     try:
         ensure_repository(repo, owner, db_url)
@@ -372,6 +416,8 @@ def create(
     ref: str, *, db_url: str | None = None, owner: str | None = None, trigger: str = "manual"
 ) -> dict[str, Any]:
     """Back up the instance now (whatever its schedule) into the platform's repository."""
+    from mno.store import leases
+
     repo = repository()
     snap = _load(ref, db_url)
     owner = owner or leases.make_owner()
@@ -387,6 +433,9 @@ def create(
 
 def list_snapshots(ref: str, *, db_url: str | None = None) -> list[dict[str, Any]]:
     """The instance's snapshots in the repository, oldest first, with their sizes."""
+    from mno.nex import instances
+    from mno.store.models.nex import InstanceBackup
+
     repo = repository()
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
@@ -425,6 +474,8 @@ def restore(
 ) -> dict[str, Any]:
     """Replace the instance's data with a snapshot: dump it to a temporary tar with its
     ``.sha256`` beside it, then ``mno.nex.backups.restore`` (checked, then swapped)."""
+    from mno.nex import backups, instances
+
     repo = repository()
     with session_scope(db_url, write=False) as s:
         inst = instances.get(s, ref)
@@ -489,6 +540,8 @@ def run_due(
 ) -> Pass:
     """Back up every instance whose backup is due, once across all owners, then apply
     retention to it. Returns what the pass did."""
+    from mno.store import leases
+
     out = Pass(errors={})
     cfg = config()
     if not cfg.repository:

@@ -10,8 +10,10 @@ days over the month's days): a period of whole months splits evenly, a week fall
 month(s) it lies in. A line without a period (a manual invoice's) counts in its month of
 issue. Credit notes subtract; their lines (``credit``) are not recurring.
 
-The lines are summed in SQL per currency, timezone and service period (a few rows: the
-periods of most subscriptions coincide); spreading those sums over months is Python's.
+The lines are summed per currency, timezone and service period (a few rows: the periods
+of most subscriptions coincide), read from a rollup the store keeps up to date as invoices,
+lines, subscriptions and tenants change (``mno.reports.mrr_rollup``); spreading those sums
+over months is Python's.
 Each month's total is rounded once, half up, to the currency's minor unit.
 """
 
@@ -27,9 +29,11 @@ import sqlalchemy as sa
 
 from mno.reports import sql
 from mno.reports.model import Window
-from mno.reports.tables import invoice, invoice_line, subscription, tenant
+from mno.reports.tables import invoice, invoice_line, mrr_period, subscription, tenant
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlmodel import Session
 
 BILLED = ("issued", "paid")
@@ -66,8 +70,52 @@ def spread(amount: int, start: datetime, end: datetime, tz: str | None) -> dict[
 
 def normalised(session: Session, window: Window) -> dict[str, dict[str, int]]:
     """Per currency, per month of the window: the normalised MRR in minor units (months
-    without any left out)."""
-    months = window.month_keys()
+    without any left out), read from the rollup the store keeps (``mno.reports.mrr_rollup``).
+
+    The rollup's rows are finer than the groups ``normalised_from_lines()`` sums (they also
+    key the day of issue and the line's own period, which the window filters on), so the
+    same filters and one GROUP BY give the same sums per currency, timezone and period, in
+    the same order: the same figures, from a few rows instead of every line."""
+    r = mrr_period
+    where: list[Any] = []
+    if window.currency:
+        where.append(r.c.currency == window.currency)
+    lo, hi = window.start - _REACH, window.stop + _REACH
+    # the window's edges are midnights (UTC): a bound on the day of issue is exact
+    first = (window.start - _ISSUED_REACH).date().isoformat()
+    after = (window.stop + _ISSUED_REACH).date().isoformat()
+    amount = sa.func.sum(r.c.amount_minor)
+    periods = (
+        sa.select(r.c.currency, r.c.timezone, r.c.start_at, r.c.end_at, amount)
+        .where(
+            *where,
+            r.c.dated == 1,
+            r.c.issued_on >= first,
+            r.c.issued_on < after,
+            r.c.period_start < hi,
+            r.c.period_end > lo,
+        )
+        .group_by(r.c.currency, r.c.timezone, r.c.start_at, r.c.end_at)
+        .order_by(r.c.currency, r.c.timezone, r.c.start_at, r.c.end_at)
+    )
+    month = sa.func.substr(r.c.issued_on, 1, 7)
+    undated = (
+        sa.select(r.c.currency, month, amount)
+        .where(
+            *where,
+            r.c.dated == 0,
+            r.c.issued_on >= window.start.date().isoformat(),
+            r.c.issued_on < window.stop.date().isoformat(),
+        )
+        .group_by(r.c.currency, month)
+        .order_by(r.c.currency, month)
+    )
+    return _spread_all(window, session.execute(periods), session.execute(undated))
+
+
+def normalised_from_lines(session: Session, window: Window) -> dict[str, dict[str, int]]:
+    """``normalised()`` computed from every billed line in reach of the window: the
+    reference the rollup is checked against (and what it would read without one)."""
     lo, hi = window.start - _REACH, window.stop + _REACH
     i, ln, s, t = invoice, invoice_line, subscription, tenant
     sign = sa.case((i.c.kind == "credit_note", -1), else_=1)
@@ -83,7 +131,6 @@ def normalised(session: Session, window: Window) -> dict[str, dict[str, int]]:
         where.append(i.c.currency == window.currency)
     joined = ln.join(i, i.c.id == ln.c.invoice_id)
     amount = sa.func.sum(ln.c.amount_minor * sign)
-    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     periods = (
         sa.select(i.c.currency, t.c.timezone, start, end, amount)
         .select_from(
@@ -97,10 +144,8 @@ def normalised(session: Session, window: Window) -> dict[str, dict[str, int]]:
             ln.c.period_end > lo,
         )
         .group_by(i.c.currency, t.c.timezone, start, end)
+        .order_by(i.c.currency, t.c.timezone, start, end)
     )
-    for currency, tz, a, b, units in session.execute(periods):
-        for month, part in spread(int(units or 0), a, b, tz).items():
-            totals[currency][month] += part
     issued = sql.month(i.c.issued_at, sql.dialect_of(session)).label("m")
     undated = (
         sa.select(i.c.currency, issued, amount)
@@ -112,8 +157,22 @@ def normalised(session: Session, window: Window) -> dict[str, dict[str, int]]:
             i.c.issued_at < window.stop,
         )
         .group_by(i.c.currency, issued)
+        .order_by(i.c.currency, issued)
     )
-    for currency, month, units in session.execute(undated):
+    return _spread_all(window, session.execute(periods), session.execute(undated))
+
+
+def _spread_all(
+    window: Window, periods: Iterable[Any], undated: Iterable[Any]
+) -> dict[str, dict[str, int]]:
+    """Each period's sum spread over its months, each month-of-issue sum added to its
+    month; per currency the window's months, each rounded once, half up."""
+    months = window.month_keys()
+    totals: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for currency, tz, a, b, units in periods:
+        for month, part in spread(int(units or 0), a, b, tz).items():
+            totals[currency][month] += part
+    for currency, month, units in undated:
         totals[currency][month] += Decimal(int(units or 0))
     out: dict[str, dict[str, int]] = {}
     for currency, by_month in sorted(totals.items()):

@@ -113,6 +113,19 @@ revenue_month = _table(
     _big("lines"),
     _big("amount_minor"),
 )
+mrr_period = _table(
+    "report_mrr_period",
+    _int("dated"),
+    _str("currency"),
+    _str("timezone"),
+    _str("issued_on"),
+    _at("period_start"),
+    _at("period_end"),
+    _at("start_at"),
+    _at("end_at"),
+    _big("lines"),
+    _big("amount_minor"),
+)
 instance = _table(
     "nex_instance",
     _id(),

@@ -19,15 +19,18 @@ the index alone, in tenant order. Creation time of tenants for tenants created p
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from mno.store.models.billing import Invoice
+from mno.store.models.billing import Invoice, InvoiceLine
 from mno.store.models.tenancy import Tenant
-from mno.store.types import table_of
+from mno.store.types import UTCDateTime, table_of
 
 _invoice = table_of(Invoice)
 _tenant = table_of(Tenant)
+_line = table_of(InvoiceLine)
 
 INDEXES = (
     sa.Index(
@@ -52,6 +55,8 @@ INDEXES = (
         _invoice.c.total_minor,
     ),
     sa.Index("ix_report_tenant_created", _tenant.c.created_at),
+    # a subscription's lines, for the MRR rollup's trigger when its dates change
+    sa.Index("ix_report_line_subscription", _line.c.subscription_id),
 )
 
 
@@ -83,5 +88,27 @@ class ReportRevenueMonth(SQLModel, table=True):
     plan_code: str = Field(primary_key=True, max_length=64)
     app_code: str = Field(primary_key=True, max_length=64)
     line_kind: str = Field(primary_key=True, max_length=16)
+    lines: int = Field(default=0, sa_type=sa.BigInteger)
+    amount_minor: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class ReportMrrPeriod(SQLModel, table=True):
+    """Recurring lines of billed invoices by what normalised MRR groups and filters on.
+
+    ``dated`` is 0 for lines without a service period (their period columns hold the
+    invoice's issue time, their timezone ``''``); ``issued_on`` is the UTC day of issue;
+    ``start_at``/``end_at`` are the period clamped to the subscription's start (or trial
+    end) and cancellation; ``amount_minor`` is signed (see ``mno.reports.mrr_rollup``)."""
+
+    __tablename__ = "report_mrr_period"
+
+    dated: int = Field(primary_key=True)
+    currency: str = Field(primary_key=True, max_length=3)
+    timezone: str = Field(primary_key=True, max_length=64)
+    issued_on: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD of issued_at, UTC
+    period_start: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    period_end: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    start_at: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    end_at: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     lines: int = Field(default=0, sa_type=sa.BigInteger)
     amount_minor: int = Field(default=0, sa_type=sa.BigInteger)

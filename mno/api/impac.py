@@ -7,16 +7,18 @@
   customer of it (``mno.access.customers.may_ask``). Any other tenant is answered 404,
   the same as a tenant that does not exist.
 - ``GET /impac/{tenant}`` is the dashboard page for a signed-in user (the hub's browser
-  session cookie) who may read the tenant; others get 404, and no session 401.
+  session cookie) who may read the tenant; others get 404, and a browser without a session is
+  sent to ``/signin?next=...`` (303), which brings it back once signed in.
 """
 
 from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
@@ -189,4 +191,11 @@ async def dashboard_page(
 ) -> HTMLResponse:
     query = _query(start, end, None, cur, rate)
     status, page = await threads.run(_page, request.cookies.get(sessions.COOKIE), tenant, query)
+    if status == 401:  # a browser without a hub session signs in first, then comes back
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(
+            f"/signin?next={quote(here, safe='')}",
+            status_code=303,
+            headers={"Cache-Control": "no-store"},
+        )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})

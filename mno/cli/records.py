@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from mno.cli.output import Format, OutputOpt, render, render_page, render_stream
-from mno.cli.params import AfterOpt, AllOpt, LimitOpt
+from mno.cli.params import AfterOpt, AllOpt, LimitOpt, YesOpt, confirm
 from mno.cli.sync import record_app as app
 from mno.cli.sync import record_list as sync_record_list
 from mno.errors import BadInput, Conflict, NotFound
@@ -202,10 +202,12 @@ def record_delete(
     tenant: TenantOpt,
     if_match: IfMatchOpt = None,
     app_code: AppOpt = None,
+    yes: YesOpt = False,
     output: OutputOpt = Format.table,
 ) -> None:
     """Delete a record (its tombstone and history are kept)."""
     from mno.connec.writes import Op
 
+    confirm(f"delete {entity} record {record_id} of tenant {tenant}", yes)
     rec = _write_one(tenant, app_code, Op("delete", entity, None, id=record_id, version=if_match))
     render(rec, output)

@@ -173,7 +173,7 @@ def test_cli_lists_filters_and_writes(session: Any, writer: Writer, cli: Any):
         '{"status": "paid"}',
     )
     assert patched["data"]["status"] == "paid"
-    gone = cli.json("record", "delete", "invoices", made["id"], "--tenant", "acme")
+    gone = cli.json("record", "delete", "invoices", made["id"], "--tenant", "acme", "--yes")
     assert gone["deleted_at"] is not None
     history = cli.json("record", "history", "invoices", made["id"])
     assert [h["action"] for h in history] == ["create", "update", "delete"]

@@ -17,7 +17,7 @@ import html
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
@@ -188,7 +188,7 @@ async def dashboard_page(
     end: str | None = Query(None, alias="to", max_length=10),
     cur: str | None = Query(None, alias="currency", max_length=3),
     rate: list[str] = RateQuery,
-) -> HTMLResponse:
+) -> Response:
     query = _query(start, end, None, cur, rate)
     status, page = await threads.run(_page, request.cookies.get(sessions.COOKIE), tenant, query)
     if status == 401:  # a browser without a hub session signs in first, then comes back

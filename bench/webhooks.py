@@ -41,6 +41,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _receiver import RequestProtocol  # bench/_receiver.py, beside this script
+
 PG_SERVER = os.environ.get(
     "MNO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -51,30 +53,7 @@ PG_SERVER = os.environ.get(
 def _receiver_main(port_q: Any) -> None:
     stats: dict[str, Any] = {"count": 0, "lat": [], "first": None, "last": None}
 
-    class Proto(asyncio.Protocol):
-        def connection_made(self, transport: Any) -> None:
-            self.t = transport
-            self.buf = b""
-
-        def data_received(self, data: bytes) -> None:
-            self.buf += data
-            while True:
-                head_end = self.buf.find(b"\r\n\r\n")
-                if head_end < 0:
-                    return
-                head = self.buf[:head_end].decode("latin-1")
-                length = 0
-                for line in head.split("\r\n")[1:]:
-                    k, _, v = line.partition(":")
-                    if k.strip().lower() == "content-length":
-                        length = int(v)
-                end = head_end + 4 + length
-                if len(self.buf) < end:
-                    return
-                body = self.buf[head_end + 4 : end]
-                self.buf = self.buf[end:]
-                self.handle(head.split(" ", 2), body)
-
+    class Proto(RequestProtocol):
         def handle(self, line: list[str], body: bytes) -> None:
             if line[0] == "GET":
                 lat = sorted(stats["lat"])

@@ -463,15 +463,14 @@ def render_stream(
     fmt = Format(fmt)
     out = sys.stdout
     if fmt is Format.json:
-        indent = 2 if out.isatty() else None
-        seps = (", ", ": ") if indent else (",", ":")
+        if not out.isatty() and hasattr(out, "buffer"):
+            _json_stream_bytes(rows, out)
+            return
         out.write("[")
         first = True
         for batch in _batches(rows):
             items = [_json_default(r) if hasattr(r, "as_dict") else r for r in batch]
-            text = json.dumps(
-                items, indent=indent, ensure_ascii=False, separators=seps, default=_json_default
-            )
+            text = json.dumps(items, indent=2, ensure_ascii=False, default=_json_default)
             out.write(("" if first else ",") + text[1:-1])
             first = False
         out.write("]\n")
@@ -513,6 +512,45 @@ def render_stream(
         console().print(table)
     if cols is None:
         err_console().print(empty, highlight=False)
+
+
+def _compact_json(items: list[Any]) -> bytes:
+    """``dumps_json``'s compact form as UTF-8 bytes, written by orjson: the same text for
+    the strings, numbers, lists and mappings a list holds (times, UUIDs, Decimals and
+    enums go through ``_json_default`` as they do for the standard encoder). A value orjson
+    cannot write (an integer over 64 bits, a non-finite float) falls back to ``json``."""
+    import orjson
+
+    try:
+        return orjson.dumps(
+            items,
+            default=_json_default,
+            option=orjson.OPT_PASSTHROUGH_DATETIME
+            | orjson.OPT_PASSTHROUGH_SUBCLASS
+            | orjson.OPT_PASSTHROUGH_DATACLASS
+            | orjson.OPT_NON_STR_KEYS,
+        )
+    except TypeError:
+        text = json.dumps(items, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        return text.encode()
+
+
+def _json_stream_bytes(rows: Iterable[Any], out: Any) -> None:
+    """The compact JSON array of ``render_stream`` written to ``out``'s byte buffer a
+    batch at a time (no text-layer encoding of long strings)."""
+    out.flush()
+    buf = out.buffer
+    buf.write(b"[")
+    first = True
+    for batch in _batches(rows):
+        items = [_json_default(r) if hasattr(r, "as_dict") else r for r in batch]
+        data = _compact_json(items)
+        if not first:
+            buf.write(b",")
+        buf.write(data[1:-1])
+        first = False
+    buf.write(b"]\n")
+    buf.flush()
 
 
 def more_hint(cursor: str) -> None:

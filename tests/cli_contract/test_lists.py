@@ -187,6 +187,49 @@ def test_render_stream_writes_batches_as_one_array(monkeypatch: pytest.MonkeyPat
     assert out.getvalue().splitlines() == ["N", *(str(n) for n in range(1500))]
 
 
+def test_streamed_json_bytes_are_the_compact_form_of_the_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off a terminal ``--all -o json`` is written as bytes (orjson): the text must be what
+    the standard encoder writes for ``dumps_json``'s compact form, for every kind of value
+    a list holds, including the ones only ``_json_default`` knows and one orjson refuses
+    (an integer over 64 bits, written through the fallback)."""
+    import enum
+    import uuid
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    class Colour(enum.StrEnum):
+        red = "red"
+
+    rows = [
+        {
+            "text": 'é ü 中 "quoted" back\\slash \u2028 tab\t nl\n \x00 \x1f \x7f',
+            "n": 3,
+            "big": 2**70 if k == 1500 else k,
+            "f": 0.1,
+            "none": None,
+            "flag": k % 2 == 0,
+            "when": datetime(2026, 12, 7, 14, 3, 9, k, tzinfo=UTC),
+            "id": uuid.UUID(int=k),
+            "amount": Decimal("83.22"),
+            "colour": Colour.red,
+            "meta": {"nested": [1, {"a": None}], "1": "x"},
+        }
+        for k in range(2200)
+    ]
+    buf = io.BytesIO()
+    out = io.TextIOWrapper(buf, encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", out)
+    output.render_stream(iter(rows), "json")
+    written = buf.getvalue().decode()
+    expected = json.dumps(
+        rows, ensure_ascii=False, separators=(",", ":"), default=output._json_default
+    )
+    assert written == expected + "\n"
+    assert json.loads(written)[1500]["big"] == 2**70
+
+
 def test_a_catalogue_list_pages_the_same_way(cli: Any, sqlite_url: str) -> None:
     """``notify template list`` reads built-in names: the same --limit/--after/--all."""
     everything = cli.json("notify", "template", "list", "--all")

@@ -77,6 +77,11 @@ def reconcile(
     snap = load(instance_id, db_url)
     if snap is None:
         return
+    if _on_swarm(snap, owner, db_url):
+        from mno.nex import services
+
+        services.reconcile(snap, owner, opts, db_url=db_url, should_stop=should_stop)
+        return
     if snap.restore_volume and snap.host:
         _clear_restore(snap, owner, db_url)
     if snap.desired == "terminated":
@@ -101,6 +106,18 @@ def reconcile(
             **snap.pending,
         )
         raise
+
+
+def _on_swarm(snap: Snapshot, owner: str, db_url: str | None) -> bool:
+    """Whether the instance lives (or, placed now, will live) on a swarm host. Only a
+    platform with a swarm host places here; the docker path places in ``_run``."""
+    if not any(h.runtime == "swarm" for h in snap.hosts):
+        return False
+    if not snap.host:
+        if snap.desired != "running":
+            return False
+        place(snap, owner, db_url, status="provisioning")
+    return host_of(snap).runtime == "swarm"
 
 
 def _clear_restore(snap: Snapshot, owner: str, db_url: str | None) -> None:
@@ -279,7 +296,7 @@ def _roll(
     except (runtime_docker.Unhealthy, runtime_docker.DockerFailure) as exc:
         _put_back(rt, new_spec.name, current.id, stopped)
         old = _ready(rt, current.id, snap, opts, should_stop) if stopped else current
-        rolled_back(snap, owner, host, old, exc, db_url)
+        rolled_back(snap, owner, endpoint(host, old.host_port), old.image, exc, db_url)
         return
     except Exception:  # cleaned up and re-raised
         _put_back(rt, new_spec.name, current.id, stopped)
@@ -311,12 +328,13 @@ def _put_back(rt: Runtime, new_name: str, old_id: str, stopped: bool) -> None:
 def rolled_back(
     snap: Snapshot,
     owner: str,
-    host: platform.HostConfig,
-    old: runtime_docker.ContainerState,
+    old_endpoint: str | None,
+    old_image: str | None,
     exc: MnoError,
     db_url: str | None,
 ) -> None:
-    """Record a failed update: the old container serves, the desired spec is the one it
+    """Record a failed update: the old container (or service version) serves at
+    ``old_endpoint``, the desired spec is the one it
     runs (unless a newer change came meanwhile), why is in ``last_error``; with its audit
     row and an ``instance.update_failed`` event (one transaction)."""
     reason = exc.message
@@ -334,12 +352,12 @@ def rolled_back(
             raise LeaseLost(f"instance {snap.name} is no longer leased to this process")
         before = {"image": inst.image, "env": dict(inst.env or {}), "deploy": snap.deploy + 1}
         fields: dict[str, Any] = {
-            "endpoint": endpoint(host, old.host_port),
+            "endpoint": old_endpoint,
             "action": None,
             "last_error": message[:2000],
         }
         if inst.spec_version == snap.spec_version:  # no newer change to keep
-            previous = snap.deployed or {"image": old.image or inst.image, "env": inst.env}
+            previous = snap.deployed or {"image": old_image or inst.image, "env": inst.env}
             fields["image"] = previous["image"]
             fields["env"] = dict(previous.get("env") or {})
         apply(s, inst, "running", **fields)

@@ -48,7 +48,7 @@ from mno.nex.containers import Options, endpoint, network_name, volume_name
 from mno.nex.runtime_docker import HostDown, Unhealthy
 from mno.nex.runtime_swarm import ServiceSpec, ServiceState, SwarmRuntime, TaskInfo
 from mno.nex.snapshot import Snapshot, host_of
-from mno.nex.status import LeaseLost, record
+from mno.nex.status import LeaseLost, record, rolled_back
 from mno.store import leases
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
@@ -421,8 +421,6 @@ def _update(
     tasks = rt.wait_converged(
         wanted.name, current.replicas, snap.port, wait, should_stop=should_stop
     )
-    from mno.nex.reconcile import rolled_back
-
     rolled_back(
         snap,
         owner,

@@ -466,7 +466,8 @@ def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None)
         for secret in rt.secrets(instance=str(snap.id)):
             _retry(rt.remove_secret, secret["id"])
         volume = volume_name(snap)
-        if volume and (snap.purge_data or snap.backup_on_terminate):
+        # no final backup on a swarm: a volume asked to be backed up first is kept
+        if volume and snap.purge_data and not snap.backup_on_terminate:
             _retry(rt.remove_volume, volume)
         network = network_name(snap)
         if network and provisioning.last_on_host(snap, db_url):

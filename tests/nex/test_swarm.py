@@ -109,6 +109,12 @@ def _converge(nex: Nex, name: str, rounds: int = 10) -> dict[str, Any]:
     raise AssertionError(f"{name} did not settle: {nex.get(name)}")
 
 
+def _terminate(nex: Nex, name: str) -> None:
+    iid = nex.get(name)["id"]
+    nex.change("terminate", name)
+    assert _converge(nex, iid)["status"] == "terminated"
+
+
 def test_service_with_two_replicas_is_reached_and_scaled(sw: Nex, store_url: str) -> None:
     tenant = sw.tenant()
     sw.app(volume=False)
@@ -269,8 +275,7 @@ def test_secret_is_a_file_and_rotates(sw: Nex, monkeypatch: pytest.MonkeyPatch) 
     secrets = sw.client.secrets.list(filters={"label": f"mno.instance={view['id']}"})
     assert [s.name for s in secrets] == [ref["SecretName"]]
 
-    sw.change("terminate", name)
-    _converge(sw, name)
+    _terminate(sw, name)
     assert sw.client.secrets.list(filters={"label": f"mno.instance={view['id']}"}) == []
     assert sw.client.services.list(filters={"label": f"mno.instance={view['id']}"}) == []
 
@@ -303,8 +308,7 @@ def test_silo_tenants_get_their_own_overlay_network(sw: Nex) -> None:
     assert attached["Target"] == nets[0].id
 
     for name in (*names, other):
-        sw.change("terminate", name)
-        _converge(sw, name)
+        _terminate(sw, name)
     wait_for(lambda: not sw.client.networks.list(filters={"label": f"mno.tenant={silo_a}"}), 30)
 
 

@@ -42,7 +42,7 @@ PORT = 8080
 def shipped_options() -> dict[str, Any]:
     from mno.agents import config
 
-    cfg = config.load(str(ROOT / "configs/agents.yaml"))
+    cfg = config.load(ROOT / "configs/agents.yaml")
     return dict(cfg.agents["provisioner"].options)
 
 

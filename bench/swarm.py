@@ -313,10 +313,12 @@ def main() -> None:
         for net in client.api.networks(filters={"label": "bench=swarm"}) + client.api.networks(
             filters={"label": [f"mno.namespace={ns}", "mno.pool=true"]}
         ):
-            try:
-                client.api.remove_network(net["Id"])
-            except Exception:
-                pass
+            for _ in range(50):  # until the last task has left it
+                try:
+                    client.api.remove_network(net["Id"])
+                    break
+                except Exception:
+                    time.sleep(0.2)
         if made:
             subprocess.run(["docker", "swarm", "leave", "--force"], check=False)
 

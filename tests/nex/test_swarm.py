@@ -69,6 +69,13 @@ def sw(nex: Nex, swarm: Any) -> Iterator[Nex]:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+    from mno.nex import namespace
+    from mno.store.db import session_scope
+
+    with session_scope(nex.url, write=False) as s:
+        ns = namespace.get(s)
+    for net in client.networks.list(filters={"label": [f"mno.namespace={ns}", "mno.pool=true"]}):
+        _gone(net.remove)
     runtime_swarm.reset()
 
 
@@ -115,7 +122,7 @@ def _terminate(nex: Nex, name: str) -> None:
     assert _converge(nex, iid)["status"] == "terminated"
 
 
-def test_service_with_two_replicas_is_reached_and_scaled(sw: Nex, store_url: str) -> None:
+def test_service_with_two_replicas_is_reached_and_scaled(sw: Nex, store_url: str, cli: Any) -> None:
     tenant = sw.tenant()
     sw.app(volume=False)
     name = sw.create(tenant, "web")
@@ -145,7 +152,13 @@ def test_service_with_two_replicas_is_reached_and_scaled(sw: Nex, store_url: str
         assert get_page(f"http://127.0.0.1:{port}") == (200, "hello from version 1\n")
     assert get_page(view["endpoint"])[0] == 200
 
-    sw.change("scale", name, replicas=3)
+    shown = cli.json("instance", "show", name)
+    assert (shown["tasks"], shown["tasks_running"], shown["task_error"]) == ("2/2", 2, None)
+    (listed,) = cli.json("instance", "list", "--tenant", tenant)
+    assert listed["tasks"] == "2/2"
+
+    result = cli("instance", "scale", name, "--replicas", "3")
+    assert result.exit_code == 0, result.output
     assert _converge(sw, name)["tasks"] == "3/3"
     assert len(_task_ports(sw, name)) == 3
     sw.change("scale", name, replicas=1)

@@ -59,7 +59,8 @@ class BillingConfig(Section):
 
 
 class HostConfig(Section):
-    """A Docker host Nex places instances on."""
+    """A Docker host Nex places instances on (with ``runtime: swarm``, a Docker Swarm
+    reached through one of its manager nodes)."""
 
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     base_url: str = "unix:///var/run/docker.sock"  # unix://, tcp:// or ssh:// as docker takes it
@@ -68,6 +69,12 @@ class HostConfig(Section):
     max_instances: int | None = Field(default=None, ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
     timeout: int = Field(default=30, ge=1, le=600)  # seconds per Docker API call
+    # docker: containers on this engine; swarm: services on the Docker Swarm whose
+    # manager ``base_url`` reaches (mno.nex.runtime_swarm)
+    runtime: Literal["docker", "swarm"] = "docker"
+    # swarm only: ingress (the routing mesh publishes each service on every node) or
+    # host (each task publishes its own port on its node, for engines without IPVS)
+    publish_mode: Literal["ingress", "host"] = "ingress"
 
 
 class BackupSchedule(Section):

@@ -53,7 +53,7 @@ app.add_typer(backup_app, name="backup")
 BACKUP_COLUMNS = ["id", "time", "bytes", "host", "instance"]
 domain_app.add_typer(cert_app, name="cert")
 
-LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "endpoint", "url"]
+LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "tasks", "endpoint", "url"]
 HOST_COLUMNS = [
     "name",
     "source",
@@ -601,6 +601,25 @@ def update(
         inst = instances.update(s, name, image=image, env=pairs(env, "env"), unset_env=unset_env)
         version = inst.spec_version
     _finish(name, "update", wait, ("running",), timeout, output, version, inline)
+
+
+@app.command("scale")
+def scale(
+    name: Name,
+    replicas: Annotated[int, typer.Option(help="Desired replicas (tasks) of the service.")],
+    wait: WaitOpt = False,
+    inline: InlineOpt = False,
+    timeout: TimeoutOpt = "5m",
+    output: OutputOpt = Format.table,
+) -> None:
+    """Set the replicas of an instance on a swarm host (its service's tasks)."""
+    from mno.nex import instances
+    from mno.store.db import session_scope
+
+    _check_provisioner(wait, inline)
+    with session_scope() as s:
+        version = instances.scale(s, name, replicas).spec_version
+    _finish(name, "scale", wait, ("running",), timeout, output, version, inline)
 
 
 @app.command("terminate")

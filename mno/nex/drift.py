@@ -1,5 +1,9 @@
 """Drift: containers changed outside mno, and containers no instance owns.
 
+On a swarm host the same scan compares services instead (``mno.nex.services.scan``):
+a service removed or scaled outside mno is put back, tasks that keep failing are
+reported with their last error, and each instance's running task count is kept.
+
 ``detect_drift()`` compares the labelled containers on every reachable host with the
 instances the store expects there. An instance that should run and whose container was
 removed or stopped is marked for repair (the provisioner recreates or restarts it); a
@@ -58,6 +62,7 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
                 col(Instance.desired),
                 col(Instance.port),
                 col(Instance.endpoint),
+                col(Instance.replicas),
             ).where(
                 col(Instance.status).in_(("running", "stopped")),
                 col(Instance.work) == "idle",
@@ -73,6 +78,9 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
         expected = by_host.get(host.name)
         if not expected:
             continue
+        if host.runtime == "swarm":
+            _swarm(host, expected, ns, report, now, db_url)
+            continue
         try:
             containers = {c.id: c for c in runtime_docker.runtime(host).list_managed()}
             hosts.mark(host.name, True)
@@ -83,7 +91,7 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
         repairs: list[tuple[uuid.UUID, str]] = []
         notes: list[tuple[uuid.UUID, str]] = []
         moved: list[tuple[uuid.UUID, str, str]] = []
-        for iid, name, _, cid, desired, port, current_endpoint in expected:
+        for iid, name, _, cid, desired, port, current_endpoint, _ in expected:
             c = containers.get(cid) if cid else None
             if c is not None and not namespace.owns(ns, str(iid), c.labels):
                 c = None
@@ -111,6 +119,34 @@ def detect_drift(db_url: str | None = None) -> DriftReport:
         if moved:
             _move_endpoints(moved, db_url)
     return report
+
+
+def _swarm(
+    host: platform.HostConfig,
+    expected: list[Any],
+    ns: str,
+    report: DriftReport,
+    now: datetime,
+    db_url: str | None,
+) -> None:
+    """The drift of a swarm host's services (``mno.nex.services.scan``)."""
+    from mno.nex import services
+
+    rows = [(r[0], r[1], r[4], r[5], r[7]) for r in expected]
+    try:
+        seen = services.scan(host, rows, ns)
+        hosts.mark(host.name, True)
+    except (HostDown, runtime_docker.DockerFailure) as exc:
+        report.hosts_down[host.name] = exc.message
+        hosts.mark(host.name, False, exc.message)
+        return
+    repairs = [(s.id, s.repair) for s in seen if s.repair]
+    notes = [(s.id, s.note) for s in seen if s.note and not s.repair]
+    report.repaired += [s.name for s in seen if s.repair]
+    report.reported += [s.name for s in seen if s.note and not s.repair]
+    if repairs or notes:
+        report.repair_ids += _mark_drift(repairs, notes, now, db_url)
+    services.observe(seen, db_url)
 
 
 def _move_endpoints(moved: list[tuple[uuid.UUID, str, str]], db_url: str | None) -> None:

@@ -6,7 +6,9 @@ and drives it through Caddy's admin API:
 - ``desired_config()`` builds Caddy's JSON config from the store: one route per routable
   instance (running, starting or updating, with an endpoint) matching its generated host
   (the host of its ``url``) and its custom domains, reverse-proxied to its ``endpoint``
-  (host:port published on its Docker host); anything else gets a 404. A stopped or
+  (host:port published on its Docker host; on a swarm host, the service's port published
+  by the routing mesh, or a task's own port with ``publish_mode: host``, see
+  ``mno.nex.services``); anything else gets a 404. A stopped or
   terminated instance, or a removed domain, has no route.
 - TLS: certificates set with ``mno instance domain cert set`` are loaded from PEM (their
   keys opened only here); the other hosts get certificates by ``edge.tls``: ``acme``
@@ -19,7 +21,8 @@ and drives it through Caddy's admin API:
 - ``launch()`` starts Caddy with a first config that holds no routes and no secrets
   (``mno edge run``). Caddy's autosave is off, so keys never land on disk in plain text.
 
-The Traefik labels on containers (``mno.nex.containers.labels``) are independent of this
+The Traefik labels on containers (``mno.nex.containers.labels``; on a swarm, the same
+labels on the service, where Traefik's swarm provider reads them) are independent of this
 and stay, for operators who run Traefik instead.
 """
 

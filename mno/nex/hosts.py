@@ -189,7 +189,7 @@ def _keep_local(session: Session) -> None:
 
 def _insert(session: Session, host: HostConfig, note: str | None = None) -> HostConfig:
     name = host.name
-    row = DockerHost(**host.model_dump())
+    row = DockerHost(**host.model_dump(exclude={"runtime", "publish_mode"}))
     session.add(row)
     session.flush()
     after = _snapshot(row)

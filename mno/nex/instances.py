@@ -97,6 +97,11 @@ class InstanceView:
             "last_error": i.last_error,
             "attempts": i.attempts,
             "drift": i.drift,
+            "replicas": i.replicas,
+            # swarm: running/desired tasks as last seen (None on the docker runtime)
+            "tasks": None if i.tasks_running is None else f"{i.tasks_running}/{i.replicas}",
+            "tasks_running": i.tasks_running,
+            "task_error": i.task_error,
             "created_at": audit.jsonable(i.created_at),
         }
 
@@ -424,6 +429,35 @@ def update(
     if not fields:
         raise BadInput("nothing to update", "give --image and/or --env")
     return _change(session, ref, "update", action="update", fields=fields)
+
+
+MAX_REPLICAS = 100
+
+
+def scale(session: Session, ref: str, replicas: int) -> Instance:
+    """Record the desired number of replicas of an instance on a swarm host (its
+    service's tasks); the provisioner scales the service. Refused for an instance with a
+    data volume (one volume has one writer) beyond one replica."""
+    inst = get(session, ref)
+    if not 0 <= int(replicas) <= MAX_REPLICAS:
+        raise BadInput(f"invalid replicas {replicas}", f"0 to {MAX_REPLICAS}")
+    if inst.volume_path and replicas > 1:
+        raise BadInput(
+            f"instance {inst.name} has a data volume; it runs one replica",
+            "a volume has a single writer",
+        )
+    if not _on_swarm(inst.host):
+        where = f"host {inst.host}, which is not a swarm" if inst.host else "no swarm host"
+        raise BadInput(
+            f"instance {inst.name} cannot scale: {where}",
+            "replicas need a host with runtime: swarm in the platform YAML",
+        )
+    return _change(session, ref, "scale", action="scale", fields={"replicas": int(replicas)})
+
+
+def _on_swarm(host: str | None) -> bool:
+    """Whether ``host`` (None: any host yet to be chosen) is a swarm host."""
+    return any(h.runtime == "swarm" and host in (None, h.name) for h in platform.load().hosts)
 
 
 def terminate(

@@ -20,8 +20,7 @@ from mno.nex import backups, hosts, namespace, provisioning, restores, runtime_d
 from mno.nex.containers import Options, endpoint, network_name, prepare, spec, volume_name
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
-from mno.nex.status import LeaseLost, apply, record
-from mno.store import audit, outbox
+from mno.nex.status import LeaseLost, apply, record, rolled_back
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance
 from mno.store.models.tenancy import App
@@ -77,6 +76,11 @@ def reconcile(
     snap = load(instance_id, db_url)
     if snap is None:
         return
+    if _on_swarm(snap, owner, db_url):
+        from mno.nex import services
+
+        services.reconcile(snap, owner, opts, db_url=db_url, should_stop=should_stop)
+        return
     if snap.restore_volume and snap.host:
         _clear_restore(snap, owner, db_url)
     if snap.desired == "terminated":
@@ -101,6 +105,18 @@ def reconcile(
             **snap.pending,
         )
         raise
+
+
+def _on_swarm(snap: Snapshot, owner: str, db_url: str | None) -> bool:
+    """Whether the instance lives (or, placed now, will live) on a swarm host. Only a
+    platform with a swarm host places here; the docker path places in ``_run``."""
+    if not any(h.runtime == "swarm" for h in snap.hosts):
+        return False
+    if not snap.host:
+        if snap.desired != "running":
+            return False
+        place(snap, owner, db_url, status="provisioning")
+    return host_of(snap).runtime == "swarm"
 
 
 def _clear_restore(snap: Snapshot, owner: str, db_url: str | None) -> None:
@@ -279,7 +295,7 @@ def _roll(
     except (runtime_docker.Unhealthy, runtime_docker.DockerFailure) as exc:
         _put_back(rt, new_spec.name, current.id, stopped)
         old = _ready(rt, current.id, snap, opts, should_stop) if stopped else current
-        rolled_back(snap, owner, host, old, exc, db_url)
+        rolled_back(snap, owner, endpoint(host, old.host_port), old.image, exc, db_url)
         return
     except Exception:  # cleaned up and re-raised
         _put_back(rt, new_spec.name, current.id, stopped)
@@ -306,67 +322,6 @@ def _put_back(rt: Runtime, new_name: str, old_id: str, stopped: bool) -> None:
     rt.remove(new_name)
     if stopped:
         rt.start(old_id)
-
-
-def rolled_back(
-    snap: Snapshot,
-    owner: str,
-    host: platform.HostConfig,
-    old: runtime_docker.ContainerState,
-    exc: MnoError,
-    db_url: str | None,
-) -> None:
-    """Record a failed update: the old container serves, the desired spec is the one it
-    runs (unless a newer change came meanwhile), why is in ``last_error``; with its audit
-    row and an ``instance.update_failed`` event (one transaction)."""
-    reason = exc.message
-    gate = "failed its health check"
-    if reason.startswith("health check failed: "):
-        reason = reason.removeprefix("health check failed: ")
-    elif isinstance(exc, runtime_docker.DockerFailure):
-        gate = "could not start"
-    elif not reason.startswith("not healthy"):
-        gate = "failed"
-    message = f"update to {snap.image} {gate}; rolled back to deploy {snap.deploy}: {reason}"
-    with session_scope(db_url) as s:
-        inst = s.get(Instance, snap.id)
-        if inst is None or inst.lease_owner != owner:
-            raise LeaseLost(f"instance {snap.name} is no longer leased to this process")
-        before = {"image": inst.image, "env": dict(inst.env or {}), "deploy": snap.deploy + 1}
-        fields: dict[str, Any] = {
-            "endpoint": endpoint(host, old.host_port),
-            "action": None,
-            "last_error": message[:2000],
-        }
-        if inst.spec_version == snap.spec_version:  # no newer change to keep
-            previous = snap.deployed or {"image": old.image or inst.image, "env": inst.env}
-            fields["image"] = previous["image"]
-            fields["env"] = dict(previous.get("env") or {})
-        apply(s, inst, "running", **fields)
-        audit.record(
-            s,
-            "instance.rollback",
-            target_type="instance",
-            target_id=inst.id,
-            target=inst.name,
-            before=before,
-            after={"image": inst.image, "env": dict(inst.env or {}), "deploy": inst.deploy},
-            tenant_id=inst.tenant_id,
-            actor="provisioner",
-        )
-        outbox.emit(
-            s,
-            "instance.update_failed",
-            {
-                "id": str(inst.id),
-                "name": inst.name,
-                "image": snap.image,
-                "error": message[:2000],
-                "rolled_back_to": inst.deploy,
-                "endpoint": inst.endpoint,
-            },
-            inst.tenant_id,
-        )
 
 
 def _stop(snap: Snapshot, owner: str, opts: Options, db_url: str | None) -> None:

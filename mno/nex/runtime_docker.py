@@ -359,8 +359,10 @@ class Runtime:
         labels: dict[str, str],
         *,
         guard: Callable[[], AbstractContextManager[Any]] | None = None,
+        driver: str = "bridge",
     ) -> str:
-        """The id of the bridge network ``name`` whose labels match ``labels``, created
+        """The id of the network ``name`` (a ``driver`` network: bridge, or an attachable
+        overlay on a swarm) whose labels match ``labels``, created
         when missing. Creation runs under a lock of this process and ``guard`` (a lock
         shared with other processes), so concurrent passes create one network; duplicates
         left by an earlier race are merged into the oldest one.
@@ -382,9 +384,10 @@ class Runtime:
                     made = self.call(
                         self.client.api.create_network,
                         name,
-                        driver="bridge",
+                        driver=driver,
                         labels=labels,
                         check_duplicate=True,
+                        attachable=driver == "overlay" or None,
                     )
                 except DockerFailure as exc:
                     if "already exists" not in str(exc):

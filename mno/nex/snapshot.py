@@ -64,6 +64,7 @@ class Snapshot:
     hosts: list[platform.HostConfig] = field(default_factory=list)
     # the store's namespace (mno.nex.namespace); empty only in snapshots made by hand
     namespace: str = ""
+    replicas: int = 1  # swarm: the service's desired replicas
 
 
 def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
@@ -112,6 +113,7 @@ def load(instance_id: uuid.UUID, db_url: str | None = None) -> Snapshot | None:
             domains=instances.domains_of(s, inst),
             hosts=hosts.configured(platform.load(), s),
             namespace=namespace.get(s),
+            replicas=inst.replicas,
         )
 
 

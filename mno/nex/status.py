@@ -9,15 +9,18 @@ react (``mno.nex.provisioning.on_instance``). A terminated instance releases its
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
 from mno.errors import MnoError
-from mno.nex import provisioning
+from mno.nex import provisioning, runtime_docker
 from mno.store import audit, outbox
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance, InstanceDomain
+
+if TYPE_CHECKING:
+    from mno.nex.snapshot import Snapshot
 
 EVENTS = {
     "provisioning": "instance.provisioning",
@@ -137,3 +140,65 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
         outbox.emit(session, event, data, inst.tenant_id)
     session.flush()
     provisioning.on_instance(session, inst)
+
+
+def rolled_back(
+    snap: Snapshot,
+    owner: str,
+    old_endpoint: str | None,
+    old_image: str | None,
+    exc: MnoError,
+    db_url: str | None,
+) -> None:
+    """Record a failed update: the old container (or service version) serves at
+    ``old_endpoint``, the desired spec is the one it
+    runs (unless a newer change came meanwhile), why is in ``last_error``; with its audit
+    row and an ``instance.update_failed`` event (one transaction)."""
+    reason = exc.message
+    gate = "failed its health check"
+    if reason.startswith("health check failed: "):
+        reason = reason.removeprefix("health check failed: ")
+    elif isinstance(exc, runtime_docker.DockerFailure):
+        gate = "could not start"
+    elif not reason.startswith("not healthy"):
+        gate = "failed"
+    message = f"update to {snap.image} {gate}; rolled back to deploy {snap.deploy}: {reason}"
+    with session_scope(db_url) as s:
+        inst = s.get(Instance, snap.id)
+        if inst is None or inst.lease_owner != owner:
+            raise LeaseLost(f"instance {snap.name} is no longer leased to this process")
+        before = {"image": inst.image, "env": dict(inst.env or {}), "deploy": snap.deploy + 1}
+        fields: dict[str, Any] = {
+            "endpoint": old_endpoint,
+            "action": None,
+            "last_error": message[:2000],
+        }
+        if inst.spec_version == snap.spec_version:  # no newer change to keep
+            previous = snap.deployed or {"image": old_image or inst.image, "env": inst.env}
+            fields["image"] = previous["image"]
+            fields["env"] = dict(previous.get("env") or {})
+        apply(s, inst, "running", **fields)
+        audit.record(
+            s,
+            "instance.rollback",
+            target_type="instance",
+            target_id=inst.id,
+            target=inst.name,
+            before=before,
+            after={"image": inst.image, "env": dict(inst.env or {}), "deploy": inst.deploy},
+            tenant_id=inst.tenant_id,
+            actor="provisioner",
+        )
+        outbox.emit(
+            s,
+            "instance.update_failed",
+            {
+                "id": str(inst.id),
+                "name": inst.name,
+                "image": snap.image,
+                "error": message[:2000],
+                "rolled_back_to": inst.deploy,
+                "endpoint": inst.endpoint,
+            },
+            inst.tenant_id,
+        )

@@ -85,9 +85,10 @@ class DockerHostKind(Kind):
         from mno.nex import hosts
 
         return {
-            h.name: DockerHostSpec.model_validate(h.model_dump(exclude={"name"})).model_dump(
-                mode="json"
-            )
+            # stored hosts run the docker runtime (swarm hosts are declared in the YAML)
+            h.name: DockerHostSpec.model_validate(
+                h.model_dump(exclude={"name", "runtime", "publish_mode"})
+            ).model_dump(mode="json")
             for h in hosts.stored(session)
         }
 

@@ -67,6 +67,11 @@ class Instance(Base, table=True):
     spec_version: int = Field(default=1)  # bumped by every change of the desired state
     applied_version: int = Field(default=0)  # the spec the provisioner last reached
     drift: str | None = Field(default=None, max_length=500)  # last drift the provisioner saw
+    # swarm runtime: the service's desired replicas, its running tasks as last seen and
+    # the last error of a failed task (mno.nex.runtime_swarm)
+    replicas: int = Field(default=1)
+    tasks_running: int | None = Field(default=None)
+    task_error: str | None = Field(default=None, max_length=500)
     # the provisioner's work-queue columns (see mno.store.leases)
     work: str = Field(default="pending", max_length=16)
     lease_owner: str | None = Field(default=None, max_length=200)

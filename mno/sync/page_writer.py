@@ -1,6 +1,9 @@
 """How a pull pass's pages reach the database fast. ``pull`` says what a page transaction
 does; this module decides where and when it runs, and frames it:
 
+- ``Prefetch`` fetches (and maps) the pages of a pass ahead of the writer, on a thread
+  of its own, up to ``AHEAD_PAGES`` of them; on SQLite the writer takes the pages that
+  are ready with the one it writes, in one transaction (``PageWriter.groups``).
 - ``PageWriter`` writes the pages of a pass in order. SQLite: each on the calling thread,
   with a ``Backfill`` thread copying the write-ahead log into the database beside it.
   PostgreSQL: up to ``IN_FLIGHT`` pages side by side on writer threads, each thread on a
@@ -25,11 +28,12 @@ import json
 import sqlite3
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sqlmodel import Session
 
@@ -52,8 +56,86 @@ Scope = Callable[[], AbstractContextManager["Session"]]
 # most of a page's work; with pages side by side it works while this process prepares
 # the next page and waits for its turn to commit.
 IN_FLIGHT = 4
+# pages fetched and mapped ahead of the writer; a crash fetches them again, since the
+# cursor checkpoint only moves with a committed page
+AHEAD_PAGES = 4
+# SQLite: the pages already fetched when the writer takes one are written with it in one
+# transaction, up to this many records (see PageWriter.groups)
+GROUP_RECORDS = 2000
 QUICK_SWITCH = 0.0001  # seconds
 YOUNG_OBJECTS = 50_000  # allocations between collections of the youngest generation
+
+
+P = TypeVar("P")
+Position = dict[str, Any]
+
+
+class Prefetch(Generic[P]):
+    """The pages of a pass, fetched in order by ``fetch(position) -> (page, next
+    position or None)`` on a thread of its own, from ``position`` on, up to ``ahead``
+    pages ahead of the writer. ``take()`` gives them in order; ``close()`` (always, in
+    a ``finally``) stops the thread and waits for its request in flight."""
+
+    def __init__(
+        self,
+        fetch: Callable[[Position], tuple[P, Position | None]],
+        position: Position,
+        ahead: int = AHEAD_PAGES,
+    ) -> None:
+        self.cond = threading.Condition()
+        self.pages: deque[tuple[P, Position | None]] = deque()
+        self.ahead = ahead
+        self.done = False  # the listing ended, or a fetch failed (``error``)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.thread = threading.Thread(
+            target=self._run, args=(fetch, position), name="mno-sync-fetch", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, fetch: Callable[[Position], tuple[P, Position | None]], pos: Position) -> None:
+        try:
+            nxt: Position | None = pos
+            while nxt is not None:
+                page, nxt = fetch(nxt)
+                with self.cond:
+                    while len(self.pages) >= self.ahead and not self.stopped:
+                        self.cond.wait()
+                    if self.stopped:
+                        return
+                    self.pages.append((page, nxt))
+                    self.cond.notify_all()
+        except BaseException as exc:  # raised to the writer by take(), in its place
+            with self.cond:
+                self.error = exc
+        finally:
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def take(self) -> tuple[P, Position | None] | None:
+        """The next page and the position after it; None after the last page. A failed
+        fetch raises its error here, after the pages fetched before it."""
+        with self.cond:
+            while not self.pages and not self.done:
+                self.cond.wait()
+            if self.pages:
+                self.cond.notify_all()
+                return self.pages.popleft()
+            if self.error is not None:
+                raise self.error
+            return None
+
+    def ready(self) -> tuple[P, Position | None] | None:
+        """The next page if it is fetched already (it stays next), else None."""
+        with self.cond:
+            return self.pages[0] if self.pages else None
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.thread.join()
 
 
 class PageCommit(Protocol):
@@ -87,6 +169,12 @@ class PageWriter:
         self.page_scope = self.held.scope if self.held is not None else scope
         # page writes in order (the last one submitted last), with their external ids
         self.flight: list[tuple[Future[None], set[str]]] = []
+        # SQLite: the pages fetched ahead are written together, in one transaction, up to
+        # GROUP_RECORDS records: a transaction's own statements (lock renewal, connection
+        # row, checkpoint, counts) and its commit are paid once for them. Only pages
+        # already fetched are taken, so a slow API still gets each page committed as soon
+        # as it arrives. PostgreSQL writes pages side by side instead.
+        self.groups = GROUP_RECORDS if self.writers is None else 0
 
     def writing(self) -> AbstractContextManager[None]:
         """The interpreter settings for writing pages (``writing_pages``)."""

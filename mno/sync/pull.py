@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from mno.sync.spec import Entity, Parent
 
 ProgressFn = Callable[[str, int], None]
+_Page = tuple[list[Pulled], list[tuple[str, str]]]  # a page's valid and invalid records
 # a full pass re-checks up to this many missing records one GET each; more are looked
 # for in a second listing (see recheck_missing)
 RECHECK_GETS = 200
@@ -122,35 +123,34 @@ def pull_pages(
     since: str | None,
     progress: ProgressFn | None,
 ) -> dict[str, Any]:
-    """The pass's pages from the checkpoint ``cp`` on: each is fetched and mapped on the
-    fetch thread while the page before it is written, then diffed and written with its
-    checkpoint in one transaction (``commit_page``, run by the ``PageWriter``). Returns
-    the checkpoint after the last page."""
+    """The pass's pages from the checkpoint ``cp`` on: they are fetched and mapped on the
+    fetch thread ahead of the writer (``page_writer.Prefetch``), then diffed and written
+    with their checkpoint in one transaction (``commit_page``, run by the
+    ``PageWriter``; on SQLite with the pages after it that are fetched already, see
+    ``PageWriter.groups``). Returns the checkpoint after the last page."""
     ent = ctx.entity
     position: dict[str, Any] | None = cp["position"]
-    # the next page is fetched while this one is written; the checkpoint still moves only
-    # after a page commits, so a crash re-fetches at most the prefetched page
-    pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
-
     new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
 
-    def fetch(
-        pos: dict[str, Any],
-    ) -> tuple[list[Pulled], dict[str, Any] | None, list[tuple[str, str]]]:
+    def fetch(pos: dict[str, Any]) -> tuple[_Page, dict[str, Any] | None]:
         raws, nxt = fetch_page(client, ent, since, pos)
         items, invalid = schema.split_invalid(ent, map_page(ent, raws, new))
-        return items, nxt, invalid
+        return (items, invalid), nxt
 
-    ahead = pool.submit(fetch, position) if position is not None else None
+    if position is None:
+        return cp
+    # the next pages are fetched while this one is written; the checkpoint still moves
+    # only after a page commits, so a crash re-fetches at most the pages fetched ahead
+    ahead = page_writer.Prefetch(fetch, position)
     writer = page_writer.PageWriter(scope, engine)
     parent_of_some = ctx.listed is not None and any(
         e.parent is not None and e.parent.entity == ent.canonical for e in ctx.spec.entities
     )
     try:
         with writer.writing():
-            while ahead is not None:
-                items, nxt, invalid = ahead.result()
-                ahead = pool.submit(fetch, nxt) if nxt is not None else None
+            while (got := ahead.take()) is not None:
+                (items, invalid), nxt = got
+                items, invalid, nxt, pages = _group(ahead, writer.groups, items, invalid, nxt)
                 if parent_of_some:  # its child streams list the children of these
                     cast("dict[str, set[str]]", ctx.listed).setdefault(ent.canonical, set()).update(
                         it.external_id for it in items
@@ -166,16 +166,44 @@ def pull_pages(
                     progress=progress,
                     fresh=fresh,
                     invalid=invalid,
+                    pages=pages,
                 )
                 writer.write(items, commit)
                 cp = state
             writer.wait()
     finally:
-        if ahead is not None:
-            ahead.cancel()
-        pool.shutdown(wait=True)
+        ahead.close()
         writer.close()
     return cp
+
+
+def _group(
+    ahead: page_writer.Prefetch[_Page],
+    limit: int,
+    items: list[Pulled],
+    invalid: list[tuple[str, str]],
+    nxt: dict[str, Any] | None,
+) -> tuple[list[Pulled], list[tuple[str, str]], dict[str, Any] | None, int]:
+    """A page with the pages after it that are fetched already, while they hold fewer
+    than ``limit`` records together and none of their external ids repeats (a page's
+    lookup must see the records of the pages before it): (records, invalid records,
+    position after the last page, pages)."""
+    pages = 1
+    if not limit or len(items) >= limit:
+        return items, invalid, nxt, pages
+    ids: set[str] | None = None
+    while len(items) < limit and (more := ahead.ready()) is not None:
+        (more_items, more_invalid), more_nxt = more
+        if ids is None:
+            ids = {it.external_id for it in items}
+        more_ids = {it.external_id for it in more_items}
+        if not ids.isdisjoint(more_ids):
+            break
+        ahead.take()
+        items, invalid, nxt = items + more_items, invalid + more_invalid, more_nxt
+        ids |= more_ids
+        pages += 1
+    return items, invalid, nxt, pages
 
 
 def pull_children(
@@ -350,10 +378,12 @@ def commit_page(
     progress: ProgressFn | None,
     fresh: bool,
     invalid: list[tuple[str, str]] | None = None,
+    pages: int = 1,
 ) -> None:
     """One transaction: the page's records, id maps, changes, events, pushes and the
     checkpoint ``state``, with the run lock renewed and the connection's row held
-    (``page_writer.open_page``/``close_page``).
+    (``page_writer.open_page``/``close_page``). The page may be ``pages`` pages of the
+    listing written together (``_group``); they count as that many.
 
     ``wait_turn()`` returns when the page before this one has committed (PostgreSQL
     writes pages side by side, see ``page_writer.PageWriter``): this page's rows are
@@ -368,7 +398,7 @@ def commit_page(
             record_errors(session, page, invalid, token, now)
         wait_turn()
         counts = dict(ctx.counts)
-        for key, n in [*page.counts.items(), ("pages", 1)]:
+        for key, n in [*page.counts.items(), ("pages", pages)]:
             counts[key] = counts.get(key, 0) + n
         page_writer.close_page(session, ctx, now, state, counts)
     ctx.counts = counts  # committed: the pages in flight after this one count from here

@@ -523,7 +523,9 @@ def test_a_failed_page_stops_the_pages_after_it(world) -> None:
     """A page that fails to write takes the pages written meanwhile down with it (on
     PostgreSQL later pages are written on other connections while the one before them
     commits): the checkpoint and the counts stay at the last whole page, and the next run
-    resumes there with no loss and no duplicates."""
+    resumes there with no loss and no duplicates. (On SQLite the pages fetched ahead are
+    written in one transaction with the one before them, so the failing page may take
+    the pages of its transaction down too: still whole pages.)"""
     import time
 
     from sqlmodel import select
@@ -535,28 +537,28 @@ def test_a_failed_page_stops_the_pages_after_it(world) -> None:
     api = Api(records=60)
     world.connector("crm", "crm", api, size=10)
     name = world.connect("crm", push=False)
-    real, calls, written = pull.apply_page, [], []
+    real = pull.apply_page
 
     def apply_page(session, ctx, items, token, **kw):  # type: ignore[no-untyped-def]
-        calls.append(len(items))
-        if len(calls) == 3:
+        if any(it.external_id == "c21" for it in items):  # the third page
             time.sleep(0.3)  # later pages are written meanwhile, where they can be
             raise RuntimeError("disk full")
         real(session, ctx, items, token, **kw)
-        written.append(len(calls))
 
     world.monkeypatch.setattr(pull, "apply_page", apply_page)
     run = world.run(name)
     assert run.status == "error" and "disk full" in (run.error or "")
-    assert run.counts.get("created") == 20 and run.counts.get("pages") == 2
-    assert _count(world.url, "SELECT count(*) FROM sync_record") == 20
+    stored = _count(world.url, "SELECT count(*) FROM sync_record")
+    # the two pages before the failing one (PostgreSQL writes them apart)
+    assert stored == 20 or (world.url.startswith("sqlite") and stored in (0, 10))
+    assert run.counts.get("created", 0) == stored and run.counts.get("pages", 0) == stored // 10
     with session_scope(world.url, write=False) as s:
         cursor = s.exec(select(SyncCursor)).one()
-    assert cursor.checkpoint["position"] == {"page": 3}
+    assert cursor.checkpoint["position"] == ({"page": stored // 10 + 1} if stored else {})
     world.monkeypatch.setattr(pull, "apply_page", real)
     run = world.run(name)
     assert run.status == "success", run.error
-    assert run.counts["created"] == 40
+    assert run.counts["created"] == 60 - stored
     assert _count(world.url, "SELECT count(*) FROM sync_record") == 60
     assert _count(world.url, "SELECT count(DISTINCT external_id) FROM sync_id_map") == 60
     created = "SELECT count(*) FROM outbox_event WHERE type = 'record.created'"

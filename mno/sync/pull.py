@@ -132,7 +132,7 @@ def pull_pages(
     # after a page commits, so a crash re-fetches at most the prefetched page
     pool = ThreadPoolExecutor(1, thread_name_prefix="mno-sync-fetch")
 
-    new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
+    new = NewRows.of(ctx, engine.dialect.name == "postgresql")
 
     def fetch(
         pos: dict[str, Any],
@@ -201,7 +201,7 @@ def pull_children(
         parents = parent_ids(session, ctx, changed_only=not full and ctx.fresh is None)
     if not parents:
         return cp
-    new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
+    new = NewRows.of(ctx, engine.dialect.name == "postgresql")
 
     def fetch(pid: str) -> list[dict[str, Any]]:
         path = parent.path.replace("{id}", quote(pid, safe=""))
@@ -539,23 +539,14 @@ def _delete_records(session: Session, ctx: Ctx, rows: list[tuple[uuid.UUID, Any,
             for rid, data, _ in rows
         ],
     )
-    outbox.emit_many(
-        session,
-        [
-            (
-                "record.deleted",
-                {
-                    "record_id": str(rid),
-                    "entity": ent,
-                    "version": v + 1,
-                    "source": ctx.source,
-                    "data": None,
-                },
-                tenant_id,
-            )
-            for rid, _, v in rows
-        ],
-    )
+    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
+    for rid, _, v in rows:
+        payload = {"record_id": str(rid), "entity": ent, "version": v + 1, "source": ctx.source}
+        events.append(("record.deleted", {**payload, "data": None}, tenant_id))
+        if ctx.connec_app is not None:  # as an API write announces it (pages.connec_app)
+            connec = {**payload, "source_app_id": ctx.connec_app, "data": None}
+            events.append((f"connec.{ent}.deleted", connec, tenant_id))
+    outbox.emit_many(session, events)
     ctx.bump("deleted", len(rows))
 
 

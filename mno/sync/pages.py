@@ -267,8 +267,8 @@ def map_page(
 
 
 _ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
-_CONNEC = {"create": "connec.{}.created", "update": "connec.{}.updated"}
-_CONNEC["delete"] = "connec.{}.deleted"
+# the Connec event of each action, for an entity: connec.{entity}.created, ...
+_CONNEC = {action: "connec.{}." + etype.split(".")[1] for action, etype in _ETYPE.items()}
 _CHANGE_COLS = (
     "id",
     "created_at",

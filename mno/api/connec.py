@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasicCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from starlette.convertors import Convertor, register_url_convertor
 
 from mno.access.secrets import digest
-from mno.api import auth, threads
+from mno.api import auth, idempotency, threads
 from mno.api.auth import Caller, basic
 from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute, ErrorBody
 from mno.connec import access, entities, queries, writes
@@ -112,17 +112,20 @@ async def connec_actor(
     return Actor(app=await auth.authenticate(header))
 
 
+def _writer(s: Any, actor: Actor, tenant: str, write: bool) -> Writer:
+    """The writer ``actor`` is on ``tenant`` (the IDM's answer; 404 when refused)."""
+    if actor.app is not None:
+        return access.writer_for(s, actor.app.app, tenant)
+    assert actor.token is not None
+    found = access.user_writer(s, actor.token, tenant, "sync" if write else "read")
+    if found is None:
+        raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
+    return found
+
+
 def _in_store(write: bool, actor: Actor, tenant: str, fn: Callable[..., T], *args: Any) -> T:
     with session_scope(write=write) as s:
-        if actor.app is not None:
-            writer = access.writer_for(s, actor.app.app, tenant)
-        else:
-            assert actor.token is not None
-            found = access.user_writer(s, actor.token, tenant, "sync" if write else "read")
-            if found is None:
-                raise ApiError(401, "unauthorized", "the token is unknown, expired or revoked")
-            writer = found
-        return fn(s, writer, *args)
+        return fn(s, _writer(s, actor, tenant, write), *args)
 
 
 async def _run(
@@ -140,10 +143,20 @@ def _version(value: str | None) -> int | None:
     return int(m.group(1))
 
 
-def _written(outcome: writes.Outcome, entity: str) -> Response:
+class WriteRefused(Exception):
+    """A write the domain refused, raised inside its transaction so that nothing of it
+    (an idempotency key's row included) is written; ``response`` is the answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _written(outcome: writes.Outcome, entity: str) -> dict[str, Any]:
+    """The answer's body of a one-record write; ``WriteRefused`` or ``ApiError`` when refused."""
     result = outcome.results[0]
     if result.errors:
-        return _invalid(Invalid(entity, result.errors))
+        raise WriteRefused(_invalid(Invalid(entity, result.errors)))
     if not result.ok:
         code = {404: "not_found", 409: "conflict", 412: "precondition_failed"}.get(
             result.status, "invalid"
@@ -151,16 +164,51 @@ def _written(outcome: writes.Outcome, entity: str) -> Response:
         raise ApiError(result.status, code, result.error or "refused")
     body = dict(result.record or {})
     body["transaction_id"] = str(outcome.transaction_id) if outcome.transaction_id else None
-    return JSONResponse(
-        body, status_code=result.status, headers={"ETag": f'"{body.get("version")}"'}
-    )
+    return body
 
 
 async def _write(caller: Actor, tenant: str, op: Op) -> Response:
-    def work(s: Any, writer: Writer) -> writes.Outcome:
-        return writes.apply(s, writer, [op])
+    def work(s: Any, writer: Writer) -> dict[str, Any]:
+        return _written(writes.apply(s, writer, [op]), op.entity)
 
-    return _written(await _run(caller, tenant, work, write=True), op.entity)
+    try:
+        body = await _run(caller, tenant, work, write=True)
+    except WriteRefused as exc:
+        return exc.response
+    return JSONResponse(body, status_code=200, headers={"ETag": f'"{body.get("version")}"'})
+
+
+class Stored(RootModel[dict[str, Any]]):
+    """An answer's JSON body, as an idempotency key keeps it."""
+
+
+def _credential(actor: Actor) -> str:
+    """What a Connec caller's idempotency keys are scoped to: its app key or its token."""
+    if actor.app is not None:
+        return f"connec:key:{actor.app.key_id}"[:64]
+    return "connec:token:" + digest(actor.token or "")[:40]
+
+
+async def _idempotent(
+    request: Request,
+    actor: Actor,
+    key: str | None,
+    status: int,
+    work: Callable[[Any], tuple[dict[str, Any], str | None]],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A POST under ``Idempotency-Key`` (``mno.api.idempotency``, as the Hub API does):
+    the key's row is written in the write's transaction, a retry is answered the first
+    response with ``Idempotent-Replayed: true``, and a refusal keeps no key."""
+
+    def stored(s: Any) -> tuple[BaseModel, str | None]:
+        body, location = work(s)
+        return Stored(body), location
+
+    try:
+        return await idempotency.run(request, _credential(actor), key, status, stored, headers)
+    except WriteRefused as exc:
+        return exc.response
 
 
 # -- tenant-level routes (before /{entity}) ---------------------------------------------
@@ -213,21 +261,25 @@ class BatchRequest(BaseModel):
     summary="Write up to 1,000 records in one transaction, each result reported separately",
 )
 async def batch(
-    body: BatchRequest, tenant: str = TenantKey, caller: Actor = Depends(connec_actor)
-) -> Any:
+    body: BatchRequest,
+    request: Request,
+    tenant: str = TenantKey,
+    caller: Actor = Depends(connec_actor),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
+) -> Response:
     ops = [
         Op(o.op, o.entity, o.data, id=o.id, app_id=o.app_id, version=o.version)
         for o in body.operations
     ]
 
-    def work(s: Any, writer: Writer) -> writes.Outcome:
-        return writes.apply(s, writer, ops)
+    def work(s: Any) -> tuple[dict[str, Any], str | None]:
+        outcome = writes.apply(s, _writer(s, caller, tenant, True), ops)
+        return {
+            "transaction_id": str(outcome.transaction_id) if outcome.transaction_id else None,
+            "results": [r.as_dict() for r in outcome.results],
+        }, None
 
-    outcome = await _run(caller, tenant, work, write=True)
-    return {
-        "transaction_id": str(outcome.transaction_id) if outcome.transaction_id else None,
-        "results": [r.as_dict() for r in outcome.results],
-    }
+    return await _idempotent(request, caller, idempotency_key, 200, work)
 
 
 @router.post(
@@ -352,16 +404,25 @@ async def list_records(
     summary="Create a record (an `id` in the body is the app's own id for it)",
 )
 async def create(
+    request: Request,
     tenant: str = TenantKey,
     entity: str = EntityName,
     body: dict[str, Any] = Body(...),
     caller: Actor = Depends(connec_actor),
+    idempotency_key: str | None = idempotency.IdempotencyHeader,
 ) -> Response:
     data = dict(body)
     own = data.pop("id", None)
     if own is not None and not isinstance(own, str | int):
         raise ApiError(422, "invalid", "id (the app's own id) must be a string")
-    return await _write(caller, tenant, Op("create", entity, data, app_id=_own(own)))
+    op = Op("create", entity, data, app_id=_own(own))
+
+    def work(s: Any) -> tuple[dict[str, Any], str | None]:
+        made = _written(writes.apply(s, _writer(s, caller, tenant, True), [op]), entity)
+        return made, f"/v1/connec/{tenant}/{entity}/{made['id']}"
+
+    # a created record is at version 1
+    return await _idempotent(request, caller, idempotency_key, 201, work, {"ETag": '"1"'})
 
 
 def _own(value: Any) -> str | None:
@@ -415,40 +476,36 @@ async def history(
     return {"changes": await _run(caller, tenant, queries.history, entity, record_id)}
 
 
-@router.put(
+def _update_route(kind: str) -> Callable[..., Any]:
+    """The PUT (``update``: replace the data) or PATCH (``patch``: change the fields
+    given, ``null`` removes one) route of a record, with ``If-Match``."""
+
+    async def route(
+        tenant: str = TenantKey,
+        entity: str = EntityName,
+        record_id: str = Path(max_length=64),
+        body: dict[str, Any] = Body(...),
+        if_match: str | None = IfMatch,
+        caller: Actor = Depends(connec_actor),
+    ) -> Response:
+        data = {k: v for k, v in body.items() if k != "id"}
+        op = Op(kind, entity, data, id=record_id, version=_version(if_match))
+        return await _write(caller, tenant, op)
+
+    route.__name__ = {"update": "replace", "patch": "patch"}[kind]
+    return route
+
+
+replace = router.put(
     "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
     responses={**ERRORS, **STALE},
     summary="Replace a record's data (If-Match: its version)",
-)
-async def replace(
-    tenant: str = TenantKey,
-    entity: str = EntityName,
-    record_id: str = Path(max_length=64),
-    body: dict[str, Any] = Body(...),
-    if_match: str | None = IfMatch,
-    caller: Actor = Depends(connec_actor),
-) -> Response:
-    data = {k: v for k, v in body.items() if k != "id"}
-    op = Op("update", entity, data, id=record_id, version=_version(if_match))
-    return await _write(caller, tenant, op)
-
-
-@router.patch(
+)(_update_route("update"))
+patch = router.patch(
     "/v1/connec/{tenant}/{entity:connec_entity}/{record_id}",
     responses={**ERRORS, **STALE},
     summary="Change some fields of a record (null removes one; If-Match: its version)",
-)
-async def patch(
-    tenant: str = TenantKey,
-    entity: str = EntityName,
-    record_id: str = Path(max_length=64),
-    body: dict[str, Any] = Body(...),
-    if_match: str | None = IfMatch,
-    caller: Actor = Depends(connec_actor),
-) -> Response:
-    data = {k: v for k, v in body.items() if k != "id"}
-    op = Op("patch", entity, data, id=record_id, version=_version(if_match))
-    return await _write(caller, tenant, op)
+)(_update_route("patch"))
 
 
 @router.delete(

@@ -2,9 +2,10 @@
 records, a record's history, and the rollback of a Connec transaction.
 
 A page is ordered by ``updated_at, id`` unless ``$orderby`` says otherwise; its cursor
-is opaque text. With the default order the cursor holds the last row's (updated_at, id)
-and the next page starts after it (keyset, on the index ``ix_sync_record_connec_page``);
-with ``$orderby`` it holds an offset.
+is opaque text, and pages are keyset pages: the next page starts after the last row of
+the page before. With the default order the cursor holds the last row's (updated_at, id)
+(on the index ``ix_sync_record_connec_page``); with ``$orderby`` it holds the last row's
+sort values and id (``_after``), nulls sorting after every value.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -120,13 +122,19 @@ def list_records(
     fields = _fields(select, ent)
     order = filters.order_by(orderby, ent)
     at = _decode(cursor) if cursor else {}
+    sort: list[tuple[Any, str, bool]] = []  # $orderby: (expression, type, descending)
     if order:
-        keys = []
-        for name, desc in order:
-            expr, _ = filters.column(r, ent, name)
-            keys.append(expr.desc() if desc else expr.asc())
-        offset = int(at.get("o", 0)) if str(at.get("o", 0)).isdigit() else 0
-        stmt = stmt.order_by(*keys, r.c.id).offset(offset)
+        sort = [(*filters.column(r, ent, name), desc) for name, desc in order]
+        if at:
+            stmt = stmt.where(_after(sort, r.c.id, at))
+        stmt = stmt.add_columns(*(expr.label(f"_k{n}") for n, (expr, _, _) in enumerate(sort)))
+        stmt = stmt.order_by(
+            *(
+                expr.desc().nulls_first() if desc else expr.asc().nulls_last()
+                for expr, _, desc in sort
+            ),
+            r.c.id,
+        )
     else:
         if at:
             try:
@@ -135,7 +143,6 @@ def list_records(
                 raise BadInput("bad cursor", "pass the `next` value of the previous page") from None
             stmt = stmt.where(sa.tuple_(r.c.updated_at, r.c.id) > sa.tuple_(u, i))
         stmt = stmt.order_by(r.c.updated_at, r.c.id)
-        offset = 0
     rows = session.execute(stmt.limit(limit + 1)).all()
     page = rows[:limit]
     mapped = app_ids_of(session, writer, [row.id for row in page])
@@ -149,11 +156,75 @@ def list_records(
     if len(rows) > limit:
         last = page[-1]
         nxt = _encode(
-            {"o": offset + limit}
+            {"k": [_key_text(getattr(last, f"_k{n}")) for n in range(len(sort))], "i": str(last.id)}
             if order
             else {"u": last.updated_at.isoformat(), "i": str(last.id)}
         )
     return Page(out, nxt)
+
+
+def _key_text(value: Any) -> Any:
+    """A sort value as the cursor's JSON keeps it (decimals and times as text)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _key_value(value: Any, kind: str) -> Any:
+    """A sort value read back from a cursor, for comparison with its field of ``kind``."""
+    if value is None:
+        return None
+    if kind in ("decimal", "number"):
+        return Decimal(str(value))
+    if kind in ("integer", "version"):
+        return int(value)
+    if kind == "time":
+        return datetime.fromisoformat(str(value))
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError(value)
+        return value
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
+
+
+def _after(sort: list[tuple[Any, str, bool]], id_col: Any, at: dict[str, Any]) -> Any:
+    """The keyset condition of an ``$orderby`` page: the rows after the cursor's last row
+    (its sort values and id) in the page order, where a null sorts after every value
+    (ascending: nulls last; descending: nulls first, as PostgreSQL's default). A row
+    inserted meanwhile lands before or after the cursor by its own values, so the pages
+    that follow never skip nor repeat a row that was there when paging started."""
+    bad = BadInput("bad cursor", "pass the `next` value of the previous page")
+    try:
+        values = at["k"]
+        last_id = uuid.UUID(str(at["i"]))
+        if not isinstance(values, list) or len(values) != len(sort):
+            raise bad
+        keys = [
+            uuid.UUID(str(v)) if expr is id_col and v is not None else _key_value(v, kind)
+            for v, (expr, kind, _) in zip(values, sort, strict=True)
+        ]
+    except (KeyError, ValueError, TypeError, ArithmeticError):
+        raise bad from None
+    ors = []
+    equal: list[Any] = []
+    for (expr, _kind, desc), value in zip(sort, keys, strict=True):
+        if value is None:
+            beyond = expr.is_not(None) if desc else sa.false()
+            same = expr.is_(None)
+        else:
+            bound = sa.bindparam(None, value, type_=expr.type)
+            beyond = expr < bound if desc else sa.or_(expr > bound, expr.is_(None))
+            same = expr == bound
+        ors.append(sa.and_(*equal, beyond))
+        equal.append(same)
+    ors.append(sa.and_(*equal, id_col > last_id))
+    return sa.or_(*ors)
 
 
 def _fields(select: str | None, ent: entities.Entity) -> set[str] | None:

@@ -46,7 +46,7 @@ from mno.store.models.sync import (
 )
 from mno.sync import connections
 from mno.sync.page_writer import checkpoint_wal
-from mno.sync.pages import Ctx, fetch_page, map_page
+from mno.sync.pages import Ctx, connec_app, fetch_page, map_page
 from mno.sync.pull import ProgressFn, pull_entity
 from mno.sync.push import (
     deliver,
@@ -167,6 +167,7 @@ def run(
         connector = session.get(SyncConnector, conn.connector_id)
         assert connector is not None
         spec = ConnectorSpec.model_validate(connector.spec)
+        app_id = connector.app_id
         names = [entity] if entity else list(conn.entities)
         for name in names:
             spec.entity(name)
@@ -188,6 +189,7 @@ def run(
                 for name in names if conn.pull_enabled else []:
                     ent = spec.entity(name)
                     ctx = Ctx(run_id, conn, spec, ent, owner, source=conn.name)
+                    ctx.connec_app = connec_app(app_id, ent.canonical)
                     ctx.listed = listed
                     try:
                         pull_entity(scope, client, ctx, full=full, progress=progress)

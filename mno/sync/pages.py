@@ -57,6 +57,10 @@ class Ctx:
     # the external ids each entity's pass listed in this run, shared by the run's
     # entities; a parent entity's are what its child streams list children of
     listed: dict[str, set[str]] | None = None
+    # the connector's app id (text) when the entity is one of Connec's: every change the
+    # pass writes is also announced as ``connec.<entity>.created|updated|deleted``, with
+    # the payload of an API write and this app as its ``source_app_id`` (see connec_app)
+    connec_app: str | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -76,6 +80,25 @@ class Ctx:
         if len(self.fresh) > FRESH_IDS:
             self.fresh = None  # bounded memory: look up again from here on
         return fresh
+
+
+def connec_app(app_id: uuid.UUID, entity: str) -> str | None:
+    """The ``source_app_id`` of a pass's Connec events: the connector's app, when
+    ``entity`` is a Connec entity (canonical or custom); None otherwise (nobody can
+    subscribe to it through Connec)."""
+    from mno.connec.entities import all_entities  # lazy: JSON Schemas
+
+    return str(app_id) if entity in all_entities() else None
+
+
+def connec_payload(
+    rid: str, entity_json: str, version: int, source_json: str, app: str, data: str | None
+) -> str:
+    """The payload of a ``connec.<entity>.*`` event, as ``connec.writes`` writes it."""
+    return (
+        f'{{"record_id":"{rid}","entity":{entity_json},"version":{version},'
+        f'"source":{source_json},"source_app_id":"{app}","data":{data or "null"}}}'
+    )
 
 
 def fetch_page(
@@ -165,6 +188,9 @@ class Pulled:
     # PostgreSQL: the same rows as COPY text lines (the values that vary per row) of the
     # record, id map, change and event
     new_copy: tuple[str, str, str, str] | None = None
+    # its connec.<entity>.created event when the pass announces them (Ctx.connec_app):
+    # (id, payload), or a COPY text line on PostgreSQL
+    new_connec: Any = None
 
 
 @dataclass(frozen=True)
@@ -174,17 +200,26 @@ class NewRows:
     postgres: bool
     entity: str
     source: str
+    connec_app: str | None = None  # Ctx.connec_app
+
+    @classmethod
+    def of(cls, ctx: Ctx, postgres: bool) -> NewRows:
+        return cls(postgres, ctx.entity.canonical, ctx.source, ctx.connec_app)
 
     def prepare(self, items: list[Pulled]) -> None:
         time_v = bulk.time_value(self.postgres)
-        ids = bulk.hex_ids(4 * len(items))
+        app = self.connec_app
+        per = 4 if app is None else 5
+        ids = bulk.hex_ids(per * len(items))
         head = f'"entity":{json.dumps(self.entity)},"version":1,"source":{json.dumps(self.source)}'
+        connec_head = f'{head},"source_app_id":"{app}"'
         dashed = bulk.dashed
         if self.postgres:
             head_copy = bulk.copy_json(head)
+            connec_copy = bulk.copy_json(connec_head)
             copy_text, copy_time = bulk.copy_text, bulk.copy_time
             for i, it in enumerate(items):
-                rid, map_id, change_id, event_id = ids[4 * i : 4 * i + 4]
+                rid, map_id, change_id, event_id = ids[per * i : per * i + 4]
                 data = it.data_json.replace("\\", "\\\\")  # bulk.copy_json
                 u = it.updated_at
                 when = u.isoformat(" ") if u is not None and u.tzinfo is UTC else copy_time(u)
@@ -194,17 +229,27 @@ class NewRows:
                     f"{change_id}\t{rid}\n",
                     f'{event_id}\t{{"record_id":"{dashed(rid)}",{head_copy},"data":{data}}}\n',
                 )
+                if app is not None:
+                    it.new_connec = (
+                        f'{ids[per * i + 4]}\t{{"record_id":"{dashed(rid)}",{connec_copy},'
+                        f'"data":{data}}}\n'
+                    )
             return
         for i, it in enumerate(items):
-            rid = ids[4 * i]
+            rid = ids[per * i]
             it.new_row = (
                 rid,
-                ids[4 * i + 1],
-                ids[4 * i + 2],
-                ids[4 * i + 3],
+                ids[per * i + 1],
+                ids[per * i + 2],
+                ids[per * i + 3],
                 time_v(it.updated_at),
                 f'{{"record_id":"{dashed(rid)}",{head},"data":{it.data_json}}}',
             )
+            if app is not None:
+                it.new_connec = (
+                    ids[per * i + 4],
+                    f'{{"record_id":"{dashed(rid)}",{connec_head},"data":{it.data_json}}}',
+                )
 
 
 def map_page(
@@ -222,6 +267,8 @@ def map_page(
 
 
 _ETYPE = {"create": "record.created", "update": "record.updated", "delete": "record.deleted"}
+# the Connec event of each action, for an entity: connec.{entity}.created, ...
+_CONNEC = {action: "connec.{}." + etype.split(".")[1] for action, etype in _ETYPE.items()}
 _CHANGE_COLS = (
     "id",
     "created_at",
@@ -340,6 +387,7 @@ class PageRows:
     new_maps: list[Any] = field(default_factory=list)
     new_changes: list[Any] = field(default_factory=list)
     new_events: list[Any] = field(default_factory=list)
+    new_connec: list[Any] = field(default_factory=list)  # their connec.<entity>.created
     rec_updates: list[tuple[Any, ...]] = field(default_factory=list)  # for Rows.update
     rec_deletes: list[dict[str, Any]] = field(default_factory=list)
     map_updates: list[tuple[Any, ...]] = field(default_factory=list)  # for Rows.update
@@ -405,9 +453,11 @@ def classify(ctx: Ctx, page: PageRows, items: list[Pulled], known: dict[str, Kno
     rec_deletes, rec_updates, map_updates = page.rec_deletes, page.rec_updates, page.map_updates
     conflicts, pushes = page.conflicts, page.pushes
     repush_self, seen_only = page.repush_self, page.seen_only
-    ids = iter(bulk.hex_ids(2 * len(known) + 1))  # a change and an event per known id
+    # a change and an event (and a Connec event) per known id
+    ids = iter(bulk.hex_ids((2 if ctx.connec_app is None else 3) * len(known) + 1))
     change = _change_rows(ctx, page, ids)
-    prepare = NewRows(w.postgres, ctx.entity.canonical, ctx.source)
+    prepare = NewRows.of(ctx, w.postgres)
+    new_connec = page.new_connec
 
     if not known and _all_new_copy(page, items):
         return
@@ -425,6 +475,8 @@ def classify(ctx: Ctx, page: PageRows, items: list[Pulled], known: dict[str, Kno
                 new_maps.append(map_line)
                 new_changes.append(change_line)
                 new_events.append(event_line)
+                if it.new_connec is not None:
+                    new_connec.append(it.new_connec)
                 pushes.append(rec_line[:32])  # the record id, 32 hex digits
                 continue
             # set by prepare() when new_copy is not; no per-record check on this hot loop
@@ -433,6 +485,8 @@ def classify(ctx: Ctx, page: PageRows, items: list[Pulled], known: dict[str, Kno
             new_maps.append((map_id, it.external_id, rid, it.digest))
             new_changes.append((change_id, rid))
             new_events.append((event_id, payload))
+            if it.new_connec is not None:
+                new_connec.append(it.new_connec)
             pushes.append(rid)
             continue
         if it.deleted:
@@ -504,6 +558,7 @@ def _all_new_copy(page: PageRows, items: list[Pulled]) -> bool:
         list(lines) for lines in zip(*[it.new_copy for it in items], strict=True)
     )
     page.pushes.extend(line[:32] for line in page.new_records)  # the record ids, 32 hex digits
+    page.new_connec = [it.new_connec for it in items if it.new_connec is not None]
     return True
 
 
@@ -515,6 +570,7 @@ def _change_rows(ctx: Ctx, page: PageRows, ids: Iterator[str]) -> ChangeFn:
     ent = ctx.entity.canonical
     src = json.dumps(ctx.source)
     ent_json = json.dumps(ent)
+    app = ctx.connec_app
 
     def change(
         action: str, rid: uuid.UUID, before_json: str | None, after_json: str | None, version: int
@@ -540,6 +596,9 @@ def _change_rows(ctx: Ctx, page: PageRows, ids: Iterator[str]) -> ChangeFn:
             f'"source":{src},"data":{after_json or "null"}}}'
         )
         events.append((next(ids), now_v, now_v, _ETYPE[action], tenant_v, payload))
+        if app is not None:
+            connec = connec_payload(str(rid), ent_json, version, src, app, after_json)
+            events.append((next(ids), now_v, now_v, _CONNEC[action].format(ent), tenant_v, connec))
         pushes.append(rid_hex)
 
     return change
@@ -614,6 +673,14 @@ def write_new_records(ctx: Ctx, page: PageRows) -> None:
         {**stamp, "type": "record.created", "tenant_id": tenant_v},
         copy_lines=w.postgres,
     )
+    if page.new_connec:
+        outbox.emit_rows(
+            w,
+            ("id", "payload"),
+            page.new_connec,
+            {**stamp, "type": f"connec.{ent}.created", "tenant_id": tenant_v},
+            copy_lines=w.postgres,
+        )
     ctx.bump("created", len(page.new_records))
 
 

@@ -130,7 +130,7 @@ def pull_pages(
     ``PageWriter.groups``). Returns the checkpoint after the last page."""
     ent = ctx.entity
     position: dict[str, Any] | None = cp["position"]
-    new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
+    new = NewRows.of(ctx, engine.dialect.name == "postgresql")
 
     def fetch(pos: dict[str, Any]) -> tuple[_Page, dict[str, Any] | None]:
         raws, nxt = fetch_page(client, ent, since, pos)
@@ -229,7 +229,7 @@ def pull_children(
         parents = parent_ids(session, ctx, changed_only=not full and ctx.fresh is None)
     if not parents:
         return cp
-    new = NewRows(engine.dialect.name == "postgresql", ent.canonical, ctx.source)
+    new = NewRows.of(ctx, engine.dialect.name == "postgresql")
 
     def fetch(pid: str) -> list[dict[str, Any]]:
         path = parent.path.replace("{id}", quote(pid, safe=""))
@@ -569,23 +569,14 @@ def _delete_records(session: Session, ctx: Ctx, rows: list[tuple[uuid.UUID, Any,
             for rid, data, _ in rows
         ],
     )
-    outbox.emit_many(
-        session,
-        [
-            (
-                "record.deleted",
-                {
-                    "record_id": str(rid),
-                    "entity": ent,
-                    "version": v + 1,
-                    "source": ctx.source,
-                    "data": None,
-                },
-                tenant_id,
-            )
-            for rid, _, v in rows
-        ],
-    )
+    events: list[tuple[str, dict[str, Any], uuid.UUID | None]] = []
+    for rid, _, v in rows:
+        payload = {"record_id": str(rid), "entity": ent, "version": v + 1, "source": ctx.source}
+        events.append(("record.deleted", {**payload, "data": None}, tenant_id))
+        if ctx.connec_app is not None:  # as an API write announces it (pages.connec_app)
+            connec = {**payload, "source_app_id": ctx.connec_app, "data": None}
+            events.append((f"connec.{ent}.deleted", connec, tenant_id))
+    outbox.emit_many(session, events)
     ctx.bump("deleted", len(rows))
 
 

@@ -272,3 +272,81 @@ def test_equality_on_postgres_is_a_containment_test():
     assert "AS NUMERIC(38, 10)" in pg
     lite = str(filters.where(text, table, ent).compile(dialect=sqlite.dialect()))
     assert "@>" not in lite and "JSON_EXTRACT" in lite.upper()
+
+
+ORDERINGS = [
+    "total_amount desc",
+    "status, total_amount desc",
+    "due_date desc, number",
+    "balance",
+    "number desc, currency",
+    "updated_at desc",
+    "version, transaction_date desc",
+]
+
+
+def _sort_key(order: list[tuple[str, bool]], rec: dict[str, Any]) -> list[tuple[int, Any]]:
+    """A comparable key of a shown record in an ``$orderby`` order: nulls after every
+    value (ascending) or before (descending), then the id."""
+    out: list[tuple[int, Any]] = []
+    for name, desc in order:
+        value = rec[name] if name in ("id", "version", "created_at", "updated_at") else None
+        if name not in ("id", "version", "created_at", "updated_at"):
+            value = rec["data"].get(name)
+            if value is not None and name in DECIMALS:
+                value = Decimal(value)
+        if value is None:
+            out.append((0 if desc else 1, None))
+        elif desc:
+            out.append((1, _Reverse(value)))
+        else:
+            out.append((0, value))
+    out.append((0, uuid.UUID(rec["id"])))
+    return out
+
+
+class _Reverse:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reverse) -> bool:
+        return bool(other.value < self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reverse) and self.value == other.value
+
+
+@pytest.mark.parametrize("orderby", ORDERINGS)
+def test_orderby_pages_are_keyset_pages_under_inserts(session: Any, invoices: Any, orderby: str):
+    """Walking the pages of an ``$orderby`` while other invoices are inserted between
+    pages never skips nor repeats one that was there before, and every page follows the
+    page before it in the order (the cursor holds the last row's sort values and id)."""
+    from mno.connec import entities
+
+    writer, rows = invoices
+    before = {r["_id"] for r in rows}
+    order = filters.order_by(orderby, entities.get("invoices"))
+    rng = random.Random(orderby)
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        with session(write=False) as s:
+            page = queries.list_records(
+                s, writer, "invoices", orderby=orderby, limit=7, cursor=cursor
+            )
+        seen.extend(page.records)
+        cursor = page.next
+        if cursor is None:
+            break
+        with session() as s:  # others write meanwhile, anywhere in the order
+            out = apply(s, writer, [Op("create", "invoices", _invoice(rng, 0)) for _ in range(5)])
+            assert all(r.status == 201 for r in out.results)
+    ids = [r["id"] for r in seen]
+    assert len(ids) == len(set(ids)), "a record was repeated"
+    assert before <= set(ids), "a record that was there before was skipped"
+    keys = [_sort_key(order, r) for r in seen]
+    assert all(not keys[i + 1] < keys[i] for i in range(len(keys) - 1))
+    with session(write=False) as s:
+        with pytest.raises(BadInput, match="bad cursor"):
+            bad = queries._encode({"k": ["x"], "i": str(uuid.uuid4())})
+            queries.list_records(s, writer, "invoices", orderby="total_amount", cursor=bad)

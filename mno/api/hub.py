@@ -35,7 +35,9 @@ KEY = Path(max_length=64, description="The tenant's key")
 MAX_LIMIT = 500
 
 
-def _with(codes: dict[int | str, dict[str, Any]], extra: dict[int, str]) -> dict[int | str, Any]:
+def with_errors(
+    codes: dict[int | str, dict[str, Any]], extra: dict[int, str]
+) -> dict[int | str, Any]:
     out = dict(codes)
     for status, text in extra.items():
         out[status] = {
@@ -46,8 +48,8 @@ def _with(codes: dict[int | str, dict[str, Any]], extra: dict[int, str]) -> dict
     return out
 
 
-POST_ERRORS = _with(ERRORS, {})
-PATCH_ERRORS = _with(ERRORS, {412: "If-Match names another version of the tenant"})
+POST_ERRORS = with_errors(ERRORS, {})
+PATCH_ERRORS = with_errors(ERRORS, {412: "If-Match names another version of the tenant"})
 
 
 class Tenant(BaseModel):

@@ -268,8 +268,10 @@ async def set_member_role(
             tenant_key = _visible(s, principal, key, "access:write")
             m, user, tenant = members.get(s, tenant_key, email)
             s.refresh(m, with_for_update=True)  # a concurrent PATCH waits here
-            check_if_match(if_match, members.as_dict(m, user, tenant), f"member {user.email}")
+            before = members.as_dict(m, user, tenant)
             m = members.set_role(s, tenant_key, email, body.role, by=principal.by)
+            # checked after the input (a bad one is refused 4xx first); a 412 rolls back
+            check_if_match(if_match, before, f"member {user.email}")
             return members.as_dict(m, user, tenant)
 
     data = await threads.run(work)

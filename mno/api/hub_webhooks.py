@@ -249,7 +249,7 @@ async def update_webhook(
             found = _endpoint_of(s, principal, endpoint_id, "webhooks:write")
             current = endpoints.get(s, found)
             s.refresh(current, with_for_update=True)  # a concurrent PATCH waits here
-            check_if_match(if_match, _view(s, current), f"webhook endpoint {found}")
+            before = _view(s, current)
             e = endpoints.update(
                 s,
                 found,
@@ -260,6 +260,8 @@ async def update_webhook(
                 timeout=body.timeout,
                 headers=body.headers,
             )
+            # checked after the input (a bad one is refused 4xx first); a 412 rolls back
+            check_if_match(if_match, before, f"webhook endpoint {found}")
             return _view(s, e)
 
     data = await threads.run(work)

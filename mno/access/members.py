@@ -42,6 +42,16 @@ def find(session: Session, user: User, tenant: Tenant) -> Membership | None:
     ).first()
 
 
+def get(session: Session, tenant_key: str, email: str) -> tuple[Membership, User, Tenant]:
+    """The membership of ``email`` in the tenant, with its user and tenant; NotFound."""
+    tenant = tenants.get(session, tenant_key)
+    user = users.get(session, email)
+    m = find(session, user, tenant)
+    if m is None:
+        raise NotFound(f"{user.email} is not a member of {tenant.key}")
+    return m, user, tenant
+
+
 def role_of(session: Session, user: User, tenant: Tenant) -> str | None:
     m = find(session, user, tenant)
     return m.role if m else None

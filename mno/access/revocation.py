@@ -72,7 +72,7 @@ def bump(session: Session) -> None:
         session.info.pop(_HOOK, None)
         signal()
 
-    def _after_rollback(_s: Any) -> None:
+    def _after_rollback(_s: Any, _previous: Any) -> None:  # (session, transaction)
         session.info.pop(_HOOK, None)
 
     event.listen(session, "after_commit", _after_commit, once=True)

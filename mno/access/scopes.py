@@ -323,12 +323,14 @@ def page_events(
     session: Session,
     principal: Principal,
     *,
-    after: int | None,
+    after: str | None,
     limit: int,
     event_type: str | None = None,
 ) -> list[Any]:
-    """Outbox events after the sequence number ``after``, oldest first, of the tenants
-    the caller sees (an operator sees every event, platform events included)."""
+    """Outbox events after the follow cursor ``after`` (``outbox.follow``), oldest first,
+    of the tenants the caller sees (an operator sees every event, platform events
+    included)."""
+    from mno.store import outbox
     from mno.store.models.core import Event
 
     require_scope(principal, "events:read")
@@ -342,6 +344,4 @@ def page_events(
             stmt = stmt.where(col(Event.type).like(escaped.replace("*", "%"), escape="\\"))
         else:
             stmt = stmt.where(Event.type == event_type)
-    if after is not None:
-        stmt = stmt.where(col(Event.seq) > after)
-    return list(session.exec(stmt.order_by(col(Event.seq)).limit(limit)))
+    return outbox.follow(session, stmt, after, limit)

@@ -138,9 +138,55 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+def _takes_only_the_request(route: APIRoute) -> bool:
+    """Whether the route's endpoint is ``async def f(request: Request) -> Response``: no
+    parameter or dependency for FastAPI to solve, and nothing to serialise."""
+    import inspect
+    import typing
+
+    d = route.dependant
+    if d.request_param_name is None or not inspect.iscoroutinefunction(route.endpoint):
+        return False
+    if (
+        d.path_params
+        or d.query_params
+        or d.header_params
+        or d.cookie_params
+        or d.body_params
+        or d.dependencies
+        or d.security_scopes_param_name
+        or d.response_param_name
+        or d.background_tasks_param_name
+        or d.websocket_param_name
+        or d.http_connection_param_name
+    ):
+        return False
+    try:
+        returns = typing.get_type_hints(route.endpoint).get("return")
+    except (NameError, TypeError):
+        return False
+    return isinstance(returns, type) and issubclass(returns, Response)
+
+
 class ApiRoute(APIRoute):
+    """Every API route: unknown query parameters, body size and NUL checks, and the
+    domain's errors as problems.
+
+    An endpoint that takes only the request and answers a ``Response`` itself (the IDM's
+    ``authorize``, the sign-in pages) is called directly: FastAPI's handler would solve
+    an empty set of dependencies and pass the response through, at a cost that shows on
+    the hottest route. Everything else in the request's path is the same."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if _takes_only_the_request(self):
+            endpoint = self.endpoint
+
+            async def plain(request: Request) -> Response:
+                response: Response = await endpoint(request)
+                return response
+
+            handler = plain
         known = _query_names(self.dependant)
 
         async def route(request: Request) -> Response:

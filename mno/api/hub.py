@@ -25,7 +25,7 @@ from mno.access.scopes import Principal
 from mno.api import idempotency, threads
 from mno.api.bearer import hub_principal
 from mno.api.errors import ERRORS, PROBLEM, READ, ApiError, ApiRoute, ErrorBody
-from mno.store import audit
+from mno.store import audit, outbox
 from mno.store.db import session_scope
 from mno.tenancy import tenants
 
@@ -35,7 +35,9 @@ KEY = Path(max_length=64, description="The tenant's key")
 MAX_LIMIT = 500
 
 
-def _with(codes: dict[int | str, dict[str, Any]], extra: dict[int, str]) -> dict[int | str, Any]:
+def with_errors(
+    codes: dict[int | str, dict[str, Any]], extra: dict[int, str]
+) -> dict[int | str, Any]:
     out = dict(codes)
     for status, text in extra.items():
         out[status] = {
@@ -46,8 +48,8 @@ def _with(codes: dict[int | str, dict[str, Any]], extra: dict[int, str]) -> dict
     return out
 
 
-POST_ERRORS = _with(ERRORS, {})
-PATCH_ERRORS = _with(ERRORS, {412: "If-Match names another version of the tenant"})
+POST_ERRORS = with_errors(ERRORS, {})
+PATCH_ERRORS = with_errors(ERRORS, {412: "If-Match names another version of the tenant"})
 
 
 class Tenant(BaseModel):
@@ -164,7 +166,9 @@ class Event(BaseModel):
 
 class EventPage(BaseModel):
     events: list[Event]
-    next: str = Field(description="Pass as `after` to read the events that follow.")
+    next: str = Field(
+        description="Pass as `after` to read the events that follow (`SEQ` or `TX:SEQ`)."
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -494,11 +498,22 @@ async def remove_contact(
     response_model=EventPage,
     responses=READ,
     summary="Outbox events after a cursor, oldest first, of the tenants the caller sees",
+    description=(
+        "Follows the outbox: `next` is the cursor of the last event returned. Only "
+        "events whose transaction has ended are served, ordered by that transaction, so "
+        "an event that commits late is never skipped by a reader already past it."
+    ),
 )
 async def list_events(
     request: Request,
     principal: Principal = Depends(hub_principal),
-    after: int | None = Query(None, ge=0, lt=2**63, description="A sequence number (`next`)"),
+    after: str | None = Query(
+        None,
+        max_length=40,
+        pattern=r"^([0-9]{1,19}:)?[0-9]{1,19}$",
+        description="`next` of the previous page, or a sequence number: the events above it",
+        examples=["41", "1234567:42"],
+    ),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
     type: str | None = Query(
         None, max_length=100, description="An event type; `*` matches any part (`tenant.*`)"
@@ -518,7 +533,7 @@ async def list_events(
             )
             for e in rows
         ]
-        nxt = str(events[-1].seq) if events else str(after or 0)
+        nxt = outbox.position(rows[-1]) if rows else (after or "0")
         return EventPage(events=events, next=nxt)
 
     page = await threads.run(work)

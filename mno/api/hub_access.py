@@ -20,7 +20,16 @@ from mno.access.scopes import Principal
 from mno.api import idempotency, threads
 from mno.api.bearer import hub_principal
 from mno.api.errors import ERRORS, READ, ApiRoute
-from mno.api.hub import KEY, MAX_LIMIT, json_response, next_link
+from mno.api.hub import (
+    KEY,
+    MAX_LIMIT,
+    IfMatch,
+    check_if_match,
+    etag_of,
+    json_response,
+    next_link,
+    with_errors,
+)
 from mno.errors import Forbidden, NotFound
 from mno.store import paging
 from mno.store.db import session_scope
@@ -221,23 +230,52 @@ async def add_member(
     return await idempotency.run(request, principal, idempotency_key, 201, work)
 
 
-@router.patch("/v1/hub/tenants/{key}/members/{email}", response_model=Member, responses=ERRORS)
+@router.get(
+    "/v1/hub/tenants/{key}/members/{email}",
+    response_model=Member,
+    responses=READ,
+    summary="One member of a tenant, with its ETag",
+)
+async def get_member(
+    key: str = KEY, email: str = EMAIL, principal: Principal = Depends(hub_principal)
+) -> Response:
+    def work() -> dict[str, Any]:
+        with session_scope(write=False) as s:
+            tenant_key = _visible(s, principal, key, "access:read")
+            return members.as_dict(*members.get(s, tenant_key, email))
+
+    data = await threads.run(work)
+    return json_response(Member(**data), headers={"ETag": etag_of(data)})
+
+
+@router.patch(
+    "/v1/hub/tenants/{key}/members/{email}",
+    response_model=Member,
+    responses=with_errors(ERRORS, {412: "If-Match names another version of the member"}),
+    summary="Change a member's role; `If-Match` refuses a lost update (412)",
+)
 async def set_member_role(
     body: RoleChange,
     key: str = KEY,
     email: str = EMAIL,
     principal: Principal = Depends(hub_principal),
+    if_match: str | None = IfMatch,
 ) -> Response:
     """Change a member's role (the last super_admin stays)."""
 
-    def work() -> Member:
+    def work() -> dict[str, Any]:
         with session_scope() as s:
             tenant_key = _visible(s, principal, key, "access:write")
+            m, user, tenant = members.get(s, tenant_key, email)
+            s.refresh(m, with_for_update=True)  # a concurrent PATCH waits here
+            before = members.as_dict(m, user, tenant)
             m = members.set_role(s, tenant_key, email, body.role, by=principal.by)
-            user = users.get(s, m.user_id)
-            return Member(**members.as_dict(m, user, tenants.get(s, tenant_key)))
+            # checked after the input (a bad one is refused 4xx first); a 412 rolls back
+            check_if_match(if_match, before, f"member {user.email}")
+            return members.as_dict(m, user, tenant)
 
-    return json_response(await threads.run(work))
+    data = await threads.run(work)
+    return json_response(Member(**data), headers={"ETag": etag_of(data)})
 
 
 @router.delete("/v1/hub/tenants/{key}/members/{email}", status_code=204, responses=READ)

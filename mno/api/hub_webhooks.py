@@ -23,7 +23,15 @@ from mno.access.scopes import Principal
 from mno.api import idempotency, threads
 from mno.api.bearer import hub_principal
 from mno.api.errors import ERRORS, READ, ApiRoute
-from mno.api.hub import MAX_LIMIT, json_response, next_link
+from mno.api.hub import (
+    MAX_LIMIT,
+    IfMatch,
+    check_if_match,
+    etag_of,
+    json_response,
+    next_link,
+    with_errors,
+)
 from mno.errors import Forbidden, NotFound
 from mno.store.db import session_scope
 from mno.store.models.tenancy import Tenant
@@ -211,27 +219,37 @@ async def create_webhook(
 async def get_webhook(
     endpoint_id: str = ENDPOINT, principal: Principal = Depends(hub_principal)
 ) -> Response:
-    """One endpoint (custom headers masked, never the secret)."""
+    """One endpoint (custom headers masked, never the secret), with its ETag."""
 
-    def work() -> Endpoint:
+    def work() -> dict[str, Any]:
         with session_scope(write=False) as s:
             found = _endpoint_of(s, principal, endpoint_id, "webhooks:read")
-            return Endpoint(**_view(s, endpoints.get(s, found)))
+            return _view(s, endpoints.get(s, found))
 
-    return json_response(await threads.run(work))
+    data = await threads.run(work)
+    return json_response(Endpoint(**data), headers={"ETag": etag_of(data)})
 
 
-@router.patch("/v1/hub/webhooks/{endpoint_id}", response_model=Endpoint, responses=ERRORS)
+@router.patch(
+    "/v1/hub/webhooks/{endpoint_id}",
+    response_model=Endpoint,
+    responses=with_errors(ERRORS, {412: "If-Match names another version of the endpoint"}),
+)
 async def update_webhook(
     body: EndpointUpdate,
     endpoint_id: str = ENDPOINT,
     principal: Principal = Depends(hub_principal),
+    if_match: str | None = IfMatch,
 ) -> Response:
-    """Change an endpoint's URL, filters, timeout or headers."""
+    """Change an endpoint's URL, filters, timeout or headers; `If-Match` refuses a lost
+    update (412)."""
 
-    def work() -> Endpoint:
+    def work() -> dict[str, Any]:
         with session_scope() as s:
             found = _endpoint_of(s, principal, endpoint_id, "webhooks:write")
+            current = endpoints.get(s, found)
+            s.refresh(current, with_for_update=True)  # a concurrent PATCH waits here
+            before = _view(s, current)
             e = endpoints.update(
                 s,
                 found,
@@ -242,9 +260,12 @@ async def update_webhook(
                 timeout=body.timeout,
                 headers=body.headers,
             )
-            return Endpoint(**_view(s, e))
+            # checked after the input (a bad one is refused 4xx first); a 412 rolls back
+            check_if_match(if_match, before, f"webhook endpoint {found}")
+            return _view(s, e)
 
-    return json_response(await threads.run(work))
+    data = await threads.run(work)
+    return json_response(Endpoint(**data), headers={"ETag": etag_of(data)})
 
 
 @router.delete("/v1/hub/webhooks/{endpoint_id}", status_code=204, responses=READ)

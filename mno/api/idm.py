@@ -143,7 +143,7 @@ _raw: dict[tuple[str, bytes], _Hit] = {}
         "security": [{"HTTPBasic": []}],
     },
 )
-async def authorize(request: Request) -> Any:
+async def authorize(request: Request) -> Response:
     """Answer ``{allowed, reason, user, role}``; the caller authenticates as an app.
 
     The hot path is a lookup of (credentials, body) in the answer cache, valid while the

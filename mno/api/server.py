@@ -27,6 +27,9 @@ def build_app() -> FastAPI:
         title="mno hub API",
         version=__version__,
         description="Developer API (HTTP Basic with an app key) and IDM.",
+        # mno counts requests itself (/metrics); FastAPI's OpenTelemetry hooks would ask
+        # the global providers whether they are configured on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
 
     install_error_handlers(app)

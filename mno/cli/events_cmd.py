@@ -28,7 +28,8 @@ def list_(
             "--after",
             metavar="CURSOR",
             help="A sequence number: the events after it, oldest first (follows the "
-            "outbox); or the cursor printed after a page, to continue it.",
+            "outbox, never skipping an event that commits late); or the cursor printed "
+            "after a page, to continue it.",
         ),
     ] = None,
     all_: AllOpt = False,

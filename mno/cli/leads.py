@@ -130,6 +130,18 @@ def list_(
     output: OutputOpt = Format.table,
 ) -> None:
     """List leads, newest first."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import leads as remote
+
+        if all_:
+            every = remote.stream(client, status=status, after=after)
+            render_stream(every, output, columns=COLUMNS, empty="No leads.")
+            return
+        shown, cursor = remote.page(client, status=status, after=after, limit=limit)
+        render_page(shown, cursor, output, columns=COLUMNS, empty="No leads.")
+        return
     from mno.store.db import session_scope
     from mno.tenancy import leads
 
@@ -149,6 +161,13 @@ def show(
     lead_id: Annotated[str, typer.Argument(help="Lead id.")], output: OutputOpt = Format.table
 ) -> None:
     """Show one lead."""
+    from mno.cli.remote import hub
+
+    if (client := hub()) is not None:
+        from mno.remote import leads as remote
+
+        render(remote.get(client, lead_id), output)
+        return
     from mno.store.db import session_scope
     from mno.tenancy import leads
 

@@ -4,6 +4,17 @@ Events carry a dotted type from ``mno.events.CATALOGUE``, a JSON payload, the te
 and a database-assigned monotonic ``seq``. Consumers (the webhook dispatcher, email
 notifications) read them in ``seq`` order.
 
+``seq`` is taken at insert time, not at commit time: on PostgreSQL a transaction holding
+seq 41 may commit after another's seq 42 was read, so a reader that remembers "after 42"
+would skip 41 for ever. Readers that follow the outbox with a cursor (``mno events list
+--after``, the Hub API's ``/v1/hub/events``) therefore use ``follow()``: each event also
+records the id of the transaction that wrote it (``tx``), and ``follow`` serves only the
+events of transactions older than the oldest one still running
+(``pg_snapshot_xmin``), in ``(tx, seq)`` order. Every event such a read can return is
+final, and any event written later carries a larger ``tx``: it sorts after every cursor
+already handed out. SQLite serialises its writers, so there ``tx`` is 0 and the order is
+``seq``. The dispatcher keeps its own state instead (``mno.webhooks.fanout``).
+
 This module is the one door for events: ``emit`` writes one, ``emit_many`` a list of
 ``(type, payload, tenant)``, and ``emit_rows`` the prepared rows of a hot path (a sync
 page, a billing chunk) through ``store.bulk``. Each checks every type against the
@@ -23,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mno import clock
@@ -140,23 +152,69 @@ def _events(event_type: str | None, tenant_id: uuid.UUID | None, since: datetime
     return stmt
 
 
-_SEQ = re.compile(r"[0-9]{1,19}")
+_POSITION = re.compile(r"(?:([0-9]{1,19}):)?([0-9]{1,19})")
+CURSOR_PATTERN = r"^([0-9]{1,19}:)?[0-9]{1,19}$"  # a follow cursor, for API validation
 
 
 def _walk(after: str | None) -> tuple[bool, str | None]:
     """How a list of events walks from the cursor ``after``: (oldest first, cursor).
 
-    No cursor: newest first. A sequence number: the events after it, oldest first (to
-    follow the outbox). The ``%…`` cursor printed after a newest-first page: that walk,
-    continued."""
+    No cursor: newest first. A sequence number or a ``TX:SEQ`` position: the events
+    after it, oldest first (``follow``). The ``%…`` cursor printed after a newest-first
+    page: that walk, continued."""
     if after is None or after.startswith("%"):
         return False, after
-    if not _SEQ.fullmatch(after) or int(after) >= 2**63:
+    parse_position(after)
+    return True, after
+
+
+def parse_position(after: str) -> tuple[int | None, int]:
+    """A follow cursor: ``SEQ`` (the events above that sequence number) or ``TX:SEQ``
+    (the position of an event in the ``(tx, seq)`` order); BadInput otherwise."""
+    found = _POSITION.fullmatch(after)
+    if found is None or any(int(g) >= 2**63 for g in found.groups() if g is not None):
         raise BadInput(
             f"--after {after!r} is not a cursor of this list",
             "give a sequence number or the cursor printed after a page",
         )
-    return True, str(int(after))
+    tx, seq = found.groups()
+    return (int(tx) if tx is not None else None), int(seq)
+
+
+def position(event: Any) -> str:
+    """The follow cursor just after ``event``: its ``seq`` where ``tx`` is 0 (SQLite, and
+    events older than the ``tx`` column), else ``TX:SEQ``."""
+    tx = int(event.tx or 0)
+    return f"{tx}:{event.seq}" if tx else str(event.seq)
+
+
+def _final(session: Session) -> Any:
+    """The condition that an event's transaction has ended (always true on SQLite).
+
+    Evaluated in the reading statement itself, so it uses that statement's snapshot:
+    every transaction below its xmin has committed or rolled back, and a committed one's
+    rows are visible to it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return sa.true()
+    return col(Event.tx) < sa.text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+
+def follow(session: Session, stmt: Any, after: str | None, limit: int) -> list[Event]:
+    """Up to ``limit`` events of ``stmt`` (a ``select(Event)`` with filters) after the
+    follow cursor ``after`` (None: from the first), oldest first, final ones only.
+
+    A plain sequence number ``N`` starts a walk at the events above ``N``; the cursor of
+    the last event returned (``position``) continues it. A walk resumed from those
+    cursors returns every event once, whatever order concurrent writers commit in."""
+    stmt = stmt.where(_final(session))
+    if after is not None:
+        tx, seq = parse_position(after)
+        if tx is None:
+            stmt = stmt.where(col(Event.seq) > seq)
+        else:
+            stmt = stmt.where(sa.tuple_(col(Event.tx), col(Event.seq)) > sa.tuple_(tx, seq))
+    stmt = stmt.order_by(None).order_by(col(Event.tx), col(Event.seq)).limit(limit)
+    return list(session.exec(stmt))
 
 
 def page_events(
@@ -172,12 +230,16 @@ def page_events(
     (``_walk``); ``next`` continues the same walk."""
     from mno.store import paging
 
+    if limit < 1:
+        raise BadInput("--limit must be at least 1")
     oldest_first, cursor = _walk(after)
     stmt = _events(event_type, tenant_id, since)
-    order = [col(Event.seq)]
-    rows, nxt = paging.page(session, stmt, order, cursor, limit, descending=not oldest_first)
-    if nxt is not None and oldest_first:
-        nxt = str(rows[-1].seq)  # a plain sequence number keeps walking oldest first
+    if oldest_first:
+        rows = follow(session, stmt, cursor, limit + 1)
+        if len(rows) <= limit:
+            return paging.Page(rows, None)
+        return paging.Page(rows[:limit], position(rows[limit - 1]))
+    rows, nxt = paging.page(session, stmt, [col(Event.seq)], cursor, limit, descending=True)
     return paging.Page(rows, nxt)
 
 
@@ -194,7 +256,15 @@ def stream_events(
 
     oldest_first, cursor = _walk(after)
     stmt = _events(event_type, tenant_id, since)
-    return paging.each(session, stmt, [col(Event.seq)], cursor, descending=not oldest_first)
+    if not oldest_first:
+        yield from paging.each(session, stmt, [col(Event.seq)], cursor, descending=True)
+        return
+    while True:
+        rows = follow(session, stmt, cursor, paging.CHUNK)
+        yield from rows
+        if len(rows) < paging.CHUNK:
+            return
+        cursor = position(rows[-1])
 
 
 def list_events(

@@ -4,6 +4,7 @@ command over HTTP compared with the same command on the hub's store."""
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -142,8 +143,60 @@ def test_app_list_is_an_operators(
     assert refused.exit_code == 1 and "needs an operator" in refused.stderr
 
 
-def test_leads_have_no_remote_form(cli: Cli, api: str, world: dict[str, str]) -> None:
-    for args in (["lead", "list"], ["lead", "show", "x"], ["app", "show", "wiki"]):
+def test_lead_reads_are_identical_local_and_remote(
+    cli: Cli,
+    api: str,
+    world: dict[str, str],
+    session: Callable[..., AbstractContextManager[Any]],
+) -> None:
+    from mno.tenancy import leads
+
+    with session() as s:
+        made = [
+            leads.create(
+                s,
+                email=f"ann{i}@initech.io",
+                first_name="Ann",
+                last_name=f"Lee{i}",
+                company=f"Initech {i}",
+                country="FR",
+            ).lead.id
+            for i in range(3)
+        ]
+    op = world["op"]
+    local = cli.json("lead", "list")
+    assert len(local) == 3
+    assert remote_json(cli, api, op, "lead", "list") == local
+    assert remote_json(cli, api, op, "lead", "list", "--all") == local
+    for fmt in ("table", "yaml"):
+        args = ("lead", "list", "-o", fmt)
+        assert remote(cli, api, op, *args).stdout == cli(*args).stdout
+    first = remote(cli, api, op, "lead", "list", "--limit", "2", "-o", "json")
+    local_first = cli("lead", "list", "--limit", "2", "-o", "json")
+    assert first.stdout == local_first.stdout and first.stderr == local_first.stderr
+    cursor = shlex.split(first.stderr.split("--after", 1)[1])[0]  # the hint names the rest
+    rest = remote_json(cli, api, op, "lead", "list", "--after", cursor)
+    assert json.loads(first.stdout) + rest == local
+    assert remote_json(cli, api, op, "lead", "list", "--status", "converted") == []
+    lead_id = str(made[1])
+    shown = remote_json(cli, api, op, "lead", "show", lead_id)
+    assert shown == cli.json("lead", "show", lead_id)
+    assert "code_hash" not in shown
+    table = ("lead", "show", lead_id[:8])  # a unique prefix, as locally
+    assert remote(cli, api, op, *table).stdout == cli(*table).stdout
+    missing = remote(cli, api, op, "lead", "show", "0000dead")
+    assert missing.exit_code == cli("lead", "show", "0000dead").exit_code == 1
+    # leads are the platform's: a tenant admin is refused, and learns nothing
+    for args in (["lead", "list"], ["lead", "show", lead_id]):
+        refused = remote(cli, api, world["admin"], *args)
+        assert refused.exit_code == 1 and "needs an operator" in refused.stderr
+        assert "ann1@initech.io" not in refused.stdout + refused.stderr
+
+
+def test_commands_without_a_remote_form_refuse(cli: Cli, api: str, world: dict[str, str]) -> None:
+    create = ["lead", "create", "--email", "a@b.io", "--first-name", "A", "--last-name", "B"]
+    refused = ([*create, "--company", "C"], ["lead", "verify", "x", "--code", "1"])
+    for args in (*refused, ["app", "show", "wiki"]):
         result = remote(cli, api, world["op"], *args)
         assert result.exit_code == 2, args
         assert "not available with --server" in result.stderr

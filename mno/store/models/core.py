@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlmodel import Field
 
 from mno import clock
@@ -32,13 +33,36 @@ class AuditEntry(Base, table=True):
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+class current_tx(sa.sql.expression.FunctionElement[int]):  # noqa: N801  (an SQL function)
+    """The writing transaction's id as a bigint on PostgreSQL, 0 on SQLite (whose writers
+    are serialised): the server default of ``Event.tx``."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(current_tx)
+def _current_tx_default(element: current_tx, compiler: Any, **kw: Any) -> str:
+    return "0"
+
+
+@compiles(current_tx, "postgresql")
+def _current_tx_postgresql(element: current_tx, compiler: Any, **kw: Any) -> str:
+    return "(pg_current_xact_id()::text::bigint)"
+
+
 class Event(Base, table=True):
     """An outbox event: a dotted type, a JSON payload, the tenant and a monotonic ``seq``.
 
-    ``seq`` is assigned by the database at insert time. Consumers read in ``seq`` order.
+    ``seq`` is assigned by the database at insert time, not at commit time: on PostgreSQL
+    a transaction holding a lower ``seq`` may commit after one holding a higher one.
+    ``tx`` is the id of the transaction that wrote the event (0 on SQLite); readers that
+    follow the outbox by cursor walk ``(tx, seq)`` below the oldest running transaction
+    (``mno.store.outbox.follow``), which never skips an event that commits late.
     """
 
     __tablename__ = "outbox_event"
+    __table_args__ = (sa.Index("ix_outbox_event_tx_seq", "tx", "seq"),)
 
     # ``id`` stays the UUID every table has; ``seq`` orders events.
     id: uuid.UUID = Field(default_factory=new_id, sa_column_kwargs={"unique": True})
@@ -49,6 +73,10 @@ class Event(Base, table=True):
     type: str = Field(max_length=100, index=True)
     tenant_id: uuid.UUID | None = Field(default=None, index=True)
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    tx: int | None = Field(
+        default=None,
+        sa_column=sa.Column("tx", sa.BigInteger(), server_default=current_tx(), nullable=False),
+    )
 
 
 class LeaseLock(Base, table=True):

@@ -25,7 +25,13 @@ while a container starts, by Docker where the engine has ``StartInterval``, else
 while it waits), ``health_retries`` (3), ``health_start_period`` (30s: failed checks while
 the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true),
-``drift_interval`` (2s).
+``drift_interval`` (2s), ``capacity_interval`` (30s: the capacity check, a side job like
+the drift scan), ``capacity_retry`` (30s: how long an instance waiting for room waits
+between passes; each pass and each host added or instance terminated tries it at once).
+
+Capacity (``mno.nex.capacity``): an instance no host has room for waits in
+``pending_capacity`` (the attempt does not count) and is tried again on every pass; the
+platform's ``capacity.scale_out`` command runs on a thread of its own when instances wait.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import sqlalchemy as sa
 from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.agents.queue import work_queue
-from mno.nex import hosts, reconcile, runtime_docker
+from mno.nex import capacity, hosts, reconcile, runtime_docker, waiting
 from mno.nex.containers import Options
 from mno.nex.drift import detect_drift
 from mno.nex.instances import WAKE
@@ -66,6 +72,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "host_down_retry": "30s",
     "drift": True,
     "drift_interval": "2s",
+    "capacity_interval": "30s",
+    "capacity_retry": "30s",
 }
 WAKE_ON = (WAKE,)  # instances.enqueue and drift repairs wake the provisioner at once
 
@@ -89,7 +97,40 @@ def tick(ctx: TickContext) -> TickResult:
     result = TickResult()
     if "drift" not in ctx.apart:
         result.add(drift(ctx))
+    with ctx.session(write=False) as s:
+        waits = waiting.waiting_count(s)
+    if waits:  # instances waiting for room are tried on every pass
+        with ctx.session() as s:
+            waiting.room_appeared(s, wake_up=False)
     result.add(_work(ctx, options))
+    if "capacity" not in ctx.apart and _capacity_due(ctx, options):
+        result.add(capacity_pass(ctx))
+    elif waits or result.details.get("waiting_for_room"):
+        capacity.scale_out_soon(ctx.db_url, ctx.owner)
+    return result
+
+
+_capacity_at: dict[str | None, float] = {}  # when this process last checked each store
+
+
+def _capacity_due(ctx: TickContext, options: dict[str, Any]) -> bool:
+    every = parse_duration(str(options["capacity_interval"])).total_seconds()
+    last = _capacity_at.get(ctx.db_url)
+    return last is None or time.monotonic() - last >= every
+
+
+def capacity_pass(ctx: TickContext) -> TickResult:
+    """The capacity check (``mno.nex.capacity.follow``): headroom of every host and the
+    ``nex.capacity_low`` / exhausted transitions; starts the scale-out command when
+    instances wait for room (the runner runs it every ``capacity_interval``)."""
+    _capacity_at[ctx.db_url] = time.monotonic()
+    result = TickResult()
+    found = capacity.follow(ctx.db_url)
+    if found["waiting"]:
+        result.details["waiting_for_room"] = found["waiting"]
+        capacity.scale_out_soon(ctx.db_url, ctx.owner)
+    if found["emitted"]:
+        result.details["capacity_low"] = len(found["emitted"])
     return result
 
 
@@ -109,7 +150,7 @@ def drift(ctx: TickContext) -> TickResult:
     return result
 
 
-SIDE_JOBS = {"drift": drift}
+SIDE_JOBS = {"drift": drift, "capacity": capacity_pass}
 
 
 def watch_containers(ctx: TickContext, fire: Callable[[], None]) -> None:
@@ -198,6 +239,9 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
         if item.get("host"):
             hosts.mark(str(item["host"]), False, exc.message)
         item["deferred"] = exc.message
+    except capacity.WaitingForRoom as exc:
+        item["deferred"] = exc.message
+        item["waiting"] = True
     finally:
         with _stats_lock:
             stats["handled"] += 1
@@ -220,7 +264,12 @@ def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> Non
                 .values(
                     work="pending",
                     attempts=bulk.greatest(session, t.c.attempts - 1, 0),
-                    next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
+                    next_attempt_at=now
+                    + (
+                        timedelta(seconds=opts.capacity_retry_s)
+                        if item.get("waiting")
+                        else timedelta(seconds=opts.host_down_retry_s)
+                    ),
                     last_error=str(item["deferred"])[:2000],
                 )
             )

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import select
 
 from mno.errors import MnoError
-from mno.nex import provisioning
+from mno.nex import provisioning, waiting
 from mno.store import audit, outbox
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance, InstanceDomain
@@ -23,6 +23,7 @@ EVENTS = {
     "provisioning": "instance.provisioning",
     "running": "instance.running",
     "failed": "instance.failed",
+    "pending_capacity": "instance.pending_capacity",
     "stopped": "instance.stopped",
     "terminated": "instance.terminated",
 }
@@ -136,4 +137,6 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
             data["released_domains"] = released
         outbox.emit(session, event, data, inst.tenant_id)
     session.flush()
+    if status == "terminated" and inst.host:  # its room may take a waiting instance
+        waiting.room_appeared(session)
     provisioning.on_instance(session, inst)

@@ -231,6 +231,7 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
     started, cpu = time.perf_counter(), time.thread_time()
     docker_before = runtime_docker.docker_seconds()
     docker_cpu_before = runtime_docker.docker_cpu_seconds()
+    item["tried_at"] = clock.now()
     try:
         reconcile.reconcile(
             item["id"], ctx.owner, opts, db_url=ctx.db_url, should_stop=ctx.stopping
@@ -251,6 +252,13 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
             stats["docker_cpu_s"] += runtime_docker.docker_cpu_seconds() - docker_cpu_before
 
 
+def _waiting_retry(t: Any, item: dict[str, Any], now: Any, opts: Options) -> Any:
+    """When an instance waiting for room is tried next: after ``capacity_retry``, unless
+    room appeared while it was tried (``waiting.room_appeared`` made it due again)."""
+    later = now + timedelta(seconds=opts.capacity_retry_s)
+    return sa.case((t.c.next_attempt_at >= item["tried_at"], t.c.next_attempt_at), else_=later)
+
+
 def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> None:
     """Put deferred instances back in the queue (the attempt does not count); mark the
     others' spec applied."""
@@ -264,12 +272,9 @@ def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> Non
                 .values(
                     work="pending",
                     attempts=bulk.greatest(session, t.c.attempts - 1, 0),
-                    next_attempt_at=now
-                    + (
-                        timedelta(seconds=opts.capacity_retry_s)
-                        if item.get("waiting")
-                        else timedelta(seconds=opts.host_down_retry_s)
-                    ),
+                    next_attempt_at=_waiting_retry(t, item, now, opts)
+                    if item.get("waiting")
+                    else now + timedelta(seconds=opts.host_down_retry_s),
                     last_error=str(item["deferred"])[:2000],
                 )
             )

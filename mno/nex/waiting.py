@@ -79,7 +79,7 @@ def room_appeared(session: Session, wake_up: bool = True) -> int:
         return 0
     count = session.execute(  # type: ignore[attr-defined]
         sa.update(t)
-        .where(t.c.status == WAITING, t.c.work == "pending", t.c.next_attempt_at > clock.now())
+        .where(t.c.status == WAITING)  # one being tried now is tried again after it
         .values(next_attempt_at=clock.now())
     ).rowcount
     if count and wake_up:

@@ -105,7 +105,11 @@ def tick(ctx: TickContext) -> TickResult:
     result.add(_work(ctx, options))
     if "capacity" not in ctx.apart and _capacity_due(ctx, options):
         result.add(capacity_pass(ctx))
-    elif waits or result.details.get("waiting_for_room"):
+        return result
+    with ctx.session(write=False) as s:
+        waits = waiting.waiting_count(s)
+    if waits:  # placement failed for lack of room: the scale-out hook (cooldown permitting)
+        result.details["waiting_for_room"] = waits
         capacity.scale_out_soon(ctx.db_url, ctx.owner)
     return result
 

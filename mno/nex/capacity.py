@@ -574,8 +574,14 @@ def scale_out_soon(db_url: str | None, owner: str) -> threading.Thread | None:
     """``scale_out`` on a daemon thread, so the provisioner's pass does not wait for it;
     None when no hook is configured or a run is under way in this process."""
     config = platform.load()
-    if config.capacity.scale_out is None or _running.locked():
+    hook = config.capacity.scale_out
+    if hook is None or _running.locked():
         return None
+    with session_scope(db_url, write=False) as s:  # within the cooldown: nothing to write
+        last = get_signal(s, "scale_out")
+        if last is not None and last.since is not None:
+            if clock.now() - last.since < parse_duration(hook.cooldown):
+                return None
 
     def run() -> None:
         try:

@@ -85,9 +85,9 @@ class DockerHostKind(Kind):
         from mno.nex import hosts
 
         return {
-            h.name: DockerHostSpec.model_validate(h.model_dump(exclude={"name"})).model_dump(
-                mode="json"
-            )
+            h.name: DockerHostSpec.model_validate(
+                h.model_dump(exclude={"name", "runtime"})
+            ).model_dump(mode="json")
             for h in hosts.stored(session)
         }
 

@@ -272,6 +272,11 @@ def _wait(
                     f"instance {name} failed: {view['last_error']}",
                     "the provisioner retries it with backoff; see `mno instance show`",
                 )
+            if view["status"] == "pending_capacity":
+                raise MnoError(
+                    f"instance {name} waits for room: {view['last_error']}",
+                    "it is placed as soon as a host has room; see `mno host capacity`",
+                )
             if inline and _inline(inst.id):
                 continue
             if time.monotonic() >= deadline:

@@ -232,3 +232,15 @@ def test_scale_out_timeout_is_recorded(nex: Nex, tmp_path: Path) -> None:
     assert event[1]["timed_out"] is True and event[1]["exit_code"] is None
     # within the cooldown nothing runs again
     assert capacity.scale_out(nex.url, "other-owner", platform.load()) is None
+
+
+def test_wait_reports_an_instance_waiting_for_room(nex: Nex, cli: Any) -> None:
+    nex.configure(_config(1, None, None))
+    app = nex.app("web")
+    nex.create(nex.tenant(), app)
+    nex.tick()
+    out = cli("instance", "create", nex.tenant(), app, "--wait", "--inline")
+    assert out.exit_code == 1, out.stderr
+    assert "waits for room" in out.stderr and "mno host capacity" in out.stderr
+    listed = cli.json("instance", "list", "--status", "pending_capacity")
+    assert len(listed) == 1

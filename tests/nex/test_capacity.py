@@ -244,3 +244,30 @@ def test_wait_reports_an_instance_waiting_for_room(nex: Nex, cli: Any) -> None:
     assert "waits for room" in out.stderr and "mno host capacity" in out.stderr
     listed = cli.json("instance", "list", "--status", "pending_capacity")
     assert len(listed) == 1
+
+
+def test_scale_out_skipped_while_another_agent_host_runs_it(
+    nex: Nex, store_url: str, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from mno import platform
+    from mno.nex import capacity
+    from mno.store import leases
+    from mno.store.db import session_scope
+
+    script, calls = tmp_path / "scale.py", tmp_path / "calls.jsonl"
+    script.write_text(SCRIPT)
+    nex.configure(_config(1, script, calls))
+    with session_scope(nex.url) as s:  # another agent host runs the command
+        assert leases.take_lock(s, capacity.SCALE_OUT_LOCK, "host-b:1:x", timedelta(minutes=5))
+    first, second = _two_waiting(nex)
+    nex.tick(capacity_interval="1h")
+    wait_for(lambda: not capacity._running.locked())
+    assert capacity.scale_out(nex.url, "host-a:1:y", platform.load()) is None
+    assert _calls(calls) == [] and not nex.events("nex.scale_out_ran")
+    with session_scope(nex.url) as s:  # it finished: the next try here runs it
+        leases.release_lock(s, capacity.SCALE_OUT_LOCK, "host-b:1:x")
+    outcome = capacity.scale_out(nex.url, "host-a:1:y", platform.load())
+    assert outcome is not None and outcome["exit_code"] == 0
+    assert len(_calls(calls)) == 1

@@ -100,25 +100,28 @@ def host_activate(node: NodeArg, host: HostOpt = None, output: OutputOpt = Forma
 @host_app.command("label")
 def host_label(
     node: NodeArg,
-    labels: Annotated[
-        list[str], typer.Argument(help="key=value to set, key- to remove (e.g. tier=silo).")
+    label: Annotated[
+        str,
+        typer.Argument(
+            metavar="KEY=VALUE", help="key=value to set, key- to unset (e.g. tier=silo)."
+        ),
     ],
     host: HostOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Set or remove labels of a swarm node (tiers place instances with node labels)."""
+    """Set a label of a swarm node, or unset it with key- (tiers place instances with
+    node labels)."""
     from mno.nex import swarm_nodes
     from mno.store.db import session_scope
 
-    changes: dict[str, str | None] = {}
-    for item in labels:
-        if item.endswith("-") and "=" not in item:
-            changes[item[:-1]] = None
-        elif "=" in item:
-            key, _, value = item.partition("=")
-            changes[key] = value
-        else:
-            raise BadInput(f"invalid label {item!r}", "key=value, or key- to remove it")
+    changes: dict[str, str | None]
+    if label.endswith("-") and "=" not in label:
+        changes = {label[:-1]: None}
+    elif "=" in label:
+        key, _, value = label.partition("=")
+        changes = {key: value}
+    else:
+        raise BadInput(f"invalid label {label!r}", "key=value, or key- to unset it")
     with session_scope() as s:
         row = swarm_nodes.set_labels(s, node, changes, host)
     _node_done(row, f"node {node} labelled", output)

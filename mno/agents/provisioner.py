@@ -97,15 +97,14 @@ def tick(ctx: TickContext) -> TickResult:
     result = TickResult()
     if "drift" not in ctx.apart:
         result.add(drift(ctx))
+    if "capacity" not in ctx.apart and _capacity_due(ctx, options):
+        result.add(capacity_pass(ctx))  # before the work: retry backoffs start after it
     with ctx.session(write=False) as s:
         waits = waiting.waiting_count(s)
     if waits:  # instances waiting for room are tried on every pass
         with ctx.session() as s:
             waiting.room_appeared(s, wake_up=False)
     result.add(_work(ctx, options))
-    if "capacity" not in ctx.apart and _capacity_due(ctx, options):
-        result.add(capacity_pass(ctx))
-        return result
     with ctx.session(write=False) as s:
         waits = waiting.waiting_count(s)
     if waits:  # placement failed for lack of room: the scale-out hook (cooldown permitting)

@@ -30,6 +30,9 @@ CATALOGUE: dict[str, str] = {
     "instance.created": "An app instance was recorded for a tenant (staged).",
     "instance.updated": "An instance's desired state, image, env or domains changed.",
     "instance.provisioning": "The provisioner started creating an instance's container.",
+    "instance.pending_capacity": (
+        "No host has room for an instance: it waits and is placed as soon as room appears."
+    ),
     "instance.running": "An instance is running and healthy.",
     "instance.failed": "An instance failed (payload: error); the provisioner retries it.",
     "instance.stopped": "An instance was stopped.",
@@ -61,6 +64,22 @@ CATALOGUE: dict[str, str] = {
     "host.created": "A Docker host was added to the store (payload: its settings).",
     "host.updated": "A stored Docker host's settings changed.",
     "host.deleted": "A stored Docker host was removed.",
+    "host.node_updated": (
+        "A node of a swarm host was drained, paused, activated or relabelled (payload: host, "
+        "node, id, availability, labels)."
+    ),
+    "nex.capacity_low": (
+        "A host's (or swarm node's) headroom fell under the capacity thresholds (payload: "
+        "host, node, memory_free_pct, slots_free, low, thresholds); once until it recovers."
+    ),
+    "nex.capacity_exhausted": (
+        "An instance could not be placed for lack of room and waits in pending_capacity "
+        "(payload: instance, app, reason, waiting); once until nothing waits."
+    ),
+    "nex.scale_out_ran": (
+        "The capacity.scale_out command ran (payload: command, exit_code, timed_out, "
+        "duration_s, waiting)."
+    ),
     "app.created": "An app was added to the catalogue.",
     "app.updated": "An app's fields changed.",
     "app.deleted": "An app was removed from the catalogue.",

@@ -183,6 +183,26 @@ class EdgeConfig(Section):
     timeout: float = Field(default=10.0, gt=0, le=300)  # seconds per admin API call
 
 
+class ScaleOutConfig(Section):
+    """A command run when placement fails for lack of room (``mno.nex.capacity``): at
+    most once per ``cooldown``, killed after ``timeout``."""
+
+    command: list[str] = Field(min_length=1)  # argv, no shell: e.g. [terraform, apply, ...]
+    timeout: str = Field(default="300s", pattern=r"^[0-9]+(ms|s|m|h|d)?$")
+    cooldown: str = Field(default="10m", pattern=r"^[0-9]+(ms|s|m|h|d)?$")
+    workdir: str | None = None  # where it runs (default: the current directory)
+
+
+class CapacityConfig(Section):
+    """Headroom thresholds and the scale-out hook (``mno host capacity``). A host is low
+    when its free memory is under ``low_memory_pct`` percent of its capacity or at most
+    ``low_slots`` instance slots are free (hosts with ``max_instances``)."""
+
+    low_memory_pct: int = Field(default=15, ge=0, le=100)
+    low_slots: int = Field(default=2, ge=0)
+    scale_out: ScaleOutConfig | None = None
+
+
 class PlatformConfig(Section):
     apps_domain: str = Field(default="apps.localhost", pattern=r"^[a-z0-9.-]+$")
     hosts: list[HostConfig] = Field(default_factory=list)
@@ -192,6 +212,7 @@ class PlatformConfig(Section):
     billing: BillingConfig = Field(default_factory=BillingConfig)
     backups: BackupsConfig = Field(default_factory=BackupsConfig)
     edge: EdgeConfig | None = None  # none: no HTTPS edge (the edge agent idles)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
 
     @field_validator("tiers")
     @classmethod

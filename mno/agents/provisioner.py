@@ -25,7 +25,13 @@ while a container starts, by Docker where the engine has ``StartInterval``, else
 while it waits), ``health_retries`` (3), ``health_start_period`` (30s: failed checks while
 the app boots do not count),
 ``max_attempts`` (5), ``retry_base`` (10s), ``host_down_retry`` (30s), ``drift`` (true),
-``drift_interval`` (2s).
+``drift_interval`` (2s), ``capacity_interval`` (30s: the capacity check, a side job like
+the drift scan), ``capacity_retry`` (30s: how long an instance waiting for room waits
+between passes; each pass and each host added or instance terminated tries it at once).
+
+Capacity (``mno.nex.capacity``): an instance no host has room for waits in
+``pending_capacity`` (the attempt does not count) and is tried again on every pass; the
+platform's ``capacity.scale_out`` command runs on a thread of its own when instances wait.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import sqlalchemy as sa
 from mno import clock, platform
 from mno.agents.base import TickContext, TickResult
 from mno.agents.queue import work_queue
-from mno.nex import hosts, reconcile, runtime_docker
+from mno.nex import capacity, hosts, reconcile, runtime_docker, waiting
 from mno.nex.containers import Options
 from mno.nex.drift import detect_drift
 from mno.nex.instances import WAKE
@@ -66,6 +72,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "host_down_retry": "30s",
     "drift": True,
     "drift_interval": "2s",
+    "capacity_interval": "30s",
+    "capacity_retry": "30s",
 }
 WAKE_ON = (WAKE,)  # instances.enqueue and drift repairs wake the provisioner at once
 
@@ -89,7 +97,43 @@ def tick(ctx: TickContext) -> TickResult:
     result = TickResult()
     if "drift" not in ctx.apart:
         result.add(drift(ctx))
+    if "capacity" not in ctx.apart and _capacity_due(ctx, options):
+        result.add(capacity_pass(ctx))  # before the work: retry backoffs start after it
+    with ctx.session(write=False) as s:
+        waits = waiting.waiting_count(s)
+    if waits:  # instances waiting for room are tried on every pass
+        with ctx.session() as s:
+            waiting.room_appeared(s, wake_up=False)
     result.add(_work(ctx, options))
+    with ctx.session(write=False) as s:
+        waits = waiting.waiting_count(s)
+    if waits:  # placement failed for lack of room: the scale-out hook (cooldown permitting)
+        result.details["waiting_for_room"] = waits
+        capacity.scale_out_soon(ctx.db_url, ctx.owner)
+    return result
+
+
+_capacity_at: dict[str | None, float] = {}  # when this process last checked each store
+
+
+def _capacity_due(ctx: TickContext, options: dict[str, Any]) -> bool:
+    every = parse_duration(str(options["capacity_interval"])).total_seconds()
+    last = _capacity_at.get(ctx.db_url)
+    return last is None or time.monotonic() - last >= every
+
+
+def capacity_pass(ctx: TickContext) -> TickResult:
+    """The capacity check (``mno.nex.capacity.follow``): headroom of every host and the
+    ``nex.capacity_low`` / exhausted transitions; starts the scale-out command when
+    instances wait for room (the runner runs it every ``capacity_interval``)."""
+    _capacity_at[ctx.db_url] = time.monotonic()
+    result = TickResult()
+    found = capacity.follow(ctx.db_url)
+    if found["waiting"]:
+        result.details["waiting_for_room"] = found["waiting"]
+        capacity.scale_out_soon(ctx.db_url, ctx.owner)
+    if found["emitted"]:
+        result.details["capacity_low"] = len(found["emitted"])
     return result
 
 
@@ -109,7 +153,7 @@ def drift(ctx: TickContext) -> TickResult:
     return result
 
 
-SIDE_JOBS = {"drift": drift}
+SIDE_JOBS = {"drift": drift, "capacity": capacity_pass}
 
 
 def watch_containers(ctx: TickContext, fire: Callable[[], None]) -> None:
@@ -190,6 +234,7 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
     started, cpu = time.perf_counter(), time.thread_time()
     docker_before = runtime_docker.docker_seconds()
     docker_cpu_before = runtime_docker.docker_cpu_seconds()
+    item["tried_at"] = clock.now()
     try:
         reconcile.reconcile(
             item["id"], ctx.owner, opts, db_url=ctx.db_url, should_stop=ctx.stopping
@@ -198,6 +243,9 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
         if item.get("host"):
             hosts.mark(str(item["host"]), False, exc.message)
         item["deferred"] = exc.message
+    except capacity.WaitingForRoom as exc:
+        item["deferred"] = exc.message
+        item["waiting"] = True
     finally:
         with _stats_lock:
             stats["handled"] += 1
@@ -205,6 +253,13 @@ def _reconcile_one(ctx: TickContext, opts: Options, item: dict[str, Any]) -> Non
             stats["docker_s"] += runtime_docker.docker_seconds() - docker_before
             stats["handle_cpu_s"] += time.thread_time() - cpu
             stats["docker_cpu_s"] += runtime_docker.docker_cpu_seconds() - docker_cpu_before
+
+
+def _waiting_retry(t: Any, item: dict[str, Any], now: Any, opts: Options) -> Any:
+    """When an instance waiting for room is tried next: after ``capacity_retry``, unless
+    room appeared while it was tried (``waiting.room_appeared`` made it due again)."""
+    later = now + timedelta(seconds=opts.capacity_retry_s)
+    return sa.case((t.c.next_attempt_at >= item["tried_at"], t.c.next_attempt_at), else_=later)
 
 
 def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> None:
@@ -220,7 +275,9 @@ def _settle(opts: Options, session: Session, items: list[dict[str, Any]]) -> Non
                 .values(
                     work="pending",
                     attempts=bulk.greatest(session, t.c.attempts - 1, 0),
-                    next_attempt_at=now + timedelta(seconds=opts.host_down_retry_s),
+                    next_attempt_at=_waiting_retry(t, item, now, opts)
+                    if item.get("waiting")
+                    else now + timedelta(seconds=opts.host_down_retry_s),
                     last_error=str(item["deferred"])[:2000],
                 )
             )

@@ -270,7 +270,7 @@ GROUPS: list[tuple[str, str, str]] = [
     ("invite", "mno.cli.invites", "Invite users into a tenant."),
     ("sso", "mno.cli.sso", "The hub's single sign-on: OIDC signing keys."),
     ("access", "mno.cli.access", "Check what a member may do in a tenant."),
-    ("host", "mno.cli.nex:host_app", "Docker hosts that run Nex instances."),
+    ("host", "mno.cli.capacity:host_app", "Docker hosts that run Nex instances."),
     ("instance", "mno.cli.nex", "Hosted app instances (Nex): create, update, back up, terminate."),
     ("edge", "mno.cli.edge", "The HTTPS edge (Caddy) routing every instance's domains."),
     ("secret", "mno.cli.secrets", "Manage secrets (keyring, or a 0600 file on headless hosts)."),

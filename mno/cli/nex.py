@@ -57,6 +57,7 @@ LIST_COLUMNS = ["name", "tenant", "app", "status", "desired", "host", "tasks", "
 HOST_COLUMNS = [
     "name",
     "source",
+    "runtime",
     "reachable",
     "version",
     "instances",
@@ -67,6 +68,7 @@ HOST_COLUMNS = [
     "namespace",
     "error",
 ]
+NODE_COLUMNS = ["host", "hostname", "id", "role", "availability", "state", "labels", "tasks"]
 Name = Annotated[str, typer.Argument(help="Instance name (or id).")]
 WaitOpt = Annotated[
     bool,
@@ -95,12 +97,14 @@ def host_list(
     output: OutputOpt = Format.table,
 ) -> None:
     """Each host's reachability, Docker version, instances and used/free capacity, and the
-    store's namespace (the prefix and mno.namespace label of its Docker objects)."""
-    from mno.nex import hosts
+    store's namespace (the prefix and mno.namespace label of its Docker objects); the
+    nodes of a swarm host (role, availability, labels, tasks) follow."""
+    from mno.nex import hosts, swarm_nodes
     from mno.store.db import session_scope
 
     with session_scope(write=False) as s:
         rows = hosts.host_rows(s)
+        nodes = swarm_nodes.node_rows(s, rows)
     render_list(
         rows,
         "name",
@@ -111,6 +115,8 @@ def host_list(
         columns=HOST_COLUMNS,
         empty="No hosts.",
     )
+    if nodes and Format(output) not in (Format.json, Format.yaml):
+        render(nodes, output, columns=NODE_COLUMNS, title="Swarm nodes")
 
 
 def _host_fields(
@@ -265,6 +271,11 @@ def _wait(
                 raise MnoError(
                     f"instance {name} failed: {view['last_error']}",
                     "the provisioner retries it with backoff; see `mno instance show`",
+                )
+            if view["status"] == "pending_capacity":
+                raise MnoError(
+                    f"instance {name} waits for room: {view['last_error']}",
+                    "it is placed as soon as a host has room; see `mno host capacity`",
                 )
             if inline and _inline(inst.id):
                 continue

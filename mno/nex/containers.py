@@ -41,6 +41,7 @@ class Options:
     stop_timeout_s: int = 10
     restart_retries: int = 5
     host_down_retry_s: float = 30.0
+    capacity_retry_s: float = 30.0  # an instance waiting for room, between passes
     pids_default: int | None = 512
 
     @classmethod
@@ -52,6 +53,7 @@ class Options:
             "health_start_interval",
             "health_start_period",
             "host_down_retry",
+            "capacity_retry",
         ):
             if key in data:
                 setattr(opts, f"{key}_s", parse_duration(data[key]).total_seconds())

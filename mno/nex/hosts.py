@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from mno import platform
 from mno.errors import BadInput, Conflict, NotFound, Unavailable
-from mno.nex import runtime_docker
+from mno.nex import runtime_docker, waiting
 from mno.store import audit, leases, outbox
 from mno.store.models.nex import DockerHost, Instance
 from mno.store.types import table_of
@@ -202,7 +202,14 @@ def _insert(session: Session, host: HostConfig, note: str | None = None) -> Host
         after=after | ({"note": note} if note else {}),
     )
     outbox.emit(session, "host.created", after)
+    _room_appeared(session)
     return host
+
+
+def _room_appeared(session: Session) -> None:
+    """A host added or changed may take the instances waiting for room."""
+    session.flush()
+    waiting.room_appeared(session)
 
 
 def engine_ids(hosts: list[HostConfig]) -> dict[str, str]:
@@ -266,7 +273,7 @@ def update(session: Session, name: str, **fields: Any) -> HostConfig:
         after=after,
     )
     outbox.emit(session, "host.updated", {"name": name, "changes": audit.diff(before, after)})
-    session.flush()
+    _room_appeared(session)
     return host
 
 
@@ -368,6 +375,11 @@ def fits(host: HostConfig, app_labels: dict[str, Any]) -> bool:
     return all(str(host.labels.get(k)) == str(v) for k, v in (app_labels or {}).items())
 
 
+class NoRoom(Unavailable):
+    """No host can take an instance for lack of room: every host it may go on is at its
+    instance limit or short of memory (the instance waits in ``pending_capacity``)."""
+
+
 def place(
     session: Session,
     app: App,
@@ -376,8 +388,9 @@ def place(
     config: platform.PlatformConfig | None = None,
     labels: dict[str, str] | None = None,
 ) -> HostConfig:
-    """The host for a new instance; ``Unavailable`` when none can take it. The host's
-    labels must satisfy the app's and ``labels`` (those of the tenant's tier).
+    """The host for a new instance; ``Unavailable`` when none can take it, ``NoRoom``
+    when hosts it may go on exist but all are full. The host's labels must satisfy the
+    app's and ``labels`` (those of the tenant's tier).
 
     Call it in the transaction that records the choice: on PostgreSQL it takes a
     transaction-scoped advisory lock so concurrent placements see each other's choices
@@ -389,6 +402,7 @@ def place(
     used = usage(session)
     best: tuple[int, int, HostConfig] | None = None
     reasons = []
+    full = 0  # hosts the instance may go on that have no room
     for index, host in enumerate(hosts):
         if host.name not in reachable:
             reasons.append(f"{host.name}: unreachable")
@@ -405,16 +419,20 @@ def place(
         taken = used.get(host.name, {"instances": 0, "memory": 0})
         if host.max_instances is not None and taken["instances"] >= host.max_instances:
             reasons.append(f"{host.name}: at its limit of {host.max_instances} instances")
+            full += 1
             continue
         cap = capacity(host)
         free = (cap - taken["memory"]) if cap is not None else 2**62
         if memory and free < memory:
             reasons.append(f"{host.name}: {free} bytes free")
+            full += 1
             continue
         # most free memory first; ties keep the configured order
         if best is None or free > best[0]:
             best = (free, -index, host)
     if best is None:
+        if full:  # hosts it may go on exist, and all of them are full
+            raise NoRoom(f"no host has room for an instance of {app.code}", "; ".join(reasons))
         raise Unavailable(f"no host can take an instance of {app.code}", "; ".join(reasons))
     return best[2]
 
@@ -445,6 +463,7 @@ def host_rows(
                 if host.name in listed
                 else ("store" if host.name in kept else "default"),
                 "base_url": host.base_url,
+                "runtime": host.runtime,
                 "reachable": p.reachable,
                 "version": p.version,
                 "instances": taken["instances"],

@@ -5,6 +5,7 @@ Every command here only records what the operator wants (``desired``, a pending
 Docker work (``mno.nex.reconcile``). Statuses follow Maestrano's app instances::
 
     staged → provisioning → starting → running ⇄ stopping → stopped
+    staged → pending_capacity (no host has room) → provisioning …
     running → updating → running;   any → terminating → terminated;   any → failed
 """
 
@@ -27,6 +28,7 @@ from mno.tenancy import apps, tenants
 
 STATUSES = (
     "staged",
+    "pending_capacity",
     "provisioning",
     "starting",
     "running",

@@ -16,7 +16,16 @@ from typing import Any
 
 from mno import clock, platform
 from mno.errors import MnoError
-from mno.nex import backups, hosts, namespace, provisioning, restores, runtime_docker
+from mno.nex import (
+    backups,
+    capacity,
+    hosts,
+    namespace,
+    provisioning,
+    restores,
+    runtime_docker,
+    waiting,
+)
 from mno.nex.containers import Options, endpoint, network_name, prepare, spec, volume_name
 from mno.nex.runtime_docker import HostDown, Runtime
 from mno.nex.snapshot import Snapshot, host_of, load
@@ -52,8 +61,20 @@ def place(
         app = s.get(App, inst.app_id)
         assert app is not None
         labels = config.tier(snap.tenant_tier).labels
-        host = hosts.place(s, app, memory_bytes(inst.memory), reachable, config, labels)
-        apply(s, inst, status, host=host.name, volume=volume_name(snap), network=network_name(snap))
+        no_room: str | None = None
+        try:
+            host = hosts.place(s, app, memory_bytes(inst.memory), reachable, config, labels)
+        except hosts.NoRoom as exc:  # waits for room instead of failing
+            no_room = str(exc)
+            capacity.wait_for_room(s, inst, no_room)
+        else:
+            waited = inst.status == waiting.WAITING
+            volume, network = volume_name(snap), network_name(snap)
+            apply(s, inst, status, host=host.name, volume=volume, network=network)
+            if waited:
+                waiting.left_waiting(s)
+    if no_room is not None:
+        raise capacity.WaitingForRoom(f"instance {snap.name} waits for room: {no_room}")
     snap.host = host.name
     snap.volume = volume_name(snap)
     snap.network = network_name(snap)
@@ -92,7 +113,7 @@ def reconcile(
         return
     try:
         _run(snap, owner, opts, db_url, should_stop)
-    except (HostDown, LeaseLost):
+    except (HostDown, LeaseLost, capacity.WaitingForRoom):
         raise
     except Exception as exc:  # recorded on the instance, re-raised for the retry
         message = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"

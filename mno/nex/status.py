@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import select
 
 from mno.errors import MnoError
-from mno.nex import provisioning, runtime_docker
+from mno.nex import provisioning, runtime_docker, waiting
 from mno.store import audit, outbox
 from mno.store.db import session_scope
 from mno.store.models.nex import Instance, InstanceDomain
@@ -26,6 +26,7 @@ EVENTS = {
     "provisioning": "instance.provisioning",
     "running": "instance.running",
     "failed": "instance.failed",
+    "pending_capacity": "instance.pending_capacity",
     "stopped": "instance.stopped",
     "terminated": "instance.terminated",
 }
@@ -139,6 +140,8 @@ def apply(session: Any, inst: Any, status: str | None, **fields: Any) -> None:
             data["released_domains"] = released
         outbox.emit(session, event, data, inst.tenant_id)
     session.flush()
+    if status == "terminated" and inst.host:  # its room may take a waiting instance
+        waiting.room_appeared(session)
     provisioning.on_instance(session, inst)
 
 

@@ -93,12 +93,13 @@ def test_placement_uses_the_reachable_host_with_most_free_memory(
     nex.tick()
     assert nex.get(zoned)["host"] == "beta"
 
-    # no host can take it: the instance waits, with the reasons recorded
+    # no host has room for it: the instance waits for room, with the reasons recorded
     nex.app("huge", memory="8g")
     huge = nex.create(tenant, "huge")
     nex.tick()
     view = nex.get(huge)
-    assert view["status"] == "failed" and "no host can take" in view["last_error"]
+    assert view["status"] == "pending_capacity" and "no host has room" in view["last_error"]
+    assert "alpha: " in view["last_error"] and view["work"] == "pending"
 
 
 def test_orphans_lists_labelled_containers_nobody_owns(nex: Nex, cli: Any) -> None:

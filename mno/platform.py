@@ -147,7 +147,9 @@ class TierConfig(Section):
     ``silo`` and to ``pooled`` for any other name. ``memory``/``cpus``/``pids`` are the
     limits of the tier's instances (over the app's own; a flag of ``instance create``
     still wins), ``max_instances`` caps the live instances of each tenant, and
-    ``labels`` are host labels the tier's instances must be placed on (with the app's)."""
+    ``labels`` are host labels the tier's instances must be placed on (with the app's); on
+    a swarm host they are node labels instead (``node.labels.KEY == VALUE`` constraints),
+    and ``spread`` names node labels Swarm spreads the tasks over."""
 
     isolation: Literal["pooled", "silo"] | None = None
     mode: Literal["none", "docker", "external"] = "none"
@@ -157,6 +159,9 @@ class TierConfig(Section):
     pids: int | None = Field(default=None, ge=1, le=1_000_000)
     max_instances: int | None = Field(default=None, ge=0)  # live instances per tenant
     labels: dict[str, str] = Field(default_factory=dict)  # hosts' labels to match
+    # on a swarm: node labels to spread the tier's tasks over (e.g. [zone]); the labels
+    # above become node constraints there (node.labels.KEY == VALUE)
+    spread: list[str] = Field(default_factory=list)
     callback_ttl: str = "20m"  # how long the one-time callback secret is valid
     callback_window: str = "5m"  # accepted clock skew of x-timestamp
     backup: BackupSchedule | None = None  # the tier's instances' backup schedule

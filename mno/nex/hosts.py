@@ -410,10 +410,12 @@ def place(
         if declared and host.name not in declared:
             reasons.append(f"{host.name}: no longer declared, kept for its instances")
             continue
-        if not fits(host, app.labels):
+        # a swarm's labels are its nodes': Swarm places by them (services.placement_constraints)
+        swarm = host.runtime == "swarm"
+        if not swarm and not fits(host, app.labels):
             reasons.append(f"{host.name}: labels do not match {app.labels}")
             continue
-        if not fits(host, labels or {}):
+        if not swarm and not fits(host, labels or {}):
             reasons.append(f"{host.name}: labels do not match the tier's {labels}")
             continue
         taken = used.get(host.name, {"instances": 0, "memory": 0})

@@ -59,6 +59,7 @@ class ServiceSpec:
     volume_path: str | None = None
     network: str | None = None
     constraints: list[str] = field(default_factory=list)
+    spread: list[str] = field(default_factory=list)  # node label descriptors to spread over
     restart_attempts: int = 5
     restart_delay_s: float = 1.0
     monitor_s: float = 5.0
@@ -191,7 +192,14 @@ def service_kwargs(spec: ServiceSpec) -> dict[str, Any]:
         delay=_ns(spec.restart_delay_s),
         max_attempts=spec.restart_attempts,
     )
-    placement = types.Placement(constraints=spec.constraints) if spec.constraints else None
+    placement = (
+        types.Placement(
+            constraints=spec.constraints or None,
+            preferences=[("spread", d) for d in spec.spread] or None,
+        )
+        if spec.constraints or spec.spread
+        else None
+    )
     template = types.TaskTemplate(
         container,
         resources=resources,

@@ -83,6 +83,20 @@ def _task_labels(snap: Snapshot) -> dict[str, str]:
     return out
 
 
+def placement_constraints(
+    snap: Snapshot, tier: platform.TierConfig | None, node: str | None
+) -> list[str]:
+    """Swarm placement constraints: the app's and the tier's labels as node labels
+    (``node.labels.KEY == VALUE``; the tier's win on a shared key), and the node holding
+    a stateful service's volume (``node.id == …``)."""
+    labels = {str(k): str(v) for k, v in (snap.app_labels or {}).items()}
+    labels |= dict(tier.labels) if tier else {}
+    out = [f"node.labels.{key} == {value}" for key, value in sorted(labels.items())]
+    if node:
+        out.append(f"node.id == {node}")
+    return out
+
+
 def spec(
     snap: Snapshot,
     host: platform.HostConfig,
@@ -93,6 +107,7 @@ def spec(
     secret_refs: list[tuple[str, str, str]],
     node: str | None,
     force_update: int = 0,
+    tier: platform.TierConfig | None = None,
 ) -> ServiceSpec:
     env: dict[str, str] = {}
     for key, value in {**snap.app_env, **snap.env}.items():
@@ -129,7 +144,8 @@ def spec(
         volume=volume,
         volume_path=snap.volume_path,
         network=overlay_name(snap),
-        constraints=[f"node.id == {node}"] if volume and node else [],
+        constraints=placement_constraints(snap, tier, node if volume else None),
+        spread=[f"node.labels.{label}" for label in (tier.spread if tier else [])],
         restart_attempts=opts.restart_retries,
         monitor_s=max(2.0, 2 * interval),
         stop_grace_s=float(opts.stop_timeout_s),
@@ -324,6 +340,7 @@ def _run(
         secret_refs=plan.refs,
         node=node,
         force_update=force,
+        tier=platform.load().tier(snap.tenant_tier),
     )
     digest = spec_digest(wanted)
     wanted.labels["mno.spec"] = digest

@@ -365,3 +365,28 @@ def test_failing_tasks_are_reported_with_their_error(sw: Nex) -> None:
     view = sw.get(name)
     assert view["status"] == "failed", view
     assert "tasks of service" in view["last_error"] and "exit" in view["last_error"]
+
+
+def test_tier_labels_place_on_labelled_nodes_with_spread(sw: Nex, cli: Any) -> None:
+    """A tier's labels are node constraints on a swarm (the host's own labels are not
+    checked: Swarm places by its nodes'), and its ``spread`` becomes a spread preference;
+    the task runs once the node carries the label (set with ``mno host label``)."""
+    import uuid
+
+    key = f"mnotest{uuid.uuid4().hex[:6]}"
+    sw.configure(PLATFORM + f"  premium: {{labels: {{{key}: gold}}, spread: [zone]}}\n")
+    node = sw.client.info()["Swarm"]["NodeID"]
+    labelled = cli("host", "label", node, f"{key}=gold", "--host", "cluster")
+    assert labelled.exit_code == 0, labelled.output
+    try:
+        tenant = sw.tenant(tier="premium")
+        sw.app(volume=False)
+        name = sw.create(tenant, "web")
+        view = _converge(sw, name)
+        assert view["status"] == "running" and view["tasks"] == "1/1", view
+        placement = _service(sw, name).attrs["Spec"]["TaskTemplate"]["Placement"]
+        assert placement["Constraints"] == [f"node.labels.{key} == gold"]
+        assert placement["Preferences"] == [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]
+        assert get_page(view["endpoint"])[0] == 200
+    finally:
+        cli("host", "label", node, f"{key}-", "--host", "cluster")

@@ -101,9 +101,20 @@ def as_dict(client: OidcClient, app: App) -> dict[str, Any]:
         "redirect_uris": list(client.redirect_uris),
         "post_logout_redirect_uris": list(client.logout_uris),
         "id_token_alg": client.id_token_alg,
+        "auth_method": auth_method(client),
+        "jwks_uri": client.jwks_uri,
         "enabled": client.enabled,
         "created_at": client.created_at,
     }
+
+
+def auth_method(client: OidcClient) -> str:
+    """How the client authenticates at the token endpoint."""
+    if client.public:
+        return "none"
+    if client.jwks or client.jwks_uri:
+        return "private_key_jwt"
+    return "client_secret_basic"
 
 
 def find(session: Session, client_id: str) -> OidcClient | None:
@@ -130,9 +141,23 @@ def enable(
     public: bool = False,
     logout_uris: list[str] | None = None,
     id_token_alg: str = "RS256",
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
 ) -> Issued:
-    """Make ``code`` an OIDC client; a confidential client gets a secret (shown once)."""
+    """Make ``code`` an OIDC client; a confidential client gets a secret (shown once),
+    unless it registers its public keys (``jwks`` or ``jwks_uri``) to authenticate with
+    ``private_key_jwt``."""
+    from mno.sso import client_auth
+
     app = apps.get(session, code)
+    if jwks is not None and jwks_uri is not None:
+        raise BadInput("give --jwks or --jwks-uri, not both")
+    if public and (jwks is not None or jwks_uri is not None):
+        raise BadInput("a public client has no keys", "drop --public for private_key_jwt")
+    keys = client_auth.check_jwks(jwks) if jwks is not None else None
+    if jwks_uri is not None:
+        jwks_uri = check_uri(jwks_uri, "jwks_uri")
+        client_auth.fetch_jwks(jwks_uri)  # reachable, allowed and readable now
     if id_token_alg not in ("RS256", "ES256"):
         raise BadInput(f"unsupported ID token algorithm {id_token_alg!r}", "RS256 or ES256")
     if not redirect_uris:
@@ -144,13 +169,16 @@ def enable(
     existing = session.exec(select(OidcClient).where(OidcClient.app_id == app.id)).first()
     if existing is not None and existing.enabled:
         raise Conflict(f"app {app.code} is already an OIDC client", "mno app sso show")
-    secret = None if public else secrets.new_token(SECRET_PREFIX)
+    by_key = keys is not None or jwks_uri is not None
+    secret = None if public or by_key else secrets.new_token(SECRET_PREFIX)
     row = existing or OidcClient(app_id=app.id, client_id=f"{app.code}-{_secrets.token_hex(6)}")
     row.public = public
     row.secret_hash = secrets.digest(secret) if secret else None
     row.redirect_uris = uris
     row.logout_uris = logouts
     row.id_token_alg = id_token_alg
+    row.jwks = keys
+    row.jwks_uri = jwks_uri
     row.enabled = True
     row.touch()
     session.add(row)
@@ -204,6 +232,8 @@ def rotate_secret(session: Session, code: str) -> Issued:
         raise Conflict(f"app {app.code} has SSO disabled", "mno app sso enable")
     if row.public:
         raise Conflict(f"app {app.code} is a public client and has no secret")
+    if auth_method(row) == "private_key_jwt":
+        raise Conflict(f"app {app.code} authenticates with private_key_jwt and has no secret")
     secret = secrets.new_token(SECRET_PREFIX)
     row.secret_hash = secrets.digest(secret)
     row.touch()

@@ -11,6 +11,8 @@ caller's transaction commits the revocation before the error is answered.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +73,13 @@ def _sign(session: Session, claims: dict[str, Any], alg: str = "RS256") -> str:
 
     signer = keys.signer(session, alg)
     return jwt.encode({"alg": alg, "kid": signer.kid, "typ": "JWT"}, claims, signer.key)
+
+
+def at_hash(access_token: str) -> str:
+    """OpenID Connect Core 3.1.3.6: the left half of the access token's SHA-256 digest
+    (the hash of RS256 and ES256, the ID token algorithms), base64url without padding."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 def _profile_claims(session: Session, g: Grant, access: oidc.Access | None) -> dict[str, Any]:
@@ -143,8 +152,10 @@ def issue(
             **base,
         )
     )
+    access_token = _sign(session, access_claims)
+    id_claims["at_hash"] = at_hash(access_token)
     return {
-        "access_token": _sign(session, access_claims),
+        "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": int(access_ttl.total_seconds()),
         "refresh_token": refresh,
@@ -520,8 +531,9 @@ def bearer_user(session: Session, token: str) -> User | None:
 
 
 def prune_expired(session: Session, limit: int = 1000) -> int:
-    """Delete up to ``limit`` expired token rows and codes past the refresh lifetime (a
-    code is kept that long so a late reuse still revokes what it issued)."""
+    """Delete up to ``limit`` expired token rows, codes past the refresh lifetime (a
+    code is kept that long so a late reuse still revokes what it issued) and expired
+    client assertions' ``jti``."""
     from sqlmodel import delete
 
     now = clock.now()
@@ -536,4 +548,6 @@ def prune_expired(session: Session, limit: int = 1000) -> int:
     )
     if codes:
         session.exec(delete(OidcCode).where(col(OidcCode.id).in_(codes)))
-    return len(tokens) + len(codes)
+    from mno.sso import client_auth
+
+    return len(tokens) + len(codes) + client_auth.prune(session, limit)

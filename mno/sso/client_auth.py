@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-MAX_LIFETIME = timedelta(minutes=10)
+MAX_LIFETIME = timedelta(minutes=61)  # common clients sign for an hour
 MAX_JWKS_BYTES = 64 * 1024
 JWKS_TTL_S = 300.0
 REFETCH_AFTER_S = 30.0  # an unknown kid fetches the keys again, at most this often

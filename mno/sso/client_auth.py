@@ -146,8 +146,6 @@ def authenticate(
     from joserfc import jwt
     from joserfc.errors import JoseError
 
-    from mno.sso import clients
-
     if not assertion or len(assertion) > 8192 or assertion.count(".") != 2:
         return None, "client_assertion is not a compact JWT"
     parsed = _unverified(assertion)
@@ -157,8 +155,12 @@ def authenticate(
     sub = claims.get("sub")
     if not isinstance(sub, str) or (client_id is not None and client_id != sub):
         return None, "client_assertion sub is not the client id"
-    client = clients.find(session, sub)
-    if client is None or (not client.jwks and not client.jwks_uri):
+    client = (
+        session.exec(select(OidcClient).where(OidcClient.client_id == sub)).first()
+        if 0 < len(sub) <= 80
+        else None
+    )
+    if client is None or not client.enabled or (not client.jwks and not client.jwks_uri):
         return None, "the client has no registered keys (private_key_jwt)"
     if header.get("alg") not in ALGS:
         return None, f"client_assertion alg must be one of {', '.join(ALGS)}"

@@ -211,9 +211,7 @@ def jwks_server() -> Iterator[tuple[str, type[_Keys]]]:
         server.server_close()
 
 
-def test_jwks_uri_goes_through_the_ssrf_guard_and_is_fetched(
-    store_url, monkeypatch, jwks_server
-):
+def test_jwks_uri_goes_through_the_ssrf_guard_and_is_fetched(store_url, monkeypatch, jwks_server):
     from mno.errors import BadInput
     from mno.sso import client_auth, clients
     from mno.store.db import session_scope
@@ -245,9 +243,7 @@ def test_jwks_uri_goes_through_the_ssrf_guard_and_is_fetched(
     client_auth._fetched[uri] = (time.monotonic() - client_auth.REFETCH_AFTER_S - 1,
                                  client_auth._fetched[uri][1])  # fmt: skip
     with session_scope() as s:
-        client, why = client_auth.authenticate(
-            s, _assertion(newer, client_id, aud[0]), None, aud
-        )
+        client, why = client_auth.authenticate(s, _assertion(newer, client_id, aud[0]), None, aud)
         assert client is not None, why
     client_auth.clear_cache()
 
@@ -265,9 +261,10 @@ def test_used_assertions_are_remembered_until_they_expire(session):
             clients.enable(s, "erp", [REDIRECT], jwks={"keys": [key.as_dict(private=True)]})
     with session() as s:
         client_id = clients.enable(s, "erp", [REDIRECT], jwks=_jwks(key)).client.client_id
-        assert clients.as_dict(s.exec(select(OidcClient)).one(), apps.get(s, "erp"))[
-            "auth_method"
-        ] == "private_key_jwt"
+        assert (
+            clients.as_dict(s.exec(select(OidcClient)).one(), apps.get(s, "erp"))["auth_method"]
+            == "private_key_jwt"
+        )
     aud = ["http://hub/token"]
     clock.set_now(clock.now())
     assertion = _assertion(key, client_id, aud[0], jti="one")
@@ -277,7 +274,8 @@ def test_used_assertions_are_remembered_until_they_expire(session):
         assert client_auth.authenticate(s, assertion, client_id, aud)[1].endswith("(jti)")
     # a failed authentication records nothing
     with session() as s:
-        assert client_auth.authenticate(s, _assertion(_key(), client_id, aud[0]), None, aud)[0] is None
+        other = _assertion(_key(), client_id, aud[0])
+        assert client_auth.authenticate(s, other, None, aud)[0] is None
     with session(write=False) as s:
         assert [a.jti for a in s.exec(select(OidcAssertion))] == ["one"]
     clock.advance(client_auth.MAX_LIFETIME)

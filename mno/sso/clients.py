@@ -20,7 +20,7 @@ from mno import secrets as stored_secrets
 from mno import settings
 from mno.access import secrets
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, db, outbox
 from mno.store.models.oidc import OidcClient
 from mno.store.models.tenancy import App
 from mno.tenancy import apps
@@ -123,6 +123,21 @@ def find(session: Session, client_id: str) -> OidcClient | None:
         return None
     row = session.exec(select(OidcClient).where(OidcClient.client_id == client_id)).first()
     return row if row is not None and row.enabled else None
+
+
+def find_with_app(session: Session, client_id: str) -> tuple[OidcClient, App] | None:
+    """An enabled client and its app in one query, or None."""
+    if not client_id or len(client_id) > 80:
+        return None
+    row = session.exec(
+        select(OidcClient, App).where(
+            OidcClient.client_id == client_id, App.id == OidcClient.app_id
+        )
+    ).first()
+    if row is None or not row[0].enabled:
+        return None
+    db.pin(session, row[1])  # the grant reads the app next
+    return row[0], row[1]
 
 
 def of_app(session: Session, code: str) -> tuple[OidcClient, App]:
@@ -254,7 +269,8 @@ def rotate_secret(session: Session, code: str) -> Issued:
 def authenticate(session: Session, client_id: str, secret: str | None) -> OidcClient | None:
     """The client whose id and secret these are (a public client: no secret), or None.
     The digests are compared in constant time."""
-    row = find(session, client_id)
+    found = find_with_app(session, client_id)  # the app too: the grant needs it next
+    row = found[0] if found is not None else None
     if row is None:
         if secret:  # spend the same work as a real comparison
             secrets.same(secrets.digest(secret), "0" * 64)

@@ -87,14 +87,26 @@ def _consent_page(outcome: oidc.Outcome, csrf: str) -> HTMLResponse:
         for k, v in req.params.items()
     )
     scopes = "".join(f"<li>{html.escape(s)}</li>" for s in req.scope)
+    if len(outcome.choices) > 1:
+        radios = "".join(
+            f'<div><input type="radio" id="tenant-{html.escape(t.key)}" name="tenant_choice" '
+            f'value="{html.escape(t.key)}"{" checked" if t.id == outcome.tenant.id else ""}>'
+            f' <label for="tenant-{html.escape(t.key)}">{html.escape(t.name or t.key)}'
+            f" ({html.escape(t.key)})</label></div>"
+            for t in outcome.choices
+        )
+        who = "for the organisation you choose"
+        picker = f"<fieldset><legend>Sign in for</legend>{radios}</fieldset>"
+    else:
+        who = f"for <strong>{html.escape(outcome.tenant.name or outcome.tenant.key)}</strong>"
+        picker = ""
     body = (
         f"<h1>Sign in to {html.escape(req.app.name)}?</h1>"
         f"<p>{html.escape(req.app.name)} asks to sign you in as "
-        f"<strong>{html.escape(outcome.user.email)}</strong> for "
-        f"<strong>{html.escape(outcome.tenant.name or outcome.tenant.key)}</strong>, "
+        f"<strong>{html.escape(outcome.user.email)}</strong> {who}, "
         f"and to read:</p><ul>{scopes}</ul>"
         '<form method="post" action="/authorize">'
-        f'{fields}<input type="hidden" name="csrf_token" value="{html.escape(csrf)}">'
+        f'{fields}<input type="hidden" name="csrf_token" value="{html.escape(csrf)}">{picker}'
         '<button type="submit" name="consent" value="allow">Allow</button> '
         '<button type="submit" name="consent" value="deny">Deny</button>'
         "</form>"
@@ -103,12 +115,18 @@ def _consent_page(outcome: oidc.Outcome, csrf: str) -> HTMLResponse:
 
 
 def _authorize_answer(
-    request: Request, params: dict[str, str], consent: str | None, csrf: str | None
+    request: Request,
+    params: dict[str, str],
+    consent: str | None,
+    csrf: str | None,
+    tenant_choice: str | None = None,
 ) -> Response:
     cookie = request.cookies.get(sessions.COOKIE)
     try:
         with session_scope() as s:
-            outcome = oidc.authorize(s, params, cookie, consent=consent, csrf=csrf)
+            outcome = oidc.authorize(
+                s, params, cookie, consent=consent, csrf=csrf, tenant_choice=tenant_choice
+            )
     except BadInput as exc:
         return _error_page(exc.message if hasattr(exc, "message") else str(exc))
     except oidc.Redirect as exc:
@@ -210,7 +228,8 @@ async def authorize_post(request: Request) -> Any:
         return _error_page(str(exc))
     consent = form.pop("consent", None)
     csrf = form.pop("csrf_token", None)
-    return await threads.run(_authorize_answer, request, form, consent or "deny", csrf)
+    choice = form.pop("tenant_choice", None) or None
+    return await threads.run(_authorize_answer, request, form, consent or "deny", csrf, choice)
 
 
 @dataclass(frozen=True)

@@ -374,7 +374,7 @@ def bearer(session: Session, token: str, iss: str | None) -> Bearer | None:
     ).first()
     if found is None:
         return None
-    row, user, tenant, client, app = found.tuple()
+    row, user, tenant, client, app = found
     db.pin(session, app)
     if row.revoked_at is not None or row.expires_at <= clock.now() or user.status != "active":
         return None

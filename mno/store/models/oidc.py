@@ -57,8 +57,10 @@ class OidcConsent(Base, table=True):
     user_id: uuid.UUID = Field(foreign_key="access_user.id", index=True)
     client_id: uuid.UUID = Field(foreign_key="oidc_client.id", index=True)
     scope: str = Field(default="", max_length=500)
-    # the tenant the user picked for this app (None: not chosen yet)
-    tenant_id: uuid.UUID | None = Field(default=None, foreign_key="tenant.id")
+    # the tenant the user picked for this app (None: not chosen yet). No foreign key: a
+    # remembered preference must not keep a tenant from being deleted; a pick whose
+    # tenant is gone (or no longer allowed) is simply asked again.
+    tenant_id: uuid.UUID | None = Field(default=None)
 
 
 class OidcCode(Base, table=True):

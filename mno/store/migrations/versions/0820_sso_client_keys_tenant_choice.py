@@ -28,7 +28,6 @@ def upgrade() -> None:
         b.add_column(sa.Column("jwks_uri", S(length=2000), nullable=True))
     with op.batch_alter_table("oidc_consent", schema=None) as b:
         b.add_column(sa.Column("tenant_id", sa.Uuid(), nullable=True))
-        b.create_foreign_key("fk_oidc_consent_tenant_id_tenant", "tenant", ["tenant_id"], ["id"])
     op.create_table(
         "oidc_assertion",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -52,7 +51,6 @@ def downgrade() -> None:
         b.drop_index(b.f("ix_oidc_assertion_client_id"))
     op.drop_table("oidc_assertion")
     with op.batch_alter_table("oidc_consent", schema=None) as b:
-        b.drop_constraint("fk_oidc_consent_tenant_id_tenant", type_="foreignkey")
         b.drop_column("tenant_id")
     with op.batch_alter_table("oidc_client", schema=None) as b:
         b.drop_column("jwks_uri")

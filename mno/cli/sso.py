@@ -104,7 +104,7 @@ def enable(
     ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Make an app an OIDC client; prints the client id and secret (shown once)."""
+    """Make an app an OIDC client; prints the client id and secret (shown once; none with keys)."""
     import json
 
     from mno.errors import BadInput

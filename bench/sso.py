@@ -204,20 +204,29 @@ async def paced(base: str, world: dict[str, str], rate: float, seconds: float) -
     import httpx
 
     token_ms: list[float] = []
+    failed: list[str] = []
     count = max(1, int(rate * seconds))
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         await one_login(client, base, world, [])
+
+        async def login() -> None:
+            try:
+                await one_login(client, base, world, token_ms)
+            except httpx.TransportError as exc:  # counted and reported, never hidden
+                failed.append(type(exc).__name__)
+
         started = time.perf_counter()
         tasks = []
         for i in range(count):
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one_login(client, base, world, token_ms)))
+            tasks.append(asyncio.create_task(login()))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    return {"rate": count / elapsed, "count": count, **percentiles(token_ms)}
+    done = count - len(failed)
+    return {"rate": done / elapsed, "count": count, "failed": len(failed), **percentiles(token_ms)}
 
 
 def signing(url: str, count: int) -> dict[str, float]:
@@ -294,8 +303,9 @@ def main() -> None:
     print(f"token endpoint latency: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
     print(f"hub CPU per login (3 requests): {cpu_per_login:.2f} ms")
     print(
-        f"paced at {args.paced_rate:.0f} logins/s ({slow['count']} logins, achieved "
-        f"{slow['rate']:.1f}/s): token p50 {slow['p50']:.1f} ms, p99 {slow['p99']:.1f} ms"
+        f"paced at {args.paced_rate:.0f} logins/s ({slow['count']} logins, {slow['failed']} "
+        f"failed on the connection, achieved {slow['rate']:.1f}/s): "
+        f"token p50 {slow['p50']:.1f} ms, p99 {slow['p99']:.1f} ms"
     )
     print(f"ID-token signing through the provider (RS256): {signed['provider']:.0f}/s")
     print(f"bare joserfc jwt.encode on the same key:        {signed['bare']:.0f}/s")
@@ -303,7 +313,7 @@ def main() -> None:
     on = "" if args.pg else " (the goal is set for PostgreSQL; this run is SQLite)"
     rate_ok = "PASS" if result["rate"] >= 300 else "MISS"
     print(f"goal >= 300 logins/s{on}: {rate_ok} ({result['rate']:.1f}/s)")
-    paced_ok = slow["p99"] <= 30 and slow["rate"] >= 0.95 * args.paced_rate
+    paced_ok = slow["p99"] <= 30 and slow["rate"] >= 0.95 * args.paced_rate and not slow["failed"]
     at = f"at {args.paced_rate:.0f} logins/s"
     print(f"goal token p99 <= 30 ms {at}: {'PASS' if paced_ok else 'MISS'} ({slow['p99']:.1f} ms)")
     if args.paced_rate != 100:

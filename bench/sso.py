@@ -10,8 +10,15 @@ in-process through the provider (key lookup, claims, RS256) and with joserfc alo
 same key; the ratio says what the provider adds to the signature itself.
 
     python3 bench/sso.py [--logins 300] [--concurrency 8] [--sign 300] [--pg URL]
+                         [--paced-rate 100] [--paced-seconds 3] [--workers 1]
 
-Goals (issue 23): >= 300 logins/s on 2 cores with PostgreSQL, token p99 <= 30 ms.
+Besides the closed-loop rate, a paced phase starts logins at ``--paced-rate`` per second
+(open loop: a slow answer does not slow the arrivals) and reports the token endpoint's
+p99 there. The hub's CPU time per login (user + system, from /proc, its worker processes
+included) is printed too: on a shared machine it moves far less than the rates do.
+
+Goals (issue 23): >= 300 logins/s on 2 cores with PostgreSQL, token endpoint p99 <= 30 ms
+at 100 logins/s. Each goal line says PASS or MISS for the figures of this run.
 """
 
 from __future__ import annotations
@@ -94,9 +101,27 @@ def setup(url: str) -> dict[str, str]:
     return {"client_id": issued.client.client_id, "secret": issued.secret, "cookie": cookie}
 
 
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live child processes (uvicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid ... utime (14th field overall) stime (15th)
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def start_server(env: dict[str, str], workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    code = f"from mno.api import server; server.serve('127.0.0.1', {port})"
+    code = f"from mno.api import server; server.serve('127.0.0.1', {port}, workers={workers})"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     for _ in range(300):
         try:
@@ -163,12 +188,45 @@ async def logins(base: str, world: dict[str, str], count: int, concurrency: int)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    token_ms.sort()
+    return {"rate": count / elapsed, **percentiles(token_ms)}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
     return {
-        "rate": count / elapsed,
-        "p50": token_ms[len(token_ms) // 2],
-        "p99": token_ms[min(len(token_ms) - 1, int(len(token_ms) * 0.99))],
+        "p50": values[len(values) // 2],
+        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
     }
+
+
+async def paced(base: str, world: dict[str, str], rate: float, seconds: float) -> dict[str, Any]:
+    """Logins started at ``rate`` per second for ``seconds`` (open loop)."""
+    import httpx
+
+    token_ms: list[float] = []
+    failed: list[str] = []
+    count = max(1, int(rate * seconds))
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        await one_login(client, base, world, [])
+
+        async def login() -> None:
+            try:
+                await one_login(client, base, world, token_ms)
+            except httpx.TransportError as exc:  # counted and reported, never hidden
+                failed.append(type(exc).__name__)
+
+        started = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(login()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    done = count - len(failed)
+    return {"rate": done / elapsed, "count": count, "failed": len(failed), **percentiles(token_ms)}
 
 
 def signing(url: str, count: int) -> dict[str, float]:
@@ -203,9 +261,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sign", type=int, default=300)
     parser.add_argument("--pg", default=None, help="PostgreSQL server URL (default: SQLite)")
+    parser.add_argument("--paced-rate", type=float, default=100.0)
+    parser.add_argument("--paced-seconds", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=1, help="hub processes (uvicorn)")
     args = parser.parse_args()
 
     from cryptography.fernet import Fernet
+
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     home = Path(tempfile.mkdtemp(prefix="mno-bench-sso-"))
     url = fresh_pg(args.pg) if args.pg else f"sqlite:///{home / 'store.db'}"
@@ -217,11 +280,14 @@ def main() -> None:
     }
     os.environ.update(env)
     world = setup(url)
-    proc, port = start_server(env)
+    proc, port = start_server(env, args.workers)
+    base = f"http://127.0.0.1:{port}"
     try:
-        result = asyncio.run(
-            logins(f"http://127.0.0.1:{port}", world, args.logins, args.concurrency)
-        )
+        asyncio.run(logins(base, world, 20, 1))  # every worker warm (imports, keys, pool)
+        cpu_before = cpu_seconds(proc.pid)
+        result = asyncio.run(logins(base, world, args.logins, args.concurrency))
+        cpu_per_login = (cpu_seconds(proc.pid) - cpu_before) * 1000 / args.logins
+        slow = asyncio.run(paced(base, world, args.paced_rate, args.paced_seconds))
     finally:
         proc.terminate()
         proc.wait(10)
@@ -229,12 +295,29 @@ def main() -> None:
     if args.pg:
         drop_pg(args.pg, url)
     store = "postgresql" if args.pg else "sqlite"
-    print(f"store: {store}; logins: {args.logins}, {args.concurrency} in flight")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"store: {store}; hub workers: {args.workers}; {os.cpu_count()} cores")
+    print(f"load average at start: {load_start}; at end: {load}")
+    print(f"logins: {args.logins}, {args.concurrency} in flight")
     print(f"complete logins (authorize -> token -> userinfo): {result['rate']:.1f}/s")
     print(f"token endpoint latency: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms")
+    print(f"hub CPU per login (3 requests): {cpu_per_login:.2f} ms")
+    print(
+        f"paced at {args.paced_rate:.0f} logins/s ({slow['count']} logins, {slow['failed']} "
+        f"failed on the connection, achieved {slow['rate']:.1f}/s): "
+        f"token p50 {slow['p50']:.1f} ms, p99 {slow['p99']:.1f} ms"
+    )
     print(f"ID-token signing through the provider (RS256): {signed['provider']:.0f}/s")
     print(f"bare joserfc jwt.encode on the same key:        {signed['bare']:.0f}/s")
     print(f"ratio provider/bare: {signed['provider'] / signed['bare']:.2f}")
+    on = "" if args.pg else " (the goal is set for PostgreSQL; this run is SQLite)"
+    rate_ok = "PASS" if result["rate"] >= 300 else "MISS"
+    print(f"goal >= 300 logins/s{on}: {rate_ok} ({result['rate']:.1f}/s)")
+    paced_ok = slow["p99"] <= 30 and slow["rate"] >= 0.95 * args.paced_rate and not slow["failed"]
+    at = f"at {args.paced_rate:.0f} logins/s"
+    print(f"goal token p99 <= 30 ms {at}: {'PASS' if paced_ok else 'MISS'} ({slow['p99']:.1f} ms)")
+    if args.paced_rate != 100:
+        print("  (the goal is set at 100 logins/s; this run was paced differently)")
 
 
 if __name__ == "__main__":

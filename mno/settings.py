@@ -106,10 +106,22 @@ def profile_name() -> str:
     return str(data.get("current") or "default")
 
 
+# the parsed config file, by (path, modification time, size): hot paths (the OIDC token
+# endpoint reads token lifetimes per request) stat the file instead of parsing YAML
+_config_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def _read_config_file() -> dict[str, Any]:
+    """The config file's mapping (read-only: it is shared until the file changes)."""
     path = home() / "config.yaml"
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return {}
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _config_cache.get(str(path))
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
     import yaml
 
     from mno import safeyaml
@@ -120,6 +132,7 @@ def _read_config_file() -> dict[str, Any]:
         raise BadInput(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise BadInput(f"{path}: expected a mapping at the top level")
+    _config_cache[str(path)] = (stamp, data)
     return data
 
 

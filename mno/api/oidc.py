@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -18,8 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from mno.api import threads
 from mno.errors import BadInput
-from mno.sso import clients, keys, oidc, oidc_tokens, sessions
+from mno.sso import client_auth, clients, keys, oidc, oidc_tokens, sessions
 from mno.store.db import session_scope
+from mno.store.models.oidc import OidcClient
 
 router = APIRouter(tags=["oidc"], include_in_schema=False)
 MAX_FORM = 64 * 1024
@@ -85,14 +87,26 @@ def _consent_page(outcome: oidc.Outcome, csrf: str) -> HTMLResponse:
         for k, v in req.params.items()
     )
     scopes = "".join(f"<li>{html.escape(s)}</li>" for s in req.scope)
+    if len(outcome.choices) > 1:
+        radios = "".join(
+            f'<div><input type="radio" id="tenant-{html.escape(t.key)}" name="tenant_choice" '
+            f'value="{html.escape(t.key)}"{" checked" if t.id == outcome.tenant.id else ""}>'
+            f' <label for="tenant-{html.escape(t.key)}">{html.escape(t.name or t.key)}'
+            f" ({html.escape(t.key)})</label></div>"
+            for t in outcome.choices
+        )
+        who = "for the organisation you choose"
+        picker = f"<fieldset><legend>Sign in for</legend>{radios}</fieldset>"
+    else:
+        who = f"for <strong>{html.escape(outcome.tenant.name or outcome.tenant.key)}</strong>"
+        picker = ""
     body = (
         f"<h1>Sign in to {html.escape(req.app.name)}?</h1>"
         f"<p>{html.escape(req.app.name)} asks to sign you in as "
-        f"<strong>{html.escape(outcome.user.email)}</strong> for "
-        f"<strong>{html.escape(outcome.tenant.name or outcome.tenant.key)}</strong>, "
+        f"<strong>{html.escape(outcome.user.email)}</strong> {who}, "
         f"and to read:</p><ul>{scopes}</ul>"
         '<form method="post" action="/authorize">'
-        f'{fields}<input type="hidden" name="csrf_token" value="{html.escape(csrf)}">'
+        f'{fields}<input type="hidden" name="csrf_token" value="{html.escape(csrf)}">{picker}'
         '<button type="submit" name="consent" value="allow">Allow</button> '
         '<button type="submit" name="consent" value="deny">Deny</button>'
         "</form>"
@@ -101,12 +115,18 @@ def _consent_page(outcome: oidc.Outcome, csrf: str) -> HTMLResponse:
 
 
 def _authorize_answer(
-    request: Request, params: dict[str, str], consent: str | None, csrf: str | None
+    request: Request,
+    params: dict[str, str],
+    consent: str | None,
+    csrf: str | None,
+    tenant_choice: str | None = None,
 ) -> Response:
     cookie = request.cookies.get(sessions.COOKIE)
     try:
         with session_scope() as s:
-            outcome = oidc.authorize(s, params, cookie, consent=consent, csrf=csrf)
+            outcome = oidc.authorize(
+                s, params, cookie, consent=consent, csrf=csrf, tenant_choice=tenant_choice
+            )
     except BadInput as exc:
         return _error_page(exc.message if hasattr(exc, "message") else str(exc))
     except oidc.Redirect as exc:
@@ -142,16 +162,22 @@ async def discovery(request: Request) -> Any:
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
                 "none",
             ],
+            "token_endpoint_auth_signing_alg_values_supported": list(client_auth.ALGS),
             "revocation_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
             ],
+            "revocation_endpoint_auth_signing_alg_values_supported": list(client_auth.ALGS),
             "introspection_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
             ],
+            "introspection_endpoint_auth_signing_alg_values_supported": list(client_auth.ALGS),
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(oidc.SCOPES),
             "claims_supported": [
@@ -164,6 +190,7 @@ async def discovery(request: Request) -> Any:
                 "nonce",
                 "sid",
                 "amr",
+                "at_hash",
                 "email",
                 "email_verified",
                 "name",
@@ -201,11 +228,29 @@ async def authorize_post(request: Request) -> Any:
         return _error_page(str(exc))
     consent = form.pop("consent", None)
     csrf = form.pop("csrf_token", None)
-    return await threads.run(_authorize_answer, request, form, consent or "deny", csrf)
+    choice = form.pop("tenant_choice", None) or None
+    return await threads.run(_authorize_answer, request, form, consent or "deny", csrf, choice)
 
 
-def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str | None] | None:
+@dataclass(frozen=True)
+class Credentials:
+    """What a client presented: a secret (basic or post) or a signed assertion."""
+
+    client_id: str | None
+    secret: str | None = None
+    assertion: str | None = None
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> Credentials | None:
     header = request.headers.get("authorization") or ""
+    assertion_type = form.get("client_assertion_type")
+    if assertion_type is not None:
+        assertion = form.get("client_assertion")
+        if assertion_type != client_auth.ASSERTION_TYPE or not assertion:
+            return None
+        if header[:6].lower() == "basic " or "client_secret" in form:
+            return None  # one method per request (RFC 6749 2.3)
+        return Credentials(form.get("client_id") or None, assertion=assertion)
     if header[:6].lower() == "basic ":
         try:
             raw = base64.b64decode(header[6:].strip(), validate=True).decode()
@@ -214,15 +259,28 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
         client_id, sep, secret = raw.partition(":")
         if not sep or "\x00" in raw:
             return None
-        return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+        return Credentials(unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " ")))
     if "client_id" in form:
-        return form["client_id"], form.get("client_secret") or None
+        return Credentials(form["client_id"], form.get("client_secret") or None)
     return None
 
 
-async def _authenticated(
-    request: Request,
-) -> tuple[dict[str, str], str, str | None] | JSONResponse:
+def _client(
+    s: Any, creds: Credentials, request: Request, iss: str
+) -> OidcClient | oidc_tokens.OAuthError:
+    """The authenticated client, or the ``invalid_client`` answer."""
+    if creds.assertion is not None:
+        audiences = (f"{iss}/token", iss, f"{iss}{request.url.path}")
+        client, why = client_auth.authenticate(s, creds.assertion, creds.client_id, audiences)
+    else:
+        client = clients.authenticate(s, creds.client_id or "", creds.secret)
+        why = "bad client credentials"
+    if client is None:
+        return oidc_tokens.OAuthError("invalid_client", why, 401)
+    return client
+
+
+async def _authenticated(request: Request) -> tuple[dict[str, str], Credentials] | JSONResponse:
     try:
         form = await _form(request)
     except BadInput as exc:
@@ -230,7 +288,7 @@ async def _authenticated(
     creds = _client_credentials(request, form)
     if creds is None:
         return _oauth_error("invalid_client", "client authentication is required", 401)
-    return form, creds[0], creds[1]
+    return form, creds
 
 
 @router.post("/token")
@@ -238,14 +296,14 @@ async def token(request: Request) -> Any:
     got = await _authenticated(request)
     if isinstance(got, JSONResponse):
         return got
-    form, client_id, secret = got
+    form, creds = got
     iss = _issuer(request)
 
     def run() -> dict[str, Any] | oidc_tokens.OAuthError:
         with session_scope() as s:
-            client = clients.authenticate(s, client_id, secret)
-            if client is None:
-                return oidc_tokens.OAuthError("invalid_client", "bad client credentials", 401)
+            client = _client(s, creds, request, iss)
+            if isinstance(client, oidc_tokens.OAuthError):
+                return client
             grant = form.get("grant_type")
             if grant == "authorization_code":
                 return oidc_tokens.exchange_code(
@@ -307,18 +365,19 @@ async def revoke(request: Request) -> Any:
     got = await _authenticated(request)
     if isinstance(got, JSONResponse):
         return got
-    form, client_id, secret = got
+    form, creds = got
     iss = _issuer(request)
 
-    def run() -> bool | None:
+    def run() -> bool | oidc_tokens.OAuthError:
         with session_scope() as s:
-            client = clients.authenticate(s, client_id, secret)
-            if client is None:
-                return None
+            client = _client(s, creds, request, iss)
+            if isinstance(client, oidc_tokens.OAuthError):
+                return client
             return oidc_tokens.revoke(s, client, form.get("token", ""), iss)
 
-    if await threads.run(run) is None:
-        return _oauth_error("invalid_client", "bad client credentials", 401)
+    answer = await threads.run(run)
+    if isinstance(answer, oidc_tokens.OAuthError):
+        return _oauth_error(answer.error, answer.description, answer.status)
     return Response(status_code=200, headers=NO_STORE)
 
 
@@ -327,19 +386,20 @@ async def introspect(request: Request) -> Any:
     got = await _authenticated(request)
     if isinstance(got, JSONResponse):
         return got
-    form, client_id, secret = got
+    form, creds = got
     iss = _issuer(request)
 
-    def run() -> dict[str, Any] | None:
-        with session_scope(write=False) as s:
-            client = clients.authenticate(s, client_id, secret)
-            if client is None:
-                return None
+    def run() -> dict[str, Any] | oidc_tokens.OAuthError:
+        # an assertion's jti is recorded: a writing transaction
+        with session_scope(write=creds.assertion is not None) as s:
+            client = _client(s, creds, request, iss)
+            if isinstance(client, oidc_tokens.OAuthError):
+                return client
             return oidc_tokens.introspect(s, client, form.get("token", ""), iss)
 
     answer = await threads.run(run)
-    if answer is None:
-        return _oauth_error("invalid_client", "bad client credentials", 401)
+    if isinstance(answer, oidc_tokens.OAuthError):
+        return _oauth_error(answer.error, answer.description, answer.status)
     return JSONResponse(answer, headers=NO_STORE)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -88,16 +89,38 @@ def enable(
         bool, typer.Option("--public", help="A public client: no secret, PKCE S256 required.")
     ] = False,
     id_token_alg: Annotated[str, typer.Option(help="RS256 or ES256.")] = "RS256",
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks",
+            help="The client's public keys (a JWKS JSON file): private_key_jwt, no secret.",
+        ),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--jwks-uri", help="Where the hub fetches the client's public keys: private_key_jwt."
+        ),
+    ] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Make an app an OIDC client; prints the client id and secret (shown once)."""
+    """Make an app an OIDC client; prints the client id and secret (shown once; none with keys)."""
+    import json
+
+    from mno.errors import BadInput
     from mno.sso import clients
     from mno.store.db import session_scope
 
+    keys = None
+    if jwks is not None:
+        try:
+            keys = json.loads(jwks.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"cannot read the JWKS file {jwks}: {exc}") from exc
     with session_scope() as s:
         issued = clients.enable(
             s, code, redirect_uri, public=public, logout_uris=logout_uri,
-            id_token_alg=id_token_alg,
+            id_token_alg=id_token_alg, jwks=keys, jwks_uri=jwks_uri,
         )  # fmt: skip
         data = clients.as_dict(issued.client, issued.app)
     data["client_secret"] = issued.secret

@@ -20,7 +20,7 @@ from mno import secrets as stored_secrets
 from mno import settings
 from mno.access import secrets
 from mno.errors import BadInput, Conflict, NotFound
-from mno.store import audit, outbox
+from mno.store import audit, db, outbox
 from mno.store.models.oidc import OidcClient
 from mno.store.models.tenancy import App
 from mno.tenancy import apps
@@ -101,9 +101,20 @@ def as_dict(client: OidcClient, app: App) -> dict[str, Any]:
         "redirect_uris": list(client.redirect_uris),
         "post_logout_redirect_uris": list(client.logout_uris),
         "id_token_alg": client.id_token_alg,
+        "auth_method": auth_method(client),
+        "jwks_uri": client.jwks_uri,
         "enabled": client.enabled,
         "created_at": client.created_at,
     }
+
+
+def auth_method(client: OidcClient) -> str:
+    """How the client authenticates at the token endpoint."""
+    if client.public:
+        return "none"
+    if client.jwks or client.jwks_uri:
+        return "private_key_jwt"
+    return "client_secret_basic"
 
 
 def find(session: Session, client_id: str) -> OidcClient | None:
@@ -112,6 +123,21 @@ def find(session: Session, client_id: str) -> OidcClient | None:
         return None
     row = session.exec(select(OidcClient).where(OidcClient.client_id == client_id)).first()
     return row if row is not None and row.enabled else None
+
+
+def find_with_app(session: Session, client_id: str) -> tuple[OidcClient, App] | None:
+    """An enabled client and its app in one query, or None."""
+    if not client_id or len(client_id) > 80:
+        return None
+    row = session.exec(
+        select(OidcClient, App).where(
+            OidcClient.client_id == client_id, App.id == OidcClient.app_id
+        )
+    ).first()
+    if row is None or not row[0].enabled:
+        return None
+    db.pin(session, row[1])  # the grant reads the app next
+    return row[0], row[1]
 
 
 def of_app(session: Session, code: str) -> tuple[OidcClient, App]:
@@ -130,9 +156,23 @@ def enable(
     public: bool = False,
     logout_uris: list[str] | None = None,
     id_token_alg: str = "RS256",
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
 ) -> Issued:
-    """Make ``code`` an OIDC client; a confidential client gets a secret (shown once)."""
+    """Make ``code`` an OIDC client; a confidential client gets a secret (shown once),
+    unless it registers its public keys (``jwks`` or ``jwks_uri``) to authenticate with
+    ``private_key_jwt``."""
+    from mno.sso import client_auth
+
     app = apps.get(session, code)
+    if jwks is not None and jwks_uri is not None:
+        raise BadInput("give --jwks or --jwks-uri, not both")
+    if public and (jwks is not None or jwks_uri is not None):
+        raise BadInput("a public client has no keys", "drop --public for private_key_jwt")
+    keys = client_auth.check_jwks(jwks) if jwks is not None else None
+    if jwks_uri is not None:
+        jwks_uri = check_uri(jwks_uri, "jwks_uri")
+        client_auth.fetch_jwks(jwks_uri)  # reachable, allowed and readable now
     if id_token_alg not in ("RS256", "ES256"):
         raise BadInput(f"unsupported ID token algorithm {id_token_alg!r}", "RS256 or ES256")
     if not redirect_uris:
@@ -144,13 +184,16 @@ def enable(
     existing = session.exec(select(OidcClient).where(OidcClient.app_id == app.id)).first()
     if existing is not None and existing.enabled:
         raise Conflict(f"app {app.code} is already an OIDC client", "mno app sso show")
-    secret = None if public else secrets.new_token(SECRET_PREFIX)
+    by_key = keys is not None or jwks_uri is not None
+    secret = None if public or by_key else secrets.new_token(SECRET_PREFIX)
     row = existing or OidcClient(app_id=app.id, client_id=f"{app.code}-{_secrets.token_hex(6)}")
     row.public = public
     row.secret_hash = secrets.digest(secret) if secret else None
     row.redirect_uris = uris
     row.logout_uris = logouts
     row.id_token_alg = id_token_alg
+    row.jwks = keys
+    row.jwks_uri = jwks_uri
     row.enabled = True
     row.touch()
     session.add(row)
@@ -204,6 +247,8 @@ def rotate_secret(session: Session, code: str) -> Issued:
         raise Conflict(f"app {app.code} has SSO disabled", "mno app sso enable")
     if row.public:
         raise Conflict(f"app {app.code} is a public client and has no secret")
+    if auth_method(row) == "private_key_jwt":
+        raise Conflict(f"app {app.code} authenticates with private_key_jwt and has no secret")
     secret = secrets.new_token(SECRET_PREFIX)
     row.secret_hash = secrets.digest(secret)
     row.touch()
@@ -224,7 +269,8 @@ def rotate_secret(session: Session, code: str) -> Issued:
 def authenticate(session: Session, client_id: str, secret: str | None) -> OidcClient | None:
     """The client whose id and secret these are (a public client: no secret), or None.
     The digests are compared in constant time."""
-    row = find(session, client_id)
+    found = find_with_app(session, client_id)  # the app too: the grant needs it next
+    row = found[0] if found is not None else None
     if row is None:
         if secret:  # spend the same work as a real comparison
             secrets.same(secrets.digest(secret), "0" * 64)

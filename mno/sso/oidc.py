@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from sqlmodel import select
 
 from mno import clock, settings
-from mno.access import check, secrets
+from mno.access import check, roles, secrets
 from mno.errors import BadInput
 from mno.sso import clients
 from mno.store import audit, outbox
@@ -101,15 +101,13 @@ def parse(session: Session, params: Mapping[str, str]) -> AuthRequest:
     ``Redirect`` (an OAuth error for the client)."""
     if any("\x00" in k or "\x00" in v for k, v in params.items()):
         raise BadInput("the request holds a NUL character")
-    client = clients.find(session, params.get("client_id", ""))
-    if client is None:
+    found = clients.find_with_app(session, params.get("client_id", ""))
+    if found is None:
         raise BadInput("unknown or disabled client_id")
+    client, app = found
     redirect_uri = params.get("redirect_uri", "")
     if redirect_uri not in client.redirect_uris:  # exact match, nothing looser
         raise BadInput("redirect_uri is not registered for this client")
-    app = session.get(App, client.app_id)
-    if app is None:  # pragma: no cover - a foreign key
-        raise BadInput("unknown client")
     state = params.get("state")
 
     def fail(error: str, description: str) -> Redirect:
@@ -168,6 +166,19 @@ def _instances(session: Session, app: App, tenant: Tenant) -> list[uuid.UUID]:
     )
 
 
+def _may_read(session: Session, user: User, tenant: Tenant, role: str) -> bool:
+    """``check.check(user, tenant, "read")`` for a membership already read: a built-in
+    role is decided here without reading the membership again; a custom role asks the
+    access module."""
+    if role in roles.ROLES:
+        return (
+            user.status == "active"
+            and tenant.status not in check.CLOSED
+            and roles.allows(role, "read")
+        )
+    return check.check(session, user, tenant, "read")[0]
+
+
 def access(session: Session, user: User, app: App) -> Access:
     """Every tenant of ``user`` that may use ``app`` where the user may read (and open
     one of the tenant's instances of the app, when it runs any), by tenant key."""
@@ -180,7 +191,7 @@ def access(session: Session, user: User, app: App) -> Access:
     for tenant, role in rows:
         if not apps.check_access(session, app, tenant)[0]:
             continue
-        if not check.check(session, user, tenant, "read")[0]:
+        if not _may_read(session, user, tenant, role):
             continue
         if app.stack == "nex":
             instances = _instances(session, app, tenant)
@@ -214,43 +225,60 @@ def choose_tenant(req: AuthRequest, user: User, granted: Access) -> tuple[Tenant
     )
 
 
-def needs_consent(session: Session, user: User, client: OidcClient, scope: list[str]) -> bool:
-    row = session.exec(
+def consent_of(session: Session, user: User, client: OidcClient) -> OidcConsent | None:
+    return session.exec(
         select(OidcConsent).where(
             OidcConsent.user_id == user.id, OidcConsent.client_id == client.id
         )
     ).first()
+
+
+def needs_consent(session: Session, user: User, client: OidcClient, scope: list[str]) -> bool:
+    row = consent_of(session, user, client)
     return row is None or not set(scope) <= set(row.scope.split())
 
 
-def grant_consent(session: Session, user: User, req: AuthRequest) -> None:
-    """Remember that ``user`` lets the app sign them in with these scopes."""
-    row = session.exec(
-        select(OidcConsent).where(
-            OidcConsent.user_id == user.id, OidcConsent.client_id == req.client.id
-        )
-    ).first()
+def grant_consent(
+    session: Session, user: User, req: AuthRequest, tenant: Tenant | None = None
+) -> None:
+    """Remember that ``user`` lets the app sign them in with these scopes (and, when
+    given, for ``tenant``: the tenant picked on the consent page)."""
+    row = consent_of(session, user, req.client)
     before = row.scope.split() if row is not None else []
+    before_tenant = row.tenant_id if row is not None else None
     scope = " ".join(dict.fromkeys([*before, *req.scope]))
     if row is None:
         row = OidcConsent(user_id=user.id, client_id=req.client.id, scope=scope)
     row.scope = scope
+    if tenant is not None:
+        row.tenant_id = tenant.id
     row.touch()
     session.add(row)
+    after: dict[str, Any] = {"app": req.app.code, "scope": scope.split()}
+    if tenant is not None:
+        after["tenant"] = tenant.key
+    previous: dict[str, Any] = {"scope": before} if before else {}
+    if before_tenant is not None and tenant is not None and before_tenant != tenant.id:
+        previous["tenant_id"] = str(before_tenant)
     audit.record(
         session,
         "sso.consent_granted",
         target_type="user",
         target_id=user.id,
         target=user.email,
-        before={"scope": before} if before else None,
-        after={"app": req.app.code, "scope": scope.split()},
+        before=previous or None,
+        after=after,
         actor=user.email,
     )
     outbox.emit(
         session,
         "sso.consent_granted",
-        {"user": user.email, "app": req.app.code, "scope": scope.split()},
+        {
+            "user": user.email,
+            "app": req.app.code,
+            "scope": scope.split(),
+            "tenant": after.get("tenant"),
+        },
     )
 
 
@@ -314,13 +342,21 @@ def describe(req: AuthRequest) -> dict[str, Any]:
 @dataclass
 class Outcome:
     """What the authorization endpoint does next: ``redirect`` to ``location`` (the
-    code), send the browser to ``signin``, or show the ``consent`` page."""
+    code), send the browser to ``signin``, or show the ``consent`` page (with the
+    ``choices`` of tenant when the user may use the app through several)."""
 
     kind: str
     location: str | None = None
     request: AuthRequest | None = None
     user: User | None = None
     tenant: Tenant | None = None
+    choices: list[Tenant] = field(default_factory=list)
+
+
+def _remembered(row: OidcConsent | None, granted: Access) -> tuple[Tenant, str] | None:
+    if row is None or row.tenant_id is None:
+        return None
+    return next(((t, r) for t, r in granted.tenants if t.id == row.tenant_id), None)
 
 
 def authorize(
@@ -330,9 +366,16 @@ def authorize(
     *,
     consent: str | None = None,
     csrf: str | None = None,
+    tenant_choice: str | None = None,
 ) -> Outcome:
     """The authorization endpoint. ``consent`` is the posted answer of the consent form
-    (``allow`` or ``deny``), with its ``csrf`` token."""
+    (``allow`` or ``deny``), with its ``csrf`` token and the ``tenant_choice`` picked.
+
+    The tenant is, in order: the request's ``tenant`` parameter; the one picked on the
+    consent page and remembered with the consent (while the user may still use the app
+    through it); the only one when there is one. A user who may use the app through
+    several tenants and has not picked one (or whose pick no longer applies) is asked on
+    the consent page."""
     from mno.sso import sessions
 
     req = parse(session, params)
@@ -345,15 +388,43 @@ def authorize(
     if user is None:  # pragma: no cover - sessions.find checked it
         return Outcome("signin", request=req)
     granted = access(session, user, req.app)
-    tenant, _ = choose_tenant(req, user, granted)
+    first, _ = choose_tenant(req, user, granted)  # refuses a user with no tenant
+    choices = [t for t, _ in granted.tenants]
     if consent is not None:
         if not csrf_ok(cookie, csrf):
             raise BadInput("the consent form's CSRF token is missing or wrong")
         if consent != "allow":
             raise Redirect(req.redirect_uri, "access_denied", "the user declined", req.state)
-        grant_consent(session, user, req)
-    elif needs_consent(session, user, req.client, req.scope):
+        picked = req.tenant or tenant_choice
+        chosen = (
+            first if picked is None else choose_tenant(_with_tenant(req, picked), user, granted)[0]
+        )
+        grant_consent(session, user, req, chosen)
+        return Outcome("redirect", issue_code(session, req, user, chosen, hub))
+    row = consent_of(session, user, req.client)
+    remembered = _remembered(row, granted)
+    tenant: Tenant | None
+    if req.tenant is not None or len(choices) == 1:
+        tenant = first
+    elif remembered is not None:
+        tenant = remembered[0]
+    elif row is not None and row.tenant_id is None:
+        tenant = first  # consented before tenants were picked: as then, the first by key
+    else:
+        tenant = None  # several tenants and no (longer a valid) pick: ask
+    scoped = row is not None and set(req.scope) <= set(row.scope.split())
+    if tenant is None or not scoped or req.prompt == "consent":
         if req.prompt == "none":
-            raise Redirect(req.redirect_uri, "consent_required", "consent needed", req.state)
-        return Outcome("consent", request=req, user=user, tenant=tenant)
+            error = "consent_required" if not scoped else "interaction_required"
+            raise Redirect(req.redirect_uri, error, "the user must answer", req.state)
+        return Outcome(
+            "consent", request=req, user=user, tenant=tenant or first,
+            choices=choices if req.tenant is None else [],
+        )  # fmt: skip
     return Outcome("redirect", issue_code(session, req, user, tenant, hub))
+
+
+def _with_tenant(req: AuthRequest, key: str) -> AuthRequest:
+    from dataclasses import replace
+
+    return replace(req, tenant=key)

@@ -11,17 +11,20 @@ caller's transaction commits the revocation before the error is answered.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select, update
 
 from mno import clock
 from mno.access import revocation, secrets
 from mno.sso import keys, oidc, sessions
-from mno.store import audit, outbox
+from mno.store import audit, db, outbox
 from mno.store.models.access import User
 from mno.store.models.oidc import OidcClient, OidcCode, OidcToken
 from mno.store.models.sso import SsoSession
@@ -71,6 +74,13 @@ def _sign(session: Session, claims: dict[str, Any], alg: str = "RS256") -> str:
 
     signer = keys.signer(session, alg)
     return jwt.encode({"alg": alg, "kid": signer.kid, "typ": "JWT"}, claims, signer.key)
+
+
+def at_hash(access_token: str) -> str:
+    """OpenID Connect Core 3.1.3.6: the left half of the access token's SHA-256 digest
+    (the hash of RS256 and ES256, the ID token algorithms), base64url without padding."""
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 def _profile_claims(session: Session, g: Grant, access: oidc.Access | None) -> dict[str, Any]:
@@ -143,8 +153,10 @@ def issue(
             **base,
         )
     )
+    access_token = _sign(session, access_claims)
+    id_claims["at_hash"] = at_hash(access_token)
     return {
-        "access_token": _sign(session, access_claims),
+        "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": int(access_ttl.total_seconds()),
         "refresh_token": refresh,
@@ -205,11 +217,16 @@ def exchange_code(
     iss: str,
 ) -> dict[str, Any] | OAuthError:
     """The authorization_code grant."""
-    row = session.exec(
-        select(OidcCode).where(OidcCode.code_hash == secrets.digest(code or ""))
+    # one query: the code, its user and the hub session it was issued in
+    found = session.exec(
+        select(OidcCode, User, SsoSession)
+        .join(User, col(User.id) == OidcCode.user_id)
+        .outerjoin(SsoSession, col(SsoSession.id) == OidcCode.session_id)
+        .where(OidcCode.code_hash == secrets.digest(code or ""))
     ).first()
-    if row is None or row.client_id != client.id:
+    if found is None or found[0].client_id != client.id:
         return _grant_error("unknown authorization code")
+    row, code_user, hub = found
     now = clock.now()
     if row.used_at is not None:
         count = _revoke_where(session, col(OidcToken.code_id) == row.id)
@@ -235,11 +252,10 @@ def exchange_code(
         return _grant_error("code_verifier does not match the code_challenge")
     if client.public and row.code_challenge is None:
         return _grant_error("a public client must use PKCE")
-    allowed = _still_allowed(session, client, session.get(User, row.user_id), row.tenant_id)
+    allowed = _still_allowed(session, client, code_user, row.tenant_id)
     if allowed is None:
         return _grant_error("the user may no longer use this app")
     user, tenant, granted = allowed
-    hub = session.get(SsoSession, row.session_id) if row.session_id else None
     g = Grant(
         client, user, tenant, row.scope.split(), row.auth_time, uuid.uuid4(), row.id,
         row.session_id, row.nonce, ["pwd", "otp"] if hub and hub.mfa_at else ["pwd"],
@@ -344,15 +360,23 @@ def bearer(session: Session, token: str, iss: str | None) -> Bearer | None:
     claims = decode(session, token, iss)
     if claims is None or not isinstance(claims.get("jti"), str):
         return None
-    row = session.exec(
-        select(OidcToken).where(OidcToken.lookup == claims["jti"], OidcToken.kind == "access")
+    # one query: the token row, its user, tenant, client and the client's app (which
+    # userinfo's claims need next, then found in the identity map)
+    found = session.execute(
+        sa_select(OidcToken, User, Tenant, OidcClient, App).where(
+            col(OidcToken.lookup) == claims["jti"],
+            col(OidcToken.kind) == "access",
+            col(User.id) == OidcToken.user_id,
+            col(Tenant.id) == OidcToken.tenant_id,
+            col(OidcClient.id) == OidcToken.client_id,
+            col(App.id) == OidcClient.app_id,
+        )
     ).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    tenant = session.get(Tenant, row.tenant_id)
-    client = session.get(OidcClient, row.client_id)
-    if user is None or user.status != "active" or tenant is None or client is None:
+    row, user, tenant, client, app = found
+    db.pin(session, app)
+    if row.revoked_at is not None or row.expires_at <= clock.now() or user.status != "active":
         return None
     return Bearer(row, user, tenant, client, dict(claims))
 
@@ -520,8 +544,9 @@ def bearer_user(session: Session, token: str) -> User | None:
 
 
 def prune_expired(session: Session, limit: int = 1000) -> int:
-    """Delete up to ``limit`` expired token rows and codes past the refresh lifetime (a
-    code is kept that long so a late reuse still revokes what it issued)."""
+    """Delete up to ``limit`` expired token rows, codes past the refresh lifetime (a
+    code is kept that long so a late reuse still revokes what it issued) and expired
+    client assertions' ``jti``."""
     from sqlmodel import delete
 
     now = clock.now()
@@ -536,4 +561,6 @@ def prune_expired(session: Session, limit: int = 1000) -> int:
     )
     if codes:
         session.exec(delete(OidcCode).where(col(OidcCode.id).in_(codes)))
-    return len(tokens) + len(codes)
+    from mno.sso import client_auth
+
+    return len(tokens) + len(codes) + client_auth.prune(session, limit)

@@ -19,7 +19,7 @@ from sqlmodel import col, select, update
 from mno import clock, settings
 from mno.access import secrets
 from mno.errors import BadInput
-from mno.store import audit, outbox
+from mno.store import audit, db, outbox
 from mno.store.models.access import User
 from mno.store.models.sso import SsoSession
 
@@ -78,13 +78,17 @@ def find(session: Session, token: str | None) -> SsoSession | None:
     user disabled)."""
     if not token or not token.startswith(PREFIX + "_") or len(token) > 100:
         return None
-    row = session.exec(
-        select(SsoSession).where(SsoSession.token_hash == secrets.digest(token))
+    # one query: the session and its user (then in the identity map for session.get)
+    found = session.exec(
+        select(SsoSession, User).where(
+            SsoSession.token_hash == secrets.digest(token), User.id == SsoSession.user_id
+        )
     ).first()
-    if row is None or row.ended_at is not None or row.expires_at <= clock.now():
+    if found is None:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or user.status != "active":
+    row, user = found
+    db.pin(session, user)  # callers read the user next
+    if row.ended_at is not None or row.expires_at <= clock.now() or user.status != "active":
         return None
     return row
 

@@ -266,6 +266,13 @@ def _writer_lock(engine: Engine) -> threading.RLock:
     return lock
 
 
+def pin(session: Session, *rows: Any) -> None:
+    """Keep ``rows`` referenced until the transaction ends. The session's identity map
+    holds rows weakly: a row read in a join and then dropped is read again by the next
+    ``session.get``; pinned, that ``get`` is answered from memory."""
+    session.info.setdefault("mno_pinned", []).extend(rows)
+
+
 @contextmanager
 def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""

@@ -45,6 +45,9 @@ class OidcClient(Base, table=True):
     logout_uris: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     id_token_alg: str = Field(default="RS256", max_length=8)
     enabled: bool = Field(default=True)
+    # private_key_jwt (RFC 7523): the client's public keys, registered or fetched
+    jwks: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    jwks_uri: str | None = Field(default=None, max_length=2000)
 
 
 class OidcConsent(Base, table=True):
@@ -54,6 +57,10 @@ class OidcConsent(Base, table=True):
     user_id: uuid.UUID = Field(foreign_key="access_user.id", index=True)
     client_id: uuid.UUID = Field(foreign_key="oidc_client.id", index=True)
     scope: str = Field(default="", max_length=500)
+    # the tenant the user picked for this app (None: not chosen yet). No foreign key: a
+    # remembered preference must not keep a tenant from being deleted; a pick whose
+    # tenant is gone (or no longer allowed) is simply asked again.
+    tenant_id: uuid.UUID | None = Field(default=None)
 
 
 class OidcCode(Base, table=True):
@@ -91,3 +98,15 @@ class OidcToken(Base, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # a rotated refresh
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OidcAssertion(Base, table=True):
+    """A client assertion (private_key_jwt) already used: its ``jti`` is refused again
+    until the assertion has expired."""
+
+    __tablename__ = "oidc_assertion"
+    __table_args__ = (sa.UniqueConstraint("client_id", "jti", name="uq_oidc_assertion"),)
+
+    client_id: uuid.UUID = Field(foreign_key="oidc_client.id", index=True)
+    jti: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -85,8 +85,21 @@ def problem_only(spec: dict[str, Any]) -> None:
 
 def asgi() -> Any:
     """The served ASGI app: metrics and request ids around FastAPI (a factory, so that
-    each worker process builds its own)."""
+    each worker process builds its own, with its own access-change listener)."""
+    listen_for_access_changes()
     return ops.Metrics(context.RequestContext(build_app()))
+
+
+def listen_for_access_changes() -> None:
+    """Drop this process's cached access answers when another host changes access
+    (``mno.access.revocation.listen``); without it the cache TTL bounds staleness."""
+    from mno.access import revocation
+    from mno.store.db import normalize_url
+
+    try:
+        revocation.listen(normalize_url(settings.db_url()))
+    except Exception as exc:  # reported; the caches fall back to their TTL
+        logging.getLogger("mno.api").warning("no access-change wake-ups (%s)", exc)
 
 
 GRACEFUL_S = 30  # on SIGTERM/SIGINT: stop accepting, let requests in flight finish

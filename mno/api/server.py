@@ -83,10 +83,11 @@ def problem_only(spec: dict[str, Any]) -> None:
                     content.pop("application/json", None)
 
 
-def asgi() -> Any:
+def asgi(listen: bool = True) -> Any:
     """The served ASGI app: metrics and request ids around FastAPI (a factory, so that
     each worker process builds its own, with its own access-change listener)."""
-    listen_for_access_changes()
+    if listen:
+        listen_for_access_changes()
     return ops.Metrics(context.RequestContext(build_app()))
 
 
@@ -105,11 +106,11 @@ def listen_for_access_changes() -> None:
 GRACEFUL_S = 30  # on SIGTERM/SIGINT: stop accepting, let requests in flight finish
 
 
-def config(host: str, port: int, workers: int = 1, **kwargs: Any) -> Any:
+def config(host: str, port: int, workers: int = 1, listen: bool = True, **kwargs: Any) -> Any:
     import uvicorn
 
     return uvicorn.Config(
-        "mno.api.server:asgi" if workers > 1 else asgi(),
+        "mno.api.server:asgi" if workers > 1 else asgi(listen),
         factory=workers > 1,
         workers=workers,
         host=host,
@@ -182,10 +183,11 @@ def serve(
 
 
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:
-    """Start the API in a daemon thread; returns (server, bound port)."""
+    """Start the API in a daemon thread; returns (server, bound port). It shares its
+    process's caches, so it starts no access-change listener (``mno serve`` does)."""
     import uvicorn
 
-    server = uvicorn.Server(config(host, port))
+    server = uvicorn.Server(config(host, port, listen=False))
     thread = threading.Thread(target=server.run, daemon=True, name="mno-api")
     thread.start()
     for _ in range(500):

@@ -19,6 +19,7 @@ Usage: python bench/agents_claim.py [--items 50000] [--batch 500] [--pg URL]
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -182,7 +183,26 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
+    parser.add_argument("--quick", action="store_true", help="5,000 items (a laptop)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.items = 5_000
+    figures: list[dict[str, object]] = []
+
+    def figure(name: str, rate: float, floor: float) -> None:
+        figures.append(
+            {
+                "name": f"agents_claim.{name}",
+                "value": round(rate, 1),
+                "unit": "items/s",
+                "better": "higher",
+                "baseline": round(floor, 1),
+                "baseline_name": "bare UPDATE … WHERE id IN (SELECT … SKIP LOCKED) RETURNING loop",
+                "ratio": round(rate / floor, 3),
+                "goal": None,
+            }
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MNO_HOME"] = tmp
@@ -200,6 +220,9 @@ def main() -> None:
                     n, secs = run_workers(pg, procs, args.batch, fused)
                     assert n == args.items, (n, args.items)
                     rates[procs] = n / secs
+                    figure(
+                        f"postgresql.{'fused' if fused else 'claim'}.{procs}p", n / secs, pg_floor
+                    )
                     print(
                         f"PostgreSQL, {label}, {procs} process(es): {rates[procs]:,.0f} items/s "
                         f"(ratio to bare loop {rates[procs] / pg_floor:.2f})"
@@ -211,6 +234,7 @@ def main() -> None:
             _prepare(pg, args.items)
             n, secs = run_ticks(pg, args.batch)
             assert n == args.items, (n, args.items)
+            figure("postgresql.probe_tick", n / secs, pg_floor)
             print(
                 f"PostgreSQL, probe agent tick (work_queue + a side-effect row per item), "
                 f"1 process: {n / secs:,.0f} items/s (ratio to bare loop {n / secs / pg_floor:.2f})"
@@ -231,10 +255,14 @@ def main() -> None:
             n, secs = run_workers(sqlite, 1, args.batch, fused)
             assert n == args.items, (n, args.items)
             rate = n / secs
+            figure(f"sqlite.{'fused' if fused else 'claim'}.1p", rate, sqlite_floor)
             print(
                 f"SQLite, {label}, 1 process: {rate:,.0f} items/s "
                 f"(ratio to bare loop {rate / sqlite_floor:.2f})"
             )
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
 
 
 if __name__ == "__main__":

@@ -168,7 +168,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--pg", default=PG)
+    parser.add_argument("--quick", action="store_true", help="2 s per figure (a laptop)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 2.0
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
 
@@ -246,6 +250,22 @@ def main() -> None:
             print(f"ratio cached/uncached  {results['cached'] / results['uncached']:.1f}")
             if "usage" in results:
                 print(f"ratio usage/healthz    {results['usage'] / base:.2f}")
+            if args.json:
+                figures = [
+                    {
+                        "name": f"api.{name}",
+                        "value": round(results[name], 1),
+                        "unit": "req/s",
+                        "better": "higher",
+                        "baseline": round(base, 1),
+                        "baseline_name": "GET /healthz, same server and run",
+                        "ratio": round(results[name] / base, 3),
+                        "goal": goal,
+                    }
+                    for name, goal in (("cached", 3000), ("uncached", None), ("usage", 500))
+                    if name in results
+                ]
+                Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
             print(f"goal 3000/s cached: {'met' if results['cached'] >= 3000 else 'NOT met'}")
             if "usage" in results:
                 print(f"goal 500/s usage:   {'met' if results['usage'] >= 500 else 'NOT met'}")

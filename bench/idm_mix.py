@@ -217,11 +217,12 @@ def main() -> None:
             if args.json:
                 figures = [
                     {
-                        "name": f"idm_mix_{p}",
+                        "name": f"idm_mix.{p}",
                         "value": round(results[p], 1),
                         "unit": "req/s",
-                        "baseline": "GET /healthz, same server and run",
-                        "baseline_value": round(base, 1),
+                        "better": "higher",
+                        "baseline": round(base, 1),
+                        "baseline_name": "GET /healthz, same server and run",
                         "ratio": round(results[p] / base, 3),
                         "goal": goal,
                     }

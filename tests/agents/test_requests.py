@@ -211,7 +211,8 @@ def test_sync_run_async_wait_and_a_rollback_wakes_nobody(
 ) -> None:
     world = _world(store_url, tmp_path, monkeypatch)
     try:
-        world.connector("crm", "crm", Api(records=12), size=5)
+        api = Api(records=12)
+        world.connector("crm", "crm", api, size=5)
         name = world.connect("crm")
         proc = _start(store_url, tmp_path, "poller")
         try:
@@ -225,10 +226,13 @@ def test_sync_run_async_wait_and_a_rollback_wakes_nobody(
             r = _mno(store_url, "sync", "run", name, "--async", "--wait", "--timeout", "45s")
             assert r.returncode == 0, r.stderr
             assert "done" in r.stdout
+            api.refuse = 401  # the next run fails: --wait says so and exits 1
+            r = _mno(store_url, "sync", "run", name, "--async", "--wait", "--timeout", "45s")
+            assert r.returncode == 1 and "failed" in r.stderr, (r.stdout, r.stderr)
         finally:
             _stop(proc)
     finally:
         world.close()
-    assert [q["status"] for q in _requests(store_url)] == ["done"]
+    assert sorted(q["status"] for q in _requests(store_url)) == ["done", "failed"]
     with session_scope(store_url, write=False) as s:
         assert s.execute(sa.text("SELECT count(*) FROM sync_record")).scalar_one() == 12

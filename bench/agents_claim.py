@@ -198,7 +198,7 @@ def main() -> None:
                 "unit": "items/s",
                 "better": "higher",
                 "baseline": round(floor, 1),
-                "baseline_name": "bare UPDATE … WHERE id IN (SELECT … SKIP LOCKED) RETURNING loop",
+                "baseline_name": "bare UPDATE … RETURNING loop (SKIP LOCKED on PostgreSQL)",
                 "ratio": round(rate / floor, 3),
                 "goal": None,
             }

@@ -507,7 +507,7 @@ def main() -> None:
                 "baseline": round(core, 1),
                 "baseline_name": "bare httpcore loop, same concurrency",
                 "ratio": round(rate / core, 3),
-                "goal": 0.7 * core if store == "postgresql" else None,
+                "goal": round(0.7 * core, 1) if store == "postgresql" else None,
             }
             for store, rate in results.items()
         ]

@@ -18,7 +18,7 @@ the HTTP stack alone serves on that core).
 
     python3 bench/idm_mix.py [--quick] [--seconds 5] [--apps N] [--tenants N] [--json FILE]
 
-Goals (issue 26): ≥ 3,000 authorizations/s cached and ≥ 1,500/s cold on 2 cores.
+Goals: ≥ 3,000 authorizations/s cached and ≥ 1,500/s cold on 2 cores.
 """
 
 from __future__ import annotations

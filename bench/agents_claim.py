@@ -7,9 +7,12 @@ Measures, on one PostgreSQL database and one SQLite file made for the run:
   ``leases.complete_and_claim`` (one transaction per batch);
 - the agent path for one PostgreSQL process: ``probe.tick`` through ``work_queue``, which
   also writes one side-effect row per item in the completing transaction;
+- the daemon as shipped on PostgreSQL: ``mno agents run -f configs/agents.yaml --only
+  probe`` over the same items, from its first side-effect row to its last;
 - 1 worker process on SQLite (BEGIN IMMEDIATE), both ways;
-- a baseline per store: a bare ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING id`` loop
-  over the same number of rows, in one process, with no lease bookkeeping.
+- the floor per store: a hand-written ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE
+  SKIP LOCKED) RETURNING id`` loop (no SKIP LOCKED on SQLite) over the same number of
+  rows, in one process, with no lease bookkeeping.
 
 Goals: >= 2,000 items/s for one PostgreSQL process; a second process adds >= 60%.
 
@@ -178,6 +181,51 @@ def bare_loop(url: str, batch: int) -> tuple[int, float]:
     return done, time.perf_counter() - start
 
 
+def run_daemon(url: str, items: int) -> tuple[int, float]:
+    """The daemon as shipped: ``mno agents run -f configs/agents.yaml --only probe`` (its
+    batch size, concurrency and lease) over ``items`` pending probe items. Seconds from the
+    first side-effect row to the last (process start-up excluded)."""
+    import signal
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from mno.store import db
+
+    engine = db.get_engine(url)
+    with engine.begin() as conn:  # the effects of earlier runs
+        conn.execute(sa.text("DELETE FROM agent_probe_effect"))
+    shipped = Path(__file__).resolve().parent.parent / "configs" / "agents.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mno", "agents", "run", "-f", str(shipped), "--only", "probe"],
+        env=dict(os.environ, MNO_DB_URL=url, NO_COLOR="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    count = sa.text("SELECT count(*) FROM agent_probe_item WHERE status = 'done'")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as conn:
+                if conn.execute(count).scalar_one() >= items:
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    with engine.connect() as conn:
+        n, first, last = conn.execute(
+            sa.text("SELECT count(*), min(created_at), max(created_at) FROM agent_probe_effect")
+        ).one()
+    if isinstance(first, str):
+        from datetime import datetime
+
+        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return int(n), max((last - first).total_seconds(), 1e-6)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50_000)
@@ -238,6 +286,14 @@ def main() -> None:
             print(
                 f"PostgreSQL, probe agent tick (work_queue + a side-effect row per item), "
                 f"1 process: {n / secs:,.0f} items/s (ratio to bare loop {n / secs / pg_floor:.2f})"
+            )
+            _prepare(pg, args.items)
+            n, secs = run_daemon(pg, args.items)
+            figure("postgresql.daemon", n / secs, pg_floor)
+            print(
+                f"PostgreSQL, daemon with the shipped configs/agents.yaml (`mno agents run "
+                f"--only probe`), first to last item: {n / secs:,.0f} items/s "
+                f"(ratio to bare loop {n / secs / pg_floor:.2f}; {n:,} items handled)"
             )
         finally:
             from mno.store import db

@@ -199,10 +199,12 @@ def test_two_pollers_both_wake_and_each_sync_request_is_done_once(
     rows = _requests(store_url)
     assert sorted(str(q["id"]) for q in rows) == sorted(str(i) for i in ids)
     assert all(q["attempts"] == 1 for q in rows)  # each claimed once
-    with session_scope(store_url, write=False) as s:
-        runs = s.execute(sa.text("SELECT count(*) FROM sync_run")).scalar_one()
+    with session_scope(store_url) as s:
+        results = [requests.get(s, i).result or {} for i in ids]
         records = s.execute(sa.text("SELECT count(*) FROM sync_record")).scalar_one()
-    assert runs == 3 and records == 21
+    # one run per request (the pollers' own schedule may add runs of these connections)
+    assert len({r["id"] for r in results}) == 3 and {r["status"] for r in results} == {"success"}
+    assert records == 21
     assert _events(store_url, "request.finished") == 3
 
 

@@ -7,9 +7,12 @@ Measures, on one PostgreSQL database and one SQLite file made for the run:
   ``leases.complete_and_claim`` (one transaction per batch);
 - the agent path for one PostgreSQL process: ``probe.tick`` through ``work_queue``, which
   also writes one side-effect row per item in the completing transaction;
+- the daemon as shipped on PostgreSQL: ``mno agents run -f configs/agents.yaml --only
+  probe`` over the same items, from its first side-effect row to its last;
 - 1 worker process on SQLite (BEGIN IMMEDIATE), both ways;
-- a baseline per store: a bare ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING id`` loop
-  over the same number of rows, in one process, with no lease bookkeeping.
+- the floor per store: a hand-written ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE
+  SKIP LOCKED) RETURNING id`` loop (no SKIP LOCKED on SQLite) over the same number of
+  rows, in one process, with no lease bookkeeping.
 
 Goals: >= 2,000 items/s for one PostgreSQL process; a second process adds >= 60%.
 
@@ -19,6 +22,7 @@ Usage: python bench/agents_claim.py [--items 50000] [--batch 500] [--pg URL]
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import tempfile
@@ -177,12 +181,76 @@ def bare_loop(url: str, batch: int) -> tuple[int, float]:
     return done, time.perf_counter() - start
 
 
+def run_daemon(url: str, items: int) -> tuple[int, float]:
+    """The daemon as shipped: ``mno agents run -f configs/agents.yaml --only probe`` (its
+    batch size, concurrency and lease) over ``items`` pending probe items. Seconds from the
+    first side-effect row to the last (process start-up excluded)."""
+    import signal
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from mno.store import db
+
+    engine = db.get_engine(url)
+    with engine.begin() as conn:  # the effects of earlier runs
+        conn.execute(sa.text("DELETE FROM agent_probe_effect"))
+    shipped = Path(__file__).resolve().parent.parent / "configs" / "agents.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mno", "agents", "run", "-f", str(shipped), "--only", "probe"],
+        env=dict(os.environ, MNO_DB_URL=url, NO_COLOR="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    count = sa.text("SELECT count(*) FROM agent_probe_item WHERE status = 'done'")
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            with engine.connect() as conn:
+                if conn.execute(count).scalar_one() >= items:
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    with engine.connect() as conn:
+        n, first, last = conn.execute(
+            sa.text("SELECT count(*), min(created_at), max(created_at) FROM agent_probe_effect")
+        ).one()
+    if isinstance(first, str):
+        from datetime import datetime
+
+        first, last = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return int(n), max((last - first).total_seconds(), 1e-6)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--pg", default=PG_SERVER, help="PostgreSQL server URL")
+    parser.add_argument("--quick", action="store_true", help="5,000 items (a laptop)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.items = 5_000
+    figures: list[dict[str, object]] = []
+
+    def figure(name: str, rate: float, floor: float) -> None:
+        figures.append(
+            {
+                "name": f"agents_claim.{name}",
+                "value": round(rate, 1),
+                "unit": "items/s",
+                "better": "higher",
+                "baseline": round(floor, 1),
+                "baseline_name": "bare UPDATE … RETURNING loop (SKIP LOCKED on PostgreSQL)",
+                "ratio": round(rate / floor, 3),
+                "goal": None,
+            }
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MNO_HOME"] = tmp
@@ -200,6 +268,9 @@ def main() -> None:
                     n, secs = run_workers(pg, procs, args.batch, fused)
                     assert n == args.items, (n, args.items)
                     rates[procs] = n / secs
+                    figure(
+                        f"postgresql.{'fused' if fused else 'claim'}.{procs}p", n / secs, pg_floor
+                    )
                     print(
                         f"PostgreSQL, {label}, {procs} process(es): {rates[procs]:,.0f} items/s "
                         f"(ratio to bare loop {rates[procs] / pg_floor:.2f})"
@@ -211,9 +282,18 @@ def main() -> None:
             _prepare(pg, args.items)
             n, secs = run_ticks(pg, args.batch)
             assert n == args.items, (n, args.items)
+            figure("postgresql.probe_tick", n / secs, pg_floor)
             print(
                 f"PostgreSQL, probe agent tick (work_queue + a side-effect row per item), "
                 f"1 process: {n / secs:,.0f} items/s (ratio to bare loop {n / secs / pg_floor:.2f})"
+            )
+            _prepare(pg, args.items)
+            n, secs = run_daemon(pg, args.items)
+            figure("postgresql.daemon", n / secs, pg_floor)
+            print(
+                f"PostgreSQL, daemon with the shipped configs/agents.yaml (`mno agents run "
+                f"--only probe`), first to last item: {n / secs:,.0f} items/s "
+                f"(ratio to bare loop {n / secs / pg_floor:.2f}; {n:,} items handled)"
             )
         finally:
             from mno.store import db
@@ -231,10 +311,14 @@ def main() -> None:
             n, secs = run_workers(sqlite, 1, args.batch, fused)
             assert n == args.items, (n, args.items)
             rate = n / secs
+            figure(f"sqlite.{'fused' if fused else 'claim'}.1p", rate, sqlite_floor)
             print(
                 f"SQLite, {label}, 1 process: {rate:,.0f} items/s "
                 f"(ratio to bare loop {rate / sqlite_floor:.2f})"
             )
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
 
 
 if __name__ == "__main__":

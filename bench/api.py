@@ -315,7 +315,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--tenants", type=int, default=100_000)
     parser.add_argument("--pg", default=PG)
+    parser.add_argument("--quick", action="store_true", help="2 s per figure (a laptop)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 2.0
+        args.tenants = min(args.tenants, 10_000)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
 
@@ -400,6 +405,22 @@ def main() -> None:
             print(f"ratio cached/uncached  {results['cached'] / results['uncached']:.1f}")
             if "usage" in results:
                 print(f"ratio usage/healthz    {results['usage'] / base:.2f}")
+            if args.json:
+                figures = [
+                    {
+                        "name": f"api.{name}",
+                        "value": round(results[name], 1),
+                        "unit": "req/s",
+                        "better": "higher",
+                        "baseline": round(base, 1),
+                        "baseline_name": "GET /healthz, same server and run",
+                        "ratio": round(results[name] / base, 3),
+                        "goal": goal,
+                    }
+                    for name, goal in (("cached", 3000), ("uncached", None), ("usage", 500))
+                    if name in results
+                ]
+                Path(args.json).write_text(json.dumps({"figures": figures}, indent=1))
             rate = f"{args.rate:g}"
             for name in ("get", "list"):
                 p99 = reads[f"{name}_p99"]

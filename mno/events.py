@@ -231,6 +231,14 @@ CATALOGUE: dict[str, str] = {
     "connec.employees.created": "An app created a record of employees.",
     "connec.employees.updated": "An app changed a record of employees.",
     "connec.employees.deleted": "An app deleted a record of employees.",
+    # agents (on-demand work)
+    "request.queued": (
+        "On-demand work was queued for an agent (payload: id, kind, args), e.g. "
+        "`mno billing run --async`."
+    ),
+    "request.finished": (
+        "An agent finished on-demand work (payload: id, kind, status done|failed, result, error)."
+    ),
     # the store itself
     "store.backed_up": "A backup of the store was written (payload: path, format, bytes).",
     "store.restored": "The store's contents were replaced from a backup (payload: source).",

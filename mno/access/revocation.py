@@ -5,8 +5,14 @@ calls ``bump(session)``. After that transaction commits, the in-process counter 
 and ``$MNO_HOME/access.stamp`` is replaced with a new random value. Caches call
 ``current()`` on each lookup and drop everything when it changed: reading the stamp is
 one small file read, so a cached answer never outlives a revocation made by any process
-on the same host (the API server, the CLI, an agent) that shares ``MNO_HOME``. Across
-hosts the cache TTL bounds staleness.
+on the same host (the API server, the CLI, an agent) that shares ``MNO_HOME``.
+
+Other hosts (and processes with another ``MNO_HOME``) hear of it through a wake-up on
+the ``access`` channel (``mno.store.wake``: a PostgreSQL ``NOTIFY`` sent with the commit,
+on SQLite a datagram to the processes of the host): ``listen(db_url)``, which every
+``mno serve`` worker starts, moves the in-process counter when one arrives, and once
+after each reconnect of its listener. Only a process that cannot listen falls back to
+the cache TTL.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 
 from mno import settings
+from mno.store import wake
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _local = 0
 _HOOK = "_mno_access_bump"
+WAKE = "access"  # the wake-up channel of access changes (mno.store.wake)
 
 
 _paths: dict[str | None, str] = {}
@@ -49,11 +57,16 @@ def current() -> tuple[int, bytes]:
     return _local, stamp
 
 
-def signal() -> None:
-    """Tell every cache on this host that access changed (call after commit)."""
+def moved() -> None:
+    """Tell the caches of this process that access changed (a wake-up arrived)."""
     global _local
     with _lock:
         _local += 1
+
+
+def signal() -> None:
+    """Tell every cache on this host that access changed (call after commit)."""
+    moved()
     path = _path()
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
     with open(tmp, "wb") as fh:
@@ -67,6 +80,7 @@ def bump(session: Session) -> None:
         return
 
     session.info[_HOOK] = True
+    wake.notify(session, WAKE, at_commit=True)  # other hosts' caches, at the commit
 
     def _after_commit(_s: Any) -> None:
         session.info.pop(_HOOK, None)
@@ -77,3 +91,19 @@ def bump(session: Session) -> None:
 
     event.listen(session, "after_commit", _after_commit, once=True)
     event.listen(session, "after_soft_rollback", _after_rollback, once=True)
+
+
+_listeners: dict[tuple[int, str], wake.Listener] = {}
+
+
+def listen(db_url: str) -> wake.Listener:
+    """Start (once per process and store) a listener that moves this process's counter on
+    every access change made elsewhere (any host on PostgreSQL, this host on SQLite)."""
+    key = (os.getpid(), db_url)
+    with _lock:
+        listener = _listeners.get(key)
+        if listener is None:
+            listener = wake.Listener(db_url, name="mno-serve access")
+            listener.subscribe(WAKE, moved)
+            _listeners[key] = listener.start()
+    return listener

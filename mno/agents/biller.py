@@ -7,6 +7,10 @@ month bills the periods that close in it and the in-advance charges of the next 
 
 A run is idempotent, so a tick that repeats work (after a crash or a failover) creates
 nothing new; the run lock refuses a concurrent run of the same period.
+
+On-demand runs (``mno billing run --async``) are ``billing_run`` requests
+(``mno.store.requests``): a committed request wakes the biller at once (``WAKE_ON``), and
+each pass first does the queued requests, one at a time, each once across the fleet.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from mno import clock, platform
+from mno.agents import ondemand
 from mno.agents.base import TickContext, TickResult
 from mno.billing import bundles, invoices, ledger, subscriptions
 from mno.billing import run as billing
 from mno.billing.periods import last_closed_period
 from mno.errors import Conflict
+from mno.store import requests
 from mno.store.models.billing import BillingRun, Invoice
 
 SINGLETON = True
 DEFAULT_OPTIONS: dict[str, Any] = {}
+REQUESTS = "billing_run"  # the kind of on-demand request the biller serves
+WAKE_ON = (requests.channel(REQUESTS),)
 
 
 def due_period(now: Any, after_hours: int) -> str:
@@ -40,6 +48,13 @@ def tick(ctx: TickContext) -> TickResult:
     cfg = platform.load().billing
     period = due_period(clock.now(), cfg.run_after_hours)
     result = TickResult(details={"period": period})
+    if not ctx.stopping():
+        asked = ondemand.serve(
+            ctx, REQUESTS, lambda args: billing.run_requested(args, url=ctx.db_url), concurrency=1
+        )
+        result.add(asked)
+        if asked.claimed:
+            result.details["requests"] = asked.claimed
     with ctx.session(write=False) as s:
         ran = s.execute(
             sa.select(col(BillingRun.id)).where(

@@ -2,8 +2,9 @@
 delivers due deliveries (signed HTTP POSTs over a keep-alive pool; emails over SMTP).
 
 Each pass: fan out new events (one transaction per chunk, cursor included), then loop
-claim → send concurrently → record outcomes in one transaction per batch, until nothing is
-due, ``max_items`` is reached or a warm stop is asked. Options (``agents.yaml``):
+claim → send concurrently → record outcomes, each turn's fan-out, record and next claim in
+one transaction (one commit), until nothing is due, ``max_items`` is reached or a warm
+stop is asked. Options (``agents.yaml``):
 ``retry_schedule``, ``jitter``, ``disable_after``, ``fanout_gap_grace``, ``fanout_batch``.
 
 A committed event wakes the dispatcher at once (``WAKE_ON``: every outbox write notifies
@@ -191,10 +192,14 @@ def tick(ctx: TickContext) -> TickResult:
     events is fanned out (when a backlog remains, or every ``FANOUT_EVERY_S``), then N's
     outcomes are recorded and batch N+2 is claimed in one transaction.
 
-    At most two claimed batches are sent and not yet recorded at any time: the bound on
-    what a killed dispatcher sends again once its leases expire."""
+    Each turn of the loop is one transaction (``settle``): fan out, record the batch that
+    finished, claim the next. At most two claimed batches are sent and not yet recorded
+    at any time: the bound on what a killed dispatcher sends again once its leases
+    expire."""
     started = time.perf_counter()
     policy = Policy.from_options(ctx.options)
+    grace = settings.parse_duration(ctx.option("fanout_gap_grace", "10m"))
+    fan_limit = int(ctx.option("fanout_batch", 2000))
     result = TickResult()
     limit = ctx.batch_size if ctx.max_items is None else min(ctx.batch_size, ctx.max_items)
     fanned, more, claimed = fan_out_and_claim(ctx, 0 if ctx.stopping() else max(0, limit))
@@ -210,30 +215,36 @@ def tick(ctx: TickContext) -> TickResult:
             return ctx.batch_size
         return max(0, min(ctx.batch_size, ctx.max_items - result.claimed))
 
-    def claim() -> list[ClaimedDelivery]:
-        want = room()
-        if not want:
-            return []
+    def settle(batch: InFlight | None, fan: bool) -> list[ClaimedDelivery]:
+        """One transaction, one commit: fan out new events (when ``fan``), record the
+        outcomes of ``batch`` (when given) and claim the next batch, so that at a steady
+        trickle of events (one per transaction) each loop costs one commit, and a new
+        event's deliveries are claimed in the commit that fans them out."""
+        nonlocal more, last_fanout
+        outcomes = batch.results() if batch is not None else []
         with ctx.session() as s:
-            got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for)
-        result.claimed += len(got)
-        return got
-
-    def record_and_claim(batch: InFlight) -> list[ClaimedDelivery]:
-        outcomes = batch.results()
-        with ctx.session() as s:
-            rec = delivery_queue.record(s, ctx.owner, batch.by_id, outcomes, policy)
+            if fan:
+                res = fanout.fan_out(s, limit=fan_limit, gap_grace=grace)
+                details["fanned_out"] += res.deliveries
+                more = res.events >= fan_limit
+                last_fanout = time.monotonic()
+            rec = (
+                delivery_queue.record(s, ctx.owner, batch.by_id, outcomes, policy)
+                if batch is not None
+                else None
+            )
             want = room()
             got = delivery_queue.claim(s, ctx.owner, want, ctx.lease_for) if want else []
         result.claimed += len(got)
-        result.done += rec.succeeded
-        result.retried += rec.retried
-        result.failed += rec.exhausted
-        details["succeeded"] += rec.succeeded
-        details["exhausted"] += rec.exhausted
-        details["disabled"] += rec.disabled
-        if rec.disabled:
-            cache.clear()
+        if rec is not None:
+            result.done += rec.succeeded
+            result.retried += rec.retried
+            result.failed += rec.exhausted
+            details["succeeded"] += rec.succeeded
+            details["exhausted"] += rec.exhausted
+            details["disabled"] += rec.disabled
+            if rec.disabled:
+                cache.clear()
         return got
 
     flying: InFlight | None = None
@@ -241,18 +252,12 @@ def tick(ctx: TickContext) -> TickResult:
         nxt = start_batch(ctx, claimed, cache) if claimed else None
         if flying is None and nxt is None:
             if more and not ctx.stopping():
-                n, more = fan_out_once(ctx)
-                details["fanned_out"] += n
-                last_fanout = time.monotonic()
-                claimed = claim()
+                claimed = settle(None, True)
                 if claimed:
                     continue
             break
-        if more or ctx.woken() or time.monotonic() - last_fanout > FANOUT_EVERY_S:
-            n, more = fan_out_once(ctx)
-            details["fanned_out"] += n
-            last_fanout = time.monotonic()
-        claimed = record_and_claim(flying) if flying is not None else claim()
+        fan = more or ctx.woken() or time.monotonic() - last_fanout > FANOUT_EVERY_S
+        claimed = settle(flying, fan and not ctx.stopping())
         flying = nxt
     result.details = details
     result.duration_ms = (time.perf_counter() - started) * 1000

@@ -6,8 +6,9 @@ Each pass:
   consumer has read (below the lowest ``outbox_cursor``; with no consumer registered, age
   alone decides);
 - prunes audit rows older than ``retention.audit`` (default 365d; ``0`` keeps them forever);
-- prunes heartbeats older than ``retention.heartbeats`` (default 1d) and agent tick history
-  older than ``retention.ticks`` (default 7d);
+- prunes heartbeats older than ``retention.heartbeats`` (default 1d), and agent tick
+  history and finished on-demand requests (``agent_request``) older than
+  ``retention.ticks`` (default 7d);
 - prunes sync runs that finished more than ``retention.sync_runs`` ago (default 90d) with
   their change rows and conflicts, and sync pushes that ended more than
   ``retention.sync_pushes`` ago (default 7d), keeping what rollback and pending pushes
@@ -35,7 +36,7 @@ from mno.agents.base import TickContext, TickResult
 from mno.settings import parse_duration
 from mno.store import cursors, leases
 from mno.store.models import load_all
-from mno.store.models.agents import AgentTick, Heartbeat
+from mno.store.models.agents import AgentTick, Heartbeat, WorkRequest
 from mno.store.models.core import AuditEntry, Event
 from mno.store.types import table_of
 from mno.sync import retention
@@ -115,6 +116,9 @@ def tick(ctx: TickContext) -> TickResult:
     ticks = table_of(AgentTick)
     if keep["ticks"].total_seconds() > 0:
         _prune(ctx, ticks, ticks.c.id, ticks.c.started_at < now - keep["ticks"], result, "ticks")
+        asked = table_of(WorkRequest)
+        old = asked.c.finished_at < now - keep["ticks"]
+        _prune(ctx, asked, asked.c.id, old, result, "requests")
 
     for name, prune in (
         ("sync_pushes", retention.prune_pushes),

@@ -14,9 +14,11 @@
 - ``--metrics-port`` serves Prometheus metrics and ``/healthz`` (see ``mno.agents.http``).
 - Wake-ups: one ``mno.store.wake.Listener`` per process listens on the channels of the
   agents' ``WAKE_ON``; a wake-up starts a pass at once, or, when one is running, makes it
-  look for the new work (``ctx.wake``) and run again when it ends. Only one pass of an
-  agent runs at a time in a process. ``SIDE_JOBS`` (e.g. the provisioner's drift scan)
-  run on their own schedule, so a slow pass never delays them.
+  look for the new work (``ctx.wake``) and run again when it ends; a pass that claimed a
+  full batch is followed by another at once, so a backlog drains without waiting for the
+  interval between batches. Only one pass of an agent runs at a time in a process.
+  ``SIDE_JOBS`` (e.g. the provisioner's drift scan) run on their own schedule, so a slow
+  pass never delays them.
 
 APScheduler is imported only where the daemon builds and stops its scheduler, so a
 single ``mno agents tick`` does not load it.
@@ -322,7 +324,8 @@ class Runner:
 
     def tick(self, name: str) -> None:
         """Run a pass of ``name`` unless one is running (which then sees the wake-up); run
-        again while wake-ups arrived during the pass."""
+        again while wake-ups arrived during the pass, or while passes claim a full batch
+        (a backlog is drained at once, not one batch per interval)."""
         pass_lock = self._passes.setdefault(name, threading.Lock())
         woke = self._wakes.setdefault(name, threading.Event())
         if not pass_lock.acquire(blocking=False):
@@ -330,8 +333,8 @@ class Runner:
         try:
             while not self.stop_event.is_set():
                 woke.clear()
-                self._pass(name, woke)
-                if not woke.is_set():
+                full = self._pass(name, woke)
+                if not woke.is_set() and not full:
                     break
         finally:
             pass_lock.release()
@@ -466,12 +469,13 @@ class Runner:
                 extra={"agent": name, "outcome": outcome.outcome},
             )
 
-    def _pass(self, name: str, woke: threading.Event) -> None:
+    def _pass(self, name: str, woke: threading.Event) -> bool:
+        """One pass; True when it claimed a full batch (more work is likely due)."""
         if self.stop_event.is_set() or time.monotonic() < self._store_backoff_until:
-            return
+            return False
         module, cfg = self.modules[name], self.agent_configs[name]
         if is_singleton(module) and not self._hold_singleton(name):
-            return
+            return False
         ctx = context_for(
             name,
             cfg,
@@ -509,6 +513,7 @@ class Runner:
                 },
             )
         self._update_depth(name, module)
+        return outcome.outcome == "ok" and r.claimed >= cfg.batch_size
 
     def _on_item(self, agent: str, outcome: str, seconds: float, item: str | None) -> None:
         self.metrics.item(agent, outcome, seconds)

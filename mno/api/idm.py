@@ -7,7 +7,13 @@ subscription to it) and about the tenant that owns it; any other tenant is refus
 Answers are cached in-process for ``api.authorize_cache`` (default 5s). The cache is
 dropped as soon as the host's access stamp moves (see ``mno.access.revocation``), and
 an answer computed while the stamp moved is not kept, so a cached answer never outlives
-a revocation made on the same host.
+a revocation made on the same host; other hosts drop theirs when the change's wake-up
+arrives (``revocation.listen``, started by every ``mno serve`` worker).
+
+A refusal because the app may not ask about the tenant (403) is cached the same way per
+(app, tenant), so the half of a realistic mix that asks about other tenants does not
+reach the store each time; a new customer relation (an instance, a subscription) is seen
+within ``api.authorize_cache``.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ assert set(get_args(Action)) == set(roles.ACTIONS)
 router = APIRouter(route_class=ApiRoute, tags=["idm"])
 
 _cache: dict[tuple[Any, ...], tuple[float, bytes]] = {}
+_refused: dict[tuple[Any, str], tuple[float, str]] = {}  # (app id, tenant): (until, reason)
 _stamp: tuple[int, bytes] | None = None
 MAX_ENTRIES = 100_000
 
@@ -79,6 +86,7 @@ def clear() -> None:
     global _stamp
     _cache.clear()
     _raw.clear()
+    _refused.clear()
     _stamp = None
 
 
@@ -169,7 +177,17 @@ async def authorize(request: Request) -> Response:
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
         return Response(cached[1], media_type="application/json")
-    answer = await threads.run(_decide, caller, body)
+    refused = _refused.get((caller.app_id, body.tenant))
+    if refused is not None and refused[0] > now:
+        raise ApiError(403, "forbidden", refused[1])
+    try:
+        answer = await threads.run(_decide, caller, body)
+    except ApiError as exc:
+        if exc.status == 403 and ttl > 0 and revocation.current() == stamp:
+            if len(_refused) >= MAX_ENTRIES:
+                _refused.clear()
+            _refused[(caller.app_id, body.tenant)] = (now + ttl, exc.message)
+        raise
     data = json.dumps(answer).encode()
     if ttl > 0 and revocation.current() == stamp:
         if len(_cache) >= MAX_ENTRIES or len(_raw) >= MAX_ENTRIES:
@@ -192,6 +210,7 @@ def cached_answer(header: str, raw_body: bytes) -> _Hit | None:
     if stamp != _stamp:
         _cache.clear()
         _raw.clear()
+        _refused.clear()
         _stamp = stamp
         return None
     hit = _raw.get((header, raw_body))

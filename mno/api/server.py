@@ -86,20 +86,34 @@ def problem_only(spec: dict[str, Any]) -> None:
                     content.pop("application/json", None)
 
 
-def asgi() -> Any:
+def asgi(listen: bool = True) -> Any:
     """The served ASGI app: metrics and request ids around FastAPI (a factory, so that
-    each worker process builds its own)."""
+    each worker process builds its own, with its own access-change listener)."""
+    if listen:
+        listen_for_access_changes()
     return ops.Metrics(context.RequestContext(build_app()))
+
+
+def listen_for_access_changes() -> None:
+    """Drop this process's cached access answers when another host changes access
+    (``mno.access.revocation.listen``); without it the cache TTL bounds staleness."""
+    from mno.access import revocation
+    from mno.store.db import normalize_url
+
+    try:
+        revocation.listen(normalize_url(settings.db_url()))
+    except Exception as exc:  # reported; the caches fall back to their TTL
+        logging.getLogger("mno.api").warning("no access-change wake-ups (%s)", exc)
 
 
 GRACEFUL_S = 30  # on SIGTERM/SIGINT: stop accepting, let requests in flight finish
 
 
-def config(host: str, port: int, workers: int = 1, **kwargs: Any) -> Any:
+def config(host: str, port: int, workers: int = 1, listen: bool = True, **kwargs: Any) -> Any:
     import uvicorn
 
     return uvicorn.Config(
-        "mno.api.server:asgi" if workers > 1 else asgi(),
+        "mno.api.server:asgi" if workers > 1 else asgi(listen),
         factory=workers > 1,
         workers=workers,
         host=host,
@@ -172,10 +186,11 @@ def serve(
 
 
 def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[Any, int]:
-    """Start the API in a daemon thread; returns (server, bound port)."""
+    """Start the API in a daemon thread; returns (server, bound port). It shares its
+    process's caches, so it starts no access-change listener (``mno serve`` does)."""
     import uvicorn
 
-    server = uvicorn.Server(config(host, port))
+    server = uvicorn.Server(config(host, port, listen=False))
     thread = threading.Thread(target=server.run, daemon=True, name="mno-api")
     thread.start()
     for _ in range(500):

@@ -698,3 +698,30 @@ def _rate(
                 result.preview.append({"tenant": t.key, "currency": currency, **totals})
     result.lines += len(line_rows)
     return _Rated(inv_rows, inv_keys, line_rows, billed_charges, billed_subs, late_billed)
+
+
+def run_requested(args: dict[str, Any], url: str | None = None) -> dict[str, Any]:
+    """Do a run queued by ``mno billing run --async`` (``args``: ``period``, ``tenant``,
+    ``issue``, ``retry_failed``), the same work as the foreground command. Returns the
+    outcome (``RunResult.as_dict`` with totals as money), with ``error`` when no tenant
+    could be billed (the foreground command's exit 1); failed tenants are listed in
+    ``errors``, as there."""
+    from mno.billing.issuing import issue_drafts
+    from mno.money import money_json
+
+    period = args.get("period")
+    if args.get("retry_failed"):
+        result = retry_failed(str(args["retry_failed"]), url=url)
+    else:
+        period = period or default_period()
+        result = run(period, url=url, tenant_key=args.get("tenant"))
+    if args.get("issue") and result.run_id:
+        if period:
+            result.issued = len(issue_drafts(period=period, from_runs_only=True, url=url))
+        else:
+            result.issued = len(issue_drafts(result.run_id, url=url))
+    data = result.as_dict()
+    data["totals"] = {cur: money_json(v, cur) for cur, v in result.totals.items()}
+    if result.refused:
+        data["error"] = f"no tenant could be billed for {result.period}"
+    return data

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from mno.cli.follow import AsyncOpt, TimeoutOpt, WaitOpt
 from mno.cli.output import (
     Format,
     OutputOpt,
@@ -382,12 +383,17 @@ def sync_run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="With --backfill: count what would be pushed.")
     ] = False,
+    async_: AsyncOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = "1h",
     output: OutputOpt = Format.table,
 ) -> None:
     """Run a sync of CONNECTION in the foreground; `mno sync run show ID` shows a run.
 
     With --backfill, the tenant's existing records of the connection's entities that it
-    has not pulled or been pushed are queued to it first, and the run pushes them."""
+    has not pulled or been pushed are queued to it first, and the run pushes them. With
+    --async a poller does the run (woken at once) and the request id is printed; --wait
+    follows it."""
     from mno.store.db import session_scope
     from mno.sync import views
 
@@ -399,6 +405,13 @@ def sync_run(
         return
     if dry_run and not backfill:
         raise BadInput("--dry-run goes with --backfill", "a run itself has no dry run")
+    if wait and not async_:
+        raise BadInput("--wait goes with --async", "a run without --async waits anyway")
+    if async_ and backfill:
+        raise BadInput("--backfill cannot be queued", "run it without --async")
+    if async_:
+        _queue_run(connection, entity, full, force, wait, timeout, output)
+        return
     from mno.sync import engine
 
     queued: dict[str, Any] | None = None
@@ -430,6 +443,26 @@ def sync_run(
     render(view, output)
     if run.status == "error":
         raise typer.Exit(1)
+
+
+def _queue_run(
+    connection: str,
+    entity: str | None,
+    full: bool,
+    force: bool,
+    wait: bool,
+    timeout: str,
+    output: Format,
+) -> None:
+    """Queue the run for the pollers (``mno.store.requests``); with ``wait`` follow it."""
+    from mno.cli.follow import run_async
+    from mno.store.db import session_scope
+    from mno.sync import connections
+
+    with session_scope(write=False) as s:
+        name = connections.get(s, connection).name  # an unknown one: nothing is queued
+    args = {"connection": name, "entity": entity, "full": full, "force": force}
+    run_async("sync_run", args, "poller", wait, timeout, output)
 
 
 @app.command("unlock")

@@ -41,15 +41,25 @@ def _seed(session) -> None:
 
 
 def test_prunes_by_retention(session):
+    from datetime import timedelta
+
+    from mno import clock
+    from mno.store.models.agents import WorkRequest
+
     _seed(session)
     with session() as s:
         cursors.advance(s, "dispatcher", 10**9)
+        old = clock.now() - timedelta(days=8)
+        s.add(WorkRequest(kind="sync_run", status="done", finished_at=old))  # pruned
+        s.add(WorkRequest(kind="sync_run", status="done", finished_at=clock.now()))
+        s.add(WorkRequest(kind="sync_run"))  # pending: kept
     result = housekeeper.tick(TickContext(agent="housekeeper", db_url=None, batch_size=2))
     assert result.details == {
         "events": 3,
         "audit": 2,
         "heartbeats": 1,
         "ticks": 1,
+        "requests": 1,
         "sync_pushes": 0,
         "sync_runs": 0,
         "previous_volumes": 0,
@@ -58,6 +68,7 @@ def test_prunes_by_retention(session):
     with session(write=False) as s:
         assert _count(s, Event) == 1 and _count(s, AuditEntry) == 2
         assert _count(s, Heartbeat) == 0 and _count(s, AgentTick) == 0
+        assert _count(s, WorkRequest) == 2
         assert (
             s.execute(
                 sa.select(sa.func.count()).where(ProbeItem.lease_owner.is_not(None))

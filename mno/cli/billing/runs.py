@@ -13,6 +13,7 @@ import typer
 
 from mno.cli.billing.catalogue import make_app
 from mno.cli.billing.tax_treatments import app as treatments
+from mno.cli.follow import AsyncOpt, TimeoutOpt, WaitOpt
 from mno.cli.output import Format, OutputOpt, counter, render, success, warn
 
 if TYPE_CHECKING:
@@ -75,15 +76,30 @@ def run_cmd(
         ),
     ] = False,
     retry_failed: Annotated[str | None, typer.Option(help="Redo a run's failed tenants.")] = None,
+    async_: AsyncOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = "1h",
     output: OutputOpt = Format.table,
 ) -> None:
     """Bill a month: arrears and usage of the periods that closed in it, plus in-advance
     charges of the periods that start the next month (in each tenant's timezone).
 
     Tenants whose month has not closed yet in their timezone are skipped and listed with
-    the moment it closes; exit 1 when no tenant could be billed."""
+    the moment it closes; exit 1 when no tenant could be billed. With --async the biller
+    does the run (woken at once) and the request id is printed; --wait follows it."""
     from mno.billing import run as billing
+    from mno.billing.periods import parse_period
+    from mno.errors import BadInput
 
+    if wait and not async_:
+        raise BadInput("--wait goes with --async", "a run without --async waits anyway")
+    if async_:
+        if dry_run:
+            raise BadInput("--dry-run cannot be queued", "run it without --async")
+        if period:
+            parse_period(period)
+        _queue(period, tenant, issue, retry_failed, wait, timeout, output)
+        return
     if retry_failed:
         result = billing.retry_failed(retry_failed)
     else:
@@ -99,6 +115,22 @@ def run_cmd(
     _render(result, period, dry_run, output)
     if result.refused:
         raise typer.Exit(1)
+
+
+def _queue(
+    period: str | None,
+    tenant: str | None,
+    issue: bool,
+    retry_failed: str | None,
+    wait: bool,
+    timeout: str,
+    output: Format,
+) -> None:
+    """Queue the run for the biller (``mno.store.requests``); with ``wait`` follow it."""
+    from mno.cli.follow import run_async
+
+    args = {"period": period, "tenant": tenant, "issue": issue, "retry_failed": retry_failed}
+    run_async("billing_run", args, "biller", wait, timeout, output)
 
 
 def _bill(period: str, tenant: str | None, dry_run: bool) -> RunResult:

@@ -72,3 +72,17 @@ class ProbeEffect(Base, table=True):
 
     item_id: uuid.UUID = Field(index=True)
     owner: str = Field(max_length=200)
+
+
+class WorkRequest(Base, WorkItem, table=True):
+    """An on-demand job for the agent that serves its kind (``mno billing run --async``,
+    ``mno sync run --async``): enqueued with a wake-up, claimed through ``store.leases``."""
+
+    __tablename__ = "agent_request"
+    __table_args__ = (sa.Index("ix_agent_request_due", "kind", "status", "next_attempt_at"),)
+
+    kind: str = Field(max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    result: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    actor: str | None = Field(default=None, max_length=200)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

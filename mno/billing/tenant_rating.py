@@ -108,6 +108,15 @@ class Catalog:
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
 
+    def aggregations(self) -> set[str]:
+        """How the usage charges of the catalogue aggregate (``sum``, ``count``, …)."""
+        return {
+            self.aggregation(ch)
+            for plan in self.plans.values()
+            for ch in plan.charges
+            if ch.get("kind") in USAGE_KINDS
+        }
+
     def time_metrics(self) -> set[str]:
         """Metrics some time charge rates entry by entry."""
         return {
@@ -441,17 +450,18 @@ def _sub_lines(
     cur = plan.currency
     out: list[dict[str, Any]] = []
     carried: dict[str, Decimal] = {}  # bucket rollover out, by line key, within this rating
+    sid = str(sub.id)  # the keys' prefix, made once (str of a UUID is not free)
     for slot in sl:
         for idx, ch in enumerate(plan.charges):
             kind = ch["kind"]
             if kind == "bucket" and _fee_due(ch, slot):
                 # the retainer's recurring fee: a fixed line beside the overage
-                fee = fee_key(sub.id, idx, slot.start, slot.end)
+                fee = fee_key(sid, idx, slot.start, slot.end)
                 if fee not in billed:
                     out.append(_fixed_line(sub.id, plan, tz, slot, idx, ch, fee, "bucket fee"))
             if not _wanted(ch, slot):
                 continue
-            key = line_key(sub.id, idx, slot.start, slot.end)
+            key = line_key(sid, idx, slot.start, slot.end)
             if key in billed:
                 if kind == "bucket":
                     carried[key] = Decimal(str(billed[key].get("rollover_out", "0")))
@@ -476,7 +486,7 @@ def _sub_lines(
                 else:
                     rollover_in = Decimal(0)
                     if slot.prev_start is not None:
-                        prev = line_key(sub.id, idx, slot.prev_start, slot.start)
+                        prev = line_key(sid, idx, slot.prev_start, slot.start)
                         if prev in carried:
                             rollover_in = carried[prev]
                         elif prev in billed:

@@ -201,7 +201,7 @@ def run(
     if not dry_run:
         result.run_id = _start(url, period, tenant_key, lock, owner)
     try:
-        with session_scope(url, write=False) as s:
+        with _gc_paused(), session_scope(url, write=False) as s:
             cat = load_catalog(s)
             ids = _tenants_to_bill(s, year, month, tenant_key, tenant_keys, open_tz)
         total = len(ids)
@@ -232,7 +232,8 @@ def run(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a chunk runs, then one of the young generations.
+    """No cyclic garbage collection while a chunk runs (or the ids to bill are read), then
+    one of the young generations.
 
     A chunk makes hundreds of thousands of short-lived containers (rows, line dicts,
     tuples) that reference counting frees; with the collector on, their allocations set

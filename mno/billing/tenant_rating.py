@@ -335,7 +335,12 @@ def rate_tenant(
     billed = billed or {}
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
     discounts: dict[str, Decimal] = defaultdict(Decimal)
-    bundled = bundle_rating.BundleLines(cat.bundle_parts, cat.bundles, tz, billed)
+    # most catalogues sell no bundle: no collector to make for every tenant then
+    bundled = (
+        bundle_rating.BundleLines(cat.bundle_parts, cat.bundles, tz, billed)
+        if cat.bundle_parts
+        else None
+    )
     for sub in subs:
         plan = cat.plans[sub.plan_id]
         cur = plan.currency
@@ -352,7 +357,7 @@ def rate_tenant(
                 sub_lines.append(
                     _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
                 )
-        if bundled.owns(sub.id):
+        if bundled is not None and bundled.owns(sub.id):
             # a bundle's part: its fixed charges go into the bundle's one line
             sub_lines = bundled.take(sub.id, plan.code, sl, sub_lines)
         lines[cur].extend(sub_lines)
@@ -371,7 +376,7 @@ def rate_tenant(
                     share = str((off / sub_total).normalize())
                     for x in sub_lines:
                         x["detail"]["discount_share"] = share
-    for cur, bundle_line in bundled.lines():
+    for cur, bundle_line in bundled.lines() if bundled is not None else ():
         lines[cur].append(bundle_line)
     for ch in charges:
         amt = Decimal(ch.amount_minor)

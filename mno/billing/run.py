@@ -239,7 +239,8 @@ def _gc_paused() -> Iterator[None]:
     tuples) that reference counting frees; with the collector on, their allocations set
     off collections that walk every live object over and over (a quarter of a run's CPU
     time). Whatever cycles a chunk leaves are young, and collected when it ends, so
-    memory stays bounded by a chunk."""
+    memory stays bounded by a chunk. The switch is process-wide: in a server, other
+    threads' cycles wait for the chunk's end too."""
     if not gc.isenabled():
         yield
         return

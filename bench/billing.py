@@ -11,8 +11,9 @@ For SQLite and PostgreSQL (skipped if unreachable), in one invocation:
   … TEMPLATE`` on PostgreSQL), ``--repeat N`` times, alternately (best of N is reported);
 - floor, on the clone, in a child process: the fastest straightforward hand-written way to
   write the rows the run writes. One transaction on the driver's own connection
-  (``sqlite3`` / ``psycopg``): read tenants and subscriptions, sum usage in SQL per tenant
-  and metric within each timezone's month, rate the catalogue in plain Python, then insert
+  (``sqlite3`` / ``psycopg``; on SQLite with the settings mno gives its connections):
+  read tenants and subscriptions, sum usage in SQL per tenant and metric within each
+  timezone's month, rate the catalogue in plain Python, then insert
   the invoices, invoice lines, audit rows, ``invoice.created`` events and the run row
   (``executemany`` on SQLite, ``cursor.copy`` on PostgreSQL) and count the billed period on
   each subscription. A draft run posts nothing to the ledger (invoices post when issued),
@@ -293,7 +294,14 @@ def floor(url: str) -> dict[str, Any]:
         mark = "%s"
     else:
         conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        for pragma in ("foreign_keys=ON", "synchronous=NORMAL", "temp_store=MEMORY"):
+        # the settings mno.store.db gives its own SQLite connections
+        pragmas = (
+            "foreign_keys=ON",
+            "synchronous=NORMAL",
+            "temp_store=MEMORY",
+            "cache_size=-65536",
+        )
+        for pragma in pragmas:
             conn.execute(f"PRAGMA {pragma}")
         conn.execute("BEGIN IMMEDIATE")
 

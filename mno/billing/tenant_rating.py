@@ -108,6 +108,15 @@ class Catalog:
     def aggregation(self, charge: dict[str, Any]) -> str:
         return charge.get("aggregation") or self.metrics.get(charge["metric"], ("sum", None))[0]
 
+    def aggregations(self) -> set[str]:
+        """How the usage charges of the catalogue aggregate (``sum``, ``count``, …)."""
+        return {
+            self.aggregation(ch)
+            for plan in self.plans.values()
+            for ch in plan.charges
+            if ch.get("kind") in USAGE_KINDS
+        }
+
     def time_metrics(self) -> set[str]:
         """Metrics some time charge rates entry by entry."""
         return {
@@ -326,7 +335,12 @@ def rate_tenant(
     billed = billed or {}
     lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
     discounts: dict[str, Decimal] = defaultdict(Decimal)
-    bundled = bundle_rating.BundleLines(cat.bundle_parts, cat.bundles, tz, billed)
+    # most catalogues sell no bundle: no collector to make for every tenant then
+    bundled = (
+        bundle_rating.BundleLines(cat.bundle_parts, cat.bundles, tz, billed)
+        if cat.bundle_parts
+        else None
+    )
     for sub in subs:
         plan = cat.plans[sub.plan_id]
         cur = plan.currency
@@ -343,7 +357,7 @@ def rate_tenant(
                 sub_lines.append(
                     _line(ln, key, sub.id, "setup", None, None, f"{plan.code} setup fee")
                 )
-        if bundled.owns(sub.id):
+        if bundled is not None and bundled.owns(sub.id):
             # a bundle's part: its fixed charges go into the bundle's one line
             sub_lines = bundled.take(sub.id, plan.code, sl, sub_lines)
         lines[cur].extend(sub_lines)
@@ -362,7 +376,7 @@ def rate_tenant(
                     share = str((off / sub_total).normalize())
                     for x in sub_lines:
                         x["detail"]["discount_share"] = share
-    for cur, bundle_line in bundled.lines():
+    for cur, bundle_line in bundled.lines() if bundled is not None else ():
         lines[cur].append(bundle_line)
     for ch in charges:
         amt = Decimal(ch.amount_minor)
@@ -441,17 +455,18 @@ def _sub_lines(
     cur = plan.currency
     out: list[dict[str, Any]] = []
     carried: dict[str, Decimal] = {}  # bucket rollover out, by line key, within this rating
+    sid = str(sub.id)  # the keys' prefix, made once (str of a UUID is not free)
     for slot in sl:
         for idx, ch in enumerate(plan.charges):
             kind = ch["kind"]
             if kind == "bucket" and _fee_due(ch, slot):
                 # the retainer's recurring fee: a fixed line beside the overage
-                fee = fee_key(sub.id, idx, slot.start, slot.end)
+                fee = fee_key(sid, idx, slot.start, slot.end)
                 if fee not in billed:
                     out.append(_fixed_line(sub.id, plan, tz, slot, idx, ch, fee, "bucket fee"))
             if not _wanted(ch, slot):
                 continue
-            key = line_key(sub.id, idx, slot.start, slot.end)
+            key = line_key(sid, idx, slot.start, slot.end)
             if key in billed:
                 if kind == "bucket":
                     carried[key] = Decimal(str(billed[key].get("rollover_out", "0")))
@@ -476,7 +491,7 @@ def _sub_lines(
                 else:
                     rollover_in = Decimal(0)
                     if slot.prev_start is not None:
-                        prev = line_key(sub.id, idx, slot.prev_start, slot.start)
+                        prev = line_key(sid, idx, slot.prev_start, slot.start)
                         if prev in carried:
                             rollover_in = carried[prev]
                         elif prev in billed:

@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -328,7 +329,12 @@ class Rows:
         # the values are made here in the form those processors produce: UUIDs as 32 hex
         # digits, timestamps as naive UTC text, JSON as text
         first = rows[0]
-        same = tuple(c for c in same if c in first and all(r[c] == first[c] for r in rows))
+        # list.count compares in C, by identity first: rows usually share the objects
+        same = tuple(
+            c
+            for c in same
+            if c in first and list(map(itemgetter(c), rows)).count(first[c]) == len(rows)
+        )
         cols = [c for c in first if c not in same]
         text_of = self._time
         times: dict[Any, Any] = {}
@@ -359,8 +365,23 @@ class Rows:
             # anything else as its type binds it (integers and text need nothing)
             return kind._cached_bind_processor(dialect) or keep  # noqa: SLF001
 
-        pairs = [(c, converter(c)) for c in cols]
-        tuples = [tuple(f(r[c]) for c, f in pairs) for r in rows]
+        # one C-level lookup of every column per row, then a call only for the values
+        # that need one (ids, timestamps, JSON): most columns are text or integers
+        get = itemgetter(*cols)
+        fix = [(i, f) for i, f in enumerate(map(converter, cols)) if f is not keep]
+        values: list[Sequence[Any]] = (
+            [(get(r),) for r in rows] if len(cols) == 1 else [get(r) for r in rows]
+        )
+        tuples: list[Sequence[Any]] = []
+        if fix:
+            append = tuples.append
+            for v in values:
+                out = list(v)
+                for i, f in fix:
+                    out[i] = f(out[i])
+                append(out)
+        else:
+            tuples = values
         literals = {c: converter(c)(first[c]) for c in same}
         self.insert(table, cols, tuples, literals)
 

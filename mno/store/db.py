@@ -82,6 +82,9 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
+SQLITE_CACHE_KIB = 65536  # each SQLite connection's page cache, at most (64 MiB)
+
+
 def _create_engine(url: str) -> Engine:
     from sqlalchemy import create_engine, event
 
@@ -102,6 +105,10 @@ def _create_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.execute("PRAGMA temp_store=MEMORY")
+            # SQLite's default page cache is 2 MiB: a bulk write (a billing chunk, a sync
+            # page) touching index pages all over a large store would spill and read
+            # them back again and again. Pages are only allocated as they are used.
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             cur.close()
 
         @event.listens_for(engine, "begin")

@@ -232,6 +232,27 @@ def service_kwargs(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
+def mounted_volume(spec: dict[str, Any], target: str | None) -> str | None:
+    """The volume a raw service spec mounts at ``target``."""
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    for mount in container.get("Mounts") or []:
+        if target and mount.get("Target") == target and mount.get("Type", "volume") == "volume":
+            return str(mount.get("Source"))
+    return None
+
+
+def with_volume(spec: dict[str, Any], target: str, volume: str) -> dict[str, Any]:
+    """A copy of a raw service spec that mounts ``volume`` at ``target`` instead."""
+    import copy
+
+    out = copy.deepcopy(spec)
+    container = out.setdefault("TaskTemplate", {}).setdefault("ContainerSpec", {})
+    for mount in container.get("Mounts") or []:
+        if mount.get("Target") == target:
+            mount["Source"] = volume
+    return out
+
+
 class SwarmRuntime(runtime_docker.Runtime):
     """Swarm calls through one manager node."""
 
@@ -294,18 +315,20 @@ class SwarmRuntime(runtime_docker.Runtime):
 
     def scale(self, current: ServiceState, replicas: int) -> None:
         """Set only the replicas of the current spec (no rolling update)."""
-        from docker import types
+        mode = {"Replicated": {"Replicas": replicas}}
+        self.put_spec(current, current.spec | {"Mode": mode})
 
-        spec = current.spec
-        template = spec.get("TaskTemplate") or {}
+    def put_spec(self, current: ServiceState, spec: dict[str, Any]) -> None:
+        """Replace the service's spec with a raw one (as an inspect returns it): an edit
+        of the current spec, or a previous spec put back."""
         self.call(
             self.client.api.update_service,
             current.id,
             current.version,
-            task_template=template,
+            task_template=spec.get("TaskTemplate") or {},
             name=spec.get("Name"),
             labels=spec.get("Labels"),
-            mode=types.ServiceMode("replicated", replicas=replicas),
+            mode=spec.get("Mode"),
             update_config=spec.get("UpdateConfig"),
             rollback_config=spec.get("RollbackConfig"),
             networks=None,

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -157,8 +158,12 @@ def spec(
 
 def spec_digest(service: ServiceSpec) -> str:
     """A digest of what a rolling update changes: the task template (not the replicas,
-    nor the service's own labels)."""
+    nor the service's own labels). The volume counts by its placement-time name (a
+    restore's ``…-r<N>`` suffix dropped): a restore moves the mount itself and the
+    provisioner compares the mount with the store's volume (``_run``)."""
     data = {k: v for k, v in service.__dict__.items() if k not in ("replicas", "labels")}
+    if service.volume:
+        data["volume"] = re.sub(r"-r\d+$", "", service.volume)
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -171,7 +176,7 @@ def _routing(labels: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k not in OWN_LABELS}
 
 
-def _endpoint(
+def endpoint_of(
     rt: SwarmRuntime,
     host: platform.HostConfig,
     state: ServiceState | None,
@@ -306,6 +311,28 @@ def _node_of(current: ServiceState | None) -> str | None:
     return None
 
 
+def volume_node(snap: Snapshot) -> tuple[SwarmRuntime, ServiceState | None]:
+    """Check that the manager mno talks to runs on the node holding the stateful
+    instance's volume (the node its service is pinned to), so that a helper container
+    created through that engine mounts the volume itself, not a new empty one of the
+    same name; the swarm runtime and the service (None when it is gone)."""
+    volume = volume_name(snap)
+    host = host_of(snap)
+    rt = runtime_swarm.runtime(host)
+    assert volume, "a stateful instance"
+    here = rt.node_id()
+    current = rt.service(service_name(snap))
+    pinned = _node_of(current)
+    if (pinned and pinned != here) or not rt.volume_exists(volume):
+        where = f"node {pinned}" if pinned else "another node"
+        raise runtime_docker.DockerFailure(
+            f"instance {snap.name}: its volume {volume} is on {where}, not on node {here} "
+            f"that host {host.name}'s base_url reaches",
+            "point base_url at the manager on the volume's node (Swarm does not move volumes)",
+        )
+    return rt, current
+
+
 def _run(
     snap: Snapshot,
     host: platform.HostConfig,
@@ -355,7 +382,9 @@ def _run(
         _running(snap, owner, rt, host, state, tasks, deploy, db_url, started=True)
         _remove_secrets(rt, plan.stale)
         return
-    if current.labels.get("mno.spec") != digest:
+    mounted = runtime_swarm.mounted_volume(current.spec, snap.volume_path)
+    if current.labels.get("mno.spec") != digest or mounted != wanted.volume:
+        # a changed spec, or the mount of a restore that did not finish
         _update(snap, host, rt, owner, current, wanted, plan, wait, db_url, should_stop)
         return
     if _routing(current.labels) != _routing(wanted.labels):
@@ -389,7 +418,7 @@ def _running(
         snap.id,
         owner,
         status="running",
-        endpoint=_endpoint(rt, host, state, tasks, snap.port),
+        endpoint=endpoint_of(rt, host, state, tasks, snap.port),
         container_id=None,
         container_name=service_name(snap),
         deploy=deploy,
@@ -441,7 +470,7 @@ def _update(
     rolled_back(
         snap,
         owner,
-        _endpoint(rt, host, done, tasks, snap.port),
+        endpoint_of(rt, host, done, tasks, snap.port),
         current.image,
         Unhealthy(f"health check failed: {reason} (swarm: {done.update_message})"),
         db_url,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from mno.nex import runtime_docker
@@ -371,6 +372,22 @@ class SwarmRuntime(runtime_docker.Runtime):
                 if ":" not in str(entry.get("HostIp") or ""):
                     return int(entry["HostPort"])
         return task.host_port
+
+    def service_logs(
+        self,
+        name: str,
+        tail: int | None = None,
+        follow: bool = False,
+        since: datetime | None = None,
+    ) -> Iterator[bytes]:
+        """The output of every task of the service (stdout and stderr), as ``docker
+        service logs`` gives it; ``follow`` goes on until the caller stops reading."""
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow}
+        if tail is not None:
+            kwargs["tail"] = tail
+        if since is not None:
+            kwargs["since"] = int(since.timestamp())  # the SDK passes it on as it is
+        yield from self.call(self.client.api.service_logs, name, **kwargs)
 
     # -- waiting -----------------------------------------------------------------------
 

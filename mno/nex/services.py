@@ -323,12 +323,18 @@ def volume_node(snap: Snapshot) -> tuple[SwarmRuntime, ServiceState | None]:
     here = rt.node_id()
     current = rt.service(service_name(snap))
     pinned = _node_of(current)
-    if (pinned and pinned != here) or not rt.volume_exists(volume):
-        where = f"node {pinned}" if pinned else "another node"
+    if pinned and pinned != here:
         raise runtime_docker.DockerFailure(
-            f"instance {snap.name}: its volume {volume} is on {where}, not on node {here} "
-            f"that host {host.name}'s base_url reaches",
+            f"instance {snap.name}: its volume {volume} is on node {pinned}, not on node "
+            f"{here} that host {host.name}'s base_url reaches",
             "point base_url at the manager on the volume's node (Swarm does not move volumes)",
+        )
+    if not rt.volume_exists(volume):
+        raise runtime_docker.DockerFailure(
+            f"instance {snap.name}: its volume {volume} is not on node {here} that host "
+            f"{host.name}'s base_url reaches",
+            "it was removed, or is on another node (Swarm does not move volumes); "
+            "restore a backup into a new instance",
         )
     return rt, current
 

@@ -229,3 +229,29 @@ def test_a_swarm_restore_that_does_not_become_healthy_goes_back_to_the_old_volum
             sa.text("SELECT action FROM audit_entry ORDER BY at DESC LIMIT 1")
         ).scalar_one()
     assert tuple(row) == (None, None) and action == "instance.restore_undone"
+
+
+def test_a_backup_never_reads_an_empty_volume_made_in_place_of_a_missing_one(
+    sw: Nex,  # noqa: F811
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _password(monkeypatch)
+    _configure(sw, tmp_path / "repo")
+    tenant = sw.tenant()
+    sw.app()
+    name = sw.create(tenant, "web")
+    view = _converge(sw, name)
+    sw.change("stop", name)
+    assert _converge(sw, name)["status"] == "stopped"
+    # the volume is lost (on a multi-node swarm: mno talks to a manager on another node)
+    for c in sw.client.containers.list(all=True, filters={"volume": view["volume"]}):
+        c.remove(force=True)
+    sw.client.volumes.get(view["volume"]).remove(force=True)
+
+    result = cli("instance", "backup", "create", name)
+    assert result.exit_code == 1
+    assert f"its volume {view['volume']} is not on node" in result.stderr
+    assert not sw.client.volumes.list(filters={"name": view["volume"]})
+    assert [r["status"] for r in _backups(sw.url, name)] == ["failed"]

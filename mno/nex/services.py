@@ -507,6 +507,19 @@ def _retry(fn: Any, *args: Any, attempts: int = 50) -> Any:
     return fn(*args)
 
 
+def _released(rt: SwarmRuntime, volume: str, timeout_s: float = 60.0) -> None:
+    """Wait until no running container mounts the volume (a removed service's tasks
+    stop asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while any(
+        state is not None and state.status in ("running", "restarting", "removing")
+        for state in (rt.inspect(cid) for cid in rt.volume_users(volume))
+    ):
+        if time.monotonic() >= deadline:
+            raise Unhealthy(f"volume {volume} is still in use {timeout_s:g}s after the removal")
+        time.sleep(0.2)
+
+
 def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None) -> None:
     if snap.status != "terminating":
         record(snap.id, owner, status="terminating", db_url=db_url)
@@ -518,9 +531,15 @@ def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None)
         for secret in rt.secrets(instance=str(snap.id)):
             _retry(rt.remove_secret, secret["id"])
         volume = volume_name(snap)
-        # no final backup on a swarm: a volume asked to be backed up first is kept
-        if volume and snap.purge_data and not snap.backup_on_terminate:
+        if volume and snap.backup_on_terminate:
+            from mno.nex import backups
+
+            _released(rt, volume)  # the tasks stopped writing: a consistent final backup
+            backups.final_backup(rt, snap)
+        if volume and (snap.purge_data or snap.backup_on_terminate):
             _retry(rt.remove_volume, volume)
+            if snap.previous_volume:  # the data a restore replaced goes too
+                _retry(rt.remove_volume, snap.previous_volume)
         network = network_name(snap)
         if network and provisioning.last_on_host(snap, db_url):
             with contextlib.suppress(runtime_docker.DockerFailure):

@@ -255,3 +255,21 @@ def test_a_backup_never_reads_an_empty_volume_made_in_place_of_a_missing_one(
     assert f"its volume {view['volume']} is not on node" in result.stderr
     assert not sw.client.volumes.list(filters={"name": view["volume"]})
     assert [r["status"] for r in _backups(sw.url, name)] == ["failed"]
+
+
+def test_a_terminated_swarm_instance_leaves_a_final_backup(sw: Nex) -> None:  # noqa: F811
+    from mno.nex import backups
+
+    tenant = sw.tenant()
+    sw.app()
+    name = sw.create(tenant, "web")
+    view = _converge(sw, name)
+    _write(sw, name, "last words\n")
+    sw.change("terminate", name, backup=True)
+    assert _converge(sw, view["id"])["status"] == "terminated"
+
+    (tar,) = backups.backups_dir().glob(f"{name}-*.tar")
+    assert backups.verify(tar, "data")
+    assert _tar_file(tar.read_bytes(), "data/file.txt") == b"last words\n"
+    assert not sw.client.volumes.list(filters={"name": view["volume"]})
+    assert not sw.client.services.list(filters={"label": f"mno.instance={view['id']}"})

@@ -26,6 +26,14 @@ pending; once it expires, the provisioner takes it, removes what the interrupted
 left (the containers on ``restore_volume``, then the volume) and starts the instance on
 the volume the store names (``mno.nex.reconcile``).
 
+On a swarm host (``_restore_service``) the steps are the same, with the service in place
+of the container: the fresh volume is filled on the node the service is pinned to, the
+swap is a ``stop-first`` service update that mounts it and must complete with the tasks
+running healthy; else the previous spec goes back (Swarm may have rolled it back
+already) and the fresh volume is removed. A crash after the update leaves the service on
+the fresh volume while the store names the previous one: the provisioner's next pass
+sees the mount differ and updates the service back, then removes the fresh volume.
+
 Test hook: with ``MNO_TEST_RESTORE_PAUSE=<stage>`` (``filled``: the fresh volume holds the
 backup; ``stopped``: the previous container is stopped; ``started``: the new container
 started; ``swapped``: the store names the new volume, the previous container is not yet

@@ -256,13 +256,16 @@ def reconcile(
     *,
     db_url: str | None = None,
     should_stop: Any = lambda: False,
+    final_backup: Any = None,
 ) -> None:
-    """Bring the instance's service to its desired state (see the module docstring)."""
+    """Bring the instance's service to its desired state (see the module docstring).
+    ``final_backup(rt, snap)`` writes the backup a termination asks for (without it,
+    such a termination keeps the volume)."""
     host = host_of(snap)
     rt = runtime_swarm.runtime(host)
     if snap.desired == "terminated":
         if snap.status != "terminated":
-            _terminate(snap, rt, owner, db_url)
+            _terminate(snap, rt, owner, db_url, final_backup)
         return
     try:
         if snap.desired == "stopped":
@@ -520,7 +523,9 @@ def _released(rt: SwarmRuntime, volume: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None) -> None:
+def _terminate(
+    snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None, final_backup: Any
+) -> None:
     if snap.status != "terminating":
         record(snap.id, owner, status="terminating", db_url=db_url)
     if snap.host:
@@ -531,12 +536,12 @@ def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None)
         for secret in rt.secrets(instance=str(snap.id)):
             _retry(rt.remove_secret, secret["id"])
         volume = volume_name(snap)
-        if volume and snap.backup_on_terminate:
-            from mno.nex import backups
-
+        backed_up = False
+        if volume and snap.backup_on_terminate and final_backup is not None:
             _released(rt, volume)  # the tasks stopped writing: a consistent final backup
-            backups.final_backup(rt, snap)
-        if volume and (snap.purge_data or snap.backup_on_terminate):
+            final_backup(rt, snap)
+            backed_up = True
+        if volume and (backed_up or (snap.purge_data and not snap.backup_on_terminate)):
             _retry(rt.remove_volume, volume)
             if snap.previous_volume:  # the data a restore replaced goes too
                 _retry(rt.remove_volume, snap.previous_volume)

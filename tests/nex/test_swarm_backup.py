@@ -273,3 +273,66 @@ def test_a_terminated_swarm_instance_leaves_a_final_backup(sw: Nex) -> None:  # 
     assert _tar_file(tar.read_bytes(), "data/file.txt") == b"last words\n"
     assert not sw.client.volumes.list(filters={"name": view["volume"]})
     assert not sw.client.services.list(filters={"label": f"mno.instance={view['id']}"})
+
+
+def test_a_swarm_restore_killed_after_the_update_is_repaired_by_the_provisioner(
+    sw: Nex,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from mno import clock
+    from mno.nex import backups
+    from mno.store import db
+
+    tenant = sw.tenant()
+    sw.app()
+    name = sw.create(tenant, "web")
+    before = _converge(sw, name)
+    _write(sw, name, "old\n")
+    backups.backup(name, tmp_path / "old.tar", db_url=sw.url)
+    _write(sw, name, "current\n")
+
+    # killed once the service was updated to mount the fresh volume, before the swap
+    env = dict(os.environ, MNO_TEST_RESTORE_PAUSE="started", MNO_DB_URL=sw.url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mno", "instance", "restore", name, str(tmp_path / "old.tar")]
+        + ["--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert line.strip() == "restore paused at started", line + proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    spec = _service(sw, name).attrs["Spec"]
+    (mount,) = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    fresh = mount["Source"]
+    assert fresh != before["volume"] and fresh.startswith(before["volume"])
+    assert sw.get(name)["volume"] == before["volume"]  # the store never swapped
+
+    with db.get_engine(sw.url).begin() as conn:  # the dead restore's lease expires
+        conn.execute(
+            sa.text("UPDATE nex_instance SET lease_until = :t WHERE name = :n"),
+            {"t": clock.now() - timedelta(seconds=1), "n": name},
+        )
+    view = _converge(sw, name)
+    assert view["status"] == "running" and view["volume"] == before["volume"]
+    (mount,) = _service(sw, name).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount["Source"] == before["volume"]
+    assert _read(sw, name) == "current\n"
+    assert not sw.client.volumes.list(filters={"name": fresh})
+    with db.get_engine(sw.url).connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT restore_volume, lease_owner FROM nex_instance WHERE name = :n"),
+            {"n": name},
+        ).one()
+    assert tuple(row) == (None, None)

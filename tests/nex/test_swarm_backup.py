@@ -67,6 +67,10 @@ def _dump(repo: Path, password: str, snapshot: str, filename: str) -> bytes:
     ).stdout
 
 
+def _has_volume(nex: Nex, name: str) -> bool:
+    return name in {v.name for v in nex.client.volumes.list()}
+
+
 def _tar_file(data: bytes, member: str) -> bytes:
     import io
     import tarfile
@@ -171,6 +175,19 @@ def test_restore_of_a_swarm_instance_swaps_the_volume_and_refuses_a_bad_snapshot
     assert _converge(sw, name)["status"] == "running"
     assert _service(sw, name).attrs["Version"]["Index"] == version
 
+    # past retention.previous_volumes the housekeeper removes the previous volume (with
+    # the exited task containers that mount it); the service keeps running on the new one
+    from datetime import timedelta
+
+    from mno import clock
+    from tests.nex.test_restore import _housekeep
+
+    clock.set_now(clock.now() + timedelta(days=8))
+    _housekeep(sw)
+    assert not _has_volume(sw, old["volume"])
+    assert sw.get(name)["previous_volume"] is None
+    assert _read(sw, name) == "before\n"
+
 
 def test_a_swarm_restore_that_does_not_become_healthy_goes_back_to_the_old_volume(
     sw: Nex,  # noqa: F811
@@ -253,7 +270,7 @@ def test_a_backup_never_reads_an_empty_volume_made_in_place_of_a_missing_one(
     result = cli("instance", "backup", "create", name)
     assert result.exit_code == 1
     assert f"its volume {view['volume']} is not on node" in result.stderr
-    assert not sw.client.volumes.list(filters={"name": view["volume"]})
+    assert not _has_volume(sw, view["volume"])
     assert [r["status"] for r in _backups(sw.url, name)] == ["failed"]
 
 
@@ -271,7 +288,7 @@ def test_a_terminated_swarm_instance_leaves_a_final_backup(sw: Nex) -> None:  # 
     (tar,) = backups.backups_dir().glob(f"{name}-*.tar")
     assert backups.verify(tar, "data")
     assert _tar_file(tar.read_bytes(), "data/file.txt") == b"last words\n"
-    assert not sw.client.volumes.list(filters={"name": view["volume"]})
+    assert not _has_volume(sw, view["volume"])
     assert not sw.client.services.list(filters={"label": f"mno.instance={view['id']}"})
 
 
@@ -329,7 +346,7 @@ def test_a_swarm_restore_killed_after_the_update_is_repaired_by_the_provisioner(
     (mount,) = _service(sw, name).attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"]
     assert mount["Source"] == before["volume"]
     assert _read(sw, name) == "current\n"
-    assert not sw.client.volumes.list(filters={"name": fresh})
+    assert not _has_volume(sw, fresh)
     with db.get_engine(sw.url).connect() as conn:
         row = conn.execute(
             sa.text("SELECT restore_volume, lease_owner FROM nex_instance WHERE name = :n"),

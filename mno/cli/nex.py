@@ -488,7 +488,8 @@ def logs(
         ),
     ] = False,
 ) -> None:
-    """Print the container's output (stdout and stderr, as the engine interleaves them)."""
+    """Print the container's output (stdout and stderr, as the engine interleaves them);
+    on a swarm host, the service's (every task's)."""
     from mno import clock
     from mno.nex import attach
 
@@ -528,6 +529,7 @@ def _since(value: str, now: Any) -> Any:
 )
 def exec_(ctx: typer.Context, name: Name) -> None:
     """Run a command in the instance's container: NAME -- CMD [ARG]... (no TTY, no stdin).
+    On a swarm host: in a running task's container on the manager's node.
 
     Everything after NAME is the command's (the -- is optional). Its stdout and stderr
     go to mno's, and its exit code becomes mno's (126/127 when it cannot be run or is not

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +51,18 @@ def _write(rt: Runtime, ref: str, volume_path: str, dest: Path) -> str:
 
 def _with_container(rt: Runtime, snap: Snapshot, fn: Any) -> Any:
     """Run ``fn(ref)`` with the instance's container, or a created (never started)
-    helper container that mounts the volume when the instance has none."""
+    helper container that mounts the volume when the instance has none. On a swarm the
+    instance has no container of its own: the helper is created through the manager mno
+    talks to, which must be the node that holds the volume (``services.volume_node``)."""
     if snap.container_id and rt.inspect(snap.container_id) is not None:
         return fn(snap.container_id)
     host = snapshot.host_of(snap)
-    spec = containers.spec(snap, host, 0, containers.Options())
-    spec.name = f"mno-{snap.name}-backup-{uuid.uuid4().hex[:6]}"
-    spec.labels = {runtime_docker.MANAGED: "true", "mno.instance": str(snap.id), "mno.helper": "1"}
-    spec.health_cmd = None
-    ref = rt.create(spec)
+    if host.runtime == "swarm":
+        from mno.nex import services
+
+        services.volume_node(snap)
+    labels = containers.base_labels(snap) | {"mno.instance": str(snap.id), "mno.helper": "1"}
+    ref = rt.create(containers.helper_spec(snap, host, "backup", labels))
     try:
         return fn(ref)
     finally:

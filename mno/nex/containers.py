@@ -11,6 +11,7 @@ for running containers (health checks, timeouts, restart policy, default pids li
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -138,6 +139,24 @@ def spec(snap: Snapshot, host: platform.HostConfig, deploy: int, opts: Options) 
         volume_path=snap.volume_path,
         network=network_name(snap),
         restart_retries=opts.restart_retries,
+    )
+
+
+def helper_spec(
+    snap: Snapshot, host: platform.HostConfig, kind: str, labels: dict[str, str]
+) -> ContainerSpec:
+    """A container that only mounts the instance's volume (``snap.volume``) to read or
+    fill it through the engine's archive API: created, never started. It names no
+    network (a swarm's tenant network is an overlay the docker runtime does not make),
+    carries no env (no secret value lands in its config) and has no health check."""
+    return ContainerSpec(
+        name=f"mno-{snap.name}-{kind}-{uuid.uuid4().hex[:6]}",
+        image=snap.image,
+        port=snap.port,
+        labels=labels,
+        publish_address=host.publish_address,
+        volume=volume_name(snap),
+        volume_path=snap.volume_path,
     )
 
 

@@ -100,7 +100,17 @@ def reconcile(
     if _on_swarm(snap, owner, db_url):
         from mno.nex import services
 
-        services.reconcile(snap, owner, opts, db_url=db_url, should_stop=should_stop)
+        services.reconcile(
+            snap,
+            owner,
+            opts,
+            db_url=db_url,
+            should_stop=should_stop,
+            final_backup=backups.final_backup,
+        )
+        if snap.restore_volume and snap.host:
+            # only now: the service is back on the volume the store names
+            _clear_restore(snap, owner, db_url)
         return
     if snap.restore_volume and snap.host:
         _clear_restore(snap, owner, db_url)

@@ -26,6 +26,14 @@ pending; once it expires, the provisioner takes it, removes what the interrupted
 left (the containers on ``restore_volume``, then the volume) and starts the instance on
 the volume the store names (``mno.nex.reconcile``).
 
+On a swarm host (``_restore_service``) the steps are the same, with the service in place
+of the container: the fresh volume is filled on the node the service is pinned to, the
+swap is a ``stop-first`` service update that mounts it and must complete with the tasks
+running healthy; else the previous spec goes back (Swarm may have rolled it back
+already) and the fresh volume is removed. A crash after the update leaves the service on
+the fresh volume while the store names the previous one: the provisioner's next pass
+sees the mount differ and updates the service back, then removes the fresh volume.
+
 Test hook: with ``MNO_TEST_RESTORE_PAUSE=<stage>`` (``filled``: the fresh volume holds the
 backup; ``stopped``: the previous container is stopped; ``started``: the new container
 started; ``swapped``: the store names the new volume, the previous container is not yet
@@ -53,7 +61,7 @@ from sqlalchemy.engine import CursorResult
 
 from mno import clock, platform, settings
 from mno.errors import BadInput, Conflict, InvalidTransition, MnoError
-from mno.nex import containers, hosts, instances, runtime_docker, snapshot
+from mno.nex import containers, hosts, instances, runtime_docker, runtime_swarm, snapshot
 from mno.nex.status import LeaseLost
 from mno.nex.status import apply as apply_status
 from mno.store import audit, outbox
@@ -63,6 +71,7 @@ from mno.store.types import table_of
 
 if TYPE_CHECKING:
     from mno.nex.runtime_docker import Runtime
+    from mno.nex.runtime_swarm import SwarmRuntime
     from mno.nex.snapshot import Snapshot
 
 
@@ -326,15 +335,9 @@ def restore(
     assert old_volume
     deploy = snap.deploy + 1
     new_volume = fresh_volume_name(old_volume, deploy)
-    lease = _Lease(iid, f"restore:{os.getpid()}:{uuid.uuid4().hex[:6]}", db_url)
-    lease.take(new_volume)
-    try:
-        snap = _restorable(iid, db_url)  # as it is now that we hold it
-        if snap.deploy + 1 != deploy or containers.volume_name(snap) != old_volume:
-            raise Conflict(f"instance {snap.name} changed meanwhile", "try again")
-    except MnoError:
-        lease.release(cleared=True)
-        raise
+    if host.runtime == "swarm":
+        return _restore_service(snap, path, checksum, db_url, keep_previous, opts)
+    lease, snap = _hold(iid, old_volume, deploy, new_volume, db_url)
     fresh = replace(snap, volume=new_volume)
     old = rt.inspect(snap.container_id, snap.port) if snap.container_id else None
     was_running = old is not None and old.status == "running"
@@ -400,6 +403,150 @@ def restore(
     }
 
 
+def _hold(
+    iid: uuid.UUID, old_volume: str, deploy: int, new_volume: str, db_url: str | None
+) -> tuple[_Lease, Snapshot]:
+    """Lease the instance for the restore; the instance as it is once held."""
+    lease = _Lease(iid, f"restore:{os.getpid()}:{uuid.uuid4().hex[:6]}", db_url)
+    lease.take(new_volume)
+    try:
+        snap = _restorable(iid, db_url)  # as it is now that we hold it
+        if snap.deploy + 1 != deploy or containers.volume_name(snap) != old_volume:
+            raise Conflict(f"instance {snap.name} changed meanwhile", "try again")
+    except MnoError:
+        lease.release(cleared=True)
+        raise
+    return lease, snap
+
+
+def _restore_service(
+    snap: Snapshot,
+    path: Path,
+    checksum: str,
+    db_url: str | None,
+    keep_previous: bool,
+    opts: containers.Options,
+) -> dict[str, Any]:
+    """The restore of an instance on a swarm host: the fresh volume is filled on the node
+    that holds the current one (the node the service is pinned to), then the service is
+    updated to mount it (``stop-first``: one writer) and must converge healthy; else the
+    service gets its previous spec back, on the previous volume."""
+    from mno.nex import services
+
+    host = snapshot.host_of(snap)
+    rt, current = services.volume_node(snap)  # the right node, before anything changes
+    if current is None:
+        raise InvalidTransition(
+            f"instance {snap.name} has no service on host {host.name}",
+            "the provisioner recreates it; restore once it runs",
+        )
+    assert snap.volume_path
+    old_volume = containers.volume_name(snap)
+    assert old_volume
+    deploy = snap.deploy + 1
+    new_volume = fresh_volume_name(old_volume, deploy)
+    volume_path = snap.volume_path
+    lease, snap = _hold(snap.id, old_volume, deploy, new_volume, db_url)
+    name = services.service_name(snap)
+    fresh = replace(snap, volume=new_volume)
+    previous: dict[str, Any] | None = None
+    try:
+        current = rt.service(name)
+        if current is None:
+            raise InvalidTransition(f"the service of instance {snap.name} is gone", "try again")
+        previous = current.spec
+        _fill(rt, fresh, host, path, lease)
+        _pause("filled")
+        lease.renew()
+        wanted = runtime_swarm.with_volume(previous, volume_path, new_volume)
+        wanted["Labels"] = dict(wanted.get("Labels") or {}) | {"mno.deploy": str(deploy)}
+        rt.put_spec(current, wanted)
+        _pause("started")
+        fields: dict[str, Any] = {"container_id": None}
+        status = "stopped"
+        if current.replicas:
+            wait = opts.ready_timeout_s + current.replicas * opts.health_start_period_s / 2
+            done = rt.wait_update(name, current.update_started, wait * 2 + 30)
+            if done.update_state not in runtime_swarm.DONE:
+                raise runtime_docker.Unhealthy(
+                    f"swarm: update {done.update_state} ({done.update_message or 'no message'})"
+                )
+            lease.renew()
+            tasks = rt.wait_converged(name, current.replicas, snap.port, wait)
+            fields["endpoint"] = services.endpoint_of(rt, host, done, tasks, snap.port)
+            fields["tasks_running"] = len(tasks)
+            fields["started_at"] = clock.now()
+            status = "running"
+        lease.renew()
+        keep_for = retention() if keep_previous else timedelta(0)
+        until = clock.now() + keep_for if keep_for is not None else None
+        superseded = _swap(
+            snap, lease, status, deploy, new_volume, old_volume, until, path, checksum, fields
+        )
+    except BaseException as exc:  # undone, then re-raised (or reported as RestoreFailed)
+        why = exc.message if isinstance(exc, MnoError) else f"{type(exc).__name__}: {exc}"
+        _undo_service(rt, snap, previous, new_volume, lease, opts, why)
+        if isinstance(exc, runtime_docker.Unhealthy):
+            raise RestoreFailed(
+                f"restore of {snap.name} undone: the service did not become healthy on the "
+                f"restored data ({why})",
+                "it runs on its previous data again",
+            ) from exc
+        raise
+    _pause("swapped")
+    # tidying, which the housekeeper redoes if it is interrupted: the replaced tasks'
+    # containers still mount the previous volume until Swarm prunes them
+    if superseded and superseded not in (new_volume, old_volume):
+        remove_volume(rt, superseded, None)
+    kept: str | None = old_volume
+    if not keep_previous and remove_volume(rt, old_volume, None):
+        forget_previous(snap.id, old_volume, db_url)
+        kept = None
+    return {
+        "instance": snap.name,
+        "file": str(path),
+        "sha256": checksum,
+        "status": status,
+        "volume": new_volume,
+        "previous_volume": kept,
+        "previous_volume_until": audit.jsonable(until) if kept and until else None,
+    }
+
+
+def _undo_service(
+    rt: SwarmRuntime,
+    snap: Snapshot,
+    previous: dict[str, Any] | None,
+    new_volume: str,
+    lease: _Lease,
+    opts: containers.Options,
+    why: str,
+) -> None:
+    """Put the service back on its previous spec and volume (Swarm may have rolled it
+    back already), then remove the fresh volume; what is left is for the provisioner."""
+    from mno.nex import services
+
+    cleared = False
+    fields: dict[str, Any] = {}
+    try:
+        name = services.service_name(snap)
+        state = rt.service(name)
+        if previous is not None and state is not None:
+            if runtime_swarm.mounted_volume(state.spec, snap.volume_path) == new_volume:
+                rt.put_spec(state, previous)
+                state = rt.service(name)
+            if state is not None and state.replicas:
+                tasks = rt.wait_converged(name, state.replicas, snap.port, opts.ready_timeout_s)
+                host = snapshot.host_of(snap)
+                fields["endpoint"] = services.endpoint_of(rt, host, state, tasks, snap.port)
+                fields["tasks_running"] = len(tasks)
+        cleared = clear_restore(rt, replace(snap, restore_volume=new_volume))
+    except (MnoError, OSError):
+        pass  # the provisioner finishes the repair once the lease is released
+    finally:
+        lease.release(cleared=cleared, why=why, **fields)
+
+
 def _restorable(iid: uuid.UUID, db_url: str | None) -> Snapshot:
     snap = snapshot.load(iid, db_url)
     assert snap is not None
@@ -417,21 +564,16 @@ def _restorable(iid: uuid.UUID, db_url: str | None) -> Snapshot:
 def _fill(rt: Runtime, fresh: Snapshot, host: Any, path: Path, lease: _Lease) -> None:
     """Stream the tar into the fresh volume through a created (never started) container."""
     assert fresh.volume and fresh.volume_path
-    base = {runtime_docker.MANAGED: "true", "mno.tenant": fresh.tenant_key}
+    base = containers.base_labels(fresh)
     if rt.volume_exists(fresh.volume):  # left by an earlier attempt: start from empty
         remove_volume(rt, fresh.volume, None)
     rt.ensure_volume(
         fresh.volume, base | {"mno.instance": str(fresh.id), "mno.restore": fresh.volume}
     )
-    containers.prepare(fresh, rt)  # the tenant's network, when it has one
-    helper = containers.spec(fresh, host, 0, containers.Options())
-    helper.name = f"mno-{fresh.name}-restore-{uuid.uuid4().hex[:6]}"
-    helper.labels = base | {
-        "mno.instance": str(fresh.id),
-        "mno.helper": "1",
-        "mno.restore": fresh.volume,
-    }
-    helper.health_cmd = None
+    if host.runtime != "swarm":
+        containers.prepare(fresh, rt)  # the tenant's network, for the new container
+    labels = base | {"mno.instance": str(fresh.id), "mno.helper": "1", "mno.restore": fresh.volume}
+    helper = containers.helper_spec(fresh, host, "restore", labels)
     ref = rt.create(helper)
     try:
         parent = posixpath.dirname(fresh.volume_path.rstrip("/")) or "/"
@@ -517,7 +659,7 @@ def _swap(
                 "file": path.name,
                 "sha256": checksum,
                 "volume": new_volume,
-                "container_id": fields["container_id"],
+                "container_id": fields.get("container_id"),
                 "previous_volume_until": audit.jsonable(until),
             },
             tenant_id=snap.tenant_id,

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from mno.nex import runtime_docker
@@ -232,6 +233,27 @@ def service_kwargs(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
+def mounted_volume(spec: dict[str, Any], target: str | None) -> str | None:
+    """The volume a raw service spec mounts at ``target``."""
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    for mount in container.get("Mounts") or []:
+        if target and mount.get("Target") == target and mount.get("Type", "volume") == "volume":
+            return str(mount.get("Source"))
+    return None
+
+
+def with_volume(spec: dict[str, Any], target: str, volume: str) -> dict[str, Any]:
+    """A copy of a raw service spec that mounts ``volume`` at ``target`` instead."""
+    import copy
+
+    out = copy.deepcopy(spec)
+    container = out.setdefault("TaskTemplate", {}).setdefault("ContainerSpec", {})
+    for mount in container.get("Mounts") or []:
+        if mount.get("Target") == target:
+            mount["Source"] = volume
+    return out
+
+
 class SwarmRuntime(runtime_docker.Runtime):
     """Swarm calls through one manager node."""
 
@@ -294,18 +316,20 @@ class SwarmRuntime(runtime_docker.Runtime):
 
     def scale(self, current: ServiceState, replicas: int) -> None:
         """Set only the replicas of the current spec (no rolling update)."""
-        from docker import types
+        mode = {"Replicated": {"Replicas": replicas}}
+        self.put_spec(current, current.spec | {"Mode": mode})
 
-        spec = current.spec
-        template = spec.get("TaskTemplate") or {}
+    def put_spec(self, current: ServiceState, spec: dict[str, Any]) -> None:
+        """Replace the service's spec with a raw one (as an inspect returns it): an edit
+        of the current spec, or a previous spec put back."""
         self.call(
             self.client.api.update_service,
             current.id,
             current.version,
-            task_template=template,
+            task_template=spec.get("TaskTemplate") or {},
             name=spec.get("Name"),
             labels=spec.get("Labels"),
-            mode=types.ServiceMode("replicated", replicas=replicas),
+            mode=spec.get("Mode"),
             update_config=spec.get("UpdateConfig"),
             rollback_config=spec.get("RollbackConfig"),
             networks=None,
@@ -348,6 +372,22 @@ class SwarmRuntime(runtime_docker.Runtime):
                 if ":" not in str(entry.get("HostIp") or ""):
                     return int(entry["HostPort"])
         return task.host_port
+
+    def service_logs(
+        self,
+        name: str,
+        tail: int | None = None,
+        follow: bool = False,
+        since: datetime | None = None,
+    ) -> Iterator[bytes]:
+        """The output of every task of the service (stdout and stderr), as ``docker
+        service logs`` gives it; ``follow`` goes on until the caller stops reading."""
+        kwargs: dict[str, Any] = {"stdout": True, "stderr": True, "follow": follow}
+        if tail is not None:
+            kwargs["tail"] = tail
+        if since is not None:
+            kwargs["since"] = int(since.timestamp())  # the SDK passes it on as it is
+        yield from self.call(self.client.api.service_logs, name, **kwargs)
 
     # -- waiting -----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -157,8 +158,12 @@ def spec(
 
 def spec_digest(service: ServiceSpec) -> str:
     """A digest of what a rolling update changes: the task template (not the replicas,
-    nor the service's own labels)."""
+    nor the service's own labels). The volume counts by its placement-time name (a
+    restore's ``…-r<N>`` suffix dropped): a restore moves the mount itself and the
+    provisioner compares the mount with the store's volume (``_run``)."""
     data = {k: v for k, v in service.__dict__.items() if k not in ("replicas", "labels")}
+    if service.volume:
+        data["volume"] = re.sub(r"-r\d+$", "", service.volume)
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -171,7 +176,7 @@ def _routing(labels: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k not in OWN_LABELS}
 
 
-def _endpoint(
+def endpoint_of(
     rt: SwarmRuntime,
     host: platform.HostConfig,
     state: ServiceState | None,
@@ -251,13 +256,16 @@ def reconcile(
     *,
     db_url: str | None = None,
     should_stop: Any = lambda: False,
+    final_backup: Any = None,
 ) -> None:
-    """Bring the instance's service to its desired state (see the module docstring)."""
+    """Bring the instance's service to its desired state (see the module docstring).
+    ``final_backup(rt, snap)`` writes the backup a termination asks for (without it,
+    such a termination keeps the volume)."""
     host = host_of(snap)
     rt = runtime_swarm.runtime(host)
     if snap.desired == "terminated":
         if snap.status != "terminated":
-            _terminate(snap, rt, owner, db_url)
+            _terminate(snap, rt, owner, db_url, final_backup)
         return
     try:
         if snap.desired == "stopped":
@@ -304,6 +312,34 @@ def _node_of(current: ServiceState | None) -> str | None:
         if c.replace(" ", "").startswith("node.id=="):
             return str(c.split("==", 1)[1].strip())
     return None
+
+
+def volume_node(snap: Snapshot) -> tuple[SwarmRuntime, ServiceState | None]:
+    """Check that the manager mno talks to runs on the node holding the stateful
+    instance's volume (the node its service is pinned to), so that a helper container
+    created through that engine mounts the volume itself, not a new empty one of the
+    same name; the swarm runtime and the service (None when it is gone)."""
+    volume = volume_name(snap)
+    host = host_of(snap)
+    rt = runtime_swarm.runtime(host)
+    assert volume, "a stateful instance"
+    here = rt.node_id()
+    current = rt.service(service_name(snap))
+    pinned = _node_of(current)
+    if pinned and pinned != here:
+        raise runtime_docker.DockerFailure(
+            f"instance {snap.name}: its volume {volume} is on node {pinned}, not on node "
+            f"{here} that host {host.name}'s base_url reaches",
+            "point base_url at the manager on the volume's node (Swarm does not move volumes)",
+        )
+    if not rt.volume_exists(volume):
+        raise runtime_docker.DockerFailure(
+            f"instance {snap.name}: its volume {volume} is not on node {here} that host "
+            f"{host.name}'s base_url reaches",
+            "it was removed, or is on another node (Swarm does not move volumes); "
+            "restore a backup into a new instance",
+        )
+    return rt, current
 
 
 def _run(
@@ -355,7 +391,9 @@ def _run(
         _running(snap, owner, rt, host, state, tasks, deploy, db_url, started=True)
         _remove_secrets(rt, plan.stale)
         return
-    if current.labels.get("mno.spec") != digest:
+    mounted = runtime_swarm.mounted_volume(current.spec, snap.volume_path)
+    if current.labels.get("mno.spec") != digest or mounted != wanted.volume:
+        # a changed spec, or the mount of a restore that did not finish
         _update(snap, host, rt, owner, current, wanted, plan, wait, db_url, should_stop)
         return
     if _routing(current.labels) != _routing(wanted.labels):
@@ -389,7 +427,7 @@ def _running(
         snap.id,
         owner,
         status="running",
-        endpoint=_endpoint(rt, host, state, tasks, snap.port),
+        endpoint=endpoint_of(rt, host, state, tasks, snap.port),
         container_id=None,
         container_name=service_name(snap),
         deploy=deploy,
@@ -441,7 +479,7 @@ def _update(
     rolled_back(
         snap,
         owner,
-        _endpoint(rt, host, done, tasks, snap.port),
+        endpoint_of(rt, host, done, tasks, snap.port),
         current.image,
         Unhealthy(f"health check failed: {reason} (swarm: {done.update_message})"),
         db_url,
@@ -472,7 +510,22 @@ def _retry(fn: Any, *args: Any, attempts: int = 50) -> Any:
     return fn(*args)
 
 
-def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None) -> None:
+def _released(rt: SwarmRuntime, volume: str, timeout_s: float = 60.0) -> None:
+    """Wait until no running container mounts the volume (a removed service's tasks
+    stop asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while any(
+        state is not None and state.status in ("running", "restarting", "removing")
+        for state in (rt.inspect(cid) for cid in rt.volume_users(volume))
+    ):
+        if time.monotonic() >= deadline:
+            raise Unhealthy(f"volume {volume} is still in use {timeout_s:g}s after the removal")
+        time.sleep(0.2)
+
+
+def _terminate(
+    snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None, final_backup: Any
+) -> None:
     if snap.status != "terminating":
         record(snap.id, owner, status="terminating", db_url=db_url)
     if snap.host:
@@ -483,9 +536,15 @@ def _terminate(snap: Snapshot, rt: SwarmRuntime, owner: str, db_url: str | None)
         for secret in rt.secrets(instance=str(snap.id)):
             _retry(rt.remove_secret, secret["id"])
         volume = volume_name(snap)
-        # no final backup on a swarm: a volume asked to be backed up first is kept
-        if volume and snap.purge_data and not snap.backup_on_terminate:
+        backed_up = False
+        if volume and snap.backup_on_terminate and final_backup is not None:
+            _released(rt, volume)  # the tasks stopped writing: a consistent final backup
+            final_backup(rt, snap)
+            backed_up = True
+        if volume and (backed_up or (snap.purge_data and not snap.backup_on_terminate)):
             _retry(rt.remove_volume, volume)
+            if snap.previous_volume:  # the data a restore replaced goes too
+                _retry(rt.remove_volume, snap.previous_volume)
         network = network_name(snap)
         if network and provisioning.last_on_host(snap, db_url):
             with contextlib.suppress(runtime_docker.DockerFailure):

@@ -371,6 +371,36 @@ def capacity(host: HostConfig) -> int | None:
     return memory_bytes(host.memory) if host.memory else None
 
 
+SWARM_MEMORY_TTL_S = 2.0
+_swarm_memory: dict[str, tuple[float, int | None]] = {}
+
+
+def placement_memory(host: HostConfig) -> int | None:
+    """The memory placement counts on a host: its ``memory`` setting; for a swarm host
+    without one, the memory of its ready and active nodes, read live (cached for
+    ``SWARM_MEMORY_TTL_S``) so that a node joining or coming back from a drain makes room
+    for waiting instances at once."""
+    if host.memory or host.runtime != "swarm":
+        return capacity(host)
+    now = time.monotonic()
+    hit = _swarm_memory.get(host.name)
+    if hit is not None and now - hit[0] < SWARM_MEMORY_TTL_S:
+        return hit[1]
+    rt = runtime_docker.runtime(host)
+    try:
+        found = rt.call(lambda: rt.client.api.nodes())
+    except (runtime_docker.HostDown, runtime_docker.DockerFailure):
+        return None  # placement refuses an unreachable host before asking
+    total = sum(
+        int(((n.get("Description") or {}).get("Resources") or {}).get("MemoryBytes") or 0)
+        for n in found
+        if (n.get("Status") or {}).get("State") == "ready"
+        and (n.get("Spec") or {}).get("Availability") == "active"
+    )
+    _swarm_memory[host.name] = (now, total)
+    return total
+
+
 def fits(host: HostConfig, app_labels: dict[str, Any]) -> bool:
     return all(str(host.labels.get(k)) == str(v) for k, v in (app_labels or {}).items())
 
@@ -423,7 +453,7 @@ def place(
             reasons.append(f"{host.name}: at its limit of {host.max_instances} instances")
             full += 1
             continue
-        cap = capacity(host)
+        cap = placement_memory(host)
         free = (cap - taken["memory"]) if cap is not None else 2**62
         if memory and free < memory:
             reasons.append(f"{host.name}: {free} bytes free")

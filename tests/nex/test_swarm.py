@@ -390,3 +390,32 @@ def test_tier_labels_place_on_labelled_nodes_with_spread(sw: Nex, cli: Any) -> N
         assert get_page(view["endpoint"])[0] == 200
     finally:
         cli("host", "label", node, f"{key}-", "--host", "cluster")
+
+
+def test_a_drained_swarm_has_no_room_until_a_node_is_active_again(sw: Nex, cli: Any) -> None:
+    """A swarm host without a ``memory`` setting counts the memory of its ready and
+    active nodes, read live: with its only node drained an instance waits in
+    ``pending_capacity`` (instead of a service Swarm cannot place), and once the node is
+    active again (as when a node joins) the next pass places it."""
+    from mno.nex import hosts
+
+    node = sw.client.info()["Swarm"]["NodeID"]
+    tenant = sw.tenant()
+    sw.app(volume=False)
+    drained = cli("host", "drain", node, "--yes", "--host", "cluster")
+    assert drained.exit_code == 0, drained.output
+    try:
+        hosts._swarm_memory.clear()
+        name = sw.create(tenant, "web")
+        sw.tick()
+        view = sw.get(name)
+        assert view["status"] == "pending_capacity", view
+        assert "cluster: 0 bytes free" in view["last_error"], view
+        assert not sw.client.services.list(filters={"label": f"mno.instance={view['id']}"})
+    finally:
+        activated = cli("host", "activate", node, "--host", "cluster")
+        assert activated.exit_code == 0, activated.output
+    hosts._swarm_memory.clear()
+    view = _converge(sw, name)
+    assert view["status"] == "running" and view["tasks"] == "1/1", view
+    assert get_page(view["endpoint"])[0] == 200

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import sqlalchemy as sa
 
 from mno.store import requests
 from mno.store.db import session_scope
+from tests.processes import stop as _stop
+from tests.processes import wait_until as _wait
 from tests.sync.api import Api
 from tests.sync.conftest import World
 
@@ -48,27 +49,6 @@ def _start(url: str, tmp_path: Path, agent: str, n: int = 0) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _stop(*procs: subprocess.Popen[str]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-
-
-def _wait(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return bool(cond())
 
 
 def _passes_since(url: str, agent: str, since: datetime) -> Counter[str]:

@@ -10,20 +10,20 @@ written)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from mno.store import wake
 from mno.store.db import session_scope
+from tests.processes import stop as _stop
+from tests.processes import wait_until as _wait
 
 from .conftest import Receiver
 from .test_delivery import add_endpoint, emit, statuses
@@ -49,27 +49,6 @@ def _start(url: str, tmp_path: Path, interval: str, n: int = 0) -> subprocess.Po
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def _stop(*procs: subprocess.Popen[str]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-
-
-def _wait(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return bool(cond())
 
 
 def _passes_since(url: str, since: datetime) -> Counter[str]:

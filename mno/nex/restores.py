@@ -386,21 +386,18 @@ def restore(
     # housekeeper redoes if it is interrupted
     if old is not None:
         rt.remove(old.id)
-    if superseded and superseded not in (new_volume, old_volume):
-        remove_volume(rt, superseded, new_id)
-    kept: str | None = old_volume
-    if not keep_previous and remove_volume(rt, old_volume, new_id):
-        forget_previous(snap.id, old_volume, db_url)
-        kept = None
-    return {
-        "instance": snap.name,
-        "file": str(path),
-        "sha256": checksum,
-        "status": status,
-        "volume": new_volume,
-        "previous_volume": kept,
-        "previous_volume_until": audit.jsonable(until) if kept and until else None,
-    }
+    return _tidy_volumes(
+        rt,
+        snap,
+        {"file": str(path), "sha256": checksum, "status": status},
+        new_volume,
+        old_volume,
+        superseded,
+        keep_previous,
+        until,
+        new_id,
+        db_url,
+    )
 
 
 def _hold(
@@ -496,21 +493,18 @@ def _restore_service(
     _pause("swapped")
     # tidying, which the housekeeper redoes if it is interrupted: the replaced tasks'
     # containers still mount the previous volume until Swarm prunes them
-    if superseded and superseded not in (new_volume, old_volume):
-        remove_volume(rt, superseded, None)
-    kept: str | None = old_volume
-    if not keep_previous and remove_volume(rt, old_volume, None):
-        forget_previous(snap.id, old_volume, db_url)
-        kept = None
-    return {
-        "instance": snap.name,
-        "file": str(path),
-        "sha256": checksum,
-        "status": status,
-        "volume": new_volume,
-        "previous_volume": kept,
-        "previous_volume_until": audit.jsonable(until) if kept and until else None,
-    }
+    return _tidy_volumes(
+        rt,
+        snap,
+        {"file": str(path), "sha256": checksum, "status": status},
+        new_volume,
+        old_volume,
+        superseded,
+        keep_previous,
+        until,
+        None,
+        db_url,
+    )
 
 
 def _undo_service(
@@ -739,3 +733,33 @@ def remove_expired_previous(db_url: str | None = None, limit: int = 100) -> list
         forget_previous(iid, volume, db_url, actor="housekeeper")
         removed.append(f"{name}:{volume}")
     return removed
+
+
+def _tidy_volumes(
+    rt: Any,
+    snap: Any,
+    result: dict[str, Any],
+    new_volume: str,
+    old_volume: str,
+    superseded: str | None,
+    keep_previous: bool,
+    until: Any,
+    keep_container: str | None,
+    db_url: str | None,
+) -> dict[str, Any]:
+    """After a restore's swap: remove a volume an earlier restore left (``superseded``)
+    and, without ``keep_previous``, the replaced one; ``keep_container`` is a container that may
+    still mount them. The restore's answer, naming the volume kept and until when."""
+    if superseded and superseded not in (new_volume, old_volume):
+        remove_volume(rt, superseded, keep_container)
+    kept: str | None = old_volume
+    if not keep_previous and remove_volume(rt, old_volume, keep_container):
+        forget_previous(snap.id, old_volume, db_url)
+        kept = None
+    return {
+        "instance": snap.name,
+        **result,
+        "volume": new_volume,
+        "previous_volume": kept,
+        "previous_volume_until": audit.jsonable(until) if kept and until else None,
+    }
